@@ -1,0 +1,198 @@
+//! Activation functions with their derivatives: the CPU formulas that
+//! `shaders/activation.wgsl` mirrors.
+
+use crate::real::Real;
+use std::fmt;
+use std::str::FromStr;
+
+/// The activation applied after a dense layer's affine map.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Activation {
+    /// f(z) = z.
+    #[default]
+    Identity,
+    /// f(z) = 1 / (1 + e^−z).
+    Sigmoid,
+    /// f(z) = tanh z.
+    Tanh,
+    /// f(z) = max(z, 0); f'(0) = 0 as in torch.
+    Relu,
+    /// f(z) = z for z > 0, slope · z otherwise (torch's default slope 0.01).
+    LeakyRelu {
+        /// The slope for z ≤ 0.
+        slope: f32,
+    },
+    /// Exact GELU, f(z) = z · Φ(z) = ½ z (1 + erf(z / √2)).
+    Gelu,
+    /// GELU's tanh approximation, ½ z (1 + tanh(√(2/π) (z + 0.044715 z³))),
+    /// torch's `GELU(approximate='tanh')`.
+    GeluTanh,
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_TANH_C: f64 = 0.044_715;
+const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+/// Numerically stable logistic function.
+pub(crate) fn sigmoid<T: Real>(z: T) -> T {
+    if z >= T::zero() {
+        T::one() / (T::one() + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (T::one() + e)
+    }
+}
+
+impl Activation {
+    /// Leaky ReLU with torch's default slope, 0.01.
+    pub const LEAKY_RELU: Activation = Activation::LeakyRelu { slope: 0.01 };
+
+    /// f(z).
+    pub fn forward<T: Real>(self, z: T) -> T {
+        match self {
+            Activation::Identity => z,
+            Activation::Sigmoid => sigmoid(z),
+            Activation::Tanh => z.tanh(),
+            Activation::Relu => z.max(T::zero()),
+            Activation::LeakyRelu { slope } => {
+                if z > T::zero() {
+                    z
+                } else {
+                    T::of(slope as f64) * z
+                }
+            }
+            Activation::Gelu => T::of(0.5) * z * (T::one() + (z * T::of(INV_SQRT_2)).erf()),
+            Activation::GeluTanh => {
+                let inner = T::of(SQRT_2_OVER_PI) * (z + T::of(GELU_TANH_C) * z * z * z);
+                T::of(0.5) * z * (T::one() + inner.tanh())
+            }
+        }
+    }
+
+    /// f'(z), the factor backprop multiplies the incoming gradient by:
+    /// dZ = dA ⊙ f'(Z).
+    pub fn derivative<T: Real>(self, z: T) -> T {
+        match self {
+            Activation::Identity => T::one(),
+            Activation::Sigmoid => {
+                let s = sigmoid(z);
+                s * (T::one() - s)
+            }
+            Activation::Tanh => {
+                let t = z.tanh();
+                T::one() - t * t
+            }
+            Activation::Relu => {
+                if z > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            Activation::LeakyRelu { slope } => {
+                if z > T::zero() {
+                    T::one()
+                } else {
+                    T::of(slope as f64)
+                }
+            }
+            // d/dz z·Φ(z) = Φ(z) + z·φ(z)
+            Activation::Gelu => {
+                let cdf = T::of(0.5) * (T::one() + (z * T::of(INV_SQRT_2)).erf());
+                let pdf = T::of(INV_SQRT_2PI) * (T::of(-0.5) * z * z).exp();
+                cdf + z * pdf
+            }
+            // ½(1 + t) + ½ z (1 − t²) · √(2/π) (1 + 3c z²), t = tanh(inner)
+            Activation::GeluTanh => {
+                let c = T::of(GELU_TANH_C);
+                let k = T::of(SQRT_2_OVER_PI);
+                let t = (k * (z + c * z * z * z)).tanh();
+                let half = T::of(0.5);
+                half * (T::one() + t)
+                    + half * z * (T::one() - t * t) * k * (T::one() + T::of(3.0) * c * z * z)
+            }
+        }
+    }
+
+    /// torch.nn.init.calculate_gain for this activation (GELU counted as ReLU).
+    pub fn gain(self) -> f64 {
+        match self {
+            Activation::Identity | Activation::Sigmoid => 1.0,
+            Activation::Tanh => 5.0 / 3.0,
+            Activation::Relu | Activation::Gelu | Activation::GeluTanh => 2f64.sqrt(),
+            Activation::LeakyRelu { slope } => (2.0 / (1.0 + (slope as f64).powi(2))).sqrt(),
+        }
+    }
+
+    /// The code the GPU shaders switch on, and the slope parameter.
+    pub(crate) fn code(self) -> (u32, f32) {
+        match self {
+            Activation::Identity => (0, 0.0),
+            Activation::Sigmoid => (1, 0.0),
+            Activation::Tanh => (2, 0.0),
+            Activation::Relu => (3, 0.0),
+            Activation::LeakyRelu { slope } => (4, slope),
+            Activation::Gelu => (5, 0.0),
+            Activation::GeluTanh => (6, 0.0),
+        }
+    }
+
+    /// Every activation, with the default leaky slope: for tests and help text.
+    pub const ALL: [Activation; 7] = [
+        Activation::Identity,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Relu,
+        Activation::LEAKY_RELU,
+        Activation::Gelu,
+        Activation::GeluTanh,
+    ];
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Activation::Identity => f.write_str("identity"),
+            Activation::Sigmoid => f.write_str("sigmoid"),
+            Activation::Tanh => f.write_str("tanh"),
+            Activation::Relu => f.write_str("relu"),
+            Activation::LeakyRelu { slope } if *slope == 0.01 => f.write_str("leaky_relu"),
+            Activation::LeakyRelu { slope } => write!(f, "leaky_relu:{slope}"),
+            Activation::Gelu => f.write_str("gelu"),
+            Activation::GeluTanh => f.write_str("gelu_tanh"),
+        }
+    }
+}
+
+impl FromStr for Activation {
+    type Err = String;
+
+    /// Parses the names `Display` writes; `leaky_relu:0.2` sets the slope.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Some(slope) = s.strip_prefix("leaky_relu:") {
+            let slope: f32 = slope
+                .parse()
+                .map_err(|_| format!("leaky_relu slope `{slope}` is not a number"))?;
+            if !slope.is_finite() {
+                return Err(format!("leaky_relu slope `{slope}` is not finite"));
+            }
+            return Ok(Activation::LeakyRelu { slope });
+        }
+        Ok(match s {
+            "identity" | "linear" | "none" => Activation::Identity,
+            "sigmoid" => Activation::Sigmoid,
+            "tanh" => Activation::Tanh,
+            "relu" => Activation::Relu,
+            "leaky_relu" => Activation::LEAKY_RELU,
+            "gelu" => Activation::Gelu,
+            "gelu_tanh" => Activation::GeluTanh,
+            _ => {
+                return Err(format!(
+                    "unknown activation `{s}` (expected identity, sigmoid, tanh, relu, leaky_relu[:SLOPE], gelu or gelu_tanh)"
+                ));
+            }
+        })
+    }
+}

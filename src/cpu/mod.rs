@@ -1,0 +1,178 @@
+//! The CPU reference backend: the readable truth the GPU kernels are checked
+//! against, generic over `f32` (what the GPU computes) and `f64` (ground
+//! truth for gradient checks).
+
+mod dense;
+
+pub use dense::{dense_backward, dense_forward};
+
+use crate::loss::{Loss, TargetBatch};
+use crate::model::Mlp;
+use crate::optim::Optimizer;
+use crate::real::Real;
+
+/// A network's parameters, gradients and optimizer state on the CPU, with the
+/// activations of the last forward pass kept for the backward pass.
+///
+/// ```
+/// use retroprop::cpu::Network;
+/// use retroprop::{Activation, Init, Loss, Mlp, Sgd, TargetBatch};
+/// let mlp = Mlp::new(&[2, 3, 1], Activation::Tanh, Activation::Identity)?;
+/// let params: Vec<f64> = mlp.init(Init::XavierUniform, 7).iter().map(|&p| p as f64).collect();
+/// let mut net = Network::new(mlp, params, Sgd::default().lr(0.1).into());
+/// let x = [0.0, 1.0, 1.0, 0.0];
+/// let y = [1.0f32, 1.0];
+/// let before = net.train_step(&x, Loss::Mse, TargetBatch::Values(&y));
+/// let after = net.train_step(&x, Loss::Mse, TargetBatch::Values(&y));
+/// assert!(after < before);
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Network<T: Real> {
+    mlp: Mlp,
+    params: Vec<T>,
+    grads: Vec<T>,
+    optimizer: Optimizer,
+    state: Vec<T>,
+    step: u64,
+    /// Pre-activations Z and activations A of each layer, for the last batch.
+    z: Vec<Vec<T>>,
+    a: Vec<Vec<T>>,
+    /// dL/dA of the current layer and dL/dZ, reused across steps.
+    grad_a: Vec<T>,
+    grad_z: Vec<T>,
+}
+
+impl<T: Real> Network<T> {
+    /// A network with the given parameters (length `mlp.parameter_count()`).
+    ///
+    /// # Panics
+    /// If `params` has the wrong length or the optimizer is invalid; the
+    /// trainer validates both and returns errors instead.
+    pub fn new(mlp: Mlp, params: Vec<T>, optimizer: Optimizer) -> Network<T> {
+        assert_eq!(params.len(), mlp.parameter_count(), "parameter count");
+        let n = params.len();
+        let layers = mlp.layers().len();
+        Network {
+            grads: vec![T::zero(); n],
+            state: vec![T::of(optimizer.initial_state()); optimizer.state_slots() * n],
+            mlp,
+            params,
+            optimizer,
+            step: 0,
+            z: vec![Vec::new(); layers],
+            a: vec![Vec::new(); layers],
+            grad_a: Vec::new(),
+            grad_z: Vec::new(),
+        }
+    }
+
+    /// The network description.
+    pub fn mlp(&self) -> &Mlp {
+        &self.mlp
+    }
+
+    /// The flat parameter vector.
+    pub fn params(&self) -> &[T] {
+        &self.params
+    }
+
+    /// The flat parameter vector, to change in place.
+    pub fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+
+    /// The gradients of the last backward pass, laid out like the parameters.
+    pub fn grads(&self) -> &[T] {
+        &self.grads
+    }
+
+    /// The optimizer state, slot-major.
+    pub fn optimizer_state(&self) -> &[T] {
+        &self.state
+    }
+
+    /// Number of optimizer steps taken.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// The forward pass over `x` (rows × inputs); returns the output
+    /// (rows × outputs).
+    pub fn forward(&mut self, x: &[T]) -> &[T] {
+        let rows = x.len() / self.mlp.inputs();
+        for (l, layer) in self.mlp.layers().iter().enumerate() {
+            let (done, rest) = self.a.split_at_mut(l);
+            let input = if l == 0 { x } else { &done[l - 1] };
+            let z = &mut self.z[l];
+            let a = &mut rest[0];
+            z.resize(rows * layer.outputs, T::zero());
+            a.resize(rows * layer.outputs, T::zero());
+            dense_forward(
+                input,
+                &self.params[self.mlp.weight_range(l)],
+                &self.params[self.mlp.bias_range(l)],
+                layer.activation,
+                z,
+                a,
+            );
+        }
+        &self.a[self.mlp.layers().len() - 1]
+    }
+
+    /// Forward pass, loss, and backward pass by the chain rule: fills
+    /// [`grads`](Self::grads) and returns the batch's mean loss.
+    pub fn loss_and_gradients(&mut self, x: &[T], loss: Loss, targets: TargetBatch<'_>) -> T {
+        self.forward(x);
+        let last = self.mlp.layers().len() - 1;
+        let width = self.mlp.outputs();
+        self.grad_z.resize(self.a[last].len(), T::zero());
+        let value = loss.forward_backward(&self.a[last], width, targets, &mut self.grad_z);
+        for l in (0..=last).rev() {
+            let layer = self.mlp.layers()[l];
+            let input = if l == 0 { x } else { &self.a[l - 1] };
+            let (weight_grad, bias_grad) = {
+                let (w, b) = (self.mlp.weight_range(l), self.mlp.bias_range(l));
+                let (head, tail) = self.grads.split_at_mut(b.start);
+                (&mut head[w], &mut tail[..b.len()])
+            };
+            let input_grad = (l > 0).then_some(&mut self.grad_a);
+            dense_backward(
+                input,
+                &self.params[self.mlp.weight_range(l)],
+                &self.z[l],
+                layer.activation,
+                &mut self.grad_z,
+                weight_grad,
+                bias_grad,
+                input_grad,
+            );
+            if l > 0 {
+                std::mem::swap(&mut self.grad_a, &mut self.grad_z);
+            }
+        }
+        value
+    }
+
+    /// One optimizer step on the current gradients, at the optimizer's
+    /// learning rate or `lr` when given.
+    pub fn update(&mut self, lr: Option<f64>) {
+        self.step += 1;
+        let lr = lr.unwrap_or(self.optimizer.lr());
+        self.optimizer.step(
+            &mut self.params,
+            &self.grads,
+            &mut self.state,
+            self.step,
+            lr,
+        );
+    }
+
+    /// Forward, backward and update on one batch; returns the batch loss
+    /// (before the update).
+    pub fn train_step(&mut self, x: &[T], loss: Loss, targets: TargetBatch<'_>) -> T {
+        let value = self.loss_and_gradients(x, loss, targets);
+        self.update(None);
+        value
+    }
+}

@@ -1,0 +1,399 @@
+//! Data sets: features and targets held row-major in memory, validated once,
+//! with seeded shuffling and splitting, and a CSV reader.
+
+use crate::error::{Error, Result};
+use crate::loss::TargetBatch;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+/// What a data set's rows are labelled with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// One class index per row, for cross-entropy.
+    Classes(Vec<u32>),
+    /// `width` values per row, row-major, for MSE and BCE.
+    Values {
+        /// The values.
+        values: Vec<f32>,
+        /// Values per row.
+        width: usize,
+    },
+}
+
+/// A labelled data set, validated: rectangular, finite, not empty.
+///
+/// ```
+/// use retroprop::{Dataset, Targets};
+/// let xor = Dataset::new(
+///     vec![0., 0., 0., 1., 1., 0., 1., 1.],
+///     2,
+///     Targets::Values { values: vec![0., 1., 1., 0.], width: 1 },
+/// )?;
+/// assert_eq!(xor.rows(), 4);
+/// assert!(Dataset::new(vec![f32::NAN, 0.], 2, Targets::Classes(vec![0])).is_err());
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    x: Vec<f32>,
+    features: usize,
+    targets: Targets,
+}
+
+impl Dataset {
+    /// A data set of `x.len() / features` rows. Fails if it is empty, if the
+    /// sizes disagree, or if any input or target is NaN or infinite (naming
+    /// the row and column).
+    pub fn new(x: Vec<f32>, features: usize, targets: Targets) -> Result<Dataset> {
+        if features == 0 {
+            return Err(Error::Empty {
+                what: "the feature list".into(),
+            });
+        }
+        if x.is_empty() {
+            return Err(Error::Empty {
+                what: "the data set".into(),
+            });
+        }
+        if !x.len().is_multiple_of(features) {
+            return Err(Error::Shape {
+                what: format!("inputs ({} values) as rows of {features} features", x.len()),
+                expected: x.len().div_ceil(features) * features,
+                got: x.len(),
+            });
+        }
+        let rows = x.len() / features;
+        check_finite("inputs", &x, features)?;
+        match &targets {
+            Targets::Classes(labels) => {
+                if labels.len() != rows {
+                    return Err(Error::Shape {
+                        what: "class labels (one per row)".into(),
+                        expected: rows,
+                        got: labels.len(),
+                    });
+                }
+            }
+            Targets::Values { values, width } => {
+                if *width == 0 {
+                    return Err(Error::Empty {
+                        what: "the target columns".into(),
+                    });
+                }
+                if values.len() != rows * width {
+                    return Err(Error::Shape {
+                        what: format!("targets ({width} per row)"),
+                        expected: rows * width,
+                        got: values.len(),
+                    });
+                }
+                check_finite("targets", values, *width)?;
+            }
+        }
+        Ok(Dataset {
+            x,
+            features,
+            targets,
+        })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.x.len() / self.features
+    }
+
+    /// Number of input features per row.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// The inputs, row-major.
+    pub fn x(&self) -> &[f32] {
+        &self.x
+    }
+
+    /// The targets.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// Targets per row: 1 for class labels.
+    pub fn target_width(&self) -> usize {
+        match &self.targets {
+            Targets::Classes(_) => 1,
+            Targets::Values { width, .. } => *width,
+        }
+    }
+
+    /// The targets of rows `range`, as a loss takes them.
+    pub fn target_batch(&self, range: std::ops::Range<usize>) -> TargetBatch<'_> {
+        match &self.targets {
+            Targets::Classes(labels) => TargetBatch::Classes(&labels[range]),
+            Targets::Values { values, width } => {
+                TargetBatch::Values(&values[range.start * width..range.end * width])
+            }
+        }
+    }
+
+    /// Copies the rows listed in `indices`, in that order, into reusable
+    /// buffers: inputs into `x`, and targets into `values` or `labels`
+    /// (whichever kind this data set has; the other is left empty).
+    pub fn gather(
+        &self,
+        indices: &[u32],
+        x: &mut Vec<f32>,
+        values: &mut Vec<f32>,
+        labels: &mut Vec<u32>,
+    ) {
+        let f = self.features;
+        x.clear();
+        values.clear();
+        labels.clear();
+        for &i in indices {
+            x.extend_from_slice(&self.x[i as usize * f..(i as usize + 1) * f]);
+        }
+        match &self.targets {
+            Targets::Classes(all) => labels.extend(indices.iter().map(|&i| all[i as usize])),
+            Targets::Values { values: all, width } => {
+                for &i in indices {
+                    values.extend_from_slice(&all[i as usize * width..(i as usize + 1) * width]);
+                }
+            }
+        }
+    }
+
+    /// The rows listed in `indices`, in that order, as a new data set.
+    pub fn select(&self, indices: &[u32]) -> Dataset {
+        let (mut x, mut values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        self.gather(indices, &mut x, &mut values, &mut labels);
+        let targets = match &self.targets {
+            Targets::Classes(_) => Targets::Classes(labels),
+            Targets::Values { width, .. } => Targets::Values {
+                values,
+                width: *width,
+            },
+        };
+        Dataset {
+            x,
+            features: self.features,
+            targets,
+        }
+    }
+
+    /// A seeded random split: `(rest, held_out)` with `fraction` of the rows
+    /// (rounded, at least one of each) held out.
+    pub fn split(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::Hyperparameter {
+                name: "validation fraction",
+                value: fraction,
+                reason: "must be strictly between 0 and 1",
+            });
+        }
+        let rows = self.rows();
+        if rows < 2 {
+            return Err(Error::Config(format!(
+                "cannot split a data set of {rows} row"
+            )));
+        }
+        let held = ((rows as f64 * fraction).round() as usize).clamp(1, rows - 1);
+        let mut order: Vec<u32> = (0..rows as u32).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let (held_out, rest) = order.split_at(held);
+        Ok((self.select(rest), self.select(held_out)))
+    }
+
+    /// Checks class labels against the number of classes a network outputs.
+    pub fn check_classes(&self, classes: usize) -> Result<()> {
+        if let Targets::Classes(labels) = &self.targets
+            && let Some(row) = labels.iter().position(|&l| l as usize >= classes)
+        {
+            return Err(Error::LabelOutOfRange {
+                row,
+                label: labels[row] as f64,
+                classes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Per-feature mean and standard deviation (population), for
+    /// standardisation; a constant feature gets a deviation of 1.
+    pub fn feature_stats(&self) -> (Vec<f32>, Vec<f32>) {
+        let f = self.features;
+        let n = self.rows() as f64;
+        let mut mean = vec![0f64; f];
+        for row in self.x.chunks_exact(f) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; f];
+        for row in self.x.chunks_exact(f) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        let std = var
+            .iter()
+            .map(|s| {
+                let sd = (s / n).sqrt();
+                if sd > 1e-12 { sd as f32 } else { 1.0 }
+            })
+            .collect();
+        (mean.iter().map(|&m| m as f32).collect(), std)
+    }
+
+    /// Applies (x − mean) / std to every row.
+    pub fn standardize(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
+        for (what, v) in [
+            ("standardisation means", mean),
+            ("standardisation deviations", std),
+        ] {
+            if v.len() != self.features {
+                return Err(Error::Shape {
+                    what: what.into(),
+                    expected: self.features,
+                    got: v.len(),
+                });
+            }
+        }
+        for row in self.x.chunks_exact_mut(self.features) {
+            for ((v, m), s) in row.iter_mut().zip(mean).zip(std) {
+                *v = (*v - m) / s;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a CSV file whose last `target_columns` columns are targets. A
+    /// first row that is not all numbers is taken as a header. With
+    /// `classes`, the single target column holds class indices 0, 1, 2, …
+    /// Errors name the file, the row (1-based, as an editor shows it) and the
+    /// column.
+    pub fn from_csv(
+        path: impl AsRef<Path>,
+        target_columns: usize,
+        classes: bool,
+    ) -> Result<Dataset> {
+        let path = path.as_ref();
+        let parse_err = |message: String| Error::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        if target_columns == 0 {
+            return Err(parse_err("needs at least one target column".into()));
+        }
+        if classes && target_columns != 1 {
+            return Err(parse_err(format!(
+                "class labels come from one column, but {target_columns} target columns were asked for"
+            )));
+        }
+        let file = std::fs::File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(std::io::BufReader::new(file));
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut width = None;
+        for (index, record) in reader.records().enumerate() {
+            let line = index + 1;
+            let record = record.map_err(|e| parse_err(format!("row {line}: {e}")))?;
+            if record.iter().all(|f| f.is_empty()) {
+                continue;
+            }
+            if index == 0 && record.iter().any(|f| f.parse::<f64>().is_err()) {
+                continue; // header
+            }
+            let columns = record.len();
+            match width {
+                None => {
+                    if columns <= target_columns {
+                        return Err(parse_err(format!(
+                            "row {line} has {columns} columns, but {target_columns} are targets: no feature columns are left"
+                        )));
+                    }
+                    width = Some(columns);
+                }
+                Some(w) if w != columns => {
+                    return Err(parse_err(format!(
+                        "row {line} has {columns} columns, expected {w} like the rows before it"
+                    )));
+                }
+                _ => {}
+            }
+            for (c, field) in record.iter().enumerate() {
+                let value: f64 = field.parse().map_err(|_| {
+                    parse_err(format!(
+                        "row {line}, column {}: `{field}` is not a number",
+                        c + 1
+                    ))
+                })?;
+                if !value.is_finite() {
+                    return Err(parse_err(format!(
+                        "row {line}, column {}: `{field}` is not a finite number",
+                        c + 1
+                    )));
+                }
+                if c < columns - target_columns {
+                    x.push(value as f32);
+                } else if classes {
+                    if value < 0.0 || value.fract() != 0.0 || value > u32::MAX as f64 {
+                        return Err(parse_err(format!(
+                            "row {line}, column {}: class label `{field}` is not a non-negative integer",
+                            c + 1
+                        )));
+                    }
+                    y.push(value as f32);
+                } else {
+                    y.push(value as f32);
+                }
+            }
+        }
+        let Some(width) = width else {
+            return Err(parse_err("no data rows".into()));
+        };
+        let targets = if classes {
+            Targets::Classes(y.iter().map(|&v| v as u32).collect())
+        } else {
+            Targets::Values {
+                values: y,
+                width: target_columns,
+            }
+        };
+        Dataset::new(x, width - target_columns, targets)
+    }
+}
+
+fn check_finite(what: &str, values: &[f32], width: usize) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::NonFinite {
+            what: what.into(),
+            row: i / width,
+            column: i % width,
+            value: values[i] as f64,
+        }),
+    }
+}
+
+/// The order rows are visited in during `epoch` (0-based): a seeded shuffle,
+/// the same for every backend and every run, or file order without shuffle.
+pub fn epoch_order(rows: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..rows as u32).collect();
+    if shuffle {
+        // One generator per epoch, derived from the seed, so that a resumed
+        // run sees the same order without replaying earlier epochs.
+        let epoch_seed = seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed));
+    }
+    order
+}

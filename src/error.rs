@@ -1,0 +1,107 @@
+//! The one error type of the library.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong, each variant saying what and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two things that must agree in size do not.
+    #[error("shape mismatch in {what}: expected {expected}, got {got}")]
+    Shape {
+        /// What was being checked, e.g. "inputs of layer 0".
+        what: String,
+        /// The size that was needed.
+        expected: usize,
+        /// The size that was found.
+        got: usize,
+    },
+    /// A data set, batch or architecture with nothing in it.
+    #[error("{what} is empty")]
+    Empty {
+        /// What was empty.
+        what: String,
+    },
+    /// NaN or an infinity in inputs or targets.
+    #[error("{what} row {row}, column {column} is not finite ({value})")]
+    NonFinite {
+        /// "inputs" or "targets" (with a file name when there is one).
+        what: String,
+        /// Zero-based row.
+        row: usize,
+        /// Zero-based column.
+        column: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// A class label outside `0..classes`.
+    #[error(
+        "class label {label} at row {row} is out of range: the network has {classes} classes (labels 0..{classes})"
+    )]
+    LabelOutOfRange {
+        /// Zero-based row.
+        row: usize,
+        /// The label found.
+        label: f64,
+        /// Number of classes the network outputs.
+        classes: usize,
+    },
+    /// A layer with zero inputs or outputs.
+    #[error("layer {layer} has zero {side}; every layer needs at least one input and one output")]
+    ZeroSizedLayer {
+        /// Zero-based layer index.
+        layer: usize,
+        /// "inputs" or "outputs".
+        side: &'static str,
+    },
+    /// A hyperparameter outside its valid range.
+    #[error("invalid hyperparameter {name} = {value}: {reason}")]
+    Hyperparameter {
+        /// The torch-style name, e.g. "lr" or "betas.0".
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// What a valid value looks like.
+        reason: &'static str,
+    },
+    /// A combination of settings that cannot work together.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A data file that cannot be parsed.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where (row, column, tensor).
+        message: String,
+    },
+    /// No GPU adapter where one was required.
+    #[error(
+        "no GPU adapter found ({0}). Install a Vulkan driver: your GPU vendor's, or Mesa's software Vulkan on a machine without a GPU (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`), or use the CPU backend (device `cpu`)"
+    )]
+    NoAdapter(String),
+    /// The GPU device failed (lost, out of memory, validation).
+    #[error("GPU error: {0}")]
+    Gpu(String),
+    /// Training produced a NaN or infinite loss.
+    #[error(
+        "training diverged at step {step}: the loss is {loss}; lower the learning rate or clip gradients"
+    )]
+    Diverged {
+        /// The optimizer step (1-based) at which it was detected.
+        step: u64,
+        /// The loss value seen.
+        loss: f64,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,50 @@
+//! retroprop trains dense neural networks (multilayer perceptrons) by
+//! backpropagation, with the whole forward/backward/update loop in WGSL
+//! compute shaders run through wgpu, and a CPU reference backend that
+//! computes the same thing.
+//!
+//! ```
+//! use retroprop::{Activation, Adam, Dataset, Device, Loss, Mlp, Targets, TrainConfig, Trainer};
+//! // y = x₀ − x₁ on a small grid.
+//! let mut x = Vec::new();
+//! let mut y = Vec::new();
+//! for i in 0..8 {
+//!     for j in 0..8 {
+//!         let (a, b) = (i as f32 / 8.0, j as f32 / 8.0);
+//!         x.extend([a, b]);
+//!         y.push(a - b);
+//!     }
+//! }
+//! let data = Dataset::new(x, 2, Targets::Values { values: y, width: 1 })?;
+//! let mlp = Mlp::new(&[2, 16, 1], Activation::Tanh, Activation::Identity)?;
+//! let config = TrainConfig::default()
+//!     .loss(Loss::Mse)
+//!     .optimizer(Adam::default().lr(1e-2))
+//!     .batch_size(16)
+//!     .epochs(100)
+//!     .device(Device::Cpu);
+//! let mut trainer = Trainer::new(mlp, config)?;
+//! let history = trainer.fit(&data, None)?;
+//! assert!(history.epochs.last().unwrap().train_loss < 1e-3);
+//! # Ok::<(), retroprop::Error>(())
+//! ```
+
+pub mod activation;
+pub mod cpu;
+pub mod data;
+pub mod error;
+pub mod gpu;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod real;
+pub mod train;
+
+pub use activation::Activation;
+pub use data::{Dataset, Targets};
+pub use error::{Error, Result};
+pub use loss::{Loss, TargetBatch};
+pub use model::{Init, Layer, Mlp};
+pub use optim::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
+pub use real::Real;
+pub use train::{Device, EpochRecord, Evaluation, History, TrainConfig, Trainer};

@@ -1,0 +1,266 @@
+//! The network description (a stack of dense layers), the layout of its
+//! parameters in one flat vector, and their initialisation.
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+use std::ops::Range;
+
+/// One dense layer: Z = A_prev · Wᵀ + b, A = f(Z), with W of shape
+/// `[outputs, inputs]` as in `torch.nn.Linear`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layer {
+    /// Width of the layer's input.
+    pub inputs: usize,
+    /// Width of the layer's output.
+    pub outputs: usize,
+    /// The activation f applied to Z.
+    pub activation: Activation,
+}
+
+/// A multilayer perceptron: dense layers, each feeding the next.
+///
+/// Parameters live in one flat vector, layer after layer, each layer's
+/// weight (`outputs × inputs`, row-major) followed by its bias: the order of
+/// a torch `state_dict` of `nn.ModuleList([nn.Linear, ...])`.
+///
+/// ```
+/// use retroprop::{Activation, Mlp};
+/// let mlp = Mlp::new(&[2, 4, 1], Activation::Tanh, Activation::Identity)?;
+/// assert_eq!(mlp.parameter_count(), 2 * 4 + 4 + 4 * 1 + 1);
+/// assert_eq!(mlp.weight_range(1), 12..16);
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mlp {
+    layers: Vec<Layer>,
+    offsets: Vec<usize>,
+}
+
+impl Mlp {
+    /// A network with the given layer sizes (input first, output last), one
+    /// activation for every hidden layer and one for the output layer.
+    pub fn new(sizes: &[usize], hidden: Activation, output: Activation) -> Result<Mlp> {
+        if sizes.len() < 2 {
+            return Err(Error::Config(format!(
+                "an architecture needs at least an input and an output size, got {sizes:?}"
+            )));
+        }
+        let last = sizes.len() - 2;
+        let activations: Vec<Activation> = (0..=last)
+            .map(|l| if l == last { output } else { hidden })
+            .collect();
+        Mlp::with_activations(sizes, &activations)
+    }
+
+    /// A network with one activation given per layer.
+    pub fn with_activations(sizes: &[usize], activations: &[Activation]) -> Result<Mlp> {
+        if sizes.len() < 2 {
+            return Err(Error::Config(format!(
+                "an architecture needs at least an input and an output size, got {sizes:?}"
+            )));
+        }
+        if activations.len() != sizes.len() - 1 {
+            return Err(Error::Shape {
+                what: "activations (one per layer)".into(),
+                expected: sizes.len() - 1,
+                got: activations.len(),
+            });
+        }
+        let layers = sizes
+            .windows(2)
+            .zip(activations)
+            .map(|(w, &activation)| Layer {
+                inputs: w[0],
+                outputs: w[1],
+                activation,
+            })
+            .collect();
+        Mlp::from_layers(layers)
+    }
+
+    /// A network from explicit layers; each layer's inputs must equal the
+    /// previous layer's outputs.
+    pub fn from_layers(layers: Vec<Layer>) -> Result<Mlp> {
+        if layers.is_empty() {
+            return Err(Error::Empty {
+                what: "the list of layers".into(),
+            });
+        }
+        let mut offsets = vec![0];
+        for (l, layer) in layers.iter().enumerate() {
+            if layer.inputs == 0 {
+                return Err(Error::ZeroSizedLayer {
+                    layer: l,
+                    side: "inputs",
+                });
+            }
+            if layer.outputs == 0 {
+                return Err(Error::ZeroSizedLayer {
+                    layer: l,
+                    side: "outputs",
+                });
+            }
+            if l > 0 && layers[l - 1].outputs != layer.inputs {
+                return Err(Error::Shape {
+                    what: format!("inputs of layer {l} (outputs of layer {})", l - 1),
+                    expected: layers[l - 1].outputs,
+                    got: layer.inputs,
+                });
+            }
+            if let Activation::LeakyRelu { slope } = layer.activation
+                && !slope.is_finite()
+            {
+                return Err(Error::Hyperparameter {
+                    name: "leaky_relu slope",
+                    value: slope as f64,
+                    reason: "must be finite",
+                });
+            }
+            let end = offsets[l] + layer.outputs * layer.inputs + layer.outputs;
+            offsets.push(end);
+        }
+        Ok(Mlp { layers, offsets })
+    }
+
+    /// The layers, input side first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Width of the network's input.
+    pub fn inputs(&self) -> usize {
+        self.layers[0].inputs
+    }
+
+    /// Width of the network's output.
+    pub fn outputs(&self) -> usize {
+        self.layers[self.layers.len() - 1].outputs
+    }
+
+    /// All layer sizes, input first: `[inputs, hidden…, outputs]`.
+    pub fn sizes(&self) -> Vec<usize> {
+        std::iter::once(self.inputs())
+            .chain(self.layers.iter().map(|l| l.outputs))
+            .collect()
+    }
+
+    /// The widest layer output (the activation buffers' width).
+    pub fn max_width(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| l.outputs.max(l.inputs))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Number of parameters, weights and biases together.
+    pub fn parameter_count(&self) -> usize {
+        self.offsets[self.layers.len()]
+    }
+
+    /// Where layer `l`'s weight sits in the flat parameter vector.
+    pub fn weight_range(&self, l: usize) -> Range<usize> {
+        let start = self.offsets[l];
+        start..start + self.layers[l].outputs * self.layers[l].inputs
+    }
+
+    /// Where layer `l`'s bias sits in the flat parameter vector.
+    pub fn bias_range(&self, l: usize) -> Range<usize> {
+        let end = self.offsets[l + 1];
+        end - self.layers[l].outputs..end
+    }
+
+    /// Fresh parameters drawn from `init` with a seeded generator: the same
+    /// seed gives the same numbers on every run and machine.
+    pub fn init(&self, init: Init, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut params = vec![0f32; self.parameter_count()];
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (fan_in, fan_out) = (layer.inputs as f64, layer.outputs as f64);
+            let gain = layer.activation.gain();
+            let weight = &mut params[self.weight_range(l)];
+            let bias_bound = match init {
+                Init::TorchDefault => {
+                    // kaiming_uniform_(a=√5) reduces to U(±1/√fan_in); the
+                    // bias is U(±1/√fan_in) too.
+                    fill_uniform(weight, 1.0 / fan_in.sqrt(), &mut rng);
+                    1.0 / fan_in.sqrt()
+                }
+                Init::XavierUniform => {
+                    fill_uniform(weight, gain * (6.0 / (fan_in + fan_out)).sqrt(), &mut rng);
+                    0.0
+                }
+                Init::XavierNormal => {
+                    fill_normal(weight, gain * (2.0 / (fan_in + fan_out)).sqrt(), &mut rng);
+                    0.0
+                }
+                Init::KaimingUniform => {
+                    fill_uniform(weight, gain * (3.0 / fan_in).sqrt(), &mut rng);
+                    0.0
+                }
+                Init::KaimingNormal => {
+                    fill_normal(weight, gain / fan_in.sqrt(), &mut rng);
+                    0.0
+                }
+            };
+            if bias_bound > 0.0 {
+                fill_uniform(&mut params[self.bias_range(l)], bias_bound, &mut rng);
+            }
+        }
+        params
+    }
+}
+
+fn fill_uniform(values: &mut [f32], bound: f64, rng: &mut ChaCha8Rng) {
+    let dist = Uniform::new_inclusive(-bound, bound).expect("bound is finite");
+    for v in values {
+        *v = dist.sample(rng) as f32;
+    }
+}
+
+fn fill_normal(values: &mut [f32], std: f64, rng: &mut ChaCha8Rng) {
+    let dist = Normal::new(0.0, std).expect("std is finite");
+    for v in values {
+        *v = dist.sample(rng) as f32;
+    }
+}
+
+/// How weights are initialised. The Xavier and He variants scale by
+/// `torch.nn.init.calculate_gain` of the layer's own activation (GELU counted
+/// as ReLU) and start biases at zero; He uses fan-in mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Init {
+    /// torch's `nn.Linear` default: W and b uniform in ±1/√fan_in.
+    #[default]
+    TorchDefault,
+    /// Glorot & Bengio: U(±gain·√(6/(fan_in+fan_out))).
+    XavierUniform,
+    /// Glorot & Bengio: N(0, gain·√(2/(fan_in+fan_out))).
+    XavierNormal,
+    /// He et al.: U(±gain·√(3/fan_in)).
+    KaimingUniform,
+    /// He et al.: N(0, gain/√fan_in).
+    KaimingNormal,
+}
+
+impl std::str::FromStr for Init {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s.trim() {
+            "torch" | "default" => Init::TorchDefault,
+            "xavier_uniform" | "glorot_uniform" => Init::XavierUniform,
+            "xavier_normal" | "glorot_normal" => Init::XavierNormal,
+            "kaiming_uniform" | "he_uniform" => Init::KaimingUniform,
+            "kaiming_normal" | "he_normal" => Init::KaimingNormal,
+            other => {
+                return Err(format!(
+                    "unknown initialisation `{other}` (expected torch, xavier_uniform, xavier_normal, kaiming_uniform or kaiming_normal)"
+                ));
+            }
+        })
+    }
+}

@@ -1,0 +1,597 @@
+//! The trainer: fit, evaluate and predict, the same calls on either backend.
+
+use crate::cpu::Network;
+use crate::data::{Dataset, Targets, epoch_order};
+use crate::error::{Error, Result};
+use crate::loss::{Loss, TargetBatch};
+use crate::model::{Init, Mlp};
+use crate::optim::Optimizer;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Instant;
+
+/// Where training runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU reference backend.
+    Cpu,
+    /// A wgpu adapter, whatever it is (a real GPU, or Mesa's lavapipe).
+    Gpu,
+    /// A hardware GPU when there is one, otherwise the CPU.
+    #[default]
+    Auto,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Gpu => "gpu",
+            Device::Auto => "auto",
+        })
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "cpu" => Ok(Device::Cpu),
+            "gpu" => Ok(Device::Gpu),
+            "auto" => Ok(Device::Auto),
+            other => Err(format!(
+                "unknown device `{other}` (expected auto, cpu or gpu)"
+            )),
+        }
+    }
+}
+
+/// How to train: the loss, the optimizer, and how data is batched.
+///
+/// Defaults: MSE, Adam (torch defaults), mini-batches of 32 shuffled each
+/// epoch, 10 epochs, seed 0, torch's default init, device `auto`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The training objective.
+    pub loss: Loss,
+    /// The optimizer and its hyperparameters.
+    pub optimizer: Optimizer,
+    /// Rows per step: `None` for full-batch gradient descent, `Some(1)` for
+    /// stochastic gradient descent. A last, smaller batch is kept
+    /// (`drop_last=False`).
+    pub batch_size: Option<usize>,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Stop after this many optimizer steps in total, even mid-epoch.
+    pub max_steps: Option<u64>,
+    /// Visit rows in a new seeded random order each epoch (else file order).
+    pub shuffle: bool,
+    /// Seeds the initialisation and the shuffles.
+    pub seed: u64,
+    /// How parameters start (ignored when parameters are given).
+    pub init: Init,
+    /// Which backend runs the training.
+    pub device: Device,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            loss: Loss::Mse,
+            optimizer: Optimizer::default(),
+            batch_size: Some(32),
+            epochs: 10,
+            max_steps: None,
+            shuffle: true,
+            seed: 0,
+            init: Init::TorchDefault,
+            device: Device::Auto,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Sets the loss.
+    pub fn loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+    /// Sets the optimizer.
+    pub fn optimizer(mut self, optimizer: impl Into<Optimizer>) -> Self {
+        self.optimizer = optimizer.into();
+        self
+    }
+    /// Mini-batch gradient descent with `batch_size` rows per step.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = Some(batch_size);
+        self
+    }
+    /// Full-batch gradient descent: one step per epoch over every row.
+    pub fn full_batch(mut self) -> Self {
+        self.batch_size = None;
+        self
+    }
+    /// Stochastic gradient descent: one row per step.
+    pub fn stochastic(mut self) -> Self {
+        self.batch_size = Some(1);
+        self
+    }
+    /// Sets the number of epochs.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+    /// Stops after `steps` optimizer steps.
+    pub fn max_steps(mut self, steps: u64) -> Self {
+        self.max_steps = Some(steps);
+        self
+    }
+    /// Turns per-epoch shuffling on or off.
+    pub fn shuffle(mut self, shuffle: bool) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Sets the seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sets the initialisation.
+    pub fn init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+    /// Sets the device.
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    fn validate(&self, mlp: &Mlp) -> Result<()> {
+        self.optimizer.validate()?;
+        if self.batch_size == Some(0) {
+            return Err(Error::Hyperparameter {
+                name: "batch_size",
+                value: 0.0,
+                reason: "must be at least 1",
+            });
+        }
+        if self.loss == Loss::CrossEntropy && mlp.outputs() < 2 {
+            return Err(Error::Config(format!(
+                "cross_entropy needs at least 2 outputs (one per class), the network has {}",
+                mlp.outputs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Optimizer steps taken so far, in total.
+    pub step: u64,
+    /// Mean training loss over the epoch's rows (each batch's mean loss,
+    /// weighted by its rows).
+    pub train_loss: f64,
+    /// Validation result after the epoch, when validation data was given.
+    pub validation: Option<Evaluation>,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Wall-clock seconds since `fit` began.
+    pub seconds: f64,
+}
+
+/// The record of a `fit` call, one entry per epoch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct History {
+    /// The epochs, in order.
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// Loss and, for classification, accuracy over a data set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss over the rows.
+    pub loss: f64,
+    /// Fraction right: rows for cross-entropy, elements for BCE.
+    pub accuracy: Option<f64>,
+}
+
+/// What a backend's epoch returns: the summed row-weighted loss and counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct EpochLoss {
+    pub loss_sum: f64,
+    pub rows: usize,
+    pub steps: u64,
+}
+
+/// The work the trainer hands a backend. Implemented by the CPU backend here
+/// and the wgpu backend in `gpu`.
+pub(crate) trait Backend {
+    fn name(&self) -> String;
+    fn parameters(&mut self) -> Result<Vec<f32>>;
+    fn set_parameters(&mut self, params: &[f32]) -> Result<()>;
+    /// Called once per `fit` before the first epoch (the GPU uploads here).
+    fn begin_fit(&mut self, train: &Dataset) -> Result<()>;
+    /// Runs the batches of `order` in steps of `batch_size` rows, at most
+    /// `max_steps` of them.
+    fn train_epoch(
+        &mut self,
+        train: &Dataset,
+        order: &[u32],
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+    ) -> Result<EpochLoss>;
+    /// Sum of row losses (not the mean) and number correct.
+    fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)>;
+    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;
+}
+
+/// Trains one network on one backend.
+///
+/// ```
+/// use retroprop::{Activation, Dataset, Device, Loss, Mlp, Sgd, Targets, TrainConfig, Trainer};
+/// let xor = Dataset::new(
+///     vec![0., 0., 0., 1., 1., 0., 1., 1.],
+///     2,
+///     Targets::Classes(vec![0, 1, 1, 0]),
+/// )?;
+/// let mlp = Mlp::new(&[2, 8, 2], Activation::Tanh, Activation::Identity)?;
+/// let config = TrainConfig::default()
+///     .loss(Loss::CrossEntropy)
+///     .optimizer(Sgd::default().lr(0.5).momentum(0.9))
+///     .full_batch()
+///     .epochs(200)
+///     .device(Device::Cpu);
+/// let mut trainer = Trainer::new(mlp, config)?;
+/// trainer.fit(&xor, None)?;
+/// assert_eq!(trainer.evaluate(&xor)?.accuracy, Some(1.0));
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+pub struct Trainer {
+    mlp: Mlp,
+    config: TrainConfig,
+    backend: Box<dyn Backend>,
+    steps: u64,
+    epochs_done: u64,
+}
+
+impl fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trainer")
+            .field("mlp", &self.mlp)
+            .field("config", &self.config)
+            .field("device", &self.backend.name())
+            .field("steps", &self.steps)
+            .finish()
+    }
+}
+
+impl Trainer {
+    /// A trainer whose parameters are drawn from `config.init` with
+    /// `config.seed`.
+    pub fn new(mlp: Mlp, config: TrainConfig) -> Result<Trainer> {
+        let params = mlp.init(config.init, config.seed);
+        Trainer::with_parameters(mlp, params, config)
+    }
+
+    /// A trainer that starts from the given flat parameters.
+    pub fn with_parameters(mlp: Mlp, params: Vec<f32>, config: TrainConfig) -> Result<Trainer> {
+        config.validate(&mlp)?;
+        check_parameters(&mlp, &params)?;
+        let backend: Box<dyn Backend> = match config.device {
+            Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &config)),
+            Device::Gpu => Box::new(crate::gpu::GpuBackend::new(&mlp, params, &config, false)?),
+            Device::Auto => {
+                match crate::gpu::GpuBackend::new(&mlp, params.clone(), &config, true) {
+                    Ok(gpu) => Box::new(gpu),
+                    Err(e) => {
+                        log::info!("device auto: using the CPU ({e})");
+                        Box::new(CpuBackend::new(&mlp, params, &config))
+                    }
+                }
+            }
+        };
+        log::info!("training on {}", backend.name());
+        Ok(Trainer {
+            mlp,
+            config,
+            backend,
+            steps: 0,
+            epochs_done: 0,
+        })
+    }
+
+    /// The network description.
+    pub fn mlp(&self) -> &Mlp {
+        &self.mlp
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Which backend runs, in words (`cpu`, or the GPU adapter's name).
+    pub fn device_name(&self) -> String {
+        self.backend.name()
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The current parameters (read back from the GPU if it runs there).
+    pub fn parameters(&mut self) -> Result<Vec<f32>> {
+        self.backend.parameters()
+    }
+
+    /// Replaces the parameters (optimizer state is kept).
+    pub fn set_parameters(&mut self, params: &[f32]) -> Result<()> {
+        check_parameters(&self.mlp, params)?;
+        self.backend.set_parameters(params)
+    }
+
+    /// Trains for `config.epochs` epochs (or until `config.max_steps`),
+    /// evaluating on `validation` after each epoch when given.
+    pub fn fit(&mut self, train: &Dataset, validation: Option<&Dataset>) -> Result<History> {
+        self.check_data(train, "training data")?;
+        if let Some(v) = validation {
+            self.check_data(v, "validation data")?;
+        }
+        self.backend.begin_fit(train)?;
+        let start = Instant::now();
+        let mut history = History::default();
+        let batch_size = self
+            .config
+            .batch_size
+            .unwrap_or(train.rows())
+            .min(train.rows());
+        for _ in 0..self.config.epochs {
+            let remaining = self
+                .config
+                .max_steps
+                .map_or(u64::MAX, |m| m.saturating_sub(self.steps));
+            if remaining == 0 {
+                break;
+            }
+            let order = epoch_order(
+                train.rows(),
+                self.config.shuffle,
+                self.config.seed,
+                self.epochs_done,
+            );
+            let lr = self.config.optimizer.lr();
+            let epoch = self
+                .backend
+                .train_epoch(train, &order, batch_size, remaining, lr)?;
+            self.steps += epoch.steps;
+            self.epochs_done += 1;
+            let train_loss = epoch.loss_sum / epoch.rows.max(1) as f64;
+            if !train_loss.is_finite() {
+                return Err(Error::Diverged {
+                    step: self.steps,
+                    loss: train_loss,
+                });
+            }
+            let validation = validation.map(|v| self.evaluate(v)).transpose()?;
+            history.epochs.push(EpochRecord {
+                epoch: self.epochs_done as usize,
+                step: self.steps,
+                train_loss,
+                validation,
+                lr,
+                seconds: start.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(history)
+    }
+
+    /// Mean loss and, for classification losses, accuracy over `data`.
+    pub fn evaluate(&mut self, data: &Dataset) -> Result<Evaluation> {
+        self.check_data(data, "evaluation data")?;
+        let (loss_sum, correct) = self.backend.evaluate(data)?;
+        let elements = match self.config.loss {
+            Loss::CrossEntropy => data.rows(),
+            _ => data.rows() * self.mlp.outputs(),
+        };
+        Ok(Evaluation {
+            loss: loss_sum / data.rows() as f64,
+            accuracy: correct.map(|c| c as f64 / elements as f64),
+        })
+    }
+
+    /// The network's outputs (rows × outputs, before any softmax or sigmoid)
+    /// for inputs `x` (rows × inputs, row-major).
+    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let inputs = self.mlp.inputs();
+        if x.is_empty() {
+            return Err(Error::Empty {
+                what: "the inputs to predict".into(),
+            });
+        }
+        if !x.len().is_multiple_of(inputs) {
+            return Err(Error::Shape {
+                what: format!("inputs to predict ({} values) as rows of {inputs}", x.len()),
+                expected: x.len().div_ceil(inputs) * inputs,
+                got: x.len(),
+            });
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "inputs to predict".into(),
+                row: i / inputs,
+                column: i % inputs,
+                value: x[i] as f64,
+            });
+        }
+        self.backend.predict(x)
+    }
+
+    fn check_data(&self, data: &Dataset, what: &str) -> Result<()> {
+        if data.features() != self.mlp.inputs() {
+            return Err(Error::Shape {
+                what: format!("features of the {what} (network inputs)"),
+                expected: self.mlp.inputs(),
+                got: data.features(),
+            });
+        }
+        match (data.targets(), self.config.loss.takes_classes()) {
+            (Targets::Classes(_), true) => data.check_classes(self.mlp.outputs()),
+            (Targets::Values { width, .. }, false) if *width == self.mlp.outputs() => Ok(()),
+            (Targets::Values { width, .. }, false) => Err(Error::Shape {
+                what: format!("target columns of the {what} (network outputs)"),
+                expected: self.mlp.outputs(),
+                got: *width,
+            }),
+            (Targets::Classes(_), false) => Err(Error::Config(format!(
+                "the {what} has class labels, but {} needs target values",
+                self.config.loss
+            ))),
+            (Targets::Values { .. }, true) => Err(Error::Config(format!(
+                "the {what} has target values, but cross_entropy needs class labels"
+            ))),
+        }
+    }
+}
+
+fn check_parameters(mlp: &Mlp, params: &[f32]) -> Result<()> {
+    if params.len() != mlp.parameter_count() {
+        return Err(Error::Shape {
+            what: "parameters of the network".into(),
+            expected: mlp.parameter_count(),
+            got: params.len(),
+        });
+    }
+    if let Some(i) = params.iter().position(|p| !p.is_finite()) {
+        let layer = (0..mlp.layers().len())
+            .find(|&l| i < mlp.bias_range(l).end)
+            .unwrap_or(0);
+        return Err(Error::Config(format!(
+            "parameter {i} (layer {layer}) is not finite ({})",
+            params[i]
+        )));
+    }
+    Ok(())
+}
+
+/// Rows per chunk when evaluating or predicting, to bound memory.
+const CHUNK_ROWS: usize = 8192;
+
+/// The trainer's CPU backend: `cpu::Network<f32>` plus batch buffers.
+struct CpuBackend {
+    net: Network<f32>,
+    loss: Loss,
+    x_batch: Vec<f32>,
+    value_batch: Vec<f32>,
+    label_batch: Vec<u32>,
+}
+
+impl CpuBackend {
+    fn new(mlp: &Mlp, params: Vec<f32>, config: &TrainConfig) -> CpuBackend {
+        CpuBackend {
+            net: Network::new(mlp.clone(), params, config.optimizer),
+            loss: config.loss,
+            x_batch: Vec::new(),
+            value_batch: Vec::new(),
+            label_batch: Vec::new(),
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn parameters(&mut self) -> Result<Vec<f32>> {
+        Ok(self.net.params().to_vec())
+    }
+
+    fn set_parameters(&mut self, params: &[f32]) -> Result<()> {
+        self.net.params_mut().copy_from_slice(params);
+        Ok(())
+    }
+
+    fn begin_fit(&mut self, _train: &Dataset) -> Result<()> {
+        Ok(())
+    }
+
+    fn train_epoch(
+        &mut self,
+        train: &Dataset,
+        order: &[u32],
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+    ) -> Result<EpochLoss> {
+        let mut result = EpochLoss::default();
+        for indices in order
+            .chunks(batch_size)
+            .take(max_steps.try_into().unwrap_or(usize::MAX))
+        {
+            // Gather the batch (the GPU does the same through data.wgsl).
+            train.gather(
+                indices,
+                &mut self.x_batch,
+                &mut self.value_batch,
+                &mut self.label_batch,
+            );
+            let targets = match train.targets() {
+                Targets::Classes(_) => TargetBatch::Classes(&self.label_batch),
+                Targets::Values { .. } => TargetBatch::Values(&self.value_batch),
+            };
+            let loss = self
+                .net
+                .loss_and_gradients(&self.x_batch, self.loss, targets);
+            let step = self.net.step_count() + 1;
+            if !loss.is_finite() {
+                return Err(Error::Diverged {
+                    step,
+                    loss: loss as f64,
+                });
+            }
+            self.net.update(Some(lr));
+            result.loss_sum += loss as f64 * indices.len() as f64;
+            result.rows += indices.len();
+            result.steps += 1;
+        }
+        Ok(result)
+    }
+
+    fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)> {
+        let width = self.net.mlp().outputs();
+        let mut loss_sum = 0.0;
+        let mut correct: Option<usize> = None;
+        let mut grad = Vec::new();
+        for start in (0..data.rows()).step_by(CHUNK_ROWS) {
+            let end = (start + CHUNK_ROWS).min(data.rows());
+            let x = &data.x()[start * data.features()..end * data.features()];
+            let targets = data.target_batch(start..end);
+            let output = self.net.forward(x);
+            grad.resize(output.len(), 0.0);
+            let loss = self
+                .loss
+                .forward_backward(output, width, targets, &mut grad);
+            loss_sum += loss as f64 * (end - start) as f64;
+            if let Some(c) = self.loss.correct(output, width, targets) {
+                *correct.get_or_insert(0) += c;
+            }
+        }
+        Ok((loss_sum, correct))
+    }
+
+    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let inputs = self.net.mlp().inputs();
+        let mut out = Vec::with_capacity(x.len() / inputs * self.net.mlp().outputs());
+        for chunk in x.chunks(CHUNK_ROWS * inputs) {
+            out.extend_from_slice(self.net.forward(chunk));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,78 @@
+//! Data and comparisons shared by the integration tests.
+#![allow(dead_code)]
+
+use retroprop::{Dataset, Targets};
+use std::path::PathBuf;
+
+/// XOR with class labels (two outputs, cross-entropy).
+pub fn xor_classes() -> Dataset {
+    Dataset::new(
+        vec![0., 0., 0., 1., 1., 0., 1., 1.],
+        2,
+        Targets::Classes(vec![0, 1, 1, 0]),
+    )
+    .unwrap()
+}
+
+/// XOR with one 0/1 target (one output, MSE or BCE).
+pub fn xor_values() -> Dataset {
+    Dataset::new(
+        vec![0., 0., 0., 1., 1., 0., 1., 1.],
+        2,
+        Targets::Values {
+            values: vec![0., 1., 1., 0.],
+            width: 1,
+        },
+    )
+    .unwrap()
+}
+
+/// Two interleaved spirals, `per_class` points each, labels 0 and 1.
+pub fn two_spirals(per_class: usize) -> Dataset {
+    let mut x = Vec::new();
+    let mut labels = Vec::new();
+    for class in 0..2u32 {
+        for i in 0..per_class {
+            let t = i as f32 / per_class as f32;
+            let r = 4.0 * (0.1 + 0.9 * t);
+            let angle = 3.0 * std::f32::consts::PI * t + class as f32 * std::f32::consts::PI;
+            x.extend([r * angle.cos(), r * angle.sin()]);
+            labels.push(class);
+        }
+    }
+    Dataset::new(x, 2, Targets::Classes(labels)).unwrap()
+}
+
+/// The bundled digits data set (1797 rows, 64 features scaled to [0, 1]).
+pub fn digits() -> Dataset {
+    let raw = Dataset::from_csv(data_file("digits.csv"), 1, true).unwrap();
+    let Targets::Classes(labels) = raw.targets().clone() else {
+        unreachable!()
+    };
+    let x = raw.x().iter().map(|v| v / 16.0).collect();
+    Dataset::new(x, raw.features(), Targets::Classes(labels)).unwrap()
+}
+
+pub fn data_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
+
+/// Largest relative error |a − b| / max(|a|, |b|, floor) over two vectors,
+/// with the index where it occurs.
+pub fn max_rel_error(a: &[f64], b: &[f64], floor: f64) -> (f64, usize) {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let mut worst = (0.0, 0);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let e = (x - y).abs() / x.abs().max(y.abs()).max(floor);
+        if e > worst.0 || e.is_nan() {
+            worst = (e, i);
+        }
+    }
+    worst
+}
+
+pub fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
