@@ -34,6 +34,24 @@ const GELU_TANH_C: f64 = 0.044_715;
 const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
+/// sech²(z) = 1 − tanh²(z), without the cancellation of 1 − t² for large |z|:
+/// 4 e^−2|z| / (1 + e^−2|z|)².
+pub(crate) fn sech2<T: Real>(z: T) -> T {
+    let e = (T::of(-2.0) * z.abs()).exp();
+    T::of(4.0) * e / ((T::one() + e) * (T::one() + e))
+}
+
+/// Φ(z), the standard normal CDF, as ½ erfc(−z/√2): accurate in the left
+/// tail, where 1 + erf(z/√2) would cancel to zero.
+fn normal_cdf<T: Real>(z: T) -> T {
+    T::of(0.5) * (-z * T::of(INV_SQRT_2)).erfc()
+}
+
+/// u = √(2/π) (z + 0.044715 z³), the argument of GELU's tanh approximation.
+fn gelu_tanh_inner<T: Real>(z: T) -> T {
+    T::of(SQRT_2_OVER_PI) * (z + T::of(GELU_TANH_C) * z * z * z)
+}
+
 /// Numerically stable logistic function.
 pub(crate) fn sigmoid<T: Real>(z: T) -> T {
     if z >= T::zero() {
@@ -62,11 +80,9 @@ impl Activation {
                     T::of(slope as f64) * z
                 }
             }
-            Activation::Gelu => T::of(0.5) * z * (T::one() + (z * T::of(INV_SQRT_2)).erf()),
-            Activation::GeluTanh => {
-                let inner = T::of(SQRT_2_OVER_PI) * (z + T::of(GELU_TANH_C) * z * z * z);
-                T::of(0.5) * z * (T::one() + inner.tanh())
-            }
+            Activation::Gelu => z * normal_cdf(z),
+            // ½ z (1 + tanh u) = z σ(2u): no cancellation for z ≪ 0.
+            Activation::GeluTanh => z * sigmoid(T::of(2.0) * gelu_tanh_inner(z)),
         }
     }
 
@@ -75,14 +91,9 @@ impl Activation {
     pub fn derivative<T: Real>(self, z: T) -> T {
         match self {
             Activation::Identity => T::one(),
-            Activation::Sigmoid => {
-                let s = sigmoid(z);
-                s * (T::one() - s)
-            }
-            Activation::Tanh => {
-                let t = z.tanh();
-                T::one() - t * t
-            }
+            // σ(z)(1 − σ(z)) with 1 − σ(z) = σ(−z): no cancellation.
+            Activation::Sigmoid => sigmoid(z) * sigmoid(-z),
+            Activation::Tanh => sech2(z),
             Activation::Relu => {
                 if z > T::zero() {
                     T::one()
@@ -99,18 +110,16 @@ impl Activation {
             }
             // d/dz z·Φ(z) = Φ(z) + z·φ(z)
             Activation::Gelu => {
-                let cdf = T::of(0.5) * (T::one() + (z * T::of(INV_SQRT_2)).erf());
                 let pdf = T::of(INV_SQRT_2PI) * (T::of(-0.5) * z * z).exp();
-                cdf + z * pdf
+                normal_cdf(z) + z * pdf
             }
-            // ½(1 + t) + ½ z (1 − t²) · √(2/π) (1 + 3c z²), t = tanh(inner)
+            // ½(1 + tanh u) + ½ z sech²(u) u' = σ(2u) + 2 z σ(2u) σ(−2u) u',
+            // u' = √(2/π)(1 + 3c z²)
             Activation::GeluTanh => {
-                let c = T::of(GELU_TANH_C);
-                let k = T::of(SQRT_2_OVER_PI);
-                let t = (k * (z + c * z * z * z)).tanh();
-                let half = T::of(0.5);
-                half * (T::one() + t)
-                    + half * z * (T::one() - t * t) * k * (T::one() + T::of(3.0) * c * z * z)
+                let u2 = T::of(2.0) * gelu_tanh_inner(z);
+                let du = T::of(SQRT_2_OVER_PI) * (T::one() + T::of(3.0 * GELU_TANH_C) * z * z);
+                let s = sigmoid(u2);
+                s + T::of(2.0) * z * s * sigmoid(-u2) * du
             }
         }
     }

@@ -10,8 +10,8 @@ pub trait Real: Float + Debug + Default + Send + Sync + std::iter::Sum + 'static
     fn of(v: f64) -> Self;
     /// Widens to `f64`.
     fn f64(self) -> f64;
-    /// The error function.
-    fn erf(self) -> Self;
+    /// The complementary error function, 1 − erf, accurate in the tails.
+    fn erfc(self) -> Self;
     /// `C = alpha · op(A) · op(B) + beta · C` on row-major matrices given by
     /// row and column strides; `m × k` times `k × n`.
     #[allow(clippy::too_many_arguments)]
@@ -31,7 +31,7 @@ pub trait Real: Float + Debug + Default + Send + Sync + std::iter::Sum + 'static
 }
 
 macro_rules! impl_real {
-    ($t:ty, $erf:path, $gemm:path) => {
+    ($t:ty, $erfc:path, $gemm:path) => {
         impl Real for $t {
             fn of(v: f64) -> Self {
                 v as $t
@@ -39,8 +39,8 @@ macro_rules! impl_real {
             fn f64(self) -> f64 {
                 self as f64
             }
-            fn erf(self) -> Self {
-                $erf(self)
+            fn erfc(self) -> Self {
+                $erfc(self)
             }
             fn gemm(
                 m: usize,
@@ -97,5 +97,5 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, libm::erff, matrixmultiply::sgemm);
-impl_real!(f64, libm::erf, matrixmultiply::dgemm);
+impl_real!(f32, libm::erfcf, matrixmultiply::sgemm);
+impl_real!(f64, libm::erfc, matrixmultiply::dgemm);

@@ -126,3 +126,18 @@ fn cpu_half_mse_and_bce_learn_xor() {
         );
     }
 }
+
+#[test]
+fn gpu_xor_reaches_full_accuracy() {
+    xor_reaches_full_accuracy(Device::Gpu);
+}
+
+#[test]
+fn gpu_two_spirals_reach_95_percent() {
+    spirals_reach_95_percent(Device::Gpu);
+}
+
+#[test]
+fn gpu_digits_reach_95_percent_on_held_out_data() {
+    digits_reach_95_percent_on_held_out_data(Device::Gpu);
+}

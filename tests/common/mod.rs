@@ -76,3 +76,31 @@ pub fn max_rel_error(a: &[f64], b: &[f64], floor: f64) -> (f64, usize) {
 pub fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
+
+/// The GPU kernel harness; a missing GPU fails the test with the fix.
+pub fn harness() -> retroprop::gpu::harness::KernelHarness {
+    retroprop::gpu::harness::KernelHarness::open()
+        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"))
+}
+
+/// Uniform random values in [lo, hi), seeded.
+pub fn random(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Asserts two f32 vectors agree to `tolerance` relative error (with an
+/// absolute floor), printing the worst element like llm.c's checks.
+pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], tolerance: f64, floor: f64) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
+    let (err, at) = max_rel_error(&widen(gpu), &widen(cpu), floor);
+    let verdict = if err < tolerance { "OK" } else { "NOT OK" };
+    println!("{what}: max relative error {err:.2e} at {at} {verdict}");
+    assert!(
+        err < tolerance,
+        "{what}: element {at}: gpu {} vs cpu {} (relative error {err:.2e})",
+        gpu.get(at).copied().unwrap_or(f32::NAN),
+        cpu.get(at).copied().unwrap_or(f32::NAN)
+    );
+}

@@ -1,0 +1,51 @@
+// Batch gather from the resident data set through the epoch's permutation:
+// the rows perm[batch_start .. batch_start + rows] of x and of the targets,
+// copied bit for bit (targets are class indices or f32 bits alike).
+// CPU twin: `Dataset::gather` in src/data.rs.
+
+// Mirrors `GatherShape` in src/gpu/kernels.rs.
+struct Shape {
+    rows: u32,
+    features: u32,
+    target_width: u32,
+    _pad: u32,
+}
+
+// Mirrors `StepParams` in src/gpu/kernels.rs.
+struct Step {
+    batch_start: u32,
+    slot: u32,
+    t: u32,
+    _pad: u32,
+    lr: f32,
+    step_size: f32,
+    bias_correction2_sqrt: f32,
+    adagrad_lr: f32,
+    decay: f32,
+}
+
+@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> perm: array<u32>;
+@group(0) @binding(3) var<storage, read> x: array<u32>;
+@group(0) @binding(4) var<storage, read> targets: array<u32>;
+@group(0) @binding(5) var<storage, read_write> x_batch: array<u32>;
+@group(0) @binding(6) var<storage, read_write> target_batch: array<u32>;
+
+const GROUP: u32 = 256u;
+
+@compute @workgroup_size(GROUP)
+fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, groups, lid, GROUP);
+    let x_count = shape.rows * shape.features;
+    if i < x_count {
+        let row = perm[step.batch_start + i / shape.features];
+        x_batch[i] = x[row * shape.features + i % shape.features];
+        return;
+    }
+    let j = i - x_count;
+    if j < shape.rows * shape.target_width {
+        let row = perm[step.batch_start + j / shape.target_width];
+        target_batch[j] = targets[row * shape.target_width + j % shape.target_width];
+    }
+}

@@ -1,0 +1,114 @@
+// One update kernel for every optimizer over the flat parameter buffer: the
+// WGSL twin of `UpdateRule::apply` in src/optim.rs, element for element.
+// State is slot-major: state[slot · n + i]. The scalar factors torch
+// computes in double precision (bias corrections, Adagrad's decayed lr,
+// AdamW's decay factor) arrive precomputed in `step`.
+
+// Mirrors `OptimizerShape` in src/gpu/kernels.rs.
+struct Rule {
+    n: u32,
+    kind: u32,       // 0 sgd, 1 adam/adamw, 2 rmsprop, 3 adagrad
+    flag: u32,       // nesterov, amsgrad, centered
+    decoupled: u32,  // AdamW
+    a: f32,          // sgd momentum, adam β₁, rmsprop α
+    b: f32,          // sgd dampening, adam β₂
+    eps: f32,
+    weight_decay: f32,
+    momentum: f32,   // rmsprop momentum
+}
+
+// Mirrors `StepParams` in src/gpu/kernels.rs.
+struct Step {
+    batch_start: u32,
+    slot: u32,
+    t: u32,
+    _pad: u32,
+    lr: f32,
+    step_size: f32,
+    bias_correction2_sqrt: f32,
+    adagrad_lr: f32,
+    decay: f32,
+}
+
+@group(0) @binding(0) var<uniform> rule: Rule;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read_write> params: array<f32>;
+@group(0) @binding(3) var<storage, read> grads: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state: array<f32>;
+
+const GROUP: u32 = 256u;
+
+@compute @workgroup_size(GROUP)
+fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, groups, lid, GROUP);
+    let n = rule.n;
+    if i >= n {
+        return;
+    }
+    var theta = params[i];
+    var g = grads[i];
+    let lr = step.lr;
+    let wd = rule.weight_decay;
+    switch rule.kind {
+        case 0u: {
+            g += wd * theta;
+            if rule.a != 0.0 {
+                var buf = g;
+                if step.t > 1u {
+                    buf = rule.a * state[i] + (1.0 - rule.b) * g;
+                }
+                state[i] = buf;
+                g = select(buf, g + rule.a * buf, rule.flag != 0u);
+            }
+            theta -= lr * g;
+        }
+        case 1u: {
+            if rule.decoupled != 0u {
+                theta *= step.decay;
+            } else {
+                g += wd * theta;
+            }
+            let m = rule.a * state[i] + (1.0 - rule.a) * g;
+            let v = rule.b * state[n + i] + (1.0 - rule.b) * g * g;
+            state[i] = m;
+            state[n + i] = v;
+            var v_used = v;
+            if rule.flag != 0u {
+                v_used = max(state[2u * n + i], v);
+                state[2u * n + i] = v_used;
+            }
+            let denom = sqrt(v_used) / step.bias_correction2_sqrt + rule.eps;
+            theta -= step.step_size * (m / denom);
+        }
+        case 2u: {
+            g += wd * theta;
+            let alpha = rule.a;
+            let sq = alpha * state[i] + (1.0 - alpha) * g * g;
+            state[i] = sq;
+            let with_momentum = rule.momentum > 0.0;
+            var avg: f32;
+            if rule.flag != 0u {
+                let c = select(1u, 2u, with_momentum) * n + i;
+                let mean_g = alpha * state[c] + (1.0 - alpha) * g;
+                state[c] = mean_g;
+                avg = sqrt(sq - mean_g * mean_g) + rule.eps;
+            } else {
+                avg = sqrt(sq) + rule.eps;
+            }
+            if with_momentum {
+                let buf = rule.momentum * state[n + i] + g / avg;
+                state[n + i] = buf;
+                theta -= lr * buf;
+            } else {
+                theta -= lr * g / avg;
+            }
+        }
+        default: {
+            g += wd * theta;
+            let sum = state[i] + g * g;
+            state[i] = sum;
+            theta -= step.adagrad_lr * g / (sqrt(sum) + rule.eps);
+        }
+    }
+    params[i] = theta;
+}

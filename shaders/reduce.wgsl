@@ -1,0 +1,85 @@
+// Deterministic reductions: a fixed summation tree in workgroup memory, no
+// float atomics, so the same inputs give bit-identical sums on every run.
+
+// Mirrors `ReduceShape` in src/gpu/kernels.rs.
+struct Shape {
+    rows: u32,
+    cols: u32,
+    accumulate: u32,
+    // Where `column_sums` writes in `out` (in floats).
+    out_offset: u32,
+}
+
+// Mirrors `StepParams` in src/gpu/kernels.rs.
+struct Step {
+    batch_start: u32,
+    slot: u32,
+    t: u32,
+    _pad: u32,
+    lr: f32,
+    step_size: f32,
+    bias_correction2_sqrt: f32,
+    adagrad_lr: f32,
+    decay: f32,
+}
+
+@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> step: Step;
+
+const COLS: u32 = 16u;
+const LANES: u32 = 16u;
+var<workgroup> partial: array<f32, COLS * LANES>;
+
+// out[out_offset + c] (+)= Σ_r input[r · cols + c]: bias gradients
+// db = Σ_batch dZ. A workgroup sums 16 columns, 16 lanes down the rows.
+@compute @workgroup_size(COLS, LANES)
+fn column_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let col = wid.x * COLS + lid.x;
+    var sum = 0.0;
+    if col < shape.cols {
+        for (var r = lid.y; r < shape.rows; r += LANES) {
+            sum += input[r * shape.cols + col];
+        }
+    }
+    partial[lid.y * COLS + lid.x] = sum;
+    workgroupBarrier();
+    for (var half = LANES / 2u; half > 0u; half /= 2u) {
+        if lid.y < half {
+            partial[lid.y * COLS + lid.x] += partial[(lid.y + half) * COLS + lid.x];
+        }
+        workgroupBarrier();
+    }
+    if lid.y == 0u && col < shape.cols {
+        let at = shape.out_offset + col;
+        out[at] = select(0.0, out[at], shape.accumulate != 0u) + partial[lid.x];
+    }
+}
+
+const GROUP: u32 = 256u;
+var<workgroup> pair: array<vec2<f32>, GROUP>;
+
+// The batch's loss and number correct from the per-row stats of loss.wgsl,
+// into out[2 · slot] and out[2 · slot + 1]: one slot per step of an epoch
+// (or per chunk of an evaluation), read back once at its end.
+@compute @workgroup_size(GROUP)
+fn loss_sum(@builtin(local_invocation_index) lid: u32) {
+    var sum = vec2<f32>(0.0, 0.0);
+    for (var r = lid; r < shape.rows; r += GROUP) {
+        sum += vec2<f32>(input[2u * r], input[2u * r + 1u]);
+    }
+    pair[lid] = sum;
+    workgroupBarrier();
+    for (var half = GROUP / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            pair[lid] += pair[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        let at = 2u * step.slot;
+        out[at] = select(0.0, out[at], shape.accumulate != 0u) + pair[0].x;
+        out[at + 1u] = select(0.0, out[at + 1u], shape.accumulate != 0u) + pair[0].y;
+    }
+}

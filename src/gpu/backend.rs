@@ -1,0 +1,954 @@
+//! Training on the GPU: buffers allocated once, the data set resident, many
+//! steps recorded into one submission, one read-back per epoch.
+
+use super::context::GpuContext;
+use super::kernels::{
+    GatherShape, Kernel, Kernels, LossShape, MatmulShape, MatmulTiling, OptimizerShape,
+    ReduceShape, StepParams, grid,
+};
+use crate::data::{Dataset, Targets};
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::model::Mlp;
+use crate::optim::{Optimizer, UpdateRule};
+use crate::train::{Backend, EpochLoss, TrainConfig};
+use bytemuck::Pod;
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use wgpu::util::DeviceExt;
+
+/// Steps recorded into one command buffer before it is submitted.
+const STEPS_PER_SUBMIT: usize = 64;
+
+/// Where each layer's weight and bias start in the GPU's flat buffers: the
+/// CPU layout with each tensor moved to the device's storage-offset
+/// alignment, so that every tensor can be bound on its own. Padding is zero
+/// and stays zero (its gradient is zero).
+#[derive(Debug, Clone)]
+pub(crate) struct ParamLayout {
+    pub weight: Vec<u64>,
+    pub bias: Vec<u64>,
+    pub len: u64,
+}
+
+impl ParamLayout {
+    pub(crate) fn new(mlp: &Mlp, align_floats: u64) -> ParamLayout {
+        let mut at = 0u64;
+        let (mut weight, mut bias) = (Vec::new(), Vec::new());
+        let mut place = |count: usize| {
+            let start = at;
+            at = (at + count as u64).next_multiple_of(align_floats);
+            start
+        };
+        for layer in mlp.layers() {
+            weight.push(place(layer.inputs * layer.outputs));
+            bias.push(place(layer.outputs));
+        }
+        ParamLayout {
+            weight,
+            bias,
+            len: at.max(1),
+        }
+    }
+
+    fn pack(&self, mlp: &Mlp, flat: &[f32]) -> Vec<f32> {
+        let mut padded = vec![0f32; self.len as usize];
+        for l in 0..mlp.layers().len() {
+            let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
+            let wo = self.weight[l] as usize;
+            let bo = self.bias[l] as usize;
+            padded[wo..wo + w.len()].copy_from_slice(&flat[w]);
+            padded[bo..bo + b.len()].copy_from_slice(&flat[b]);
+        }
+        padded
+    }
+
+    fn unpack(&self, mlp: &Mlp, padded: &[f32]) -> Vec<f32> {
+        let mut flat = vec![0f32; mlp.parameter_count()];
+        for l in 0..mlp.layers().len() {
+            let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
+            let wo = self.weight[l] as usize;
+            let bo = self.bias[l] as usize;
+            let (wl, bl) = (w.len(), b.len());
+            flat[w].copy_from_slice(&padded[wo..wo + wl]);
+            flat[b].copy_from_slice(&padded[bo..bo + bl]);
+        }
+        flat
+    }
+}
+
+/// A buffer region to bind: (buffer, offset in floats, length in floats).
+type Region<'a> = (&'a wgpu::Buffer, u64, u64);
+
+fn whole(buffer: &wgpu::Buffer) -> Region<'_> {
+    (buffer, 0, buffer.size() / 4)
+}
+
+/// The data set of the current `fit`, resident on the device.
+#[derive(Debug)]
+struct Resident {
+    x: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    perm: wgpu::Buffer,
+    features: usize,
+    target_width: usize,
+}
+
+/// The bind groups of one pass over `rows` rows: forward, loss, backward.
+#[derive(Debug)]
+struct Plan {
+    rows: usize,
+    gather: Option<wgpu::BindGroup>,
+    forward: Vec<wgpu::BindGroup>,
+    loss: wgpu::BindGroup,
+    loss_sum: wgpu::BindGroup,
+    weight_grad: Vec<wgpu::BindGroup>,
+    bias_grad: Vec<wgpu::BindGroup>,
+    /// `input_grad[l]` carries dZ of layer l back to layer l − 1 (none for 0).
+    input_grad: Vec<Option<wgpu::BindGroup>>,
+    _uniforms: wgpu::Buffer,
+}
+
+/// The wgpu training backend.
+pub(crate) struct GpuBackend {
+    ctx: GpuContext,
+    kernels: Kernels,
+    mlp: Mlp,
+    loss: Loss,
+    rule: UpdateRule,
+    layout: ParamLayout,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    state: wgpu::Buffer,
+    /// Rows the activation buffers hold.
+    capacity: usize,
+    x_batch: wgpu::Buffer,
+    y_batch: wgpu::Buffer,
+    z: Vec<wgpu::Buffer>,
+    a: Vec<wgpu::Buffer>,
+    dz: Vec<wgpu::Buffer>,
+    row_stats: wgpu::Buffer,
+    /// Stand-ins for bindings a kernel variant does not use.
+    unused_read: wgpu::Buffer,
+    unused_write: wgpu::Buffer,
+    /// Per step of an epoch (or chunk of an evaluation): [loss, correct].
+    results: wgpu::Buffer,
+    steps: wgpu::Buffer,
+    step_stride: u64,
+    step_slots: usize,
+    optimizer_group: wgpu::BindGroup,
+    _optimizer_uniform: wgpu::Buffer,
+    resident: Option<Resident>,
+    plans: HashMap<usize, Plan>,
+    /// Optimizer steps taken (t of the last step).
+    t: u64,
+    uniform_align: u64,
+}
+
+fn storage(device: &wgpu::Device, label: &str, floats: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (floats.max(1) * 4).next_multiple_of(16),
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+fn storage_init<T: Pod>(device: &wgpu::Device, label: &str, data: &[T]) -> wgpu::Buffer {
+    let mut bytes = bytemuck::cast_slice::<T, u8>(data).to_vec();
+    bytes.resize(bytes.len().max(4).next_multiple_of(16), 0);
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: &bytes,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+    })
+}
+
+/// Uniform blocks laid out at the device's uniform-offset alignment.
+struct UniformBlocks {
+    bytes: Vec<u8>,
+    align: u64,
+}
+
+impl UniformBlocks {
+    fn new(align: u64) -> Self {
+        UniformBlocks {
+            bytes: Vec::new(),
+            align,
+        }
+    }
+    /// Appends a block; returns its byte offset.
+    fn push<T: Pod>(&mut self, value: &T) -> u64 {
+        let offset = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(bytemuck::bytes_of(value));
+        self.bytes.resize(
+            (self.bytes.len() as u64).next_multiple_of(self.align) as usize,
+            0,
+        );
+        offset
+    }
+    fn upload(&self, device: &wgpu::Device) -> wgpu::Buffer {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("shapes"),
+            contents: if self.bytes.is_empty() {
+                &[0; 16]
+            } else {
+                &self.bytes
+            },
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+}
+
+impl GpuBackend {
+    pub(crate) fn new(
+        mlp: &Mlp,
+        params: Vec<f32>,
+        config: &TrainConfig,
+        hardware_only: bool,
+    ) -> Result<GpuBackend> {
+        let ctx = GpuContext::open(hardware_only)?;
+        let capacity = config.batch_size.unwrap_or(1024).max(256);
+        GpuBackend::with_context(ctx, mlp, params, config.optimizer, config.loss, capacity)
+    }
+
+    pub(crate) fn with_context(
+        ctx: GpuContext,
+        mlp: &Mlp,
+        params: Vec<f32>,
+        optimizer: Optimizer,
+        loss: Loss,
+        capacity: usize,
+    ) -> Result<GpuBackend> {
+        let device = &ctx.device;
+        let kernels = Kernels::new(device, MatmulTiling::for_adapter(ctx.summary().is_hardware));
+        let storage_align = (ctx.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
+        let uniform_align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
+        let layout = ParamLayout::new(mlp, storage_align);
+        let rule = optimizer.rule();
+        let slots = optimizer.state_slots() as u64;
+        let params_buffer = storage_init(device, "parameters", &layout.pack(mlp, &params));
+        let grads = storage(device, "gradients", layout.len);
+        let state = storage_init(
+            device,
+            "optimizer state",
+            &vec![optimizer.initial_state() as f32; (slots * layout.len).max(1) as usize],
+        );
+        let widths: Vec<u64> = mlp.layers().iter().map(|l| l.outputs as u64).collect();
+        let rows = capacity as u64;
+        let z = widths
+            .iter()
+            .map(|w| storage(device, "Z", rows * w))
+            .collect();
+        let a = widths
+            .iter()
+            .map(|w| storage(device, "A", rows * w))
+            .collect();
+        let dz = widths
+            .iter()
+            .map(|w| storage(device, "dZ", rows * w))
+            .collect();
+        let x_batch = storage(device, "x batch", rows * mlp.inputs() as u64);
+        let y_batch = storage(device, "target batch", rows * mlp.outputs() as u64);
+        let row_stats = storage(device, "row stats", rows * 2);
+        let unused_read = storage(device, "unused (read)", 4);
+        let unused_write = storage(device, "unused (write)", 4);
+        let step_stride =
+            (std::mem::size_of::<StepParams>() as u64).next_multiple_of(uniform_align);
+        let step_slots = 1;
+        let results = storage(device, "results", 2 * step_slots as u64);
+        let steps = Self::step_buffer(device, step_stride, step_slots);
+        let optimizer_shape = OptimizerShape {
+            n: layout.len as u32,
+            kind: rule.kind as u32,
+            flag: rule.flag as u32,
+            decoupled: rule.decoupled as u32,
+            a: rule.a as f32,
+            b: rule.b as f32,
+            eps: rule.eps as f32,
+            weight_decay: rule.weight_decay as f32,
+            momentum: rule.momentum as f32,
+        };
+        let optimizer_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("optimizer rule"),
+            contents: bytemuck::bytes_of(&optimizer_shape),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let optimizer_group = Self::optimizer_group(
+            device,
+            &kernels.optimizer,
+            &optimizer_uniform,
+            &steps,
+            &params_buffer,
+            &grads,
+            &state,
+        );
+        let backend = GpuBackend {
+            kernels,
+            mlp: mlp.clone(),
+            loss,
+            rule,
+            layout,
+            params: params_buffer,
+            grads,
+            state,
+            capacity,
+            x_batch,
+            y_batch,
+            z,
+            a,
+            dz,
+            row_stats,
+            unused_read,
+            unused_write,
+            results,
+            steps,
+            step_stride,
+            step_slots,
+            optimizer_group,
+            _optimizer_uniform: optimizer_uniform,
+            resident: None,
+            plans: HashMap::new(),
+            t: 0,
+            uniform_align,
+            ctx,
+        };
+        backend.ctx.check()?;
+        Ok(backend)
+    }
+
+    fn step_buffer(device: &wgpu::Device, stride: u64, slots: usize) -> wgpu::Buffer {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step parameters"),
+            size: stride * slots as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn optimizer_group(
+        device: &wgpu::Device,
+        kernel: &Kernel,
+        rule: &wgpu::Buffer,
+        steps: &wgpu::Buffer,
+        params: &wgpu::Buffer,
+        grads: &wgpu::Buffer,
+        state: &wgpu::Buffer,
+    ) -> wgpu::BindGroup {
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("optimizer"),
+            layout: &kernel.layout,
+            entries: &[
+                entry(0, rule, 0, None),
+                entry(
+                    1,
+                    steps,
+                    0,
+                    NonZeroU64::new(std::mem::size_of::<StepParams>() as u64),
+                ),
+                entry(2, params, 0, None),
+                entry(3, grads, 0, None),
+                entry(4, state, 0, None),
+            ],
+        })
+    }
+
+    /// Makes room for `slots` per-step parameter blocks and results.
+    fn ensure_step_slots(&mut self, slots: usize) {
+        if slots <= self.step_slots {
+            return;
+        }
+        let slots = slots.next_power_of_two();
+        let device = &self.ctx.device;
+        self.steps = Self::step_buffer(device, self.step_stride, slots);
+        self.results = storage(device, "results", 2 * slots as u64);
+        self.step_slots = slots;
+        self.optimizer_group = Self::optimizer_group(
+            device,
+            &self.kernels.optimizer,
+            &self._optimizer_uniform,
+            &self.steps,
+            &self.params,
+            &self.grads,
+            &self.state,
+        );
+        self.plans.clear();
+    }
+
+    fn plan(&mut self, rows: usize) -> &Plan {
+        if !self.plans.contains_key(&rows) {
+            let plan = self.build_plan(rows);
+            self.plans.insert(rows, plan);
+        }
+        &self.plans[&rows]
+    }
+
+    fn build_plan(&self, rows: usize) -> Plan {
+        let device = &self.ctx.device;
+        let mlp = &self.mlp;
+        let layers = mlp.layers();
+        let last = layers.len() - 1;
+        let r = rows as u64;
+        let mut blocks = UniformBlocks::new(self.uniform_align);
+        // Record every shape first, then bind against the uploaded buffer.
+        let gather_at = self.resident.as_ref().map(|d| {
+            blocks.push(&GatherShape {
+                rows: rows as u32,
+                features: d.features as u32,
+                target_width: d.target_width as u32,
+                _pad: 0,
+            })
+        });
+        let mut forward_at = Vec::new();
+        let mut weight_grad_at = Vec::new();
+        let mut bias_grad_at = Vec::new();
+        let mut input_grad_at = Vec::new();
+        for (l, layer) in layers.iter().enumerate() {
+            let (code, slope) = layer.activation.code();
+            forward_at.push(blocks.push(&MatmulShape {
+                m: rows as u32,
+                n: layer.outputs as u32,
+                k: layer.inputs as u32,
+                activation: code,
+                slope,
+                accumulate: 0,
+            }));
+            weight_grad_at.push(blocks.push(&MatmulShape {
+                m: layer.outputs as u32,
+                n: layer.inputs as u32,
+                k: rows as u32,
+                activation: 0,
+                slope: 0.0,
+                accumulate: 0,
+            }));
+            bias_grad_at.push(blocks.push(&ReduceShape {
+                rows: rows as u32,
+                cols: layer.outputs as u32,
+                accumulate: 0,
+                out_offset: self.layout.bias[l] as u32,
+            }));
+            input_grad_at.push((l > 0).then(|| {
+                let (code, slope) = layers[l - 1].activation.code();
+                blocks.push(&MatmulShape {
+                    m: rows as u32,
+                    n: layer.inputs as u32,
+                    k: layer.outputs as u32,
+                    activation: code,
+                    slope,
+                    accumulate: 0,
+                })
+            }));
+        }
+        let (out_code, out_slope) = layers[last].activation.code();
+        let width = mlp.outputs();
+        let inv_norm = match self.loss {
+            Loss::CrossEntropy => 1.0 / rows as f64,
+            _ => 1.0 / (rows * width) as f64,
+        };
+        let loss_at = blocks.push(&LossShape {
+            rows: rows as u32,
+            width: width as u32,
+            loss: self.loss.code(),
+            activation: out_code,
+            slope: out_slope,
+            inv_norm: inv_norm as f32,
+        });
+        let loss_sum_at = blocks.push(&ReduceShape {
+            rows: rows as u32,
+            cols: 2,
+            accumulate: 0,
+            out_offset: 0,
+        });
+        let uniforms = blocks.upload(device);
+        let shape =
+            |offset: u64, size: usize| entry(0, &uniforms, offset, NonZeroU64::new(size as u64));
+        let group =
+            |kernel: &Kernel, label: &str, first: wgpu::BindGroupEntry, regions: &[Region]| {
+                let mut entries = vec![first];
+                for (i, (buffer, offset, len)) in regions.iter().enumerate() {
+                    entries.push(entry(
+                        i as u32 + 1,
+                        buffer,
+                        offset * 4,
+                        NonZeroU64::new(len * 4),
+                    ));
+                }
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(label),
+                    layout: &kernel.layout,
+                    entries: &entries,
+                })
+            };
+        let mm = std::mem::size_of::<MatmulShape>();
+        let k = &self.kernels;
+        let (unused_read, unused_write) = ((&self.unused_read, 0, 4), (&self.unused_write, 0, 4));
+        let gather = self.resident.as_ref().zip(gather_at).map(|(d, at)| {
+            let step = entry(
+                1,
+                &self.steps,
+                0,
+                NonZeroU64::new(std::mem::size_of::<StepParams>() as u64),
+            );
+            let mut entries = vec![shape(at, std::mem::size_of::<GatherShape>()), step];
+            for (i, buffer) in [&d.perm, &d.x, &d.targets].into_iter().enumerate() {
+                entries.push(entry(i as u32 + 2, buffer, 0, None));
+            }
+            entries.push(entry(
+                5,
+                &self.x_batch,
+                0,
+                NonZeroU64::new(r * d.features as u64 * 4),
+            ));
+            entries.push(entry(
+                6,
+                &self.y_batch,
+                0,
+                NonZeroU64::new(r * d.target_width as u64 * 4),
+            ));
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("gather"),
+                layout: &k.gather.layout,
+                entries: &entries,
+            })
+        });
+        let input_of = |l: usize| -> Region {
+            if l == 0 {
+                (&self.x_batch, 0, r * mlp.inputs() as u64)
+            } else {
+                (&self.a[l - 1], 0, r * layers[l - 1].outputs as u64)
+            }
+        };
+        let mut forward = Vec::new();
+        let mut weight_grad = Vec::new();
+        let mut bias_grad = Vec::new();
+        let mut input_grad = Vec::new();
+        for (l, layer) in layers.iter().enumerate() {
+            let (o, i) = (layer.outputs as u64, layer.inputs as u64);
+            let weight = (&self.params, self.layout.weight[l], o * i);
+            let bias = (&self.params, self.layout.bias[l], o);
+            let z = (&self.z[l], 0, r * o);
+            let a = (&self.a[l], 0, r * o);
+            let dz = (&self.dz[l], 0, r * o);
+            forward.push(group(
+                &k.matmul_forward,
+                "forward",
+                shape(forward_at[l], mm),
+                &[input_of(l), weight, z, bias, a],
+            ));
+            weight_grad.push(group(
+                &k.matmul_weight_grad,
+                "weight gradient",
+                shape(weight_grad_at[l], mm),
+                &[
+                    dz,
+                    input_of(l),
+                    (&self.grads, self.layout.weight[l], o * i),
+                    unused_read,
+                    unused_write,
+                ],
+            ));
+            bias_grad.push(group(
+                &k.column_sums,
+                "bias gradient",
+                shape(bias_grad_at[l], std::mem::size_of::<ReduceShape>()),
+                &[dz, whole(&self.grads)],
+            ));
+            input_grad.push(input_grad_at[l].map(|at| {
+                let prev = layers[l - 1].outputs as u64;
+                let z_prev = (&self.z[l - 1], 0, r * prev);
+                let dz_prev = (&self.dz[l - 1], 0, r * prev);
+                group(
+                    &k.matmul_input_grad,
+                    "input gradient",
+                    shape(at, mm),
+                    &[dz, weight, dz_prev, z_prev, unused_write],
+                )
+            }));
+        }
+        let (w, lastl) = (width as u64, last);
+        let loss = group(
+            &k.loss,
+            "loss",
+            shape(loss_at, std::mem::size_of::<LossShape>()),
+            &[
+                (&self.z[lastl], 0, r * w),
+                (&self.a[lastl], 0, r * w),
+                (
+                    &self.y_batch,
+                    0,
+                    r * if self.loss.takes_classes() { 1 } else { w },
+                ),
+                (&self.dz[lastl], 0, r * w),
+                (&self.row_stats, 0, r * 2),
+            ],
+        );
+        let loss_sum = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("loss sum"),
+            layout: &k.loss_sum.layout,
+            entries: &[
+                shape(loss_sum_at, std::mem::size_of::<ReduceShape>()),
+                entry(1, &self.row_stats, 0, NonZeroU64::new(r * 2 * 4)),
+                entry(2, &self.results, 0, None),
+                entry(
+                    3,
+                    &self.steps,
+                    0,
+                    NonZeroU64::new(std::mem::size_of::<StepParams>() as u64),
+                ),
+            ],
+        });
+        Plan {
+            rows,
+            gather,
+            forward,
+            loss,
+            loss_sum,
+            weight_grad,
+            bias_grad,
+            input_grad,
+            _uniforms: uniforms,
+        }
+    }
+
+    /// Records the forward pass, the loss, and (with `train`) the backward
+    /// pass and the update, for the step whose parameters sit in slot `slot`.
+    fn record(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        plan: &Plan,
+        slot: usize,
+        gather: bool,
+        train: bool,
+    ) {
+        let k = &self.kernels;
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let tiles = |m: usize, n: usize| {
+            (
+                (n as u32).div_ceil(k.tiling.tile_n()),
+                (m as u32).div_ceil(k.tiling.tile_m()),
+            )
+        };
+        let step_offset = (slot as u64 * self.step_stride) as u32;
+        let rows = plan.rows;
+        let layers = self.mlp.layers();
+        if gather && let (Some(group), Some(d)) = (&plan.gather, &self.resident) {
+            pass.set_pipeline(&k.gather.pipeline);
+            pass.set_bind_group(0, group, &[step_offset]);
+            let (x, y) = grid((rows * (d.features + d.target_width)) as u64, 256, max);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        pass.set_pipeline(&k.matmul_forward.pipeline);
+        for (l, layer) in layers.iter().enumerate() {
+            pass.set_bind_group(0, &plan.forward[l], &[]);
+            let (x, y) = tiles(rows, layer.outputs);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        pass.set_pipeline(&k.loss.pipeline);
+        pass.set_bind_group(0, &plan.loss, &[]);
+        let (x, y) = grid(rows as u64, 64, max);
+        pass.dispatch_workgroups(x, y, 1);
+        pass.set_pipeline(&k.loss_sum.pipeline);
+        pass.set_bind_group(0, &plan.loss_sum, &[step_offset]);
+        pass.dispatch_workgroups(1, 1, 1);
+        if !train {
+            return;
+        }
+        for (l, layer) in layers.iter().enumerate().rev() {
+            pass.set_pipeline(&k.matmul_weight_grad.pipeline);
+            pass.set_bind_group(0, &plan.weight_grad[l], &[]);
+            let (x, y) = tiles(layer.outputs, layer.inputs);
+            pass.dispatch_workgroups(x, y, 1);
+            pass.set_pipeline(&k.column_sums.pipeline);
+            pass.set_bind_group(0, &plan.bias_grad[l], &[]);
+            pass.dispatch_workgroups((layer.outputs as u32).div_ceil(16), 1, 1);
+            if let Some(group) = &plan.input_grad[l] {
+                pass.set_pipeline(&k.matmul_input_grad.pipeline);
+                pass.set_bind_group(0, group, &[]);
+                let (x, y) = tiles(rows, layer.inputs);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        }
+        pass.set_pipeline(&k.optimizer.pipeline);
+        pass.set_bind_group(0, &self.optimizer_group, &[step_offset]);
+        let (x, y) = grid(self.layout.len, 256, max);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+
+    fn write_steps(&self, steps: &[StepParams]) {
+        let mut bytes = vec![0u8; steps.len() * self.step_stride as usize];
+        for (i, s) in steps.iter().enumerate() {
+            let at = i * self.step_stride as usize;
+            bytes[at..at + std::mem::size_of::<StepParams>()]
+                .copy_from_slice(bytemuck::bytes_of(s));
+        }
+        self.ctx.queue.write_buffer(&self.steps, 0, &bytes);
+    }
+
+    fn read_results(&self, slots: usize) -> Result<Vec<f32>> {
+        let bytes = self.ctx.read(&self.results, 0, slots as u64 * 8)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Uploads rows `start..end` of `data` into the batch buffers.
+    fn write_batch(&self, data: &Dataset, start: usize, end: usize) {
+        let f = data.features();
+        let queue = &self.ctx.queue;
+        queue.write_buffer(
+            &self.x_batch,
+            0,
+            bytemuck::cast_slice(&data.x()[start * f..end * f]),
+        );
+        match data.targets() {
+            Targets::Classes(labels) => {
+                queue.write_buffer(&self.y_batch, 0, bytemuck::cast_slice(&labels[start..end]))
+            }
+            Targets::Values { values, width } => queue.write_buffer(
+                &self.y_batch,
+                0,
+                bytemuck::cast_slice(&values[start * width..end * width]),
+            ),
+        }
+    }
+
+    fn check_fits(&self, what: &str, bytes: u64) -> Result<()> {
+        let limit = self.ctx.limits.max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(Error::Config(format!(
+                "{what} needs {bytes} bytes in one GPU binding, more than this adapter's max_storage_buffer_binding_size ({limit})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn entry(
+    binding: u32,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    size: Option<NonZeroU64>,
+) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset,
+            size,
+        }),
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> String {
+        let s = self.ctx.summary();
+        format!("gpu: {} ({})", s.name, s.backend)
+    }
+
+    fn parameters(&mut self) -> Result<Vec<f32>> {
+        let bytes = self.ctx.read(&self.params, 0, self.layout.len * 4)?;
+        Ok(self.layout.unpack(&self.mlp, bytemuck::cast_slice(&bytes)))
+    }
+
+    fn set_parameters(&mut self, params: &[f32]) -> Result<()> {
+        self.ctx.queue.write_buffer(
+            &self.params,
+            0,
+            bytemuck::cast_slice(&self.layout.pack(&self.mlp, params)),
+        );
+        self.ctx.check()
+    }
+
+    fn begin_fit(&mut self, train: &Dataset) -> Result<()> {
+        let device = &self.ctx.device;
+        let x_bytes = (train.x().len() * 4) as u64;
+        self.check_fits("the training inputs", x_bytes)?;
+        let (targets, target_width) = match train.targets() {
+            Targets::Classes(labels) => (storage_init(device, "targets", labels), 1),
+            Targets::Values { values, width } => (storage_init(device, "targets", values), *width),
+        };
+        self.check_fits(
+            "the training targets",
+            (train.rows() * target_width * 4) as u64,
+        )?;
+        self.resident = Some(Resident {
+            x: storage_init(device, "inputs", train.x()),
+            targets,
+            perm: storage(device, "permutation", train.rows() as u64),
+            features: train.features(),
+            target_width,
+        });
+        self.plans.clear();
+        self.ctx.check()
+    }
+
+    fn train_epoch(
+        &mut self,
+        train: &Dataset,
+        order: &[u32],
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+    ) -> Result<EpochLoss> {
+        if batch_size > self.capacity {
+            return Err(Error::Config(format!(
+                "batch size {batch_size} exceeds the {} rows the GPU buffers were sized for",
+                self.capacity
+            )));
+        }
+        let Some(resident) = &self.resident else {
+            return Err(Error::Config("train_epoch before begin_fit".into()));
+        };
+        self.ctx
+            .queue
+            .write_buffer(&resident.perm, 0, bytemuck::cast_slice(order));
+        let batches: Vec<(usize, usize)> = (0..train.rows())
+            .step_by(batch_size)
+            .map(|start| (start, (start + batch_size).min(train.rows())))
+            .take(max_steps.try_into().unwrap_or(usize::MAX))
+            .collect();
+        self.ensure_step_slots(batches.len());
+        let steps: Vec<StepParams> = batches
+            .iter()
+            .enumerate()
+            .map(|(s, &(start, _))| {
+                StepParams::new(
+                    &self.rule,
+                    self.t + s as u64 + 1,
+                    lr,
+                    start as u32,
+                    s as u32,
+                )
+            })
+            .collect();
+        self.write_steps(&steps);
+        for &(start, end) in &batches {
+            self.plan(end - start);
+        }
+        for (chunk_index, chunk) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for (i, &(start, end)) in chunk.iter().enumerate() {
+                    let plan = &self.plans[&(end - start)];
+                    self.record(
+                        &mut pass,
+                        plan,
+                        chunk_index * STEPS_PER_SUBMIT + i,
+                        true,
+                        true,
+                    );
+                }
+            }
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        self.t += batches.len() as u64;
+        let results = self.read_results(batches.len())?;
+        let mut epoch = EpochLoss::default();
+        for (s, &(start, end)) in batches.iter().enumerate() {
+            let loss = results[2 * s] as f64;
+            if !loss.is_finite() {
+                return Err(Error::Diverged {
+                    step: self.t - batches.len() as u64 + s as u64 + 1,
+                    loss,
+                });
+            }
+            epoch.loss_sum += loss * (end - start) as f64;
+            epoch.rows += end - start;
+            epoch.steps += 1;
+        }
+        Ok(epoch)
+    }
+
+    fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)> {
+        let chunks: Vec<(usize, usize)> = (0..data.rows())
+            .step_by(self.capacity)
+            .map(|start| (start, (start + self.capacity).min(data.rows())))
+            .collect();
+        self.ensure_step_slots(chunks.len());
+        let steps: Vec<StepParams> = (0..chunks.len())
+            .map(|s| StepParams {
+                slot: s as u32,
+                ..Default::default()
+            })
+            .collect();
+        self.write_steps(&steps);
+        for (slot, &(start, end)) in chunks.iter().enumerate() {
+            self.plan(end - start);
+            self.write_batch(data, start, end);
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                self.record(&mut pass, &self.plans[&(end - start)], slot, false, false);
+            }
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        let results = self.read_results(chunks.len())?;
+        let mut loss_sum = 0.0;
+        let mut correct = 0.0;
+        for (s, &(start, end)) in chunks.iter().enumerate() {
+            loss_sum += results[2 * s] as f64 * (end - start) as f64;
+            correct += results[2 * s + 1] as f64;
+        }
+        Ok((
+            loss_sum,
+            self.loss
+                .is_classification()
+                .then_some(correct.round() as usize),
+        ))
+    }
+
+    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let inputs = self.mlp.inputs();
+        let outputs = self.mlp.outputs() as u64;
+        let rows = x.len() / inputs;
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("predictions"),
+            size: rows as u64 * outputs * 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.ensure_step_slots(1);
+        self.write_steps(&[StepParams::default()]);
+        // Forward only: the loss kernels run on whatever targets are in the
+        // batch buffer, which is harmless; zero them so they are finite.
+        let last = self.mlp.layers().len() - 1;
+        for start in (0..rows).step_by(self.capacity) {
+            let end = (start + self.capacity).min(rows);
+            self.plan(end - start);
+            self.ctx.queue.write_buffer(
+                &self.x_batch,
+                0,
+                bytemuck::cast_slice(&x[start * inputs..end * inputs]),
+            );
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                let plan = &self.plans[&(end - start)];
+                let k = &self.kernels;
+                let tile = k.tiling;
+                pass.set_pipeline(&k.matmul_forward.pipeline);
+                for (l, layer) in self.mlp.layers().iter().enumerate() {
+                    pass.set_bind_group(0, &plan.forward[l], &[]);
+                    pass.dispatch_workgroups(
+                        (layer.outputs as u32).div_ceil(tile.tile_n()),
+                        ((end - start) as u32).div_ceil(tile.tile_m()),
+                        1,
+                    );
+                }
+            }
+            encoder.copy_buffer_to_buffer(
+                &self.a[last],
+                0,
+                &staging,
+                start as u64 * outputs * 4,
+                (end - start) as u64 * outputs * 4,
+            );
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        let bytes = self.ctx.map_read(&staging)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}

@@ -1,0 +1,208 @@
+//! The one place that owns the wgpu instance, adapter, device and queue.
+
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// What wgpu reports about one adapter, with the limits that matter here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterSummary {
+    /// The adapter's name, e.g. "NVIDIA H100" or "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// Vulkan, Metal, Dx12, Gl, …
+    pub backend: String,
+    /// DiscreteGpu, IntegratedGpu, VirtualGpu, Cpu, Other.
+    pub device_type: String,
+    /// The driver and its version.
+    pub driver: String,
+    /// Largest storage buffer one binding can see, in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, in bytes.
+    pub max_buffer_size: u64,
+    /// Most workgroups per dispatch dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Most threads per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Workgroup memory, in bytes.
+    pub max_compute_workgroup_storage_size: u32,
+    /// Whether it is a hardware GPU (not a CPU implementation like lavapipe).
+    pub is_hardware: bool,
+}
+
+fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        is_hardware: !matches!(info.device_type, wgpu::DeviceType::Cpu),
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    // WGPU_BACKEND and friends in the environment still choose.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every compute-capable adapter wgpu finds, best first (hardware before
+/// software, discrete before integrated).
+pub fn adapters() -> Vec<AdapterSummary> {
+    let mut list: Vec<AdapterSummary> =
+        pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+            .iter()
+            .map(summarize)
+            .collect();
+    list.sort_by_key(|a| rank(&a.device_type));
+    list
+}
+
+fn rank(device_type: &str) -> u8 {
+    match device_type {
+        "DiscreteGpu" => 0,
+        "IntegratedGpu" => 1,
+        "VirtualGpu" => 2,
+        "Other" => 3,
+        _ => 4,
+    }
+}
+
+/// An open device: adapter, device and queue, and the first uncaptured
+/// error the device reported (wgpu reports validation and out-of-memory
+/// errors through a callback; we turn them into `Error::Gpu`).
+#[derive(Debug, Clone)]
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    summary: AdapterSummary,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl GpuContext {
+    /// Opens the best adapter; with `hardware_only`, a software adapter
+    /// (lavapipe) is refused, which is what device `auto` wants.
+    pub fn open(hardware_only: bool) -> Result<GpuContext> {
+        let instance = instance();
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        adapters.sort_by_key(|a| rank(&format!("{:?}", a.get_info().device_type)));
+        let found: Vec<String> = adapters.iter().map(|a| summarize(a).name).collect();
+        let adapter = adapters
+            .into_iter()
+            .find(|a| !hardware_only || summarize(a).is_hardware)
+            .ok_or_else(|| {
+                Error::NoAdapter(if found.is_empty() {
+                    "wgpu sees no adapter at all".into()
+                } else {
+                    format!("only software adapters: {}", found.join(", "))
+                })
+            })?;
+        let summary = summarize(&adapter);
+        // Ask for everything the adapter offers: large data sets need its
+        // real binding and buffer limits, not WebGPU's defaults.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("retroprop"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Gpu(format!("cannot open {}: {e}", summary.name)))?;
+        let error = Arc::new(Mutex::new(None));
+        let slot = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(e.to_string());
+            }
+        }));
+        let lost = error.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let mut slot = lost.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(format!("device lost ({reason:?}): {message}"));
+            }
+        });
+        log::info!(
+            "opened {} ({}, {})",
+            summary.name,
+            summary.backend,
+            summary.device_type
+        );
+        Ok(GpuContext {
+            device,
+            queue,
+            limits,
+            summary,
+            error,
+        })
+    }
+
+    /// What the open adapter is.
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// The first error the device reported, if any, as `Error::Gpu`.
+    pub(crate) fn check(&self) -> Result<()> {
+        let slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some(message) => Err(Error::Gpu(message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Blocks until the queue is idle.
+    pub(crate) fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.check()
+    }
+
+    /// Copies `size` bytes from `source` at `offset` to the host.
+    pub(crate) fn read(&self, source: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(source, offset, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        self.map_read(&staging)
+    }
+
+    /// Maps a MAP_READ buffer (after its copies were submitted) and returns
+    /// its bytes.
+    pub(crate) fn map_read(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = sender.send(r);
+        });
+        self.wait()?;
+        receiver
+            .recv()
+            .map_err(|_| Error::Gpu("the read-back never completed".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping a read-back buffer: {e}")))?;
+        let bytes = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e:?}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+}

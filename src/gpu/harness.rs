@@ -1,0 +1,540 @@
+//! Runs one kernel at a time on host data: the GPU side of the kernel
+//! parity tests (each kernel against its CPU twin) and of the kernel
+//! benchmarks. Training never goes through here.
+
+use super::context::GpuContext;
+use super::kernels::{
+    ElementwiseShape, GatherShape, Kernel, Kernels, LossShape, MatmulShape, MatmulTiling,
+    OptimizerShape, ReduceShape, StepParams, grid,
+};
+use crate::activation::Activation;
+use crate::data::{Dataset, Targets};
+use crate::error::Result;
+use crate::loss::{Loss, TargetBatch};
+use crate::optim::Optimizer;
+use std::num::NonZeroU64;
+use wgpu::util::DeviceExt;
+
+/// An open device with every pipeline built.
+#[derive(Debug)]
+pub struct KernelHarness {
+    ctx: GpuContext,
+    kernels: Kernels,
+}
+
+/// A binding for [`KernelHarness::run`].
+enum Bind<'a> {
+    Uniform(&'a [u8]),
+    Data(&'a [u8]),
+    /// Writable, `n` bytes, zero-filled, read back afterwards.
+    Out(usize),
+    /// Writable, starting from these bytes, read back afterwards.
+    InOut(&'a [u8]),
+}
+
+impl KernelHarness {
+    /// Opens the best adapter (any, software included).
+    pub fn open() -> Result<KernelHarness> {
+        let ctx = GpuContext::open(false)?;
+        let kernels = Kernels::new(
+            &ctx.device,
+            MatmulTiling::for_adapter(ctx.summary().is_hardware),
+        );
+        Ok(KernelHarness { ctx, kernels })
+    }
+
+    /// The device in use.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// The matmul tiling chosen for this adapter.
+    pub fn tiling(&self) -> MatmulTiling {
+        self.kernels.tiling
+    }
+
+    /// Binds `binds` in order at bindings 0, 1, …, dispatches `groups`, and
+    /// returns the contents of every `Out`/`InOut` binding.
+    fn run(
+        &self,
+        kernel: &Kernel,
+        binds: &[Bind],
+        groups: (u32, u32),
+        dynamic: bool,
+    ) -> Result<Vec<Vec<u8>>> {
+        let device = &self.ctx.device;
+        let padded = |bytes: &[u8]| {
+            let mut v = bytes.to_vec();
+            v.resize(v.len().max(4).next_multiple_of(16), 0);
+            v
+        };
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let buffers: Vec<(wgpu::Buffer, Option<u64>)> = binds
+            .iter()
+            .map(|b| match b {
+                Bind::Uniform(bytes) => (
+                    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: None,
+                        contents: &padded(bytes),
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    }),
+                    None,
+                ),
+                Bind::Data(bytes) => (
+                    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: None,
+                        contents: &padded(bytes),
+                        usage,
+                    }),
+                    None,
+                ),
+                Bind::Out(n) => (
+                    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: None,
+                        contents: &padded(&vec![0; *n]),
+                        usage,
+                    }),
+                    Some(*n as u64),
+                ),
+                Bind::InOut(bytes) => (
+                    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: None,
+                        contents: &padded(bytes),
+                        usage,
+                    }),
+                    Some(bytes.len() as u64),
+                ),
+            })
+            .collect();
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, (buffer, _))| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    // A dynamic-offset uniform binds one block.
+                    size: if dynamic && matches!(binds[i], Bind::Uniform(_)) && i > 0 {
+                        NonZeroU64::new(std::mem::size_of::<StepParams>() as u64)
+                    } else {
+                        None
+                    },
+                }),
+            })
+            .collect();
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &group, if dynamic { &[0] } else { &[] });
+            pass.dispatch_workgroups(groups.0, groups.1, 1);
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        buffers
+            .iter()
+            .filter_map(|(buffer, out)| out.map(|n| self.ctx.read(buffer, 0, n.max(4))))
+            .map(|r| {
+                r.map(|mut v| {
+                    v.truncate(v.len());
+                    v
+                })
+            })
+            .collect()
+    }
+
+    fn groups_1d(&self, threads: usize, group: u32) -> (u32, u32) {
+        grid(
+            threads as u64,
+            group,
+            self.ctx.limits.max_compute_workgroups_per_dimension,
+        )
+    }
+
+    fn tiles(&self, m: usize, n: usize) -> (u32, u32) {
+        let t = self.kernels.tiling;
+        (
+            (n as u32).div_ceil(t.tile_n()),
+            (m as u32).div_ceil(t.tile_m()),
+        )
+    }
+
+    /// C = op(A) · op(B) (M × N), with op(A) M × K and op(B) K × N; A and B
+    /// are row-major as stored, transposed on the fly.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        m: usize,
+        k: usize,
+        n: usize,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> Result<Vec<f32>> {
+        let shape = MatmulShape {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            activation: 0,
+            slope: 0.0,
+            accumulate: 0,
+        };
+        let kernel = &self.kernels.matmul_plain[trans_a as usize * 2 + trans_b as usize];
+        let out = self.run(
+            kernel,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Data(bytemuck::cast_slice(a)),
+                Bind::Data(bytemuck::cast_slice(b)),
+                Bind::Out(m * n * 4),
+                Bind::Data(&[0; 4]),
+                Bind::Out(4),
+            ],
+            self.tiles(m, n),
+            false,
+        )?;
+        Ok(floats(&out[0]))
+    }
+
+    /// The training forward kernel: Z = input · Wᵀ + b, A = f(Z).
+    pub fn dense_forward(
+        &self,
+        input: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        activation: Activation,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (outputs, inputs) = (bias.len(), weight.len() / bias.len());
+        let rows = input.len() / inputs;
+        let (code, slope) = activation.code();
+        let shape = MatmulShape {
+            m: rows as u32,
+            n: outputs as u32,
+            k: inputs as u32,
+            activation: code,
+            slope,
+            accumulate: 0,
+        };
+        let out = self.run(
+            &self.kernels.matmul_forward,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Data(bytemuck::cast_slice(input)),
+                Bind::Data(bytemuck::cast_slice(weight)),
+                Bind::Out(rows * outputs * 4),
+                Bind::Data(bytemuck::cast_slice(bias)),
+                Bind::Out(rows * outputs * 4),
+            ],
+            self.tiles(rows, outputs),
+            false,
+        )?;
+        Ok((floats(&out[0]), floats(&out[1])))
+    }
+
+    /// The training weight-gradient kernel: dW (+)= dZᵀ · input.
+    pub fn weight_grad(
+        &self,
+        grad_z: &[f32],
+        input: &[f32],
+        rows: usize,
+        initial: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
+        let (outputs, inputs) = (grad_z.len() / rows, input.len() / rows);
+        let shape = MatmulShape {
+            m: outputs as u32,
+            n: inputs as u32,
+            k: rows as u32,
+            activation: 0,
+            slope: 0.0,
+            accumulate: initial.is_some() as u32,
+        };
+        let zeros = vec![0f32; outputs * inputs];
+        let out = self.run(
+            &self.kernels.matmul_weight_grad,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Data(bytemuck::cast_slice(grad_z)),
+                Bind::Data(bytemuck::cast_slice(input)),
+                Bind::InOut(bytemuck::cast_slice(initial.unwrap_or(&zeros))),
+                Bind::Data(&[0; 4]),
+                Bind::Out(4),
+            ],
+            self.tiles(outputs, inputs),
+            false,
+        )?;
+        Ok(floats(&out[0]))
+    }
+
+    /// The training input-gradient kernel: dZ_prev = (dZ · W) ⊙ f'(Z_prev).
+    pub fn input_grad(
+        &self,
+        grad_z: &[f32],
+        weight: &[f32],
+        z_prev: &[f32],
+        rows: usize,
+        activation: Activation,
+    ) -> Result<Vec<f32>> {
+        let outputs = grad_z.len() / rows;
+        let inputs = weight.len() / outputs;
+        let (code, slope) = activation.code();
+        let shape = MatmulShape {
+            m: rows as u32,
+            n: inputs as u32,
+            k: outputs as u32,
+            activation: code,
+            slope,
+            accumulate: 0,
+        };
+        let out = self.run(
+            &self.kernels.matmul_input_grad,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Data(bytemuck::cast_slice(grad_z)),
+                Bind::Data(bytemuck::cast_slice(weight)),
+                Bind::Out(rows * inputs * 4),
+                Bind::Data(bytemuck::cast_slice(z_prev)),
+                Bind::Out(4),
+            ],
+            self.tiles(rows, inputs),
+            false,
+        )?;
+        Ok(floats(&out[0]))
+    }
+
+    /// The stand-alone fused bias + activation forward: (Z, A).
+    pub fn bias_activation_forward(
+        &self,
+        input: &[f32],
+        bias: &[f32],
+        activation: Activation,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (code, slope) = activation.code();
+        let shape = ElementwiseShape {
+            rows: (input.len() / bias.len()) as u32,
+            width: bias.len() as u32,
+            activation: code,
+            slope,
+        };
+        let out = self.run(
+            &self.kernels.bias_activation_forward,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Data(bytemuck::cast_slice(input)),
+                Bind::Data(bytemuck::cast_slice(bias)),
+                Bind::Out(input.len() * 4),
+                Bind::Out(input.len() * 4),
+            ],
+            self.groups_1d(input.len(), 256),
+            false,
+        )?;
+        Ok((floats(&out[0]), floats(&out[1])))
+    }
+
+    /// The stand-alone activation backward: dA ⊙ f'(Z).
+    pub fn activation_backward(
+        &self,
+        z: &[f32],
+        grad_a: &[f32],
+        activation: Activation,
+    ) -> Result<Vec<f32>> {
+        let (code, slope) = activation.code();
+        let shape = ElementwiseShape {
+            rows: z.len() as u32,
+            width: 1,
+            activation: code,
+            slope,
+        };
+        let out = self.run(
+            &self.kernels.activation_backward,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Data(bytemuck::cast_slice(z)),
+                Bind::Data(bytemuck::cast_slice(grad_a)),
+                Bind::Out(4),
+                Bind::Out(z.len() * 4),
+            ],
+            self.groups_1d(z.len(), 256),
+            false,
+        )?;
+        Ok(floats(&out[1]))
+    }
+
+    /// The loss kernel and its reduction on an output batch (identity output
+    /// activation): returns (mean loss, number correct, dL/dZ).
+    pub fn loss(
+        &self,
+        loss: Loss,
+        output: &[f32],
+        width: usize,
+        targets: TargetBatch<'_>,
+    ) -> Result<(f32, f32, Vec<f32>)> {
+        let rows = output.len() / width;
+        let inv_norm = match loss {
+            Loss::CrossEntropy => 1.0 / rows as f64,
+            _ => 1.0 / output.len() as f64,
+        };
+        let shape = LossShape {
+            rows: rows as u32,
+            width: width as u32,
+            loss: loss.code(),
+            activation: 0,
+            slope: 0.0,
+            inv_norm: inv_norm as f32,
+        };
+        let target_bytes: &[u8] = match targets {
+            TargetBatch::Classes(c) => bytemuck::cast_slice(c),
+            TargetBatch::Values(v) => bytemuck::cast_slice(v),
+        };
+        let out = self.run(
+            &self.kernels.loss,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Data(bytemuck::cast_slice(output)),
+                Bind::Data(bytemuck::cast_slice(output)),
+                Bind::Data(target_bytes),
+                Bind::Out(output.len() * 4),
+                Bind::Out(rows * 2 * 4),
+            ],
+            self.groups_1d(rows, 64),
+            false,
+        )?;
+        let stats = out[1].clone();
+        let reduce = ReduceShape {
+            rows: rows as u32,
+            cols: 2,
+            accumulate: 0,
+            out_offset: 0,
+        };
+        let summed = self.run(
+            &self.kernels.loss_sum,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&reduce)),
+                Bind::Data(&stats),
+                Bind::Out(8),
+                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+            ],
+            (1, 1),
+            true,
+        )?;
+        let sums = floats(&summed[0]);
+        Ok((sums[0], sums[1], floats(&out[0])))
+    }
+
+    /// Column sums of a rows × cols matrix (the bias-gradient reduction).
+    pub fn column_sums(&self, input: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
+        let shape = ReduceShape {
+            rows: rows as u32,
+            cols: cols as u32,
+            accumulate: 0,
+            out_offset: 0,
+        };
+        let out = self.run(
+            &self.kernels.column_sums,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Data(bytemuck::cast_slice(input)),
+                Bind::Out(cols * 4),
+            ],
+            ((cols as u32).div_ceil(16), 1),
+            false,
+        )?;
+        Ok(floats(&out[0]))
+    }
+
+    /// One optimizer step t over flat `params`; `state` is slot-major.
+    /// Returns the new parameters and state.
+    pub fn optimizer_step(
+        &self,
+        optimizer: &Optimizer,
+        params: &[f32],
+        grads: &[f32],
+        state: &[f32],
+        t: u64,
+        lr: f64,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let rule = optimizer.rule();
+        let shape = OptimizerShape {
+            n: params.len() as u32,
+            kind: rule.kind as u32,
+            flag: rule.flag as u32,
+            decoupled: rule.decoupled as u32,
+            a: rule.a as f32,
+            b: rule.b as f32,
+            eps: rule.eps as f32,
+            weight_decay: rule.weight_decay as f32,
+            momentum: rule.momentum as f32,
+        };
+        let step = StepParams::new(&rule, t, lr, 0, 0);
+        let out = self.run(
+            &self.kernels.optimizer,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Uniform(bytemuck::bytes_of(&step)),
+                Bind::InOut(bytemuck::cast_slice(params)),
+                Bind::Data(bytemuck::cast_slice(grads)),
+                Bind::InOut(bytemuck::cast_slice(if state.is_empty() {
+                    &[0f32]
+                } else {
+                    state
+                })),
+            ],
+            self.groups_1d(params.len(), 256),
+            true,
+        )?;
+        let mut new_state = floats(&out[1]);
+        new_state.truncate(state.len());
+        Ok((floats(&out[0]), new_state))
+    }
+
+    /// Gathers rows `order[start..start + rows]` of `data` on the GPU:
+    /// (inputs, targets as raw 32-bit words).
+    pub fn gather(
+        &self,
+        data: &Dataset,
+        order: &[u32],
+        start: usize,
+        rows: usize,
+    ) -> Result<(Vec<f32>, Vec<u32>)> {
+        let (targets, width): (&[u8], usize) = match data.targets() {
+            Targets::Classes(c) => (bytemuck::cast_slice(c), 1),
+            Targets::Values { values, width } => (bytemuck::cast_slice(values), *width),
+        };
+        let shape = GatherShape {
+            rows: rows as u32,
+            features: data.features() as u32,
+            target_width: width as u32,
+            _pad: 0,
+        };
+        let step = StepParams {
+            batch_start: start as u32,
+            ..Default::default()
+        };
+        let out = self.run(
+            &self.kernels.gather,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Uniform(bytemuck::bytes_of(&step)),
+                Bind::Data(bytemuck::cast_slice(order)),
+                Bind::Data(bytemuck::cast_slice(data.x())),
+                Bind::Data(targets),
+                Bind::Out(rows * data.features() * 4),
+                Bind::Out(rows * width * 4),
+            ],
+            self.groups_1d(rows * (data.features() + width), 256),
+            true,
+        )?;
+        Ok((floats(&out[0]), bytemuck::pod_collect_to_vec(&out[1])))
+    }
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(bytes)
+}

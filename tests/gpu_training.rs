@@ -1,0 +1,261 @@
+//! Whole training runs on the GPU against the CPU reference: every
+//! parameter after 50+ steps, for every optimizer and loss and a deep net.
+//! Needs a wgpu adapter; on a machine without a GPU install Mesa's software
+//! Vulkan: `apt-get install mesa-vulkan-drivers`.
+
+mod common;
+
+use common::{max_rel_error, random, widen};
+use retroprop::{
+    Activation, Adagrad, Adam, AdamW, Dataset, Device, Init, Loss, Mlp, Optimizer, RmsProp, Sgd,
+    Targets, TrainConfig, Trainer,
+};
+
+/// A small regression or classification set for `loss` with `outputs`.
+fn data(loss: Loss, rows: usize, features: usize, outputs: usize, seed: u64) -> Dataset {
+    let x = random(rows * features, -1.0, 1.0, seed);
+    let targets = match loss {
+        Loss::CrossEntropy => Targets::Classes(
+            x.chunks(features)
+                .map(|r| ((r[0] + 1.0) * outputs as f32 / 2.0).min(outputs as f32 - 1.0) as u32)
+                .collect(),
+        ),
+        Loss::BceWithLogits => Targets::Values {
+            values: x
+                .chunks(features)
+                .flat_map(|r| (0..outputs).map(move |j| (r[j % features] > 0.0) as u8 as f32))
+                .collect(),
+            width: outputs,
+        },
+        _ => Targets::Values {
+            values: x
+                .chunks(features)
+                .flat_map(|r| (0..outputs).map(move |j| r[j % features] * r[0]))
+                .collect(),
+            width: outputs,
+        },
+    };
+    Dataset::new(x, features, targets).unwrap()
+}
+
+/// Trains the same network on both backends and compares every parameter.
+fn assert_parity(what: &str, mlp: Mlp, config: TrainConfig, train: &Dataset, min_steps: u64) {
+    let mut gpu = Trainer::new(mlp.clone(), config.clone().device(Device::Gpu))
+        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let mut cpu = Trainer::new(mlp, config.device(Device::Cpu)).unwrap();
+    let gpu_history = gpu.fit(train, None).unwrap();
+    let cpu_history = cpu.fit(train, None).unwrap();
+    assert!(
+        gpu.steps() >= min_steps,
+        "{what}: only {} steps",
+        gpu.steps()
+    );
+    assert_eq!(gpu.steps(), cpu.steps(), "{what}: step counts differ");
+    let (g, c) = (gpu.parameters().unwrap(), cpu.parameters().unwrap());
+    // Parameters much smaller than the weights' scale (0.01) are compared
+    // against that scale.
+    let (err, at) = max_rel_error(&widen(&g), &widen(&c), 1e-2);
+    let loss_gap = (gpu_history.epochs.last().unwrap().train_loss
+        - cpu_history.epochs.last().unwrap().train_loss)
+        .abs();
+    println!(
+        "{what}: {} steps, max parameter relative error {err:.2e}, final loss gap {loss_gap:.2e}",
+        gpu.steps()
+    );
+    assert!(
+        err < 1e-4,
+        "{what}: parameter {at}: gpu {} vs cpu {} (relative error {err:.2e})",
+        g[at],
+        c[at]
+    );
+}
+
+fn optimizers() -> Vec<Optimizer> {
+    vec![
+        Sgd::default().lr(0.05).into(),
+        Sgd::default()
+            .lr(0.05)
+            .momentum(0.9)
+            .nesterov(true)
+            .weight_decay(1e-3)
+            .into(),
+        Sgd::default().lr(0.05).momentum(0.8).dampening(0.2).into(),
+        Adam::default().lr(3e-3).into(),
+        Adam::default()
+            .lr(3e-3)
+            .amsgrad(true)
+            .weight_decay(1e-3)
+            .into(),
+        AdamW::default().lr(3e-3).into(),
+        RmsProp::default()
+            .lr(1e-3)
+            .momentum(0.5)
+            .centered(true)
+            .into(),
+        RmsProp::default().lr(1e-3).into(),
+        Adagrad::default()
+            .lr(0.05)
+            .lr_decay(0.01)
+            .initial_accumulator_value(0.1)
+            .into(),
+    ]
+}
+
+#[test]
+fn every_optimizer_matches_cpu_after_60_steps() {
+    let train = data(Loss::Mse, 100, 5, 3, 1);
+    for optimizer in optimizers() {
+        let mlp = Mlp::new(&[5, 16, 3], Activation::Tanh, Activation::Identity).unwrap();
+        // 100 rows in batches of 32: three full batches and a partial one.
+        let config = TrainConfig::default()
+            .loss(Loss::Mse)
+            .optimizer(optimizer)
+            .batch_size(32)
+            .epochs(15)
+            .seed(3);
+        assert_parity(&format!("{optimizer:?}"), mlp, config, &train, 60);
+    }
+}
+
+#[test]
+fn every_loss_matches_cpu_after_60_steps() {
+    for loss in Loss::ALL {
+        let train = data(loss, 96, 6, 4, 2);
+        let mlp = Mlp::new(&[6, 12, 4], Activation::Gelu, Activation::Identity).unwrap();
+        let config = TrainConfig::default()
+            .loss(loss)
+            .optimizer(Adam::default().lr(3e-3))
+            .batch_size(16)
+            .epochs(10)
+            .seed(4);
+        assert_parity(&format!("{loss}"), mlp, config, &train, 60);
+    }
+}
+
+#[test]
+fn deep_network_with_every_activation_matches_cpu() {
+    let train = data(Loss::CrossEntropy, 80, 7, 5, 3);
+    let activations = [
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Gelu,
+        Activation::LEAKY_RELU,
+        Activation::Sigmoid,
+        Activation::GeluTanh,
+        Activation::Identity,
+    ];
+    let mlp = Mlp::with_activations(&[7, 33, 17, 65, 9, 20, 11, 5], &activations).unwrap();
+    let config = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .optimizer(Sgd::default().lr(0.05).momentum(0.9))
+        .batch_size(8)
+        .epochs(6)
+        .init(Init::KaimingUniform)
+        .seed(5);
+    assert_parity("7-layer net", mlp, config, &train, 60);
+}
+
+#[test]
+fn full_batch_and_stochastic_descent_match_cpu() {
+    let train = data(Loss::HalfMse, 50, 3, 2, 4);
+    let mlp = Mlp::new(&[3, 8, 2], Activation::Sigmoid, Activation::Identity).unwrap();
+    let base = TrainConfig::default()
+        .loss(Loss::HalfMse)
+        .optimizer(Sgd::default().lr(0.1))
+        .seed(6);
+    assert_parity(
+        "full batch",
+        mlp.clone(),
+        base.clone().full_batch().epochs(60),
+        &train,
+        60,
+    );
+    assert_parity(
+        "stochastic",
+        mlp,
+        base.stochastic().epochs(2).shuffle(false),
+        &train,
+        60,
+    );
+}
+
+#[test]
+fn gpu_runs_are_bit_identical() {
+    let train = data(Loss::CrossEntropy, 200, 8, 4, 5);
+    let run = || {
+        let mlp = Mlp::new(&[8, 32, 32, 4], Activation::Relu, Activation::Identity).unwrap();
+        let config = TrainConfig::default()
+            .loss(Loss::CrossEntropy)
+            .optimizer(Adam::default())
+            .batch_size(32)
+            .epochs(5)
+            .seed(9)
+            .device(Device::Gpu);
+        let mut trainer = Trainer::new(mlp, config)
+            .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+        let history = trainer.fit(&train, None).unwrap();
+        (
+            trainer.parameters().unwrap(),
+            history.epochs.last().unwrap().train_loss,
+        )
+    };
+    let (first, first_loss) = run();
+    let (second, second_loss) = run();
+    assert_eq!(
+        first_loss.to_bits(),
+        second_loss.to_bits(),
+        "losses differ: {first_loss} vs {second_loss}"
+    );
+    let differing = first
+        .iter()
+        .zip(&second)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(
+        differing,
+        0,
+        "{differing} of {} parameters differ between two runs",
+        first.len()
+    );
+}
+
+#[test]
+fn parameters_can_be_written_and_read_back() {
+    let mlp = Mlp::new(&[3, 5, 2], Activation::Tanh, Activation::Identity).unwrap();
+    let config = TrainConfig::default().device(Device::Gpu);
+    let mut trainer = Trainer::new(mlp.clone(), config)
+        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let values = random(mlp.parameter_count(), -1.0, 1.0, 8);
+    trainer.set_parameters(&values).unwrap();
+    assert_eq!(trainer.parameters().unwrap(), values);
+    let x = random(3 * 7, -1.0, 1.0, 9);
+    let gpu = trainer.predict(&x).unwrap();
+    let mut cpu =
+        Trainer::with_parameters(mlp, values, TrainConfig::default().device(Device::Cpu)).unwrap();
+    common::assert_close("predictions", &gpu, &cpu.predict(&x).unwrap(), 1e-5, 1e-3);
+}
+
+#[test]
+fn evaluation_matches_cpu() {
+    for loss in Loss::ALL {
+        let set = data(loss, 300, 4, 3, 6);
+        let mlp = Mlp::new(&[4, 6, 3], Activation::Relu, Activation::Identity).unwrap();
+        let params = mlp.init(Init::TorchDefault, 1);
+        let config = TrainConfig::default().loss(loss).batch_size(64);
+        let mut gpu = Trainer::with_parameters(
+            mlp.clone(),
+            params.clone(),
+            config.clone().device(Device::Gpu),
+        )
+        .unwrap();
+        let mut cpu = Trainer::with_parameters(mlp, params, config.device(Device::Cpu)).unwrap();
+        let (g, c) = (gpu.evaluate(&set).unwrap(), cpu.evaluate(&set).unwrap());
+        assert!(
+            (g.loss - c.loss).abs() < 1e-5 * c.loss.abs().max(1.0),
+            "{loss}: loss gpu {} vs cpu {}",
+            g.loss,
+            c.loss
+        );
+        assert_eq!(g.accuracy, c.accuracy, "{loss}: accuracy");
+    }
+}
