@@ -280,6 +280,20 @@ impl Dataset {
         classes: bool,
     ) -> Result<Dataset> {
         let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Dataset::from_csv_reader(std::io::BufReader::new(file), path, target_columns, classes)
+    }
+
+    /// [`from_csv`](Self::from_csv) on any reader; `path` names it in errors.
+    pub fn from_csv_reader(
+        reader: impl std::io::Read,
+        path: &Path,
+        target_columns: usize,
+        classes: bool,
+    ) -> Result<Dataset> {
         let parse_err = |message: String| Error::Parse {
             path: path.to_path_buf(),
             message,
@@ -292,15 +306,11 @@ impl Dataset {
                 "class labels come from one column, but {target_columns} target columns were asked for"
             )));
         }
-        let file = std::fs::File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .trim(csv::Trim::All)
-            .from_reader(std::io::BufReader::new(file));
+            .from_reader(reader);
         let mut x = Vec::new();
         let mut y = Vec::new();
         let mut width = None;

@@ -29,11 +29,16 @@
 //! # Ok::<(), retroprop::Error>(())
 //! ```
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub mod activation;
 pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod io;
 pub mod loss;
 pub mod model;
 pub mod optim;

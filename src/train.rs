@@ -340,6 +340,17 @@ impl Trainer {
     /// Trains for `config.epochs` epochs (or until `config.max_steps`),
     /// evaluating on `validation` after each epoch when given.
     pub fn fit(&mut self, train: &Dataset, validation: Option<&Dataset>) -> Result<History> {
+        self.fit_with(train, validation, |_| {})
+    }
+
+    /// [`fit`](Self::fit), calling `on_epoch` after each epoch (for
+    /// progress bars and metrics files).
+    pub fn fit_with(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut on_epoch: impl FnMut(&EpochRecord),
+    ) -> Result<History> {
         self.check_data(train, "training data")?;
         if let Some(v) = validation {
             self.check_data(v, "validation data")?;
@@ -380,14 +391,16 @@ impl Trainer {
                 });
             }
             let validation = validation.map(|v| self.evaluate(v)).transpose()?;
-            history.epochs.push(EpochRecord {
+            let record = EpochRecord {
                 epoch: self.epochs_done as usize,
                 step: self.steps,
                 train_loss,
                 validation,
                 lr,
                 seconds: start.elapsed().as_secs_f64(),
-            });
+            };
+            on_epoch(&record);
+            history.epochs.push(record);
         }
         Ok(history)
     }

@@ -48,15 +48,22 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
 }
 
 fn instance() -> wgpu::Instance {
-    // WGPU_BACKEND and friends in the environment still choose.
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    // Vulkan, Metal or DX12 unless WGPU_BACKEND says otherwise: GL offers no
+    // compute worth having and complains without a display.
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends();
+    wgpu::Instance::new(desc)
+}
+
+fn backends() -> wgpu::Backends {
+    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY)
 }
 
 /// Every compute-capable adapter wgpu finds, best first (hardware before
 /// software, discrete before integrated).
 pub fn adapters() -> Vec<AdapterSummary> {
     let mut list: Vec<AdapterSummary> =
-        pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+        pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all() & backends()))
             .iter()
             .map(summarize)
             .collect();
@@ -91,7 +98,8 @@ impl GpuContext {
     /// (lavapipe) is refused, which is what device `auto` wants.
     pub fn open(hardware_only: bool) -> Result<GpuContext> {
         let instance = instance();
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let mut adapters =
+            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all() & backends()));
         adapters.sort_by_key(|a| rank(&format!("{:?}", a.get_info().device_type)));
         let found: Vec<String> = adapters.iter().map(|a| summarize(a).name).collect();
         let adapter = adapters

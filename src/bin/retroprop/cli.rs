@@ -1,0 +1,268 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use retroprop::{Activation, Device, Init, Loss};
+use std::path::PathBuf;
+
+/// Train dense neural networks by backpropagation on the GPU (WGSL compute
+/// shaders through wgpu) or the CPU.
+#[derive(Debug, Parser)]
+#[command(name = "retroprop", version, about, long_about = None, after_help = "Run `retroprop train` with no options to train on the bundled digits data set.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a network on a CSV or safetensors file (or the bundled digits).
+    #[command(
+        allow_negative_numbers = true,
+        after_help = "Examples:
+  retroprop train
+  retroprop train --data iris.csv --arch 4,16,3 --activations relu --epochs 100 --save iris.safetensors
+  retroprop train --data house.csv --targets 2 --loss mse --standardize --val-split 0.2 --metrics run.csv --plot run.png
+  retroprop train --data digits.csv --optimizer sgd --lr 0.1 --momentum 0.9 --nesterov --device gpu"
+    )]
+    Train(Box<TrainArgs>),
+    /// Write a model's predictions for a data file (CSV).
+    #[command(
+        after_help = "Example:\n  retroprop predict --model iris.safetensors --data new.csv --out predictions.csv"
+    )]
+    Predict(PredictArgs),
+    /// Print a model's loss and accuracy on a labelled data file.
+    Evaluate(EvaluateArgs),
+    /// List the GPU adapters wgpu sees and which one `auto` picks.
+    Devices,
+    /// Measure training speed (headless).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training data: CSV (header row optional) or .safetensors with tensors
+    /// x [rows, features] and y. Default: the bundled digits data set.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// The last N CSV columns are targets.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub targets: usize,
+    /// Validation data file (same format as --data).
+    #[arg(long, value_name = "FILE", conflicts_with = "val_split")]
+    pub val: Option<PathBuf>,
+    /// Hold out this fraction of the training rows for validation (seeded).
+    #[arg(long, value_name = "FRACTION")]
+    pub val_split: Option<f64>,
+    /// Scale features by the training set's mean and standard deviation
+    /// (saved with the model and applied again at predict time).
+    #[arg(long)]
+    pub standardize: bool,
+    /// All layer sizes, input and output included, e.g. 64,32,10. Default:
+    /// FEATURES,64,OUTPUTS.
+    #[arg(long, value_name = "SIZES")]
+    pub arch: Option<String>,
+    /// One activation for every hidden layer (the output layer is identity),
+    /// or a comma list with one per layer: identity, sigmoid, tanh, relu,
+    /// leaky_relu[:SLOPE], gelu, gelu_tanh.
+    #[arg(long, value_name = "LIST")]
+    pub activations: Option<String>,
+    /// The loss. Default: cross_entropy when the single target column holds
+    /// class indices 0, 1, 2, …, otherwise mse.
+    #[arg(long, value_parser = parse_loss)]
+    pub loss: Option<Loss>,
+    /// The optimizer (torch.optim semantics and defaults).
+    #[arg(long, default_value = "adam", value_parser = ["sgd", "adam", "adamw", "rmsprop", "adagrad"])]
+    pub optimizer: String,
+    /// Learning rate (default: the optimizer's torch default).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Momentum (sgd, rmsprop).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Dampening for momentum (sgd).
+    #[arg(long)]
+    pub dampening: Option<f64>,
+    /// Nesterov momentum (sgd).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay: L2 added to the gradient, decoupled for adamw.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Adam's betas, e.g. 0.9,0.999.
+    #[arg(long, value_name = "B1,B2")]
+    pub betas: Option<String>,
+    /// Term added to denominators.
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// AMSGrad variant (adam, adamw).
+    #[arg(long)]
+    pub amsgrad: bool,
+    /// Smoothing constant (rmsprop).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Centered RMSprop.
+    #[arg(long)]
+    pub centered: bool,
+    /// Learning-rate decay (adagrad).
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
+    /// Initial accumulator value (adagrad).
+    #[arg(long)]
+    pub initial_accumulator: Option<f64>,
+    /// Rows per step; 0 means the whole data set (full-batch descent).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Stop after N optimizer steps (then --epochs only bounds it).
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
+    /// Visit rows in file order instead of a new random order each epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Seeds initialisation, shuffling and --val-split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Weight initialisation: torch, xavier_uniform, xavier_normal,
+    /// kaiming_uniform, kaiming_normal.
+    #[arg(long = "weight-init", default_value = "torch", value_parser = parse_init)]
+    pub weight_init: Init,
+    /// Start from the parameters in this safetensors file.
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
+    /// Write the trained model here (safetensors, atomically).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// auto (a hardware GPU if there is one, else the CPU), cpu or gpu.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    pub device: Device,
+    /// Write per-epoch metrics: .csv, or JSON lines for .jsonl/.json.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// Draw the loss curves into a PNG file.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model file written by `retroprop train --save`.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Inputs: CSV (target columns after the features are ignored) or
+    /// safetensors with tensor x.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Write predictions here (CSV); default: standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// auto, cpu or gpu.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    pub device: Device,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// A model file written by `retroprop train --save`.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Labelled data: CSV or safetensors.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// The last N CSV columns are targets.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub targets: usize,
+    /// auto, cpu or gpu.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    pub device: Device,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Devices to measure, comma separated: cpu, gpu (default: every one available).
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
+    /// Batch sizes, comma separated.
+    #[arg(long, default_value = "64,1024")]
+    pub batch: String,
+    /// Timed steps per run (after 5 warm-up steps).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Layer sizes of the network.
+    #[arg(long, default_value = "784,1024,1024,10")]
+    pub arch: String,
+    /// Samples in the synthetic data set.
+    #[arg(long, default_value_t = 16384)]
+    pub samples: usize,
+    /// The optimizer (adam with lr 1e-3 by default, as the standard work).
+    #[arg(long, default_value = "adam", value_parser = ["sgd", "adam", "adamw", "rmsprop", "adagrad"])]
+    pub optimizer: String,
+    /// Also measure the matmul kernels, per-step overhead and scaling.
+    #[arg(long)]
+    pub full: bool,
+    /// One JSON object per run on standard output instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_loss(s: &str) -> Result<Loss, String> {
+    s.parse()
+}
+fn parse_init(s: &str) -> Result<Init, String> {
+    s.parse()
+}
+fn parse_device(s: &str) -> Result<Device, String> {
+    s.parse()
+}
+
+/// Parses `--arch`: positive layer sizes, at least two.
+pub fn parse_arch(text: &str) -> Result<Vec<usize>, String> {
+    let sizes: Vec<usize> = text
+        .split(',')
+        .map(|s| {
+            let s = s.trim();
+            match s.parse::<usize>() {
+                Ok(0) => Err("--arch: layer sizes must be at least 1, got 0".to_string()),
+                Ok(n) if n > 1 << 24 => Err(format!("--arch: layer size {n} is too large")),
+                Ok(n) => Ok(n),
+                Err(_) => Err(format!(
+                    "--arch: `{s}` is not a layer size (expected e.g. 64,32,10)"
+                )),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    if sizes.len() < 2 {
+        return Err(format!(
+            "--arch needs at least an input and an output size, got `{text}`"
+        ));
+    }
+    Ok(sizes)
+}
+
+/// Parses `--activations` for `layers` layers: one name for every hidden
+/// layer (output identity) or one per layer.
+pub fn parse_activations(text: &str, layers: usize) -> Result<Vec<Activation>, String> {
+    let list: Vec<Activation> = text
+        .split(',')
+        .map(|a| a.parse().map_err(|e| format!("--activations: {e}")))
+        .collect::<Result<_, _>>()?;
+    match list.len() {
+        1 => Ok((0..layers)
+            .map(|l| {
+                if l + 1 == layers {
+                    Activation::Identity
+                } else {
+                    list[0]
+                }
+            })
+            .collect()),
+        n if n == layers => Ok(list),
+        n => Err(format!(
+            "--activations lists {n} activations, but the network has {layers} layers (give 1 or {layers})"
+        )),
+    }
+}

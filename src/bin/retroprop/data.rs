@@ -1,0 +1,104 @@
+//! Loading data files for the program: CSV or safetensors, with the loss
+//! deciding whether targets are class labels.
+
+use retroprop::{Dataset, Loss, Targets};
+use std::path::Path;
+
+/// The bundled digits data set (UCI optical digits, CC BY 4.0; see data/README.md).
+const DIGITS: &[u8] = include_bytes!("../../../data/digits.csv");
+
+fn is_safetensors(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+fn read(path: Option<&Path>, targets: usize, classes: bool) -> retroprop::Result<Dataset> {
+    match path {
+        None => Dataset::from_csv_reader(DIGITS, Path::new("<bundled digits.csv>"), 1, classes),
+        Some(p) if is_safetensors(p) => Dataset::from_safetensors(p, classes),
+        Some(p) => Dataset::from_csv(p, targets, classes),
+    }
+}
+
+/// Whether every target is a non-negative integer in one column: class labels.
+fn looks_like_classes(data: &Dataset) -> bool {
+    match data.targets() {
+        Targets::Values { values, width: 1 } => {
+            values.iter().all(|v| *v >= 0.0 && v.fract() == 0.0)
+        }
+        _ => false,
+    }
+}
+
+/// Loads a labelled data file; with no `loss`, picks cross_entropy for class
+/// labels and mse otherwise. Returns the data and the loss.
+pub fn load_labelled(
+    path: Option<&Path>,
+    targets: usize,
+    loss: Option<Loss>,
+) -> retroprop::Result<(Dataset, Loss)> {
+    let loss = match loss {
+        Some(loss) => loss,
+        None if path.is_none() => Loss::CrossEntropy,
+        None => {
+            let values = read(path, targets, false)?;
+            if looks_like_classes(&values) {
+                Loss::CrossEntropy
+            } else {
+                return Ok((values, Loss::Mse));
+            }
+        }
+    };
+    Ok((read(path, targets, loss.takes_classes())?, loss))
+}
+
+/// Number of outputs the targets need: classes for cross-entropy.
+pub fn outputs_for(data: &Dataset) -> usize {
+    match data.targets() {
+        Targets::Classes(labels) => labels.iter().max().map_or(1, |&m| m as usize + 1).max(2),
+        Targets::Values { width, .. } => *width,
+    }
+}
+
+/// Inputs of a file to predict on: all CSV columns, or tensor x.
+pub fn load_inputs(path: &Path, inputs: usize) -> retroprop::Result<Vec<f32>> {
+    if is_safetensors(path) {
+        return Ok(Dataset::from_safetensors(path, false)?.x().to_vec());
+    }
+    // Read every column as a feature, then drop trailing target columns.
+    let file = std::fs::File::open(path).map_err(|source| retroprop::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::BufReader::new(file), &mut text).map_err(
+        |source| retroprop::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    )?;
+    // A dummy zero target column lets the CSV reader validate every field.
+    let padded: String = text
+        .lines()
+        .map(|l| {
+            if l.trim().is_empty() {
+                "\n".to_string()
+            } else {
+                format!("{l},0\n")
+            }
+        })
+        .collect();
+    let data = Dataset::from_csv_reader(padded.as_bytes(), path, 1, false)?;
+    let columns = data.features();
+    if columns < inputs {
+        return Err(retroprop::Error::Parse {
+            path: path.to_path_buf(),
+            message: format!("rows have {columns} columns, but the model takes {inputs} inputs"),
+        });
+    }
+    Ok(data
+        .x()
+        .chunks_exact(columns)
+        .flat_map(|row| row[..inputs].iter().copied())
+        .collect())
+}

@@ -1,0 +1,62 @@
+//! The retroprop program: train, evaluate and predict on data files, list
+//! devices, and benchmark.
+
+mod bench;
+mod cli;
+mod data;
+mod report;
+mod train;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Train(args) => train::train(*args),
+        cli::Command::Predict(args) => train::predict(args),
+        cli::Command::Evaluate(args) => train::evaluate(args),
+        cli::Command::Devices => devices(),
+        cli::Command::Bench(args) => bench::bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn devices() -> Result<(), String> {
+    let adapters = retroprop::gpu::adapters();
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapters (install a Vulkan driver; without a GPU: apt-get install mesa-vulkan-drivers)"
+        );
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        println!("[{i}] {} ({}, {})", a.name, a.backend, a.device_type);
+        println!(
+            "    driver: {}",
+            if a.driver.is_empty() { "-" } else { &a.driver }
+        );
+        println!(
+            "    max storage binding {} MiB, max buffer {} MiB, {} workgroups per dimension, {} threads and {} KiB shared per workgroup",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroups_per_dimension,
+            a.max_compute_invocations_per_workgroup,
+            a.max_compute_workgroup_storage_size >> 10
+        );
+    }
+    let choice = adapters.iter().find(|a| a.is_hardware);
+    match choice {
+        Some(a) => println!("auto: gpu ({})", a.name),
+        None => println!(
+            "auto: cpu (no hardware GPU; `--device gpu` uses {})",
+            adapters.first().map_or("nothing", |a| &a.name)
+        ),
+    }
+    Ok(())
+}

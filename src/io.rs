@@ -1,0 +1,444 @@
+//! Files: models as safetensors that PyTorch loads directly, data sets from
+//! safetensors, and atomic writes.
+//!
+//! A model file holds `layers.{i}.weight` (`[out, in]`, float32) and
+//! `layers.{i}.bias` (`[out]`), exactly the `state_dict` of
+//!
+//! ```python
+//! class Mlp(torch.nn.Module):
+//!     def __init__(self, sizes):
+//!         super().__init__()
+//!         self.layers = torch.nn.ModuleList(
+//!             [torch.nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])])
+//! ```
+//!
+//! so `model.load_state_dict(safetensors.torch.load_file(path))` works. The
+//! architecture, activations, loss and standardisation statistics travel in
+//! the safetensors metadata (string to string).
+
+use crate::activation::Activation;
+use crate::data::{Dataset, Targets};
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::model::Mlp;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Per-feature statistics applied as (x − mean) / std before the network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standardization {
+    /// Training-set mean of each feature.
+    pub mean: Vec<f32>,
+    /// Training-set standard deviation of each feature (1 where constant).
+    pub std: Vec<f32>,
+}
+
+/// A trained model: network, parameters, and what is needed to use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedModel {
+    /// The network.
+    pub mlp: Mlp,
+    /// Flat parameters in the network's layout.
+    pub params: Vec<f32>,
+    /// The loss it was trained with (decides how predictions read).
+    pub loss: Loss,
+    /// Feature scaling to apply before predicting, if any.
+    pub standardization: Option<Standardization>,
+}
+
+/// What a model file holds: always the parameters (and from their shapes
+/// the layer sizes); the rest only when its metadata says so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedModel {
+    /// Layer sizes from the tensor shapes, input first.
+    pub sizes: Vec<usize>,
+    /// Flat parameters in the network's layout.
+    pub params: Vec<f32>,
+    /// Activations, one per layer, if recorded.
+    pub activations: Option<Vec<Activation>>,
+    /// The loss, if recorded.
+    pub loss: Option<Loss>,
+    /// Feature scaling, if recorded.
+    pub standardization: Option<Standardization>,
+}
+
+impl LoadedModel {
+    /// The saved model, when the file carried its activations and loss.
+    pub fn complete(self, path: &Path) -> Result<SavedModel> {
+        let missing = |what: &str| Error::Parse {
+            path: path.to_path_buf(),
+            message: format!(
+                "the metadata has no {what}; it is a bare state_dict, so say the architecture with --arch and --activations"
+            ),
+        };
+        let activations = self.activations.ok_or_else(|| missing("activations"))?;
+        let loss = self.loss.ok_or_else(|| missing("loss"))?;
+        Ok(SavedModel {
+            mlp: Mlp::with_activations(&self.sizes, &activations)?,
+            params: self.params,
+            loss,
+            standardization: self.standardization,
+        })
+    }
+}
+
+fn join<T: ToString>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Writes `model` to `path` as safetensors, atomically: the bytes go to a
+/// temporary file beside it, are flushed to disk, and only then renamed
+/// over `path`. Refuses parameters that are NaN or infinite.
+pub fn save_model(path: &Path, model: &SavedModel) -> Result<()> {
+    if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
+        return Err(Error::Config(format!(
+            "refusing to write {}: parameter {i} is {} (the model diverged)",
+            path.display(),
+            model.params[i]
+        )));
+    }
+    let mlp = &model.mlp;
+    let mut metadata = HashMap::new();
+    metadata.insert("format".to_string(), "pt".to_string());
+    metadata.insert(
+        "retroprop.version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+    metadata.insert("retroprop.arch".to_string(), join(&mlp.sizes()));
+    let activations: Vec<Activation> = mlp.layers().iter().map(|l| l.activation).collect();
+    metadata.insert("retroprop.activations".to_string(), join(&activations));
+    metadata.insert("retroprop.loss".to_string(), model.loss.to_string());
+    if let Some(s) = &model.standardization {
+        metadata.insert("retroprop.mean".to_string(), join(&s.mean));
+        metadata.insert("retroprop.std".to_string(), join(&s.std));
+    }
+    let mut tensors = Vec::new();
+    for (l, layer) in mlp.layers().iter().enumerate() {
+        tensors.push((
+            format!("layers.{l}.weight"),
+            bytes(&model.params[mlp.weight_range(l)]),
+            vec![layer.outputs, layer.inputs],
+        ));
+        tensors.push((
+            format!("layers.{l}.bias"),
+            bytes(&model.params[mlp.bias_range(l)]),
+            vec![layer.outputs],
+        ));
+    }
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(name, data, shape)| {
+            let view =
+                TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
+            (name.clone(), view)
+        })
+        .collect();
+    let encoded = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        message: format!("encoding: {e}"),
+    })?;
+    write_atomic(path, &encoded)
+}
+
+fn bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Writes `contents` to `path` through a temporary file in the same folder,
+/// synced before the rename, so `path` holds either the old or the new
+/// contents, never a part.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    file.write_all(contents).map_err(io)?;
+    file.as_file().sync_all().map_err(io)?;
+    file.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse_list<T: std::str::FromStr>(path: &Path, key: &str, text: &str) -> Result<Vec<T>> {
+    text.split(',')
+        .map(|v| {
+            v.trim().parse().map_err(|_| Error::Parse {
+                path: path.to_path_buf(),
+                message: format!("metadata {key}: `{v}` is not valid"),
+            })
+        })
+        .collect()
+}
+
+/// Reads a model file written by [`save_model`] or by
+/// `safetensors.torch.save_file(model.state_dict(), path)`.
+pub fn load_model(path: &Path) -> Result<LoadedModel> {
+    let buffer = read_file(path)?;
+    let parse = |message: String| Error::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (_, header) = SafeTensors::read_metadata(&buffer)
+        .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(&buffer)
+        .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
+    let layers = (0..)
+        .take_while(|l| file.tensor(&format!("layers.{l}.weight")).is_ok())
+        .count();
+    if layers == 0 {
+        let mut names = file.names();
+        names.sort();
+        return Err(parse(format!(
+            "no tensor layers.0.weight (found: {}); a model file holds layers.{{i}}.weight and layers.{{i}}.bias",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )));
+    }
+    let mut sizes = Vec::new();
+    let mut params = Vec::new();
+    for l in 0..layers {
+        let weight_name = format!("layers.{l}.weight");
+        let weight = f32_tensor(&file, &weight_name, path)?;
+        let [outputs, inputs] = weight.0[..] else {
+            return Err(parse(format!(
+                "tensor {weight_name} has shape {:?}, expected [out, in]",
+                weight.0
+            )));
+        };
+        if l == 0 {
+            sizes.push(inputs);
+        } else if sizes[l] != inputs {
+            return Err(parse(format!(
+                "tensor {weight_name} has {inputs} inputs, but layers.{}.weight has {} outputs",
+                l - 1,
+                sizes[l]
+            )));
+        }
+        sizes.push(outputs);
+        let bias_name = format!("layers.{l}.bias");
+        let bias = f32_tensor(&file, &bias_name, path)?;
+        if bias.0 != [outputs] {
+            return Err(parse(format!(
+                "tensor {bias_name} has shape {:?}, expected [{outputs}]",
+                bias.0
+            )));
+        }
+        params.extend(weight.1);
+        params.extend(bias.1);
+    }
+    if let Some(i) = params.iter().position(|p| !p.is_finite()) {
+        return Err(parse(format!(
+            "parameter {i} is not finite ({})",
+            params[i]
+        )));
+    }
+    let meta = header.metadata().clone().unwrap_or_default();
+    let activations = meta
+        .get("retroprop.activations")
+        .map(|text| {
+            let list: Vec<Activation> = text
+                .split(',')
+                .map(|a| {
+                    a.parse()
+                        .map_err(|e: String| parse(format!("metadata retroprop.activations: {e}")))
+                })
+                .collect::<Result<_>>()?;
+            if list.len() != layers {
+                return Err(parse(format!(
+                    "metadata lists {} activations for {layers} layers",
+                    list.len()
+                )));
+            }
+            Ok(list)
+        })
+        .transpose()?;
+    let loss = meta
+        .get("retroprop.loss")
+        .map(|l| {
+            l.parse()
+                .map_err(|e: String| parse(format!("metadata retroprop.loss: {e}")))
+        })
+        .transpose()?;
+    let standardization = match (meta.get("retroprop.mean"), meta.get("retroprop.std")) {
+        (Some(mean), Some(std)) => {
+            let s = Standardization {
+                mean: parse_list(path, "retroprop.mean", mean)?,
+                std: parse_list(path, "retroprop.std", std)?,
+            };
+            if s.mean.len() != sizes[0] || s.std.len() != sizes[0] {
+                return Err(parse(format!(
+                    "standardisation statistics do not have {} features",
+                    sizes[0]
+                )));
+            }
+            Some(s)
+        }
+        _ => None,
+    };
+    Ok(LoadedModel {
+        sizes,
+        params,
+        activations,
+        loss,
+        standardization,
+    })
+}
+
+/// A tensor's shape and values, which must be float32.
+fn f32_tensor(file: &SafeTensors, name: &str, path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let parse = |message: String| Error::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let view = file
+        .tensor(name)
+        .map_err(|_| parse(format!("tensor {name} is missing")))?;
+    if view.dtype() != Dtype::F32 {
+        return Err(parse(format!(
+            "tensor {name} is {:?}, expected F32",
+            view.dtype()
+        )));
+    }
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok((view.shape().to_vec(), values))
+}
+
+/// Values of any integer or float tensor as f64.
+fn numbers(view: &TensorView, name: &str, path: &Path) -> Result<Vec<f64>> {
+    let d = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => d
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        Dtype::F64 => d
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        Dtype::I64 => d
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        Dtype::I32 => d
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        Dtype::U8 => d.iter().map(|&b| b as f64).collect(),
+        other => {
+            return Err(Error::Parse {
+                path: path.to_path_buf(),
+                message: format!("tensor {name} is {other:?}; expected F32, F64, I64, I32 or U8"),
+            });
+        }
+    })
+}
+
+impl Dataset {
+    /// Reads tensors `x` (`[rows, features]`) and `y` (`[rows]` class
+    /// indices, or `[rows, targets]` values) from a safetensors file. With
+    /// `classes`, `y` must hold non-negative integers.
+    pub fn from_safetensors(path: impl AsRef<Path>, classes: bool) -> Result<Dataset> {
+        let path = path.as_ref();
+        let buffer = read_file(path)?;
+        let parse = |message: String| Error::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file = SafeTensors::deserialize(&buffer)
+            .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
+        let x = file
+            .tensor("x")
+            .map_err(|_| parse("tensor x is missing (expected x [rows, features] and y)".into()))?;
+        let y = file
+            .tensor("y")
+            .map_err(|_| parse("tensor y is missing (expected x [rows, features] and y)".into()))?;
+        let [rows, features] = x.shape()[..] else {
+            return Err(parse(format!(
+                "tensor x has shape {:?}, expected [rows, features]",
+                x.shape()
+            )));
+        };
+        let (y_rows, width) = match y.shape() {
+            [r] => (*r, 1),
+            [r, w] => (*r, *w),
+            other => {
+                return Err(parse(format!(
+                    "tensor y has shape {other:?}, expected [rows] or [rows, targets]"
+                )));
+            }
+        };
+        if y_rows != rows {
+            return Err(parse(format!(
+                "tensor y has {y_rows} rows, tensor x has {rows}"
+            )));
+        }
+        let xv: Vec<f32> = numbers(&x, "x", path)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let yv = numbers(&y, "y", path)?;
+        let targets = if classes {
+            if width != 1 {
+                return Err(parse(format!(
+                    "class labels need y of shape [rows], got {:?}",
+                    y.shape()
+                )));
+            }
+            let labels = yv
+                .iter()
+                .enumerate()
+                .map(|(row, &v)| {
+                    if v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64 {
+                        Ok(v as u32)
+                    } else {
+                        Err(parse(format!(
+                            "tensor y, row {row}: class label {v} is not a non-negative integer"
+                        )))
+                    }
+                })
+                .collect::<Result<_>>()?;
+            Targets::Classes(labels)
+        } else {
+            Targets::Values {
+                values: yv.iter().map(|&v| v as f32).collect(),
+                width,
+            }
+        };
+        Dataset::new(xv, features, targets).map_err(|e| match e {
+            Error::NonFinite {
+                what,
+                row,
+                column,
+                value,
+            } => parse(format!(
+                "tensor {}, row {row}, column {column}: {value} is not finite",
+                if what == "inputs" { "x" } else { "y" }
+            )),
+            other => other,
+        })
+    }
+}

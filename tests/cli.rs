@@ -1,0 +1,614 @@
+//! End-to-end tests of the `retroprop` program on files the tests write.
+//! GPU cases need a wgpu adapter (without a GPU: `apt-get install
+//! mesa-vulkan-drivers`).
+
+mod common;
+
+use assert_cmd::Command;
+use safetensors::SafeTensors;
+use std::path::{Path, PathBuf};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("retroprop-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn retroprop() -> Command {
+    Command::cargo_bin("retroprop").unwrap()
+}
+
+/// Runs and returns (exit code, stdout, stderr), asserting no panic.
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = retroprop().args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stderr.contains("panicked"),
+        "retroprop {args:?} panicked:\n{stderr}"
+    );
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn ok(args: &[&str]) -> String {
+    let (code, stdout, stderr) = run(args);
+    assert_eq!(code, 0, "retroprop {args:?} failed:\n{stderr}");
+    stdout
+}
+
+/// A failing run: exit code `code`, and stderr mentions every part.
+fn fails(args: &[&str], code: i32, parts: &[&str]) {
+    let (got, _, stderr) = run(args);
+    assert_eq!(
+        got, code,
+        "retroprop {args:?}: exit code {got}, stderr:\n{stderr}"
+    );
+    for part in parts {
+        assert!(
+            stderr.contains(part),
+            "retroprop {args:?}: stderr does not mention `{part}`:\n{stderr}"
+        );
+    }
+}
+
+/// Three classes from two features, with a header row.
+fn classes_csv(dir: &Dir) -> PathBuf {
+    let mut text = String::from("a,b,label\n");
+    for (i, (x, y)) in common::random(120, -1.0, 1.0, 3)
+        .chunks(2)
+        .map(|p| (p[0], p[1]))
+        .enumerate()
+    {
+        let label = if x + y > 0.5 {
+            2
+        } else if x > y {
+            1
+        } else {
+            0
+        };
+        text += &format!("{x},{y},{label}\n");
+        let _ = i;
+    }
+    dir.write("classes.csv", &text)
+}
+
+type TensorList = Vec<(String, Vec<usize>)>;
+type Metadata = std::collections::HashMap<String, String>;
+
+fn tensor_shapes(path: &Path) -> (TensorList, Metadata) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<(String, Vec<usize>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec()))
+        .collect();
+    names.sort();
+    (names, header.metadata().clone().unwrap_or_default())
+}
+
+fn train_save_predict_evaluate(device: &str) {
+    let dir = Dir::new(&format!("roundtrip-{device}"));
+    let data = classes_csv(&dir);
+    let model = dir.path("model.safetensors");
+    let out = ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--arch",
+        "2,8,3",
+        "--activations",
+        "tanh",
+        "--epochs",
+        "30",
+        "--lr",
+        "0.02",
+        "--standardize",
+        "--device",
+        device,
+        "--quiet",
+        "--save",
+        model.to_str().unwrap(),
+    ]);
+    assert!(out.contains("training accuracy"), "summary: {out}");
+    let (names, meta) = tensor_shapes(&model);
+    assert_eq!(
+        names,
+        vec![
+            ("layers.0.bias".to_string(), vec![8]),
+            ("layers.0.weight".to_string(), vec![8, 2]),
+            ("layers.1.bias".to_string(), vec![3]),
+            ("layers.1.weight".to_string(), vec![3, 8]),
+        ]
+    );
+    assert_eq!(meta["retroprop.arch"], "2,8,3");
+    assert_eq!(meta["retroprop.activations"], "tanh,identity");
+    assert_eq!(meta["retroprop.loss"], "cross_entropy");
+    assert_eq!(meta["retroprop.mean"].split(',').count(), 2);
+
+    let predictions = dir.path("predictions.csv");
+    ok(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        predictions.to_str().unwrap(),
+        "--device",
+        device,
+    ]);
+    let text = std::fs::read_to_string(&predictions).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("class,p0,p1,p2"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 60, "one prediction per row");
+    for row in &rows {
+        let fields: Vec<f64> = row.split(',').map(|f| f.parse().unwrap()).collect();
+        assert!(fields[0] < 3.0);
+        let total: f64 = fields[1..].iter().sum();
+        assert!((total - 1.0).abs() < 1e-5, "probabilities sum to {total}");
+    }
+    let eval = ok(&[
+        "evaluate",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--device",
+        device,
+    ]);
+    let accuracy: f64 = eval
+        .split("accuracy ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    assert!(accuracy > 80.0, "evaluate: {eval}");
+}
+
+#[test]
+fn cpu_train_save_predict_evaluate() {
+    train_save_predict_evaluate("cpu");
+}
+
+#[test]
+fn gpu_train_save_predict_evaluate() {
+    train_save_predict_evaluate("gpu");
+}
+
+fn params(path: &Path) -> Vec<f32> {
+    retroprop::io::load_model(path).unwrap().params
+}
+
+#[test]
+fn init_then_save_with_zero_steps_reproduces_parameters() {
+    let dir = Dir::new("init");
+    let data = classes_csv(&dir);
+    let first = dir.path("first.safetensors");
+    ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--arch",
+        "2,5,3",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+        "--save",
+        first.to_str().unwrap(),
+    ]);
+    let second = dir.path("second.safetensors");
+    ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--init",
+        first.to_str().unwrap(),
+        "--steps",
+        "0",
+        "--device",
+        "cpu",
+        "-q",
+        "--save",
+        second.to_str().unwrap(),
+    ]);
+    let (a, b) = (params(&first), params(&second));
+    assert_eq!(
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    // A bare state_dict (no metadata) with --arch and --activations.
+    let mlp = retroprop::Mlp::new(
+        &[2, 5, 3],
+        retroprop::Activation::Relu,
+        retroprop::Activation::Identity,
+    )
+    .unwrap();
+    let bare = dir.path("bare.safetensors");
+    write_bare_state_dict(&bare, &mlp, &a);
+    let third = dir.path("third.safetensors");
+    ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--init",
+        bare.to_str().unwrap(),
+        "--arch",
+        "2,5,3",
+        "--activations",
+        "relu",
+        "--steps",
+        "0",
+        "--device",
+        "cpu",
+        "-q",
+        "--save",
+        third.to_str().unwrap(),
+    ]);
+    assert_eq!(params(&third), a);
+}
+
+fn write_bare_state_dict(path: &Path, mlp: &retroprop::Mlp, params: &[f32]) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let mut tensors = Vec::new();
+    for (l, layer) in mlp.layers().iter().enumerate() {
+        let w: Vec<u8> = params[mlp.weight_range(l)]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let b: Vec<u8> = params[mlp.bias_range(l)]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        tensors.push((
+            format!("layers.{l}.weight"),
+            w,
+            vec![layer.outputs, layer.inputs],
+        ));
+        tensors.push((format!("layers.{l}.bias"), b, vec![layer.outputs]));
+    }
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn cpu_and_gpu_agree_without_shuffling() {
+    let dir = Dir::new("parity");
+    let data = classes_csv(&dir);
+    let run_on = |device: &str| {
+        let model = dir.path(&format!("{device}.safetensors"));
+        ok(&[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--arch",
+            "2,16,3",
+            "--no-shuffle",
+            "--steps",
+            "40",
+            "--batch-size",
+            "8",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.1",
+            "--momentum",
+            "0.9",
+            "--device",
+            device,
+            "-q",
+            "--save",
+            model.to_str().unwrap(),
+        ]);
+        params(&model)
+    };
+    let (cpu, gpu) = (run_on("cpu"), run_on("gpu"));
+    let (err, at) = common::max_rel_error(&common::widen(&gpu), &common::widen(&cpu), 1e-2);
+    assert!(
+        err < 1e-4,
+        "parameter {at}: gpu {} vs cpu {} ({err:.1e})",
+        gpu[at],
+        cpu[at]
+    );
+}
+
+#[test]
+fn metrics_and_plot_are_written_and_well_formed() {
+    let dir = Dir::new("metrics");
+    let data = classes_csv(&dir);
+    let csv = dir.path("metrics.csv");
+    let jsonl = dir.path("metrics.jsonl");
+    let png = dir.path("loss.png");
+    ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "4",
+        "--val-split",
+        "0.25",
+        "--device",
+        "cpu",
+        "-q",
+        "--metrics",
+        csv.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,step,train_loss,val_loss,val_accuracy,lr,seconds"
+    );
+    assert_eq!(lines.len(), 5, "{text}");
+    for (i, line) in lines[1..].iter().enumerate() {
+        let fields: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
+        assert_eq!(fields.len(), 7);
+        assert_eq!(fields[0], (i + 1) as f64);
+        assert!(fields[4] >= 0.0 && fields[4] <= 1.0);
+    }
+    let image = std::fs::read(&png).unwrap();
+    assert_eq!(&image[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+        "-q",
+        "--metrics",
+        jsonl.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[2]["epoch"], 3);
+    assert!(records[2]["train_loss"].as_f64().unwrap() > 0.0);
+    assert!(records[2]["val_loss"].is_null());
+}
+
+#[test]
+fn bad_input_gets_a_one_line_error_naming_where() {
+    let dir = Dir::new("bad");
+    let good = classes_csv(&dir);
+    let good = good.to_str().unwrap();
+    let missing = dir.path("missing.csv");
+    fails(
+        &["train", "--data", missing.to_str().unwrap()],
+        1,
+        &["missing.csv", "No such file"],
+    );
+    let ragged = dir.write("ragged.csv", "a,b,y\n1,2,0\n3,4\n");
+    fails(
+        &["train", "--data", ragged.to_str().unwrap()],
+        1,
+        &["ragged.csv", "row 3 has 2 columns, expected 3"],
+    );
+    let text = dir.write("text.csv", "1,2,0\n3,abc,1\n");
+    fails(
+        &["train", "--data", text.to_str().unwrap()],
+        1,
+        &["text.csv", "row 2, column 2", "`abc` is not a number"],
+    );
+    let nan = dir.write("nan.csv", "1,2,0\nnan,4,1\n");
+    fails(
+        &["train", "--data", nan.to_str().unwrap()],
+        1,
+        &["nan.csv", "row 2, column 1", "not a finite number"],
+    );
+    fails(
+        &[
+            "train", "--data", good, "--arch", "2,4,2", "--device", "cpu",
+        ],
+        1,
+        &["class label 2 at row", "2 classes"],
+    );
+    fails(
+        &["train", "--data", good, "--arch", "3,4,3"],
+        1,
+        &["--arch starts with 3 inputs", "2 feature columns"],
+    );
+    fails(
+        &["train", "--data", good, "--arch", "2,x,3"],
+        1,
+        &["--arch", "`x` is not a layer size"],
+    );
+    fails(
+        &["train", "--data", good, "--arch", "2,0,3"],
+        1,
+        &["--arch", "at least 1"],
+    );
+    fails(
+        &[
+            "train",
+            "--data",
+            good,
+            "--activations",
+            "relu,tanh,relu,relu",
+        ],
+        1,
+        &["--activations lists 4", "2 layers"],
+    );
+    fails(
+        &["train", "--data", good, "--activations", "swish"],
+        1,
+        &["unknown activation `swish`"],
+    );
+    fails(&["train", "--data", good, "--lr", "-1"], 1, &["lr = -1"]);
+    fails(
+        &[
+            "train",
+            "--data",
+            good,
+            "--optimizer",
+            "adam",
+            "--momentum",
+            "0.9",
+        ],
+        1,
+        &["--momentum does not apply to --optimizer adam"],
+    );
+    fails(
+        &["train", "--data", good, "--loss", "hinge"],
+        2,
+        &["unknown loss `hinge`"],
+    );
+    fails(
+        &["train", "--data", good, "--device", "tpu"],
+        2,
+        &["unknown device `tpu`"],
+    );
+    fails(
+        &["train", "--data", good, "--optimizer", "lbfgs"],
+        2,
+        &["lbfgs"],
+    );
+
+    let model = dir.path("model.safetensors");
+    ok(&[
+        "train",
+        "--data",
+        good,
+        "--arch",
+        "2,4,3",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "-q",
+        "--save",
+        model.to_str().unwrap(),
+    ]);
+    fails(
+        &[
+            "train",
+            "--data",
+            good,
+            "--init",
+            model.to_str().unwrap(),
+            "--arch",
+            "2,5,3",
+        ],
+        1,
+        &["--init", "2,4,3 do not match the architecture 2,5,3"],
+    );
+    let bytes = std::fs::read(&model).unwrap();
+    let truncated = dir.path("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 10]).unwrap();
+    fails(
+        &[
+            "predict",
+            "--model",
+            truncated.to_str().unwrap(),
+            "--data",
+            good,
+        ],
+        1,
+        &["truncated.safetensors", "not a valid safetensors file"],
+    );
+    let corrupt = dir.write("corrupt.safetensors", "this is not a model");
+    fails(
+        &["train", "--data", good, "--init", corrupt.to_str().unwrap()],
+        1,
+        &["corrupt.safetensors", "not a valid safetensors file"],
+    );
+    let narrow = dir.write("narrow.csv", "1\n2\n");
+    fails(
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            narrow.to_str().unwrap(),
+        ],
+        1,
+        &["narrow.csv", "1 columns", "2 inputs"],
+    );
+    // A failed save leaves no half-written file behind.
+    let nowhere = dir.path("no/such/dir/model.safetensors");
+    fails(
+        &[
+            "train",
+            "--data",
+            good,
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "-q",
+            "--save",
+            nowhere.to_str().unwrap(),
+        ],
+        1,
+        &["no/such/dir"],
+    );
+    assert!(!nowhere.exists());
+}
+
+#[test]
+fn main_job_trains_on_the_bundled_digits() {
+    let out = ok(&["train", "--device", "cpu", "--epochs", "5", "-q"]);
+    assert!(out.contains("64,64,10"), "{out}");
+    let accuracy: f64 = out
+        .split("validation accuracy ")
+        .nth(1)
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(accuracy > 90.0, "{out}");
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let out = ok(&["--help"]);
+    for sub in ["train", "predict", "evaluate", "devices", "bench"] {
+        assert!(out.contains(sub), "help lacks {sub}:\n{out}");
+    }
+    let out = ok(&["train", "--help"]);
+    assert!(
+        out.contains("--batch-size") && out.contains("Examples:"),
+        "{out}"
+    );
+}
