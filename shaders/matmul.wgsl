@@ -58,6 +58,36 @@ fn load_b(row: u32, col: u32) -> f32 {
     return b[row * shape.n + col];
 }
 
+// Writes a thread's RM × RN values (rows row + r·WG_Y, columns col + s·WG_X)
+// through the epilogue.
+fn store_tile(row_base: u32, col_base: u32, acc: ptr<function, array<f32, RM * RN>>) {
+    for (var r = 0u; r < RM; r++) {
+        let row = row_base + r * WG_Y;
+        if row >= shape.m {
+            continue;
+        }
+        for (var s = 0u; s < RN; s++) {
+            let col = col_base + s * WG_X;
+            if col >= shape.n {
+                continue;
+            }
+            let at = row * shape.n + col;
+            let v = (*acc)[r * RN + s];
+            if EPILOGUE == 1u {
+                let z = v + aux[col];
+                c[at] = z;
+                out2[at] = activate(shape.activation, shape.slope, z);
+            } else if EPILOGUE == 2u {
+                c[at] = v * activate_grad(shape.activation, shape.slope, aux[at]);
+            } else if shape.accumulate != 0u {
+                c[at] = c[at] + v;
+            } else {
+                c[at] = v;
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.y * TM;
@@ -111,29 +141,28 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         }
         workgroupBarrier();
     }
-    for (var r = 0u; r < RM; r++) {
-        let row = row0 + lid.y + r * WG_Y;
-        if row >= shape.m {
-            continue;
-        }
-        for (var s = 0u; s < RN; s++) {
-            let col = col0 + lid.x + s * WG_X;
-            if col >= shape.n {
-                continue;
-            }
-            let at = row * shape.n + col;
-            let v = acc[r * RN + s];
-            if EPILOGUE == 1u {
-                let z = v + aux[col];
-                c[at] = z;
-                out2[at] = activate(shape.activation, shape.slope, z);
-            } else if EPILOGUE == 2u {
-                c[at] = v * activate_grad(shape.activation, shape.slope, aux[at]);
-            } else if shape.accumulate != 0u {
-                c[at] = c[at] + v;
-            } else {
-                c[at] = v;
-            }
-        }
+    store_tile(row0 + lid.y, col0 + lid.x, &acc);
+}
+
+// matmul_direct, the same product without workgroup memory or barriers
+// for CPU implementations of Vulkan (lavapipe), is appended here by
+// src/gpu/kernels.rs (`direct_kernel`), unrolled for its RM × RN block.
+
+// One output of a thread's block through the epilogue (matmul_direct).
+fn store_one(row: u32, col: u32, v: f32) {
+    if row >= shape.m || col >= shape.n {
+        return;
+    }
+    let at = row * shape.n + col;
+    if EPILOGUE == 1u {
+        let z = v + aux[col];
+        c[at] = z;
+        out2[at] = activate(shape.activation, shape.slope, z);
+    } else if EPILOGUE == 2u {
+        c[at] = v * activate_grad(shape.activation, shape.slope, aux[at]);
+    } else if shape.accumulate != 0u {
+        c[at] = c[at] + v;
+    } else {
+        c[at] = v;
     }
 }

@@ -229,6 +229,7 @@ pub(crate) trait Backend {
     /// Sum of row losses (not the mean) and number correct.
     fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)>;
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;
+    fn memory_bytes(&self) -> u64;
 }
 
 /// Trains one network on one backend.
@@ -258,6 +259,11 @@ pub struct Trainer {
     backend: Box<dyn Backend>,
     steps: u64,
     epochs_done: u64,
+    /// Mid-epoch position of `train_steps`: the epoch's order and how many
+    /// of its rows are done.
+    cursor: Option<(Vec<u32>, usize)>,
+    /// Which data set the backend holds (address and rows of its inputs).
+    prepared_for: Option<(usize, usize)>,
 }
 
 impl fmt::Debug for Trainer {
@@ -303,6 +309,8 @@ impl Trainer {
             backend,
             steps: 0,
             epochs_done: 0,
+            cursor: None,
+            prepared_for: None,
         })
     }
 
@@ -355,7 +363,8 @@ impl Trainer {
         if let Some(v) = validation {
             self.check_data(v, "validation data")?;
         }
-        self.backend.begin_fit(train)?;
+        self.prepare(train)?;
+        self.cursor = None;
         let start = Instant::now();
         let mut history = History::default();
         let batch_size = self
@@ -403,6 +412,69 @@ impl Trainer {
             history.epochs.push(record);
         }
         Ok(history)
+    }
+
+    fn prepare(&mut self, train: &Dataset) -> Result<()> {
+        let id = (train.x().as_ptr() as usize, train.rows());
+        if self.prepared_for != Some(id) {
+            self.backend.begin_fit(train)?;
+            self.prepared_for = Some(id);
+        }
+        Ok(())
+    }
+
+    /// Runs `steps` optimizer steps from where training stands, continuing
+    /// the current epoch's order and starting new epochs as needed: step
+    /// by step control for benchmarks and custom loops. Returns the mean
+    /// loss over the rows of those steps. On the GPU the steps are recorded
+    /// into few submissions and read back once, as in [`fit`](Self::fit).
+    pub fn train_steps(&mut self, train: &Dataset, steps: u64) -> Result<f64> {
+        self.check_data(train, "training data")?;
+        self.prepare(train)?;
+        let rows = train.rows();
+        let batch_size = self.config.batch_size.unwrap_or(rows).min(rows);
+        let lr = self.config.optimizer.lr();
+        let (mut remaining, mut total) = (steps, EpochLoss::default());
+        while remaining > 0 {
+            let (order, done) = match self.cursor.take() {
+                Some(cursor) => cursor,
+                None => (
+                    epoch_order(
+                        rows,
+                        self.config.shuffle,
+                        self.config.seed,
+                        self.epochs_done,
+                    ),
+                    0,
+                ),
+            };
+            let result =
+                self.backend
+                    .train_epoch(train, &order[done..], batch_size, remaining, lr)?;
+            self.steps += result.steps;
+            remaining -= result.steps;
+            total.loss_sum += result.loss_sum;
+            total.rows += result.rows;
+            if done + result.rows >= rows {
+                self.epochs_done += 1;
+            } else {
+                self.cursor = Some((order, done + result.rows));
+            }
+        }
+        let loss = total.loss_sum / total.rows.max(1) as f64;
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                step: self.steps,
+                loss,
+            });
+        }
+        Ok(loss)
+    }
+
+    /// Bytes of device (or, on the CPU, host) memory this trainer's backend
+    /// has allocated for parameters, state, activations and data.
+    pub fn memory_bytes(&self) -> u64 {
+        self.backend.memory_bytes()
     }
 
     /// Mean loss and, for classification losses, accuracy over `data`.
@@ -597,6 +669,13 @@ impl Backend for CpuBackend {
             }
         }
         Ok((loss_sum, correct))
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.net.memory_bytes()
+            + 4 * (self.x_batch.capacity()
+                + self.value_batch.capacity()
+                + self.label_batch.capacity()) as u64
     }
 
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {

@@ -6,6 +6,8 @@ mod common;
 
 use common::{assert_close, harness, random};
 use retroprop::cpu::{dense_backward, dense_forward};
+use retroprop::gpu::MatmulTiling;
+use retroprop::gpu::harness::KernelHarness;
 use retroprop::{Activation, Dataset, Loss, Optimizer, Real, TargetBatch, Targets};
 
 const SIZES: [usize; 6] = [1, 3, 17, 63, 65, 257];
@@ -51,7 +53,16 @@ fn cpu_matmul(
 
 #[test]
 fn matmul_variants_match_cpu_at_awkward_sizes() {
-    let h = harness();
+    // Both kernels, whichever this adapter would choose: the workgroup-memory
+    // one for GPUs and the barrier-free one for CPU adapters.
+    for tiling in [MatmulTiling::shared(), MatmulTiling::direct()] {
+        let h = KernelHarness::open_with(Some(tiling))
+            .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+        matmul_parity(&h);
+    }
+}
+
+fn matmul_parity(h: &KernelHarness) {
     let mut seed = 0;
     for &m in &SIZES {
         for &k in &[1usize, 17, 65, 257] {
@@ -66,7 +77,10 @@ fn matmul_variants_match_cpu_at_awkward_sizes() {
                     let cpu = cpu_matmul(&a, &b, m, k, n, trans_a, trans_b);
                     // Sums of k products of values in ±1: compare relative to √k.
                     assert_close(
-                        &format!("matmul {m}x{k}x{n} ta={trans_a} tb={trans_b}"),
+                        &format!(
+                            "matmul {:?} {m}x{k}x{n} ta={trans_a} tb={trans_b}",
+                            h.tiling()
+                        ),
                         &gpu,
                         &cpu,
                         1e-5,
@@ -80,7 +94,14 @@ fn matmul_variants_match_cpu_at_awkward_sizes() {
 
 #[test]
 fn fused_dense_kernels_match_cpu_for_every_activation() {
-    let h = harness();
+    for tiling in [MatmulTiling::shared(), MatmulTiling::direct()] {
+        let h = KernelHarness::open_with(Some(tiling))
+            .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+        fused_dense_parity(&h);
+    }
+}
+
+fn fused_dense_parity(h: &KernelHarness) {
     for (i, activation) in Activation::ALL
         .into_iter()
         .chain([Activation::LeakyRelu { slope: 0.3 }])

@@ -92,6 +92,22 @@ impl<T: Real> Network<T> {
         &self.state
     }
 
+    /// Bytes held for parameters, gradients, state and activations.
+    pub fn memory_bytes(&self) -> u64 {
+        let floats = self.params.len()
+            + self.grads.len()
+            + self.state.len()
+            + self
+                .z
+                .iter()
+                .chain(&self.a)
+                .map(Vec::capacity)
+                .sum::<usize>()
+            + self.grad_a.capacity()
+            + self.grad_z.capacity();
+        (floats * std::mem::size_of::<T>()) as u64
+    }
+
     /// Number of optimizer steps taken.
     pub fn step_count(&self) -> u64 {
         self.step

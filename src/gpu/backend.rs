@@ -786,7 +786,7 @@ impl Backend for GpuBackend {
 
     fn train_epoch(
         &mut self,
-        train: &Dataset,
+        _train: &Dataset,
         order: &[u32],
         batch_size: usize,
         max_steps: u64,
@@ -804,9 +804,11 @@ impl Backend for GpuBackend {
         self.ctx
             .queue
             .write_buffer(&resident.perm, 0, bytemuck::cast_slice(order));
-        let batches: Vec<(usize, usize)> = (0..train.rows())
+        // `order` may be the rest of an epoch (Trainer::train_steps).
+        let rows = order.len();
+        let batches: Vec<(usize, usize)> = (0..rows)
             .step_by(batch_size)
-            .map(|start| (start, (start + batch_size).min(train.rows())))
+            .map(|start| (start, (start + batch_size).min(rows)))
             .take(max_steps.try_into().unwrap_or(usize::MAX))
             .collect();
         self.ensure_step_slots(batches.len());
@@ -898,6 +900,24 @@ impl Backend for GpuBackend {
                 .is_classification()
                 .then_some(correct.round() as usize),
         ))
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        let mut buffers = vec![
+            &self.params,
+            &self.grads,
+            &self.state,
+            &self.x_batch,
+            &self.y_batch,
+            &self.row_stats,
+            &self.results,
+            &self.steps,
+        ];
+        buffers.extend(self.z.iter().chain(&self.a).chain(&self.dz));
+        if let Some(d) = &self.resident {
+            buffers.extend([&d.x, &d.targets, &d.perm]);
+        }
+        buffers.iter().map(|b| b.size()).sum()
     }
 
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {

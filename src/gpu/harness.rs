@@ -35,11 +35,15 @@ enum Bind<'a> {
 impl KernelHarness {
     /// Opens the best adapter (any, software included).
     pub fn open() -> Result<KernelHarness> {
+        KernelHarness::open_with(None)
+    }
+
+    /// Opens the best adapter with a given matmul tiling (so that both
+    /// kernels are tested on any adapter).
+    pub fn open_with(tiling: Option<MatmulTiling>) -> Result<KernelHarness> {
         let ctx = GpuContext::open(false)?;
-        let kernels = Kernels::new(
-            &ctx.device,
-            MatmulTiling::for_adapter(ctx.summary().is_hardware),
-        );
+        let tiling = tiling.unwrap_or(MatmulTiling::for_adapter(ctx.summary().is_hardware));
+        let kernels = Kernels::new(&ctx.device, tiling);
         Ok(KernelHarness { ctx, kernels })
     }
 
@@ -202,6 +206,83 @@ impl KernelHarness {
             false,
         )?;
         Ok(floats(&out[0]))
+    }
+
+    /// Seconds per matmul (variant `trans_a`, `trans_b`, plain epilogue) on
+    /// device-resident buffers: `reps` dispatches in one submission, after
+    /// one warm-up submission, timed to the end of the queue.
+    pub fn time_matmul(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        trans_a: bool,
+        trans_b: bool,
+        reps: usize,
+    ) -> Result<f64> {
+        let device = &self.ctx.device;
+        let shape = MatmulShape {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            activation: 0,
+            slope: 0.0,
+            accumulate: 0,
+        };
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::bytes_of(&shape),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let buffer = |floats: usize| {
+            let data = vec![0.5f32; floats.max(4)];
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(&data),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        };
+        let buffers = [
+            buffer(m * k),
+            buffer(k * n),
+            buffer(m * n),
+            buffer(4),
+            buffer(4),
+        ];
+        let kernel = &self.kernels.matmul_plain[trans_a as usize * 2 + trans_b as usize];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        let groups = self.tiles(m, n);
+        let submit = |count: usize| {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&kernel.pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                for _ in 0..count {
+                    pass.dispatch_workgroups(groups.0, groups.1, 1);
+                }
+            }
+            self.ctx.queue.submit([encoder.finish()]);
+            self.ctx.wait()
+        };
+        submit(1)?;
+        let start = std::time::Instant::now();
+        submit(reps)?;
+        Ok(start.elapsed().as_secs_f64() / reps as f64)
     }
 
     /// The training forward kernel: Z = input · Wᵀ + b, A = f(Z).

@@ -18,6 +18,9 @@ pub struct MatmulTiling {
     pub rn: u32,
     /// Depth of the K slice staged in workgroup memory.
     pub tk: u32,
+    /// Stage tiles in workgroup memory (`matmul`), or read operands
+    /// straight from memory without barriers (`matmul_direct`).
+    pub shared: bool,
 }
 
 impl MatmulTiling {
@@ -30,10 +33,33 @@ impl MatmulTiling {
         self.wg_x * self.rn
     }
 
-    /// The tiling for an adapter: 64×64 tiles of 4×4 per thread on hardware
-    /// GPUs; on CPU implementations (lavapipe), where a workgroup runs as a
-    /// SIMD loop, a wider register block with fewer threads per tile.
+    /// The tiling for an adapter: the workgroup-memory kernel on hardware
+    /// GPUs, the barrier-free one on CPU implementations (lavapipe);
+    /// `RETROPROP_MATMUL=shared` or `=direct` in the environment forces one.
     pub fn for_adapter(is_hardware: bool) -> MatmulTiling {
+        match std::env::var("RETROPROP_MATMUL").as_deref() {
+            Ok("shared") => return MatmulTiling::shared(),
+            Ok("direct") => return MatmulTiling::direct(),
+            _ => {}
+        }
+        if is_hardware {
+            MatmulTiling::shared()
+        } else {
+            MatmulTiling::direct()
+        }
+    }
+
+    /// The workgroup-memory kernel, for GPUs: 64×64 tiles, 4×4 per thread.
+    pub fn shared() -> MatmulTiling {
+        MatmulTiling::pick(true)
+    }
+
+    /// The barrier-free kernel, for CPU adapters: 16×16 per thread.
+    pub fn direct() -> MatmulTiling {
+        MatmulTiling::pick(false)
+    }
+
+    fn pick(is_hardware: bool) -> MatmulTiling {
         if is_hardware {
             MatmulTiling {
                 wg_x: 16,
@@ -41,16 +67,87 @@ impl MatmulTiling {
                 rm: 4,
                 rn: 4,
                 tk: 16,
+                shared: true,
             }
         } else {
             MatmulTiling {
                 wg_x: 8,
-                wg_y: 8,
-                rm: 4,
-                rn: 4,
+                wg_y: 4,
+                rm: 16,
+                rn: 16,
                 tk: 16,
+                shared: false,
             }
         }
+    }
+
+    /// `matmul_direct`: the product without workgroup memory or barriers,
+    /// for CPU implementations of Vulkan (lavapipe). There a workgroup runs
+    /// as a SIMD loop over its invocations, caches do what workgroup tiles
+    /// do on a GPU, barriers are expensive, and every load from a storage
+    /// buffer costs tens of cycles (per-lane robustness checks). So each
+    /// thread computes a large RM × RN block of contiguous rows and columns:
+    /// RM + RN loads feed RM · RN multiply-adds per step of k. The block is
+    /// unrolled into named vec4 accumulators here because llvmpipe's LLVM
+    /// keeps a large array in memory (3× slower, measured).
+    fn direct_kernel(&self) -> String {
+        let (rm, groups) = (self.rm, self.rn / 4);
+        let mut k = String::new();
+        k += "@compute @workgroup_size(WG_X, WG_Y, 1)\n";
+        k += "fn matmul_direct(@builtin(global_invocation_id) gid: vec3<u32>) {\n";
+        k += "    let row = gid.y * RM;\n    let col = gid.x * RN;\n";
+        // Rows and columns past the edge read the last valid one (always in
+        // bounds, no branch); store_one drops their results.
+        for r in 0..rm {
+            k += &format!("    let ar{r} = min(row + {r}u, shape.m - 1u);\n");
+        }
+        for j in 0..4 * groups {
+            k += &format!("    let bc{j} = min(col + {j}u, shape.n - 1u);\n");
+        }
+        for r in 0..rm {
+            for g in 0..groups {
+                k += &format!("    var acc{r}_{g} = vec4<f32>(0.0);\n");
+            }
+        }
+        k += "    for (var kk = 0u; kk < shape.k; kk++) {\n";
+        for g in 0..groups {
+            let b =
+                |j: u32| format!("b[select(kk * shape.n + bc{j}, bc{j} * shape.k + kk, TRANS_B)]");
+            let j = 4 * g;
+            k += &format!(
+                "        let b{g} = vec4<f32>({}, {}, {}, {});\n",
+                b(j),
+                b(j + 1),
+                b(j + 2),
+                b(j + 3)
+            );
+        }
+        for r in 0..rm {
+            k += &format!(
+                "        let a{r} = vec4<f32>(a[select(ar{r} * shape.k + kk, kk * shape.m + ar{r}, TRANS_A)]);\n"
+            );
+            for g in 0..groups {
+                k += &format!("        acc{r}_{g} = fma(a{r}, b{g}, acc{r}_{g});\n");
+            }
+        }
+        k += "    }\n";
+        // Through an array and a loop: the epilogue compiled once, not
+        // RM · RN times. The bound is opaque to LLVM (shape.m is never
+        // u32::MAX) so that it does not unroll the loop again.
+        let blocks = rm * groups;
+        k += &format!("    var out: array<vec4<f32>, {blocks}>;\n");
+        for r in 0..rm {
+            for g in 0..groups {
+                k += &format!("    out[{}] = acc{r}_{g};\n", r * groups + g);
+            }
+        }
+        k += &format!("    let blocks = select({blocks}u, 0u, shape.m == 0xffffffffu);\n");
+        k += "    for (var i = 0u; i < blocks; i++) {\n";
+        k += &format!("        let r = i / {groups}u;\n        let c0 = (i % {groups}u) * 4u;\n");
+        k += "        for (var j = 0u; j < 4u; j++) {\n";
+        k += "            store_one(row + r, col + c0 + j, out[i][j]);\n";
+        k += "        }\n    }\n}\n";
+        k
     }
 
     fn preamble(&self) -> String {
@@ -276,11 +373,28 @@ impl Kernels {
                 source: wgpu::ShaderSource::Wgsl(format!("{preamble}{COMMON}\n{body}").into()),
             })
         };
-        let matmul = module(
-            "matmul",
-            include_str!("../../shaders/matmul.wgsl"),
-            &tiling.preamble(),
+        let mut matmul_source = format!(
+            "{}{COMMON}\n{}",
+            tiling.preamble(),
+            include_str!("../../shaders/matmul.wgsl")
         );
+        if !tiling.shared {
+            matmul_source += &tiling.direct_kernel();
+        }
+        // SAFETY: every load and store in matmul.wgsl is guarded by an
+        // explicit check against the shape (load_a, load_b, store_tile, the
+        // index clamping of matmul_direct, store_one), and the host binds buffers at
+        // least as large as those shapes. Without naga's clamping of each
+        // index the inner loop runs about 15 % faster on lavapipe.
+        let matmul = unsafe {
+            device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some("matmul"),
+                    source: wgpu::ShaderSource::Wgsl(matmul_source.into()),
+                },
+                wgpu::ShaderRuntimeChecks::unchecked(),
+            )
+        };
         let activation = module(
             "activation",
             include_str!("../../shaders/activation.wgsl"),
@@ -323,7 +437,16 @@ impl Kernels {
                 ("TRANS_B", trans_b as u32 as f64),
                 ("EPILOGUE", epilogue as f64),
             ];
-            build(&matmul, "matmul", MATMUL, &constants)
+            build(
+                &matmul,
+                if tiling.shared {
+                    "matmul"
+                } else {
+                    "matmul_direct"
+                },
+                MATMUL,
+                &constants,
+            )
         };
         Kernels {
             tiling,

@@ -1,7 +1,383 @@
-//! `retroprop bench`.
+//! `retroprop bench`: the standard work (issue: MLP 784-1024-1024-10, ReLU,
+//! softmax cross-entropy, Adam 1e-3, 16384 synthetic samples), timed on each
+//! device; with --full also kernels, per-step overhead and scaling.
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, parse_arch};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use retroprop::{
+    Activation, Adagrad, Adam, AdamW, Dataset, Device, Init, Loss, Mlp, Optimizer, RmsProp, Sgd,
+    Targets, TrainConfig, Trainer,
+};
+use std::time::Instant;
 
-pub fn bench(_args: BenchArgs) -> Result<(), String> {
-    Err("bench: not yet".into())
+type Result<T> = std::result::Result<T, String>;
+
+/// Synthetic data: x uniform in [0, 1), labels argmax of x·W for a fixed
+/// random W (features × classes) whose columns are shifted to zero mean.
+pub fn standard_data(
+    samples: usize,
+    features: usize,
+    classes: usize,
+    seed: u64,
+) -> Result<Dataset> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut w: Vec<f32> = (0..features * classes)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    for c in 0..classes {
+        let mean = (0..features).map(|f| w[f * classes + c]).sum::<f32>() / features as f32;
+        (0..features).for_each(|f| w[f * classes + c] -= mean);
+    }
+    let x: Vec<f32> = (0..samples * features)
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let labels = x
+        .chunks_exact(features)
+        .map(|row| {
+            let scores: Vec<f32> = (0..classes)
+                .map(|c| {
+                    row.iter()
+                        .enumerate()
+                        .map(|(f, v)| v * w[f * classes + c])
+                        .sum()
+                })
+                .collect();
+            retroprop::loss::argmax(&scores) as u32
+        })
+        .collect();
+    Dataset::new(x, features, Targets::Classes(labels)).map_err(|e| e.to_string())
+}
+
+fn optimizer(name: &str) -> Optimizer {
+    match name {
+        "sgd" => Sgd::default().into(),
+        "adamw" => AdamW::default().into(),
+        "rmsprop" => RmsProp::default().into(),
+        "adagrad" => Adagrad::default().into(),
+        _ => Adam::default().lr(1e-3).into(),
+    }
+}
+
+/// Peak resident memory of this process, from /proc (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Run {
+    pub system: String,
+    pub device: String,
+    pub arch: String,
+    pub optimizer: String,
+    pub batch: usize,
+    pub steps: usize,
+    pub samples_per_s: f64,
+    pub gflops: f64,
+    pub step_ms_median: f64,
+    pub step_ms_min: f64,
+    pub step_ms_max: f64,
+    pub first_step_s: f64,
+    pub device_bytes: u64,
+    pub host_peak_rss_bytes: Option<u64>,
+}
+
+fn system() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "{} {}, {cores} cores",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+/// FLOPs of one step: 6 · B · Σ in·out (2 forward, 4 backward).
+fn step_flops(sizes: &[usize], batch: usize) -> f64 {
+    6.0 * batch as f64 * sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum::<f64>()
+}
+
+/// Times `steps` steps of the standard work (or `sizes`) on `device`.
+pub fn run(
+    device: Device,
+    sizes: &[usize],
+    data: &Dataset,
+    batch: usize,
+    steps: usize,
+    opt: &str,
+) -> Result<Run> {
+    let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).map_err(|e| e.to_string())?;
+    let config = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .optimizer(optimizer(opt))
+        .batch_size(batch)
+        .init(Init::KaimingUniform)
+        .device(device);
+    let start = Instant::now();
+    let mut trainer = Trainer::new(mlp, config).map_err(|e| e.to_string())?;
+    trainer.train_steps(data, 1).map_err(|e| e.to_string())?;
+    let first_step_s = start.elapsed().as_secs_f64();
+    trainer.train_steps(data, 4).map_err(|e| e.to_string())?;
+    // Three timed groups, each synchronised only at its end.
+    let groups = 3.min(steps.max(1));
+    let mut per_step = Vec::new();
+    for g in 0..groups {
+        let n = steps / groups + usize::from(g < steps % groups);
+        let t = Instant::now();
+        trainer
+            .train_steps(data, n as u64)
+            .map_err(|e| e.to_string())?;
+        per_step.push(t.elapsed().as_secs_f64() / n as f64);
+    }
+    per_step.sort_by(f64::total_cmp);
+    let median = per_step[per_step.len() / 2];
+    Ok(Run {
+        system: system(),
+        device: trainer.device_name(),
+        arch: sizes
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("-"),
+        optimizer: opt.to_string(),
+        batch,
+        steps,
+        samples_per_s: batch as f64 / median,
+        gflops: step_flops(sizes, batch) / median / 1e9,
+        step_ms_median: median * 1e3,
+        step_ms_min: per_step[0] * 1e3,
+        step_ms_max: per_step[per_step.len() - 1] * 1e3,
+        first_step_s,
+        device_bytes: trainer.memory_bytes(),
+        host_peak_rss_bytes: peak_rss(),
+    })
+}
+
+fn devices(list: Option<&str>) -> Result<Vec<Device>> {
+    match list {
+        Some(text) => text.split(',').map(|d| d.parse::<Device>()).collect(),
+        None => {
+            let mut all = vec![Device::Cpu];
+            if !retroprop::gpu::adapters().is_empty() {
+                all.push(Device::Gpu);
+            }
+            Ok(all)
+        }
+    }
+}
+
+fn print_row(r: &Run) {
+    println!(
+        "{:<40} {:>6} {:>10.1} {:>8.2} {:>10.2} ({:.2}–{:.2}) {:>9.2} {:>9.1} {:>9.1}",
+        truncate(&r.device, 40),
+        r.batch,
+        r.samples_per_s,
+        r.gflops,
+        r.step_ms_median,
+        r.step_ms_min,
+        r.step_ms_max,
+        r.first_step_s,
+        r.device_bytes as f64 / (1 << 20) as f64,
+        r.host_peak_rss_bytes.unwrap_or(0) as f64 / (1 << 20) as f64
+    );
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let sizes = parse_arch(&args.arch)?;
+    let batches: Vec<usize> = args
+        .batch
+        .split(',')
+        .map(|b| {
+            b.trim()
+                .parse()
+                .ok()
+                .filter(|&b: &usize| b > 0)
+                .ok_or(format!("--batch: `{b}` is not a batch size"))
+        })
+        .collect::<Result<_>>()?;
+    if args.samples < batches.iter().copied().max().unwrap_or(1) {
+        return Err(format!(
+            "--samples {} is smaller than the largest batch",
+            args.samples
+        ));
+    }
+    let devices = devices(args.devices.as_deref())?;
+    let classes = *sizes.last().unwrap();
+    if classes < 2 {
+        return Err("--arch: the benchmark's cross-entropy needs at least 2 outputs".into());
+    }
+    let data = standard_data(args.samples, sizes[0], classes, 0)?;
+    if !args.json {
+        println!(
+            "standard work: MLP {}, relu, cross_entropy, {} (torch defaults), {} samples, {} timed steps after 5 warm-up; {}",
+            args.arch,
+            args.optimizer,
+            args.samples,
+            args.steps,
+            system()
+        );
+        println!(
+            "{:<40} {:>6} {:>10} {:>8} {:>24} {:>9} {:>9} {:>9}",
+            "device",
+            "batch",
+            "samples/s",
+            "GFLOP/s",
+            "step ms median (range)",
+            "1st step s",
+            "dev MiB",
+            "RSS MiB"
+        );
+    }
+    for &device in &devices {
+        for &batch in &batches {
+            let r = run(device, &sizes, &data, batch, args.steps, &args.optimizer)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            } else {
+                print_row(&r);
+            }
+        }
+    }
+    if args.full {
+        full(&args, &devices)?;
+    }
+    Ok(())
+}
+
+/// Kernels, per-step overhead, and scaling with batch and width.
+fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
+    let emit = |kind: &str, fields: serde_json::Value| {
+        if args.json {
+            let mut v = fields;
+            v["kind"] = kind.into();
+            println!("{v}");
+        }
+    };
+    if devices.contains(&Device::Gpu) {
+        let h = retroprop::gpu::harness::KernelHarness::open().map_err(|e| e.to_string())?;
+        let hardware = h.context().summary().is_hardware;
+        let max = if hardware { 4096 } else { 1024 };
+        if !args.json {
+            println!(
+                "\nmatmul kernels on {} (tiling {:?}), GFLOP/s",
+                h.context().summary().name,
+                h.tiling()
+            );
+            println!("{:>22} {:>8} {:>8} {:>8}", "M x K x N", "NN", "NT", "TN");
+        }
+        let mut shapes: Vec<(usize, usize, usize)> = [256, 512, 1024, 2048, 4096]
+            .iter()
+            .filter(|&&s| s <= max)
+            .map(|&s| (s, s, s))
+            .collect();
+        // The standard work's products at batch 1024: forward (B×784 · 784×1024), hidden, and output.
+        shapes.extend([
+            (1024, 784, 1024),
+            (1024, 1024, 1024),
+            (1024, 1024, 10),
+            (1024, 1024, 784),
+        ]);
+        for (m, k, n) in shapes {
+            let flops = 2.0 * (m * k * n) as f64;
+            let reps = ((2e10 / flops) as usize).clamp(1, 50);
+            let reps = if hardware { reps * 10 } else { reps.min(3) };
+            let mut row = Vec::new();
+            for (ta, tb) in [(false, false), (false, true), (true, false)] {
+                let secs = h
+                    .time_matmul(m, k, n, ta, tb, reps)
+                    .map_err(|e| e.to_string())?;
+                row.push(flops / secs / 1e9);
+            }
+            if !args.json {
+                println!(
+                    "{:>22} {:>8.1} {:>8.1} {:>8.1}",
+                    format!("{m}x{k}x{n}"),
+                    row[0],
+                    row[1],
+                    row[2]
+                );
+            }
+            emit(
+                "matmul",
+                serde_json::json!({"m": m, "k": k, "n": n, "nn": row[0], "nt": row[1], "tn": row[2]}),
+            );
+        }
+    }
+    let tiny = standard_data(256, 4, 2, 1)?;
+    for &device in devices {
+        let r = run(device, &[4, 4, 2], &tiny, 1, 200, "sgd")?;
+        if !args.json {
+            println!(
+                "\nper-step overhead on {}: 4-4-2 net, batch 1: {:.0} steps/s ({:.3} ms/step)",
+                r.device,
+                1e3 / r.step_ms_median,
+                r.step_ms_median
+            );
+        }
+        emit(
+            "overhead",
+            serde_json::to_value(&r).map_err(|e| e.to_string())?,
+        );
+    }
+    let sizes = parse_arch(&args.arch)?;
+    for &device in devices {
+        let software = device == Device::Gpu
+            && retroprop::gpu::adapters()
+                .first()
+                .is_some_and(|a| !a.is_hardware);
+        let cap = if software { 1024 } else { 8192 };
+        if !args.json {
+            println!(
+                "\nstep time against batch size on {device} ({}), 2 timed steps each",
+                args.arch
+            );
+        }
+        let data = standard_data(cap.max(1024), sizes[0], *sizes.last().unwrap(), 2)?;
+        for batch in [1, 4, 16, 64, 256, 1024, 4096, 8192]
+            .into_iter()
+            .filter(|&b| b <= cap)
+        {
+            let r = run(device, &sizes, &data, batch, 2, "adam")?;
+            if !args.json {
+                println!(
+                    "  batch {batch:>5}: {:>10.2} ms/step {:>10.1} samples/s",
+                    r.step_ms_median, r.samples_per_s
+                );
+            }
+            emit(
+                "batch_scaling",
+                serde_json::to_value(&r).map_err(|e| e.to_string())?,
+            );
+        }
+        if !args.json {
+            println!("step time against width on {device} (784-W-W-10, batch 64)");
+        }
+        let cap = if software { 1024 } else { 4096 };
+        for width in [256, 512, 1024, 2048, 4096]
+            .into_iter()
+            .filter(|&w| w <= cap)
+        {
+            let r = run(device, &[sizes[0], width, width, 10], &data, 64, 2, "adam")?;
+            if !args.json {
+                println!(
+                    "  width {width:>5}: {:>10.2} ms/step {:>8.2} GFLOP/s",
+                    r.step_ms_median, r.gflops
+                );
+            }
+            emit(
+                "width_scaling",
+                serde_json::to_value(&r).map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    Ok(())
 }
