@@ -14,8 +14,19 @@ fn main() -> retroprop::Result<()> {
         (1024, 64, 1024, true, false, "weight grad, layer 1 (TN)"),
         (64, 1024, 1024, false, false, "input grad, layer 1 (NN)"),
         (512, 512, 512, false, false, "512³ NN"),
+        (4096, 4096, 4096, false, false, "4096³ NN"),
+        (4096, 4096, 4096, false, true, "4096³ NT"),
+        (4096, 4096, 4096, true, false, "4096³ TN"),
     ] {
-        let s = h.time_matmul(m, k, n, ta, tb, 3)?;
+        if m == 4096 && !h.context().summary().is_hardware {
+            continue;
+        }
+        let reps = if h.context().summary().is_hardware {
+            20
+        } else {
+            3
+        };
+        let s = h.time_matmul(m, k, n, ta, tb, reps)?;
         let gflops = 2.0 * (m * k * n) as f64 / s / 1e9;
         println!(
             "{what:>28} {m}x{k}x{n}: {:8.2} ms {gflops:8.2} GFLOP/s",

@@ -476,88 +476,242 @@ impl Optimizer {
         assert_eq!(grads.len(), n);
         assert_eq!(state.len(), self.state_slots() * n);
         let rule = UpdateRule { lr, ..self.rule() };
-        let mut slots = [T::zero(); 3];
+        let k = Coefficients::new(&rule, t);
         let used = self.state_slots();
-        for i in 0..n {
-            for (s, slot) in slots.iter_mut().enumerate().take(used) {
-                *slot = state[s * n + i];
+        // Elementwise and independent: large vectors are split into
+        // contiguous ranges (of every slot) on rayon's pool, the one the GEMM
+        // uses, so the two never compete for cores.
+        let chunk = if n >= 1 << 16 {
+            n.div_ceil(rayon::current_num_threads().max(1))
+        } else {
+            n.max(1)
+        };
+        let mut slot_chunks: Vec<std::slice::ChunksMut<'_, T>> = state
+            .chunks_exact_mut(n.max(1))
+            .take(used)
+            .map(|s| s.chunks_mut(chunk))
+            .collect();
+        let mut jobs = Vec::new();
+        for (p, g) in params.chunks_mut(chunk).zip(grads.chunks(chunk)) {
+            let slots: Vec<&mut [T]> = slot_chunks
+                .iter_mut()
+                .map(|c| c.next().expect("same length"))
+                .collect();
+            jobs.push((p, g, slots));
+        }
+        use rayon::prelude::*;
+        jobs.into_par_iter()
+            .for_each(|(p, g, slots)| update_range(&rule, &k, p, g, slots));
+    }
+}
+
+/// Applies the rule to one contiguous range of parameters and their slots,
+/// with the optimizer kind fixed at compile time inside the loop.
+fn update_range<T: Real>(
+    rule: &UpdateRule,
+    k: &Coefficients<T>,
+    params: &mut [T],
+    grads: &[T],
+    slots: Vec<&mut [T]>,
+) {
+    match rule.kind {
+        RuleKind::Sgd => update_kind::<T, 0>(rule, k, params, grads, slots),
+        RuleKind::Adam => update_kind::<T, 1>(rule, k, params, grads, slots),
+        RuleKind::RmsProp => update_kind::<T, 2>(rule, k, params, grads, slots),
+        RuleKind::Adagrad => update_kind::<T, 3>(rule, k, params, grads, slots),
+    }
+}
+
+fn update_kind<T: Real, const KIND: u8>(
+    rule: &UpdateRule,
+    k: &Coefficients<T>,
+    params: &mut [T],
+    grads: &[T],
+    mut slots: Vec<&mut [T]>,
+) {
+    let mut s = [T::zero(); 3];
+    match slots.len() {
+        0 => {
+            for (p, &g) in params.iter_mut().zip(grads) {
+                *p = rule.apply_kind::<T, KIND>(k, *p, g, &mut s);
             }
-            params[i] = rule.apply(params[i], grads[i], &mut slots, t);
-            for (s, slot) in slots.iter().enumerate().take(used) {
-                state[s * n + i] = *slot;
+        }
+        1 => {
+            for ((p, &g), s0) in params.iter_mut().zip(grads).zip(slots[0].iter_mut()) {
+                s[0] = *s0;
+                *p = rule.apply_kind::<T, KIND>(k, *p, g, &mut s);
+                *s0 = s[0];
+            }
+        }
+        2 => {
+            let (first, second) = slots.split_at_mut(1);
+            let it = params
+                .iter_mut()
+                .zip(grads)
+                .zip(first[0].iter_mut())
+                .zip(second[0].iter_mut());
+            for (((p, &g), s0), s1) in it {
+                s[0] = *s0;
+                s[1] = *s1;
+                *p = rule.apply_kind::<T, KIND>(k, *p, g, &mut s);
+                *s0 = s[0];
+                *s1 = s[1];
+            }
+        }
+        _ => {
+            let (first, rest) = slots.split_at_mut(1);
+            let (second, third) = rest.split_at_mut(1);
+            let it = params
+                .iter_mut()
+                .zip(grads)
+                .zip(first[0].iter_mut())
+                .zip(second[0].iter_mut())
+                .zip(third[0].iter_mut());
+            for ((((p, &g), s0), s1), s2) in it {
+                s = [*s0, *s1, *s2];
+                *p = rule.apply_kind::<T, KIND>(k, *p, g, &mut s);
+                [*s0, *s1, *s2] = s;
             }
         }
     }
 }
 
+/// The scalars of step t that torch computes in double precision, once per
+/// step: both backends use these (the GPU receives them as `StepParams`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepScalars {
+    pub lr: f64,
+    /// Adam: lr / (1 − β₁ᵗ).
+    pub step_size: f64,
+    /// Adam: √(1 − β₂ᵗ).
+    pub bias_correction2_sqrt: f64,
+    /// Adagrad: lr / (1 + (t − 1) · lr_decay).
+    pub adagrad_lr: f64,
+    /// AdamW: 1 − lr · weight_decay.
+    pub decay: f64,
+}
+
 impl UpdateRule {
-    /// The update of one parameter θ with gradient g at step t; `s` holds its
-    /// state slots. The WGSL twin is `update` in `shaders/optimizer.wgsl`.
-    pub(crate) fn apply<T: Real>(&self, theta: T, g: T, s: &mut [T; 3], t: u64) -> T {
-        let lr = T::of(self.lr);
-        let wd = T::of(self.weight_decay);
+    pub(crate) fn scalars(&self, t: u64) -> StepScalars {
+        let tf = t as f64;
+        StepScalars {
+            lr: self.lr,
+            step_size: self.lr / (1.0 - self.a.powf(tf)),
+            bias_correction2_sqrt: (1.0 - self.b.powf(tf)).sqrt(),
+            adagrad_lr: self.lr / (1.0 + (tf - 1.0) * self.b),
+            decay: 1.0 - self.lr * self.weight_decay,
+        }
+    }
+}
+
+/// Every number one step's update uses, converted to the working precision
+/// once per step rather than once per parameter.
+pub(crate) struct Coefficients<T> {
+    first_step: bool,
+    lr: T,
+    a: T,
+    b: T,
+    eps: T,
+    weight_decay: T,
+    momentum: T,
+    step_size: T,
+    bias_correction2_sqrt: T,
+    adagrad_lr: T,
+    decay: T,
+}
+
+impl<T: Real> Coefficients<T> {
+    pub(crate) fn new(rule: &UpdateRule, t: u64) -> Self {
+        let s = rule.scalars(t);
+        Coefficients {
+            first_step: t == 1,
+            lr: T::of(s.lr),
+            a: T::of(rule.a),
+            b: T::of(rule.b),
+            eps: T::of(rule.eps),
+            weight_decay: T::of(rule.weight_decay),
+            momentum: T::of(rule.momentum),
+            step_size: T::of(s.step_size),
+            bias_correction2_sqrt: T::of(s.bias_correction2_sqrt),
+            adagrad_lr: T::of(s.adagrad_lr),
+            decay: T::of(s.decay),
+        }
+    }
+}
+
+impl UpdateRule {
+    /// The update of one parameter θ with gradient g; `s` holds its state
+    /// slots and `k` the step's coefficients. The WGSL twin is `update` in
+    /// `shaders/optimizer.wgsl`.
+    #[inline(always)]
+    fn apply_kind<T: Real, const KIND: u8>(
+        &self,
+        k: &Coefficients<T>,
+        theta: T,
+        g: T,
+        s: &mut [T; 3],
+    ) -> T {
         let one = T::one();
-        match self.kind {
+        let kind = match KIND {
+            0 => RuleKind::Sgd,
+            1 => RuleKind::Adam,
+            2 => RuleKind::RmsProp,
+            _ => RuleKind::Adagrad,
+        };
+        match kind {
             RuleKind::Sgd => {
-                let mut g = g + wd * theta;
-                let momentum = T::of(self.a);
+                let mut g = g + k.weight_decay * theta;
                 if self.a != 0.0 {
-                    s[0] = if t == 1 {
+                    s[0] = if k.first_step {
                         g
                     } else {
-                        momentum * s[0] + (one - T::of(self.b)) * g
+                        k.a * s[0] + (one - k.b) * g
                     };
-                    g = if self.flag { g + momentum * s[0] } else { s[0] };
+                    g = if self.flag { g + k.a * s[0] } else { s[0] };
                 }
-                theta - lr * g
+                theta - k.lr * g
             }
             RuleKind::Adam => {
-                let (b1, b2) = (T::of(self.a), T::of(self.b));
                 let (theta, g) = if self.decoupled {
-                    (theta * T::of(1.0 - self.lr * self.weight_decay), g)
+                    (theta * k.decay, g)
                 } else {
-                    (theta, g + wd * theta)
+                    (theta, g + k.weight_decay * theta)
                 };
-                s[0] = b1 * s[0] + (one - b1) * g;
-                s[1] = b2 * s[1] + (one - b2) * g * g;
-                // torch computes the scalar factors in double precision.
-                let step_size = T::of(self.lr / (1.0 - self.a.powf(t as f64)));
-                let bias_correction2_sqrt = T::of((1.0 - self.b.powf(t as f64)).sqrt());
+                s[0] = k.a * s[0] + (one - k.a) * g;
+                s[1] = k.b * s[1] + (one - k.b) * g * g;
                 let v = if self.flag {
                     s[2] = s[2].max(s[1]);
                     s[2]
                 } else {
                     s[1]
                 };
-                let denom = v.sqrt() / bias_correction2_sqrt + T::of(self.eps);
-                theta - step_size * (s[0] / denom)
+                let denom = v.sqrt() / k.bias_correction2_sqrt + k.eps;
+                theta - k.step_size * (s[0] / denom)
             }
             RuleKind::RmsProp => {
-                let alpha = T::of(self.a);
-                let g = g + wd * theta;
-                s[0] = alpha * s[0] + (one - alpha) * g * g;
+                let g = g + k.weight_decay * theta;
+                s[0] = k.a * s[0] + (one - k.a) * g * g;
                 // Slot 1 holds the momentum buffer when there is one; the
                 // centered mean of g comes after it.
                 let with_momentum = self.momentum > 0.0;
                 let avg = if self.flag {
                     let c = 1 + usize::from(with_momentum);
-                    s[c] = alpha * s[c] + (one - alpha) * g;
-                    (s[0] - s[c] * s[c]).sqrt() + T::of(self.eps)
+                    s[c] = k.a * s[c] + (one - k.a) * g;
+                    (s[0] - s[c] * s[c]).sqrt() + k.eps
                 } else {
-                    s[0].sqrt() + T::of(self.eps)
+                    s[0].sqrt() + k.eps
                 };
                 if with_momentum {
-                    s[1] = T::of(self.momentum) * s[1] + g / avg;
-                    theta - lr * s[1]
+                    s[1] = k.momentum * s[1] + g / avg;
+                    theta - k.lr * s[1]
                 } else {
-                    theta - lr * g / avg
+                    theta - k.lr * g / avg
                 }
             }
             RuleKind::Adagrad => {
-                let g = g + wd * theta;
-                let clr = T::of(self.lr / (1.0 + (t - 1) as f64 * self.b));
+                let g = g + k.weight_decay * theta;
                 s[0] = s[0] + g * g;
-                theta - clr * g / (s[0].sqrt() + T::of(self.eps))
+                theta - k.adagrad_lr * g / (s[0].sqrt() + k.eps)
             }
         }
     }

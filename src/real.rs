@@ -31,7 +31,7 @@ pub trait Real: Float + Debug + Default + Send + Sync + std::iter::Sum + 'static
 }
 
 macro_rules! impl_real {
-    ($t:ty, $erfc:path, $gemm:path) => {
+    ($t:ty, $erfc:path) => {
         impl Real for $t {
             fn of(v: f64) -> Self {
                 v as $t
@@ -71,25 +71,37 @@ macro_rules! impl_real {
                     "gemm: B too small"
                 );
                 assert!(last(m, n, rsc, csc) < c.len(), "gemm: C too small");
+                // Small products are not worth waking the thread pool for.
+                let parallelism = if m * n * k >= 1 << 18 {
+                    gemm::Parallelism::Rayon(0)
+                } else {
+                    gemm::Parallelism::None
+                };
                 // SAFETY: the asserts above keep every index the strides reach
                 // inside the three slices, and C does not alias A or B (it is
-                // borrowed mutably).
+                // borrowed mutably). The gemm crate computes
+                // dst = alpha·dst + beta·lhs·rhs: its alpha is our beta.
                 unsafe {
-                    $gemm(
+                    gemm::gemm(
                         m,
-                        k,
                         n,
-                        alpha,
-                        a.as_ptr(),
-                        rsa,
-                        csa,
-                        b.as_ptr(),
-                        rsb,
-                        csb,
-                        beta,
+                        k,
                         c.as_mut_ptr(),
-                        rsc,
                         csc,
+                        rsc,
+                        beta != 0.0,
+                        a.as_ptr(),
+                        csa,
+                        rsa,
+                        b.as_ptr(),
+                        csb,
+                        rsb,
+                        beta,
+                        alpha,
+                        false,
+                        false,
+                        false,
+                        parallelism,
                     )
                 }
             }
@@ -97,5 +109,5 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, libm::erfcf, matrixmultiply::sgemm);
-impl_real!(f64, libm::erfc, matrixmultiply::dgemm);
+impl_real!(f32, libm::erfcf);
+impl_real!(f64, libm::erfc);

@@ -612,3 +612,55 @@ fn help_lists_the_subcommands() {
         "{out}"
     );
 }
+
+#[test]
+fn bench_json_runs_on_a_tiny_configuration() {
+    let out = ok(&[
+        "bench",
+        "--devices",
+        "cpu,gpu",
+        "--batch",
+        "4,8",
+        "--steps",
+        "3",
+        "--arch",
+        "8,16,3",
+        "--samples",
+        "64",
+        "--json",
+    ]);
+    let runs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 4, "two devices × two batch sizes:\n{out}");
+    for run in &runs {
+        for field in ["system", "device", "arch", "optimizer"] {
+            assert!(run[field].is_string(), "{field} in {run}");
+        }
+        for field in [
+            "samples_per_s",
+            "gflops",
+            "step_ms_median",
+            "step_ms_min",
+            "step_ms_max",
+            "first_step_s",
+        ] {
+            let v = run[field].as_f64().unwrap_or(-1.0);
+            assert!(v > 0.0 && v.is_finite(), "{field} = {v} in {run}");
+        }
+        assert!(run["step_ms_min"].as_f64() <= run["step_ms_median"].as_f64());
+        assert!(run["device_bytes"].as_u64().unwrap() > 0);
+        assert_eq!(run["arch"], "8-16-3");
+    }
+    assert!(
+        runs.iter()
+            .any(|r| r["device"].as_str().unwrap().starts_with("gpu")),
+        "a GPU run:\n{out}"
+    );
+    fails(
+        &["bench", "--batch", "0"],
+        1,
+        &["--batch", "`0` is not a batch size"],
+    );
+}

@@ -37,16 +37,54 @@ impl MatmulTiling {
     /// GPUs, the barrier-free one on CPU implementations (lavapipe);
     /// `RETROPROP_MATMUL=shared` or `=direct` in the environment forces one.
     pub fn for_adapter(is_hardware: bool) -> MatmulTiling {
-        match std::env::var("RETROPROP_MATMUL").as_deref() {
-            Ok("shared") => return MatmulTiling::shared(),
-            Ok("direct") => return MatmulTiling::direct(),
-            _ => {}
+        if let Ok(text) = std::env::var("RETROPROP_MATMUL") {
+            match MatmulTiling::parse(&text) {
+                Some(tiling) => return tiling,
+                None => {
+                    log::warn!("RETROPROP_MATMUL=`{text}` not understood; using the default kernel")
+                }
+            }
         }
         if is_hardware {
             MatmulTiling::shared()
         } else {
             MatmulTiling::direct()
         }
+    }
+
+    /// Parses `shared`, `direct`, or either followed by
+    /// `:WG_XxWG_YxRMxRNxTK` (e.g. `shared:16x16x8x8x8`), for tuning runs.
+    pub fn parse(text: &str) -> Option<MatmulTiling> {
+        let (kind, dims) = text
+            .split_once(':')
+            .map_or((text, None), |(k, d)| (k, Some(d)));
+        let mut tiling = match kind {
+            "shared" => MatmulTiling::shared(),
+            "direct" => MatmulTiling::direct(),
+            _ => return None,
+        };
+        if let Some(dims) = dims {
+            let n: Vec<u32> = dims
+                .split('x')
+                .map(|v| v.parse().ok())
+                .collect::<Option<_>>()?;
+            let [wg_x, wg_y, rm, rn, tk] = n[..] else {
+                return None;
+            };
+            let valid = wg_x * wg_y <= 1024 && wg_x * wg_y > 0 && rm > 0 && rn > 0 && tk > 0;
+            if !valid || (!tiling.shared && rn % 4 != 0) {
+                return None;
+            }
+            tiling = MatmulTiling {
+                wg_x,
+                wg_y,
+                rm,
+                rn,
+                tk,
+                shared: tiling.shared,
+            };
+        }
+        Some(tiling)
     }
 
     /// The workgroup-memory kernel, for GPUs: 64×64 tiles, 4×4 per thread.
@@ -261,17 +299,17 @@ impl StepParams {
         batch_start: u32,
         slot: u32,
     ) -> StepParams {
-        let tf = t as f64;
+        let s = crate::optim::UpdateRule { lr, ..*rule }.scalars(t);
         StepParams {
             batch_start,
             slot,
             t: t.min(u32::MAX as u64) as u32,
             _pad: 0,
-            lr: lr as f32,
-            step_size: (lr / (1.0 - rule.a.powf(tf))) as f32,
-            bias_correction2_sqrt: (1.0 - rule.b.powf(tf)).sqrt() as f32,
-            adagrad_lr: (lr / (1.0 + (tf - 1.0) * rule.b)) as f32,
-            decay: (1.0 - lr * rule.weight_decay) as f32,
+            lr: s.lr as f32,
+            step_size: s.step_size as f32,
+            bias_correction2_sqrt: s.bias_correction2_sqrt as f32,
+            adagrad_lr: s.adagrad_lr as f32,
+            decay: s.decay as f32,
         }
     }
 }

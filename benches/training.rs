@@ -1,0 +1,61 @@
+//! Criterion benchmarks: the matmul kernel variants and one training step
+//! on each backend. On lavapipe keep them small; `retroprop bench` measures
+//! the standard work.
+//!
+//!     cargo bench --bench training
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use retroprop::gpu::harness::KernelHarness;
+use retroprop::{Activation, Adam, Dataset, Device, Loss, Mlp, Targets, TrainConfig, Trainer};
+use std::time::Duration;
+
+fn matmul(c: &mut Criterion) {
+    let Ok(h) = KernelHarness::open() else {
+        eprintln!("no GPU adapter: skipping the matmul benchmarks");
+        return;
+    };
+    let mut group = c.benchmark_group("matmul 256³");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for (name, ta, tb) in [
+        ("NN", false, false),
+        ("NT", false, true),
+        ("TN", true, false),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| h.time_matmul(256, 256, 256, ta, tb, 1).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn step(c: &mut Criterion) {
+    let rows = 512;
+    let x: Vec<f32> = (0..rows * 64).map(|i| (i % 13) as f32 / 13.0).collect();
+    let labels = (0..rows as u32).map(|i| i % 10).collect();
+    let data = Dataset::new(x, 64, Targets::Classes(labels)).unwrap();
+    let mut group = c.benchmark_group("train step 64-128-128-10, batch 64");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for device in [Device::Cpu, Device::Gpu] {
+        let mlp = Mlp::new(&[64, 128, 128, 10], Activation::Relu, Activation::Identity).unwrap();
+        let config = TrainConfig::default()
+            .loss(Loss::CrossEntropy)
+            .optimizer(Adam::default())
+            .batch_size(64)
+            .device(device);
+        let Ok(mut trainer) = Trainer::new(mlp, config) else {
+            eprintln!("no {device} backend: skipping");
+            continue;
+        };
+        group.bench_function(device.to_string(), |b| {
+            b.iter(|| trainer.train_steps(&data, 1).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul, step);
+criterion_main!(benches);
