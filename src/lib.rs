@@ -43,6 +43,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod real;
+pub mod schedule;
 pub mod train;
 
 pub use activation::Activation;
@@ -52,4 +53,5 @@ pub use loss::{Loss, TargetBatch};
 pub use model::{Init, Layer, Mlp};
 pub use optim::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
 pub use real::Real;
-pub use train::{Device, EpochRecord, Evaluation, History, TrainConfig, Trainer};
+pub use schedule::{LrSchedule, Scheduler};
+pub use train::{Device, EarlyStopping, EpochRecord, Evaluation, History, TrainConfig, Trainer};

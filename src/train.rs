@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::loss::{Loss, TargetBatch};
 use crate::model::{Init, Mlp};
 use crate::optim::Optimizer;
+use crate::schedule::{LrSchedule, Scheduler};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Instant;
@@ -72,6 +73,22 @@ pub struct TrainConfig {
     pub init: Init,
     /// Which backend runs the training.
     pub device: Device,
+    /// How the learning rate changes from epoch to epoch.
+    pub lr_schedule: LrSchedule,
+    /// Stop when the validation loss stops improving, keeping the best
+    /// parameters.
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+/// Early stopping on the validation loss: stop after `patience` epochs in
+/// which it did not improve on the best by more than `min_delta`, and put
+/// back the parameters of the best epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EarlyStopping {
+    /// Epochs without improvement tolerated.
+    pub patience: usize,
+    /// Smallest decrease that counts as an improvement.
+    pub min_delta: f64,
 }
 
 impl Default for TrainConfig {
@@ -86,6 +103,8 @@ impl Default for TrainConfig {
             seed: 0,
             init: Init::TorchDefault,
             device: Device::Auto,
+            lr_schedule: LrSchedule::Constant,
+            early_stopping: None,
         }
     }
 }
@@ -146,9 +165,33 @@ impl TrainConfig {
         self.device = device;
         self
     }
+    /// Sets the learning-rate schedule.
+    pub fn lr_schedule(mut self, schedule: LrSchedule) -> Self {
+        self.lr_schedule = schedule;
+        self
+    }
+    /// Stops early after `patience` epochs without a validation improvement
+    /// larger than `min_delta`, restoring the best parameters.
+    pub fn early_stopping(mut self, patience: usize, min_delta: f64) -> Self {
+        self.early_stopping = Some(EarlyStopping {
+            patience,
+            min_delta,
+        });
+        self
+    }
 
     fn validate(&self, mlp: &Mlp) -> Result<()> {
         self.optimizer.validate()?;
+        self.lr_schedule.validate()?;
+        if let Some(e) = self.early_stopping
+            && !(e.min_delta >= 0.0 && e.min_delta.is_finite())
+        {
+            return Err(Error::Hyperparameter {
+                name: "min_delta",
+                value: e.min_delta,
+                reason: "must be ≥ 0",
+            });
+        }
         if self.batch_size == Some(0) {
             return Err(Error::Hyperparameter {
                 name: "batch_size",
@@ -189,6 +232,10 @@ pub struct EpochRecord {
 pub struct History {
     /// The epochs, in order.
     pub epochs: Vec<EpochRecord>,
+    /// With early stopping: the epoch (1-based) whose parameters were kept.
+    pub best_epoch: Option<usize>,
+    /// Whether early stopping ended training before `epochs`.
+    pub stopped_early: bool,
 }
 
 /// Loss and, for classification, accuracy over a data set.
@@ -264,6 +311,7 @@ pub struct Trainer {
     cursor: Option<(Vec<u32>, usize)>,
     /// Which data set the backend holds (address and rows of its inputs).
     prepared_for: Option<(usize, usize)>,
+    scheduler: Scheduler,
 }
 
 impl fmt::Debug for Trainer {
@@ -304,13 +352,14 @@ impl Trainer {
         };
         log::info!("training on {}", backend.name());
         Ok(Trainer {
-            mlp,
-            config,
             backend,
             steps: 0,
             epochs_done: 0,
             cursor: None,
             prepared_for: None,
+            scheduler: Scheduler::new(config.lr_schedule, config.optimizer.lr()),
+            mlp,
+            config,
         })
     }
 
@@ -365,6 +414,9 @@ impl Trainer {
         }
         self.prepare(train)?;
         self.cursor = None;
+        if self.config.early_stopping.is_some() && validation.is_none() {
+            return Err(Error::Config("early stopping needs validation data".into()));
+        }
         let start = Instant::now();
         let mut history = History::default();
         let batch_size = self
@@ -372,6 +424,7 @@ impl Trainer {
             .batch_size
             .unwrap_or(train.rows())
             .min(train.rows());
+        let mut best: Option<(f64, usize, Vec<f32>)> = None;
         for _ in 0..self.config.epochs {
             let remaining = self
                 .config
@@ -386,7 +439,7 @@ impl Trainer {
                 self.config.seed,
                 self.epochs_done,
             );
-            let lr = self.config.optimizer.lr();
+            let lr = self.scheduler.lr();
             let epoch = self
                 .backend
                 .train_epoch(train, &order, batch_size, remaining, lr)?;
@@ -400,6 +453,8 @@ impl Trainer {
                 });
             }
             let validation = validation.map(|v| self.evaluate(v)).transpose()?;
+            let metric = validation.map_or(train_loss, |v| v.loss);
+            self.scheduler.step(self.epochs_done as usize - 1, metric);
             let record = EpochRecord {
                 epoch: self.epochs_done as usize,
                 step: self.steps,
@@ -410,6 +465,22 @@ impl Trainer {
             };
             on_epoch(&record);
             history.epochs.push(record);
+            if let Some(rule) = self.config.early_stopping {
+                let epoch_number = history.epochs.len();
+                match &best {
+                    Some((loss, _, _)) if metric >= loss - rule.min_delta => {}
+                    _ => best = Some((metric, epoch_number, self.backend.parameters()?)),
+                }
+                let best_epoch = best.as_ref().map_or(epoch_number, |b| b.1);
+                if epoch_number - best_epoch > rule.patience {
+                    history.stopped_early = true;
+                    break;
+                }
+            }
+        }
+        if let Some((_, epoch, params)) = best {
+            self.backend.set_parameters(&params)?;
+            history.best_epoch = Some(epoch);
         }
         Ok(history)
     }
@@ -433,7 +504,7 @@ impl Trainer {
         self.prepare(train)?;
         let rows = train.rows();
         let batch_size = self.config.batch_size.unwrap_or(rows).min(rows);
-        let lr = self.config.optimizer.lr();
+        let lr = self.scheduler.lr();
         let (mut remaining, mut total) = (steps, EpochLoss::default());
         while remaining > 0 {
             let (order, done) = match self.cursor.take() {

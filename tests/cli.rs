@@ -585,6 +585,41 @@ fn bad_input_gets_a_one_line_error_naming_where() {
 }
 
 #[test]
+fn schedule_and_early_stopping_from_the_command_line() {
+    let dir = Dir::new("schedule");
+    let data = classes_csv(&dir);
+    let metrics = dir.path("m.csv");
+    let out = ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "6",
+        "--lr",
+        "0.01",
+        "--lr-schedule",
+        "step:2:0.5",
+        "--val-split",
+        "0.3",
+        "--early-stopping",
+        "50",
+        "--device",
+        "cpu",
+        "-q",
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ]);
+    assert!(out.contains("kept epoch"), "{out}");
+    let lrs: Vec<f64> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(lrs, [0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025]);
+}
+
+#[test]
 fn main_job_trains_on_the_bundled_digits() {
     let out = ok(&["train", "--device", "cpu", "--epochs", "5", "-q"]);
     assert!(out.contains("64,64,10"), "{out}");

@@ -118,6 +118,9 @@ pub(crate) struct GpuBackend {
     rule: UpdateRule,
     layout: ParamLayout,
     params: wgpu::Buffer,
+    /// The parameters as they were before the current epoch: put back when
+    /// the epoch diverges, so the last good parameters stay available.
+    params_before_epoch: wgpu::Buffer,
     grads: wgpu::Buffer,
     state: wgpu::Buffer,
     /// Rows the activation buffers hold.
@@ -233,6 +236,7 @@ impl GpuBackend {
         let slots = optimizer.state_slots() as u64;
         let params_buffer = storage_init(device, "parameters", &layout.pack(mlp, &params));
         let grads = storage(device, "gradients", layout.len);
+        let params_before_epoch = storage(device, "parameters before the epoch", layout.len);
         let state = storage_init(
             device,
             "optimizer state",
@@ -294,6 +298,7 @@ impl GpuBackend {
             rule,
             layout,
             params: params_buffer,
+            params_before_epoch,
             grads,
             state,
             capacity,
@@ -831,6 +836,15 @@ impl Backend for GpuBackend {
         }
         for (chunk_index, chunk) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            if chunk_index == 0 {
+                encoder.copy_buffer_to_buffer(
+                    &self.params,
+                    0,
+                    &self.params_before_epoch,
+                    0,
+                    self.params.size(),
+                );
+            }
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 for (i, &(start, end)) in chunk.iter().enumerate() {
@@ -852,6 +866,16 @@ impl Backend for GpuBackend {
         for (s, &(start, end)) in batches.iter().enumerate() {
             let loss = results[2 * s] as f64;
             if !loss.is_finite() {
+                // Put back the parameters from before this epoch.
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+                encoder.copy_buffer_to_buffer(
+                    &self.params_before_epoch,
+                    0,
+                    &self.params,
+                    0,
+                    self.params.size(),
+                );
+                self.ctx.queue.submit([encoder.finish()]);
                 return Err(Error::Diverged {
                     step: self.t - batches.len() as u64 + s as u64 + 1,
                     loss,

@@ -1,7 +1,7 @@
 //! Command-line arguments.
 
 use clap::{Args, Parser, Subcommand};
-use retroprop::{Activation, Device, Init, Loss};
+use retroprop::{Activation, Device, Init, Loss, LrSchedule};
 use std::path::PathBuf;
 
 /// Train dense neural networks by backpropagation on the GPU (WGSL compute
@@ -109,6 +109,19 @@ pub struct TrainArgs {
     /// Initial accumulator value (adagrad).
     #[arg(long)]
     pub initial_accumulator: Option<f64>,
+    /// Learning-rate schedule, stepped per epoch (torch.optim.lr_scheduler):
+    /// constant, step:STEP_SIZE:GAMMA, exponential:GAMMA,
+    /// cosine:T_MAX[:ETA_MIN], warmup:EPOCHS[:START_FACTOR],
+    /// plateau[:FACTOR[:PATIENCE]].
+    #[arg(long, value_name = "SCHEDULE", default_value = "constant", value_parser = parse_schedule)]
+    pub lr_schedule: LrSchedule,
+    /// Stop when the validation loss has not improved for PATIENCE epochs,
+    /// keeping the best parameters (needs --val or --val-split).
+    #[arg(long, value_name = "PATIENCE")]
+    pub early_stopping: Option<usize>,
+    /// Smallest validation-loss decrease that counts for --early-stopping.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_delta: f64,
     /// Rows per step; 0 means the whole data set (full-batch descent).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -210,6 +223,9 @@ pub struct BenchArgs {
 }
 
 fn parse_loss(s: &str) -> Result<Loss, String> {
+    s.parse()
+}
+fn parse_schedule(s: &str) -> Result<LrSchedule, String> {
     s.parse()
 }
 fn parse_init(s: &str) -> Result<Init, String> {

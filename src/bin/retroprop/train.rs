@@ -233,6 +233,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
         .seed(args.seed)
         .device(args.device);
     config.batch_size = (args.batch_size > 0).then_some(args.batch_size);
+    config.lr_schedule = args.lr_schedule;
+    if let Some(patience) = args.early_stopping {
+        if val_set.is_none() {
+            return Err(
+                "--early-stopping needs validation data: add --val FILE or --val-split FRACTION"
+                    .into(),
+            );
+        }
+        config = config.early_stopping(patience, args.min_delta);
+    }
     if let Some(steps) = args.steps {
         config = config.max_steps(steps);
         if args.epochs == 20 {
@@ -318,6 +328,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 summary += &format!(", training accuracy {:.2}%", 100.0 * a);
             }
         }
+    }
+    if let Some(best) = history.best_epoch {
+        summary += &format!(
+            "; kept epoch {best}{}",
+            if history.stopped_early {
+                " (stopped early)"
+            } else {
+                ""
+            }
+        );
     }
     if let Some(path) = &args.save {
         summary += &format!("; saved {}", path.display());
