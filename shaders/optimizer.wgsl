@@ -15,6 +15,8 @@ struct Rule {
     eps: f32,
     weight_decay: f32,
     momentum: f32,   // rmsprop momentum
+    clip_norm: f32,  // max global norm, 0 when off
+    clip_value: f32, // max |g|, 0 when off
 }
 
 // Mirrors `StepParams` in src/gpu/kernels.rs.
@@ -35,6 +37,8 @@ struct Step {
 @group(0) @binding(2) var<storage, read_write> params: array<f32>;
 @group(0) @binding(3) var<storage, read> grads: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;
+// clip[0]: the gradient's global L2 norm, from norm_finish in reduce.wgsl.
+@group(0) @binding(5) var<storage, read> clip: array<f32>;
 
 const GROUP: u32 = 256u;
 
@@ -47,6 +51,13 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     }
     var theta = params[i];
     var g = grads[i];
+    // Clipping (GradClip in src/optim.rs): by global norm, then by value.
+    if rule.clip_norm > 0.0 {
+        g *= min(rule.clip_norm / (clip[0] + 1e-6), 1.0);
+    }
+    if rule.clip_value > 0.0 {
+        g = clamp(g, -rule.clip_value, rule.clip_value);
+    }
     let lr = step.lr;
     let wd = rule.weight_decay;
     switch rule.kind {

@@ -83,3 +83,49 @@ fn loss_sum(@builtin(local_invocation_index) lid: u32) {
         out[at + 1u] = select(0.0, out[at + 1u], shape.accumulate != 0u) + pair[0].y;
     }
 }
+
+const NORM_GROUP: u32 = 256u;
+var<workgroup> squares: array<f32, NORM_GROUP>;
+
+// First pass of the gradient's global L2 norm: workgroup w sums g² over
+// elements w·256 + lid, stepping by cols·256 (shape.rows elements,
+// shape.cols workgroups), into out[w]. A fixed order: deterministic.
+@compute @workgroup_size(NORM_GROUP)
+fn sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    var sum = 0.0;
+    for (var i = wid.x * NORM_GROUP + lid; i < shape.rows; i += shape.cols * NORM_GROUP) {
+        sum += input[i] * input[i];
+    }
+    squares[lid] = sum;
+    workgroupBarrier();
+    for (var half = NORM_GROUP / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            squares[lid] += squares[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        out[wid.x] = squares[0];
+    }
+}
+
+// Second pass: out[0] = √(Σ of the shape.rows partial sums), the norm the
+// optimizer clips by.
+@compute @workgroup_size(NORM_GROUP)
+fn norm_finish(@builtin(local_invocation_index) lid: u32) {
+    var sum = 0.0;
+    for (var i = lid; i < shape.rows; i += NORM_GROUP) {
+        sum += input[i];
+    }
+    squares[lid] = sum;
+    workgroupBarrier();
+    for (var half = NORM_GROUP / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            squares[lid] += squares[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        out[0] = sqrt(squares[0]);
+    }
+}

@@ -51,7 +51,7 @@ pub use data::{Dataset, Targets};
 pub use error::{Error, Result};
 pub use loss::{Loss, TargetBatch};
 pub use model::{Init, Layer, Mlp};
-pub use optim::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
+pub use optim::{Adagrad, Adam, AdamW, GradClip, Optimizer, RmsProp, Sgd};
 pub use real::Real;
 pub use schedule::{LrSchedule, Scheduler};
 pub use train::{Device, EarlyStopping, EpochRecord, Evaluation, History, TrainConfig, Trainer};

@@ -235,6 +235,52 @@ setters!(Adagrad {
     eps: f64,
 });
 
+/// Gradient clipping against exploding gradients, applied to the gradient
+/// of every parameter before the optimizer step: first by global norm
+/// (torch's `clip_grad_norm_`, norm 2: g ← g · min(1, max_norm / (‖g‖ +
+/// 1e-6)) with ‖g‖ over all parameters together), then by value (torch's
+/// `clip_grad_value_`: g ← clamp(g, −max_value, max_value)).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GradClip {
+    /// Largest global L2 norm of the gradient.
+    pub max_norm: Option<f64>,
+    /// Largest absolute value of any gradient element.
+    pub max_value: Option<f64>,
+}
+
+impl GradClip {
+    /// Checks the limits, naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("clip_grad_norm", self.max_norm),
+            ("clip_grad_value", self.max_value),
+        ] {
+            if let Some(v) = v {
+                check(name, v, v > 0.0, "must be a positive number")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clips `grads` in place (the CPU twin of the GPU's `sum_squares`,
+    /// `norm_finish` and the clipping in `update`).
+    pub fn apply<T: Real>(&self, grads: &mut [T]) {
+        if let Some(max_norm) = self.max_norm {
+            let total = grads
+                .iter()
+                .map(|&g| g * g)
+                .fold(T::zero(), |a, b| a + b)
+                .sqrt();
+            let coef = (T::of(max_norm) / (total + T::of(1e-6))).min(T::one());
+            grads.iter_mut().for_each(|g| *g = *g * coef);
+        }
+        if let Some(max_value) = self.max_value {
+            let (lo, hi) = (T::of(-max_value), T::of(max_value));
+            grads.iter_mut().for_each(|g| *g = g.max(lo).min(hi));
+        }
+    }
+}
+
 /// One of the optimizers, as the trainer takes it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {

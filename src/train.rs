@@ -5,7 +5,7 @@ use crate::data::{Dataset, Targets, epoch_order};
 use crate::error::{Error, Result};
 use crate::loss::{Loss, TargetBatch};
 use crate::model::{Init, Mlp};
-use crate::optim::Optimizer;
+use crate::optim::{GradClip, Optimizer};
 use crate::schedule::{LrSchedule, Scheduler};
 use std::fmt;
 use std::str::FromStr;
@@ -78,6 +78,8 @@ pub struct TrainConfig {
     /// Stop when the validation loss stops improving, keeping the best
     /// parameters.
     pub early_stopping: Option<EarlyStopping>,
+    /// Gradient clipping by global norm and/or by value.
+    pub grad_clip: GradClip,
 }
 
 /// Early stopping on the validation loss: stop after `patience` epochs in
@@ -105,6 +107,7 @@ impl Default for TrainConfig {
             device: Device::Auto,
             lr_schedule: LrSchedule::Constant,
             early_stopping: None,
+            grad_clip: GradClip::default(),
         }
     }
 }
@@ -165,6 +168,18 @@ impl TrainConfig {
         self.device = device;
         self
     }
+    /// Clips the gradient's global L2 norm to `max_norm` (torch's
+    /// `clip_grad_norm_`).
+    pub fn clip_grad_norm(mut self, max_norm: f64) -> Self {
+        self.grad_clip.max_norm = Some(max_norm);
+        self
+    }
+    /// Clips every gradient element to ±`max_value` (torch's
+    /// `clip_grad_value_`).
+    pub fn clip_grad_value(mut self, max_value: f64) -> Self {
+        self.grad_clip.max_value = Some(max_value);
+        self
+    }
     /// Sets the learning-rate schedule.
     pub fn lr_schedule(mut self, schedule: LrSchedule) -> Self {
         self.lr_schedule = schedule;
@@ -183,6 +198,7 @@ impl TrainConfig {
     fn validate(&self, mlp: &Mlp) -> Result<()> {
         self.optimizer.validate()?;
         self.lr_schedule.validate()?;
+        self.grad_clip.validate()?;
         if let Some(e) = self.early_stopping
             && !(e.min_delta >= 0.0 && e.min_delta.is_finite())
         {
@@ -650,8 +666,10 @@ struct CpuBackend {
 
 impl CpuBackend {
     fn new(mlp: &Mlp, params: Vec<f32>, config: &TrainConfig) -> CpuBackend {
+        let mut net = Network::new(mlp.clone(), params, config.optimizer);
+        net.set_grad_clip(config.grad_clip);
         CpuBackend {
-            net: Network::new(mlp.clone(), params, config.optimizer),
+            net,
             loss: config.loss,
             x_batch: Vec::new(),
             value_batch: Vec::new(),

@@ -8,7 +8,7 @@ use common::{assert_close, harness, random};
 use retroprop::cpu::{dense_backward, dense_forward};
 use retroprop::gpu::MatmulTiling;
 use retroprop::gpu::harness::KernelHarness;
-use retroprop::{Activation, Dataset, Loss, Optimizer, Real, TargetBatch, Targets};
+use retroprop::{Activation, Dataset, GradClip, Loss, Optimizer, Real, Sgd, TargetBatch, Targets};
 
 const SIZES: [usize; 6] = [1, 3, 17, 63, 65, 257];
 
@@ -332,6 +332,8 @@ fn optimizer_kernels_match_cpu_over_several_steps() {
                 (gpu_params, gpu_state) = h
                     .optimizer_step(
                         &optimizer,
+                        &GradClip::default(),
+                        0.0,
                         &gpu_params,
                         &grads,
                         &gpu_state,
@@ -420,4 +422,61 @@ fn all_optimizers() -> Vec<Optimizer> {
             .initial_accumulator_value(0.1)
             .into(),
     ]
+}
+
+#[test]
+fn gradient_norm_and_clipping_match_cpu() {
+    let h = harness();
+    for &n in &[1usize, 17, 257, 70_001] {
+        let grads = random(n, -1.0, 1.0, n as u64);
+        let cpu_norm = grads
+            .iter()
+            .map(|&g| g as f64 * g as f64)
+            .sum::<f64>()
+            .sqrt() as f32;
+        let gpu_norm = h.grad_norm(&grads).unwrap();
+        assert_close(
+            &format!("gradient norm n={n}"),
+            &[gpu_norm],
+            &[cpu_norm],
+            1e-5,
+            0.0,
+        );
+        assert_eq!(
+            gpu_norm.to_bits(),
+            h.grad_norm(&grads).unwrap().to_bits(),
+            "norm n={n} differs between runs"
+        );
+        for clip in [
+            GradClip {
+                max_norm: Some(0.5),
+                max_value: None,
+            },
+            GradClip {
+                max_norm: None,
+                max_value: Some(0.3),
+            },
+            GradClip {
+                max_norm: Some(2.0),
+                max_value: Some(0.1),
+            },
+        ] {
+            let optimizer: Optimizer = Sgd::default().lr(1.0).into();
+            let params = vec![0f32; n];
+            // With SGD at lr 1 from zero, the new parameters are −(clipped g).
+            let mut clipped = grads.clone();
+            clip.apply(&mut clipped);
+            let expected: Vec<f32> = clipped.iter().map(|g| -g).collect();
+            let (gpu, _) = h
+                .optimizer_step(&optimizer, &clip, gpu_norm, &params, &grads, &[], 1, 1.0)
+                .unwrap();
+            assert_close(
+                &format!("clipped update n={n} {clip:?}"),
+                &gpu,
+                &expected,
+                1e-5,
+                1e-3,
+            );
+        }
+    }
 }

@@ -259,3 +259,24 @@ fn evaluation_matches_cpu() {
         assert_eq!(g.accuracy, c.accuracy, "{loss}: accuracy");
     }
 }
+
+#[test]
+fn gradient_clipping_matches_cpu() {
+    let train = data(Loss::Mse, 64, 4, 2, 7);
+    for (what, config) in [
+        ("clip by norm", TrainConfig::default().clip_grad_norm(0.05)),
+        (
+            "clip by value",
+            TrainConfig::default().clip_grad_value(0.01),
+        ),
+    ] {
+        let mlp = Mlp::new(&[4, 16, 2], Activation::Tanh, Activation::Identity).unwrap();
+        let config = config
+            .loss(Loss::Mse)
+            .optimizer(Sgd::default().lr(0.5).momentum(0.9))
+            .batch_size(16)
+            .epochs(15)
+            .seed(2);
+        assert_parity(what, mlp, config, &train, 60);
+    }
+}

@@ -283,3 +283,52 @@ fn defaults_are_torch_defaults() {
         (1e-2, 0.0, 0.0, 1e-10)
     );
 }
+
+#[test]
+fn clipping_matches_torch_by_hand() {
+    use retroprop::GradClip;
+    // clip_grad_norm_(max_norm=1): ‖(3, 4)‖ = 5, coefficient 1 / (5 + 1e-6).
+    let mut g = [3.0f64, 4.0];
+    GradClip {
+        max_norm: Some(1.0),
+        max_value: None,
+    }
+    .apply(&mut g);
+    let coef = 1.0 / (5.0 + 1e-6);
+    assert!(
+        (g[0] - 3.0 * coef).abs() < 1e-12 && (g[1] - 4.0 * coef).abs() < 1e-12,
+        "{g:?}"
+    );
+    // A norm under the limit is left alone (the coefficient is clamped to 1).
+    let mut g = [0.3f64, 0.4];
+    GradClip {
+        max_norm: Some(1.0),
+        max_value: None,
+    }
+    .apply(&mut g);
+    assert_eq!(g, [0.3, 0.4]);
+    // clip_grad_value_(2): clamp to [−2, 2].
+    let mut g = [3.0f64, -4.0, 1.5];
+    GradClip {
+        max_norm: None,
+        max_value: Some(2.0),
+    }
+    .apply(&mut g);
+    assert_eq!(g, [2.0, -2.0, 1.5]);
+    assert!(
+        GradClip {
+            max_norm: Some(0.0),
+            max_value: None
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        GradClip {
+            max_norm: None,
+            max_value: Some(f64::NAN)
+        }
+        .validate()
+        .is_err()
+    );
+}

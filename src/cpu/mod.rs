@@ -8,7 +8,7 @@ pub use dense::{dense_backward, dense_forward};
 
 use crate::loss::{Loss, TargetBatch};
 use crate::model::Mlp;
-use crate::optim::Optimizer;
+use crate::optim::{GradClip, Optimizer};
 use crate::real::Real;
 
 /// A network's parameters, gradients and optimizer state on the CPU, with the
@@ -33,6 +33,7 @@ pub struct Network<T: Real> {
     params: Vec<T>,
     grads: Vec<T>,
     optimizer: Optimizer,
+    clip: GradClip,
     state: Vec<T>,
     step: u64,
     /// Pre-activations Z and activations A of each layer, for the last batch.
@@ -59,6 +60,7 @@ impl<T: Real> Network<T> {
             mlp,
             params,
             optimizer,
+            clip: GradClip::default(),
             step: 0,
             z: vec![Vec::new(); layers],
             a: vec![Vec::new(); layers],
@@ -170,9 +172,15 @@ impl<T: Real> Network<T> {
         value
     }
 
-    /// One optimizer step on the current gradients, at the optimizer's
-    /// learning rate or `lr` when given.
+    /// Sets gradient clipping, applied by [`update`](Self::update).
+    pub fn set_grad_clip(&mut self, clip: GradClip) {
+        self.clip = clip;
+    }
+
+    /// One optimizer step on the current gradients (clipped first when
+    /// clipping is set), at the optimizer's learning rate or `lr` when given.
     pub fn update(&mut self, lr: Option<f64>) {
+        self.clip.apply(&mut self.grads);
         self.step += 1;
         let lr = lr.unwrap_or(self.optimizer.lr());
         self.optimizer.step(

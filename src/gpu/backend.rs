@@ -3,14 +3,14 @@
 
 use super::context::GpuContext;
 use super::kernels::{
-    GatherShape, Kernel, Kernels, LossShape, MatmulShape, MatmulTiling, OptimizerShape,
-    ReduceShape, StepParams, grid,
+    GatherShape, Kernel, Kernels, LossShape, MatmulShape, MatmulTiling, NORM_GROUPS,
+    OptimizerShape, ReduceShape, StepParams, grid,
 };
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
-use crate::optim::{Optimizer, UpdateRule};
+use crate::optim::UpdateRule;
 use crate::train::{Backend, EpochLoss, TrainConfig};
 use bytemuck::Pod;
 use std::collections::HashMap;
@@ -141,6 +141,12 @@ pub(crate) struct GpuBackend {
     step_slots: usize,
     optimizer_group: wgpu::BindGroup,
     _optimizer_uniform: wgpu::Buffer,
+    /// Clipping by norm: the two passes' bind groups (grads → partial sums →
+    /// norm), their buffers, and whether to run them.
+    clip_norm: bool,
+    norm_groups: [wgpu::BindGroup; 2],
+    norm: wgpu::Buffer,
+    _norm_buffers: [wgpu::Buffer; 3],
     resident: Option<Resident>,
     plans: HashMap<usize, Plan>,
     /// Optimizer steps taken (t of the last step).
@@ -216,17 +222,7 @@ impl GpuBackend {
     ) -> Result<GpuBackend> {
         let ctx = GpuContext::open(hardware_only)?;
         let capacity = config.batch_size.unwrap_or(1024).max(256);
-        GpuBackend::with_context(ctx, mlp, params, config.optimizer, config.loss, capacity)
-    }
-
-    pub(crate) fn with_context(
-        ctx: GpuContext,
-        mlp: &Mlp,
-        params: Vec<f32>,
-        optimizer: Optimizer,
-        loss: Loss,
-        capacity: usize,
-    ) -> Result<GpuBackend> {
+        let (optimizer, loss) = (config.optimizer, config.loss);
         let device = &ctx.device;
         let kernels = Kernels::new(device, MatmulTiling::for_adapter(ctx.summary().is_hardware));
         let storage_align = (ctx.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
@@ -266,17 +262,42 @@ impl GpuBackend {
         let step_slots = 1;
         let results = storage(device, "results", 2 * step_slots as u64);
         let steps = Self::step_buffer(device, step_stride, step_slots);
-        let optimizer_shape = OptimizerShape {
-            n: layout.len as u32,
-            kind: rule.kind as u32,
-            flag: rule.flag as u32,
-            decoupled: rule.decoupled as u32,
-            a: rule.a as f32,
-            b: rule.b as f32,
-            eps: rule.eps as f32,
-            weight_decay: rule.weight_decay as f32,
-            momentum: rule.momentum as f32,
+        let optimizer_shape = OptimizerShape::new(&optimizer, &config.grad_clip, layout.len);
+        let clip_norm = config.grad_clip.max_norm.is_some();
+        // The gradient norm for clipping: partial sums, then the norm.
+        let norm_partials = storage(device, "gradient norm partials", NORM_GROUPS as u64);
+        let norm = storage(device, "gradient norm", 1);
+        let norm_uniform = |rows: u64, cols: u32| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("norm shape"),
+                contents: bytemuck::bytes_of(&ReduceShape {
+                    rows: rows as u32,
+                    cols,
+                    accumulate: 0,
+                    out_offset: 0,
+                }),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
         };
+        let (first_uniform, second_uniform) = (
+            norm_uniform(layout.len, NORM_GROUPS),
+            norm_uniform(NORM_GROUPS as u64, 1),
+        );
+        let norm_groups = [
+            (&kernels.sum_squares, &first_uniform, &grads, &norm_partials),
+            (&kernels.norm_finish, &second_uniform, &norm_partials, &norm),
+        ]
+        .map(|(kernel, uniform, input, out)| {
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("gradient norm"),
+                layout: &kernel.layout,
+                entries: &[
+                    entry(0, uniform, 0, None),
+                    entry(1, input, 0, None),
+                    entry(2, out, 0, None),
+                ],
+            })
+        });
         let optimizer_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("optimizer rule"),
             contents: bytemuck::bytes_of(&optimizer_shape),
@@ -287,9 +308,7 @@ impl GpuBackend {
             &kernels.optimizer,
             &optimizer_uniform,
             &steps,
-            &params_buffer,
-            &grads,
-            &state,
+            [&params_buffer, &grads, &state, &norm],
         );
         let backend = GpuBackend {
             kernels,
@@ -316,6 +335,10 @@ impl GpuBackend {
             step_slots,
             optimizer_group,
             _optimizer_uniform: optimizer_uniform,
+            clip_norm,
+            norm_groups,
+            norm,
+            _norm_buffers: [norm_partials, first_uniform, second_uniform],
             resident: None,
             plans: HashMap::new(),
             t: 0,
@@ -340,9 +363,7 @@ impl GpuBackend {
         kernel: &Kernel,
         rule: &wgpu::Buffer,
         steps: &wgpu::Buffer,
-        params: &wgpu::Buffer,
-        grads: &wgpu::Buffer,
-        state: &wgpu::Buffer,
+        [params, grads, state, norm]: [&wgpu::Buffer; 4],
     ) -> wgpu::BindGroup {
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("optimizer"),
@@ -358,6 +379,7 @@ impl GpuBackend {
                 entry(2, params, 0, None),
                 entry(3, grads, 0, None),
                 entry(4, state, 0, None),
+                entry(5, norm, 0, None),
             ],
         })
     }
@@ -377,9 +399,7 @@ impl GpuBackend {
             &self.kernels.optimizer,
             &self._optimizer_uniform,
             &self.steps,
-            &self.params,
-            &self.grads,
-            &self.state,
+            [&self.params, &self.grads, &self.state, &self.norm],
         );
         self.plans.clear();
     }
@@ -676,6 +696,14 @@ impl GpuBackend {
                 let (x, y) = tiles(rows, layer.inputs);
                 pass.dispatch_workgroups(x, y, 1);
             }
+        }
+        if self.clip_norm {
+            pass.set_pipeline(&k.sum_squares.pipeline);
+            pass.set_bind_group(0, &self.norm_groups[0], &[]);
+            pass.dispatch_workgroups(NORM_GROUPS, 1, 1);
+            pass.set_pipeline(&k.norm_finish.pipeline);
+            pass.set_bind_group(0, &self.norm_groups[1], &[]);
+            pass.dispatch_workgroups(1, 1, 1);
         }
         pass.set_pipeline(&k.optimizer.pipeline);
         pass.set_bind_group(0, &self.optimizer_group, &[step_offset]);

@@ -5,13 +5,13 @@
 use super::context::GpuContext;
 use super::kernels::{
     ElementwiseShape, GatherShape, Kernel, Kernels, LossShape, MatmulShape, MatmulTiling,
-    OptimizerShape, ReduceShape, StepParams, grid,
+    NORM_GROUPS, OptimizerShape, ReduceShape, StepParams, grid,
 };
 use crate::activation::Activation;
 use crate::data::{Dataset, Targets};
 use crate::error::Result;
 use crate::loss::{Loss, TargetBatch};
-use crate::optim::Optimizer;
+use crate::optim::{GradClip, Optimizer};
 use std::num::NonZeroU64;
 use wgpu::util::DeviceExt;
 
@@ -530,30 +530,61 @@ impl KernelHarness {
         Ok(floats(&out[0]))
     }
 
-    /// One optimizer step t over flat `params`; `state` is slot-major.
-    /// Returns the new parameters and state.
+    /// The gradient's global L2 norm by the two clipping passes
+    /// (`sum_squares`, `norm_finish`).
+    pub fn grad_norm(&self, grads: &[f32]) -> Result<f32> {
+        let first = ReduceShape {
+            rows: grads.len() as u32,
+            cols: NORM_GROUPS,
+            accumulate: 0,
+            out_offset: 0,
+        };
+        let partials = self.run(
+            &self.kernels.sum_squares,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&first)),
+                Bind::Data(bytemuck::cast_slice(grads)),
+                Bind::Out(NORM_GROUPS as usize * 4),
+            ],
+            (NORM_GROUPS, 1),
+            false,
+        )?;
+        let second = ReduceShape {
+            rows: NORM_GROUPS,
+            cols: 1,
+            accumulate: 0,
+            out_offset: 0,
+        };
+        let norm = self.run(
+            &self.kernels.norm_finish,
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&second)),
+                Bind::Data(&partials[0]),
+                Bind::Out(4),
+            ],
+            (1, 1),
+            false,
+        )?;
+        Ok(floats(&norm[0])[0])
+    }
+
+    /// One optimizer step t over flat `params`, with clipping (`norm` is the
+    /// gradient's global norm, as [`grad_norm`](Self::grad_norm) gives it);
+    /// `state` is slot-major. Returns the new parameters and state.
+    #[allow(clippy::too_many_arguments)]
     pub fn optimizer_step(
         &self,
         optimizer: &Optimizer,
+        clip: &GradClip,
+        norm: f32,
         params: &[f32],
         grads: &[f32],
         state: &[f32],
         t: u64,
         lr: f64,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let rule = optimizer.rule();
-        let shape = OptimizerShape {
-            n: params.len() as u32,
-            kind: rule.kind as u32,
-            flag: rule.flag as u32,
-            decoupled: rule.decoupled as u32,
-            a: rule.a as f32,
-            b: rule.b as f32,
-            eps: rule.eps as f32,
-            weight_decay: rule.weight_decay as f32,
-            momentum: rule.momentum as f32,
-        };
-        let step = StepParams::new(&rule, t, lr, 0, 0);
+        let shape = OptimizerShape::new(optimizer, clip, params.len() as u64);
+        let step = StepParams::new(&optimizer.rule(), t, lr, 0, 0);
         let out = self.run(
             &self.kernels.optimizer,
             &[
@@ -566,6 +597,7 @@ impl KernelHarness {
                 } else {
                     state
                 })),
+                Bind::Data(bytemuck::bytes_of(&norm)),
             ],
             self.groups_1d(params.len(), 256),
             true,

@@ -260,7 +260,36 @@ pub(crate) struct OptimizerShape {
     pub eps: f32,
     pub weight_decay: f32,
     pub momentum: f32,
+    pub clip_norm: f32,
+    pub clip_value: f32,
 }
+
+impl OptimizerShape {
+    /// The rule over `n` padded parameters, with clipping.
+    pub(crate) fn new(
+        optimizer: &crate::optim::Optimizer,
+        clip: &crate::optim::GradClip,
+        n: u64,
+    ) -> Self {
+        let rule = optimizer.rule();
+        OptimizerShape {
+            n: n as u32,
+            kind: rule.kind as u32,
+            flag: rule.flag as u32,
+            decoupled: rule.decoupled as u32,
+            a: rule.a as f32,
+            b: rule.b as f32,
+            eps: rule.eps as f32,
+            weight_decay: rule.weight_decay as f32,
+            momentum: rule.momentum as f32,
+            clip_norm: clip.max_norm.unwrap_or(0.0) as f32,
+            clip_value: clip.max_value.unwrap_or(0.0) as f32,
+        }
+    }
+}
+
+/// Workgroups of the first pass of the gradient norm.
+pub(crate) const NORM_GROUPS: u32 = 256;
 
 /// Mirrors `Shape` in shaders/data.wgsl.
 #[repr(C)]
@@ -349,6 +378,9 @@ pub(crate) struct Kernels {
     pub loss: Kernel,
     pub column_sums: Kernel,
     pub loss_sum: Kernel,
+    /// The gradient's global norm, in two passes (clipping).
+    pub sum_squares: Kernel,
+    pub norm_finish: Kernel,
     pub optimizer: Kernel,
     pub gather: Kernel,
 }
@@ -392,6 +424,7 @@ const OPTIMIZER: &[Slot] = &[
     Slot::ReadWrite,
     Slot::Read,
     Slot::ReadWrite,
+    Slot::Read,
 ];
 const GATHER: &[Slot] = &[
     Slot::Uniform,
@@ -507,6 +540,8 @@ impl Kernels {
             loss: build(&loss, "loss", LOSS, &[]),
             column_sums: build(&reduce, "column_sums", COLUMN_SUMS, &[]),
             loss_sum: build(&reduce, "loss_sum", LOSS_SUM, &[]),
+            sum_squares: build(&reduce, "sum_squares", COLUMN_SUMS, &[]),
+            norm_finish: build(&reduce, "norm_finish", COLUMN_SUMS, &[]),
             optimizer: build(&optimizer, "update", OPTIMIZER, &[]),
             gather: build(&data, "gather", GATHER, &[]),
         }

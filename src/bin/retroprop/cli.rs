@@ -122,6 +122,12 @@ pub struct TrainArgs {
     /// Smallest validation-loss decrease that counts for --early-stopping.
     #[arg(long, default_value_t = 0.0)]
     pub min_delta: f64,
+    /// Clip the gradient's global L2 norm to this (torch's clip_grad_norm_).
+    #[arg(long, value_name = "MAX_NORM")]
+    pub clip_grad_norm: Option<f64>,
+    /// Clip every gradient element to ±this (torch's clip_grad_value_).
+    #[arg(long, value_name = "MAX_VALUE")]
+    pub clip_grad_value: Option<f64>,
     /// Rows per step; 0 means the whole data set (full-batch descent).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

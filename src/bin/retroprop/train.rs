@@ -234,6 +234,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
         .device(args.device);
     config.batch_size = (args.batch_size > 0).then_some(args.batch_size);
     config.lr_schedule = args.lr_schedule;
+    config.grad_clip = retroprop::GradClip {
+        max_norm: args.clip_grad_norm,
+        max_value: args.clip_grad_value,
+    };
     if let Some(patience) = args.early_stopping {
         if val_set.is_none() {
             return Err(
