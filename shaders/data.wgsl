@@ -1,5 +1,5 @@
 // Batch gather from the resident data set through the epoch's permutation:
-// the rows perm[batch_start .. batch_start + rows] of x and of the targets,
+// the rows perm[batch_start + offset ..][..rows] of x and of the targets,
 // copied bit for bit (targets are class indices or f32 bits alike).
 // CPU twin: `Dataset::gather` in src/data.rs.
 
@@ -8,7 +8,8 @@ struct Shape {
     rows: u32,
     features: u32,
     target_width: u32,
-    _pad: u32,
+    // Rows into the batch where this pass starts (micro-batches).
+    offset: u32,
 }
 
 // Mirrors `StepParams` in src/gpu/kernels.rs.
@@ -39,13 +40,13 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     let i = flat_index(wid, groups, lid, GROUP);
     let x_count = shape.rows * shape.features;
     if i < x_count {
-        let row = perm[step.batch_start + i / shape.features];
+        let row = perm[step.batch_start + shape.offset + i / shape.features];
         x_batch[i] = x[row * shape.features + i % shape.features];
         return;
     }
     let j = i - x_count;
     if j < shape.rows * shape.target_width {
-        let row = perm[step.batch_start + j / shape.target_width];
+        let row = perm[step.batch_start + shape.offset + j / shape.target_width];
         target_batch[j] = targets[row * shape.target_width + j % shape.target_width];
     }
 }

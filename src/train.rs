@@ -80,6 +80,11 @@ pub struct TrainConfig {
     pub early_stopping: Option<EarlyStopping>,
     /// Gradient clipping by global norm and/or by value.
     pub grad_clip: GradClip,
+    /// GPU: the most rows one pass over the network may hold. Batches
+    /// larger than this, or than the adapter's binding limits allow, are
+    /// split into micro-batches whose gradients accumulate before one
+    /// update: the same step. `None`: as many as the limits allow.
+    pub max_rows_per_pass: Option<usize>,
 }
 
 /// Early stopping on the validation loss: stop after `patience` epochs in
@@ -108,6 +113,7 @@ impl Default for TrainConfig {
             lr_schedule: LrSchedule::Constant,
             early_stopping: None,
             grad_clip: GradClip::default(),
+            max_rows_per_pass: None,
         }
     }
 }
@@ -180,6 +186,13 @@ impl TrainConfig {
         self.grad_clip.max_value = Some(max_value);
         self
     }
+    /// GPU: splits every pass into at most `rows` rows (micro-batches
+    /// whose gradients accumulate; the adapter's limits do this by
+    /// themselves).
+    pub fn max_rows_per_pass(mut self, rows: usize) -> Self {
+        self.max_rows_per_pass = Some(rows);
+        self
+    }
     /// Sets the learning-rate schedule.
     pub fn lr_schedule(mut self, schedule: LrSchedule) -> Self {
         self.lr_schedule = schedule;
@@ -206,6 +219,13 @@ impl TrainConfig {
                 name: "min_delta",
                 value: e.min_delta,
                 reason: "must be ≥ 0",
+            });
+        }
+        if self.max_rows_per_pass == Some(0) {
+            return Err(Error::Hyperparameter {
+                name: "max_rows_per_pass",
+                value: 0.0,
+                reason: "must be at least 1",
             });
         }
         if self.batch_size == Some(0) {

@@ -280,3 +280,75 @@ fn gradient_clipping_matches_cpu() {
         assert_parity(what, mlp, config, &train, 60);
     }
 }
+
+#[test]
+fn micro_batches_past_the_pass_limit_match_the_unsplit_cpu_run() {
+    // Batches of 32 split into passes of at most 7 rows (5 passes, the last
+    // of 4), and full-batch descent over 150 rows in passes of 64: the GPU
+    // accumulates the passes' gradients into one step; the CPU runs unsplit.
+    let train = data(Loss::CrossEntropy, 150, 5, 3, 8);
+    let mlp = Mlp::new(&[5, 12, 3], Activation::Relu, Activation::Identity).unwrap();
+    let base = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .optimizer(Adam::default().lr(1e-2))
+        .seed(4);
+    let split = |config: TrainConfig, rows| config.max_rows_per_pass(rows);
+    let gpu_split = |config: TrainConfig, rows: usize| -> Vec<f32> {
+        let mut t = Trainer::new(mlp.clone(), split(config, rows).device(Device::Gpu))
+            .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+        t.fit(&train, None).unwrap();
+        t.parameters().unwrap()
+    };
+    let cpu = |config: TrainConfig| -> Vec<f32> {
+        let mut t = Trainer::new(mlp.clone(), config.device(Device::Cpu)).unwrap();
+        t.fit(&train, None).unwrap();
+        t.parameters().unwrap()
+    };
+    for (what, config, rows) in [
+        (
+            "mini-batches of 32 in passes of 7",
+            base.clone().batch_size(32).epochs(12),
+            7,
+        ),
+        (
+            "full batch of 150 in passes of 64",
+            base.clone().full_batch().epochs(60),
+            64,
+        ),
+    ] {
+        let (g, c) = (gpu_split(config.clone(), rows), cpu(config));
+        let (err, at) = max_rel_error(&widen(&g), &widen(&c), 1e-2);
+        println!("{what}: max parameter relative error {err:.2e}");
+        assert!(
+            err < 1e-4,
+            "{what}: parameter {at}: gpu {} vs cpu {} ({err:.1e})",
+            g[at],
+            c[at]
+        );
+    }
+    // Evaluation and prediction over 150 rows in chunks of 7 (outputs are
+    // of size ~1: near-zero ones are compared at that scale).
+    let params = mlp.init(Init::TorchDefault, 3);
+    let mut gpu = Trainer::with_parameters(
+        mlp.clone(),
+        params.clone(),
+        split(base.clone(), 7).device(Device::Gpu),
+    )
+    .unwrap();
+    let mut cpu = Trainer::with_parameters(mlp.clone(), params, base.device(Device::Cpu)).unwrap();
+    let (ge, ce) = (gpu.evaluate(&train).unwrap(), cpu.evaluate(&train).unwrap());
+    assert!(
+        (ge.loss - ce.loss).abs() < 1e-5,
+        "chunked evaluation: {} vs {}",
+        ge.loss,
+        ce.loss
+    );
+    assert_eq!(ge.accuracy, ce.accuracy);
+    common::assert_close(
+        "chunked prediction",
+        &gpu.predict(train.x()).unwrap(),
+        &cpu.predict(train.x()).unwrap(),
+        1e-5,
+        1e-2,
+    );
+}

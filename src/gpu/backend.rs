@@ -94,6 +94,28 @@ struct Resident {
     target_width: usize,
 }
 
+/// What a pass covers: `rows` rows starting `offset` rows into a batch of
+/// `batch` rows. A batch larger than the activation buffers is split into
+/// such passes (micro-batches): the loss is normalised by the whole batch,
+/// and every pass after the first adds its gradients and loss to the
+/// first's, so that one update follows the same step as the unsplit batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PassKey {
+    rows: usize,
+    batch: usize,
+    offset: usize,
+}
+
+impl PassKey {
+    fn whole(rows: usize) -> PassKey {
+        PassKey {
+            rows,
+            batch: rows,
+            offset: 0,
+        }
+    }
+}
+
 /// The bind groups of one pass over `rows` rows: forward, loss, backward.
 #[derive(Debug)]
 struct Plan {
@@ -148,7 +170,7 @@ pub(crate) struct GpuBackend {
     norm: wgpu::Buffer,
     _norm_buffers: [wgpu::Buffer; 3],
     resident: Option<Resident>,
-    plans: HashMap<usize, Plan>,
+    plans: HashMap<PassKey, Plan>,
     /// Optimizer steps taken (t of the last step).
     t: u64,
     uniform_align: u64,
@@ -221,7 +243,27 @@ impl GpuBackend {
         hardware_only: bool,
     ) -> Result<GpuBackend> {
         let ctx = GpuContext::open(hardware_only)?;
-        let capacity = config.batch_size.unwrap_or(1024).max(256);
+        // Rows one pass holds: the batch (at least 256, for evaluation
+        // chunks), but no more than the adapter's binding and buffer limits
+        // allow for the widest activation, or than `max_rows_per_pass`.
+        let widest = mlp
+            .layers()
+            .iter()
+            .map(|l| l.outputs.max(l.inputs))
+            .max()
+            .unwrap_or(1) as u64;
+        let limit_bytes = ctx
+            .limits
+            .max_storage_buffer_binding_size
+            .min(ctx.limits.max_buffer_size);
+        let limit_rows = (limit_bytes / (4 * widest)).max(1) as usize;
+        let capacity = config
+            .batch_size
+            .unwrap_or(4096)
+            .max(256)
+            .min(limit_rows)
+            .min(config.max_rows_per_pass.unwrap_or(usize::MAX))
+            .max(1);
         let (optimizer, loss) = (config.optimizer, config.loss);
         let device = &ctx.device;
         let kernels = Kernels::new(device, MatmulTiling::for_adapter(ctx.summary().is_hardware));
@@ -404,15 +446,17 @@ impl GpuBackend {
         self.plans.clear();
     }
 
-    fn plan(&mut self, rows: usize) -> &Plan {
-        if !self.plans.contains_key(&rows) {
-            let plan = self.build_plan(rows);
-            self.plans.insert(rows, plan);
+    fn plan(&mut self, key: PassKey) -> &Plan {
+        if !self.plans.contains_key(&key) {
+            let plan = self.build_plan(key);
+            self.plans.insert(key, plan);
         }
-        &self.plans[&rows]
+        &self.plans[&key]
     }
 
-    fn build_plan(&self, rows: usize) -> Plan {
+    fn build_plan(&self, key: PassKey) -> Plan {
+        let rows = key.rows;
+        let accumulate = u32::from(key.offset > 0);
         let device = &self.ctx.device;
         let mlp = &self.mlp;
         let layers = mlp.layers();
@@ -425,7 +469,7 @@ impl GpuBackend {
                 rows: rows as u32,
                 features: d.features as u32,
                 target_width: d.target_width as u32,
-                _pad: 0,
+                offset: key.offset as u32,
             })
         });
         let mut forward_at = Vec::new();
@@ -448,12 +492,12 @@ impl GpuBackend {
                 k: rows as u32,
                 activation: 0,
                 slope: 0.0,
-                accumulate: 0,
+                accumulate,
             }));
             bias_grad_at.push(blocks.push(&ReduceShape {
                 rows: rows as u32,
                 cols: layer.outputs as u32,
-                accumulate: 0,
+                accumulate,
                 out_offset: self.layout.bias[l] as u32,
             }));
             input_grad_at.push((l > 0).then(|| {
@@ -471,8 +515,8 @@ impl GpuBackend {
         let (out_code, out_slope) = layers[last].activation.code();
         let width = mlp.outputs();
         let inv_norm = match self.loss {
-            Loss::CrossEntropy => 1.0 / rows as f64,
-            _ => 1.0 / (rows * width) as f64,
+            Loss::CrossEntropy => 1.0 / key.batch as f64,
+            _ => 1.0 / (key.batch * width) as f64,
         };
         let loss_at = blocks.push(&LossShape {
             rows: rows as u32,
@@ -485,7 +529,7 @@ impl GpuBackend {
         let loss_sum_at = blocks.push(&ReduceShape {
             rows: rows as u32,
             cols: 2,
-            accumulate: 0,
+            accumulate,
             out_offset: 0,
         });
         let uniforms = blocks.upload(device);
@@ -697,6 +741,14 @@ impl GpuBackend {
                 pass.dispatch_workgroups(x, y, 1);
             }
         }
+    }
+
+    /// Records the update of the step in slot `slot`: gradient clipping by
+    /// norm if set, then the optimizer over every parameter.
+    fn record_update(&self, pass: &mut wgpu::ComputePass, slot: usize) {
+        let k = &self.kernels;
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let step_offset = (slot as u64 * self.step_stride) as u32;
         if self.clip_norm {
             pass.set_pipeline(&k.sum_squares.pipeline);
             pass.set_bind_group(0, &self.norm_groups[0], &[]);
@@ -825,12 +877,6 @@ impl Backend for GpuBackend {
         max_steps: u64,
         lr: f64,
     ) -> Result<EpochLoss> {
-        if batch_size > self.capacity {
-            return Err(Error::Config(format!(
-                "batch size {batch_size} exceeds the {} rows the GPU buffers were sized for",
-                self.capacity
-            )));
-        }
         let Some(resident) = &self.resident else {
             return Err(Error::Config("train_epoch before begin_fit".into()));
         };
@@ -859,8 +905,17 @@ impl Backend for GpuBackend {
             })
             .collect();
         self.write_steps(&steps);
+        let passes = |len: usize, capacity: usize| {
+            (0..len).step_by(capacity).map(move |offset| PassKey {
+                rows: capacity.min(len - offset),
+                batch: len,
+                offset,
+            })
+        };
         for &(start, end) in &batches {
-            self.plan(end - start);
+            for key in passes(end - start, self.capacity) {
+                self.plan(key);
+            }
         }
         for (chunk_index, chunk) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
@@ -876,14 +931,11 @@ impl Backend for GpuBackend {
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 for (i, &(start, end)) in chunk.iter().enumerate() {
-                    let plan = &self.plans[&(end - start)];
-                    self.record(
-                        &mut pass,
-                        plan,
-                        chunk_index * STEPS_PER_SUBMIT + i,
-                        true,
-                        true,
-                    );
+                    let slot = chunk_index * STEPS_PER_SUBMIT + i;
+                    for key in passes(end - start, self.capacity) {
+                        self.record(&mut pass, &self.plans[&key], slot, true, true);
+                    }
+                    self.record_update(&mut pass, slot);
                 }
             }
             self.ctx.queue.submit([encoder.finish()]);
@@ -930,12 +982,18 @@ impl Backend for GpuBackend {
             .collect();
         self.write_steps(&steps);
         for (slot, &(start, end)) in chunks.iter().enumerate() {
-            self.plan(end - start);
+            self.plan(PassKey::whole(end - start));
             self.write_batch(data, start, end);
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                self.record(&mut pass, &self.plans[&(end - start)], slot, false, false);
+                self.record(
+                    &mut pass,
+                    &self.plans[&PassKey::whole(end - start)],
+                    slot,
+                    false,
+                    false,
+                );
             }
             self.ctx.queue.submit([encoder.finish()]);
         }
@@ -989,7 +1047,7 @@ impl Backend for GpuBackend {
         let last = self.mlp.layers().len() - 1;
         for start in (0..rows).step_by(self.capacity) {
             let end = (start + self.capacity).min(rows);
-            self.plan(end - start);
+            self.plan(PassKey::whole(end - start));
             self.ctx.queue.write_buffer(
                 &self.x_batch,
                 0,
@@ -998,7 +1056,7 @@ impl Backend for GpuBackend {
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                let plan = &self.plans[&(end - start)];
+                let plan = &self.plans[&PassKey::whole(end - start)];
                 let k = &self.kernels;
                 let tile = k.tiling;
                 pass.set_pipeline(&k.matmul_forward.pipeline);

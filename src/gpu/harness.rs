@@ -624,7 +624,7 @@ impl KernelHarness {
             rows: rows as u32,
             features: data.features() as u32,
             target_width: width as u32,
-            _pad: 0,
+            offset: 0,
         };
         let step = StepParams {
             batch_start: start as u32,

@@ -298,7 +298,8 @@ pub(crate) struct GatherShape {
     pub rows: u32,
     pub features: u32,
     pub target_width: u32,
-    pub _pad: u32,
+    /// Rows into the batch where this pass starts (micro-batches).
+    pub offset: u32,
 }
 
 /// Mirrors `Step` in shaders/data.wgsl, reduce.wgsl and optimizer.wgsl: what
