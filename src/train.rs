@@ -85,6 +85,11 @@ pub struct TrainConfig {
     /// split into micro-batches whose gradients accumulate before one
     /// update: the same step. `None`: as many as the limits allow.
     pub max_rows_per_pass: Option<usize>,
+    /// GPU: treat the adapter's largest storage binding as at most this
+    /// many bytes. Training data larger than a binding is streamed from
+    /// host memory; activations larger than one split into micro-batches.
+    /// A test hook, and a way to keep device memory low.
+    pub max_binding_bytes: Option<u64>,
 }
 
 /// Early stopping on the validation loss: stop after `patience` epochs in
@@ -114,6 +119,7 @@ impl Default for TrainConfig {
             early_stopping: None,
             grad_clip: GradClip::default(),
             max_rows_per_pass: None,
+            max_binding_bytes: None,
         }
     }
 }
@@ -191,6 +197,12 @@ impl TrainConfig {
     /// themselves).
     pub fn max_rows_per_pass(mut self, rows: usize) -> Self {
         self.max_rows_per_pass = Some(rows);
+        self
+    }
+    /// GPU: lowers the largest storage binding to `bytes` (see
+    /// [`TrainConfig::max_binding_bytes`]).
+    pub fn max_binding_bytes(mut self, bytes: u64) -> Self {
+        self.max_binding_bytes = Some(bytes);
         self
     }
     /// Sets the learning-rate schedule.

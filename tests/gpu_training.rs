@@ -352,3 +352,50 @@ fn micro_batches_past_the_pass_limit_match_the_unsplit_cpu_run() {
         1e-2,
     );
 }
+
+#[test]
+fn data_larger_than_one_binding_is_streamed_with_the_same_result() {
+    // 150 rows × 5 features = 3000 bytes of inputs against a binding limit
+    // of 1000 bytes: the data stays in host memory, and each pass (at most
+    // 1000 / (4 · 12) = 20 rows) is gathered and written in turn.
+    let train = data(Loss::Mse, 150, 5, 2, 9);
+    let mlp = Mlp::new(&[5, 12, 2], Activation::Tanh, Activation::Identity).unwrap();
+    let config = TrainConfig::default()
+        .loss(Loss::Mse)
+        .optimizer(Sgd::default().lr(0.1).momentum(0.9))
+        .batch_size(32)
+        .epochs(10)
+        .seed(5);
+    let mut gpu = Trainer::new(
+        mlp.clone(),
+        config.clone().max_binding_bytes(1000).device(Device::Gpu),
+    )
+    .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let mut cpu = Trainer::new(mlp, config.device(Device::Cpu)).unwrap();
+    let (gh, ch) = (
+        gpu.fit(&train, None).unwrap(),
+        cpu.fit(&train, None).unwrap(),
+    );
+    let (g, c) = (gpu.parameters().unwrap(), cpu.parameters().unwrap());
+    let (err, at) = max_rel_error(&widen(&g), &widen(&c), 1e-2);
+    println!("streamed: max parameter relative error {err:.2e}");
+    assert!(
+        err < 1e-4,
+        "parameter {at}: gpu {} vs cpu {} ({err:.1e})",
+        g[at],
+        c[at]
+    );
+    let (gl, cl) = (
+        gh.epochs.last().unwrap().train_loss,
+        ch.epochs.last().unwrap().train_loss,
+    );
+    assert!(
+        (gl - cl).abs() < 1e-5 * cl.max(1e-3),
+        "epoch loss {gl} vs {cl}"
+    );
+    assert!(
+        gpu.memory_bytes() < 100_000,
+        "streamed data should not be on the device: {} bytes",
+        gpu.memory_bytes()
+    );
+}

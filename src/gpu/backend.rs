@@ -170,6 +170,12 @@ pub(crate) struct GpuBackend {
     norm: wgpu::Buffer,
     _norm_buffers: [wgpu::Buffer; 3],
     resident: Option<Resident>,
+    /// The training data is larger than one binding may hold: batches are
+    /// gathered on the host and written before each pass instead.
+    streamed: bool,
+    /// The adapter's max_storage_buffer_binding_size, or less when
+    /// `TrainConfig::max_binding_bytes` lowers it.
+    binding_limit: u64,
     plans: HashMap<PassKey, Plan>,
     /// Optimizer steps taken (t of the last step).
     t: u64,
@@ -252,10 +258,11 @@ impl GpuBackend {
             .map(|l| l.outputs.max(l.inputs))
             .max()
             .unwrap_or(1) as u64;
-        let limit_bytes = ctx
+        let binding_limit = ctx
             .limits
             .max_storage_buffer_binding_size
-            .min(ctx.limits.max_buffer_size);
+            .min(config.max_binding_bytes.unwrap_or(u64::MAX));
+        let limit_bytes = binding_limit.min(ctx.limits.max_buffer_size);
         let limit_rows = (limit_bytes / (4 * widest)).max(1) as usize;
         let capacity = config
             .batch_size
@@ -382,6 +389,8 @@ impl GpuBackend {
             norm,
             _norm_buffers: [norm_partials, first_uniform, second_uniform],
             resident: None,
+            streamed: false,
+            binding_limit,
             plans: HashMap::new(),
             t: 0,
             uniform_align,
@@ -779,6 +788,66 @@ impl GpuBackend {
     }
 
     /// Uploads rows `start..end` of `data` into the batch buffers.
+    /// The epoch's steps with the data in host memory: each pass's rows are
+    /// gathered here, written, and submitted before the next pass's.
+    fn stream_epoch(
+        &self,
+        train: &Dataset,
+        order: &[u32],
+        batches: &[(usize, usize)],
+    ) -> Result<()> {
+        let (mut x, mut values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        let queue = &self.ctx.queue;
+        for (slot, &(start, end)) in batches.iter().enumerate() {
+            let len = end - start;
+            let keys: Vec<PassKey> = (0..len)
+                .step_by(self.capacity)
+                .map(|offset| PassKey {
+                    rows: self.capacity.min(len - offset),
+                    batch: len,
+                    offset,
+                })
+                .collect();
+            for (i, key) in keys.iter().enumerate() {
+                let first = start + key.offset;
+                train.gather(
+                    &order[first..first + key.rows],
+                    &mut x,
+                    &mut values,
+                    &mut labels,
+                );
+                queue.write_buffer(&self.x_batch, 0, bytemuck::cast_slice(&x));
+                match train.targets() {
+                    Targets::Classes(_) => {
+                        queue.write_buffer(&self.y_batch, 0, bytemuck::cast_slice(&labels))
+                    }
+                    Targets::Values { .. } => {
+                        queue.write_buffer(&self.y_batch, 0, bytemuck::cast_slice(&values))
+                    }
+                }
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+                if slot == 0 && i == 0 {
+                    encoder.copy_buffer_to_buffer(
+                        &self.params,
+                        0,
+                        &self.params_before_epoch,
+                        0,
+                        self.params.size(),
+                    );
+                }
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    self.record(&mut pass, &self.plans[key], slot, false, true);
+                    if i + 1 == keys.len() {
+                        self.record_update(&mut pass, slot);
+                    }
+                }
+                queue.submit([encoder.finish()]);
+            }
+        }
+        self.ctx.check()
+    }
+
     fn write_batch(&self, data: &Dataset, start: usize, end: usize) {
         let f = data.features();
         let queue = &self.ctx.queue;
@@ -797,16 +866,6 @@ impl GpuBackend {
                 bytemuck::cast_slice(&values[start * width..end * width]),
             ),
         }
-    }
-
-    fn check_fits(&self, what: &str, bytes: u64) -> Result<()> {
-        let limit = self.ctx.limits.max_storage_buffer_binding_size;
-        if bytes > limit {
-            return Err(Error::Config(format!(
-                "{what} needs {bytes} bytes in one GPU binding, more than this adapter's max_storage_buffer_binding_size ({limit})"
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -848,16 +907,22 @@ impl Backend for GpuBackend {
 
     fn begin_fit(&mut self, train: &Dataset) -> Result<()> {
         let device = &self.ctx.device;
-        let x_bytes = (train.x().len() * 4) as u64;
-        self.check_fits("the training inputs", x_bytes)?;
+        self.plans.clear();
+        let target_words = train.rows() * train.target_width();
+        let largest = (train.x().len().max(target_words) * 4) as u64;
+        self.streamed = largest > self.binding_limit;
+        if self.streamed {
+            log::info!(
+                "the training data ({largest} bytes in its largest tensor) exceeds one GPU binding ({} bytes): streaming batches from host memory",
+                self.binding_limit
+            );
+            self.resident = None;
+            return self.ctx.check();
+        }
         let (targets, target_width) = match train.targets() {
             Targets::Classes(labels) => (storage_init(device, "targets", labels), 1),
             Targets::Values { values, width } => (storage_init(device, "targets", values), *width),
         };
-        self.check_fits(
-            "the training targets",
-            (train.rows() * target_width * 4) as u64,
-        )?;
         self.resident = Some(Resident {
             x: storage_init(device, "inputs", train.x()),
             targets,
@@ -871,18 +936,19 @@ impl Backend for GpuBackend {
 
     fn train_epoch(
         &mut self,
-        _train: &Dataset,
+        train: &Dataset,
         order: &[u32],
         batch_size: usize,
         max_steps: u64,
         lr: f64,
     ) -> Result<EpochLoss> {
-        let Some(resident) = &self.resident else {
+        if let Some(resident) = &self.resident {
+            self.ctx
+                .queue
+                .write_buffer(&resident.perm, 0, bytemuck::cast_slice(order));
+        } else if !self.streamed {
             return Err(Error::Config("train_epoch before begin_fit".into()));
-        };
-        self.ctx
-            .queue
-            .write_buffer(&resident.perm, 0, bytemuck::cast_slice(order));
+        }
         // `order` may be the rest of an epoch (Trainer::train_steps).
         let rows = order.len();
         let batches: Vec<(usize, usize)> = (0..rows)
@@ -917,7 +983,14 @@ impl Backend for GpuBackend {
                 self.plan(key);
             }
         }
-        for (chunk_index, chunk) in batches.chunks(STEPS_PER_SUBMIT).enumerate() {
+        if self.streamed {
+            self.stream_epoch(train, order, &batches)?;
+        }
+        for (chunk_index, chunk) in batches
+            .chunks(STEPS_PER_SUBMIT)
+            .enumerate()
+            .filter(|_| !self.streamed)
+        {
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             if chunk_index == 0 {
                 encoder.copy_buffer_to_buffer(
