@@ -264,3 +264,35 @@ impl std::str::FromStr for Init {
         })
     }
 }
+
+/// Parses layer sizes written as `64,32,10`: positive whole numbers, at
+/// least two (input and output). The message names what is wrong.
+///
+/// ```
+/// assert_eq!(retroprop::model::parse_sizes("784, 128,10"), Ok(vec![784, 128, 10]));
+/// assert!(retroprop::model::parse_sizes("4").is_err());
+/// ```
+pub fn parse_sizes(text: &str) -> std::result::Result<Vec<usize>, String> {
+    let sizes: Vec<usize> = text
+        .split(',')
+        .map(|s| {
+            let s = s.trim();
+            match s.parse::<usize>() {
+                Ok(0) => Err("layer sizes must be at least 1, got 0".to_string()),
+                Ok(n) if n > 1 << 24 => {
+                    Err(format!("layer size {n} is too large (at most {})", 1 << 24))
+                }
+                Ok(n) => Ok(n),
+                Err(_) => Err(format!(
+                    "`{s}` is not a layer size (expected e.g. 64,32,10)"
+                )),
+            }
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    if sizes.len() < 2 {
+        return Err(format!(
+            "needs at least an input and an output size, got `{text}`"
+        ));
+    }
+    Ok(sizes)
+}

@@ -241,28 +241,9 @@ fn parse_device(s: &str) -> Result<Device, String> {
     s.parse()
 }
 
-/// Parses `--arch`: positive layer sizes, at least two.
+/// Parses `--arch` (see `retroprop::model::parse_sizes`).
 pub fn parse_arch(text: &str) -> Result<Vec<usize>, String> {
-    let sizes: Vec<usize> = text
-        .split(',')
-        .map(|s| {
-            let s = s.trim();
-            match s.parse::<usize>() {
-                Ok(0) => Err("--arch: layer sizes must be at least 1, got 0".to_string()),
-                Ok(n) if n > 1 << 24 => Err(format!("--arch: layer size {n} is too large")),
-                Ok(n) => Ok(n),
-                Err(_) => Err(format!(
-                    "--arch: `{s}` is not a layer size (expected e.g. 64,32,10)"
-                )),
-            }
-        })
-        .collect::<Result<_, _>>()?;
-    if sizes.len() < 2 {
-        return Err(format!(
-            "--arch needs at least an input and an output size, got `{text}`"
-        ));
-    }
-    Ok(sizes)
+    retroprop::model::parse_sizes(text).map_err(|e| format!("--arch: {e}"))
 }
 
 /// Parses `--activations` for `layers` layers: one name for every hidden

@@ -1,0 +1,113 @@
+//! Property tests in the place of cargo-fuzz (which needs a nightly
+//! toolchain): the CSV loader, the safetensors loaders and the parsers of
+//! architectures, activations, losses and schedules take arbitrary input
+//! without panicking, and what they accept is valid. Failing cases that
+//! proptest finds are kept in proptest-regressions/ and replayed first.
+
+use proptest::prelude::*;
+use retroprop::io::{SavedModel, load_model, save_model};
+use retroprop::{Activation, Dataset, Loss, LrSchedule, Mlp};
+use std::path::{Path, PathBuf};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("retroprop-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// CSV-like text: rows of numbers, words, blanks and odd separators.
+fn csv_text() -> impl Strategy<Value = String> {
+    let field = prop_oneof![
+        any::<f32>().prop_map(|v| v.to_string()),
+        (-5i32..20).prop_map(|v| v.to_string()),
+        "[a-z]{0,3}",
+        Just("NaN".to_string()),
+        Just("inf".to_string()),
+        Just(String::new()),
+        Just("\"1,5\"".to_string()),
+    ];
+    prop::collection::vec(
+        prop::collection::vec(field, 0..6).prop_map(|f| f.join(",")),
+        0..12,
+    )
+    .prop_map(|rows| rows.join("\n"))
+}
+
+fn check_dataset(data: &Dataset) {
+    assert!(data.rows() > 0 && data.features() > 0);
+    assert!(data.x().iter().all(|v| v.is_finite()));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn csv_loader_never_panics(text in csv_text(), targets in 1usize..3, classes in any::<bool>()) {
+        if let Ok(data) = Dataset::from_csv_reader(text.as_bytes(), Path::new("fuzz.csv"), targets, classes) {
+            check_dataset(&data);
+            prop_assert_eq!(data.target_width(), if classes { 1 } else { targets });
+        }
+    }
+
+    #[test]
+    fn csv_loader_takes_raw_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        if let Ok(data) = Dataset::from_csv_reader(&bytes[..], Path::new("fuzz.csv"), 1, false) {
+            check_dataset(&data);
+        }
+    }
+
+    #[test]
+    fn parsers_never_panic(text in "[ -~]{0,24}") {
+        if let Ok(sizes) = retroprop::model::parse_sizes(&text) {
+            prop_assert!(sizes.len() >= 2 && sizes.iter().all(|&s| s >= 1));
+        }
+        if let Ok(a) = text.parse::<Activation>() {
+            prop_assert_eq!(a.to_string().parse::<Activation>(), Ok(a));
+        }
+        if let Ok(l) = text.parse::<Loss>() {
+            prop_assert_eq!(l.to_string(), text.trim());
+        }
+        if let Ok(s) = text.parse::<LrSchedule>() {
+            prop_assert!(s.validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn model_loader_survives_corruption(
+        cut in 0usize..2000,
+        flips in prop::collection::vec((0usize..2000, any::<u8>()), 0..4),
+    ) {
+        let mlp = Mlp::new(&[3, 4, 2], Activation::Tanh, Activation::Identity).unwrap();
+        let good = scratch(&format!("good-{cut}.safetensors"));
+        let params = mlp.init(retroprop::Init::TorchDefault, 1);
+        save_model(&good, &SavedModel { mlp, params, loss: Loss::Mse, standardization: None }).unwrap();
+        let mut bytes = std::fs::read(&good).unwrap();
+        bytes.truncate(cut.max(1).min(bytes.len()));
+        for (at, value) in flips {
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = value;
+            }
+        }
+        let bad = scratch(&format!("bad-{cut}.safetensors"));
+        std::fs::write(&bad, &bytes).unwrap();
+        if let Ok(model) = load_model(&bad) {
+            prop_assert!(model.sizes.len() >= 2);
+            let count: usize = model.sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+            prop_assert_eq!(model.params.len(), count);
+            prop_assert!(model.params.iter().all(|p| p.is_finite()));
+        }
+        let _ = Dataset::from_safetensors(&bad, true);
+        let _ = Dataset::from_safetensors(&bad, false);
+    }
+
+    #[test]
+    fn safetensors_loaders_take_raw_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let path = scratch("raw.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        let _ = load_model(&path);
+        if let Ok(data) = Dataset::from_safetensors(&path, false) {
+            check_dataset(&data);
+        }
+    }
+}
