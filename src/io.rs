@@ -21,6 +21,7 @@ use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
+use crate::train::Checkpoint;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::io::Write;
@@ -96,6 +97,115 @@ fn join<T: ToString>(values: &[T]) -> String {
 /// temporary file beside it, are flushed to disk, and only then renamed
 /// over `path`. Refuses parameters that are NaN or infinite.
 pub fn save_model(path: &Path, model: &SavedModel) -> Result<()> {
+    write_model(path, model, Vec::new(), HashMap::new())
+}
+
+/// Writes a checkpoint: the model (so a checkpoint loads as a model too,
+/// in retroprop and in PyTorch), the optimizer state as tensor
+/// `optimizer.state` (`[slots, parameters]`), and the counters and scheduler
+/// state in the metadata. Atomic like [`save_model`]; refuses NaN.
+pub fn save_checkpoint(
+    path: &Path,
+    model: &SavedModel,
+    optimizer: &str,
+    checkpoint: &Checkpoint,
+) -> Result<()> {
+    if let Some(i) = checkpoint
+        .optimizer_state
+        .iter()
+        .position(|v| !v.is_finite())
+    {
+        return Err(Error::Config(format!(
+            "refusing to write {}: optimizer state {i} is {} (the run diverged)",
+            path.display(),
+            checkpoint.optimizer_state[i]
+        )));
+    }
+    let n = model.params.len();
+    let slots = if n == 0 {
+        0
+    } else {
+        checkpoint.optimizer_state.len() / n
+    };
+    let tensors = vec![(
+        "optimizer.state".to_string(),
+        bytes(&checkpoint.optimizer_state),
+        vec![slots, n],
+    )];
+    let (lr, best, bad, cooldown) = checkpoint.scheduler;
+    let mut meta = HashMap::new();
+    meta.insert("retroprop.optimizer".to_string(), optimizer.to_string());
+    meta.insert("retroprop.step".to_string(), checkpoint.step.to_string());
+    meta.insert("retroprop.epoch".to_string(), checkpoint.epoch.to_string());
+    meta.insert(
+        "retroprop.rows_done".to_string(),
+        checkpoint.rows_done.to_string(),
+    );
+    meta.insert(
+        "retroprop.scheduler".to_string(),
+        format!("{lr},{best},{bad},{cooldown}"),
+    );
+    write_model(path, model, tensors, meta)
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`]: the model, the name of
+/// the optimizer it was written with, and the checkpoint.
+pub fn load_checkpoint(path: &Path) -> Result<(LoadedModel, String, Checkpoint)> {
+    let model = load_model(path)?;
+    let buffer = read_file(path)?;
+    let parse = |message: String| Error::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (_, header) = SafeTensors::read_metadata(&buffer)
+        .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(&buffer)
+        .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let field = |key: &str| {
+        meta.get(key).ok_or_else(|| {
+            parse(format!(
+                "metadata {key} is missing: not a checkpoint (write one with --checkpoint)"
+            ))
+        })
+    };
+    let number = |key: &str| -> Result<f64> {
+        field(key)?
+            .parse::<f64>()
+            .map_err(|_| parse(format!("metadata {key} is not a number")))
+    };
+    let (shape, state) = f32_tensor(&file, "optimizer.state", path)?;
+    if shape.len() != 2 || shape[1] != model.params.len() {
+        return Err(parse(format!(
+            "tensor optimizer.state has shape {shape:?}, expected [slots, {}]",
+            model.params.len()
+        )));
+    }
+    if let Some(i) = state.iter().position(|v| !v.is_finite()) {
+        return Err(parse(format!("optimizer state {i} is not finite")));
+    }
+    let scheduler: Vec<f64> =
+        parse_list(path, "retroprop.scheduler", field("retroprop.scheduler")?)?;
+    let [lr, best, bad, cooldown] = scheduler[..] else {
+        return Err(parse("metadata retroprop.scheduler needs 4 numbers".into()));
+    };
+    let checkpoint = Checkpoint {
+        params: model.params.clone(),
+        optimizer_state: state,
+        step: number("retroprop.step")? as u64,
+        epoch: number("retroprop.epoch")? as u64,
+        rows_done: number("retroprop.rows_done")? as usize,
+        scheduler: (lr, best, bad as usize, cooldown as usize),
+    };
+    Ok((model, field("retroprop.optimizer")?.clone(), checkpoint))
+}
+
+fn write_model(
+    path: &Path,
+    model: &SavedModel,
+    extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
+    extra_metadata: HashMap<String, String>,
+) -> Result<()> {
     if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
         return Err(Error::Config(format!(
             "refusing to write {}: parameter {i} is {} (the model diverged)",
@@ -118,7 +228,8 @@ pub fn save_model(path: &Path, model: &SavedModel) -> Result<()> {
         metadata.insert("retroprop.mean".to_string(), join(&s.mean));
         metadata.insert("retroprop.std".to_string(), join(&s.std));
     }
-    let mut tensors = Vec::new();
+    metadata.extend(extra_metadata);
+    let mut tensors = extra_tensors;
     for (l, layer) in mlp.layers().iter().enumerate() {
         tensors.push((
             format!("layers.{l}.weight"),

@@ -54,4 +54,6 @@ pub use model::{Init, Layer, Mlp};
 pub use optim::{Adagrad, Adam, AdamW, GradClip, Optimizer, RmsProp, Sgd};
 pub use real::Real;
 pub use schedule::{LrSchedule, Scheduler};
-pub use train::{Device, EarlyStopping, EpochRecord, Evaluation, History, TrainConfig, Trainer};
+pub use train::{
+    Checkpoint, Device, EarlyStopping, EpochRecord, Evaluation, History, TrainConfig, Trainer,
+};

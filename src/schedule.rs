@@ -267,6 +267,18 @@ impl Scheduler {
         self.lr
     }
 
+    /// The mutable part, for checkpoints: (lr, best metric, epochs without
+    /// improvement, cooldown epochs left).
+    pub fn state(&self) -> (f64, f64, usize, usize) {
+        (self.lr, self.best, self.bad_epochs, self.cooldown_left)
+    }
+
+    /// Puts back what [`state`](Self::state) returned.
+    pub fn set_state(&mut self, (lr, best, bad_epochs, cooldown_left): (f64, f64, usize, usize)) {
+        (self.lr, self.best, self.bad_epochs, self.cooldown_left) =
+            (lr, best, bad_epochs, cooldown_left);
+    }
+
     /// Called after epoch `epoch` (0-based) with its metric; sets the
     /// learning rate of the next epoch.
     pub fn step(&mut self, epoch: usize, metric: f64) {

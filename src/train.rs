@@ -325,6 +325,30 @@ pub(crate) trait Backend {
     fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)>;
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;
     fn memory_bytes(&self) -> u64;
+    /// Optimizer state, slot-major over the flat parameters, and step t.
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)>;
+    fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()>;
+}
+
+/// Everything a run needs to continue exactly where it stopped: parameters,
+/// optimizer state, step and epoch counts, the position inside the current
+/// epoch, and the learning-rate scheduler. The shuffle order of an epoch is
+/// derived from the seed and the epoch number, so no generator state is
+/// needed beyond these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Flat parameters.
+    pub params: Vec<f32>,
+    /// Optimizer state, slot-major (`state_slots()` × parameters).
+    pub optimizer_state: Vec<f32>,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Rows of the current epoch already trained on (mid-epoch resume).
+    pub rows_done: usize,
+    /// The scheduler's (lr, best, bad epochs, cooldown left).
+    pub scheduler: (f64, f64, usize, usize),
 }
 
 /// Trains one network on one backend.
@@ -360,6 +384,8 @@ pub struct Trainer {
     /// Which data set the backend holds (address and rows of its inputs).
     prepared_for: Option<(usize, usize)>,
     scheduler: Scheduler,
+    /// Rows of the current epoch done before a restore, to skip.
+    pending_rows: usize,
 }
 
 impl fmt::Debug for Trainer {
@@ -406,6 +432,7 @@ impl Trainer {
             cursor: None,
             prepared_for: None,
             scheduler: Scheduler::new(config.lr_schedule, config.optimizer.lr()),
+            pending_rows: 0,
             mlp,
             config,
         })
@@ -454,7 +481,21 @@ impl Trainer {
         &mut self,
         train: &Dataset,
         validation: Option<&Dataset>,
+        on_epoch: impl FnMut(&EpochRecord),
+    ) -> Result<History> {
+        self.fit_checkpointed(train, validation, on_epoch, 0, |_| Ok(()))
+    }
+
+    /// [`fit_with`](Self::fit_with), handing `on_checkpoint` a
+    /// [`Checkpoint`] after every `every` epochs (never when 0); an error it
+    /// returns stops training.
+    pub fn fit_checkpointed(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
         mut on_epoch: impl FnMut(&EpochRecord),
+        every: u64,
+        mut on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
     ) -> Result<History> {
         self.check_data(train, "training data")?;
         if let Some(v) = validation {
@@ -488,9 +529,11 @@ impl Trainer {
                 self.epochs_done,
             );
             let lr = self.scheduler.lr();
-            let epoch = self
-                .backend
-                .train_epoch(train, &order, batch_size, remaining, lr)?;
+            // After a mid-epoch restore, the epoch's first rows are done.
+            let skip = std::mem::take(&mut self.pending_rows).min(order.len());
+            let epoch =
+                self.backend
+                    .train_epoch(train, &order[skip..], batch_size, remaining, lr)?;
             self.steps += epoch.steps;
             self.epochs_done += 1;
             let train_loss = epoch.loss_sum / epoch.rows.max(1) as f64;
@@ -513,6 +556,10 @@ impl Trainer {
             };
             on_epoch(&record);
             history.epochs.push(record);
+            if every > 0 && self.epochs_done % every == 0 {
+                let checkpoint = self.checkpoint()?;
+                on_checkpoint(checkpoint)?;
+            }
             if let Some(rule) = self.config.early_stopping {
                 let epoch_number = history.epochs.len();
                 match &best {
@@ -564,7 +611,7 @@ impl Trainer {
                         self.config.seed,
                         self.epochs_done,
                     ),
-                    0,
+                    std::mem::take(&mut self.pending_rows).min(rows),
                 ),
             };
             let result =
@@ -588,6 +635,46 @@ impl Trainer {
             });
         }
         Ok(loss)
+    }
+
+    /// A checkpoint of the run as it stands (read back from the GPU).
+    pub fn checkpoint(&mut self) -> Result<Checkpoint> {
+        let (optimizer_state, step) = self.backend.optimizer_state()?;
+        Ok(Checkpoint {
+            params: self.backend.parameters()?,
+            optimizer_state,
+            step,
+            epoch: self.epochs_done,
+            rows_done: self.cursor.as_ref().map_or(0, |c| c.1),
+            scheduler: self.scheduler.state(),
+        })
+    }
+
+    /// Continues from `checkpoint`: an interrupted run resumed this way ends
+    /// with the same parameters as one never interrupted (same config).
+    pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        check_parameters(&self.mlp, &checkpoint.params)?;
+        let slots = self.config.optimizer.state_slots() * self.mlp.parameter_count();
+        if checkpoint.optimizer_state.len() != slots {
+            return Err(Error::Shape {
+                what: format!(
+                    "optimizer state for {} in the checkpoint",
+                    self.config.optimizer.name()
+                ),
+                expected: slots,
+                got: checkpoint.optimizer_state.len(),
+            });
+        }
+        self.backend.set_parameters(&checkpoint.params)?;
+        self.backend
+            .set_optimizer_state(&checkpoint.optimizer_state, checkpoint.step)?;
+        self.steps = checkpoint.step;
+        self.epochs_done = checkpoint.epoch;
+        self.scheduler.set_state(checkpoint.scheduler);
+        // The epoch's order is a function of the seed and epoch number.
+        self.pending_rows = checkpoint.rows_done;
+        self.cursor = None;
+        Ok(())
     }
 
     /// Bytes of device (or, on the CPU, host) memory this trainer's backend
@@ -790,6 +877,15 @@ impl Backend for CpuBackend {
             }
         }
         Ok((loss_sum, correct))
+    }
+
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)> {
+        Ok((self.net.optimizer_state().to_vec(), self.net.step_count()))
+    }
+
+    fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
+        self.net.set_optimizer_state(state, step);
+        Ok(())
     }
 
     fn memory_bytes(&self) -> u64 {

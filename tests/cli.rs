@@ -620,6 +620,125 @@ fn schedule_and_early_stopping_from_the_command_line() {
 }
 
 #[test]
+fn checkpoint_then_resume_ends_like_an_uninterrupted_run() {
+    for device in ["cpu", "gpu"] {
+        let dir = Dir::new(&format!("resume-{device}"));
+        let data = classes_csv(&dir);
+        let data = data.to_str().unwrap();
+        let common = [
+            "--data",
+            data,
+            "--arch",
+            "2,8,3",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--lr-schedule",
+            "step:2:0.5",
+            "--device",
+            device,
+            "-q",
+        ];
+        let whole = dir.path("whole.safetensors");
+        ok(&[
+            &["train"][..],
+            &common,
+            &["--epochs", "5", "--save", whole.to_str().unwrap()],
+        ]
+        .concat());
+        let checkpoint = dir.path("checkpoint.safetensors");
+        ok(&[
+            &["train"][..],
+            &common,
+            &[
+                "--epochs",
+                "3",
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+                "--checkpoint-every",
+                "1",
+            ],
+        ]
+        .concat());
+        let (names, meta) = tensor_shapes(&checkpoint);
+        assert!(
+            names
+                .iter()
+                .any(|(n, s)| n == "optimizer.state" && s[0] == 2),
+            "{names:?}"
+        );
+        assert_eq!(meta["retroprop.epoch"], "3");
+        let resumed = dir.path("resumed.safetensors");
+        ok(&[
+            &["train"][..],
+            &common,
+            &[
+                "--epochs",
+                "5",
+                "--resume",
+                checkpoint.to_str().unwrap(),
+                "--save",
+                resumed.to_str().unwrap(),
+            ],
+        ]
+        .concat());
+        assert_eq!(
+            params(&resumed),
+            params(&whole),
+            "{device}: resumed run differs from the uninterrupted one"
+        );
+        fails(
+            &[
+                "train",
+                "--data",
+                data,
+                "--arch",
+                "2,8,3",
+                "--optimizer",
+                "sgd",
+                "--resume",
+                checkpoint.to_str().unwrap(),
+            ],
+            1,
+            &["written with --optimizer adam, not sgd"],
+        );
+    }
+}
+
+#[test]
+fn divergence_stops_with_the_step_and_keeps_the_last_good_parameters() {
+    let dir = Dir::new("diverge");
+    let mut text = String::from("x,y\n");
+    for i in 0..40 {
+        text += &format!("{},{}\n", 50.0 + i as f32, i % 3);
+    }
+    let data = dir.write("big.csv", &text);
+    let saved = dir.path("last-good.safetensors");
+    fails(
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--loss",
+            "mse",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "5",
+            "--device",
+            "cpu",
+            "-q",
+            "--save",
+            saved.to_str().unwrap(),
+        ],
+        1,
+        &["diverged at step", "the last good parameters are in"],
+    );
+    assert!(params(&saved).iter().all(|p| p.is_finite()));
+}
+
+#[test]
 fn main_job_trains_on_the_bundled_digits() {
     let out = ok(&["train", "--device", "cpu", "--epochs", "5", "-q"]);
     assert!(out.contains("64,64,10"), "{out}");

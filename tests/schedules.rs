@@ -307,3 +307,61 @@ fn divergence_names_the_step_and_keeps_finite_parameters() {
         );
     });
 }
+
+#[test]
+fn resumed_runs_end_where_uninterrupted_runs_do() {
+    every_device(|device| {
+        let data = common::two_spirals(25);
+        let mlp = Mlp::new(&[2, 16, 2], Activation::Tanh, Activation::Identity).unwrap();
+        let config = |epochs| {
+            TrainConfig::default()
+                .loss(Loss::CrossEntropy)
+                .optimizer(Adam::default().lr(0.01).amsgrad(true))
+                .lr_schedule(LrSchedule::Plateau {
+                    factor: 0.5,
+                    patience: 0,
+                    threshold: 0.0,
+                    cooldown: 1,
+                    min_lr: 0.0,
+                })
+                .batch_size(8)
+                .epochs(epochs)
+                .seed(3)
+                .device(device)
+        };
+        let bits = |p: Vec<f32>| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        // At an epoch boundary: 5 epochs, or 2 then 3 from a checkpoint.
+        let mut whole = Trainer::new(mlp.clone(), config(5)).unwrap();
+        whole.fit(&data, None).unwrap();
+        let mut first = Trainer::new(mlp.clone(), config(2)).unwrap();
+        first.fit(&data, None).unwrap();
+        let checkpoint = first.checkpoint().unwrap();
+        let mut second = Trainer::new(mlp.clone(), config(3)).unwrap();
+        second.restore(&checkpoint).unwrap();
+        second.fit(&data, None).unwrap();
+        assert_eq!(
+            bits(second.parameters().unwrap()),
+            bits(whole.parameters().unwrap()),
+            "{device}: epoch-boundary resume"
+        );
+        assert_eq!(second.steps(), whole.steps());
+        // Mid-epoch: 17 steps, or 5 then 12 (an epoch is 7 steps).
+        let mut whole = Trainer::new(mlp.clone(), config(1)).unwrap();
+        whole.train_steps(&data, 17).unwrap();
+        let mut first = Trainer::new(mlp.clone(), config(1)).unwrap();
+        first.train_steps(&data, 5).unwrap();
+        let checkpoint = first.checkpoint().unwrap();
+        assert_eq!(
+            (checkpoint.step, checkpoint.epoch, checkpoint.rows_done),
+            (5, 0, 40)
+        );
+        let mut second = Trainer::new(mlp.clone(), config(1)).unwrap();
+        second.restore(&checkpoint).unwrap();
+        second.train_steps(&data, 12).unwrap();
+        assert_eq!(
+            bits(second.parameters().unwrap()),
+            bits(whole.parameters().unwrap()),
+            "{device}: mid-epoch resume"
+        );
+    });
+}

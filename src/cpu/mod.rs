@@ -110,6 +110,15 @@ impl<T: Real> Network<T> {
         (floats * std::mem::size_of::<T>()) as u64
     }
 
+    /// Replaces the optimizer state (slot-major) and the step count.
+    ///
+    /// # Panics
+    /// If `state` does not have `state_slots() × parameters` values.
+    pub fn set_optimizer_state(&mut self, state: &[T], step: u64) {
+        self.state.copy_from_slice(state);
+        self.step = step;
+    }
+
     /// Number of optimizer steps taken.
     pub fn step_count(&self) -> u64 {
         self.step

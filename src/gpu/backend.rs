@@ -179,6 +179,8 @@ pub(crate) struct GpuBackend {
     plans: HashMap<PassKey, Plan>,
     /// Optimizer steps taken (t of the last step).
     t: u64,
+    /// Optimizer state slots per parameter.
+    slots: usize,
     uniform_align: u64,
 }
 
@@ -393,6 +395,7 @@ impl GpuBackend {
             binding_limit,
             plans: HashMap::new(),
             t: 0,
+            slots: optimizer.state_slots(),
             uniform_align,
             ctx,
         };
@@ -1083,6 +1086,40 @@ impl Backend for GpuBackend {
                 .is_classification()
                 .then_some(correct.round() as usize),
         ))
+    }
+
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)> {
+        let padded = self.layout.len;
+        let bytes = self
+            .ctx
+            .read(&self.state, 0, self.slots as u64 * padded * 4)?;
+        let all: &[f32] = bytemuck::cast_slice(&bytes);
+        let mut state = Vec::with_capacity(self.slots * self.mlp.parameter_count());
+        for slot in 0..self.slots {
+            state.extend(self.layout.unpack(
+                &self.mlp,
+                &all[slot * padded as usize..(slot + 1) * padded as usize],
+            ));
+        }
+        Ok((state, self.t))
+    }
+
+    fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
+        let n = self.mlp.parameter_count();
+        let mut padded = Vec::with_capacity(self.slots * self.layout.len as usize);
+        for slot in 0..self.slots {
+            padded.extend(
+                self.layout
+                    .pack(&self.mlp, &state[slot * n..(slot + 1) * n]),
+            );
+        }
+        if !padded.is_empty() {
+            self.ctx
+                .queue
+                .write_buffer(&self.state, 0, bytemuck::cast_slice(&padded));
+        }
+        self.t = step;
+        self.ctx.check()
     }
 
     fn memory_bytes(&self) -> u64 {

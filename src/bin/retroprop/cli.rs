@@ -147,6 +147,18 @@ pub struct TrainArgs {
     /// kaiming_uniform, kaiming_normal.
     #[arg(long = "weight-init", default_value = "torch", value_parser = parse_init)]
     pub weight_init: Init,
+    /// Write a checkpoint (parameters, optimizer state, step, epoch,
+    /// scheduler) to FILE every --checkpoint-every epochs, atomically.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// Epochs between checkpoints.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "checkpoint")]
+    pub checkpoint_every: u64,
+    /// Continue from a checkpoint; --epochs and --steps count from the start
+    /// of the original run, so the resumed run ends where the uninterrupted
+    /// one would.
+    #[arg(long, value_name = "FILE", conflicts_with = "init")]
+    pub resume: Option<PathBuf>,
     /// Start from the parameters in this safetensors file.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,

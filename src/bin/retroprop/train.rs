@@ -3,7 +3,9 @@
 use crate::cli::{EvaluateArgs, PredictArgs, TrainArgs, parse_activations, parse_arch};
 use crate::data::{load_inputs, load_labelled, outputs_for};
 use crate::report::{MetricsFile, plot, progress, progress_message};
-use retroprop::io::{SavedModel, Standardization, load_model, save_model};
+use retroprop::io::{
+    SavedModel, Standardization, load_checkpoint, load_model, save_checkpoint, save_model,
+};
 use retroprop::loss::argmax;
 use retroprop::{
     Adagrad, Adam, AdamW, Device, Loss, Mlp, Optimizer, RmsProp, Sgd, TrainConfig, Trainer,
@@ -181,12 +183,30 @@ pub fn train(args: TrainArgs) -> Result<()> {
         }
     }
 
-    let init = args
-        .init
+    let resume = args
+        .resume
         .as_deref()
-        .map(load_model)
+        .map(load_checkpoint)
         .transpose()
         .map_err(text)?;
+    if let Some((_, optimizer_name, _)) = &resume
+        && *optimizer_name != args.optimizer
+    {
+        return Err(format!(
+            "--resume {}: the checkpoint was written with --optimizer {optimizer_name}, not {}",
+            args.resume.as_ref().unwrap().display(),
+            args.optimizer
+        ));
+    }
+    let init = match &resume {
+        Some((model, _, _)) => Some(model.clone()),
+        None => args
+            .init
+            .as_deref()
+            .map(load_model)
+            .transpose()
+            .map_err(text)?,
+    };
     let features = train_set.features();
     let sizes = match (&args.arch, &init) {
         (Some(arch), _) => parse_arch(arch)?,
@@ -214,8 +234,17 @@ pub fn train(args: TrainArgs) -> Result<()> {
         Some(model) => {
             if model.sizes != sizes {
                 return Err(format!(
-                    "--init {}: the file's layer sizes {} do not match the architecture {}",
-                    args.init.as_ref().unwrap().display(),
+                    "{} {}: the file's layer sizes {} do not match the architecture {}",
+                    if resume.is_some() {
+                        "--resume"
+                    } else {
+                        "--init"
+                    },
+                    args.resume
+                        .as_ref()
+                        .or(args.init.as_ref())
+                        .unwrap()
+                        .display(),
                     join(&model.sizes),
                     join(&sizes)
                 ));
@@ -254,8 +283,15 @@ pub fn train(args: TrainArgs) -> Result<()> {
             config.epochs = usize::MAX;
         }
     }
+    if let Some((_, _, checkpoint)) = &resume {
+        // --epochs counts from the start of the original run.
+        config.epochs = config.epochs.saturating_sub(checkpoint.epoch as usize);
+    }
     let mut trainer =
         Trainer::with_parameters(mlp.clone(), params, config.clone()).map_err(text)?;
+    if let Some((_, _, checkpoint)) = &resume {
+        trainer.restore(checkpoint).map_err(text)?;
+    }
     let setup = start.elapsed().as_secs_f64();
     let epochs_shown = if args.steps.is_some() {
         let per_epoch = train_set
@@ -273,18 +309,64 @@ pub fn train(args: TrainArgs) -> Result<()> {
         .transpose()?;
     let mut metrics_error = None;
     let rows = train_set.rows() as f64;
-    let history = trainer.fit_with(&train_set, val_set.as_ref(), |record| {
-        bar.set_position(record.epoch as u64);
-        bar.set_message(progress_message(record, rows * record.epoch as f64));
-        if let Some(m) = &mut metrics
-            && let Err(e) = m.record(record)
-            && metrics_error.is_none()
-        {
-            metrics_error = Some(e);
-        }
-    });
+    let checkpoint_model = |params: Vec<f32>| SavedModel {
+        mlp: mlp.clone(),
+        params,
+        loss,
+        standardization: standardization.clone(),
+    };
+    let every = if args.checkpoint.is_some() {
+        args.checkpoint_every.max(1)
+    } else {
+        0
+    };
+    let on_checkpoint = |checkpoint: retroprop::Checkpoint| {
+        let path = args
+            .checkpoint
+            .as_ref()
+            .expect("every > 0 only with a path");
+        save_checkpoint(
+            path,
+            &checkpoint_model(checkpoint.params.clone()),
+            &args.optimizer,
+            &checkpoint,
+        )
+    };
+    let history = trainer.fit_checkpointed(
+        &train_set,
+        val_set.as_ref(),
+        |record| {
+            bar.set_position(record.epoch as u64);
+            bar.set_message(progress_message(record, rows * record.epoch as f64));
+            if let Some(m) = &mut metrics
+                && let Err(e) = m.record(record)
+                && metrics_error.is_none()
+            {
+                metrics_error = Some(e);
+            }
+        },
+        every,
+        on_checkpoint,
+    );
     bar.finish_and_clear();
-    let history = history.map_err(text)?;
+    let history = match history {
+        Ok(history) => history,
+        Err(e @ retroprop::Error::Diverged { .. }) => {
+            // Keep the last good parameters where the user asked for them.
+            let mut message = e.to_string();
+            if let Some(path) = args.checkpoint.as_ref().or(args.save.as_ref()) {
+                let params = trainer.parameters().map_err(text)?;
+                match save_model(path, &checkpoint_model(params)) {
+                    Ok(()) => {
+                        message += &format!("; the last good parameters are in {}", path.display())
+                    }
+                    Err(save) => message += &format!("; nothing saved: {save}"),
+                }
+            }
+            return Err(message);
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     if let Some(e) = metrics_error {
         return Err(e);
     }
