@@ -122,11 +122,7 @@ pub fn save_checkpoint(
         )));
     }
     let n = model.params.len();
-    let slots = if n == 0 {
-        0
-    } else {
-        checkpoint.optimizer_state.len() / n
-    };
+    let slots = checkpoint.optimizer_state.len().checked_div(n).unwrap_or(0);
     let tensors = vec![(
         "optimizer.state".to_string(),
         bytes(&checkpoint.optimizer_state),

@@ -556,7 +556,7 @@ impl Trainer {
             };
             on_epoch(&record);
             history.epochs.push(record);
-            if every > 0 && self.epochs_done % every == 0 {
+            if every > 0 && self.epochs_done.is_multiple_of(every) {
                 let checkpoint = self.checkpoint()?;
                 on_checkpoint(checkpoint)?;
             }
