@@ -95,3 +95,18 @@ fn activate_grad(code: u32, slope: f32, z: f32) -> f32 {
 fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32, size: u32) -> u32 {
     return (wid.y * groups.x + wid.x) * size + lid;
 }
+
+// What changes from one step to the next, written once per epoch beside
+// the permutation and read at a dynamic offset (data, reduce, optimizer).
+// Mirrors `StepParams` in src/gpu/kernels.rs.
+struct Step {
+    batch_start: u32,
+    slot: u32,
+    t: u32,
+    _pad: u32,
+    lr: f32,
+    step_size: f32,
+    bias_correction2_sqrt: f32,
+    adagrad_lr: f32,
+    decay: f32,
+}

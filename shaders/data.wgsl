@@ -12,19 +12,6 @@ struct Shape {
     offset: u32,
 }
 
-// Mirrors `StepParams` in src/gpu/kernels.rs.
-struct Step {
-    batch_start: u32,
-    slot: u32,
-    t: u32,
-    _pad: u32,
-    lr: f32,
-    step_size: f32,
-    bias_correction2_sqrt: f32,
-    adagrad_lr: f32,
-    decay: f32,
-}
-
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> perm: array<u32>;

@@ -19,19 +19,6 @@ struct Rule {
     clip_value: f32, // max |g|, 0 when off
 }
 
-// Mirrors `StepParams` in src/gpu/kernels.rs.
-struct Step {
-    batch_start: u32,
-    slot: u32,
-    t: u32,
-    _pad: u32,
-    lr: f32,
-    step_size: f32,
-    bias_correction2_sqrt: f32,
-    adagrad_lr: f32,
-    decay: f32,
-}
-
 @group(0) @binding(0) var<uniform> rule: Rule;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read_write> params: array<f32>;

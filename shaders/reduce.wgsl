@@ -10,19 +10,6 @@ struct Shape {
     out_offset: u32,
 }
 
-// Mirrors `StepParams` in src/gpu/kernels.rs.
-struct Step {
-    batch_start: u32,
-    slot: u32,
-    t: u32,
-    _pad: u32,
-    lr: f32,
-    step_size: f32,
-    bias_correction2_sqrt: f32,
-    adagrad_lr: f32,
-    decay: f32,
-}
-
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -87,6 +74,18 @@ fn loss_sum(@builtin(local_invocation_index) lid: u32) {
 const NORM_GROUP: u32 = 256u;
 var<workgroup> squares: array<f32, NORM_GROUP>;
 
+// Sums every invocation's `value` into squares[0] by a fixed tree.
+fn tree_sum(lid: u32, value: f32) {
+    squares[lid] = value;
+    workgroupBarrier();
+    for (var half = NORM_GROUP / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            squares[lid] += squares[lid + half];
+        }
+        workgroupBarrier();
+    }
+}
+
 // First pass of the gradient's global L2 norm: workgroup w sums g² over
 // elements w·256 + lid, stepping by cols·256 (shape.rows elements,
 // shape.cols workgroups), into out[w]. A fixed order: deterministic.
@@ -96,14 +95,7 @@ fn sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     for (var i = wid.x * NORM_GROUP + lid; i < shape.rows; i += shape.cols * NORM_GROUP) {
         sum += input[i] * input[i];
     }
-    squares[lid] = sum;
-    workgroupBarrier();
-    for (var half = NORM_GROUP / 2u; half > 0u; half /= 2u) {
-        if lid < half {
-            squares[lid] += squares[lid + half];
-        }
-        workgroupBarrier();
-    }
+    tree_sum(lid, sum);
     if lid == 0u {
         out[wid.x] = squares[0];
     }
@@ -117,14 +109,7 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
     for (var i = lid; i < shape.rows; i += NORM_GROUP) {
         sum += input[i];
     }
-    squares[lid] = sum;
-    workgroupBarrier();
-    for (var half = NORM_GROUP / 2u; half > 0u; half /= 2u) {
-        if lid < half {
-            squares[lid] += squares[lid + half];
-        }
-        workgroupBarrier();
-    }
+    tree_sum(lid, sum);
     if lid == 0u {
         out[0] = sqrt(squares[0]);
     }

@@ -320,7 +320,7 @@ fn column_sums_are_deterministic_and_match_cpu() {
 #[test]
 fn optimizer_kernels_match_cpu_over_several_steps() {
     let h = harness();
-    for optimizer in all_optimizers() {
+    for optimizer in common::all_optimizers() {
         for &n in &[1usize, 17, 257] {
             let mut cpu_params = random(n, -1.0, 1.0, n as u64);
             let mut gpu_params = cpu_params.clone();
@@ -387,41 +387,6 @@ fn gather_copies_the_permuted_rows() {
     let order = retroprop::data::epoch_order(10, true, 1, 0);
     let (_, labels) = h.gather(&classes, &order, 2, 5).unwrap();
     assert_eq!(labels, &order[2..7], "class labels follow the permutation");
-}
-
-fn all_optimizers() -> Vec<Optimizer> {
-    use retroprop::{Adagrad, Adam, AdamW, RmsProp, Sgd};
-    vec![
-        Sgd::default().lr(0.05).into(),
-        Sgd::default()
-            .lr(0.05)
-            .momentum(0.8)
-            .dampening(0.3)
-            .weight_decay(0.01)
-            .into(),
-        Sgd::default().lr(0.05).momentum(0.9).nesterov(true).into(),
-        Adam::default().lr(0.01).weight_decay(0.05).into(),
-        Adam::default().lr(0.01).amsgrad(true).into(),
-        AdamW::default().lr(0.01).weight_decay(0.1).into(),
-        AdamW::default().lr(0.01).amsgrad(true).into(),
-        RmsProp::default().lr(0.005).alpha(0.9).momentum(0.5).into(),
-        RmsProp::default()
-            .lr(0.005)
-            .centered(true)
-            .weight_decay(0.01)
-            .into(),
-        RmsProp::default()
-            .lr(0.005)
-            .centered(true)
-            .momentum(0.7)
-            .into(),
-        Adagrad::default()
-            .lr(0.05)
-            .lr_decay(0.1)
-            .weight_decay(0.01)
-            .initial_accumulator_value(0.1)
-            .into(),
-    ]
 }
 
 #[test]

@@ -170,59 +170,6 @@ fn reference(optimizer: &Optimizer, theta: &mut [f64], grads: &[Vec<f64>]) {
     }
 }
 
-/// Every option of every optimizer, with values away from the defaults.
-pub fn all_configurations() -> Vec<Optimizer> {
-    vec![
-        Sgd::default().lr(0.05).into(),
-        Sgd::default().lr(0.05).momentum(0.9).into(),
-        Sgd::default()
-            .lr(0.05)
-            .momentum(0.8)
-            .dampening(0.3)
-            .weight_decay(0.01)
-            .into(),
-        Sgd::default()
-            .lr(0.05)
-            .momentum(0.9)
-            .nesterov(true)
-            .weight_decay(0.02)
-            .into(),
-        Adam::default().lr(0.01).into(),
-        Adam::default()
-            .lr(0.01)
-            .betas((0.8, 0.99))
-            .eps(1e-6)
-            .weight_decay(0.05)
-            .into(),
-        Adam::default().lr(0.01).amsgrad(true).into(),
-        AdamW::default().lr(0.01).into(),
-        AdamW::default()
-            .lr(0.01)
-            .weight_decay(0.1)
-            .amsgrad(true)
-            .into(),
-        RmsProp::default().into(),
-        RmsProp::default().lr(0.005).alpha(0.9).momentum(0.5).into(),
-        RmsProp::default()
-            .lr(0.005)
-            .centered(true)
-            .weight_decay(0.01)
-            .into(),
-        RmsProp::default()
-            .lr(0.005)
-            .centered(true)
-            .momentum(0.7)
-            .into(),
-        Adagrad::default().into(),
-        Adagrad::default()
-            .lr(0.05)
-            .lr_decay(0.1)
-            .weight_decay(0.01)
-            .initial_accumulator_value(0.1)
-            .into(),
-    ]
-}
-
 #[test]
 fn every_optimizer_matches_the_torch_algorithm_over_ten_steps() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -230,7 +177,7 @@ fn every_optimizer_matches_the_torch_algorithm_over_ten_steps() {
     let grads: Vec<Vec<f64>> = (0..10)
         .map(|_| (0..16).map(|_| rng.random_range(-1.0..1.0)).collect())
         .collect();
-    for optimizer in all_configurations() {
+    for optimizer in common::all_optimizers() {
         optimizer.validate().unwrap();
         let mut expected = theta0.clone();
         reference(&optimizer, &mut expected, &grads);

@@ -104,3 +104,57 @@ pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], tolerance: f64, floor:
         cpu.get(at).copied().unwrap_or(f32::NAN)
     );
 }
+
+/// Every option of every optimizer, with values away from the defaults.
+pub fn all_optimizers() -> Vec<retroprop::Optimizer> {
+    use retroprop::{Adagrad, Adam, AdamW, RmsProp, Sgd};
+    vec![
+        Sgd::default().lr(0.05).into(),
+        Sgd::default().lr(0.05).momentum(0.9).into(),
+        Sgd::default()
+            .lr(0.05)
+            .momentum(0.8)
+            .dampening(0.3)
+            .weight_decay(0.01)
+            .into(),
+        Sgd::default()
+            .lr(0.05)
+            .momentum(0.9)
+            .nesterov(true)
+            .weight_decay(0.02)
+            .into(),
+        Adam::default().lr(0.01).into(),
+        Adam::default()
+            .lr(0.01)
+            .betas((0.8, 0.99))
+            .eps(1e-6)
+            .weight_decay(0.05)
+            .into(),
+        Adam::default().lr(0.01).amsgrad(true).into(),
+        AdamW::default().lr(0.01).into(),
+        AdamW::default()
+            .lr(0.01)
+            .weight_decay(0.1)
+            .amsgrad(true)
+            .into(),
+        RmsProp::default().into(),
+        RmsProp::default().lr(0.005).alpha(0.9).momentum(0.5).into(),
+        RmsProp::default()
+            .lr(0.005)
+            .centered(true)
+            .weight_decay(0.01)
+            .into(),
+        RmsProp::default()
+            .lr(0.005)
+            .centered(true)
+            .momentum(0.7)
+            .into(),
+        Adagrad::default().into(),
+        Adagrad::default()
+            .lr(0.05)
+            .lr_decay(0.1)
+            .weight_decay(0.01)
+            .initial_accumulator_value(0.1)
+            .into(),
+    ]
+}
