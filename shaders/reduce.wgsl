@@ -114,3 +114,34 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
         out[0] = sqrt(squares[0]);
     }
 }
+
+// Per-layer norms for the training metrics: workgroup (l, k) writes
+// √(Σ x²) over layer l's weight and bias ranges of the gradients (k = 0) or
+// the parameters (k = 1) into out[(step.slot · layers + l) · 2 + k].
+// ranges[4l ..]: weight offset, weight length, bias offset, bias length.
+// Uses shape.rows = layers and `input` = the gradients.
+@group(0) @binding(4) var<storage, read> norm_params: array<f32>;
+@group(0) @binding(5) var<storage, read> norm_ranges: array<u32>;
+
+@compute @workgroup_size(NORM_GROUP)
+fn layer_norms(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let l = wid.x;
+    var sum = 0.0;
+    for (var part = 0u; part < 2u; part++) {
+        let start = norm_ranges[4u * l + 2u * part];
+        let len = norm_ranges[4u * l + 2u * part + 1u];
+        for (var i = lid; i < len; i += NORM_GROUP) {
+            var v: f32;
+            if wid.y == 0u {
+                v = input[start + i];
+            } else {
+                v = norm_params[start + i];
+            }
+            sum += v * v;
+        }
+    }
+    tree_sum(lid, sum);
+    if lid == 0u {
+        out[(step.slot * shape.rows + l) * 2u + wid.y] = sqrt(squares[0]);
+    }
+}

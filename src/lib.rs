@@ -55,5 +55,6 @@ pub use optim::{Adagrad, Adam, AdamW, GradClip, Optimizer, RmsProp, Sgd};
 pub use real::Real;
 pub use schedule::{LrSchedule, Scheduler};
 pub use train::{
-    Checkpoint, Device, EarlyStopping, EpochRecord, Evaluation, History, TrainConfig, Trainer,
+    Checkpoint, Device, EarlyStopping, EpochRecord, Evaluation, History, LayerNorms, TrainConfig,
+    Trainer,
 };

@@ -90,6 +90,10 @@ pub struct TrainConfig {
     /// host memory; activations larger than one split into micro-batches.
     /// A test hook, and a way to keep device memory low.
     pub max_binding_bytes: Option<u64>,
+    /// Record every layer's gradient and weight norms at every this many
+    /// optimizer steps (on the GPU, computed there), into
+    /// [`EpochRecord::layer_norms`].
+    pub norms_every: Option<u64>,
 }
 
 /// Early stopping on the validation loss: stop after `patience` epochs in
@@ -120,6 +124,7 @@ impl Default for TrainConfig {
             grad_clip: GradClip::default(),
             max_rows_per_pass: None,
             max_binding_bytes: None,
+            norms_every: None,
         }
     }
 }
@@ -205,6 +210,11 @@ impl TrainConfig {
         self.max_binding_bytes = Some(bytes);
         self
     }
+    /// Records per-layer gradient and weight norms every `steps` steps.
+    pub fn norms_every(mut self, steps: u64) -> Self {
+        self.norms_every = Some(steps);
+        self
+    }
     /// Sets the learning-rate schedule.
     pub fn lr_schedule(mut self, schedule: LrSchedule) -> Self {
         self.lr_schedule = schedule;
@@ -231,6 +241,13 @@ impl TrainConfig {
                 name: "min_delta",
                 value: e.min_delta,
                 reason: "must be ≥ 0",
+            });
+        }
+        if self.norms_every == Some(0) {
+            return Err(Error::Hyperparameter {
+                name: "norms_every",
+                value: 0.0,
+                reason: "must be at least 1",
             });
         }
         if self.max_rows_per_pass == Some(0) {
@@ -273,6 +290,46 @@ pub struct EpochRecord {
     pub lr: f64,
     /// Wall-clock seconds since `fit` began.
     pub seconds: f64,
+    /// Per-layer norms sampled during the epoch (`TrainConfig::norms_every`).
+    pub layer_norms: Vec<LayerNorms>,
+}
+
+/// The L2 norms of one layer's gradient (weight and bias together, before
+/// clipping) and of its parameters, at one step, before that step's update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerNorms {
+    /// The optimizer step (1-based).
+    pub step: u64,
+    /// The layer (0 = next to the input).
+    pub layer: usize,
+    /// ‖(dW, db)‖.
+    pub grad_norm: f64,
+    /// ‖(W, b)‖.
+    pub weight_norm: f64,
+}
+
+impl LayerNorms {
+    /// The norms of every layer from flat gradients and parameters.
+    pub(crate) fn of<T: crate::real::Real>(
+        mlp: &Mlp,
+        step: u64,
+        grads: &[T],
+        params: &[T],
+    ) -> Vec<LayerNorms> {
+        let norm = |v: &[T], l: usize| {
+            let squares =
+                |r: std::ops::Range<usize>| v[r].iter().map(|x| x.f64() * x.f64()).sum::<f64>();
+            (squares(mlp.weight_range(l)) + squares(mlp.bias_range(l))).sqrt()
+        };
+        (0..mlp.layers().len())
+            .map(|layer| LayerNorms {
+                step,
+                layer,
+                grad_norm: norm(grads, layer),
+                weight_norm: norm(params, layer),
+            })
+            .collect()
+    }
 }
 
 /// The record of a `fit` call, one entry per epoch.
@@ -296,11 +353,12 @@ pub struct Evaluation {
 }
 
 /// What a backend's epoch returns: the summed row-weighted loss and counts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct EpochLoss {
     pub loss_sum: f64,
     pub rows: usize,
     pub steps: u64,
+    pub norms: Vec<LayerNorms>,
 }
 
 /// The work the trainer hands a backend. Implemented by the CPU backend here
@@ -553,6 +611,7 @@ impl Trainer {
                 validation,
                 lr,
                 seconds: start.elapsed().as_secs_f64(),
+                layer_norms: epoch.norms,
             };
             on_epoch(&record);
             history.epochs.push(record);
@@ -781,6 +840,7 @@ struct CpuBackend {
     x_batch: Vec<f32>,
     value_batch: Vec<f32>,
     label_batch: Vec<u32>,
+    norms_every: Option<u64>,
 }
 
 impl CpuBackend {
@@ -793,6 +853,7 @@ impl CpuBackend {
             x_batch: Vec::new(),
             value_batch: Vec::new(),
             label_batch: Vec::new(),
+            norms_every: config.norms_every,
         }
     }
 }
@@ -848,6 +909,12 @@ impl Backend for CpuBackend {
                     step,
                     loss: loss as f64,
                 });
+            }
+            if self.norms_every.is_some_and(|n| step.is_multiple_of(n)) {
+                let (mlp, grads, params) = (self.net.mlp(), self.net.grads(), self.net.params());
+                result
+                    .norms
+                    .extend(LayerNorms::of(mlp, step, grads, params));
             }
             self.net.update(Some(lr));
             result.loss_sum += loss as f64 * indices.len() as f64;

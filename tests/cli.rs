@@ -739,6 +739,55 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_parameters() {
 }
 
 #[test]
+fn vanishing_gradients_are_named_by_layer() {
+    let dir = Dir::new("norms");
+    let data = classes_csv(&dir);
+    let metrics = dir.path("m.jsonl");
+    // 14 sigmoid layers: the gradient reaching layer 0 is far below its weights.
+    let arch = format!("2,{}3", "3,".repeat(13));
+    let (code, _, stderr) = run(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--arch",
+        &arch,
+        "--activations",
+        "sigmoid",
+        "--weight-init",
+        "xavier_uniform",
+        "--epochs",
+        "1",
+        "--norms-every",
+        "1",
+        "--device",
+        "gpu",
+        "-q",
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: step 1: layer 0's gradient norm"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("has vanished"), "{stderr}");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let norms: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "layer_norms")
+        .collect();
+    assert_eq!(
+        norms.len(),
+        2 * 14,
+        "60 rows in batches of 32: 2 steps × 14 layers:\n{text}"
+    );
+    assert!(norms.iter().all(
+        |n| n["grad_norm"].as_f64().unwrap() >= 0.0 && n["weight_norm"].as_f64().unwrap() > 0.0
+    ));
+}
+
+#[test]
 fn main_job_trains_on_the_bundled_digits() {
     let out = ok(&["train", "--device", "cpu", "--epochs", "5", "-q"]);
     assert!(out.contains("64,64,10"), "{out}");

@@ -399,3 +399,86 @@ fn data_larger_than_one_binding_is_streamed_with_the_same_result() {
         gpu.memory_bytes()
     );
 }
+
+#[test]
+fn layer_norms_are_sampled_on_both_backends() {
+    use retroprop::cpu::Network;
+    use retroprop::{LayerNorms, TargetBatch};
+    let train = data(Loss::CrossEntropy, 40, 4, 3, 10);
+    let mlp = Mlp::new(&[4, 9, 7, 3], Activation::Tanh, Activation::Identity).unwrap();
+    let init = mlp.init(Init::XavierUniform, 5);
+    // Step 1 by hand, in f64: gradient of the full batch at the initial
+    // parameters, and the parameters' norms.
+    let mut net = Network::<f64>::new(mlp.clone(), widen(&init), Sgd::default().into());
+    let labels = match train.targets() {
+        Targets::Classes(l) => l.clone(),
+        _ => unreachable!(),
+    };
+    net.loss_and_gradients(
+        &widen(train.x()),
+        Loss::CrossEntropy,
+        TargetBatch::Classes(&labels),
+    );
+    let norm = |v: &[f64], l: usize| {
+        let sq = |r: std::ops::Range<usize>| v[r].iter().map(|x| x * x).sum::<f64>();
+        (sq(mlp.weight_range(l)) + sq(mlp.bias_range(l))).sqrt()
+    };
+    let config = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .optimizer(Sgd::default().lr(0.1))
+        .full_batch()
+        .epochs(4)
+        .norms_every(2)
+        .clip_grad_norm(0.5);
+    let mut sampled: Vec<Vec<LayerNorms>> = Vec::new();
+    for device in [Device::Cpu, Device::Gpu] {
+        let mut t = Trainer::with_parameters(
+            mlp.clone(),
+            init.clone(),
+            config.clone().norms_every(1).device(device),
+        )
+        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+        let history = t.fit(&train, None).unwrap();
+        let norms: Vec<LayerNorms> = history
+            .epochs
+            .iter()
+            .flat_map(|e| e.layer_norms.clone())
+            .collect();
+        assert_eq!(norms.len(), 4 * 3, "{device}: 4 steps × 3 layers");
+        for (l, &first) in norms.iter().take(3).enumerate() {
+            assert_eq!((first.step, first.layer), (1, l));
+            let (g, w) = (norm(net.grads(), l), norm(net.params(), l));
+            assert!(
+                (first.grad_norm - g).abs() < 1e-5 * g,
+                "{device}: layer {l} gradient norm {} vs {g}",
+                first.grad_norm
+            );
+            assert!(
+                (first.weight_norm - w).abs() < 1e-5 * w,
+                "{device}: layer {l} weight norm {} vs {w}",
+                first.weight_norm
+            );
+        }
+        sampled.push(norms);
+    }
+    for (c, g) in sampled[0].iter().zip(&sampled[1]) {
+        assert_eq!((c.step, c.layer), (g.step, g.layer));
+        assert!(
+            (c.grad_norm - g.grad_norm).abs() < 1e-4 * c.grad_norm,
+            "step {} layer {}: {c:?} vs {g:?}",
+            c.step,
+            c.layer
+        );
+        assert!((c.weight_norm - g.weight_norm).abs() < 1e-5 * c.weight_norm);
+    }
+    // Every second step only.
+    let mut t = Trainer::with_parameters(mlp.clone(), init, config.device(Device::Gpu)).unwrap();
+    let steps: Vec<u64> = t
+        .fit(&train, None)
+        .unwrap()
+        .epochs
+        .iter()
+        .flat_map(|e| e.layer_norms.iter().map(|n| n.step))
+        .collect();
+    assert_eq!(steps, [2, 2, 2, 4, 4, 4]);
+}

@@ -169,6 +169,13 @@ pub(crate) struct GpuBackend {
     norm_groups: [wgpu::BindGroup; 2],
     norm: wgpu::Buffer,
     _norm_buffers: [wgpu::Buffer; 3],
+    /// Per-layer norms every this many steps: their results (per step slot,
+    /// layer, gradient/weight), the layer ranges, and the bind group.
+    norms_every: Option<u64>,
+    layer_norm_results: wgpu::Buffer,
+    layer_ranges: wgpu::Buffer,
+    layer_norms_uniform: wgpu::Buffer,
+    layer_norms_group: wgpu::BindGroup,
     resident: Option<Resident>,
     /// The training data is larger than one binding may hold: batches are
     /// gathered on the host and written before each pass instead.
@@ -313,6 +320,42 @@ impl GpuBackend {
         let step_slots = 1;
         let results = storage(device, "results", 2 * step_slots as u64);
         let steps = Self::step_buffer(device, step_stride, step_slots);
+        let layers = mlp.layers().len();
+        let ranges: Vec<u32> = (0..layers)
+            .flat_map(|l| {
+                let (w, b) = (mlp.weight_range(l).len(), mlp.bias_range(l).len());
+                [
+                    layout.weight[l] as u32,
+                    w as u32,
+                    layout.bias[l] as u32,
+                    b as u32,
+                ]
+            })
+            .collect();
+        let layer_ranges = storage_init(device, "layer ranges", &ranges);
+        let layer_norms_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("layer norms shape"),
+            contents: bytemuck::bytes_of(&ReduceShape {
+                rows: layers as u32,
+                cols: 0,
+                accumulate: 0,
+                out_offset: 0,
+            }),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let layer_norm_results = storage(device, "layer norms", (step_slots * layers * 2) as u64);
+        let layer_norms_group = Self::layer_norms_group(
+            device,
+            &kernels.layer_norms,
+            [
+                &layer_norms_uniform,
+                &grads,
+                &layer_norm_results,
+                &steps,
+                &params_buffer,
+                &layer_ranges,
+            ],
+        );
         let optimizer_shape = OptimizerShape::new(&optimizer, &config.grad_clip, layout.len);
         let clip_norm = config.grad_clip.max_norm.is_some();
         // The gradient norm for clipping: partial sums, then the norm.
@@ -390,6 +433,11 @@ impl GpuBackend {
             norm_groups,
             norm,
             _norm_buffers: [norm_partials, first_uniform, second_uniform],
+            norms_every: config.norms_every,
+            layer_norm_results,
+            layer_ranges,
+            layer_norms_uniform,
+            layer_norms_group,
             resident: None,
             streamed: false,
             binding_limit,
@@ -438,6 +486,24 @@ impl GpuBackend {
         })
     }
 
+    fn layer_norms_group(
+        device: &wgpu::Device,
+        kernel: &Kernel,
+        buffers: [&wgpu::Buffer; 6],
+    ) -> wgpu::BindGroup {
+        let step_size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| entry(i as u32, b, 0, if i == 3 { step_size } else { None }))
+            .collect();
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("layer norms"),
+            layout: &kernel.layout,
+            entries: &entries,
+        })
+    }
+
     /// Makes room for `slots` per-step parameter blocks and results.
     fn ensure_step_slots(&mut self, slots: usize) {
         if slots <= self.step_slots {
@@ -448,6 +514,20 @@ impl GpuBackend {
         self.steps = Self::step_buffer(device, self.step_stride, slots);
         self.results = storage(device, "results", 2 * slots as u64);
         self.step_slots = slots;
+        let layers = self.mlp.layers().len();
+        self.layer_norm_results = storage(device, "layer norms", (slots * layers * 2) as u64);
+        self.layer_norms_group = Self::layer_norms_group(
+            device,
+            &self.kernels.layer_norms,
+            [
+                &self.layer_norms_uniform,
+                &self.grads,
+                &self.layer_norm_results,
+                &self.steps,
+                &self.params,
+                &self.layer_ranges,
+            ],
+        );
         self.optimizer_group = Self::optimizer_group(
             device,
             &self.kernels.optimizer,
@@ -757,10 +837,15 @@ impl GpuBackend {
 
     /// Records the update of the step in slot `slot`: gradient clipping by
     /// norm if set, then the optimizer over every parameter.
-    fn record_update(&self, pass: &mut wgpu::ComputePass, slot: usize) {
+    fn record_update(&self, pass: &mut wgpu::ComputePass, slot: usize, sample_norms: bool) {
         let k = &self.kernels;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
         let step_offset = (slot as u64 * self.step_stride) as u32;
+        if sample_norms {
+            pass.set_pipeline(&k.layer_norms.pipeline);
+            pass.set_bind_group(0, &self.layer_norms_group, &[step_offset]);
+            pass.dispatch_workgroups(self.mlp.layers().len() as u32, 2, 1);
+        }
         if self.clip_norm {
             pass.set_pipeline(&k.sum_squares.pipeline);
             pass.set_bind_group(0, &self.norm_groups[0], &[]);
@@ -842,13 +927,24 @@ impl GpuBackend {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
                     self.record(&mut pass, &self.plans[key], slot, false, true);
                     if i + 1 == keys.len() {
-                        self.record_update(&mut pass, slot);
+                        self.record_update(&mut pass, slot, self.samples_norms(slot));
                     }
                 }
                 queue.submit([encoder.finish()]);
             }
         }
         self.ctx.check()
+    }
+
+    /// Whether the step in `slot` of the epoch being recorded (t not yet
+    /// advanced) samples the per-layer norms.
+    fn samples_norms(&self, slot: usize) -> bool {
+        self.samples_norms_at(self.t, slot)
+    }
+
+    fn samples_norms_at(&self, t_before: u64, slot: usize) -> bool {
+        self.norms_every
+            .is_some_and(|n| (t_before + slot as u64 + 1).is_multiple_of(n))
     }
 
     fn write_batch(&self, data: &Dataset, start: usize, end: usize) {
@@ -1011,7 +1107,7 @@ impl Backend for GpuBackend {
                     for key in passes(end - start, self.capacity) {
                         self.record(&mut pass, &self.plans[&key], slot, true, true);
                     }
-                    self.record_update(&mut pass, slot);
+                    self.record_update(&mut pass, slot, self.samples_norms(slot));
                 }
             }
             self.ctx.queue.submit([encoder.finish()]);
@@ -1019,6 +1115,27 @@ impl Backend for GpuBackend {
         self.t += batches.len() as u64;
         let results = self.read_results(batches.len())?;
         let mut epoch = EpochLoss::default();
+        let first_t = self.t - batches.len() as u64;
+        if (0..batches.len()).any(|s| self.samples_norms_at(first_t, s)) {
+            let layers = self.mlp.layers().len();
+            let bytes = self.ctx.read(
+                &self.layer_norm_results,
+                0,
+                (batches.len() * layers * 2 * 4) as u64,
+            )?;
+            let norms: &[f32] = bytemuck::cast_slice(&bytes);
+            for s in (0..batches.len()).filter(|&s| self.samples_norms_at(first_t, s)) {
+                for layer in 0..layers {
+                    let at = (s * layers + layer) * 2;
+                    epoch.norms.push(crate::train::LayerNorms {
+                        step: first_t + s as u64 + 1,
+                        layer,
+                        grad_norm: norms[at] as f64,
+                        weight_norm: norms[at + 1] as f64,
+                    });
+                }
+            }
+        }
         for (s, &(start, end)) in batches.iter().enumerate() {
             let loss = results[2 * s] as f64;
             if !loss.is_finite() {

@@ -382,6 +382,8 @@ pub(crate) struct Kernels {
     /// The gradient's global norm, in two passes (clipping).
     pub sum_squares: Kernel,
     pub norm_finish: Kernel,
+    /// Per-layer gradient and weight norms (training metrics).
+    pub layer_norms: Kernel,
     pub optimizer: Kernel,
     pub gather: Kernel,
 }
@@ -413,6 +415,14 @@ const LOSS: &[Slot] = &[
     Slot::ReadWrite,
 ];
 const COLUMN_SUMS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::ReadWrite];
+const LAYER_NORMS: &[Slot] = &[
+    Slot::Uniform,
+    Slot::Read,
+    Slot::ReadWrite,
+    Slot::StepUniform,
+    Slot::Read,
+    Slot::Read,
+];
 const LOSS_SUM: &[Slot] = &[
     Slot::Uniform,
     Slot::Read,
@@ -543,6 +553,7 @@ impl Kernels {
             loss_sum: build(&reduce, "loss_sum", LOSS_SUM, &[]),
             sum_squares: build(&reduce, "sum_squares", COLUMN_SUMS, &[]),
             norm_finish: build(&reduce, "norm_finish", COLUMN_SUMS, &[]),
+            layer_norms: build(&reduce, "layer_norms", LAYER_NORMS, &[]),
             optimizer: build(&optimizer, "update", OPTIMIZER, &[]),
             gather: build(&data, "gather", GATHER, &[]),
         }

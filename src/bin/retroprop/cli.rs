@@ -128,6 +128,11 @@ pub struct TrainArgs {
     /// Clip every gradient element to ±this (torch's clip_grad_value_).
     #[arg(long, value_name = "MAX_VALUE")]
     pub clip_grad_value: Option<f64>,
+    /// Measure every layer's gradient and weight norms every N steps (on
+    /// the GPU when training there), warn when a layer's gradient vanishes
+    /// or explodes, and write them to a JSON-lines --metrics file.
+    #[arg(long, value_name = "N")]
+    pub norms_every: Option<u64>,
     /// Rows per step; 0 means the whole data set (full-batch descent).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

@@ -39,6 +39,38 @@ pub fn progress_message(record: &EpochRecord, samples: f64) -> String {
     msg
 }
 
+/// Warnings about layers whose gradient vanishes (‖dW‖ < 1e-6 ‖W‖) or
+/// explodes (‖dW‖ > 1e3 max(‖W‖, 1), or not finite); each layer is named
+/// once for each.
+#[derive(Default)]
+pub struct NormWarnings {
+    warned: std::collections::HashSet<(usize, bool)>,
+}
+
+impl NormWarnings {
+    pub fn check(&mut self, norms: &[retroprop::LayerNorms]) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in norms {
+            let exploding = !n.grad_norm.is_finite() || n.grad_norm > 1e3 * n.weight_norm.max(1.0);
+            let vanishing = n.grad_norm < 1e-6 * n.weight_norm;
+            if (exploding || vanishing) && self.warned.insert((n.layer, exploding)) {
+                out.push(if exploding {
+                    format!(
+                        "step {}: layer {}'s gradient norm {:.3e} is exploding (weight norm {:.3e}); try --clip-grad-norm or a lower --lr",
+                        n.step, n.layer, n.grad_norm, n.weight_norm
+                    )
+                } else {
+                    format!(
+                        "step {}: layer {}'s gradient norm {:.3e} has vanished (weight norm {:.3e}); try relu or gelu activations, --weight-init kaiming_uniform, or fewer layers",
+                        n.step, n.layer, n.grad_norm, n.weight_norm
+                    )
+                });
+            }
+        }
+        out
+    }
+}
+
 /// Per-epoch metrics, as CSV or JSON lines by the file's extension.
 pub struct MetricsFile {
     path: PathBuf,
@@ -68,6 +100,19 @@ impl MetricsFile {
     }
 
     pub fn record(&mut self, r: &EpochRecord) -> Result<(), String> {
+        if self.json {
+            for n in &r.layer_norms {
+                let line = serde_json::json!({
+                    "kind": "layer_norms",
+                    "step": n.step,
+                    "layer": n.layer,
+                    "grad_norm": n.grad_norm,
+                    "weight_norm": n.weight_norm,
+                })
+                .to_string();
+                self.line(line)?;
+            }
+        }
         let val_loss = r.validation.map(|v| v.loss);
         let accuracy = r.validation.and_then(|v| v.accuracy);
         let line = if self.json {

@@ -263,6 +263,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         .device(args.device);
     config.batch_size = (args.batch_size > 0).then_some(args.batch_size);
     config.lr_schedule = args.lr_schedule;
+    config.norms_every = args.norms_every;
     config.grad_clip = retroprop::GradClip {
         max_norm: args.clip_grad_norm,
         max_value: args.clip_grad_value,
@@ -308,6 +309,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         .map(MetricsFile::create)
         .transpose()?;
     let mut metrics_error = None;
+    let mut warnings = crate::report::NormWarnings::default();
     let rows = train_set.rows() as f64;
     let checkpoint_model = |params: Vec<f32>| SavedModel {
         mlp: mlp.clone(),
@@ -343,6 +345,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 && metrics_error.is_none()
             {
                 metrics_error = Some(e);
+            }
+            for warning in warnings.check(&record.layer_norms) {
+                bar.suspend(|| eprintln!("warning: {warning}"));
             }
         },
         every,
