@@ -90,6 +90,25 @@ fn activate_grad(code: u32, slope: f32, z: f32) -> f32 {
     }
 }
 
+// Inverted dropout's factor for element `index` (row in the batch × width
+// + column) of layer `layer` at step `step`: 0, or `scale` when the hash is
+// at least `threshold`. The Rust twin is `Dropout::factor` in
+// src/dropout.rs; the same u32 arithmetic gives the same mask.
+fn hash32(v: u32) -> u32 {
+    var x = v;
+    x ^= x >> 16u;
+    x *= 0x7feb352du;
+    x ^= x >> 15u;
+    x *= 0x846ca68bu;
+    x ^= x >> 16u;
+    return x;
+}
+
+fn dropout_factor(threshold: u32, scale: f32, seed: u32, step: u32, layer: u32, index: u32) -> f32 {
+    let h = hash32(seed ^ hash32(step ^ hash32(layer ^ hash32(index))));
+    return select(0.0, scale, h >= threshold);
+}
+
 // The flat index of this invocation in a 2-D grid of 1-D workgroups of
 // `size` threads: dispatches past 65535 workgroups wrap into y.
 fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32, size: u32) -> u32 {

@@ -23,6 +23,15 @@ struct Shape {
     activation: u32,
     slope: f32,
     accumulate: u32,
+    // Dropout of the layer whose output this epilogue writes (forward) or
+    // whose output's gradient it forms (input gradient); threshold 0: off.
+    dropout_threshold: u32,
+    dropout_scale: f32,
+    dropout_seed: u32,
+    dropout_layer: u32,
+    // Rows into the batch where this pass starts (micro-batches).
+    row_offset: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
@@ -31,6 +40,32 @@ struct Shape {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<uniform> step: Step;
+
+// The dropout factor of output element (row, col) at this step: 1 when off.
+fn dropout_at(row: u32, col: u32) -> f32 {
+    if shape.dropout_threshold == 0u {
+        return 1.0;
+    }
+    let index = (shape.row_offset + row) * shape.n + col;
+    return dropout_factor(shape.dropout_threshold, shape.dropout_scale, shape.dropout_seed, step.t, shape.dropout_layer, index);
+}
+
+// One output element through the epilogue (both kernels store through it).
+fn epilogue(row: u32, col: u32, v: f32) {
+    let at = row * shape.n + col;
+    if EPILOGUE == 1u {
+        let z = v + aux[col];
+        c[at] = z;
+        out2[at] = activate(shape.activation, shape.slope, z) * dropout_at(row, col);
+    } else if EPILOGUE == 2u {
+        c[at] = v * dropout_at(row, col) * activate_grad(shape.activation, shape.slope, aux[at]);
+    } else if shape.accumulate != 0u {
+        c[at] = c[at] + v;
+    } else {
+        c[at] = v;
+    }
+}
 
 const THREADS: u32 = WG_X * WG_Y;
 
@@ -71,19 +106,7 @@ fn store_tile(row_base: u32, col_base: u32, acc: ptr<function, array<f32, RM * R
             if col >= shape.n {
                 continue;
             }
-            let at = row * shape.n + col;
-            let v = (*acc)[r * RN + s];
-            if EPILOGUE == 1u {
-                let z = v + aux[col];
-                c[at] = z;
-                out2[at] = activate(shape.activation, shape.slope, z);
-            } else if EPILOGUE == 2u {
-                c[at] = v * activate_grad(shape.activation, shape.slope, aux[at]);
-            } else if shape.accumulate != 0u {
-                c[at] = c[at] + v;
-            } else {
-                c[at] = v;
-            }
+            epilogue(row, col, (*acc)[r * RN + s]);
         }
     }
 }
@@ -153,16 +176,5 @@ fn store_one(row: u32, col: u32, v: f32) {
     if row >= shape.m || col >= shape.n {
         return;
     }
-    let at = row * shape.n + col;
-    if EPILOGUE == 1u {
-        let z = v + aux[col];
-        c[at] = z;
-        out2[at] = activate(shape.activation, shape.slope, z);
-    } else if EPILOGUE == 2u {
-        c[at] = v * activate_grad(shape.activation, shape.slope, aux[at]);
-    } else if shape.accumulate != 0u {
-        c[at] = c[at] + v;
-    } else {
-        c[at] = v;
-    }
+    epilogue(row, col, v);
 }

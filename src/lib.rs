@@ -36,6 +36,7 @@ pub struct ReadmeDoctests;
 pub mod activation;
 pub mod cpu;
 pub mod data;
+mod dropout;
 pub mod error;
 pub mod gpu;
 pub mod io;
@@ -55,6 +56,6 @@ pub use optim::{Adagrad, Adam, AdamW, GradClip, Optimizer, RmsProp, Sgd};
 pub use real::Real;
 pub use schedule::{LrSchedule, Scheduler};
 pub use train::{
-    Checkpoint, Device, EarlyStopping, EpochRecord, Evaluation, History, LayerNorms, TrainConfig,
-    Trainer,
+    Checkpoint, Device, DropoutRates, EarlyStopping, EpochRecord, Evaluation, History, LayerNorms,
+    TrainConfig, Trainer,
 };

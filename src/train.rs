@@ -94,6 +94,36 @@ pub struct TrainConfig {
     /// optimizer steps (on the GPU, computed there), into
     /// [`EpochRecord::layer_norms`].
     pub norms_every: Option<u64>,
+    /// Dropout on hidden layers' outputs during training (inverted scaling,
+    /// seeded, off in evaluation and prediction).
+    pub dropout: DropoutRates,
+}
+
+/// Dropout probabilities.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum DropoutRates {
+    /// No dropout.
+    #[default]
+    Off,
+    /// The same probability after every hidden layer.
+    Hidden(f32),
+    /// One probability per layer (the output layer's must be 0).
+    PerLayer(Vec<f32>),
+}
+
+impl DropoutRates {
+    /// The probability of each of `layers` layers.
+    pub fn per_layer(&self, layers: usize) -> Vec<f32> {
+        match self {
+            DropoutRates::Off => vec![0.0; layers],
+            DropoutRates::Hidden(p) => (0..layers)
+                .map(|l| if l + 1 < layers { *p } else { 0.0 })
+                .collect(),
+            DropoutRates::PerLayer(v) => (0..layers)
+                .map(|l| v.get(l).copied().unwrap_or(0.0))
+                .collect(),
+        }
+    }
 }
 
 /// Early stopping on the validation loss: stop after `patience` epochs in
@@ -125,6 +155,7 @@ impl Default for TrainConfig {
             max_rows_per_pass: None,
             max_binding_bytes: None,
             norms_every: None,
+            dropout: DropoutRates::Off,
         }
     }
 }
@@ -210,6 +241,11 @@ impl TrainConfig {
         self.max_binding_bytes = Some(bytes);
         self
     }
+    /// Dropout with probability `p` after every hidden layer.
+    pub fn dropout(mut self, p: f32) -> Self {
+        self.dropout = DropoutRates::Hidden(p);
+        self
+    }
     /// Records per-layer gradient and weight norms every `steps` steps.
     pub fn norms_every(mut self, steps: u64) -> Self {
         self.norms_every = Some(steps);
@@ -242,6 +278,28 @@ impl TrainConfig {
                 value: e.min_delta,
                 reason: "must be ≥ 0",
             });
+        }
+        let rates = self.dropout.per_layer(mlp.layers().len());
+        if let Some(&p) = rates.iter().find(|p| !(**p >= 0.0 && **p < 1.0)) {
+            return Err(Error::Hyperparameter {
+                name: "dropout",
+                value: p as f64,
+                reason: "must be in [0, 1)",
+            });
+        }
+        if let DropoutRates::PerLayer(v) = &self.dropout {
+            if v.len() > mlp.layers().len() {
+                return Err(Error::Shape {
+                    what: "dropout probabilities (one per layer)".into(),
+                    expected: mlp.layers().len(),
+                    got: v.len(),
+                });
+            }
+            if rates.last().is_some_and(|&p| p > 0.0) {
+                return Err(Error::Config(
+                    "dropout on the output layer is not supported: the loss reads it".into(),
+                ));
+            }
         }
         if self.norms_every == Some(0) {
             return Err(Error::Hyperparameter {
@@ -847,6 +905,7 @@ impl CpuBackend {
     fn new(mlp: &Mlp, params: Vec<f32>, config: &TrainConfig) -> CpuBackend {
         let mut net = Network::new(mlp.clone(), params, config.optimizer);
         net.set_grad_clip(config.grad_clip);
+        net.set_dropout(&config.dropout.per_layer(mlp.layers().len()), config.seed);
         CpuBackend {
             net,
             loss: config.loss,

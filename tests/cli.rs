@@ -493,6 +493,31 @@ fn bad_input_gets_a_one_line_error_naming_where() {
         &["unknown loss `hinge`"],
     );
     fails(
+        &["train", "--data", good, "--lr-schedule", "cosine:0"],
+        2,
+        &["T_max = 0"],
+    );
+    fails(
+        &["train", "--data", good, "--early-stopping", "3"],
+        1,
+        &["--early-stopping needs validation data"],
+    );
+    fails(
+        &["train", "--data", good, "--clip-grad-norm", "0"],
+        1,
+        &["clip_grad_norm = 0"],
+    );
+    fails(
+        &["train", "--data", good, "--dropout", "1.5"],
+        1,
+        &["dropout = 1.5"],
+    );
+    fails(
+        &["train", "--data", good, "--norms-every", "0"],
+        1,
+        &["norms_every = 0"],
+    );
+    fails(
         &["train", "--data", good, "--device", "tpu"],
         2,
         &["unknown device `tpu`"],
@@ -603,6 +628,10 @@ fn schedule_and_early_stopping_from_the_command_line() {
         "0.3",
         "--early-stopping",
         "50",
+        "--clip-grad-norm",
+        "1.0",
+        "--dropout",
+        "0.1",
         "--device",
         "cpu",
         "-q",

@@ -482,3 +482,106 @@ fn layer_norms_are_sampled_on_both_backends() {
         .collect();
     assert_eq!(steps, [2, 2, 2, 4, 4, 4]);
 }
+
+#[test]
+fn dropout_matches_cpu_and_is_off_in_evaluation() {
+    let train = data(Loss::CrossEntropy, 96, 6, 3, 11);
+    let mlp = Mlp::new(&[6, 32, 16, 3], Activation::Relu, Activation::Identity).unwrap();
+    let config = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .optimizer(Adam::default().lr(3e-3))
+        .batch_size(24)
+        .epochs(6)
+        .dropout(0.3)
+        .seed(12);
+    // The same masks on both backends (a counter-based hash), also when a
+    // batch is split into passes of 10 rows.
+    assert_parity("dropout 0.3", mlp.clone(), config.clone(), &train, 20);
+    assert_parity(
+        "dropout 0.3 in passes of 10",
+        mlp.clone(),
+        config.clone().max_rows_per_pass(10),
+        &train,
+        20,
+    );
+    // Dropout changes training ...
+    let run = |config: TrainConfig| {
+        let mut t = Trainer::new(mlp.clone(), config.device(Device::Gpu)).unwrap();
+        t.fit(&train, None).unwrap();
+        t
+    };
+    let mut with = run(config.clone());
+    let without = run(config.clone().dropout(0.0)).parameters().unwrap();
+    assert_ne!(
+        with.parameters().unwrap(),
+        without,
+        "dropout made no difference"
+    );
+    // ... but not evaluation or prediction, which are deterministic and equal
+    // on both backends.
+    let params = with.parameters().unwrap();
+    let mut cpu =
+        Trainer::with_parameters(mlp.clone(), params, config.device(Device::Cpu)).unwrap();
+    let (a, b, c) = (
+        with.evaluate(&train).unwrap(),
+        with.evaluate(&train).unwrap(),
+        cpu.evaluate(&train).unwrap(),
+    );
+    assert_eq!(a, b);
+    assert!(
+        (a.loss - c.loss).abs() < 1e-5,
+        "evaluation with dropout off: gpu {} vs cpu {}",
+        a.loss,
+        c.loss
+    );
+}
+
+#[test]
+fn dropout_drops_the_stated_fraction_with_inverted_scaling() {
+    use retroprop::cpu::Network;
+    use retroprop::{DropoutRates, TargetBatch};
+    // Identity hidden layer of 1000 units on one row of ones: A = Z, and the
+    // dropped outputs read back through the gradient of the next layer's
+    // weights (dW₁ = dZ₂ᵀ · A₁).
+    let mlp = Mlp::new(&[1, 1000, 1], Activation::Identity, Activation::Identity).unwrap();
+    let mut params = vec![0f32; mlp.parameter_count()];
+    params[mlp.weight_range(0)].fill(1.0);
+    let mut net = Network::<f64>::new(mlp.clone(), widen(&params), Sgd::default().into());
+    net.set_dropout(&DropoutRates::Hidden(0.25).per_layer(2), 7);
+    net.loss_and_gradients(&[1.0], Loss::Mse, TargetBatch::Values(&[1.0]));
+    // dL/dŷ = 2 (ŷ − 1) = −2 with ŷ = 0: dW₁[j] = −2 · A₁[j].
+    let a: Vec<f64> = net.grads()[mlp.weight_range(1)]
+        .iter()
+        .map(|g| g / -2.0)
+        .collect();
+    let dropped = a.iter().filter(|&&v| v == 0.0).count();
+    assert!(
+        (200..300).contains(&dropped),
+        "{dropped} of 1000 dropped at p = 0.25"
+    );
+    assert!(
+        a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6),
+        "kept values are scaled by 1 / (1 − p)"
+    );
+    // Evaluation (forward) leaves every unit on.
+    let out = net.forward(&[1.0])[0];
+    assert_eq!(out, 0.0, "output weights are zero");
+    assert!(
+        TrainConfig::default()
+            .dropout(1.0)
+            .device(Device::Cpu)
+            .clone()
+            .dropout
+            == DropoutRates::Hidden(1.0)
+    );
+    let bad = Trainer::new(
+        mlp.clone(),
+        TrainConfig::default().dropout(1.0).device(Device::Cpu),
+    )
+    .unwrap_err();
+    assert!(bad.to_string().contains("dropout = 1"), "{bad}");
+    let mut per_layer = TrainConfig::default().device(Device::Cpu);
+    per_layer.dropout = DropoutRates::PerLayer(vec![0.1, 0.2]);
+    let bad = Trainer::new(mlp, per_layer).unwrap_err();
+    assert!(bad.to_string().contains("output layer"), "{bad}");
+}

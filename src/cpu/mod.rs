@@ -39,6 +39,11 @@ pub struct Network<T: Real> {
     /// Pre-activations Z and activations A of each layer, for the last batch.
     z: Vec<Vec<T>>,
     a: Vec<Vec<T>>,
+    /// Per-layer dropout and its seed (training passes only), and the
+    /// factors of the last training forward pass (0 or 1/(1−p)).
+    dropout: Vec<Option<crate::dropout::Dropout>>,
+    dropout_seed: u32,
+    masks: Vec<Vec<T>>,
     /// dL/dA of the current layer and dL/dZ, reused across steps.
     grad_a: Vec<T>,
     grad_z: Vec<T>,
@@ -66,6 +71,9 @@ impl<T: Real> Network<T> {
             a: vec![Vec::new(); layers],
             grad_a: Vec::new(),
             grad_z: Vec::new(),
+            dropout: vec![None; layers],
+            dropout_seed: 0,
+            masks: vec![Vec::new(); layers],
         }
     }
 
@@ -127,7 +135,14 @@ impl<T: Real> Network<T> {
     /// The forward pass over `x` (rows × inputs); returns the output
     /// (rows × outputs).
     pub fn forward(&mut self, x: &[T]) -> &[T] {
+        self.forward_pass(x, false)
+    }
+
+    /// The forward pass; a training pass drops out each layer's output
+    /// (before the next layer reads it) and keeps the factors.
+    fn forward_pass(&mut self, x: &[T], training: bool) -> &[T] {
         let rows = x.len() / self.mlp.inputs();
+        let step = (self.step + 1) as u32;
         for (l, layer) in self.mlp.layers().iter().enumerate() {
             let (done, rest) = self.a.split_at_mut(l);
             let input = if l == 0 { x } else { &done[l - 1] };
@@ -143,6 +158,15 @@ impl<T: Real> Network<T> {
                 z,
                 a,
             );
+            if training && let Some(d) = self.dropout[l] {
+                let mask = &mut self.masks[l];
+                mask.clear();
+                for (i, a) in a.iter_mut().enumerate() {
+                    let f = T::of(d.factor(self.dropout_seed, step, l as u32, i as u32) as f64);
+                    mask.push(f);
+                    *a = *a * f;
+                }
+            }
         }
         &self.a[self.mlp.layers().len() - 1]
     }
@@ -150,13 +174,19 @@ impl<T: Real> Network<T> {
     /// Forward pass, loss, and backward pass by the chain rule: fills
     /// [`grads`](Self::grads) and returns the batch's mean loss.
     pub fn loss_and_gradients(&mut self, x: &[T], loss: Loss, targets: TargetBatch<'_>) -> T {
-        self.forward(x);
+        self.forward_pass(x, true);
         let last = self.mlp.layers().len() - 1;
         let width = self.mlp.outputs();
         self.grad_z.resize(self.a[last].len(), T::zero());
         let value = loss.forward_backward(&self.a[last], width, targets, &mut self.grad_z);
         for l in (0..=last).rev() {
             let layer = self.mlp.layers()[l];
+            if self.dropout[l].is_some() {
+                // A = f(Z) ⊙ m, so dL/d f(Z) = dA ⊙ m.
+                for (g, &m) in self.grad_z.iter_mut().zip(&self.masks[l]) {
+                    *g = *g * m;
+                }
+            }
             let input = if l == 0 { x } else { &self.a[l - 1] };
             let (weight_grad, bias_grad) = {
                 let (w, b) = (self.mlp.weight_range(l), self.mlp.bias_range(l));
@@ -179,6 +209,24 @@ impl<T: Real> Network<T> {
             }
         }
         value
+    }
+
+    /// Sets dropout: probability `p[l]` for layer l's output during
+    /// training passes ([`loss_and_gradients`](Self::loss_and_gradients)),
+    /// none in [`forward`](Self::forward); masks are drawn from `seed`.
+    pub fn set_dropout(&mut self, p: &[f32], seed: u64) {
+        let layers = self.mlp.layers().len();
+        // Never on the output layer: the loss reads it.
+        self.dropout = (0..layers)
+            .map(|l| {
+                if l + 1 < layers {
+                    p.get(l).and_then(|&p| crate::dropout::Dropout::new(p))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.dropout_seed = crate::dropout::mask_seed(seed);
     }
 
     /// Sets gradient clipping, applied by [`update`](Self::update).

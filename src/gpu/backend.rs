@@ -104,14 +104,18 @@ struct PassKey {
     rows: usize,
     batch: usize,
     offset: usize,
+    /// A training pass (dropout on) rather than evaluation or prediction.
+    train: bool,
 }
 
 impl PassKey {
+    /// An evaluation or prediction pass over `rows` rows.
     fn whole(rows: usize) -> PassKey {
         PassKey {
             rows,
             batch: rows,
             offset: 0,
+            train: false,
         }
     }
 }
@@ -153,6 +157,9 @@ pub(crate) struct GpuBackend {
     a: Vec<wgpu::Buffer>,
     dz: Vec<wgpu::Buffer>,
     row_stats: wgpu::Buffer,
+    /// Dropout per layer (training passes) and the seed of its masks.
+    dropout: Vec<Option<crate::dropout::Dropout>>,
+    dropout_seed: u32,
     /// Stand-ins for bindings a kernel variant does not use.
     unused_read: wgpu::Buffer,
     unused_write: wgpu::Buffer,
@@ -421,6 +428,13 @@ impl GpuBackend {
             a,
             dz,
             row_stats,
+            dropout: config
+                .dropout
+                .per_layer(mlp.layers().len())
+                .iter()
+                .map(|&p| crate::dropout::Dropout::new(p))
+                .collect(),
+            dropout_seed: crate::dropout::mask_seed(config.seed),
             unused_read,
             unused_write,
             results,
@@ -570,14 +584,21 @@ impl GpuBackend {
         let mut input_grad_at = Vec::new();
         for (l, layer) in layers.iter().enumerate() {
             let (code, slope) = layer.activation.code();
-            forward_at.push(blocks.push(&MatmulShape {
-                m: rows as u32,
-                n: layer.outputs as u32,
-                k: layer.inputs as u32,
-                activation: code,
-                slope,
-                accumulate: 0,
-            }));
+            let dropout = |l: usize| if key.train { self.dropout[l] } else { None };
+            forward_at.push(
+                blocks.push(
+                    &MatmulShape {
+                        m: rows as u32,
+                        n: layer.outputs as u32,
+                        k: layer.inputs as u32,
+                        activation: code,
+                        slope,
+                        row_offset: key.offset as u32,
+                        ..Default::default()
+                    }
+                    .with_dropout(dropout(l), self.dropout_seed, l),
+                ),
+            );
             weight_grad_at.push(blocks.push(&MatmulShape {
                 m: layer.outputs as u32,
                 n: layer.inputs as u32,
@@ -585,6 +606,7 @@ impl GpuBackend {
                 activation: 0,
                 slope: 0.0,
                 accumulate,
+                ..Default::default()
             }));
             bias_grad_at.push(blocks.push(&ReduceShape {
                 rows: rows as u32,
@@ -594,14 +616,18 @@ impl GpuBackend {
             }));
             input_grad_at.push((l > 0).then(|| {
                 let (code, slope) = layers[l - 1].activation.code();
-                blocks.push(&MatmulShape {
-                    m: rows as u32,
-                    n: layer.inputs as u32,
-                    k: layer.outputs as u32,
-                    activation: code,
-                    slope,
-                    accumulate: 0,
-                })
+                blocks.push(
+                    &MatmulShape {
+                        m: rows as u32,
+                        n: layer.inputs as u32,
+                        k: layer.outputs as u32,
+                        activation: code,
+                        slope,
+                        row_offset: key.offset as u32,
+                        ..Default::default()
+                    }
+                    .with_dropout(dropout(l - 1), self.dropout_seed, l - 1),
+                )
             }));
         }
         let (out_code, out_slope) = layers[last].activation.code();
@@ -637,6 +663,11 @@ impl GpuBackend {
                         offset * 4,
                         NonZeroU64::new(len * 4),
                     ));
+                }
+                if kernel.bindings == regions.len() + 2 {
+                    // The matmul kernels: the step's uniform (dropout).
+                    let size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
+                    entries.push(entry(6, &self.steps, 0, size));
                 }
                 device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(label),
@@ -804,7 +835,7 @@ impl GpuBackend {
         }
         pass.set_pipeline(&k.matmul_forward.pipeline);
         for (l, layer) in layers.iter().enumerate() {
-            pass.set_bind_group(0, &plan.forward[l], &[]);
+            pass.set_bind_group(0, &plan.forward[l], &[step_offset]);
             let (x, y) = tiles(rows, layer.outputs);
             pass.dispatch_workgroups(x, y, 1);
         }
@@ -820,7 +851,7 @@ impl GpuBackend {
         }
         for (l, layer) in layers.iter().enumerate().rev() {
             pass.set_pipeline(&k.matmul_weight_grad.pipeline);
-            pass.set_bind_group(0, &plan.weight_grad[l], &[]);
+            pass.set_bind_group(0, &plan.weight_grad[l], &[step_offset]);
             let (x, y) = tiles(layer.outputs, layer.inputs);
             pass.dispatch_workgroups(x, y, 1);
             pass.set_pipeline(&k.column_sums.pipeline);
@@ -828,7 +859,7 @@ impl GpuBackend {
             pass.dispatch_workgroups((layer.outputs as u32).div_ceil(16), 1, 1);
             if let Some(group) = &plan.input_grad[l] {
                 pass.set_pipeline(&k.matmul_input_grad.pipeline);
-                pass.set_bind_group(0, group, &[]);
+                pass.set_bind_group(0, group, &[step_offset]);
                 let (x, y) = tiles(rows, layer.inputs);
                 pass.dispatch_workgroups(x, y, 1);
             }
@@ -894,6 +925,7 @@ impl GpuBackend {
                     rows: self.capacity.min(len - offset),
                     batch: len,
                     offset,
+                    train: true,
                 })
                 .collect();
             for (i, key) in keys.iter().enumerate() {
@@ -1075,6 +1107,7 @@ impl Backend for GpuBackend {
                 rows: capacity.min(len - offset),
                 batch: len,
                 offset,
+                train: true,
             })
         };
         for &(start, end) in &batches {
@@ -1288,7 +1321,7 @@ impl Backend for GpuBackend {
                 let tile = k.tiling;
                 pass.set_pipeline(&k.matmul_forward.pipeline);
                 for (l, layer) in self.mlp.layers().iter().enumerate() {
-                    pass.set_bind_group(0, &plan.forward[l], &[]);
+                    pass.set_bind_group(0, &plan.forward[l], &[0]);
                     pass.dispatch_workgroups(
                         (layer.outputs as u32).div_ceil(tile.tile_n()),
                         ((end - start) as u32).div_ceil(tile.tile_m()),

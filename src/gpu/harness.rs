@@ -190,6 +190,7 @@ impl KernelHarness {
             activation: 0,
             slope: 0.0,
             accumulate: 0,
+            ..Default::default()
         };
         let kernel = &self.kernels.matmul_plain[trans_a as usize * 2 + trans_b as usize];
         let out = self.run(
@@ -201,9 +202,10 @@ impl KernelHarness {
                 Bind::Out(m * n * 4),
                 Bind::Data(&[0; 4]),
                 Bind::Out(4),
+                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
             ],
             self.tiles(m, n),
-            false,
+            true,
         )?;
         Ok(floats(&out[0]))
     }
@@ -228,6 +230,7 @@ impl KernelHarness {
             activation: 0,
             slope: 0.0,
             accumulate: 0,
+            ..Default::default()
         };
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
@@ -260,6 +263,15 @@ impl KernelHarness {
                 resource: b.as_entire_binding(),
             });
         }
+        let step = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::bytes_of(&StepParams::default()),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        entries.push(wgpu::BindGroupEntry {
+            binding: 6,
+            resource: step.as_entire_binding(),
+        });
         let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &kernel.layout,
@@ -271,7 +283,7 @@ impl KernelHarness {
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 pass.set_pipeline(&kernel.pipeline);
-                pass.set_bind_group(0, &group, &[]);
+                pass.set_bind_group(0, &group, &[0]);
                 for _ in 0..count {
                     pass.dispatch_workgroups(groups.0, groups.1, 1);
                 }
@@ -303,6 +315,7 @@ impl KernelHarness {
             activation: code,
             slope,
             accumulate: 0,
+            ..Default::default()
         };
         let out = self.run(
             &self.kernels.matmul_forward,
@@ -313,9 +326,10 @@ impl KernelHarness {
                 Bind::Out(rows * outputs * 4),
                 Bind::Data(bytemuck::cast_slice(bias)),
                 Bind::Out(rows * outputs * 4),
+                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
             ],
             self.tiles(rows, outputs),
-            false,
+            true,
         )?;
         Ok((floats(&out[0]), floats(&out[1])))
     }
@@ -336,6 +350,7 @@ impl KernelHarness {
             activation: 0,
             slope: 0.0,
             accumulate: initial.is_some() as u32,
+            ..Default::default()
         };
         let zeros = vec![0f32; outputs * inputs];
         let out = self.run(
@@ -347,9 +362,10 @@ impl KernelHarness {
                 Bind::InOut(bytemuck::cast_slice(initial.unwrap_or(&zeros))),
                 Bind::Data(&[0; 4]),
                 Bind::Out(4),
+                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
             ],
             self.tiles(outputs, inputs),
-            false,
+            true,
         )?;
         Ok(floats(&out[0]))
     }
@@ -373,6 +389,7 @@ impl KernelHarness {
             activation: code,
             slope,
             accumulate: 0,
+            ..Default::default()
         };
         let out = self.run(
             &self.kernels.matmul_input_grad,
@@ -383,9 +400,10 @@ impl KernelHarness {
                 Bind::Out(rows * inputs * 4),
                 Bind::Data(bytemuck::cast_slice(z_prev)),
                 Bind::Out(4),
+                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
             ],
             self.tiles(rows, inputs),
-            false,
+            true,
         )?;
         Ok(floats(&out[0]))
     }

@@ -205,7 +205,7 @@ impl MatmulTiling {
 
 /// Mirrors `Shape` in shaders/matmul.wgsl.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
 pub(crate) struct MatmulShape {
     pub m: u32,
     pub n: u32,
@@ -213,6 +213,30 @@ pub(crate) struct MatmulShape {
     pub activation: u32,
     pub slope: f32,
     pub accumulate: u32,
+    pub dropout_threshold: u32,
+    pub dropout_scale: f32,
+    pub dropout_seed: u32,
+    pub dropout_layer: u32,
+    pub row_offset: u32,
+    pub _pad: u32,
+}
+
+impl MatmulShape {
+    /// With `dropout` (of layer `layer`, masks from `seed`) in the epilogue.
+    pub(crate) fn with_dropout(
+        mut self,
+        dropout: Option<crate::dropout::Dropout>,
+        seed: u32,
+        layer: usize,
+    ) -> Self {
+        if let Some(d) = dropout {
+            self.dropout_threshold = d.threshold.max(1);
+            self.dropout_scale = d.scale;
+            self.dropout_seed = seed;
+            self.dropout_layer = layer as u32;
+        }
+        self
+    }
 }
 
 /// Mirrors `Shape` in shaders/activation.wgsl.
@@ -359,6 +383,8 @@ pub(crate) enum Slot {
 pub(crate) struct Kernel {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// Number of bindings in the layout.
+    pub bindings: usize,
 }
 
 /// Every pipeline the backend uses, compiled once per device.
@@ -398,6 +424,7 @@ const MATMUL: &[Slot] = &[
     Slot::ReadWrite,
     Slot::Read,
     Slot::ReadWrite,
+    Slot::StepUniform,
 ];
 const ELEMENTWISE: &[Slot] = &[
     Slot::Uniform,
@@ -511,7 +538,11 @@ impl Kernels {
                 },
                 cache: None,
             });
-            Kernel { pipeline, layout }
+            Kernel {
+                pipeline,
+                layout,
+                bindings: slots.len(),
+            }
         };
         let variant = |trans_a: bool, trans_b: bool, epilogue: u32| {
             let constants = [

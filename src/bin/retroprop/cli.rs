@@ -133,6 +133,10 @@ pub struct TrainArgs {
     /// or explodes, and write them to a JSON-lines --metrics file.
     #[arg(long, value_name = "N")]
     pub norms_every: Option<u64>,
+    /// Dropout probability after every hidden layer while training
+    /// (inverted scaling; off in evaluation and prediction).
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f32>,
     /// Rows per step; 0 means the whole data set (full-batch descent).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

@@ -264,6 +264,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     config.batch_size = (args.batch_size > 0).then_some(args.batch_size);
     config.lr_schedule = args.lr_schedule;
     config.norms_every = args.norms_every;
+    if let Some(p) = args.dropout {
+        config = config.dropout(p);
+    }
     config.grad_clip = retroprop::GradClip {
         max_norm: args.clip_grad_norm,
         max_value: args.clip_grad_value,
