@@ -153,11 +153,7 @@ pub fn load_checkpoint(path: &Path) -> Result<(LoadedModel, String, Checkpoint)>
         path: path.to_path_buf(),
         message,
     };
-    let (_, header) = SafeTensors::read_metadata(&buffer)
-        .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
-    let file = SafeTensors::deserialize(&buffer)
-        .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
-    let meta = header.metadata().clone().unwrap_or_default();
+    let (meta, file) = open_safetensors(&buffer, path)?;
     let field = |key: &str| {
         meta.get(key).ok_or_else(|| {
             parse(format!(
@@ -276,6 +272,20 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Parses a safetensors file's bytes: its string metadata and its tensors.
+fn open_safetensors<'a>(
+    buffer: &'a [u8],
+    path: &Path,
+) -> Result<(HashMap<String, String>, SafeTensors<'a>)> {
+    let parse = |e: safetensors::SafeTensorError| Error::Parse {
+        path: path.to_path_buf(),
+        message: format!("not a valid safetensors file: {e}"),
+    };
+    let (_, header) = SafeTensors::read_metadata(buffer).map_err(parse)?;
+    let file = SafeTensors::deserialize(buffer).map_err(parse)?;
+    Ok((header.metadata().clone().unwrap_or_default(), file))
+}
+
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
@@ -302,10 +312,7 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
         path: path.to_path_buf(),
         message,
     };
-    let (_, header) = SafeTensors::read_metadata(&buffer)
-        .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
-    let file = SafeTensors::deserialize(&buffer)
-        .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
+    let (meta, file) = open_safetensors(&buffer, path)?;
     let layers = (0..)
         .take_while(|l| file.tensor(&format!("layers.{l}.weight")).is_ok())
         .count();
@@ -359,7 +366,6 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
             params[i]
         )));
     }
-    let meta = header.metadata().clone().unwrap_or_default();
     let activations = meta
         .get("retroprop.activations")
         .map(|text| {
@@ -475,8 +481,7 @@ impl Dataset {
             path: path.to_path_buf(),
             message,
         };
-        let file = SafeTensors::deserialize(&buffer)
-            .map_err(|e| parse(format!("not a valid safetensors file: {e}")))?;
+        let (_, file) = open_safetensors(&buffer, path)?;
         let x = file
             .tensor("x")
             .map_err(|_| parse("tensor x is missing (expected x [rows, features] and y)".into()))?;
