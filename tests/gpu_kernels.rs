@@ -55,7 +55,11 @@ fn cpu_matmul(
 fn matmul_variants_match_cpu_at_awkward_sizes() {
     // Both kernels, whichever this adapter would choose: the workgroup-memory
     // one for GPUs and the barrier-free one for CPU adapters.
-    for tiling in [MatmulTiling::shared(), MatmulTiling::direct()] {
+    for tiling in [
+        MatmulTiling::shared(),
+        MatmulTiling::direct(),
+        MatmulTiling::texture(),
+    ] {
         let h = KernelHarness::open_with(Some(tiling))
             .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
         matmul_parity(&h);
@@ -94,7 +98,11 @@ fn matmul_parity(h: &KernelHarness) {
 
 #[test]
 fn fused_dense_kernels_match_cpu_for_every_activation() {
-    for tiling in [MatmulTiling::shared(), MatmulTiling::direct()] {
+    for tiling in [
+        MatmulTiling::shared(),
+        MatmulTiling::direct(),
+        MatmulTiling::texture(),
+    ] {
         let h = KernelHarness::open_with(Some(tiling))
             .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
         fused_dense_parity(&h);

@@ -3,8 +3,8 @@
 
 use super::context::GpuContext;
 use super::kernels::{
-    GatherShape, Kernel, Kernels, LossShape, MatmulShape, MatmulTiling, NORM_GROUPS,
-    OptimizerShape, ReduceShape, StepParams, grid,
+    GatherShape, Kernel, Kernels, LossShape, MatmulKind, MatmulShape, MatmulTiling, NORM_GROUPS,
+    OperandTexture, OptimizerShape, ReduceShape, StepParams, grid,
 };
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
@@ -84,6 +84,14 @@ fn whole(buffer: &wgpu::Buffer) -> Region<'_> {
     (buffer, 0, buffer.size() / 4)
 }
 
+/// What a binding of a pass's bind group holds.
+#[derive(Clone, Copy)]
+enum Bound<'a> {
+    Buffer(Region<'a>),
+    /// A matmul operand texture (the texture matmul).
+    Texture(&'a OperandTexture),
+}
+
 /// The data set of the current `fit`, resident on the device.
 #[derive(Debug)]
 struct Resident {
@@ -120,6 +128,58 @@ impl PassKey {
     }
 }
 
+/// A pack kernel dispatch: its bind group and workgroups.
+type Pack = (wgpu::BindGroup, (u32, u32));
+
+/// The texture matmul's operands: every matrix a matmul reads, as a texture
+/// (see `MatmulKind::Texture`), packed once per pass after it is written.
+#[derive(Debug)]
+struct Textures {
+    x: OperandTexture,
+    /// Activations of every layer but the last (inputs of the next one).
+    a: Vec<OperandTexture>,
+    dz: Vec<OperandTexture>,
+    weights: Vec<OperandTexture>,
+    /// Packs of the weights, the same for every pass.
+    weight_packs: Vec<Pack>,
+    _weight_uniforms: wgpu::Buffer,
+}
+
+impl Textures {
+    /// Whether every operand of `mlp` at `rows` rows fits the texture limits.
+    fn fit(limits: &wgpu::Limits, mlp: &Mlp, rows: usize) -> bool {
+        OperandTexture::fits(limits, rows, mlp.inputs())
+            && mlp.layers().iter().all(|l| {
+                OperandTexture::fits(limits, rows, l.outputs)
+                    && OperandTexture::fits(limits, l.outputs, l.inputs)
+            })
+    }
+
+    fn bytes(&self) -> u64 {
+        std::iter::once(&self.x)
+            .chain(&self.a)
+            .chain(&self.dz)
+            .chain(&self.weights)
+            .map(OperandTexture::bytes)
+            .sum()
+    }
+
+    /// The input texture of layer `l`.
+    fn input(&self, l: usize) -> &OperandTexture {
+        if l == 0 { &self.x } else { &self.a[l - 1] }
+    }
+}
+
+/// The packs of one pass (texture matmul): its input, the activations of
+/// every layer but the last, and every dZ.
+#[derive(Debug)]
+struct PlanPacks {
+    x: Pack,
+    a: Vec<Pack>,
+    dz: Vec<Pack>,
+    _uniforms: wgpu::Buffer,
+}
+
 /// The bind groups of one pass over `rows` rows: forward, loss, backward.
 #[derive(Debug)]
 struct Plan {
@@ -132,6 +192,7 @@ struct Plan {
     bias_grad: Vec<wgpu::BindGroup>,
     /// `input_grad[l]` carries dZ of layer l back to layer l − 1 (none for 0).
     input_grad: Vec<Option<wgpu::BindGroup>>,
+    packs: Option<PlanPacks>,
     _uniforms: wgpu::Buffer,
 }
 
@@ -156,6 +217,8 @@ pub(crate) struct GpuBackend {
     z: Vec<wgpu::Buffer>,
     a: Vec<wgpu::Buffer>,
     dz: Vec<wgpu::Buffer>,
+    /// The matmul operands as textures, for the texture matmul.
+    textures: Option<Textures>,
     row_stats: wgpu::Buffer,
     /// Dropout per layer (training passes) and the seed of its masks.
     dropout: Vec<Option<crate::dropout::Dropout>>,
@@ -289,7 +352,15 @@ impl GpuBackend {
             .max(1);
         let (optimizer, loss) = (config.optimizer, config.loss);
         let device = &ctx.device;
-        let kernels = Kernels::new(device, MatmulTiling::for_adapter(ctx.summary().is_hardware));
+        let mut tiling = MatmulTiling::for_adapter(ctx.summary().is_hardware);
+        if tiling.kind == MatmulKind::Texture && !Textures::fit(&ctx.limits, mlp, capacity) {
+            log::info!(
+                "operands exceed the texture limit of {}: using the storage-buffer matmul",
+                ctx.limits.max_texture_dimension_2d
+            );
+            tiling = MatmulTiling::direct();
+        }
+        let kernels = Kernels::new(device, tiling);
         let storage_align = (ctx.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
         let uniform_align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
         let layout = ParamLayout::new(mlp, storage_align);
@@ -318,6 +389,51 @@ impl GpuBackend {
             .map(|w| storage(device, "dZ", rows * w))
             .collect();
         let x_batch = storage(device, "x batch", rows * mlp.inputs() as u64);
+        let textures = (tiling.kind == MatmulKind::Texture).then(|| {
+            let layers = mlp.layers();
+            let texture = |label: &str, rows: usize, cols: usize| {
+                OperandTexture::new(device, label, rows, cols)
+            };
+            let weights: Vec<OperandTexture> = layers
+                .iter()
+                .map(|l| texture("W", l.outputs, l.inputs))
+                .collect();
+            let max = ctx.limits.max_compute_workgroups_per_dimension;
+            let mut blocks = UniformBlocks::new(uniform_align);
+            let shapes: Vec<(u64, (u32, u32))> = layers
+                .iter()
+                .zip(&weights)
+                .map(|(l, w)| {
+                    let (shape, groups) = w.pack_shape(l.outputs, max);
+                    (blocks.push(&shape), groups)
+                })
+                .collect();
+            let uniforms = blocks.upload(device);
+            let weight_packs = shapes
+                .iter()
+                .enumerate()
+                .map(|(l, &(at, groups))| {
+                    let size = NonZeroU64::new(mlp.weight_range(l).len() as u64 * 4);
+                    let source = (&params_buffer, layout.weight[l] * 4, size);
+                    let group = kernels.pack_group(device, (&uniforms, at), source, &weights[l]);
+                    (group, groups)
+                })
+                .collect();
+            Textures {
+                x: texture("x batch", capacity, mlp.inputs()),
+                a: layers[..layers.len() - 1]
+                    .iter()
+                    .map(|l| texture("A", capacity, l.outputs))
+                    .collect(),
+                dz: layers
+                    .iter()
+                    .map(|l| texture("dZ", capacity, l.outputs))
+                    .collect(),
+                weights,
+                weight_packs,
+                _weight_uniforms: uniforms,
+            }
+        });
         let y_batch = storage(device, "target batch", rows * mlp.outputs() as u64);
         let row_stats = storage(device, "row stats", rows * 2);
         let unused_read = storage(device, "unused (read)", 4);
@@ -427,6 +543,7 @@ impl GpuBackend {
             z,
             a,
             dz,
+            textures,
             row_stats,
             dropout: config
                 .dropout
@@ -560,7 +677,46 @@ impl GpuBackend {
         &self.plans[&key]
     }
 
-    fn build_plan(&self, key: PassKey) -> Plan {
+    /// The packs of a pass over `rows` rows (texture matmul): each matrix a
+    /// matmul reads, from its buffer into its texture.
+    fn plan_packs(&self, textures: &Textures, rows: usize) -> PlanPacks {
+        let device = &self.ctx.device;
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let layers = self.mlp.layers();
+        let mut sources: Vec<(&wgpu::Buffer, &OperandTexture)> = vec![(&self.x_batch, &textures.x)];
+        sources.extend(self.a.iter().zip(&textures.a));
+        sources.extend(self.dz.iter().zip(&textures.dz));
+        let mut blocks = UniformBlocks::new(self.uniform_align);
+        let shapes: Vec<(u64, (u32, u32))> = sources
+            .iter()
+            .map(|(_, texture)| {
+                let (shape, groups) = texture.pack_shape(rows, max);
+                (blocks.push(&shape), groups)
+            })
+            .collect();
+        let uniforms = blocks.upload(device);
+        let mut packs = sources
+            .iter()
+            .zip(&shapes)
+            .map(|(&(buffer, texture), &(at, groups))| {
+                let size = NonZeroU64::new(rows as u64 * texture.cols as u64 * 4);
+                let group =
+                    self.kernels
+                        .pack_group(device, (&uniforms, at), (buffer, 0, size), texture);
+                (group, groups)
+            });
+        let x = packs.next().expect("the input's pack");
+        let a = packs.by_ref().take(layers.len() - 1).collect();
+        let dz = packs.collect();
+        PlanPacks {
+            x,
+            a,
+            dz,
+            _uniforms: uniforms,
+        }
+    }
+
+    fn build_plan<'a>(&'a self, key: PassKey) -> Plan {
         let rows = key.rows;
         let accumulate = u32::from(key.offset > 0);
         let device = &self.ctx.device;
@@ -654,15 +810,19 @@ impl GpuBackend {
         let shape =
             |offset: u64, size: usize| entry(0, &uniforms, offset, NonZeroU64::new(size as u64));
         let group =
-            |kernel: &Kernel, label: &str, first: wgpu::BindGroupEntry, regions: &[Region]| {
+            |kernel: &Kernel, label: &str, first: wgpu::BindGroupEntry, regions: &[Bound]| {
                 let mut entries = vec![first];
-                for (i, (buffer, offset, len)) in regions.iter().enumerate() {
-                    entries.push(entry(
-                        i as u32 + 1,
-                        buffer,
-                        offset * 4,
-                        NonZeroU64::new(len * 4),
-                    ));
+                for (i, bound) in regions.iter().enumerate() {
+                    let binding = i as u32 + 1;
+                    entries.push(match *bound {
+                        Bound::Buffer((buffer, offset, len)) => {
+                            entry(binding, buffer, offset * 4, NonZeroU64::new(len * 4))
+                        }
+                        Bound::Texture(texture) => wgpu::BindGroupEntry {
+                            binding,
+                            resource: wgpu::BindingResource::TextureView(&texture.view),
+                        },
+                    });
                 }
                 if kernel.bindings == regions.len() + 2 {
                     // The matmul kernels: the step's uniform (dropout).
@@ -714,6 +874,15 @@ impl GpuBackend {
                 (&self.a[l - 1], 0, r * layers[l - 1].outputs as u64)
             }
         };
+        // A matmul operand: the buffer, or its texture for the texture matmul.
+        let textures = self.textures.as_ref();
+        let operand = |region: Region<'a>, texture: Option<&'a OperandTexture>| match texture {
+            Some(texture) => Bound::Texture(texture),
+            None => Bound::Buffer(region),
+        };
+        let buffers = |regions: &[Region<'a>]| -> Vec<Bound<'a>> {
+            regions.iter().map(|&r| Bound::Buffer(r)).collect()
+        };
         let mut forward = Vec::new();
         let mut weight_grad = Vec::new();
         let mut bias_grad = Vec::new();
@@ -725,29 +894,38 @@ impl GpuBackend {
             let z = (&self.z[l], 0, r * o);
             let a = (&self.a[l], 0, r * o);
             let dz = (&self.dz[l], 0, r * o);
+            let input = operand(input_of(l), textures.map(|t| t.input(l)));
+            let weight = operand(weight, textures.map(|t| &t.weights[l]));
+            let dz_operand = operand(dz, textures.map(|t| &t.dz[l]));
             forward.push(group(
                 &k.matmul_forward,
                 "forward",
                 shape(forward_at[l], mm),
-                &[input_of(l), weight, z, bias, a],
+                &[
+                    input,
+                    weight,
+                    Bound::Buffer(z),
+                    Bound::Buffer(bias),
+                    Bound::Buffer(a),
+                ],
             ));
             weight_grad.push(group(
                 &k.matmul_weight_grad,
                 "weight gradient",
                 shape(weight_grad_at[l], mm),
                 &[
-                    dz,
-                    input_of(l),
-                    (&self.grads, self.layout.weight[l], o * i),
-                    unused_read,
-                    unused_write,
+                    dz_operand,
+                    input,
+                    Bound::Buffer((&self.grads, self.layout.weight[l], o * i)),
+                    Bound::Buffer(unused_read),
+                    Bound::Buffer(unused_write),
                 ],
             ));
             bias_grad.push(group(
                 &k.column_sums,
                 "bias gradient",
                 shape(bias_grad_at[l], std::mem::size_of::<ReduceShape>()),
-                &[dz, whole(&self.grads)],
+                &buffers(&[dz, whole(&self.grads)]),
             ));
             input_grad.push(input_grad_at[l].map(|at| {
                 let prev = layers[l - 1].outputs as u64;
@@ -757,7 +935,13 @@ impl GpuBackend {
                     &k.matmul_input_grad,
                     "input gradient",
                     shape(at, mm),
-                    &[dz, weight, dz_prev, z_prev, unused_write],
+                    &[
+                        dz_operand,
+                        weight,
+                        Bound::Buffer(dz_prev),
+                        Bound::Buffer(z_prev),
+                        Bound::Buffer(unused_write),
+                    ],
                 )
             }));
         }
@@ -766,7 +950,7 @@ impl GpuBackend {
             &k.loss,
             "loss",
             shape(loss_at, std::mem::size_of::<LossShape>()),
-            &[
+            &buffers(&[
                 (&self.z[lastl], 0, r * w),
                 (&self.a[lastl], 0, r * w),
                 (
@@ -776,7 +960,7 @@ impl GpuBackend {
                 ),
                 (&self.dz[lastl], 0, r * w),
                 (&self.row_stats, 0, r * 2),
-            ],
+            ]),
         );
         let loss_sum = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("loss sum"),
@@ -802,6 +986,7 @@ impl GpuBackend {
             weight_grad,
             bias_grad,
             input_grad,
+            packs: textures.map(|t| self.plan_packs(t, rows)),
             _uniforms: uniforms,
         }
     }
@@ -818,12 +1003,6 @@ impl GpuBackend {
     ) {
         let k = &self.kernels;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let tiles = |m: usize, n: usize| {
-            (
-                (n as u32).div_ceil(k.tiling.tile_n()),
-                (m as u32).div_ceil(k.tiling.tile_m()),
-            )
-        };
         let step_offset = (slot as u64 * self.step_stride) as u32;
         let rows = plan.rows;
         let layers = self.mlp.layers();
@@ -833,12 +1012,7 @@ impl GpuBackend {
             let (x, y) = grid((rows * (d.features + d.target_width)) as u64, 256, max);
             pass.dispatch_workgroups(x, y, 1);
         }
-        pass.set_pipeline(&k.matmul_forward.pipeline);
-        for (l, layer) in layers.iter().enumerate() {
-            pass.set_bind_group(0, &plan.forward[l], &[step_offset]);
-            let (x, y) = tiles(rows, layer.outputs);
-            pass.dispatch_workgroups(x, y, 1);
-        }
+        self.record_forward(pass, plan, step_offset);
         pass.set_pipeline(&k.loss.pipeline);
         pass.set_bind_group(0, &plan.loss, &[]);
         let (x, y) = grid(rows as u64, 64, max);
@@ -849,10 +1023,14 @@ impl GpuBackend {
         if !train {
             return;
         }
+        let packs = plan.packs.as_ref();
+        if let Some(p) = packs {
+            record_pack(pass, k, &p.dz[layers.len() - 1]);
+        }
         for (l, layer) in layers.iter().enumerate().rev() {
             pass.set_pipeline(&k.matmul_weight_grad.pipeline);
             pass.set_bind_group(0, &plan.weight_grad[l], &[step_offset]);
-            let (x, y) = tiles(layer.outputs, layer.inputs);
+            let (x, y) = self.tiles(layer.outputs, layer.inputs);
             pass.dispatch_workgroups(x, y, 1);
             pass.set_pipeline(&k.column_sums.pipeline);
             pass.set_bind_group(0, &plan.bias_grad[l], &[]);
@@ -860,8 +1038,42 @@ impl GpuBackend {
             if let Some(group) = &plan.input_grad[l] {
                 pass.set_pipeline(&k.matmul_input_grad.pipeline);
                 pass.set_bind_group(0, group, &[step_offset]);
-                let (x, y) = tiles(rows, layer.inputs);
+                let (x, y) = self.tiles(rows, layer.inputs);
                 pass.dispatch_workgroups(x, y, 1);
+                if let Some(p) = packs {
+                    record_pack(pass, k, &p.dz[l - 1]);
+                }
+            }
+        }
+    }
+
+    /// Workgroups of a matmul whose product is `m` × `n`.
+    fn tiles(&self, m: usize, n: usize) -> (u32, u32) {
+        let tiling = self.kernels.tiling;
+        (
+            (n as u32).div_ceil(tiling.tile_n()),
+            (m as u32).div_ceil(tiling.tile_m()),
+        )
+    }
+
+    /// Records the forward pass of a plan from its input batch to the last
+    /// layer's output (with the texture matmul: packing the weights, the
+    /// input and each layer's output for the next).
+    fn record_forward(&self, pass: &mut wgpu::ComputePass, plan: &Plan, step_offset: u32) {
+        let k = &self.kernels;
+        let layers = self.mlp.layers();
+        if let (Some(t), Some(p)) = (&self.textures, &plan.packs) {
+            for pack in t.weight_packs.iter().chain([&p.x]) {
+                record_pack(pass, k, pack);
+            }
+        }
+        for (l, layer) in layers.iter().enumerate() {
+            pass.set_pipeline(&k.matmul_forward.pipeline);
+            pass.set_bind_group(0, &plan.forward[l], &[step_offset]);
+            let (x, y) = self.tiles(plan.rows, layer.outputs);
+            pass.dispatch_workgroups(x, y, 1);
+            if let Some(pack) = plan.packs.as_ref().and_then(|p| p.a.get(l)) {
+                record_pack(pass, k, pack);
             }
         }
     }
@@ -998,6 +1210,13 @@ impl GpuBackend {
             ),
         }
     }
+}
+
+/// Records one pack dispatch (texture matmul).
+fn record_pack(pass: &mut wgpu::ComputePass, kernels: &Kernels, (group, (x, y)): &Pack) {
+    pass.set_pipeline(&kernels.pack.pipeline);
+    pass.set_bind_group(0, group, &[]);
+    pass.dispatch_workgroups(*x, *y, 1);
 }
 
 fn entry(
@@ -1287,7 +1506,8 @@ impl Backend for GpuBackend {
         if let Some(d) = &self.resident {
             buffers.extend([&d.x, &d.targets, &d.perm]);
         }
-        buffers.iter().map(|b| b.size()).sum()
+        buffers.iter().map(|b| b.size()).sum::<u64>()
+            + self.textures.as_ref().map_or(0, Textures::bytes)
     }
 
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
@@ -1317,17 +1537,7 @@ impl Backend for GpuBackend {
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 let plan = &self.plans[&PassKey::whole(end - start)];
-                let k = &self.kernels;
-                let tile = k.tiling;
-                pass.set_pipeline(&k.matmul_forward.pipeline);
-                for (l, layer) in self.mlp.layers().iter().enumerate() {
-                    pass.set_bind_group(0, &plan.forward[l], &[0]);
-                    pass.dispatch_workgroups(
-                        (layer.outputs as u32).div_ceil(tile.tile_n()),
-                        ((end - start) as u32).div_ceil(tile.tile_m()),
-                        1,
-                    );
-                }
+                self.record_forward(&mut pass, plan, 0);
             }
             encoder.copy_buffer_to_buffer(
                 &self.a[last],

@@ -4,8 +4,8 @@
 
 use super::context::GpuContext;
 use super::kernels::{
-    ElementwiseShape, GatherShape, Kernel, Kernels, LossShape, MatmulShape, MatmulTiling,
-    NORM_GROUPS, OptimizerShape, ReduceShape, StepParams, grid,
+    ElementwiseShape, GatherShape, Kernel, Kernels, LossShape, MatmulKind, MatmulShape,
+    MatmulTiling, NORM_GROUPS, OperandTexture, OptimizerShape, ReduceShape, StepParams, grid,
 };
 use crate::activation::Activation;
 use crate::data::{Dataset, Targets};
@@ -22,6 +22,9 @@ pub struct KernelHarness {
     kernels: Kernels,
 }
 
+/// An operand texture with the pack dispatch that fills it.
+type Packed = (OperandTexture, wgpu::BindGroup, (u32, u32));
+
 /// A binding for [`KernelHarness::run`].
 enum Bind<'a> {
     Uniform(&'a [u8]),
@@ -30,6 +33,9 @@ enum Bind<'a> {
     Out(usize),
     /// Writable, starting from these bytes, read back afterwards.
     InOut(&'a [u8]),
+    /// A matmul operand, `rows` × `cols` as stored: a storage buffer, or for
+    /// the texture matmul a texture packed on the device by the pack kernel.
+    Matrix(&'a [f32], usize, usize),
 }
 
 impl KernelHarness {
@@ -94,6 +100,14 @@ impl KernelHarness {
                     }),
                     None,
                 ),
+                Bind::Matrix(values, ..) => (
+                    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: None,
+                        contents: &padded(bytemuck::cast_slice(values)),
+                        usage,
+                    }),
+                    None,
+                ),
                 Bind::Out(n) => (
                     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                         label: None,
@@ -112,21 +126,35 @@ impl KernelHarness {
                 ),
             })
             .collect();
+        // Operands of the texture matmul: packed from their buffers first.
+        let textured = self.kernels.tiling.kind == MatmulKind::Texture;
+        let packs: Vec<Option<Packed>> = binds
+            .iter()
+            .zip(&buffers)
+            .map(|(bind, (buffer, _))| match bind {
+                Bind::Matrix(_, rows, cols) if textured => Some(self.pack(buffer, *rows, *cols)),
+                _ => None,
+            })
+            .collect();
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
+            .zip(&packs)
             .enumerate()
-            .map(|(i, (buffer, _))| wgpu::BindGroupEntry {
+            .map(|(i, ((buffer, _), pack))| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer,
-                    offset: 0,
-                    // A dynamic-offset uniform binds one block.
-                    size: if dynamic && matches!(binds[i], Bind::Uniform(_)) && i > 0 {
-                        NonZeroU64::new(std::mem::size_of::<StepParams>() as u64)
-                    } else {
-                        None
-                    },
-                }),
+                resource: match pack {
+                    Some((texture, ..)) => wgpu::BindingResource::TextureView(&texture.view),
+                    None => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 0,
+                        // A dynamic-offset uniform binds one block.
+                        size: if dynamic && matches!(binds[i], Bind::Uniform(_)) && i > 0 {
+                            NonZeroU64::new(std::mem::size_of::<StepParams>() as u64)
+                        } else {
+                            None
+                        },
+                    }),
+                },
             })
             .collect();
         let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -137,6 +165,11 @@ impl KernelHarness {
         let mut encoder = device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
+            for (_, pack_group, pack_groups) in packs.iter().flatten() {
+                pass.set_pipeline(&self.kernels.pack.pipeline);
+                pass.set_bind_group(0, pack_group, &[]);
+                pass.dispatch_workgroups(pack_groups.0, pack_groups.1, 1);
+            }
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &group, if dynamic { &[0] } else { &[] });
             pass.dispatch_workgroups(groups.0, groups.1, 1);
@@ -152,6 +185,24 @@ impl KernelHarness {
                 })
             })
             .collect()
+    }
+
+    /// An operand texture for the `rows` × `cols` matrix in `buffer`, with
+    /// the pack kernel's bind group and workgroups that fill it.
+    fn pack(&self, buffer: &wgpu::Buffer, rows: usize, cols: usize) -> Packed {
+        let device = &self.ctx.device;
+        let texture = OperandTexture::new(device, "operand", rows, cols);
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let (shape, groups) = texture.pack_shape(rows, max);
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::bytes_of(&shape),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let group = self
+            .kernels
+            .pack_group(device, (&uniform, 0), (buffer, 0, None), &texture);
+        (texture, group, groups)
     }
 
     fn groups_1d(&self, threads: usize, group: u32) -> (u32, u32) {
@@ -197,8 +248,8 @@ impl KernelHarness {
             kernel,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
-                Bind::Data(bytemuck::cast_slice(a)),
-                Bind::Data(bytemuck::cast_slice(b)),
+                stored(a, m, k, trans_a),
+                stored(b, k, n, trans_b),
                 Bind::Out(m * n * 4),
                 Bind::Data(&[0; 4]),
                 Bind::Out(4),
@@ -257,10 +308,32 @@ impl KernelHarness {
             binding: 0,
             resource: uniform.as_entire_binding(),
         }];
+        // The texture matmul reads its operands packed (once, untimed).
+        let textured = self.kernels.tiling.kind == MatmulKind::Texture;
+        let stored = |rows, cols, transposed| {
+            if transposed {
+                (cols, rows)
+            } else {
+                (rows, cols)
+            }
+        };
+        let packs: Vec<_> = if textured {
+            let (a_rows, a_cols) = stored(m, k, trans_a);
+            let (b_rows, b_cols) = stored(k, n, trans_b);
+            vec![
+                self.pack(&buffers[0], a_rows, a_cols),
+                self.pack(&buffers[1], b_rows, b_cols),
+            ]
+        } else {
+            Vec::new()
+        };
         for (i, b) in buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
+                resource: match packs.get(i) {
+                    Some((texture, ..)) => wgpu::BindingResource::TextureView(&texture.view),
+                    None => b.as_entire_binding(),
+                },
             });
         }
         let step = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -278,6 +351,18 @@ impl KernelHarness {
             entries: &entries,
         });
         let groups = self.tiles(m, n);
+        if !packs.is_empty() {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&self.kernels.pack.pipeline);
+                for (_, group, (x, y)) in &packs {
+                    pass.set_bind_group(0, group, &[]);
+                    pass.dispatch_workgroups(*x, *y, 1);
+                }
+            }
+            self.ctx.queue.submit([encoder.finish()]);
+        }
         let submit = |count: usize| {
             let mut encoder = device.create_command_encoder(&Default::default());
             {
@@ -321,8 +406,8 @@ impl KernelHarness {
             &self.kernels.matmul_forward,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
-                Bind::Data(bytemuck::cast_slice(input)),
-                Bind::Data(bytemuck::cast_slice(weight)),
+                Bind::Matrix(input, rows, inputs),
+                Bind::Matrix(weight, outputs, inputs),
                 Bind::Out(rows * outputs * 4),
                 Bind::Data(bytemuck::cast_slice(bias)),
                 Bind::Out(rows * outputs * 4),
@@ -357,8 +442,8 @@ impl KernelHarness {
             &self.kernels.matmul_weight_grad,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
-                Bind::Data(bytemuck::cast_slice(grad_z)),
-                Bind::Data(bytemuck::cast_slice(input)),
+                Bind::Matrix(grad_z, rows, outputs),
+                Bind::Matrix(input, rows, inputs),
                 Bind::InOut(bytemuck::cast_slice(initial.unwrap_or(&zeros))),
                 Bind::Data(&[0; 4]),
                 Bind::Out(4),
@@ -395,8 +480,8 @@ impl KernelHarness {
             &self.kernels.matmul_input_grad,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
-                Bind::Data(bytemuck::cast_slice(grad_z)),
-                Bind::Data(bytemuck::cast_slice(weight)),
+                Bind::Matrix(grad_z, rows, outputs),
+                Bind::Matrix(weight, outputs, inputs),
                 Bind::Out(rows * inputs * 4),
                 Bind::Data(bytemuck::cast_slice(z_prev)),
                 Bind::Out(4),
@@ -668,4 +753,13 @@ impl KernelHarness {
 
 fn floats(bytes: &[u8]) -> Vec<f32> {
     bytemuck::pod_collect_to_vec(bytes)
+}
+
+/// op(X) of `rows` × `cols` as a matmul operand, in the shape it is stored.
+fn stored(values: &[f32], rows: usize, cols: usize, transposed: bool) -> Bind<'_> {
+    if transposed {
+        Bind::Matrix(values, cols, rows)
+    } else {
+        Bind::Matrix(values, rows, cols)
+    }
 }

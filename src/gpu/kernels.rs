@@ -18,9 +18,23 @@ pub struct MatmulTiling {
     pub rn: u32,
     /// Depth of the K slice staged in workgroup memory.
     pub tk: u32,
-    /// Stage tiles in workgroup memory (`matmul`), or read operands
-    /// straight from memory without barriers (`matmul_direct`).
-    pub shared: bool,
+    /// Which kernel this tiling drives.
+    pub kind: MatmulKind,
+}
+
+/// The three matmul kernels; each is tested for parity on every adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulKind {
+    /// Tiles staged in workgroup memory (`matmul`): hardware GPUs.
+    Shared,
+    /// Operands read straight from storage buffers, no workgroup memory and
+    /// no barriers (`matmul_direct`).
+    Direct,
+    /// Operands packed into rgba32float textures and read by texel fetches,
+    /// four values a fetch, no barriers (`matmul_texture_*`): CPU
+    /// implementations of Vulkan (lavapipe), where a fetch costs a fraction
+    /// of a storage-buffer load.
+    Texture,
 }
 
 impl MatmulTiling {
@@ -34,8 +48,9 @@ impl MatmulTiling {
     }
 
     /// The tiling for an adapter: the workgroup-memory kernel on hardware
-    /// GPUs, the barrier-free one on CPU implementations (lavapipe);
-    /// `RETROPROP_MATMUL=shared` or `=direct` in the environment forces one.
+    /// GPUs, the texture one on CPU implementations (lavapipe);
+    /// `RETROPROP_MATMUL=shared`, `=direct` or `=texture` in the environment
+    /// forces one.
     pub fn for_adapter(is_hardware: bool) -> MatmulTiling {
         if let Ok(text) = std::env::var("RETROPROP_MATMUL") {
             match MatmulTiling::parse(&text) {
@@ -48,11 +63,11 @@ impl MatmulTiling {
         if is_hardware {
             MatmulTiling::shared()
         } else {
-            MatmulTiling::direct()
+            MatmulTiling::texture()
         }
     }
 
-    /// Parses `shared`, `direct`, or either followed by
+    /// Parses `shared`, `direct`, `texture`, or one of them followed by
     /// `:WG_XxWG_YxRMxRNxTK` (e.g. `shared:16x16x8x8x8`), for tuning runs.
     pub fn parse(text: &str) -> Option<MatmulTiling> {
         let (kind, dims) = text
@@ -61,6 +76,7 @@ impl MatmulTiling {
         let mut tiling = match kind {
             "shared" => MatmulTiling::shared(),
             "direct" => MatmulTiling::direct(),
+            "texture" => MatmulTiling::texture(),
             _ => return None,
         };
         if let Some(dims) = dims {
@@ -72,7 +88,12 @@ impl MatmulTiling {
                 return None;
             };
             let valid = wg_x * wg_y <= 1024 && wg_x * wg_y > 0 && rm > 0 && rn > 0 && tk > 0;
-            if !valid || (!tiling.shared && rn % 4 != 0) {
+            let quads = match tiling.kind {
+                MatmulKind::Shared => true,
+                MatmulKind::Direct => rn % 4 == 0,
+                MatmulKind::Texture => rn % 4 == 0 && rm % 4 == 0,
+            };
+            if !valid || !quads {
                 return None;
             }
             tiling = MatmulTiling {
@@ -81,7 +102,7 @@ impl MatmulTiling {
                 rm,
                 rn,
                 tk,
-                shared: tiling.shared,
+                kind: tiling.kind,
             };
         }
         Some(tiling)
@@ -89,34 +110,82 @@ impl MatmulTiling {
 
     /// The workgroup-memory kernel, for GPUs: 64×64 tiles, 4×4 per thread.
     pub fn shared() -> MatmulTiling {
-        MatmulTiling::pick(true)
+        MatmulTiling {
+            wg_x: 16,
+            wg_y: 16,
+            rm: 4,
+            rn: 4,
+            tk: 16,
+            kind: MatmulKind::Shared,
+        }
     }
 
-    /// The barrier-free kernel, for CPU adapters: 16×16 per thread.
+    /// The barrier-free storage-buffer kernel: 16×16 per thread.
     pub fn direct() -> MatmulTiling {
-        MatmulTiling::pick(false)
+        MatmulTiling {
+            wg_x: 8,
+            wg_y: 4,
+            rm: 16,
+            rn: 16,
+            tk: 16,
+            kind: MatmulKind::Direct,
+        }
     }
 
-    fn pick(is_hardware: bool) -> MatmulTiling {
-        if is_hardware {
-            MatmulTiling {
-                wg_x: 16,
-                wg_y: 16,
-                rm: 4,
-                rn: 4,
-                tk: 16,
-                shared: true,
+    /// The texture kernel, for CPU adapters: 8×8 per thread. Larger blocks
+    /// run faster once compiled (16×16: 1.3× at batch 1024) but take far
+    /// longer to compile the first time (32 s against under 1 s for 8×8 on
+    /// lavapipe, Mesa's cache empty); `RETROPROP_MATMUL=texture:8x4x16x16x16`
+    /// chooses them for long runs.
+    pub fn texture() -> MatmulTiling {
+        MatmulTiling {
+            wg_x: 8,
+            wg_y: 4,
+            rm: 8,
+            rn: 8,
+            tk: 4,
+            kind: MatmulKind::Texture,
+        }
+    }
+
+    /// The name of the entry point for a transposition variant.
+    fn entry_point(&self, trans_a: bool, trans_b: bool) -> String {
+        match self.kind {
+            MatmulKind::Shared => "matmul".into(),
+            MatmulKind::Direct => "matmul_direct".into(),
+            MatmulKind::Texture => format!(
+                "matmul_texture_{}{}",
+                if trans_a { 't' } else { 'n' },
+                if trans_b { 't' } else { 'n' }
+            ),
+        }
+    }
+
+    /// The whole matmul module's source for this tiling.
+    fn source(&self) -> String {
+        let mut source = format!(
+            "{}{COMMON}\n{}",
+            self.preamble(),
+            include_str!("../../shaders/matmul.wgsl")
+        );
+        match self.kind {
+            MatmulKind::Shared => source += include_str!("../../shaders/matmul_tiled.wgsl"),
+            MatmulKind::Direct => {
+                source += "@group(0) @binding(1) var<storage, read> a: array<f32>;\n";
+                source += "@group(0) @binding(2) var<storage, read> b: array<f32>;\n";
+                source += &self.direct_kernel();
             }
-        } else {
-            MatmulTiling {
-                wg_x: 8,
-                wg_y: 4,
-                rm: 16,
-                rn: 16,
-                tk: 16,
-                shared: false,
+            MatmulKind::Texture => {
+                source += "@group(0) @binding(1) var ta: texture_2d<f32>;\n";
+                source += "@group(0) @binding(2) var tb: texture_2d<f32>;\n";
+                for (trans_a, trans_b) in
+                    [(false, false), (false, true), (true, false), (true, true)]
+                {
+                    source += &self.texture_kernel(trans_a, trans_b);
+                }
             }
         }
+        source
     }
 
     /// `matmul_direct`: the product without workgroup memory or barriers,
@@ -185,6 +254,116 @@ impl MatmulTiling {
         k += "        for (var j = 0u; j < 4u; j++) {\n";
         k += "            store_one(row + r, col + c0 + j, out[i][j]);\n";
         k += "        }\n    }\n}\n";
+        k
+    }
+
+    /// `matmul_texture_{n,t}{n,t}`: like `matmul_direct`, but the operands
+    /// are textures packed by shaders/pack.wgsl, each texel four consecutive
+    /// values of a row as stored. A texel fetch on lavapipe is vectorised
+    /// (no per-lane loop with bounds branches, as a storage-buffer load has)
+    /// and brings four values: 13–22 GFLOP/s against 3 for `matmul_direct`
+    /// (measured, docs/performance.md). K advances a quad at a time; the
+    /// packing pads every operand with zeros to whole quads along K, so no
+    /// edge test is needed inside the loop. Per quad a thread fetches
+    /// RM + RN texels for 4 · RM · RN multiply-adds, in the same k order as
+    /// the CPU.
+    fn texture_kernel(&self, trans_a: bool, trans_b: bool) -> String {
+        let (rm, rn) = (self.rm, self.rn);
+        let mut k = String::new();
+        k += "@compute @workgroup_size(WG_X, WG_Y, 1)\n";
+        k += &format!(
+            "fn {}(@builtin(global_invocation_id) gid: vec3<u32>) {{\n",
+            self.entry_point(trans_a, trans_b)
+        );
+        k += "    let row = gid.y * RM;\n    let col = gid.x * RN;\n";
+        // Coordinates past the edge are clamped to the last valid row or
+        // texel (always in bounds, no branch); store_one drops their results.
+        if trans_a {
+            // A stored K × M: texel (m / 4, k) holds a(m..m+4, k).
+            for g in 0..rm / 4 {
+                k += &format!(
+                    "    let ax{g} = i32(min(row / 4u + {g}u, (shape.m + 3u) / 4u - 1u));\n"
+                );
+            }
+        } else {
+            // A stored M × K: texel (k / 4, m) holds a(m, k..k+4).
+            for r in 0..rm {
+                k += &format!("    let ay{r} = i32(min(row + {r}u, shape.m - 1u));\n");
+            }
+        }
+        if trans_b {
+            // B stored N × K: texel (k / 4, n) holds b(k..k+4, n).
+            for j in 0..rn {
+                k += &format!("    let by{j} = i32(min(col + {j}u, shape.n - 1u));\n");
+            }
+        } else {
+            // B stored K × N: texel (n / 4, k) holds b(k, n..n+4).
+            for g in 0..rn / 4 {
+                k += &format!(
+                    "    let bx{g} = i32(min(col / 4u + {g}u, (shape.n + 3u) / 4u - 1u));\n"
+                );
+            }
+        }
+        for r in 0..rm {
+            for j in 0..rn {
+                k += &format!("    var acc{r}_{j} = 0.0;\n");
+            }
+        }
+        const LANE: [char; 4] = ['x', 'y', 'z', 'w'];
+        k += "    let quads = i32((shape.k + 3u) / 4u);\n";
+        k += "    for (var q = 0i; q < quads; q++) {\n";
+        // a(r, kk) and b(kk, j) as WGSL expressions over the fetched texels.
+        let a: Box<dyn Fn(u32, usize) -> String> = if trans_a {
+            for kk in 0..4 {
+                for g in 0..rm / 4 {
+                    k += &format!(
+                        "        let a{kk}_{g} = textureLoad(ta, vec2<i32>(ax{g}, 4i * q + {kk}i), 0);\n"
+                    );
+                }
+            }
+            Box::new(|r, kk| format!("a{kk}_{}.{}", r / 4, LANE[r as usize % 4]))
+        } else {
+            for r in 0..rm {
+                k += &format!("        let a{r} = textureLoad(ta, vec2<i32>(q, ay{r}), 0);\n");
+            }
+            Box::new(|r, kk| format!("a{r}.{}", LANE[kk]))
+        };
+        let b: Box<dyn Fn(usize, u32) -> String> = if trans_b {
+            for j in 0..rn {
+                k += &format!("        let b{j} = textureLoad(tb, vec2<i32>(q, by{j}), 0);\n");
+            }
+            Box::new(|kk, j| format!("b{j}.{}", LANE[kk]))
+        } else {
+            for kk in 0..4 {
+                for g in 0..rn / 4 {
+                    k += &format!(
+                        "        let b{kk}_{g} = textureLoad(tb, vec2<i32>(bx{g}, 4i * q + {kk}i), 0);\n"
+                    );
+                }
+            }
+            Box::new(|kk, j| format!("b{kk}_{}.{}", j / 4, LANE[j as usize % 4]))
+        };
+        for r in 0..rm {
+            for j in 0..rn {
+                let mut sum = format!("acc{r}_{j}");
+                for kk in 0..4 {
+                    sum = format!("fma({}, {}, {sum})", a(r, kk), b(kk, j));
+                }
+                k += &format!("        acc{r}_{j} = {sum};\n");
+            }
+        }
+        k += "    }\n";
+        // The epilogue through an array and a loop, as in matmul_direct.
+        let blocks = rm * rn;
+        k += &format!("    var out: array<f32, {blocks}>;\n");
+        for r in 0..rm {
+            for j in 0..rn {
+                k += &format!("    out[{}] = acc{r}_{j};\n", r * rn + j);
+            }
+        }
+        k += &format!("    let blocks = select({blocks}u, 0u, shape.m == 0xffffffffu);\n");
+        k += "    for (var i = 0u; i < blocks; i++) {\n";
+        k += "        store_one(row + i / RN, col + i % RN, out[i]);\n    }\n}\n";
         k
     }
 
@@ -315,6 +494,81 @@ impl OptimizerShape {
 /// Workgroups of the first pass of the gradient norm.
 pub(crate) const NORM_GROUPS: u32 = 256;
 
+/// Mirrors `Shape` in shaders/pack.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct PackShape {
+    pub rows: u32,
+    pub cols: u32,
+    pub padded_rows: u32,
+    pub texels: u32,
+}
+
+/// A matrix of up to `rows` × `cols` as a matmul operand texture: four
+/// consecutive values of a row per rgba32float texel, rows padded to a
+/// multiple of four (the texture matmul reads whole quads along K).
+#[derive(Debug)]
+pub(crate) struct OperandTexture {
+    pub texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    pub cols: u32,
+}
+
+impl OperandTexture {
+    /// The texture's extent for a `rows` × `cols` matrix.
+    pub(crate) fn extent(rows: usize, cols: usize) -> (u32, u32) {
+        (cols.div_ceil(4) as u32, rows.next_multiple_of(4) as u32)
+    }
+
+    /// Whether a `rows` × `cols` matrix fits the device's texture limits.
+    pub(crate) fn fits(limits: &wgpu::Limits, rows: usize, cols: usize) -> bool {
+        let (w, h) = OperandTexture::extent(rows.max(1), cols.max(1));
+        w <= limits.max_texture_dimension_2d && h <= limits.max_texture_dimension_2d
+    }
+
+    pub(crate) fn new(device: &wgpu::Device, label: &str, rows: usize, cols: usize) -> Self {
+        let (width, height) = OperandTexture::extent(rows.max(1), cols.max(1));
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        OperandTexture {
+            texture,
+            view,
+            cols: cols as u32,
+        }
+    }
+
+    /// Bytes the texture occupies.
+    pub(crate) fn bytes(&self) -> u64 {
+        let size = self.texture.size();
+        size.width as u64 * size.height as u64 * 16
+    }
+
+    /// The pack kernel's shape and workgroups for `rows` rows of it.
+    pub(crate) fn pack_shape(&self, rows: usize, max_per_dim: u32) -> (PackShape, (u32, u32)) {
+        let shape = PackShape {
+            rows: rows as u32,
+            cols: self.cols,
+            padded_rows: rows.next_multiple_of(4) as u32,
+            texels: self.cols.div_ceil(4),
+        };
+        let texels = shape.texels as u64 * shape.padded_rows as u64;
+        (shape, grid(texels, 64, max_per_dim))
+    }
+}
+
 /// Mirrors `Shape` in shaders/data.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
@@ -376,6 +630,10 @@ pub(crate) enum Slot {
     StepUniform,
     Read,
     ReadWrite,
+    /// An rgba32float texture read by texel fetches (matmul operands).
+    Texture,
+    /// An rgba32float storage texture written by the pack kernel.
+    StorageTexture,
 }
 
 /// A pipeline with its explicit bind group layout.
@@ -412,6 +670,8 @@ pub(crate) struct Kernels {
     pub layer_norms: Kernel,
     pub optimizer: Kernel,
     pub gather: Kernel,
+    /// A matrix into an operand texture (the texture matmul).
+    pub pack: Kernel,
 }
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -426,6 +686,16 @@ const MATMUL: &[Slot] = &[
     Slot::ReadWrite,
     Slot::StepUniform,
 ];
+const MATMUL_TEXTURE: &[Slot] = &[
+    Slot::Uniform,
+    Slot::Texture,
+    Slot::Texture,
+    Slot::ReadWrite,
+    Slot::Read,
+    Slot::ReadWrite,
+    Slot::StepUniform,
+];
+const PACK: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture];
 const ELEMENTWISE: &[Slot] = &[
     Slot::Uniform,
     Slot::Read,
@@ -482,24 +752,17 @@ impl Kernels {
                 source: wgpu::ShaderSource::Wgsl(format!("{preamble}{COMMON}\n{body}").into()),
             })
         };
-        let mut matmul_source = format!(
-            "{}{COMMON}\n{}",
-            tiling.preamble(),
-            include_str!("../../shaders/matmul.wgsl")
-        );
-        if !tiling.shared {
-            matmul_source += &tiling.direct_kernel();
-        }
-        // SAFETY: every load and store in matmul.wgsl is guarded by an
+        // SAFETY: every load and store in the matmul kernels is guarded by an
         // explicit check against the shape (load_a, load_b, store_tile, the
-        // index clamping of matmul_direct, store_one), and the host binds buffers at
-        // least as large as those shapes. Without naga's clamping of each
-        // index the inner loop runs about 15 % faster on lavapipe.
+        // index and texel clamping of matmul_direct and matmul_texture_*,
+        // store_one), and the host binds buffers and textures at least as
+        // large as those shapes. Without naga's clamping of each index the
+        // inner loop runs about 15 % faster on lavapipe.
         let matmul = unsafe {
             device.create_shader_module_trusted(
                 wgpu::ShaderModuleDescriptor {
                     label: Some("matmul"),
-                    source: wgpu::ShaderSource::Wgsl(matmul_source.into()),
+                    source: wgpu::ShaderSource::Wgsl(tiling.source().into()),
                 },
                 wgpu::ShaderRuntimeChecks::unchecked(),
             )
@@ -517,6 +780,7 @@ impl Kernels {
             "",
         );
         let data = module("data", include_str!("../../shaders/data.wgsl"), "");
+        let pack = module("pack", include_str!("../../shaders/pack.wgsl"), "");
         let build = |module: &wgpu::ShaderModule,
                      entry: &str,
                      slots: &[Slot],
@@ -550,14 +814,15 @@ impl Kernels {
                 ("TRANS_B", trans_b as u32 as f64),
                 ("EPILOGUE", epilogue as f64),
             ];
+            let slots = if tiling.kind == MatmulKind::Texture {
+                MATMUL_TEXTURE
+            } else {
+                MATMUL
+            };
             build(
                 &matmul,
-                if tiling.shared {
-                    "matmul"
-                } else {
-                    "matmul_direct"
-                },
-                MATMUL,
+                &tiling.entry_point(trans_a, trans_b),
+                slots,
                 &constants,
             )
         };
@@ -587,7 +852,49 @@ impl Kernels {
             layer_norms: build(&reduce, "layer_norms", LAYER_NORMS, &[]),
             optimizer: build(&optimizer, "update", OPTIMIZER, &[]),
             gather: build(&data, "gather", GATHER, &[]),
+            pack: build(&pack, "pack", PACK, &[]),
         }
+    }
+}
+
+impl Kernels {
+    /// The pack kernel's bind group: `source` (buffer, byte offset, size)
+    /// into `texture`, shaped by the `PackShape` at byte `uniform.1` of
+    /// `uniform.0`.
+    pub(crate) fn pack_group(
+        &self,
+        device: &wgpu::Device,
+        uniform: (&wgpu::Buffer, u64),
+        source: (&wgpu::Buffer, u64, Option<std::num::NonZeroU64>),
+        texture: &OperandTexture,
+    ) -> wgpu::BindGroup {
+        let (buffer, offset, size) = source;
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("pack"),
+            layout: &self.pack.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: uniform.0,
+                        offset: uniform.1,
+                        size: std::num::NonZeroU64::new(std::mem::size_of::<PackShape>() as u64),
+                    }),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset,
+                        size,
+                    }),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::TextureView(&texture.view),
+                },
+            ],
+        })
     }
 }
 
@@ -610,6 +917,16 @@ fn bind_group_layout(device: &wgpu::Device, label: &str, slots: &[Slot]) -> wgpu
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
+                },
+                Slot::Texture => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
+                Slot::StorageTexture => wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2,
                 },
             },
             count: None,

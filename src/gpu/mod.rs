@@ -11,4 +11,4 @@ mod kernels;
 
 pub(crate) use backend::GpuBackend;
 pub use context::{AdapterSummary, GpuContext, adapters};
-pub use kernels::MatmulTiling;
+pub use kernels::{MatmulKind, MatmulTiling};
