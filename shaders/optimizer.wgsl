@@ -1,12 +1,15 @@
 // One update kernel for every optimizer over the flat parameter buffer: the
 // WGSL twin of `UpdateRule::apply` in src/optim.rs, element for element.
-// State is slot-major: state[slot · n + i]. The scalar factors torch
+// State is slot-major: state[slot · n + i]. Each invocation updates four
+// consecutive parameters as one vec4 (n is a multiple of four; the host pads
+// it): on lavapipe a storage-buffer access costs a per-lane loop, so fewer,
+// wider accesses cost less per value. The scalar factors torch
 // computes in double precision (bias corrections, Adagrad's decayed lr,
 // AdamW's decay factor) arrive precomputed in `step`.
 
 // Mirrors `OptimizerShape` in src/gpu/kernels.rs.
 struct Rule {
-    n: u32,
+    n: u32,          // parameters, a multiple of 4
     kind: u32,       // 0 sgd, 1 adam/adamw, 2 rmsprop, 3 adagrad
     flag: u32,       // nesterov, amsgrad, centered
     decoupled: u32,  // AdamW
@@ -21,9 +24,9 @@ struct Rule {
 
 @group(0) @binding(0) var<uniform> rule: Rule;
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read_write> params: array<f32>;
-@group(0) @binding(3) var<storage, read> grads: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state: array<f32>;
+@group(0) @binding(2) var<storage, read_write> params: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> grads: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> state: array<vec4<f32>>;
 // clip[0]: the gradient's global L2 norm, from norm_finish in reduce.wgsl.
 @group(0) @binding(5) var<storage, read> clip: array<f32>;
 
@@ -32,7 +35,7 @@ const GROUP: u32 = 256u;
 @compute @workgroup_size(GROUP)
 fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, groups, lid, GROUP);
-    let n = rule.n;
+    let n = rule.n / 4u;
     if i >= n {
         return;
     }
@@ -43,7 +46,7 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
         g *= min(rule.clip_norm / (clip[0] + 1e-6), 1.0);
     }
     if rule.clip_value > 0.0 {
-        g = clamp(g, -rule.clip_value, rule.clip_value);
+        g = clamp(g, vec4<f32>(-rule.clip_value), vec4<f32>(rule.clip_value));
     }
     let lr = step.lr;
     let wd = rule.weight_decay;
@@ -56,7 +59,7 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
                     buf = rule.a * state[i] + (1.0 - rule.b) * g;
                 }
                 state[i] = buf;
-                g = select(buf, g + rule.a * buf, rule.flag != 0u);
+                g = select(buf, g + rule.a * buf, vec4<bool>(rule.flag != 0u));
             }
             theta -= lr * g;
         }
@@ -84,7 +87,7 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
             let sq = alpha * state[i] + (1.0 - alpha) * g * g;
             state[i] = sq;
             let with_momentum = rule.momentum > 0.0;
-            var avg: f32;
+            var avg: vec4<f32>;
             if rule.flag != 0u {
                 let c = select(1u, 2u, with_momentum) * n + i;
                 let mean_g = alpha * state[c] + (1.0 - alpha) * g;

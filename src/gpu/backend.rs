@@ -47,7 +47,8 @@ impl ParamLayout {
         ParamLayout {
             weight,
             bias,
-            len: at.max(1),
+            // A whole number of vec4s (the optimizer kernel's unit).
+            len: at.max(1).next_multiple_of(4),
         }
     }
 
@@ -1099,7 +1100,7 @@ impl GpuBackend {
         }
         pass.set_pipeline(&k.optimizer.pipeline);
         pass.set_bind_group(0, &self.optimizer_group, &[step_offset]);
-        let (x, y) = grid(self.layout.len, 256, max);
+        let (x, y) = grid(self.layout.len / 4, 256, max);
         pass.dispatch_workgroups(x, y, 1);
     }
 

@@ -686,28 +686,43 @@ impl KernelHarness {
         t: u64,
         lr: f64,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let shape = OptimizerShape::new(optimizer, clip, params.len() as u64);
+        // The kernel updates whole vec4s: pad every slot to a multiple of 4.
+        let n = params.len();
+        let padded = n.next_multiple_of(4).max(4);
+        let pad = |values: &[f32]| -> Vec<f32> {
+            let mut v = values.to_vec();
+            v.resize(padded, 0.0);
+            v
+        };
+        let slots = state.len() / n.max(1);
+        let padded_state: Vec<f32> = if slots == 0 {
+            vec![0.0; 4]
+        } else {
+            state.chunks(n).flat_map(pad).collect()
+        };
+        let shape = OptimizerShape::new(optimizer, clip, padded as u64);
         let step = StepParams::new(&optimizer.rule(), t, lr, 0, 0);
         let out = self.run(
             &self.kernels.optimizer,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Uniform(bytemuck::bytes_of(&step)),
-                Bind::InOut(bytemuck::cast_slice(params)),
-                Bind::Data(bytemuck::cast_slice(grads)),
-                Bind::InOut(bytemuck::cast_slice(if state.is_empty() {
-                    &[0f32]
-                } else {
-                    state
-                })),
+                Bind::InOut(bytemuck::cast_slice(&pad(params))),
+                Bind::Data(bytemuck::cast_slice(&pad(grads))),
+                Bind::InOut(bytemuck::cast_slice(&padded_state)),
                 Bind::Data(bytemuck::bytes_of(&norm)),
             ],
-            self.groups_1d(params.len(), 256),
+            self.groups_1d(padded / 4, 256),
             true,
         )?;
-        let mut new_state = floats(&out[1]);
-        new_state.truncate(state.len());
-        Ok((floats(&out[0]), new_state))
+        let mut new_params = floats(&out[0]);
+        new_params.truncate(n);
+        let new_state = floats(&out[1])
+            .chunks(padded)
+            .take(slots)
+            .flat_map(|slot| slot[..n].to_vec())
+            .collect();
+        Ok((new_params, new_state))
     }
 
     /// Gathers rows `order[start..start + rows]` of `data` on the GPU:
