@@ -69,7 +69,8 @@ fn matmul_variants_match_cpu_at_awkward_sizes() {
 fn matmul_parity(h: &KernelHarness) {
     let mut seed = 0;
     for &m in &SIZES {
-        for &k in &[1usize, 17, 65, 257] {
+        // k = 64 makes rows of whole quads (the texture kernel's pack_quads).
+        for &k in &[1usize, 17, 64, 65, 257] {
             for &n in &[1usize, 3, 63, 65] {
                 for (trans_a, trans_b) in
                     [(false, false), (false, true), (true, false), (true, true)]

@@ -129,8 +129,9 @@ impl PassKey {
     }
 }
 
-/// A pack kernel dispatch: its bind group and workgroups.
-type Pack = (wgpu::BindGroup, (u32, u32));
+/// A pack kernel dispatch: its bind group, workgroups, and whether it is
+/// `pack_quads`.
+type Pack = (wgpu::BindGroup, (u32, u32), bool);
 
 /// The texture matmul's operands: every matrix a matmul reads, as a texture
 /// (see `MatmulKind::Texture`), packed once per pass after it is written.
@@ -417,7 +418,7 @@ impl GpuBackend {
                     let size = NonZeroU64::new(mlp.weight_range(l).len() as u64 * 4);
                     let source = (&params_buffer, layout.weight[l] * 4, size);
                     let group = kernels.pack_group(device, (&uniforms, at), source, &weights[l]);
-                    (group, groups)
+                    (group, groups, weights[l].cols.is_multiple_of(4))
                 })
                 .collect();
             Textures {
@@ -704,7 +705,7 @@ impl GpuBackend {
                 let group =
                     self.kernels
                         .pack_group(device, (&uniforms, at), (buffer, 0, size), texture);
-                (group, groups)
+                (group, groups, texture.cols.is_multiple_of(4))
             });
         let x = packs.next().expect("the input's pack");
         let a = packs.by_ref().take(layers.len() - 1).collect();
@@ -1214,8 +1215,13 @@ impl GpuBackend {
 }
 
 /// Records one pack dispatch (texture matmul).
-fn record_pack(pass: &mut wgpu::ComputePass, kernels: &Kernels, (group, (x, y)): &Pack) {
-    pass.set_pipeline(&kernels.pack.pipeline);
+fn record_pack(pass: &mut wgpu::ComputePass, kernels: &Kernels, (group, (x, y), quads): &Pack) {
+    let kernel = if *quads {
+        &kernels.pack_quads
+    } else {
+        &kernels.pack
+    };
+    pass.set_pipeline(&kernel.pipeline);
     pass.set_bind_group(0, group, &[]);
     pass.dispatch_workgroups(*x, *y, 1);
 }

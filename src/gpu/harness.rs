@@ -165,8 +165,8 @@ impl KernelHarness {
         let mut encoder = device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            for (_, pack_group, pack_groups) in packs.iter().flatten() {
-                pass.set_pipeline(&self.kernels.pack.pipeline);
+            for (texture, pack_group, pack_groups) in packs.iter().flatten() {
+                pass.set_pipeline(&self.kernels.pack_kernel(texture).pipeline);
                 pass.set_bind_group(0, pack_group, &[]);
                 pass.dispatch_workgroups(pack_groups.0, pack_groups.1, 1);
             }
@@ -355,8 +355,8 @@ impl KernelHarness {
             let mut encoder = device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&self.kernels.pack.pipeline);
-                for (_, group, (x, y)) in &packs {
+                for (texture, group, (x, y)) in &packs {
+                    pass.set_pipeline(&self.kernels.pack_kernel(texture).pipeline);
                     pass.set_bind_group(0, group, &[]);
                     pass.dispatch_workgroups(*x, *y, 1);
                 }

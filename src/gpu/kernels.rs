@@ -672,6 +672,9 @@ pub(crate) struct Kernels {
     pub gather: Kernel,
     /// A matrix into an operand texture (the texture matmul).
     pub pack: Kernel,
+    /// The same for matrices whose rows are whole quads (one vec4 load a
+    /// texel).
+    pub pack_quads: Kernel,
 }
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -696,6 +699,8 @@ const MATMUL_TEXTURE: &[Slot] = &[
     Slot::StepUniform,
 ];
 const PACK: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture];
+/// Binding 1 is bound too (to the same source) but not read.
+const PACK_QUADS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture, Slot::Read];
 const ELEMENTWISE: &[Slot] = &[
     Slot::Uniform,
     Slot::Read,
@@ -853,11 +858,22 @@ impl Kernels {
             optimizer: build(&optimizer, "update", OPTIMIZER, &[]),
             gather: build(&data, "gather", GATHER, &[]),
             pack: build(&pack, "pack", PACK, &[]),
+            pack_quads: build(&pack, "pack_quads", PACK_QUADS, &[]),
         }
     }
 }
 
 impl Kernels {
+    /// The pack kernel for `texture`: `pack_quads` when its rows are whole
+    /// quads, else `pack`.
+    pub(crate) fn pack_kernel(&self, texture: &OperandTexture) -> &Kernel {
+        if texture.cols.is_multiple_of(4) {
+            &self.pack_quads
+        } else {
+            &self.pack
+        }
+    }
+
     /// The pack kernel's bind group: `source` (buffer, byte offset, size)
     /// into `texture`, shaped by the `PackShape` at byte `uniform.1` of
     /// `uniform.0`.
@@ -869,31 +885,37 @@ impl Kernels {
         texture: &OperandTexture,
     ) -> wgpu::BindGroup {
         let (buffer, offset, size) = source;
+        let kernel = self.pack_kernel(texture);
+        let source = |binding| wgpu::BindGroupEntry {
+            binding,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size,
+            }),
+        };
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: uniform.0,
+                    offset: uniform.1,
+                    size: std::num::NonZeroU64::new(std::mem::size_of::<PackShape>() as u64),
+                }),
+            },
+            source(1),
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: wgpu::BindingResource::TextureView(&texture.view),
+            },
+        ];
+        if kernel.bindings == 4 {
+            entries.push(source(3));
+        }
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("pack"),
-            layout: &self.pack.layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: uniform.0,
-                        offset: uniform.1,
-                        size: std::num::NonZeroU64::new(std::mem::size_of::<PackShape>() as u64),
-                    }),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer,
-                        offset,
-                        size,
-                    }),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: wgpu::BindingResource::TextureView(&texture.view),
-                },
-            ],
+            layout: &kernel.layout,
+            entries: &entries,
         })
     }
 }
