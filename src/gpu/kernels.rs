@@ -133,10 +133,10 @@ impl MatmulTiling {
     }
 
     /// The texture kernel, for CPU adapters: 8×8 per thread. Larger blocks
-    /// run faster once compiled (16×16: 1.3× at batch 1024) but take far
-    /// longer to compile the first time (32 s against under 1 s for 8×8 on
-    /// lavapipe, Mesa's cache empty); `RETROPROP_MATMUL=texture:8x4x16x16x16`
-    /// chooses them for long runs.
+    /// run faster once compiled (16×16: 1.4× at batch 1024 on lavapipe) but
+    /// take far longer to compile the first time (standard work, Mesa's
+    /// cache empty: 32 s to the first step against 4.7 s);
+    /// `RETROPROP_MATMUL=texture:8x4x16x16x4` chooses them for long runs.
     pub fn texture() -> MatmulTiling {
         MatmulTiling {
             wg_x: 8,
