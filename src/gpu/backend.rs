@@ -400,27 +400,13 @@ impl GpuBackend {
                 .iter()
                 .map(|l| texture("W", l.outputs, l.inputs))
                 .collect();
-            let max = ctx.limits.max_compute_workgroups_per_dimension;
-            let mut blocks = UniformBlocks::new(uniform_align);
-            let shapes: Vec<(u64, (u32, u32))> = layers
+            let sources: Vec<PackSource> = layers
                 .iter()
                 .zip(&weights)
-                .map(|(l, w)| {
-                    let (shape, groups) = w.pack_shape(l.outputs, max);
-                    (blocks.push(&shape), groups)
-                })
-                .collect();
-            let uniforms = blocks.upload(device);
-            let weight_packs = shapes
-                .iter()
                 .enumerate()
-                .map(|(l, &(at, groups))| {
-                    let size = NonZeroU64::new(mlp.weight_range(l).len() as u64 * 4);
-                    let source = (&params_buffer, layout.weight[l] * 4, size);
-                    let group = kernels.pack_group(device, (&uniforms, at), source, &weights[l]);
-                    (group, groups, weights[l].cols.is_multiple_of(4))
-                })
+                .map(|(l, (layer, w))| (&params_buffer, layout.weight[l] * 4, layer.outputs, w))
                 .collect();
+            let (weight_packs, uniforms) = packs(&ctx, &kernels, uniform_align, &sources);
             Textures {
                 x: texture("x batch", capacity, mlp.inputs()),
                 a: layers[..layers.len() - 1]
@@ -682,31 +668,15 @@ impl GpuBackend {
     /// The packs of a pass over `rows` rows (texture matmul): each matrix a
     /// matmul reads, from its buffer into its texture.
     fn plan_packs(&self, textures: &Textures, rows: usize) -> PlanPacks {
-        let device = &self.ctx.device;
-        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
         let layers = self.mlp.layers();
-        let mut sources: Vec<(&wgpu::Buffer, &OperandTexture)> = vec![(&self.x_batch, &textures.x)];
-        sources.extend(self.a.iter().zip(&textures.a));
-        sources.extend(self.dz.iter().zip(&textures.dz));
-        let mut blocks = UniformBlocks::new(self.uniform_align);
-        let shapes: Vec<(u64, (u32, u32))> = sources
-            .iter()
-            .map(|(_, texture)| {
-                let (shape, groups) = texture.pack_shape(rows, max);
-                (blocks.push(&shape), groups)
-            })
+        // The last layer's activations are no operand: zip stops before them.
+        let sources: Vec<PackSource> = std::iter::once((&self.x_batch, &textures.x))
+            .chain(self.a.iter().zip(&textures.a))
+            .chain(self.dz.iter().zip(&textures.dz))
+            .map(|(buffer, texture)| (buffer, 0, rows, texture))
             .collect();
-        let uniforms = blocks.upload(device);
-        let mut packs = sources
-            .iter()
-            .zip(&shapes)
-            .map(|(&(buffer, texture), &(at, groups))| {
-                let size = NonZeroU64::new(rows as u64 * texture.cols as u64 * 4);
-                let group =
-                    self.kernels
-                        .pack_group(device, (&uniforms, at), (buffer, 0, size), texture);
-                (group, groups, texture.cols.is_multiple_of(4))
-            });
+        let (packs, uniforms) = packs(&self.ctx, &self.kernels, self.uniform_align, &sources);
+        let mut packs = packs.into_iter();
         let x = packs.next().expect("the input's pack");
         let a = packs.by_ref().take(layers.len() - 1).collect();
         let dz = packs.collect();
@@ -1214,14 +1184,43 @@ impl GpuBackend {
     }
 }
 
+/// What a pack copies: `rows` rows of the matrix at a byte offset into a
+/// buffer, into a texture.
+type PackSource<'a> = (&'a wgpu::Buffer, u64, usize, &'a OperandTexture);
+
+/// The pack dispatches of `sources`, with the buffer that holds their shapes.
+fn packs(
+    ctx: &GpuContext,
+    kernels: &Kernels,
+    uniform_align: u64,
+    sources: &[PackSource],
+) -> (Vec<Pack>, wgpu::Buffer) {
+    let max = ctx.limits.max_compute_workgroups_per_dimension;
+    let mut blocks = UniformBlocks::new(uniform_align);
+    let shapes: Vec<(u64, (u32, u32))> = sources
+        .iter()
+        .map(|&(_, _, rows, texture)| {
+            let (shape, groups) = texture.pack_shape(rows, max);
+            (blocks.push(&shape), groups)
+        })
+        .collect();
+    let uniforms = blocks.upload(&ctx.device);
+    let packs = sources
+        .iter()
+        .zip(shapes)
+        .map(|(&(buffer, offset, rows, texture), (at, groups))| {
+            let size = NonZeroU64::new(rows as u64 * texture.cols as u64 * 4);
+            let source = (buffer, offset, size);
+            let group = kernels.pack_group(&ctx.device, (&uniforms, at), source, texture);
+            (group, groups, texture.quads())
+        })
+        .collect();
+    (packs, uniforms)
+}
+
 /// Records one pack dispatch (texture matmul).
 fn record_pack(pass: &mut wgpu::ComputePass, kernels: &Kernels, (group, (x, y), quads): &Pack) {
-    let kernel = if *quads {
-        &kernels.pack_quads
-    } else {
-        &kernels.pack
-    };
-    pass.set_pipeline(&kernel.pipeline);
+    pass.set_pipeline(&kernels.pack_kernel(*quads).pipeline);
     pass.set_bind_group(0, group, &[]);
     pass.dispatch_workgroups(*x, *y, 1);
 }

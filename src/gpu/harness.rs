@@ -165,11 +165,7 @@ impl KernelHarness {
         let mut encoder = device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            for (texture, pack_group, pack_groups) in packs.iter().flatten() {
-                pass.set_pipeline(&self.kernels.pack_kernel(texture).pipeline);
-                pass.set_bind_group(0, pack_group, &[]);
-                pass.dispatch_workgroups(pack_groups.0, pack_groups.1, 1);
-            }
+            self.record_packs(&mut pass, packs.iter().flatten());
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &group, if dynamic { &[0] } else { &[] });
             pass.dispatch_workgroups(groups.0, groups.1, 1);
@@ -203,6 +199,19 @@ impl KernelHarness {
             .kernels
             .pack_group(device, (&uniform, 0), (buffer, 0, None), &texture);
         (texture, group, groups)
+    }
+
+    /// Records the pack dispatches of `packs`.
+    fn record_packs<'a>(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        packs: impl IntoIterator<Item = &'a Packed>,
+    ) {
+        for (texture, group, (x, y)) in packs {
+            pass.set_pipeline(&self.kernels.pack_kernel(texture.quads()).pipeline);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(*x, *y, 1);
+        }
     }
 
     fn groups_1d(&self, threads: usize, group: u32) -> (u32, u32) {
@@ -310,16 +319,9 @@ impl KernelHarness {
         }];
         // The texture matmul reads its operands packed (once, untimed).
         let textured = self.kernels.tiling.kind == MatmulKind::Texture;
-        let stored = |rows, cols, transposed| {
-            if transposed {
-                (cols, rows)
-            } else {
-                (rows, cols)
-            }
-        };
         let packs: Vec<_> = if textured {
-            let (a_rows, a_cols) = stored(m, k, trans_a);
-            let (b_rows, b_cols) = stored(k, n, trans_b);
+            let (a_rows, a_cols) = stored_shape(m, k, trans_a);
+            let (b_rows, b_cols) = stored_shape(k, n, trans_b);
             vec![
                 self.pack(&buffers[0], a_rows, a_cols),
                 self.pack(&buffers[1], b_rows, b_cols),
@@ -355,11 +357,7 @@ impl KernelHarness {
             let mut encoder = device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                for (texture, group, (x, y)) in &packs {
-                    pass.set_pipeline(&self.kernels.pack_kernel(texture).pipeline);
-                    pass.set_bind_group(0, group, &[]);
-                    pass.dispatch_workgroups(*x, *y, 1);
-                }
+                self.record_packs(&mut pass, &packs);
             }
             self.ctx.queue.submit([encoder.finish()]);
         }
@@ -770,11 +768,17 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
     bytemuck::pod_collect_to_vec(bytes)
 }
 
+/// The shape op(X) of `rows` × `cols` is stored in: transposed or not.
+fn stored_shape(rows: usize, cols: usize, transposed: bool) -> (usize, usize) {
+    if transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    }
+}
+
 /// op(X) of `rows` × `cols` as a matmul operand, in the shape it is stored.
 fn stored(values: &[f32], rows: usize, cols: usize, transposed: bool) -> Bind<'_> {
-    if transposed {
-        Bind::Matrix(values, cols, rows)
-    } else {
-        Bind::Matrix(values, rows, cols)
-    }
+    let (rows, cols) = stored_shape(rows, cols, transposed);
+    Bind::Matrix(values, rows, cols)
 }

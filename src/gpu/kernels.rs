@@ -550,6 +550,11 @@ impl OperandTexture {
         }
     }
 
+    /// Whether every row is a whole number of texels (`pack_quads` fills it).
+    pub(crate) fn quads(&self) -> bool {
+        self.cols.is_multiple_of(4)
+    }
+
     /// Bytes the texture occupies.
     pub(crate) fn bytes(&self) -> u64 {
         let size = self.texture.size();
@@ -864,14 +869,10 @@ impl Kernels {
 }
 
 impl Kernels {
-    /// The pack kernel for `texture`: `pack_quads` when its rows are whole
-    /// quads, else `pack`.
-    pub(crate) fn pack_kernel(&self, texture: &OperandTexture) -> &Kernel {
-        if texture.cols.is_multiple_of(4) {
-            &self.pack_quads
-        } else {
-            &self.pack
-        }
+    /// The pack kernel for a texture: `pack_quads` when its rows are whole
+    /// quads (`OperandTexture::quads`), else `pack`.
+    pub(crate) fn pack_kernel(&self, quads: bool) -> &Kernel {
+        if quads { &self.pack_quads } else { &self.pack }
     }
 
     /// The pack kernel's bind group: `source` (buffer, byte offset, size)
@@ -885,7 +886,7 @@ impl Kernels {
         texture: &OperandTexture,
     ) -> wgpu::BindGroup {
         let (buffer, offset, size) = source;
-        let kernel = self.pack_kernel(texture);
+        let kernel = self.pack_kernel(texture.quads());
         let source = |binding| wgpu::BindGroupEntry {
             binding,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
