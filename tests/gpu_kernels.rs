@@ -51,10 +51,10 @@ fn cpu_matmul(
     c.iter().map(|&v| v as f32).collect()
 }
 
-#[test]
-fn matmul_variants_match_cpu_at_awkward_sizes() {
-    // Both kernels, whichever this adapter would choose: the workgroup-memory
-    // one for GPUs and the barrier-free one for CPU adapters.
+/// Runs `check` with each matmul kernel, whichever this adapter would
+/// choose: workgroup memory (GPUs), textures (CPU adapters), and the
+/// storage-buffer fallback.
+fn with_every_matmul_kernel(check: fn(&KernelHarness)) {
     for tiling in [
         MatmulTiling::shared(),
         MatmulTiling::direct(),
@@ -62,8 +62,13 @@ fn matmul_variants_match_cpu_at_awkward_sizes() {
     ] {
         let h = KernelHarness::open_with(Some(tiling))
             .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
-        matmul_parity(&h);
+        check(&h);
     }
+}
+
+#[test]
+fn matmul_variants_match_cpu_at_awkward_sizes() {
+    with_every_matmul_kernel(matmul_parity);
 }
 
 fn matmul_parity(h: &KernelHarness) {
@@ -99,15 +104,7 @@ fn matmul_parity(h: &KernelHarness) {
 
 #[test]
 fn fused_dense_kernels_match_cpu_for_every_activation() {
-    for tiling in [
-        MatmulTiling::shared(),
-        MatmulTiling::direct(),
-        MatmulTiling::texture(),
-    ] {
-        let h = KernelHarness::open_with(Some(tiling))
-            .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
-        fused_dense_parity(&h);
-    }
+    with_every_matmul_kernel(fused_dense_parity);
 }
 
 fn fused_dense_parity(h: &KernelHarness) {
