@@ -89,6 +89,15 @@ pub enum Error {
     )]
     NoAdapter(String),
     /// The GPU device failed (lost, out of memory, validation).
+    #[error(
+        "cannot use the BLAS library {library} (RETROPROP_BLAS): {reason}. Install OpenBLAS (Debian/Ubuntu: `apt-get install libopenblas0`), name another library with cblas_sgemm and cblas_dgemm, or set RETROPROP_BLAS=off for the built-in GEMM"
+    )]
+    Blas {
+        /// The library name or path asked for.
+        library: String,
+        /// Why it could not be used.
+        reason: String,
+    },
     #[error("GPU error: {0}")]
     Gpu(String),
     /// Training produced a NaN or infinite loss.

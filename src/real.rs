@@ -13,7 +13,12 @@ pub trait Real: Float + Debug + Default + Send + Sync + std::iter::Sum + 'static
     /// The complementary error function, 1 − erf, accurate in the tails.
     fn erfc(self) -> Self;
     /// `C = alpha · op(A) · op(B) + beta · C` on row-major matrices given by
-    /// row and column strides; `m × k` times `k × n`.
+    /// (row, column) strides; `m × k` times `k × n`. Runs on a system BLAS
+    /// when one is loaded and the product is large, else on the built-in
+    /// GEMM (see [`crate::cpu::gemm`]).
+    ///
+    /// # Panics
+    /// If a stride reaches outside its slice.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -27,11 +32,18 @@ pub trait Real: Float + Debug + Default + Send + Sync + std::iter::Sum + 'static
         beta: Self,
         c: &mut [Self],
         c_strides: (isize, isize),
-    );
+    ) {
+        crate::cpu::gemm::gemm(
+            m, k, n, alpha, a, a_strides, b, b_strides, beta, c, c_strides,
+        );
+    }
+    /// The library's `cblas_sgemm` or `cblas_dgemm`, whichever this type is.
+    #[doc(hidden)]
+    fn cblas_gemm(blas: &crate::cpu::gemm::Blas) -> crate::cpu::gemm::CblasGemm<Self>;
 }
 
 macro_rules! impl_real {
-    ($t:ty, $erfc:path) => {
+    ($t:ty, $erfc:path, $cblas:ident) => {
         impl Real for $t {
             fn of(v: f64) -> Self {
                 v as $t
@@ -42,72 +54,12 @@ macro_rules! impl_real {
             fn erfc(self) -> Self {
                 $erfc(self)
             }
-            fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                alpha: Self,
-                a: &[Self],
-                (rsa, csa): (isize, isize),
-                b: &[Self],
-                (rsb, csb): (isize, isize),
-                beta: Self,
-                c: &mut [Self],
-                (rsc, csc): (isize, isize),
-            ) {
-                if m == 0 || n == 0 {
-                    return;
-                }
-                let last = |rows: usize, cols: usize, rs: isize, cs: isize| {
-                    (rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs)
-                        as usize
-                };
-                assert!(
-                    k == 0 || last(m, k, rsa, csa) < a.len(),
-                    "gemm: A too small"
-                );
-                assert!(
-                    k == 0 || last(k, n, rsb, csb) < b.len(),
-                    "gemm: B too small"
-                );
-                assert!(last(m, n, rsc, csc) < c.len(), "gemm: C too small");
-                // Small products are not worth waking the thread pool for.
-                let parallelism = if m * n * k >= 1 << 18 {
-                    gemm::Parallelism::Rayon(0)
-                } else {
-                    gemm::Parallelism::None
-                };
-                // SAFETY: the asserts above keep every index the strides reach
-                // inside the three slices, and C does not alias A or B (it is
-                // borrowed mutably). The gemm crate computes
-                // dst = alpha·dst + beta·lhs·rhs: its alpha is our beta.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        c.as_mut_ptr(),
-                        csc,
-                        rsc,
-                        beta != 0.0,
-                        a.as_ptr(),
-                        csa,
-                        rsa,
-                        b.as_ptr(),
-                        csb,
-                        rsb,
-                        beta,
-                        alpha,
-                        false,
-                        false,
-                        false,
-                        parallelism,
-                    )
-                }
+            fn cblas_gemm(blas: &crate::cpu::gemm::Blas) -> crate::cpu::gemm::CblasGemm<Self> {
+                blas.$cblas()
             }
         }
     };
 }
 
-impl_real!(f32, libm::erfcf);
-impl_real!(f64, libm::erfc);
+impl_real!(f32, libm::erfcf, sgemm);
+impl_real!(f64, libm::erfc, dgemm);

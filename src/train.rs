@@ -564,7 +564,9 @@ impl Trainer {
         &self.config
     }
 
-    /// Which backend runs, in words (`cpu`, or the GPU adapter's name).
+    /// Which backend runs, in words: `cpu: ` and the GEMM it uses
+    /// (`OpenBLAS 0.3.21, Zen` or `built-in GEMM`, see [`crate::cpu::gemm`]),
+    /// or `gpu: ` and the adapter's name and graphics API.
     pub fn device_name(&self) -> String {
         self.backend.name()
     }
@@ -919,7 +921,7 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
-        "cpu".into()
+        format!("cpu: {}", crate::cpu::gemm_name())
     }
 
     fn parameters(&mut self) -> Result<Vec<f32>> {

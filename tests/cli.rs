@@ -896,3 +896,46 @@ fn bench_json_runs_on_a_tiny_configuration() {
         &["--batch", "`0` is not a batch size"],
     );
 }
+
+#[test]
+fn a_blas_library_that_cannot_be_loaded_is_an_error_not_a_slow_run() {
+    let out = retroprop()
+        .env("RETROPROP_BLAS", "/nonexistent/libopenblas.so")
+        .args(["train", "--device", "cpu", "--epochs", "1", "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for part in [
+        "/nonexistent/libopenblas.so",
+        "RETROPROP_BLAS=off",
+        "apt-get install libopenblas0",
+    ] {
+        assert!(
+            stderr.contains(part),
+            "stderr does not mention `{part}`:\n{stderr}"
+        );
+    }
+    // `off` is the built-in GEMM, and the bench says which GEMM ran.
+    let out = retroprop()
+        .env("RETROPROP_BLAS", "off")
+        .args([
+            "bench",
+            "--devices",
+            "cpu",
+            "--batch",
+            "4",
+            "--steps",
+            "2",
+            "--arch",
+            "8,16,3",
+            "--samples",
+            "64",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let run: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(run["device"], "cpu: built-in GEMM", "{stdout}");
+}

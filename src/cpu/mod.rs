@@ -3,8 +3,10 @@
 //! truth for gradient checks).
 
 mod dense;
+pub mod gemm;
 
 pub use dense::{dense_backward, dense_forward};
+pub use gemm::{Blas, blas, check_env, gemm_builtin, gemm_name};
 
 use crate::loss::{Loss, TargetBatch};
 use crate::model::Mlp;

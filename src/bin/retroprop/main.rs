@@ -12,6 +12,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // A BLAS library asked for by name that cannot be loaded is an error,
+    // not a silent fall back to the slower built-in GEMM.
+    if let Err(e) = retroprop::cpu::check_env() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         cli::Command::Train(args) => train::train(*args),
         cli::Command::Predict(args) => train::predict(args),
@@ -50,6 +56,7 @@ fn devices() -> Result<(), String> {
             a.max_compute_workgroup_storage_size >> 10
         );
     }
+    println!("cpu: {}", retroprop::cpu::gemm_name());
     let choice = adapters.iter().find(|a| a.is_hardware);
     match choice {
         Some(a) => println!("auto: gpu ({})", a.name),

@@ -1,0 +1,395 @@
+//! The CPU backend's matrix product: the built-in GEMM (the `gemm` crate,
+//! pure Rust, always there) or a system BLAS found at run time.
+//!
+//! A tuned BLAS beats the built-in GEMM on large products: on the bench
+//! machine (2 AMD EPYC cores) Debian's OpenBLAS 0.3.21 ran the standard
+//! work's layer shapes about 15 % faster (`docs/performance.md`). It is not
+//! a build dependency: the first product large enough to be worth it loads
+//! the library, and a machine without one keeps the built-in GEMM.
+//!
+//! The environment variable `RETROPROP_BLAS` chooses:
+//!
+//! | value | GEMM used |
+//! | --- | --- |
+//! | unset or `auto` | the first of OpenBLAS (`libopenblas.so.0`, `libopenblas.so`, `libopenblas.dylib`) and Intel MKL (`libmkl_rt.so.2`, `libmkl_rt.so`) that loads, else the built-in one |
+//! | `off` | the built-in one |
+//! | a library name or path | that library (its `cblas_sgemm` and `cblas_dgemm`); if it cannot be loaded, the built-in one, and [`check_env`] says why |
+//!
+//! Products too small to be split over threads (m·n·k < 2¹⁸) always run on
+//! the built-in GEMM, single-threaded: the library call would cost more
+//! than it saves. Either way C = α·op(A)·op(B) + β·C, and with β = 0 the
+//! old contents of C are not read (so NaN in it does not spread).
+//!
+//! ```
+//! // Which GEMM this process uses, for logs and benchmark reports.
+//! println!("CPU GEMM: {}", retroprop::cpu::gemm_name());
+//! ```
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+use std::ffi::{CStr, c_char, c_int};
+use std::sync::OnceLock;
+
+/// Smallest m·n·k worth a thread pool (and a library call).
+const PARALLEL_WORK: usize = 1 << 18;
+
+/// The C signature of `cblas_sgemm` and `cblas_dgemm`, with `T` the float.
+pub type CblasGemm<T> = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    T,
+    *const T,
+    c_int,
+    *const T,
+    c_int,
+    T,
+    *mut T,
+    c_int,
+);
+
+const CBLAS_ROW_MAJOR: c_int = 101;
+const CBLAS_NO_TRANS: c_int = 111;
+const CBLAS_TRANS: c_int = 112;
+
+/// Library names `auto` tries, in order.
+const AUTO: [&str; 5] = [
+    "libopenblas.so.0",
+    "libopenblas.so",
+    "libopenblas.dylib",
+    "libmkl_rt.so.2",
+    "libmkl_rt.so",
+];
+
+/// A loaded BLAS library's GEMM routines.
+#[derive(Debug)]
+pub struct Blas {
+    name: String,
+    sgemm: CblasGemm<f32>,
+    dgemm: CblasGemm<f64>,
+    // Keeps the routines above mapped; declared last so it is dropped last.
+    _library: libloading::Library,
+}
+
+impl Blas {
+    /// Loads the library `name` (a file name the dynamic loader searches
+    /// for, or a path) and finds `cblas_sgemm` and `cblas_dgemm` in it.
+    ///
+    /// # Errors
+    /// [`Error::Blas`] naming the library, when it cannot be loaded or
+    /// lacks either routine.
+    pub fn load(name: &str) -> Result<Blas> {
+        let fail = |reason: String| Error::Blas {
+            library: name.to_string(),
+            reason,
+        };
+        // SAFETY: loading runs the library's initialisers; a BLAS library's
+        // do no more than read the CPU type and the thread settings.
+        let library = unsafe { libloading::Library::new(name) }.map_err(|e| fail(e.to_string()))?;
+        // SAFETY: the symbols have CBLAS's C signatures, as `CblasGemm`.
+        let (sgemm, dgemm) = unsafe {
+            let sgemm = *library
+                .get::<CblasGemm<f32>>(b"cblas_sgemm\0")
+                .map_err(|e| fail(e.to_string()))?;
+            let dgemm = *library
+                .get::<CblasGemm<f64>>(b"cblas_dgemm\0")
+                .map_err(|e| fail(e.to_string()))?;
+            (sgemm, dgemm)
+        };
+        let name = describe(&library).unwrap_or_else(|| name.to_string());
+        Ok(Blas {
+            name,
+            sgemm,
+            dgemm,
+            _library: library,
+        })
+    }
+
+    /// The library, with its version and CPU kernel when it says (OpenBLAS
+    /// does: `OpenBLAS 0.3.21, Zen`), else the name it was loaded by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// C = α·op(A)·op(B) + β·C through the library, for row-major operands
+    /// given by strides as in [`Real::gemm`]. Returns `false`, computing
+    /// nothing, when a stride pattern or size is one CBLAS cannot express
+    /// (neither stride 1, or beyond `i32`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm<T: Real>(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: T,
+        a: &[T],
+        a_strides: (isize, isize),
+        b: &[T],
+        b_strides: (isize, isize),
+        beta: T,
+        c: &mut [T],
+        c_strides: (isize, isize),
+    ) -> bool {
+        check_extent(m, k, a, a_strides, "A");
+        check_extent(k, n, b, b_strides, "B");
+        check_extent(m, n, c, c_strides, "C");
+        let (Some((ta, lda)), Some((tb, ldb))) =
+            (operand(m, k, a_strides), operand(k, n, b_strides))
+        else {
+            return false;
+        };
+        let ldc = match c_strides {
+            (rs, 1) if rs >= n.max(1) as isize => rs,
+            _ => return false,
+        };
+        let int = |v: usize| c_int::try_from(v).ok();
+        let (Some(m), Some(n), Some(k), Some(lda), Some(ldb), Some(ldc)) = (
+            int(m),
+            int(n),
+            int(k),
+            int(lda),
+            int(ldb),
+            int(ldc as usize),
+        ) else {
+            return false;
+        };
+        let f = T::cblas_gemm(self);
+        // SAFETY: `check_extent` keeps every element the strides reach inside
+        // the slices, `operand` checked each leading dimension covers its
+        // rows, and C is borrowed mutably so it aliases neither operand.
+        unsafe {
+            f(
+                CBLAS_ROW_MAJOR,
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                alpha,
+                a.as_ptr(),
+                lda,
+                b.as_ptr(),
+                ldb,
+                beta,
+                c.as_mut_ptr(),
+                ldc,
+            )
+        };
+        true
+    }
+
+    pub(crate) fn sgemm(&self) -> CblasGemm<f32> {
+        self.sgemm
+    }
+
+    pub(crate) fn dgemm(&self) -> CblasGemm<f64> {
+        self.dgemm
+    }
+}
+
+/// How CBLAS reads a rows × cols operand with these strides: not transposed
+/// with leading dimension rs (rows contiguous), or transposed with leading
+/// dimension cs (columns contiguous).
+fn operand(rows: usize, cols: usize, (rs, cs): (isize, isize)) -> Option<(c_int, usize)> {
+    if cs == 1 && rs >= cols.max(1) as isize {
+        Some((CBLAS_NO_TRANS, rs as usize))
+    } else if rs == 1 && cs >= rows.max(1) as isize {
+        Some((CBLAS_TRANS, cs as usize))
+    } else {
+        None
+    }
+}
+
+/// Panics unless every element a rows × cols matrix with these strides
+/// reaches is inside `data`: the bounds both GEMMs rely on.
+fn check_extent<T>(rows: usize, cols: usize, data: &[T], (rs, cs): (isize, isize), name: &str) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(rs >= 0 && cs >= 0, "gemm: {name} has a negative stride");
+    let last = (rows - 1) * rs as usize + (cols - 1) * cs as usize;
+    assert!(last < data.len(), "gemm: {name} too small");
+}
+
+/// OpenBLAS's own description, shortened to its version and the CPU kernel
+/// it chose, e.g. `OpenBLAS 0.3.21, Zen`.
+fn describe(library: &libloading::Library) -> Option<String> {
+    type Text = unsafe extern "C" fn() -> *const c_char;
+    // SAFETY: both OpenBLAS functions take nothing and return pointers to
+    // static NUL-terminated strings.
+    unsafe {
+        let config = library.get::<Text>(b"openblas_get_config\0").ok()?;
+        let core = library.get::<Text>(b"openblas_get_corename\0").ok()?;
+        let text = |f: &Text| {
+            let p = f();
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        let config = text(&config)?;
+        let version: Vec<&str> = config.split_whitespace().take(2).collect();
+        Some(match text(&core) {
+            Some(core) => format!("{}, {core}", version.join(" ")),
+            None => version.join(" "),
+        })
+    }
+}
+
+/// The choice `RETROPROP_BLAS` made, settled once per process.
+struct Choice {
+    blas: Option<Blas>,
+    /// Why the library asked for could not be used.
+    error: Option<Error>,
+}
+
+fn choice() -> &'static Choice {
+    static CHOICE: OnceLock<Choice> = OnceLock::new();
+    CHOICE.get_or_init(|| {
+        let wanted = std::env::var("RETROPROP_BLAS").unwrap_or_default();
+        match wanted.trim() {
+            "off" => Choice {
+                blas: None,
+                error: None,
+            },
+            "" | "auto" => Choice {
+                blas: AUTO.iter().find_map(|name| Blas::load(name).ok()),
+                error: None,
+            },
+            name => match Blas::load(name) {
+                Ok(blas) => Choice {
+                    blas: Some(blas),
+                    error: None,
+                },
+                Err(e) => {
+                    log::warn!("{e}");
+                    Choice {
+                        blas: None,
+                        error: Some(e),
+                    }
+                }
+            },
+        }
+    })
+}
+
+/// The BLAS library the CPU backend uses, if any (see the module docs).
+pub fn blas() -> Option<&'static Blas> {
+    choice().blas.as_ref()
+}
+
+/// Which GEMM the CPU backend uses: the BLAS library's [name](Blas::name),
+/// or `built-in GEMM`.
+pub fn gemm_name() -> String {
+    match blas() {
+        Some(b) => b.name().to_string(),
+        None => "built-in GEMM".to_string(),
+    }
+}
+
+/// Fails when `RETROPROP_BLAS` names a library that cannot be used (the CPU
+/// backend then runs on the built-in GEMM); programs call this at start to
+/// report it rather than run slower unnoticed.
+///
+/// # Errors
+/// [`Error::Blas`] with the library and the loader's reason.
+pub fn check_env() -> Result<()> {
+    match &choice().error {
+        Some(Error::Blas { library, reason }) => Err(Error::Blas {
+            library: library.clone(),
+            reason: reason.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// C = α·op(A)·op(B) + β·C with the built-in GEMM: row-major operands given
+/// by (row, column) strides, m × k times k × n.
+///
+/// # Panics
+/// If a stride reaches outside its slice.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_builtin<T: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: &[T],
+    (rsa, csa): (isize, isize),
+    b: &[T],
+    (rsb, csb): (isize, isize),
+    beta: T,
+    c: &mut [T],
+    (rsc, csc): (isize, isize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k > 0 {
+        check_extent(m, k, a, (rsa, csa), "A");
+        check_extent(k, n, b, (rsb, csb), "B");
+    }
+    check_extent(m, n, c, (rsc, csc), "C");
+    // Small products are not worth waking the thread pool for.
+    let parallelism = if m * n * k >= PARALLEL_WORK {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `check_extent` keeps every index the strides reach inside the
+    // three slices, and C does not alias A or B (it is borrowed mutably).
+    // The gemm crate computes dst = alpha·dst + beta·lhs·rhs: its alpha is
+    // our beta, and it does not read dst when told so (our β = 0).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            csc,
+            rsc,
+            beta != T::zero(),
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            csb,
+            rsb,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// [`Real::gemm`]: the BLAS library for products worth it, else the
+/// built-in GEMM.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<T: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: &[T],
+    a_strides: (isize, isize),
+    b: &[T],
+    b_strides: (isize, isize),
+    beta: T,
+    c: &mut [T],
+    c_strides: (isize, isize),
+) {
+    if m * n * k >= PARALLEL_WORK
+        && let Some(blas) = blas()
+        && blas.gemm(
+            m, k, n, alpha, a, a_strides, b, b_strides, beta, c, c_strides,
+        )
+    {
+        return;
+    }
+    gemm_builtin(
+        m, k, n, alpha, a, a_strides, b, b_strides, beta, c, c_strides,
+    );
+}

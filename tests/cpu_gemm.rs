@@ -1,0 +1,202 @@
+//! The CPU backend's two GEMMs, the built-in one and the system BLAS, against
+//! a plain triple loop in f64: every transpose, padded leading dimensions,
+//! α and β, sizes that are not multiples of any kernel's block.
+
+use retroprop::Real;
+use retroprop::cpu::{Blas, blas, gemm_builtin};
+
+/// A small deterministic generator, so failures repeat.
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// A rows × cols operand stored transposed or not, with `pad` unused values
+/// after each stored row: its data and (row, column) strides.
+fn layout(
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+    pad: usize,
+    seed: u64,
+) -> (Vec<f64>, (isize, isize)) {
+    let (stored_rows, stored_cols) = if transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
+    let ld = stored_cols + pad;
+    let data = values(stored_rows * ld, seed);
+    let strides = if transposed {
+        (1, ld as isize)
+    } else {
+        (ld as isize, 1)
+    };
+    (data, strides)
+}
+
+fn at(data: &[f64], (rs, cs): (isize, isize), i: usize, j: usize) -> f64 {
+    data[i * rs as usize + j * cs as usize]
+}
+
+type Gemm<T> = dyn Fn(
+    usize,
+    usize,
+    usize,
+    T,
+    &[T],
+    (isize, isize),
+    &[T],
+    (isize, isize),
+    T,
+    &mut [T],
+    (isize, isize),
+);
+
+/// Runs `gemm` in `T` on every layout and compares with f64 arithmetic.
+fn check<T: Real>(name: &str, gemm: &Gemm<T>, tolerance: f64) {
+    let shapes = [
+        (1, 1, 1),
+        (3, 5, 2),
+        (17, 33, 9),
+        (64, 70, 65),
+        (130, 67, 129),
+        (96, 256, 100),
+    ];
+    let mut case = 0;
+    for &(m, k, n) in &shapes {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-1.5, 0.25)] {
+                    case += 1;
+                    let pad = case % 3;
+                    let (a, sa) = layout(m, k, ta, pad, case as u64);
+                    let (b, sb) = layout(k, n, tb, pad + 1, case as u64 + 100);
+                    let ldc = n + pad;
+                    let c0 = values(m * ldc, case as u64 + 200);
+                    let mut want = c0.clone();
+                    for i in 0..m {
+                        for j in 0..n {
+                            let dot: f64 =
+                                (0..k).map(|p| at(&a, sa, i, p) * at(&b, sb, p, j)).sum();
+                            want[i * ldc + j] = alpha * dot + beta * c0[i * ldc + j];
+                        }
+                    }
+                    let to_t = |v: &[f64]| v.iter().map(|&x| T::of(x)).collect::<Vec<T>>();
+                    let mut got = to_t(&c0);
+                    if beta == 0.0 {
+                        // β = 0 must not read C: NaN there may not spread.
+                        for i in 0..m {
+                            got[i * ldc..i * ldc + n].fill(T::nan());
+                        }
+                    }
+                    let c_strides = (ldc as isize, 1);
+                    gemm(
+                        m,
+                        k,
+                        n,
+                        T::of(alpha),
+                        &to_t(&a),
+                        sa,
+                        &to_t(&b),
+                        sb,
+                        T::of(beta),
+                        &mut got,
+                        c_strides,
+                    );
+                    for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let err = (g.f64() - w).abs();
+                        assert!(
+                            err <= tolerance * (1.0 + w.abs()) * (k as f64).sqrt(),
+                            "{name}: {m}×{k}×{n} ta={ta} tb={tb} α={alpha} β={beta}: C[{}][{}] = {} want {w}",
+                            idx / ldc,
+                            idx % ldc,
+                            g.f64()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The system BLAS this machine has: the tests need one.
+fn system_blas() -> &'static Blas {
+    blas().expect(
+        "no BLAS library loaded: install OpenBLAS (Debian/Ubuntu: `apt-get install libopenblas0`) \
+         and leave RETROPROP_BLAS unset, or point it at a library with cblas_sgemm",
+    )
+}
+
+#[test]
+fn builtin_gemm_matches_f64_reference() {
+    check::<f32>("built-in f32", &gemm_builtin::<f32>, 1e-5);
+    check::<f64>("built-in f64", &gemm_builtin::<f64>, 1e-13);
+}
+
+#[test]
+fn blas_gemm_matches_f64_reference() {
+    let blas = system_blas();
+    let f32_gemm = |m, k, n, alpha, a: &[f32], sa, b: &[f32], sb, beta, c: &mut [f32], sc| {
+        assert!(
+            blas.gemm(m, k, n, alpha, a, sa, b, sb, beta, c, sc),
+            "{} declined",
+            blas.name()
+        );
+    };
+    let f64_gemm = |m, k, n, alpha, a: &[f64], sa, b: &[f64], sb, beta, c: &mut [f64], sc| {
+        assert!(
+            blas.gemm(m, k, n, alpha, a, sa, b, sb, beta, c, sc),
+            "{} declined",
+            blas.name()
+        );
+    };
+    check::<f32>(blas.name(), &f32_gemm, 1e-5);
+    check::<f64>(blas.name(), &f64_gemm, 1e-13);
+}
+
+#[test]
+fn real_gemm_matches_f64_reference() {
+    // Whichever path each size takes (BLAS above 2¹⁸ multiply-adds).
+    check::<f32>("Real::gemm", &f32::gemm, 1e-5);
+    check::<f64>("Real::gemm", &f64::gemm, 1e-13);
+}
+
+#[test]
+fn blas_declines_what_cblas_cannot_express_and_real_gemm_still_computes_it() {
+    let blas = system_blas();
+    // A 2 × 2 operand with strides (2, 2) over [1, 2, 3, 4, 5]: neither is 1.
+    let a = [1.0f32, 0.0, 2.0, 0.0, 3.0];
+    let b = [1.0f32, 0.0, 0.0, 1.0];
+    let mut c = [0.0f32; 4];
+    assert!(!blas.gemm(2, 2, 2, 1.0, &a, (2, 2), &b, (2, 1), 0.0, &mut c, (2, 1)));
+    assert_eq!(c, [0.0; 4], "declined, so nothing written");
+    f32::gemm(2, 2, 2, 1.0, &a, (2, 2), &b, (2, 1), 0.0, &mut c, (2, 1));
+    assert_eq!(c, [1.0, 2.0, 2.0, 3.0]);
+}
+
+#[test]
+fn a_library_that_cannot_be_loaded_is_named_in_the_error() {
+    let err = Blas::load("/nonexistent/libnothing.so")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/libnothing.so") && err.contains("apt-get install libopenblas0"),
+        "{err}"
+    );
+    // A library without cblas_sgemm (the C library itself).
+    let err = Blas::load("libc.so.6").unwrap_err().to_string();
+    assert!(
+        err.contains("libc.so.6") && err.contains("cblas_sgemm"),
+        "{err}"
+    );
+}
