@@ -17,7 +17,8 @@
 //!
 //! Products too small to be split over threads (m·n·k < 2¹⁸) always run on
 //! the built-in GEMM, single-threaded: the library call would cost more
-//! than it saves. Either way C = α·op(A)·op(B) + β·C, and with β = 0 the
+//! than it saves; so do thin ones (a side under 32), where the built-in
+//! GEMM was the faster. Either way C = α·op(A)·op(B) + β·C, and with β = 0 the
 //! old contents of C are not read (so NaN in it does not spread).
 //!
 //! ```
@@ -32,6 +33,11 @@ use std::sync::OnceLock;
 
 /// Smallest m·n·k worth a thread pool (and a library call).
 const PARALLEL_WORK: usize = 1 << 18;
+
+/// Smallest m, n and k the library gets: with a side of 10 (the standard
+/// work's output layer) OpenBLAS 0.3.21 ran at half the built-in GEMM's
+/// speed, with 64 it was faster (`retroprop bench --full --devices cpu`).
+const BLAS_MIN_SIDE: usize = 32;
 
 /// The C signature of `cblas_sgemm` and `cblas_dgemm`, with `T` the float.
 pub type CblasGemm<T> = unsafe extern "C" fn(
@@ -382,6 +388,7 @@ pub(crate) fn gemm<T: Real>(
     c_strides: (isize, isize),
 ) {
     if m * n * k >= PARALLEL_WORK
+        && m.min(n).min(k) >= BLAS_MIN_SIDE
         && let Some(blas) = blas()
         && blas.gemm(
             m, k, n, alpha, a, a_strides, b, b_strides, beta, c, c_strides,

@@ -312,6 +312,9 @@ fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
             );
         }
     }
+    if devices.contains(&Device::Cpu) {
+        cpu_gemm(args, &emit);
+    }
     let tiny = standard_data(256, 4, 2, 1)?;
     for &device in devices {
         let r = run(device, &[4, 4, 2], &tiny, 1, 200, "sgd")?;
@@ -380,4 +383,83 @@ fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The CPU backend's GEMMs on the square sizes and the standard work's
+/// products: the built-in one, then the BLAS library when one is loaded (in
+/// a second pass, so that the library's threads, which spin a while after
+/// each call, do not slow the built-in one's).
+fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) {
+    use retroprop::cpu::{blas, gemm_builtin};
+    let shapes = [
+        (256, 256, 256),
+        (512, 512, 512),
+        (1024, 1024, 1024),
+        (2048, 2048, 2048),
+        (1024, 784, 1024),
+        (1024, 1024, 10),
+        (1024, 10, 1024),
+        (10, 1024, 1024),
+        (1024, 1024, 784),
+        (64, 784, 1024),
+        (64, 1024, 1024),
+    ];
+    let variants = [(false, false), (false, true), (true, false)];
+    let time = |m: usize, k: usize, n: usize, ta: bool, tb: bool, blas_lib: bool| {
+        let a = vec![0.5f32; m * k];
+        let b = vec![0.25f32; k * n];
+        let mut c = vec![0f32; m * n];
+        let sa = if ta { (1, m as isize) } else { (k as isize, 1) };
+        let sb = if tb { (1, k as isize) } else { (n as isize, 1) };
+        let flops = 2.0 * (m * k * n) as f64;
+        let reps = ((2e10 / flops) as usize).clamp(3, 50);
+        let mut secs: Vec<f64> = (0..=reps)
+            .map(|_| {
+                let t = Instant::now();
+                match blas() {
+                    Some(lib) if blas_lib => {
+                        let done =
+                            lib.gemm(m, k, n, 1.0, &a, sa, &b, sb, 0.0, &mut c, (n as isize, 1));
+                        assert!(done, "the BLAS declined a row-major product");
+                    }
+                    _ => gemm_builtin(m, k, n, 1.0, &a, sa, &b, sb, 0.0, &mut c, (n as isize, 1)),
+                }
+                t.elapsed().as_secs_f64()
+            })
+            .skip(1)
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        flops / secs[secs.len() / 2] / 1e9
+    };
+    let mut libraries = vec![("built-in".to_string(), false)];
+    if let Some(lib) = blas() {
+        libraries.push((lib.name().to_string(), true));
+    }
+    for (name, blas_lib) in libraries {
+        if !args.json {
+            println!("\nCPU GEMM, {name}, GFLOP/s (median)");
+            println!("{:>22} {:>8} {:>8} {:>8}", "M x K x N", "NN", "NT", "TN");
+        }
+        for &(m, k, n) in &shapes {
+            let row: Vec<f64> = variants
+                .iter()
+                .map(|&(ta, tb)| time(m, k, n, ta, tb, blas_lib))
+                .collect();
+            if !args.json {
+                println!(
+                    "{:>22} {:>8.1} {:>8.1} {:>8.1}",
+                    format!("{m}x{k}x{n}"),
+                    row[0],
+                    row[1],
+                    row[2]
+                );
+            }
+            emit(
+                "cpu_gemm",
+                serde_json::json!({"gemm": name, "m": m, "k": k, "n": n, "nn": row[0], "nt": row[1], "tn": row[2]}),
+            );
+        }
+        // Let a BLAS library's threads go idle before anything else runs.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
