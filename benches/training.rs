@@ -1,6 +1,6 @@
-//! Criterion benchmarks: the matmul kernel variants and one training step
-//! on each backend. On lavapipe keep them small; `retroprop bench` measures
-//! the standard work.
+//! Criterion benchmarks: the matmul kernel variants, the CPU GEMMs and one
+//! training step on each backend. On lavapipe keep them small; `retroprop
+//! bench` measures the standard work.
 //!
 //!     cargo bench --bench training
 
@@ -57,5 +57,28 @@ fn step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, step);
+/// The CPU backend's GEMMs on 512³ (NN): the built-in one and the system
+/// BLAS when one is loaded.
+fn cpu_gemm(c: &mut Criterion) {
+    let n = 512;
+    let a = vec![0.5f32; n * n];
+    let b = vec![0.25f32; n * n];
+    let mut out = vec![0f32; n * n];
+    let s = (n as isize, 1);
+    let mut group = c.benchmark_group("cpu gemm 512³");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("built-in", |bench| {
+        bench.iter(|| retroprop::cpu::gemm_builtin(n, n, n, 1.0, &a, s, &b, s, 0.0, &mut out, s))
+    });
+    if let Some(blas) = retroprop::cpu::blas() {
+        group.bench_function(blas.name(), |bench| {
+            bench.iter(|| assert!(blas.gemm(n, n, n, 1.0, &a, s, &b, s, 0.0, &mut out, s)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul, cpu_gemm, step);
 criterion_main!(benches);
