@@ -194,9 +194,11 @@ fn a_library_that_cannot_be_loaded_is_named_in_the_error() {
         "{err}"
     );
     // A library without cblas_sgemm (the C library itself).
-    let err = Blas::load("libc.so.6").unwrap_err().to_string();
-    assert!(
-        err.contains("libc.so.6") && err.contains("cblas_sgemm"),
-        "{err}"
-    );
+    if cfg!(target_os = "linux") {
+        let err = Blas::load("libc.so.6").unwrap_err().to_string();
+        assert!(
+            err.contains("libc.so.6") && err.contains("cblas_sgemm"),
+            "{err}"
+        );
+    }
 }
