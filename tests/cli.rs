@@ -898,7 +898,7 @@ fn bench_json_runs_on_a_tiny_configuration() {
 }
 
 #[test]
-fn a_blas_library_that_cannot_be_loaded_is_an_error_not_a_slow_run() {
+fn environment_asking_for_what_cannot_run_is_an_error_not_a_silent_default() {
     let out = retroprop()
         .env("RETROPROP_BLAS", "/nonexistent/libopenblas.so")
         .args(["train", "--device", "cpu", "--epochs", "1", "-q"])
@@ -916,6 +916,18 @@ fn a_blas_library_that_cannot_be_loaded_is_an_error_not_a_slow_run() {
             "stderr does not mention `{part}`:\n{stderr}"
         );
     }
+    // The same for a matmul kernel that does not exist.
+    let out = retroprop()
+        .env("RETROPROP_MATMUL", "texture:8x4x6x6x4")
+        .args(["devices"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("RETROPROP_MATMUL=`texture:8x4x6x6x4` is not a matmul kernel"),
+        "{stderr}"
+    );
     // `off` is the built-in GEMM, and the bench says which GEMM ran.
     let out = retroprop()
         .env("RETROPROP_BLAS", "off")

@@ -52,18 +52,35 @@ impl MatmulTiling {
     /// `RETROPROP_MATMUL=shared`, `=direct` or `=texture` in the environment
     /// forces one.
     pub fn for_adapter(is_hardware: bool) -> MatmulTiling {
-        if let Ok(text) = std::env::var("RETROPROP_MATMUL") {
-            match MatmulTiling::parse(&text) {
-                Some(tiling) => return tiling,
-                None => {
-                    log::warn!("RETROPROP_MATMUL=`{text}` not understood; using the default kernel")
-                }
-            }
+        match MatmulTiling::from_env() {
+            Ok(Some(tiling)) => return tiling,
+            Ok(None) => {}
+            Err(e) => log::warn!("{e}; using the default kernel"),
         }
         if is_hardware {
             MatmulTiling::shared()
         } else {
             MatmulTiling::texture()
+        }
+    }
+
+    /// The kernel `RETROPROP_MATMUL` asks for, if it is set.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) when it is set to something
+    /// [`parse`](Self::parse) does not accept; programs call this at start
+    /// (the `retroprop` program does) so that a typo is not a silent
+    /// fall back to the default kernel.
+    pub fn from_env() -> crate::Result<Option<MatmulTiling>> {
+        match std::env::var("RETROPROP_MATMUL") {
+            Ok(text) => MatmulTiling::parse(&text).map(Some).ok_or_else(|| {
+                crate::Error::Config(format!(
+                    "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct or \
+                     texture, optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup; RN a \
+                     multiple of 4 for direct, RM and RN for texture)"
+                ))
+            }),
+            Err(_) => Ok(None),
         }
     }
 

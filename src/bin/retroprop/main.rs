@@ -12,9 +12,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    // A BLAS library asked for by name that cannot be loaded is an error,
-    // not a silent fall back to the slower built-in GEMM.
-    if let Err(e) = retroprop::cpu::check_env() {
+    // A BLAS library or matmul kernel asked for in the environment that
+    // cannot be used is an error, not a silent fall back to the default.
+    let env = retroprop::cpu::check_env().and(retroprop::gpu::MatmulTiling::from_env());
+    if let Err(e) = env {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
