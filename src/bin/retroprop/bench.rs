@@ -247,6 +247,17 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             }
         }
     }
+    let wanted = std::env::var("RETROPROP_BLAS").unwrap_or_default();
+    if !args.json
+        && devices.contains(&Device::Cpu)
+        && retroprop::cpu::blas().is_none()
+        && wanted.trim() != "off"
+    {
+        println!(
+            "note: the CPU ran on its built-in GEMM; with OpenBLAS installed (Debian/Ubuntu: \
+             apt-get install libopenblas0) its large products are faster (docs/performance.md)"
+        );
+    }
     if args.full {
         full(&args, &devices)?;
     }
