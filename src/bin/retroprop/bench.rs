@@ -414,6 +414,9 @@ fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) {
         (1024, 1024, 784),
         (64, 784, 1024),
         (64, 1024, 1024),
+        (1024, 64, 1024),
+        (1024, 128, 1024),
+        (1024, 256, 1024),
     ];
     let variants = [(false, false), (false, true), (true, false)];
     let time = |m: usize, k: usize, n: usize, ta: bool, tb: bool, blas_lib: bool| {
