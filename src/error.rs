@@ -88,7 +88,8 @@ pub enum Error {
         "no GPU adapter found ({0}). Install a Vulkan driver: your GPU vendor's, or Mesa's software Vulkan on a machine without a GPU (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`), or use the CPU backend (device `cpu`)"
     )]
     NoAdapter(String),
-    /// The GPU device failed (lost, out of memory, validation).
+    /// The BLAS library `RETROPROP_BLAS` names cannot be loaded or lacks
+    /// `cblas_sgemm` / `cblas_dgemm`.
     #[error(
         "cannot use the BLAS library {library} (RETROPROP_BLAS): {reason}. Install OpenBLAS (Debian/Ubuntu: `apt-get install libopenblas0`), name another library with cblas_sgemm and cblas_dgemm, or set RETROPROP_BLAS=off for the built-in GEMM"
     )]
@@ -98,6 +99,7 @@ pub enum Error {
         /// Why it could not be used.
         reason: String,
     },
+    /// The GPU device failed (lost, out of memory, validation).
     #[error("GPU error: {0}")]
     Gpu(String),
     /// Training produced a NaN or infinite loss.
