@@ -39,7 +39,16 @@ fn retroprop() -> Command {
 
 /// Runs and returns (exit code, stdout, stderr), asserting no panic.
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = retroprop().args(args).output().unwrap();
+    run_with(&[], args)
+}
+
+/// [`run`] with environment variables set.
+fn run_with(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = retroprop()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
@@ -57,7 +66,12 @@ fn ok(args: &[&str]) -> String {
 
 /// A failing run: exit code `code`, and stderr mentions every part.
 fn fails(args: &[&str], code: i32, parts: &[&str]) {
-    let (got, _, stderr) = run(args);
+    fails_with(&[], args, code, parts);
+}
+
+/// [`fails`] with environment variables set.
+fn fails_with(env: &[(&str, &str)], args: &[&str], code: i32, parts: &[&str]) {
+    let (got, _, stderr) = run_with(env, args);
     assert_eq!(
         got, code,
         "retroprop {args:?}: exit code {got}, stderr:\n{stderr}"
@@ -899,39 +913,27 @@ fn bench_json_runs_on_a_tiny_configuration() {
 
 #[test]
 fn environment_asking_for_what_cannot_run_is_an_error_not_a_silent_default() {
-    let out = retroprop()
-        .env("RETROPROP_BLAS", "/nonexistent/libopenblas.so")
-        .args(["train", "--device", "cpu", "--epochs", "1", "-q"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    for part in [
-        "/nonexistent/libopenblas.so",
-        "RETROPROP_BLAS=off",
-        "apt-get install libopenblas0",
-    ] {
-        assert!(
-            stderr.contains(part),
-            "stderr does not mention `{part}`:\n{stderr}"
-        );
-    }
+    fails_with(
+        &[("RETROPROP_BLAS", "/nonexistent/libopenblas.so")],
+        &["train", "--device", "cpu", "--epochs", "1", "-q"],
+        1,
+        &[
+            "/nonexistent/libopenblas.so",
+            "RETROPROP_BLAS=off",
+            "apt-get install libopenblas0",
+        ],
+    );
     // The same for a matmul kernel that does not exist.
-    let out = retroprop()
-        .env("RETROPROP_MATMUL", "texture:8x4x6x6x4")
-        .args(["devices"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("RETROPROP_MATMUL=`texture:8x4x6x6x4` is not a matmul kernel"),
-        "{stderr}"
+    fails_with(
+        &[("RETROPROP_MATMUL", "texture:8x4x6x6x4")],
+        &["devices"],
+        1,
+        &["RETROPROP_MATMUL=`texture:8x4x6x6x4` is not a matmul kernel"],
     );
     // `off` is the built-in GEMM, and the bench says which GEMM ran.
-    let out = retroprop()
-        .env("RETROPROP_BLAS", "off")
-        .args([
+    let (code, stdout, stderr) = run_with(
+        &[("RETROPROP_BLAS", "off")],
+        &[
             "bench",
             "--devices",
             "cpu",
@@ -944,10 +946,9 @@ fn environment_asking_for_what_cannot_run_is_an_error_not_a_silent_default() {
             "--samples",
             "64",
             "--json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
     let run: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(run["device"], "cpu: built-in GEMM", "{stdout}");
 }
