@@ -264,6 +264,46 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The products backprop uses, as (A transposed, B transposed): NN
+/// (forward on the GPU's layout, input gradients), NT, TN (weight gradients).
+const VARIANTS: [(bool, bool); 3] = [(false, false), (false, true), (true, false)];
+
+/// A matmul table's title and column heads (tables only, not `--json`).
+fn matmul_header(args: &BenchArgs, title: &str) {
+    if !args.json {
+        println!("\n{title}");
+        println!("{:>22} {:>8} {:>8} {:>8}", "M x K x N", "NN", "NT", "TN");
+    }
+}
+
+/// One shape's GFLOP/s for the three [`VARIANTS`]: a table row, or a JSON
+/// object of `kind` with `fields` and the shape added.
+fn matmul_row(
+    args: &BenchArgs,
+    emit: &dyn Fn(&str, serde_json::Value),
+    kind: &str,
+    mut fields: serde_json::Value,
+    (m, k, n): (usize, usize, usize),
+    row: &[f64],
+) {
+    if !args.json {
+        println!(
+            "{:>22} {:>8.1} {:>8.1} {:>8.1}",
+            format!("{m}x{k}x{n}"),
+            row[0],
+            row[1],
+            row[2]
+        );
+    }
+    for (key, size) in [("m", m), ("k", k), ("n", n)] {
+        fields[key] = size.into();
+    }
+    for (key, &gflops) in ["nn", "nt", "tn"].iter().zip(row) {
+        fields[*key] = gflops.into();
+    }
+    emit(kind, fields);
+}
+
 /// Kernels, per-step overhead, and scaling with batch and width.
 fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
     let emit = |kind: &str, fields: serde_json::Value| {
@@ -277,14 +317,14 @@ fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
         let h = retroprop::gpu::harness::KernelHarness::open().map_err(|e| e.to_string())?;
         let hardware = h.context().summary().is_hardware;
         let max = if hardware { 4096 } else { 1024 };
-        if !args.json {
-            println!(
-                "\nmatmul kernels on {} (tiling {:?}), GFLOP/s",
+        matmul_header(
+            args,
+            &format!(
+                "matmul kernels on {} (tiling {:?}), GFLOP/s",
                 h.context().summary().name,
                 h.tiling()
-            );
-            println!("{:>22} {:>8} {:>8} {:>8}", "M x K x N", "NN", "NT", "TN");
-        }
+            ),
+        );
         let mut shapes: Vec<(usize, usize, usize)> = [256, 512, 1024, 2048, 4096]
             .iter()
             .filter(|&&s| s <= max)
@@ -302,24 +342,19 @@ fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
             let reps = ((2e10 / flops) as usize).clamp(1, 50);
             let reps = if hardware { reps * 10 } else { reps.min(3) };
             let mut row = Vec::new();
-            for (ta, tb) in [(false, false), (false, true), (true, false)] {
+            for (ta, tb) in VARIANTS {
                 let secs = h
                     .time_matmul(m, k, n, ta, tb, reps)
                     .map_err(|e| e.to_string())?;
                 row.push(flops / secs / 1e9);
             }
-            if !args.json {
-                println!(
-                    "{:>22} {:>8.1} {:>8.1} {:>8.1}",
-                    format!("{m}x{k}x{n}"),
-                    row[0],
-                    row[1],
-                    row[2]
-                );
-            }
-            emit(
+            matmul_row(
+                args,
+                &emit,
                 "matmul",
-                serde_json::json!({"m": m, "k": k, "n": n, "nn": row[0], "nt": row[1], "tn": row[2]}),
+                serde_json::json!({}),
+                (m, k, n),
+                &row,
             );
         }
     }
@@ -418,7 +453,6 @@ fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) {
         (1024, 128, 1024),
         (1024, 256, 1024),
     ];
-    let variants = [(false, false), (false, true), (true, false)];
     let time = |m: usize, k: usize, n: usize, ta: bool, tb: bool, blas_lib: bool| {
         let a = vec![0.5f32; m * k];
         let b = vec![0.25f32; k * n];
@@ -450,28 +484,14 @@ fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) {
         libraries.push((lib.name().to_string(), true));
     }
     for (name, blas_lib) in libraries {
-        if !args.json {
-            println!("\nCPU GEMM, {name}, GFLOP/s (median)");
-            println!("{:>22} {:>8} {:>8} {:>8}", "M x K x N", "NN", "NT", "TN");
-        }
+        matmul_header(args, &format!("CPU GEMM, {name}, GFLOP/s (median)"));
         for &(m, k, n) in &shapes {
-            let row: Vec<f64> = variants
+            let row: Vec<f64> = VARIANTS
                 .iter()
                 .map(|&(ta, tb)| time(m, k, n, ta, tb, blas_lib))
                 .collect();
-            if !args.json {
-                println!(
-                    "{:>22} {:>8.1} {:>8.1} {:>8.1}",
-                    format!("{m}x{k}x{n}"),
-                    row[0],
-                    row[1],
-                    row[2]
-                );
-            }
-            emit(
-                "cpu_gemm",
-                serde_json::json!({"gemm": name, "m": m, "k": k, "n": n, "nn": row[0], "nt": row[1], "tn": row[2]}),
-            );
+            let fields = serde_json::json!({ "gemm": name });
+            matmul_row(args, emit, "cpu_gemm", fields, (m, k, n), &row);
         }
         // Let a BLAS library's threads go idle before anything else runs.
         std::thread::sleep(std::time::Duration::from_millis(200));
