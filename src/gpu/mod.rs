@@ -6,6 +6,7 @@
 
 mod backend;
 mod context;
+#[cfg(feature = "harness")]
 pub mod harness;
 mod kernels;
 

@@ -53,10 +53,18 @@ pub fn digits() -> Dataset {
     Dataset::new(x, raw.features(), Targets::Classes(labels)).unwrap()
 }
 
+/// A file of the repository's `data/` (from the library's tests or the
+/// program's, in `cli/`).
 pub fn data_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(name)
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = if here.join("data").is_dir() {
+        here
+    } else {
+        here.parent()
+            .expect("cli/ sits in the repository")
+            .to_path_buf()
+    };
+    root.join("data").join(name)
 }
 
 /// Largest relative error |a − b| / max(|a|, |b|, floor) over two vectors,

@@ -2,6 +2,7 @@
 //! GPU cases need a wgpu adapter (without a GPU: `apt-get install
 //! mesa-vulkan-drivers`).
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use assert_cmd::Command;

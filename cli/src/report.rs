@@ -149,7 +149,7 @@ impl MetricsFile {
 /// Draws training (and validation) loss per epoch into a PNG.
 pub fn plot(path: &Path, epochs: &[EpochRecord]) -> Result<(), String> {
     use plotters::prelude::*;
-    static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+    static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     let fail = |e: &dyn std::fmt::Display| format!("{}: cannot draw the plot: {e}", path.display());
     if epochs.is_empty() {

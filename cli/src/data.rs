@@ -5,7 +5,7 @@ use retroprop::{Dataset, Loss, Targets};
 use std::path::Path;
 
 /// The bundled digits data set (UCI optical digits, CC BY 4.0; see data/README.md).
-const DIGITS: &[u8] = include_bytes!("../../../data/digits.csv");
+const DIGITS: &[u8] = include_bytes!("../../data/digits.csv");
 
 fn is_safetensors(path: &Path) -> bool {
     path.extension()
