@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# One run on a lent GPU machine (see docs/performance.md): parity tests, the
-# PyTorch step-for-step comparison and the benchmark, with binaries built
-# on the development machine and carried in .dev/ (nothing to build there).
+# One run on a lent GPU machine (see docs/performance.md): the GPU parity
+# tests, the backend seam's tests, the benchmark, and a sweep of the shared
+# matmul's tilings over the standard work's shapes (the data for choosing a
+# tiling per shape), with binaries built on the development machine and
+# carried in .dev/ (nothing to build there):
+#   cargo build --release --workspace --all-targets --examples
+#   mkdir -p .dev && cp target/release/retroprop target/release/examples/matmul_shapes .dev/
+#   for t in gpu_kernels gpu_training backend_seam; do
+#     cp $(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1) .dev/$t; done
 set -u
 exec > >(tee "${OUT:-/tmp}/device_log.txt") 2>&1
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
@@ -11,11 +17,17 @@ export XDG_RUNTIME_DIR=/tmp
 nvidia-smi -L
 ./.dev/retroprop devices
 echo "== kernel parity"
-timeout 150 ./.dev/gpu_kernels --test-threads 4 2>&1 | grep -E "^test |test result|NOT OK"
+timeout 100 ./.dev/gpu_kernels --test-threads 4 2>&1 | grep -E "^test |test result|NOT OK"
 echo "== training parity"
-timeout 150 ./.dev/gpu_training --nocapture --test-threads 4 2>&1 | grep -E "^test |test result|max parameter|NOT OK"
-echo "== PyTorch step for step"
-timeout 120 python3 dev/torch_parity.py ./.dev/retroprop cpu gpu
+timeout 100 ./.dev/gpu_training --nocapture --test-threads 4 2>&1 | grep -E "^test |test result|max parameter|NOT OK"
+echo "== backend seam"
+timeout 60 ./.dev/backend_seam --test-threads 4 2>&1 | grep -E "^test |test result|NOT OK"
 echo "== bench"
-timeout 150 ./.dev/retroprop bench --devices gpu,cpu --batch 64,1024 --steps 30
-timeout 150 ./.dev/retroprop bench --devices gpu --batch 1024 --steps 30 --full
+timeout 100 ./.dev/retroprop bench --devices gpu --batch 64,1024 --steps 30
+echo "== tiling sweep (RETROPROP_MATMUL=shared:WGxxWGyxRMxRNxTK)"
+for t in 16x16x4x4x16 16x16x8x8x16 16x16x8x8x8 16x8x8x8x8 16x16x8x4x8 8x8x4x4x16; do
+  echo "-- shared:$t"
+  RETROPROP_MATMUL=shared:$t timeout 40 ./.dev/matmul_shapes
+done
+echo "== the standard work with 128 x 128 tiles"
+RETROPROP_MATMUL=shared:16x16x8x8x16 timeout 60 ./.dev/retroprop bench --devices gpu --batch 64,1024 --steps 30

@@ -3,6 +3,7 @@
 //! it vectorises, 28 bytes a parameter for Adam.
 //!
 //!     cargo run --release --example cpu_optimizers
+use retroprop::cpu::optimizer_step;
 use retroprop::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ fn main() {
         let mut times: Vec<f64> = (1..=31)
             .map(|t| {
                 let start = Instant::now();
-                opt.step(&mut params, &grads, &mut state, t, opt.lr());
+                optimizer_step(&opt, &mut params, &grads, &mut state, t, opt.lr());
                 start.elapsed().as_secs_f64()
             })
             .skip(1)

@@ -60,9 +60,9 @@ fn epilogue(row: u32, col: u32, v: f32) {
     if EPILOGUE == 1u {
         let z = v + aux[col];
         c[at] = z;
-        out2[at] = activate(shape.activation, shape.slope, z) * dropout_at(row, col);
+        out2[at] = activation_forward(shape.activation, shape.slope, z) * dropout_at(row, col);
     } else if EPILOGUE == 2u {
-        c[at] = v * dropout_at(row, col) * activate_grad(shape.activation, shape.slope, aux[at]);
+        c[at] = v * dropout_at(row, col) * activation_derivative(shape.activation, shape.slope, aux[at]);
     } else if shape.accumulate != 0u {
         c[at] = c[at] + v;
     } else {

@@ -1,5 +1,6 @@
 // One update kernel for every optimizer over the flat parameter buffer: the
-// WGSL twin of `UpdateRule::apply` in src/optim.rs, element for element.
+// WGSL twin of `update` in src/cpu/optimizer.rs, element for element, with
+// torch's names for the state (`exp_avg`, `exp_avg_sq`, ...).
 // State is slot-major: state[slot · n + i]. Each invocation updates four
 // consecutive parameters as one vec4 (n is a multiple of four; the host pads
 // it): on lavapipe a storage-buffer access costs a per-lane loop, so fewer,
@@ -10,7 +11,7 @@
 // Mirrors `OptimizerShape` in src/gpu/kernels.rs.
 struct Rule {
     n: u32,          // parameters, a multiple of 4
-    kind: u32,       // 0 sgd, 1 adam/adamw, 2 rmsprop, 3 adagrad
+    kind: u32,       // OPTIMIZER_SGD, _ADAM (Adam and AdamW), _RMSPROP, _ADAGRAD
     flag: u32,       // nesterov, amsgrad, centered
     decoupled: u32,  // AdamW
     a: f32,          // sgd momentum, adam β₁, rmsprop α
@@ -41,7 +42,8 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     }
     var theta = params[i];
     var g = grads[i];
-    // Clipping (GradClip in src/optim.rs): by global norm, then by value.
+    // Clipping (`clip_gradients` in src/cpu/optimizer.rs): by global norm,
+    // then by value.
     if rule.clip_norm > 0.0 {
         g *= min(rule.clip_norm / (clip[0] + 1e-6), 1.0);
     }
@@ -50,64 +52,76 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     }
     let lr = step.lr;
     let wd = rule.weight_decay;
+    // The state's slots, as `Optimizer::state_names` lists them for each
+    // optimizer: slot k of parameter quad i is state[k · n + i].
+    let slot0 = i;
+    let slot1 = n + i;
+    let slot2 = 2u * n + i;
     switch rule.kind {
-        case 0u: {
+        // SGD: a = momentum, b = dampening, flag = nesterov.
+        case OPTIMIZER_SGD: {
             g += wd * theta;
             if rule.a != 0.0 {
-                var buf = g;
+                var momentum_buffer = g;
                 if step.t > 1u {
-                    buf = rule.a * state[i] + (1.0 - rule.b) * g;
+                    momentum_buffer = rule.a * state[slot0] + (1.0 - rule.b) * g;
                 }
-                state[i] = buf;
-                g = select(buf, g + rule.a * buf, vec4<bool>(rule.flag != 0u));
+                state[slot0] = momentum_buffer;
+                g = select(momentum_buffer, g + rule.a * momentum_buffer, vec4<bool>(rule.flag != 0u));
             }
             theta -= lr * g;
         }
-        case 1u: {
+        // Adam and AdamW: a = β₁, b = β₂, flag = amsgrad.
+        case OPTIMIZER_ADAM: {
             if rule.decoupled != 0u {
                 theta *= step.decay;
             } else {
                 g += wd * theta;
             }
-            let m = rule.a * state[i] + (1.0 - rule.a) * g;
-            let v = rule.b * state[n + i] + (1.0 - rule.b) * g * g;
-            state[i] = m;
-            state[n + i] = v;
-            var v_used = v;
+            let exp_avg = rule.a * state[slot0] + (1.0 - rule.a) * g;
+            let exp_avg_sq = rule.b * state[slot1] + (1.0 - rule.b) * g * g;
+            state[slot0] = exp_avg;
+            state[slot1] = exp_avg_sq;
+            var second_moment = exp_avg_sq;
             if rule.flag != 0u {
-                v_used = max(state[2u * n + i], v);
-                state[2u * n + i] = v_used;
+                let max_exp_avg_sq = max(state[slot2], exp_avg_sq);
+                state[slot2] = max_exp_avg_sq;
+                second_moment = max_exp_avg_sq;
             }
-            let denom = sqrt(v_used) / step.bias_correction2_sqrt + rule.eps;
-            theta -= step.step_size * (m / denom);
+            let denom = sqrt(second_moment) / step.bias_correction2_sqrt + rule.eps;
+            theta -= step.step_size * (exp_avg / denom);
         }
-        case 2u: {
+        // RMSprop: a = α, flag = centered. The slots are square_avg, then
+        // momentum_buffer when there is momentum, then grad_avg when
+        // centered.
+        case OPTIMIZER_RMSPROP: {
             g += wd * theta;
-            let alpha = rule.a;
-            let sq = alpha * state[i] + (1.0 - alpha) * g * g;
-            state[i] = sq;
             let with_momentum = rule.momentum > 0.0;
+            let momentum_slot = slot1;
+            let grad_avg_slot = select(slot1, slot2, with_momentum);
+            let square_avg = rule.a * state[slot0] + (1.0 - rule.a) * g * g;
+            state[slot0] = square_avg;
             var avg: vec4<f32>;
             if rule.flag != 0u {
-                let c = select(1u, 2u, with_momentum) * n + i;
-                let mean_g = alpha * state[c] + (1.0 - alpha) * g;
-                state[c] = mean_g;
-                avg = sqrt(sq - mean_g * mean_g) + rule.eps;
+                let grad_avg = rule.a * state[grad_avg_slot] + (1.0 - rule.a) * g;
+                state[grad_avg_slot] = grad_avg;
+                avg = sqrt(square_avg - grad_avg * grad_avg) + rule.eps;
             } else {
-                avg = sqrt(sq) + rule.eps;
+                avg = sqrt(square_avg) + rule.eps;
             }
             if with_momentum {
-                let buf = rule.momentum * state[n + i] + g / avg;
-                state[n + i] = buf;
-                theta -= lr * buf;
+                let momentum_buffer = rule.momentum * state[momentum_slot] + g / avg;
+                state[momentum_slot] = momentum_buffer;
+                theta -= lr * momentum_buffer;
             } else {
                 theta -= lr * g / avg;
             }
         }
-        default: {
+        // Adagrad: the decayed learning rate comes in `step.adagrad_lr`.
+        default: { // OPTIMIZER_ADAGRAD
             g += wd * theta;
-            let sum = state[i] + g * g;
-            state[i] = sum;
+            let sum = state[slot0] + g * g;
+            state[slot0] = sum;
             theta -= step.adagrad_lr * g / (sqrt(sum) + rule.eps);
         }
     }

@@ -35,11 +35,26 @@ pub enum Targets {
 /// assert!(Dataset::new(vec![f32::NAN, 0.], 2, Targets::Classes(vec![0])).is_err());
 /// # Ok::<(), retroprop::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Dataset {
     x: Vec<f32>,
     features: usize,
     targets: Targets,
+    /// Changes whenever the contents may have (see [`Dataset::version`]).
+    version: u64,
+}
+
+/// Equal rows and targets; the version is not compared.
+impl PartialEq for Dataset {
+    fn eq(&self, other: &Dataset) -> bool {
+        self.x == other.x && self.features == other.features && self.targets == other.targets
+    }
+}
+
+/// A number no data set has had before in this process.
+fn new_version() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Dataset {
@@ -96,6 +111,7 @@ impl Dataset {
             x,
             features,
             targets,
+            version: new_version(),
         })
     }
 
@@ -164,6 +180,13 @@ impl Dataset {
         }
     }
 
+    /// Identifies the contents: a number unique in this process, given anew
+    /// whenever a method changes the rows (a clone keeps it, as its rows are
+    /// the same). A trainer re-uploads data whose version it has not seen.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// The rows listed in `indices`, in that order, as a new data set.
     pub fn select(&self, indices: &[u32]) -> Dataset {
         let (mut x, mut values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
@@ -179,6 +202,7 @@ impl Dataset {
             x,
             features: self.features,
             targets,
+            version: new_version(),
         }
     }
 
@@ -266,6 +290,7 @@ impl Dataset {
                 *v = (*v - m) / s;
             }
         }
+        self.version = new_version();
         Ok(())
     }
 

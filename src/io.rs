@@ -141,6 +141,10 @@ pub fn save_checkpoint(
         "retroprop.scheduler".to_string(),
         format!("{lr},{best},{bad},{cooldown}"),
     );
+    meta.insert(
+        "retroprop.epoch_loss_sum".to_string(),
+        checkpoint.epoch_loss_sum.to_string(),
+    );
     write_model(path, model, tensors, meta)
 }
 
@@ -187,6 +191,11 @@ pub fn load_checkpoint(path: &Path) -> Result<(LoadedModel, String, Checkpoint)>
         step: number("retroprop.step")? as u64,
         epoch: number("retroprop.epoch")? as u64,
         rows_done: number("retroprop.rows_done")? as usize,
+        // Absent from checkpoints written before it was kept.
+        epoch_loss_sum: match meta.get("retroprop.epoch_loss_sum") {
+            Some(_) => number("retroprop.epoch_loss_sum")?,
+            None => 0.0,
+        },
         scheduler: (lr, best, bad as usize, cooldown as usize),
     };
     Ok((model, field("retroprop.optimizer")?.clone(), checkpoint))

@@ -34,6 +34,7 @@
 pub struct ReadmeDoctests;
 
 pub mod activation;
+pub mod backend;
 pub mod cpu;
 pub mod data;
 mod dropout;
@@ -48,6 +49,7 @@ pub mod schedule;
 pub mod train;
 
 pub use activation::Activation;
+pub use backend::LayerNorms;
 pub use data::{Dataset, Targets};
 pub use error::{Error, Result};
 pub use loss::{Loss, TargetBatch};
@@ -56,6 +58,6 @@ pub use optim::{Adagrad, Adam, AdamW, GradClip, Optimizer, RmsProp, Sgd};
 pub use real::Real;
 pub use schedule::{LrSchedule, Scheduler};
 pub use train::{
-    Checkpoint, Device, DropoutRates, EarlyStopping, EpochRecord, Evaluation, History, LayerNorms,
-    TrainConfig, Trainer,
+    Checkpoint, Device, DropoutRates, EarlyStopping, EpochRecord, Evaluation, History, TrainConfig,
+    Trainer,
 };

@@ -1,5 +1,6 @@
-//! Optimizers with the exact semantics and defaults of `torch.optim`: the CPU
-//! formulas that `shaders/optimizer.wgsl` mirrors, element for element.
+//! Optimizers with the exact semantics and defaults of `torch.optim`: their
+//! configurations, lowered to one `UpdateRule` that both backends apply
+//! (`cpu::optimizer_step` and `shaders/optimizer.wgsl`, element for element).
 //!
 //! Every optimizer updates one flat parameter vector θ from its gradient g at
 //! step t = 1, 2, …, keeping per-parameter state in up to three slots laid out
@@ -14,7 +15,6 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::real::Real;
 
 /// Stochastic gradient descent, `torch.optim.SGD`.
 ///
@@ -261,24 +261,6 @@ impl GradClip {
         }
         Ok(())
     }
-
-    /// Clips `grads` in place (the CPU twin of the GPU's `sum_squares`,
-    /// `norm_finish` and the clipping in `update`).
-    pub fn apply<T: Real>(&self, grads: &mut [T]) {
-        if let Some(max_norm) = self.max_norm {
-            let total = grads
-                .iter()
-                .map(|&g| g * g)
-                .fold(T::zero(), |a, b| a + b)
-                .sqrt();
-            let coef = (T::of(max_norm) / (total + T::of(1e-6))).min(T::one());
-            grads.iter_mut().for_each(|g| *g = *g * coef);
-        }
-        if let Some(max_value) = self.max_value {
-            let (lo, hi) = (T::of(-max_value), T::of(max_value));
-            grads.iter_mut().for_each(|g| *g = g.max(lo).min(hi));
-        }
-    }
 }
 
 /// One of the optimizers, as the trainer takes it.
@@ -333,12 +315,24 @@ pub(crate) struct UpdateRule {
     pub momentum: f64,
 }
 
+/// Which update an [`UpdateRule`] makes; the discriminant is the code the
+/// optimizer shader switches on (`OPTIMIZER_*`, src/gpu/codes.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RuleKind {
     Sgd = 0,
     Adam = 1,
     RmsProp = 2,
     Adagrad = 3,
+}
+
+impl RuleKind {
+    /// Every kind.
+    pub(crate) const ALL: [RuleKind; 4] = [
+        RuleKind::Sgd,
+        RuleKind::Adam,
+        RuleKind::RmsProp,
+        RuleKind::Adagrad,
+    ];
 }
 
 fn check(name: &'static str, value: f64, ok: bool, reason: &'static str) -> Result<()> {
@@ -449,6 +443,33 @@ impl Optimizer {
         }
     }
 
+    /// The names of the state slots, in slot order, as `torch.optim` names
+    /// them in an optimizer's `state_dict`: the CPU update
+    /// (`cpu::optimizer_step`), `shaders/optimizer.wgsl` and the checkpoint
+    /// file use the same names.
+    ///
+    /// ```
+    /// use retroprop::{Adam, Optimizer, RmsProp};
+    /// let adam: Optimizer = Adam::default().amsgrad(true).into();
+    /// assert_eq!(adam.state_names(), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
+    /// let rmsprop: Optimizer = RmsProp::default().momentum(0.9).centered(true).into();
+    /// assert_eq!(rmsprop.state_names(), ["square_avg", "momentum_buffer", "grad_avg"]);
+    /// ```
+    pub fn state_names(&self) -> Vec<&'static str> {
+        let names: &[&'static str] = match self {
+            Optimizer::Sgd(_) => &["momentum_buffer"],
+            Optimizer::Adam(_) | Optimizer::AdamW(_) => {
+                &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+            }
+            Optimizer::RmsProp(o) if o.momentum > 0.0 => {
+                &["square_avg", "momentum_buffer", "grad_avg"]
+            }
+            Optimizer::RmsProp(_) => &["square_avg", "grad_avg"],
+            Optimizer::Adagrad(_) => &["sum"],
+        };
+        names[..self.state_slots()].to_vec()
+    }
+
     /// The value every state slot starts at (only Adagrad's is not zero).
     pub fn initial_state(&self) -> f64 {
         match self {
@@ -514,128 +535,6 @@ impl Optimizer {
             },
         }
     }
-
-    /// One step t (1-based) over every parameter at learning rate `lr`:
-    /// `state` holds `state_slots()` slots of `params.len()` values each.
-    pub fn step<T: Real>(&self, params: &mut [T], grads: &[T], state: &mut [T], t: u64, lr: f64) {
-        let n = params.len();
-        assert_eq!(grads.len(), n);
-        assert_eq!(state.len(), self.state_slots() * n);
-        let rule = UpdateRule { lr, ..self.rule() };
-        let k = Coefficients::new(&rule, t);
-        let used = self.state_slots();
-        // Elementwise and independent: large vectors are split into
-        // contiguous ranges (of every slot) on rayon's pool, the one the GEMM
-        // uses, so the two never compete for cores.
-        let chunk = if n >= 1 << 16 {
-            n.div_ceil(rayon::current_num_threads().max(1))
-        } else {
-            n.max(1)
-        };
-        let mut slot_chunks: Vec<std::slice::ChunksMut<'_, T>> = state
-            .chunks_exact_mut(n.max(1))
-            .take(used)
-            .map(|s| s.chunks_mut(chunk))
-            .collect();
-        let mut jobs = Vec::new();
-        for (p, g) in params.chunks_mut(chunk).zip(grads.chunks(chunk)) {
-            let slots: Vec<&mut [T]> = slot_chunks
-                .iter_mut()
-                .map(|c| c.next().expect("same length"))
-                .collect();
-            jobs.push((p, g, slots));
-        }
-        use rayon::prelude::*;
-        jobs.into_par_iter()
-            .for_each(|(p, g, slots)| update_range(&rule, &k, p, g, slots));
-    }
-}
-
-/// Applies the rule to one contiguous range of parameters and their slots,
-/// with the optimizer kind fixed at compile time inside the loop.
-fn update_range<T: Real>(
-    rule: &UpdateRule,
-    k: &Coefficients<T>,
-    params: &mut [T],
-    grads: &[T],
-    slots: Vec<&mut [T]>,
-) {
-    // Every switch the rule makes per parameter is a constant of the loop,
-    // so that the compiler vectorises it: with them read at run time it
-    // stayed scalar and took four times as long.
-    let (p, g, s) = (params, grads, slots);
-    let momentum = match rule.kind {
-        RuleKind::Sgd => rule.a != 0.0,
-        _ => rule.momentum > 0.0,
-    };
-    match (rule.kind, rule.flag, rule.decoupled || momentum) {
-        (RuleKind::Sgd, false, false) => update_kind::<T, 0, false, false>(rule, k, p, g, s),
-        (RuleKind::Sgd, false, true) => update_kind::<T, 0, false, true>(rule, k, p, g, s),
-        (RuleKind::Sgd, true, _) => update_kind::<T, 0, true, true>(rule, k, p, g, s),
-        (RuleKind::Adam, false, false) => update_kind::<T, 1, false, false>(rule, k, p, g, s),
-        (RuleKind::Adam, false, true) => update_kind::<T, 1, false, true>(rule, k, p, g, s),
-        (RuleKind::Adam, true, false) => update_kind::<T, 1, true, false>(rule, k, p, g, s),
-        (RuleKind::Adam, true, true) => update_kind::<T, 1, true, true>(rule, k, p, g, s),
-        (RuleKind::RmsProp, false, false) => update_kind::<T, 2, false, false>(rule, k, p, g, s),
-        (RuleKind::RmsProp, false, true) => update_kind::<T, 2, false, true>(rule, k, p, g, s),
-        (RuleKind::RmsProp, true, false) => update_kind::<T, 2, true, false>(rule, k, p, g, s),
-        (RuleKind::RmsProp, true, true) => update_kind::<T, 2, true, true>(rule, k, p, g, s),
-        (RuleKind::Adagrad, ..) => update_kind::<T, 3, false, false>(rule, k, p, g, s),
-    }
-}
-
-fn update_kind<T: Real, const KIND: u8, const FLAG: bool, const EXTRA: bool>(
-    rule: &UpdateRule,
-    k: &Coefficients<T>,
-    params: &mut [T],
-    grads: &[T],
-    mut slots: Vec<&mut [T]>,
-) {
-    let mut s = [T::zero(); 3];
-    match slots.len() {
-        0 => {
-            for (p, &g) in params.iter_mut().zip(grads) {
-                *p = rule.apply_kind::<T, KIND, FLAG, EXTRA>(k, *p, g, &mut s);
-            }
-        }
-        1 => {
-            for ((p, &g), s0) in params.iter_mut().zip(grads).zip(slots[0].iter_mut()) {
-                s[0] = *s0;
-                *p = rule.apply_kind::<T, KIND, FLAG, EXTRA>(k, *p, g, &mut s);
-                *s0 = s[0];
-            }
-        }
-        2 => {
-            let (first, second) = slots.split_at_mut(1);
-            let it = params
-                .iter_mut()
-                .zip(grads)
-                .zip(first[0].iter_mut())
-                .zip(second[0].iter_mut());
-            for (((p, &g), s0), s1) in it {
-                s[0] = *s0;
-                s[1] = *s1;
-                *p = rule.apply_kind::<T, KIND, FLAG, EXTRA>(k, *p, g, &mut s);
-                *s0 = s[0];
-                *s1 = s[1];
-            }
-        }
-        _ => {
-            let (first, rest) = slots.split_at_mut(1);
-            let (second, third) = rest.split_at_mut(1);
-            let it = params
-                .iter_mut()
-                .zip(grads)
-                .zip(first[0].iter_mut())
-                .zip(second[0].iter_mut())
-                .zip(third[0].iter_mut());
-            for ((((p, &g), s0), s1), s2) in it {
-                s = [*s0, *s1, *s2];
-                *p = rule.apply_kind::<T, KIND, FLAG, EXTRA>(k, *p, g, &mut s);
-                [*s0, *s1, *s2] = s;
-            }
-        }
-    }
 }
 
 /// The scalars of step t that torch computes in double precision, once per
@@ -662,121 +561,6 @@ impl UpdateRule {
             bias_correction2_sqrt: (1.0 - self.b.powf(tf)).sqrt(),
             adagrad_lr: self.lr / (1.0 + (tf - 1.0) * self.b),
             decay: 1.0 - self.lr * self.weight_decay,
-        }
-    }
-}
-
-/// Every number one step's update uses, converted to the working precision
-/// once per step rather than once per parameter.
-pub(crate) struct Coefficients<T> {
-    first_step: bool,
-    lr: T,
-    a: T,
-    b: T,
-    eps: T,
-    weight_decay: T,
-    momentum: T,
-    step_size: T,
-    bias_correction2_sqrt: T,
-    adagrad_lr: T,
-    decay: T,
-}
-
-impl<T: Real> Coefficients<T> {
-    pub(crate) fn new(rule: &UpdateRule, t: u64) -> Self {
-        let s = rule.scalars(t);
-        Coefficients {
-            first_step: t == 1,
-            lr: T::of(s.lr),
-            a: T::of(rule.a),
-            b: T::of(rule.b),
-            eps: T::of(rule.eps),
-            weight_decay: T::of(rule.weight_decay),
-            momentum: T::of(rule.momentum),
-            step_size: T::of(s.step_size),
-            bias_correction2_sqrt: T::of(s.bias_correction2_sqrt),
-            adagrad_lr: T::of(s.adagrad_lr),
-            decay: T::of(s.decay),
-        }
-    }
-}
-
-impl UpdateRule {
-    /// The update of one parameter θ with gradient g; `s` holds its state
-    /// slots and `k` the step's coefficients. `FLAG` is the rule's `flag`
-    /// (nesterov, amsgrad, centered) and `EXTRA` is `decoupled` for Adam and
-    /// whether there is momentum for SGD and RMSprop, both fixed at compile
-    /// time. The WGSL twin is `update` in `shaders/optimizer.wgsl`.
-    #[inline(always)]
-    fn apply_kind<T: Real, const KIND: u8, const FLAG: bool, const EXTRA: bool>(
-        &self,
-        k: &Coefficients<T>,
-        theta: T,
-        g: T,
-        s: &mut [T; 3],
-    ) -> T {
-        let one = T::one();
-        let kind = match KIND {
-            0 => RuleKind::Sgd,
-            1 => RuleKind::Adam,
-            2 => RuleKind::RmsProp,
-            _ => RuleKind::Adagrad,
-        };
-        match kind {
-            RuleKind::Sgd => {
-                let mut g = g + k.weight_decay * theta;
-                if EXTRA {
-                    s[0] = if k.first_step {
-                        g
-                    } else {
-                        k.a * s[0] + (one - k.b) * g
-                    };
-                    g = if FLAG { g + k.a * s[0] } else { s[0] };
-                }
-                theta - k.lr * g
-            }
-            RuleKind::Adam => {
-                let (theta, g) = if EXTRA {
-                    (theta * k.decay, g)
-                } else {
-                    (theta, g + k.weight_decay * theta)
-                };
-                s[0] = k.a * s[0] + (one - k.a) * g;
-                s[1] = k.b * s[1] + (one - k.b) * g * g;
-                let v = if FLAG {
-                    s[2] = s[2].max(s[1]);
-                    s[2]
-                } else {
-                    s[1]
-                };
-                let denom = v.sqrt() / k.bias_correction2_sqrt + k.eps;
-                theta - k.step_size * (s[0] / denom)
-            }
-            RuleKind::RmsProp => {
-                let g = g + k.weight_decay * theta;
-                s[0] = k.a * s[0] + (one - k.a) * g * g;
-                // Slot 1 holds the momentum buffer when there is one; the
-                // centered mean of g comes after it.
-                let with_momentum = EXTRA;
-                let avg = if FLAG {
-                    let c = 1 + usize::from(with_momentum);
-                    s[c] = k.a * s[c] + (one - k.a) * g;
-                    (s[0] - s[c] * s[c]).sqrt() + k.eps
-                } else {
-                    s[0].sqrt() + k.eps
-                };
-                if with_momentum {
-                    s[1] = k.momentum * s[1] + g / avg;
-                    theta - k.lr * s[1]
-                } else {
-                    theta - k.lr * g / avg
-                }
-            }
-            RuleKind::Adagrad => {
-                let g = g + k.weight_decay * theta;
-                s[0] = s[0] + g * g;
-                theta - k.adagrad_lr * g / (s[0].sqrt() + k.eps)
-            }
         }
     }
 }

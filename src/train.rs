@@ -1,15 +1,19 @@
 //! The trainer: fit, evaluate and predict, the same calls on either backend.
 
-use crate::cpu::Network;
+use crate::backend::{Backend, BackendConfig, DeviceData, StepsLoss};
+use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Targets, epoch_order};
 use crate::error::{Error, Result};
-use crate::loss::{Loss, TargetBatch};
+use crate::gpu::GpuBackend;
+use crate::loss::Loss;
 use crate::model::{Init, Mlp};
 use crate::optim::{GradClip, Optimizer};
 use crate::schedule::{LrSchedule, Scheduler};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Instant;
+
+pub use crate::backend::LayerNorms;
 
 /// Where training runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -266,6 +270,21 @@ impl TrainConfig {
         self
     }
 
+    /// What a backend needs of this configuration, for `mlp`.
+    pub fn backend_config(&self, mlp: &Mlp) -> BackendConfig {
+        BackendConfig {
+            loss: self.loss,
+            optimizer: self.optimizer,
+            grad_clip: self.grad_clip,
+            dropout: self.dropout.per_layer(mlp.layers().len()),
+            seed: self.seed,
+            norms_every: self.norms_every,
+            batch_rows: self.batch_size,
+            max_rows_per_pass: self.max_rows_per_pass,
+            max_binding_bytes: self.max_binding_bytes,
+        }
+    }
+
     fn validate(&self, mlp: &Mlp) -> Result<()> {
         self.optimizer.validate()?;
         self.lr_schedule.validate()?;
@@ -352,44 +371,6 @@ pub struct EpochRecord {
     pub layer_norms: Vec<LayerNorms>,
 }
 
-/// The L2 norms of one layer's gradient (weight and bias together, before
-/// clipping) and of its parameters, at one step, before that step's update.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LayerNorms {
-    /// The optimizer step (1-based).
-    pub step: u64,
-    /// The layer (0 = next to the input).
-    pub layer: usize,
-    /// ‖(dW, db)‖.
-    pub grad_norm: f64,
-    /// ‖(W, b)‖.
-    pub weight_norm: f64,
-}
-
-impl LayerNorms {
-    /// The norms of every layer from flat gradients and parameters.
-    pub(crate) fn of<T: crate::real::Real>(
-        mlp: &Mlp,
-        step: u64,
-        grads: &[T],
-        params: &[T],
-    ) -> Vec<LayerNorms> {
-        let norm = |v: &[T], l: usize| {
-            let squares =
-                |r: std::ops::Range<usize>| v[r].iter().map(|x| x.f64() * x.f64()).sum::<f64>();
-            (squares(mlp.weight_range(l)) + squares(mlp.bias_range(l))).sqrt()
-        };
-        (0..mlp.layers().len())
-            .map(|layer| LayerNorms {
-                step,
-                layer,
-                grad_norm: norm(grads, layer),
-                weight_norm: norm(params, layer),
-            })
-            .collect()
-    }
-}
-
 /// The record of a `fit` call, one entry per epoch.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct History {
@@ -410,42 +391,6 @@ pub struct Evaluation {
     pub accuracy: Option<f64>,
 }
 
-/// What a backend's epoch returns: the summed row-weighted loss and counts.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct EpochLoss {
-    pub loss_sum: f64,
-    pub rows: usize,
-    pub steps: u64,
-    pub norms: Vec<LayerNorms>,
-}
-
-/// The work the trainer hands a backend. Implemented by the CPU backend here
-/// and the wgpu backend in `gpu`.
-pub(crate) trait Backend {
-    fn name(&self) -> String;
-    fn parameters(&mut self) -> Result<Vec<f32>>;
-    fn set_parameters(&mut self, params: &[f32]) -> Result<()>;
-    /// Called once per `fit` before the first epoch (the GPU uploads here).
-    fn begin_fit(&mut self, train: &Dataset) -> Result<()>;
-    /// Runs the batches of `order` in steps of `batch_size` rows, at most
-    /// `max_steps` of them.
-    fn train_epoch(
-        &mut self,
-        train: &Dataset,
-        order: &[u32],
-        batch_size: usize,
-        max_steps: u64,
-        lr: f64,
-    ) -> Result<EpochLoss>;
-    /// Sum of row losses (not the mean) and number correct.
-    fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)>;
-    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;
-    fn memory_bytes(&self) -> u64;
-    /// Optimizer state, slot-major over the flat parameters, and step t.
-    fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)>;
-    fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()>;
-}
-
 /// Everything a run needs to continue exactly where it stopped: parameters,
 /// optimizer state, step and epoch counts, the position inside the current
 /// epoch, and the learning-rate scheduler. The shuffle order of an epoch is
@@ -463,8 +408,20 @@ pub struct Checkpoint {
     pub epoch: u64,
     /// Rows of the current epoch already trained on (mid-epoch resume).
     pub rows_done: usize,
+    /// The summed loss of those rows (each batch's mean × its rows), so
+    /// that the epoch's mean training loss, which the learning-rate
+    /// schedule may read, is the same as without the interruption.
+    pub epoch_loss_sum: f64,
     /// The scheduler's (lr, best, bad epochs, cooldown left).
     pub scheduler: (f64, f64, usize, usize),
+}
+
+/// Where `train_steps` stands inside an epoch.
+#[derive(Debug)]
+struct Cursor {
+    order: Vec<u32>,
+    rows_done: usize,
+    loss_sum: f64,
 }
 
 /// Trains one network on one backend.
@@ -494,14 +451,17 @@ pub struct Trainer {
     backend: Box<dyn Backend>,
     steps: u64,
     epochs_done: u64,
-    /// Mid-epoch position of `train_steps`: the epoch's order and how many
-    /// of its rows are done.
-    cursor: Option<(Vec<u32>, usize)>,
-    /// Which data set the backend holds (address and rows of its inputs).
-    prepared_for: Option<(usize, usize)>,
+    /// Mid-epoch position of `train_steps`: the epoch's order, how many of
+    /// its rows are done, and their summed loss (for the scheduler).
+    cursor: Option<Cursor>,
+    /// The backend's current upload of training data: its id, and the
+    /// [`Dataset::version`] it was made from.
+    uploaded: Option<(u64, u64)>,
     scheduler: Scheduler,
     /// Rows of the current epoch done before a restore, to skip.
     pending_rows: usize,
+    /// Their summed loss.
+    pending_loss: f64,
 }
 
 impl fmt::Debug for Trainer {
@@ -527,18 +487,17 @@ impl Trainer {
     pub fn with_parameters(mlp: Mlp, params: Vec<f32>, config: TrainConfig) -> Result<Trainer> {
         config.validate(&mlp)?;
         check_parameters(&mlp, &params)?;
+        let spec = config.backend_config(&mlp);
         let backend: Box<dyn Backend> = match config.device {
-            Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &config)),
-            Device::Gpu => Box::new(crate::gpu::GpuBackend::new(&mlp, params, &config, false)?),
-            Device::Auto => {
-                match crate::gpu::GpuBackend::new(&mlp, params.clone(), &config, true) {
-                    Ok(gpu) => Box::new(gpu),
-                    Err(e) => {
-                        log::info!("device auto: using the CPU ({e})");
-                        Box::new(CpuBackend::new(&mlp, params, &config))
-                    }
+            Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &spec)),
+            Device::Gpu => Box::new(GpuBackend::new(&mlp, params, &spec, false)?),
+            Device::Auto => match GpuBackend::new(&mlp, params.clone(), &spec, true) {
+                Ok(gpu) => Box::new(gpu),
+                Err(e) => {
+                    log::info!("device auto: using the CPU ({e})");
+                    Box::new(CpuBackend::new(&mlp, params, &spec))
                 }
-            }
+            },
         };
         log::info!("training on {}", backend.name());
         Ok(Trainer {
@@ -546,9 +505,10 @@ impl Trainer {
             steps: 0,
             epochs_done: 0,
             cursor: None,
-            prepared_for: None,
+            uploaded: None,
             scheduler: Scheduler::new(config.lr_schedule, config.optimizer.lr()),
             pending_rows: 0,
+            pending_loss: 0.0,
             mlp,
             config,
         })
@@ -619,7 +579,7 @@ impl Trainer {
         if let Some(v) = validation {
             self.check_data(v, "validation data")?;
         }
-        self.prepare(train)?;
+        let data = self.device_data(train)?;
         self.cursor = None;
         if self.config.early_stopping.is_some() && validation.is_none() {
             return Err(Error::Config("early stopping needs validation data".into()));
@@ -649,12 +609,13 @@ impl Trainer {
             let lr = self.scheduler.lr();
             // After a mid-epoch restore, the epoch's first rows are done.
             let skip = std::mem::take(&mut self.pending_rows).min(order.len());
+            let skipped_loss = std::mem::take(&mut self.pending_loss);
             let epoch =
                 self.backend
-                    .train_epoch(train, &order[skip..], batch_size, remaining, lr)?;
+                    .train_steps(&data, &order[skip..], batch_size, remaining, lr)?;
             self.steps += epoch.steps;
             self.epochs_done += 1;
-            let train_loss = epoch.loss_sum / epoch.rows.max(1) as f64;
+            let train_loss = (skipped_loss + epoch.loss_sum) / (skip + epoch.rows).max(1) as f64;
             if !train_loss.is_finite() {
                 return Err(Error::Diverged {
                     step: self.steps,
@@ -699,13 +660,17 @@ impl Trainer {
         Ok(history)
     }
 
-    fn prepare(&mut self, train: &Dataset) -> Result<()> {
-        let id = (train.x().as_ptr() as usize, train.rows());
-        if self.prepared_for != Some(id) {
-            self.backend.begin_fit(train)?;
-            self.prepared_for = Some(id);
+    /// The backend's handle on `train`: the current upload while the data
+    /// set is the one uploaded (same [`Dataset::version`]), else a new one.
+    fn device_data<'a>(&mut self, train: &'a Dataset) -> Result<DeviceData<'a>> {
+        match self.uploaded {
+            Some((id, version)) if version == train.version() => Ok(DeviceData::new(id, train)),
+            _ => {
+                let data = self.backend.upload(train)?;
+                self.uploaded = Some((data.id, train.version()));
+                Ok(data)
+            }
         }
-        Ok(())
     }
 
     /// Runs `steps` optimizer steps from where training stands, continuing
@@ -713,37 +678,49 @@ impl Trainer {
     /// by step control for benchmarks and custom loops. Returns the mean
     /// loss over the rows of those steps. On the GPU the steps are recorded
     /// into few submissions and read back once, as in [`fit`](Self::fit).
+    /// The learning-rate schedule steps at each epoch's end, as in `fit`,
+    /// on the epoch's mean training loss.
     pub fn train_steps(&mut self, train: &Dataset, steps: u64) -> Result<f64> {
         self.check_data(train, "training data")?;
-        self.prepare(train)?;
+        let data = self.device_data(train)?;
         let rows = train.rows();
         let batch_size = self.config.batch_size.unwrap_or(rows).min(rows);
-        let lr = self.scheduler.lr();
-        let (mut remaining, mut total) = (steps, EpochLoss::default());
+        let (mut remaining, mut total) = (steps, StepsLoss::default());
         while remaining > 0 {
-            let (order, done) = match self.cursor.take() {
+            let mut cursor = match self.cursor.take() {
                 Some(cursor) => cursor,
-                None => (
-                    epoch_order(
+                None => Cursor {
+                    order: epoch_order(
                         rows,
                         self.config.shuffle,
                         self.config.seed,
                         self.epochs_done,
                     ),
-                    std::mem::take(&mut self.pending_rows).min(rows),
-                ),
+                    rows_done: std::mem::take(&mut self.pending_rows).min(rows),
+                    loss_sum: std::mem::take(&mut self.pending_loss),
+                },
             };
-            let result =
-                self.backend
-                    .train_epoch(train, &order[done..], batch_size, remaining, lr)?;
+            let lr = self.scheduler.lr();
+            let result = self.backend.train_steps(
+                &data,
+                &cursor.order[cursor.rows_done..],
+                batch_size,
+                remaining,
+                lr,
+            )?;
             self.steps += result.steps;
             remaining -= result.steps;
             total.loss_sum += result.loss_sum;
             total.rows += result.rows;
-            if done + result.rows >= rows {
+            cursor.rows_done += result.rows;
+            cursor.loss_sum += result.loss_sum;
+            if cursor.rows_done >= rows {
                 self.epochs_done += 1;
+                let epoch_loss = cursor.loss_sum / rows as f64;
+                self.scheduler
+                    .step(self.epochs_done as usize - 1, epoch_loss);
             } else {
-                self.cursor = Some((order, done + result.rows));
+                self.cursor = Some(cursor);
             }
         }
         let loss = total.loss_sum / total.rows.max(1) as f64;
@@ -764,7 +741,14 @@ impl Trainer {
             optimizer_state,
             step,
             epoch: self.epochs_done,
-            rows_done: self.cursor.as_ref().map_or(0, |c| c.1),
+            rows_done: self
+                .cursor
+                .as_ref()
+                .map_or(self.pending_rows, |c| c.rows_done),
+            epoch_loss_sum: self
+                .cursor
+                .as_ref()
+                .map_or(self.pending_loss, |c| c.loss_sum),
             scheduler: self.scheduler.state(),
         })
     }
@@ -792,6 +776,7 @@ impl Trainer {
         self.scheduler.set_state(checkpoint.scheduler);
         // The epoch's order is a function of the seed and epoch number.
         self.pending_rows = checkpoint.rows_done;
+        self.pending_loss = checkpoint.epoch_loss_sum;
         self.cursor = None;
         Ok(())
     }
@@ -888,147 +873,4 @@ fn check_parameters(mlp: &Mlp, params: &[f32]) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Rows per chunk when evaluating or predicting, to bound memory.
-const CHUNK_ROWS: usize = 8192;
-
-/// The trainer's CPU backend: `cpu::Network<f32>` plus batch buffers.
-struct CpuBackend {
-    net: Network<f32>,
-    loss: Loss,
-    x_batch: Vec<f32>,
-    value_batch: Vec<f32>,
-    label_batch: Vec<u32>,
-    norms_every: Option<u64>,
-}
-
-impl CpuBackend {
-    fn new(mlp: &Mlp, params: Vec<f32>, config: &TrainConfig) -> CpuBackend {
-        let mut net = Network::new(mlp.clone(), params, config.optimizer);
-        net.set_grad_clip(config.grad_clip);
-        net.set_dropout(&config.dropout.per_layer(mlp.layers().len()), config.seed);
-        CpuBackend {
-            net,
-            loss: config.loss,
-            x_batch: Vec::new(),
-            value_batch: Vec::new(),
-            label_batch: Vec::new(),
-            norms_every: config.norms_every,
-        }
-    }
-}
-
-impl Backend for CpuBackend {
-    fn name(&self) -> String {
-        format!("cpu: {}", crate::cpu::gemm_name())
-    }
-
-    fn parameters(&mut self) -> Result<Vec<f32>> {
-        Ok(self.net.params().to_vec())
-    }
-
-    fn set_parameters(&mut self, params: &[f32]) -> Result<()> {
-        self.net.params_mut().copy_from_slice(params);
-        Ok(())
-    }
-
-    fn begin_fit(&mut self, _train: &Dataset) -> Result<()> {
-        Ok(())
-    }
-
-    fn train_epoch(
-        &mut self,
-        train: &Dataset,
-        order: &[u32],
-        batch_size: usize,
-        max_steps: u64,
-        lr: f64,
-    ) -> Result<EpochLoss> {
-        let mut result = EpochLoss::default();
-        for indices in order
-            .chunks(batch_size)
-            .take(max_steps.try_into().unwrap_or(usize::MAX))
-        {
-            // Gather the batch (the GPU does the same through data.wgsl).
-            train.gather(
-                indices,
-                &mut self.x_batch,
-                &mut self.value_batch,
-                &mut self.label_batch,
-            );
-            let targets = match train.targets() {
-                Targets::Classes(_) => TargetBatch::Classes(&self.label_batch),
-                Targets::Values { .. } => TargetBatch::Values(&self.value_batch),
-            };
-            let loss = self
-                .net
-                .loss_and_gradients(&self.x_batch, self.loss, targets);
-            let step = self.net.step_count() + 1;
-            if !loss.is_finite() {
-                return Err(Error::Diverged {
-                    step,
-                    loss: loss as f64,
-                });
-            }
-            if self.norms_every.is_some_and(|n| step.is_multiple_of(n)) {
-                let (mlp, grads, params) = (self.net.mlp(), self.net.grads(), self.net.params());
-                result
-                    .norms
-                    .extend(LayerNorms::of(mlp, step, grads, params));
-            }
-            self.net.update(Some(lr));
-            result.loss_sum += loss as f64 * indices.len() as f64;
-            result.rows += indices.len();
-            result.steps += 1;
-        }
-        Ok(result)
-    }
-
-    fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)> {
-        let width = self.net.mlp().outputs();
-        let mut loss_sum = 0.0;
-        let mut correct: Option<usize> = None;
-        let mut grad = Vec::new();
-        for start in (0..data.rows()).step_by(CHUNK_ROWS) {
-            let end = (start + CHUNK_ROWS).min(data.rows());
-            let x = &data.x()[start * data.features()..end * data.features()];
-            let targets = data.target_batch(start..end);
-            let output = self.net.forward(x);
-            grad.resize(output.len(), 0.0);
-            let loss = self
-                .loss
-                .forward_backward(output, width, targets, &mut grad);
-            loss_sum += loss as f64 * (end - start) as f64;
-            if let Some(c) = self.loss.correct(output, width, targets) {
-                *correct.get_or_insert(0) += c;
-            }
-        }
-        Ok((loss_sum, correct))
-    }
-
-    fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)> {
-        Ok((self.net.optimizer_state().to_vec(), self.net.step_count()))
-    }
-
-    fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
-        self.net.set_optimizer_state(state, step);
-        Ok(())
-    }
-
-    fn memory_bytes(&self) -> u64 {
-        self.net.memory_bytes()
-            + 4 * (self.x_batch.capacity()
-                + self.value_batch.capacity()
-                + self.label_batch.capacity()) as u64
-    }
-
-    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
-        let inputs = self.net.mlp().inputs();
-        let mut out = Vec::with_capacity(x.len() / inputs * self.net.mlp().outputs());
-        for chunk in x.chunks(CHUNK_ROWS * inputs) {
-            out.extend_from_slice(self.net.forward(chunk));
-        }
-        Ok(out)
-    }
 }

@@ -3,6 +3,7 @@
 //! α and β, sizes that are not multiples of any kernel's block.
 
 use retroprop::Real;
+use retroprop::cpu::Gemm as _;
 use retroprop::cpu::{Blas, blas, gemm_builtin};
 
 /// A small deterministic generator, so failures repeat.
@@ -167,8 +168,8 @@ fn blas_gemm_matches_f64_reference() {
 #[test]
 fn real_gemm_matches_f64_reference() {
     // Whichever path each size takes (BLAS above 2¹⁸ multiply-adds).
-    check::<f32>("Real::gemm", &f32::gemm, 1e-5);
-    check::<f64>("Real::gemm", &f64::gemm, 1e-13);
+    check::<f32>("Gemm::gemm", &f32::gemm, 1e-5);
+    check::<f64>("Gemm::gemm", &f64::gemm, 1e-13);
 }
 
 #[test]

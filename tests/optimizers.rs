@@ -6,6 +6,7 @@ mod common;
 use common::max_rel_error;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use retroprop::cpu::{clip_gradients, optimizer_step};
 use retroprop::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
 
 /// Runs `optimizer` on one parameter θ₀ with the gradient sequence `grads`.
@@ -16,7 +17,14 @@ fn trajectory(optimizer: Optimizer, theta0: f64, grads: &[f64]) -> Vec<f64> {
         .iter()
         .enumerate()
         .map(|(t, &g)| {
-            optimizer.step(&mut theta, &[g], &mut state, t as u64 + 1, optimizer.lr());
+            optimizer_step(
+                &optimizer,
+                &mut theta,
+                &[g],
+                &mut state,
+                t as u64 + 1,
+                optimizer.lr(),
+            );
             theta[0]
         })
         .collect()
@@ -184,7 +192,14 @@ fn every_optimizer_matches_the_torch_algorithm_over_ten_steps() {
         let mut got = theta0.clone();
         let mut state = vec![optimizer.initial_state(); optimizer.state_slots() * 16];
         for (t, g) in grads.iter().enumerate() {
-            optimizer.step(&mut got, g, &mut state, t as u64 + 1, optimizer.lr());
+            optimizer_step(
+                &optimizer,
+                &mut got,
+                g,
+                &mut state,
+                t as u64 + 1,
+                optimizer.lr(),
+            );
         }
         let (err, at) = max_rel_error(&got, &expected, 1e-12);
         assert!(
@@ -236,11 +251,13 @@ fn clipping_matches_torch_by_hand() {
     use retroprop::GradClip;
     // clip_grad_norm_(max_norm=1): ‖(3, 4)‖ = 5, coefficient 1 / (5 + 1e-6).
     let mut g = [3.0f64, 4.0];
-    GradClip {
-        max_norm: Some(1.0),
-        max_value: None,
-    }
-    .apply(&mut g);
+    clip_gradients(
+        &GradClip {
+            max_norm: Some(1.0),
+            max_value: None,
+        },
+        &mut g,
+    );
     let coef = 1.0 / (5.0 + 1e-6);
     assert!(
         (g[0] - 3.0 * coef).abs() < 1e-12 && (g[1] - 4.0 * coef).abs() < 1e-12,
@@ -248,19 +265,23 @@ fn clipping_matches_torch_by_hand() {
     );
     // A norm under the limit is left alone (the coefficient is clamped to 1).
     let mut g = [0.3f64, 0.4];
-    GradClip {
-        max_norm: Some(1.0),
-        max_value: None,
-    }
-    .apply(&mut g);
+    clip_gradients(
+        &GradClip {
+            max_norm: Some(1.0),
+            max_value: None,
+        },
+        &mut g,
+    );
     assert_eq!(g, [0.3, 0.4]);
     // clip_grad_value_(2): clamp to [−2, 2].
     let mut g = [3.0f64, -4.0, 1.5];
-    GradClip {
-        max_norm: None,
-        max_value: Some(2.0),
-    }
-    .apply(&mut g);
+    clip_gradients(
+        &GradClip {
+            max_norm: None,
+            max_value: Some(2.0),
+        },
+        &mut g,
+    );
     assert_eq!(g, [2.0, -2.0, 1.5]);
     assert!(
         GradClip {

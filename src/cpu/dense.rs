@@ -1,7 +1,7 @@
 //! One dense layer's forward and backward pass, side by side.
 
+use super::gemm::Gemm;
 use crate::activation::Activation;
-use crate::real::Real;
 use rayon::prelude::*;
 
 /// Runs `$body` with `$f` bound to `$activation` as a constant of each
@@ -53,7 +53,7 @@ fn rows_per_job(width: usize) -> usize {
 ///
 /// `input` is rows × in, `weight` out × in, `bias` out; `z` and `a` are
 /// rows × out.
-pub fn dense_forward<T: Real>(
+pub fn dense_forward<T: Gemm>(
     input: &[T],
     weight: &[T],
     bias: &[T],
@@ -107,7 +107,7 @@ pub fn dense_forward<T: Real>(
 /// dA_prev = dZ · W       (when `input_grad` is given)
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn dense_backward<T: Real>(
+pub fn dense_backward<T: Gemm>(
     input: &[T],
     weight: &[T],
     z: &[T],

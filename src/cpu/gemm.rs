@@ -131,11 +131,11 @@ impl Blas {
     }
 
     /// C = α·op(A)·op(B) + β·C through the library, for row-major operands
-    /// given by strides as in [`Real::gemm`]. Returns `false`, computing
+    /// given by strides as in [`Gemm::gemm`]. Returns `false`, computing
     /// nothing, when a stride pattern or size is one CBLAS cannot express
     /// (neither stride 1, or beyond `i32`).
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm<T: Real>(
+    pub fn gemm<T: Gemm>(
         &self,
         m: usize,
         k: usize,
@@ -381,10 +381,56 @@ pub fn gemm_builtin<T: Real>(
     }
 }
 
-/// [`Real::gemm`]: the BLAS library for products worth it, else the
+/// A float the CPU backend multiplies matrices in (`f32`, `f64`), with its
+/// CBLAS routine. The math ([`Real`]) knows nothing of BLAS; this is where
+/// a float meets the library.
+pub trait Gemm: Real {
+    /// `C = alpha · op(A) · op(B) + beta · C` on row-major matrices given by
+    /// (row, column) strides; `m × k` times `k × n`. Runs on a system BLAS
+    /// when one is loaded and the product is large, else on the built-in
+    /// GEMM (see the [module](self) documentation).
+    ///
+    /// # Panics
+    /// If a stride reaches outside its slice.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        a_strides: (isize, isize),
+        b: &[Self],
+        b_strides: (isize, isize),
+        beta: Self,
+        c: &mut [Self],
+        c_strides: (isize, isize),
+    ) {
+        gemm(
+            m, k, n, alpha, a, a_strides, b, b_strides, beta, c, c_strides,
+        );
+    }
+    /// The library's `cblas_sgemm` or `cblas_dgemm`, whichever this type is.
+    #[doc(hidden)]
+    fn cblas_gemm(blas: &Blas) -> CblasGemm<Self>;
+}
+
+impl Gemm for f32 {
+    fn cblas_gemm(blas: &Blas) -> CblasGemm<f32> {
+        blas.sgemm()
+    }
+}
+
+impl Gemm for f64 {
+    fn cblas_gemm(blas: &Blas) -> CblasGemm<f64> {
+        blas.dgemm()
+    }
+}
+
+/// [`Gemm::gemm`]: the BLAS library for products worth it, else the
 /// built-in GEMM.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm<T: Real>(
+fn gemm<T: Gemm>(
     m: usize,
     k: usize,
     n: usize,

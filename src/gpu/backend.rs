@@ -6,12 +6,12 @@ use super::kernels::{
     GatherShape, Kernel, Kernels, LossShape, MatmulKind, MatmulShape, MatmulTiling, NORM_GROUPS,
     OperandTexture, OptimizerShape, ReduceShape, StepParams, grid,
 };
+use crate::backend::{Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsLoss};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::UpdateRule;
-use crate::train::{Backend, EpochLoss, TrainConfig};
 use bytemuck::Pod;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -115,6 +115,9 @@ struct PassKey {
     offset: usize,
     /// A training pass (dropout on) rather than evaluation or prediction.
     train: bool,
+    /// Adds its gradients and loss to those already there (every pass of
+    /// a step but its first).
+    accumulate: bool,
 }
 
 impl PassKey {
@@ -125,7 +128,25 @@ impl PassKey {
             batch: rows,
             offset: 0,
             train: false,
+            accumulate: false,
         }
+    }
+
+    /// The training passes over `len` rows at `offset` in a batch of
+    /// `batch` rows, at most `capacity` rows each.
+    fn training(
+        len: usize,
+        batch: usize,
+        offset: usize,
+        capacity: usize,
+    ) -> impl Iterator<Item = PassKey> {
+        (0..len).step_by(capacity).map(move |start| PassKey {
+            rows: capacity.min(len - start),
+            batch,
+            offset: offset + start,
+            train: true,
+            accumulate: start > 0,
+        })
     }
 }
 
@@ -198,8 +219,10 @@ struct Plan {
     _uniforms: wgpu::Buffer,
 }
 
-/// The wgpu training backend.
-pub(crate) struct GpuBackend {
+/// The wgpu backend: the whole step in WGSL compute shaders, parameters,
+/// gradients and optimizer state each in one flat buffer, the training data
+/// resident, many steps recorded into one submission.
+pub struct GpuBackend {
     ctx: GpuContext,
     kernels: Kernels,
     mlp: Mlp,
@@ -207,9 +230,11 @@ pub(crate) struct GpuBackend {
     rule: UpdateRule,
     layout: ParamLayout,
     params: wgpu::Buffer,
-    /// The parameters as they were before the current epoch: put back when
-    /// the epoch diverges, so the last good parameters stay available.
-    params_before_epoch: wgpu::Buffer,
+    /// The parameters and optimizer state as they were before the current
+    /// `train_steps`: put back when a step diverges (then the good steps
+    /// before it run again), so that a divergence keeps what the CPU keeps.
+    params_before: wgpu::Buffer,
+    state_before: wgpu::Buffer,
     grads: wgpu::Buffer,
     state: wgpu::Buffer,
     /// Rows the activation buffers hold.
@@ -249,6 +274,8 @@ pub(crate) struct GpuBackend {
     layer_norms_uniform: wgpu::Buffer,
     layer_norms_group: wgpu::BindGroup,
     resident: Option<Resident>,
+    /// Uploads made; the current one's id (see `DeviceData`).
+    uploads: u64,
     /// The training data is larger than one binding may hold: batches are
     /// gathered on the host and written before each pass instead.
     streamed: bool,
@@ -322,11 +349,28 @@ impl UniformBlocks {
     }
 }
 
+impl std::fmt::Debug for GpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuBackend")
+            .field("device", &self.name())
+            .field("mlp", &self.mlp)
+            .field("step", &self.t)
+            .finish_non_exhaustive()
+    }
+}
+
 impl GpuBackend {
-    pub(crate) fn new(
+    /// Opens a device and allocates everything a run of `mlp` needs,
+    /// starting from `params`. With `hardware_only`, a CPU implementation
+    /// of the API (lavapipe) does not count as a GPU.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when there is no adapter (saying how to install
+    /// one) or the device fails.
+    pub fn new(
         mlp: &Mlp,
         params: Vec<f32>,
-        config: &TrainConfig,
+        config: &BackendConfig,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
         let ctx = GpuContext::open(hardware_only)?;
@@ -346,7 +390,7 @@ impl GpuBackend {
         let limit_bytes = binding_limit.min(ctx.limits.max_buffer_size);
         let limit_rows = (limit_bytes / (4 * widest)).max(1) as usize;
         let capacity = config
-            .batch_size
+            .batch_rows
             .unwrap_or(4096)
             .max(256)
             .min(limit_rows)
@@ -370,12 +414,13 @@ impl GpuBackend {
         let slots = optimizer.state_slots() as u64;
         let params_buffer = storage_init(device, "parameters", &layout.pack(mlp, &params));
         let grads = storage(device, "gradients", layout.len);
-        let params_before_epoch = storage(device, "parameters before the epoch", layout.len);
+        let params_before = storage(device, "parameters before the steps", layout.len);
         let state = storage_init(
             device,
             "optimizer state",
             &vec![optimizer.initial_state() as f32; (slots * layout.len).max(1) as usize],
         );
+        let state_before = storage(device, "optimizer state before the steps", state.size() / 4);
         let widths: Vec<u64> = mlp.layers().iter().map(|l| l.outputs as u64).collect();
         let rows = capacity as u64;
         let z = widths
@@ -522,7 +567,8 @@ impl GpuBackend {
             rule,
             layout,
             params: params_buffer,
-            params_before_epoch,
+            params_before,
+            state_before,
             grads,
             state,
             capacity,
@@ -533,11 +579,8 @@ impl GpuBackend {
             dz,
             textures,
             row_stats,
-            dropout: config
-                .dropout
-                .per_layer(mlp.layers().len())
-                .iter()
-                .map(|&p| crate::dropout::Dropout::new(p))
+            dropout: (0..mlp.layers().len())
+                .map(|l| crate::dropout::Dropout::new(config.dropout_of(l)))
                 .collect(),
             dropout_seed: crate::dropout::mask_seed(config.seed),
             unused_read,
@@ -558,6 +601,7 @@ impl GpuBackend {
             layer_norms_uniform,
             layer_norms_group,
             resident: None,
+            uploads: 0,
             streamed: false,
             binding_limit,
             plans: HashMap::new(),
@@ -690,7 +734,7 @@ impl GpuBackend {
 
     fn build_plan<'a>(&'a self, key: PassKey) -> Plan {
         let rows = key.rows;
-        let accumulate = u32::from(key.offset > 0);
+        let accumulate = u32::from(key.accumulate);
         let device = &self.ctx.device;
         let mlp = &self.mlp;
         let layers = mlp.layers();
@@ -1099,45 +1143,17 @@ impl GpuBackend {
         order: &[u32],
         batches: &[(usize, usize)],
     ) -> Result<()> {
-        let (mut x, mut values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Scratch::default();
         let queue = &self.ctx.queue;
         for (slot, &(start, end)) in batches.iter().enumerate() {
             let len = end - start;
-            let keys: Vec<PassKey> = (0..len)
-                .step_by(self.capacity)
-                .map(|offset| PassKey {
-                    rows: self.capacity.min(len - offset),
-                    batch: len,
-                    offset,
-                    train: true,
-                })
-                .collect();
+            let keys: Vec<PassKey> = PassKey::training(len, len, 0, self.capacity).collect();
             for (i, key) in keys.iter().enumerate() {
                 let first = start + key.offset;
-                train.gather(
-                    &order[first..first + key.rows],
-                    &mut x,
-                    &mut values,
-                    &mut labels,
-                );
-                queue.write_buffer(&self.x_batch, 0, bytemuck::cast_slice(&x));
-                match train.targets() {
-                    Targets::Classes(_) => {
-                        queue.write_buffer(&self.y_batch, 0, bytemuck::cast_slice(&labels))
-                    }
-                    Targets::Values { .. } => {
-                        queue.write_buffer(&self.y_batch, 0, bytemuck::cast_slice(&values))
-                    }
-                }
+                self.write_rows(train, &order[first..first + key.rows], &mut scratch);
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 if slot == 0 && i == 0 {
-                    encoder.copy_buffer_to_buffer(
-                        &self.params,
-                        0,
-                        &self.params_before_epoch,
-                        0,
-                        self.params.size(),
-                    );
+                    self.snapshot(&mut encoder);
                 }
                 {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -1163,6 +1179,41 @@ impl GpuBackend {
             .is_some_and(|n| (t_before + slot as u64 + 1).is_multiple_of(n))
     }
 
+    /// Records copies of the parameters and optimizer state, to put back
+    /// if a step diverges.
+    fn snapshot(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.copy_buffer_to_buffer(&self.params, 0, &self.params_before, 0, self.params.size());
+        encoder.copy_buffer_to_buffer(&self.state, 0, &self.state_before, 0, self.state.size());
+    }
+
+    /// Puts back the parameters, optimizer state and step count of the
+    /// last snapshot (taken at step `t`).
+    fn restore(&mut self, t: u64) -> Result<()> {
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&self.params_before, 0, &self.params, 0, self.params.size());
+        encoder.copy_buffer_to_buffer(&self.state_before, 0, &self.state, 0, self.state.size());
+        self.ctx.queue.submit([encoder.finish()]);
+        self.t = t;
+        self.ctx.check()
+    }
+
+    /// Writes `rows` of `data` (gathered on the host) into the batch
+    /// buffers.
+    fn write_rows(&self, data: &Dataset, rows: &[u32], scratch: &mut Scratch) {
+        let (x, values, labels) = scratch;
+        data.gather(rows, x, values, labels);
+        let queue = &self.ctx.queue;
+        queue.write_buffer(&self.x_batch, 0, bytemuck::cast_slice(x));
+        match data.targets() {
+            Targets::Classes(_) => {
+                queue.write_buffer(&self.y_batch, 0, bytemuck::cast_slice(labels))
+            }
+            Targets::Values { .. } => {
+                queue.write_buffer(&self.y_batch, 0, bytemuck::cast_slice(values))
+            }
+        }
+    }
+
     fn write_batch(&self, data: &Dataset, start: usize, end: usize) {
         let f = data.features();
         let queue = &self.ctx.queue;
@@ -1183,6 +1234,9 @@ impl GpuBackend {
         }
     }
 }
+
+/// Host buffers a batch is gathered into: inputs, target values, labels.
+type Scratch = (Vec<f32>, Vec<f32>, Vec<u32>);
 
 /// What a pack copies: `rows` rows of the matrix at a byte offset into a
 /// buffer, into a texture.
@@ -1261,9 +1315,46 @@ impl Backend for GpuBackend {
         self.ctx.check()
     }
 
-    fn begin_fit(&mut self, train: &Dataset) -> Result<()> {
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)> {
+        let padded = self.layout.len;
+        let bytes = self
+            .ctx
+            .read(&self.state, 0, self.slots as u64 * padded * 4)?;
+        let all: &[f32] = bytemuck::cast_slice(&bytes);
+        let mut state = Vec::with_capacity(self.slots * self.mlp.parameter_count());
+        for slot in 0..self.slots {
+            state.extend(self.layout.unpack(
+                &self.mlp,
+                &all[slot * padded as usize..(slot + 1) * padded as usize],
+            ));
+        }
+        Ok((state, self.t))
+    }
+
+    fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
+        let n = self.mlp.parameter_count();
+        let mut padded = Vec::with_capacity(self.slots * self.layout.len as usize);
+        for slot in 0..self.slots {
+            padded.extend(
+                self.layout
+                    .pack(&self.mlp, &state[slot * n..(slot + 1) * n]),
+            );
+        }
+        if !padded.is_empty() {
+            self.ctx
+                .queue
+                .write_buffer(&self.state, 0, bytemuck::cast_slice(&padded));
+        }
+        self.t = step;
+        self.ctx.check()
+    }
+
+    fn upload<'a>(&mut self, train: &'a Dataset) -> Result<DeviceData<'a>> {
         let device = &self.ctx.device;
         self.plans.clear();
+        self.resident = None;
+        self.uploads += 1;
+        let handle = DeviceData::new(self.uploads, train);
         let target_words = train.rows() * train.target_width();
         let largest = (train.x().len().max(target_words) * 4) as u64;
         self.streamed = largest > self.binding_limit;
@@ -1272,8 +1363,8 @@ impl Backend for GpuBackend {
                 "the training data ({largest} bytes in its largest tensor) exceeds one GPU binding ({} bytes): streaming batches from host memory",
                 self.binding_limit
             );
-            self.resident = None;
-            return self.ctx.check();
+            self.ctx.check()?;
+            return Ok(handle);
         }
         let (targets, target_width) = match train.targets() {
             Targets::Classes(labels) => (storage_init(device, "targets", labels), 1),
@@ -1286,24 +1377,98 @@ impl Backend for GpuBackend {
             features: train.features(),
             target_width,
         });
-        self.plans.clear();
+        self.ctx.check()?;
+        Ok(handle)
+    }
+
+    fn forward_backward(&mut self, data: &DeviceData<'_>, share: BatchShare<'_>) -> Result<f64> {
+        data.check(Some(self.uploads))?;
+        share.check()?;
+        if share.rows.is_empty() {
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            encoder.clear_buffer(&self.grads, 0, None);
+            self.ctx.queue.submit([encoder.finish()]);
+            self.ctx.check()?;
+            return Ok(0.0);
+        }
+        // The share's rows are gathered on the host and written pass by
+        // pass: a step in phases is one submission per pass anyway.
+        self.ensure_step_slots(1);
+        self.write_steps(&[StepParams::new(&self.rule, self.t + 1, self.rule.lr, 0, 0)]);
+        let keys: Vec<PassKey> = PassKey::training(
+            share.rows.len(),
+            share.batch_rows,
+            share.offset,
+            self.capacity,
+        )
+        .collect();
+        for key in &keys {
+            self.plan(*key);
+        }
+        let mut scratch = Scratch::default();
+        for key in &keys {
+            let first = key.offset - share.offset;
+            self.write_rows(
+                data.dataset(),
+                &share.rows[first..first + key.rows],
+                &mut scratch,
+            );
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                self.record(&mut pass, &self.plans[key], 0, false, true);
+            }
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        Ok(self.read_results(1)?[0] as f64)
+    }
+
+    fn gradients(&mut self) -> Result<Vec<f32>> {
+        let bytes = self.ctx.read(&self.grads, 0, self.layout.len * 4)?;
+        Ok(self.layout.unpack(&self.mlp, bytemuck::cast_slice(&bytes)))
+    }
+
+    fn set_gradients(&mut self, grads: &[f32]) -> Result<()> {
+        if grads.len() != self.mlp.parameter_count() {
+            return Err(Error::Shape {
+                what: "gradients of the network".into(),
+                expected: self.mlp.parameter_count(),
+                got: grads.len(),
+            });
+        }
+        let padded = self.layout.pack(&self.mlp, grads);
+        self.ctx
+            .queue
+            .write_buffer(&self.grads, 0, bytemuck::cast_slice(&padded));
         self.ctx.check()
     }
 
-    fn train_epoch(
+    fn update(&mut self, lr: f64) -> Result<()> {
+        self.ensure_step_slots(1);
+        self.write_steps(&[StepParams::new(&self.rule, self.t + 1, lr, 0, 0)]);
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.record_update(&mut pass, 0, false);
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        self.t += 1;
+        self.ctx.check()
+    }
+
+    fn train_steps(
         &mut self,
-        train: &Dataset,
+        data: &DeviceData<'_>,
         order: &[u32],
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> Result<EpochLoss> {
+    ) -> Result<StepsLoss> {
+        data.check(Some(self.uploads))?;
         if let Some(resident) = &self.resident {
             self.ctx
                 .queue
                 .write_buffer(&resident.perm, 0, bytemuck::cast_slice(order));
-        } else if !self.streamed {
-            return Err(Error::Config("train_epoch before begin_fit".into()));
         }
         // `order` may be the rest of an epoch (Trainer::train_steps).
         let rows = order.len();
@@ -1313,13 +1478,14 @@ impl Backend for GpuBackend {
             .take(max_steps.try_into().unwrap_or(usize::MAX))
             .collect();
         self.ensure_step_slots(batches.len());
+        let first_t = self.t;
         let steps: Vec<StepParams> = batches
             .iter()
             .enumerate()
             .map(|(s, &(start, _))| {
                 StepParams::new(
                     &self.rule,
-                    self.t + s as u64 + 1,
+                    first_t + s as u64 + 1,
                     lr,
                     start as u32,
                     s as u32,
@@ -1327,21 +1493,16 @@ impl Backend for GpuBackend {
             })
             .collect();
         self.write_steps(&steps);
-        let passes = |len: usize, capacity: usize| {
-            (0..len).step_by(capacity).map(move |offset| PassKey {
-                rows: capacity.min(len - offset),
-                batch: len,
-                offset,
-                train: true,
-            })
+        let passes = |&(start, end): &(usize, usize), capacity| {
+            PassKey::training(end - start, end - start, 0, capacity)
         };
-        for &(start, end) in &batches {
-            for key in passes(end - start, self.capacity) {
+        for batch in &batches {
+            for key in passes(batch, self.capacity) {
                 self.plan(key);
             }
         }
         if self.streamed {
-            self.stream_epoch(train, order, &batches)?;
+            self.stream_epoch(data.dataset(), order, &batches)?;
         }
         for (chunk_index, chunk) in batches
             .chunks(STEPS_PER_SUBMIT)
@@ -1350,19 +1511,13 @@ impl Backend for GpuBackend {
         {
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             if chunk_index == 0 {
-                encoder.copy_buffer_to_buffer(
-                    &self.params,
-                    0,
-                    &self.params_before_epoch,
-                    0,
-                    self.params.size(),
-                );
+                self.snapshot(&mut encoder);
             }
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                for (i, &(start, end)) in chunk.iter().enumerate() {
+                for (i, batch) in chunk.iter().enumerate() {
                     let slot = chunk_index * STEPS_PER_SUBMIT + i;
-                    for key in passes(end - start, self.capacity) {
+                    for key in passes(batch, self.capacity) {
                         self.record(&mut pass, &self.plans[&key], slot, true, true);
                     }
                     self.record_update(&mut pass, slot, self.samples_norms(slot));
@@ -1372,8 +1527,20 @@ impl Backend for GpuBackend {
         }
         self.t += batches.len() as u64;
         let results = self.read_results(batches.len())?;
-        let mut epoch = EpochLoss::default();
-        let first_t = self.t - batches.len() as u64;
+        if let Some(bad) = (0..batches.len()).find(|&s| !results[2 * s].is_finite()) {
+            // Every step ran; put back the state from before them and run
+            // the good ones again, so that what is kept is what the CPU
+            // keeps: everything as it was before the bad step.
+            self.restore(first_t)?;
+            if bad > 0 {
+                self.train_steps(data, order, batch_size, bad as u64, lr)?;
+            }
+            return Err(Error::Diverged {
+                step: first_t + bad as u64 + 1,
+                loss: results[2 * bad] as f64,
+            });
+        }
+        let mut epoch = StepsLoss::default();
         if (0..batches.len()).any(|s| self.samples_norms_at(first_t, s)) {
             let layers = self.mlp.layers().len();
             let bytes = self.ctx.read(
@@ -1385,7 +1552,7 @@ impl Backend for GpuBackend {
             for s in (0..batches.len()).filter(|&s| self.samples_norms_at(first_t, s)) {
                 for layer in 0..layers {
                     let at = (s * layers + layer) * 2;
-                    epoch.norms.push(crate::train::LayerNorms {
+                    epoch.norms.push(LayerNorms {
                         step: first_t + s as u64 + 1,
                         layer,
                         grad_norm: norms[at] as f64,
@@ -1395,24 +1562,7 @@ impl Backend for GpuBackend {
             }
         }
         for (s, &(start, end)) in batches.iter().enumerate() {
-            let loss = results[2 * s] as f64;
-            if !loss.is_finite() {
-                // Put back the parameters from before this epoch.
-                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                encoder.copy_buffer_to_buffer(
-                    &self.params_before_epoch,
-                    0,
-                    &self.params,
-                    0,
-                    self.params.size(),
-                );
-                self.ctx.queue.submit([encoder.finish()]);
-                return Err(Error::Diverged {
-                    step: self.t - batches.len() as u64 + s as u64 + 1,
-                    loss,
-                });
-            }
-            epoch.loss_sum += loss * (end - start) as f64;
+            epoch.loss_sum += results[2 * s] as f64 * (end - start) as f64;
             epoch.rows += end - start;
             epoch.steps += 1;
         }
@@ -1463,45 +1613,13 @@ impl Backend for GpuBackend {
         ))
     }
 
-    fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)> {
-        let padded = self.layout.len;
-        let bytes = self
-            .ctx
-            .read(&self.state, 0, self.slots as u64 * padded * 4)?;
-        let all: &[f32] = bytemuck::cast_slice(&bytes);
-        let mut state = Vec::with_capacity(self.slots * self.mlp.parameter_count());
-        for slot in 0..self.slots {
-            state.extend(self.layout.unpack(
-                &self.mlp,
-                &all[slot * padded as usize..(slot + 1) * padded as usize],
-            ));
-        }
-        Ok((state, self.t))
-    }
-
-    fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
-        let n = self.mlp.parameter_count();
-        let mut padded = Vec::with_capacity(self.slots * self.layout.len as usize);
-        for slot in 0..self.slots {
-            padded.extend(
-                self.layout
-                    .pack(&self.mlp, &state[slot * n..(slot + 1) * n]),
-            );
-        }
-        if !padded.is_empty() {
-            self.ctx
-                .queue
-                .write_buffer(&self.state, 0, bytemuck::cast_slice(&padded));
-        }
-        self.t = step;
-        self.ctx.check()
-    }
-
     fn memory_bytes(&self) -> u64 {
         let mut buffers = vec![
             &self.params,
+            &self.params_before,
             &self.grads,
             &self.state,
+            &self.state_before,
             &self.x_batch,
             &self.y_batch,
             &self.row_stats,
@@ -1518,19 +1636,14 @@ impl Backend for GpuBackend {
 
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let inputs = self.mlp.inputs();
-        let outputs = self.mlp.outputs() as u64;
+        let outputs = self.mlp.outputs();
         let rows = x.len() / inputs;
-        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("predictions"),
-            size: rows as u64 * outputs * 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         self.ensure_step_slots(1);
         self.write_steps(&[StepParams::default()]);
-        // Forward only: the loss kernels run on whatever targets are in the
-        // batch buffer, which is harmless; zero them so they are finite.
+        // Chunk by chunk, each read back before the next: no buffer of all
+        // the outputs on the device, whatever the number of rows.
         let last = self.mlp.layers().len() - 1;
+        let mut out = Vec::with_capacity(rows * outputs);
         for start in (0..rows).step_by(self.capacity) {
             let end = (start + self.capacity).min(rows);
             self.plan(PassKey::whole(end - start));
@@ -1545,16 +1658,12 @@ impl Backend for GpuBackend {
                 let plan = &self.plans[&PassKey::whole(end - start)];
                 self.record_forward(&mut pass, plan, 0);
             }
-            encoder.copy_buffer_to_buffer(
-                &self.a[last],
-                0,
-                &staging,
-                start as u64 * outputs * 4,
-                (end - start) as u64 * outputs * 4,
-            );
             self.ctx.queue.submit([encoder.finish()]);
+            let bytes = self
+                .ctx
+                .read(&self.a[last], 0, ((end - start) * outputs * 4) as u64)?;
+            out.extend_from_slice(bytemuck::cast_slice(&bytes));
         }
-        let bytes = self.ctx.map_read(&staging)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        Ok(out)
     }
 }

@@ -4,8 +4,9 @@
 
 use super::context::GpuContext;
 use super::kernels::{
-    ElementwiseShape, GatherShape, Kernel, Kernels, LossShape, MatmulKind, MatmulShape,
-    MatmulTiling, NORM_GROUPS, OperandTexture, OptimizerShape, ReduceShape, StepParams, grid,
+    ELEMENTWISE, ElementwiseShape, GatherShape, Kernel, Kernels, LossShape, MatmulKind,
+    MatmulShape, MatmulTiling, NORM_GROUPS, OperandTexture, OptimizerShape, ReduceShape,
+    StepParams, grid, matmul_module, matmul_variant, module, pipeline,
 };
 use crate::activation::Activation;
 use crate::data::{Dataset, Targets};
@@ -20,6 +21,44 @@ use wgpu::util::DeviceExt;
 pub struct KernelHarness {
     ctx: GpuContext,
     kernels: Kernels,
+    tests: TestKernels,
+}
+
+/// The pipelines only the tests and benchmarks use: training fuses these
+/// steps into its matmuls' epilogues, and never compiles them.
+#[derive(Debug)]
+struct TestKernels {
+    /// Plain C (+)= op(A) · op(B) for the four transposition variants
+    /// (index: trans_a · 2 + trans_b).
+    matmul_plain: [Kernel; 4],
+    /// The bias + activation epilogue on its own.
+    bias_activation_forward: Kernel,
+    /// dA ⊙ f'(Z) on its own.
+    activation_backward: Kernel,
+}
+
+impl TestKernels {
+    fn new(device: &wgpu::Device, tiling: &MatmulTiling) -> TestKernels {
+        let matmul = matmul_module(device, tiling);
+        let plain = |trans| matmul_variant(device, &matmul, tiling, trans, 0);
+        let activation = module(
+            device,
+            "elementwise",
+            include_str!("../../shaders/elementwise.wgsl"),
+            "",
+        );
+        let elementwise = |entry| pipeline(device, &activation, entry, ELEMENTWISE, &[]);
+        TestKernels {
+            matmul_plain: [
+                plain((false, false)),
+                plain((false, true)),
+                plain((true, false)),
+                plain((true, true)),
+            ],
+            bias_activation_forward: elementwise("bias_activation_forward"),
+            activation_backward: elementwise("activation_backward"),
+        }
+    }
 }
 
 /// An operand texture with the pack dispatch that fills it.
@@ -50,7 +89,12 @@ impl KernelHarness {
         let ctx = GpuContext::open(false)?;
         let tiling = tiling.unwrap_or(MatmulTiling::for_adapter(ctx.summary().is_hardware));
         let kernels = Kernels::new(&ctx.device, tiling);
-        Ok(KernelHarness { ctx, kernels })
+        let tests = TestKernels::new(&ctx.device, &tiling);
+        Ok(KernelHarness {
+            ctx,
+            kernels,
+            tests,
+        })
     }
 
     /// The device in use.
@@ -252,7 +296,7 @@ impl KernelHarness {
             accumulate: 0,
             ..Default::default()
         };
-        let kernel = &self.kernels.matmul_plain[trans_a as usize * 2 + trans_b as usize];
+        let kernel = &self.tests.matmul_plain[trans_a as usize * 2 + trans_b as usize];
         let out = self.run(
             kernel,
             &[
@@ -312,7 +356,7 @@ impl KernelHarness {
             buffer(4),
             buffer(4),
         ];
-        let kernel = &self.kernels.matmul_plain[trans_a as usize * 2 + trans_b as usize];
+        let kernel = &self.tests.matmul_plain[trans_a as usize * 2 + trans_b as usize];
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: uniform.as_entire_binding(),
@@ -506,7 +550,7 @@ impl KernelHarness {
             slope,
         };
         let out = self.run(
-            &self.kernels.bias_activation_forward,
+            &self.tests.bias_activation_forward,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Data(bytemuck::cast_slice(input)),
@@ -535,7 +579,7 @@ impl KernelHarness {
             slope,
         };
         let out = self.run(
-            &self.kernels.activation_backward,
+            &self.tests.activation_backward,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Data(bytemuck::cast_slice(z)),

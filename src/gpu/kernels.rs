@@ -166,7 +166,7 @@ impl MatmulTiling {
     }
 
     /// The name of the entry point for a transposition variant.
-    fn entry_point(&self, trans_a: bool, trans_b: bool) -> String {
+    pub(crate) fn entry_point(&self, trans_a: bool, trans_b: bool) -> String {
         match self.kind {
             MatmulKind::Shared => "matmul".into(),
             MatmulKind::Direct => "matmul_direct".into(),
@@ -181,8 +181,9 @@ impl MatmulTiling {
     /// The whole matmul module's source for this tiling.
     fn source(&self) -> String {
         let mut source = format!(
-            "{}{COMMON}\n{}",
+            "{}{}\n{}",
             self.preamble(),
+            common_source(),
             include_str!("../../shaders/matmul.wgsl")
         );
         match self.kind {
@@ -667,7 +668,8 @@ pub(crate) struct Kernel {
     pub bindings: usize,
 }
 
-/// Every pipeline the backend uses, compiled once per device.
+/// Every pipeline training uses, compiled once per device (the kernel
+/// harness compiles its test-only ones itself).
 #[derive(Debug)]
 pub(crate) struct Kernels {
     pub tiling: MatmulTiling,
@@ -677,11 +679,6 @@ pub(crate) struct Kernels {
     pub matmul_weight_grad: Kernel,
     /// C = (A · B) ⊙ f'(aux) (input gradients through the previous activation).
     pub matmul_input_grad: Kernel,
-    /// Plain C (+)= op(A) · op(B) for the four transposition variants, for
-    /// kernel tests and benchmarks (index: trans_a · 2 + trans_b).
-    pub matmul_plain: [Kernel; 4],
-    pub bias_activation_forward: Kernel,
-    pub activation_backward: Kernel,
     pub loss: Kernel,
     pub column_sums: Kernel,
     pub loss_sum: Kernel,
@@ -699,7 +696,16 @@ pub(crate) struct Kernels {
     pub pack_quads: Kernel,
 }
 
-const COMMON: &str = include_str!("../../shaders/common.wgsl");
+/// What every kernel module starts with: the named codes, the common
+/// helpers and the activation functions.
+pub(crate) fn common_source() -> String {
+    format!(
+        "{}{}\n{}",
+        super::codes::wgsl(),
+        include_str!("../../shaders/common.wgsl"),
+        include_str!("../../shaders/activation.wgsl")
+    )
+}
 
 /// Each kernel's bindings, in binding order.
 const MATMUL: &[Slot] = &[
@@ -723,7 +729,7 @@ const MATMUL_TEXTURE: &[Slot] = &[
 const PACK: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture];
 /// Binding 1 is bound too (to the same source) but not read.
 const PACK_QUADS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture, Slot::Read];
-const ELEMENTWISE: &[Slot] = &[
+pub(crate) const ELEMENTWISE: &[Slot] = &[
     Slot::Uniform,
     Slot::Read,
     Slot::Read,
@@ -771,116 +777,135 @@ const GATHER: &[Slot] = &[
     Slot::ReadWrite,
 ];
 
+/// A module of common.wgsl and `body`, with `preamble` before both.
+pub(crate) fn module(
+    device: &wgpu::Device,
+    name: &str,
+    body: &str,
+    preamble: &str,
+) -> wgpu::ShaderModule {
+    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(name),
+        source: wgpu::ShaderSource::Wgsl(format!("{preamble}{}\n{body}", common_source()).into()),
+    })
+}
+
+/// The matmul module of `tiling`.
+pub(crate) fn matmul_module(device: &wgpu::Device, tiling: &MatmulTiling) -> wgpu::ShaderModule {
+    // SAFETY: every load and store in the matmul kernels is guarded by an
+    // explicit check against the shape (load_a, load_b, store_tile, the
+    // index and texel clamping of matmul_direct and matmul_texture_*,
+    // store_one), and the host binds buffers and textures at least as
+    // large as those shapes. Without naga's clamping of each index the
+    // inner loop runs about 15 % faster on lavapipe.
+    unsafe {
+        device.create_shader_module_trusted(
+            wgpu::ShaderModuleDescriptor {
+                label: Some("matmul"),
+                source: wgpu::ShaderSource::Wgsl(tiling.source().into()),
+            },
+            wgpu::ShaderRuntimeChecks::unchecked(),
+        )
+    }
+}
+
+/// The pipeline of `entry` in `module`, with its bind group layout from
+/// `slots` and its override constants.
+pub(crate) fn pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+    slots: &[Slot],
+    constants: &[(&str, f64)],
+) -> Kernel {
+    let layout = bind_group_layout(device, entry, slots);
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(entry),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: Some(&pipeline_layout),
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    });
+    Kernel {
+        pipeline,
+        layout,
+        bindings: slots.len(),
+    }
+}
+
+/// The matmul pipeline of `tiling` for one transposition variant and
+/// epilogue (0 plain, 1 bias + activation, 2 times f'(aux)).
+pub(crate) fn matmul_variant(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    tiling: &MatmulTiling,
+    (trans_a, trans_b): (bool, bool),
+    epilogue: u32,
+) -> Kernel {
+    let constants = [
+        ("TRANS_A", trans_a as u32 as f64),
+        ("TRANS_B", trans_b as u32 as f64),
+        ("EPILOGUE", epilogue as f64),
+    ];
+    let slots = if tiling.kind == MatmulKind::Texture {
+        MATMUL_TEXTURE
+    } else {
+        MATMUL
+    };
+    pipeline(
+        device,
+        module,
+        &tiling.entry_point(trans_a, trans_b),
+        slots,
+        &constants,
+    )
+}
+
 impl Kernels {
+    /// Every pipeline training uses, compiled for `device`.
     pub(crate) fn new(device: &wgpu::Device, tiling: MatmulTiling) -> Kernels {
-        let module = |name: &str, body: &str, preamble: &str| {
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(format!("{preamble}{COMMON}\n{body}").into()),
-            })
-        };
-        // SAFETY: every load and store in the matmul kernels is guarded by an
-        // explicit check against the shape (load_a, load_b, store_tile, the
-        // index and texel clamping of matmul_direct and matmul_texture_*,
-        // store_one), and the host binds buffers and textures at least as
-        // large as those shapes. Without naga's clamping of each index the
-        // inner loop runs about 15 % faster on lavapipe.
-        let matmul = unsafe {
-            device.create_shader_module_trusted(
-                wgpu::ShaderModuleDescriptor {
-                    label: Some("matmul"),
-                    source: wgpu::ShaderSource::Wgsl(tiling.source().into()),
-                },
-                wgpu::ShaderRuntimeChecks::unchecked(),
-            )
-        };
-        let activation = module(
-            "activation",
-            include_str!("../../shaders/activation.wgsl"),
+        let matmul = matmul_module(device, &tiling);
+        let loss = module(device, "loss", include_str!("../../shaders/loss.wgsl"), "");
+        let reduce = module(
+            device,
+            "reduce",
+            include_str!("../../shaders/reduce.wgsl"),
             "",
         );
-        let loss = module("loss", include_str!("../../shaders/loss.wgsl"), "");
-        let reduce = module("reduce", include_str!("../../shaders/reduce.wgsl"), "");
         let optimizer = module(
+            device,
             "optimizer",
             include_str!("../../shaders/optimizer.wgsl"),
             "",
         );
-        let data = module("data", include_str!("../../shaders/data.wgsl"), "");
-        let pack = module("pack", include_str!("../../shaders/pack.wgsl"), "");
-        let build = |module: &wgpu::ShaderModule,
-                     entry: &str,
-                     slots: &[Slot],
-                     constants: &[(&str, f64)]| {
-            let layout = bind_group_layout(device, entry, slots);
-            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(entry),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: Some(&pipeline_layout),
-                module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
-            Kernel {
-                pipeline,
-                layout,
-                bindings: slots.len(),
-            }
-        };
-        let variant = |trans_a: bool, trans_b: bool, epilogue: u32| {
-            let constants = [
-                ("TRANS_A", trans_a as u32 as f64),
-                ("TRANS_B", trans_b as u32 as f64),
-                ("EPILOGUE", epilogue as f64),
-            ];
-            let slots = if tiling.kind == MatmulKind::Texture {
-                MATMUL_TEXTURE
-            } else {
-                MATMUL
-            };
-            build(
-                &matmul,
-                &tiling.entry_point(trans_a, trans_b),
-                slots,
-                &constants,
-            )
-        };
+        let data = module(device, "data", include_str!("../../shaders/data.wgsl"), "");
+        let pack = module(device, "pack", include_str!("../../shaders/pack.wgsl"), "");
+        let build = |module, entry, slots| pipeline(device, module, entry, slots, &[]);
+        let variant = |trans, epilogue| matmul_variant(device, &matmul, &tiling, trans, epilogue);
         Kernels {
             tiling,
-            matmul_forward: variant(false, true, 1),
-            matmul_weight_grad: variant(true, false, 0),
-            matmul_input_grad: variant(false, false, 2),
-            matmul_plain: [
-                variant(false, false, 0),
-                variant(false, true, 0),
-                variant(true, false, 0),
-                variant(true, true, 0),
-            ],
-            bias_activation_forward: build(
-                &activation,
-                "bias_activation_forward",
-                ELEMENTWISE,
-                &[],
-            ),
-            activation_backward: build(&activation, "activation_backward", ELEMENTWISE, &[]),
-            loss: build(&loss, "loss", LOSS, &[]),
-            column_sums: build(&reduce, "column_sums", COLUMN_SUMS, &[]),
-            loss_sum: build(&reduce, "loss_sum", LOSS_SUM, &[]),
-            sum_squares: build(&reduce, "sum_squares", COLUMN_SUMS, &[]),
-            norm_finish: build(&reduce, "norm_finish", COLUMN_SUMS, &[]),
-            layer_norms: build(&reduce, "layer_norms", LAYER_NORMS, &[]),
-            optimizer: build(&optimizer, "update", OPTIMIZER, &[]),
-            gather: build(&data, "gather", GATHER, &[]),
-            pack: build(&pack, "pack", PACK, &[]),
-            pack_quads: build(&pack, "pack_quads", PACK_QUADS, &[]),
+            matmul_forward: variant((false, true), 1),
+            matmul_weight_grad: variant((true, false), 0),
+            matmul_input_grad: variant((false, false), 2),
+            loss: build(&loss, "loss", LOSS),
+            column_sums: build(&reduce, "column_sums", COLUMN_SUMS),
+            loss_sum: build(&reduce, "loss_sum", LOSS_SUM),
+            sum_squares: build(&reduce, "sum_squares", COLUMN_SUMS),
+            norm_finish: build(&reduce, "norm_finish", COLUMN_SUMS),
+            layer_norms: build(&reduce, "layer_norms", LAYER_NORMS),
+            optimizer: build(&optimizer, "update", OPTIMIZER),
+            gather: build(&data, "gather", GATHER),
+            pack: build(&pack, "pack", PACK),
+            pack_quads: build(&pack, "pack_quads", PACK_QUADS),
         }
     }
 }

@@ -5,11 +5,12 @@
 //! data, for the parity tests and benchmarks.
 
 mod backend;
+mod codes;
 mod context;
 #[cfg(feature = "harness")]
 pub mod harness;
 mod kernels;
 
-pub(crate) use backend::GpuBackend;
+pub use backend::GpuBackend;
 pub use context::{AdapterSummary, GpuContext, adapters};
 pub use kernels::{MatmulKind, MatmulTiling};

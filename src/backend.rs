@@ -1,0 +1,276 @@
+//! The seam between the trainer and a device: the trait both backends
+//! implement, and the values that cross it.
+//!
+//! One optimizer step has three phases, each callable on its own:
+//!
+//! 1. [`Backend::forward_backward`]: the forward pass, the loss and the
+//!    backward pass over one share of a batch; the gradients stay on the
+//!    backend, in one flat buffer laid out like the parameters.
+//! 2. [`Backend::gradients`] / [`Backend::set_gradients`]: that buffer, read
+//!    and written between backward and update (where a data-parallel run
+//!    sums it across processes).
+//! 3. [`Backend::update`]: clipping, then the optimizer, over every
+//!    parameter.
+//!
+//! [`Backend::train_steps`] runs many whole steps at once: the GPU records
+//! them into few submissions and reads back once. Single-process training
+//! uses it; the phases exist for what must happen between them.
+//!
+//! ```
+//! use retroprop::backend::{Backend, BackendConfig, BatchShare};
+//! use retroprop::cpu::CpuBackend;
+//! use retroprop::{Activation, Dataset, Loss, Mlp, Sgd, Targets};
+//! let xor = Dataset::new(vec![0., 0., 0., 1., 1., 0., 1., 1.], 2, Targets::Classes(vec![0, 1, 1, 0]))?;
+//! let mlp = Mlp::new(&[2, 4, 2], Activation::Tanh, Activation::Identity)?;
+//! let config = BackendConfig::new(Loss::CrossEntropy, Sgd::default().lr(0.1).into());
+//! let mut backend = CpuBackend::new(&mlp, mlp.init(Default::default(), 0), &config);
+//! let data = backend.upload(&xor)?;
+//! // One step of the whole batch, in phases.
+//! let loss = backend.forward_backward(&data, BatchShare::whole(&[0, 1, 2, 3]))?;
+//! let grads = backend.gradients()?;
+//! backend.set_gradients(&grads)?;
+//! backend.update(0.1)?;
+//! assert!(loss > 0.0);
+//! assert_eq!(backend.optimizer_state()?.1, 1);
+//! # Ok::<(), retroprop::Error>(())
+//! ```
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::model::Mlp;
+use crate::optim::{GradClip, Optimizer};
+use crate::real::Real;
+
+/// What a backend needs to know of a run: the objective, the optimizer and
+/// the per-step options. The trainer derives it from its `TrainConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// The training objective.
+    pub loss: Loss,
+    /// The optimizer and its hyperparameters.
+    pub optimizer: Optimizer,
+    /// Gradient clipping, applied by [`Backend::update`].
+    pub grad_clip: GradClip,
+    /// Dropout probability of each layer's output in training passes (the
+    /// output layer's is 0); empty for none.
+    pub dropout: Vec<f32>,
+    /// Seeds the dropout masks.
+    pub seed: u64,
+    /// Sample per-layer norms every this many steps in
+    /// [`Backend::train_steps`].
+    pub norms_every: Option<u64>,
+    /// The largest batch the run will use, to size buffers (`None`: no
+    /// batch size known, e.g. full-batch).
+    pub batch_rows: Option<usize>,
+    /// GPU: the most rows one pass may hold (micro-batches past it).
+    pub max_rows_per_pass: Option<usize>,
+    /// GPU: treat the largest storage binding as at most this many bytes.
+    pub max_binding_bytes: Option<u64>,
+}
+
+impl BackendConfig {
+    /// `loss` and `optimizer`, with no clipping, dropout or norms.
+    pub fn new(loss: Loss, optimizer: Optimizer) -> BackendConfig {
+        BackendConfig {
+            loss,
+            optimizer,
+            grad_clip: GradClip::default(),
+            dropout: Vec::new(),
+            seed: 0,
+            norms_every: None,
+            batch_rows: None,
+            max_rows_per_pass: None,
+            max_binding_bytes: None,
+        }
+    }
+
+    /// The dropout probability of layer `l` (0 when none is set).
+    pub fn dropout_of(&self, l: usize) -> f32 {
+        self.dropout.get(l).copied().unwrap_or(0.0)
+    }
+}
+
+/// The training data as a backend holds it, returned by
+/// [`Backend::upload`] and handed back to every step that reads it. It
+/// borrows the data set it was made from (the CPU gathers batches from it;
+/// the GPU keeps a copy resident and gathers there), so the data set cannot
+/// change while the handle lives: what a step reads is what was uploaded.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceData<'a> {
+    /// Which upload of its backend this is.
+    pub(crate) id: u64,
+    host: &'a Dataset,
+}
+
+impl<'a> DeviceData<'a> {
+    /// Upload number `id` of a backend, of `data`. The trainer also uses
+    /// this to take up an upload again while the data set's
+    /// [`version`](Dataset::version) is the one uploaded.
+    pub(crate) fn new(id: u64, data: &'a Dataset) -> DeviceData<'a> {
+        DeviceData { id, host: data }
+    }
+
+    /// The rows as uploaded.
+    pub fn dataset(&self) -> &'a Dataset {
+        self.host
+    }
+
+    /// An error unless this is upload `id` (the backend's current data).
+    pub(crate) fn check(&self, id: Option<u64>) -> Result<()> {
+        if id == Some(self.id) {
+            Ok(())
+        } else {
+            Err(Error::Config(
+                "the training data handle is not this backend's current upload (upload it again)"
+                    .into(),
+            ))
+        }
+    }
+}
+
+/// One process's share of a batch for [`Backend::forward_backward`]: the
+/// data set's rows `rows`, which sit at `offset` in a batch of
+/// `batch_rows` rows. The loss is normalised by the whole batch, so the
+/// gradients of every share of a batch add up to the batch's gradient, and
+/// dropout masks follow the row's place in the whole batch. A share may be
+/// empty (a process with no rows of a short last batch): its gradients are
+/// zero.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchShare<'a> {
+    /// Indices of the share's rows in the data set.
+    pub rows: &'a [u32],
+    /// Rows in the whole batch.
+    pub batch_rows: usize,
+    /// Where the share's first row sits in the whole batch.
+    pub offset: usize,
+}
+
+impl<'a> BatchShare<'a> {
+    /// A whole batch: `rows` of the data set.
+    pub fn whole(rows: &'a [u32]) -> BatchShare<'a> {
+        BatchShare {
+            rows,
+            batch_rows: rows.len(),
+            offset: 0,
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.batch_rows == 0 || self.offset + self.rows.len() > self.batch_rows {
+            return Err(Error::Config(format!(
+                "a batch share of {} rows at offset {} does not fit a batch of {} rows",
+                self.rows.len(),
+                self.offset,
+                self.batch_rows
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What [`Backend::train_steps`] did: the summed row-weighted loss and
+/// counts, and the per-layer norms sampled on the way.
+#[derive(Debug, Clone, Default)]
+pub struct StepsLoss {
+    /// Σ over steps of the batch's mean loss × its rows.
+    pub loss_sum: f64,
+    /// Rows trained on.
+    pub rows: usize,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Norms sampled (`BackendConfig::norms_every`).
+    pub norms: Vec<LayerNorms>,
+}
+
+/// The L2 norms of one layer's gradient (weight and bias together, before
+/// clipping) and of its parameters, at one step, before that step's update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerNorms {
+    /// The optimizer step (1-based).
+    pub step: u64,
+    /// The layer (0 = next to the input).
+    pub layer: usize,
+    /// ‖(dW, db)‖.
+    pub grad_norm: f64,
+    /// ‖(W, b)‖.
+    pub weight_norm: f64,
+}
+
+impl LayerNorms {
+    /// The norms of every layer from flat gradients and parameters.
+    pub fn of<T: Real>(mlp: &Mlp, step: u64, grads: &[T], params: &[T]) -> Vec<LayerNorms> {
+        let norm = |v: &[T], l: usize| {
+            let squares =
+                |r: std::ops::Range<usize>| v[r].iter().map(|x| x.f64() * x.f64()).sum::<f64>();
+            (squares(mlp.weight_range(l)) + squares(mlp.bias_range(l))).sqrt()
+        };
+        (0..mlp.layers().len())
+            .map(|layer| LayerNorms {
+                step,
+                layer,
+                grad_norm: norm(grads, layer),
+                weight_norm: norm(params, layer),
+            })
+            .collect()
+    }
+}
+
+/// The work a trainer hands a device. Parameters, gradients and optimizer
+/// state cross it as flat `f32` vectors laid out like
+/// [`Mlp::weight_range`] / [`Mlp::bias_range`] (state slot-major).
+pub trait Backend {
+    /// The device in words (`cpu: …` or `gpu: …`).
+    fn name(&self) -> String;
+
+    /// The flat parameters.
+    fn parameters(&mut self) -> Result<Vec<f32>>;
+    /// Replaces the parameters.
+    fn set_parameters(&mut self, params: &[f32]) -> Result<()>;
+    /// The optimizer state (slot-major over the parameters) and the step
+    /// count t.
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)>;
+    /// Replaces the optimizer state and the step count.
+    fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()>;
+
+    /// Makes `data` the training data that steps read: the GPU uploads it
+    /// (or, past its binding limits, streams batches from host memory).
+    fn upload<'a>(&mut self, data: &'a Dataset) -> Result<DeviceData<'a>>;
+
+    /// Phase 1 of a step: forward, loss and backward over `share`, leaving
+    /// its gradients in the backend's gradient buffer. Returns the share's
+    /// summed row losses divided by the whole batch's rows (the shares'
+    /// values add up to the batch's mean loss).
+    fn forward_backward(&mut self, data: &DeviceData<'_>, share: BatchShare<'_>) -> Result<f64>;
+    /// Phase 2: the gradient buffer of the last
+    /// [`forward_backward`](Self::forward_backward).
+    fn gradients(&mut self) -> Result<Vec<f32>>;
+    /// Phase 2: replaces the gradient buffer (e.g. with the sum over
+    /// processes).
+    fn set_gradients(&mut self, grads: &[f32]) -> Result<()>;
+    /// Phase 3: clipping, then one optimizer step t + 1 at `lr`.
+    fn update(&mut self, lr: f64) -> Result<()>;
+
+    /// Whole steps over `order` (rows of `data`) in batches of `batch_size`
+    /// rows, at most `max_steps` of them, at `lr`: what the phases do, but
+    /// recorded together (the GPU submits many steps at once and reads back
+    /// once). A step whose loss is not finite stops it with
+    /// [`Error::Diverged`], keeping the parameters, optimizer state and
+    /// step count from before that step.
+    fn train_steps(
+        &mut self,
+        data: &DeviceData<'_>,
+        order: &[u32],
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+    ) -> Result<StepsLoss>;
+
+    /// Sum of row losses (not the mean) over `data`, and for classification
+    /// the number right.
+    fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)>;
+    /// The network's outputs for inputs `x` (rows × inputs).
+    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;
+    /// Bytes allocated for parameters, state, activations and data.
+    fn memory_bytes(&self) -> u64;
+}

@@ -1,0 +1,212 @@
+//! [`CpuBackend`]: the trainer's work on the CPU, a [`Network<f32>`] plus
+//! the buffers its batches are gathered into.
+
+use super::network::Network;
+use crate::backend::{Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsLoss};
+use crate::data::{Dataset, Targets};
+use crate::error::{Error, Result};
+use crate::loss::{Loss, TargetBatch};
+use crate::model::Mlp;
+
+/// Rows per chunk when evaluating or predicting, to bound memory.
+const CHUNK_ROWS: usize = 8192;
+
+/// The CPU backend: [`Network<f32>`] plus batch buffers.
+#[derive(Debug)]
+pub struct CpuBackend {
+    net: Network<f32>,
+    loss: Loss,
+    x_batch: Vec<f32>,
+    value_batch: Vec<f32>,
+    label_batch: Vec<u32>,
+    norms_every: Option<u64>,
+    /// Uploads made (the id of the current one).
+    uploads: u64,
+}
+
+impl CpuBackend {
+    /// A backend for `mlp` starting from `params` (length
+    /// `mlp.parameter_count()`).
+    ///
+    /// # Panics
+    /// If `params` has the wrong length; the trainer checks it first.
+    pub fn new(mlp: &Mlp, params: Vec<f32>, config: &BackendConfig) -> CpuBackend {
+        let mut net = Network::new(mlp.clone(), params, config.optimizer);
+        net.set_grad_clip(config.grad_clip);
+        net.set_dropout(&config.dropout, config.seed);
+        CpuBackend {
+            net,
+            loss: config.loss,
+            x_batch: Vec::new(),
+            value_batch: Vec::new(),
+            label_batch: Vec::new(),
+            norms_every: config.norms_every,
+            uploads: 0,
+        }
+    }
+
+    /// Gathers rows `indices` of `data` into the batch buffers and runs the
+    /// forward and backward passes on them as the rows at `offset` of a
+    /// batch of `batch_rows`; returns their summed loss over `batch_rows`.
+    fn forward_backward_rows(
+        &mut self,
+        data: &Dataset,
+        indices: &[u32],
+        batch_rows: usize,
+        offset: usize,
+    ) -> f32 {
+        // Gather the batch (the GPU does the same through data.wgsl).
+        data.gather(
+            indices,
+            &mut self.x_batch,
+            &mut self.value_batch,
+            &mut self.label_batch,
+        );
+        let targets = match data.targets() {
+            Targets::Classes(_) => TargetBatch::Classes(&self.label_batch),
+            Targets::Values { .. } => TargetBatch::Values(&self.value_batch),
+        };
+        self.net
+            .loss_and_gradients_in_batch(&self.x_batch, self.loss, targets, batch_rows, offset)
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!("cpu: {}", super::gemm_name())
+    }
+
+    fn parameters(&mut self) -> Result<Vec<f32>> {
+        Ok(self.net.params().to_vec())
+    }
+
+    fn set_parameters(&mut self, params: &[f32]) -> Result<()> {
+        self.net.params_mut().copy_from_slice(params);
+        Ok(())
+    }
+
+    fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)> {
+        Ok((self.net.optimizer_state().to_vec(), self.net.step_count()))
+    }
+
+    fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
+        self.net.set_optimizer_state(state, step);
+        Ok(())
+    }
+
+    fn upload<'a>(&mut self, data: &'a Dataset) -> Result<DeviceData<'a>> {
+        // The CPU reads the rows where they are.
+        self.uploads += 1;
+        Ok(DeviceData::new(self.uploads, data))
+    }
+
+    fn forward_backward(&mut self, data: &DeviceData<'_>, share: BatchShare<'_>) -> Result<f64> {
+        data.check(Some(self.uploads))?;
+        share.check()?;
+        if share.rows.is_empty() {
+            self.net.grads_mut().fill(0.0);
+            return Ok(0.0);
+        }
+        let loss =
+            self.forward_backward_rows(data.dataset(), share.rows, share.batch_rows, share.offset);
+        Ok(loss as f64)
+    }
+
+    fn gradients(&mut self) -> Result<Vec<f32>> {
+        Ok(self.net.grads().to_vec())
+    }
+
+    fn set_gradients(&mut self, grads: &[f32]) -> Result<()> {
+        let own = self.net.grads_mut();
+        if grads.len() != own.len() {
+            return Err(Error::Shape {
+                what: "gradients of the network".into(),
+                expected: own.len(),
+                got: grads.len(),
+            });
+        }
+        own.copy_from_slice(grads);
+        Ok(())
+    }
+
+    fn update(&mut self, lr: f64) -> Result<()> {
+        self.net.update(Some(lr));
+        Ok(())
+    }
+
+    fn train_steps(
+        &mut self,
+        data: &DeviceData<'_>,
+        order: &[u32],
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+    ) -> Result<StepsLoss> {
+        data.check(Some(self.uploads))?;
+        let mut result = StepsLoss::default();
+        for indices in order
+            .chunks(batch_size)
+            .take(max_steps.try_into().unwrap_or(usize::MAX))
+        {
+            let loss = self.forward_backward_rows(data.dataset(), indices, indices.len(), 0);
+            let step = self.net.step_count() + 1;
+            if !loss.is_finite() {
+                // Stopped before the update: parameters, state and step
+                // count are those from before the step (as on the GPU).
+                return Err(Error::Diverged {
+                    step,
+                    loss: loss as f64,
+                });
+            }
+            if self.norms_every.is_some_and(|n| step.is_multiple_of(n)) {
+                let (mlp, grads, params) = (self.net.mlp(), self.net.grads(), self.net.params());
+                result
+                    .norms
+                    .extend(LayerNorms::of(mlp, step, grads, params));
+            }
+            self.net.update(Some(lr));
+            result.loss_sum += loss as f64 * indices.len() as f64;
+            result.rows += indices.len();
+            result.steps += 1;
+        }
+        Ok(result)
+    }
+
+    fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)> {
+        let width = self.net.mlp().outputs();
+        let mut loss_sum = 0.0;
+        let mut correct: Option<usize> = None;
+        let mut grad = Vec::new();
+        for start in (0..data.rows()).step_by(CHUNK_ROWS) {
+            let end = (start + CHUNK_ROWS).min(data.rows());
+            let x = &data.x()[start * data.features()..end * data.features()];
+            let targets = data.target_batch(start..end);
+            let output = self.net.forward(x);
+            grad.resize(output.len(), 0.0);
+            let loss = self
+                .loss
+                .forward_backward(output, width, targets, &mut grad);
+            loss_sum += loss as f64 * (end - start) as f64;
+            if let Some(c) = self.loss.correct(output, width, targets) {
+                *correct.get_or_insert(0) += c;
+            }
+        }
+        Ok((loss_sum, correct))
+    }
+
+    fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let inputs = self.net.mlp().inputs();
+        let mut out = Vec::with_capacity(x.len() / inputs * self.net.mlp().outputs());
+        for chunk in x.chunks(CHUNK_ROWS * inputs) {
+            out.extend_from_slice(self.net.forward(chunk));
+        }
+        Ok(out)
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.net.memory_bytes()
+            + 4 * (self.x_batch.capacity()
+                + self.value_batch.capacity()
+                + self.label_batch.capacity()) as u64
+    }
+}

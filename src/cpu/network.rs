@@ -1,0 +1,292 @@
+//! The network on the CPU: parameters, gradients and optimizer state, the
+//! forward and backward passes layer by layer, and the update.
+
+use super::dense::{dense_backward, dense_forward};
+use super::gemm::Gemm;
+use super::optimizer::{clip_gradients, optimizer_step};
+use crate::dropout::Dropout;
+use crate::loss::{Loss, TargetBatch};
+use crate::model::Mlp;
+use crate::optim::{GradClip, Optimizer};
+
+/// A network's parameters, gradients and optimizer state on the CPU, with the
+/// activations of the last forward pass kept for the backward pass.
+///
+/// ```
+/// use retroprop::cpu::Network;
+/// use retroprop::{Activation, Init, Loss, Mlp, Sgd, TargetBatch};
+/// let mlp = Mlp::new(&[2, 3, 1], Activation::Tanh, Activation::Identity)?;
+/// let params: Vec<f64> = mlp.init(Init::XavierUniform, 7).iter().map(|&p| p as f64).collect();
+/// let mut net = Network::new(mlp, params, Sgd::default().lr(0.1).into());
+/// let x = [0.0, 1.0, 1.0, 0.0];
+/// let y = [1.0f32, 1.0];
+/// let before = net.train_step(&x, Loss::Mse, TargetBatch::Values(&y));
+/// let after = net.train_step(&x, Loss::Mse, TargetBatch::Values(&y));
+/// assert!(after < before);
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Network<T: Gemm> {
+    mlp: Mlp,
+    params: Vec<T>,
+    grads: Vec<T>,
+    optimizer: Optimizer,
+    clip: GradClip,
+    state: Vec<T>,
+    step: u64,
+    /// Pre-activations Z and activations A of each layer, for the last batch.
+    z: Vec<Vec<T>>,
+    a: Vec<Vec<T>>,
+    /// Per-layer dropout and its seed (training passes only), and the
+    /// factors of the last training forward pass (0 or 1/(1−p)).
+    dropout: Vec<Option<Dropout>>,
+    dropout_seed: u32,
+    masks: Vec<Vec<T>>,
+    /// dL/dA of the current layer and dL/dZ, reused across steps.
+    grad_a: Vec<T>,
+    grad_z: Vec<T>,
+}
+
+impl<T: Gemm> Network<T> {
+    /// A network with the given parameters (length `mlp.parameter_count()`).
+    ///
+    /// # Panics
+    /// If `params` has the wrong length or the optimizer is invalid; the
+    /// trainer validates both and returns errors instead.
+    pub fn new(mlp: Mlp, params: Vec<T>, optimizer: Optimizer) -> Network<T> {
+        assert_eq!(params.len(), mlp.parameter_count(), "parameter count");
+        let n = params.len();
+        let layers = mlp.layers().len();
+        Network {
+            grads: vec![T::zero(); n],
+            state: vec![T::of(optimizer.initial_state()); optimizer.state_slots() * n],
+            mlp,
+            params,
+            optimizer,
+            clip: GradClip::default(),
+            step: 0,
+            z: vec![Vec::new(); layers],
+            a: vec![Vec::new(); layers],
+            grad_a: Vec::new(),
+            grad_z: Vec::new(),
+            dropout: vec![None; layers],
+            dropout_seed: 0,
+            masks: vec![Vec::new(); layers],
+        }
+    }
+
+    /// The network description.
+    pub fn mlp(&self) -> &Mlp {
+        &self.mlp
+    }
+
+    /// The flat parameter vector.
+    pub fn params(&self) -> &[T] {
+        &self.params
+    }
+
+    /// The flat parameter vector, to change in place.
+    pub fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+
+    /// The gradients of the last backward pass, laid out like the parameters.
+    pub fn grads(&self) -> &[T] {
+        &self.grads
+    }
+
+    /// The optimizer state, slot-major.
+    pub fn optimizer_state(&self) -> &[T] {
+        &self.state
+    }
+
+    /// Bytes held for parameters, gradients, state and activations.
+    pub fn memory_bytes(&self) -> u64 {
+        let floats = self.params.len()
+            + self.grads.len()
+            + self.state.len()
+            + self
+                .z
+                .iter()
+                .chain(&self.a)
+                .map(Vec::capacity)
+                .sum::<usize>()
+            + self.grad_a.capacity()
+            + self.grad_z.capacity();
+        (floats * std::mem::size_of::<T>()) as u64
+    }
+
+    /// Replaces the optimizer state (slot-major) and the step count.
+    ///
+    /// # Panics
+    /// If `state` does not have `state_slots() × parameters` values.
+    pub fn set_optimizer_state(&mut self, state: &[T], step: u64) {
+        self.state.copy_from_slice(state);
+        self.step = step;
+    }
+
+    /// Number of optimizer steps taken.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// The forward pass over `x` (rows × inputs); returns the output
+    /// (rows × outputs).
+    pub fn forward(&mut self, x: &[T]) -> &[T] {
+        self.forward_pass(x, None)
+    }
+
+    /// The forward pass; a training pass (`Some(offset)`: its rows sit
+    /// `offset` rows into the batch) drops out each layer's output (before
+    /// the next layer reads it) and keeps the factors.
+    fn forward_pass(&mut self, x: &[T], training: Option<usize>) -> &[T] {
+        let rows = x.len() / self.mlp.inputs();
+        let step = (self.step + 1) as u32;
+        for (l, layer) in self.mlp.layers().iter().enumerate() {
+            let (done, rest) = self.a.split_at_mut(l);
+            let input = if l == 0 { x } else { &done[l - 1] };
+            let z = &mut self.z[l];
+            let a = &mut rest[0];
+            z.resize(rows * layer.outputs, T::zero());
+            a.resize(rows * layer.outputs, T::zero());
+            dense_forward(
+                input,
+                &self.params[self.mlp.weight_range(l)],
+                &self.params[self.mlp.bias_range(l)],
+                layer.activation,
+                z,
+                a,
+            );
+            if let (Some(offset), Some(d)) = (training, self.dropout[l]) {
+                // The mask of an element follows its place in the whole
+                // batch, so a batch split into shares drops the same ones.
+                let first = (offset * layer.outputs) as u32;
+                let mask = &mut self.masks[l];
+                mask.clear();
+                for (i, a) in a.iter_mut().enumerate() {
+                    let element = first.wrapping_add(i as u32);
+                    let f = T::of(d.factor(self.dropout_seed, step, l as u32, element) as f64);
+                    mask.push(f);
+                    *a = *a * f;
+                }
+            }
+        }
+        &self.a[self.mlp.layers().len() - 1]
+    }
+
+    /// Forward pass, loss, and backward pass by the chain rule: fills
+    /// [`grads`](Self::grads) and returns the batch's mean loss.
+    pub fn loss_and_gradients(&mut self, x: &[T], loss: Loss, targets: TargetBatch<'_>) -> T {
+        let rows = x.len() / self.mlp.inputs();
+        self.loss_and_gradients_in_batch(x, loss, targets, rows, 0)
+    }
+
+    /// [`loss_and_gradients`](Self::loss_and_gradients) for `x` as the
+    /// rows at `offset` of a batch of `batch_rows` rows: the loss and
+    /// gradients are divided by the whole batch (see
+    /// [`Loss::forward_backward_in_batch`]) and dropout follows each row's
+    /// place in it. Returns the share's summed loss over `batch_rows`.
+    pub fn loss_and_gradients_in_batch(
+        &mut self,
+        x: &[T],
+        loss: Loss,
+        targets: TargetBatch<'_>,
+        batch_rows: usize,
+        offset: usize,
+    ) -> T {
+        self.forward_pass(x, Some(offset));
+        let last = self.mlp.layers().len() - 1;
+        let width = self.mlp.outputs();
+        self.grad_z.resize(self.a[last].len(), T::zero());
+        let value = loss.forward_backward_in_batch(
+            &self.a[last],
+            width,
+            targets,
+            &mut self.grad_z,
+            batch_rows,
+        );
+        for l in (0..=last).rev() {
+            let layer = self.mlp.layers()[l];
+            if self.dropout[l].is_some() {
+                // A = f(Z) ⊙ m, so dL/d f(Z) = dA ⊙ m.
+                for (g, &m) in self.grad_z.iter_mut().zip(&self.masks[l]) {
+                    *g = *g * m;
+                }
+            }
+            let input = if l == 0 { x } else { &self.a[l - 1] };
+            let (weight_grad, bias_grad) = {
+                let (w, b) = (self.mlp.weight_range(l), self.mlp.bias_range(l));
+                let (head, tail) = self.grads.split_at_mut(b.start);
+                (&mut head[w], &mut tail[..b.len()])
+            };
+            let input_grad = (l > 0).then_some(&mut self.grad_a);
+            dense_backward(
+                input,
+                &self.params[self.mlp.weight_range(l)],
+                &self.z[l],
+                layer.activation,
+                &mut self.grad_z,
+                weight_grad,
+                bias_grad,
+                input_grad,
+            );
+            if l > 0 {
+                std::mem::swap(&mut self.grad_a, &mut self.grad_z);
+            }
+        }
+        value
+    }
+
+    /// Sets dropout: probability `p[l]` for layer l's output during
+    /// training passes ([`loss_and_gradients`](Self::loss_and_gradients)),
+    /// none in [`forward`](Self::forward); masks are drawn from `seed`.
+    pub fn set_dropout(&mut self, p: &[f32], seed: u64) {
+        let layers = self.mlp.layers().len();
+        // Never on the output layer: the loss reads it.
+        self.dropout = (0..layers)
+            .map(|l| {
+                if l + 1 < layers {
+                    p.get(l).and_then(|&p| Dropout::new(p))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.dropout_seed = crate::dropout::mask_seed(seed);
+    }
+
+    /// Sets gradient clipping, applied by [`update`](Self::update).
+    pub fn set_grad_clip(&mut self, clip: GradClip) {
+        self.clip = clip;
+    }
+
+    /// One optimizer step on the current gradients (clipped first when
+    /// clipping is set), at the optimizer's learning rate or `lr` when given.
+    pub fn update(&mut self, lr: Option<f64>) {
+        clip_gradients(&self.clip, &mut self.grads);
+        self.step += 1;
+        let lr = lr.unwrap_or(self.optimizer.lr());
+        optimizer_step(
+            &self.optimizer,
+            &mut self.params,
+            &self.grads,
+            &mut self.state,
+            self.step,
+            lr,
+        );
+    }
+
+    /// The gradients, to change in place between the backward pass and
+    /// [`update`](Self::update).
+    pub fn grads_mut(&mut self) -> &mut [T] {
+        &mut self.grads
+    }
+
+    /// Forward, backward and update on one batch; returns the batch loss
+    /// (before the update).
+    pub fn train_step(&mut self, x: &[T], loss: Loss, targets: TargetBatch<'_>) -> T {
+        let value = self.loss_and_gradients(x, loss, targets);
+        self.update(None);
+        value
+    }
+}
