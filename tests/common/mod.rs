@@ -1,6 +1,12 @@
 //! Data and comparisons shared by the integration tests.
 #![allow(dead_code)]
 
+mod backends;
+
+#[allow(unused_imports)]
+pub(crate) use backends::{
+    Backend, NO_GPU_HELP, RunsOn, backend_tests, run_on, trainer, trainer_with,
+};
 use retroprop::{Dataset, Targets};
 use std::path::PathBuf;
 
@@ -88,7 +94,7 @@ pub fn widen(v: &[f32]) -> Vec<f64> {
 /// The GPU kernel harness; a missing GPU fails the test with the fix.
 pub fn harness() -> retroprop::gpu::harness::KernelHarness {
     retroprop::gpu::harness::KernelHarness::open()
-        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"))
+        .unwrap_or_else(|e| panic!("cannot open the GPU kernel harness: {e}\n{NO_GPU_HELP}"))
 }
 
 /// Uniform random values in [lo, hi), seeded.
