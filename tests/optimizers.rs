@@ -74,7 +74,10 @@ fn trajectory(backend: Backend, optimizer: Optimizer, theta0: f64, grads: &[f64]
 /// How far a backend's trajectory may be from values computed by hand.
 fn hand_tolerance(backend: Backend) -> f64 {
     match backend {
-        Backend::F64 => 1e-9,
+        // At most 3 steps of a few operations each, and the hand formula's
+        // own few, each rounding by half an ulp of a value in [0.4, 2]:
+        // within 10 ulps of 1 (2.2e-15). A wrong eps term (1e-11) fails.
+        Backend::F64 => 10.0 * f64::EPSILON,
         // The values lie in [0.4, 2] and come out within an ulp or two
         // (1.2e-7 in [1, 2)) after at most 3 steps of a few roundings.
         Backend::F32(_) => 2.0 * f32::EPSILON as f64,
@@ -137,9 +140,16 @@ backend_tests! {
 
     fn adagrad_and_rmsprop_match_hand_computed_steps(backend: Backend) {
         let tolerance = hand_tolerance(backend);
-        // Sums of squares 1, 2: steps 0.1/√1, 0.1/√2.
+        // Sums of squares 1, 2: steps 0.1 / (√1 + eps), 0.1 / (√2 + eps) with
+        // eps = 1e-10. eps shortens each step, so θ ends above 0.9 and
+        // 0.9 − 0.1/√2 (by 1e-11 and 1.5e-11), as Python's exact decimals say:
+        //   from decimal import Decimal as D, getcontext; getcontext().prec = 50
+        //   t1 = 1 - D("0.1") / (1 + D("1e-10"))        # 0.90000000001 − 1e-21
+        //   t2 = t1 - D("0.1") / (D(2).sqrt() + D("1e-10"))
+        //   t2 - (D("0.9") - D("0.1") / D(2).sqrt())    # +1.4999999999e-11
         let got = trajectory(backend, Adagrad::default().lr(0.1).into(), 1.0, &[1.0; 2]);
-        let expected = [0.9 - 1e-11, 0.9 - 0.1 / 2f64.sqrt()];
+        let first = 1.0 - 0.1 / (1.0 + 1e-10);
+        let expected = [first, first - 0.1 / (2f64.sqrt() + 1e-10)];
         assert_close(&got, &expected, tolerance, "adagrad");
         // s = 0.01, then 0.0199: steps 0.01/0.1 and 0.01/√0.0199.
         let got = trajectory(backend, RmsProp::default().into(), 1.0, &[1.0; 2]);
