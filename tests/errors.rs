@@ -231,22 +231,42 @@ backend_tests! {
 }
 
 #[test]
-fn bad_activation_and_split_values_are_named() {
-    let msg = message(
-        Mlp::new(
-            &[2, 1],
-            Activation::LeakyRelu { slope: f32::NAN },
-            Activation::Identity,
-        )
-        .and_then(|_| {
-            Mlp::new(
-                &[2, 2, 1],
-                Activation::LeakyRelu { slope: f32::NAN },
-                Activation::Identity,
-            )
-        }),
-    );
-    assert_mentions(&msg, &["leaky_relu slope = NaN"]);
+fn non_finite_leaky_relu_slopes_are_named_wherever_the_layer_is() {
+    use Activation::{Identity, Relu};
+    // Each network puts the leaky ReLU in a layer it has: the hidden one,
+    // the output one, and the second of three given per layer.
+    let networks = |leaky: Activation| {
+        [
+            ("hidden", Mlp::new(&[2, 2, 1], leaky, Identity)),
+            ("output", Mlp::new(&[2, 1], Identity, leaky)),
+            (
+                "per layer",
+                Mlp::with_activations(&[2, 3, 2, 1], &[Relu, leaky, Identity]),
+            ),
+        ]
+    };
+    let finite = Activation::LeakyRelu { slope: 0.2 };
+    for ((what, mlp), layer) in networks(finite).into_iter().zip([0, 0, 1]) {
+        let mlp = mlp.unwrap_or_else(|e| panic!("{what}: slope 0.2 is refused: {e}"));
+        assert_eq!(
+            mlp.layers()[layer].activation,
+            finite,
+            "{what}: layer {layer} is not the leaky ReLU under test"
+        );
+    }
+    for (slope, shown) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        for (what, mlp) in networks(Activation::LeakyRelu { slope }) {
+            let msg = message(mlp);
+            assert!(
+                msg.contains(&format!("leaky_relu slope = {shown}")),
+                "{what}: message `{msg}` does not name the slope {shown}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_split_fraction_is_named() {
     let data = common::xor_values();
     assert_mentions(&message(data.split(1.5, 0)), &["validation fraction = 1.5"]);
 }
