@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{backend_tests, max_rel_error, random, widen};
+use common::{Backend, backend_tests, max_rel_error, random, widen};
 use retroprop::{
     Activation, Adagrad, Adam, AdamW, Dataset, Device, Init, Loss, Mlp, Optimizer, RmsProp, Sgd,
     Targets, TrainConfig, Trainer,
@@ -569,52 +569,82 @@ backend_tests! {
     }
 }
 
-#[test]
-fn dropout_drops_the_stated_fraction_with_inverted_scaling() {
-    use retroprop::cpu::Network;
-    use retroprop::{DropoutRates, TargetBatch};
-    // Identity hidden layer of 1000 units on one row of ones: A = Z, and the
-    // dropped outputs read back through the gradient of the next layer's
-    // weights (dW₁ = dZ₂ᵀ · A₁).
-    let mlp = Mlp::new(&[1, 1000, 1], Activation::Identity, Activation::Identity).unwrap();
-    let mut params = vec![0f32; mlp.parameter_count()];
-    params[mlp.weight_range(0)].fill(1.0);
-    let mut net = Network::<f64>::new(mlp.clone(), widen(&params), Sgd::default().into());
-    net.set_dropout(&DropoutRates::Hidden(0.25).per_layer(2), 7);
-    net.loss_and_gradients(&[1.0], Loss::Mse, TargetBatch::Values(&[1.0]));
-    // dL/dŷ = 2 (ŷ − 1) = −2 with ŷ = 0: dW₁[j] = −2 · A₁[j].
-    let a: Vec<f64> = net.grads()[mlp.weight_range(1)]
-        .iter()
-        .map(|g| g / -2.0)
-        .collect();
-    let dropped = a.iter().filter(|&&v| v == 0.0).count();
-    assert!(
-        (200..300).contains(&dropped),
-        "{dropped} of 1000 dropped at p = 0.25"
-    );
-    assert!(
-        a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6),
-        "kept values are scaled by 1 / (1 − p)"
-    );
-    // Evaluation (forward) leaves every unit on.
-    let out = net.forward(&[1.0])[0];
-    assert_eq!(out, 0.0, "output weights are zero");
-    assert!(
-        TrainConfig::default()
-            .dropout(1.0)
-            .device(Device::Cpu)
-            .clone()
-            .dropout
-            == DropoutRates::Hidden(1.0)
-    );
-    let bad = Trainer::new(
-        mlp.clone(),
-        TrainConfig::default().dropout(1.0).device(Device::Cpu),
-    )
-    .unwrap_err();
-    assert!(bad.to_string().contains("dropout = 1"), "{bad}");
-    let mut per_layer = TrainConfig::default().device(Device::Cpu);
-    per_layer.dropout = DropoutRates::PerLayer(vec![0.1, 0.2]);
-    let bad = Trainer::new(mlp, per_layer).unwrap_err();
-    assert!(bad.to_string().contains("output layer"), "{bad}");
+backend_tests! {
+    fn dropout_drops_the_stated_fraction_with_inverted_scaling(backend: Backend) {
+        use retroprop::cpu::Network;
+        use retroprop::{DropoutRates, TargetBatch};
+        // An identity hidden layer of 1000 units on one row x = 1, y = 1: A₁ = Z₁
+        // = 1 where kept. One step of SGD at lr 1 from zero output weights
+        // (ŷ = 0, dL/dŷ = 2 (ŷ − 1) = −2) sets W₁[j] = −lr · dW₁[j] = 2 A₁[j]
+        // and b₁ = 2, and leaves layer 0 alone (dA₁ = W₁ᵀ dZ₂ = 0): the
+        // hidden outputs of that step, dropped ones 0, read back from W₁.
+        let mlp = Mlp::new(&[1, 1000, 1], Activation::Identity, Activation::Identity).unwrap();
+        let mut params = vec![0f32; mlp.parameter_count()];
+        params[mlp.weight_range(0)].fill(1.0);
+        let sgd = Sgd::default().lr(1.0);
+        let (stepped, prediction) = match backend {
+            Backend::F64 => {
+                let mut net = Network::<f64>::new(mlp.clone(), widen(&params), sgd.into());
+                net.set_dropout(&DropoutRates::Hidden(0.25).per_layer(2), 7);
+                net.train_step(&[1.0], Loss::Mse, TargetBatch::Values(&[1.0]));
+                let stepped = net.params().to_vec();
+                (stepped, net.forward(&[1.0])[0])
+            }
+            Backend::F32(device) => {
+                let one = Targets::Values {
+                    values: vec![1.0],
+                    width: 1,
+                };
+                let row = Dataset::new(vec![1.0], 1, one).unwrap();
+                // The setter under test: dropout after every hidden layer.
+                let config = TrainConfig::default()
+                    .loss(Loss::Mse)
+                    .optimizer(sgd)
+                    .dropout(0.25)
+                    .full_batch()
+                    .epochs(1)
+                    .seed(7);
+                let mut trainer = common::trainer_with(mlp.clone(), params, config, device);
+                trainer.fit(&row, None).unwrap();
+                let stepped = widen(&trainer.parameters().unwrap());
+                (stepped, trainer.predict(&[1.0]).unwrap()[0] as f64)
+            }
+        };
+        let a: Vec<f64> = stepped[mlp.weight_range(1)].iter().map(|w| w / 2.0).collect();
+        let dropped = a.iter().filter(|&&v| v == 0.0).count();
+        assert!(
+            (200..300).contains(&dropped),
+            "{dropped} of 1000 dropped at p = 0.25"
+        );
+        let worst = a
+            .iter()
+            .filter(|&&v| v != 0.0)
+            .map(|v| (v - 1.0 / 0.75).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst < 1e-6,
+            "kept values are scaled by 1 / (1 − p): one is off by {worst:.1e}"
+        );
+        // Evaluation leaves every unit on: the prediction adds all 1000
+        // hidden outputs of 1 through the new weights, 2 Σ A₁ + 2, which
+        // dropout in evaluation would change by hundreds. In f32 a sum of
+        // 1000 terms is good to n·u ≈ 6e-5.
+        let expected = 2.0 * a.iter().sum::<f64>() + 2.0;
+        assert!(
+            (prediction - expected).abs() < 6e-5 * expected,
+            "prediction {prediction}, expected {expected} with every hidden unit on"
+        );
+    }
+
+    fn dropout_of_one_or_on_the_output_layer_is_refused(device: Device) {
+        use retroprop::DropoutRates;
+        let mlp = Mlp::new(&[1, 1000, 1], Activation::Identity, Activation::Identity).unwrap();
+        let bad = Trainer::new(mlp.clone(), TrainConfig::default().dropout(1.0).device(device))
+            .unwrap_err();
+        assert!(bad.to_string().contains("dropout = 1"), "{bad}");
+        let mut per_layer = TrainConfig::default().device(device);
+        per_layer.dropout = DropoutRates::PerLayer(vec![0.1, 0.2]);
+        let bad = Trainer::new(mlp, per_layer).unwrap_err();
+        assert!(bad.to_string().contains("output layer"), "{bad}");
+    }
 }
