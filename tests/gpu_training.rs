@@ -230,16 +230,45 @@ backend_tests! {
         );
     }
 
-    fn parameters_can_be_written_and_read_back(device: Device) {
+    fn set_parameters_replaces_what_the_trainer_predicts_and_trains_from(device: Device) {
+        use retroprop::cpu::Network;
         let mlp = Mlp::new(&[3, 5, 2], Activation::Tanh, Activation::Identity).unwrap();
-        let mut trainer = common::trainer(mlp.clone(), TrainConfig::default(), device);
+        let train = data(Loss::Mse, 12, 3, 2, 10);
+        // Plain SGD keeps no state, full batches in a fixed order: an epoch
+        // depends on nothing but the parameters it starts from.
+        let config = TrainConfig::default()
+            .loss(Loss::Mse)
+            .optimizer(Sgd::default().lr(0.1))
+            .full_batch()
+            .shuffle(false)
+            .epochs(2);
+        let mut trainer = common::trainer(mlp.clone(), config.clone(), device);
+        trainer.fit(&train, None).unwrap();
         let values = random(mlp.parameter_count(), -1.0, 1.0, 8);
         trainer.set_parameters(&values).unwrap();
-        assert_eq!(trainer.parameters().unwrap(), values);
+        // Predictions are those of the new parameters (against the f64
+        // reference's forward pass) ...
         let x = random(3 * 7, -1.0, 1.0, 9);
         let got = trainer.predict(&x).unwrap();
-        let mut cpu = common::trainer_with(mlp, values, TrainConfig::default(), Device::Cpu);
-        common::assert_close("predictions", &got, &cpu.predict(&x).unwrap(), 1e-5, 1e-3);
+        let mut reference = Network::<f64>::new(mlp.clone(), widen(&values), Sgd::default().into());
+        let expected: Vec<f32> = reference.forward(&widen(&x)).iter().map(|&v| v as f32).collect();
+        common::assert_agree(
+            "predictions",
+            ("trainer", &got),
+            ("f64 reference", &expected),
+            1e-5,
+            1e-3,
+        );
+        // ... and training goes on from them as a trainer built with them does.
+        trainer.fit(&train, None).unwrap();
+        let mut fresh = common::trainer_with(mlp, values, config, device);
+        fresh.fit(&train, None).unwrap();
+        let bits = |p: Vec<f32>| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(trainer.parameters().unwrap()),
+            bits(fresh.parameters().unwrap()),
+            "two epochs after set_parameters vs two epochs from the same parameters"
+        );
     }
 }
 
