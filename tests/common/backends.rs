@@ -134,19 +134,20 @@ macro_rules! backend_tests {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            use $crate::common::Backend;
             fn body($arg: $ty) $body
             #[test]
             fn f64() {
-                $crate::common::run_on(Backend::F64, body);
+                $crate::common::run_on($crate::common::Backend::F64, body);
             }
             #[test]
             fn cpu() {
-                $crate::common::run_on(Backend::F32(retroprop::Device::Cpu), body);
+                let cpu = $crate::common::Backend::F32(retroprop::Device::Cpu);
+                $crate::common::run_on(cpu, body);
             }
             #[test]
             fn gpu() {
-                $crate::common::run_on(Backend::F32(retroprop::Device::Gpu), body);
+                let gpu = $crate::common::Backend::F32(retroprop::Device::Gpu);
+                $crate::common::run_on(gpu, body);
             }
         }
     };
