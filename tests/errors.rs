@@ -1,7 +1,10 @@
-//! Every bad input is an error that names what is wrong and where.
+//! Every bad input is an error that names what is wrong and where; what a
+//! trainer refuses, it refuses on every backend (`<test>::cpu`,
+//! `<test>::gpu`).
 
 mod common;
 
+use common::backend_tests;
 use retroprop::{
     Activation, Adagrad, Adam, AdamW, Dataset, Device, Error, Layer, Loss, Mlp, Optimizer, RmsProp,
     Sgd, Targets, TrainConfig, Trainer,
@@ -21,11 +24,8 @@ fn assert_mentions(msg: &str, parts: &[&str]) {
     }
 }
 
-fn cpu(loss: Loss) -> TrainConfig {
-    TrainConfig::default()
-        .loss(loss)
-        .device(Device::Cpu)
-        .epochs(1)
+fn config(loss: Loss) -> TrainConfig {
+    TrainConfig::default().loss(loss).epochs(1)
 }
 
 #[test]
@@ -47,43 +47,6 @@ fn shape_mismatches_name_what_differs() {
     ));
     assert_mentions(&msg, &["targets (2 per row)", "expected 6", "got 5"]);
 
-    let mlp = Mlp::new(&[3, 4, 2], Activation::Relu, Activation::Identity).unwrap();
-    let data = Dataset::new(vec![1.0; 4], 2, Targets::Classes(vec![0, 1])).unwrap();
-    let mut trainer = Trainer::new(mlp.clone(), cpu(Loss::CrossEntropy)).unwrap();
-    let msg = message(trainer.fit(&data, None));
-    assert_mentions(
-        &msg,
-        &["features of the training data", "expected 3", "got 2"],
-    );
-    let msg = message(trainer.predict(&[1.0; 4]));
-    assert_mentions(&msg, &["inputs to predict", "rows of 3"]);
-    let msg = message(Trainer::with_parameters(
-        mlp.clone(),
-        vec![0.0; 5],
-        cpu(Loss::Mse),
-    ));
-    assert_mentions(
-        &msg,
-        &[
-            "parameters",
-            &format!("expected {}", mlp.parameter_count()),
-            "got 5",
-        ],
-    );
-
-    let values = Dataset::new(
-        vec![1.0; 6],
-        3,
-        Targets::Values {
-            values: vec![0.0; 6],
-            width: 3,
-        },
-    )
-    .unwrap();
-    let mut trainer = Trainer::new(mlp.clone(), cpu(Loss::Mse)).unwrap();
-    let msg = message(trainer.fit(&values, None));
-    assert_mentions(&msg, &["target columns", "expected 2", "got 3"]);
-
     let msg = message(Mlp::from_layers(vec![
         Layer {
             inputs: 2,
@@ -101,22 +64,68 @@ fn shape_mismatches_name_what_differs() {
     assert_mentions(&msg, &["activations", "expected 2", "got 1"]);
 }
 
+backend_tests! {
+    fn trainer_shape_mismatches_name_what_differs(device: Device) {
+        let mlp = Mlp::new(&[3, 4, 2], Activation::Relu, Activation::Identity).unwrap();
+        let data = Dataset::new(vec![1.0; 4], 2, Targets::Classes(vec![0, 1])).unwrap();
+        let mut trainer = common::trainer(mlp.clone(), config(Loss::CrossEntropy), device);
+        let msg = message(trainer.fit(&data, None));
+        assert_mentions(
+            &msg,
+            &["features of the training data", "expected 3", "got 2"],
+        );
+        let msg = message(trainer.predict(&[1.0; 4]));
+        assert_mentions(&msg, &["inputs to predict", "rows of 3"]);
+        let msg = message(Trainer::with_parameters(
+            mlp.clone(),
+            vec![0.0; 5],
+            config(Loss::Mse).device(device),
+        ));
+        assert_mentions(
+            &msg,
+            &[
+                "parameters",
+                &format!("expected {}", mlp.parameter_count()),
+                "got 5",
+            ],
+        );
+
+        let values = Dataset::new(
+            vec![1.0; 6],
+            3,
+            Targets::Values {
+                values: vec![0.0; 6],
+                width: 3,
+            },
+        )
+        .unwrap();
+        let mut trainer = common::trainer(mlp.clone(), config(Loss::Mse), device);
+        let msg = message(trainer.fit(&values, None));
+        assert_mentions(&msg, &["target columns", "expected 2", "got 3"]);
+    }
+}
+
 #[test]
 fn empty_data_is_an_error() {
     let msg = message(Dataset::new(vec![], 2, Targets::Classes(vec![])));
     assert_mentions(&msg, &["data set is empty"]);
     let msg = message(Dataset::new(vec![1.0], 0, Targets::Classes(vec![])));
     assert_mentions(&msg, &["feature list is empty"]);
-    let mlp = Mlp::new(&[3, 2], Activation::Relu, Activation::Identity).unwrap();
-    let mut trainer = Trainer::new(mlp, cpu(Loss::Mse)).unwrap();
-    assert_mentions(
-        &message(trainer.predict(&[])),
-        &["inputs to predict is empty"],
-    );
     assert_mentions(
         &message(Mlp::new(&[3], Activation::Relu, Activation::Identity)),
         &["at least an input and an output"],
     );
+}
+
+backend_tests! {
+    fn predicting_nothing_is_an_error(device: Device) {
+        let mlp = Mlp::new(&[3, 2], Activation::Relu, Activation::Identity).unwrap();
+        let mut trainer = common::trainer(mlp, config(Loss::Mse), device);
+        assert_mentions(
+            &message(trainer.predict(&[])),
+            &["inputs to predict is empty"],
+        );
+    }
 }
 
 #[test]
@@ -134,23 +143,29 @@ fn non_finite_values_name_the_row_and_column() {
         },
     ));
     assert_mentions(&msg, &["targets row 1, column 0", "inf"]);
-    let mlp = Mlp::new(&[2, 2], Activation::Relu, Activation::Identity).unwrap();
-    let mut trainer = Trainer::new(mlp, cpu(Loss::Mse)).unwrap();
-    assert_mentions(
-        &message(trainer.predict(&[0.0, 1.0, f32::NEG_INFINITY, 0.0])),
-        &["row 1, column 0"],
-    );
 }
 
-#[test]
-fn class_labels_out_of_range_name_the_row() {
-    let mlp = Mlp::new(&[2, 3], Activation::Relu, Activation::Identity).unwrap();
-    let data = Dataset::new(vec![0.0; 8], 2, Targets::Classes(vec![0, 2, 3, 1])).unwrap();
-    let mut trainer = Trainer::new(mlp, cpu(Loss::CrossEntropy)).unwrap();
-    let msg = message(trainer.fit(&data, None));
-    assert_mentions(&msg, &["class label 3 at row 2", "3 classes"]);
-    let msg = message(trainer.evaluate(&data));
-    assert_mentions(&msg, &["class label 3 at row 2"]);
+backend_tests! {
+    fn non_finite_inputs_to_predict_name_the_row_and_column(device: Device) {
+        let mlp = Mlp::new(&[2, 2], Activation::Relu, Activation::Identity).unwrap();
+        let mut trainer = common::trainer(mlp, config(Loss::Mse), device);
+        assert_mentions(
+            &message(trainer.predict(&[0.0, 1.0, f32::NEG_INFINITY, 0.0])),
+            &["row 1, column 0"],
+        );
+    }
+}
+
+backend_tests! {
+    fn class_labels_out_of_range_name_the_row(device: Device) {
+        let mlp = Mlp::new(&[2, 3], Activation::Relu, Activation::Identity).unwrap();
+        let data = Dataset::new(vec![0.0; 8], 2, Targets::Classes(vec![0, 2, 3, 1])).unwrap();
+        let mut trainer = common::trainer(mlp, config(Loss::CrossEntropy), device);
+        let msg = message(trainer.fit(&data, None));
+        assert_mentions(&msg, &["class label 3 at row 2", "3 classes"]);
+        let msg = message(trainer.evaluate(&data));
+        assert_mentions(&msg, &["class label 3 at row 2"]);
+    }
 }
 
 #[test]
@@ -161,120 +176,151 @@ fn zero_sized_layers_are_named() {
     assert_mentions(&msg, &["layer 0 has zero inputs"]);
 }
 
-#[test]
-fn bad_hyperparameters_are_named() {
-    let cases: Vec<(Optimizer, &str)> = vec![
-        (Sgd::default().lr(0.0).into(), "lr = 0"),
-        (Sgd::default().lr(-1.0).into(), "lr = -1"),
-        (Adam::default().lr(f64::NAN).into(), "lr = NaN"),
-        (Sgd::default().momentum(-0.5).into(), "momentum = -0.5"),
-        (Sgd::default().dampening(2.0).into(), "dampening = 2"),
-        (
-            Sgd::default().nesterov(true).into(),
-            "nesterov momentum requires momentum > 0",
-        ),
-        (Adam::default().betas((1.0, 0.999)).into(), "betas.0 = 1"),
-        (
-            AdamW::default().betas((0.9, f64::NAN)).into(),
-            "betas.1 = NaN",
-        ),
-        (Adam::default().eps(0.0).into(), "eps = 0"),
-        (
-            AdamW::default().weight_decay(-0.1).into(),
-            "weight_decay = -0.1",
-        ),
-        (RmsProp::default().alpha(1.5).into(), "alpha = 1.5"),
-        (
-            RmsProp::default().momentum(f64::INFINITY).into(),
-            "momentum = inf",
-        ),
-        (Adagrad::default().lr_decay(-1.0).into(), "lr_decay = -1"),
-        (
-            Adagrad::default().initial_accumulator_value(-1.0).into(),
-            "initial_accumulator_value = -1",
-        ),
-    ];
-    let mlp = Mlp::new(&[2, 1], Activation::Identity, Activation::Identity).unwrap();
-    for (optimizer, expected) in cases {
+backend_tests! {
+    fn bad_hyperparameters_are_named(device: Device) {
+        let cases: Vec<(Optimizer, &str)> = vec![
+            (Sgd::default().lr(0.0).into(), "lr = 0"),
+            (Sgd::default().lr(-1.0).into(), "lr = -1"),
+            (Adam::default().lr(f64::NAN).into(), "lr = NaN"),
+            (Sgd::default().momentum(-0.5).into(), "momentum = -0.5"),
+            (Sgd::default().dampening(2.0).into(), "dampening = 2"),
+            (
+                Sgd::default().nesterov(true).into(),
+                "nesterov momentum requires momentum > 0",
+            ),
+            (Adam::default().betas((1.0, 0.999)).into(), "betas.0 = 1"),
+            (
+                AdamW::default().betas((0.9, f64::NAN)).into(),
+                "betas.1 = NaN",
+            ),
+            (Adam::default().eps(0.0).into(), "eps = 0"),
+            (
+                AdamW::default().weight_decay(-0.1).into(),
+                "weight_decay = -0.1",
+            ),
+            (RmsProp::default().alpha(1.5).into(), "alpha = 1.5"),
+            (
+                RmsProp::default().momentum(f64::INFINITY).into(),
+                "momentum = inf",
+            ),
+            (Adagrad::default().lr_decay(-1.0).into(), "lr_decay = -1"),
+            (
+                Adagrad::default().initial_accumulator_value(-1.0).into(),
+                "initial_accumulator_value = -1",
+            ),
+        ];
+        let mlp = Mlp::new(&[2, 1], Activation::Identity, Activation::Identity).unwrap();
+        for (optimizer, expected) in cases {
+            let msg = message(Trainer::new(
+                mlp.clone(),
+                config(Loss::Mse).optimizer(optimizer).device(device),
+            ));
+            assert_mentions(&msg, &[expected]);
+        }
         let msg = message(Trainer::new(
             mlp.clone(),
-            cpu(Loss::Mse).optimizer(optimizer),
+            config(Loss::Mse).batch_size(0).device(device),
         ));
-        assert_mentions(&msg, &[expected]);
+        assert_mentions(&msg, &["batch_size = 0"]);
+        let msg = message(Trainer::new(
+            mlp.clone(),
+            config(Loss::CrossEntropy).device(device),
+        ));
+        assert_mentions(&msg, &["cross_entropy needs at least 2 outputs"]);
     }
-    let msg = message(Trainer::new(mlp.clone(), cpu(Loss::Mse).batch_size(0)));
-    assert_mentions(&msg, &["batch_size = 0"]);
-    let msg = message(Trainer::new(mlp.clone(), cpu(Loss::CrossEntropy)));
-    assert_mentions(&msg, &["cross_entropy needs at least 2 outputs"]);
-    let msg = message(
-        Mlp::new(
-            &[2, 1],
-            Activation::LeakyRelu { slope: f32::NAN },
-            Activation::Identity,
-        )
-        .and_then(|_| {
-            Mlp::new(
-                &[2, 2, 1],
-                Activation::LeakyRelu { slope: f32::NAN },
-                Activation::Identity,
-            )
-        }),
-    );
-    assert_mentions(&msg, &["leaky_relu slope = NaN"]);
+}
+
+#[test]
+fn non_finite_leaky_relu_slopes_are_named_wherever_the_layer_is() {
+    use Activation::{Identity, Relu};
+    // Each network puts the leaky ReLU in a layer it has: the hidden one,
+    // the output one, and the second of three given per layer.
+    let networks = |leaky: Activation| {
+        [
+            ("hidden", Mlp::new(&[2, 2, 1], leaky, Identity)),
+            ("output", Mlp::new(&[2, 1], Identity, leaky)),
+            (
+                "per layer",
+                Mlp::with_activations(&[2, 3, 2, 1], &[Relu, leaky, Identity]),
+            ),
+        ]
+    };
+    let finite = Activation::LeakyRelu { slope: 0.2 };
+    for ((what, mlp), layer) in networks(finite).into_iter().zip([0, 0, 1]) {
+        let mlp = mlp.unwrap_or_else(|e| panic!("{what}: slope 0.2 is refused: {e}"));
+        assert_eq!(
+            mlp.layers()[layer].activation,
+            finite,
+            "{what}: layer {layer} is not the leaky ReLU under test"
+        );
+    }
+    for (slope, shown) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        for (what, mlp) in networks(Activation::LeakyRelu { slope }) {
+            let msg = message(mlp);
+            assert!(
+                msg.contains(&format!("leaky_relu slope = {shown}")),
+                "{what}: message `{msg}` does not name the slope {shown}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_split_fraction_is_named() {
     let data = common::xor_values();
     assert_mentions(&message(data.split(1.5, 0)), &["validation fraction = 1.5"]);
 }
 
-#[test]
-fn target_kind_must_fit_the_loss() {
-    let mlp = Mlp::new(&[2, 2], Activation::Relu, Activation::Identity).unwrap();
-    let classes = Dataset::new(vec![0.0; 4], 2, Targets::Classes(vec![0, 1])).unwrap();
-    let mut trainer = Trainer::new(mlp.clone(), cpu(Loss::Mse)).unwrap();
-    assert_mentions(
-        &message(trainer.fit(&classes, None)),
-        &["class labels", "mse needs target values"],
-    );
-    let values = Dataset::new(
-        vec![0.0; 4],
-        2,
-        Targets::Values {
-            values: vec![0.0; 4],
-            width: 2,
-        },
-    )
-    .unwrap();
-    let mut trainer = Trainer::new(mlp, cpu(Loss::CrossEntropy)).unwrap();
-    assert_mentions(
-        &message(trainer.fit(&values, None)),
-        &["cross_entropy needs class labels"],
-    );
-}
+backend_tests! {
+    fn target_kind_must_fit_the_loss(device: Device) {
+        let mlp = Mlp::new(&[2, 2], Activation::Relu, Activation::Identity).unwrap();
+        let classes = Dataset::new(vec![0.0; 4], 2, Targets::Classes(vec![0, 1])).unwrap();
+        let mut trainer = common::trainer(mlp.clone(), config(Loss::Mse), device);
+        assert_mentions(
+            &message(trainer.fit(&classes, None)),
+            &["class labels", "mse needs target values"],
+        );
+        let values = Dataset::new(
+            vec![0.0; 4],
+            2,
+            Targets::Values {
+                values: vec![0.0; 4],
+                width: 2,
+            },
+        )
+        .unwrap();
+        let mut trainer = common::trainer(mlp, config(Loss::CrossEntropy), device);
+        assert_mentions(
+            &message(trainer.fit(&values, None)),
+            &["cross_entropy needs class labels"],
+        );
+    }
 
-#[test]
-fn divergence_names_the_step() {
-    let mlp = Mlp::new(&[1, 1], Activation::Identity, Activation::Identity).unwrap();
-    let data = Dataset::new(
-        vec![1e3; 4],
-        1,
-        Targets::Values {
-            values: vec![0.0; 4],
-            width: 1,
-        },
-    )
-    .unwrap();
-    let config = cpu(Loss::Mse)
-        .optimizer(Sgd::default().lr(10.0))
-        .stochastic()
-        .epochs(50);
-    let mut trainer = Trainer::new(mlp, config).unwrap();
-    let err = trainer
-        .fit(&data, None)
-        .expect_err("a learning rate of 10 on inputs of 1000 diverges");
-    assert!(
-        matches!(err, Error::Diverged { step, .. } if step > 1),
-        "{err}"
-    );
-    assert_mentions(&err.to_string(), &["diverged at step"]);
+    fn divergence_names_the_step(device: Device) {
+        let mlp = Mlp::new(&[1, 1], Activation::Identity, Activation::Identity).unwrap();
+        let data = Dataset::new(
+            vec![1e3; 4],
+            1,
+            Targets::Values {
+                values: vec![0.0; 4],
+                width: 1,
+            },
+        )
+        .unwrap();
+        let config = config(Loss::Mse)
+            .optimizer(Sgd::default().lr(10.0))
+            .stochastic()
+            .epochs(50);
+        let mut trainer = common::trainer(mlp, config, device);
+        let err = trainer
+            .fit(&data, None)
+            .expect_err("a learning rate of 10 on inputs of 1000 diverges");
+        assert!(
+            matches!(err, Error::Diverged { step, .. } if step > 1),
+            "{err}"
+        );
+        assert_mentions(&err.to_string(), &["diverged at step"]);
+    }
 }
 
 #[test]

@@ -61,8 +61,12 @@ fn with_every_matmul_kernel(check: fn(&KernelHarness)) {
         MatmulTiling::direct(),
         MatmulTiling::texture(),
     ] {
-        let h = KernelHarness::open_with(Some(tiling))
-            .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+        let h = KernelHarness::open_with(Some(tiling)).unwrap_or_else(|e| {
+            panic!(
+                "cannot open the GPU kernel harness: {e}\n{}",
+                common::NO_GPU_HELP
+            )
+        });
         check(&h);
     }
 }

@@ -1,12 +1,14 @@
 //! Learning-rate schedules against torch's values epoch by epoch, early
-//! stopping keeping the best epoch, and divergence keeping the last good
-//! parameters, on both backends.
+//! stopping keeping the best epoch, divergence keeping the last good
+//! parameters, and resumed runs, on every backend (`<test>::cpu`,
+//! `<test>::gpu`).
 
 mod common;
 
+use common::backend_tests;
 use retroprop::{
     Activation, Adam, Dataset, Device, Error, Loss, LrSchedule, Mlp, Scheduler, Sgd, Targets,
-    TrainConfig, Trainer,
+    TrainConfig,
 };
 
 fn lrs(schedule: LrSchedule, metrics: &[f64]) -> Vec<f64> {
@@ -148,14 +150,8 @@ fn schedules_parse_from_text_and_reject_bad_values() {
     }
 }
 
-fn every_device(test: impl Fn(Device)) {
-    test(Device::Cpu);
-    test(Device::Gpu);
-}
-
-#[test]
-fn trainer_uses_the_schedule_on_both_backends() {
-    every_device(|device| {
+backend_tests! {
+    fn trainer_uses_the_schedule(device: Device) {
         let data = common::xor_classes();
         let mlp = Mlp::new(&[2, 4, 2], Activation::Tanh, Activation::Identity).unwrap();
         let config = TrainConfig::default()
@@ -166,13 +162,12 @@ fn trainer_uses_the_schedule_on_both_backends() {
                 gamma: 0.5,
             })
             .full_batch()
-            .epochs(5)
-            .device(device);
-        let mut trainer = Trainer::new(mlp, config).unwrap();
+            .epochs(5);
+        let mut trainer = common::trainer(mlp, config, device);
         let history = trainer.fit(&data, None).unwrap();
         let got: Vec<f64> = history.epochs.iter().map(|e| e.lr).collect();
         assert_lrs(&got, &[0.4, 0.4, 0.2, 0.2, 0.1], &format!("{device}"));
-    });
+    }
 }
 
 #[test]
@@ -188,9 +183,8 @@ fn schedule_changes_the_steps_the_same_way_on_both_backends() {
                 eta_min: 0.001,
             })
             .batch_size(8)
-            .epochs(6)
-            .device(device);
-        let mut trainer = Trainer::new(mlp, config).unwrap();
+            .epochs(6);
+        let mut trainer = common::trainer(mlp, config, device);
         trainer.fit(&data, None).unwrap();
         trainer.parameters().unwrap()
     };
@@ -204,9 +198,8 @@ fn schedule_changes_the_steps_the_same_way_on_both_backends() {
     );
 }
 
-#[test]
-fn early_stopping_keeps_the_best_epoch() {
-    every_device(|device| {
+backend_tests! {
+    fn early_stopping_keeps_the_best_epoch(device: Device) {
         // Validation labels are the training labels flipped: the better the
         // network fits, the worse it validates, so the first epoch is best.
         let train = common::xor_classes();
@@ -225,9 +218,8 @@ fn early_stopping_keeps_the_best_epoch() {
             .optimizer(Adam::default().lr(0.05))
             .full_batch()
             .epochs(100)
-            .early_stopping(3, 0.0)
-            .device(device);
-        let mut trainer = Trainer::new(mlp, config).unwrap();
+            .early_stopping(3, 0.0);
+        let mut trainer = common::trainer(mlp, config, device);
         let history = trainer.fit(&train, Some(&flipped)).unwrap();
         let losses: Vec<f64> = history
             .epochs
@@ -255,26 +247,23 @@ fn early_stopping_keeps_the_best_epoch() {
             "{device}: kept parameters give {now}, best epoch gave {}",
             losses[best - 1]
         );
-    });
-    let mlp = Mlp::new(&[2, 2], Activation::Tanh, Activation::Identity).unwrap();
-    let config = TrainConfig::default()
-        .loss(Loss::CrossEntropy)
-        .early_stopping(2, 0.0)
-        .device(Device::Cpu);
-    let err = Trainer::new(mlp, config)
-        .unwrap()
-        .fit(&common::xor_classes(), None)
-        .expect_err("needs validation");
-    assert!(
-        err.to_string()
-            .contains("early stopping needs validation data"),
-        "{err}"
-    );
+        let mlp = Mlp::new(&[2, 2], Activation::Tanh, Activation::Identity).unwrap();
+        let config = TrainConfig::default()
+            .loss(Loss::CrossEntropy)
+            .early_stopping(2, 0.0);
+        let err = common::trainer(mlp, config, device)
+            .fit(&common::xor_classes(), None)
+            .expect_err("needs validation");
+        assert!(
+            err.to_string()
+                .contains("early stopping needs validation data"),
+            "{err}"
+        );
+    }
 }
 
-#[test]
-fn divergence_names_the_step_and_keeps_finite_parameters() {
-    every_device(|device| {
+backend_tests! {
+    fn divergence_names_the_step_and_keeps_finite_parameters(device: Device) {
         let mlp = Mlp::new(&[1, 4, 1], Activation::Identity, Activation::Identity).unwrap();
         let x: Vec<f32> = (0..32).map(|i| 100.0 + i as f32).collect();
         let data = Dataset::new(
@@ -290,9 +279,8 @@ fn divergence_names_the_step_and_keeps_finite_parameters() {
             .loss(Loss::Mse)
             .optimizer(Sgd::default().lr(1.0))
             .batch_size(8)
-            .epochs(50)
-            .device(device);
-        let mut trainer = Trainer::new(mlp, config).unwrap();
+            .epochs(50);
+        let mut trainer = common::trainer(mlp, config, device);
         let err = trainer
             .fit(&data, None)
             .expect_err("lr 1 on inputs of 100 diverges");
@@ -305,12 +293,11 @@ fn divergence_names_the_step_and_keeps_finite_parameters() {
             params.iter().all(|p| p.is_finite()),
             "{device}: parameters after divergence: {params:?}"
         );
-    });
+    }
 }
 
-#[test]
-fn resumed_runs_end_where_uninterrupted_runs_do() {
-    every_device(|device| {
+backend_tests! {
+    fn resumed_runs_end_where_uninterrupted_runs_do(device: Device) {
         let data = common::two_spirals(25);
         let mlp = Mlp::new(&[2, 16, 2], Activation::Tanh, Activation::Identity).unwrap();
         let config = |epochs| {
@@ -327,16 +314,15 @@ fn resumed_runs_end_where_uninterrupted_runs_do() {
                 .batch_size(8)
                 .epochs(epochs)
                 .seed(3)
-                .device(device)
         };
         let bits = |p: Vec<f32>| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         // At an epoch boundary: 5 epochs, or 2 then 3 from a checkpoint.
-        let mut whole = Trainer::new(mlp.clone(), config(5)).unwrap();
+        let mut whole = common::trainer(mlp.clone(), config(5), device);
         whole.fit(&data, None).unwrap();
-        let mut first = Trainer::new(mlp.clone(), config(2)).unwrap();
+        let mut first = common::trainer(mlp.clone(), config(2), device);
         first.fit(&data, None).unwrap();
         let checkpoint = first.checkpoint().unwrap();
-        let mut second = Trainer::new(mlp.clone(), config(3)).unwrap();
+        let mut second = common::trainer(mlp.clone(), config(3), device);
         second.restore(&checkpoint).unwrap();
         second.fit(&data, None).unwrap();
         assert_eq!(
@@ -346,16 +332,16 @@ fn resumed_runs_end_where_uninterrupted_runs_do() {
         );
         assert_eq!(second.steps(), whole.steps());
         // Mid-epoch: 17 steps, or 5 then 12 (an epoch is 7 steps).
-        let mut whole = Trainer::new(mlp.clone(), config(1)).unwrap();
+        let mut whole = common::trainer(mlp.clone(), config(1), device);
         whole.train_steps(&data, 17).unwrap();
-        let mut first = Trainer::new(mlp.clone(), config(1)).unwrap();
+        let mut first = common::trainer(mlp.clone(), config(1), device);
         first.train_steps(&data, 5).unwrap();
         let checkpoint = first.checkpoint().unwrap();
         assert_eq!(
             (checkpoint.step, checkpoint.epoch, checkpoint.rows_done),
             (5, 0, 40)
         );
-        let mut second = Trainer::new(mlp.clone(), config(1)).unwrap();
+        let mut second = common::trainer(mlp.clone(), config(1), device);
         second.restore(&checkpoint).unwrap();
         second.train_steps(&data, 12).unwrap();
         assert_eq!(
@@ -363,5 +349,5 @@ fn resumed_runs_end_where_uninterrupted_runs_do() {
             bits(whole.parameters().unwrap()),
             "{device}: mid-epoch resume"
         );
-    });
+    }
 }

@@ -1,6 +1,12 @@
 //! Data and comparisons shared by the integration tests.
 #![allow(dead_code)]
 
+mod backends;
+
+#[allow(unused_imports)]
+pub(crate) use backends::{
+    Backend, NO_GPU_HELP, RunsOn, backend_tests, run_on, trainer, trainer_with,
+};
 use retroprop::{Dataset, Targets};
 use std::path::PathBuf;
 
@@ -88,7 +94,7 @@ pub fn widen(v: &[f32]) -> Vec<f64> {
 /// The GPU kernel harness; a missing GPU fails the test with the fix.
 pub fn harness() -> retroprop::gpu::harness::KernelHarness {
     retroprop::gpu::harness::KernelHarness::open()
-        .unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"))
+        .unwrap_or_else(|e| panic!("cannot open the GPU kernel harness: {e}\n{NO_GPU_HELP}"))
 }
 
 /// Uniform random values in [lo, hi), seeded.
@@ -101,15 +107,27 @@ pub fn random(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
 /// Asserts two f32 vectors agree to `tolerance` relative error (with an
 /// absolute floor), printing the worst element like llm.c's checks.
 pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], tolerance: f64, floor: f64) {
-    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
-    let (err, at) = max_rel_error(&widen(gpu), &widen(cpu), floor);
+    assert_agree(what, ("gpu", gpu), ("cpu", cpu), tolerance, floor);
+}
+
+/// [`assert_close`] for any two named sources (`("got", ..)`,
+/// `("f64 reference", ..)`), named in the failure.
+pub fn assert_agree(
+    what: &str,
+    (a_name, a): (&str, &[f32]),
+    (b_name, b): (&str, &[f32]),
+    tolerance: f64,
+    floor: f64,
+) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    let (err, at) = max_rel_error(&widen(a), &widen(b), floor);
     let verdict = if err < tolerance { "OK" } else { "NOT OK" };
     println!("{what}: max relative error {err:.2e} at {at} {verdict}");
     assert!(
         err < tolerance,
-        "{what}: element {at}: gpu {} vs cpu {} (relative error {err:.2e})",
-        gpu.get(at).copied().unwrap_or(f32::NAN),
-        cpu.get(at).copied().unwrap_or(f32::NAN)
+        "{what}: element {at}: {a_name} {} vs {b_name} {} (relative error {err:.2e})",
+        a.get(at).copied().unwrap_or(f32::NAN),
+        b.get(at).copied().unwrap_or(f32::NAN)
     );
 }
 
