@@ -22,12 +22,14 @@ echo "== training parity"
 timeout 100 ./.dev/gpu_training --nocapture --test-threads 4 2>&1 | grep -E "^test |test result|max parameter|NOT OK"
 echo "== backend seam"
 timeout 60 ./.dev/backend_seam --test-threads 4 2>&1 | grep -E "^test |test result|NOT OK"
-echo "== bench"
-timeout 100 ./.dev/retroprop bench --devices gpu --batch 64,1024 --steps 30
-echo "== tiling sweep (RETROPROP_MATMUL=shared:WGxxWGyxRMxRNxTK)"
+echo "== bench: the default choice (shared-by-shape), then each tiling alone and other thresholds"
+timeout 60 ./.dev/retroprop bench --devices gpu --batch 64,256,1024 --steps 30
+for m in shared shared:16x16x8x8x16 shared-by-shape:32 shared-by-shape:64 shared-by-shape:256; do
+  echo "-- RETROPROP_MATMUL=$m"
+  RETROPROP_MATMUL=$m timeout 60 ./.dev/retroprop bench --devices gpu --batch 64,256,1024 --steps 30
+done
+echo "== tiling sweep over the standard work's shapes (RETROPROP_MATMUL=shared:WGxxWGyxRMxRNxTK)"
 for t in 16x16x4x4x16 16x16x8x8x16 16x16x8x8x8 16x8x8x8x8 16x16x8x4x8 8x8x4x4x16; do
   echo "-- shared:$t"
   RETROPROP_MATMUL=shared:$t timeout 40 ./.dev/matmul_shapes
 done
-echo "== the standard work with 128 x 128 tiles"
-RETROPROP_MATMUL=shared:16x16x8x8x16 timeout 60 ./.dev/retroprop bench --devices gpu --batch 64,1024 --steps 30

@@ -58,6 +58,7 @@ fn cpu_matmul(
 fn with_every_matmul_kernel(check: fn(&KernelHarness)) {
     for tiling in [
         MatmulTiling::shared(),
+        MatmulTiling::shared_large(),
         MatmulTiling::direct(),
         MatmulTiling::texture(),
     ] {

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // A BLAS library or matmul kernel asked for in the environment that
     // cannot be used is an error, not a silent fall back to the default.
-    let env = retroprop::cpu::check_env().and(retroprop::gpu::MatmulTiling::from_env());
+    let env = retroprop::cpu::check_env().and(retroprop::gpu::MatmulChoice::from_env());
     if let Err(e) = env {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;

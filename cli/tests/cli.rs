@@ -361,6 +361,51 @@ fn cpu_and_gpu_agree_without_shuffling() {
 }
 
 #[test]
+fn products_tiled_by_shape_train_like_the_cpu() {
+    // RETROPROP_MATMUL=shared-by-shape:2 gives 128 × 128 tiles to products
+    // of at least two such workgroups (here every one with a side of 200)
+    // and 64 × 64 to the rest (the 3-wide output layer's forward pass):
+    // both tilings in one step, as on a hardware GPU's standard work.
+    let dir = Dir::new("by-shape");
+    let data = classes_csv(&dir);
+    let run_on = |device: &str| {
+        let model = dir.path(&format!("{device}.safetensors"));
+        let args = [
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--arch",
+            "2,200,3",
+            "--no-shuffle",
+            "--steps",
+            "20",
+            "--batch-size",
+            "8",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--device",
+            device,
+            "-q",
+            "--save",
+            model.to_str().unwrap(),
+        ];
+        let (code, _, stderr) = run_with(&[("RETROPROP_MATMUL", "shared-by-shape:2")], &args);
+        assert_eq!(code, 0, "{device}: {stderr}");
+        params(&model)
+    };
+    let (cpu, gpu) = (run_on("cpu"), run_on("gpu"));
+    let (err, at) = common::max_rel_error(&common::widen(&gpu), &common::widen(&cpu), 1e-2);
+    assert!(
+        err < 1e-4,
+        "parameter {at}: gpu {} vs cpu {} ({err:.1e})",
+        gpu[at],
+        cpu[at]
+    );
+}
+
+#[test]
 fn metrics_and_plot_are_written_and_well_formed() {
     let dir = Dir::new("metrics");
     let data = classes_csv(&dir);

@@ -3,9 +3,10 @@
 
 use super::context::GpuContext;
 use super::kernels::{
-    GatherShape, Kernel, Kernels, LossShape, MatmulKind, MatmulShape, MatmulTiling, NORM_GROUPS,
-    OperandTexture, OptimizerShape, ReduceShape, StepParams, grid,
+    GatherShape, Kernel, Kernels, LossShape, MatmulShape, NORM_GROUPS, OperandTexture,
+    OptimizerShape, ReduceShape, StepParams, grid,
 };
+use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use crate::backend::{Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsLoss};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
@@ -398,15 +399,15 @@ impl GpuBackend {
             .max(1);
         let (optimizer, loss) = (config.optimizer, config.loss);
         let device = &ctx.device;
-        let mut tiling = MatmulTiling::for_adapter(ctx.summary().is_hardware);
-        if tiling.kind == MatmulKind::Texture && !Textures::fit(&ctx.limits, mlp, capacity) {
+        let mut choice = MatmulChoice::for_adapter(ctx.summary().is_hardware);
+        if choice.small.kind == MatmulKind::Texture && !Textures::fit(&ctx.limits, mlp, capacity) {
             log::info!(
                 "operands exceed the texture limit of {}: using the storage-buffer matmul",
                 ctx.limits.max_texture_dimension_2d
             );
-            tiling = MatmulTiling::direct();
+            choice = MatmulChoice::single(MatmulTiling::direct());
         }
-        let kernels = Kernels::new(device, tiling);
+        let kernels = Kernels::new(device, choice);
         let storage_align = (ctx.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
         let uniform_align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
         let layout = ParamLayout::new(mlp, storage_align);
@@ -436,7 +437,7 @@ impl GpuBackend {
             .map(|w| storage(device, "dZ", rows * w))
             .collect();
         let x_batch = storage(device, "x batch", rows * mlp.inputs() as u64);
-        let textures = (tiling.kind == MatmulKind::Texture).then(|| {
+        let textures = (choice.small.kind == MatmulKind::Texture).then(|| {
             let layers = mlp.layers();
             let texture = |label: &str, rows: usize, cols: usize| {
                 OperandTexture::new(device, label, rows, cols)
@@ -914,7 +915,7 @@ impl GpuBackend {
             let weight = operand(weight, textures.map(|t| &t.weights[l]));
             let dz_operand = operand(dz, textures.map(|t| &t.dz[l]));
             forward.push(group(
-                &k.matmul_forward,
+                &k.matmuls[0].forward,
                 "forward",
                 shape(forward_at[l], mm),
                 &[
@@ -926,7 +927,7 @@ impl GpuBackend {
                 ],
             ));
             weight_grad.push(group(
-                &k.matmul_weight_grad,
+                &k.matmuls[0].weight_grad,
                 "weight gradient",
                 shape(weight_grad_at[l], mm),
                 &[
@@ -948,7 +949,7 @@ impl GpuBackend {
                 let z_prev = (&self.z[l - 1], 0, r * prev);
                 let dz_prev = (&self.dz[l - 1], 0, r * prev);
                 group(
-                    &k.matmul_input_grad,
+                    &k.matmuls[0].input_grad,
                     "input gradient",
                     shape(at, mm),
                     &[
@@ -1044,32 +1045,23 @@ impl GpuBackend {
             record_pack(pass, k, &p.dz[layers.len() - 1]);
         }
         for (l, layer) in layers.iter().enumerate().rev() {
-            pass.set_pipeline(&k.matmul_weight_grad.pipeline);
+            let (matmul, (x, y)) = k.matmul(layer.outputs, layer.inputs);
+            pass.set_pipeline(&matmul.weight_grad.pipeline);
             pass.set_bind_group(0, &plan.weight_grad[l], &[step_offset]);
-            let (x, y) = self.tiles(layer.outputs, layer.inputs);
             pass.dispatch_workgroups(x, y, 1);
             pass.set_pipeline(&k.column_sums.pipeline);
             pass.set_bind_group(0, &plan.bias_grad[l], &[]);
             pass.dispatch_workgroups((layer.outputs as u32).div_ceil(16), 1, 1);
             if let Some(group) = &plan.input_grad[l] {
-                pass.set_pipeline(&k.matmul_input_grad.pipeline);
+                let (matmul, (x, y)) = k.matmul(rows, layer.inputs);
+                pass.set_pipeline(&matmul.input_grad.pipeline);
                 pass.set_bind_group(0, group, &[step_offset]);
-                let (x, y) = self.tiles(rows, layer.inputs);
                 pass.dispatch_workgroups(x, y, 1);
                 if let Some(p) = packs {
                     record_pack(pass, k, &p.dz[l - 1]);
                 }
             }
         }
-    }
-
-    /// Workgroups of a matmul whose product is `m` × `n`.
-    fn tiles(&self, m: usize, n: usize) -> (u32, u32) {
-        let tiling = self.kernels.tiling;
-        (
-            (n as u32).div_ceil(tiling.tile_n()),
-            (m as u32).div_ceil(tiling.tile_m()),
-        )
     }
 
     /// Records the forward pass of a plan from its input batch to the last
@@ -1084,9 +1076,9 @@ impl GpuBackend {
             }
         }
         for (l, layer) in layers.iter().enumerate() {
-            pass.set_pipeline(&k.matmul_forward.pipeline);
+            let (matmul, (x, y)) = k.matmul(plan.rows, layer.outputs);
+            pass.set_pipeline(&matmul.forward.pipeline);
             pass.set_bind_group(0, &plan.forward[l], &[step_offset]);
-            let (x, y) = self.tiles(plan.rows, layer.outputs);
             pass.dispatch_workgroups(x, y, 1);
             if let Some(pack) = plan.packs.as_ref().and_then(|p| p.a.get(l)) {
                 record_pack(pass, k, pack);

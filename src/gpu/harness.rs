@@ -4,10 +4,11 @@
 
 use super::context::GpuContext;
 use super::kernels::{
-    ELEMENTWISE, ElementwiseShape, GatherShape, Kernel, Kernels, LossShape, MatmulKind,
-    MatmulShape, MatmulTiling, NORM_GROUPS, OperandTexture, OptimizerShape, ReduceShape,
-    StepParams, grid, matmul_module, matmul_variant, module, pipeline,
+    ELEMENTWISE, ElementwiseShape, GatherShape, Kernel, Kernels, LossShape, MatmulShape,
+    NORM_GROUPS, OperandTexture, OptimizerShape, ReduceShape, StepParams, grid, matmul_layout,
+    matmul_module, matmul_variant, module, pipeline,
 };
+use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use crate::activation::Activation;
 use crate::data::{Dataset, Targets};
 use crate::error::Result;
@@ -40,7 +41,8 @@ struct TestKernels {
 impl TestKernels {
     fn new(device: &wgpu::Device, tiling: &MatmulTiling) -> TestKernels {
         let matmul = matmul_module(device, tiling);
-        let plain = |trans| matmul_variant(device, &matmul, tiling, trans, 0);
+        let layout = matmul_layout(device, tiling.kind);
+        let plain = |trans| matmul_variant(device, &matmul, tiling, trans, 0, &layout);
         let activation = module(
             device,
             "elementwise",
@@ -87,8 +89,8 @@ impl KernelHarness {
     /// kernels are tested on any adapter).
     pub fn open_with(tiling: Option<MatmulTiling>) -> Result<KernelHarness> {
         let ctx = GpuContext::open(false)?;
-        let tiling = tiling.unwrap_or(MatmulTiling::for_adapter(ctx.summary().is_hardware));
-        let kernels = Kernels::new(&ctx.device, tiling);
+        let tiling = tiling.unwrap_or(MatmulChoice::for_adapter(ctx.summary().is_hardware).small);
+        let kernels = Kernels::new(&ctx.device, MatmulChoice::single(tiling));
         let tests = TestKernels::new(&ctx.device, &tiling);
         Ok(KernelHarness {
             ctx,
@@ -104,7 +106,7 @@ impl KernelHarness {
 
     /// The matmul tiling chosen for this adapter.
     pub fn tiling(&self) -> MatmulTiling {
-        self.kernels.tiling
+        self.kernels.tiling()
     }
 
     /// Binds `binds` in order at bindings 0, 1, …, dispatches `groups`, and
@@ -171,7 +173,7 @@ impl KernelHarness {
             })
             .collect();
         // Operands of the texture matmul: packed from their buffers first.
-        let textured = self.kernels.tiling.kind == MatmulKind::Texture;
+        let textured = self.kernels.tiling().kind == MatmulKind::Texture;
         let packs: Vec<Option<Packed>> = binds
             .iter()
             .zip(&buffers)
@@ -267,7 +269,7 @@ impl KernelHarness {
     }
 
     fn tiles(&self, m: usize, n: usize) -> (u32, u32) {
-        let t = self.kernels.tiling;
+        let t = self.kernels.tiling();
         (
             (n as u32).div_ceil(t.tile_n()),
             (m as u32).div_ceil(t.tile_m()),
@@ -362,7 +364,7 @@ impl KernelHarness {
             resource: uniform.as_entire_binding(),
         }];
         // The texture matmul reads its operands packed (once, untimed).
-        let textured = self.kernels.tiling.kind == MatmulKind::Texture;
+        let textured = self.kernels.tiling().kind == MatmulKind::Texture;
         let packs: Vec<_> = if textured {
             let (a_rows, a_cols) = stored_shape(m, k, trans_a);
             let (b_rows, b_cols) = stored_shape(k, n, trans_b);
@@ -445,7 +447,7 @@ impl KernelHarness {
             ..Default::default()
         };
         let out = self.run(
-            &self.kernels.matmul_forward,
+            &self.kernels.matmuls[0].forward,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Matrix(input, rows, inputs),
@@ -481,7 +483,7 @@ impl KernelHarness {
         };
         let zeros = vec![0f32; outputs * inputs];
         let out = self.run(
-            &self.kernels.matmul_weight_grad,
+            &self.kernels.matmuls[0].weight_grad,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Matrix(grad_z, rows, outputs),
@@ -519,7 +521,7 @@ impl KernelHarness {
             ..Default::default()
         };
         let out = self.run(
-            &self.kernels.matmul_input_grad,
+            &self.kernels.matmuls[0].input_grad,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Matrix(grad_z, rows, outputs),

@@ -1,8 +1,10 @@
 //! The wgpu backend: the whole training loop in WGSL compute shaders.
 //!
-//! `context` owns the device, `kernels` the pipelines (built once), and
-//! `backend` records training steps. `harness` runs single kernels on host
-//! data, for the parity tests and benchmarks.
+//! `context` owns the device, `tiling` decides how each matmul is tiled,
+//! `codes` names the codes shaders switch on, `kernels` builds the pipelines
+//! (once) and declares the uniforms they read, and `backend` records
+//! training steps. `harness` runs single kernels on host data, for the
+//! parity tests and benchmarks.
 
 mod backend;
 mod codes;
@@ -10,7 +12,8 @@ mod context;
 #[cfg(feature = "harness")]
 pub mod harness;
 mod kernels;
+mod tiling;
 
 pub use backend::GpuBackend;
 pub use context::{AdapterSummary, GpuContext, adapters};
-pub use kernels::{MatmulKind, MatmulTiling};
+pub use tiling::{MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};

@@ -1,0 +1,572 @@
+//! How a matmul is tiled, which tiling runs for which product, and the
+//! generator of the unrolled kernels (`matmul_direct`, `matmul_texture_*`)
+//! whose template is shaders/matmul_unrolled.wgsl. The choice is made here
+//! and nowhere else.
+
+use super::kernels::common_source;
+
+/// How the tiled matmul is blocked; the numbers reach WGSL as `const`s in a
+/// preamble, so they are written down only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulTiling {
+    /// Threads per workgroup along columns (N) and rows (M).
+    pub wg_x: u32,
+    /// Threads per workgroup along rows.
+    pub wg_y: u32,
+    /// Values of C each thread computes along rows and columns.
+    pub rm: u32,
+    /// Values of C each thread computes along columns.
+    pub rn: u32,
+    /// Depth of the K slice staged in workgroup memory.
+    pub tk: u32,
+    /// Which kernel this tiling drives.
+    pub kind: MatmulKind,
+}
+
+/// The three matmul kernels; each is tested for parity on every adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulKind {
+    /// Tiles staged in workgroup memory (`matmul`): hardware GPUs.
+    Shared,
+    /// Operands read straight from storage buffers, no workgroup memory and
+    /// no barriers (`matmul_direct`).
+    Direct,
+    /// Operands packed into rgba32float textures and read by texel fetches,
+    /// four values a fetch, no barriers (`matmul_texture_*`): CPU
+    /// implementations of Vulkan (lavapipe), where a fetch costs a fraction
+    /// of a storage-buffer load.
+    Texture,
+}
+
+impl MatmulTiling {
+    /// Rows of C per workgroup.
+    pub fn tile_m(&self) -> u32 {
+        self.wg_y * self.rm
+    }
+    /// Columns of C per workgroup.
+    pub fn tile_n(&self) -> u32 {
+        self.wg_x * self.rn
+    }
+
+    /// Parses `shared`, `direct`, `texture`, or one of them followed by
+    /// `:WG_XxWG_YxRMxRNxTK` (e.g. `shared:16x16x8x8x8`), for tuning runs.
+    pub fn parse(text: &str) -> Option<MatmulTiling> {
+        let (kind, dims) = text
+            .split_once(':')
+            .map_or((text, None), |(k, d)| (k, Some(d)));
+        let mut tiling = match kind {
+            "shared" => MatmulTiling::shared(),
+            "direct" => MatmulTiling::direct(),
+            "texture" => MatmulTiling::texture(),
+            _ => return None,
+        };
+        if let Some(dims) = dims {
+            let n: Vec<u32> = dims
+                .split('x')
+                .map(|v| v.parse().ok())
+                .collect::<Option<_>>()?;
+            let [wg_x, wg_y, rm, rn, tk] = n[..] else {
+                return None;
+            };
+            let valid = wg_x * wg_y <= 1024 && wg_x * wg_y > 0 && rm > 0 && rn > 0 && tk > 0;
+            let quads = match tiling.kind {
+                MatmulKind::Shared => true,
+                MatmulKind::Direct => rn % 4 == 0,
+                MatmulKind::Texture => rn % 4 == 0 && rm % 4 == 0,
+            };
+            if !valid || !quads {
+                return None;
+            }
+            tiling = MatmulTiling {
+                wg_x,
+                wg_y,
+                rm,
+                rn,
+                tk,
+                kind: tiling.kind,
+            };
+        }
+        Some(tiling)
+    }
+
+    /// The workgroup-memory kernel, for GPUs: 64×64 tiles, 4×4 per thread.
+    pub fn shared() -> MatmulTiling {
+        MatmulTiling {
+            wg_x: 16,
+            wg_y: 16,
+            rm: 4,
+            rn: 4,
+            tk: 16,
+            kind: MatmulKind::Shared,
+        }
+    }
+
+    /// The workgroup-memory kernel with 128×128 tiles, 8×8 per thread: on
+    /// an H100, 40–45 % of peak on large products where 64×64 tiles reach
+    /// 22–36 %, but half the speed on products too small to give every
+    /// multiprocessor a tile (docs/performance.md).
+    pub fn shared_large() -> MatmulTiling {
+        MatmulTiling {
+            rm: 8,
+            rn: 8,
+            ..MatmulTiling::shared()
+        }
+    }
+
+    /// The barrier-free storage-buffer kernel: 16×16 per thread.
+    pub fn direct() -> MatmulTiling {
+        MatmulTiling {
+            wg_x: 8,
+            wg_y: 4,
+            rm: 16,
+            rn: 16,
+            tk: 16,
+            kind: MatmulKind::Direct,
+        }
+    }
+
+    /// The texture kernel, for CPU adapters: 8×8 per thread. Larger blocks
+    /// run faster once compiled (16×16: 1.4× at batch 1024 on lavapipe) but
+    /// take far longer to compile the first time (standard work, Mesa's
+    /// cache empty: 32 s to the first step against 4.7 s);
+    /// `RETROPROP_MATMUL=texture:8x4x16x16x4` chooses them for long runs.
+    pub fn texture() -> MatmulTiling {
+        MatmulTiling {
+            wg_x: 8,
+            wg_y: 4,
+            rm: 8,
+            rn: 8,
+            tk: 4,
+            kind: MatmulKind::Texture,
+        }
+    }
+
+    /// The name of the entry point for a transposition variant.
+    pub(crate) fn entry_point(&self, trans_a: bool, trans_b: bool) -> String {
+        match self.kind {
+            MatmulKind::Shared => "matmul".into(),
+            MatmulKind::Direct => "matmul_direct".into(),
+            MatmulKind::Texture => format!(
+                "matmul_texture_{}{}",
+                if trans_a { 't' } else { 'n' },
+                if trans_b { 't' } else { 'n' }
+            ),
+        }
+    }
+
+    /// The whole matmul module's source for this tiling.
+    pub(crate) fn source(&self) -> String {
+        let mut source = format!(
+            "{}{}\n{}",
+            self.preamble(),
+            common_source(),
+            include_str!("../../shaders/matmul.wgsl")
+        );
+        match self.kind {
+            MatmulKind::Shared => source += include_str!("../../shaders/matmul_tiled.wgsl"),
+            MatmulKind::Direct => {
+                source += "@group(0) @binding(1) var<storage, read> a: array<f32>;\n";
+                source += "@group(0) @binding(2) var<storage, read> b: array<f32>;\n";
+                source += &self.direct_kernel();
+            }
+            MatmulKind::Texture => {
+                source += "@group(0) @binding(1) var ta: texture_2d<f32>;\n";
+                source += "@group(0) @binding(2) var tb: texture_2d<f32>;\n";
+                for (trans_a, trans_b) in
+                    [(false, false), (false, true), (true, false), (true, true)]
+                {
+                    source += &self.texture_kernel(trans_a, trans_b);
+                }
+            }
+        }
+        source
+    }
+
+    /// `matmul_direct`: the product without workgroup memory or barriers,
+    /// for CPU implementations of Vulkan (lavapipe). There a workgroup runs
+    /// as a SIMD loop over its invocations, caches do what workgroup tiles
+    /// do on a GPU, barriers are expensive, and every load from a storage
+    /// buffer costs tens of cycles (per-lane robustness checks). So each
+    /// thread computes a large RM × RN block of contiguous rows and columns:
+    /// RM + RN loads feed RM · RN multiply-adds per step of k. The block is
+    /// unrolled into named vec4 accumulators here because llvmpipe's LLVM
+    /// keeps a large array in memory (3× slower, measured).
+    fn direct_kernel(&self) -> String {
+        let (rm, groups) = (self.rm, self.rn / 4);
+        let mut k = String::new();
+        k += "@compute @workgroup_size(WG_X, WG_Y, 1)\n";
+        k += "fn matmul_direct(@builtin(global_invocation_id) gid: vec3<u32>) {\n";
+        k += "    let row = gid.y * RM;\n    let col = gid.x * RN;\n";
+        // Rows and columns past the edge read the last valid one (always in
+        // bounds, no branch); store_one drops their results.
+        for r in 0..rm {
+            k += &format!("    let ar{r} = min(row + {r}u, shape.m - 1u);\n");
+        }
+        for j in 0..4 * groups {
+            k += &format!("    let bc{j} = min(col + {j}u, shape.n - 1u);\n");
+        }
+        for r in 0..rm {
+            for g in 0..groups {
+                k += &format!("    var acc{r}_{g} = vec4<f32>(0.0);\n");
+            }
+        }
+        k += "    for (var kk = 0u; kk < shape.k; kk++) {\n";
+        for g in 0..groups {
+            let b =
+                |j: u32| format!("b[select(kk * shape.n + bc{j}, bc{j} * shape.k + kk, TRANS_B)]");
+            let j = 4 * g;
+            k += &format!(
+                "        let b{g} = vec4<f32>({}, {}, {}, {});\n",
+                b(j),
+                b(j + 1),
+                b(j + 2),
+                b(j + 3)
+            );
+        }
+        for r in 0..rm {
+            k += &format!(
+                "        let a{r} = vec4<f32>(a[select(ar{r} * shape.k + kk, kk * shape.m + ar{r}, TRANS_A)]);\n"
+            );
+            for g in 0..groups {
+                k += &format!("        acc{r}_{g} = fma(a{r}, b{g}, acc{r}_{g});\n");
+            }
+        }
+        k += "    }\n";
+        // Through an array and a loop: the epilogue compiled once, not
+        // RM · RN times. The bound is opaque to LLVM (shape.m is never
+        // u32::MAX) so that it does not unroll the loop again.
+        let blocks = rm * groups;
+        k += &format!("    var out: array<vec4<f32>, {blocks}>;\n");
+        for r in 0..rm {
+            for g in 0..groups {
+                k += &format!("    out[{}] = acc{r}_{g};\n", r * groups + g);
+            }
+        }
+        k += &format!("    let blocks = select({blocks}u, 0u, shape.m == 0xffffffffu);\n");
+        k += "    for (var i = 0u; i < blocks; i++) {\n";
+        k += &format!("        let r = i / {groups}u;\n        let c0 = (i % {groups}u) * 4u;\n");
+        k += "        for (var j = 0u; j < 4u; j++) {\n";
+        k += "            store_one(row + r, col + c0 + j, out[i][j]);\n";
+        k += "        }\n    }\n}\n";
+        k
+    }
+
+    /// `matmul_texture_{n,t}{n,t}`: like `matmul_direct`, but the operands
+    /// are textures packed by shaders/pack.wgsl, each texel four consecutive
+    /// values of a row as stored. A texel fetch on lavapipe is vectorised
+    /// (no per-lane loop with bounds branches, as a storage-buffer load has)
+    /// and brings four values: 13–22 GFLOP/s against 3 for `matmul_direct`
+    /// (measured, docs/performance.md). K advances a quad at a time; the
+    /// packing pads every operand with zeros to whole quads along K, so no
+    /// edge test is needed inside the loop. Per quad a thread fetches
+    /// RM + RN texels for 4 · RM · RN multiply-adds, in the same k order as
+    /// the CPU.
+    fn texture_kernel(&self, trans_a: bool, trans_b: bool) -> String {
+        let (rm, rn) = (self.rm, self.rn);
+        let mut k = String::new();
+        k += "@compute @workgroup_size(WG_X, WG_Y, 1)\n";
+        k += &format!(
+            "fn {}(@builtin(global_invocation_id) gid: vec3<u32>) {{\n",
+            self.entry_point(trans_a, trans_b)
+        );
+        k += "    let row = gid.y * RM;\n    let col = gid.x * RN;\n";
+        // Coordinates past the edge are clamped to the last valid row or
+        // texel (always in bounds, no branch); store_one drops their results.
+        if trans_a {
+            // A stored K × M: texel (m / 4, k) holds a(m..m+4, k).
+            for g in 0..rm / 4 {
+                k += &format!(
+                    "    let ax{g} = i32(min(row / 4u + {g}u, (shape.m + 3u) / 4u - 1u));\n"
+                );
+            }
+        } else {
+            // A stored M × K: texel (k / 4, m) holds a(m, k..k+4).
+            for r in 0..rm {
+                k += &format!("    let ay{r} = i32(min(row + {r}u, shape.m - 1u));\n");
+            }
+        }
+        if trans_b {
+            // B stored N × K: texel (k / 4, n) holds b(k..k+4, n).
+            for j in 0..rn {
+                k += &format!("    let by{j} = i32(min(col + {j}u, shape.n - 1u));\n");
+            }
+        } else {
+            // B stored K × N: texel (n / 4, k) holds b(k, n..n+4).
+            for g in 0..rn / 4 {
+                k += &format!(
+                    "    let bx{g} = i32(min(col / 4u + {g}u, (shape.n + 3u) / 4u - 1u));\n"
+                );
+            }
+        }
+        for r in 0..rm {
+            for j in 0..rn {
+                k += &format!("    var acc{r}_{j} = 0.0;\n");
+            }
+        }
+        const LANE: [char; 4] = ['x', 'y', 'z', 'w'];
+        k += "    let quads = i32((shape.k + 3u) / 4u);\n";
+        k += "    for (var q = 0i; q < quads; q++) {\n";
+        // a(r, kk) and b(kk, j) as WGSL expressions over the fetched texels.
+        let a: Box<dyn Fn(u32, usize) -> String> = if trans_a {
+            for kk in 0..4 {
+                for g in 0..rm / 4 {
+                    k += &format!(
+                        "        let a{kk}_{g} = textureLoad(ta, vec2<i32>(ax{g}, 4i * q + {kk}i), 0);\n"
+                    );
+                }
+            }
+            Box::new(|r, kk| format!("a{kk}_{}.{}", r / 4, LANE[r as usize % 4]))
+        } else {
+            for r in 0..rm {
+                k += &format!("        let a{r} = textureLoad(ta, vec2<i32>(q, ay{r}), 0);\n");
+            }
+            Box::new(|r, kk| format!("a{r}.{}", LANE[kk]))
+        };
+        let b: Box<dyn Fn(usize, u32) -> String> = if trans_b {
+            for j in 0..rn {
+                k += &format!("        let b{j} = textureLoad(tb, vec2<i32>(q, by{j}), 0);\n");
+            }
+            Box::new(|kk, j| format!("b{j}.{}", LANE[kk]))
+        } else {
+            for kk in 0..4 {
+                for g in 0..rn / 4 {
+                    k += &format!(
+                        "        let b{kk}_{g} = textureLoad(tb, vec2<i32>(bx{g}, 4i * q + {kk}i), 0);\n"
+                    );
+                }
+            }
+            Box::new(|kk, j| format!("b{kk}_{}.{}", j / 4, LANE[j as usize % 4]))
+        };
+        for r in 0..rm {
+            for j in 0..rn {
+                let mut sum = format!("acc{r}_{j}");
+                for kk in 0..4 {
+                    sum = format!("fma({}, {}, {sum})", a(r, kk), b(kk, j));
+                }
+                k += &format!("        acc{r}_{j} = {sum};\n");
+            }
+        }
+        k += "    }\n";
+        // The epilogue through an array and a loop, as in matmul_direct.
+        let blocks = rm * rn;
+        k += &format!("    var out: array<f32, {blocks}>;\n");
+        for r in 0..rm {
+            for j in 0..rn {
+                k += &format!("    out[{}] = acc{r}_{j};\n", r * rn + j);
+            }
+        }
+        k += &format!("    let blocks = select({blocks}u, 0u, shape.m == 0xffffffffu);\n");
+        k += "    for (var i = 0u; i < blocks; i++) {\n";
+        k += "        store_one(row + i / RN, col + i % RN, out[i]);\n    }\n}\n";
+        k
+    }
+
+    fn preamble(&self) -> String {
+        format!(
+            "const WG_X: u32 = {}u;\nconst WG_Y: u32 = {}u;\nconst RM: u32 = {}u;\nconst RN: u32 = {}u;\n\
+             const TK: u32 = {}u;\nconst TM: u32 = {}u;\nconst TN: u32 = {}u;\n",
+            self.wg_x,
+            self.wg_y,
+            self.rm,
+            self.rn,
+            self.tk,
+            self.tile_m(),
+            self.tile_n()
+        )
+    }
+}
+
+/// Fewest 128×128 workgroups a product must make to run with them on a
+/// hardware GPU (the default of `shared-by-shape`). Below it, 64×64 tiles
+/// keep more of the device busy.
+pub const MIN_LARGE_WORKGROUPS: u32 = 128;
+
+/// Which tiling each product runs with. On hardware GPUs: 64×64 tiles
+/// (`MatmulTiling::shared`), or 128×128 (`shared_large`) for products
+/// large enough to make at least `min_workgroups` of those; on CPU
+/// implementations of Vulkan (lavapipe), one tiling for every product (the
+/// texture kernel). `RETROPROP_MATMUL` overrides the choice.
+///
+/// ```
+/// use retroprop::gpu::{MatmulChoice, MatmulTiling};
+/// let choice = MatmulChoice::parse("shared-by-shape:64").unwrap();
+/// let tilings = choice.tilings();
+/// // B = 64: 1 × 8 large tiles, too few.
+/// assert_eq!(tilings[choice.for_product(64, 1024)], MatmulTiling::shared());
+/// // B = 1024: 8 × 8.
+/// assert_eq!(tilings[choice.for_product(1024, 1024)], MatmulTiling::shared_large());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulChoice {
+    /// The tiling of every product that does not take `large`.
+    pub small: MatmulTiling,
+    /// Larger tiles, and the fewest workgroups of them a product must make
+    /// to take them.
+    pub large: Option<(MatmulTiling, u32)>,
+}
+
+impl MatmulChoice {
+    /// One tiling for every product.
+    pub fn single(tiling: MatmulTiling) -> MatmulChoice {
+        MatmulChoice {
+            small: tiling,
+            large: None,
+        }
+    }
+
+    /// 64×64 tiles, or 128×128 for products that make at least
+    /// `min_workgroups` of them.
+    pub fn by_shape(min_workgroups: u32) -> MatmulChoice {
+        MatmulChoice {
+            small: MatmulTiling::shared(),
+            large: Some((MatmulTiling::shared_large(), min_workgroups.max(1))),
+        }
+    }
+
+    /// The choice for an adapter: by shape on hardware GPUs, the texture
+    /// kernel on CPU implementations (lavapipe); `RETROPROP_MATMUL` in the
+    /// environment overrides it.
+    pub fn for_adapter(is_hardware: bool) -> MatmulChoice {
+        match MatmulChoice::from_env() {
+            Ok(Some(choice)) => return choice,
+            Ok(None) => {}
+            Err(e) => log::warn!("{e}; using the default kernel"),
+        }
+        if is_hardware {
+            MatmulChoice::by_shape(MIN_LARGE_WORKGROUPS)
+        } else {
+            MatmulChoice::single(MatmulTiling::texture())
+        }
+    }
+
+    /// The choice `RETROPROP_MATMUL` asks for, if it is set.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) when it is set to something
+    /// [`parse`](Self::parse) does not accept; programs call this at start
+    /// (the `retroprop` program does) so that a typo is not a silent
+    /// fall back to the default kernel.
+    pub fn from_env() -> crate::Result<Option<MatmulChoice>> {
+        match std::env::var("RETROPROP_MATMUL") {
+            Ok(text) => MatmulChoice::parse(&text).map(Some).ok_or_else(|| {
+                crate::Error::Config(format!(
+                    "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct or \
+                     texture, optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup; RN a \
+                     multiple of 4 for direct, RM and RN for texture), or shared-by-shape[:N]"
+                ))
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Parses what [`MatmulTiling::parse`] accepts (one tiling for every
+    /// product) or `shared-by-shape[:N]` (64×64 tiles, 128×128 for
+    /// products of at least N such workgroups; N defaults to
+    /// [`MIN_LARGE_WORKGROUPS`]).
+    pub fn parse(text: &str) -> Option<MatmulChoice> {
+        match text.strip_prefix("shared-by-shape") {
+            Some("") => Some(MatmulChoice::by_shape(MIN_LARGE_WORKGROUPS)),
+            Some(rest) => {
+                let n: u32 = rest.strip_prefix(':')?.parse().ok()?;
+                (n > 0).then(|| MatmulChoice::by_shape(n))
+            }
+            None => MatmulTiling::parse(text).map(MatmulChoice::single),
+        }
+    }
+
+    /// The tilings whose pipelines a device compiles: `small`, then
+    /// `large` if any.
+    pub fn tilings(&self) -> Vec<MatmulTiling> {
+        std::iter::once(self.small)
+            .chain(self.large.map(|(tiling, _)| tiling))
+            .collect()
+    }
+
+    /// Which of [`tilings`](Self::tilings) an `m × n` product runs with:
+    /// the large tiles when they make at least their minimum of
+    /// workgroups, else the small.
+    pub fn for_product(&self, m: usize, n: usize) -> usize {
+        match self.large {
+            Some((large, min_workgroups)) if workgroups(&large, m, n) >= min_workgroups as u64 => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Workgroups an `m × n` product makes with `tiling`.
+fn workgroups(tiling: &MatmulTiling, m: usize, n: usize) -> u64 {
+    (m as u64).div_ceil(tiling.tile_m() as u64) * (n as u64).div_ceil(tiling.tile_n() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_tiles_only_for_products_that_fill_the_device() {
+        let choice = MatmulChoice::by_shape(64);
+        let large =
+            |m, n| choice.tilings()[choice.for_product(m, n)] == MatmulTiling::shared_large();
+        // The standard work at batch 64: every product is small.
+        assert!(!large(64, 1024), "forward at B = 64: 8 large tiles");
+        assert!(
+            !large(1024, 784),
+            "weight gradient 1024 × 784: 56 large tiles"
+        );
+        // At batch 1024: 8 × 8 = 64 large tiles, exactly the minimum.
+        assert!(large(1024, 1024), "1024 × 1024");
+        assert!(!large(1024, 10), "the 10-wide output layer");
+        assert!(large(4096, 4096), "4096²");
+        // Edges round up: 897 columns make 8 tiles along N.
+        assert!(!large(1024, 896), "8 × 7 = 56 tiles");
+        assert!(large(1024, 897), "8 × 8 = 64 tiles");
+    }
+
+    #[test]
+    fn one_tiling_choices_never_switch() {
+        for tiling in [
+            MatmulTiling::shared(),
+            MatmulTiling::direct(),
+            MatmulTiling::texture(),
+        ] {
+            let choice = MatmulChoice::single(tiling);
+            assert_eq!(choice.tilings(), [tiling]);
+            assert_eq!(choice.for_product(1 << 14, 1 << 14), 0);
+        }
+    }
+
+    #[test]
+    fn the_environment_grammar_names_each_choice() {
+        assert_eq!(
+            MatmulChoice::parse("shared-by-shape:2"),
+            Some(MatmulChoice::by_shape(2))
+        );
+        assert_eq!(
+            MatmulChoice::parse("shared-by-shape"),
+            Some(MatmulChoice::by_shape(MIN_LARGE_WORKGROUPS))
+        );
+        assert_eq!(
+            MatmulChoice::parse("texture"),
+            Some(MatmulChoice::single(MatmulTiling::texture()))
+        );
+        for bad in [
+            "shared-by-shape:0",
+            "shared-by-shape:",
+            "shared-by-shape2",
+            "shared-by-shape:x",
+        ] {
+            assert_eq!(MatmulChoice::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn large_tiles_are_the_shared_kernel_with_eight_by_eight_per_thread() {
+        let large = MatmulTiling::shared_large();
+        assert_eq!((large.tile_m(), large.tile_n()), (128, 128));
+        assert_eq!(large.kind, MatmulKind::Shared);
+        assert!(
+            large.wg_x * large.wg_y <= 256,
+            "a workgroup every adapter allows"
+        );
+    }
+}
