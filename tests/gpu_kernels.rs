@@ -373,7 +373,24 @@ fn optimizer_kernels_match_cpu_over_several_steps() {
                 1e-5,
                 1e-2,
             );
-            assert_close(&format!("{what} state"), &gpu_state, &cpu_state, 1e-5, 1e-2);
+            // RMSprop's momentum buffer sums terms g / √square_avg of up to
+            // 1 / √(1 − α) (3.2 at α = 0.9, the first step's), not ~1: a
+            // buffer that cancels to near zero differs by rounding of that
+            // scale (measured on an H200: 1.2e-7 absolute, under one ulp of
+            // 3.2), so its floor scales with it.
+            let state_floor = match optimizer {
+                retroprop::Optimizer::RmsProp(o) if o.momentum > 0.0 => {
+                    1e-2 / (1.0 - o.alpha).sqrt()
+                }
+                _ => 1e-2,
+            };
+            assert_close(
+                &format!("{what} state"),
+                &gpu_state,
+                &cpu_state,
+                1e-5,
+                state_floor,
+            );
         }
     }
 }

@@ -378,8 +378,13 @@ impl MatmulTiling {
 
 /// Fewest 128×128 workgroups a product must make to run with them on a
 /// hardware GPU (the default of `shared-by-shape`). Below it, 64×64 tiles
-/// keep more of the device busy.
-pub const MIN_LARGE_WORKGROUPS: u32 = 128;
+/// keep more of the device busy. Measured on an H200 (docs/performance.md,
+/// every product of the step on one tiling): products of 64 large tiles
+/// ran slower with them (784-1024-1024-10 at batch 1024: 1.85 against
+/// 1.08 ms a step), of 256 as fast or faster (batch 4096: 3.41 against
+/// 3.47 ms; 784-4096-4096-10 at batch 1024: 6.44 against 7.64 ms), of 1024
+/// faster (784-4096-4096-10 at batch 4096: 20.2 against 27.4 ms).
+pub const MIN_LARGE_WORKGROUPS: u32 = 256;
 
 /// Which tiling each product runs with. On hardware GPUs: 64×64 tiles
 /// (`MatmulTiling::shared`), or 128×128 (`shared_large`) for products
