@@ -2,18 +2,19 @@
 //! steps recorded into one submission, one read-back per epoch.
 
 use super::context::GpuContext;
-use super::kernels::{
-    GatherShape, Kernel, Kernels, LossShape, MatmulShape, NORM_GROUPS, OperandTexture,
-    OptimizerShape, ReduceShape, StepParams, grid,
+use super::pipelines::{Kernel, Kernels, NORM_GROUPS, binding, entry};
+use super::plan::{PackSource, PassKey, Plan, packs};
+use super::resources::{
+    OperandTexture, ParamLayout, Resident, Scratch, Textures, storage, storage_init,
 };
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
+use super::uniforms::{OptimizerShape, ReduceShape, StepParams};
 use crate::backend::{Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsLoss};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::UpdateRule;
-use bytemuck::Pod;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use wgpu::util::DeviceExt;
@@ -21,333 +22,75 @@ use wgpu::util::DeviceExt;
 /// Steps recorded into one command buffer before it is submitted.
 const STEPS_PER_SUBMIT: usize = 64;
 
-/// Where each layer's weight and bias start in the GPU's flat buffers: the
-/// CPU layout with each tensor moved to the device's storage-offset
-/// alignment, so that every tensor can be bound on its own. Padding is zero
-/// and stays zero (its gradient is zero).
-#[derive(Debug, Clone)]
-pub(crate) struct ParamLayout {
-    pub weight: Vec<u64>,
-    pub bias: Vec<u64>,
-    pub len: u64,
-}
-
-impl ParamLayout {
-    pub(crate) fn new(mlp: &Mlp, align_floats: u64) -> ParamLayout {
-        let mut at = 0u64;
-        let (mut weight, mut bias) = (Vec::new(), Vec::new());
-        let mut place = |count: usize| {
-            let start = at;
-            at = (at + count as u64).next_multiple_of(align_floats);
-            start
-        };
-        for layer in mlp.layers() {
-            weight.push(place(layer.inputs * layer.outputs));
-            bias.push(place(layer.outputs));
-        }
-        ParamLayout {
-            weight,
-            bias,
-            // A whole number of vec4s (the optimizer kernel's unit).
-            len: at.max(1).next_multiple_of(4),
-        }
-    }
-
-    fn pack(&self, mlp: &Mlp, flat: &[f32]) -> Vec<f32> {
-        let mut padded = vec![0f32; self.len as usize];
-        for l in 0..mlp.layers().len() {
-            let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
-            let wo = self.weight[l] as usize;
-            let bo = self.bias[l] as usize;
-            padded[wo..wo + w.len()].copy_from_slice(&flat[w]);
-            padded[bo..bo + b.len()].copy_from_slice(&flat[b]);
-        }
-        padded
-    }
-
-    fn unpack(&self, mlp: &Mlp, padded: &[f32]) -> Vec<f32> {
-        let mut flat = vec![0f32; mlp.parameter_count()];
-        for l in 0..mlp.layers().len() {
-            let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
-            let wo = self.weight[l] as usize;
-            let bo = self.bias[l] as usize;
-            let (wl, bl) = (w.len(), b.len());
-            flat[w].copy_from_slice(&padded[wo..wo + wl]);
-            flat[b].copy_from_slice(&padded[bo..bo + bl]);
-        }
-        flat
-    }
-}
-
-/// A buffer region to bind: (buffer, offset in floats, length in floats).
-type Region<'a> = (&'a wgpu::Buffer, u64, u64);
-
-fn whole(buffer: &wgpu::Buffer) -> Region<'_> {
-    (buffer, 0, buffer.size() / 4)
-}
-
-/// What a binding of a pass's bind group holds.
-#[derive(Clone, Copy)]
-enum Bound<'a> {
-    Buffer(Region<'a>),
-    /// A matmul operand texture (the texture matmul).
-    Texture(&'a OperandTexture),
-}
-
-/// The data set of the current `fit`, resident on the device.
-#[derive(Debug)]
-struct Resident {
-    x: wgpu::Buffer,
-    targets: wgpu::Buffer,
-    perm: wgpu::Buffer,
-    features: usize,
-    target_width: usize,
-}
-
-/// What a pass covers: `rows` rows starting `offset` rows into a batch of
-/// `batch` rows. A batch larger than the activation buffers is split into
-/// such passes (micro-batches): the loss is normalised by the whole batch,
-/// and every pass after the first adds its gradients and loss to the
-/// first's, so that one update follows the same step as the unsplit batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct PassKey {
-    rows: usize,
-    batch: usize,
-    offset: usize,
-    /// A training pass (dropout on) rather than evaluation or prediction.
-    train: bool,
-    /// Adds its gradients and loss to those already there (every pass of
-    /// a step but its first).
-    accumulate: bool,
-}
-
-impl PassKey {
-    /// An evaluation or prediction pass over `rows` rows.
-    fn whole(rows: usize) -> PassKey {
-        PassKey {
-            rows,
-            batch: rows,
-            offset: 0,
-            train: false,
-            accumulate: false,
-        }
-    }
-
-    /// The training passes over `len` rows at `offset` in a batch of
-    /// `batch` rows, at most `capacity` rows each.
-    fn training(
-        len: usize,
-        batch: usize,
-        offset: usize,
-        capacity: usize,
-    ) -> impl Iterator<Item = PassKey> {
-        (0..len).step_by(capacity).map(move |start| PassKey {
-            rows: capacity.min(len - start),
-            batch,
-            offset: offset + start,
-            train: true,
-            accumulate: start > 0,
-        })
-    }
-}
-
-/// A pack kernel dispatch: its bind group, workgroups, and whether it is
-/// `pack_quads`.
-type Pack = (wgpu::BindGroup, (u32, u32), bool);
-
-/// The texture matmul's operands: every matrix a matmul reads, as a texture
-/// (see `MatmulKind::Texture`), packed once per pass after it is written.
-#[derive(Debug)]
-struct Textures {
-    x: OperandTexture,
-    /// Activations of every layer but the last (inputs of the next one).
-    a: Vec<OperandTexture>,
-    dz: Vec<OperandTexture>,
-    weights: Vec<OperandTexture>,
-    /// Packs of the weights, the same for every pass.
-    weight_packs: Vec<Pack>,
-    _weight_uniforms: wgpu::Buffer,
-}
-
-impl Textures {
-    /// Whether every operand of `mlp` at `rows` rows fits the texture limits.
-    fn fit(limits: &wgpu::Limits, mlp: &Mlp, rows: usize) -> bool {
-        OperandTexture::fits(limits, rows, mlp.inputs())
-            && mlp.layers().iter().all(|l| {
-                OperandTexture::fits(limits, rows, l.outputs)
-                    && OperandTexture::fits(limits, l.outputs, l.inputs)
-            })
-    }
-
-    fn bytes(&self) -> u64 {
-        std::iter::once(&self.x)
-            .chain(&self.a)
-            .chain(&self.dz)
-            .chain(&self.weights)
-            .map(OperandTexture::bytes)
-            .sum()
-    }
-
-    /// The input texture of layer `l`.
-    fn input(&self, l: usize) -> &OperandTexture {
-        if l == 0 { &self.x } else { &self.a[l - 1] }
-    }
-}
-
-/// The packs of one pass (texture matmul): its input, the activations of
-/// every layer but the last, and every dZ.
-#[derive(Debug)]
-struct PlanPacks {
-    x: Pack,
-    a: Vec<Pack>,
-    dz: Vec<Pack>,
-    _uniforms: wgpu::Buffer,
-}
-
-/// The bind groups of one pass over `rows` rows: forward, loss, backward.
-#[derive(Debug)]
-struct Plan {
-    rows: usize,
-    gather: Option<wgpu::BindGroup>,
-    forward: Vec<wgpu::BindGroup>,
-    loss: wgpu::BindGroup,
-    loss_sum: wgpu::BindGroup,
-    weight_grad: Vec<wgpu::BindGroup>,
-    bias_grad: Vec<wgpu::BindGroup>,
-    /// `input_grad[l]` carries dZ of layer l back to layer l − 1 (none for 0).
-    input_grad: Vec<Option<wgpu::BindGroup>>,
-    packs: Option<PlanPacks>,
-    _uniforms: wgpu::Buffer,
-}
-
 /// The wgpu backend: the whole step in WGSL compute shaders, parameters,
 /// gradients and optimizer state each in one flat buffer, the training data
 /// resident, many steps recorded into one submission.
 pub struct GpuBackend {
-    ctx: GpuContext,
-    kernels: Kernels,
-    mlp: Mlp,
-    loss: Loss,
-    rule: UpdateRule,
-    layout: ParamLayout,
-    params: wgpu::Buffer,
+    pub(super) ctx: GpuContext,
+    pub(super) kernels: Kernels,
+    pub(super) mlp: Mlp,
+    pub(super) loss: Loss,
+    pub(super) rule: UpdateRule,
+    pub(super) layout: ParamLayout,
+    pub(super) params: wgpu::Buffer,
     /// The parameters and optimizer state as they were before the current
     /// `train_steps`: put back when a step diverges (then the good steps
     /// before it run again), so that a divergence keeps what the CPU keeps.
-    params_before: wgpu::Buffer,
-    state_before: wgpu::Buffer,
-    grads: wgpu::Buffer,
-    state: wgpu::Buffer,
+    pub(super) params_before: wgpu::Buffer,
+    pub(super) state_before: wgpu::Buffer,
+    pub(super) grads: wgpu::Buffer,
+    pub(super) state: wgpu::Buffer,
     /// Rows the activation buffers hold.
-    capacity: usize,
-    x_batch: wgpu::Buffer,
-    y_batch: wgpu::Buffer,
-    z: Vec<wgpu::Buffer>,
-    a: Vec<wgpu::Buffer>,
-    dz: Vec<wgpu::Buffer>,
+    pub(super) capacity: usize,
+    pub(super) x_batch: wgpu::Buffer,
+    pub(super) y_batch: wgpu::Buffer,
+    pub(super) z: Vec<wgpu::Buffer>,
+    pub(super) a: Vec<wgpu::Buffer>,
+    pub(super) dz: Vec<wgpu::Buffer>,
     /// The matmul operands as textures, for the texture matmul.
-    textures: Option<Textures>,
-    row_stats: wgpu::Buffer,
+    pub(super) textures: Option<Textures>,
+    pub(super) row_stats: wgpu::Buffer,
     /// Dropout per layer (training passes) and the seed of its masks.
-    dropout: Vec<Option<crate::dropout::Dropout>>,
-    dropout_seed: u32,
+    pub(super) dropout: Vec<Option<crate::dropout::Dropout>>,
+    pub(super) dropout_seed: u32,
     /// Stand-ins for bindings a kernel variant does not use.
-    unused_read: wgpu::Buffer,
-    unused_write: wgpu::Buffer,
+    pub(super) unused_read: wgpu::Buffer,
+    pub(super) unused_write: wgpu::Buffer,
     /// Per step of an epoch (or chunk of an evaluation): [loss, correct].
-    results: wgpu::Buffer,
-    steps: wgpu::Buffer,
-    step_stride: u64,
-    step_slots: usize,
-    optimizer_group: wgpu::BindGroup,
-    _optimizer_uniform: wgpu::Buffer,
+    pub(super) results: wgpu::Buffer,
+    pub(super) steps: wgpu::Buffer,
+    pub(super) step_stride: u64,
+    pub(super) step_slots: usize,
+    pub(super) optimizer_group: wgpu::BindGroup,
+    pub(super) _optimizer_uniform: wgpu::Buffer,
     /// Clipping by norm: the two passes' bind groups (grads → partial sums →
     /// norm), their buffers, and whether to run them.
-    clip_norm: bool,
-    norm_groups: [wgpu::BindGroup; 2],
-    norm: wgpu::Buffer,
-    _norm_buffers: [wgpu::Buffer; 3],
+    pub(super) clip_norm: bool,
+    pub(super) norm_groups: [wgpu::BindGroup; 2],
+    pub(super) norm: wgpu::Buffer,
+    pub(super) _norm_buffers: [wgpu::Buffer; 3],
     /// Per-layer norms every this many steps: their results (per step slot,
     /// layer, gradient/weight), the layer ranges, and the bind group.
-    norms_every: Option<u64>,
-    layer_norm_results: wgpu::Buffer,
-    layer_ranges: wgpu::Buffer,
-    layer_norms_uniform: wgpu::Buffer,
-    layer_norms_group: wgpu::BindGroup,
-    resident: Option<Resident>,
+    pub(super) norms_every: Option<u64>,
+    pub(super) layer_norm_results: wgpu::Buffer,
+    pub(super) layer_ranges: wgpu::Buffer,
+    pub(super) layer_norms_uniform: wgpu::Buffer,
+    pub(super) layer_norms_group: wgpu::BindGroup,
+    pub(super) resident: Option<Resident>,
     /// Uploads made; the current one's id (see `DeviceData`).
-    uploads: u64,
+    pub(super) uploads: u64,
     /// The training data is larger than one binding may hold: batches are
     /// gathered on the host and written before each pass instead.
-    streamed: bool,
+    pub(super) streamed: bool,
     /// The adapter's max_storage_buffer_binding_size, or less when
     /// `TrainConfig::max_binding_bytes` lowers it.
-    binding_limit: u64,
-    plans: HashMap<PassKey, Plan>,
+    pub(super) binding_limit: u64,
+    pub(super) plans: HashMap<PassKey, Plan>,
     /// Optimizer steps taken (t of the last step).
-    t: u64,
+    pub(super) t: u64,
     /// Optimizer state slots per parameter.
-    slots: usize,
-    uniform_align: u64,
-}
-
-fn storage(device: &wgpu::Device, label: &str, floats: u64) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size: (floats.max(1) * 4).next_multiple_of(16),
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    })
-}
-
-fn storage_init<T: Pod>(device: &wgpu::Device, label: &str, data: &[T]) -> wgpu::Buffer {
-    let mut bytes = bytemuck::cast_slice::<T, u8>(data).to_vec();
-    bytes.resize(bytes.len().max(4).next_multiple_of(16), 0);
-    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: &bytes,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC,
-    })
-}
-
-/// Uniform blocks laid out at the device's uniform-offset alignment.
-struct UniformBlocks {
-    bytes: Vec<u8>,
-    align: u64,
-}
-
-impl UniformBlocks {
-    fn new(align: u64) -> Self {
-        UniformBlocks {
-            bytes: Vec::new(),
-            align,
-        }
-    }
-    /// Appends a block; returns its byte offset.
-    fn push<T: Pod>(&mut self, value: &T) -> u64 {
-        let offset = self.bytes.len() as u64;
-        self.bytes.extend_from_slice(bytemuck::bytes_of(value));
-        self.bytes.resize(
-            (self.bytes.len() as u64).next_multiple_of(self.align) as usize,
-            0,
-        );
-        offset
-    }
-    fn upload(&self, device: &wgpu::Device) -> wgpu::Buffer {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("shapes"),
-            contents: if self.bytes.is_empty() {
-                &[0; 16]
-            } else {
-                &self.bytes
-            },
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
-    }
+    pub(super) slots: usize,
+    pub(super) uniform_align: u64,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -543,9 +286,9 @@ impl GpuBackend {
                 label: Some("gradient norm"),
                 layout: &kernel.layout,
                 entries: &[
-                    entry(0, uniform, 0, None),
-                    entry(1, input, 0, None),
-                    entry(2, out, 0, None),
+                    entry(binding::SHAPE, uniform, 0, None),
+                    entry(binding::reduce::INPUT, input, 0, None),
+                    entry(binding::reduce::OUT, out, 0, None),
                 ],
             })
         });
@@ -635,41 +378,46 @@ impl GpuBackend {
             label: Some("optimizer"),
             layout: &kernel.layout,
             entries: &[
-                entry(0, rule, 0, None),
+                entry(binding::optimizer::RULE, rule, 0, None),
                 entry(
-                    1,
+                    binding::optimizer::STEP,
                     steps,
                     0,
                     NonZeroU64::new(std::mem::size_of::<StepParams>() as u64),
                 ),
-                entry(2, params, 0, None),
-                entry(3, grads, 0, None),
-                entry(4, state, 0, None),
-                entry(5, norm, 0, None),
+                entry(binding::optimizer::PARAMS, params, 0, None),
+                entry(binding::optimizer::GRADS, grads, 0, None),
+                entry(binding::optimizer::STATE, state, 0, None),
+                entry(binding::optimizer::CLIP, norm, 0, None),
             ],
         })
     }
 
+    /// The `layer_norms` bind group: its shape, the gradients, the results,
+    /// the step uniform, the parameters and the layers' ranges.
     fn layer_norms_group(
         device: &wgpu::Device,
         kernel: &Kernel,
-        buffers: [&wgpu::Buffer; 6],
+        [shape, grads, results, steps, params, ranges]: [&wgpu::Buffer; 6],
     ) -> wgpu::BindGroup {
+        use binding::reduce;
         let step_size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| entry(i as u32, b, 0, if i == 3 { step_size } else { None }))
-            .collect();
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("layer norms"),
             layout: &kernel.layout,
-            entries: &entries,
+            entries: &[
+                entry(binding::SHAPE, shape, 0, None),
+                entry(reduce::INPUT, grads, 0, None),
+                entry(reduce::OUT, results, 0, None),
+                entry(reduce::STEP, steps, 0, step_size),
+                entry(reduce::NORM_PARAMS, params, 0, None),
+                entry(reduce::NORM_RANGES, ranges, 0, None),
+            ],
         })
     }
 
     /// Makes room for `slots` per-step parameter blocks and results.
-    fn ensure_step_slots(&mut self, slots: usize) {
+    pub(super) fn ensure_step_slots(&mut self, slots: usize) {
         if slots <= self.step_slots {
             return;
         }
@@ -702,485 +450,16 @@ impl GpuBackend {
         self.plans.clear();
     }
 
-    fn plan(&mut self, key: PassKey) -> &Plan {
-        if !self.plans.contains_key(&key) {
-            let plan = self.build_plan(key);
-            self.plans.insert(key, plan);
-        }
-        &self.plans[&key]
-    }
-
-    /// The packs of a pass over `rows` rows (texture matmul): each matrix a
-    /// matmul reads, from its buffer into its texture.
-    fn plan_packs(&self, textures: &Textures, rows: usize) -> PlanPacks {
-        let layers = self.mlp.layers();
-        // The last layer's activations are no operand: zip stops before them.
-        let sources: Vec<PackSource> = std::iter::once((&self.x_batch, &textures.x))
-            .chain(self.a.iter().zip(&textures.a))
-            .chain(self.dz.iter().zip(&textures.dz))
-            .map(|(buffer, texture)| (buffer, 0, rows, texture))
-            .collect();
-        let (packs, uniforms) = packs(&self.ctx, &self.kernels, self.uniform_align, &sources);
-        let mut packs = packs.into_iter();
-        let x = packs.next().expect("the input's pack");
-        let a = packs.by_ref().take(layers.len() - 1).collect();
-        let dz = packs.collect();
-        PlanPacks {
-            x,
-            a,
-            dz,
-            _uniforms: uniforms,
-        }
-    }
-
-    fn build_plan<'a>(&'a self, key: PassKey) -> Plan {
-        let rows = key.rows;
-        let accumulate = u32::from(key.accumulate);
-        let device = &self.ctx.device;
-        let mlp = &self.mlp;
-        let layers = mlp.layers();
-        let last = layers.len() - 1;
-        let r = rows as u64;
-        let mut blocks = UniformBlocks::new(self.uniform_align);
-        // Record every shape first, then bind against the uploaded buffer.
-        let gather_at = self.resident.as_ref().map(|d| {
-            blocks.push(&GatherShape {
-                rows: rows as u32,
-                features: d.features as u32,
-                target_width: d.target_width as u32,
-                offset: key.offset as u32,
-            })
-        });
-        let mut forward_at = Vec::new();
-        let mut weight_grad_at = Vec::new();
-        let mut bias_grad_at = Vec::new();
-        let mut input_grad_at = Vec::new();
-        for (l, layer) in layers.iter().enumerate() {
-            let (code, slope) = layer.activation.code();
-            let dropout = |l: usize| if key.train { self.dropout[l] } else { None };
-            forward_at.push(
-                blocks.push(
-                    &MatmulShape {
-                        m: rows as u32,
-                        n: layer.outputs as u32,
-                        k: layer.inputs as u32,
-                        activation: code,
-                        slope,
-                        row_offset: key.offset as u32,
-                        ..Default::default()
-                    }
-                    .with_dropout(dropout(l), self.dropout_seed, l),
-                ),
-            );
-            weight_grad_at.push(blocks.push(&MatmulShape {
-                m: layer.outputs as u32,
-                n: layer.inputs as u32,
-                k: rows as u32,
-                activation: 0,
-                slope: 0.0,
-                accumulate,
-                ..Default::default()
-            }));
-            bias_grad_at.push(blocks.push(&ReduceShape {
-                rows: rows as u32,
-                cols: layer.outputs as u32,
-                accumulate,
-                out_offset: self.layout.bias[l] as u32,
-            }));
-            input_grad_at.push((l > 0).then(|| {
-                let (code, slope) = layers[l - 1].activation.code();
-                blocks.push(
-                    &MatmulShape {
-                        m: rows as u32,
-                        n: layer.inputs as u32,
-                        k: layer.outputs as u32,
-                        activation: code,
-                        slope,
-                        row_offset: key.offset as u32,
-                        ..Default::default()
-                    }
-                    .with_dropout(dropout(l - 1), self.dropout_seed, l - 1),
-                )
-            }));
-        }
-        let (out_code, out_slope) = layers[last].activation.code();
-        let width = mlp.outputs();
-        let inv_norm = match self.loss {
-            Loss::CrossEntropy => 1.0 / key.batch as f64,
-            _ => 1.0 / (key.batch * width) as f64,
-        };
-        let loss_at = blocks.push(&LossShape {
-            rows: rows as u32,
-            width: width as u32,
-            loss: self.loss.code(),
-            activation: out_code,
-            slope: out_slope,
-            inv_norm: inv_norm as f32,
-        });
-        let loss_sum_at = blocks.push(&ReduceShape {
-            rows: rows as u32,
-            cols: 2,
-            accumulate,
-            out_offset: 0,
-        });
-        let uniforms = blocks.upload(device);
-        let shape =
-            |offset: u64, size: usize| entry(0, &uniforms, offset, NonZeroU64::new(size as u64));
-        let group =
-            |kernel: &Kernel, label: &str, first: wgpu::BindGroupEntry, regions: &[Bound]| {
-                let mut entries = vec![first];
-                for (i, bound) in regions.iter().enumerate() {
-                    let binding = i as u32 + 1;
-                    entries.push(match *bound {
-                        Bound::Buffer((buffer, offset, len)) => {
-                            entry(binding, buffer, offset * 4, NonZeroU64::new(len * 4))
-                        }
-                        Bound::Texture(texture) => wgpu::BindGroupEntry {
-                            binding,
-                            resource: wgpu::BindingResource::TextureView(&texture.view),
-                        },
-                    });
-                }
-                if kernel.bindings == regions.len() + 2 {
-                    // The matmul kernels: the step's uniform (dropout).
-                    let size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
-                    entries.push(entry(6, &self.steps, 0, size));
-                }
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(label),
-                    layout: &kernel.layout,
-                    entries: &entries,
-                })
-            };
-        let mm = std::mem::size_of::<MatmulShape>();
-        let k = &self.kernels;
-        let (unused_read, unused_write) = ((&self.unused_read, 0, 4), (&self.unused_write, 0, 4));
-        let gather = self.resident.as_ref().zip(gather_at).map(|(d, at)| {
-            let step = entry(
-                1,
-                &self.steps,
-                0,
-                NonZeroU64::new(std::mem::size_of::<StepParams>() as u64),
-            );
-            let mut entries = vec![shape(at, std::mem::size_of::<GatherShape>()), step];
-            for (i, buffer) in [&d.perm, &d.x, &d.targets].into_iter().enumerate() {
-                entries.push(entry(i as u32 + 2, buffer, 0, None));
-            }
-            entries.push(entry(
-                5,
-                &self.x_batch,
-                0,
-                NonZeroU64::new(r * d.features as u64 * 4),
-            ));
-            entries.push(entry(
-                6,
-                &self.y_batch,
-                0,
-                NonZeroU64::new(r * d.target_width as u64 * 4),
-            ));
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("gather"),
-                layout: &k.gather.layout,
-                entries: &entries,
-            })
-        });
-        let input_of = |l: usize| -> Region {
-            if l == 0 {
-                (&self.x_batch, 0, r * mlp.inputs() as u64)
-            } else {
-                (&self.a[l - 1], 0, r * layers[l - 1].outputs as u64)
-            }
-        };
-        // A matmul operand: the buffer, or its texture for the texture matmul.
-        let textures = self.textures.as_ref();
-        let operand = |region: Region<'a>, texture: Option<&'a OperandTexture>| match texture {
-            Some(texture) => Bound::Texture(texture),
-            None => Bound::Buffer(region),
-        };
-        let buffers = |regions: &[Region<'a>]| -> Vec<Bound<'a>> {
-            regions.iter().map(|&r| Bound::Buffer(r)).collect()
-        };
-        let mut forward = Vec::new();
-        let mut weight_grad = Vec::new();
-        let mut bias_grad = Vec::new();
-        let mut input_grad = Vec::new();
-        for (l, layer) in layers.iter().enumerate() {
-            let (o, i) = (layer.outputs as u64, layer.inputs as u64);
-            let weight = (&self.params, self.layout.weight[l], o * i);
-            let bias = (&self.params, self.layout.bias[l], o);
-            let z = (&self.z[l], 0, r * o);
-            let a = (&self.a[l], 0, r * o);
-            let dz = (&self.dz[l], 0, r * o);
-            let input = operand(input_of(l), textures.map(|t| t.input(l)));
-            let weight = operand(weight, textures.map(|t| &t.weights[l]));
-            let dz_operand = operand(dz, textures.map(|t| &t.dz[l]));
-            forward.push(group(
-                &k.matmuls[0].forward,
-                "forward",
-                shape(forward_at[l], mm),
-                &[
-                    input,
-                    weight,
-                    Bound::Buffer(z),
-                    Bound::Buffer(bias),
-                    Bound::Buffer(a),
-                ],
-            ));
-            weight_grad.push(group(
-                &k.matmuls[0].weight_grad,
-                "weight gradient",
-                shape(weight_grad_at[l], mm),
-                &[
-                    dz_operand,
-                    input,
-                    Bound::Buffer((&self.grads, self.layout.weight[l], o * i)),
-                    Bound::Buffer(unused_read),
-                    Bound::Buffer(unused_write),
-                ],
-            ));
-            bias_grad.push(group(
-                &k.column_sums,
-                "bias gradient",
-                shape(bias_grad_at[l], std::mem::size_of::<ReduceShape>()),
-                &buffers(&[dz, whole(&self.grads)]),
-            ));
-            input_grad.push(input_grad_at[l].map(|at| {
-                let prev = layers[l - 1].outputs as u64;
-                let z_prev = (&self.z[l - 1], 0, r * prev);
-                let dz_prev = (&self.dz[l - 1], 0, r * prev);
-                group(
-                    &k.matmuls[0].input_grad,
-                    "input gradient",
-                    shape(at, mm),
-                    &[
-                        dz_operand,
-                        weight,
-                        Bound::Buffer(dz_prev),
-                        Bound::Buffer(z_prev),
-                        Bound::Buffer(unused_write),
-                    ],
-                )
-            }));
-        }
-        let (w, lastl) = (width as u64, last);
-        let loss = group(
-            &k.loss,
-            "loss",
-            shape(loss_at, std::mem::size_of::<LossShape>()),
-            &buffers(&[
-                (&self.z[lastl], 0, r * w),
-                (&self.a[lastl], 0, r * w),
-                (
-                    &self.y_batch,
-                    0,
-                    r * if self.loss.takes_classes() { 1 } else { w },
-                ),
-                (&self.dz[lastl], 0, r * w),
-                (&self.row_stats, 0, r * 2),
-            ]),
-        );
-        let loss_sum = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("loss sum"),
-            layout: &k.loss_sum.layout,
-            entries: &[
-                shape(loss_sum_at, std::mem::size_of::<ReduceShape>()),
-                entry(1, &self.row_stats, 0, NonZeroU64::new(r * 2 * 4)),
-                entry(2, &self.results, 0, None),
-                entry(
-                    3,
-                    &self.steps,
-                    0,
-                    NonZeroU64::new(std::mem::size_of::<StepParams>() as u64),
-                ),
-            ],
-        });
-        Plan {
-            rows,
-            gather,
-            forward,
-            loss,
-            loss_sum,
-            weight_grad,
-            bias_grad,
-            input_grad,
-            packs: textures.map(|t| self.plan_packs(t, rows)),
-            _uniforms: uniforms,
-        }
-    }
-
-    /// Records the forward pass, the loss, and (with `train`) the backward
-    /// pass and the update, for the step whose parameters sit in slot `slot`.
-    fn record(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        plan: &Plan,
-        slot: usize,
-        gather: bool,
-        train: bool,
-    ) {
-        let k = &self.kernels;
-        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let step_offset = (slot as u64 * self.step_stride) as u32;
-        let rows = plan.rows;
-        let layers = self.mlp.layers();
-        if gather && let (Some(group), Some(d)) = (&plan.gather, &self.resident) {
-            pass.set_pipeline(&k.gather.pipeline);
-            pass.set_bind_group(0, group, &[step_offset]);
-            let (x, y) = grid((rows * (d.features + d.target_width)) as u64, 256, max);
-            pass.dispatch_workgroups(x, y, 1);
-        }
-        self.record_forward(pass, plan, step_offset);
-        pass.set_pipeline(&k.loss.pipeline);
-        pass.set_bind_group(0, &plan.loss, &[]);
-        let (x, y) = grid(rows as u64, 64, max);
-        pass.dispatch_workgroups(x, y, 1);
-        pass.set_pipeline(&k.loss_sum.pipeline);
-        pass.set_bind_group(0, &plan.loss_sum, &[step_offset]);
-        pass.dispatch_workgroups(1, 1, 1);
-        if !train {
-            return;
-        }
-        let packs = plan.packs.as_ref();
-        if let Some(p) = packs {
-            record_pack(pass, k, &p.dz[layers.len() - 1]);
-        }
-        for (l, layer) in layers.iter().enumerate().rev() {
-            let (matmul, (x, y)) = k.matmul(layer.outputs, layer.inputs);
-            pass.set_pipeline(&matmul.weight_grad.pipeline);
-            pass.set_bind_group(0, &plan.weight_grad[l], &[step_offset]);
-            pass.dispatch_workgroups(x, y, 1);
-            pass.set_pipeline(&k.column_sums.pipeline);
-            pass.set_bind_group(0, &plan.bias_grad[l], &[]);
-            pass.dispatch_workgroups((layer.outputs as u32).div_ceil(16), 1, 1);
-            if let Some(group) = &plan.input_grad[l] {
-                let (matmul, (x, y)) = k.matmul(rows, layer.inputs);
-                pass.set_pipeline(&matmul.input_grad.pipeline);
-                pass.set_bind_group(0, group, &[step_offset]);
-                pass.dispatch_workgroups(x, y, 1);
-                if let Some(p) = packs {
-                    record_pack(pass, k, &p.dz[l - 1]);
-                }
-            }
-        }
-    }
-
-    /// Records the forward pass of a plan from its input batch to the last
-    /// layer's output (with the texture matmul: packing the weights, the
-    /// input and each layer's output for the next).
-    fn record_forward(&self, pass: &mut wgpu::ComputePass, plan: &Plan, step_offset: u32) {
-        let k = &self.kernels;
-        let layers = self.mlp.layers();
-        if let (Some(t), Some(p)) = (&self.textures, &plan.packs) {
-            for pack in t.weight_packs.iter().chain([&p.x]) {
-                record_pack(pass, k, pack);
-            }
-        }
-        for (l, layer) in layers.iter().enumerate() {
-            let (matmul, (x, y)) = k.matmul(plan.rows, layer.outputs);
-            pass.set_pipeline(&matmul.forward.pipeline);
-            pass.set_bind_group(0, &plan.forward[l], &[step_offset]);
-            pass.dispatch_workgroups(x, y, 1);
-            if let Some(pack) = plan.packs.as_ref().and_then(|p| p.a.get(l)) {
-                record_pack(pass, k, pack);
-            }
-        }
-    }
-
-    /// Records the update of the step in slot `slot`: gradient clipping by
-    /// norm if set, then the optimizer over every parameter.
-    fn record_update(&self, pass: &mut wgpu::ComputePass, slot: usize, sample_norms: bool) {
-        let k = &self.kernels;
-        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let step_offset = (slot as u64 * self.step_stride) as u32;
-        if sample_norms {
-            pass.set_pipeline(&k.layer_norms.pipeline);
-            pass.set_bind_group(0, &self.layer_norms_group, &[step_offset]);
-            pass.dispatch_workgroups(self.mlp.layers().len() as u32, 2, 1);
-        }
-        if self.clip_norm {
-            pass.set_pipeline(&k.sum_squares.pipeline);
-            pass.set_bind_group(0, &self.norm_groups[0], &[]);
-            pass.dispatch_workgroups(NORM_GROUPS, 1, 1);
-            pass.set_pipeline(&k.norm_finish.pipeline);
-            pass.set_bind_group(0, &self.norm_groups[1], &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        }
-        pass.set_pipeline(&k.optimizer.pipeline);
-        pass.set_bind_group(0, &self.optimizer_group, &[step_offset]);
-        let (x, y) = grid(self.layout.len / 4, 256, max);
-        pass.dispatch_workgroups(x, y, 1);
-    }
-
-    fn write_steps(&self, steps: &[StepParams]) {
-        let mut bytes = vec![0u8; steps.len() * self.step_stride as usize];
-        for (i, s) in steps.iter().enumerate() {
-            let at = i * self.step_stride as usize;
-            bytes[at..at + std::mem::size_of::<StepParams>()]
-                .copy_from_slice(bytemuck::bytes_of(s));
-        }
-        self.ctx.queue.write_buffer(&self.steps, 0, &bytes);
-    }
-
-    fn read_results(&self, slots: usize) -> Result<Vec<f32>> {
-        let bytes = self.ctx.read(&self.results, 0, slots as u64 * 8)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-
-    /// Uploads rows `start..end` of `data` into the batch buffers.
-    /// The epoch's steps with the data in host memory: each pass's rows are
-    /// gathered here, written, and submitted before the next pass's.
-    fn stream_epoch(
-        &self,
-        train: &Dataset,
-        order: &[u32],
-        batches: &[(usize, usize)],
-    ) -> Result<()> {
-        let mut scratch = Scratch::default();
-        let queue = &self.ctx.queue;
-        for (slot, &(start, end)) in batches.iter().enumerate() {
-            let len = end - start;
-            let keys: Vec<PassKey> = PassKey::training(len, len, 0, self.capacity).collect();
-            for (i, key) in keys.iter().enumerate() {
-                let first = start + key.offset;
-                self.write_rows(train, &order[first..first + key.rows], &mut scratch);
-                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                if slot == 0 && i == 0 {
-                    self.snapshot(&mut encoder);
-                }
-                {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    self.record(&mut pass, &self.plans[key], slot, false, true);
-                    if i + 1 == keys.len() {
-                        self.record_update(&mut pass, slot, self.samples_norms(slot));
-                    }
-                }
-                queue.submit([encoder.finish()]);
-            }
-        }
-        self.ctx.check()
-    }
-
-    /// Whether the step in `slot` of the epoch being recorded (t not yet
-    /// advanced) samples the per-layer norms.
-    fn samples_norms(&self, slot: usize) -> bool {
-        self.samples_norms_at(self.t, slot)
-    }
-
-    fn samples_norms_at(&self, t_before: u64, slot: usize) -> bool {
-        self.norms_every
-            .is_some_and(|n| (t_before + slot as u64 + 1).is_multiple_of(n))
-    }
-
     /// Records copies of the parameters and optimizer state, to put back
     /// if a step diverges.
-    fn snapshot(&self, encoder: &mut wgpu::CommandEncoder) {
+    pub(super) fn snapshot(&self, encoder: &mut wgpu::CommandEncoder) {
         encoder.copy_buffer_to_buffer(&self.params, 0, &self.params_before, 0, self.params.size());
         encoder.copy_buffer_to_buffer(&self.state, 0, &self.state_before, 0, self.state.size());
     }
 
     /// Puts back the parameters, optimizer state and step count of the
     /// last snapshot (taken at step `t`).
-    fn restore(&mut self, t: u64) -> Result<()> {
+    pub(super) fn restore(&mut self, t: u64) -> Result<()> {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.params_before, 0, &self.params, 0, self.params.size());
         encoder.copy_buffer_to_buffer(&self.state_before, 0, &self.state, 0, self.state.size());
@@ -1191,7 +470,7 @@ impl GpuBackend {
 
     /// Writes `rows` of `data` (gathered on the host) into the batch
     /// buffers.
-    fn write_rows(&self, data: &Dataset, rows: &[u32], scratch: &mut Scratch) {
+    pub(super) fn write_rows(&self, data: &Dataset, rows: &[u32], scratch: &mut Scratch) {
         let (x, values, labels) = scratch;
         data.gather(rows, x, values, labels);
         let queue = &self.ctx.queue;
@@ -1206,7 +485,7 @@ impl GpuBackend {
         }
     }
 
-    fn write_batch(&self, data: &Dataset, start: usize, end: usize) {
+    pub(super) fn write_batch(&self, data: &Dataset, start: usize, end: usize) {
         let f = data.features();
         let queue = &self.ctx.queue;
         queue.write_buffer(
@@ -1224,66 +503,6 @@ impl GpuBackend {
                 bytemuck::cast_slice(&values[start * width..end * width]),
             ),
         }
-    }
-}
-
-/// Host buffers a batch is gathered into: inputs, target values, labels.
-type Scratch = (Vec<f32>, Vec<f32>, Vec<u32>);
-
-/// What a pack copies: `rows` rows of the matrix at a byte offset into a
-/// buffer, into a texture.
-type PackSource<'a> = (&'a wgpu::Buffer, u64, usize, &'a OperandTexture);
-
-/// The pack dispatches of `sources`, with the buffer that holds their shapes.
-fn packs(
-    ctx: &GpuContext,
-    kernels: &Kernels,
-    uniform_align: u64,
-    sources: &[PackSource],
-) -> (Vec<Pack>, wgpu::Buffer) {
-    let max = ctx.limits.max_compute_workgroups_per_dimension;
-    let mut blocks = UniformBlocks::new(uniform_align);
-    let shapes: Vec<(u64, (u32, u32))> = sources
-        .iter()
-        .map(|&(_, _, rows, texture)| {
-            let (shape, groups) = texture.pack_shape(rows, max);
-            (blocks.push(&shape), groups)
-        })
-        .collect();
-    let uniforms = blocks.upload(&ctx.device);
-    let packs = sources
-        .iter()
-        .zip(shapes)
-        .map(|(&(buffer, offset, rows, texture), (at, groups))| {
-            let size = NonZeroU64::new(rows as u64 * texture.cols as u64 * 4);
-            let source = (buffer, offset, size);
-            let group = kernels.pack_group(&ctx.device, (&uniforms, at), source, texture);
-            (group, groups, texture.quads())
-        })
-        .collect();
-    (packs, uniforms)
-}
-
-/// Records one pack dispatch (texture matmul).
-fn record_pack(pass: &mut wgpu::ComputePass, kernels: &Kernels, (group, (x, y), quads): &Pack) {
-    pass.set_pipeline(&kernels.pack_kernel(*quads).pipeline);
-    pass.set_bind_group(0, group, &[]);
-    pass.dispatch_workgroups(*x, *y, 1);
-}
-
-fn entry(
-    binding: u32,
-    buffer: &wgpu::Buffer,
-    offset: u64,
-    size: Option<NonZeroU64>,
-) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer,
-            offset,
-            size,
-        }),
     }
 }
 

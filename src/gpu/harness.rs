@@ -3,12 +3,15 @@
 //! benchmarks. Training never goes through here.
 
 use super::context::GpuContext;
-use super::kernels::{
-    ELEMENTWISE, ElementwiseShape, GatherShape, Kernel, Kernels, LossShape, MatmulShape,
-    NORM_GROUPS, OperandTexture, OptimizerShape, ReduceShape, StepParams, grid, matmul_layout,
-    matmul_module, matmul_variant, module, pipeline,
+use super::pipelines::{
+    ELEMENTWISE, Kernel, Kernels, NORM_GROUPS, grid, matmul_layout, matmul_module, matmul_variant,
+    module, pipeline,
 };
+use super::resources::OperandTexture;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
+use super::uniforms::{
+    ElementwiseShape, GatherShape, LossShape, MatmulShape, OptimizerShape, ReduceShape, StepParams,
+};
 use crate::activation::Activation;
 use crate::data::{Dataset, Targets};
 use crate::error::Result;

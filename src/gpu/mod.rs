@@ -11,8 +11,12 @@ mod codes;
 mod context;
 #[cfg(feature = "harness")]
 pub mod harness;
-mod kernels;
+mod pipelines;
+mod plan;
+mod record;
+mod resources;
 mod tiling;
+mod uniforms;
 
 pub use backend::GpuBackend;
 pub use context::{AdapterSummary, GpuContext, adapters};

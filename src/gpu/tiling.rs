@@ -3,7 +3,7 @@
 //! whose template is shaders/matmul_unrolled.wgsl. The choice is made here
 //! and nowhere else.
 
-use super::kernels::common_source;
+use super::pipelines::common_source;
 
 /// How the tiled matmul is blocked; the numbers reach WGSL as `const`s in a
 /// preamble, so they are written down only here.

@@ -1,251 +1,70 @@
 //! The compute pipelines, built once when a device opens, and the uniform
 //! structs their shaders read.
 
+use super::resources::OperandTexture;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
-use bytemuck::{Pod, Zeroable};
-
-/// Mirrors `Shape` in shaders/matmul.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
-pub(crate) struct MatmulShape {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub activation: u32,
-    pub slope: f32,
-    pub accumulate: u32,
-    pub dropout_threshold: u32,
-    pub dropout_scale: f32,
-    pub dropout_seed: u32,
-    pub dropout_layer: u32,
-    pub row_offset: u32,
-    pub _pad: u32,
-}
-
-impl MatmulShape {
-    /// With `dropout` (of layer `layer`, masks from `seed`) in the epilogue.
-    pub(crate) fn with_dropout(
-        mut self,
-        dropout: Option<crate::dropout::Dropout>,
-        seed: u32,
-        layer: usize,
-    ) -> Self {
-        if let Some(d) = dropout {
-            self.dropout_threshold = d.threshold.max(1);
-            self.dropout_scale = d.scale;
-            self.dropout_seed = seed;
-            self.dropout_layer = layer as u32;
-        }
-        self
-    }
-}
-
-/// Mirrors `Shape` in shaders/activation.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct ElementwiseShape {
-    pub rows: u32,
-    pub width: u32,
-    pub activation: u32,
-    pub slope: f32,
-}
-
-/// Mirrors `Shape` in shaders/loss.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct LossShape {
-    pub rows: u32,
-    pub width: u32,
-    pub loss: u32,
-    pub activation: u32,
-    pub slope: f32,
-    pub inv_norm: f32,
-}
-
-/// Mirrors `Shape` in shaders/reduce.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct ReduceShape {
-    pub rows: u32,
-    pub cols: u32,
-    pub accumulate: u32,
-    pub out_offset: u32,
-}
-
-/// Mirrors `Rule` in shaders/optimizer.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct OptimizerShape {
-    pub n: u32,
-    pub kind: u32,
-    pub flag: u32,
-    pub decoupled: u32,
-    pub a: f32,
-    pub b: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
-    pub momentum: f32,
-    pub clip_norm: f32,
-    pub clip_value: f32,
-}
-
-impl OptimizerShape {
-    /// The rule over `n` padded parameters, with clipping.
-    pub(crate) fn new(
-        optimizer: &crate::optim::Optimizer,
-        clip: &crate::optim::GradClip,
-        n: u64,
-    ) -> Self {
-        let rule = optimizer.rule();
-        OptimizerShape {
-            n: n as u32,
-            kind: rule.kind as u32,
-            flag: rule.flag as u32,
-            decoupled: rule.decoupled as u32,
-            a: rule.a as f32,
-            b: rule.b as f32,
-            eps: rule.eps as f32,
-            weight_decay: rule.weight_decay as f32,
-            momentum: rule.momentum as f32,
-            clip_norm: clip.max_norm.unwrap_or(0.0) as f32,
-            clip_value: clip.max_value.unwrap_or(0.0) as f32,
-        }
-    }
-}
+use super::uniforms::PackShape;
+use std::num::NonZeroU64;
 
 /// Workgroups of the first pass of the gradient norm.
 pub(crate) const NORM_GROUPS: u32 = 256;
 
-/// Mirrors `Shape` in shaders/pack.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct PackShape {
-    pub rows: u32,
-    pub cols: u32,
-    pub padded_rows: u32,
-    pub texels: u32,
-}
-
-/// A matrix of up to `rows` × `cols` as a matmul operand texture: four
-/// consecutive values of a row per rgba32float texel, rows padded to a
-/// multiple of four (the texture matmul reads whole quads along K).
-#[derive(Debug)]
-pub(crate) struct OperandTexture {
-    pub texture: wgpu::Texture,
-    pub view: wgpu::TextureView,
-    pub cols: u32,
-}
-
-impl OperandTexture {
-    /// The texture's extent for a `rows` × `cols` matrix.
-    pub(crate) fn extent(rows: usize, cols: usize) -> (u32, u32) {
-        (cols.div_ceil(4) as u32, rows.next_multiple_of(4) as u32)
+/// Binding numbers, named as the shaders declare them (`@group(0)
+/// @binding(N) var ... name`); the bind groups are built with these names.
+pub(crate) mod binding {
+    /// Every kernel's `shape` uniform (the optimizer's `rule`).
+    pub const SHAPE: u32 = 0;
+    /// shaders/matmul.wgsl (the operands `a`, `b` are declared by each
+    /// kernel: storage buffers, or textures `ta`, `tb`).
+    pub mod matmul {
+        pub const A: u32 = 1;
+        pub const B: u32 = 2;
+        pub const C: u32 = 3;
+        pub const AUX: u32 = 4;
+        pub const OUT2: u32 = 5;
+        pub const STEP: u32 = 6;
     }
-
-    /// Whether a `rows` × `cols` matrix fits the device's texture limits.
-    pub(crate) fn fits(limits: &wgpu::Limits, rows: usize, cols: usize) -> bool {
-        let (w, h) = OperandTexture::extent(rows.max(1), cols.max(1));
-        w <= limits.max_texture_dimension_2d && h <= limits.max_texture_dimension_2d
+    /// shaders/reduce.wgsl: `column_sums`, `sum_squares`, `norm_finish`,
+    /// `loss_sum` (and `step`), `layer_norms` (and `norm_params`,
+    /// `norm_ranges`).
+    pub mod reduce {
+        pub const INPUT: u32 = 1;
+        pub const OUT: u32 = 2;
+        pub const STEP: u32 = 3;
+        pub const NORM_PARAMS: u32 = 4;
+        pub const NORM_RANGES: u32 = 5;
     }
-
-    pub(crate) fn new(device: &wgpu::Device, label: &str, rows: usize, cols: usize) -> Self {
-        let (width, height) = OperandTexture::extent(rows.max(1), cols.max(1));
-        let texture = device.create_texture(&wgpu::TextureDescriptor {
-            label: Some(label),
-            size: wgpu::Extent3d {
-                width,
-                height,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
-            view_formats: &[],
-        });
-        let view = texture.create_view(&Default::default());
-        OperandTexture {
-            texture,
-            view,
-            cols: cols as u32,
-        }
+    /// shaders/optimizer.wgsl.
+    pub mod optimizer {
+        pub const RULE: u32 = 0;
+        pub const STEP: u32 = 1;
+        pub const PARAMS: u32 = 2;
+        pub const GRADS: u32 = 3;
+        pub const STATE: u32 = 4;
+        pub const CLIP: u32 = 5;
     }
-
-    /// Whether every row is a whole number of texels (`pack_quads` fills it).
-    pub(crate) fn quads(&self) -> bool {
-        self.cols.is_multiple_of(4)
+    /// shaders/data.wgsl.
+    pub mod data {
+        pub const STEP: u32 = 1;
+        pub const PERM: u32 = 2;
+        pub const X: u32 = 3;
+        pub const TARGETS: u32 = 4;
+        pub const X_BATCH: u32 = 5;
+        pub const TARGET_BATCH: u32 = 6;
     }
-
-    /// Bytes the texture occupies.
-    pub(crate) fn bytes(&self) -> u64 {
-        let size = self.texture.size();
-        size.width as u64 * size.height as u64 * 16
+    /// shaders/loss.wgsl.
+    pub mod loss {
+        pub const Z: u32 = 1;
+        pub const OUTPUT: u32 = 2;
+        pub const TARGETS: u32 = 3;
+        pub const GRAD: u32 = 4;
+        pub const STATS: u32 = 5;
     }
-
-    /// The pack kernel's shape and workgroups for `rows` rows of it.
-    pub(crate) fn pack_shape(&self, rows: usize, max_per_dim: u32) -> (PackShape, (u32, u32)) {
-        let shape = PackShape {
-            rows: rows as u32,
-            cols: self.cols,
-            padded_rows: rows.next_multiple_of(4) as u32,
-            texels: self.cols.div_ceil(4),
-        };
-        let texels = shape.texels as u64 * shape.padded_rows as u64;
-        (shape, grid(texels, 64, max_per_dim))
-    }
-}
-
-/// Mirrors `Shape` in shaders/data.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct GatherShape {
-    pub rows: u32,
-    pub features: u32,
-    pub target_width: u32,
-    /// Rows into the batch where this pass starts (micro-batches).
-    pub offset: u32,
-}
-
-/// Mirrors `Step` in shaders/data.wgsl, reduce.wgsl and optimizer.wgsl: what
-/// changes from one step to the next, written for a whole epoch at once
-/// beside the permutation. The scalars torch computes in double precision
-/// are computed here in f64, as the CPU backend does.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
-pub(crate) struct StepParams {
-    pub batch_start: u32,
-    pub slot: u32,
-    pub t: u32,
-    pub _pad: u32,
-    pub lr: f32,
-    pub step_size: f32,
-    pub bias_correction2_sqrt: f32,
-    pub adagrad_lr: f32,
-    pub decay: f32,
-}
-
-impl StepParams {
-    /// The parameters of optimizer step `t` (1-based) at learning rate `lr`.
-    pub(crate) fn new(
-        rule: &crate::optim::UpdateRule,
-        t: u64,
-        lr: f64,
-        batch_start: u32,
-        slot: u32,
-    ) -> StepParams {
-        let s = crate::optim::UpdateRule { lr, ..*rule }.scalars(t);
-        StepParams {
-            batch_start,
-            slot,
-            t: t.min(u32::MAX as u64) as u32,
-            _pad: 0,
-            lr: s.lr as f32,
-            step_size: s.step_size as f32,
-            bias_correction2_sqrt: s.bias_correction2_sqrt as f32,
-            adagrad_lr: s.adagrad_lr as f32,
-            decay: s.decay as f32,
-        }
+    /// shaders/pack.wgsl.
+    pub mod pack {
+        pub const SRC: u32 = 1;
+        pub const DST: u32 = 2;
+        pub const SRC4: u32 = 3;
     }
 }
 
@@ -608,21 +427,21 @@ impl Kernels {
         };
         let mut entries = vec![
             wgpu::BindGroupEntry {
-                binding: 0,
+                binding: binding::SHAPE,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: uniform.0,
                     offset: uniform.1,
                     size: std::num::NonZeroU64::new(std::mem::size_of::<PackShape>() as u64),
                 }),
             },
-            source(1),
+            source(binding::pack::SRC),
             wgpu::BindGroupEntry {
-                binding: 2,
+                binding: binding::pack::DST,
                 resource: wgpu::BindingResource::TextureView(&texture.view),
             },
         ];
         if kernel.bindings == 4 {
-            entries.push(source(3));
+            entries.push(source(binding::pack::SRC4));
         }
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("pack"),
@@ -680,5 +499,23 @@ pub(crate) fn grid(threads: u64, group: u32, max_per_dim: u32) -> (u32, u32) {
         (groups as u32, 1)
     } else {
         (max_per_dim, groups.div_ceil(max_per_dim as u64) as u32)
+    }
+}
+
+/// A buffer binding at `binding`: `size` bytes from `offset` (to the end
+/// when `None`).
+pub(crate) fn entry(
+    binding: u32,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    size: Option<NonZeroU64>,
+) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset,
+            size,
+        }),
     }
 }

@@ -1,0 +1,475 @@
+//! The bind groups of a pass (a forward, loss and backward over so many
+//! rows), built once per pass shape and kept: `GpuBackend::plan`.
+
+use super::backend::GpuBackend;
+use super::context::GpuContext;
+use super::pipelines::{Kernel, Kernels, binding, entry};
+use super::resources::{OperandTexture, Region, Textures, whole};
+use super::uniforms::{
+    GatherShape, LossShape, MatmulShape, ReduceShape, StepParams, UniformBlocks,
+};
+use crate::loss::Loss;
+use std::num::NonZeroU64;
+
+/// What a pass covers: `rows` rows starting `offset` rows into a batch of
+/// `batch` rows. A batch larger than the activation buffers is split into
+/// such passes (micro-batches): the loss is normalised by the whole batch,
+/// and every pass after the first adds its gradients and loss to the
+/// first's, so that one update follows the same step as the unsplit batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PassKey {
+    pub(crate) rows: usize,
+    pub(crate) batch: usize,
+    pub(crate) offset: usize,
+    /// A training pass (dropout on) rather than evaluation or prediction.
+    pub(crate) train: bool,
+    /// Adds its gradients and loss to those already there (every pass of
+    /// a step but its first).
+    pub(crate) accumulate: bool,
+}
+
+impl PassKey {
+    /// An evaluation or prediction pass over `rows` rows.
+    pub(crate) fn whole(rows: usize) -> PassKey {
+        PassKey {
+            rows,
+            batch: rows,
+            offset: 0,
+            train: false,
+            accumulate: false,
+        }
+    }
+
+    /// The training passes over `len` rows at `offset` in a batch of
+    /// `batch` rows, at most `capacity` rows each.
+    pub(crate) fn training(
+        len: usize,
+        batch: usize,
+        offset: usize,
+        capacity: usize,
+    ) -> impl Iterator<Item = PassKey> {
+        (0..len).step_by(capacity).map(move |start| PassKey {
+            rows: capacity.min(len - start),
+            batch,
+            offset: offset + start,
+            train: true,
+            accumulate: start > 0,
+        })
+    }
+}
+
+/// A pack kernel dispatch: its bind group, workgroups, and whether it is
+/// `pack_quads`.
+pub(crate) type Pack = (wgpu::BindGroup, (u32, u32), bool);
+
+/// The packs of one pass (texture matmul): its input, the activations of
+/// every layer but the last, and every dZ.
+#[derive(Debug)]
+pub(crate) struct PlanPacks {
+    pub(crate) x: Pack,
+    pub(crate) a: Vec<Pack>,
+    pub(crate) dz: Vec<Pack>,
+    pub(crate) _uniforms: wgpu::Buffer,
+}
+
+/// The bind groups of one pass over `rows` rows: forward, loss, backward.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) rows: usize,
+    pub(crate) gather: Option<wgpu::BindGroup>,
+    pub(crate) forward: Vec<wgpu::BindGroup>,
+    pub(crate) loss: wgpu::BindGroup,
+    pub(crate) loss_sum: wgpu::BindGroup,
+    pub(crate) weight_grad: Vec<wgpu::BindGroup>,
+    pub(crate) bias_grad: Vec<wgpu::BindGroup>,
+    /// `input_grad[l]` carries dZ of layer l back to layer l − 1 (none for 0).
+    pub(crate) input_grad: Vec<Option<wgpu::BindGroup>>,
+    pub(crate) packs: Option<PlanPacks>,
+    pub(crate) _uniforms: wgpu::Buffer,
+}
+
+/// What a binding of a pass's bind group holds.
+#[derive(Clone, Copy)]
+pub(crate) enum Bound<'a> {
+    Buffer(Region<'a>),
+    /// A matmul operand texture (the texture matmul).
+    Texture(&'a OperandTexture),
+}
+
+/// What a pack copies: `rows` rows of the matrix at a byte offset into a
+/// buffer, into a texture.
+pub(crate) type PackSource<'a> = (&'a wgpu::Buffer, u64, usize, &'a OperandTexture);
+
+/// The pack dispatches of `sources`, with the buffer that holds their shapes.
+pub(crate) fn packs(
+    ctx: &GpuContext,
+    kernels: &Kernels,
+    uniform_align: u64,
+    sources: &[PackSource],
+) -> (Vec<Pack>, wgpu::Buffer) {
+    let max = ctx.limits.max_compute_workgroups_per_dimension;
+    let mut blocks = UniformBlocks::new(uniform_align);
+    let shapes: Vec<(u64, (u32, u32))> = sources
+        .iter()
+        .map(|&(_, _, rows, texture)| {
+            let (shape, groups) = texture.pack_shape(rows, max);
+            (blocks.push(&shape), groups)
+        })
+        .collect();
+    let uniforms = blocks.upload(&ctx.device);
+    let packs = sources
+        .iter()
+        .zip(shapes)
+        .map(|(&(buffer, offset, rows, texture), (at, groups))| {
+            let size = NonZeroU64::new(rows as u64 * texture.cols as u64 * 4);
+            let source = (buffer, offset, size);
+            let group = kernels.pack_group(&ctx.device, (&uniforms, at), source, texture);
+            (group, groups, texture.quads())
+        })
+        .collect();
+    (packs, uniforms)
+}
+
+impl GpuBackend {
+    pub(crate) fn plan(&mut self, key: PassKey) -> &Plan {
+        if !self.plans.contains_key(&key) {
+            let plan = self.build_plan(key);
+            self.plans.insert(key, plan);
+        }
+        &self.plans[&key]
+    }
+
+    /// The packs of a pass over `rows` rows (texture matmul): each matrix a
+    /// matmul reads, from its buffer into its texture.
+    pub(crate) fn plan_packs(&self, textures: &Textures, rows: usize) -> PlanPacks {
+        let layers = self.mlp.layers();
+        // The last layer's activations are no operand: zip stops before them.
+        let sources: Vec<PackSource> = std::iter::once((&self.x_batch, &textures.x))
+            .chain(self.a.iter().zip(&textures.a))
+            .chain(self.dz.iter().zip(&textures.dz))
+            .map(|(buffer, texture)| (buffer, 0, rows, texture))
+            .collect();
+        let (packs, uniforms) = packs(&self.ctx, &self.kernels, self.uniform_align, &sources);
+        let mut packs = packs.into_iter();
+        let x = packs.next().expect("the input's pack");
+        let a = packs.by_ref().take(layers.len() - 1).collect();
+        let dz = packs.collect();
+        PlanPacks {
+            x,
+            a,
+            dz,
+            _uniforms: uniforms,
+        }
+    }
+
+    pub(crate) fn build_plan<'a>(&'a self, key: PassKey) -> Plan {
+        let rows = key.rows;
+        let accumulate = u32::from(key.accumulate);
+        let device = &self.ctx.device;
+        let mlp = &self.mlp;
+        let layers = mlp.layers();
+        let last = layers.len() - 1;
+        let r = rows as u64;
+        let mut blocks = UniformBlocks::new(self.uniform_align);
+        // Record every shape first, then bind against the uploaded buffer.
+        let gather_at = self.resident.as_ref().map(|d| {
+            blocks.push(&GatherShape {
+                rows: rows as u32,
+                features: d.features as u32,
+                target_width: d.target_width as u32,
+                offset: key.offset as u32,
+            })
+        });
+        let mut forward_at = Vec::new();
+        let mut weight_grad_at = Vec::new();
+        let mut bias_grad_at = Vec::new();
+        let mut input_grad_at = Vec::new();
+        for (l, layer) in layers.iter().enumerate() {
+            let (code, slope) = layer.activation.code();
+            let dropout = |l: usize| if key.train { self.dropout[l] } else { None };
+            forward_at.push(
+                blocks.push(
+                    &MatmulShape {
+                        m: rows as u32,
+                        n: layer.outputs as u32,
+                        k: layer.inputs as u32,
+                        activation: code,
+                        slope,
+                        row_offset: key.offset as u32,
+                        ..Default::default()
+                    }
+                    .with_dropout(dropout(l), self.dropout_seed, l),
+                ),
+            );
+            weight_grad_at.push(blocks.push(&MatmulShape {
+                m: layer.outputs as u32,
+                n: layer.inputs as u32,
+                k: rows as u32,
+                activation: 0,
+                slope: 0.0,
+                accumulate,
+                ..Default::default()
+            }));
+            bias_grad_at.push(blocks.push(&ReduceShape {
+                rows: rows as u32,
+                cols: layer.outputs as u32,
+                accumulate,
+                out_offset: self.layout.bias[l] as u32,
+            }));
+            input_grad_at.push((l > 0).then(|| {
+                let (code, slope) = layers[l - 1].activation.code();
+                blocks.push(
+                    &MatmulShape {
+                        m: rows as u32,
+                        n: layer.inputs as u32,
+                        k: layer.outputs as u32,
+                        activation: code,
+                        slope,
+                        row_offset: key.offset as u32,
+                        ..Default::default()
+                    }
+                    .with_dropout(dropout(l - 1), self.dropout_seed, l - 1),
+                )
+            }));
+        }
+        let (out_code, out_slope) = layers[last].activation.code();
+        let width = mlp.outputs();
+        let inv_norm = match self.loss {
+            Loss::CrossEntropy => 1.0 / key.batch as f64,
+            _ => 1.0 / (key.batch * width) as f64,
+        };
+        let loss_at = blocks.push(&LossShape {
+            rows: rows as u32,
+            width: width as u32,
+            loss: self.loss.code(),
+            activation: out_code,
+            slope: out_slope,
+            inv_norm: inv_norm as f32,
+        });
+        let loss_sum_at = blocks.push(&ReduceShape {
+            rows: rows as u32,
+            cols: 2,
+            accumulate,
+            out_offset: 0,
+        });
+        let uniforms = blocks.upload(device);
+        let mm = std::mem::size_of::<MatmulShape>();
+        let shape = |offset: u64, size: usize| {
+            entry(
+                binding::SHAPE,
+                &uniforms,
+                offset,
+                NonZeroU64::new(size as u64),
+            )
+        };
+        let step_size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
+        let group =
+            |kernel: &Kernel, label: &str, first: wgpu::BindGroupEntry, bound: &[(u32, Bound)]| {
+                let mut entries = vec![first];
+                for &(binding, bound) in bound {
+                    entries.push(match bound {
+                        Bound::Buffer((buffer, offset, len)) => {
+                            entry(binding, buffer, offset * 4, NonZeroU64::new(len * 4))
+                        }
+                        Bound::Texture(texture) => wgpu::BindGroupEntry {
+                            binding,
+                            resource: wgpu::BindingResource::TextureView(&texture.view),
+                        },
+                    });
+                }
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(label),
+                    layout: &kernel.layout,
+                    entries: &entries,
+                })
+            };
+        // A matmul's bind group: its operands and outputs, and the step's
+        // uniform (for dropout).
+        let matmul_group =
+            |kernel: &Kernel, label: &str, at: u64, [a, b, c, aux, out2]: [Bound<'a>; 5]| {
+                use binding::matmul;
+                let mut group_entries = vec![
+                    (matmul::A, a),
+                    (matmul::B, b),
+                    (matmul::C, c),
+                    (matmul::AUX, aux),
+                    (matmul::OUT2, out2),
+                ];
+                group_entries.sort_by_key(|e| e.0);
+                let mut entries = vec![
+                    shape(at, mm),
+                    entry(matmul::STEP, &self.steps, 0, step_size),
+                ];
+                for (binding, bound) in group_entries {
+                    entries.push(match bound {
+                        Bound::Buffer((buffer, offset, len)) => {
+                            entry(binding, buffer, offset * 4, NonZeroU64::new(len * 4))
+                        }
+                        Bound::Texture(texture) => wgpu::BindGroupEntry {
+                            binding,
+                            resource: wgpu::BindingResource::TextureView(&texture.view),
+                        },
+                    });
+                }
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(label),
+                    layout: &kernel.layout,
+                    entries: &entries,
+                })
+            };
+        let k = &self.kernels;
+        let (unused_read, unused_write) = ((&self.unused_read, 0, 4), (&self.unused_write, 0, 4));
+        let gather = self.resident.as_ref().zip(gather_at).map(|(d, at)| {
+            use binding::data;
+            let batch = |floats: usize| NonZeroU64::new(r * floats as u64 * 4);
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("gather"),
+                layout: &k.gather.layout,
+                entries: &[
+                    shape(at, std::mem::size_of::<GatherShape>()),
+                    entry(data::STEP, &self.steps, 0, step_size),
+                    entry(data::PERM, &d.perm, 0, None),
+                    entry(data::X, &d.x, 0, None),
+                    entry(data::TARGETS, &d.targets, 0, None),
+                    entry(data::X_BATCH, &self.x_batch, 0, batch(d.features)),
+                    entry(data::TARGET_BATCH, &self.y_batch, 0, batch(d.target_width)),
+                ],
+            })
+        });
+        let input_of = |l: usize| -> Region {
+            if l == 0 {
+                (&self.x_batch, 0, r * mlp.inputs() as u64)
+            } else {
+                (&self.a[l - 1], 0, r * layers[l - 1].outputs as u64)
+            }
+        };
+        // A matmul operand: the buffer, or its texture for the texture matmul.
+        let textures = self.textures.as_ref();
+        let operand = |region: Region<'a>, texture: Option<&'a OperandTexture>| match texture {
+            Some(texture) => Bound::Texture(texture),
+            None => Bound::Buffer(region),
+        };
+        let mut forward = Vec::new();
+        let mut weight_grad = Vec::new();
+        let mut bias_grad = Vec::new();
+        let mut input_grad = Vec::new();
+        for (l, layer) in layers.iter().enumerate() {
+            let (o, i) = (layer.outputs as u64, layer.inputs as u64);
+            let weight = (&self.params, self.layout.weight[l], o * i);
+            let bias = (&self.params, self.layout.bias[l], o);
+            let z = (&self.z[l], 0, r * o);
+            let a = (&self.a[l], 0, r * o);
+            let dz = (&self.dz[l], 0, r * o);
+            let input = operand(input_of(l), textures.map(|t| t.input(l)));
+            let weight = operand(weight, textures.map(|t| &t.weights[l]));
+            let dz_operand = operand(dz, textures.map(|t| &t.dz[l]));
+            // Z = A_prev · Wᵀ + b, A = f(Z).
+            forward.push(matmul_group(
+                &k.matmuls[0].forward,
+                "forward",
+                forward_at[l],
+                [
+                    input,
+                    weight,
+                    Bound::Buffer(z),
+                    Bound::Buffer(bias),
+                    Bound::Buffer(a),
+                ],
+            ));
+            // dW (+)= dZᵀ · A_prev.
+            weight_grad.push(matmul_group(
+                &k.matmuls[0].weight_grad,
+                "weight gradient",
+                weight_grad_at[l],
+                [
+                    dz_operand,
+                    input,
+                    Bound::Buffer((&self.grads, self.layout.weight[l], o * i)),
+                    Bound::Buffer(unused_read),
+                    Bound::Buffer(unused_write),
+                ],
+            ));
+            // db (+)= Σ_batch dZ.
+            bias_grad.push(group(
+                &k.column_sums,
+                "bias gradient",
+                shape(bias_grad_at[l], std::mem::size_of::<ReduceShape>()),
+                &[
+                    (binding::reduce::INPUT, Bound::Buffer(dz)),
+                    (binding::reduce::OUT, Bound::Buffer(whole(&self.grads))),
+                ],
+            ));
+            input_grad.push(input_grad_at[l].map(|at| {
+                let prev = layers[l - 1].outputs as u64;
+                let z_prev = (&self.z[l - 1], 0, r * prev);
+                let dz_prev = (&self.dz[l - 1], 0, r * prev);
+                // dZ_prev = (dZ · W) ⊙ f'(Z_prev).
+                matmul_group(
+                    &k.matmuls[0].input_grad,
+                    "input gradient",
+                    at,
+                    [
+                        dz_operand,
+                        weight,
+                        Bound::Buffer(dz_prev),
+                        Bound::Buffer(z_prev),
+                        Bound::Buffer(unused_write),
+                    ],
+                )
+            }));
+        }
+        let (w, lastl) = (width as u64, last);
+        let target_width = if self.loss.takes_classes() { 1 } else { w };
+        let loss = group(
+            &k.loss,
+            "loss",
+            shape(loss_at, std::mem::size_of::<LossShape>()),
+            &[
+                (binding::loss::Z, Bound::Buffer((&self.z[lastl], 0, r * w))),
+                (
+                    binding::loss::OUTPUT,
+                    Bound::Buffer((&self.a[lastl], 0, r * w)),
+                ),
+                (
+                    binding::loss::TARGETS,
+                    Bound::Buffer((&self.y_batch, 0, r * target_width)),
+                ),
+                (
+                    binding::loss::GRAD,
+                    Bound::Buffer((&self.dz[lastl], 0, r * w)),
+                ),
+                (
+                    binding::loss::STATS,
+                    Bound::Buffer((&self.row_stats, 0, r * 2)),
+                ),
+            ],
+        );
+        let loss_sum = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("loss sum"),
+            layout: &k.loss_sum.layout,
+            entries: &[
+                shape(loss_sum_at, std::mem::size_of::<ReduceShape>()),
+                entry(
+                    binding::reduce::INPUT,
+                    &self.row_stats,
+                    0,
+                    NonZeroU64::new(r * 2 * 4),
+                ),
+                entry(binding::reduce::OUT, &self.results, 0, None),
+                entry(binding::reduce::STEP, &self.steps, 0, step_size),
+            ],
+        });
+        Plan {
+            rows,
+            gather,
+            forward,
+            loss,
+            loss_sum,
+            weight_grad,
+            bias_grad,
+            input_grad,
+            packs: textures.map(|t| self.plan_packs(t, rows)),
+            _uniforms: uniforms,
+        }
+    }
+}

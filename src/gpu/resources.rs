@@ -1,0 +1,219 @@
+//! What a run allocates on the device: the flat parameter layout, storage
+//! buffers, the matmul operand textures, and the resident data set.
+
+use super::pipelines::grid;
+use super::plan::Pack;
+use super::uniforms::PackShape;
+use crate::model::Mlp;
+use bytemuck::Pod;
+use wgpu::util::DeviceExt;
+
+/// Where each layer's weight and bias start in the GPU's flat buffers: the
+/// CPU layout with each tensor moved to the device's storage-offset
+/// alignment, so that every tensor can be bound on its own. Padding is zero
+/// and stays zero (its gradient is zero).
+#[derive(Debug, Clone)]
+pub(crate) struct ParamLayout {
+    pub(crate) weight: Vec<u64>,
+    pub(crate) bias: Vec<u64>,
+    pub(crate) len: u64,
+}
+
+impl ParamLayout {
+    pub(crate) fn new(mlp: &Mlp, align_floats: u64) -> ParamLayout {
+        let mut at = 0u64;
+        let (mut weight, mut bias) = (Vec::new(), Vec::new());
+        let mut place = |count: usize| {
+            let start = at;
+            at = (at + count as u64).next_multiple_of(align_floats);
+            start
+        };
+        for layer in mlp.layers() {
+            weight.push(place(layer.inputs * layer.outputs));
+            bias.push(place(layer.outputs));
+        }
+        ParamLayout {
+            weight,
+            bias,
+            // A whole number of vec4s (the optimizer kernel's unit).
+            len: at.max(1).next_multiple_of(4),
+        }
+    }
+
+    pub(crate) fn pack(&self, mlp: &Mlp, flat: &[f32]) -> Vec<f32> {
+        let mut padded = vec![0f32; self.len as usize];
+        for l in 0..mlp.layers().len() {
+            let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
+            let wo = self.weight[l] as usize;
+            let bo = self.bias[l] as usize;
+            padded[wo..wo + w.len()].copy_from_slice(&flat[w]);
+            padded[bo..bo + b.len()].copy_from_slice(&flat[b]);
+        }
+        padded
+    }
+
+    pub(crate) fn unpack(&self, mlp: &Mlp, padded: &[f32]) -> Vec<f32> {
+        let mut flat = vec![0f32; mlp.parameter_count()];
+        for l in 0..mlp.layers().len() {
+            let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
+            let wo = self.weight[l] as usize;
+            let bo = self.bias[l] as usize;
+            let (wl, bl) = (w.len(), b.len());
+            flat[w].copy_from_slice(&padded[wo..wo + wl]);
+            flat[b].copy_from_slice(&padded[bo..bo + bl]);
+        }
+        flat
+    }
+}
+
+/// A buffer region to bind: (buffer, offset in floats, length in floats).
+pub(crate) type Region<'a> = (&'a wgpu::Buffer, u64, u64);
+
+pub(crate) fn whole(buffer: &wgpu::Buffer) -> Region<'_> {
+    (buffer, 0, buffer.size() / 4)
+}
+
+/// The data set of the current `fit`, resident on the device.
+#[derive(Debug)]
+pub(crate) struct Resident {
+    pub(crate) x: wgpu::Buffer,
+    pub(crate) targets: wgpu::Buffer,
+    pub(crate) perm: wgpu::Buffer,
+    pub(crate) features: usize,
+    pub(crate) target_width: usize,
+}
+
+/// The texture matmul's operands: every matrix a matmul reads, as a texture
+/// (see `MatmulKind::Texture`), packed once per pass after it is written.
+#[derive(Debug)]
+pub(crate) struct Textures {
+    pub(crate) x: OperandTexture,
+    /// Activations of every layer but the last (inputs of the next one).
+    pub(crate) a: Vec<OperandTexture>,
+    pub(crate) dz: Vec<OperandTexture>,
+    pub(crate) weights: Vec<OperandTexture>,
+    /// Packs of the weights, the same for every pass.
+    pub(crate) weight_packs: Vec<Pack>,
+    pub(crate) _weight_uniforms: wgpu::Buffer,
+}
+
+impl Textures {
+    /// Whether every operand of `mlp` at `rows` rows fits the texture limits.
+    pub(crate) fn fit(limits: &wgpu::Limits, mlp: &Mlp, rows: usize) -> bool {
+        OperandTexture::fits(limits, rows, mlp.inputs())
+            && mlp.layers().iter().all(|l| {
+                OperandTexture::fits(limits, rows, l.outputs)
+                    && OperandTexture::fits(limits, l.outputs, l.inputs)
+            })
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        std::iter::once(&self.x)
+            .chain(&self.a)
+            .chain(&self.dz)
+            .chain(&self.weights)
+            .map(OperandTexture::bytes)
+            .sum()
+    }
+
+    /// The input texture of layer `l`.
+    pub(crate) fn input(&self, l: usize) -> &OperandTexture {
+        if l == 0 { &self.x } else { &self.a[l - 1] }
+    }
+}
+
+/// A matrix of up to `rows` × `cols` as a matmul operand texture: four
+/// consecutive values of a row per rgba32float texel, rows padded to a
+/// multiple of four (the texture matmul reads whole quads along K).
+#[derive(Debug)]
+pub(crate) struct OperandTexture {
+    pub(crate) texture: wgpu::Texture,
+    pub(crate) view: wgpu::TextureView,
+    pub(crate) cols: u32,
+}
+
+impl OperandTexture {
+    /// The texture's extent for a `rows` × `cols` matrix.
+    pub(crate) fn extent(rows: usize, cols: usize) -> (u32, u32) {
+        (cols.div_ceil(4) as u32, rows.next_multiple_of(4) as u32)
+    }
+
+    /// Whether a `rows` × `cols` matrix fits the device's texture limits.
+    pub(crate) fn fits(limits: &wgpu::Limits, rows: usize, cols: usize) -> bool {
+        let (w, h) = OperandTexture::extent(rows.max(1), cols.max(1));
+        w <= limits.max_texture_dimension_2d && h <= limits.max_texture_dimension_2d
+    }
+
+    pub(crate) fn new(device: &wgpu::Device, label: &str, rows: usize, cols: usize) -> Self {
+        let (width, height) = OperandTexture::extent(rows.max(1), cols.max(1));
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        OperandTexture {
+            texture,
+            view,
+            cols: cols as u32,
+        }
+    }
+
+    /// Whether every row is a whole number of texels (`pack_quads` fills it).
+    pub(crate) fn quads(&self) -> bool {
+        self.cols.is_multiple_of(4)
+    }
+
+    /// Bytes the texture occupies.
+    pub(crate) fn bytes(&self) -> u64 {
+        let size = self.texture.size();
+        size.width as u64 * size.height as u64 * 16
+    }
+
+    /// The pack kernel's shape and workgroups for `rows` rows of it.
+    pub(crate) fn pack_shape(&self, rows: usize, max_per_dim: u32) -> (PackShape, (u32, u32)) {
+        let shape = PackShape {
+            rows: rows as u32,
+            cols: self.cols,
+            padded_rows: rows.next_multiple_of(4) as u32,
+            texels: self.cols.div_ceil(4),
+        };
+        let texels = shape.texels as u64 * shape.padded_rows as u64;
+        (shape, grid(texels, 64, max_per_dim))
+    }
+}
+
+pub(crate) fn storage(device: &wgpu::Device, label: &str, floats: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (floats.max(1) * 4).next_multiple_of(16),
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+pub(crate) fn storage_init<T: Pod>(device: &wgpu::Device, label: &str, data: &[T]) -> wgpu::Buffer {
+    let mut bytes = bytemuck::cast_slice::<T, u8>(data).to_vec();
+    bytes.resize(bytes.len().max(4).next_multiple_of(16), 0);
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: &bytes,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+    })
+}
+
+/// Host buffers a batch is gathered into: inputs, target values, labels.
+pub(crate) type Scratch = (Vec<f32>, Vec<f32>, Vec<u32>);
