@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::UpdateRule;
+use crate::stop::StopFlag;
 use bytemuck::Pod;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -288,6 +289,8 @@ pub struct GpuBackend {
     /// Optimizer state slots per parameter.
     slots: usize,
     uniform_align: u64,
+    /// Checked before every submission of `train_steps`.
+    stop_flag: Option<StopFlag>,
 }
 
 fn storage(device: &wgpu::Device, label: &str, floats: u64) -> wgpu::Buffer {
@@ -608,6 +611,7 @@ impl GpuBackend {
             t: 0,
             slots: optimizer.state_slots(),
             uniform_align,
+            stop_flag: config.stop_flag.clone(),
             ctx,
         };
         backend.ctx.check()?;
@@ -1134,18 +1138,23 @@ impl GpuBackend {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    /// Uploads rows `start..end` of `data` into the batch buffers.
     /// The epoch's steps with the data in host memory: each pass's rows are
     /// gathered here, written, and submitted before the next pass's.
+    /// Returns the steps submitted: all, unless the stop flag, checked
+    /// before each step, ends it early.
     fn stream_epoch(
         &self,
         train: &Dataset,
         order: &[u32],
         batches: &[(usize, usize)],
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let mut scratch = Scratch::default();
         let queue = &self.ctx.queue;
         for (slot, &(start, end)) in batches.iter().enumerate() {
+            if self.stop_flag.as_ref().is_some_and(StopFlag::is_requested) {
+                self.ctx.check()?;
+                return Ok(slot);
+            }
             let len = end - start;
             let keys: Vec<PassKey> = PassKey::training(len, len, 0, self.capacity).collect();
             for (i, key) in keys.iter().enumerate() {
@@ -1165,7 +1174,8 @@ impl GpuBackend {
                 queue.submit([encoder.finish()]);
             }
         }
-        self.ctx.check()
+        self.ctx.check()?;
+        Ok(batches.len())
     }
 
     /// Whether the step in `slot` of the epoch being recorded (t not yet
@@ -1501,14 +1511,20 @@ impl Backend for GpuBackend {
                 self.plan(key);
             }
         }
+        // Steps submitted: all of them unless the stop flag, checked before
+        // each submission, ends it early.
+        let mut submitted = 0;
         if self.streamed {
-            self.stream_epoch(data.dataset(), order, &batches)?;
+            submitted = self.stream_epoch(data.dataset(), order, &batches)?;
         }
         for (chunk_index, chunk) in batches
             .chunks(STEPS_PER_SUBMIT)
             .enumerate()
             .filter(|_| !self.streamed)
         {
+            if self.stop_flag.as_ref().is_some_and(StopFlag::is_requested) {
+                break;
+            }
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             if chunk_index == 0 {
                 self.snapshot(&mut encoder);
@@ -1524,6 +1540,15 @@ impl Backend for GpuBackend {
                 }
             }
             self.ctx.queue.submit([encoder.finish()]);
+            submitted += chunk.len();
+        }
+        let stopped = submitted < batches.len();
+        let batches = &batches[..submitted];
+        if batches.is_empty() {
+            return Ok(StepsLoss {
+                stopped,
+                ..StepsLoss::default()
+            });
         }
         self.t += batches.len() as u64;
         let results = self.read_results(batches.len())?;
@@ -1533,14 +1558,21 @@ impl Backend for GpuBackend {
             // keeps: everything as it was before the bad step.
             self.restore(first_t)?;
             if bad > 0 {
-                self.train_steps(data, order, batch_size, bad as u64, lr)?;
+                // The good steps run again whole, whatever the stop flag says.
+                let stop_flag = self.stop_flag.take();
+                let rerun = self.train_steps(data, order, batch_size, bad as u64, lr);
+                self.stop_flag = stop_flag;
+                rerun?;
             }
             return Err(Error::Diverged {
                 step: first_t + bad as u64 + 1,
                 loss: results[2 * bad] as f64,
             });
         }
-        let mut epoch = StepsLoss::default();
+        let mut epoch = StepsLoss {
+            stopped,
+            ..StepsLoss::default()
+        };
         if (0..batches.len()).any(|s| self.samples_norms_at(first_t, s)) {
             let layers = self.mlp.layers().len();
             let bytes = self.ctx.read(
