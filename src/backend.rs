@@ -41,6 +41,7 @@ use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::{GradClip, Optimizer};
 use crate::real::Real;
+use crate::stop::StopFlag;
 
 /// What a backend needs to know of a run: the objective, the optimizer and
 /// the per-step options. The trainer derives it from its `TrainConfig`.
@@ -67,6 +68,9 @@ pub struct BackendConfig {
     pub max_rows_per_pass: Option<usize>,
     /// GPU: treat the largest storage binding as at most this many bytes.
     pub max_binding_bytes: Option<u64>,
+    /// Checked by [`Backend::train_steps`] before every step (CPU) or
+    /// submission (GPU): once requested, it stops there.
+    pub stop_flag: Option<StopFlag>,
 }
 
 impl BackendConfig {
@@ -82,7 +86,13 @@ impl BackendConfig {
             batch_rows: None,
             max_rows_per_pass: None,
             max_binding_bytes: None,
+            stop_flag: None,
         }
+    }
+
+    /// Whether [`stop_flag`](Self::stop_flag) asks to stop.
+    pub fn stop_requested(&self) -> bool {
+        self.stop_flag.as_ref().is_some_and(StopFlag::is_requested)
     }
 
     /// The dropout probability of layer `l` (0 when none is set).
@@ -170,7 +180,8 @@ impl<'a> BatchShare<'a> {
 }
 
 /// What [`Backend::train_steps`] did: the summed row-weighted loss and
-/// counts, and the per-layer norms sampled on the way.
+/// counts, the per-layer norms sampled on the way, and whether a
+/// [`StopFlag`] ended it early.
 #[derive(Debug, Clone, Default)]
 pub struct StepsLoss {
     /// Σ over steps of the batch's mean loss × its rows.
@@ -181,6 +192,10 @@ pub struct StepsLoss {
     pub steps: u64,
     /// Norms sampled (`BackendConfig::norms_every`).
     pub norms: Vec<LayerNorms>,
+    /// Whether [`BackendConfig::stop_flag`] stopped the steps before
+    /// `order` or `max_steps` ran out. A request that comes after the last
+    /// step leaves this `false`: every step asked for ran.
+    pub stopped: bool,
 }
 
 /// The L2 norms of one layer's gradient (weight and bias together, before
@@ -257,6 +272,13 @@ pub trait Backend {
     /// once). A step whose loss is not finite stops it with
     /// [`Error::Diverged`], keeping the parameters, optimizer state and
     /// step count from before that step.
+    ///
+    /// When [`BackendConfig::stop_flag`] is requested, it stops at the next
+    /// step boundary it checks (the CPU checks before every step, the GPU
+    /// before every submission of up to 64 steps) and returns the steps
+    /// that ran with [`StepsLoss::stopped`] set. Those steps are whole:
+    /// parameters, optimizer state and step count agree, and
+    /// `rows`/`steps` say how far into `order` it got.
     fn train_steps(
         &mut self,
         data: &DeviceData<'_>,

@@ -100,6 +100,17 @@ pub fn save_model(path: &Path, model: &SavedModel) -> Result<()> {
     write_model(path, model, Vec::new(), HashMap::new())
 }
 
+/// [`save_model`] for a run stopped before its end (a
+/// [`StopFlag`](crate::StopFlag), Ctrl-C): the metadata adds
+/// `retroprop.interrupted_at_step`, the optimizer steps taken.
+pub fn save_interrupted_model(path: &Path, model: &SavedModel, step: u64) -> Result<()> {
+    let note = (
+        "retroprop.interrupted_at_step".to_string(),
+        step.to_string(),
+    );
+    write_model(path, model, Vec::new(), [note].into_iter().collect())
+}
+
 /// Writes a checkpoint: the model (so a checkpoint loads as a model too,
 /// in retroprop and in PyTorch), the optimizer state as tensor
 /// `optimizer.state` (`[slots, parameters]`), and the counters and scheduler

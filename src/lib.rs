@@ -46,6 +46,7 @@ pub mod model;
 pub mod optim;
 pub mod real;
 pub mod schedule;
+pub mod stop;
 pub mod train;
 
 pub use activation::Activation;
@@ -57,6 +58,7 @@ pub use model::{Init, Layer, Mlp};
 pub use optim::{Adagrad, Adam, AdamW, GradClip, Optimizer, RmsProp, Sgd};
 pub use real::Real;
 pub use schedule::{LrSchedule, Scheduler};
+pub use stop::StopFlag;
 pub use train::{
     Checkpoint, Device, DropoutRates, EarlyStopping, EpochRecord, Evaluation, History, TrainConfig,
     Trainer,

@@ -9,6 +9,7 @@ use crate::loss::Loss;
 use crate::model::{Init, Mlp};
 use crate::optim::{GradClip, Optimizer};
 use crate::schedule::{LrSchedule, Scheduler};
+use crate::stop::StopFlag;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Instant;
@@ -101,6 +102,10 @@ pub struct TrainConfig {
     /// Dropout on hidden layers' outputs during training (inverted scaling,
     /// seeded, off in evaluation and prediction).
     pub dropout: DropoutRates,
+    /// Ends [`Trainer::fit`] and [`Trainer::train_steps`] at the next step
+    /// boundary once requested (on the GPU, the next submission of up to
+    /// 64 steps), keeping the steps that ran: see [`StopFlag`].
+    pub stop_flag: Option<StopFlag>,
 }
 
 /// Dropout probabilities.
@@ -160,6 +165,7 @@ impl Default for TrainConfig {
             max_binding_bytes: None,
             norms_every: None,
             dropout: DropoutRates::Off,
+            stop_flag: None,
         }
     }
 }
@@ -255,6 +261,12 @@ impl TrainConfig {
         self.norms_every = Some(steps);
         self
     }
+    /// Stops training at the next step boundary once `flag` is requested
+    /// (see [`TrainConfig::stop_flag`]).
+    pub fn stop_flag(mut self, flag: StopFlag) -> Self {
+        self.stop_flag = Some(flag);
+        self
+    }
     /// Sets the learning-rate schedule.
     pub fn lr_schedule(mut self, schedule: LrSchedule) -> Self {
         self.lr_schedule = schedule;
@@ -282,6 +294,7 @@ impl TrainConfig {
             batch_rows: self.batch_size,
             max_rows_per_pass: self.max_rows_per_pass,
             max_binding_bytes: self.max_binding_bytes,
+            stop_flag: self.stop_flag.clone(),
         }
     }
 
@@ -380,6 +393,11 @@ pub struct History {
     pub best_epoch: Option<usize>,
     /// Whether early stopping ended training before `epochs`.
     pub stopped_early: bool,
+    /// Whether [`TrainConfig::stop_flag`] ended training. The epoch it
+    /// stopped in has no record: the parameters are those after the last
+    /// step that ran (not the best epoch's, with early stopping), and
+    /// [`Trainer::checkpoint`] records the rows of that epoch already done.
+    pub interrupted: bool,
 }
 
 /// Loss and, for classification, accuracy over a data set.
@@ -567,6 +585,19 @@ impl Trainer {
     /// [`fit_with`](Self::fit_with), handing `on_checkpoint` a
     /// [`Checkpoint`] after every `every` epochs (never when 0); an error it
     /// returns stops training.
+    ///
+    /// Every `fit` continues where training stands: after a
+    /// [`restore`](Self::restore) or a [`train_steps`](Self::train_steps)
+    /// that ended inside an epoch, it first finishes that epoch's rows.
+    ///
+    /// When [`TrainConfig::stop_flag`] is requested, training ends at the
+    /// next step boundary and `fit` returns `Ok` with
+    /// [`History::interrupted`] set: the steps that ran are whole, the
+    /// epoch cut short gets no record, validation, schedule step or
+    /// `on_checkpoint`, and [`checkpoint`](Self::checkpoint) then records
+    /// the exact position inside it. Restored into a trainer with the same
+    /// configuration, which fits the epochs left, that checkpoint ends with
+    /// the same parameters as a run never interrupted.
     pub fn fit_checkpointed(
         &mut self,
         train: &Dataset,
@@ -580,7 +611,12 @@ impl Trainer {
             self.check_data(v, "validation data")?;
         }
         let data = self.device_data(train)?;
-        self.cursor = None;
+        // A train_steps that ended mid-epoch left its position here; an
+        // epoch's order depends only on the seed and the epoch number.
+        if let Some(cursor) = self.cursor.take() {
+            self.pending_rows = cursor.rows_done;
+            self.pending_loss = cursor.loss_sum;
+        }
         if self.config.early_stopping.is_some() && validation.is_none() {
             return Err(Error::Config("early stopping needs validation data".into()));
         }
@@ -614,6 +650,13 @@ impl Trainer {
                 self.backend
                     .train_steps(&data, &order[skip..], batch_size, remaining, lr)?;
             self.steps += epoch.steps;
+            if epoch.stopped {
+                // The epoch goes on after a restore from `checkpoint()`.
+                self.pending_rows = skip + epoch.rows;
+                self.pending_loss = skipped_loss + epoch.loss_sum;
+                history.interrupted = true;
+                return Ok(history);
+            }
             self.epochs_done += 1;
             let train_loss = (skipped_loss + epoch.loss_sum) / (skip + epoch.rows).max(1) as f64;
             if !train_loss.is_finite() {
@@ -680,6 +723,11 @@ impl Trainer {
     /// into few submissions and read back once, as in [`fit`](Self::fit).
     /// The learning-rate schedule steps at each epoch's end, as in `fit`,
     /// on the epoch's mean training loss.
+    ///
+    /// When [`TrainConfig::stop_flag`] is requested it returns early, at a
+    /// step boundary, with the mean loss of the steps that ran (0 when
+    /// none did); [`steps`](Self::steps) says how many have run in all,
+    /// and [`checkpoint`](Self::checkpoint) records the position.
     pub fn train_steps(&mut self, train: &Dataset, steps: u64) -> Result<f64> {
         self.check_data(train, "training data")?;
         let data = self.device_data(train)?;
@@ -721,6 +769,9 @@ impl Trainer {
                     .step(self.epochs_done as usize - 1, epoch_loss);
             } else {
                 self.cursor = Some(cursor);
+            }
+            if result.stopped {
+                break;
             }
         }
         let loss = total.loss_sum / total.rows.max(1) as f64;

@@ -157,7 +157,8 @@ pub struct TrainArgs {
     #[arg(long = "weight-init", default_value = "torch", value_parser = parse_init)]
     pub weight_init: Init,
     /// Write a checkpoint (parameters, optimizer state, step, epoch,
-    /// scheduler) to FILE every --checkpoint-every epochs, atomically.
+    /// scheduler) to FILE every --checkpoint-every epochs, atomically, and
+    /// where Ctrl-C or SIGTERM stops training.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
     /// Epochs between checkpoints.

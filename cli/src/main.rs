@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod data;
+mod interrupt;
 mod report;
 mod train;
 
@@ -20,14 +21,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
+        // 130 or 143 after SIGINT or SIGTERM.
         cli::Command::Train(args) => train::train(*args),
-        cli::Command::Predict(args) => train::predict(args),
-        cli::Command::Evaluate(args) => train::evaluate(args),
-        cli::Command::Devices => devices(),
-        cli::Command::Bench(args) => bench::bench(args),
+        cli::Command::Predict(args) => train::predict(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Evaluate(args) => train::evaluate(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Devices => devices().map(|()| ExitCode::SUCCESS),
+        cli::Command::Bench(args) => bench::bench(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -2,15 +2,18 @@
 
 use crate::cli::{EvaluateArgs, PredictArgs, TrainArgs, parse_activations, parse_arch};
 use crate::data::{load_inputs, load_labelled, outputs_for};
+use crate::interrupt::Interrupts;
 use crate::report::{MetricsFile, plot, progress, progress_message};
 use retroprop::io::{
-    SavedModel, Standardization, load_checkpoint, load_model, save_checkpoint, save_model,
+    SavedModel, Standardization, load_checkpoint, load_model, save_checkpoint,
+    save_interrupted_model, save_model,
 };
 use retroprop::loss::argmax;
 use retroprop::{
     Adagrad, Adam, AdamW, Device, Loss, Mlp, Optimizer, RmsProp, Sgd, TrainConfig, Trainer,
 };
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::Instant;
 
 type Result<T> = std::result::Result<T, String>;
@@ -135,7 +138,10 @@ fn describe(data: Option<&Path>) -> String {
     })
 }
 
-pub fn train(args: TrainArgs) -> Result<()> {
+/// Trains as `args` say. Returns the exit status: success, or after
+/// SIGINT or SIGTERM, which stop training at a step boundary and still
+/// save, 130 or 143.
+pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let optimizer = optimizer(&args)?;
     if args.targets == 0 {
@@ -291,6 +297,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
         // --epochs counts from the start of the original run.
         config.epochs = config.epochs.saturating_sub(checkpoint.epoch as usize);
     }
+    // From here on there is work to keep.
+    let interrupts = Interrupts::install()?;
+    config = config.stop_flag(interrupts.stop_flag());
     let mut trainer =
         Trainer::with_parameters(mlp.clone(), params, config.clone()).map_err(text)?;
     if let Some((_, _, checkpoint)) = &resume {
@@ -378,21 +387,39 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(e) = metrics_error {
         return Err(e);
     }
-    if let Some(path) = &args.plot {
-        plot(path, &history.epochs)?;
+    if history.interrupted
+        && let Some(path) = &args.checkpoint
+    {
+        let checkpoint = trainer.checkpoint().map_err(text)?;
+        save_checkpoint(
+            path,
+            &checkpoint_model(checkpoint.params.clone()),
+            &args.optimizer,
+            &checkpoint,
+        )
+        .map_err(text)?;
     }
     if let Some(path) = &args.save {
         let params = trainer.parameters().map_err(text)?;
-        save_model(
-            path,
-            &SavedModel {
-                mlp: mlp.clone(),
-                params,
-                loss,
-                standardization,
-            },
-        )
+        let model = SavedModel {
+            mlp: mlp.clone(),
+            params,
+            loss,
+            standardization,
+        };
+        if history.interrupted {
+            save_interrupted_model(path, &model, trainer.steps())
+        } else {
+            save_model(path, &model)
+        }
         .map_err(text)?;
+    }
+    // After the files that keep the work; an interrupted first epoch has
+    // nothing to plot.
+    if let Some(path) = &args.plot
+        && !(history.interrupted && history.epochs.is_empty())
+    {
+        plot(path, &history.epochs)?;
     }
 
     let last = history.epochs.last();
@@ -407,8 +434,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
         setup
     );
     summary += &format!(
-        "; loss {loss}, train {:.4}",
-        last.map_or(f64::NAN, |r| r.train_loss)
+        "; loss {loss}, train {}",
+        last.map_or("-".into(), |r| format!("{:.4}", r.train_loss))
     );
     match last.and_then(|r| r.validation) {
         Some(v) => {
@@ -436,8 +463,25 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(path) = &args.save {
         summary += &format!("; saved {}", path.display());
     }
+    let signal = interrupts.received();
+    if let Some(signal) = signal {
+        summary += &match (history.interrupted, &args.checkpoint) {
+            (true, Some(path)) => format!(
+                "; interrupted by {} at step {} (continue with --resume {})",
+                signal.name(),
+                trainer.steps(),
+                path.display()
+            ),
+            (true, None) => format!(
+                "; interrupted by {} at step {}",
+                signal.name(),
+                trainer.steps()
+            ),
+            (false, _) => format!("; {} came after the last step", signal.name()),
+        };
+    }
     println!("{summary}");
-    Ok(())
+    Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
 
 fn join<T: ToString>(v: &[T]) -> String {

@@ -7,6 +7,7 @@ use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::{Loss, TargetBatch};
 use crate::model::Mlp;
+use crate::stop::StopFlag;
 
 /// Rows per chunk when evaluating or predicting, to bound memory.
 const CHUNK_ROWS: usize = 8192;
@@ -20,6 +21,8 @@ pub struct CpuBackend {
     value_batch: Vec<f32>,
     label_batch: Vec<u32>,
     norms_every: Option<u64>,
+    /// Checked before every step of `train_steps`.
+    stop_flag: Option<StopFlag>,
     /// Uploads made (the id of the current one).
     uploads: u64,
 }
@@ -41,6 +44,7 @@ impl CpuBackend {
             value_batch: Vec::new(),
             label_batch: Vec::new(),
             norms_every: config.norms_every,
+            stop_flag: config.stop_flag.clone(),
             uploads: 0,
         }
     }
@@ -148,6 +152,10 @@ impl Backend for CpuBackend {
             .chunks(batch_size)
             .take(max_steps.try_into().unwrap_or(usize::MAX))
         {
+            if self.stop_flag.as_ref().is_some_and(StopFlag::is_requested) {
+                result.stopped = true;
+                break;
+            }
             let loss = self.forward_backward_rows(data.dataset(), indices, indices.len(), 0);
             let step = self.net.step_count() + 1;
             if !loss.is_finite() {

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::UpdateRule;
+use crate::stop::StopFlag;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use wgpu::util::DeviceExt;
@@ -91,6 +92,8 @@ pub struct GpuBackend {
     /// Optimizer state slots per parameter.
     pub(super) slots: usize,
     pub(super) uniform_align: u64,
+    /// Checked before every submission of `train_steps`.
+    pub(super) stop_flag: Option<StopFlag>,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -352,6 +355,7 @@ impl GpuBackend {
             t: 0,
             slots: optimizer.state_slots(),
             uniform_align,
+            stop_flag: config.stop_flag.clone(),
             ctx,
         };
         backend.ctx.check()?;
@@ -712,14 +716,20 @@ impl Backend for GpuBackend {
                 self.plan(key);
             }
         }
+        // Steps submitted: all of them unless the stop flag, checked before
+        // each submission, ends it early.
+        let mut submitted = 0;
         if self.streamed {
-            self.stream_epoch(data.dataset(), order, &batches)?;
+            submitted = self.stream_epoch(data.dataset(), order, &batches)?;
         }
         for (chunk_index, chunk) in batches
             .chunks(STEPS_PER_SUBMIT)
             .enumerate()
             .filter(|_| !self.streamed)
         {
+            if self.stop_flag.as_ref().is_some_and(StopFlag::is_requested) {
+                break;
+            }
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             if chunk_index == 0 {
                 self.snapshot(&mut encoder);
@@ -735,6 +745,15 @@ impl Backend for GpuBackend {
                 }
             }
             self.ctx.queue.submit([encoder.finish()]);
+            submitted += chunk.len();
+        }
+        let stopped = submitted < batches.len();
+        let batches = &batches[..submitted];
+        if batches.is_empty() {
+            return Ok(StepsLoss {
+                stopped,
+                ..StepsLoss::default()
+            });
         }
         self.t += batches.len() as u64;
         let results = self.read_results(batches.len())?;
@@ -744,14 +763,21 @@ impl Backend for GpuBackend {
             // keeps: everything as it was before the bad step.
             self.restore(first_t)?;
             if bad > 0 {
-                self.train_steps(data, order, batch_size, bad as u64, lr)?;
+                // The good steps run again whole, whatever the stop flag says.
+                let stop_flag = self.stop_flag.take();
+                let rerun = self.train_steps(data, order, batch_size, bad as u64, lr);
+                self.stop_flag = stop_flag;
+                rerun?;
             }
             return Err(Error::Diverged {
                 step: first_t + bad as u64 + 1,
                 loss: results[2 * bad] as f64,
             });
         }
-        let mut epoch = StepsLoss::default();
+        let mut epoch = StepsLoss {
+            stopped,
+            ..StepsLoss::default()
+        };
         if (0..batches.len()).any(|s| self.samples_norms_at(first_t, s)) {
             let layers = self.mlp.layers().len();
             let bytes = self.ctx.read(

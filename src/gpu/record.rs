@@ -8,6 +8,7 @@ use super::resources::Scratch;
 use super::uniforms::StepParams;
 use crate::data::Dataset;
 use crate::error::Result;
+use crate::stop::StopFlag;
 
 impl GpuBackend {
     /// Records the forward pass, the loss, and (with `train`) the backward
@@ -138,18 +139,23 @@ impl GpuBackend {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    /// Uploads rows `start..end` of `data` into the batch buffers.
     /// The epoch's steps with the data in host memory: each pass's rows are
     /// gathered here, written, and submitted before the next pass's.
+    /// Returns the steps submitted: all, unless the stop flag, checked
+    /// before each step, ends it early.
     pub(crate) fn stream_epoch(
         &self,
         train: &Dataset,
         order: &[u32],
         batches: &[(usize, usize)],
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let mut scratch = Scratch::default();
         let queue = &self.ctx.queue;
         for (slot, &(start, end)) in batches.iter().enumerate() {
+            if self.stop_flag.as_ref().is_some_and(StopFlag::is_requested) {
+                self.ctx.check()?;
+                return Ok(slot);
+            }
             let len = end - start;
             let keys: Vec<PassKey> = PassKey::training(len, len, 0, self.capacity).collect();
             for (i, key) in keys.iter().enumerate() {
@@ -169,7 +175,8 @@ impl GpuBackend {
                 queue.submit([encoder.finish()]);
             }
         }
-        self.ctx.check()
+        self.ctx.check()?;
+        Ok(batches.len())
     }
 
     /// Whether the step in `slot` of the epoch being recorded (t not yet
