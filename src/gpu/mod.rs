@@ -17,6 +17,7 @@ mod record;
 mod resources;
 mod tiling;
 mod uniforms;
+mod unroll;
 
 pub use backend::GpuBackend;
 pub use context::{AdapterSummary, GpuContext, adapters};

@@ -1,9 +1,11 @@
 //! How a matmul is tiled, which tiling runs for which product, and the
-//! generator of the unrolled kernels (`matmul_direct`, `matmul_texture_*`)
-//! whose template is shaders/matmul_unrolled.wgsl. The choice is made here
+//! source of each matmul module: shaders/matmul.wgsl with the kernel of the
+//! tiling's kind (matmul_tiled.wgsl, or the unrolled matmul_direct.wgsl
+//! and matmul_texture.wgsl expanded by `unroll`). The choice is made here
 //! and nowhere else.
 
 use super::pipelines::common_source;
+use super::unroll::{Bindings, expand};
 
 /// How the tiled matmul is blocked; the numbers reach WGSL as `const`s in a
 /// preamble, so they are written down only here.
@@ -164,11 +166,7 @@ impl MatmulTiling {
         );
         match self.kind {
             MatmulKind::Shared => source += include_str!("../../shaders/matmul_tiled.wgsl"),
-            MatmulKind::Direct => {
-                source += "@group(0) @binding(1) var<storage, read> a: array<f32>;\n";
-                source += "@group(0) @binding(2) var<storage, read> b: array<f32>;\n";
-                source += &self.direct_kernel();
-            }
+            MatmulKind::Direct => source += &self.direct_kernel(),
             MatmulKind::Texture => {
                 source += "@group(0) @binding(1) var ta: texture_2d<f32>;\n";
                 source += "@group(0) @binding(2) var tb: texture_2d<f32>;\n";
@@ -182,183 +180,24 @@ impl MatmulTiling {
         source
     }
 
-    /// `matmul_direct`: the product without workgroup memory or barriers,
-    /// for CPU implementations of Vulkan (lavapipe). There a workgroup runs
-    /// as a SIMD loop over its invocations, caches do what workgroup tiles
-    /// do on a GPU, barriers are expensive, and every load from a storage
-    /// buffer costs tens of cycles (per-lane robustness checks). So each
-    /// thread computes a large RM × RN block of contiguous rows and columns:
-    /// RM + RN loads feed RM · RN multiply-adds per step of k. The block is
-    /// unrolled into named vec4 accumulators here because llvmpipe's LLVM
-    /// keeps a large array in memory (3× slower, measured).
+    /// `matmul_direct`, expanded from its template for this block.
     fn direct_kernel(&self) -> String {
-        let (rm, groups) = (self.rm, self.rn / 4);
-        let mut k = String::new();
-        k += "@compute @workgroup_size(WG_X, WG_Y, 1)\n";
-        k += "fn matmul_direct(@builtin(global_invocation_id) gid: vec3<u32>) {\n";
-        k += "    let row = gid.y * RM;\n    let col = gid.x * RN;\n";
-        // Rows and columns past the edge read the last valid one (always in
-        // bounds, no branch); store_one drops their results.
-        for r in 0..rm {
-            k += &format!("    let ar{r} = min(row + {r}u, shape.m - 1u);\n");
-        }
-        for j in 0..4 * groups {
-            k += &format!("    let bc{j} = min(col + {j}u, shape.n - 1u);\n");
-        }
-        for r in 0..rm {
-            for g in 0..groups {
-                k += &format!("    var acc{r}_{g} = vec4<f32>(0.0);\n");
-            }
-        }
-        k += "    for (var kk = 0u; kk < shape.k; kk++) {\n";
-        for g in 0..groups {
-            let b =
-                |j: u32| format!("b[select(kk * shape.n + bc{j}, bc{j} * shape.k + kk, TRANS_B)]");
-            let j = 4 * g;
-            k += &format!(
-                "        let b{g} = vec4<f32>({}, {}, {}, {});\n",
-                b(j),
-                b(j + 1),
-                b(j + 2),
-                b(j + 3)
-            );
-        }
-        for r in 0..rm {
-            k += &format!(
-                "        let a{r} = vec4<f32>(a[select(ar{r} * shape.k + kk, kk * shape.m + ar{r}, TRANS_A)]);\n"
-            );
-            for g in 0..groups {
-                k += &format!("        acc{r}_{g} = fma(a{r}, b{g}, acc{r}_{g});\n");
-            }
-        }
-        k += "    }\n";
-        // Through an array and a loop: the epilogue compiled once, not
-        // RM · RN times. The bound is opaque to LLVM (shape.m is never
-        // u32::MAX) so that it does not unroll the loop again.
-        let blocks = rm * groups;
-        k += &format!("    var out: array<vec4<f32>, {blocks}>;\n");
-        for r in 0..rm {
-            for g in 0..groups {
-                k += &format!("    out[{}] = acc{r}_{g};\n", r * groups + g);
-            }
-        }
-        k += &format!("    let blocks = select({blocks}u, 0u, shape.m == 0xffffffffu);\n");
-        k += "    for (var i = 0u; i < blocks; i++) {\n";
-        k += &format!("        let r = i / {groups}u;\n        let c0 = (i % {groups}u) * 4u;\n");
-        k += "        for (var j = 0u; j < 4u; j++) {\n";
-        k += "            store_one(row + r, col + c0 + j, out[i][j]);\n";
-        k += "        }\n    }\n}\n";
-        k
+        let bindings = Bindings::default()
+            .number("RM", self.rm as i64)
+            .number("RN", self.rn as i64)
+            .number("GROUPS", (self.rn / 4) as i64);
+        expand(include_str!("../../shaders/matmul_direct.wgsl"), &bindings)
     }
 
-    /// `matmul_texture_{n,t}{n,t}`: like `matmul_direct`, but the operands
-    /// are textures packed by shaders/pack.wgsl, each texel four consecutive
-    /// values of a row as stored. A texel fetch on lavapipe is vectorised
-    /// (no per-lane loop with bounds branches, as a storage-buffer load has)
-    /// and brings four values: 13–22 GFLOP/s against 3 for `matmul_direct`
-    /// (measured, docs/performance.md). K advances a quad at a time; the
-    /// packing pads every operand with zeros to whole quads along K, so no
-    /// edge test is needed inside the loop. Per quad a thread fetches
-    /// RM + RN texels for 4 · RM · RN multiply-adds, in the same k order as
-    /// the CPU.
+    /// `matmul_texture_{n,t}{n,t}`, expanded from its template for this
+    /// block.
     fn texture_kernel(&self, trans_a: bool, trans_b: bool) -> String {
-        let (rm, rn) = (self.rm, self.rn);
-        let mut k = String::new();
-        k += "@compute @workgroup_size(WG_X, WG_Y, 1)\n";
-        k += &format!(
-            "fn {}(@builtin(global_invocation_id) gid: vec3<u32>) {{\n",
-            self.entry_point(trans_a, trans_b)
-        );
-        k += "    let row = gid.y * RM;\n    let col = gid.x * RN;\n";
-        // Coordinates past the edge are clamped to the last valid row or
-        // texel (always in bounds, no branch); store_one drops their results.
-        if trans_a {
-            // A stored K × M: texel (m / 4, k) holds a(m..m+4, k).
-            for g in 0..rm / 4 {
-                k += &format!(
-                    "    let ax{g} = i32(min(row / 4u + {g}u, (shape.m + 3u) / 4u - 1u));\n"
-                );
-            }
-        } else {
-            // A stored M × K: texel (k / 4, m) holds a(m, k..k+4).
-            for r in 0..rm {
-                k += &format!("    let ay{r} = i32(min(row + {r}u, shape.m - 1u));\n");
-            }
-        }
-        if trans_b {
-            // B stored N × K: texel (k / 4, n) holds b(k..k+4, n).
-            for j in 0..rn {
-                k += &format!("    let by{j} = i32(min(col + {j}u, shape.n - 1u));\n");
-            }
-        } else {
-            // B stored K × N: texel (n / 4, k) holds b(k, n..n+4).
-            for g in 0..rn / 4 {
-                k += &format!(
-                    "    let bx{g} = i32(min(col / 4u + {g}u, (shape.n + 3u) / 4u - 1u));\n"
-                );
-            }
-        }
-        for r in 0..rm {
-            for j in 0..rn {
-                k += &format!("    var acc{r}_{j} = 0.0;\n");
-            }
-        }
-        const LANE: [char; 4] = ['x', 'y', 'z', 'w'];
-        k += "    let quads = i32((shape.k + 3u) / 4u);\n";
-        k += "    for (var q = 0i; q < quads; q++) {\n";
-        // a(r, kk) and b(kk, j) as WGSL expressions over the fetched texels.
-        let a: Box<dyn Fn(u32, usize) -> String> = if trans_a {
-            for kk in 0..4 {
-                for g in 0..rm / 4 {
-                    k += &format!(
-                        "        let a{kk}_{g} = textureLoad(ta, vec2<i32>(ax{g}, 4i * q + {kk}i), 0);\n"
-                    );
-                }
-            }
-            Box::new(|r, kk| format!("a{kk}_{}.{}", r / 4, LANE[r as usize % 4]))
-        } else {
-            for r in 0..rm {
-                k += &format!("        let a{r} = textureLoad(ta, vec2<i32>(q, ay{r}), 0);\n");
-            }
-            Box::new(|r, kk| format!("a{r}.{}", LANE[kk]))
-        };
-        let b: Box<dyn Fn(usize, u32) -> String> = if trans_b {
-            for j in 0..rn {
-                k += &format!("        let b{j} = textureLoad(tb, vec2<i32>(q, by{j}), 0);\n");
-            }
-            Box::new(|kk, j| format!("b{j}.{}", LANE[kk]))
-        } else {
-            for kk in 0..4 {
-                for g in 0..rn / 4 {
-                    k += &format!(
-                        "        let b{kk}_{g} = textureLoad(tb, vec2<i32>(bx{g}, 4i * q + {kk}i), 0);\n"
-                    );
-                }
-            }
-            Box::new(|kk, j| format!("b{kk}_{}.{}", j / 4, LANE[j as usize % 4]))
-        };
-        for r in 0..rm {
-            for j in 0..rn {
-                let mut sum = format!("acc{r}_{j}");
-                for kk in 0..4 {
-                    sum = format!("fma({}, {}, {sum})", a(r, kk), b(kk, j));
-                }
-                k += &format!("        acc{r}_{j} = {sum};\n");
-            }
-        }
-        k += "    }\n";
-        // The epilogue through an array and a loop, as in matmul_direct.
-        let blocks = rm * rn;
-        k += &format!("    var out: array<f32, {blocks}>;\n");
-        for r in 0..rm {
-            for j in 0..rn {
-                k += &format!("    out[{}] = acc{r}_{j};\n", r * rn + j);
-            }
-        }
-        k += &format!("    let blocks = select({blocks}u, 0u, shape.m == 0xffffffffu);\n");
-        k += "    for (var i = 0u; i < blocks; i++) {\n";
-        k += "        store_one(row + i / RN, col + i % RN, out[i]);\n    }\n}\n";
-        k
+        let bindings = Bindings::default()
+            .number("RM", self.rm as i64)
+            .number("RN", self.rn as i64)
+            .flag("TRANS_A", trans_a)
+            .flag("TRANS_B", trans_b);
+        expand(include_str!("../../shaders/matmul_texture.wgsl"), &bindings)
     }
 
     fn preamble(&self) -> String {
@@ -561,6 +400,40 @@ mod tests {
             "shared-by-shape:x",
         ] {
             assert_eq!(MatmulChoice::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unrolled_kernels_expand_to_the_block_they_name() {
+        for (rm, rn) in [(4, 4), (8, 8), (16, 8), (8, 16)] {
+            let texture = MatmulTiling {
+                rm,
+                rn,
+                ..MatmulTiling::texture()
+            };
+            let source = texture.source();
+            let directive = |text: &str| text.lines().any(|l| l.trim_start().starts_with("//#"));
+            assert!(!directive(&source), "a directive was left in:\n{source}");
+            for name in ["nn", "nt", "tn", "tt"] {
+                let header = format!("fn matmul_texture_{name}(");
+                assert_eq!(source.matches(&header).count(), 1, "{header}");
+            }
+            // Each variant declares RM · RN accumulators and updates each
+            // of them four times a quad.
+            let last = format!("var acc{}_{} = 0.0;", rm - 1, rn - 1);
+            assert_eq!(source.matches(&last).count(), 4, "{last}");
+            let updates = source.matches("= fma(").count();
+            assert_eq!(updates as u32, 4 * 4 * rm * rn, "fma lines for {rm} × {rn}");
+            let direct = MatmulTiling {
+                rm,
+                rn,
+                ..MatmulTiling::direct()
+            }
+            .source();
+            assert!(!directive(&direct), "a directive was left in:\n{direct}");
+            let last = format!("var acc{}_{} = vec4<f32>(0.0);", rm - 1, rn / 4 - 1);
+            assert_eq!(direct.matches(&last).count(), 1, "{last}");
+            assert_eq!(direct.matches("= fma(").count() as u32, rm * rn / 4);
         }
     }
 
