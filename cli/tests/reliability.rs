@@ -1,0 +1,202 @@
+//! The program's reliability: reproducible output files, no false error
+//! lines, bad input refused with one clear line. GPU cases need a wgpu
+//! adapter (without a GPU: `apt-get install mesa-vulkan-drivers`).
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+const GPU_HINT: &str =
+    "GPU cases need a Vulkan adapter; without a GPU: apt-get install mesa-vulkan-drivers";
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!(
+            "retroprop-reliability-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn arg(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Output {
+    code: i32,
+    stderr: String,
+}
+
+/// Runs `retroprop args` with `remove` taken out of the environment,
+/// asserting it did not panic.
+fn run_without(remove: &[&str], args: &[&str]) -> Output {
+    let mut command = Command::cargo_bin("retroprop").unwrap();
+    for name in remove {
+        command.env_remove(name);
+    }
+    let out = command.args(args).output().unwrap();
+    let output = Output {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    };
+    assert!(
+        !output.stderr.contains("panicked"),
+        "retroprop {args:?} panicked:\n{}",
+        output.stderr
+    );
+    output
+}
+
+fn run(args: &[&str]) -> Output {
+    run_without(&[], args)
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    let hint = if args.contains(&"gpu") { GPU_HINT } else { "" };
+    assert_eq!(
+        out.code, 0,
+        "retroprop {args:?} failed:\n{}\n{hint}",
+        out.stderr
+    );
+    out
+}
+
+/// Three classes from two features: 60 rows, a fixed pattern (no RNG).
+fn classes_csv(dir: &Dir) -> String {
+    let mut text = String::from("a,b,label\n");
+    for i in 0..60 {
+        let x = ((i * 37) % 60) as f32 / 30.0 - 1.0;
+        let y = ((i * 11) % 60) as f32 / 30.0 - 1.0;
+        let label = if x + y > 0.5 {
+            2
+        } else if x > y {
+            1
+        } else {
+            0
+        };
+        text += &format!("{x},{y},{label}\n");
+    }
+    let path = dir.path("classes.csv");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A metrics file with its timing column removed: CSV by header name,
+/// JSON lines by key.
+fn metrics_without_timing(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        return text
+            .lines()
+            .map(|line| {
+                let mut value: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}: `{line}` is not JSON: {e}", path.display()));
+                value.as_object_mut().unwrap().remove("seconds");
+                value.to_string()
+            })
+            .collect();
+    }
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let seconds = header
+        .iter()
+        .position(|c| *c == "seconds")
+        .unwrap_or_else(|| panic!("{}: no seconds column in {header:?}", path.display()));
+    std::iter::once(header.join(","))
+        .chain(lines.map(|line| {
+            let mut cells: Vec<&str> = line.split(',').collect();
+            cells.remove(seconds);
+            cells.join(",")
+        }))
+        .collect()
+}
+
+/// Two runs with the same inputs and seed write the same bytes to --save
+/// and --checkpoint, and the same metrics apart from the timing column.
+fn identical_runs_write_identical_files(device: &str, metrics: &str) {
+    let dir = Dir::new(&format!("identical-{device}-{metrics}"));
+    let data = classes_csv(&dir);
+    let run_once = |name: &str| {
+        ok(&[
+            "train",
+            "--data",
+            &data,
+            "--arch",
+            "2,8,3",
+            "--activations",
+            "tanh",
+            "--standardize",
+            "--val-split",
+            "0.25",
+            "--dropout",
+            "0.1",
+            "--norms-every",
+            "2",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--seed",
+            "7",
+            "--device",
+            device,
+            "--quiet",
+            "--save",
+            &dir.arg(&format!("{name}-model.safetensors")),
+            "--checkpoint",
+            &dir.arg(&format!("{name}-checkpoint.safetensors")),
+            "--metrics",
+            &dir.arg(&format!("{name}.{metrics}")),
+        ]);
+    };
+    run_once("first");
+    run_once("second");
+    for file in ["model", "checkpoint"] {
+        let first = std::fs::read(dir.path(&format!("first-{file}.safetensors"))).unwrap();
+        let second = std::fs::read(dir.path(&format!("second-{file}.safetensors"))).unwrap();
+        let differ = first.iter().zip(&second).position(|(a, b)| a != b);
+        assert!(
+            first == second,
+            "{device}: two identical runs wrote different {file} files ({} and {} bytes, first difference at byte {differ:?}):\n{}\n{}",
+            first.len(),
+            second.len(),
+            String::from_utf8_lossy(&first[..first.len().min(600)]),
+            String::from_utf8_lossy(&second[..second.len().min(600)]),
+        );
+    }
+    let first = metrics_without_timing(&dir.path(&format!("first.{metrics}")));
+    let second = metrics_without_timing(&dir.path(&format!("second.{metrics}")));
+    assert!(
+        first.len() > 3,
+        "{device}: too few metrics lines: {first:?}"
+    );
+    assert_eq!(
+        first, second,
+        "{device}: two identical runs wrote different {metrics} metrics"
+    );
+}
+
+#[test]
+fn identical_cpu_runs_write_identical_files() {
+    identical_runs_write_identical_files("cpu", "csv");
+    identical_runs_write_identical_files("cpu", "jsonl");
+}
+
+#[test]
+fn identical_gpu_runs_write_identical_files() {
+    identical_runs_write_identical_files("gpu", "csv");
+    identical_runs_write_identical_files("gpu", "jsonl");
+}
