@@ -36,6 +36,7 @@ impl Drop for Dir {
 
 struct Output {
     code: i32,
+    stdout: String,
     stderr: String,
 }
 
@@ -49,6 +50,7 @@ fn run_without(remove: &[&str], args: &[&str]) -> Output {
     let out = command.args(args).output().unwrap();
     let output = Output {
         code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
         stderr: String::from_utf8_lossy(&out.stderr).to_string(),
     };
     assert!(
@@ -199,4 +201,48 @@ fn identical_cpu_runs_write_identical_files() {
 fn identical_gpu_runs_write_identical_files() {
     identical_runs_write_identical_files("gpu", "csv");
     identical_runs_write_identical_files("gpu", "jsonl");
+}
+
+/// With XDG_RUNTIME_DIR unset, as on a headless server, no command passes
+/// on the Vulkan driver's complaint about it: we open Vulkan without the
+/// window-system extensions that make Mesa look for a display.
+#[test]
+fn headless_commands_print_no_display_errors() {
+    let dir = Dir::new("headless");
+    let data = classes_csv(&dir);
+    let train = |device: &'static str| {
+        vec![
+            "train", "--data", &data, "--epochs", "1", "--quiet", "--device", device,
+        ]
+    };
+    let devices = run_without(&["XDG_RUNTIME_DIR"], &["devices"]);
+    assert!(
+        devices.code == 0 && devices.stdout.contains("[0] "),
+        "retroprop devices lists no adapter (status {}):\n{}{}\n{GPU_HINT}",
+        devices.code,
+        devices.stdout,
+        devices.stderr
+    );
+    let mut outputs = vec![("devices".to_string(), devices)];
+    for device in ["cpu", "auto", "gpu"] {
+        let args = train(device);
+        let out = run_without(&["XDG_RUNTIME_DIR"], &args);
+        assert_eq!(
+            out.code, 0,
+            "retroprop {args:?} failed:\n{}\n{GPU_HINT}",
+            out.stderr
+        );
+        outputs.push((format!("train --device {device}"), out));
+    }
+    for (command, out) in outputs {
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("XDG_RUNTIME_DIR"))
+            .collect();
+        assert!(
+            lines.is_empty(),
+            "retroprop {command} without XDG_RUNTIME_DIR printed {lines:?}"
+        );
+    }
 }
