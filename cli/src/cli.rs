@@ -229,7 +229,7 @@ pub struct BenchArgs {
     /// Batch sizes, comma separated.
     #[arg(long, default_value = "64,1024")]
     pub batch: String,
-    /// Timed steps per run (after 5 warm-up steps).
+    /// Timed steps per run (after 5 warm-up steps); at least 1.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
     /// Layer sizes of the network.

@@ -246,3 +246,145 @@ fn headless_commands_print_no_display_errors() {
         );
     }
 }
+
+/// A failing run: status 1, one line on stderr, mentioning every part.
+fn refused(env: &[(&str, &str)], args: &[&str], parts: &[&str]) {
+    let mut command = Command::cargo_bin("retroprop").unwrap();
+    let out = command
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "retroprop {args:?} {env:?}: status {:?}, stderr:\n{stderr}",
+        out.status
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "retroprop {args:?} {env:?}: not one line:\n{stderr}"
+    );
+    for part in parts {
+        assert!(
+            stderr.contains(part),
+            "retroprop {args:?} {env:?}: stderr does not mention `{part}`:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn bce_target_outside_zero_one_is_refused() {
+    let dir = Dir::new("bce");
+    let data = dir.path("bce.csv");
+    std::fs::write(&data, "a,b,y\n0,0,0\n0,1,1\n1,0,2\n1,1,0\n").unwrap();
+    let data = data.to_str().unwrap();
+    for device in ["cpu", "gpu"] {
+        refused(
+            &[],
+            &[
+                "train",
+                "--data",
+                data,
+                "--loss",
+                "bce_with_logits",
+                "--epochs",
+                "1",
+                "--device",
+                device,
+                "--quiet",
+            ],
+            &[data, "target 2 at row 2, target column 0", "outside [0, 1]"],
+        );
+    }
+}
+
+#[test]
+fn network_larger_than_memory_is_refused_not_aborted() {
+    let dir = Dir::new("too-large");
+    let data = dir.path("wide.csv");
+    let row = |label: usize| format!("{}{label}\n", "0.5,".repeat(784));
+    std::fs::write(&data, row(0) + &row(1) + &row(2)).unwrap();
+    let data = data.to_str().unwrap();
+    for device in ["cpu", "gpu", "auto"] {
+        refused(
+            &[],
+            &[
+                "train",
+                "--data",
+                data,
+                "--arch",
+                "784,16777216,16777216,10",
+                "--device",
+                device,
+                "--quiet",
+            ],
+            &["too large", "GiB", "layer 1 (16777216 → 16777216)"],
+        );
+    }
+}
+
+#[test]
+fn matmul_tiling_that_overflows_is_refused() {
+    for tiling in ["shared:2147483649x2x4x4x4", "direct:8x4x16x128x16"] {
+        refused(
+            &[("RETROPROP_MATMUL", tiling)],
+            &["devices"],
+            &["RETROPROP_MATMUL", tiling, "at most 1024 threads"],
+        );
+    }
+}
+
+#[test]
+fn bench_refuses_zero_steps() {
+    refused(
+        &[],
+        &[
+            "bench",
+            "--steps",
+            "0",
+            "--devices",
+            "cpu",
+            "--arch",
+            "4,4,2",
+        ],
+        &["--steps must be at least 1"],
+    );
+}
+
+/// `bench --full` measures step time against width on nets with --arch's
+/// classes; it used 10 outputs, which labels past 9 do not fit.
+#[test]
+fn bench_full_runs_with_more_than_ten_classes() {
+    let out = ok(&[
+        "bench",
+        "--full",
+        "--devices",
+        "cpu",
+        "--arch",
+        "4,8,12",
+        "--batch",
+        "4",
+        "--samples",
+        "64",
+        "--steps",
+        "1",
+        "--json",
+    ]);
+    let widths: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "width_scaling")
+        .collect();
+    assert!(!widths.is_empty(), "no width_scaling runs:\n{}", out.stdout);
+    for run in widths {
+        let arch = run["arch"].as_str().unwrap();
+        assert!(
+            arch.starts_with("4-") && arch.ends_with("-12"),
+            "width net {arch} does not keep 4 inputs and 12 classes"
+        );
+    }
+}
