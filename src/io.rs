@@ -147,13 +147,17 @@ pub fn save_checkpoint(
 /// Reads a checkpoint written by [`save_checkpoint`]: the model, the name of
 /// the optimizer it was written with, and the checkpoint.
 pub fn load_checkpoint(path: &Path) -> Result<(LoadedModel, String, Checkpoint)> {
-    let model = load_model(path)?;
-    let buffer = read_file(path)?;
+    parse_checkpoint(&read_file(path)?, path)
+}
+
+/// [`load_checkpoint`] on a file's bytes; `path` names it in errors.
+pub fn parse_checkpoint(buffer: &[u8], path: &Path) -> Result<(LoadedModel, String, Checkpoint)> {
+    let model = parse_model(buffer, path)?;
     let parse = |message: String| Error::Parse {
         path: path.to_path_buf(),
         message,
     };
-    let (meta, file) = open_safetensors(&buffer, path)?;
+    let (meta, file) = open_safetensors(buffer, path)?;
     let field = |key: &str| {
         meta.get(key).ok_or_else(|| {
             parse(format!(
@@ -371,12 +375,16 @@ fn parse_list<T: std::str::FromStr>(path: &Path, key: &str, text: &str) -> Resul
 /// Reads a model file written by [`save_model`] or by
 /// `safetensors.torch.save_file(model.state_dict(), path)`.
 pub fn load_model(path: &Path) -> Result<LoadedModel> {
-    let buffer = read_file(path)?;
+    parse_model(&read_file(path)?, path)
+}
+
+/// [`load_model`] on a file's bytes; `path` names it in errors.
+pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
     let parse = |message: String| Error::Parse {
         path: path.to_path_buf(),
         message,
     };
-    let (meta, file) = open_safetensors(&buffer, path)?;
+    let (meta, file) = open_safetensors(buffer, path)?;
     let layers = (0..)
         .take_while(|l| file.tensor(&format!("layers.{l}.weight")).is_ok())
         .count();
@@ -540,12 +548,17 @@ impl Dataset {
     /// `classes`, `y` must hold non-negative integers.
     pub fn from_safetensors(path: impl AsRef<Path>, classes: bool) -> Result<Dataset> {
         let path = path.as_ref();
-        let buffer = read_file(path)?;
+        Dataset::from_safetensors_bytes(&read_file(path)?, path, classes)
+    }
+
+    /// [`from_safetensors`](Self::from_safetensors) on a file's bytes;
+    /// `path` names it in errors.
+    pub fn from_safetensors_bytes(buffer: &[u8], path: &Path, classes: bool) -> Result<Dataset> {
         let parse = |message: String| Error::Parse {
             path: path.to_path_buf(),
             message,
         };
-        let (_, file) = open_safetensors(&buffer, path)?;
+        let (_, file) = open_safetensors(buffer, path)?;
         let x = file
             .tensor("x")
             .map_err(|_| parse("tensor x is missing (expected x [rows, features] and y)".into()))?;
