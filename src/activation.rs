@@ -181,6 +181,45 @@ impl fmt::Display for Activation {
     }
 }
 
+impl Activation {
+    /// Parses a comma list of activations for a network of `layers` layers:
+    /// one name, for every hidden layer (the output layer is then
+    /// identity), or one per layer. Messages read after the list's name,
+    /// e.g. `--activations lists 3 activations, but …` or `--activations
+    /// entry 2: unknown activation …`.
+    ///
+    /// ```
+    /// use retroprop::Activation;
+    /// let one = Activation::parse_list("relu", 3)?;
+    /// assert_eq!(one, [Activation::Relu, Activation::Relu, Activation::Identity]);
+    /// assert_eq!(Activation::parse_list("tanh,sigmoid", 2)?, [Activation::Tanh, Activation::Sigmoid]);
+    /// assert!(Activation::parse_list("relu,relu", 3).is_err());
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse_list(text: &str, layers: usize) -> Result<Vec<Activation>, String> {
+        let list: Vec<Activation> = text
+            .split(',')
+            .enumerate()
+            .map(|(i, a)| a.parse().map_err(|e| format!("entry {}: {e}", i + 1)))
+            .collect::<Result<_, _>>()?;
+        match list.len() {
+            1 => Ok((0..layers)
+                .map(|l| {
+                    if l + 1 == layers {
+                        Activation::Identity
+                    } else {
+                        list[0]
+                    }
+                })
+                .collect()),
+            n if n == layers => Ok(list),
+            n => Err(format!(
+                "lists {n} activations, but the network has {layers} layers (give 1 or {layers})"
+            )),
+        }
+    }
+}
+
 impl FromStr for Activation {
     type Err = String;
 

@@ -46,6 +46,22 @@ pub enum Error {
         /// Number of classes the network outputs.
         classes: usize,
     },
+    /// A target its loss cannot take: BCE's targets are probabilities.
+    #[error(
+        "{what}: target {value} at row {row}, target column {column} (both 0-based) is outside [0, 1]; {loss} takes probabilities"
+    )]
+    TargetOutOfRange {
+        /// The data, e.g. "training data" or a file name.
+        what: String,
+        /// Zero-based row.
+        row: usize,
+        /// Zero-based column among the targets.
+        column: usize,
+        /// The value found.
+        value: f64,
+        /// The loss, e.g. bce_with_logits.
+        loss: String,
+    },
     /// A layer with zero inputs or outputs.
     #[error("layer {layer} has zero {side}; every layer needs at least one input and one output")]
     ZeroSizedLayer {
@@ -99,6 +115,9 @@ pub enum Error {
         /// Why it could not be used.
         reason: String,
     },
+    /// A network or buffer larger than this machine can hold or address.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// The GPU device failed (lost, out of memory, validation).
     #[error("GPU error: {0}")]
     Gpu(String),

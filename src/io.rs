@@ -23,7 +23,7 @@ use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::train::Checkpoint;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -97,7 +97,7 @@ fn join<T: ToString>(values: &[T]) -> String {
 /// temporary file beside it, are flushed to disk, and only then renamed
 /// over `path`. Refuses parameters that are NaN or infinite.
 pub fn save_model(path: &Path, model: &SavedModel) -> Result<()> {
-    write_model(path, model, Vec::new(), HashMap::new())
+    write_model(path, model, Vec::new(), BTreeMap::new())
 }
 
 /// [`save_model`] for a run stopped before its end (a
@@ -140,7 +140,7 @@ pub fn save_checkpoint(
         vec![slots, n],
     )];
     let (lr, best, bad, cooldown) = checkpoint.scheduler;
-    let mut meta = HashMap::new();
+    let mut meta = BTreeMap::new();
     meta.insert("retroprop.optimizer".to_string(), optimizer.to_string());
     meta.insert("retroprop.step".to_string(), checkpoint.step.to_string());
     meta.insert("retroprop.epoch".to_string(), checkpoint.epoch.to_string());
@@ -162,13 +162,17 @@ pub fn save_checkpoint(
 /// Reads a checkpoint written by [`save_checkpoint`]: the model, the name of
 /// the optimizer it was written with, and the checkpoint.
 pub fn load_checkpoint(path: &Path) -> Result<(LoadedModel, String, Checkpoint)> {
-    let model = load_model(path)?;
-    let buffer = read_file(path)?;
+    parse_checkpoint(&read_file(path)?, path)
+}
+
+/// [`load_checkpoint`] on a file's bytes; `path` names it in errors.
+pub fn parse_checkpoint(buffer: &[u8], path: &Path) -> Result<(LoadedModel, String, Checkpoint)> {
+    let model = parse_model(buffer, path)?;
     let parse = |message: String| Error::Parse {
         path: path.to_path_buf(),
         message,
     };
-    let (meta, file) = open_safetensors(&buffer, path)?;
+    let (meta, file) = open_safetensors(buffer, path)?;
     let field = |key: &str| {
         meta.get(key).ok_or_else(|| {
             parse(format!(
@@ -216,7 +220,7 @@ fn write_model(
     path: &Path,
     model: &SavedModel,
     extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
-    extra_metadata: HashMap<String, String>,
+    extra_metadata: BTreeMap<String, String>,
 ) -> Result<()> {
     if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
         return Err(Error::Config(format!(
@@ -226,7 +230,7 @@ fn write_model(
         )));
     }
     let mlp = &model.mlp;
-    let mut metadata = HashMap::new();
+    let mut metadata = BTreeMap::new();
     metadata.insert("format".to_string(), "pt".to_string());
     metadata.insert(
         "retroprop.version".to_string(),
@@ -254,19 +258,83 @@ fn write_model(
             vec![layer.outputs],
         ));
     }
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(name, data, shape)| {
-            let view =
-                TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
-            (name.clone(), view)
-        })
-        .collect();
-    let encoded = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Parse {
+    let encoded = encode_f32_safetensors(tensors, &metadata).map_err(|message| Error::Parse {
         path: path.to_path_buf(),
-        message: format!("encoding: {e}"),
+        message,
     })?;
     write_atomic(path, &encoded)
+}
+
+/// The safetensors crate's own header limit: a larger one does not load.
+const MAX_HEADER_BYTES: usize = 100_000_000;
+
+/// Encodes float32 tensors `(name, little-endian bytes, shape)` and string
+/// metadata as a safetensors file whose bytes depend only on the contents:
+/// the header lists the metadata in key order and the tensors in name
+/// order. (`safetensors::serialize` takes the metadata as a `HashMap` and
+/// writes it in that map's random order, so equal models gave different
+/// files.)
+fn encode_f32_safetensors(
+    mut tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
+    metadata: &BTreeMap<String, String>,
+) -> std::result::Result<Vec<u8>, String> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let entries: Vec<String> = metadata
+        .iter()
+        .map(|(key, value)| format!("{}:{}", json_string(key), json_string(value)))
+        .collect();
+    let mut header = format!("{{\"__metadata__\":{{{}}}", entries.join(","));
+    let mut offset = 0;
+    for (name, data, shape) in &tensors {
+        let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if elements.and_then(|n| n.checked_mul(4)) != Some(data.len()) {
+            return Err(format!(
+                "tensor {name}: shape {shape:?} does not match its {} bytes",
+                data.len()
+            ));
+        }
+        header += &format!(
+            ",{}:{{\"dtype\":\"F32\",\"shape\":{},\"data_offsets\":[{offset},{}]}}",
+            json_string(name),
+            format_args!("[{}]", join(shape)),
+            offset + data.len()
+        );
+        offset += data.len();
+    }
+    header.push('}');
+    // Tensor data starts 8-byte aligned, as the format asks.
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    if header.len() > MAX_HEADER_BYTES {
+        return Err(format!(
+            "the header would be {} bytes, over safetensors' limit of {MAX_HEADER_BYTES}",
+            header.len()
+        ));
+    }
+    let mut encoded = Vec::with_capacity(8 + header.len() + offset);
+    encoded.extend((header.len() as u64).to_le_bytes());
+    encoded.extend(header.as_bytes());
+    for (_, data, _) in &tensors {
+        encoded.extend(data);
+    }
+    Ok(encoded)
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn bytes(values: &[f32]) -> Vec<u8> {
@@ -327,12 +395,16 @@ fn parse_list<T: std::str::FromStr>(path: &Path, key: &str, text: &str) -> Resul
 /// Reads a model file written by [`save_model`] or by
 /// `safetensors.torch.save_file(model.state_dict(), path)`.
 pub fn load_model(path: &Path) -> Result<LoadedModel> {
-    let buffer = read_file(path)?;
+    parse_model(&read_file(path)?, path)
+}
+
+/// [`load_model`] on a file's bytes; `path` names it in errors.
+pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
     let parse = |message: String| Error::Parse {
         path: path.to_path_buf(),
         message,
     };
-    let (meta, file) = open_safetensors(&buffer, path)?;
+    let (meta, file) = open_safetensors(buffer, path)?;
     let layers = (0..)
         .take_while(|l| file.tensor(&format!("layers.{l}.weight")).is_ok())
         .count();
@@ -496,12 +568,17 @@ impl Dataset {
     /// `classes`, `y` must hold non-negative integers.
     pub fn from_safetensors(path: impl AsRef<Path>, classes: bool) -> Result<Dataset> {
         let path = path.as_ref();
-        let buffer = read_file(path)?;
+        Dataset::from_safetensors_bytes(&read_file(path)?, path, classes)
+    }
+
+    /// [`from_safetensors`](Self::from_safetensors) on a file's bytes;
+    /// `path` names it in errors.
+    pub fn from_safetensors_bytes(buffer: &[u8], path: &Path, classes: bool) -> Result<Dataset> {
         let parse = |message: String| Error::Parse {
             path: path.to_path_buf(),
             message,
         };
-        let (_, file) = open_safetensors(&buffer, path)?;
+        let (_, file) = open_safetensors(buffer, path)?;
         let x = file
             .tensor("x")
             .map_err(|_| parse("tensor x is missing (expected x [rows, features] and y)".into()))?;

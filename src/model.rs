@@ -119,7 +119,23 @@ impl Mlp {
                     reason: "must be finite",
                 });
             }
-            let end = offsets[l] + layer.outputs * layer.inputs + layer.outputs;
+            // Checked: sizes come from users, and a wrapped offset would
+            // index the wrong parameters. The parameters must also fit in
+            // one allocation (isize::MAX bytes), so `init` cannot overflow.
+            let end = layer
+                .outputs
+                .checked_mul(layer.inputs)
+                .and_then(|w| w.checked_add(layer.outputs))
+                .and_then(|n| n.checked_add(offsets[l]))
+                .filter(|&n| n <= isize::MAX as usize / std::mem::size_of::<f32>());
+            let Some(end) = end else {
+                return Err(Error::TooLarge(format!(
+                    "layer {l} ({} → {}) takes the network past {} parameters, more than one allocation can hold",
+                    layer.inputs,
+                    layer.outputs,
+                    isize::MAX as usize / std::mem::size_of::<f32>()
+                )));
+            };
             offsets.push(end);
         }
         Ok(Mlp { layers, offsets })
@@ -173,6 +189,70 @@ impl Mlp {
         end - self.layers[l].outputs..end
     }
 
+    /// Bytes of host memory that training this network with batches of
+    /// `batch_rows` rows and an optimizer keeping `optimizer_slots` values
+    /// per parameter needs, before any data: see [`MemoryEstimate`].
+    pub fn training_memory(&self, batch_rows: usize, optimizer_slots: usize) -> MemoryEstimate {
+        let bytes = std::mem::size_of::<f32>() as u128;
+        let parameters = self.parameter_count() as u128 * bytes;
+        // Per row: the input, then each layer's pre-activation Z, output A
+        // and gradient (or dropout mask), as the CPU backend keeps them.
+        let per_row =
+            self.inputs() as u128 + 3 * self.layers.iter().map(|l| l.outputs as u128).sum::<u128>();
+        MemoryEstimate {
+            parameters,
+            gradients: parameters,
+            optimizer_state: parameters * optimizer_slots as u128,
+            activations: per_row * batch_rows as u128 * bytes,
+        }
+    }
+
+    /// Refuses, before anything is allocated, a network that cannot train
+    /// here: when [`Mlp::training_memory`] is more than the machine's memory
+    /// (RAM and swap, from `/proc/meminfo` on Linux; elsewhere only what
+    /// cannot be addressed at all). `batch_size` is rows per step; `None`
+    /// (full batch) counts one row, the data set's size being unknown here.
+    /// The message gives the estimate and names the largest layer.
+    pub fn check_training_memory(
+        &self,
+        batch_size: Option<usize>,
+        optimizer_slots: usize,
+    ) -> Result<()> {
+        let batch_rows = batch_size.unwrap_or(1);
+        let estimate = self.training_memory(batch_rows, optimizer_slots);
+        let (available, whose) = match machine_memory() {
+            Some(bytes) => (bytes, "this machine's"),
+            None => (isize::MAX as u128, "the address space's"),
+        };
+        if estimate.total() <= available {
+            return Ok(());
+        }
+        let (largest, layer) = self
+            .layers
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, l)| l.inputs as u128 * l.outputs as u128)
+            .expect("a network has layers");
+        let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+        Err(Error::TooLarge(format!(
+            "training network {} with batches of {batch_rows} rows needs about {:.1} GiB of memory (parameters {:.1}, gradients {:.1}, optimizer state {:.1}, activations {:.1} GiB), more than {whose} {:.1} GiB; layer {largest} ({} → {}), the largest, alone has {} weights",
+            self.sizes()
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            gib(estimate.total()),
+            gib(estimate.parameters),
+            gib(estimate.gradients),
+            gib(estimate.optimizer_state),
+            gib(estimate.activations),
+            gib(available),
+            layer.inputs,
+            layer.outputs,
+            layer.inputs as u128 * layer.outputs as u128
+        )))
+    }
+
     /// Fresh parameters drawn from `init` with a seeded generator: the same
     /// seed gives the same numbers on every run and machine.
     pub fn init(&self, init: Init, seed: u64) -> Vec<f32> {
@@ -212,6 +292,43 @@ impl Mlp {
         }
         params
     }
+}
+
+/// Host memory, in bytes, that training a network takes before any data:
+/// what [`Mlp::training_memory`] returns. On the GPU the same state lives
+/// on the device, so it is an upper bound for the host there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// The parameters (float32).
+    pub parameters: u128,
+    /// Their gradients.
+    pub gradients: u128,
+    /// The optimizer's per-parameter state.
+    pub optimizer_state: u128,
+    /// One batch's inputs, pre-activations, outputs and gradients.
+    pub activations: u128,
+}
+
+impl MemoryEstimate {
+    /// All of it together.
+    pub fn total(&self) -> u128 {
+        self.parameters + self.gradients + self.optimizer_state + self.activations
+    }
+}
+
+/// RAM and swap together, from `/proc/meminfo`; `None` where there is none.
+fn machine_memory() -> Option<u128> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| -> Option<u128> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((kib("MemTotal:")? + kib("SwapTotal:").unwrap_or(0)) * 1024)
 }
 
 fn fill_uniform(values: &mut [f32], bound: f64, rng: &mut ChaCha8Rng) {

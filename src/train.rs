@@ -497,6 +497,7 @@ impl Trainer {
     /// A trainer whose parameters are drawn from `config.init` with
     /// `config.seed`.
     pub fn new(mlp: Mlp, config: TrainConfig) -> Result<Trainer> {
+        mlp.check_training_memory(config.batch_size, config.optimizer.state_slots())?;
         let params = mlp.init(config.init, config.seed);
         Trainer::with_parameters(mlp, params, config)
     }
@@ -504,6 +505,7 @@ impl Trainer {
     /// A trainer that starts from the given flat parameters.
     pub fn with_parameters(mlp: Mlp, params: Vec<f32>, config: TrainConfig) -> Result<Trainer> {
         config.validate(&mlp)?;
+        mlp.check_training_memory(config.batch_size, config.optimizer.state_slots())?;
         check_parameters(&mlp, &params)?;
         let spec = config.backend_config(&mlp);
         let backend: Box<dyn Backend> = match config.device {
@@ -887,6 +889,7 @@ impl Trainer {
                 got: data.features(),
             });
         }
+        self.config.loss.check_targets(data, what)?;
         match (data.targets(), self.config.loss.takes_classes()) {
             (Targets::Classes(_), true) => data.check_classes(self.mlp.outputs()),
             (Targets::Values { width, .. }, false) if *width == self.mlp.outputs() => Ok(()),

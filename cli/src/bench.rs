@@ -192,6 +192,9 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
+    if args.steps == 0 {
+        return Err("--steps must be at least 1: the timings are per step".into());
+    }
     let sizes = parse_arch(&args.arch)?;
     let batches: Vec<usize> = args
         .batch
@@ -407,15 +410,25 @@ fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
                 serde_json::to_value(&r).map_err(|e| e.to_string())?,
             );
         }
+        // The width nets keep --arch's inputs and classes: `data` has
+        // labels up to the last size, which a fixed 10 outputs refused.
+        let (inputs, classes) = (sizes[0], *sizes.last().unwrap());
         if !args.json {
-            println!("step time against width on {device} (784-W-W-10, batch 64)");
+            println!("step time against width on {device} ({inputs}-W-W-{classes}, batch 64)");
         }
         let cap = if software { 1024 } else { 4096 };
         for width in [256, 512, 1024, 2048, 4096]
             .into_iter()
             .filter(|&w| w <= cap)
         {
-            let r = run(device, &[sizes[0], width, width, 10], &data, 64, 2, "adam")?;
+            let r = run(
+                device,
+                &[inputs, width, width, classes],
+                &data,
+                64,
+                2,
+                "adam",
+            )?;
             if !args.json {
                 println!(
                     "  width {width:>5}: {:>10.2} ms/step {:>8.2} GFLOP/s",

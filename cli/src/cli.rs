@@ -230,7 +230,7 @@ pub struct BenchArgs {
     /// Batch sizes, comma separated.
     #[arg(long, default_value = "64,1024")]
     pub batch: String,
-    /// Timed steps per run (after 5 warm-up steps).
+    /// Timed steps per run (after 5 warm-up steps); at least 1.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
     /// Layer sizes of the network.
@@ -268,26 +268,8 @@ pub fn parse_arch(text: &str) -> Result<Vec<usize>, String> {
     retroprop::model::parse_sizes(text).map_err(|e| format!("--arch: {e}"))
 }
 
-/// Parses `--activations` for `layers` layers: one name for every hidden
-/// layer (output identity) or one per layer.
+/// Parses `--activations` for `layers` layers (see
+/// `retroprop::Activation::parse_list`).
 pub fn parse_activations(text: &str, layers: usize) -> Result<Vec<Activation>, String> {
-    let list: Vec<Activation> = text
-        .split(',')
-        .map(|a| a.parse().map_err(|e| format!("--activations: {e}")))
-        .collect::<Result<_, _>>()?;
-    match list.len() {
-        1 => Ok((0..layers)
-            .map(|l| {
-                if l + 1 == layers {
-                    Activation::Identity
-                } else {
-                    list[0]
-                }
-            })
-            .collect()),
-        n if n == layers => Ok(list),
-        n => Err(format!(
-            "--activations lists {n} activations, but the network has {layers} layers (give 1 or {layers})"
-        )),
-    }
+    Activation::parse_list(text, layers).map_err(|e| format!("--activations {e}"))
 }

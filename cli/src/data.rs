@@ -49,7 +49,10 @@ pub fn load_labelled(
             }
         }
     };
-    Ok((read(path, targets, loss.takes_classes())?, loss))
+    let data = read(path, targets, loss.takes_classes())?;
+    let name = path.map_or("<bundled digits.csv>".into(), |p| p.display().to_string());
+    loss.check_targets(&data, &name)?;
+    Ok((data, loss))
 }
 
 /// Number of outputs the targets need: classes for cross-entropy.

@@ -236,6 +236,15 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         _ => parse_activations("relu", layers)?,
     };
     let mlp = Mlp::with_activations(&sizes, &activations).map_err(|e| format!("--arch: {e}"))?;
+    // Before the parameters are drawn: a network too large for the machine
+    // is an error, not an aborted allocation.
+    let batch_rows = if args.batch_size > 0 {
+        args.batch_size
+    } else {
+        train_set.rows()
+    };
+    mlp.check_training_memory(Some(batch_rows), optimizer.state_slots())
+        .map_err(text)?;
     let params = match &init {
         Some(model) => {
             if model.sizes != sizes {

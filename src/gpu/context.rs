@@ -52,7 +52,64 @@ fn instance() -> wgpu::Instance {
     // compute worth having and complains without a display.
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends();
+    #[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
+    if desc.backends.contains(wgpu::Backends::VULKAN) && !desc.backends.contains(wgpu::Backends::GL)
+    {
+        if let Some(instance) = vulkan_without_window_system(&desc) {
+            return instance;
+        }
+    }
     wgpu::Instance::new(desc)
+}
+
+/// The window-system extensions wgpu enables on every Vulkan instance it
+/// makes here. With one of them enabled, Mesa's implicit device-selection
+/// layer (`VK_LAYER_MESA_device_select`) connects to the Wayland or X
+/// display to rank adapters, and libwayland prints `error: XDG_RUNTIME_DIR
+/// is invalid or not set in the environment.` on a headless machine. We
+/// never present to a window, so we do not ask for them.
+#[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
+const WINDOW_SYSTEM_EXTENSIONS: [&std::ffi::CStr; 3] = [
+    c"VK_KHR_wayland_surface",
+    c"VK_KHR_xcb_surface",
+    c"VK_KHR_xlib_surface",
+];
+
+/// A Vulkan-only instance without [`WINDOW_SYSTEM_EXTENSIONS`], or `None`
+/// when Vulkan cannot start (then wgpu's own instance reports what it
+/// finds). wgpu's hal says not to remove extensions from its list; the only
+/// code that uses these three creates surfaces, and checks first that its
+/// extension was enabled.
+#[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
+fn vulkan_without_window_system(desc: &wgpu::InstanceDescriptor) -> Option<wgpu::Instance> {
+    use wgpu::hal;
+    let hal_desc = hal::InstanceDescriptor {
+        name: "retroprop",
+        flags: desc.flags,
+        memory_budget_thresholds: desc.memory_budget_thresholds,
+        backend_options: desc.backend_options.clone(),
+        telemetry: None,
+        display: None,
+    };
+    let drop_window_system: Box<hal::vulkan::CreateInstanceCallback> = Box::new(|args| {
+        args.extensions
+            .retain(|name| !WINDOW_SYSTEM_EXTENSIONS.contains(name));
+    });
+    // SAFETY: the callback removes only extensions whose sole users (the
+    // surface constructors) check that they were enabled; nothing else
+    // about the instance changes.
+    let hal_instance =
+        unsafe { hal::vulkan::Instance::init_with_callback(&hal_desc, Some(drop_window_system)) };
+    match hal_instance {
+        // SAFETY: a Vulkan instance just made by wgpu-hal, owned by wgpu from here.
+        Ok(hal_instance) => {
+            Some(unsafe { wgpu::Instance::from_hal::<hal::api::Vulkan>(hal_instance) })
+        }
+        Err(e) => {
+            log::debug!("Vulkan instance without window-system extensions: {e}");
+            None
+        }
+    }
 }
 
 fn backends() -> wgpu::Backends {

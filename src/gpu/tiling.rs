@@ -51,7 +51,8 @@ impl MatmulTiling {
     }
 
     /// Parses `shared`, `direct`, `texture`, or one of them followed by
-    /// `:WG_XxWG_YxRMxRNxTK` (e.g. `shared:16x16x8x8x8`), for tuning runs.
+    /// `:WG_XxWG_YxRMxRNxTK` (e.g. `shared:16x16x8x8x8`), for tuning runs:
+    /// at most 1024 threads a workgroup, RM, RN and TK from 1 to 64.
     pub fn parse(text: &str) -> Option<MatmulTiling> {
         let (kind, dims) = text
             .split_once(':')
@@ -70,7 +71,12 @@ impl MatmulTiling {
             let [wg_x, wg_y, rm, rn, tk] = n[..] else {
                 return None;
             };
-            let valid = wg_x * wg_y <= 1024 && wg_x * wg_y > 0 && rm > 0 && rn > 0 && tk > 0;
+            // Checked: 2147483649x2 wraps to 2 threads in u32. Past 64 values
+            // a thread (or a K slice), registers and workgroup memory are far
+            // beyond any adapter's.
+            let threads = wg_x.checked_mul(wg_y);
+            let per_thread = [rm, rn, tk].iter().all(|&n| (1..=64).contains(&n));
+            let valid = threads.is_some_and(|t| (1..=1024).contains(&t)) && per_thread;
             let quads = match tiling.kind {
                 MatmulKind::Shared => true,
                 MatmulKind::Direct => rn % 4 == 0,
@@ -295,8 +301,9 @@ impl MatmulChoice {
             Ok(text) => MatmulChoice::parse(&text).map(Some).ok_or_else(|| {
                 crate::Error::Config(format!(
                     "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct or \
-                     texture, optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup; RN a \
-                     multiple of 4 for direct, RM and RN for texture), or shared-by-shape[:N]"
+                     texture, optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup, RM, RN \
+                     and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture), or \
+                     shared-by-shape[:N]"
                 ))
             }),
             Err(_) => Ok(None),

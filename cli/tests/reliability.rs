@@ -1,0 +1,390 @@
+//! The program's reliability: reproducible output files, no false error
+//! lines, bad input refused with one clear line. GPU cases need a wgpu
+//! adapter (without a GPU: `apt-get install mesa-vulkan-drivers`).
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+const GPU_HINT: &str =
+    "GPU cases need a Vulkan adapter; without a GPU: apt-get install mesa-vulkan-drivers";
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!(
+            "retroprop-reliability-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn arg(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `retroprop args` with `remove` taken out of the environment,
+/// asserting it did not panic.
+fn run_without(remove: &[&str], args: &[&str]) -> Output {
+    let mut command = Command::cargo_bin("retroprop").unwrap();
+    for name in remove {
+        command.env_remove(name);
+    }
+    let out = command.args(args).output().unwrap();
+    let output = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    };
+    assert!(
+        !output.stderr.contains("panicked"),
+        "retroprop {args:?} panicked:\n{}",
+        output.stderr
+    );
+    output
+}
+
+fn run(args: &[&str]) -> Output {
+    run_without(&[], args)
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    let hint = if args.contains(&"gpu") { GPU_HINT } else { "" };
+    assert_eq!(
+        out.code, 0,
+        "retroprop {args:?} failed:\n{}\n{hint}",
+        out.stderr
+    );
+    out
+}
+
+/// Three classes from two features: 60 rows, a fixed pattern (no RNG).
+fn classes_csv(dir: &Dir) -> String {
+    let mut text = String::from("a,b,label\n");
+    for i in 0..60 {
+        let x = ((i * 37) % 60) as f32 / 30.0 - 1.0;
+        let y = ((i * 11) % 60) as f32 / 30.0 - 1.0;
+        let label = if x + y > 0.5 {
+            2
+        } else if x > y {
+            1
+        } else {
+            0
+        };
+        text += &format!("{x},{y},{label}\n");
+    }
+    let path = dir.path("classes.csv");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A metrics file with its timing column removed: CSV by header name,
+/// JSON lines by key.
+fn metrics_without_timing(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        return text
+            .lines()
+            .map(|line| {
+                let mut value: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}: `{line}` is not JSON: {e}", path.display()));
+                value.as_object_mut().unwrap().remove("seconds");
+                value.to_string()
+            })
+            .collect();
+    }
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let seconds = header
+        .iter()
+        .position(|c| *c == "seconds")
+        .unwrap_or_else(|| panic!("{}: no seconds column in {header:?}", path.display()));
+    std::iter::once(header.join(","))
+        .chain(lines.map(|line| {
+            let mut cells: Vec<&str> = line.split(',').collect();
+            cells.remove(seconds);
+            cells.join(",")
+        }))
+        .collect()
+}
+
+/// Two runs with the same inputs and seed write the same bytes to --save
+/// and --checkpoint, and the same metrics apart from the timing column.
+fn identical_runs_write_identical_files(device: &str, metrics: &str) {
+    let dir = Dir::new(&format!("identical-{device}-{metrics}"));
+    let data = classes_csv(&dir);
+    let run_once = |name: &str| {
+        ok(&[
+            "train",
+            "--data",
+            &data,
+            "--arch",
+            "2,8,3",
+            "--activations",
+            "tanh",
+            "--standardize",
+            "--val-split",
+            "0.25",
+            "--dropout",
+            "0.1",
+            "--norms-every",
+            "2",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--seed",
+            "7",
+            "--device",
+            device,
+            "--quiet",
+            "--save",
+            &dir.arg(&format!("{name}-model.safetensors")),
+            "--checkpoint",
+            &dir.arg(&format!("{name}-checkpoint.safetensors")),
+            "--metrics",
+            &dir.arg(&format!("{name}.{metrics}")),
+        ]);
+    };
+    run_once("first");
+    run_once("second");
+    for file in ["model", "checkpoint"] {
+        let first = std::fs::read(dir.path(&format!("first-{file}.safetensors"))).unwrap();
+        let second = std::fs::read(dir.path(&format!("second-{file}.safetensors"))).unwrap();
+        let differ = first.iter().zip(&second).position(|(a, b)| a != b);
+        assert!(
+            first == second,
+            "{device}: two identical runs wrote different {file} files ({} and {} bytes, first difference at byte {differ:?}):\n{}\n{}",
+            first.len(),
+            second.len(),
+            String::from_utf8_lossy(&first[..first.len().min(600)]),
+            String::from_utf8_lossy(&second[..second.len().min(600)]),
+        );
+    }
+    let first = metrics_without_timing(&dir.path(&format!("first.{metrics}")));
+    let second = metrics_without_timing(&dir.path(&format!("second.{metrics}")));
+    assert!(
+        first.len() > 3,
+        "{device}: too few metrics lines: {first:?}"
+    );
+    assert_eq!(
+        first, second,
+        "{device}: two identical runs wrote different {metrics} metrics"
+    );
+}
+
+#[test]
+fn identical_cpu_runs_write_identical_files() {
+    identical_runs_write_identical_files("cpu", "csv");
+    identical_runs_write_identical_files("cpu", "jsonl");
+}
+
+#[test]
+fn identical_gpu_runs_write_identical_files() {
+    identical_runs_write_identical_files("gpu", "csv");
+    identical_runs_write_identical_files("gpu", "jsonl");
+}
+
+/// With XDG_RUNTIME_DIR unset, as on a headless server, no command passes
+/// on the Vulkan driver's complaint about it: we open Vulkan without the
+/// window-system extensions that make Mesa look for a display.
+#[test]
+fn headless_commands_print_no_display_errors() {
+    let dir = Dir::new("headless");
+    let data = classes_csv(&dir);
+    let train = |device: &'static str| {
+        vec![
+            "train", "--data", &data, "--epochs", "1", "--quiet", "--device", device,
+        ]
+    };
+    let devices = run_without(&["XDG_RUNTIME_DIR"], &["devices"]);
+    assert!(
+        devices.code == 0 && devices.stdout.contains("[0] "),
+        "retroprop devices lists no adapter (status {}):\n{}{}\n{GPU_HINT}",
+        devices.code,
+        devices.stdout,
+        devices.stderr
+    );
+    let mut outputs = vec![("devices".to_string(), devices)];
+    for device in ["cpu", "auto", "gpu"] {
+        let args = train(device);
+        let out = run_without(&["XDG_RUNTIME_DIR"], &args);
+        assert_eq!(
+            out.code, 0,
+            "retroprop {args:?} failed:\n{}\n{GPU_HINT}",
+            out.stderr
+        );
+        outputs.push((format!("train --device {device}"), out));
+    }
+    for (command, out) in outputs {
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("XDG_RUNTIME_DIR"))
+            .collect();
+        assert!(
+            lines.is_empty(),
+            "retroprop {command} without XDG_RUNTIME_DIR printed {lines:?}"
+        );
+    }
+}
+
+/// A failing run: status 1, one line on stderr, mentioning every part.
+fn refused(env: &[(&str, &str)], args: &[&str], parts: &[&str]) {
+    let mut command = Command::cargo_bin("retroprop").unwrap();
+    let out = command
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "retroprop {args:?} {env:?}: status {:?}, stderr:\n{stderr}",
+        out.status
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "retroprop {args:?} {env:?}: not one line:\n{stderr}"
+    );
+    for part in parts {
+        assert!(
+            stderr.contains(part),
+            "retroprop {args:?} {env:?}: stderr does not mention `{part}`:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn bce_target_outside_zero_one_is_refused() {
+    let dir = Dir::new("bce");
+    let data = dir.path("bce.csv");
+    std::fs::write(&data, "a,b,y\n0,0,0\n0,1,1\n1,0,2\n1,1,0\n").unwrap();
+    let data = data.to_str().unwrap();
+    for device in ["cpu", "gpu"] {
+        refused(
+            &[],
+            &[
+                "train",
+                "--data",
+                data,
+                "--loss",
+                "bce_with_logits",
+                "--epochs",
+                "1",
+                "--device",
+                device,
+                "--quiet",
+            ],
+            &[data, "target 2 at row 2, target column 0", "outside [0, 1]"],
+        );
+    }
+}
+
+#[test]
+fn network_larger_than_memory_is_refused_not_aborted() {
+    let dir = Dir::new("too-large");
+    let data = dir.path("wide.csv");
+    let row = |label: usize| format!("{}{label}\n", "0.5,".repeat(784));
+    std::fs::write(&data, row(0) + &row(1) + &row(2)).unwrap();
+    let data = data.to_str().unwrap();
+    for device in ["cpu", "gpu", "auto"] {
+        refused(
+            &[],
+            &[
+                "train",
+                "--data",
+                data,
+                "--arch",
+                "784,16777216,16777216,10",
+                "--device",
+                device,
+                "--quiet",
+            ],
+            &["too large", "GiB", "layer 1 (16777216 → 16777216)"],
+        );
+    }
+}
+
+#[test]
+fn matmul_tiling_that_overflows_is_refused() {
+    for tiling in ["shared:2147483649x2x4x4x4", "direct:8x4x16x128x16"] {
+        refused(
+            &[("RETROPROP_MATMUL", tiling)],
+            &["devices"],
+            &["RETROPROP_MATMUL", tiling, "at most 1024 threads"],
+        );
+    }
+}
+
+#[test]
+fn bench_refuses_zero_steps() {
+    refused(
+        &[],
+        &[
+            "bench",
+            "--steps",
+            "0",
+            "--devices",
+            "cpu",
+            "--arch",
+            "4,4,2",
+        ],
+        &["--steps must be at least 1"],
+    );
+}
+
+/// `bench --full` measures step time against width on nets with --arch's
+/// classes; it used 10 outputs, which labels past 9 do not fit.
+#[test]
+fn bench_full_runs_with_more_than_ten_classes() {
+    let out = ok(&[
+        "bench",
+        "--full",
+        "--devices",
+        "cpu",
+        "--arch",
+        "4,8,12",
+        "--batch",
+        "4",
+        "--samples",
+        "64",
+        "--steps",
+        "1",
+        "--json",
+    ]);
+    let widths: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "width_scaling")
+        .collect();
+    assert!(!widths.is_empty(), "no width_scaling runs:\n{}", out.stdout);
+    for run in widths {
+        let arch = run["arch"].as_str().unwrap();
+        assert!(
+            arch.starts_with("4-") && arch.ends_with("-12"),
+            "width net {arch} does not keep 4 inputs and 12 classes"
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! Bad input is refused with an error that says what and where, never a
+//! panic, an abort or a silently wrong run.
+
+use retroprop::gpu::MatmulTiling;
+use retroprop::{
+    Activation, Adam, Dataset, Device, Error, Loss, Mlp, Targets, TrainConfig, Trainer,
+};
+
+/// Four rows of two features with one target each.
+fn values(targets: [f32; 4]) -> Dataset {
+    Dataset::new(
+        vec![0., 0., 0., 1., 1., 0., 1., 1.],
+        2,
+        Targets::Values {
+            values: targets.to_vec(),
+            width: 1,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn bce_targets_outside_zero_one_are_refused_naming_row_and_column() {
+    let mlp = Mlp::new(&[2, 4, 1], Activation::Tanh, Activation::Identity).unwrap();
+    let config = TrainConfig::default()
+        .loss(Loss::BceWithLogits)
+        .optimizer(Adam::default())
+        .epochs(1)
+        .device(Device::Cpu);
+    let mut trainer = Trainer::new(mlp, config).unwrap();
+    trainer
+        .fit(&values([0., 1., 0.5, 1.]), None)
+        .expect("targets in [0, 1] train");
+    for (bad, row) in [(2.0, 2), (-0.5, 0)] {
+        let mut targets = [0., 1., 1., 0.];
+        targets[row] = bad;
+        let err = trainer.fit(&values(targets), None).err();
+        match &err {
+            Some(Error::TargetOutOfRange {
+                row: r,
+                column: 0,
+                value,
+                ..
+            }) if *r == row && *value == bad as f64 => {}
+            _ => panic!("target {bad} at row {row} with bce_with_logits: got {err:?}"),
+        }
+        let message = err.unwrap().to_string();
+        for part in ["training data", &format!("row {row}"), "[0, 1]"] {
+            assert!(message.contains(part), "`{message}` does not say `{part}`");
+        }
+    }
+    // MSE takes any finite target.
+    let mlp = Mlp::new(&[2, 4, 1], Activation::Tanh, Activation::Identity).unwrap();
+    let config = TrainConfig::default().epochs(1).device(Device::Cpu);
+    Trainer::new(mlp, config)
+        .unwrap()
+        .fit(&values([2., -3., 0., 1.]), None)
+        .expect("mse takes targets outside [0, 1]");
+}
+
+#[test]
+fn sizes_whose_parameter_count_overflows_are_refused() {
+    for sizes in [
+        vec![usize::MAX, 2],
+        vec![2, usize::MAX / 2, 2],
+        vec![1 << 32, 1 << 32, 2],
+        // Each fits, the sum does not fit one allocation.
+        vec![1 << 31, 1 << 30, 1 << 31],
+    ] {
+        match Mlp::new(&sizes, Activation::Relu, Activation::Identity) {
+            Err(Error::TooLarge(message)) => {
+                assert!(
+                    message.contains("layer "),
+                    "{sizes:?}: `{message}` names no layer"
+                )
+            }
+            other => panic!("{sizes:?}: expected a too-large error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_network_larger_than_memory_is_refused_before_allocating() {
+    // 2.8e14 weights, about a petabyte with gradients and Adam's state.
+    let sizes = [784, 1 << 24, 1 << 24, 10];
+    let mlp = Mlp::new(&sizes, Activation::Relu, Activation::Identity).unwrap();
+    let estimate = mlp.training_memory(32, 2);
+    assert_eq!(estimate.parameters, 4 * mlp.parameter_count() as u128);
+    assert_eq!(estimate.optimizer_state, 2 * estimate.parameters);
+    let config = TrainConfig::default()
+        .optimizer(Adam::default())
+        .batch_size(32)
+        .device(Device::Cpu);
+    let err = Trainer::new(mlp, config).err();
+    let Some(Error::TooLarge(message)) = &err else {
+        panic!("{sizes:?}: expected a too-large error, got {err:?}");
+    };
+    for part in ["GiB", "layer 1 (16777216 → 16777216)", "784,16777216"] {
+        assert!(message.contains(part), "`{message}` does not say `{part}`");
+    }
+    // A small one passes the same check.
+    let small = Mlp::new(&[784, 64, 10], Activation::Relu, Activation::Identity).unwrap();
+    small.check_training_memory(Some(32), 2).unwrap();
+}
+
+#[test]
+fn matmul_tilings_that_overflow_or_cannot_compile_are_refused() {
+    for text in [
+        "shared:2147483649x2x4x4x4",
+        "shared:65536x65536x4x4x4",
+        "shared:4294967295x4294967295x4x4x4",
+        "shared:16x16x65x4x4",
+        "shared:16x16x4x65x4",
+        "shared:16x16x4x4x65",
+        "shared:16x16x4x4x4294967295",
+        "shared:32x33x4x4x4",
+        "shared:0x16x4x4x4",
+        "direct:8x4x16x6x16",
+    ] {
+        assert_eq!(
+            MatmulTiling::parse(text),
+            None,
+            "RETROPROP_MATMUL={text} was accepted"
+        );
+    }
+    for text in [
+        "shared:32x32x4x4x4",
+        "shared:1x1x64x64x64",
+        "texture:8x4x8x8x4",
+    ] {
+        assert!(
+            MatmulTiling::parse(text).is_some(),
+            "RETROPROP_MATMUL={text} was refused"
+        );
+    }
+}
