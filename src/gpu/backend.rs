@@ -420,6 +420,15 @@ impl GpuBackend {
         })
     }
 
+    /// Destroys the device, as a driver reset or a removed GPU would: for
+    /// the tests of what a lost device does to a run (every later call
+    /// returns [`Error::Gpu`] saying so).
+    #[cfg(feature = "harness")]
+    #[doc(hidden)]
+    pub fn lose_device(&self) {
+        self.ctx.device.destroy();
+    }
+
     /// Makes room for `slots` per-step parameter blocks and results.
     pub(super) fn ensure_step_slots(&mut self, slots: usize) {
         if slots <= self.step_slots {
