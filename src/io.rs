@@ -353,7 +353,12 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    let mut builder = tempfile::Builder::new();
+    // The file is renamed into place, so create it as `File::create` would
+    // (0o666 less the umask), not private to its owner as temporary files are.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut file = builder.tempfile_in(&dir).map_err(io)?;
     file.write_all(contents).map_err(io)?;
     file.as_file().sync_all().map_err(io)?;
     file.persist(path).map_err(|e| io(e.error))?;

@@ -134,3 +134,129 @@ fn matmul_tilings_that_overflow_or_cannot_compile_are_refused() {
         );
     }
 }
+
+/// A model of `[16, 64, 8]` whose parameters all equal `value`, so that a
+/// file mixing two writers' bytes is caught.
+fn filled_model(value: f32) -> retroprop::io::SavedModel {
+    let mlp = Mlp::new(&[16, 64, 8], Activation::Relu, Activation::Identity).unwrap();
+    retroprop::io::SavedModel {
+        params: vec![value; mlp.parameter_count()],
+        mlp,
+        loss: Loss::CrossEntropy,
+        standardization: None,
+    }
+}
+
+/// Two threads save different models (or checkpoints) to one path 150
+/// times each while a third loads it: every load must succeed and give one
+/// of the two whole files, and no temporary file may be left behind.
+fn concurrent_writers_leave_one_whole_file(checkpoints: bool) {
+    use retroprop::io::{load_checkpoint, load_model, save_checkpoint, save_model};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = std::env::temp_dir().join(format!(
+        "retroprop-concurrent-{checkpoints}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shared.safetensors");
+    let write = |value: f32| {
+        let model = filled_model(value);
+        if checkpoints {
+            let checkpoint = retroprop::Checkpoint {
+                params: model.params.clone(),
+                optimizer_state: vec![value; 2 * model.params.len()],
+                step: value as u64,
+                epoch: 1,
+                rows_done: 0,
+                scheduler: (0.1, f64::INFINITY, 0, 0),
+            };
+            save_checkpoint(&path, &model, "adam", &checkpoint).unwrap();
+        } else {
+            save_model(&path, &model).unwrap();
+        }
+    };
+    write(1.0);
+    let done = AtomicBool::new(false);
+    let loads = std::thread::scope(|scope| {
+        let writers: Vec<_> = [1.0f32, 2.0]
+            .into_iter()
+            .map(|value| scope.spawn(move || (0..150).for_each(|_| write(value))))
+            .collect();
+        let reader = scope.spawn(|| {
+            let mut loads = 0;
+            while !done.load(Ordering::Relaxed) {
+                let params = if checkpoints {
+                    let (model, optimizer, checkpoint) = load_checkpoint(&path)
+                        .unwrap_or_else(|e| panic!("load {loads} of a checkpoint: {e}"));
+                    assert_eq!(optimizer, "adam");
+                    let value = model.params[0];
+                    assert!(
+                        checkpoint.optimizer_state.iter().all(|&v| v == value)
+                            && checkpoint.step == value as u64,
+                        "load {loads}: a checkpoint mixes two writers"
+                    );
+                    model.params
+                } else {
+                    load_model(&path)
+                        .unwrap_or_else(|e| panic!("load {loads} of a model: {e}"))
+                        .params
+                };
+                let value = params[0];
+                assert!(
+                    (value == 1.0 || value == 2.0) && params.iter().all(|&p| p == value),
+                    "load {loads}: parameters are not one writer's whole file"
+                );
+                loads += 1;
+            }
+            loads
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    assert!(loads > 10, "the reader loaded only {loads} times");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "shared.safetensors")
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn concurrent_model_writers_leave_one_whole_file() {
+    concurrent_writers_leave_one_whole_file(false);
+}
+
+#[test]
+fn concurrent_checkpoint_writers_leave_one_whole_file() {
+    concurrent_writers_leave_one_whole_file(true);
+}
+
+/// A saved model is readable as any file the user creates there: the
+/// temporary file it is renamed from was private to its owner (0600).
+#[cfg(unix)]
+#[test]
+fn saved_files_get_the_permissions_of_a_newly_created_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("retroprop-permissions-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = dir.join("plain");
+    std::fs::File::create(&plain).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let saved = dir.join("model.safetensors");
+    retroprop::io::save_model(&saved, &filled_model(1.0)).unwrap();
+    assert_eq!(
+        mode(&saved),
+        mode(&plain),
+        "a saved model has mode {:o}, a new file {:o}",
+        mode(&saved),
+        mode(&plain)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

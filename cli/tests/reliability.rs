@@ -388,3 +388,118 @@ fn bench_full_runs_with_more_than_ten_classes() {
         );
     }
 }
+
+/// Two `retroprop train` processes with different seeds save the model and
+/// checkpoints to the same paths at once, ten times, while the files are
+/// read: the model file is always byte for byte one run's, as that run
+/// writes it alone, and the checkpoint always whole.
+#[test]
+fn two_processes_saving_to_one_path_leave_one_whole_file() {
+    let dir = Dir::new("two-writers");
+    let data = classes_csv(&dir);
+    let train = |seed: &str, save: &str, checkpoint: &str| {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("retroprop"));
+        command.args([
+            "train",
+            "--data",
+            &data,
+            "--arch",
+            "2,64,3",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--seed",
+            seed,
+            "--save",
+            save,
+            "--checkpoint",
+            checkpoint,
+        ]);
+        command
+    };
+    let reference = |seed: &str| {
+        let (save, checkpoint) = (
+            dir.arg(&format!("{seed}.st")),
+            dir.arg(&format!("{seed}-c.st")),
+        );
+        assert!(train(seed, &save, &checkpoint).status().unwrap().success());
+        (
+            std::fs::read(save).unwrap(),
+            std::fs::read(checkpoint).unwrap(),
+        )
+    };
+    let (one, two) = (reference("1"), reference("2"));
+    assert_ne!(one.0, two.0, "the two seeds gave the same model");
+    let (save, checkpoint) = (dir.arg("shared.st"), dir.arg("shared-c.st"));
+    std::fs::write(&save, &one.0).unwrap();
+    std::fs::write(&checkpoint, &one.1).unwrap();
+    // While the runs write, a reader checks every state it sees: the model
+    // file is always one run's whole file, the checkpoint always a whole
+    // safetensors file (its epochs differ, so only its form is known).
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let reads = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let model = std::fs::read(&save).unwrap();
+                assert!(
+                    model == one.0 || model == two.0,
+                    "read {reads}: the model file is neither run's ({} bytes)",
+                    model.len()
+                );
+                let last = std::fs::read(&checkpoint).unwrap();
+                if let Err(e) = safetensors::SafeTensors::deserialize(&last) {
+                    panic!(
+                        "read {reads}: the checkpoint is not whole ({} bytes): {e}",
+                        last.len()
+                    );
+                }
+                reads += 1;
+            }
+            reads
+        });
+        for round in 0..10 {
+            let mut children: Vec<_> = ["1", "2"]
+                .iter()
+                .map(|seed| train(seed, &save, &checkpoint).spawn().unwrap())
+                .collect();
+            for child in &mut children {
+                assert!(
+                    child.wait().unwrap().success(),
+                    "round {round}: a run failed"
+                );
+            }
+            let last = std::fs::read(&checkpoint).unwrap();
+            assert!(
+                last == one.1 || last == two.1,
+                "round {round}: the last checkpoint is neither run's ({} bytes)",
+                last.len()
+            );
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    assert!(reads > 10, "the reader read the files only {reads} times");
+    let mut left: Vec<String> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "1-c.st",
+            "1.st",
+            "2-c.st",
+            "2.st",
+            "classes.csv",
+            "shared-c.st",
+            "shared.st"
+        ],
+        "temporary files were left behind"
+    );
+}
