@@ -21,6 +21,7 @@ use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
+use crate::optim::Optimizer;
 use crate::train::Checkpoint;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
@@ -112,13 +113,15 @@ pub fn save_interrupted_model(path: &Path, model: &SavedModel, step: u64) -> Res
 }
 
 /// Writes a checkpoint: the model (so a checkpoint loads as a model too,
-/// in retroprop and in PyTorch), the optimizer state as tensor
-/// `optimizer.state` (`[slots, parameters]`), and the counters and scheduler
+/// in retroprop and in PyTorch), the optimizer state as one tensor per
+/// slot named as `torch.optim` names it (`optimizer.exp_avg`,
+/// `optimizer.exp_avg_sq`, …: [`Optimizer::state_names`], each
+/// `[parameters]` in the flat layout), and the counters and scheduler
 /// state in the metadata. Atomic like [`save_model`]; refuses NaN.
 pub fn save_checkpoint(
     path: &Path,
     model: &SavedModel,
-    optimizer: &str,
+    optimizer: &Optimizer,
     checkpoint: &Checkpoint,
 ) -> Result<()> {
     if let Some(i) = checkpoint
@@ -133,15 +136,30 @@ pub fn save_checkpoint(
         )));
     }
     let n = model.params.len();
-    let slots = checkpoint.optimizer_state.len().checked_div(n).unwrap_or(0);
-    let tensors = vec![(
-        "optimizer.state".to_string(),
-        bytes(&checkpoint.optimizer_state),
-        vec![slots, n],
-    )];
+    let names = optimizer.state_names();
+    if checkpoint.optimizer_state.len() != names.len() * n {
+        return Err(Error::Shape {
+            what: format!(
+                "optimizer state of {} for {}",
+                optimizer.name(),
+                path.display()
+            ),
+            expected: names.len() * n,
+            got: checkpoint.optimizer_state.len(),
+        });
+    }
+    let tensors = names
+        .iter()
+        .zip(checkpoint.optimizer_state.chunks_exact(n.max(1)))
+        .map(|(name, slot)| (format!("optimizer.{name}"), bytes(slot), vec![n]))
+        .collect();
     let (lr, best, bad, cooldown) = checkpoint.scheduler;
     let mut meta = BTreeMap::new();
-    meta.insert("retroprop.optimizer".to_string(), optimizer.to_string());
+    meta.insert(
+        "retroprop.optimizer".to_string(),
+        optimizer.name().to_string(),
+    );
+    meta.insert("retroprop.optimizer_state".to_string(), names.join(","));
     meta.insert("retroprop.step".to_string(), checkpoint.step.to_string());
     meta.insert("retroprop.epoch".to_string(), checkpoint.epoch.to_string());
     meta.insert(
@@ -185,13 +203,34 @@ pub fn parse_checkpoint(buffer: &[u8], path: &Path) -> Result<(LoadedModel, Stri
             .parse::<f64>()
             .map_err(|_| parse(format!("metadata {key} is not a number")))
     };
-    let (shape, state) = f32_tensor(&file, "optimizer.state", path)?;
-    if shape.len() != 2 || shape[1] != model.params.len() {
-        return Err(parse(format!(
-            "tensor optimizer.state has shape {shape:?}, expected [slots, {}]",
-            model.params.len()
-        )));
-    }
+    let n = model.params.len();
+    let state = match meta.get("retroprop.optimizer_state") {
+        // One tensor per slot, named as torch names the state.
+        Some(names) => {
+            let mut state = Vec::new();
+            for name in names.split(',').filter(|name| !name.is_empty()) {
+                let tensor = format!("optimizer.{name}");
+                let (shape, values) = f32_tensor(&file, &tensor, path)?;
+                if shape != [n] {
+                    return Err(parse(format!(
+                        "tensor {tensor} has shape {shape:?}, expected [{n}]"
+                    )));
+                }
+                state.extend(values);
+            }
+            state
+        }
+        // Checkpoints written before: every slot in one tensor.
+        None => {
+            let (shape, state) = f32_tensor(&file, "optimizer.state", path)?;
+            if shape.len() != 2 || shape[1] != n {
+                return Err(parse(format!(
+                    "tensor optimizer.state has shape {shape:?}, expected [slots, {n}]"
+                )));
+            }
+            state
+        }
+    };
     if let Some(i) = state.iter().position(|v| !v.is_finite()) {
         return Err(parse(format!("optimizer state {i} is not finite")));
     }

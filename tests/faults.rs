@@ -54,7 +54,7 @@ fn a_lost_device_ends_every_later_call_with_an_error_and_keeps_the_checkpoint() 
         loss: Loss::CrossEntropy,
         standardization: None,
     };
-    save_checkpoint(&path, &saved, "adam", &checkpoint).unwrap();
+    save_checkpoint(&path, &saved, &optimizer.into(), &checkpoint).unwrap();
 
     let outcome = bounded("training on a lost device", move || {
         let data = data();

@@ -169,9 +169,16 @@ fn concurrent_writers_leave_one_whole_file(checkpoints: bool) {
                 step: value as u64,
                 epoch: 1,
                 rows_done: 0,
+                epoch_loss_sum: 0.0,
                 scheduler: (0.1, f64::INFINITY, 0, 0),
             };
-            save_checkpoint(&path, &model, "adam", &checkpoint).unwrap();
+            save_checkpoint(
+                &path,
+                &model,
+                &retroprop::Adam::default().into(),
+                &checkpoint,
+            )
+            .unwrap();
         } else {
             save_model(&path, &model).unwrap();
         }
@@ -259,4 +266,67 @@ fn saved_files_get_the_permissions_of_a_newly_created_file() {
         mode(&plain)
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn checkpoint_state_is_stored_under_torch_names_and_older_files_still_load() {
+    use retroprop::{Optimizer, RmsProp};
+    use safetensors::SafeTensors;
+    let dir = std::env::temp_dir().join(format!("retroprop-state-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = filled_model(0.5);
+    let n = model.params.len();
+    let optimizer: Optimizer = RmsProp::default().momentum(0.9).centered(true).into();
+    // Slot k holds k + 1 everywhere.
+    let state: Vec<f32> = (0..3).flat_map(|k| vec![k as f32 + 1.0; n]).collect();
+    let checkpoint = retroprop::Checkpoint {
+        params: model.params.clone(),
+        optimizer_state: state.clone(),
+        step: 7,
+        epoch: 1,
+        rows_done: 0,
+        epoch_loss_sum: 0.0,
+        scheduler: (0.1, f64::INFINITY, 0, 0),
+    };
+    let path = dir.join("named.safetensors");
+    retroprop::io::save_checkpoint(&path, &model, &optimizer, &checkpoint).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    for (k, name) in ["square_avg", "momentum_buffer", "grad_avg"]
+        .iter()
+        .enumerate()
+    {
+        let tensor = file
+            .tensor(&format!("optimizer.{name}"))
+            .unwrap_or_else(|e| panic!("no tensor optimizer.{name}: {e}"));
+        assert_eq!(tensor.shape(), [n], "optimizer.{name}");
+        let first = f32::from_le_bytes(tensor.data()[..4].try_into().unwrap());
+        assert_eq!(first, k as f32 + 1.0, "optimizer.{name} holds slot {k}");
+    }
+    let (_, name, loaded) = retroprop::io::load_checkpoint(&path).unwrap();
+    assert_eq!(name, "rmsprop");
+    assert_eq!(
+        loaded.optimizer_state, state,
+        "the slots read back in order"
+    );
+    // A checkpoint of the earlier format (one optimizer.state tensor of
+    // [slots, parameters]) loads the same state.
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = meta.metadata().clone().unwrap_or_default();
+    metadata.remove("retroprop.optimizer_state");
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("optimizer."))
+        .collect();
+    let old_state: Vec<u8> = state.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, n], &old_state)
+            .unwrap();
+    tensors.push(("optimizer.state".into(), view));
+    let old = dir.join("old.safetensors");
+    safetensors::serialize_to_file(tensors, Some(metadata), &old).unwrap();
+    let (_, _, loaded) = retroprop::io::load_checkpoint(&old).unwrap();
+    assert_eq!(loaded.optimizer_state, state, "the earlier format");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -343,6 +343,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     } else {
         0
     };
+    let optimizer = config.optimizer;
     let on_checkpoint = |checkpoint: retroprop::Checkpoint| {
         let path = args
             .checkpoint
@@ -351,7 +352,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         save_checkpoint(
             path,
             &checkpoint_model(checkpoint.params.clone()),
-            &args.optimizer,
+            &optimizer,
             &checkpoint,
         )
     };
@@ -403,7 +404,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         save_checkpoint(
             path,
             &checkpoint_model(checkpoint.params.clone()),
-            &args.optimizer,
+            &optimizer,
             &checkpoint,
         )
         .map_err(text)?;

@@ -426,11 +426,17 @@ mod tests {
                 assert_eq!(source.matches(&header).count(), 1, "{header}");
             }
             // Each variant declares RM · RN accumulators and updates each
-            // of them four times a quad.
+            // once a quad, with four multiply-adds.
             let last = format!("var acc{}_{} = 0.0;", rm - 1, rn - 1);
             assert_eq!(source.matches(&last).count(), 4, "{last}");
             let updates = source.matches("= fma(").count();
-            assert_eq!(updates as u32, 4 * 4 * rm * rn, "fma lines for {rm} × {rn}");
+            assert_eq!(updates as u32, 4 * rm * rn, "updates for {rm} × {rn}");
+            let fmas = source.matches("fma(").count();
+            assert_eq!(
+                fmas as u32,
+                4 * 4 * rm * rn,
+                "multiply-adds for {rm} × {rn}"
+            );
             let direct = MatmulTiling {
                 rm,
                 rn,
