@@ -4,35 +4,12 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use assert_cmd::Command;
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("retroprop-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::Dir;
 
 fn retroprop() -> Command {
     Command::cargo_bin("retroprop").unwrap()
@@ -751,12 +728,15 @@ fn checkpoint_then_resume_ends_like_an_uninterrupted_run() {
         ]
         .concat());
         let (names, meta) = tensor_shapes(&checkpoint);
-        assert!(
-            names
-                .iter()
-                .any(|(n, s)| n == "optimizer.state" && s[0] == 2),
-            "{names:?}"
-        );
+        // Adam's two slots, each a tensor named as torch names it, over
+        // the network's 51 parameters.
+        for slot in ["optimizer.exp_avg", "optimizer.exp_avg_sq"] {
+            assert!(
+                names.iter().any(|(n, s)| n == slot && s[..] == [51]),
+                "{slot} missing or misshapen: {names:?}"
+            );
+        }
+        assert_eq!(meta["retroprop.optimizer_state"], "exp_avg,exp_avg_sq");
         assert_eq!(meta["retroprop.epoch"], "3");
         let resumed = dir.path("resumed.safetensors");
         ok(&[

@@ -8,41 +8,17 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use retroprop::io::{load_checkpoint, load_model};
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::Dir;
 
 /// Longest wait for anything: a hang fails the test instead of blocking.
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!(
-            "retroprop-interrupts-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn arg(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `rows` rows of two features and three classes, with a header.
 fn classes_csv(dir: &Dir, rows: usize) -> String {

@@ -2,37 +2,14 @@
 //! lines, bad input refused with one clear line. GPU cases need a wgpu
 //! adapter (without a GPU: `apt-get install mesa-vulkan-drivers`).
 
+mod support;
+
 use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use support::Dir;
 
 const GPU_HINT: &str =
     "GPU cases need a Vulkan adapter; without a GPU: apt-get install mesa-vulkan-drivers";
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!(
-            "retroprop-reliability-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn arg(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Output {
     code: i32,

@@ -96,6 +96,21 @@ pub(crate) enum Bound<'a> {
     Texture(&'a OperandTexture),
 }
 
+impl<'a> Bound<'a> {
+    /// This region or texture as the bind group entry at `binding`.
+    fn entry(self, binding: u32) -> wgpu::BindGroupEntry<'a> {
+        match self {
+            Bound::Buffer((buffer, offset, len)) => {
+                entry(binding, buffer, offset * 4, NonZeroU64::new(len * 4))
+            }
+            Bound::Texture(texture) => wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::TextureView(&texture.view),
+            },
+        }
+    }
+}
+
 /// What a pack copies: `rows` rows of the matrix at a byte offset into a
 /// buffer, into a texture.
 pub(crate) type PackSource<'a> = (&'a wgpu::Buffer, u64, usize, &'a OperandTexture);
@@ -263,59 +278,37 @@ impl GpuBackend {
             )
         };
         let step_size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
-        let group =
-            |kernel: &Kernel, label: &str, first: wgpu::BindGroupEntry, bound: &[(u32, Bound)]| {
-                let mut entries = vec![first];
-                for &(binding, bound) in bound {
-                    entries.push(match bound {
-                        Bound::Buffer((buffer, offset, len)) => {
-                            entry(binding, buffer, offset * 4, NonZeroU64::new(len * 4))
-                        }
-                        Bound::Texture(texture) => wgpu::BindGroupEntry {
-                            binding,
-                            resource: wgpu::BindingResource::TextureView(&texture.view),
-                        },
-                    });
-                }
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(label),
-                    layout: &kernel.layout,
-                    entries: &entries,
-                })
-            };
+        // A bind group: the shape (or any first entry), then each bound
+        // region or texture at its named binding.
+        let group = |kernel: &Kernel,
+                     label: &str,
+                     first: Vec<wgpu::BindGroupEntry>,
+                     bound: &[(u32, Bound)]| {
+            let mut entries = first;
+            entries.extend(bound.iter().map(|&(binding, bound)| bound.entry(binding)));
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout: &kernel.layout,
+                entries: &entries,
+            })
+        };
         // A matmul's bind group: its operands and outputs, and the step's
         // uniform (for dropout).
         let matmul_group =
             |kernel: &Kernel, label: &str, at: u64, [a, b, c, aux, out2]: [Bound<'a>; 5]| {
                 use binding::matmul;
-                let mut group_entries = vec![
+                let first = vec![
+                    shape(at, mm),
+                    entry(matmul::STEP, &self.steps, 0, step_size),
+                ];
+                let bound = [
                     (matmul::A, a),
                     (matmul::B, b),
                     (matmul::C, c),
                     (matmul::AUX, aux),
                     (matmul::OUT2, out2),
                 ];
-                group_entries.sort_by_key(|e| e.0);
-                let mut entries = vec![
-                    shape(at, mm),
-                    entry(matmul::STEP, &self.steps, 0, step_size),
-                ];
-                for (binding, bound) in group_entries {
-                    entries.push(match bound {
-                        Bound::Buffer((buffer, offset, len)) => {
-                            entry(binding, buffer, offset * 4, NonZeroU64::new(len * 4))
-                        }
-                        Bound::Texture(texture) => wgpu::BindGroupEntry {
-                            binding,
-                            resource: wgpu::BindingResource::TextureView(&texture.view),
-                        },
-                    });
-                }
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(label),
-                    layout: &kernel.layout,
-                    entries: &entries,
-                })
+                group(kernel, label, first, &bound)
             };
         let k = &self.kernels;
         let (unused_read, unused_write) = ((&self.unused_read, 0, 4), (&self.unused_write, 0, 4));
@@ -393,7 +386,7 @@ impl GpuBackend {
             bias_grad.push(group(
                 &k.column_sums,
                 "bias gradient",
-                shape(bias_grad_at[l], std::mem::size_of::<ReduceShape>()),
+                vec![shape(bias_grad_at[l], std::mem::size_of::<ReduceShape>())],
                 &[
                     (binding::reduce::INPUT, Bound::Buffer(dz)),
                     (binding::reduce::OUT, Bound::Buffer(whole(&self.grads))),
@@ -423,7 +416,7 @@ impl GpuBackend {
         let loss = group(
             &k.loss,
             "loss",
-            shape(loss_at, std::mem::size_of::<LossShape>()),
+            vec![shape(loss_at, std::mem::size_of::<LossShape>())],
             &[
                 (binding::loss::Z, Bound::Buffer((&self.z[lastl], 0, r * w))),
                 (
