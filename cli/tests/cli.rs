@@ -296,35 +296,24 @@ fn write_bare_state_dict(path: &Path, mlp: &retroprop::Mlp, params: &[f32]) {
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
-#[test]
-fn cpu_and_gpu_agree_without_shuffling() {
-    let dir = Dir::new("parity");
-    let data = classes_csv(&dir);
+/// Trains with `args` (and `env`) on the CPU and on the GPU, and asserts
+/// the two models' parameters agree within 1e-4 relative (floor 1e-2).
+fn assert_devices_agree(dir: &Dir, env: &[(&str, &str)], args: &[&str]) {
+    let data = classes_csv(dir);
     let run_on = |device: &str| {
         let model = dir.path(&format!("{device}.safetensors"));
-        ok(&[
+        let common = [
             "train",
             "--data",
             data.to_str().unwrap(),
-            "--arch",
-            "2,16,3",
-            "--no-shuffle",
-            "--steps",
-            "40",
-            "--batch-size",
-            "8",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "0.1",
-            "--momentum",
-            "0.9",
             "--device",
             device,
             "-q",
             "--save",
             model.to_str().unwrap(),
-        ]);
+        ];
+        let (code, _, stderr) = run_with(env, &[&common[..], args].concat());
+        assert_eq!(code, 0, "{device}: {stderr}");
         params(&model)
     };
     let (cpu, gpu) = (run_on("cpu"), run_on("gpu"));
@@ -338,48 +327,46 @@ fn cpu_and_gpu_agree_without_shuffling() {
 }
 
 #[test]
+fn cpu_and_gpu_agree_without_shuffling() {
+    let args = [
+        "--arch",
+        "2,16,3",
+        "--no-shuffle",
+        "--steps",
+        "40",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+    ];
+    assert_devices_agree(&Dir::new("parity"), &[], &args);
+}
+
+#[test]
 fn products_tiled_by_shape_train_like_the_cpu() {
     // RETROPROP_MATMUL=shared-by-shape:2 gives 128 × 128 tiles to products
     // of at least two such workgroups (here every one with a side of 200)
     // and 64 × 64 to the rest (the 3-wide output layer's forward pass):
     // both tilings in one step, as on a hardware GPU's standard work.
-    let dir = Dir::new("by-shape");
-    let data = classes_csv(&dir);
-    let run_on = |device: &str| {
-        let model = dir.path(&format!("{device}.safetensors"));
-        let args = [
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--arch",
-            "2,200,3",
-            "--no-shuffle",
-            "--steps",
-            "20",
-            "--batch-size",
-            "8",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.01",
-            "--device",
-            device,
-            "-q",
-            "--save",
-            model.to_str().unwrap(),
-        ];
-        let (code, _, stderr) = run_with(&[("RETROPROP_MATMUL", "shared-by-shape:2")], &args);
-        assert_eq!(code, 0, "{device}: {stderr}");
-        params(&model)
-    };
-    let (cpu, gpu) = (run_on("cpu"), run_on("gpu"));
-    let (err, at) = common::max_rel_error(&common::widen(&gpu), &common::widen(&cpu), 1e-2);
-    assert!(
-        err < 1e-4,
-        "parameter {at}: gpu {} vs cpu {} ({err:.1e})",
-        gpu[at],
-        cpu[at]
-    );
+    let args = [
+        "--arch",
+        "2,200,3",
+        "--no-shuffle",
+        "--steps",
+        "20",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+    ];
+    let env = [("RETROPROP_MATMUL", "shared-by-shape:2")];
+    assert_devices_agree(&Dir::new("by-shape"), &env, &args);
 }
 
 #[test]
