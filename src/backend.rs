@@ -231,6 +231,10 @@ impl LayerNorms {
     }
 }
 
+/// A boxed future that need not be `Send`: what the asynchronous calls of
+/// [`Backend`] return (the browser's GPU futures are not `Send`).
+pub type LocalFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
 /// The work a trainer hands a device. Parameters, gradients and optimizer
 /// state cross it as flat `f32` vectors laid out like
 /// [`Mlp::weight_range`] / [`Mlp::bias_range`] (state slot-major).
@@ -295,4 +299,55 @@ pub trait Backend {
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;
     /// Bytes allocated for parameters, state, activations and data.
     fn memory_bytes(&self) -> u64;
+
+    // The asynchronous core. Every call that reads results back from the
+    // device has an `_async` twin: the GPU awaits its read-backs there (the
+    // browser cannot block on one) and its blocking calls above wait on
+    // these natively. The defaults run the blocking call, right for a
+    // backend that computes on the calling thread (the CPU).
+
+    /// [`parameters`](Self::parameters), awaited.
+    fn parameters_async(&mut self) -> LocalFuture<'_, Result<Vec<f32>>> {
+        Box::pin(std::future::ready(self.parameters()))
+    }
+    /// [`optimizer_state`](Self::optimizer_state), awaited.
+    fn optimizer_state_async(&mut self) -> LocalFuture<'_, Result<(Vec<f32>, u64)>> {
+        Box::pin(std::future::ready(self.optimizer_state()))
+    }
+    /// [`forward_backward`](Self::forward_backward), awaited.
+    fn forward_backward_async<'a>(
+        &'a mut self,
+        data: &'a DeviceData<'a>,
+        share: BatchShare<'a>,
+    ) -> LocalFuture<'a, Result<f64>> {
+        Box::pin(std::future::ready(self.forward_backward(data, share)))
+    }
+    /// [`gradients`](Self::gradients), awaited.
+    fn gradients_async(&mut self) -> LocalFuture<'_, Result<Vec<f32>>> {
+        Box::pin(std::future::ready(self.gradients()))
+    }
+    /// [`train_steps`](Self::train_steps), awaited.
+    fn train_steps_async<'a>(
+        &'a mut self,
+        data: &'a DeviceData<'a>,
+        order: &'a [u32],
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+    ) -> LocalFuture<'a, Result<StepsLoss>> {
+        Box::pin(std::future::ready(
+            self.train_steps(data, order, batch_size, max_steps, lr),
+        ))
+    }
+    /// [`evaluate`](Self::evaluate), awaited.
+    fn evaluate_async<'a>(
+        &'a mut self,
+        data: &'a Dataset,
+    ) -> LocalFuture<'a, Result<(f64, Option<usize>)>> {
+        Box::pin(std::future::ready(self.evaluate(data)))
+    }
+    /// [`predict`](Self::predict), awaited.
+    fn predict_async<'a>(&'a mut self, x: &'a [f32]) -> LocalFuture<'a, Result<Vec<f32>>> {
+        Box::pin(std::future::ready(self.predict(x)))
+    }
 }

@@ -299,6 +299,7 @@ impl Dataset {
     /// `classes`, the single target column holds class indices 0, 1, 2, …
     /// Errors name the file, the row (1-based, as an editor shows it) and the
     /// column.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_csv(
         path: impl AsRef<Path>,
         target_columns: usize,

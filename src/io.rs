@@ -21,12 +21,12 @@ use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::optim::Optimizer;
 use crate::train::Checkpoint;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Per-feature statistics applied as (x − mean) / std before the network.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +97,7 @@ fn join<T: ToString>(values: &[T]) -> String {
 /// Writes `model` to `path` as safetensors, atomically: the bytes go to a
 /// temporary file beside it, are flushed to disk, and only then renamed
 /// over `path`. Refuses parameters that are NaN or infinite.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save_model(path: &Path, model: &SavedModel) -> Result<()> {
     write_model(path, model, Vec::new(), BTreeMap::new())
 }
@@ -104,6 +105,7 @@ pub fn save_model(path: &Path, model: &SavedModel) -> Result<()> {
 /// [`save_model`] for a run stopped before its end (a
 /// [`StopFlag`](crate::StopFlag), Ctrl-C): the metadata adds
 /// `retroprop.interrupted_at_step`, the optimizer steps taken.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save_interrupted_model(path: &Path, model: &SavedModel, step: u64) -> Result<()> {
     let note = (
         "retroprop.interrupted_at_step".to_string(),
@@ -118,6 +120,7 @@ pub fn save_interrupted_model(path: &Path, model: &SavedModel, step: u64) -> Res
 /// `optimizer.exp_avg_sq`, …: [`Optimizer::state_names`], each
 /// `[parameters]` in the flat layout), and the counters and scheduler
 /// state in the metadata. Atomic like [`save_model`]; refuses NaN.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save_checkpoint(
     path: &Path,
     model: &SavedModel,
@@ -179,6 +182,7 @@ pub fn save_checkpoint(
 
 /// Reads a checkpoint written by [`save_checkpoint`]: the model, the name of
 /// the optimizer it was written with, and the checkpoint.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load_checkpoint(path: &Path) -> Result<(LoadedModel, String, Checkpoint)> {
     parse_checkpoint(&read_file(path)?, path)
 }
@@ -255,12 +259,33 @@ pub fn parse_checkpoint(buffer: &[u8], path: &Path) -> Result<(LoadedModel, Stri
     Ok((model, field("retroprop.optimizer")?.clone(), checkpoint))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn write_model(
     path: &Path,
     model: &SavedModel,
     extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
     extra_metadata: BTreeMap<String, String>,
 ) -> Result<()> {
+    write_atomic(
+        path,
+        &encode_model(path, model, extra_tensors, extra_metadata)?,
+    )
+}
+
+/// The bytes [`save_model`] writes, in memory: what the browser hands the
+/// user as a download. `name` names the file in errors.
+pub fn model_bytes(name: &Path, model: &SavedModel) -> Result<Vec<u8>> {
+    encode_model(name, model, Vec::new(), BTreeMap::new())
+}
+
+/// A model file's bytes: the model's tensors after `extra_tensors`, its
+/// metadata and `extra_metadata`.
+fn encode_model(
+    path: &Path,
+    model: &SavedModel,
+    extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
+    extra_metadata: BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
         return Err(Error::Config(format!(
             "refusing to write {}: parameter {i} is {} (the model diverged)",
@@ -297,11 +322,10 @@ fn write_model(
             vec![layer.outputs],
         ));
     }
-    let encoded = encode_f32_safetensors(tensors, &metadata).map_err(|message| Error::Parse {
+    encode_f32_safetensors(tensors, &metadata).map_err(|message| Error::Parse {
         path: path.to_path_buf(),
         message,
-    })?;
-    write_atomic(path, &encoded)
+    })
 }
 
 /// The safetensors crate's own header limit: a larger one does not load.
@@ -383,6 +407,7 @@ fn bytes(values: &[f32]) -> Vec<u8> {
 /// Writes `contents` to `path` through a temporary file in the same folder,
 /// synced before the rename, so `path` holds either the old or the new
 /// contents, never a part.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
@@ -390,7 +415,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+        _ => std::path::PathBuf::from("."),
     };
     let mut builder = tempfile::Builder::new();
     // The file is renamed into place, so create it as `File::create` would
@@ -398,6 +423,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
     let mut file = builder.tempfile_in(&dir).map_err(io)?;
+    use std::io::Write;
     file.write_all(contents).map_err(io)?;
     file.as_file().sync_all().map_err(io)?;
     file.persist(path).map_err(|e| io(e.error))?;
@@ -418,6 +444,7 @@ fn open_safetensors<'a>(
     Ok((header.metadata().clone().unwrap_or_default(), file))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
@@ -438,6 +465,7 @@ fn parse_list<T: std::str::FromStr>(path: &Path, key: &str, text: &str) -> Resul
 
 /// Reads a model file written by [`save_model`] or by
 /// `safetensors.torch.save_file(model.state_dict(), path)`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load_model(path: &Path) -> Result<LoadedModel> {
     parse_model(&read_file(path)?, path)
 }
@@ -610,6 +638,7 @@ impl Dataset {
     /// Reads tensors `x` (`[rows, features]`) and `y` (`[rows]` class
     /// indices, or `[rows, targets]` values) from a safetensors file. With
     /// `classes`, `y` must hold non-negative integers.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_safetensors(path: impl AsRef<Path>, classes: bool) -> Result<Dataset> {
         let path = path.as_ref();
         Dataset::from_safetensors_bytes(&read_file(path)?, path, classes)

@@ -318,6 +318,10 @@ impl MemoryEstimate {
 
 /// RAM and swap together, from `/proc/meminfo`; `None` where there is none.
 fn machine_memory() -> Option<u128> {
+    // The browser has no file system, and says nothing of its memory.
+    if cfg!(target_arch = "wasm32") {
+        return None;
+    }
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kib = |key: &str| -> Option<u128> {
         let line = text.lines().find(|l| l.starts_with(key))?;

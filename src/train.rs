@@ -12,7 +12,8 @@ use crate::schedule::{LrSchedule, Scheduler};
 use crate::stop::StopFlag;
 use std::fmt;
 use std::str::FromStr;
-use std::time::Instant;
+// Instant on native, performance.now() in the browser.
+use web_time::Instant;
 
 pub use crate::backend::LayerNorms;
 
@@ -496,22 +497,39 @@ impl fmt::Debug for Trainer {
 impl Trainer {
     /// A trainer whose parameters are drawn from `config.init` with
     /// `config.seed`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(mlp: Mlp, config: TrainConfig) -> Result<Trainer> {
+        pollster::block_on(Trainer::new_async(mlp, config))
+    }
+
+    /// [`new`](Self::new), awaited (opening a GPU is asynchronous in the
+    /// browser).
+    pub async fn new_async(mlp: Mlp, config: TrainConfig) -> Result<Trainer> {
         mlp.check_training_memory(config.batch_size, config.optimizer.state_slots())?;
         let params = mlp.init(config.init, config.seed);
-        Trainer::with_parameters(mlp, params, config)
+        Trainer::with_parameters_async(mlp, params, config).await
     }
 
     /// A trainer that starts from the given flat parameters.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_parameters(mlp: Mlp, params: Vec<f32>, config: TrainConfig) -> Result<Trainer> {
+        pollster::block_on(Trainer::with_parameters_async(mlp, params, config))
+    }
+
+    /// [`with_parameters`](Self::with_parameters), awaited.
+    pub async fn with_parameters_async(
+        mlp: Mlp,
+        params: Vec<f32>,
+        config: TrainConfig,
+    ) -> Result<Trainer> {
         config.validate(&mlp)?;
         mlp.check_training_memory(config.batch_size, config.optimizer.state_slots())?;
         check_parameters(&mlp, &params)?;
         let spec = config.backend_config(&mlp);
         let backend: Box<dyn Backend> = match config.device {
             Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &spec)),
-            Device::Gpu => Box::new(GpuBackend::new(&mlp, params, &spec, false)?),
-            Device::Auto => match GpuBackend::new(&mlp, params.clone(), &spec, true) {
+            Device::Gpu => Box::new(GpuBackend::new_async(&mlp, params, &spec, false).await?),
+            Device::Auto => match GpuBackend::new_async(&mlp, params.clone(), &spec, true).await {
                 Ok(gpu) => Box::new(gpu),
                 Err(e) => {
                     log::info!("device auto: using the CPU ({e})");
@@ -557,8 +575,14 @@ impl Trainer {
     }
 
     /// The current parameters (read back from the GPU if it runs there).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn parameters(&mut self) -> Result<Vec<f32>> {
-        self.backend.parameters()
+        pollster::block_on(self.parameters_async())
+    }
+
+    /// [`parameters`](Self::parameters), awaited.
+    pub async fn parameters_async(&mut self) -> Result<Vec<f32>> {
+        self.backend.parameters_async().await
     }
 
     /// Replaces the parameters (optimizer state is kept).
@@ -569,12 +593,25 @@ impl Trainer {
 
     /// Trains for `config.epochs` epochs (or until `config.max_steps`),
     /// evaluating on `validation` after each epoch when given.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fit(&mut self, train: &Dataset, validation: Option<&Dataset>) -> Result<History> {
         self.fit_with(train, validation, |_| {})
     }
 
+    /// [`fit`](Self::fit), awaited: the core every target runs (the
+    /// browser's GPU read-backs are awaited, never blocked on).
+    pub async fn fit_async(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+    ) -> Result<History> {
+        self.fit_checkpointed_async(train, validation, |_| {}, 0, |_| Ok(()))
+            .await
+    }
+
     /// [`fit`](Self::fit), calling `on_epoch` after each epoch (for
     /// progress bars and metrics files).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fit_with(
         &mut self,
         train: &Dataset,
@@ -600,7 +637,26 @@ impl Trainer {
     /// the exact position inside it. Restored into a trainer with the same
     /// configuration, which fits the epochs left, that checkpoint ends with
     /// the same parameters as a run never interrupted.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fit_checkpointed(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        on_epoch: impl FnMut(&EpochRecord),
+        every: u64,
+        on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
+    ) -> Result<History> {
+        pollster::block_on(self.fit_checkpointed_async(
+            train,
+            validation,
+            on_epoch,
+            every,
+            on_checkpoint,
+        ))
+    }
+
+    /// [`fit_checkpointed`](Self::fit_checkpointed), awaited.
+    pub async fn fit_checkpointed_async(
         &mut self,
         train: &Dataset,
         validation: Option<&Dataset>,
@@ -648,9 +704,10 @@ impl Trainer {
             // After a mid-epoch restore, the epoch's first rows are done.
             let skip = std::mem::take(&mut self.pending_rows).min(order.len());
             let skipped_loss = std::mem::take(&mut self.pending_loss);
-            let epoch =
-                self.backend
-                    .train_steps(&data, &order[skip..], batch_size, remaining, lr)?;
+            let epoch = self
+                .backend
+                .train_steps_async(&data, &order[skip..], batch_size, remaining, lr)
+                .await?;
             self.steps += epoch.steps;
             if epoch.stopped {
                 // The epoch goes on after a restore from `checkpoint()`.
@@ -667,7 +724,10 @@ impl Trainer {
                     loss: train_loss,
                 });
             }
-            let validation = validation.map(|v| self.evaluate(v)).transpose()?;
+            let validation = match validation {
+                Some(v) => Some(self.evaluate_async(v).await?),
+                None => None,
+            };
             let metric = validation.map_or(train_loss, |v| v.loss);
             self.scheduler.step(self.epochs_done as usize - 1, metric);
             let record = EpochRecord {
@@ -682,14 +742,16 @@ impl Trainer {
             on_epoch(&record);
             history.epochs.push(record);
             if every > 0 && self.epochs_done.is_multiple_of(every) {
-                let checkpoint = self.checkpoint()?;
+                let checkpoint = self.checkpoint_async().await?;
                 on_checkpoint(checkpoint)?;
             }
             if let Some(rule) = self.config.early_stopping {
                 let epoch_number = history.epochs.len();
                 match &best {
                     Some((loss, _, _)) if metric >= loss - rule.min_delta => {}
-                    _ => best = Some((metric, epoch_number, self.backend.parameters()?)),
+                    _ => {
+                        best = Some((metric, epoch_number, self.backend.parameters_async().await?))
+                    }
                 }
                 let best_epoch = best.as_ref().map_or(epoch_number, |b| b.1);
                 if epoch_number - best_epoch > rule.patience {
@@ -730,7 +792,13 @@ impl Trainer {
     /// step boundary, with the mean loss of the steps that ran (0 when
     /// none did); [`steps`](Self::steps) says how many have run in all,
     /// and [`checkpoint`](Self::checkpoint) records the position.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_steps(&mut self, train: &Dataset, steps: u64) -> Result<f64> {
+        pollster::block_on(self.train_steps_async(train, steps))
+    }
+
+    /// [`train_steps`](Self::train_steps), awaited.
+    pub async fn train_steps_async(&mut self, train: &Dataset, steps: u64) -> Result<f64> {
         self.check_data(train, "training data")?;
         let data = self.device_data(train)?;
         let rows = train.rows();
@@ -751,13 +819,16 @@ impl Trainer {
                 },
             };
             let lr = self.scheduler.lr();
-            let result = self.backend.train_steps(
-                &data,
-                &cursor.order[cursor.rows_done..],
-                batch_size,
-                remaining,
-                lr,
-            )?;
+            let result = self
+                .backend
+                .train_steps_async(
+                    &data,
+                    &cursor.order[cursor.rows_done..],
+                    batch_size,
+                    remaining,
+                    lr,
+                )
+                .await?;
             self.steps += result.steps;
             remaining -= result.steps;
             total.loss_sum += result.loss_sum;
@@ -787,10 +858,16 @@ impl Trainer {
     }
 
     /// A checkpoint of the run as it stands (read back from the GPU).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn checkpoint(&mut self) -> Result<Checkpoint> {
-        let (optimizer_state, step) = self.backend.optimizer_state()?;
+        pollster::block_on(self.checkpoint_async())
+    }
+
+    /// [`checkpoint`](Self::checkpoint), awaited.
+    pub async fn checkpoint_async(&mut self) -> Result<Checkpoint> {
+        let (optimizer_state, step) = self.backend.optimizer_state_async().await?;
         Ok(Checkpoint {
-            params: self.backend.parameters()?,
+            params: self.backend.parameters_async().await?,
             optimizer_state,
             step,
             epoch: self.epochs_done,
@@ -841,9 +918,15 @@ impl Trainer {
     }
 
     /// Mean loss and, for classification losses, accuracy over `data`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&mut self, data: &Dataset) -> Result<Evaluation> {
+        pollster::block_on(self.evaluate_async(data))
+    }
+
+    /// [`evaluate`](Self::evaluate), awaited.
+    pub async fn evaluate_async(&mut self, data: &Dataset) -> Result<Evaluation> {
         self.check_data(data, "evaluation data")?;
-        let (loss_sum, correct) = self.backend.evaluate(data)?;
+        let (loss_sum, correct) = self.backend.evaluate_async(data).await?;
         let elements = match self.config.loss {
             Loss::CrossEntropy => data.rows(),
             _ => data.rows() * self.mlp.outputs(),
@@ -856,7 +939,13 @@ impl Trainer {
 
     /// The network's outputs (rows × outputs, before any softmax or sigmoid)
     /// for inputs `x` (rows × inputs, row-major).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        pollster::block_on(self.predict_async(x))
+    }
+
+    /// [`predict`](Self::predict), awaited.
+    pub async fn predict_async(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let inputs = self.mlp.inputs();
         if x.is_empty() {
             return Err(Error::Empty {
@@ -878,7 +967,7 @@ impl Trainer {
                 value: x[i] as f64,
             });
         }
-        self.backend.predict(x)
+        self.backend.predict_async(x).await
     }
 
     fn check_data(&self, data: &Dataset, what: &str) -> Result<()> {

@@ -31,7 +31,9 @@
 
 use crate::error::{Error, Result};
 use crate::real::Real;
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::c_int;
+#[cfg(not(target_arch = "wasm32"))]
+use std::ffi::{CStr, c_char};
 use std::sync::OnceLock;
 
 /// Smallest m·n·k worth a thread pool (and a library call).
@@ -87,6 +89,7 @@ pub struct Blas {
     sgemm: CblasGemm<f32>,
     dgemm: CblasGemm<f64>,
     // Keeps the routines above mapped; declared last so it is dropped last.
+    #[cfg(not(target_arch = "wasm32"))]
     _library: libloading::Library,
 }
 
@@ -97,6 +100,21 @@ impl Blas {
     /// # Errors
     /// [`Error::Blas`] naming the library, when it cannot be loaded or
     /// lacks either routine.
+    #[cfg(target_arch = "wasm32")]
+    pub fn load(name: &str) -> Result<Blas> {
+        Err(Error::Blas {
+            library: name.to_string(),
+            reason: "the browser loads no native libraries".into(),
+        })
+    }
+
+    /// Loads the library `name` (a file name the dynamic loader searches
+    /// for, or a path) and finds `cblas_sgemm` and `cblas_dgemm` in it.
+    ///
+    /// # Errors
+    /// [`Error::Blas`] naming the library, when it cannot be loaded or
+    /// lacks either routine.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(name: &str) -> Result<Blas> {
         let fail = |reason: String| Error::Blas {
             library: name.to_string(),
@@ -232,6 +250,7 @@ fn check_extent<T>(rows: usize, cols: usize, data: &[T], (rs, cs): (isize, isize
 
 /// OpenBLAS's own description, shortened to its version and the CPU kernel
 /// it chose, e.g. `OpenBLAS 0.3.21, Zen`.
+#[cfg(not(target_arch = "wasm32"))]
 fn describe(library: &libloading::Library) -> Option<String> {
     type Text = unsafe extern "C" fn() -> *const c_char;
     // SAFETY: both OpenBLAS functions take nothing and return pointers to

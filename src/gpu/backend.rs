@@ -9,7 +9,9 @@ use super::resources::{
 };
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::{OptimizerShape, ReduceShape, StepParams};
-use crate::backend::{Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsLoss};
+use crate::backend::{
+    Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, LocalFuture, StepsLoss,
+};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
@@ -19,6 +21,22 @@ use crate::stop::StopFlag;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use wgpu::util::DeviceExt;
+
+/// Waits for one of the asynchronous calls: natively by polling the device
+/// until its read-back is done.
+#[cfg(not(target_arch = "wasm32"))]
+fn block_on<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    pollster::block_on(call)
+}
+
+/// The browser cannot block on a read-back: its GPU answers only once the
+/// page's event loop runs again.
+#[cfg(target_arch = "wasm32")]
+fn block_on<T>(_call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    Err(Error::Gpu(
+        "a blocking GPU read-back is impossible in the browser: use the _async calls".into(),
+    ))
+}
 
 /// Steps recorded into one command buffer before it is submitted.
 const STEPS_PER_SUBMIT: usize = 64;
@@ -114,13 +132,35 @@ impl GpuBackend {
     /// # Errors
     /// [`Error::Gpu`] when there is no adapter (saying how to install
     /// one) or the device fails.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(
         mlp: &Mlp,
         params: Vec<f32>,
         config: &BackendConfig,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
-        let ctx = GpuContext::open(hardware_only)?;
+        pollster::block_on(GpuBackend::new_async(mlp, params, config, hardware_only))
+    }
+
+    /// [`new`](Self::new), awaited: in the browser the adapter and device
+    /// requests are promises.
+    pub async fn new_async(
+        mlp: &Mlp,
+        params: Vec<f32>,
+        config: &BackendConfig,
+        hardware_only: bool,
+    ) -> Result<GpuBackend> {
+        let ctx = GpuContext::open_async(hardware_only).await?;
+        GpuBackend::on_context(ctx, mlp, params, config)
+    }
+
+    /// Allocates everything a run of `mlp` needs on an open device.
+    fn on_context(
+        ctx: GpuContext,
+        mlp: &Mlp,
+        params: Vec<f32>,
+        config: &BackendConfig,
+    ) -> Result<GpuBackend> {
         // Rows one pass holds: the batch (at least 256, for evaluation
         // chunks), but no more than the adapter's binding and buffer limits
         // allow for the widest activation, or than `max_rows_per_pass`.
@@ -526,8 +566,17 @@ impl Backend for GpuBackend {
     }
 
     fn parameters(&mut self) -> Result<Vec<f32>> {
-        let bytes = self.ctx.read(&self.params, 0, self.layout.len * 4)?;
-        Ok(self.layout.unpack(&self.mlp, bytemuck::cast_slice(&bytes)))
+        block_on(self.parameters_async())
+    }
+
+    fn parameters_async(&mut self) -> LocalFuture<'_, Result<Vec<f32>>> {
+        Box::pin(async move {
+            let bytes = self
+                .ctx
+                .read_async(&self.params, 0, self.layout.len * 4)
+                .await?;
+            Ok(self.layout.unpack(&self.mlp, bytemuck::cast_slice(&bytes)))
+        })
     }
 
     fn set_parameters(&mut self, params: &[f32]) -> Result<()> {
@@ -540,19 +589,26 @@ impl Backend for GpuBackend {
     }
 
     fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)> {
-        let padded = self.layout.len;
-        let bytes = self
-            .ctx
-            .read(&self.state, 0, self.slots as u64 * padded * 4)?;
-        let all: &[f32] = bytemuck::cast_slice(&bytes);
-        let mut state = Vec::with_capacity(self.slots * self.mlp.parameter_count());
-        for slot in 0..self.slots {
-            state.extend(self.layout.unpack(
-                &self.mlp,
-                &all[slot * padded as usize..(slot + 1) * padded as usize],
-            ));
-        }
-        Ok((state, self.t))
+        block_on(self.optimizer_state_async())
+    }
+
+    fn optimizer_state_async(&mut self) -> LocalFuture<'_, Result<(Vec<f32>, u64)>> {
+        Box::pin(async move {
+            let padded = self.layout.len;
+            let bytes = self
+                .ctx
+                .read_async(&self.state, 0, self.slots as u64 * padded * 4)
+                .await?;
+            let all: &[f32] = bytemuck::cast_slice(&bytes);
+            let mut state = Vec::with_capacity(self.slots * self.mlp.parameter_count());
+            for slot in 0..self.slots {
+                state.extend(self.layout.unpack(
+                    &self.mlp,
+                    &all[slot * padded as usize..(slot + 1) * padded as usize],
+                ));
+            }
+            Ok((state, self.t))
+        })
     }
 
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
@@ -606,50 +662,69 @@ impl Backend for GpuBackend {
     }
 
     fn forward_backward(&mut self, data: &DeviceData<'_>, share: BatchShare<'_>) -> Result<f64> {
-        data.check(Some(self.uploads))?;
-        share.check()?;
-        if share.rows.is_empty() {
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            encoder.clear_buffer(&self.grads, 0, None);
-            self.ctx.queue.submit([encoder.finish()]);
-            self.ctx.check()?;
-            return Ok(0.0);
-        }
-        // The share's rows are gathered on the host and written pass by
-        // pass: a step in phases is one submission per pass anyway.
-        self.ensure_step_slots(1);
-        self.write_steps(&[StepParams::new(&self.rule, self.t + 1, self.rule.lr, 0, 0)]);
-        let keys: Vec<PassKey> = PassKey::training(
-            share.rows.len(),
-            share.batch_rows,
-            share.offset,
-            self.capacity,
-        )
-        .collect();
-        for key in &keys {
-            self.plan(*key);
-        }
-        let mut scratch = Scratch::default();
-        for key in &keys {
-            let first = key.offset - share.offset;
-            self.write_rows(
-                data.dataset(),
-                &share.rows[first..first + key.rows],
-                &mut scratch,
-            );
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                self.record(&mut pass, &self.plans[key], 0, false, true);
+        block_on(self.forward_backward_async(data, share))
+    }
+
+    fn forward_backward_async<'a>(
+        &'a mut self,
+        data: &'a DeviceData<'a>,
+        share: BatchShare<'a>,
+    ) -> LocalFuture<'a, Result<f64>> {
+        Box::pin(async move {
+            data.check(Some(self.uploads))?;
+            share.check()?;
+            if share.rows.is_empty() {
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+                encoder.clear_buffer(&self.grads, 0, None);
+                self.ctx.queue.submit([encoder.finish()]);
+                self.ctx.check()?;
+                return Ok(0.0);
             }
-            self.ctx.queue.submit([encoder.finish()]);
-        }
-        Ok(self.read_results(1)?[0] as f64)
+            // The share's rows are gathered on the host and written pass by
+            // pass: a step in phases is one submission per pass anyway.
+            self.ensure_step_slots(1);
+            self.write_steps(&[StepParams::new(&self.rule, self.t + 1, self.rule.lr, 0, 0)]);
+            let keys: Vec<PassKey> = PassKey::training(
+                share.rows.len(),
+                share.batch_rows,
+                share.offset,
+                self.capacity,
+            )
+            .collect();
+            for key in &keys {
+                self.plan(*key);
+            }
+            let mut scratch = Scratch::default();
+            for key in &keys {
+                let first = key.offset - share.offset;
+                self.write_rows(
+                    data.dataset(),
+                    &share.rows[first..first + key.rows],
+                    &mut scratch,
+                );
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    self.record(&mut pass, &self.plans[key], 0, false, true);
+                }
+                self.ctx.queue.submit([encoder.finish()]);
+            }
+            Ok(self.read_results_async(1).await?[0] as f64)
+        })
     }
 
     fn gradients(&mut self) -> Result<Vec<f32>> {
-        let bytes = self.ctx.read(&self.grads, 0, self.layout.len * 4)?;
-        Ok(self.layout.unpack(&self.mlp, bytemuck::cast_slice(&bytes)))
+        block_on(self.gradients_async())
+    }
+
+    fn gradients_async(&mut self) -> LocalFuture<'_, Result<Vec<f32>>> {
+        Box::pin(async move {
+            let bytes = self
+                .ctx
+                .read_async(&self.grads, 0, self.layout.len * 4)
+                .await?;
+            Ok(self.layout.unpack(&self.mlp, bytemuck::cast_slice(&bytes)))
+        })
     }
 
     fn set_gradients(&mut self, grads: &[f32]) -> Result<()> {
@@ -688,175 +763,202 @@ impl Backend for GpuBackend {
         max_steps: u64,
         lr: f64,
     ) -> Result<StepsLoss> {
-        data.check(Some(self.uploads))?;
-        if let Some(resident) = &self.resident {
-            self.ctx
-                .queue
-                .write_buffer(&resident.perm, 0, bytemuck::cast_slice(order));
-        }
-        // `order` may be the rest of an epoch (Trainer::train_steps).
-        let rows = order.len();
-        let batches: Vec<(usize, usize)> = (0..rows)
-            .step_by(batch_size)
-            .map(|start| (start, (start + batch_size).min(rows)))
-            .take(max_steps.try_into().unwrap_or(usize::MAX))
-            .collect();
-        self.ensure_step_slots(batches.len());
-        let first_t = self.t;
-        let steps: Vec<StepParams> = batches
-            .iter()
-            .enumerate()
-            .map(|(s, &(start, _))| {
-                StepParams::new(
-                    &self.rule,
-                    first_t + s as u64 + 1,
-                    lr,
-                    start as u32,
-                    s as u32,
-                )
-            })
-            .collect();
-        self.write_steps(&steps);
-        let passes = |&(start, end): &(usize, usize), capacity| {
-            PassKey::training(end - start, end - start, 0, capacity)
-        };
-        for batch in &batches {
-            for key in passes(batch, self.capacity) {
-                self.plan(key);
+        block_on(self.train_steps_async(data, order, batch_size, max_steps, lr))
+    }
+
+    fn train_steps_async<'a>(
+        &'a mut self,
+        data: &'a DeviceData<'a>,
+        order: &'a [u32],
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+    ) -> LocalFuture<'a, Result<StepsLoss>> {
+        Box::pin(async move {
+            data.check(Some(self.uploads))?;
+            if let Some(resident) = &self.resident {
+                self.ctx
+                    .queue
+                    .write_buffer(&resident.perm, 0, bytemuck::cast_slice(order));
             }
-        }
-        // Steps submitted: all of them unless the stop flag, checked before
-        // each submission, ends it early.
-        let mut submitted = 0;
-        if self.streamed {
-            submitted = self.stream_epoch(data.dataset(), order, &batches)?;
-        }
-        for (chunk_index, chunk) in batches
-            .chunks(STEPS_PER_SUBMIT)
-            .enumerate()
-            .filter(|_| !self.streamed)
-        {
-            if self.stop_flag.as_ref().is_some_and(StopFlag::is_requested) {
-                break;
-            }
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            if chunk_index == 0 {
-                self.snapshot(&mut encoder);
-            }
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                for (i, batch) in chunk.iter().enumerate() {
-                    let slot = chunk_index * STEPS_PER_SUBMIT + i;
-                    for key in passes(batch, self.capacity) {
-                        self.record(&mut pass, &self.plans[&key], slot, true, true);
-                    }
-                    self.record_update(&mut pass, slot, self.samples_norms(slot));
+            // `order` may be the rest of an epoch (Trainer::train_steps).
+            let rows = order.len();
+            let batches: Vec<(usize, usize)> = (0..rows)
+                .step_by(batch_size)
+                .map(|start| (start, (start + batch_size).min(rows)))
+                .take(max_steps.try_into().unwrap_or(usize::MAX))
+                .collect();
+            self.ensure_step_slots(batches.len());
+            let first_t = self.t;
+            let steps: Vec<StepParams> = batches
+                .iter()
+                .enumerate()
+                .map(|(s, &(start, _))| {
+                    StepParams::new(
+                        &self.rule,
+                        first_t + s as u64 + 1,
+                        lr,
+                        start as u32,
+                        s as u32,
+                    )
+                })
+                .collect();
+            self.write_steps(&steps);
+            let passes = |&(start, end): &(usize, usize), capacity| {
+                PassKey::training(end - start, end - start, 0, capacity)
+            };
+            for batch in &batches {
+                for key in passes(batch, self.capacity) {
+                    self.plan(key);
                 }
             }
-            self.ctx.queue.submit([encoder.finish()]);
-            submitted += chunk.len();
-        }
-        let stopped = submitted < batches.len();
-        let batches = &batches[..submitted];
-        if batches.is_empty() {
-            return Ok(StepsLoss {
+            // Steps submitted: all of them unless the stop flag, checked before
+            // each submission, ends it early.
+            let mut submitted = 0;
+            if self.streamed {
+                submitted = self.stream_epoch(data.dataset(), order, &batches)?;
+            }
+            for (chunk_index, chunk) in batches
+                .chunks(STEPS_PER_SUBMIT)
+                .enumerate()
+                .filter(|_| !self.streamed)
+            {
+                if self.stop_flag.as_ref().is_some_and(StopFlag::is_requested) {
+                    break;
+                }
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+                if chunk_index == 0 {
+                    self.snapshot(&mut encoder);
+                }
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    for (i, batch) in chunk.iter().enumerate() {
+                        let slot = chunk_index * STEPS_PER_SUBMIT + i;
+                        for key in passes(batch, self.capacity) {
+                            self.record(&mut pass, &self.plans[&key], slot, true, true);
+                        }
+                        self.record_update(&mut pass, slot, self.samples_norms(slot));
+                    }
+                }
+                self.ctx.queue.submit([encoder.finish()]);
+                submitted += chunk.len();
+            }
+            let stopped = submitted < batches.len();
+            let batches = &batches[..submitted];
+            if batches.is_empty() {
+                return Ok(StepsLoss {
+                    stopped,
+                    ..StepsLoss::default()
+                });
+            }
+            self.t += batches.len() as u64;
+            let results = self.read_results_async(batches.len()).await?;
+            if let Some(bad) = (0..batches.len()).find(|&s| !results[2 * s].is_finite()) {
+                // Every step ran; put back the state from before them and run
+                // the good ones again, so that what is kept is what the CPU
+                // keeps: everything as it was before the bad step.
+                self.restore(first_t)?;
+                if bad > 0 {
+                    // The good steps run again whole, whatever the stop flag says.
+                    let stop_flag = self.stop_flag.take();
+                    let rerun = self
+                        .train_steps_async(data, order, batch_size, bad as u64, lr)
+                        .await;
+                    self.stop_flag = stop_flag;
+                    rerun?;
+                }
+                return Err(Error::Diverged {
+                    step: first_t + bad as u64 + 1,
+                    loss: results[2 * bad] as f64,
+                });
+            }
+            let mut epoch = StepsLoss {
                 stopped,
                 ..StepsLoss::default()
-            });
-        }
-        self.t += batches.len() as u64;
-        let results = self.read_results(batches.len())?;
-        if let Some(bad) = (0..batches.len()).find(|&s| !results[2 * s].is_finite()) {
-            // Every step ran; put back the state from before them and run
-            // the good ones again, so that what is kept is what the CPU
-            // keeps: everything as it was before the bad step.
-            self.restore(first_t)?;
-            if bad > 0 {
-                // The good steps run again whole, whatever the stop flag says.
-                let stop_flag = self.stop_flag.take();
-                let rerun = self.train_steps(data, order, batch_size, bad as u64, lr);
-                self.stop_flag = stop_flag;
-                rerun?;
-            }
-            return Err(Error::Diverged {
-                step: first_t + bad as u64 + 1,
-                loss: results[2 * bad] as f64,
-            });
-        }
-        let mut epoch = StepsLoss {
-            stopped,
-            ..StepsLoss::default()
-        };
-        if (0..batches.len()).any(|s| self.samples_norms_at(first_t, s)) {
-            let layers = self.mlp.layers().len();
-            let bytes = self.ctx.read(
-                &self.layer_norm_results,
-                0,
-                (batches.len() * layers * 2 * 4) as u64,
-            )?;
-            let norms: &[f32] = bytemuck::cast_slice(&bytes);
-            for s in (0..batches.len()).filter(|&s| self.samples_norms_at(first_t, s)) {
-                for layer in 0..layers {
-                    let at = (s * layers + layer) * 2;
-                    epoch.norms.push(LayerNorms {
-                        step: first_t + s as u64 + 1,
-                        layer,
-                        grad_norm: norms[at] as f64,
-                        weight_norm: norms[at + 1] as f64,
-                    });
+            };
+            if (0..batches.len()).any(|s| self.samples_norms_at(first_t, s)) {
+                let layers = self.mlp.layers().len();
+                let bytes = self
+                    .ctx
+                    .read_async(
+                        &self.layer_norm_results,
+                        0,
+                        (batches.len() * layers * 2 * 4) as u64,
+                    )
+                    .await?;
+                let norms: &[f32] = bytemuck::cast_slice(&bytes);
+                for s in (0..batches.len()).filter(|&s| self.samples_norms_at(first_t, s)) {
+                    for layer in 0..layers {
+                        let at = (s * layers + layer) * 2;
+                        epoch.norms.push(LayerNorms {
+                            step: first_t + s as u64 + 1,
+                            layer,
+                            grad_norm: norms[at] as f64,
+                            weight_norm: norms[at + 1] as f64,
+                        });
+                    }
                 }
             }
-        }
-        for (s, &(start, end)) in batches.iter().enumerate() {
-            epoch.loss_sum += results[2 * s] as f64 * (end - start) as f64;
-            epoch.rows += end - start;
-            epoch.steps += 1;
-        }
-        Ok(epoch)
+            for (s, &(start, end)) in batches.iter().enumerate() {
+                epoch.loss_sum += results[2 * s] as f64 * (end - start) as f64;
+                epoch.rows += end - start;
+                epoch.steps += 1;
+            }
+            Ok(epoch)
+        })
     }
 
     fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)> {
-        let chunks: Vec<(usize, usize)> = (0..data.rows())
-            .step_by(self.capacity)
-            .map(|start| (start, (start + self.capacity).min(data.rows())))
-            .collect();
-        self.ensure_step_slots(chunks.len());
-        let steps: Vec<StepParams> = (0..chunks.len())
-            .map(|s| StepParams {
-                slot: s as u32,
-                ..Default::default()
-            })
-            .collect();
-        self.write_steps(&steps);
-        for (slot, &(start, end)) in chunks.iter().enumerate() {
-            self.plan(PassKey::whole(end - start));
-            self.write_batch(data, start, end);
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                self.record(
-                    &mut pass,
-                    &self.plans[&PassKey::whole(end - start)],
-                    slot,
-                    false,
-                    false,
-                );
+        block_on(self.evaluate_async(data))
+    }
+
+    fn evaluate_async<'a>(
+        &'a mut self,
+        data: &'a Dataset,
+    ) -> LocalFuture<'a, Result<(f64, Option<usize>)>> {
+        Box::pin(async move {
+            let chunks: Vec<(usize, usize)> = (0..data.rows())
+                .step_by(self.capacity)
+                .map(|start| (start, (start + self.capacity).min(data.rows())))
+                .collect();
+            self.ensure_step_slots(chunks.len());
+            let steps: Vec<StepParams> = (0..chunks.len())
+                .map(|s| StepParams {
+                    slot: s as u32,
+                    ..Default::default()
+                })
+                .collect();
+            self.write_steps(&steps);
+            for (slot, &(start, end)) in chunks.iter().enumerate() {
+                self.plan(PassKey::whole(end - start));
+                self.write_batch(data, start, end);
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    self.record(
+                        &mut pass,
+                        &self.plans[&PassKey::whole(end - start)],
+                        slot,
+                        false,
+                        false,
+                    );
+                }
+                self.ctx.queue.submit([encoder.finish()]);
             }
-            self.ctx.queue.submit([encoder.finish()]);
-        }
-        let results = self.read_results(chunks.len())?;
-        let mut loss_sum = 0.0;
-        let mut correct = 0.0;
-        for (s, &(start, end)) in chunks.iter().enumerate() {
-            loss_sum += results[2 * s] as f64 * (end - start) as f64;
-            correct += results[2 * s + 1] as f64;
-        }
-        Ok((
-            loss_sum,
-            self.loss
-                .is_classification()
-                .then_some(correct.round() as usize),
-        ))
+            let results = self.read_results_async(chunks.len()).await?;
+            let mut loss_sum = 0.0;
+            let mut correct = 0.0;
+            for (s, &(start, end)) in chunks.iter().enumerate() {
+                loss_sum += results[2 * s] as f64 * (end - start) as f64;
+                correct += results[2 * s + 1] as f64;
+            }
+            Ok((
+                loss_sum,
+                self.loss
+                    .is_classification()
+                    .then_some(correct.round() as usize),
+            ))
+        })
     }
 
     fn memory_bytes(&self) -> u64 {
@@ -881,35 +983,42 @@ impl Backend for GpuBackend {
     }
 
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
-        let inputs = self.mlp.inputs();
-        let outputs = self.mlp.outputs();
-        let rows = x.len() / inputs;
-        self.ensure_step_slots(1);
-        self.write_steps(&[StepParams::default()]);
-        // Chunk by chunk, each read back before the next: no buffer of all
-        // the outputs on the device, whatever the number of rows.
-        let last = self.mlp.layers().len() - 1;
-        let mut out = Vec::with_capacity(rows * outputs);
-        for start in (0..rows).step_by(self.capacity) {
-            let end = (start + self.capacity).min(rows);
-            self.plan(PassKey::whole(end - start));
-            self.ctx.queue.write_buffer(
-                &self.x_batch,
-                0,
-                bytemuck::cast_slice(&x[start * inputs..end * inputs]),
-            );
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                let plan = &self.plans[&PassKey::whole(end - start)];
-                self.record_forward(&mut pass, plan, 0);
+        block_on(self.predict_async(x))
+    }
+
+    fn predict_async<'a>(&'a mut self, x: &'a [f32]) -> LocalFuture<'a, Result<Vec<f32>>> {
+        Box::pin(async move {
+            let inputs = self.mlp.inputs();
+            let outputs = self.mlp.outputs();
+            let rows = x.len() / inputs;
+            self.ensure_step_slots(1);
+            self.write_steps(&[StepParams::default()]);
+            // Chunk by chunk, each read back before the next: no buffer of all
+            // the outputs on the device, whatever the number of rows.
+            let last = self.mlp.layers().len() - 1;
+            let mut out = Vec::with_capacity(rows * outputs);
+            for start in (0..rows).step_by(self.capacity) {
+                let end = (start + self.capacity).min(rows);
+                self.plan(PassKey::whole(end - start));
+                self.ctx.queue.write_buffer(
+                    &self.x_batch,
+                    0,
+                    bytemuck::cast_slice(&x[start * inputs..end * inputs]),
+                );
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    let plan = &self.plans[&PassKey::whole(end - start)];
+                    self.record_forward(&mut pass, plan, 0);
+                }
+                self.ctx.queue.submit([encoder.finish()]);
+                let bytes = self
+                    .ctx
+                    .read_async(&self.a[last], 0, ((end - start) * outputs * 4) as u64)
+                    .await?;
+                out.extend_from_slice(bytemuck::cast_slice(&bytes));
             }
-            self.ctx.queue.submit([encoder.finish()]);
-            let bytes = self
-                .ctx
-                .read(&self.a[last], 0, ((end - start) * outputs * 4) as u64)?;
-            out.extend_from_slice(bytemuck::cast_slice(&bytes));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }

@@ -1,7 +1,10 @@
 //! The one place that owns the wgpu instance, adapter, device and queue.
 
 use crate::error::{Error, Result};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 /// What wgpu reports about one adapter, with the limits that matter here.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +35,12 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
     let info = adapter.get_info();
     let limits = adapter.limits();
     AdapterSummary {
-        name: info.name.clone(),
+        // Browsers keep the adapter's name to themselves.
+        name: if info.name.is_empty() {
+            format!("{} adapter", info.backend)
+        } else {
+            info.name.clone()
+        },
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         driver: format!("{} {}", info.driver, info.driver_info)
@@ -118,12 +126,19 @@ fn backends() -> wgpu::Backends {
 
 /// Every compute-capable adapter wgpu finds, best first (hardware before
 /// software, discrete before integrated).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn adapters() -> Vec<AdapterSummary> {
-    let mut list: Vec<AdapterSummary> =
-        pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all() & backends()))
-            .iter()
-            .map(summarize)
-            .collect();
+    pollster::block_on(adapters_async())
+}
+
+/// [`adapters`], awaited (in the browser: the one adapter it offers).
+pub async fn adapters_async() -> Vec<AdapterSummary> {
+    let mut list: Vec<AdapterSummary> = instance()
+        .enumerate_adapters(wgpu::Backends::all() & backends())
+        .await
+        .iter()
+        .map(summarize)
+        .collect();
     list.sort_by_key(|a| rank(&a.device_type));
     list
 }
@@ -153,10 +168,18 @@ pub struct GpuContext {
 impl GpuContext {
     /// Opens the best adapter; with `hardware_only`, a software adapter
     /// (lavapipe) is refused, which is what device `auto` wants.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open(hardware_only: bool) -> Result<GpuContext> {
+        pollster::block_on(GpuContext::open_async(hardware_only))
+    }
+
+    /// [`open`](Self::open), awaited: adapter and device requests are
+    /// asynchronous in the browser.
+    pub async fn open_async(hardware_only: bool) -> Result<GpuContext> {
         let instance = instance();
-        let mut adapters =
-            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all() & backends()));
+        let mut adapters = instance
+            .enumerate_adapters(wgpu::Backends::all() & backends())
+            .await;
         adapters.sort_by_key(|a| rank(&format!("{:?}", a.get_info().device_type)));
         let found: Vec<String> = adapters.iter().map(|a| summarize(a).name).collect();
         let adapter = adapters
@@ -172,16 +195,20 @@ impl GpuContext {
         let summary = summarize(&adapter);
         // Ask for everything the adapter offers: large data sets need its
         // real binding and buffer limits, not WebGPU's defaults.
+        // In the browser these are its adapter's limits, lower than a
+        // native driver's; the binding splits follow them.
         let limits = adapter.limits();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("retroprop"),
-            required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::Gpu(format!("cannot open {}: {e}", summary.name)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("retroprop"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("cannot open {}: {e}", summary.name)))?;
         let error = Arc::new(Mutex::new(None));
         let slot = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -227,6 +254,7 @@ impl GpuContext {
     }
 
     /// Blocks until the queue is idle.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -234,8 +262,20 @@ impl GpuContext {
         self.check()
     }
 
-    /// Copies `size` bytes from `source` at `offset` to the host.
+    /// Copies `size` bytes from `source` at `offset` to the host, blocking
+    /// until they arrive (native only: the browser cannot block).
+    #[cfg(all(not(target_arch = "wasm32"), feature = "harness"))]
     pub(crate) fn read(&self, source: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        pollster::block_on(self.read_async(source, offset, size))
+    }
+
+    /// Copies `size` bytes from `source` at `offset` to the host.
+    pub(crate) async fn read_async(
+        &self,
+        source: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>> {
         if size == 0 {
             return Ok(Vec::new());
         }
@@ -248,26 +288,55 @@ impl GpuContext {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(source, offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
-        self.map_read(&staging)
+        self.map_read_async(&staging).await
     }
 
     /// Maps a MAP_READ buffer (after its copies were submitted) and returns
-    /// its bytes.
-    pub(crate) fn map_read(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
-        let (sender, receiver) = std::sync::mpsc::channel();
+    /// its bytes. Natively the device is polled until the mapping is done
+    /// (the future is then ready at once); in the browser the mapping is a
+    /// promise the event loop resolves while this waits.
+    pub(crate) async fn map_read_async(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+        let mapped = Mapping::default();
+        let slot = mapped.0.clone();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = sender.send(r);
+            let mut state = slot.lock().unwrap_or_else(|p| p.into_inner());
+            state.0 = Some(r);
+            if let Some(waker) = state.1.take() {
+                waker.wake();
+            }
         });
+        #[cfg(not(target_arch = "wasm32"))]
         self.wait()?;
-        receiver
-            .recv()
-            .map_err(|_| Error::Gpu("the read-back never completed".into()))?
+        mapped
+            .await
             .map_err(|e| Error::Gpu(format!("mapping a read-back buffer: {e}")))?;
+        self.check()?;
         let bytes = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e:?}")))?
             .to_vec();
         staging.unmap();
         Ok(bytes)
+    }
+}
+
+type MapResult = std::result::Result<(), wgpu::BufferAsyncError>;
+
+/// The outcome of one `map_async`, as a future: the callback fills the slot
+/// and wakes whoever awaits it.
+#[derive(Default)]
+struct Mapping(Arc<Mutex<(Option<MapResult>, Option<Waker>)>>);
+
+impl Future for Mapping {
+    type Output = MapResult;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<MapResult> {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match state.0.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                state.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }

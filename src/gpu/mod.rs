@@ -20,5 +20,7 @@ mod uniforms;
 mod unroll;
 
 pub use backend::GpuBackend;
-pub use context::{AdapterSummary, GpuContext, adapters};
+#[cfg(not(target_arch = "wasm32"))]
+pub use context::adapters;
+pub use context::{AdapterSummary, GpuContext, adapters_async};
 pub use tiling::{MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};

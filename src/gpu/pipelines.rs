@@ -150,6 +150,7 @@ const MATMUL_TEXTURE: &[Slot] = &[
 const PACK: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture];
 /// Binding 1 is bound too (to the same source) but not read.
 const PACK_QUADS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture, Slot::Read];
+#[cfg(feature = "harness")]
 pub(crate) const ELEMENTWISE: &[Slot] = &[
     Slot::Uniform,
     Slot::Read,
@@ -395,6 +396,7 @@ impl Kernels {
 
     /// The tiling of the products that do not take large tiles (the only
     /// one, off hardware GPUs).
+    #[cfg(feature = "harness")]
     pub(crate) fn tiling(&self) -> MatmulTiling {
         self.choice.small
     }

@@ -134,8 +134,11 @@ impl GpuBackend {
         self.ctx.queue.write_buffer(&self.steps, 0, &bytes);
     }
 
-    pub(crate) fn read_results(&self, slots: usize) -> Result<Vec<f32>> {
-        let bytes = self.ctx.read(&self.results, 0, slots as u64 * 8)?;
+    pub(crate) async fn read_results_async(&self, slots: usize) -> Result<Vec<f32>> {
+        let bytes = self
+            .ctx
+            .read_async(&self.results, 0, slots as u64 * 8)
+            .await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
