@@ -49,11 +49,17 @@ const base = `http://127.0.0.1:${server.address().port}`;
 const browser = await puppeteer.launch({
   executablePath: chromium,
   headless: true,
+  // A page busy on a software GPU can answer the protocol late.
+  protocolTimeout: 900_000,
   args: [
     '--headless=new',
     '--no-sandbox',
     '--enable-unsafe-webgpu',
     '--enable-features=Vulkan',
+    '--use-vulkan=native',
+    // SwiftShader (Chromium's own Vulkan on the CPU) unless WEBGPU_ADAPTER says
+    // otherwise (`default`: whatever chromium picks; headless without a GPU it
+    // still picks SwiftShader here).
     `--use-webgpu-adapter=${process.env.WEBGPU_ADAPTER ?? 'swiftshader'}`,
     '--window-size=1200,1000',
   ],
@@ -66,7 +72,7 @@ async function test(name, body) {
   const t0 = Date.now();
   const page = await browser.newPage();
   page.setDefaultTimeout(300_000);
-  page.on('console', (m) => m.type() === 'error' && console.log(`  [${name} console] ${m.text()}`));
+  page.on('console', (m) => (m.type() === 'error' || m.text().startsWith('bench:')) && console.log(`  [${name} console] ${m.text()}`));
   page.on('pageerror', (e) => console.log(`  [${name} page error] ${e.message}`));
   try {
     await body(page);
@@ -230,9 +236,11 @@ await test('no-webgpu', async (page) => {
 await test('bench', async (page) => {
   if (!existsSync(join(web, 'node_modules/@tensorflow/tfjs/dist/tf.min.js'))) throw new Error('TensorFlow.js is missing: cd web && npm ci');
   const seconds = process.env.BENCH_SECONDS ?? 3;
-  await page.goto(`${base}/bench.html?autorun&seconds=${seconds}`);
+  const chunk = process.env.BENCH_CHUNK ?? 20;
+  await page.goto(`${base}/bench.html?autorun&seconds=${seconds}&chunk=${chunk}`);
   await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state), { timeout: 600_000 });
-  const r = await page.evaluate(() => ({ rows: window.benchResults, error: window.benchError, ratio: document.getElementById('ratio').textContent }));
+  const r = await page.evaluate(() => ({ rows: window.benchResults, error: window.benchError, ratio: document.getElementById('ratio').textContent, adapter: window.benchAdapter }));
+  console.log(`     WebGPU adapter: ${r.adapter}`);
   if (r.error) throw new Error(r.error);
   for (const x of r.rows) {
     console.log(`     ${x.library.padEnd(22)} batch ${String(x.batch).padStart(3)}: first step ${x.first.toFixed(0).padStart(6)} ms, ${x.samplesPerSecond.toFixed(0).padStart(7)} samples/s (${x.steps} steps; ${x.backend})`);
