@@ -4,9 +4,12 @@
 //! `codes` names the codes shaders switch on, `kernels` builds the pipelines
 //! (once) and declares the uniforms they read, and `backend` records
 //! training steps. `harness` runs single kernels on host data, for the
-//! parity tests and benchmarks.
+//! parity tests and benchmarks; `ceiling` times multiply-adds alone, the
+//! adapter's arithmetic ceiling.
 
 mod backend;
+#[cfg(feature = "harness")]
+pub mod ceiling;
 mod codes;
 mod context;
 #[cfg(feature = "harness")]
