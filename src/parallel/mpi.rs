@@ -105,8 +105,9 @@ impl Collective for Mpi {
         count(values.len() * size)?;
         let mut all = vec![0f64; values.len() * size];
         self.comm.all_gather_into(&*values, &mut all[..]);
+        let len = values.len();
         for (i, v) in values.iter_mut().enumerate() {
-            *v = (0..size).fold(0.0, |sum, r| sum + all[r * values.len() + i]);
+            *v = (0..size).fold(0.0, |sum, r| sum + all[r * len + i]);
         }
         Ok(())
     }
