@@ -120,12 +120,23 @@ pub fn sum_in_rank_order<'a>(
     contributions: impl Iterator<Item = &'a [f32]> + Clone,
     out: &mut [f32],
 ) {
-    for (i, o) in out.iter_mut().enumerate() {
-        let mut sum = 0f64;
-        for c in contributions.clone() {
-            sum += c[i] as f64;
+    // Block by block, and within a block rank by rank (so the loop
+    // vectorises and the f64 sums stay in cache); each element still sees
+    // 0 + rank 0's + rank 1's + … in that order.
+    const BLOCK: usize = 2048;
+    let mut sum = [0f64; BLOCK];
+    for (b, block) in out.chunks_mut(BLOCK).enumerate() {
+        let (start, sum) = (b * BLOCK, &mut sum[..block.len()]);
+        sum.fill(0.0);
+        for contribution in contributions.clone() {
+            let part = &contribution[start..start + block.len()];
+            for (s, &v) in sum.iter_mut().zip(part) {
+                *s += v as f64;
+            }
         }
-        *o = sum as f32;
+        for (o, &s) in block.iter_mut().zip(sum.iter()) {
+            *o = s as f32;
+        }
     }
 }
 

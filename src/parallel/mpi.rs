@@ -14,6 +14,7 @@ use mpi::Count;
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+use std::cell::RefCell;
 
 /// A collective over an MPI communicator (usually the world's).
 ///
@@ -23,6 +24,9 @@ use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 /// ```
 pub struct Mpi {
     comm: SimpleCommunicator,
+    /// The chunks received and their sum, kept between calls: a fresh
+    /// buffer of the gradient's size each step costs its page faults.
+    scratch: RefCell<(Vec<f32>, Vec<f32>)>,
 }
 
 impl std::fmt::Debug for Mpi {
@@ -37,7 +41,10 @@ impl std::fmt::Debug for Mpi {
 impl Mpi {
     /// The collective over `comm`.
     pub fn new(comm: SimpleCommunicator) -> Mpi {
-        Mpi { comm }
+        Mpi {
+            comm,
+            scratch: RefCell::default(),
+        }
     }
 
     /// Ends every rank of the run now (`MPI_Abort`) with `code`: for an
@@ -80,7 +87,10 @@ impl Collective for Mpi {
         // Reduce-scatter: everyone's chunk `rank`, one after the other in
         // rank order, then added in that order.
         let own = chunks[rank].len();
-        let mut received = vec![0f32; own * size];
+        let mut scratch = self.scratch.borrow_mut();
+        let (received, summed) = &mut *scratch;
+        received.resize(own * size, 0.0);
+        summed.resize(own, 0.0);
         {
             let send = Partition::new(&*values, &counts[..], &displs[..]);
             let received_displs: Vec<Count> = (0..size).map(|r| (r * own) as Count).collect();
@@ -88,8 +98,7 @@ impl Collective for Mpi {
                 PartitionMut::new(&mut received[..], vec![own as Count; size], received_displs);
             self.comm.all_to_all_varcount_into(&send, &mut receive);
         }
-        let mut summed = vec![0f32; own];
-        sum_in_rank_order(received.chunks(own.max(1)).take(size), &mut summed);
+        sum_in_rank_order(received.chunks(own.max(1)).take(size), summed);
         // All-gather the summed chunks into place.
         let mut gathered = PartitionMut::new(values, counts, displs);
         self.comm
