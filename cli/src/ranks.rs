@@ -79,7 +79,16 @@ impl Ranks {
         self.rank == 0
     }
 
-    /// Leaves the files and the progress bar to rank 0.
+    /// Where training ran, in words: the device, and the ranks when more
+    /// than one.
+    pub fn describe(&self, device: String) -> String {
+        match self.size {
+            1 => device,
+            n => format!("{n} ranks, rank 0 on {device}"),
+        }
+    }
+
+    /// Leaves the files, the progress bar and the warnings to rank 0.
     pub fn only_rank_0_writes(&self, args: &mut TrainArgs) {
         if !self.writes() {
             args.save = None;

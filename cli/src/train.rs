@@ -373,7 +373,11 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
             {
                 metrics_error = Some(e);
             }
-            for warning in warnings.check(&record.layer_norms) {
+            for warning in warnings
+                .check(&record.layer_norms)
+                .into_iter()
+                .filter(|_| ranks.writes())
+            {
                 bar.suspend(|| eprintln!("warning: {warning}"));
             }
         },
@@ -441,7 +445,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let mut summary = format!(
         "trained {} on {} ({} rows): {} epochs, {} steps in {:.1} s (setup {:.1} s)",
         join(&sizes),
-        trainer.device_name(),
+        ranks.describe(trainer.device_name()),
         train_set.rows(),
         history.epochs.len(),
         trainer.steps(),
