@@ -35,6 +35,19 @@ fn launched_size() -> Option<usize> {
         .find_map(|name| std::env::var(name).ok()?.parse().ok())
 }
 
+/// This process's rank among those on its machine, as the launchers
+/// announce it.
+#[cfg(feature = "mpi")]
+fn local_rank() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "SLURM_LOCALID",
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok()?.parse().ok())
+}
+
 impl Ranks {
     /// The ranks of this run: MPI's when started by an MPI launcher (and
     /// built with the `mpi` feature), else one.
@@ -59,6 +72,9 @@ impl Ranks {
             let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
                 .ok_or("MPI was initialised twice")?;
             let world = universe.world();
+            // A GPU of its own for each rank on a machine (in turn when
+            // there are fewer GPUs than ranks).
+            retroprop::gpu::prefer_adapter(local_rank().unwrap_or(world.rank() as usize));
             Ok(Ranks {
                 rank: world.rank() as usize,
                 size: world.size() as usize,
