@@ -78,7 +78,9 @@ impl Collective for Mpi {
         if size == 1 {
             return Ok(());
         }
-        count(values.len() * size)?;
+        // Counts and displacements are chunk sizes and offsets within it;
+        // the length is every rank's, so every rank fails alike.
+        count(values.len())?;
         let chunks: Vec<_> = (0..size)
             .map(|c| share_bounds(values.len(), c, size))
             .collect();
@@ -132,9 +134,9 @@ impl Collective for Mpi {
         let mut len = bytes.len() as u64;
         process.broadcast_into(&mut len);
         bytes.resize(len as usize, 0);
-        count(bytes.len())?;
-        if len > 0 {
-            process.broadcast_into(&mut bytes[..]);
+        // In pieces an MPI count can hold (a checkpoint may pass 2 GiB).
+        for piece in bytes.chunks_mut(1 << 30) {
+            process.broadcast_into(piece);
         }
         Ok(())
     }
