@@ -945,6 +945,9 @@ impl Trainer {
     }
 
     /// Mean loss and, for classification losses, accuracy over `data`.
+    /// In a data-parallel run every rank calls it with the same `data`:
+    /// each evaluates its share of the rows and the sums are added over
+    /// ranks, so every rank gets the same numbers.
     pub fn evaluate(&mut self, data: &Dataset) -> Result<Evaluation> {
         self.check_data(data, "evaluation data")?;
         let (loss_sum, correct) = match self.collective.as_deref().filter(|c| c.size() > 1) {
