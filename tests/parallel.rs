@@ -180,12 +180,17 @@ fn assert_matches(what: &str, runs: &[Run], one: &Run, tolerance: f64) {
         &one.params,
         tolerance,
     );
+    // The state holds the gradients themselves (Adam's exp_avg is their
+    // running mean), whose rounding differs at ~1e-7 of their scale each
+    // step; the parameters see it times the learning rate. Twice the
+    // parameters' tolerance: the worst here is 9.6e-7 (exp_avg, 12 epochs
+    // of Adam on 3 ranks).
     let state = |c: &Checkpoint| c.optimizer_state.clone();
     assert_close(
         &format!("{what}: optimizer state"),
         &state(&run.checkpoint),
         &state(&one.checkpoint),
-        tolerance,
+        2.0 * tolerance,
     );
     assert_eq!(run.checkpoint.step, one.checkpoint.step, "{what}: steps");
     assert_eq!(
