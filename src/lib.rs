@@ -44,6 +44,7 @@ pub mod io;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod parallel;
 pub mod real;
 pub mod schedule;
 pub mod stop;

@@ -23,5 +23,5 @@ mod uniforms;
 mod unroll;
 
 pub use backend::GpuBackend;
-pub use context::{AdapterSummary, GpuContext, adapters};
+pub use context::{AdapterSummary, GpuContext, adapters, prefer_adapter};
 pub use tiling::{MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};
