@@ -379,6 +379,15 @@ impl Dataset {
                         c + 1
                     )));
                 }
+                // f32 is what trains: a value past its range would become
+                // infinite, and be reported later without its place here.
+                if value.abs() > f32::MAX as f64 {
+                    return Err(parse_err(format!(
+                        "row {line}, column {}: `{field}` is beyond the range of 32-bit floats (±{:e})",
+                        c + 1,
+                        f32::MAX
+                    )));
+                }
                 if c < columns - target_columns {
                     x.push(value as f32);
                 } else if classes {

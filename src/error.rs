@@ -131,6 +131,15 @@ pub enum Error {
         /// The loss value seen.
         loss: f64,
     },
+    /// A data-parallel run stopped because of rank `rank`: every rank of
+    /// the run returns this same error (see `parallel::agree`).
+    #[error("rank {rank}: {message}")]
+    Rank {
+        /// The lowest rank that failed.
+        rank: usize,
+        /// What went wrong there.
+        message: String,
+    },
 }
 
 /// The library's result type.

@@ -427,6 +427,14 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     file.write_all(contents).map_err(io)?;
     file.as_file().sync_all().map_err(io)?;
     file.persist(path).map_err(|e| io(e.error))?;
+    // The rename reaches the disk with the folder's entry: sync the folder
+    // too, so that a power cut after we return leaves the new file, not the
+    // old one. Best effort: some file systems refuse to sync a folder, and
+    // the file is in place whatever they say.
+    #[cfg(unix)]
+    if let Ok(folder) = std::fs::File::open(&dir) {
+        let _ = folder.sync_all();
+    }
     Ok(())
 }
 

@@ -44,6 +44,10 @@ pub mod io;
 pub mod loss;
 pub mod model;
 pub mod optim;
+// In the browser (wasm32) no collective can be set (no threads, no MPI):
+// what only a collective reaches goes unused there.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
+pub mod parallel;
 pub mod real;
 pub mod schedule;
 pub mod stop;

@@ -8,6 +8,7 @@ use crate::gpu::GpuBackend;
 use crate::loss::Loss;
 use crate::model::{Init, Mlp};
 use crate::optim::{GradClip, Optimizer};
+use crate::parallel::{self, Collective};
 use crate::schedule::{LrSchedule, Scheduler};
 use crate::stop::StopFlag;
 use std::fmt;
@@ -481,6 +482,8 @@ pub struct Trainer {
     pending_rows: usize,
     /// Their summed loss.
     pending_loss: f64,
+    /// The ranks of a data-parallel run ([`Trainer::with_collective`]).
+    collective: Option<Box<dyn Collective>>,
 }
 
 impl fmt::Debug for Trainer {
@@ -547,9 +550,112 @@ impl Trainer {
             scheduler: Scheduler::new(config.lr_schedule, config.optimizer.lr()),
             pending_rows: 0,
             pending_loss: 0.0,
+            collective: None,
             mlp,
             config,
         })
+    }
+
+    /// This trainer as one rank of a data-parallel run over `collective`
+    /// (see [`crate::parallel`]): every rank must be built with the same
+    /// network and configuration (checked), and starts from rank 0's
+    /// parameters, optimizer state and position. From then on each step
+    /// runs on every rank's share of the batch and sums the gradients;
+    /// [`evaluate`](Self::evaluate) sums over every rank's share of the
+    /// rows; every rank sees the same numbers and takes the same
+    /// decisions. With one rank nothing changes.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_collective(mut self, collective: Box<dyn Collective>) -> Result<Trainer> {
+        if collective.size() > 1 {
+            // The stop flag and the device are each rank's own.
+            let run = TrainConfig {
+                stop_flag: None,
+                device: Device::Auto,
+                ..self.config.clone()
+            };
+            parallel::check_same_run(collective.as_ref(), &format!("{:?} {run:?}", self.mlp))?;
+        }
+        self.collective = Some(collective);
+        self.sync_from_rank_0()?;
+        Ok(self)
+    }
+
+    /// The collective given to [`with_collective`](Self::with_collective).
+    pub fn collective(&self) -> Option<&dyn Collective> {
+        self.collective.as_deref()
+    }
+
+    /// An error unless `data` fits this trainer's network and loss as
+    /// training data (the check [`fit`](Self::fit) makes first): for a
+    /// data-parallel program to check every rank's data and
+    /// [`parallel::agree`] before training.
+    pub fn check_training_data(&self, data: &Dataset) -> Result<()> {
+        self.check_data(data, "training data")
+    }
+
+    /// The collective of a data-parallel run with more than one rank.
+    fn ranks(&self) -> Option<&dyn Collective> {
+        self.collective.as_deref().filter(|c| c.size() > 1)
+    }
+
+    /// Takes rank 0's state on every rank.
+    #[cfg(target_arch = "wasm32")]
+    fn sync_from_rank_0(&mut self) -> Result<()> {
+        // The browser has neither threads nor MPI: no collective is ever set.
+        Ok(())
+    }
+
+    /// Takes rank 0's state on every rank.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn sync_from_rank_0(&mut self) -> Result<()> {
+        let Some(collective) = self.collective.take() else {
+            return Ok(());
+        };
+        let synced = (|| {
+            if collective.size() == 1 {
+                return Ok(());
+            }
+            let mut state = self.checkpoint()?;
+            parallel::broadcast_checkpoint(collective.as_ref(), &mut state)?;
+            if collective.rank() != 0 {
+                self.restore_state(&state)?;
+            }
+            Ok(())
+        })();
+        self.collective = Some(collective);
+        synced
+    }
+
+    /// Whole steps over `order`: the backend's own, fused, on one rank;
+    /// step by step with the gradients summed over ranks on several.
+    async fn run_steps(
+        &mut self,
+        data: &DeviceData<'_>,
+        order: &[u32],
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+    ) -> Result<StepsLoss> {
+        match self.collective.as_deref().filter(|c| c.size() > 1) {
+            None => {
+                self.backend
+                    .train_steps_async(data, order, batch_size, max_steps, lr)
+                    .await
+            }
+            Some(collective) => parallel::train_steps(
+                collective,
+                self.backend.as_mut(),
+                &self.mlp,
+                data,
+                order,
+                batch_size,
+                max_steps,
+                lr,
+                self.steps,
+                self.config.stop_flag.as_ref(),
+                self.config.norms_every,
+            ),
+        }
     }
 
     /// The network description.
@@ -705,8 +811,7 @@ impl Trainer {
             let skip = std::mem::take(&mut self.pending_rows).min(order.len());
             let skipped_loss = std::mem::take(&mut self.pending_loss);
             let epoch = self
-                .backend
-                .train_steps_async(&data, &order[skip..], batch_size, remaining, lr)
+                .run_steps(&data, &order[skip..], batch_size, remaining, lr)
                 .await?;
             self.steps += epoch.steps;
             if epoch.stopped {
@@ -820,8 +925,7 @@ impl Trainer {
             };
             let lr = self.scheduler.lr();
             let result = self
-                .backend
-                .train_steps_async(
+                .run_steps(
                     &data,
                     &cursor.order[cursor.rows_done..],
                     batch_size,
@@ -885,7 +989,18 @@ impl Trainer {
 
     /// Continues from `checkpoint`: an interrupted run resumed this way ends
     /// with the same parameters as one never interrupted (same config).
+    /// In a data-parallel run every rank calls it, and every rank takes
+    /// rank 0's checkpoint.
     pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        let restored = self.restore_state(checkpoint);
+        match self.ranks() {
+            Some(ranks) => parallel::agree(ranks, restored)?,
+            None => return restored,
+        }
+        self.sync_from_rank_0()
+    }
+
+    fn restore_state(&mut self, checkpoint: &Checkpoint) -> Result<()> {
         check_parameters(&self.mlp, &checkpoint.params)?;
         let slots = self.config.optimizer.state_slots() * self.mlp.parameter_count();
         if checkpoint.optimizer_state.len() != slots {
@@ -918,6 +1033,9 @@ impl Trainer {
     }
 
     /// Mean loss and, for classification losses, accuracy over `data`.
+    /// In a data-parallel run every rank calls it with the same `data`:
+    /// each evaluates its share of the rows and the sums are added over
+    /// ranks, so every rank gets the same numbers.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&mut self, data: &Dataset) -> Result<Evaluation> {
         pollster::block_on(self.evaluate_async(data))
@@ -926,7 +1044,13 @@ impl Trainer {
     /// [`evaluate`](Self::evaluate), awaited.
     pub async fn evaluate_async(&mut self, data: &Dataset) -> Result<Evaluation> {
         self.check_data(data, "evaluation data")?;
-        let (loss_sum, correct) = self.backend.evaluate_async(data).await?;
+        let (loss_sum, correct) = match self.collective.as_deref().filter(|c| c.size() > 1) {
+            None => self.backend.evaluate_async(data).await?,
+            Some(ranks) => {
+                let backend = &mut self.backend;
+                parallel::evaluate_shard(ranks, data, |shard| backend.evaluate(shard))?
+            }
+        };
         let elements = match self.config.loss {
             Loss::CrossEntropy => data.rows(),
             _ => data.rows() * self.mlp.outputs(),

@@ -350,6 +350,21 @@ fn csv_errors_name_file_row_and_column() {
         &message(Dataset::from_csv(&nan, 1, true)),
         &["nan.csv", "row 2, column 2", "not a finite number"],
     );
+    // Finite in f64 but not in the f32 that trains: caught where it is.
+    let huge = write("huge.csv", "a,b,y\n1,2,0\n1e300,2,1\n");
+    assert_mentions(
+        &message(Dataset::from_csv(&huge, 1, true)),
+        &[
+            "huge.csv",
+            "row 3, column 1",
+            "`1e300` is beyond the range of 32-bit floats",
+        ],
+    );
+    let huge_target = write("huge_target.csv", "1,2,0.5\n3,4,-4e38\n");
+    assert_mentions(
+        &message(Dataset::from_csv(&huge_target, 1, false)),
+        &["row 2, column 3", "`-4e38` is beyond the range"],
+    );
     let label = write("label.csv", "1,2,0\n3,4,1.5\n");
     assert_mentions(
         &message(Dataset::from_csv(&label, 1, true)),

@@ -481,3 +481,26 @@ fn gradient_norm_and_clipping_match_cpu() {
         }
     }
 }
+
+/// The arithmetic-ceiling kernel `bench --full` times does the
+/// multiply-adds it counts: after n steps of x ← x·m + c every chain holds
+/// mⁿ·x₀ + c·(1 − mⁿ)/(1 − m), summed here over an invocation's 32 chains.
+#[test]
+fn ceiling_kernel_does_the_multiply_adds_it_counts() {
+    let h = harness();
+    let ceiling = retroprop::gpu::ceiling::Ceiling::new(h.context());
+    let (invocations, iterations, m, c) = (100, 1000u32, 0.999f32, 1e-3f32);
+    let run = ceiling.run(invocations, iterations, m, c).unwrap();
+    assert_eq!(run.sums.len(), invocations);
+    let mn = (m as f64).powi(iterations as i32);
+    let fixed = c as f64 * (1.0 - mn) / (1.0 - m as f64);
+    let expected: Vec<f32> = (0..invocations)
+        .map(|i| {
+            (0..32)
+                .map(|q| mn * (i as f32 * 1e-3 + q as f32) as f64 + fixed)
+                .sum::<f64>() as f32
+        })
+        .collect();
+    assert_close("ceiling sums", &run.sums, &expected, 1e-4, 1e-6);
+    assert!(run.seconds > 0.0);
+}

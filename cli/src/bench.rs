@@ -240,6 +240,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "RSS MiB"
         );
     }
+    let mut runs = Vec::new();
     for &device in &devices {
         for &batch in &batches {
             let r = run(device, &sizes, &data, batch, args.steps, &args.optimizer)?;
@@ -248,6 +249,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             } else {
                 print_row(&r);
             }
+            runs.push((device, r));
         }
     }
     let wanted = std::env::var("RETROPROP_BLAS").unwrap_or_default();
@@ -262,7 +264,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         );
     }
     if args.full {
-        full(&args, &devices)?;
+        full(&args, &devices, &runs)?;
     }
     Ok(())
 }
@@ -275,12 +277,20 @@ const VARIANTS: [(bool, bool); 3] = [(false, false), (false, true), (true, false
 fn matmul_header(args: &BenchArgs, title: &str) {
     if !args.json {
         println!("\n{title}");
-        println!("{:>22} {:>8} {:>8} {:>8}", "M x K x N", "NN", "NT", "TN");
+        println!("{:>22} {:>14} {:>14} {:>14}", "M x K x N", "NN", "NT", "TN");
     }
 }
 
-/// One shape's GFLOP/s for the three [`VARIANTS`]: a table row, or a JSON
-/// object of `kind` with `fields` and the shape added.
+/// `gflops` with its share of `peak` in brackets, for a table cell.
+fn with_share(gflops: f64, peak: f64) -> String {
+    format!("{gflops:.1} ({:.0} %)", 100.0 * gflops / peak)
+}
+
+/// One shape's GFLOP/s for the three [`VARIANTS`], each with its share of
+/// `peak` (the GPU's arithmetic ceiling; none for the CPU's GEMMs, whose
+/// peak is their own best): a table row, or a JSON object of `kind` with
+/// `fields`, the shape and the shares (`nn_share`...) added.
+#[allow(clippy::too_many_arguments)]
 fn matmul_row(
     args: &BenchArgs,
     emit: &dyn Fn(&str, serde_json::Value),
@@ -288,14 +298,19 @@ fn matmul_row(
     mut fields: serde_json::Value,
     (m, k, n): (usize, usize, usize),
     row: &[f64],
+    peak: Option<f64>,
 ) {
     if !args.json {
+        let cell = |g: f64| match peak {
+            Some(p) => with_share(g, p),
+            None => format!("{g:.1}"),
+        };
         println!(
-            "{:>22} {:>8.1} {:>8.1} {:>8.1}",
+            "{:>22} {:>14} {:>14} {:>14}",
             format!("{m}x{k}x{n}"),
-            row[0],
-            row[1],
-            row[2]
+            cell(row[0]),
+            cell(row[1]),
+            cell(row[2])
         );
     }
     for (key, size) in [("m", m), ("k", k), ("n", n)] {
@@ -303,12 +318,43 @@ fn matmul_row(
     }
     for (key, &gflops) in ["nn", "nt", "tn"].iter().zip(row) {
         fields[*key] = gflops.into();
+        if let Some(p) = peak {
+            fields[format!("{key}_share")] = (gflops / p).into();
+        }
     }
     emit(kind, fields);
 }
 
-/// Kernels, per-step overhead, and scaling with batch and width.
-fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
+/// The standard work's whole step on `device` (from the main table's runs)
+/// as a share of `peak`, a line and a JSON object a batch size.
+fn step_shares(
+    args: &BenchArgs,
+    emit: &dyn Fn(&str, serde_json::Value),
+    runs: &[(Device, Run)],
+    device: Device,
+    (peak, of): (f64, &str),
+) {
+    for (_, r) in runs.iter().filter(|(d, _)| *d == device) {
+        if !args.json {
+            println!(
+                "whole step on {device}, batch {}: {} of the {of}",
+                r.batch,
+                with_share(r.gflops, peak).replace(" (", " GFLOP/s ("),
+            );
+        }
+        emit(
+            "step_share",
+            serde_json::json!({
+                "device": r.device, "batch": r.batch, "gflops": r.gflops,
+                "peak_gflops": peak, "peak": of, "share": r.gflops / peak,
+            }),
+        );
+    }
+}
+
+/// Kernels against the device's peak, per-step overhead, and scaling with
+/// batch and width; `runs` are the main table's, shown as shares of the peak.
+fn full(args: &BenchArgs, devices: &[Device], runs: &[(Device, Run)]) -> Result<()> {
     let emit = |kind: &str, fields: serde_json::Value| {
         if args.json {
             let mut v = fields;
@@ -320,6 +366,27 @@ fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
         let h = retroprop::gpu::harness::KernelHarness::open().map_err(|e| e.to_string())?;
         let hardware = h.context().summary().is_hardware;
         let max = if hardware { 4096 } else { 1024 };
+        let ceiling = retroprop::gpu::ceiling::Ceiling::new(h.context())
+            .measure()
+            .map_err(|e| e.to_string())?;
+        if !args.json {
+            println!(
+                "\narithmetic ceiling of {}: {ceiling:.1} GFLOP/s (vec4 multiply-adds and \
+                 nothing else, shaders/ceiling.wgsl)",
+                h.context().summary().name
+            );
+        }
+        emit(
+            "ceiling",
+            serde_json::json!({ "device": h.context().summary().name, "gflops": ceiling }),
+        );
+        step_shares(
+            args,
+            &emit,
+            runs,
+            Device::Gpu,
+            (ceiling, "arithmetic ceiling"),
+        );
         matmul_header(
             args,
             &format!(
@@ -358,11 +425,22 @@ fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
                 serde_json::json!({}),
                 (m, k, n),
                 &row,
+                Some(ceiling),
             );
         }
     }
     if devices.contains(&Device::Cpu) {
-        cpu_gemm(args, &emit);
+        let (peak, gemm) = cpu_gemm(args, &emit);
+        if !args.json {
+            println!(
+                "\nCPU GEMM peak measured: {peak:.1} GFLOP/s ({gemm}, its best product above)"
+            );
+        }
+        emit(
+            "gemm_peak",
+            serde_json::json!({ "gemm": gemm, "gflops": peak }),
+        );
+        step_shares(args, &emit, runs, Device::Cpu, (peak, "GEMM peak"));
     }
     let tiny = standard_data(256, 4, 2, 1)?;
     for &device in devices {
@@ -447,8 +525,10 @@ fn full(args: &BenchArgs, devices: &[Device]) -> Result<()> {
 /// The CPU backend's GEMMs on the square sizes and the standard work's
 /// products: the built-in one, then the BLAS library when one is loaded (in
 /// a second pass, so that the library's threads, which spin a while after
-/// each call, do not slow the built-in one's).
-fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) {
+/// each call, do not slow the built-in one's). Returns the best GFLOP/s
+/// measured, the machine's GEMM peak as far as this bench knows, and which
+/// GEMM reached it.
+fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) -> (f64, String) {
     use retroprop::cpu::{blas, gemm_builtin};
     let shapes = [
         (256, 256, 256),
@@ -496,6 +576,7 @@ fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) {
     if let Some(lib) = blas() {
         libraries.push((lib.name().to_string(), true));
     }
+    let mut peak = (0.0, String::new());
     for (name, blas_lib) in libraries {
         matmul_header(args, &format!("CPU GEMM, {name}, GFLOP/s (median)"));
         for &(m, k, n) in &shapes {
@@ -503,10 +584,16 @@ fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) {
                 .iter()
                 .map(|&(ta, tb)| time(m, k, n, ta, tb, blas_lib))
                 .collect();
+            for &g in &row {
+                if g > peak.0 {
+                    peak = (g, name.clone());
+                }
+            }
             let fields = serde_json::json!({ "gemm": name });
-            matmul_row(args, emit, "cpu_gemm", fields, (m, k, n), &row);
+            matmul_row(args, emit, "cpu_gemm", fields, (m, k, n), &row, None);
         }
         // Let a BLAS library's threads go idle before anything else runs.
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    peak
 }

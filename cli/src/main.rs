@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod data;
 mod interrupt;
+mod ranks;
 mod report;
 mod train;
 
@@ -22,7 +23,16 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         // 130 or 143 after SIGINT or SIGTERM.
-        cli::Command::Train(args) => train::train(*args),
+        cli::Command::Train(args) => {
+            // One process, or one rank of an MPI job, which ends its own way.
+            return match ranks::Ranks::start() {
+                Ok(ranks) => train::train(*args, &ranks).unwrap_or_else(|e| ranks.fail(e)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         cli::Command::Predict(args) => train::predict(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Evaluate(args) => train::evaluate(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Devices => devices().map(|()| ExitCode::SUCCESS),

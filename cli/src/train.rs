@@ -3,6 +3,7 @@
 use crate::cli::{EvaluateArgs, PredictArgs, TrainArgs, parse_activations, parse_arch};
 use crate::data::{load_inputs, load_labelled, outputs_for};
 use crate::interrupt::Interrupts;
+use crate::ranks::Ranks;
 use crate::report::{MetricsFile, plot, progress, progress_message};
 use retroprop::io::{
     SavedModel, Standardization, load_checkpoint, load_model, save_checkpoint,
@@ -141,8 +142,9 @@ fn describe(data: Option<&Path>) -> String {
 /// Trains as `args` say. Returns the exit status: success, or after
 /// SIGINT or SIGTERM, which stop training at a step boundary and still
 /// save, 130 or 143.
-pub fn train(args: TrainArgs) -> Result<ExitCode> {
+pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let start = Instant::now();
+    ranks.only_rank_0_writes(&mut args);
     let optimizer = optimizer(&args)?;
     if args.targets == 0 {
         return Err("--targets must be at least 1".into());
@@ -309,10 +311,13 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     // From here on there is work to keep.
     let interrupts = Interrupts::install()?;
     config = config.stop_flag(interrupts.stop_flag());
-    let mut trainer =
-        Trainer::with_parameters(mlp.clone(), params, config.clone()).map_err(text)?;
+    let mut trainer = ranks.join(Trainer::with_parameters(
+        mlp.clone(),
+        params,
+        config.clone(),
+    ))?;
     if let Some((_, _, checkpoint)) = &resume {
-        trainer.restore(checkpoint).map_err(text)?;
+        ranks.shared(trainer.restore(checkpoint))?;
     }
     let setup = start.elapsed().as_secs_f64();
     let epochs_shown = if args.steps.is_some() {
@@ -368,7 +373,11 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             {
                 metrics_error = Some(e);
             }
-            for warning in warnings.check(&record.layer_norms) {
+            for warning in warnings
+                .check(&record.layer_norms)
+                .into_iter()
+                .filter(|_| ranks.writes())
+            {
                 bar.suspend(|| eprintln!("warning: {warning}"));
             }
         },
@@ -380,7 +389,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         Ok(history) => history,
         Err(e @ retroprop::Error::Diverged { .. }) => {
             // Keep the last good parameters where the user asked for them.
-            let mut message = e.to_string();
+            let mut message = ranks.error(e);
             if let Some(path) = args.checkpoint.as_ref().or(args.save.as_ref()) {
                 let params = trainer.parameters().map_err(text)?;
                 match save_model(path, &checkpoint_model(params)) {
@@ -392,7 +401,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             }
             return Err(message);
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(ranks.error(e)),
     };
     if let Some(e) = metrics_error {
         return Err(e);
@@ -436,7 +445,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let mut summary = format!(
         "trained {} on {} ({} rows): {} epochs, {} steps in {:.1} s (setup {:.1} s)",
         join(&sizes),
-        trainer.device_name(),
+        ranks.describe(trainer.device_name()),
         train_set.rows(),
         history.epochs.len(),
         trainer.steps(),
@@ -490,7 +499,9 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             (false, _) => format!("; {} came after the last step", signal.name()),
         };
     }
-    println!("{summary}");
+    if ranks.writes() {
+        println!("{summary}");
+    }
     Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
 

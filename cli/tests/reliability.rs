@@ -332,7 +332,8 @@ fn bench_refuses_zero_steps() {
 }
 
 /// `bench --full` measures step time against width on nets with --arch's
-/// classes; it used 10 outputs, which labels past 9 do not fit.
+/// classes (it used 10 outputs, which labels past 9 do not fit), and gives
+/// the whole step as a share of the GEMM peak it measured.
 #[test]
 fn bench_full_runs_with_more_than_ten_classes() {
     let out = ok(&[
@@ -350,12 +351,29 @@ fn bench_full_runs_with_more_than_ten_classes() {
         "1",
         "--json",
     ]);
-    let widths: Vec<serde_json::Value> = out
+    let lines: Vec<serde_json::Value> = out
         .stdout
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "width_scaling")
         .collect();
+    // The GEMM peak is the best product of the CPU GEMM table, and the
+    // whole step of the main table is reported as its share of it.
+    let of = |kind: &'static str| lines.iter().filter(move |v| v["kind"] == kind);
+    let best = of("cpu_gemm")
+        .flat_map(|v| ["nn", "nt", "tn"].map(|k| v[k].as_f64().unwrap()))
+        .fold(0.0, f64::max);
+    let peak = of("gemm_peak").next().expect("no gemm_peak line");
+    assert_eq!(peak["gflops"].as_f64().unwrap(), best);
+    let step = lines
+        .iter()
+        .find(|v| v["batch"] == 4 && v["kind"].is_null());
+    let step_gflops = step.expect("no main-table run")["gflops"].as_f64().unwrap();
+    let share = of("step_share").next().expect("no step_share line");
+    assert_eq!(share["batch"], 4);
+    assert_eq!(share["peak_gflops"].as_f64().unwrap(), best);
+    let expected = step_gflops / best;
+    assert!((share["share"].as_f64().unwrap() - expected).abs() <= 1e-12 * expected);
+    let widths: Vec<&serde_json::Value> = of("width_scaling").collect();
     assert!(!widths.is_empty(), "no width_scaling runs:\n{}", out.stdout);
     for run in widths {
         let arch = run["arch"].as_str().unwrap();

@@ -14,9 +14,9 @@
 //!
 //! | value | GEMM used |
 //! | --- | --- |
-//! | unset or `auto` | the first of OpenBLAS (`libopenblas.so.0`, `libopenblas.so`, `libopenblas.dylib`) and Intel MKL (`libmkl_rt.so.2`, `libmkl_rt.so`) that loads, else the built-in one |
+//! | unset or `auto` | the first of OpenBLAS (`libopenblas.so.0`, `libopenblas.so`, `libopenblas.dylib`) and Intel MKL (`libmkl_rt.so.3`, `libmkl_rt.so.2`, `libmkl_rt.so`) that loads, else the built-in one |
 //! | `off` | the built-in one |
-//! | a library name or path | that library (its `cblas_sgemm` and `cblas_dgemm`); if it cannot be loaded, the built-in one, and [`check_env`] says why |
+//! | a library name or path | that library (its `cblas_sgemm` and `cblas_dgemm`, or `scipy_cblas_sgemm`... as in the OpenBLAS of PyPI's `scipy-openblas32`); if it cannot be loaded, the built-in one, and [`check_env`] says why |
 //!
 //! Products too small to be split over threads (m·n·k < 2¹⁸) always run on
 //! the built-in GEMM, single-threaded: the library call would cost more
@@ -74,13 +74,20 @@ const CBLAS_NO_TRANS: c_int = 111;
 const CBLAS_TRANS: c_int = 112;
 
 /// Library names `auto` tries, in order.
-const AUTO: [&str; 5] = [
+const AUTO: [&str; 6] = [
     "libopenblas.so.0",
     "libopenblas.so",
     "libopenblas.dylib",
+    "libmkl_rt.so.3",
     "libmkl_rt.so.2",
     "libmkl_rt.so",
 ];
+
+/// Prefixes of the CBLAS names, tried in order: none (OpenBLAS, MKL,
+/// BLIS), and `scipy_`, which the OpenBLAS build of PyPI's
+/// `scipy-openblas32` puts before every name.
+#[cfg(not(target_arch = "wasm32"))]
+const PREFIXES: [&str; 2] = ["", "scipy_"];
 
 /// A loaded BLAS library's GEMM routines.
 #[derive(Debug)]
@@ -123,17 +130,18 @@ impl Blas {
         // SAFETY: loading runs the library's initialisers; a BLAS library's
         // do no more than read the CPU type and the thread settings.
         let library = unsafe { libloading::Library::new(name) }.map_err(|e| fail(e.to_string()))?;
+        // The prefix the library's CBLAS names carry, found by its sgemm.
+        let prefix = PREFIXES
+            .into_iter()
+            .find(|p| unsafe { symbol::<CblasGemm<f32>>(&library, p, "cblas_sgemm") }.is_ok())
+            .unwrap_or("");
         // SAFETY: the symbols have CBLAS's C signatures, as `CblasGemm`.
         let (sgemm, dgemm) = unsafe {
-            let sgemm = *library
-                .get::<CblasGemm<f32>>(b"cblas_sgemm\0")
-                .map_err(|e| fail(e.to_string()))?;
-            let dgemm = *library
-                .get::<CblasGemm<f64>>(b"cblas_dgemm\0")
-                .map_err(|e| fail(e.to_string()))?;
+            let sgemm = symbol::<CblasGemm<f32>>(&library, prefix, "cblas_sgemm").map_err(fail)?;
+            let dgemm = symbol::<CblasGemm<f64>>(&library, prefix, "cblas_dgemm").map_err(fail)?;
             (sgemm, dgemm)
         };
-        let name = describe(&library).unwrap_or_else(|| name.to_string());
+        let name = describe(&library, prefix).unwrap_or_else(|| name.to_string());
         Ok(Blas {
             name,
             sgemm,
@@ -248,16 +256,46 @@ fn check_extent<T>(rows: usize, cols: usize, data: &[T], (rs, cs): (isize, isize
     assert!(last < data.len(), "gemm: {name} too small");
 }
 
-/// OpenBLAS's own description, shortened to its version and the CPU kernel
-/// it chose, e.g. `OpenBLAS 0.3.21, Zen`.
+/// The symbol `prefix` + `name` of `library`, or the loader's reason.
+///
+/// # Safety
+/// `T` must be the symbol's true type.
 #[cfg(not(target_arch = "wasm32"))]
-fn describe(library: &libloading::Library) -> Option<String> {
+unsafe fn symbol<T: Copy>(
+    library: &libloading::Library,
+    prefix: &str,
+    name: &str,
+) -> std::result::Result<T, String> {
+    let full = format!("{prefix}{name}\0");
+    // SAFETY: the caller vouches for the type.
+    unsafe { library.get::<T>(full.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| e.to_string())
+}
+
+/// The library's own description: OpenBLAS's, shortened to its version and
+/// the CPU kernel it chose (`OpenBLAS 0.3.21, Zen`), or MKL's version line.
+#[cfg(not(target_arch = "wasm32"))]
+fn describe(library: &libloading::Library, prefix: &str) -> Option<String> {
     type Text = unsafe extern "C" fn() -> *const c_char;
+    type Version = unsafe extern "C" fn(*mut c_char, c_int);
+    // SAFETY: MKL_Get_Version_String writes at most `len` bytes, NUL
+    // included, into the buffer it is given.
+    if let Ok(version) = unsafe { symbol::<Version>(library, "", "MKL_Get_Version_String") } {
+        let mut buffer = [0 as c_char; 256];
+        unsafe { version(buffer.as_mut_ptr(), buffer.len() as c_int) };
+        buffer[buffer.len() - 1] = 0;
+        // SAFETY: NUL-terminated above at the latest.
+        let text = unsafe { CStr::from_ptr(buffer.as_ptr()) }.to_string_lossy();
+        // "Intel(R) oneAPI Math Kernel Library Version 2026.2-Product Build ..."
+        let version = text.split("Version ").nth(1)?.split('-').next()?.trim();
+        return Some(format!("Intel MKL {version}"));
+    }
     // SAFETY: both OpenBLAS functions take nothing and return pointers to
     // static NUL-terminated strings.
     unsafe {
-        let config = library.get::<Text>(b"openblas_get_config\0").ok()?;
-        let core = library.get::<Text>(b"openblas_get_corename\0").ok()?;
+        let config = symbol::<Text>(library, prefix, "openblas_get_config").ok()?;
+        let core = symbol::<Text>(library, prefix, "openblas_get_corename").ok()?;
         let text = |f: &Text| {
             let p = f();
             (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())

@@ -3,8 +3,34 @@
 use crate::error::{Error, Result};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+
+/// Which of the eligible adapters [`GpuContext::open`] takes (see
+/// [`prefer_adapter`]).
+static PREFERRED_ADAPTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes every later [`GpuContext::open`] take the `index`-th eligible
+/// adapter (counting round: index mod their number) instead of the first:
+/// the hardware GPUs when there are any, in the order `adapters()` lists
+/// them. A data-parallel program gives each rank on a machine its own GPU
+/// with its local rank.
+pub fn prefer_adapter(index: usize) {
+    PREFERRED_ADAPTER.store(index, Ordering::Relaxed);
+}
+
+/// The adapter to open among `hardware` (one flag an adapter, best first):
+/// the `index`-th hardware one (round), or with none and software allowed,
+/// the first.
+fn pick_adapter(hardware: &[bool], hardware_only: bool, index: usize) -> Option<usize> {
+    let real: Vec<usize> = (0..hardware.len()).filter(|&i| hardware[i]).collect();
+    match (real.is_empty(), hardware_only) {
+        (false, _) => Some(real[index % real.len()]),
+        (true, false) => (!hardware.is_empty()).then_some(0),
+        (true, true) => None,
+    }
+}
 
 /// What wgpu reports about one adapter, with the limits that matter here.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,9 +208,10 @@ impl GpuContext {
             .await;
         adapters.sort_by_key(|a| rank(&format!("{:?}", a.get_info().device_type)));
         let found: Vec<String> = adapters.iter().map(|a| summarize(a).name).collect();
-        let adapter = adapters
-            .into_iter()
-            .find(|a| !hardware_only || summarize(a).is_hardware)
+        let hardware: Vec<bool> = adapters.iter().map(|a| summarize(a).is_hardware).collect();
+        let preferred = PREFERRED_ADAPTER.load(Ordering::Relaxed);
+        let adapter = pick_adapter(&hardware, hardware_only, preferred)
+            .map(|i| adapters.swap_remove(i))
             .ok_or_else(|| {
                 Error::NoAdapter(if found.is_empty() {
                     "wgpu sees no adapter at all".into()
@@ -338,5 +365,23 @@ impl Future for Mapping {
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_adapter;
+
+    #[test]
+    fn ranks_take_the_hardware_gpus_in_turn_and_never_a_software_one_beside_them() {
+        // Two GPUs and lavapipe: ranks 0..4 take GPU 0, 1, 0, 1.
+        let picks: Vec<_> = (0..4)
+            .map(|r| pick_adapter(&[true, true, false], false, r))
+            .collect();
+        assert_eq!(picks, [Some(0), Some(1), Some(0), Some(1)]);
+        // Only lavapipe: every rank shares it, unless hardware is required.
+        assert_eq!(pick_adapter(&[false], false, 3), Some(0));
+        assert_eq!(pick_adapter(&[false], true, 0), None);
+        assert_eq!(pick_adapter(&[], false, 0), None);
     }
 }

@@ -4,9 +4,12 @@
 //! `codes` names the codes shaders switch on, `kernels` builds the pipelines
 //! (once) and declares the uniforms they read, and `backend` records
 //! training steps. `harness` runs single kernels on host data, for the
-//! parity tests and benchmarks.
+//! parity tests and benchmarks; `ceiling` times multiply-adds alone, the
+//! adapter's arithmetic ceiling.
 
 mod backend;
+#[cfg(feature = "harness")]
+pub mod ceiling;
 mod codes;
 mod context;
 #[cfg(feature = "harness")]
@@ -22,5 +25,5 @@ mod unroll;
 pub use backend::GpuBackend;
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::adapters;
-pub use context::{AdapterSummary, GpuContext, adapters_async};
+pub use context::{AdapterSummary, GpuContext, adapters_async, prefer_adapter};
 pub use tiling::{MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};

@@ -1,0 +1,251 @@
+//! The distributed step and what the ranks must agree on around it: the
+//! state they start from, the run they are in, and the numbers every
+//! decision reads (losses, validation).
+
+use super::{Collective, agree, share_bounds, shared_error};
+use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsLoss};
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+use crate::stop::StopFlag;
+use crate::train::Checkpoint;
+
+/// Per step, after the gradients: the share's loss (÷ the whole batch),
+/// whether this rank's stop flag is requested, then one fault flag a rank.
+const LOSS: usize = 0;
+const STOP: usize = 1;
+const FAULTS: usize = 2;
+
+/// What [`Backend::train_steps`] does, on every rank together: whole steps
+/// over `order` in batches of `batch_size`, each rank running forward and
+/// backward on its share of each batch ([`share_bounds`]), the gradients
+/// summed over ranks ([`Collective::all_reduce_sum`]), then the same
+/// update (clipping acts on the sum) on every rank. `steps_done` is the
+/// optimizer's step count before the first.
+///
+/// The loss, every rank's stop flag and a fault flag per rank travel in
+/// the same all-reduce as the gradients, so that every rank makes the same
+/// decision at the same step: stop (any rank's flag; the step is not
+/// taken), diverge (the summed loss is not finite; the step is not taken)
+/// or fail (a rank's forward, backward or read-back failed: every rank
+/// returns that rank's error).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_steps(
+    collective: &dyn Collective,
+    backend: &mut dyn Backend,
+    mlp: &Mlp,
+    data: &DeviceData<'_>,
+    order: &[u32],
+    batch_size: usize,
+    max_steps: u64,
+    lr: f64,
+    steps_done: u64,
+    stop_flag: Option<&StopFlag>,
+    norms_every: Option<u64>,
+) -> Result<StepsLoss> {
+    let (rank, size) = (collective.rank(), collective.size());
+    let parameters = mlp.parameter_count();
+    let mut result = StepsLoss::default();
+    let mut step = steps_done;
+    let mut buffer = vec![0f32; parameters + FAULTS + size];
+    for batch in order
+        .chunks(batch_size)
+        .take(max_steps.try_into().unwrap_or(usize::MAX))
+    {
+        let share = share_bounds(batch.len(), rank, size);
+        let stop = stop_flag.is_some_and(StopFlag::is_requested);
+        let local = backend
+            .forward_backward(
+                data,
+                BatchShare {
+                    rows: &batch[share.clone()],
+                    batch_rows: batch.len(),
+                    offset: share.start,
+                },
+            )
+            .and_then(|loss| Ok((loss, backend.gradients()?)));
+        let tail = &mut buffer[parameters..];
+        tail.fill(0.0);
+        tail[STOP] = stop as u8 as f32;
+        let local_error = match local {
+            Ok((loss, grads)) => {
+                buffer[..parameters].copy_from_slice(&grads);
+                buffer[parameters + LOSS] = loss as f32;
+                None
+            }
+            Err(e) => {
+                buffer[..parameters].fill(0.0);
+                buffer[parameters + FAULTS + rank] = 1.0;
+                Some(e)
+            }
+        };
+        collective.all_reduce_sum(&mut buffer)?;
+        let tail = &buffer[parameters..];
+        if let Some(failed) = tail[FAULTS..].iter().position(|&f| f > 0.0) {
+            return Err(shared_error(collective, failed, local_error)?);
+        }
+        if tail[STOP] > 0.0 {
+            result.stopped = true;
+            break;
+        }
+        let loss = tail[LOSS];
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                step: step + 1,
+                loss: loss as f64,
+            });
+        }
+        let grads = &buffer[..parameters];
+        step += 1;
+        if norms_every.is_some_and(|n| step.is_multiple_of(n)) {
+            let params = backend.parameters()?;
+            result
+                .norms
+                .extend(LayerNorms::of(mlp, step, grads, &params));
+        }
+        backend.set_gradients(grads)?;
+        backend.update(lr)?;
+        result.loss_sum += loss as f64 * batch.len() as f64;
+        result.rows += batch.len();
+        result.steps += 1;
+    }
+    Ok(result)
+}
+
+/// Evaluates rank `rank`'s share of `data`'s rows with `evaluate` and sums
+/// the loss and the count right over ranks (in rank order), so that every
+/// rank sees the same numbers. A failure on any rank is every rank's.
+pub(crate) fn evaluate_shard(
+    collective: &dyn Collective,
+    data: &crate::Dataset,
+    evaluate: impl FnOnce(&crate::Dataset) -> Result<(f64, Option<usize>)>,
+) -> Result<(f64, Option<usize>)> {
+    let rows = share_bounds(data.rows(), collective.rank(), collective.size());
+    let indices: Vec<u32> = (rows.start as u32..rows.end as u32).collect();
+    let local = if indices.is_empty() {
+        Ok((0.0, None))
+    } else {
+        evaluate(&data.select(&indices))
+    };
+    let (loss_sum, correct) = agree(collective, local)?;
+    // [loss, count right, whether counted]
+    let mut sums = [
+        loss_sum,
+        correct.unwrap_or(0) as f64,
+        correct.is_some() as u8 as f64,
+    ];
+    collective.all_reduce_sum_f64(&mut sums)?;
+    Ok((sums[0], (sums[2] > 0.0).then_some(sums[1] as usize)))
+}
+
+/// Makes rank 0's `checkpoint` every rank's (parameters, optimizer state,
+/// counters, scheduler), so that every rank starts from the same state.
+pub(crate) fn broadcast_checkpoint(
+    collective: &dyn Collective,
+    checkpoint: &mut Checkpoint,
+) -> Result<()> {
+    let mut bytes = if collective.rank() == 0 {
+        encode(checkpoint)
+    } else {
+        Vec::new()
+    };
+    collective.broadcast(0, &mut bytes)?;
+    if collective.rank() != 0 {
+        *checkpoint = decode(&bytes).ok_or_else(|| Error::Rank {
+            rank: 0,
+            message: format!(
+                "a training state of {} bytes that does not decode",
+                bytes.len()
+            ),
+        })?;
+    }
+    Ok(())
+}
+
+/// An error on every rank unless every rank describes its run (network and
+/// configuration, in words) as rank 0 does: ranks that disagree would
+/// train different models while summing their gradients.
+pub(crate) fn check_same_run(collective: &dyn Collective, description: &str) -> Result<()> {
+    let mut root = description.as_bytes().to_vec();
+    collective.broadcast(0, &mut root)?;
+    let same = if root == description.as_bytes() {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "this rank's network or training configuration differs from rank 0's \
+             (every rank must be started with the same arguments): {description} against {}",
+            String::from_utf8_lossy(&root)
+        )))
+    };
+    agree(collective, same)
+}
+
+fn encode(c: &Checkpoint) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (lr, best, bad, cooldown) = c.scheduler;
+    for v in [
+        c.params.len() as u64,
+        c.optimizer_state.len() as u64,
+        c.step,
+        c.epoch,
+        c.rows_done as u64,
+        c.epoch_loss_sum.to_bits(),
+        lr.to_bits(),
+        best.to_bits(),
+        bad as u64,
+        cooldown as u64,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in c.params.iter().chain(&c.optimizer_state) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn decode(bytes: &[u8]) -> Option<Checkpoint> {
+    let (head, rest) = bytes.split_at_checked(80)?;
+    let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap());
+    let (params, state) = (word(0) as usize, word(1) as usize);
+    if rest.len() != 4 * (params.checked_add(state)?) {
+        return None;
+    }
+    let floats: Vec<f32> = rest
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    Some(Checkpoint {
+        params: floats[..params].to_vec(),
+        optimizer_state: floats[params..].to_vec(),
+        step: word(2),
+        epoch: word(3),
+        rows_done: word(4) as usize,
+        epoch_loss_sum: f64::from_bits(word(5)),
+        scheduler: (
+            f64::from_bits(word(6)),
+            f64::from_bits(word(7)),
+            word(8) as usize,
+            word(9) as usize,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_survives_its_encoding() {
+        let c = Checkpoint {
+            params: vec![1.5, -2.0, f32::MIN_POSITIVE],
+            optimizer_state: vec![0.25; 6],
+            step: 7,
+            epoch: 2,
+            rows_done: 33,
+            epoch_loss_sum: 1.0 / 3.0,
+            scheduler: (0.1, f64::INFINITY, 2, 1),
+        };
+        assert_eq!(decode(&encode(&c)), Some(c.clone()));
+        let bytes = encode(&c);
+        assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
+    }
+}
