@@ -400,6 +400,14 @@ pub struct History {
     /// step that ran (not the best epoch's, with early stopping), and
     /// [`Trainer::checkpoint`] records the rows of that epoch already done.
     pub interrupted: bool,
+    /// Whether [`TrainConfig::max_steps`] ended training inside an epoch.
+    /// That epoch's record covers the rows it reached, it does not count as
+    /// done (no schedule step, no early-stopping verdict, no checkpoint
+    /// callback), the parameters are those after the last step (not the
+    /// best epoch's, with early stopping), and [`Trainer::checkpoint`]
+    /// records where it stopped, so a run resumed from it with more steps
+    /// takes the steps one longer run would have taken.
+    pub cut_mid_epoch: bool,
 }
 
 /// Loss and, for classification, accuracy over a data set.
@@ -821,7 +829,15 @@ impl Trainer {
                 history.interrupted = true;
                 return Ok(history);
             }
-            self.epochs_done += 1;
+            // The step limit ended the epoch before its last row.
+            let cut = skip + epoch.rows < order.len();
+            if cut {
+                self.pending_rows = skip + epoch.rows;
+                self.pending_loss = skipped_loss + epoch.loss_sum;
+                history.cut_mid_epoch = true;
+            } else {
+                self.epochs_done += 1;
+            }
             let train_loss = (skipped_loss + epoch.loss_sum) / (skip + epoch.rows).max(1) as f64;
             if !train_loss.is_finite() {
                 return Err(Error::Diverged {
@@ -834,9 +850,8 @@ impl Trainer {
                 None => None,
             };
             let metric = validation.map_or(train_loss, |v| v.loss);
-            self.scheduler.step(self.epochs_done as usize - 1, metric);
             let record = EpochRecord {
-                epoch: self.epochs_done as usize,
+                epoch: self.epochs_done as usize + usize::from(cut),
                 step: self.steps,
                 train_loss,
                 validation,
@@ -846,6 +861,12 @@ impl Trainer {
             };
             on_epoch(&record);
             history.epochs.push(record);
+            if cut {
+                // Paused, not finished: the parameters stay those of the
+                // last step (not the best epoch's), as for an interrupt.
+                return Ok(history);
+            }
+            self.scheduler.step(self.epochs_done as usize - 1, metric);
             if every > 0 && self.epochs_done.is_multiple_of(every) {
                 let checkpoint = self.checkpoint_async().await?;
                 on_checkpoint(checkpoint)?;

@@ -406,7 +406,9 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if let Some(e) = metrics_error {
         return Err(e);
     }
-    if history.interrupted
+    // An interrupt or --steps ended an epoch midway: the checkpoint records
+    // the position inside it (the epoch-end callback did not run).
+    if (history.interrupted || history.cut_mid_epoch)
         && let Some(path) = &args.checkpoint
     {
         let checkpoint = trainer.checkpoint().map_err(text)?;

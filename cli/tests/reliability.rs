@@ -498,3 +498,49 @@ fn two_processes_saving_to_one_path_leave_one_whole_file() {
         "temporary files were left behind"
     );
 }
+
+/// `--steps` that ends inside an epoch leaves a checkpoint at that row, so
+/// resuming with more steps writes the model one longer run writes, byte
+/// for byte (it used to count the cut epoch as done and start the next).
+#[test]
+fn steps_that_end_inside_an_epoch_resume_where_they_stopped() {
+    let dir = Dir::new("steps-resume");
+    let data = classes_csv(&dir);
+    // 60 rows, no validation: 6 steps an epoch; 4 steps end inside the
+    // first epoch, 9 inside the second.
+    let train = |steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            &data,
+            "--arch",
+            "2,8,3",
+            "--batch-size",
+            "10",
+            "--device",
+            "cpu",
+            "--steps",
+            steps,
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+    };
+    let (whole, part, checkpoint, resumed) = (
+        dir.arg("whole.safetensors"),
+        dir.arg("part.safetensors"),
+        dir.arg("checkpoint.safetensors"),
+        dir.arg("resumed.safetensors"),
+    );
+    train("9", &["--save", &whole]);
+    train("4", &["--save", &part, "--checkpoint", &checkpoint]);
+    train("9", &["--resume", &checkpoint, "--save", &resumed]);
+    let read = |p: &str| std::fs::read(p).unwrap();
+    assert!(
+        read(&part) != read(&whole),
+        "4 and 9 steps wrote the same model"
+    );
+    assert!(
+        read(&resumed) == read(&whole),
+        "4 steps resumed to 9 differ from 9 steps in one run"
+    );
+}
