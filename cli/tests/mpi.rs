@@ -32,6 +32,16 @@ struct Ended {
     stderr: String,
 }
 
+impl Ended {
+    /// The `error:` lines of its standard error.
+    fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect()
+    }
+}
+
 /// `mpirun -np ranks retroprop args` (one process without mpirun when
 /// `ranks` is 0), started with its output in files under `dir`.
 fn start(dir: &Dir, name: &str, ranks: usize, args: &[String]) -> Child {
@@ -448,11 +458,7 @@ fn bad_input_on_one_rank_ends_every_rank_with_one_message() {
         .expect("mpirun (apt-get install libopenmpi-dev openmpi-bin)");
     let ended = wait(&dir, "mpmd", child);
     assert_ne!(ended.code, Some(0), "a missing file on rank 1 succeeded");
-    let errors: Vec<&str> = ended
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error:"))
-        .collect();
+    let errors = ended.error_lines();
     assert_eq!(errors.len(), 1, "one message expected:\n{}", ended.stderr);
     assert!(
         errors[0].contains("rank 1") && errors[0].contains("missing.csv"),
@@ -605,11 +611,7 @@ fn a_divergence_ends_every_rank_with_one_message() {
     let args = train_args(&data, "2", "cpu", &save, &extra);
     let ended = wait(&dir, "diverged", start(&dir, "diverged", 3, &args));
     assert_ne!(ended.code, Some(0), "a divergence succeeded");
-    let errors: Vec<&str> = ended
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error:"))
-        .collect();
+    let errors = ended.error_lines();
     assert_eq!(errors.len(), 1, "one message expected:\n{}", ended.stderr);
     assert!(errors[0].contains("diverged at step"), "{}", errors[0]);
 }
