@@ -37,6 +37,7 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::gpu::StepProfile;
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::{GradClip, Optimizer};
@@ -270,6 +271,20 @@ pub trait Backend {
     /// Phase 3: clipping, then one optimizer step t + 1 at `lr`.
     fn update(&mut self, lr: f64) -> Result<()>;
 
+    /// Starts timing each kernel of the steps that follow, by kernel and
+    /// layer (GPU adapters with timestamp queries inside compute passes).
+    /// Returns whether this backend can: the CPU backend and adapters
+    /// without such timestamps return false and time nothing.
+    fn start_profile(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+    /// Ends what [`start_profile`](Self::start_profile) started: the mean
+    /// time a step spent in each kernel, over the steps timed whole
+    /// (`None` when nothing was timed).
+    fn finish_profile(&mut self) -> Result<Option<StepProfile>> {
+        Ok(None)
+    }
+
     /// Whole steps over `order` (rows of `data`) in batches of `batch_size`
     /// rows, at most `max_steps` of them, at `lr`: what the phases do, but
     /// recorded together (the GPU submits many steps at once and reads back
@@ -345,6 +360,10 @@ pub trait Backend {
         data: &'a Dataset,
     ) -> LocalFuture<'a, Result<(f64, Option<usize>)>> {
         Box::pin(std::future::ready(self.evaluate(data)))
+    }
+    /// [`finish_profile`](Self::finish_profile), awaited.
+    fn finish_profile_async(&mut self) -> LocalFuture<'_, Result<Option<StepProfile>>> {
+        Box::pin(std::future::ready(self.finish_profile()))
     }
     /// [`predict`](Self::predict), awaited.
     fn predict_async<'a>(&'a mut self, x: &'a [f32]) -> LocalFuture<'a, Result<Vec<f32>>> {

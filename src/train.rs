@@ -906,6 +906,43 @@ impl Trainer {
         }
     }
 
+    /// Runs `steps` optimizer steps as [`train_steps`](Self::train_steps)
+    /// does (they are real steps: training moves on), timing every kernel
+    /// they dispatch. Returns the mean time a step spent in each kernel, by
+    /// layer, or `None` where the backend cannot time its kernels (the CPU,
+    /// and adapters without timestamp queries inside compute passes).
+    ///
+    /// ```no_run
+    /// # use retroprop::*;
+    /// # fn main() -> retroprop::Result<()> {
+    /// # let data = Dataset::new(vec![0.0; 64 * 4], 4, Targets::Classes(vec![0; 64]))?;
+    /// let mlp = Mlp::new(&[4, 16, 2], Activation::Relu, Activation::Identity)?;
+    /// let config = TrainConfig::default().batch_size(16).device(Device::Gpu);
+    /// let mut trainer = Trainer::new(mlp, config)?;
+    /// if let Some(profile) = trainer.profile_steps(&data, 8)? {
+    ///     for k in &profile.kernels {
+    ///         println!("{} {:?}: {:.3} ms", k.kernel, k.layer, k.ms_per_step);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_steps(
+        &mut self,
+        train: &Dataset,
+        steps: u64,
+    ) -> Result<Option<crate::gpu::StepProfile>> {
+        if !self.backend.start_profile()? {
+            self.train_steps(train, steps)?;
+            return Ok(None);
+        }
+        let trained = self.train_steps(train, steps);
+        let profile = self.backend.finish_profile();
+        trained?;
+        profile
+    }
+
     /// Runs `steps` optimizer steps from where training stands, continuing
     /// the current epoch's order and starting new epochs as needed: step
     /// by step control for benchmarks and custom loops. Returns the mean

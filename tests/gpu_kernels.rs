@@ -61,6 +61,7 @@ fn with_every_matmul_kernel(check: fn(&KernelHarness)) {
         MatmulTiling::shared_large(),
         MatmulTiling::direct(),
         MatmulTiling::texture(),
+        MatmulTiling::texture_short(),
     ] {
         let h = KernelHarness::open_with(Some(tiling)).unwrap_or_else(|e| {
             panic!(

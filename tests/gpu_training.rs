@@ -169,6 +169,26 @@ fn deep_network_with_every_activation_matches_cpu() {
 }
 
 #[test]
+fn batches_of_a_few_rows_match_cpu_with_dropout() {
+    // Batches of 1 and 5 rows: on a CPU adapter the forward and input
+    // gradient products take the one-row-of-threads tiling
+    // (`MatmulTiling::texture_short`), the weight gradients the default.
+    let train = data(Loss::CrossEntropy, 30, 9, 4, 21);
+    let mlp = Mlp::new(&[9, 40, 24, 4], Activation::Relu, Activation::Identity).unwrap();
+    for batch in [1, 5] {
+        let config = TrainConfig::default()
+            .loss(Loss::CrossEntropy)
+            .optimizer(Adam::default().lr(3e-3))
+            .batch_size(batch)
+            .epochs(2)
+            .dropout(0.2)
+            .seed(4);
+        let what = format!("batches of {batch} with dropout");
+        assert_parity(&what, mlp.clone(), config, &train, 12);
+    }
+}
+
+#[test]
 fn full_batch_and_stochastic_descent_match_cpu() {
     let train = data(Loss::HalfMse, 50, 3, 2, 4);
     let mlp = Mlp::new(&[3, 8, 2], Activation::Sigmoid, Activation::Identity).unwrap();
@@ -676,4 +696,71 @@ backend_tests! {
         let bad = Trainer::new(mlp, per_layer).unwrap_err();
         assert!(bad.to_string().contains("output layer"), "{bad}");
     }
+}
+
+#[test]
+fn a_profile_times_every_kernel_of_the_step_by_layer() {
+    let train = data(Loss::CrossEntropy, 64, 6, 3, 31);
+    let mlp = Mlp::new(&[6, 16, 12, 3], Activation::Relu, Activation::Identity).unwrap();
+    let config = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .optimizer(Adam::default())
+        .clip_grad_norm(1.0)
+        .batch_size(8);
+    let mut gpu = common::trainer(mlp.clone(), config.clone(), Device::Gpu);
+    let profile = gpu
+        .profile_steps(&train, 5)
+        .unwrap()
+        .expect("this adapter has no timestamps inside compute passes: no profile");
+    assert_eq!(gpu.steps(), 5, "the profiled steps are real steps");
+    assert_eq!(profile.steps, 5);
+    let has = |kernel: &str, layer: Option<usize>| {
+        profile
+            .kernels
+            .iter()
+            .any(|k| k.kernel == kernel && k.layer == layer)
+    };
+    for l in 0..3 {
+        for kernel in ["forward", "weight grad", "bias grad"] {
+            assert!(has(kernel, Some(l)), "no {kernel} {l} in {profile:#?}");
+        }
+    }
+    // No input gradient for the first layer: nothing consumes it.
+    assert!(has("input grad", Some(2)) && has("input grad", Some(1)));
+    assert!(!has("input grad", Some(0)), "{profile:#?}");
+    for kernel in ["loss", "clip: sum of squares", "clip: norm", "optimizer"] {
+        assert!(has(kernel, None), "no {kernel} in {profile:#?}");
+    }
+    assert!(
+        profile.kernels.iter().all(|k| k.ms_per_step >= 0.0) && profile.total_ms() > 0.0,
+        "{profile:#?}"
+    );
+    // Kernels appear once each, in the order of the step.
+    let names: Vec<_> = profile
+        .kernels
+        .iter()
+        .map(|k| (k.kernel, k.layer))
+        .collect();
+    let forward = names.iter().position(|n| *n == ("forward", Some(0)));
+    let optimizer = names.iter().position(|n| *n == ("optimizer", None));
+    assert!(forward < optimizer, "{names:?}");
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "{names:?}");
+
+    // Past the query set's 4096 timestamps the profile keeps the steps it
+    // timed whole, and training goes on to the end.
+    let many = gpu.profile_steps(&train, 400).unwrap().unwrap();
+    assert_eq!(gpu.steps(), 405);
+    assert!(
+        many.steps > 0 && many.steps < 400,
+        "{} of 400 steps timed whole",
+        many.steps
+    );
+
+    // The CPU backend does not time kernels.
+    let mut cpu = common::trainer(mlp, config, Device::Cpu);
+    assert!(cpu.profile_steps(&train, 2).unwrap().is_none());
+    assert_eq!(cpu.steps(), 2);
 }

@@ -263,8 +263,66 @@ pub fn bench(args: BenchArgs) -> Result<()> {
              apt-get install libopenblas0) its large products are faster (docs/performance.md)"
         );
     }
+    if args.profile && devices.contains(&Device::Gpu) {
+        for &batch in &batches {
+            profile(&args, &sizes, &data, batch)?;
+        }
+    }
     if args.full {
         full(&args, &devices, &runs)?;
+    }
+    Ok(())
+}
+
+/// Where a GPU step's time goes at `batch`: each kernel's milliseconds a
+/// step, by layer, from timestamps around every dispatch of `args.steps`
+/// steps (after 5 warm-up steps); a table, or one JSON object a kernel.
+fn profile(args: &BenchArgs, sizes: &[usize], data: &Dataset, batch: usize) -> Result<()> {
+    let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).map_err(|e| e.to_string())?;
+    let config = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .optimizer(optimizer(&args.optimizer))
+        .batch_size(batch)
+        .init(Init::KaimingUniform)
+        .device(Device::Gpu);
+    let mut trainer = Trainer::new(mlp, config).map_err(|e| e.to_string())?;
+    trainer.train_steps(data, 5).map_err(|e| e.to_string())?;
+    let Some(profile) = trainer
+        .profile_steps(data, args.steps as u64)
+        .map_err(|e| e.to_string())?
+    else {
+        return Err(format!(
+            "--profile: {} cannot time kernels (it has no timestamp queries inside compute passes)",
+            trainer.device_name()
+        ));
+    };
+    let total = profile.total_ms();
+    if !args.json {
+        println!(
+            "
+kernels of a step on {}, batch {batch}: {total:.3} ms a step in kernels (mean of {} steps)",
+            profile.device, profile.steps
+        );
+    }
+    for k in &profile.kernels {
+        let layer = k.layer.map_or(String::new(), |l| format!(" {l}"));
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "kind": "profile", "device": profile.device, "batch": batch,
+                    "steps": profile.steps, "kernel": k.kernel, "layer": k.layer,
+                    "ms_per_step": k.ms_per_step,
+                })
+            );
+        } else {
+            println!(
+                "  {:<24} {:>10.3} ms {:>6.1} %",
+                format!("{}{layer}", k.kernel),
+                k.ms_per_step,
+                100.0 * k.ms_per_step / total
+            );
+        }
     }
     Ok(())
 }

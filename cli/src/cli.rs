@@ -245,6 +245,10 @@ pub struct BenchArgs {
     /// Also measure the matmul kernels, per-step overhead and scaling.
     #[arg(long)]
     pub full: bool,
+    /// Also time every kernel of a GPU step, by layer, at each batch size
+    /// (adapters with timestamp queries inside compute passes).
+    #[arg(long)]
+    pub profile: bool,
     /// One JSON object per run on standard output instead of a table.
     #[arg(long)]
     pub json: bool,

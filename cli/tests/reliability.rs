@@ -384,6 +384,52 @@ fn bench_full_runs_with_more_than_ten_classes() {
     }
 }
 
+/// `bench --profile` gives each kernel of a GPU step its milliseconds, by
+/// layer, at every batch size.
+#[test]
+fn bench_profile_times_each_kernel_of_a_gpu_step() {
+    let out = ok(&[
+        "bench",
+        "--profile",
+        "--devices",
+        "gpu",
+        "--arch",
+        "4,8,3",
+        "--batch",
+        "2,5",
+        "--samples",
+        "64",
+        "--steps",
+        "3",
+        "--json",
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "profile")
+        .collect();
+    for batch in [2, 5] {
+        let of_batch: Vec<_> = lines.iter().filter(|v| v["batch"] == batch).collect();
+        let has = |kernel: &str, layer: serde_json::Value| {
+            of_batch
+                .iter()
+                .any(|v| v["kernel"] == kernel && v["layer"] == layer)
+        };
+        assert!(has("forward", 0.into()), "batch {batch}:\n{}", out.stdout);
+        assert!(
+            has("weight grad", 1.into()),
+            "batch {batch}:\n{}",
+            out.stdout
+        );
+        assert!(has("optimizer", serde_json::Value::Null), "batch {batch}");
+        for v in &of_batch {
+            assert_eq!(v["steps"], 3, "{v}");
+            assert!(v["ms_per_step"].as_f64().unwrap() >= 0.0, "{v}");
+        }
+    }
+}
+
 /// Two `retroprop train` processes with different seeds save the model and
 /// checkpoints to the same paths at once, ten times, while the files are
 /// read: the model file is always byte for byte one run's, as that run

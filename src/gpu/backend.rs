@@ -4,6 +4,7 @@
 use super::context::GpuContext;
 use super::pipelines::{Kernel, Kernels, NORM_GROUPS, binding, entry};
 use super::plan::{PackSource, PassKey, Plan, packs};
+use super::profile::{Marks, StepProfile};
 use super::resources::{
     OperandTexture, ParamLayout, Resident, Scratch, Textures, storage, storage_init,
 };
@@ -18,6 +19,7 @@ use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::UpdateRule;
 use crate::stop::StopFlag;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use wgpu::util::DeviceExt;
@@ -112,6 +114,9 @@ pub struct GpuBackend {
     pub(super) uniform_align: u64,
     /// Checked before every submission of `train_steps`.
     pub(super) stop_flag: Option<StopFlag>,
+    /// The timestamps of a profile being taken (`Backend::start_profile`):
+    /// recording marks each dispatch while it is set.
+    pub(super) marks: RefCell<Option<Marks>>,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -396,6 +401,7 @@ impl GpuBackend {
             slots: optimizer.state_slots(),
             uniform_align,
             stop_flag: config.stop_flag.clone(),
+            marks: RefCell::new(None),
             ctx,
         };
         backend.ctx.check()?;
@@ -705,8 +711,10 @@ impl Backend for GpuBackend {
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
+                    self.mark_pass_start(&mut pass);
                     self.record(&mut pass, &self.plans[key], 0, false, true);
                 }
+                self.resolve_marks(&mut encoder);
                 self.ctx.queue.submit([encoder.finish()]);
             }
             Ok(self.read_results_async(1).await?[0] as f64)
@@ -748,11 +756,40 @@ impl Backend for GpuBackend {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.mark_pass_start(&mut pass);
             self.record_update(&mut pass, 0, false);
         }
+        self.resolve_marks(&mut encoder);
         self.ctx.queue.submit([encoder.finish()]);
         self.t += 1;
         self.ctx.check()
+    }
+
+    fn start_profile(&mut self) -> Result<bool> {
+        let marks = Marks::new(&self.ctx.device);
+        let timed = marks.is_some();
+        *self.marks.get_mut() = marks;
+        Ok(timed)
+    }
+
+    fn finish_profile(&mut self) -> Result<Option<StepProfile>> {
+        block_on(self.finish_profile_async())
+    }
+
+    fn finish_profile_async(&mut self) -> LocalFuture<'_, Result<Option<StepProfile>>> {
+        Box::pin(async move {
+            let Some(marks) = self.marks.get_mut().take() else {
+                return Ok(None);
+            };
+            let (buffer, bytes) = marks.ticks();
+            let ticks: Vec<u64> = if bytes == 0 {
+                Vec::new()
+            } else {
+                bytemuck::pod_collect_to_vec(&self.ctx.read_async(buffer, 0, bytes).await?)
+            };
+            let period = self.ctx.queue.get_timestamp_period();
+            Ok(Some(marks.profile(self.name(), &ticks, period)))
+        })
     }
 
     fn train_steps(
@@ -832,6 +869,7 @@ impl Backend for GpuBackend {
                 }
                 {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
+                    self.mark_pass_start(&mut pass);
                     for (i, batch) in chunk.iter().enumerate() {
                         let slot = chunk_index * STEPS_PER_SUBMIT + i;
                         for key in passes(batch, self.capacity) {
@@ -840,6 +878,7 @@ impl Backend for GpuBackend {
                         self.record_update(&mut pass, slot, self.samples_norms(slot));
                     }
                 }
+                self.resolve_marks(&mut encoder);
                 self.ctx.queue.submit([encoder.finish()]);
                 submitted += chunk.len();
             }

@@ -225,10 +225,14 @@ impl GpuContext {
         // In the browser these are its adapter's limits, lower than a
         // native driver's; the binding splits follow them.
         let limits = adapter.limits();
+        // Timestamps inside passes time each kernel of a step
+        // (`Backend::start_profile`); they cost nothing unless written.
+        let timestamps =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("retroprop"),
-                required_features: wgpu::Features::empty(),
+                required_features: adapter.features() & timestamps,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,

@@ -16,6 +16,7 @@ mod context;
 pub mod harness;
 mod pipelines;
 mod plan;
+mod profile;
 mod record;
 mod resources;
 mod tiling;
@@ -26,4 +27,5 @@ pub use backend::GpuBackend;
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::adapters;
 pub use context::{AdapterSummary, GpuContext, adapters_async, prefer_adapter};
-pub use tiling::{MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};
+pub use profile::{KernelTime, StepProfile};
+pub use tiling::{MAX_SHORT_ROWS, MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};

@@ -2,8 +2,9 @@
 //! loss, the backward pass and the update, in the order of the math.
 
 use super::backend::GpuBackend;
-use super::pipelines::{Kernels, NORM_GROUPS, grid};
+use super::pipelines::{NORM_GROUPS, grid};
 use super::plan::{Pack, PassKey, Plan};
+use super::profile::{OPTIMIZER, Work};
 use super::resources::Scratch;
 use super::uniforms::StepParams;
 use crate::data::Dataset;
@@ -24,44 +25,46 @@ impl GpuBackend {
         let k = &self.kernels;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
         let step_offset = (slot as u64 * self.step_stride) as u32;
+        let t = self.t + slot as u64 + 1;
         let rows = plan.rows;
         let layers = self.mlp.layers();
         if gather && let (Some(group), Some(d)) = (&plan.gather, &self.resident) {
             pass.set_pipeline(&k.gather.pipeline);
             pass.set_bind_group(0, group, &[step_offset]);
-            let (x, y) = grid((rows * (d.features + d.target_width)) as u64, 256, max);
-            pass.dispatch_workgroups(x, y, 1);
+            let groups = grid((rows * (d.features + d.target_width)) as u64, 256, max);
+            self.dispatch(pass, t, Work::of("gather batch"), groups);
         }
-        self.record_forward(pass, plan, step_offset);
+        self.record_forward(pass, plan, slot);
         pass.set_pipeline(&k.loss.pipeline);
         pass.set_bind_group(0, &plan.loss, &[]);
-        let (x, y) = grid(rows as u64, 64, max);
-        pass.dispatch_workgroups(x, y, 1);
+        self.dispatch(pass, t, Work::of("loss"), grid(rows as u64, 64, max));
         pass.set_pipeline(&k.loss_sum.pipeline);
         pass.set_bind_group(0, &plan.loss_sum, &[step_offset]);
-        pass.dispatch_workgroups(1, 1, 1);
+        self.dispatch(pass, t, Work::of("loss sum"), (1, 1));
         if !train {
             return;
         }
         let packs = plan.packs.as_ref();
         if let Some(p) = packs {
-            record_pack(pass, k, &p.dz[layers.len() - 1]);
+            let last = layers.len() - 1;
+            self.pack(pass, t, Work::layer("pack dZ", last), &p.dz[last]);
         }
         for (l, layer) in layers.iter().enumerate().rev() {
-            let (matmul, (x, y)) = k.matmul(layer.outputs, layer.inputs);
+            let (matmul, groups) = k.matmul(layer.outputs, layer.inputs);
             pass.set_pipeline(&matmul.weight_grad.pipeline);
             pass.set_bind_group(0, &plan.weight_grad[l], &[step_offset]);
-            pass.dispatch_workgroups(x, y, 1);
+            self.dispatch(pass, t, Work::layer("weight grad", l), groups);
             pass.set_pipeline(&k.column_sums.pipeline);
             pass.set_bind_group(0, &plan.bias_grad[l], &[]);
-            pass.dispatch_workgroups((layer.outputs as u32).div_ceil(16), 1, 1);
+            let groups = ((layer.outputs as u32).div_ceil(16), 1);
+            self.dispatch(pass, t, Work::layer("bias grad", l), groups);
             if let Some(group) = &plan.input_grad[l] {
-                let (matmul, (x, y)) = k.matmul(rows, layer.inputs);
+                let (matmul, groups) = k.matmul(rows, layer.inputs);
                 pass.set_pipeline(&matmul.input_grad.pipeline);
                 pass.set_bind_group(0, group, &[step_offset]);
-                pass.dispatch_workgroups(x, y, 1);
+                self.dispatch(pass, t, Work::layer("input grad", l), groups);
                 if let Some(p) = packs {
-                    record_pack(pass, k, &p.dz[l - 1]);
+                    self.pack(pass, t, Work::layer("pack dZ", l - 1), &p.dz[l - 1]);
                 }
             }
         }
@@ -70,26 +73,24 @@ impl GpuBackend {
     /// Records the forward pass of a plan from its input batch to the last
     /// layer's output (with the texture matmul: packing the weights, the
     /// input and each layer's output for the next).
-    pub(crate) fn record_forward(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        plan: &Plan,
-        step_offset: u32,
-    ) {
+    pub(crate) fn record_forward(&self, pass: &mut wgpu::ComputePass, plan: &Plan, slot: usize) {
         let k = &self.kernels;
+        let step_offset = (slot as u64 * self.step_stride) as u32;
+        let t = self.t + slot as u64 + 1;
         let layers = self.mlp.layers();
-        if let (Some(t), Some(p)) = (&self.textures, &plan.packs) {
-            for pack in t.weight_packs.iter().chain([&p.x]) {
-                record_pack(pass, k, pack);
+        if let (Some(textures), Some(p)) = (&self.textures, &plan.packs) {
+            for (l, pack) in textures.weight_packs.iter().enumerate() {
+                self.pack(pass, t, Work::layer("pack weights", l), pack);
             }
+            self.pack(pass, t, Work::of("pack input"), &p.x);
         }
         for (l, layer) in layers.iter().enumerate() {
-            let (matmul, (x, y)) = k.matmul(plan.rows, layer.outputs);
+            let (matmul, groups) = k.matmul(plan.rows, layer.outputs);
             pass.set_pipeline(&matmul.forward.pipeline);
             pass.set_bind_group(0, &plan.forward[l], &[step_offset]);
-            pass.dispatch_workgroups(x, y, 1);
+            self.dispatch(pass, t, Work::layer("forward", l), groups);
             if let Some(pack) = plan.packs.as_ref().and_then(|p| p.a.get(l)) {
-                record_pack(pass, k, pack);
+                self.pack(pass, t, Work::layer("pack activations", l), pack);
             }
         }
     }
@@ -105,23 +106,63 @@ impl GpuBackend {
         let k = &self.kernels;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
         let step_offset = (slot as u64 * self.step_stride) as u32;
+        let t = self.t + slot as u64 + 1;
         if sample_norms {
             pass.set_pipeline(&k.layer_norms.pipeline);
             pass.set_bind_group(0, &self.layer_norms_group, &[step_offset]);
-            pass.dispatch_workgroups(self.mlp.layers().len() as u32, 2, 1);
+            let groups = (self.mlp.layers().len() as u32, 2);
+            self.dispatch(pass, t, Work::of("layer norms"), groups);
         }
         if self.clip_norm {
             pass.set_pipeline(&k.sum_squares.pipeline);
             pass.set_bind_group(0, &self.norm_groups[0], &[]);
-            pass.dispatch_workgroups(NORM_GROUPS, 1, 1);
+            self.dispatch(pass, t, Work::of("clip: sum of squares"), (NORM_GROUPS, 1));
             pass.set_pipeline(&k.norm_finish.pipeline);
             pass.set_bind_group(0, &self.norm_groups[1], &[]);
-            pass.dispatch_workgroups(1, 1, 1);
+            self.dispatch(pass, t, Work::of("clip: norm"), (1, 1));
         }
         pass.set_pipeline(&k.optimizer.pipeline);
         pass.set_bind_group(0, &self.optimizer_group, &[step_offset]);
-        let (x, y) = grid(self.layout.len / 4, 256, max);
+        let groups = grid(self.layout.len / 4, 256, max);
+        self.dispatch(pass, t, Work::of(OPTIMIZER), groups);
+    }
+
+    /// Dispatches the pipeline and bind group set on `pass`; when a profile
+    /// is being taken, marks its end.
+    fn dispatch(&self, pass: &mut wgpu::ComputePass, t: u64, work: Work, (x, y): (u32, u32)) {
         pass.dispatch_workgroups(x, y, 1);
+        if let Some(marks) = self.marks.borrow_mut().as_mut() {
+            marks.mark(pass, t, Some(work));
+        }
+    }
+
+    /// Records one pack dispatch (texture matmul).
+    fn pack(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        t: u64,
+        work: Work,
+        (group, groups, quads): &Pack,
+    ) {
+        pass.set_pipeline(&self.kernels.pack_kernel(*quads).pipeline);
+        pass.set_bind_group(0, group, &[]);
+        self.dispatch(pass, t, work, *groups);
+    }
+
+    /// Starts a pass's timestamps when a profile is being taken (before its
+    /// first dispatch).
+    pub(crate) fn mark_pass_start(&self, pass: &mut wgpu::ComputePass) {
+        if let Some(marks) = self.marks.borrow_mut().as_mut() {
+            marks.mark(pass, self.t, None);
+        }
+    }
+
+    /// Resolves the timestamps of the passes recorded into `encoder` (after
+    /// they have ended), when a profile is being taken.
+    pub(crate) fn resolve_marks(&self, encoder: &mut wgpu::CommandEncoder) {
+        if let Some(marks) = self.marks.borrow_mut().as_mut() {
+            marks.resolve(encoder);
+        }
     }
 
     pub(crate) fn write_steps(&self, steps: &[StepParams]) {
@@ -170,11 +211,13 @@ impl GpuBackend {
                 }
                 {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
+                    self.mark_pass_start(&mut pass);
                     self.record(&mut pass, &self.plans[key], slot, false, true);
                     if i + 1 == keys.len() {
                         self.record_update(&mut pass, slot, self.samples_norms(slot));
                     }
                 }
+                self.resolve_marks(&mut encoder);
                 queue.submit([encoder.finish()]);
             }
         }
@@ -192,15 +235,4 @@ impl GpuBackend {
         self.norms_every
             .is_some_and(|n| (t_before + slot as u64 + 1).is_multiple_of(n))
     }
-}
-
-/// Records one pack dispatch (texture matmul).
-pub(crate) fn record_pack(
-    pass: &mut wgpu::ComputePass,
-    kernels: &Kernels,
-    (group, (x, y), quads): &Pack,
-) {
-    pass.set_pipeline(&kernels.pack_kernel(*quads).pipeline);
-    pass.set_bind_group(0, group, &[]);
-    pass.dispatch_workgroups(*x, *y, 1);
 }

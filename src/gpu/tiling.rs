@@ -133,6 +133,22 @@ impl MatmulTiling {
         }
     }
 
+    /// The texture kernel for products of a few rows (the forward and input
+    /// gradients of small batches): one row of threads, 4 × 16 values
+    /// each, where [`texture`](Self::texture)'s 32-row tiles leave 31 of 32
+    /// rows idle at batch 1. On lavapipe 2.5–4× faster for 1 to 8 rows,
+    /// slower from 16 (docs/performance.md).
+    pub fn texture_short() -> MatmulTiling {
+        MatmulTiling {
+            wg_x: 16,
+            wg_y: 1,
+            rm: 4,
+            rn: 16,
+            tk: 4,
+            kind: MatmulKind::Texture,
+        }
+    }
+
     /// The texture kernel, for CPU adapters: 8×8 per thread. Larger blocks
     /// run faster once compiled (16×16: 1.4× at batch 1024 on lavapipe) but
     /// take far longer to compile the first time (standard work, Mesa's
@@ -231,11 +247,19 @@ impl MatmulTiling {
 /// faster (784-4096-4096-10 at batch 4096: 20.2 against 27.4 ms).
 pub const MIN_LARGE_WORKGROUPS: u32 = 256;
 
+/// Most rows a product may have to run with
+/// [`MatmulTiling::texture_short`] on a CPU adapter (the default of
+/// `texture-by-shape`). Measured on lavapipe with the forward and input
+/// gradient products of the standard work (K = 784 and 1024, N = 1024):
+/// 1.0–2.7 ms against 6–8 ms for 1 to 8 rows, 4–8 against 7.5 at 16.
+pub const MAX_SHORT_ROWS: u32 = 8;
+
 /// Which tiling each product runs with. On hardware GPUs: 64×64 tiles
 /// (`MatmulTiling::shared`), or 128×128 (`shared_large`) for products
 /// large enough to make at least `min_workgroups` of those; on CPU
-/// implementations of Vulkan (lavapipe), one tiling for every product (the
-/// texture kernel). `RETROPROP_MATMUL` overrides the choice.
+/// implementations of Vulkan (lavapipe): the texture kernel, one row of
+/// threads (`texture_short`) for products of at most [`MAX_SHORT_ROWS`]
+/// rows. `RETROPROP_MATMUL` overrides the choice.
 ///
 /// ```
 /// use retroprop::gpu::{MatmulChoice, MatmulTiling};
@@ -245,6 +269,12 @@ pub const MIN_LARGE_WORKGROUPS: u32 = 256;
 /// assert_eq!(tilings[choice.for_product(64, 1024)], MatmulTiling::shared());
 /// // B = 1024: 8 × 8.
 /// assert_eq!(tilings[choice.for_product(1024, 1024)], MatmulTiling::shared_large());
+///
+/// let choice = MatmulChoice::parse("texture-by-shape").unwrap();
+/// let tilings = choice.tilings();
+/// // The forward product at batch 1, and a weight gradient.
+/// assert_eq!(tilings[choice.for_product(1, 1024)], MatmulTiling::texture_short());
+/// assert_eq!(tilings[choice.for_product(1024, 784)], MatmulTiling::texture());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatmulChoice {
@@ -253,6 +283,9 @@ pub struct MatmulChoice {
     /// Larger tiles, and the fewest workgroups of them a product must make
     /// to take them.
     pub large: Option<(MatmulTiling, u32)>,
+    /// A tiling for products of few rows, and the most rows a product may
+    /// have to take it.
+    pub short: Option<(MatmulTiling, u32)>,
 }
 
 impl MatmulChoice {
@@ -261,6 +294,7 @@ impl MatmulChoice {
         MatmulChoice {
             small: tiling,
             large: None,
+            short: None,
         }
     }
 
@@ -270,22 +304,39 @@ impl MatmulChoice {
         MatmulChoice {
             small: MatmulTiling::shared(),
             large: Some((MatmulTiling::shared_large(), min_workgroups.max(1))),
+            short: None,
+        }
+    }
+
+    /// The texture kernel, with one row of threads for products of at most
+    /// `max_rows` rows.
+    pub fn texture_by_shape(max_rows: u32) -> MatmulChoice {
+        MatmulChoice {
+            small: MatmulTiling::texture(),
+            large: None,
+            short: Some((MatmulTiling::texture_short(), max_rows.max(1))),
         }
     }
 
     /// The choice for an adapter: by shape on hardware GPUs, the texture
-    /// kernel on CPU implementations (lavapipe); `RETROPROP_MATMUL` in the
-    /// environment overrides it.
+    /// kernel by shape on CPU implementations (lavapipe);
+    /// `RETROPROP_MATMUL` in the environment overrides it.
     pub fn for_adapter(is_hardware: bool) -> MatmulChoice {
         match MatmulChoice::from_env() {
             Ok(Some(choice)) => return choice,
             Ok(None) => {}
             Err(e) => log::warn!("{e}; using the default kernel"),
         }
+        MatmulChoice::for_adapter_kind(is_hardware)
+    }
+
+    /// The default for a hardware GPU or a CPU adapter, whatever the
+    /// environment says.
+    fn for_adapter_kind(is_hardware: bool) -> MatmulChoice {
         if is_hardware {
             MatmulChoice::by_shape(MIN_LARGE_WORKGROUPS)
         } else {
-            MatmulChoice::single(MatmulTiling::texture())
+            MatmulChoice::texture_by_shape(MAX_SHORT_ROWS)
         }
     }
 
@@ -302,8 +353,8 @@ impl MatmulChoice {
                 crate::Error::Config(format!(
                     "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct or \
                      texture, optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup, RM, RN \
-                     and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture), or \
-                     shared-by-shape[:N]"
+                     and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture), \
+                     shared-by-shape[:N] or texture-by-shape[:N]"
                 ))
             }),
             Err(_) => Ok(None),
@@ -311,34 +362,53 @@ impl MatmulChoice {
     }
 
     /// Parses what [`MatmulTiling::parse`] accepts (one tiling for every
-    /// product) or `shared-by-shape[:N]` (64×64 tiles, 128×128 for
-    /// products of at least N such workgroups; N defaults to
-    /// [`MIN_LARGE_WORKGROUPS`]).
+    /// product), `shared-by-shape[:N]` (64×64 tiles, 128×128 for products
+    /// of at least N such workgroups; N defaults to
+    /// [`MIN_LARGE_WORKGROUPS`]) or `texture-by-shape[:N]` (the texture
+    /// kernel, one row of threads for products of at most N rows; N
+    /// defaults to [`MAX_SHORT_ROWS`]).
     pub fn parse(text: &str) -> Option<MatmulChoice> {
-        match text.strip_prefix("shared-by-shape") {
-            Some("") => Some(MatmulChoice::by_shape(MIN_LARGE_WORKGROUPS)),
-            Some(rest) => {
+        let by_shape = |rest: &str, default: u32, make: fn(u32) -> MatmulChoice| match rest {
+            "" => Some(make(default)),
+            rest => {
                 let n: u32 = rest.strip_prefix(':')?.parse().ok()?;
-                (n > 0).then(|| MatmulChoice::by_shape(n))
+                (n > 0).then(|| make(n))
             }
-            None => MatmulTiling::parse(text).map(MatmulChoice::single),
+        };
+        if let Some(rest) = text.strip_prefix("shared-by-shape") {
+            by_shape(rest, MIN_LARGE_WORKGROUPS, MatmulChoice::by_shape)
+        } else if let Some(rest) = text.strip_prefix("texture-by-shape") {
+            by_shape(rest, MAX_SHORT_ROWS, MatmulChoice::texture_by_shape)
+        } else {
+            MatmulTiling::parse(text).map(MatmulChoice::single)
         }
     }
 
     /// The tilings whose pipelines a device compiles: `small`, then
-    /// `large` if any.
+    /// `large` and `short` if any.
     pub fn tilings(&self) -> Vec<MatmulTiling> {
         std::iter::once(self.small)
             .chain(self.large.map(|(tiling, _)| tiling))
+            .chain(self.short.map(|(tiling, _)| tiling))
             .collect()
     }
 
     /// Which of [`tilings`](Self::tilings) an `m × n` product runs with:
-    /// the large tiles when they make at least their minimum of
-    /// workgroups, else the small.
+    /// the short tiling when it has at most its most rows, the large tiles
+    /// when they make at least their minimum of workgroups, else the small.
     pub fn for_product(&self, m: usize, n: usize) -> usize {
+        let large = usize::from(self.large.is_some());
+        if let Some((_, max_rows)) = self.short
+            && m <= max_rows as usize
+        {
+            return 1 + large;
+        }
         match self.large {
-            Some((large, min_workgroups)) if workgroups(&large, m, n) >= min_workgroups as u64 => 1,
+            Some((tiling, min_workgroups))
+                if workgroups(&tiling, m, n) >= min_workgroups as u64 =>
+            {
+                1
+            }
             _ => 0,
         }
     }
@@ -374,6 +444,30 @@ mod tests {
     }
 
     #[test]
+    fn the_short_tiling_only_for_products_of_few_rows() {
+        let choice = MatmulChoice::texture_by_shape(8);
+        assert_eq!(
+            choice.tilings(),
+            [MatmulTiling::texture(), MatmulTiling::texture_short()]
+        );
+        let short =
+            |m, n| choice.tilings()[choice.for_product(m, n)] == MatmulTiling::texture_short();
+        // Batch 1 to 8: the forward and input-gradient products.
+        assert!(short(1, 1024), "forward at B = 1");
+        assert!(short(8, 784), "input gradient at B = 8");
+        assert!(!short(9, 1024), "9 rows");
+        assert!(!short(64, 1024), "forward at B = 64");
+        // Weight gradients have a layer's outputs as rows, whatever the batch.
+        assert!(!short(1024, 784), "weight gradient 1024 × 784");
+        assert!(short(4, 10), "a 4-wide layer's weight gradient");
+        assert_eq!(
+            MatmulChoice::for_adapter_kind(false),
+            MatmulChoice::texture_by_shape(MAX_SHORT_ROWS),
+            "lavapipe's default"
+        );
+    }
+
+    #[test]
     fn one_tiling_choices_never_switch() {
         for tiling in [
             MatmulTiling::shared(),
@@ -400,11 +494,22 @@ mod tests {
             MatmulChoice::parse("texture"),
             Some(MatmulChoice::single(MatmulTiling::texture()))
         );
+        assert_eq!(
+            MatmulChoice::parse("texture-by-shape"),
+            Some(MatmulChoice::texture_by_shape(MAX_SHORT_ROWS))
+        );
+        assert_eq!(
+            MatmulChoice::parse("texture-by-shape:3"),
+            Some(MatmulChoice::texture_by_shape(3))
+        );
         for bad in [
             "shared-by-shape:0",
             "shared-by-shape:",
             "shared-by-shape2",
             "shared-by-shape:x",
+            "texture-by-shape:0",
+            "texture-by-shape:",
+            "texture-by-shape8",
         ] {
             assert_eq!(MatmulChoice::parse(bad), None, "{bad}");
         }

@@ -1,0 +1,175 @@
+//! Where a training step's time goes on the device: a timestamp after every
+//! dispatch (adapters with timestamp queries inside compute passes), each
+//! interval named after the kernel that ran in it and summed by kernel.
+//! `Trainer::profile_steps` drives it; `retroprop bench --full` prints it.
+
+/// What ran between two timestamps: a kernel, and the layer it worked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Work {
+    pub(crate) kernel: &'static str,
+    pub(crate) layer: Option<usize>,
+}
+
+impl Work {
+    pub(crate) fn of(kernel: &'static str) -> Work {
+        Work {
+            kernel,
+            layer: None,
+        }
+    }
+
+    pub(crate) fn layer(kernel: &'static str, layer: usize) -> Work {
+        Work {
+            kernel,
+            layer: Some(layer),
+        }
+    }
+}
+
+/// One kernel's share of a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTime {
+    /// What the kernel does (`forward`, `weight grad`, `pack weights`,
+    /// `optimizer`, …).
+    pub kernel: &'static str,
+    /// The layer it worked on, for per-layer kernels.
+    pub layer: Option<usize>,
+    /// Milliseconds a step, the mean over the steps profiled.
+    pub ms_per_step: f64,
+}
+
+/// The time of a step by kernel, in the order the kernels first ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepProfile {
+    /// The adapter that ran the steps.
+    pub device: String,
+    /// Steps the times are the mean over.
+    pub steps: u64,
+    pub kernels: Vec<KernelTime>,
+}
+
+impl StepProfile {
+    /// Milliseconds a step spent in kernels (the sum over `kernels`).
+    pub fn total_ms(&self) -> f64 {
+        self.kernels.iter().map(|k| k.ms_per_step).sum()
+    }
+}
+
+/// Timestamps the most a profile takes: wgpu's limit on a query set.
+const CAPACITY: u32 = 4096;
+
+/// The timestamps of a profile being recorded. Mark i ends interval i,
+/// which `labels[i]` names; a pass's first mark (label `None`) starts its
+/// intervals, so the time between submissions is not counted.
+#[derive(Debug)]
+pub(crate) struct Marks {
+    set: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    /// Per mark: the step (its t) and what ran before the mark.
+    labels: Vec<(u64, Option<Work>)>,
+    /// Marks already resolved into `resolved`.
+    resolved_upto: u32,
+}
+
+impl Marks {
+    /// `None` unless the device was opened with timestamp queries inside
+    /// passes (`GpuContext` asks for them wherever the adapter has them).
+    pub(crate) fn new(device: &wgpu::Device) -> Option<Marks> {
+        let needed =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        if !device.features().contains(needed) {
+            return None;
+        }
+        let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: CAPACITY,
+        });
+        let resolved = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile timestamps resolved"),
+            size: CAPACITY as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        Some(Marks {
+            set,
+            resolved,
+            labels: Vec::new(),
+            resolved_upto: 0,
+        })
+    }
+
+    /// Writes a mark after `work` of step `t` (or, with `None`, the start
+    /// of a pass). Past the query set's capacity nothing is written: the
+    /// steps cut short are left out of the profile.
+    pub(crate) fn mark(&mut self, pass: &mut wgpu::ComputePass, t: u64, work: Option<Work>) {
+        if self.labels.len() < CAPACITY as usize {
+            pass.write_timestamp(&self.set, self.labels.len() as u32);
+            self.labels.push((t, work));
+        }
+    }
+
+    /// Resolves the marks written since the last call (after the pass that
+    /// wrote them has ended). The resolve starts at an offset the API
+    /// allows (a multiple of 256 bytes), resolving again the few marks
+    /// before it, which keep their values.
+    pub(crate) fn resolve(&mut self, encoder: &mut wgpu::CommandEncoder) {
+        let end = self.labels.len() as u32;
+        let per_alignment = wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT as u32 / 8;
+        let start = self.resolved_upto / per_alignment * per_alignment;
+        if end > self.resolved_upto {
+            encoder.resolve_query_set(&self.set, start..end, &self.resolved, start as u64 * 8);
+            self.resolved_upto = end;
+        }
+    }
+
+    /// The buffer holding the resolved ticks, and how many bytes of it.
+    pub(crate) fn ticks(&self) -> (&wgpu::Buffer, u64) {
+        (&self.resolved, self.resolved_upto as u64 * 8)
+    }
+
+    /// The profile from the resolved ticks: each interval added to its
+    /// kernel, over the steps timed whole (those whose optimizer, their
+    /// last dispatch, was timed).
+    pub(crate) fn profile(&self, device: String, ticks: &[u64], period_ns: f32) -> StepProfile {
+        let whole: std::collections::HashSet<u64> = self
+            .labels
+            .iter()
+            .filter(|(_, w)| w.is_some_and(|w| w.kernel == OPTIMIZER))
+            .map(|&(t, _)| t)
+            .collect();
+        let mut kernels: Vec<KernelTime> = Vec::new();
+        for (i, &(t, work)) in self.labels.iter().enumerate().skip(1) {
+            let (Some(work), Some(&end)) = (work, ticks.get(i)) else {
+                continue;
+            };
+            if !whole.contains(&t) {
+                continue;
+            }
+            let ms = end.saturating_sub(ticks[i - 1]) as f64 * period_ns as f64 / 1e6;
+            match kernels
+                .iter_mut()
+                .find(|k| (k.kernel, k.layer) == (work.kernel, work.layer))
+            {
+                Some(k) => k.ms_per_step += ms,
+                None => kernels.push(KernelTime {
+                    kernel: work.kernel,
+                    layer: work.layer,
+                    ms_per_step: ms,
+                }),
+            }
+        }
+        let steps = whole.len() as u64;
+        for k in &mut kernels {
+            k.ms_per_step /= steps.max(1) as f64;
+        }
+        StepProfile {
+            device,
+            steps,
+            kernels,
+        }
+    }
+}
+
+/// The name of the optimizer's dispatch: the last of every step.
+pub(crate) const OPTIMIZER: &str = "optimizer";
