@@ -62,6 +62,7 @@ fn with_every_matmul_kernel(check: fn(&KernelHarness)) {
         MatmulTiling::direct(),
         MatmulTiling::texture(),
         MatmulTiling::texture_short(),
+        MatmulTiling::texture_large(),
     ] {
         let h = KernelHarness::open_with(Some(tiling)).unwrap_or_else(|e| {
             panic!(

@@ -190,7 +190,7 @@ impl GpuBackend {
             .max(1);
         let (optimizer, loss) = (config.optimizer, config.loss);
         let device = &ctx.device;
-        let mut choice = MatmulChoice::for_adapter(ctx.summary().is_hardware);
+        let mut choice = MatmulChoice::for_adapter(ctx.summary());
         if choice.small.kind == MatmulKind::Texture && !Textures::fit(&ctx.limits, mlp, capacity) {
             log::info!(
                 "operands exceed the texture limit of {}: using the storage-buffer matmul",

@@ -92,7 +92,7 @@ impl KernelHarness {
     /// kernels are tested on any adapter).
     pub fn open_with(tiling: Option<MatmulTiling>) -> Result<KernelHarness> {
         let ctx = GpuContext::open(false)?;
-        let tiling = tiling.unwrap_or(MatmulChoice::for_adapter(ctx.summary().is_hardware).small);
+        let tiling = tiling.unwrap_or(MatmulChoice::for_adapter(ctx.summary()).small);
         let kernels = Kernels::new(&ctx.device, MatmulChoice::single(tiling));
         let tests = TestKernels::new(&ctx.device, &tiling);
         Ok(KernelHarness {
