@@ -5,7 +5,7 @@
 //! share of the global batch (the rows, in the order, one process would
 //! use), the flat gradient buffers are summed across ranks, and every rank
 //! applies the same update. What a run needs of the ranks' connection is
-//! the [`Collective`] trait; it has an MPI implementation ([`Mpi`], the
+//! the [`Collective`] trait; it has an MPI implementation (`Mpi`, the
 //! `mpi` feature), one for ranks that are threads of one process
 //! ([`Threads`], for tests and single-machine use), and [`Local`] (one
 //! rank). A program that embeds retroprop can bring its own.

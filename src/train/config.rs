@@ -1,0 +1,360 @@
+//! The configuration of a run: where it trains and how (`TrainConfig`).
+
+use crate::backend::BackendConfig;
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::model::{Init, Mlp};
+use crate::optim::{GradClip, Optimizer};
+use crate::schedule::LrSchedule;
+use crate::stop::StopFlag;
+use std::fmt;
+use std::str::FromStr;
+// Instant on native, performance.now() in the browser.
+
+/// Where training runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU reference backend.
+    Cpu,
+    /// A wgpu adapter, whatever it is (a real GPU, or Mesa's lavapipe).
+    Gpu,
+    /// A hardware GPU when there is one, otherwise the CPU.
+    #[default]
+    Auto,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Gpu => "gpu",
+            Device::Auto => "auto",
+        })
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "cpu" => Ok(Device::Cpu),
+            "gpu" => Ok(Device::Gpu),
+            "auto" => Ok(Device::Auto),
+            other => Err(format!(
+                "unknown device `{other}` (expected auto, cpu or gpu)"
+            )),
+        }
+    }
+}
+
+/// How to train: the loss, the optimizer, and how data is batched.
+///
+/// Defaults: MSE, Adam (torch defaults), mini-batches of 32 shuffled each
+/// epoch, 10 epochs, seed 0, torch's default init, device `auto`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The training objective.
+    pub loss: Loss,
+    /// The optimizer and its hyperparameters.
+    pub optimizer: Optimizer,
+    /// Rows per step: `None` for full-batch gradient descent, `Some(1)` for
+    /// stochastic gradient descent. A last, smaller batch is kept
+    /// (`drop_last=False`).
+    pub batch_size: Option<usize>,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Stop after this many optimizer steps in total, even mid-epoch.
+    pub max_steps: Option<u64>,
+    /// Visit rows in a new seeded random order each epoch (else file order).
+    pub shuffle: bool,
+    /// Seeds the initialisation and the shuffles.
+    pub seed: u64,
+    /// How parameters start (ignored when parameters are given).
+    pub init: Init,
+    /// Which backend runs the training.
+    pub device: Device,
+    /// How the learning rate changes from epoch to epoch.
+    pub lr_schedule: LrSchedule,
+    /// Stop when the validation loss stops improving, keeping the best
+    /// parameters.
+    pub early_stopping: Option<EarlyStopping>,
+    /// Gradient clipping by global norm and/or by value.
+    pub grad_clip: GradClip,
+    /// GPU: the most rows one pass over the network may hold. Batches
+    /// larger than this, or than the adapter's binding limits allow, are
+    /// split into micro-batches whose gradients accumulate before one
+    /// update: the same step. `None`: as many as the limits allow.
+    pub max_rows_per_pass: Option<usize>,
+    /// GPU: treat the adapter's largest storage binding as at most this
+    /// many bytes. Training data larger than a binding is streamed from
+    /// host memory; activations larger than one split into micro-batches.
+    /// A test hook, and a way to keep device memory low.
+    pub max_binding_bytes: Option<u64>,
+    /// Record every layer's gradient and weight norms at every this many
+    /// optimizer steps (on the GPU, computed there), into
+    /// [`EpochRecord::layer_norms`](super::EpochRecord::layer_norms).
+    pub norms_every: Option<u64>,
+    /// Dropout on hidden layers' outputs during training (inverted scaling,
+    /// seeded, off in evaluation and prediction).
+    pub dropout: DropoutRates,
+    /// Ends [`Trainer::fit`](super::Trainer::fit) and [`Trainer::train_steps`](super::Trainer::train_steps) at the next step
+    /// boundary once requested (on the GPU, the next submission of up to
+    /// 64 steps), keeping the steps that ran: see [`StopFlag`].
+    pub stop_flag: Option<StopFlag>,
+}
+
+/// Dropout probabilities.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum DropoutRates {
+    /// No dropout.
+    #[default]
+    Off,
+    /// The same probability after every hidden layer.
+    Hidden(f32),
+    /// One probability per layer (the output layer's must be 0).
+    PerLayer(Vec<f32>),
+}
+
+impl DropoutRates {
+    /// The probability of each of `layers` layers.
+    pub fn per_layer(&self, layers: usize) -> Vec<f32> {
+        match self {
+            DropoutRates::Off => vec![0.0; layers],
+            DropoutRates::Hidden(p) => (0..layers)
+                .map(|l| if l + 1 < layers { *p } else { 0.0 })
+                .collect(),
+            DropoutRates::PerLayer(v) => (0..layers)
+                .map(|l| v.get(l).copied().unwrap_or(0.0))
+                .collect(),
+        }
+    }
+}
+
+/// Early stopping on the validation loss: stop after `patience` epochs in
+/// which it did not improve on the best by more than `min_delta`, and put
+/// back the parameters of the best epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EarlyStopping {
+    /// Epochs without improvement tolerated.
+    pub patience: usize,
+    /// Smallest decrease that counts as an improvement.
+    pub min_delta: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            loss: Loss::Mse,
+            optimizer: Optimizer::default(),
+            batch_size: Some(32),
+            epochs: 10,
+            max_steps: None,
+            shuffle: true,
+            seed: 0,
+            init: Init::TorchDefault,
+            device: Device::Auto,
+            lr_schedule: LrSchedule::Constant,
+            early_stopping: None,
+            grad_clip: GradClip::default(),
+            max_rows_per_pass: None,
+            max_binding_bytes: None,
+            norms_every: None,
+            dropout: DropoutRates::Off,
+            stop_flag: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Sets the loss.
+    pub fn loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+    /// Sets the optimizer.
+    pub fn optimizer(mut self, optimizer: impl Into<Optimizer>) -> Self {
+        self.optimizer = optimizer.into();
+        self
+    }
+    /// Mini-batch gradient descent with `batch_size` rows per step.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = Some(batch_size);
+        self
+    }
+    /// Full-batch gradient descent: one step per epoch over every row.
+    pub fn full_batch(mut self) -> Self {
+        self.batch_size = None;
+        self
+    }
+    /// Stochastic gradient descent: one row per step.
+    pub fn stochastic(mut self) -> Self {
+        self.batch_size = Some(1);
+        self
+    }
+    /// Sets the number of epochs.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+    /// Stops after `steps` optimizer steps.
+    pub fn max_steps(mut self, steps: u64) -> Self {
+        self.max_steps = Some(steps);
+        self
+    }
+    /// Turns per-epoch shuffling on or off.
+    pub fn shuffle(mut self, shuffle: bool) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Sets the seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sets the initialisation.
+    pub fn init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+    /// Sets the device.
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+    /// Clips the gradient's global L2 norm to `max_norm` (torch's
+    /// `clip_grad_norm_`).
+    pub fn clip_grad_norm(mut self, max_norm: f64) -> Self {
+        self.grad_clip.max_norm = Some(max_norm);
+        self
+    }
+    /// Clips every gradient element to ±`max_value` (torch's
+    /// `clip_grad_value_`).
+    pub fn clip_grad_value(mut self, max_value: f64) -> Self {
+        self.grad_clip.max_value = Some(max_value);
+        self
+    }
+    /// GPU: splits every pass into at most `rows` rows (micro-batches
+    /// whose gradients accumulate; the adapter's limits do this by
+    /// themselves).
+    pub fn max_rows_per_pass(mut self, rows: usize) -> Self {
+        self.max_rows_per_pass = Some(rows);
+        self
+    }
+    /// GPU: lowers the largest storage binding to `bytes` (see
+    /// [`TrainConfig::max_binding_bytes`]).
+    pub fn max_binding_bytes(mut self, bytes: u64) -> Self {
+        self.max_binding_bytes = Some(bytes);
+        self
+    }
+    /// Dropout with probability `p` after every hidden layer.
+    pub fn dropout(mut self, p: f32) -> Self {
+        self.dropout = DropoutRates::Hidden(p);
+        self
+    }
+    /// Records per-layer gradient and weight norms every `steps` steps.
+    pub fn norms_every(mut self, steps: u64) -> Self {
+        self.norms_every = Some(steps);
+        self
+    }
+    /// Stops training at the next step boundary once `flag` is requested
+    /// (see [`TrainConfig::stop_flag`]).
+    pub fn stop_flag(mut self, flag: StopFlag) -> Self {
+        self.stop_flag = Some(flag);
+        self
+    }
+    /// Sets the learning-rate schedule.
+    pub fn lr_schedule(mut self, schedule: LrSchedule) -> Self {
+        self.lr_schedule = schedule;
+        self
+    }
+    /// Stops early after `patience` epochs without a validation improvement
+    /// larger than `min_delta`, restoring the best parameters.
+    pub fn early_stopping(mut self, patience: usize, min_delta: f64) -> Self {
+        self.early_stopping = Some(EarlyStopping {
+            patience,
+            min_delta,
+        });
+        self
+    }
+
+    /// What a backend needs of this configuration, for `mlp`.
+    pub fn backend_config(&self, mlp: &Mlp) -> BackendConfig {
+        BackendConfig {
+            loss: self.loss,
+            optimizer: self.optimizer,
+            grad_clip: self.grad_clip,
+            dropout: self.dropout.per_layer(mlp.layers().len()),
+            seed: self.seed,
+            norms_every: self.norms_every,
+            batch_rows: self.batch_size,
+            max_rows_per_pass: self.max_rows_per_pass,
+            max_binding_bytes: self.max_binding_bytes,
+            stop_flag: self.stop_flag.clone(),
+        }
+    }
+
+    pub(super) fn validate(&self, mlp: &Mlp) -> Result<()> {
+        self.optimizer.validate()?;
+        self.lr_schedule.validate()?;
+        self.grad_clip.validate()?;
+        if let Some(e) = self.early_stopping
+            && !(e.min_delta >= 0.0 && e.min_delta.is_finite())
+        {
+            return Err(Error::Hyperparameter {
+                name: "min_delta",
+                value: e.min_delta,
+                reason: "must be ≥ 0",
+            });
+        }
+        let rates = self.dropout.per_layer(mlp.layers().len());
+        if let Some(&p) = rates.iter().find(|p| !(**p >= 0.0 && **p < 1.0)) {
+            return Err(Error::Hyperparameter {
+                name: "dropout",
+                value: p as f64,
+                reason: "must be in [0, 1)",
+            });
+        }
+        if let DropoutRates::PerLayer(v) = &self.dropout {
+            if v.len() > mlp.layers().len() {
+                return Err(Error::Shape {
+                    what: "dropout probabilities (one per layer)".into(),
+                    expected: mlp.layers().len(),
+                    got: v.len(),
+                });
+            }
+            if rates.last().is_some_and(|&p| p > 0.0) {
+                return Err(Error::Config(
+                    "dropout on the output layer is not supported: the loss reads it".into(),
+                ));
+            }
+        }
+        if self.norms_every == Some(0) {
+            return Err(Error::Hyperparameter {
+                name: "norms_every",
+                value: 0.0,
+                reason: "must be at least 1",
+            });
+        }
+        if self.max_rows_per_pass == Some(0) {
+            return Err(Error::Hyperparameter {
+                name: "max_rows_per_pass",
+                value: 0.0,
+                reason: "must be at least 1",
+            });
+        }
+        if self.batch_size == Some(0) {
+            return Err(Error::Hyperparameter {
+                name: "batch_size",
+                value: 0.0,
+                reason: "must be at least 1",
+            });
+        }
+        if self.loss == Loss::CrossEntropy && mlp.outputs() < 2 {
+            return Err(Error::Config(format!(
+                "cross_entropy needs at least 2 outputs (one per class), the network has {}",
+                mlp.outputs()
+            )));
+        }
+        Ok(())
+    }
+}

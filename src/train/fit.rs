@@ -1,0 +1,326 @@
+//! The training loop: whole runs (`fit`), and steps at a time
+//! (`train_steps`, `profile_steps`).
+
+use crate::backend::{DeviceData, StepsLoss};
+use crate::data::{Dataset, epoch_order};
+use crate::error::{Error, Result};
+// Instant on native, performance.now() in the browser.
+use web_time::Instant;
+
+use super::{Checkpoint, Cursor, EpochRecord, History, Trainer};
+
+impl Trainer {
+    /// Trains for `config.epochs` epochs (or until `config.max_steps`),
+    /// evaluating on `validation` after each epoch when given.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit(&mut self, train: &Dataset, validation: Option<&Dataset>) -> Result<History> {
+        self.fit_with(train, validation, |_| {})
+    }
+
+    /// [`fit`](Self::fit), awaited: the core every target runs (the
+    /// browser's GPU read-backs are awaited, never blocked on).
+    pub async fn fit_async(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+    ) -> Result<History> {
+        self.fit_checkpointed_async(train, validation, |_| {}, 0, |_| Ok(()))
+            .await
+    }
+
+    /// [`fit`](Self::fit), calling `on_epoch` after each epoch (for
+    /// progress bars and metrics files).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_with(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        on_epoch: impl FnMut(&EpochRecord),
+    ) -> Result<History> {
+        self.fit_checkpointed(train, validation, on_epoch, 0, |_| Ok(()))
+    }
+
+    /// [`fit_with`](Self::fit_with), handing `on_checkpoint` a
+    /// [`Checkpoint`] after every `every` epochs (never when 0); an error it
+    /// returns stops training.
+    ///
+    /// Every `fit` continues where training stands: after a
+    /// [`restore`](Self::restore) or a [`train_steps`](Self::train_steps)
+    /// that ended inside an epoch, it first finishes that epoch's rows.
+    ///
+    /// When [`TrainConfig::stop_flag`](super::TrainConfig::stop_flag) is requested, training ends at the
+    /// next step boundary and `fit` returns `Ok` with
+    /// [`History::interrupted`] set: the steps that ran are whole, the
+    /// epoch cut short gets no record, validation, schedule step or
+    /// `on_checkpoint`, and [`checkpoint`](Self::checkpoint) then records
+    /// the exact position inside it. Restored into a trainer with the same
+    /// configuration, which fits the epochs left, that checkpoint ends with
+    /// the same parameters as a run never interrupted.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_checkpointed(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        on_epoch: impl FnMut(&EpochRecord),
+        every: u64,
+        on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
+    ) -> Result<History> {
+        pollster::block_on(self.fit_checkpointed_async(
+            train,
+            validation,
+            on_epoch,
+            every,
+            on_checkpoint,
+        ))
+    }
+
+    /// [`fit_checkpointed`](Self::fit_checkpointed), awaited.
+    pub async fn fit_checkpointed_async(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut on_epoch: impl FnMut(&EpochRecord),
+        every: u64,
+        mut on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
+    ) -> Result<History> {
+        self.check_data(train, "training data")?;
+        if let Some(v) = validation {
+            self.check_data(v, "validation data")?;
+        }
+        let data = self.device_data(train)?;
+        // A train_steps that ended mid-epoch left its position here; an
+        // epoch's order depends only on the seed and the epoch number.
+        if let Some(cursor) = self.cursor.take() {
+            self.pending_rows = cursor.rows_done;
+            self.pending_loss = cursor.loss_sum;
+        }
+        if self.config.early_stopping.is_some() && validation.is_none() {
+            return Err(Error::Config("early stopping needs validation data".into()));
+        }
+        let start = Instant::now();
+        let mut history = History::default();
+        let batch_size = self
+            .config
+            .batch_size
+            .unwrap_or(train.rows())
+            .min(train.rows());
+        let mut best: Option<(f64, usize, Vec<f32>)> = None;
+        for _ in 0..self.config.epochs {
+            let remaining = self
+                .config
+                .max_steps
+                .map_or(u64::MAX, |m| m.saturating_sub(self.steps));
+            if remaining == 0 {
+                break;
+            }
+            let order = epoch_order(
+                train.rows(),
+                self.config.shuffle,
+                self.config.seed,
+                self.epochs_done,
+            );
+            let lr = self.scheduler.lr();
+            // After a mid-epoch restore, the epoch's first rows are done.
+            let skip = std::mem::take(&mut self.pending_rows).min(order.len());
+            let skipped_loss = std::mem::take(&mut self.pending_loss);
+            let epoch = self
+                .run_steps(&data, &order[skip..], batch_size, remaining, lr)
+                .await?;
+            self.steps += epoch.steps;
+            if epoch.stopped {
+                // The epoch goes on after a restore from `checkpoint()`.
+                self.pending_rows = skip + epoch.rows;
+                self.pending_loss = skipped_loss + epoch.loss_sum;
+                history.interrupted = true;
+                return Ok(history);
+            }
+            // The step limit ended the epoch before its last row.
+            let cut = skip + epoch.rows < order.len();
+            if cut {
+                self.pending_rows = skip + epoch.rows;
+                self.pending_loss = skipped_loss + epoch.loss_sum;
+                history.cut_mid_epoch = true;
+            } else {
+                self.epochs_done += 1;
+            }
+            let train_loss = (skipped_loss + epoch.loss_sum) / (skip + epoch.rows).max(1) as f64;
+            if !train_loss.is_finite() {
+                return Err(Error::Diverged {
+                    step: self.steps,
+                    loss: train_loss,
+                });
+            }
+            let validation = match validation {
+                Some(v) => Some(self.evaluate_async(v).await?),
+                None => None,
+            };
+            let metric = validation.map_or(train_loss, |v| v.loss);
+            let record = EpochRecord {
+                epoch: self.epochs_done as usize + usize::from(cut),
+                step: self.steps,
+                train_loss,
+                validation,
+                lr,
+                seconds: start.elapsed().as_secs_f64(),
+                layer_norms: epoch.norms,
+            };
+            on_epoch(&record);
+            history.epochs.push(record);
+            if cut {
+                // Paused, not finished: the parameters stay those of the
+                // last step (not the best epoch's), as for an interrupt.
+                return Ok(history);
+            }
+            self.scheduler.step(self.epochs_done as usize - 1, metric);
+            if every > 0 && self.epochs_done.is_multiple_of(every) {
+                let checkpoint = self.checkpoint_async().await?;
+                on_checkpoint(checkpoint)?;
+            }
+            if let Some(rule) = self.config.early_stopping {
+                let epoch_number = history.epochs.len();
+                match &best {
+                    Some((loss, _, _)) if metric >= loss - rule.min_delta => {}
+                    _ => {
+                        best = Some((metric, epoch_number, self.backend.parameters_async().await?))
+                    }
+                }
+                let best_epoch = best.as_ref().map_or(epoch_number, |b| b.1);
+                if epoch_number - best_epoch > rule.patience {
+                    history.stopped_early = true;
+                    break;
+                }
+            }
+        }
+        if let Some((_, epoch, params)) = best {
+            self.backend.set_parameters(&params)?;
+            history.best_epoch = Some(epoch);
+        }
+        Ok(history)
+    }
+
+    /// The backend's handle on `train`: the current upload while the data
+    /// set is the one uploaded (same [`Dataset::version`]), else a new one.
+    fn device_data<'a>(&mut self, train: &'a Dataset) -> Result<DeviceData<'a>> {
+        match self.uploaded {
+            Some((id, version)) if version == train.version() => Ok(DeviceData::new(id, train)),
+            _ => {
+                let data = self.backend.upload(train)?;
+                self.uploaded = Some((data.id, train.version()));
+                Ok(data)
+            }
+        }
+    }
+
+    /// Runs `steps` optimizer steps as [`train_steps`](Self::train_steps)
+    /// does (they are real steps: training moves on), timing every kernel
+    /// they dispatch. Returns the mean time a step spent in each kernel, by
+    /// layer, or `None` where the backend cannot time its kernels (the CPU,
+    /// and adapters without timestamp queries inside compute passes).
+    ///
+    /// ```no_run
+    /// # use retroprop::*;
+    /// # fn main() -> retroprop::Result<()> {
+    /// # let data = Dataset::new(vec![0.0; 64 * 4], 4, Targets::Classes(vec![0; 64]))?;
+    /// let mlp = Mlp::new(&[4, 16, 2], Activation::Relu, Activation::Identity)?;
+    /// let config = TrainConfig::default().batch_size(16).device(Device::Gpu);
+    /// let mut trainer = Trainer::new(mlp, config)?;
+    /// if let Some(profile) = trainer.profile_steps(&data, 8)? {
+    ///     for k in &profile.kernels {
+    ///         println!("{} {:?}: {:.3} ms", k.kernel, k.layer, k.ms_per_step);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_steps(
+        &mut self,
+        train: &Dataset,
+        steps: u64,
+    ) -> Result<Option<crate::gpu::StepProfile>> {
+        if !self.backend.start_profile()? {
+            self.train_steps(train, steps)?;
+            return Ok(None);
+        }
+        let trained = self.train_steps(train, steps);
+        let profile = self.backend.finish_profile();
+        trained?;
+        profile
+    }
+
+    /// Runs `steps` optimizer steps from where training stands, continuing
+    /// the current epoch's order and starting new epochs as needed: step
+    /// by step control for benchmarks and custom loops. Returns the mean
+    /// loss over the rows of those steps. On the GPU the steps are recorded
+    /// into few submissions and read back once, as in [`fit`](Self::fit).
+    /// The learning-rate schedule steps at each epoch's end, as in `fit`,
+    /// on the epoch's mean training loss.
+    ///
+    /// When [`TrainConfig::stop_flag`](super::TrainConfig::stop_flag) is requested it returns early, at a
+    /// step boundary, with the mean loss of the steps that ran (0 when
+    /// none did); [`steps`](Self::steps) says how many have run in all,
+    /// and [`checkpoint`](Self::checkpoint) records the position.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn train_steps(&mut self, train: &Dataset, steps: u64) -> Result<f64> {
+        pollster::block_on(self.train_steps_async(train, steps))
+    }
+
+    /// [`train_steps`](Self::train_steps), awaited.
+    pub async fn train_steps_async(&mut self, train: &Dataset, steps: u64) -> Result<f64> {
+        self.check_data(train, "training data")?;
+        let data = self.device_data(train)?;
+        let rows = train.rows();
+        let batch_size = self.config.batch_size.unwrap_or(rows).min(rows);
+        let (mut remaining, mut total) = (steps, StepsLoss::default());
+        while remaining > 0 {
+            let mut cursor = match self.cursor.take() {
+                Some(cursor) => cursor,
+                None => Cursor {
+                    order: epoch_order(
+                        rows,
+                        self.config.shuffle,
+                        self.config.seed,
+                        self.epochs_done,
+                    ),
+                    rows_done: std::mem::take(&mut self.pending_rows).min(rows),
+                    loss_sum: std::mem::take(&mut self.pending_loss),
+                },
+            };
+            let lr = self.scheduler.lr();
+            let result = self
+                .run_steps(
+                    &data,
+                    &cursor.order[cursor.rows_done..],
+                    batch_size,
+                    remaining,
+                    lr,
+                )
+                .await?;
+            self.steps += result.steps;
+            remaining -= result.steps;
+            total.loss_sum += result.loss_sum;
+            total.rows += result.rows;
+            cursor.rows_done += result.rows;
+            cursor.loss_sum += result.loss_sum;
+            if cursor.rows_done >= rows {
+                self.epochs_done += 1;
+                let epoch_loss = cursor.loss_sum / rows as f64;
+                self.scheduler
+                    .step(self.epochs_done as usize - 1, epoch_loss);
+            } else {
+                self.cursor = Some(cursor);
+            }
+            if result.stopped {
+                break;
+            }
+        }
+        let loss = total.loss_sum / total.rows.max(1) as f64;
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                step: self.steps,
+                loss,
+            });
+        }
+        Ok(loss)
+    }
+}

@@ -1,0 +1,399 @@
+//! The trainer: fit, evaluate and predict, the same calls on either backend.
+
+mod checkpoint;
+mod config;
+mod fit;
+mod records;
+
+use crate::backend::{Backend, DeviceData, StepsLoss};
+use crate::cpu::CpuBackend;
+use crate::data::{Dataset, Targets};
+use crate::error::{Error, Result};
+use crate::gpu::GpuBackend;
+use crate::loss::Loss;
+use crate::model::Mlp;
+use crate::parallel::{self, Collective};
+use crate::schedule::Scheduler;
+use std::fmt;
+// Instant on native, performance.now() in the browser.
+
+pub use crate::backend::LayerNorms;
+pub use config::{Device, DropoutRates, EarlyStopping, TrainConfig};
+pub use records::{Checkpoint, EpochRecord, Evaluation, History};
+
+/// Where `train_steps` stands inside an epoch.
+#[derive(Debug)]
+struct Cursor {
+    order: Vec<u32>,
+    rows_done: usize,
+    loss_sum: f64,
+}
+
+/// Trains one network on one backend.
+///
+/// ```
+/// use retroprop::{Activation, Dataset, Device, Loss, Mlp, Sgd, Targets, TrainConfig, Trainer};
+/// let xor = Dataset::new(
+///     vec![0., 0., 0., 1., 1., 0., 1., 1.],
+///     2,
+///     Targets::Classes(vec![0, 1, 1, 0]),
+/// )?;
+/// let mlp = Mlp::new(&[2, 8, 2], Activation::Tanh, Activation::Identity)?;
+/// let config = TrainConfig::default()
+///     .loss(Loss::CrossEntropy)
+///     .optimizer(Sgd::default().lr(0.5).momentum(0.9))
+///     .full_batch()
+///     .epochs(200)
+///     .device(Device::Cpu);
+/// let mut trainer = Trainer::new(mlp, config)?;
+/// trainer.fit(&xor, None)?;
+/// assert_eq!(trainer.evaluate(&xor)?.accuracy, Some(1.0));
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+pub struct Trainer {
+    mlp: Mlp,
+    config: TrainConfig,
+    backend: Box<dyn Backend>,
+    steps: u64,
+    epochs_done: u64,
+    /// Mid-epoch position of `train_steps`: the epoch's order, how many of
+    /// its rows are done, and their summed loss (for the scheduler).
+    cursor: Option<Cursor>,
+    /// The backend's current upload of training data: its id, and the
+    /// [`Dataset::version`] it was made from.
+    uploaded: Option<(u64, u64)>,
+    scheduler: Scheduler,
+    /// Rows of the current epoch done before a restore, to skip.
+    pending_rows: usize,
+    /// Their summed loss.
+    pending_loss: f64,
+    /// The ranks of a data-parallel run ([`Trainer::with_collective`]).
+    collective: Option<Box<dyn Collective>>,
+}
+
+impl fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trainer")
+            .field("mlp", &self.mlp)
+            .field("config", &self.config)
+            .field("device", &self.backend.name())
+            .field("steps", &self.steps)
+            .finish()
+    }
+}
+
+impl Trainer {
+    /// A trainer whose parameters are drawn from `config.init` with
+    /// `config.seed`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(mlp: Mlp, config: TrainConfig) -> Result<Trainer> {
+        pollster::block_on(Trainer::new_async(mlp, config))
+    }
+
+    /// [`new`](Self::new), awaited (opening a GPU is asynchronous in the
+    /// browser).
+    pub async fn new_async(mlp: Mlp, config: TrainConfig) -> Result<Trainer> {
+        mlp.check_training_memory(config.batch_size, config.optimizer.state_slots())?;
+        let params = mlp.init(config.init, config.seed);
+        Trainer::with_parameters_async(mlp, params, config).await
+    }
+
+    /// A trainer that starts from the given flat parameters.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_parameters(mlp: Mlp, params: Vec<f32>, config: TrainConfig) -> Result<Trainer> {
+        pollster::block_on(Trainer::with_parameters_async(mlp, params, config))
+    }
+
+    /// [`with_parameters`](Self::with_parameters), awaited.
+    pub async fn with_parameters_async(
+        mlp: Mlp,
+        params: Vec<f32>,
+        config: TrainConfig,
+    ) -> Result<Trainer> {
+        config.validate(&mlp)?;
+        mlp.check_training_memory(config.batch_size, config.optimizer.state_slots())?;
+        check_parameters(&mlp, &params)?;
+        let spec = config.backend_config(&mlp);
+        let backend: Box<dyn Backend> = match config.device {
+            Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &spec)),
+            Device::Gpu => Box::new(GpuBackend::new_async(&mlp, params, &spec, false).await?),
+            Device::Auto => match GpuBackend::new_async(&mlp, params.clone(), &spec, true).await {
+                Ok(gpu) => Box::new(gpu),
+                Err(e) => {
+                    log::info!("device auto: using the CPU ({e})");
+                    Box::new(CpuBackend::new(&mlp, params, &spec))
+                }
+            },
+        };
+        log::info!("training on {}", backend.name());
+        Ok(Trainer {
+            backend,
+            steps: 0,
+            epochs_done: 0,
+            cursor: None,
+            uploaded: None,
+            scheduler: Scheduler::new(config.lr_schedule, config.optimizer.lr()),
+            pending_rows: 0,
+            pending_loss: 0.0,
+            collective: None,
+            mlp,
+            config,
+        })
+    }
+
+    /// This trainer as one rank of a data-parallel run over `collective`
+    /// (see [`crate::parallel`]): every rank must be built with the same
+    /// network and configuration (checked), and starts from rank 0's
+    /// parameters, optimizer state and position. From then on each step
+    /// runs on every rank's share of the batch and sums the gradients;
+    /// [`evaluate`](Self::evaluate) sums over every rank's share of the
+    /// rows; every rank sees the same numbers and takes the same
+    /// decisions. With one rank nothing changes.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_collective(mut self, collective: Box<dyn Collective>) -> Result<Trainer> {
+        if collective.size() > 1 {
+            // The stop flag and the device are each rank's own.
+            let run = TrainConfig {
+                stop_flag: None,
+                device: Device::Auto,
+                ..self.config.clone()
+            };
+            parallel::check_same_run(collective.as_ref(), &format!("{:?} {run:?}", self.mlp))?;
+        }
+        self.collective = Some(collective);
+        self.sync_from_rank_0()?;
+        Ok(self)
+    }
+
+    /// The collective given to [`with_collective`](Self::with_collective).
+    pub fn collective(&self) -> Option<&dyn Collective> {
+        self.collective.as_deref()
+    }
+
+    /// An error unless `data` fits this trainer's network and loss as
+    /// training data (the check [`fit`](Self::fit) makes first): for a
+    /// data-parallel program to check every rank's data and
+    /// [`parallel::agree`] before training.
+    pub fn check_training_data(&self, data: &Dataset) -> Result<()> {
+        self.check_data(data, "training data")
+    }
+
+    /// The collective of a data-parallel run with more than one rank.
+    fn ranks(&self) -> Option<&dyn Collective> {
+        self.collective.as_deref().filter(|c| c.size() > 1)
+    }
+
+    /// Takes rank 0's state on every rank.
+    #[cfg(target_arch = "wasm32")]
+    fn sync_from_rank_0(&mut self) -> Result<()> {
+        // The browser has neither threads nor MPI: no collective is ever set.
+        Ok(())
+    }
+
+    /// Takes rank 0's state on every rank.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn sync_from_rank_0(&mut self) -> Result<()> {
+        let Some(collective) = self.collective.take() else {
+            return Ok(());
+        };
+        let synced = (|| {
+            if collective.size() == 1 {
+                return Ok(());
+            }
+            let mut state = self.checkpoint()?;
+            parallel::broadcast_checkpoint(collective.as_ref(), &mut state)?;
+            if collective.rank() != 0 {
+                self.restore_state(&state)?;
+            }
+            Ok(())
+        })();
+        self.collective = Some(collective);
+        synced
+    }
+
+    /// Whole steps over `order`: the backend's own, fused, on one rank;
+    /// step by step with the gradients summed over ranks on several.
+    async fn run_steps(
+        &mut self,
+        data: &DeviceData<'_>,
+        order: &[u32],
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+    ) -> Result<StepsLoss> {
+        match self.collective.as_deref().filter(|c| c.size() > 1) {
+            None => {
+                self.backend
+                    .train_steps_async(data, order, batch_size, max_steps, lr)
+                    .await
+            }
+            Some(collective) => parallel::train_steps(
+                collective,
+                self.backend.as_mut(),
+                &self.mlp,
+                data,
+                order,
+                batch_size,
+                max_steps,
+                lr,
+                self.steps,
+                self.config.stop_flag.as_ref(),
+                self.config.norms_every,
+            ),
+        }
+    }
+
+    /// The network description.
+    pub fn mlp(&self) -> &Mlp {
+        &self.mlp
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Which backend runs, in words: `cpu: ` and the GEMM it uses
+    /// (`OpenBLAS 0.3.21, Zen` or `built-in GEMM`, see [`crate::cpu::gemm`]),
+    /// or `gpu: ` and the adapter's name and graphics API.
+    pub fn device_name(&self) -> String {
+        self.backend.name()
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The current parameters (read back from the GPU if it runs there).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn parameters(&mut self) -> Result<Vec<f32>> {
+        pollster::block_on(self.parameters_async())
+    }
+
+    /// [`parameters`](Self::parameters), awaited.
+    pub async fn parameters_async(&mut self) -> Result<Vec<f32>> {
+        self.backend.parameters_async().await
+    }
+
+    /// Replaces the parameters (optimizer state is kept).
+    pub fn set_parameters(&mut self, params: &[f32]) -> Result<()> {
+        check_parameters(&self.mlp, params)?;
+        self.backend.set_parameters(params)
+    }
+
+    /// Bytes of device (or, on the CPU, host) memory this trainer's backend
+    /// has allocated for parameters, state, activations and data.
+    pub fn memory_bytes(&self) -> u64 {
+        self.backend.memory_bytes()
+    }
+
+    /// Mean loss and, for classification losses, accuracy over `data`.
+    /// In a data-parallel run every rank calls it with the same `data`:
+    /// each evaluates its share of the rows and the sums are added over
+    /// ranks, so every rank gets the same numbers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn evaluate(&mut self, data: &Dataset) -> Result<Evaluation> {
+        pollster::block_on(self.evaluate_async(data))
+    }
+
+    /// [`evaluate`](Self::evaluate), awaited.
+    pub async fn evaluate_async(&mut self, data: &Dataset) -> Result<Evaluation> {
+        self.check_data(data, "evaluation data")?;
+        let (loss_sum, correct) = match self.collective.as_deref().filter(|c| c.size() > 1) {
+            None => self.backend.evaluate_async(data).await?,
+            Some(ranks) => {
+                let backend = &mut self.backend;
+                parallel::evaluate_shard(ranks, data, |shard| backend.evaluate(shard))?
+            }
+        };
+        let elements = match self.config.loss {
+            Loss::CrossEntropy => data.rows(),
+            _ => data.rows() * self.mlp.outputs(),
+        };
+        Ok(Evaluation {
+            loss: loss_sum / data.rows() as f64,
+            accuracy: correct.map(|c| c as f64 / elements as f64),
+        })
+    }
+
+    /// The network's outputs (rows × outputs, before any softmax or sigmoid)
+    /// for inputs `x` (rows × inputs, row-major).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        pollster::block_on(self.predict_async(x))
+    }
+
+    /// [`predict`](Self::predict), awaited.
+    pub async fn predict_async(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let inputs = self.mlp.inputs();
+        if x.is_empty() {
+            return Err(Error::Empty {
+                what: "the inputs to predict".into(),
+            });
+        }
+        if !x.len().is_multiple_of(inputs) {
+            return Err(Error::Shape {
+                what: format!("inputs to predict ({} values) as rows of {inputs}", x.len()),
+                expected: x.len().div_ceil(inputs) * inputs,
+                got: x.len(),
+            });
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "inputs to predict".into(),
+                row: i / inputs,
+                column: i % inputs,
+                value: x[i] as f64,
+            });
+        }
+        self.backend.predict_async(x).await
+    }
+
+    fn check_data(&self, data: &Dataset, what: &str) -> Result<()> {
+        if data.features() != self.mlp.inputs() {
+            return Err(Error::Shape {
+                what: format!("features of the {what} (network inputs)"),
+                expected: self.mlp.inputs(),
+                got: data.features(),
+            });
+        }
+        self.config.loss.check_targets(data, what)?;
+        match (data.targets(), self.config.loss.takes_classes()) {
+            (Targets::Classes(_), true) => data.check_classes(self.mlp.outputs()),
+            (Targets::Values { width, .. }, false) if *width == self.mlp.outputs() => Ok(()),
+            (Targets::Values { width, .. }, false) => Err(Error::Shape {
+                what: format!("target columns of the {what} (network outputs)"),
+                expected: self.mlp.outputs(),
+                got: *width,
+            }),
+            (Targets::Classes(_), false) => Err(Error::Config(format!(
+                "the {what} has class labels, but {} needs target values",
+                self.config.loss
+            ))),
+            (Targets::Values { .. }, true) => Err(Error::Config(format!(
+                "the {what} has target values, but cross_entropy needs class labels"
+            ))),
+        }
+    }
+}
+
+fn check_parameters(mlp: &Mlp, params: &[f32]) -> Result<()> {
+    if params.len() != mlp.parameter_count() {
+        return Err(Error::Shape {
+            what: "parameters of the network".into(),
+            expected: mlp.parameter_count(),
+            got: params.len(),
+        });
+    }
+    if let Some(i) = params.iter().position(|p| !p.is_finite()) {
+        let layer = (0..mlp.layers().len())
+            .find(|&l| i < mlp.bias_range(l).end)
+            .unwrap_or(0);
+        return Err(Error::Config(format!(
+            "parameter {i} (layer {layer}) is not finite ({})",
+            params[i]
+        )));
+    }
+    Ok(())
+}
