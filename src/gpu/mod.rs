@@ -8,6 +8,7 @@
 //! adapter's arithmetic ceiling.
 
 mod backend;
+mod build;
 #[cfg(feature = "harness")]
 pub mod ceiling;
 mod codes;
