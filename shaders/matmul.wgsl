@@ -2,9 +2,13 @@
 // C[M×N] = op(A)[M×K] · op(B)[K×N], all row-major.
 // CPU twin: `Real::gemm` as called from src/cpu/dense.rs.
 //
-//   forward  (NT, EPILOGUE 1):  Z = A_prev · Wᵀ + b,  A = f(Z)  (aux = b, out2 = A)
-//   dW       (TN, EPILOGUE 0):  dW = dZᵀ · A_prev                (accumulate adds to C)
-//   dA_prev  (NN, EPILOGUE 2):  dZ_prev = (dZ · W) ⊙ f'(Z_prev)   (aux = Z_prev)
+//   forward  (NT, EPILOGUE_BIAS_ACTIVATION):  Z = A_prev · Wᵀ + b,  A = f(Z)  (aux = b, out2 = A)
+//   dW       (TN, EPILOGUE_STORE):            dW = dZᵀ · A_prev
+//            (TN, EPILOGUE_ADD):              dW += dZᵀ · A_prev (a step's later passes)
+//   dA_prev  (NN, EPILOGUE_ACTIVATION_GRAD):  dZ_prev = (dZ · W) ⊙ f'(Z_prev)   (aux = Z_prev)
+//
+// The epilogue is an override constant (its codes come from `Epilogue` in
+// src/gpu/codes.rs), so each pipeline holds only its own.
 //
 // This file holds what every matmul kernel shares: the shape, the output
 // bindings and the epilogue. The kernels themselves follow it, chosen per
@@ -15,7 +19,7 @@
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
-override EPILOGUE: u32 = 0u;
+override EPILOGUE: u32 = EPILOGUE_STORE;
 
 // Mirrors `MatmulShape` in src/gpu/kernels.rs.
 struct Shape {
@@ -24,7 +28,7 @@ struct Shape {
     k: u32,
     activation: u32,
     slope: f32,
-    accumulate: u32,
+    _pad0: u32,
     // Dropout of the layer whose output this epilogue writes (forward) or
     // whose output's gradient it forms (input gradient); threshold 0: off.
     dropout_threshold: u32,
@@ -57,13 +61,13 @@ fn dropout_at(row: u32, col: u32) -> f32 {
 // One output element through the epilogue (both kernels store through it).
 fn epilogue(row: u32, col: u32, v: f32) {
     let at = row * shape.n + col;
-    if EPILOGUE == 1u {
+    if EPILOGUE == EPILOGUE_BIAS_ACTIVATION {
         let z = v + aux[col];
         c[at] = z;
         out2[at] = activation_forward(shape.activation, shape.slope, z) * dropout_at(row, col);
-    } else if EPILOGUE == 2u {
+    } else if EPILOGUE == EPILOGUE_ACTIVATION_GRAD {
         c[at] = v * dropout_at(row, col) * activation_derivative(shape.activation, shape.slope, aux[at]);
-    } else if shape.accumulate != 0u {
+    } else if EPILOGUE == EPILOGUE_ADD {
         c[at] = c[at] + v;
     } else {
         c[at] = v;

@@ -47,11 +47,11 @@ fn store_tile(row_base: u32, col_base: u32, acc: ptr<function, array<f32, RM * R
             if row < shape.m && col < shape.n {
                 let at = row * shape.n + col;
                 let v = (*acc)[r * RN + s];
-                c[at] = select(v, c[at] + v, EPILOGUE == 0u && shape.accumulate != 0u);
+                c[at] = select(v, c[at] + v, EPILOGUE == EPILOGUE_ADD);
             }
         }
     }
-    if EPILOGUE == 0u {
+    if EPILOGUE == EPILOGUE_STORE || EPILOGUE == EPILOGUE_ADD {
         return;
     }
     for (var r = 0u; r < RM; r++) {

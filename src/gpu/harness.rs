@@ -2,6 +2,7 @@
 //! parity tests (each kernel against its CPU twin) and of the kernel
 //! benchmarks. Training never goes through here.
 
+use super::codes::Epilogue;
 use super::context::GpuContext;
 use super::pipelines::{
     ELEMENTWISE, Kernel, Kernels, NORM_GROUPS, grid, matmul_layout, matmul_module, matmul_variant,
@@ -45,7 +46,8 @@ impl TestKernels {
     fn new(device: &wgpu::Device, tiling: &MatmulTiling) -> TestKernels {
         let matmul = matmul_module(device, tiling);
         let layout = matmul_layout(device, tiling.kind);
-        let plain = |trans| matmul_variant(device, &matmul, tiling, trans, 0, &layout);
+        let plain =
+            |trans| matmul_variant(device, &matmul, tiling, trans, Epilogue::Store, &layout);
         let activation = module(
             device,
             "elementwise",
@@ -298,7 +300,6 @@ impl KernelHarness {
             k: k as u32,
             activation: 0,
             slope: 0.0,
-            accumulate: 0,
             ..Default::default()
         };
         let kernel = &self.tests.matmul_plain[trans_a as usize * 2 + trans_b as usize];
@@ -338,7 +339,6 @@ impl KernelHarness {
             k: k as u32,
             activation: 0,
             slope: 0.0,
-            accumulate: 0,
             ..Default::default()
         };
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -446,7 +446,6 @@ impl KernelHarness {
             k: inputs as u32,
             activation: code,
             slope,
-            accumulate: 0,
             ..Default::default()
         };
         let out = self.run(
@@ -481,12 +480,12 @@ impl KernelHarness {
             k: rows as u32,
             activation: 0,
             slope: 0.0,
-            accumulate: initial.is_some() as u32,
             ..Default::default()
         };
         let zeros = vec![0f32; outputs * inputs];
+        let kernel = self.kernels.matmuls[0].weight_grad(&self.ctx.device, initial.is_some());
         let out = self.run(
-            &self.kernels.matmuls[0].weight_grad,
+            kernel,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Matrix(grad_z, rows, outputs),
@@ -520,7 +519,6 @@ impl KernelHarness {
             k: outputs as u32,
             activation: code,
             slope,
-            accumulate: 0,
             ..Default::default()
         };
         let out = self.run(

@@ -1,10 +1,12 @@
 //! The compute pipelines, built once when a device opens, and the uniform
 //! structs their shaders read.
 
+use super::codes::Epilogue;
 use super::resources::OperandTexture;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::PackShape;
 use std::num::NonZeroU64;
+use std::sync::OnceLock;
 
 /// Workgroups of the first pass of the gradient norm.
 pub(crate) const NORM_GROUPS: u32 = 256;
@@ -237,10 +239,15 @@ pub(crate) struct MatmulKernels {
     pub tiling: MatmulTiling,
     /// C = A · Bᵀ with the bias + activation epilogue (forward).
     pub forward: Kernel,
-    /// C (+)= Aᵀ · B (weight gradients).
-    pub weight_grad: Kernel,
+    /// C = Aᵀ · B (weight gradients).
+    weight_grad: Kernel,
+    /// C += Aᵀ · B (weight gradients of a step's later passes): compiled
+    /// when first needed, since only batches split into passes need it.
+    weight_grad_add: OnceLock<Kernel>,
     /// C = (A · B) ⊙ f'(aux) (input gradients through the previous activation).
     pub input_grad: Kernel,
+    module: wgpu::ShaderModule,
+    layout: wgpu::BindGroupLayout,
 }
 
 impl MatmulKernels {
@@ -250,10 +257,32 @@ impl MatmulKernels {
             |trans, epilogue| matmul_variant(device, &module, &tiling, trans, epilogue, layout);
         MatmulKernels {
             tiling,
-            forward: variant((false, true), 1),
-            weight_grad: variant((true, false), 0),
-            input_grad: variant((false, false), 2),
+            forward: variant((false, true), Epilogue::BiasActivation),
+            weight_grad: variant((true, false), Epilogue::Store),
+            weight_grad_add: OnceLock::new(),
+            input_grad: variant((false, false), Epilogue::ActivationGrad),
+            module: module.clone(),
+            layout: layout.clone(),
         }
+    }
+
+    /// The weight gradient that stores its product, or with `add` the one
+    /// that adds it to what C holds (compiled on first use).
+    pub(crate) fn weight_grad(&self, device: &wgpu::Device, add: bool) -> &Kernel {
+        if !add {
+            return &self.weight_grad;
+        }
+        self.weight_grad_add.get_or_init(|| {
+            let (module, layout) = (&self.module, &self.layout);
+            matmul_variant(
+                device,
+                module,
+                &self.tiling,
+                (true, false),
+                Epilogue::Add,
+                layout,
+            )
+        })
     }
 
     /// Workgroups of an `m` × `n` product.
@@ -321,19 +350,19 @@ fn pipeline_in(
 }
 
 /// The matmul pipeline of `tiling` for one transposition variant and
-/// epilogue (0 plain, 1 bias + activation, 2 times f'(aux)).
+/// epilogue.
 pub(crate) fn matmul_variant(
     device: &wgpu::Device,
     module: &wgpu::ShaderModule,
     tiling: &MatmulTiling,
     (trans_a, trans_b): (bool, bool),
-    epilogue: u32,
+    epilogue: Epilogue,
     layout: &wgpu::BindGroupLayout,
 ) -> Kernel {
     let constants = [
         ("TRANS_A", trans_a as u32 as f64),
         ("TRANS_B", trans_b as u32 as f64),
-        ("EPILOGUE", epilogue as f64),
+        ("EPILOGUE", epilogue as u32 as f64),
     ];
     pipeline_in(
         device,

@@ -76,6 +76,8 @@ pub(crate) struct PlanPacks {
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub(crate) rows: usize,
+    /// Adds its weight gradients to those already there (`PassKey::accumulate`).
+    pub(crate) accumulate: bool,
     pub(crate) gather: Option<wgpu::BindGroup>,
     pub(crate) forward: Vec<wgpu::BindGroup>,
     pub(crate) loss: wgpu::BindGroup,
@@ -222,7 +224,6 @@ impl GpuBackend {
                 k: rows as u32,
                 activation: 0,
                 slope: 0.0,
-                accumulate,
                 ..Default::default()
             }));
             bias_grad_at.push(blocks.push(&ReduceShape {
@@ -371,7 +372,7 @@ impl GpuBackend {
             ));
             // dW (+)= dZᵀ · A_prev.
             weight_grad.push(matmul_group(
-                &k.matmuls[0].weight_grad,
+                k.matmuls[0].weight_grad(device, false),
                 "weight gradient",
                 weight_grad_at[l],
                 [
@@ -452,8 +453,17 @@ impl GpuBackend {
                 entry(binding::reduce::STEP, &self.steps, 0, step_size),
             ],
         });
+        // A step's later passes add their weight gradients: compile that
+        // pipeline now, not while a pass is recorded.
+        if key.accumulate {
+            for layer in layers {
+                let (matmul, _) = self.kernels.matmul(layer.outputs, layer.inputs);
+                matmul.weight_grad(device, true);
+            }
+        }
         Plan {
             rows,
+            accumulate: key.accumulate,
             gather,
             forward,
             loss,

@@ -51,7 +51,8 @@ impl GpuBackend {
         }
         for (l, layer) in layers.iter().enumerate().rev() {
             let (matmul, groups) = k.matmul(layer.outputs, layer.inputs);
-            pass.set_pipeline(&matmul.weight_grad.pipeline);
+            let weight_grad = matmul.weight_grad(&self.ctx.device, plan.accumulate);
+            pass.set_pipeline(&weight_grad.pipeline);
             pass.set_bind_group(0, &plan.weight_grad[l], &[step_offset]);
             self.dispatch(pass, t, Work::layer("weight grad", l), groups);
             pass.set_pipeline(&k.column_sums.pipeline);

@@ -14,7 +14,7 @@ pub(crate) struct MatmulShape {
     pub k: u32,
     pub activation: u32,
     pub slope: f32,
-    pub accumulate: u32,
+    pub _pad0: u32,
     pub dropout_threshold: u32,
     pub dropout_scale: f32,
     pub dropout_seed: u32,
