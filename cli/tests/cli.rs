@@ -370,6 +370,35 @@ fn products_tiled_by_shape_train_like_the_cpu() {
 }
 
 #[test]
+fn texture_blocks_chosen_by_shape_train_like_the_cpu() {
+    // What lavapipe runs from Mesa 23 on (16 × 16 blocks) and before it
+    // (8 × 8), each with one row of threads for products of at most 8 rows:
+    // in batches of 5 and 12, the forward and input-gradient products take
+    // the one-row tiling at 5 rows and the block at 12; the weight gradients
+    // (200 or 3 rows) take the block, or the one-row tiling for the 3-wide
+    // output layer.
+    for choice in ["texture-large-by-shape", "texture-by-shape"] {
+        for batch in ["5", "12"] {
+            let args = [
+                "--arch",
+                "2,200,3",
+                "--no-shuffle",
+                "--steps",
+                "20",
+                "--batch-size",
+                batch,
+                "--optimizer",
+                "adam",
+                "--lr",
+                "0.01",
+            ];
+            let env = [("RETROPROP_MATMUL", choice)];
+            assert_devices_agree(&Dir::new(&format!("{choice}-{batch}")), &env, &args);
+        }
+    }
+}
+
+#[test]
 fn metrics_and_plot_are_written_and_well_formed() {
     let dir = Dir::new("metrics");
     let data = classes_csv(&dir);
