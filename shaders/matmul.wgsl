@@ -28,7 +28,11 @@ struct Shape {
     k: u32,
     activation: u32,
     slope: f32,
-    _pad0: u32,
+    // The range [k_start, k_end) of K this dispatch sums: a long reduction
+    // runs as several dispatches (`reduction_chunks` in src/gpu/dispatch.rs),
+    // each adding to what the previous left in C; the last (k_end == k)
+    // applies the epilogue.
+    k_start: u32,
     // Dropout of the layer whose output this epilogue writes (forward) or
     // whose output's gradient it forms (input gradient); threshold 0: off.
     dropout_threshold: u32,
@@ -37,7 +41,7 @@ struct Shape {
     dropout_layer: u32,
     // Rows into the batch where this pass starts (micro-batches).
     row_offset: u32,
-    _pad: u32,
+    k_end: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
@@ -80,5 +84,18 @@ fn store_one(row: u32, col: u32, v: f32) {
     if row >= shape.m || col >= shape.n {
         return;
     }
-    epilogue(row, col, v);
+    if EPILOGUE == EPILOGUE_ADD {
+        epilogue(row, col, v);
+        return;
+    }
+    let at = row * shape.n + col;
+    var total = v;
+    if shape.k_start > 0u {
+        total += c[at];
+    }
+    if shape.k_end < shape.k {
+        c[at] = total;
+        return;
+    }
+    epilogue(row, col, total);
 }

@@ -3,6 +3,7 @@
 
 use super::backend::GpuBackend;
 use super::context::GpuContext;
+use super::dispatch::{MAX_PASS_ROWS, check_products};
 use super::pipelines::{Kernel, Kernels, NORM_GROUPS, binding, entry};
 use super::plan::{PackSource, packs};
 use super::resources::{OperandTexture, ParamLayout, Textures, storage, storage_init};
@@ -55,7 +56,8 @@ impl GpuBackend {
     ) -> Result<GpuBackend> {
         // Rows one pass holds: the batch (at least 256, for evaluation
         // chunks), but no more than the adapter's binding and buffer limits
-        // allow for the widest activation, or than `max_rows_per_pass`.
+        // allow for the widest activation, than `max_rows_per_pass`, or than
+        // the dispatch limits allow (`MAX_PASS_ROWS`).
         let widest = mlp
             .layers()
             .iter()
@@ -67,14 +69,9 @@ impl GpuBackend {
             .max_storage_buffer_binding_size
             .min(config.max_binding_bytes.unwrap_or(u64::MAX));
         let limit_bytes = binding_limit.min(ctx.limits.max_buffer_size);
-        let limit_rows = (limit_bytes / (4 * widest)).max(1) as usize;
-        let capacity = config
-            .batch_rows
-            .unwrap_or(4096)
-            .max(256)
-            .min(limit_rows)
-            .min(config.max_rows_per_pass.unwrap_or(usize::MAX))
-            .max(1);
+        let pass_limit = (config.max_rows_per_pass.unwrap_or(usize::MAX)).clamp(1, MAX_PASS_ROWS);
+        let limit_rows = ((limit_bytes / (4 * widest)) as usize).clamp(1, pass_limit);
+        let capacity = config.batch_rows.unwrap_or(4096).max(256).min(limit_rows);
         let (optimizer, loss) = (config.optimizer, config.loss);
         let device = &ctx.device;
         let mut choice = MatmulChoice::for_adapter(ctx.summary());
@@ -86,6 +83,8 @@ impl GpuBackend {
             choice = MatmulChoice::single(MatmulTiling::direct());
         }
         let kernels = Kernels::new(device, choice);
+        let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
+        check_products(&kernels, mlp, capacity, max_groups)?;
         let storage_align = (ctx.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
         let uniform_align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
         let layout = ParamLayout::new(mlp, storage_align);

@@ -4,8 +4,9 @@
 
 use super::codes::Epilogue;
 use super::context::GpuContext;
+use super::dispatch::grid;
 use super::pipelines::{
-    ELEMENTWISE, Kernel, Kernels, NORM_GROUPS, grid, matmul_layout, matmul_module, matmul_variant,
+    ELEMENTWISE, Kernel, Kernels, NORM_GROUPS, matmul_layout, matmul_module, matmul_variant,
     module, pipeline,
 };
 use super::resources::OperandTexture;
@@ -298,6 +299,7 @@ impl KernelHarness {
             m: m as u32,
             n: n as u32,
             k: k as u32,
+            k_end: k as u32,
             activation: 0,
             slope: 0.0,
             ..Default::default()
@@ -337,6 +339,7 @@ impl KernelHarness {
             m: m as u32,
             n: n as u32,
             k: k as u32,
+            k_end: k as u32,
             activation: 0,
             slope: 0.0,
             ..Default::default()
@@ -444,6 +447,7 @@ impl KernelHarness {
             m: rows as u32,
             n: outputs as u32,
             k: inputs as u32,
+            k_end: inputs as u32,
             activation: code,
             slope,
             ..Default::default()
@@ -478,6 +482,7 @@ impl KernelHarness {
             m: outputs as u32,
             n: inputs as u32,
             k: rows as u32,
+            k_end: rows as u32,
             activation: 0,
             slope: 0.0,
             ..Default::default()
@@ -517,6 +522,7 @@ impl KernelHarness {
             m: rows as u32,
             n: inputs as u32,
             k: outputs as u32,
+            k_end: outputs as u32,
             activation: code,
             slope,
             ..Default::default()
@@ -622,8 +628,10 @@ impl KernelHarness {
             TargetBatch::Classes(c) => bytemuck::cast_slice(c),
             TargetBatch::Values(v) => bytemuck::cast_slice(v),
         };
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let (kernel, groups) = self.kernels.loss_for(rows, width, max);
         let out = self.run(
-            &self.kernels.loss,
+            kernel,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Data(bytemuck::cast_slice(output)),
@@ -632,7 +640,7 @@ impl KernelHarness {
                 Bind::Out(output.len() * 4),
                 Bind::Out(rows * 2 * 4),
             ],
-            self.groups_1d(rows, 64),
+            groups,
             false,
         )?;
         let stats = out[1].clone();
@@ -672,7 +680,7 @@ impl KernelHarness {
                 Bind::Data(bytemuck::cast_slice(input)),
                 Bind::Out(cols * 4),
             ],
-            ((cols as u32).div_ceil(16), 1),
+            Kernels::column_sums_groups(cols, self.ctx.limits.max_compute_workgroups_per_dimension),
             false,
         )?;
         Ok(floats(&out[0]))

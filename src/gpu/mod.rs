@@ -13,6 +13,7 @@ mod build;
 pub mod ceiling;
 mod codes;
 mod context;
+mod dispatch;
 #[cfg(feature = "harness")]
 pub mod harness;
 mod pipelines;

@@ -72,6 +72,11 @@ pub(crate) struct PlanPacks {
     pub(crate) _uniforms: wgpu::Buffer,
 }
 
+/// A matrix product's bind groups, one per chunk of its reduction, to be
+/// dispatched in order (`dispatch::reduction_chunks`): one unless K is
+/// longer than `dispatch::REDUCTION_CHUNK`.
+pub(crate) type Product = Vec<wgpu::BindGroup>;
+
 /// The bind groups of one pass over `rows` rows: forward, loss, backward.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -79,13 +84,13 @@ pub(crate) struct Plan {
     /// Adds its weight gradients to those already there (`PassKey::accumulate`).
     pub(crate) accumulate: bool,
     pub(crate) gather: Option<wgpu::BindGroup>,
-    pub(crate) forward: Vec<wgpu::BindGroup>,
+    pub(crate) forward: Vec<Product>,
     pub(crate) loss: wgpu::BindGroup,
     pub(crate) loss_sum: wgpu::BindGroup,
-    pub(crate) weight_grad: Vec<wgpu::BindGroup>,
+    pub(crate) weight_grad: Vec<Product>,
     pub(crate) bias_grad: Vec<wgpu::BindGroup>,
     /// `input_grad[l]` carries dZ of layer l back to layer l − 1 (none for 0).
-    pub(crate) input_grad: Vec<Option<wgpu::BindGroup>>,
+    pub(crate) input_grad: Vec<Option<Product>>,
     pub(crate) packs: Option<PlanPacks>,
     pub(crate) _uniforms: wgpu::Buffer,
 }
@@ -205,8 +210,8 @@ impl GpuBackend {
             let (code, slope) = layer.activation.code();
             let dropout = |l: usize| if key.train { self.dropout[l] } else { None };
             forward_at.push(
-                blocks.push(
-                    &MatmulShape {
+                blocks.push_chunks(
+                    MatmulShape {
                         m: rows as u32,
                         n: layer.outputs as u32,
                         k: layer.inputs as u32,
@@ -218,7 +223,7 @@ impl GpuBackend {
                     .with_dropout(dropout(l), self.dropout_seed, l),
                 ),
             );
-            weight_grad_at.push(blocks.push(&MatmulShape {
+            weight_grad_at.push(blocks.push_chunks(MatmulShape {
                 m: layer.outputs as u32,
                 n: layer.inputs as u32,
                 k: rows as u32,
@@ -234,8 +239,8 @@ impl GpuBackend {
             }));
             input_grad_at.push((l > 0).then(|| {
                 let (code, slope) = layers[l - 1].activation.code();
-                blocks.push(
-                    &MatmulShape {
+                blocks.push_chunks(
+                    MatmulShape {
                         m: rows as u32,
                         n: layer.inputs as u32,
                         k: layer.outputs as u32,
@@ -295,22 +300,32 @@ impl GpuBackend {
         };
         // A matmul's bind group: its operands and outputs, and the step's
         // uniform (for dropout).
-        let matmul_group =
-            |kernel: &Kernel, label: &str, at: u64, [a, b, c, aux, out2]: [Bound<'a>; 5]| {
-                use binding::matmul;
-                let first = vec![
-                    shape(at, mm),
-                    entry(matmul::STEP, &self.steps, 0, step_size),
-                ];
-                let bound = [
-                    (matmul::A, a),
-                    (matmul::B, b),
-                    (matmul::C, c),
-                    (matmul::AUX, aux),
-                    (matmul::OUT2, out2),
-                ];
-                group(kernel, label, first, &bound)
-            };
+        // A product's bind groups, one per chunk of its reduction (`at`:
+        // each chunk's shape): its operands and outputs, and the step's
+        // uniform (for dropout).
+        let matmul_group = |kernel: &Kernel,
+                            label: &str,
+                            at: &[u64],
+                            [a, b, c, aux, out2]: [Bound<'a>; 5]|
+         -> Product {
+            use binding::matmul;
+            let bound = [
+                (matmul::A, a),
+                (matmul::B, b),
+                (matmul::C, c),
+                (matmul::AUX, aux),
+                (matmul::OUT2, out2),
+            ];
+            at.iter()
+                .map(|&at| {
+                    let first = vec![
+                        shape(at, mm),
+                        entry(matmul::STEP, &self.steps, 0, step_size),
+                    ];
+                    group(kernel, label, first, &bound)
+                })
+                .collect()
+        };
         let k = &self.kernels;
         let (unused_read, unused_write) = ((&self.unused_read, 0, 4), (&self.unused_write, 0, 4));
         let gather = self.resident.as_ref().zip(gather_at).map(|(d, at)| {
@@ -361,7 +376,7 @@ impl GpuBackend {
             forward.push(matmul_group(
                 &k.matmuls[0].forward,
                 "forward",
-                forward_at[l],
+                &forward_at[l],
                 [
                     input,
                     weight,
@@ -374,7 +389,7 @@ impl GpuBackend {
             weight_grad.push(matmul_group(
                 k.matmuls[0].weight_grad(device, false),
                 "weight gradient",
-                weight_grad_at[l],
+                &weight_grad_at[l],
                 [
                     dz_operand,
                     input,
@@ -393,7 +408,7 @@ impl GpuBackend {
                     (binding::reduce::OUT, Bound::Buffer(whole(&self.grads))),
                 ],
             ));
-            input_grad.push(input_grad_at[l].map(|at| {
+            input_grad.push(input_grad_at[l].as_deref().map(|at| {
                 let prev = layers[l - 1].outputs as u64;
                 let z_prev = (&self.z[l - 1], 0, r * prev);
                 let dz_prev = (&self.dz[l - 1], 0, r * prev);

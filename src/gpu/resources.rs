@@ -1,7 +1,7 @@
 //! What a run allocates on the device: the flat parameter layout, storage
 //! buffers, the matmul operand textures, and the resident data set.
 
-use super::pipelines::grid;
+use super::dispatch::grid;
 use super::plan::Pack;
 use super::uniforms::PackShape;
 use crate::model::Mlp;

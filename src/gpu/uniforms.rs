@@ -2,6 +2,7 @@
 //! declared beside the WGSL struct it mirrors (named in its comment), and
 //! the packing of many of them into one buffer at the device's alignment.
 
+use super::dispatch::reduction_chunks;
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
@@ -14,13 +15,15 @@ pub(crate) struct MatmulShape {
     pub k: u32,
     pub activation: u32,
     pub slope: f32,
-    pub _pad0: u32,
+    /// Where in K this dispatch's reduction starts (`dispatch::reduction_chunks`).
+    pub k_start: u32,
     pub dropout_threshold: u32,
     pub dropout_scale: f32,
     pub dropout_seed: u32,
     pub dropout_layer: u32,
     pub row_offset: u32,
-    pub _pad: u32,
+    /// Where in K it ends: `k` for the last chunk, which applies the epilogue.
+    pub k_end: u32,
 }
 
 impl MatmulShape {
@@ -200,6 +203,22 @@ impl UniformBlocks {
         );
         offset
     }
+    /// Appends a product's shape once per chunk of its reduction
+    /// (`dispatch::reduction_chunks`), each with its range of K; returns
+    /// their byte offsets, in order.
+    pub(crate) fn push_chunks(&mut self, shape: MatmulShape) -> Vec<u64> {
+        reduction_chunks(shape.k as usize)
+            .into_iter()
+            .map(|(k_start, k_end)| {
+                self.push(&MatmulShape {
+                    k_start,
+                    k_end,
+                    ..shape
+                })
+            })
+            .collect()
+    }
+
     pub(crate) fn upload(&self, device: &wgpu::Device) -> wgpu::Buffer {
         device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("shapes"),
