@@ -58,8 +58,7 @@ fn dropout_at(row: u32, col: u32) -> f32 {
     if shape.dropout_threshold == 0u {
         return 1.0;
     }
-    let index = (shape.row_offset + row) * shape.n + col;
-    return dropout_factor(shape.dropout_threshold, shape.dropout_scale, shape.dropout_seed, step.t, shape.dropout_layer, index);
+    return dropout_factor(shape.dropout_threshold, shape.dropout_scale, shape.dropout_seed, step.t, shape.dropout_layer, shape.row_offset + row, col);
 }
 
 // One output element through the epilogue (both kernels store through it).
