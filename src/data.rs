@@ -2,7 +2,7 @@
 //! with seeded shuffling and splitting, and a CSV reader.
 
 use crate::error::{Error, Result};
-use crate::loss::TargetBatch;
+use crate::loss::{Loss, TargetBatch};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -55,6 +55,16 @@ impl PartialEq for Dataset {
 fn new_version() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The loss a data set's targets suggest, and why in words
+/// ([`Dataset::suggested_loss`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossChoice {
+    /// Cross-entropy for class labels, MSE otherwise.
+    pub loss: Loss,
+    /// What in the targets decided it, and the flag that changes it.
+    pub reason: String,
 }
 
 impl Dataset {
@@ -241,6 +251,82 @@ impl Dataset {
             });
         }
         Ok(())
+    }
+
+    /// The loss these targets suggest when none is named, and why. One
+    /// target column is read as class labels only when it looks like
+    /// classes as people write them: whole numbers starting at 0, nearly
+    /// every one from 0 to the largest present (at least 90 %), and at
+    /// least two rows a class on average. Anything else (real values,
+    /// counts, a regression target that happens to be whole, such as
+    /// scikit-learn's diabetes data, 25 to 346) suggests MSE; several
+    /// columns too.
+    ///
+    /// ```
+    /// use retroprop::{Dataset, Loss, Targets};
+    /// let values = |v: Vec<f32>| Targets::Values { values: v, width: 1 };
+    /// let labels = Dataset::new(vec![0.0; 6], 1, values(vec![0., 1., 2., 1., 0., 2.]))?;
+    /// assert_eq!(labels.suggested_loss().loss, Loss::CrossEntropy);
+    /// let counts = Dataset::new(vec![0.0; 4], 1, values(vec![3., 17., 250., 41.]))?;
+    /// assert_eq!(counts.suggested_loss().loss, Loss::Mse);
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    pub fn suggested_loss(&self) -> LossChoice {
+        let regression = |reason: String| LossChoice {
+            loss: Loss::Mse,
+            reason: format!("{reason}; --loss cross_entropy to classify"),
+        };
+        let values = match &self.targets {
+            Targets::Classes(labels) => {
+                let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+                return LossChoice {
+                    loss: Loss::CrossEntropy,
+                    reason: format!("class indices 0 to {}", classes.saturating_sub(1)),
+                };
+            }
+            Targets::Values { width, .. } if *width > 1 => {
+                return LossChoice {
+                    loss: Loss::Mse,
+                    reason: format!("{width} target columns"),
+                };
+            }
+            Targets::Values { values, .. } => values,
+        };
+        if let Some(v) = values.iter().find(|v| **v < 0.0 || v.fract() != 0.0) {
+            return regression(format!("the target column holds {v}, not a class label"));
+        }
+        let (low, high) = values
+            .iter()
+            .fold((f32::MAX, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        if low != 0.0 {
+            return regression(format!(
+                "the target column holds whole numbers from {low} to {high}, not classes from 0"
+            ));
+        }
+        // Checked before counting, so that a large value allocates nothing.
+        if (self.rows() as f64) < 2.0 * (high as f64 + 1.0) {
+            return regression(format!(
+                "the target column holds whole numbers from 0 to {high}, fewer than two rows for each as a class"
+            ));
+        }
+        let classes = high as usize + 1;
+        let mut seen = vec![false; classes];
+        for &v in values {
+            seen[v as usize] = true;
+        }
+        let present = seen.iter().filter(|&&s| s).count();
+        if present * 10 < classes * 9 {
+            return regression(format!(
+                "the target column holds {present} distinct whole numbers from 0 to {high}: too sparse for classes"
+            ));
+        }
+        LossChoice {
+            loss: Loss::CrossEntropy,
+            reason: format!(
+                "the target column holds class labels 0 to {high}, {:.0} rows a class; --loss mse to regress",
+                self.rows() as f64 / classes as f64
+            ),
+        }
     }
 
     /// Per-feature mean and standard deviation (population), for

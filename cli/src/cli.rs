@@ -140,10 +140,11 @@ pub struct TrainArgs {
     /// Rows per step; 0 means the whole data set (full-batch descent).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Passes over the training data.
-    #[arg(long, default_value_t = 20)]
-    pub epochs: usize,
-    /// Stop after N optimizer steps (then --epochs only bounds it).
+    /// Passes over the training data [default: 20, or no bound with
+    /// --steps].
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Stop after N optimizer steps (an --epochs given too bounds it).
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
     /// Visit rows in file order instead of a new random order each epoch.
@@ -214,9 +215,10 @@ pub struct EvaluateArgs {
     /// Labelled data: CSV or safetensors.
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// The last N CSV columns are targets.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub targets: usize,
+    /// The last N CSV columns are targets [default: the model's outputs,
+    /// or one column of class labels for cross-entropy].
+    #[arg(long, value_name = "N")]
+    pub targets: Option<usize>,
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,

@@ -149,8 +149,8 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if args.targets == 0 {
         return Err("--targets must be at least 1".into());
     }
-    let (mut train_set, loss) =
-        load_labelled(args.data.as_deref(), args.targets, args.loss).map_err(text)?;
+    let labelled = load_labelled(args.data.as_deref(), args.targets, args.loss).map_err(text)?;
+    let (mut train_set, loss) = (labelled.data, labelled.loss);
     // The bundled data set holds out 20 % by default, to report an honest
     // accuracy.
     let val_split = args.val_split.or(args.data.is_none().then_some(0.2));
@@ -158,7 +158,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         (Some(path), _) => Some(
             load_labelled(Some(path), args.targets, Some(loss))
                 .map_err(text)?
-                .0,
+                .data,
         ),
         (None, Some(fraction)) => {
             let (rest, held) = train_set
@@ -271,10 +271,14 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         None => mlp.init(args.weight_init, args.seed),
     };
 
+    // --steps alone decides; an --epochs given with it bounds it.
+    let epochs = args
+        .epochs
+        .unwrap_or(if args.steps.is_some() { usize::MAX } else { 20 });
     let mut config = TrainConfig::default()
         .loss(loss)
         .optimizer(optimizer)
-        .epochs(args.epochs)
+        .epochs(epochs)
         .shuffle(!args.no_shuffle)
         .seed(args.seed)
         .device(args.device);
@@ -299,10 +303,6 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     }
     if let Some(steps) = args.steps {
         config = config.max_steps(steps);
-        if args.epochs == 20 {
-            // --steps decides; epochs only bound it.
-            config.epochs = usize::MAX;
-        }
     }
     if let Some((_, _, checkpoint)) = &resume {
         // --epochs counts from the start of the original run.
@@ -320,13 +320,15 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         ranks.shared(trainer.restore(checkpoint))?;
     }
     let setup = start.elapsed().as_secs_f64();
-    let epochs_shown = if args.steps.is_some() {
-        let per_epoch = train_set
-            .rows()
-            .div_ceil(config.batch_size.unwrap_or(train_set.rows())) as u64;
-        args.steps.unwrap_or(0).div_ceil(per_epoch.max(1)) as usize
-    } else {
-        args.epochs
+    let epochs_shown = match args.steps {
+        Some(steps) => {
+            let per_epoch = train_set
+                .rows()
+                .div_ceil(config.batch_size.unwrap_or(train_set.rows()))
+                as u64;
+            (steps.div_ceil(per_epoch.max(1)) as usize).min(epochs)
+        }
+        None => epochs,
     };
     let bar = progress(epochs_shown, args.quiet);
     let mut metrics = args
@@ -454,8 +456,11 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         start.elapsed().as_secs_f64(),
         setup
     );
+    let chosen = labelled
+        .chosen_because
+        .map_or(String::new(), |why| format!(" (chosen: {why})"));
     summary += &format!(
-        "; loss {loss}, train {}",
+        "; loss {loss}{chosen}, train {}",
         last.map_or("-".into(), |r| format!("{:.4}", r.train_loss))
     );
     match last.and_then(|r| r.validation) {
@@ -597,8 +602,16 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let (model, mut trainer) = open_model(&args.model, args.device)?;
-    let (mut data, _) =
-        load_labelled(Some(&args.data), args.targets, Some(model.loss)).map_err(text)?;
+    // Without --targets, as many target columns as the model has outputs
+    // (one of class labels for cross-entropy).
+    let targets = args.targets.unwrap_or(if model.loss.takes_classes() {
+        1
+    } else {
+        model.mlp.outputs()
+    });
+    let mut data = load_labelled(Some(&args.data), targets, Some(model.loss))
+        .map_err(text)?
+        .data;
     if data.features() != model.mlp.inputs() {
         return Err(format!(
             "{}: {} feature columns, but the model takes {} inputs",
