@@ -319,6 +319,22 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if let Some((_, _, checkpoint)) = &resume {
         ranks.shared(trainer.restore(checkpoint))?;
     }
+    // Every rank must read the same data, or the ranks would wait for each
+    // other's sums forever: compared here, before the first step, with
+    // the files named.
+    let data_name = args
+        .data
+        .as_deref()
+        .map_or("the bundled digits".into(), |p| p.display().to_string());
+    let what = format!("the training data ({data_name})");
+    ranks.shared(trainer.check_same_data(&train_set, &what))?;
+    if let Some(v) = &val_set {
+        let what = match &args.val {
+            Some(path) => format!("the validation data ({})", path.display()),
+            None => format!("the validation data (held out of {data_name})"),
+        };
+        ranks.shared(trainer.check_same_data(v, &what))?;
+    }
     let setup = start.elapsed().as_secs_f64();
     let epochs_shown = match args.steps {
         Some(steps) => {

@@ -87,11 +87,11 @@ fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends();
     #[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
-    if desc.backends.contains(wgpu::Backends::VULKAN) && !desc.backends.contains(wgpu::Backends::GL)
+    if desc.backends.contains(wgpu::Backends::VULKAN)
+        && !desc.backends.contains(wgpu::Backends::GL)
+        && let Some(instance) = vulkan_without_window_system(&desc)
     {
-        if let Some(instance) = vulkan_without_window_system(&desc) {
-            return instance;
-        }
+        return instance;
     }
     wgpu::Instance::new(desc)
 }

@@ -83,6 +83,12 @@ impl Trainer {
         every: u64,
         mut on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
     ) -> Result<History> {
+        // Every rank first, so that a rank whose data fails the checks
+        // after it fails them with every other rank, not alone.
+        self.check_same_data(train, "training data")?;
+        if let Some(v) = validation {
+            self.check_same_data(v, "validation data")?;
+        }
         self.check_data(train, "training data")?;
         if let Some(v) = validation {
             self.check_data(v, "validation data")?;
@@ -267,6 +273,7 @@ impl Trainer {
 
     /// [`train_steps`](Self::train_steps), awaited.
     pub async fn train_steps_async(&mut self, train: &Dataset, steps: u64) -> Result<f64> {
+        self.check_same_data(train, "training data")?;
         self.check_data(train, "training data")?;
         let data = self.device_data(train)?;
         let rows = train.rows();

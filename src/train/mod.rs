@@ -69,6 +69,9 @@ pub struct Trainer {
     pending_loss: f64,
     /// The ranks of a data-parallel run ([`Trainer::with_collective`]).
     collective: Option<Box<dyn Collective>>,
+    /// The [`Dataset::version`]s every rank has been found to hold alike
+    /// ([`Trainer::check_same_data`]), the latest last.
+    agreed_data: Vec<u64>,
 }
 
 impl fmt::Debug for Trainer {
@@ -136,6 +139,7 @@ impl Trainer {
             pending_rows: 0,
             pending_loss: 0.0,
             collective: None,
+            agreed_data: Vec::new(),
             mlp,
             config,
         })
@@ -161,6 +165,8 @@ impl Trainer {
             parallel::check_same_run(collective.as_ref(), &format!("{:?} {run:?}", self.mlp))?;
         }
         self.collective = Some(collective);
+        // Data checked before there were ranks was compared with nobody.
+        self.agreed_data.clear();
         self.sync_from_rank_0()?;
         Ok(self)
     }
@@ -176,6 +182,33 @@ impl Trainer {
     /// [`parallel::agree`] before training.
     pub fn check_training_data(&self, data: &Dataset) -> Result<()> {
         self.check_data(data, "training data")
+    }
+
+    /// On a data-parallel run, an error on every rank unless every rank
+    /// holds the same `data` as rank 0: its rows, features, targets and a
+    /// hash of every value; `what` names it in the message (a file, say).
+    /// [`fit`](Self::fit) and [`train_steps`](Self::train_steps) check the
+    /// data they are given unless it has been checked: ranks with
+    /// different data would run different numbers of steps and wait for
+    /// each other's sums forever. A program that reads its data from files
+    /// calls it first, to have the files named. With one rank, or none,
+    /// nothing is compared.
+    ///
+    /// # Errors
+    /// [`Error::Rank`] naming the lowest rank whose data differs, and how.
+    pub fn check_same_data(&mut self, data: &Dataset, what: &str) -> Result<()> {
+        if self.agreed_data.contains(&data.version()) {
+            return Ok(());
+        }
+        if let Some(ranks) = self.ranks() {
+            parallel::check_same_data(ranks, data, what)?;
+        }
+        // Few data sets are in use at once: training and validation.
+        if self.agreed_data.len() == 4 {
+            self.agreed_data.remove(0);
+        }
+        self.agreed_data.push(data.version());
+        Ok(())
     }
 
     /// The collective of a data-parallel run with more than one rank.
