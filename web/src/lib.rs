@@ -29,17 +29,12 @@ fn js(e: impl std::fmt::Display) -> JsValue {
     JsValue::from_str(&e.to_string())
 }
 
-/// The optimizer `name` (sgd, adam, adamw, rmsprop, adagrad) at `lr`, with
-/// torch's defaults otherwise (as `retroprop train --optimizer`).
+/// The optimizer `name` at `lr`, with torch's defaults otherwise (as
+/// `retroprop train --optimizer NAME --lr LR`): the library reads the
+/// name, which may also carry options (`sgd:momentum=0.9`).
 fn optimizer(name: &str, lr: f64) -> Result<Optimizer, JsValue> {
-    let optimizer: Optimizer = match name {
-        "sgd" => Sgd::default().lr(lr).into(),
-        "adam" => Adam::default().lr(lr).into(),
-        "adamw" => AdamW::default().lr(lr).into(),
-        "rmsprop" => RmsProp::default().lr(lr).into(),
-        "adagrad" => Adagrad::default().lr(lr).into(),
-        other => return Err(js(format!("unknown optimizer `{other}`"))),
-    };
+    let mut optimizer: Optimizer = name.parse().map_err(js)?;
+    optimizer.set_option("lr", &lr.to_string()).map_err(js)?;
     optimizer.validate().map_err(js)?;
     Ok(optimizer)
 }
