@@ -12,8 +12,8 @@ use retroprop::backend::{Backend, BackendConfig, BatchShare};
 use retroprop::cpu::CpuBackend;
 use retroprop::gpu::GpuBackend;
 use retroprop::{
-    Activation, Adam, Dataset, Device, Init, Loss, LrSchedule, Mlp, Optimizer, Sgd, Targets,
-    TrainConfig, Trainer,
+    Activation, Adam, Dataset, Device, Init, Loss, LrSchedule, Mlp, Optimizer, Sgd, Standardizer,
+    Targets, TrainConfig, Trainer,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -247,8 +247,7 @@ fn data_changed_in_place_after_training_is_trained_on_anew() {
         let mut data = classes();
         let mut trainer = trainer(device, LrSchedule::Constant);
         trainer.fit(&data, None).unwrap();
-        let (mean, std) = data.feature_stats();
-        data.standardize(&mean, &std).unwrap();
+        Standardizer::fit(&data).apply(&mut data).unwrap();
         trainer.fit(&data, None).unwrap();
         // The same two fits with a fresh copy of each data set.
         let mut fresh = trainer_from_start(device);

@@ -52,7 +52,7 @@ fn a_lost_device_ends_every_later_call_with_an_error_and_keeps_the_checkpoint() 
         mlp: mlp.clone(),
         params: checkpoint.params.clone(),
         loss: Loss::CrossEntropy,
-        standardization: None,
+        standardizer: None,
     };
     save_checkpoint(&path, &saved, &optimizer.into(), &checkpoint).unwrap();
 

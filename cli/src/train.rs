@@ -6,11 +6,10 @@ use crate::interrupt::Interrupts;
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, plot, progress, progress_message};
 use retroprop::io::{
-    SavedModel, Standardization, load_checkpoint, load_model, save_checkpoint,
-    save_interrupted_model, save_model,
+    SavedModel, load_checkpoint, load_model, save_checkpoint, save_interrupted_model, save_model,
 };
-use retroprop::loss::argmax;
-use retroprop::{Device, Loss, Mlp, Optimizer, TrainConfig, Trainer};
+use retroprop::loss::{argmax, softmax};
+use retroprop::{Device, Loss, Mlp, Optimizer, Standardizer, TrainConfig, Trainer};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -90,14 +89,11 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     }
     // The bundled digits are pixel counts 0..16: standardise them always.
     let standardize = args.standardize || args.data.is_none();
-    let standardization = standardize.then(|| {
-        let (mean, std) = train_set.feature_stats();
-        Standardization { mean, std }
-    });
-    if let Some(s) = &standardization {
-        train_set.standardize(&s.mean, &s.std).map_err(text)?;
+    let standardizer = standardize.then(|| Standardizer::fit(&train_set));
+    if let Some(s) = &standardizer {
+        s.apply(&mut train_set).map_err(text)?;
         if let Some(v) = &mut val_set {
-            v.standardize(&s.mean, &s.std).map_err(text)?;
+            s.apply(v).map_err(text)?;
         }
     }
 
@@ -251,7 +247,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         mlp: mlp.clone(),
         params,
         loss,
-        standardization: standardization.clone(),
+        standardizer: standardizer.clone(),
     };
     let every = if args.checkpoint.is_some() {
         args.checkpoint_every.max(1)
@@ -336,7 +332,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
             mlp: mlp.clone(),
             params,
             loss,
-            standardization,
+            standardizer,
         };
         if history.interrupted {
             save_interrupted_model(path, &model, trainer.steps())
@@ -431,21 +427,13 @@ fn open_model(path: &Path, device: Device) -> Result<(SavedModel, Trainer)> {
     Ok((model, trainer))
 }
 
-fn standardize_rows(x: &mut [f32], model: &SavedModel) {
-    if let Some(s) = &model.standardization {
-        for row in x.chunks_exact_mut(s.mean.len()) {
-            for ((v, m), sd) in row.iter_mut().zip(&s.mean).zip(&s.std) {
-                *v = (*v - m) / sd;
-            }
-        }
-    }
-}
-
 pub fn predict(args: PredictArgs) -> Result<()> {
     let (model, mut trainer) = open_model(&args.model, args.device)?;
     let inputs = model.mlp.inputs();
     let mut x = load_inputs(&args.data, inputs).map_err(text)?;
-    standardize_rows(&mut x, &model);
+    if let Some(s) = &model.standardizer {
+        s.apply_rows(&mut x).map_err(text)?;
+    }
     let outputs = trainer.predict(&x).map_err(text)?;
     let width = model.mlp.outputs();
     let mut out = String::new();
@@ -455,12 +443,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             (0..width).for_each(|j| out += &format!(",p{j}"));
             out += "\n";
             for row in outputs.chunks_exact(width) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let exp: Vec<f64> = row.iter().map(|&z| ((z - max) as f64).exp()).collect();
-                let sum: f64 = exp.iter().sum();
                 out += &argmax(row).to_string();
-                exp.iter()
-                    .for_each(|e| out += &format!(",{}", (e / sum) as f32));
+                softmax(row).iter().for_each(|p| out += &format!(",{p}"));
                 out += "\n";
             }
         }
@@ -517,8 +501,8 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             model.mlp.inputs()
         ));
     }
-    if let Some(s) = &model.standardization {
-        data.standardize(&s.mean, &s.std).map_err(text)?;
+    if let Some(s) = &model.standardizer {
+        s.apply(&mut data).map_err(text)?;
     }
     let eval = trainer.evaluate(&data).map_err(text)?;
     let mut line = format!(

@@ -1,10 +1,13 @@
-//! One way to say each setting: every front (the program, the page,
+//! One way to say each thing: every front (the program, the page,
 //! Python) parses settings with the library's `FromStr`, and `Display`
-//! writes the text that reads back to the same value.
+//! writes the text that reads back to the same value; one standardisation
+//! travels with the model; one softmax shows predictions.
 
+use retroprop::io::{SavedModel, load_model, save_model};
+use retroprop::loss::softmax;
 use retroprop::{
-    Activation, Adagrad, Adam, AdamW, Device, Error, Init, Loss, LrSchedule, Optimizer, RmsProp,
-    Sgd,
+    Activation, Adagrad, Adam, AdamW, Dataset, Device, Error, Init, Loss, LrSchedule, Mlp,
+    Optimizer, RmsProp, Sgd, Standardizer, Targets,
 };
 
 /// A value of each kind for every option, none of them torch's default.
@@ -322,4 +325,85 @@ fn activations_losses_initialisations_and_devices_round_trip() {
     for device in [Device::Cpu, Device::Gpu, Device::Auto] {
         assert_eq!(device.to_string().parse::<Device>(), Ok(device));
     }
+}
+
+#[test]
+fn the_standardizer_saved_with_a_model_is_the_one_its_user_applies() {
+    // Feature 0 varies, feature 1 is constant (its deviation stays 1).
+    let data = Dataset::new(
+        vec![1.0, 5.0, 2.0, 5.0, 4.0, 5.0, 9.0, 5.0],
+        2,
+        Targets::Classes(vec![0, 1, 0, 1]),
+    )
+    .unwrap();
+    let standardizer = Standardizer::fit(&data);
+    assert_eq!(standardizer.mean, [4.0, 5.0]);
+    assert_eq!(standardizer.std[1], 1.0);
+    assert!(
+        (standardizer.std[0] - 3.082_207).abs() < 1e-6,
+        "{:?}",
+        standardizer.std
+    );
+    let mut scaled = data.clone();
+    standardizer.apply(&mut scaled).unwrap();
+    assert_ne!(
+        scaled.version(),
+        data.version(),
+        "changed rows get a new version"
+    );
+    let mut rows = data.x().to_vec();
+    standardizer.apply_rows(&mut rows).unwrap();
+    assert_eq!(rows, scaled.x(), "rows and data sets are scaled alike");
+    let mean: f32 = scaled.x().iter().step_by(2).sum::<f32>() / 4.0;
+    assert!(mean.abs() < 1e-6, "standardised mean {mean}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let mlp = Mlp::new(&[2, 3, 2], Activation::Relu, Activation::Identity).unwrap();
+    let params = mlp.init(Init::TorchDefault, 0);
+    let model = SavedModel {
+        mlp,
+        params,
+        loss: Loss::CrossEntropy,
+        standardizer: Some(standardizer.clone()),
+    };
+    save_model(&path, &model).unwrap();
+    let loaded = load_model(&path).unwrap().complete(&path).unwrap();
+    assert_eq!(loaded.standardizer, Some(standardizer));
+}
+
+#[test]
+fn standardizers_refuse_statistics_and_rows_that_do_not_fit() {
+    let bad = |mean: Vec<f32>, std: Vec<f32>, says: &str| {
+        let e = Standardizer::new(mean, std).unwrap_err().to_string();
+        assert!(e.contains(says), "`{e}` does not say `{says}`");
+    };
+    bad(vec![0.0, 1.0], vec![1.0], "standardisation deviations");
+    bad(vec![], vec![], "empty");
+    bad(vec![0.0, 1.0], vec![1.0, 0.0], "deviation of feature 1");
+    bad(vec![f32::NAN], vec![1.0], "mean of feature 0");
+    let standardizer = Standardizer::new(vec![1.0, 2.0], vec![2.0, 4.0]).unwrap();
+    let mut row = vec![3.0, 6.0];
+    standardizer.apply_rows(&mut row).unwrap();
+    assert_eq!(row, [1.0, 1.0]);
+    let e = standardizer.apply_rows(&mut [1.0, 2.0, 3.0]).unwrap_err();
+    assert!(e.to_string().contains("as rows of 2"), "{e}");
+    let mut three = Dataset::new(vec![1.0; 3], 3, Targets::Classes(vec![0])).unwrap();
+    let e = standardizer.apply(&mut three).unwrap_err();
+    assert!(e.to_string().contains("expected 2, got 3"), "{e}");
+}
+
+#[test]
+fn softmax_shows_probabilities_without_overflow() {
+    let p = softmax(&[0.0, 1.0, 2.0]);
+    let sum: f32 = p.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-6, "{p:?}");
+    assert!(p[0] < p[1] && p[1] < p[2], "{p:?}");
+    let e = std::f64::consts::E;
+    assert!(
+        (p[2] as f64 - e * e / (1.0 + e + e * e)).abs() < 1e-7,
+        "{p:?}"
+    );
+    assert_eq!(softmax(&[1e4, 1e4]), [0.5, 0.5]);
+    assert_eq!(softmax(&[-1e4, 0.0]), [0.0, 1.0]);
 }
