@@ -21,12 +21,19 @@ pub use crate::backend::LayerNorms;
 pub use config::{Device, DropoutRates, EarlyStopping, TrainConfig};
 pub use records::{Checkpoint, EpochRecord, Evaluation, History};
 
-/// Where `train_steps` stands inside an epoch.
-#[derive(Debug)]
-struct Cursor {
-    order: Vec<u32>,
+/// Where training stands inside the current epoch: the rows done and
+/// their summed loss (what a checkpoint records), and the epoch's order
+/// while `train_steps` goes through it. Fit, `train_steps`, checkpoints and
+/// restores all read and write this one position.
+#[derive(Debug, Default)]
+struct EpochPosition {
+    /// Rows of the epoch's order already trained on.
     rows_done: usize,
+    /// Σ over those steps of the batch's mean loss × its rows.
     loss_sum: f64,
+    /// The epoch's order, kept by `train_steps` between calls; `None` when
+    /// it is to be derived again (from the seed and the epoch number).
+    order: Option<Vec<u32>>,
 }
 
 /// Trains one network on one backend.
@@ -56,17 +63,12 @@ pub struct Trainer {
     backend: Box<dyn Backend>,
     steps: u64,
     epochs_done: u64,
-    /// Mid-epoch position of `train_steps`: the epoch's order, how many of
-    /// its rows are done, and their summed loss (for the scheduler).
-    cursor: Option<Cursor>,
+    /// Where training stands inside the current epoch.
+    position: EpochPosition,
     /// The backend's current upload of training data: its id, and the
     /// [`Dataset::version`] it was made from.
     uploaded: Option<(u64, u64)>,
     scheduler: Scheduler,
-    /// Rows of the current epoch done before a restore, to skip.
-    pending_rows: usize,
-    /// Their summed loss.
-    pending_loss: f64,
     /// The ranks of a data-parallel run ([`Trainer::with_collective`]).
     collective: Option<Box<dyn Collective>>,
 }
@@ -130,11 +132,9 @@ impl Trainer {
             backend,
             steps: 0,
             epochs_done: 0,
-            cursor: None,
+            position: EpochPosition::default(),
             uploaded: None,
             scheduler: Scheduler::new(config.lr_schedule, config.optimizer.lr()),
-            pending_rows: 0,
-            pending_loss: 0.0,
             collective: None,
             mlp,
             config,
