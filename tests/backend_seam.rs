@@ -10,7 +10,7 @@ mod common;
 use common::{assert_close, random};
 use retroprop::backend::{Backend, BackendConfig, BatchShare};
 use retroprop::cpu::CpuBackend;
-use retroprop::gpu::GpuBackend;
+use retroprop::gpu::{GpuBackend, GpuOptions};
 use retroprop::{
     Activation, Adam, Dataset, Device, Init, Loss, LrSchedule, Mlp, Optimizer, Sgd, Standardizer,
     Targets, TrainConfig, Trainer,
@@ -28,9 +28,13 @@ fn open(kind: Kind, mlp: &Mlp, params: Vec<f32>, config: &BackendConfig) -> Box<
     match kind {
         Kind::Cpu => Box::new(CpuBackend::new(mlp, params, config)),
         Kind::Gpu => Box::new(
-            GpuBackend::new(mlp, params, config, false).unwrap_or_else(|e| {
-                panic!("GPU tests need a wgpu adapter (apt-get install mesa-vulkan-drivers): {e}")
-            }),
+            GpuBackend::new(mlp, params, config, GpuOptions::default(), false).unwrap_or_else(
+                |e| {
+                    panic!(
+                        "GPU tests need a wgpu adapter (apt-get install mesa-vulkan-drivers): {e}"
+                    )
+                },
+            ),
         ),
     }
 }

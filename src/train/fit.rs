@@ -205,7 +205,7 @@ impl Trainer {
             Some((id, version)) if version == train.version() => Ok(DeviceData::new(id, train)),
             _ => {
                 let data = self.backend.upload(train)?;
-                self.uploaded = Some((data.id, train.version()));
+                self.uploaded = Some((data.id(), train.version()));
                 Ok(data)
             }
         }

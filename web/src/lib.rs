@@ -389,7 +389,7 @@ pub async fn backend_parity() -> Result<String, JsValue> {
     use retroprop::Init;
     use retroprop::backend::{Backend, BackendConfig, BatchShare};
     use retroprop::cpu::CpuBackend;
-    use retroprop::gpu::GpuBackend;
+    use retroprop::gpu::{GpuBackend, GpuOptions};
 
     let cases: [(&[usize], &str, Loss); 4] = [
         (&[5, 7, 3], "tanh,identity", Loss::Mse),
@@ -462,9 +462,10 @@ pub async fn backend_parity() -> Result<String, JsValue> {
         for (o, optimizer) in optimizers.iter().enumerate() {
             let mut config = BackendConfig::new(loss, *optimizer);
             config.batch_rows = Some(64);
-            let mut gpu = GpuBackend::new_async(&mlp, params.clone(), &config, false)
-                .await
-                .map_err(js)?;
+            let mut gpu =
+                GpuBackend::new_async(&mlp, params.clone(), &config, GpuOptions::default(), false)
+                    .await
+                    .map_err(js)?;
             let mut cpu = CpuBackend::new(&mlp, params.clone(), &config);
             if o == 0 {
                 let (g, c) = (
