@@ -250,7 +250,10 @@ impl fmt::Display for LrSchedule {
             LrSchedule::Constant => f.write_str("constant"),
             LrSchedule::Step { step_size, gamma } => write!(f, "step:{step_size}:{gamma}"),
             LrSchedule::Exponential { gamma } => write!(f, "exponential:{gamma}"),
-            LrSchedule::Cosine { t_max, eta_min } if eta_min == 0.0 => write!(f, "cosine:{t_max}"),
+            LrSchedule::Cosine {
+                t_max,
+                eta_min: 0.0,
+            } => write!(f, "cosine:{t_max}"),
             LrSchedule::Cosine { t_max, eta_min } => write!(f, "cosine:{t_max}:{eta_min}"),
             LrSchedule::Warmup {
                 start_factor,
