@@ -44,8 +44,11 @@ use crate::optim::{GradClip, Optimizer};
 use crate::real::Real;
 use crate::stop::StopFlag;
 
-/// What a backend needs to know of a run: the objective, the optimizer and
-/// the per-step options. The trainer derives it from its `TrainConfig`.
+/// What every backend needs to know of a run: the objective, the optimizer
+/// and the per-step options. The trainer derives it from its `TrainConfig`
+/// ([`TrainConfig::backend_config`](crate::TrainConfig::backend_config));
+/// what only one backend reads is that backend's own (the GPU's
+/// [`GpuOptions`](crate::gpu::GpuOptions)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
     /// The training objective.
@@ -65,10 +68,6 @@ pub struct BackendConfig {
     /// The largest batch the run will use, to size buffers (`None`: no
     /// batch size known, e.g. full-batch).
     pub batch_rows: Option<usize>,
-    /// GPU: the most rows one pass may hold (micro-batches past it).
-    pub max_rows_per_pass: Option<usize>,
-    /// GPU: treat the largest storage binding as at most this many bytes.
-    pub max_binding_bytes: Option<u64>,
     /// Checked by [`Backend::train_steps`] before every step (CPU) or
     /// submission (GPU): once requested, it stops there.
     pub stop_flag: Option<StopFlag>,
@@ -85,8 +84,6 @@ impl BackendConfig {
             seed: 0,
             norms_every: None,
             batch_rows: None,
-            max_rows_per_pass: None,
-            max_binding_bytes: None,
             stop_flag: None,
         }
     }
@@ -107,19 +104,39 @@ impl BackendConfig {
 /// borrows the data set it was made from (the CPU gathers batches from it;
 /// the GPU keeps a copy resident and gathers there), so the data set cannot
 /// change while the handle lives: what a step reads is what was uploaded.
+///
+/// A backend numbers its uploads (1, 2, …) and keeps the number of the
+/// current one; each step [`check`](Self::check)s that it is handed that
+/// one. The trainer takes an upload up again, with [`new`](Self::new),
+/// while the data set's [`version`](Dataset::version) is the one uploaded.
+///
+/// ```
+/// use retroprop::backend::DeviceData;
+/// use retroprop::{Dataset, Targets};
+/// let data = Dataset::new(vec![0.0, 1.0], 1, Targets::Classes(vec![0, 1]))?;
+/// let upload = DeviceData::new(3, &data);
+/// assert_eq!(upload.id(), 3);
+/// assert!(upload.check(Some(3)).is_ok());
+/// assert!(upload.check(Some(4)).is_err()); // a later upload replaced it
+/// # Ok::<(), retroprop::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceData<'a> {
     /// Which upload of its backend this is.
-    pub(crate) id: u64,
+    id: u64,
     host: &'a Dataset,
 }
 
 impl<'a> DeviceData<'a> {
-    /// Upload number `id` of a backend, of `data`. The trainer also uses
-    /// this to take up an upload again while the data set's
-    /// [`version`](Dataset::version) is the one uploaded.
-    pub(crate) fn new(id: u64, data: &'a Dataset) -> DeviceData<'a> {
+    /// Upload number `id` of a backend, of `data`: what
+    /// [`Backend::upload`] returns.
+    pub fn new(id: u64, data: &'a Dataset) -> DeviceData<'a> {
         DeviceData { id, host: data }
+    }
+
+    /// Which upload of its backend this is.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The rows as uploaded.
@@ -127,8 +144,9 @@ impl<'a> DeviceData<'a> {
         self.host
     }
 
-    /// An error unless this is upload `id` (the backend's current data).
-    pub(crate) fn check(&self, id: Option<u64>) -> Result<()> {
+    /// An error unless this is upload `id` (the backend's current upload;
+    /// `None` before the first).
+    pub fn check(&self, id: Option<u64>) -> Result<()> {
         if id == Some(self.id) {
             Ok(())
         } else {
@@ -167,7 +185,9 @@ impl<'a> BatchShare<'a> {
         }
     }
 
-    pub(crate) fn check(&self) -> Result<()> {
+    /// An error unless the share fits its batch: a batch of at least one
+    /// row, and the share's rows inside it.
+    pub fn check(&self) -> Result<()> {
         if self.batch_rows == 0 || self.offset + self.rows.len() > self.batch_rows {
             return Err(Error::Config(format!(
                 "a batch share of {} rows at offset {} does not fit a batch of {} rows",

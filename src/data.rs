@@ -329,57 +329,6 @@ impl Dataset {
         }
     }
 
-    /// Per-feature mean and standard deviation (population), for
-    /// standardisation; a constant feature gets a deviation of 1.
-    pub fn feature_stats(&self) -> (Vec<f32>, Vec<f32>) {
-        let f = self.features;
-        let n = self.rows() as f64;
-        let mut mean = vec![0f64; f];
-        for row in self.x.chunks_exact(f) {
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += v as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= n);
-        let mut var = vec![0f64; f];
-        for row in self.x.chunks_exact(f) {
-            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
-                *s += (v as f64 - m).powi(2);
-            }
-        }
-        let std = var
-            .iter()
-            .map(|s| {
-                let sd = (s / n).sqrt();
-                if sd > 1e-12 { sd as f32 } else { 1.0 }
-            })
-            .collect();
-        (mean.iter().map(|&m| m as f32).collect(), std)
-    }
-
-    /// Applies (x − mean) / std to every row.
-    pub fn standardize(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
-        for (what, v) in [
-            ("standardisation means", mean),
-            ("standardisation deviations", std),
-        ] {
-            if v.len() != self.features {
-                return Err(Error::Shape {
-                    what: what.into(),
-                    expected: self.features,
-                    got: v.len(),
-                });
-            }
-        }
-        for row in self.x.chunks_exact_mut(self.features) {
-            for ((v, m), s) in row.iter_mut().zip(mean).zip(std) {
-                *v = (*v - m) / s;
-            }
-        }
-        self.version = new_version();
-        Ok(())
-    }
-
     /// Reads a CSV file whose last `target_columns` columns are targets. A
     /// first row that is not all numbers is taken as a header. With
     /// `classes`, the single target column holds class indices 0, 1, 2, …
@@ -501,6 +450,152 @@ impl Dataset {
             }
         };
         Dataset::new(x, width - target_columns, targets)
+    }
+}
+
+/// Standardisation, the one way features are scaled: (x − mean) / std per
+/// feature, with the mean and (population) standard deviation of the
+/// training data. Fitted once, applied to the training and validation
+/// data, saved with the model (`io::SavedModel::standardizer`) and applied
+/// again by whoever predicts with it.
+///
+/// ```
+/// use retroprop::{Dataset, Standardizer, Targets};
+/// let mut data = Dataset::new(vec![1., 10., 3., 10.], 2, Targets::Classes(vec![0, 1]))?;
+/// let standardizer = Standardizer::fit(&data);
+/// assert_eq!(standardizer.mean, [2.0, 10.0]);
+/// assert_eq!(standardizer.std, [1.0, 1.0]); // a constant feature keeps its scale
+/// standardizer.apply(&mut data)?;
+/// assert_eq!(data.x(), [-1.0, 0.0, 1.0, 0.0]);
+/// let mut row = vec![2.5, 11.0];
+/// standardizer.apply_rows(&mut row)?;
+/// assert_eq!(row, [0.5, 1.0]);
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standardizer {
+    /// Each feature's mean over the training rows.
+    pub mean: Vec<f32>,
+    /// Each feature's standard deviation over the training rows (1 where
+    /// the feature is constant).
+    pub std: Vec<f32>,
+}
+
+impl Standardizer {
+    /// The mean and standard deviation of every feature of `data`,
+    /// summed in f64; a constant feature gets a deviation of 1.
+    pub fn fit(data: &Dataset) -> Standardizer {
+        let f = data.features;
+        let n = data.rows() as f64;
+        let mut mean = vec![0f64; f];
+        for row in data.x.chunks_exact(f) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; f];
+        for row in data.x.chunks_exact(f) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        let std = var
+            .iter()
+            .map(|s| {
+                let sd = (s / n).sqrt();
+                if sd > 1e-12 { sd as f32 } else { 1.0 }
+            })
+            .collect();
+        Standardizer {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std,
+        }
+    }
+
+    /// Statistics from elsewhere (a model file): one mean and one
+    /// deviation per feature, finite, the deviations positive.
+    pub fn new(mean: Vec<f32>, std: Vec<f32>) -> Result<Standardizer> {
+        let standardizer = Standardizer { mean, std };
+        standardizer.check_sizes()?;
+        let (mean, std) = (&standardizer.mean, &standardizer.std);
+        if let Some(i) = mean.iter().position(|m| !m.is_finite()) {
+            return Err(Error::Config(format!(
+                "standardisation mean of feature {i} is not finite ({})",
+                mean[i]
+            )));
+        }
+        if let Some(i) = std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(Error::Config(format!(
+                "standardisation deviation of feature {i} is not a positive number ({})",
+                std[i]
+            )));
+        }
+        Ok(standardizer)
+    }
+
+    /// Features it scales.
+    pub fn features(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Scales `data`'s inputs in place (a new [`Dataset::version`]).
+    pub fn apply(&self, data: &mut Dataset) -> Result<()> {
+        self.check_sizes()?;
+        if data.features != self.features() {
+            return Err(Error::Shape {
+                what: "features of the data to standardise".into(),
+                expected: self.features(),
+                got: data.features,
+            });
+        }
+        self.scale(&mut data.x);
+        data.version = new_version();
+        Ok(())
+    }
+
+    /// Scales rows of inputs in place: `x` holds whole rows of
+    /// [`features`](Self::features) values, row-major.
+    pub fn apply_rows(&self, x: &mut [f32]) -> Result<()> {
+        self.check_sizes()?;
+        if !x.len().is_multiple_of(self.features()) {
+            return Err(Error::Shape {
+                what: format!(
+                    "inputs to standardise ({} values) as rows of {}",
+                    x.len(),
+                    self.features()
+                ),
+                expected: x.len().div_ceil(self.features()) * self.features(),
+                got: x.len(),
+            });
+        }
+        self.scale(x);
+        Ok(())
+    }
+
+    /// The fields are public: one deviation per mean, at least one.
+    fn check_sizes(&self) -> Result<()> {
+        if self.mean.is_empty() {
+            return Err(Error::Empty {
+                what: "the standardisation statistics".into(),
+            });
+        }
+        if self.std.len() != self.mean.len() {
+            return Err(Error::Shape {
+                what: "standardisation deviations (one per mean)".into(),
+                expected: self.mean.len(),
+                got: self.std.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn scale(&self, x: &mut [f32]) {
+        for row in x.chunks_exact_mut(self.features()) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - m) / s;
+            }
+        }
     }
 }
 

@@ -221,6 +221,21 @@ pub fn argmax<T: PartialOrd + Copy>(row: &[T]) -> usize {
     best
 }
 
+/// The probabilities a row of logits gives under softmax, for showing
+/// predictions (training fuses softmax into [`Loss::CrossEntropy`]):
+/// computed in f64 after subtracting the row's largest logit.
+///
+/// ```
+/// let p = retroprop::loss::softmax(&[1000.0, 1000.0, f32::NEG_INFINITY]);
+/// assert_eq!(p, [0.5, 0.5, 0.0]);
+/// ```
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f64> = logits.iter().map(|&z| ((z - max) as f64).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| (e / sum) as f32).collect()
+}
+
 impl fmt::Display for Loss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

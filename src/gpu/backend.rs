@@ -97,7 +97,7 @@ pub struct GpuBackend {
     /// gathered on the host and written before each pass instead.
     pub(super) streamed: bool,
     /// The adapter's max_storage_buffer_binding_size, or less when
-    /// `TrainConfig::max_binding_bytes` lowers it.
+    /// `GpuOptions::max_binding_bytes` lowers it.
     pub(super) binding_limit: u64,
     pub(super) plans: HashMap<PassKey, Plan>,
     /// Optimizer steps taken (t of the last step).

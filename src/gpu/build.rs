@@ -17,10 +17,28 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use wgpu::util::DeviceExt;
 
+/// What only the GPU backend reads: limits on how much one pass or one
+/// binding holds. The defaults follow the adapter's own limits; a
+/// [`TrainConfig`](crate::TrainConfig) carries these as its `gpu` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpuOptions {
+    /// The most rows one pass over the network may hold. Batches larger
+    /// than this, or than the adapter's binding limits allow, are split
+    /// into micro-batches whose gradients accumulate before one update:
+    /// the same step. `None`: as many as the limits allow.
+    pub max_rows_per_pass: Option<usize>,
+    /// Treat the adapter's largest storage binding as at most this many
+    /// bytes. Training data larger than a binding is streamed from host
+    /// memory; activations larger than one split into micro-batches. A
+    /// test hook, and a way to keep device memory low.
+    pub max_binding_bytes: Option<u64>,
+}
+
 impl GpuBackend {
     /// Opens a device and allocates everything a run of `mlp` needs,
-    /// starting from `params`. With `hardware_only`, a CPU implementation
-    /// of the API (lavapipe) does not count as a GPU.
+    /// starting from `params`, within `options`' limits. With
+    /// `hardware_only`, a CPU implementation of the API (lavapipe) does not
+    /// count as a GPU.
     ///
     /// # Errors
     /// [`Error::Gpu`](crate::Error::Gpu) when there is no adapter (saying how to install
@@ -30,9 +48,16 @@ impl GpuBackend {
         mlp: &Mlp,
         params: Vec<f32>,
         config: &BackendConfig,
+        options: GpuOptions,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
-        pollster::block_on(GpuBackend::new_async(mlp, params, config, hardware_only))
+        pollster::block_on(GpuBackend::new_async(
+            mlp,
+            params,
+            config,
+            options,
+            hardware_only,
+        ))
     }
 
     /// [`new`](Self::new), awaited: in the browser the adapter and device
@@ -41,10 +66,11 @@ impl GpuBackend {
         mlp: &Mlp,
         params: Vec<f32>,
         config: &BackendConfig,
+        options: GpuOptions,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
         let ctx = GpuContext::open_async(hardware_only).await?;
-        GpuBackend::on_context(ctx, mlp, params, config)
+        GpuBackend::on_context(ctx, mlp, params, config, options)
     }
 
     /// Allocates everything a run of `mlp` needs on an open device.
@@ -53,6 +79,7 @@ impl GpuBackend {
         mlp: &Mlp,
         params: Vec<f32>,
         config: &BackendConfig,
+        options: GpuOptions,
     ) -> Result<GpuBackend> {
         // Rows one pass holds: the batch (at least 256, for evaluation
         // chunks), but no more than the adapter's binding and buffer limits
@@ -67,9 +94,9 @@ impl GpuBackend {
         let binding_limit = ctx
             .limits
             .max_storage_buffer_binding_size
-            .min(config.max_binding_bytes.unwrap_or(u64::MAX));
+            .min(options.max_binding_bytes.unwrap_or(u64::MAX));
         let limit_bytes = binding_limit.min(ctx.limits.max_buffer_size);
-        let pass_limit = (config.max_rows_per_pass.unwrap_or(usize::MAX)).clamp(1, MAX_PASS_ROWS);
+        let pass_limit = (options.max_rows_per_pass.unwrap_or(usize::MAX)).clamp(1, MAX_PASS_ROWS);
         let limit_rows = ((limit_bytes / (4 * widest)) as usize).clamp(1, pass_limit);
         let capacity = config.batch_rows.unwrap_or(4096).max(256).min(limit_rows);
         let (optimizer, loss) = (config.optimizer, config.loss);

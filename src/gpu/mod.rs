@@ -26,6 +26,7 @@ mod uniforms;
 mod unroll;
 
 pub use backend::GpuBackend;
+pub use build::GpuOptions;
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::adapters;
 pub use context::{AdapterSummary, GpuContext, adapters_async, prefer_adapter};
