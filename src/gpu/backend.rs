@@ -3,11 +3,13 @@
 
 use super::context::GpuContext;
 use super::pipelines::Kernels;
-use super::plan::{PassKey, Plan};
-use super::profile::{Marks, StepProfile};
+use super::plan::{PassKey, PassResources, Plan};
+use super::profile::Marks;
 use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storage_init};
 use super::uniforms::StepParams;
-use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, LocalFuture, StepsLoss};
+use crate::backend::{
+    Backend, BatchShare, DeviceData, LayerNorms, LocalFuture, StepProfile, StepsReport,
+};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
@@ -132,6 +134,44 @@ impl GpuBackend {
         self.ctx.device.destroy();
     }
 
+    /// The bind groups of a pass of shape `key`, built the first time it is
+    /// asked for.
+    pub(super) fn plan(&mut self, key: PassKey) -> &Plan {
+        if !self.plans.contains_key(&key) {
+            let plan = self.pass_resources().build_plan(key);
+            self.plans.insert(key, plan);
+        }
+        &self.plans[&key]
+    }
+
+    /// What a pass's bind groups bind, lent to the plan that records them.
+    fn pass_resources(&self) -> PassResources<'_> {
+        PassResources {
+            ctx: &self.ctx,
+            kernels: &self.kernels,
+            mlp: &self.mlp,
+            loss: self.loss,
+            layout: &self.layout,
+            uniform_align: self.uniform_align,
+            dropout: &self.dropout,
+            dropout_seed: self.dropout_seed,
+            params: &self.params,
+            grads: &self.grads,
+            x_batch: &self.x_batch,
+            y_batch: &self.y_batch,
+            z: &self.z,
+            a: &self.a,
+            dz: &self.dz,
+            textures: self.textures.as_ref(),
+            row_stats: &self.row_stats,
+            results: &self.results,
+            steps: &self.steps,
+            unused_read: &self.unused_read,
+            unused_write: &self.unused_write,
+            resident: self.resident.as_ref(),
+        }
+    }
+
     /// Makes room for `slots` per-step parameter blocks and results.
     pub(super) fn ensure_step_slots(&mut self, slots: usize) {
         if slots <= self.step_slots {
@@ -187,7 +227,7 @@ impl GpuBackend {
     /// Writes `rows` of `data` (gathered on the host) into the batch
     /// buffers.
     pub(super) fn write_rows(&self, data: &Dataset, rows: &[u32], scratch: &mut Scratch) {
-        let (x, values, labels) = scratch;
+        let Scratch { x, values, labels } = scratch;
         data.gather(rows, x, values, labels);
         let queue = &self.ctx.queue;
         queue.write_buffer(&self.x_batch, 0, bytemuck::cast_slice(x));
@@ -456,7 +496,7 @@ impl Backend for GpuBackend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> Result<StepsLoss> {
+    ) -> Result<StepsReport> {
         block_on(self.train_steps_async(data, order, batch_size, max_steps, lr))
     }
 
@@ -467,7 +507,7 @@ impl Backend for GpuBackend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> LocalFuture<'a, Result<StepsLoss>> {
+    ) -> LocalFuture<'a, Result<StepsReport>> {
         Box::pin(async move {
             data.check(Some(self.uploads))?;
             if let Some(resident) = &self.resident {
@@ -542,9 +582,9 @@ impl Backend for GpuBackend {
             let stopped = submitted < batches.len();
             let batches = &batches[..submitted];
             if batches.is_empty() {
-                return Ok(StepsLoss {
+                return Ok(StepsReport {
                     stopped,
-                    ..StepsLoss::default()
+                    ..StepsReport::default()
                 });
             }
             self.t += batches.len() as u64;
@@ -568,9 +608,9 @@ impl Backend for GpuBackend {
                     loss: results[2 * bad] as f64,
                 });
             }
-            let mut epoch = StepsLoss {
+            let mut epoch = StepsReport {
                 stopped,
-                ..StepsLoss::default()
+                ..StepsReport::default()
             };
             if (0..batches.len()).any(|s| self.samples_norms_at(first_t, s)) {
                 let layers = self.mlp.layers().len();

@@ -5,8 +5,8 @@ use super::backend::GpuBackend;
 use super::context::GpuContext;
 use super::dispatch::{MAX_PASS_ROWS, check_products};
 use super::pipelines::{Kernel, Kernels, NORM_GROUPS, binding, entry};
-use super::plan::{PackSource, packs};
-use super::resources::{OperandTexture, ParamLayout, Textures, storage, storage_init};
+use super::plan::packs;
+use super::resources::{OperandTexture, PackSource, ParamLayout, Textures, storage, storage_init};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::{OptimizerShape, ReduceShape, StepParams};
 use crate::backend::BackendConfig;
@@ -84,7 +84,7 @@ impl GpuBackend {
         }
         let kernels = Kernels::new(device, choice);
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
-        check_products(&kernels, mlp, capacity, max_groups)?;
+        check_products(&kernels.choice, mlp, capacity, max_groups)?;
         let storage_align = (ctx.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
         let uniform_align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
         let layout = ParamLayout::new(mlp, storage_align);
@@ -127,7 +127,12 @@ impl GpuBackend {
                 .iter()
                 .zip(&weights)
                 .enumerate()
-                .map(|(l, (layer, w))| (&params_buffer, layout.weight[l] * 4, layer.outputs, w))
+                .map(|(l, (layer, texture))| PackSource {
+                    buffer: &params_buffer,
+                    offset: layout.weight[l] * 4,
+                    rows: layer.outputs,
+                    texture,
+                })
                 .collect();
             let (weight_packs, uniforms) = packs(&ctx, &kernels, uniform_align, &sources);
             Textures {

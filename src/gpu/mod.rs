@@ -21,6 +21,7 @@ mod plan;
 mod profile;
 mod record;
 mod resources;
+mod shaders;
 mod tiling;
 mod uniforms;
 mod unroll;
@@ -29,5 +30,4 @@ pub use backend::GpuBackend;
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::adapters;
 pub use context::{AdapterSummary, GpuContext, adapters_async, prefer_adapter};
-pub use profile::{KernelTime, StepProfile};
 pub use tiling::{MAX_SHORT_ROWS, MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};

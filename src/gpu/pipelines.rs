@@ -2,8 +2,9 @@
 //! structs their shaders read.
 
 use super::codes::Epilogue;
-use super::dispatch::{WIDE_LOSS_MIN, grid};
+use super::dispatch::{WIDE_LOSS_MIN, grid, matmul_grid};
 use super::resources::OperandTexture;
+use super::shaders::common_source;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::PackShape;
 use std::num::NonZeroU64;
@@ -121,17 +122,6 @@ pub(crate) struct Kernels {
     /// The same for matrices whose rows are whole quads (one vec4 load a
     /// texel).
     pub pack_quads: Kernel,
-}
-
-/// What every kernel module starts with: the named codes, the common
-/// helpers and the activation functions.
-pub(crate) fn common_source() -> String {
-    format!(
-        "{}{}\n{}",
-        super::codes::wgsl(),
-        include_str!("../../shaders/common.wgsl"),
-        include_str!("../../shaders/activation.wgsl")
-    )
 }
 
 /// Each kernel's bindings, in binding order.
@@ -288,14 +278,6 @@ impl MatmulKernels {
             )
         })
     }
-
-    /// Workgroups of an `m` × `n` product.
-    pub(crate) fn workgroups(&self, m: usize, n: usize) -> (u32, u32) {
-        (
-            (n as u32).div_ceil(self.tiling.tile_n()),
-            (m as u32).div_ceil(self.tiling.tile_m()),
-        )
-    }
 }
 
 /// The bind group layout of every matmul of `kind`.
@@ -445,7 +427,7 @@ impl Kernels {
     /// [`MatmulChoice::for_product`]), and its workgroups.
     pub(crate) fn matmul(&self, m: usize, n: usize) -> (&MatmulKernels, (u32, u32)) {
         let kernels = &self.matmuls[self.choice.for_product(m, n)];
-        (kernels, kernels.workgroups(m, n))
+        (kernels, matmul_grid(&kernels.tiling, m, n))
     }
 
     /// The tiling of the products that do not take large tiles (the only

@@ -3,7 +3,8 @@
 use crate::error::{Error, Result};
 use crate::parallel;
 
-use super::{Checkpoint, Trainer, check_parameters};
+use super::{Trainer, check_parameters};
+use crate::checkpoint::Checkpoint;
 // Instant on native, performance.now() in the browser.
 
 impl Trainer {

@@ -5,7 +5,7 @@ mod config;
 mod fit;
 mod records;
 
-use crate::backend::{Backend, DeviceData, StepsLoss};
+use crate::backend::{Backend, DeviceData, StepsReport};
 use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
@@ -19,7 +19,7 @@ use std::fmt;
 
 pub use crate::backend::LayerNorms;
 pub use config::{Device, DropoutRates, EarlyStopping, TrainConfig};
-pub use records::{Checkpoint, EpochRecord, Evaluation, History};
+pub use records::{EpochRecord, Evaluation, History};
 
 /// Where `train_steps` stands inside an epoch.
 #[derive(Debug)]
@@ -220,7 +220,7 @@ impl Trainer {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> Result<StepsLoss> {
+    ) -> Result<StepsReport> {
         match self.collective.as_deref().filter(|c| c.size() > 1) {
             None => {
                 self.backend
