@@ -6,7 +6,7 @@ use super::pipelines::Kernels;
 use super::plan::{PassKey, PassResources, Plan};
 use super::profile::Marks;
 use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storage_init};
-use super::uniforms::StepParams;
+use super::uniforms::StepUniform;
 use crate::backend::{
     Backend, BatchShare, DeviceData, LayerNorms, LocalFuture, StepProfile, StepsReport,
 };
@@ -105,7 +105,7 @@ pub struct GpuBackend {
     /// Optimizer steps taken (t of the last step).
     pub(super) t: u64,
     /// Optimizer state slots per parameter.
-    pub(super) slots: usize,
+    pub(super) state_slots: usize,
     pub(super) uniform_align: u64,
     /// Checked before every submission of `train_steps`.
     pub(super) stop_flag: Option<StopFlag>,
@@ -300,11 +300,11 @@ impl Backend for GpuBackend {
             let padded = self.layout.len;
             let bytes = self
                 .ctx
-                .read_async(&self.state, 0, self.slots as u64 * padded * 4)
+                .read_async(&self.state, 0, self.state_slots as u64 * padded * 4)
                 .await?;
             let all: &[f32] = bytemuck::cast_slice(&bytes);
-            let mut state = Vec::with_capacity(self.slots * self.mlp.parameter_count());
-            for slot in 0..self.slots {
+            let mut state = Vec::with_capacity(self.state_slots * self.mlp.parameter_count());
+            for slot in 0..self.state_slots {
                 state.extend(self.layout.unpack(
                     &self.mlp,
                     &all[slot * padded as usize..(slot + 1) * padded as usize],
@@ -316,8 +316,8 @@ impl Backend for GpuBackend {
 
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
         let n = self.mlp.parameter_count();
-        let mut padded = Vec::with_capacity(self.slots * self.layout.len as usize);
-        for slot in 0..self.slots {
+        let mut padded = Vec::with_capacity(self.state_slots * self.layout.len as usize);
+        for slot in 0..self.state_slots {
             padded.extend(
                 self.layout
                     .pack(&self.mlp, &state[slot * n..(slot + 1) * n]),
@@ -386,7 +386,7 @@ impl Backend for GpuBackend {
             // The share's rows are gathered on the host and written pass by
             // pass: a step in phases is one submission per pass anyway.
             self.ensure_step_slots(1);
-            self.write_steps(&[StepParams::new(&self.rule, self.t + 1, self.rule.lr, 0, 0)]);
+            self.write_steps(&[StepUniform::new(&self.rule, self.t + 1, self.rule.lr, 0, 0)]);
             let keys: Vec<PassKey> = PassKey::training(
                 share.rows.len(),
                 share.batch_rows,
@@ -449,7 +449,7 @@ impl Backend for GpuBackend {
 
     fn update(&mut self, lr: f64) -> Result<()> {
         self.ensure_step_slots(1);
-        self.write_steps(&[StepParams::new(&self.rule, self.t + 1, lr, 0, 0)]);
+        self.write_steps(&[StepUniform::new(&self.rule, self.t + 1, lr, 0, 0)]);
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -524,11 +524,11 @@ impl Backend for GpuBackend {
                 .collect();
             self.ensure_step_slots(batches.len());
             let first_t = self.t;
-            let steps: Vec<StepParams> = batches
+            let steps: Vec<StepUniform> = batches
                 .iter()
                 .enumerate()
                 .map(|(s, &(start, _))| {
-                    StepParams::new(
+                    StepUniform::new(
                         &self.rule,
                         first_t + s as u64 + 1,
                         lr,
@@ -658,8 +658,8 @@ impl Backend for GpuBackend {
                 .map(|start| (start, (start + self.capacity).min(data.rows())))
                 .collect();
             self.ensure_step_slots(chunks.len());
-            let steps: Vec<StepParams> = (0..chunks.len())
-                .map(|s| StepParams {
+            let steps: Vec<StepUniform> = (0..chunks.len())
+                .map(|s| StepUniform {
                     slot: s as u32,
                     ..Default::default()
                 })
@@ -728,7 +728,7 @@ impl Backend for GpuBackend {
             let outputs = self.mlp.outputs();
             let rows = x.len() / inputs;
             self.ensure_step_slots(1);
-            self.write_steps(&[StepParams::default()]);
+            self.write_steps(&[StepUniform::default()]);
             // Chunk by chunk, each read back before the next: no buffer of all
             // the outputs on the device, whatever the number of rows.
             let last = self.mlp.layers().len() - 1;

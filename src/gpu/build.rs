@@ -8,7 +8,7 @@ use super::pipelines::{Kernel, Kernels, NORM_GROUPS, binding, entry};
 use super::plan::packs;
 use super::resources::{OperandTexture, PackSource, ParamLayout, Textures, storage, storage_init};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
-use super::uniforms::{OptimizerShape, ReduceShape, StepParams};
+use super::uniforms::{OptimizerUniform, ReduceShape, StepUniform};
 use crate::backend::BackendConfig;
 use crate::error::Result;
 use crate::model::Mlp;
@@ -155,7 +155,7 @@ impl GpuBackend {
         let unused_read = storage(device, "unused (read)", 4);
         let unused_write = storage(device, "unused (write)", 4);
         let step_stride =
-            (std::mem::size_of::<StepParams>() as u64).next_multiple_of(uniform_align);
+            (std::mem::size_of::<StepUniform>() as u64).next_multiple_of(uniform_align);
         let step_slots = 1;
         let results = storage(device, "results", 2 * step_slots as u64);
         let steps = Self::step_buffer(device, step_stride, step_slots);
@@ -195,7 +195,7 @@ impl GpuBackend {
                 &layer_ranges,
             ],
         );
-        let optimizer_shape = OptimizerShape::new(&optimizer, &config.grad_clip, layout.len);
+        let optimizer_uniform = OptimizerUniform::new(&optimizer, &config.grad_clip, layout.len);
         let clip_norm = config.grad_clip.max_norm.is_some();
         // The gradient norm for clipping: partial sums, then the norm.
         let norm_partials = storage(device, "gradient norm partials", NORM_GROUPS as u64);
@@ -233,7 +233,7 @@ impl GpuBackend {
         });
         let optimizer_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("optimizer rule"),
-            contents: bytemuck::bytes_of(&optimizer_shape),
+            contents: bytemuck::bytes_of(&optimizer_uniform),
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let optimizer_group = Self::optimizer_group(
@@ -289,7 +289,7 @@ impl GpuBackend {
             binding_limit,
             plans: HashMap::new(),
             t: 0,
-            slots: optimizer.state_slots(),
+            state_slots: optimizer.state_slots(),
             uniform_align,
             stop_flag: config.stop_flag.clone(),
             marks: RefCell::new(None),
@@ -324,7 +324,7 @@ impl GpuBackend {
                     binding::optimizer::STEP,
                     steps,
                     0,
-                    NonZeroU64::new(std::mem::size_of::<StepParams>() as u64),
+                    NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64),
                 ),
                 entry(binding::optimizer::PARAMS, params, 0, None),
                 entry(binding::optimizer::GRADS, grads, 0, None),
@@ -342,7 +342,7 @@ impl GpuBackend {
         [shape, grads, results, steps, params, ranges]: [&wgpu::Buffer; 6],
     ) -> wgpu::BindGroup {
         use binding::reduce;
-        let step_size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
+        let step_size = NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64);
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("layer norms"),
             layout: &kernel.layout,

@@ -4,7 +4,7 @@
 use super::codes::Epilogue;
 use super::dispatch::{WIDE_LOSS_MIN, grid, matmul_grid};
 use super::resources::OperandTexture;
-use super::shaders::common_source;
+use super::shaders::module_source;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::PackShape;
 use std::num::NonZeroU64;
@@ -204,7 +204,7 @@ pub(crate) fn module(
 ) -> wgpu::ShaderModule {
     device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
-        source: wgpu::ShaderSource::Wgsl(format!("{preamble}{}\n{body}", common_source()).into()),
+        source: wgpu::ShaderSource::Wgsl(module_source(preamble, body).into()),
     })
 }
 

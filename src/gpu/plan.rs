@@ -8,7 +8,7 @@ use super::resources::{
     OperandTexture, Pack, PackSource, ParamLayout, Region, Resident, Textures, whole,
 };
 use super::uniforms::{
-    GatherShape, LossShape, MatmulShape, ReduceShape, StepParams, UniformBlocks,
+    GatherShape, LossShape, MatmulShape, ReduceShape, StepUniform, UniformBlocks,
 };
 use crate::dropout::Dropout;
 use crate::loss::Loss;
@@ -309,7 +309,7 @@ impl<'a> PassResources<'a> {
                 NonZeroU64::new(size as u64),
             )
         };
-        let step_size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
+        let step_size = NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64);
         // A bind group: the shape (or any first entry), then each bound
         // region or texture at its named binding.
         let group = |kernel: &Kernel,

@@ -7,7 +7,7 @@ use super::pipelines::{Kernels, NORM_GROUPS};
 use super::plan::{PassKey, Plan, Product};
 use super::profile::{OPTIMIZER, Work};
 use super::resources::{Pack, Scratch};
-use super::uniforms::StepParams;
+use super::uniforms::StepUniform;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::stop::StopFlag;
@@ -179,11 +179,11 @@ impl GpuBackend {
         }
     }
 
-    pub(crate) fn write_steps(&self, steps: &[StepParams]) {
+    pub(crate) fn write_steps(&self, steps: &[StepUniform]) {
         let mut bytes = vec![0u8; steps.len() * self.step_stride as usize];
         for (i, s) in steps.iter().enumerate() {
             let at = i * self.step_stride as usize;
-            bytes[at..at + std::mem::size_of::<StepParams>()]
+            bytes[at..at + std::mem::size_of::<StepUniform>()]
                 .copy_from_slice(bytemuck::bytes_of(s));
         }
         self.ctx.queue.write_buffer(&self.steps, 0, &bytes);
