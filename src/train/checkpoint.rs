@@ -5,7 +5,6 @@ use crate::parallel;
 
 use super::{Trainer, check_parameters};
 use crate::checkpoint::Checkpoint;
-// Instant on native, performance.now() in the browser.
 
 impl Trainer {
     /// A checkpoint of the run as it stands (read back from the GPU).

@@ -15,7 +15,6 @@ use crate::model::Mlp;
 use crate::parallel::{self, Collective};
 use crate::schedule::Scheduler;
 use std::fmt;
-// Instant on native, performance.now() in the browser.
 
 pub use crate::backend::LayerNorms;
 pub use config::{Device, DropoutRates, EarlyStopping, TrainConfig};
