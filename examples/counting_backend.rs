@@ -7,7 +7,7 @@
 //!
 //!     cargo run --release --example counting_backend
 
-use retroprop::backend::{Backend, BatchShare, DeviceData, StepsLoss};
+use retroprop::backend::{Backend, BatchShare, DeviceData, StepsReport};
 use retroprop::cpu::CpuBackend;
 use retroprop::{Activation, Dataset, Device, Loss, Mlp, Sgd, Targets, TrainConfig, Trainer};
 use std::cell::RefCell;
@@ -141,7 +141,7 @@ impl Backend for CountingBackend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> retroprop::Result<StepsLoss> {
+    ) -> retroprop::Result<StepsReport> {
         self.count(|c| &mut c.train_steps);
         self.inner
             .train_steps(data, order, batch_size, max_steps, lr)

@@ -30,8 +30,8 @@ fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32, size: u32) -> u32 {
 
 // What changes from one step to the next, written once per epoch beside
 // the permutation and read at a dynamic offset (data, reduce, optimizer).
-// Mirrors `StepParams` in src/gpu/kernels.rs.
-struct Step {
+// The twin of `StepUniform` in src/gpu/uniforms.rs.
+struct StepUniform {
     batch_start: u32,
     slot: u32,
     t: u32,

@@ -4,8 +4,8 @@
 // Codes: 0 mse, 1 half_mse, 2 cross_entropy (softmax fused), 3
 // bce_with_logits (sigmoid fused).
 
-// Mirrors `LossShape` in src/gpu/kernels.rs.
-struct Shape {
+// The twin of `LossShape` in src/gpu/uniforms.rs.
+struct LossShape {
     rows: u32,
     width: u32,
     loss: u32,
@@ -15,7 +15,7 @@ struct Shape {
     inv_norm: f32,
 }
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: LossShape;
 @group(0) @binding(1) var<storage, read> z: array<f32>;        // output layer Z
 @group(0) @binding(2) var<storage, read> output: array<f32>;   // output layer A = f(Z)
 @group(0) @binding(3) var<storage, read> targets: array<u32>;  // class indices, or f32 bits

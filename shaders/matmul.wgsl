@@ -12,17 +12,19 @@
 //
 // This file holds what every matmul kernel shares: the shape, the output
 // bindings and the epilogue. The kernels themselves follow it, chosen per
-// adapter by src/gpu/kernels.rs: `matmul` (matmul_tiled.wgsl, workgroup
-// tiles, for GPUs), and, generated there, `matmul_direct` and
-// `matmul_texture_*` (CPU implementations of Vulkan). The tile constants
-// TM, TN, TK, RM, RN, WG_X, WG_Y come from a preamble written there too.
+// adapter and product by src/gpu/tiling.rs (`MatmulChoice`): `matmul`
+// (matmul_tiled.wgsl, workgroup tiles, for GPUs), and `matmul_direct` and
+// `matmul_texture_*` (CPU implementations of Vulkan), unrolled there from
+// the templates matmul_direct.wgsl and matmul_texture.wgsl. The tile
+// constants TM, TN, TK, RM, RN, WG_X, WG_Y come from a preamble written
+// there too (`MatmulTiling::source`).
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override EPILOGUE: u32 = EPILOGUE_STORE;
 
-// Mirrors `MatmulShape` in src/gpu/kernels.rs.
-struct Shape {
+// The twin of `MatmulShape` in src/gpu/uniforms.rs.
+struct MatmulShape {
     m: u32,
     n: u32,
     k: u32,
@@ -44,14 +46,14 @@ struct Shape {
     k_end: u32,
 }
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: MatmulShape;
 // Bindings 1 and 2 (the operands) are declared by the kernel that reads
 // them: storage buffers in matmul_tiled.wgsl and matmul_direct, textures in
-// matmul_texture (src/gpu/kernels.rs).
+// matmul_texture (src/gpu/tiling.rs writes their declarations).
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<uniform> step: Step;
+@group(0) @binding(6) var<uniform> step: StepUniform;
 
 // The dropout factor of output element (row, col) at this step: 1 when off.
 fn dropout_at(row: u32, col: u32) -> f32 {

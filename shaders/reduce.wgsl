@@ -1,8 +1,8 @@
 // Deterministic reductions: a fixed summation tree in workgroup memory, no
 // float atomics, so the same inputs give bit-identical sums on every run.
 
-// Mirrors `ReduceShape` in src/gpu/kernels.rs.
-struct Shape {
+// The twin of `ReduceShape` in src/gpu/uniforms.rs.
+struct ReduceShape {
     rows: u32,
     cols: u32,
     accumulate: u32,
@@ -10,10 +10,10 @@ struct Shape {
     out_offset: u32,
 }
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: ReduceShape;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: StepUniform;
 
 const COLS: u32 = 16u;
 const LANES: u32 = 16u;

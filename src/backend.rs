@@ -37,7 +37,6 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::gpu::StepProfile;
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::{GradClip, Optimizer};
@@ -204,7 +203,7 @@ impl<'a> BatchShare<'a> {
 /// counts, the per-layer norms sampled on the way, and whether a
 /// [`StopFlag`] ended it early.
 #[derive(Debug, Clone, Default)]
-pub struct StepsLoss {
+pub struct StepsReport {
     /// Σ over steps of the batch's mean loss × its rows.
     pub loss_sum: f64,
     /// Rows trained on.
@@ -217,6 +216,35 @@ pub struct StepsLoss {
     /// `order` or `max_steps` ran out. A request that comes after the last
     /// step leaves this `false`: every step asked for ran.
     pub stopped: bool,
+}
+
+/// One kernel's share of a step ([`Backend::finish_profile`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTime {
+    /// What the kernel does (`forward`, `weight grad`, `pack weights`,
+    /// `optimizer`, …).
+    pub kernel: &'static str,
+    /// The layer it worked on, for per-layer kernels.
+    pub layer: Option<usize>,
+    /// Milliseconds a step, the mean over the steps profiled.
+    pub ms_per_step: f64,
+}
+
+/// The time of a step by kernel, in the order the kernels first ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepProfile {
+    /// The adapter that ran the steps.
+    pub device: String,
+    /// Steps the times are the mean over.
+    pub steps: u64,
+    pub kernels: Vec<KernelTime>,
+}
+
+impl StepProfile {
+    /// Milliseconds a step spent in kernels (the sum over `kernels`).
+    pub fn total_ms(&self) -> f64 {
+        self.kernels.iter().map(|k| k.ms_per_step).sum()
+    }
 }
 
 /// The L2 norms of one layer's gradient (weight and bias together, before
@@ -315,7 +343,7 @@ pub trait Backend {
     /// When [`BackendConfig::stop_flag`] is requested, it stops at the next
     /// step boundary it checks (the CPU checks before every step, the GPU
     /// before every submission of up to 64 steps) and returns the steps
-    /// that ran with [`StepsLoss::stopped`] set. Those steps are whole:
+    /// that ran with [`StepsReport::stopped`] set. Those steps are whole:
     /// parameters, optimizer state and step count agree, and
     /// `rows`/`steps` say how far into `order` it got.
     fn train_steps(
@@ -325,7 +353,7 @@ pub trait Backend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> Result<StepsLoss>;
+    ) -> Result<StepsReport>;
 
     /// Sum of row losses (not the mean) over `data`, and for classification
     /// the number right.
@@ -369,7 +397,7 @@ pub trait Backend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> LocalFuture<'a, Result<StepsLoss>> {
+    ) -> LocalFuture<'a, Result<StepsReport>> {
         Box::pin(std::future::ready(
             self.train_steps(data, order, batch_size, max_steps, lr),
         ))

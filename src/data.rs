@@ -623,3 +623,30 @@ pub fn epoch_order(rows: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<u32
     }
     order
 }
+
+// The check of a data set's targets against a loss reads the data set, so
+// it sits with the data, above `loss`, which knows no data set.
+impl Loss {
+    /// Checks that `data`'s targets are ones this loss can learn from:
+    /// for `BceWithLogits`, probabilities in [0, 1] (others give a loss with
+    /// no minimum, which torch trains on silently). `what` names the data
+    /// in the error, which gives the row and column.
+    pub fn check_targets(self, data: &Dataset, what: &str) -> Result<()> {
+        let Targets::Values { values, width } = data.targets() else {
+            return Ok(());
+        };
+        if self != Loss::BceWithLogits {
+            return Ok(());
+        }
+        match values.iter().position(|v| !(0.0..=1.0).contains(v)) {
+            None => Ok(()),
+            Some(i) => Err(Error::TargetOutOfRange {
+                what: what.to_string(),
+                row: i / width,
+                column: i % width,
+                value: values[i] as f64,
+                loss: self.to_string(),
+            }),
+        }
+    }
+}

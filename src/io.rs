@@ -17,13 +17,13 @@
 //! the safetensors metadata (string to string).
 
 use crate::activation::Activation;
+use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Standardizer, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::optim::Optimizer;
-use crate::train::Checkpoint;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -3,8 +3,7 @@
 //! `shaders/loss.wgsl` mirrors.
 
 use crate::activation::sigmoid;
-use crate::data::{Dataset, Targets};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::real::Real;
 use std::fmt;
 use std::str::FromStr;
@@ -42,29 +41,6 @@ impl Loss {
     /// Whether targets are class indices (one per row) rather than values.
     pub fn takes_classes(self) -> bool {
         matches!(self, Loss::CrossEntropy)
-    }
-
-    /// Checks that `data`'s targets are ones this loss can learn from:
-    /// for `BceWithLogits`, probabilities in [0, 1] (others give a loss with
-    /// no minimum, which torch trains on silently). `what` names the data
-    /// in the error, which gives the row and column.
-    pub fn check_targets(self, data: &Dataset, what: &str) -> Result<()> {
-        let Targets::Values { values, width } = data.targets() else {
-            return Ok(());
-        };
-        if self != Loss::BceWithLogits {
-            return Ok(());
-        }
-        match values.iter().position(|v| !(0.0..=1.0).contains(v)) {
-            None => Ok(()),
-            Some(i) => Err(Error::TargetOutOfRange {
-                what: what.to_string(),
-                row: i / width,
-                column: i % width,
-                value: values[i] as f64,
-                loss: self.to_string(),
-            }),
-        }
     }
 
     /// Whether accuracy means something for this loss.

@@ -5,10 +5,10 @@ use super::backend::GpuBackend;
 use super::context::GpuContext;
 use super::dispatch::{MAX_PASS_ROWS, check_products};
 use super::pipelines::{Kernel, Kernels, NORM_GROUPS, binding, entry};
-use super::plan::{PackSource, packs};
-use super::resources::{OperandTexture, ParamLayout, Textures, storage, storage_init};
+use super::plan::packs;
+use super::resources::{OperandTexture, PackSource, ParamLayout, Textures, storage, storage_init};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
-use super::uniforms::{OptimizerShape, ReduceShape, StepParams};
+use super::uniforms::{OptimizerUniform, ReduceShape, StepUniform};
 use crate::backend::BackendConfig;
 use crate::error::Result;
 use crate::model::Mlp;
@@ -111,7 +111,7 @@ impl GpuBackend {
         }
         let kernels = Kernels::new(device, choice);
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
-        check_products(&kernels, mlp, capacity, max_groups)?;
+        check_products(&kernels.choice, mlp, capacity, max_groups)?;
         let storage_align = (ctx.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
         let uniform_align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
         let layout = ParamLayout::new(mlp, storage_align);
@@ -154,7 +154,12 @@ impl GpuBackend {
                 .iter()
                 .zip(&weights)
                 .enumerate()
-                .map(|(l, (layer, w))| (&params_buffer, layout.weight[l] * 4, layer.outputs, w))
+                .map(|(l, (layer, texture))| PackSource {
+                    buffer: &params_buffer,
+                    offset: layout.weight[l] * 4,
+                    rows: layer.outputs,
+                    texture,
+                })
                 .collect();
             let (weight_packs, uniforms) = packs(&ctx, &kernels, uniform_align, &sources);
             Textures {
@@ -177,7 +182,7 @@ impl GpuBackend {
         let unused_read = storage(device, "unused (read)", 4);
         let unused_write = storage(device, "unused (write)", 4);
         let step_stride =
-            (std::mem::size_of::<StepParams>() as u64).next_multiple_of(uniform_align);
+            (std::mem::size_of::<StepUniform>() as u64).next_multiple_of(uniform_align);
         let step_slots = 1;
         let results = storage(device, "results", 2 * step_slots as u64);
         let steps = Self::step_buffer(device, step_stride, step_slots);
@@ -217,7 +222,7 @@ impl GpuBackend {
                 &layer_ranges,
             ],
         );
-        let optimizer_shape = OptimizerShape::new(&optimizer, &config.grad_clip, layout.len);
+        let optimizer_uniform = OptimizerUniform::new(&optimizer, &config.grad_clip, layout.len);
         let clip_norm = config.grad_clip.max_norm.is_some();
         // The gradient norm for clipping: partial sums, then the norm.
         let norm_partials = storage(device, "gradient norm partials", NORM_GROUPS as u64);
@@ -255,7 +260,7 @@ impl GpuBackend {
         });
         let optimizer_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("optimizer rule"),
-            contents: bytemuck::bytes_of(&optimizer_shape),
+            contents: bytemuck::bytes_of(&optimizer_uniform),
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let optimizer_group = Self::optimizer_group(
@@ -311,7 +316,7 @@ impl GpuBackend {
             binding_limit,
             plans: HashMap::new(),
             t: 0,
-            slots: optimizer.state_slots(),
+            state_slots: optimizer.state_slots(),
             uniform_align,
             stop_flag: config.stop_flag.clone(),
             marks: RefCell::new(None),
@@ -346,7 +351,7 @@ impl GpuBackend {
                     binding::optimizer::STEP,
                     steps,
                     0,
-                    NonZeroU64::new(std::mem::size_of::<StepParams>() as u64),
+                    NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64),
                 ),
                 entry(binding::optimizer::PARAMS, params, 0, None),
                 entry(binding::optimizer::GRADS, grads, 0, None),
@@ -364,7 +369,7 @@ impl GpuBackend {
         [shape, grads, results, steps, params, ranges]: [&wgpu::Buffer; 6],
     ) -> wgpu::BindGroup {
         use binding::reduce;
-        let step_size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
+        let step_size = NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64);
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("layer norms"),
             layout: &kernel.layout,

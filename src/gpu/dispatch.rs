@@ -18,7 +18,7 @@
 //!   output layer takes a workgroup a row ([`WIDE_LOSS_MIN`]), and the
 //!   row loops of the reductions are bounded by [`MAX_PASS_ROWS`].
 
-use super::pipelines::Kernels;
+use super::tiling::{MatmulChoice, MatmulTiling};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 
@@ -56,6 +56,15 @@ pub(crate) fn grid(threads: u64, group: u32, max_per_dim: u32) -> (u32, u32) {
     }
 }
 
+/// Workgroups (x over columns, y over rows) of an `m` × `n` product run
+/// with `tiling`: one a tile of C.
+pub(crate) fn matmul_grid(tiling: &MatmulTiling, m: usize, n: usize) -> (u32, u32) {
+    (
+        (n as u32).div_ceil(tiling.tile_n()),
+        (m as u32).div_ceil(tiling.tile_m()),
+    )
+}
+
 /// The ranges `[start, end)` of K that the dispatches of a product with
 /// reduction `k` cover, in order: one range unless `k` exceeds
 /// [`REDUCTION_CHUNK`].
@@ -75,7 +84,7 @@ pub(crate) fn reduction_chunks(k: usize) -> Vec<(u32, u32)> {
 /// # Errors
 /// [`Error::TooLarge`] naming the layer, the product and the limit.
 pub(crate) fn check_products(
-    kernels: &Kernels,
+    choice: &MatmulChoice,
     mlp: &Mlp,
     rows: usize,
     max_per_dim: u32,
@@ -87,7 +96,8 @@ pub(crate) fn check_products(
             ("input gradient", rows, layer.inputs),
         ];
         for (what, m, n) in products {
-            let (x, y) = kernels.matmul(m, n).1;
+            let tiling = choice.tilings()[choice.for_product(m, n)];
+            let (x, y) = matmul_grid(&tiling, m, n);
             if x > max_per_dim || y > max_per_dim {
                 return Err(Error::TooLarge(format!(
                     "layer {l} ({} → {}): its {what} product ({m} × {n}) needs {x} × {y} workgroups, more than the device's {max_per_dim} a dimension",

@@ -12,7 +12,8 @@ use super::pipelines::{
 use super::resources::OperandTexture;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::{
-    ElementwiseShape, GatherShape, LossShape, MatmulShape, OptimizerShape, ReduceShape, StepParams,
+    ElementwiseShape, GatherShape, LossShape, MatmulShape, OptimizerUniform, ReduceShape,
+    StepUniform,
 };
 use crate::activation::Activation;
 use crate::data::{Dataset, Targets};
@@ -201,7 +202,7 @@ impl KernelHarness {
                         offset: 0,
                         // A dynamic-offset uniform binds one block.
                         size: if dynamic && matches!(binds[i], Bind::Uniform(_)) && i > 0 {
-                            NonZeroU64::new(std::mem::size_of::<StepParams>() as u64)
+                            NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64)
                         } else {
                             None
                         },
@@ -314,7 +315,7 @@ impl KernelHarness {
                 Bind::Out(m * n * 4),
                 Bind::Data(&[0; 4]),
                 Bind::Out(4),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             self.tiles(m, n),
             true,
@@ -392,7 +393,7 @@ impl KernelHarness {
         }
         let step = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
-            contents: bytemuck::bytes_of(&StepParams::default()),
+            contents: bytemuck::bytes_of(&StepUniform::default()),
             usage: wgpu::BufferUsages::UNIFORM,
         });
         entries.push(wgpu::BindGroupEntry {
@@ -461,7 +462,7 @@ impl KernelHarness {
                 Bind::Out(rows * outputs * 4),
                 Bind::Data(bytemuck::cast_slice(bias)),
                 Bind::Out(rows * outputs * 4),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             self.tiles(rows, outputs),
             true,
@@ -498,7 +499,7 @@ impl KernelHarness {
                 Bind::InOut(bytemuck::cast_slice(initial.unwrap_or(&zeros))),
                 Bind::Data(&[0; 4]),
                 Bind::Out(4),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             self.tiles(outputs, inputs),
             true,
@@ -536,7 +537,7 @@ impl KernelHarness {
                 Bind::Out(rows * inputs * 4),
                 Bind::Data(bytemuck::cast_slice(z_prev)),
                 Bind::Out(4),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             self.tiles(rows, inputs),
             true,
@@ -656,7 +657,7 @@ impl KernelHarness {
                 Bind::Uniform(bytemuck::bytes_of(&reduce)),
                 Bind::Data(&stats),
                 Bind::Out(8),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             (1, 1),
             true,
@@ -753,8 +754,8 @@ impl KernelHarness {
         } else {
             state.chunks(n).flat_map(pad).collect()
         };
-        let shape = OptimizerShape::new(optimizer, clip, padded as u64);
-        let step = StepParams::new(&optimizer.rule(), t, lr, 0, 0);
+        let shape = OptimizerUniform::new(optimizer, clip, padded as u64);
+        let step = StepUniform::new(&optimizer.rule(), t, lr, 0, 0);
         let out = self.run(
             &self.kernels.optimizer,
             &[
@@ -797,7 +798,7 @@ impl KernelHarness {
             target_width: width as u32,
             offset: 0,
         };
-        let step = StepParams {
+        let step = StepUniform {
             batch_start: start as u32,
             ..Default::default()
         };

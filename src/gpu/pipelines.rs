@@ -2,8 +2,9 @@
 //! structs their shaders read.
 
 use super::codes::Epilogue;
-use super::dispatch::{WIDE_LOSS_MIN, grid};
+use super::dispatch::{WIDE_LOSS_MIN, grid, matmul_grid};
 use super::resources::OperandTexture;
+use super::shaders::module_source;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::PackShape;
 use std::num::NonZeroU64;
@@ -123,17 +124,6 @@ pub(crate) struct Kernels {
     pub pack_quads: Kernel,
 }
 
-/// What every kernel module starts with: the named codes, the common
-/// helpers and the activation functions.
-pub(crate) fn common_source() -> String {
-    format!(
-        "{}{}\n{}",
-        super::codes::wgsl(),
-        include_str!("../../shaders/common.wgsl"),
-        include_str!("../../shaders/activation.wgsl")
-    )
-}
-
 /// Each kernel's bindings, in binding order.
 const MATMUL: &[Slot] = &[
     Slot::Uniform,
@@ -214,7 +204,7 @@ pub(crate) fn module(
 ) -> wgpu::ShaderModule {
     device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
-        source: wgpu::ShaderSource::Wgsl(format!("{preamble}{}\n{body}", common_source()).into()),
+        source: wgpu::ShaderSource::Wgsl(module_source(preamble, body).into()),
     })
 }
 
@@ -287,14 +277,6 @@ impl MatmulKernels {
                 layout,
             )
         })
-    }
-
-    /// Workgroups of an `m` × `n` product.
-    pub(crate) fn workgroups(&self, m: usize, n: usize) -> (u32, u32) {
-        (
-            (n as u32).div_ceil(self.tiling.tile_n()),
-            (m as u32).div_ceil(self.tiling.tile_m()),
-        )
     }
 }
 
@@ -445,7 +427,7 @@ impl Kernels {
     /// [`MatmulChoice::for_product`]), and its workgroups.
     pub(crate) fn matmul(&self, m: usize, n: usize) -> (&MatmulKernels, (u32, u32)) {
         let kernels = &self.matmuls[self.choice.for_product(m, n)];
-        (kernels, kernels.workgroups(m, n))
+        (kernels, matmul_grid(&kernels.tiling, m, n))
     }
 
     /// The tiling of the products that do not take large tiles (the only

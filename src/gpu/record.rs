@@ -4,10 +4,10 @@
 use super::backend::GpuBackend;
 use super::dispatch::grid;
 use super::pipelines::{Kernels, NORM_GROUPS};
-use super::plan::{Pack, PassKey, Plan, Product};
+use super::plan::{PassKey, Plan, Product};
 use super::profile::{OPTIMIZER, Work};
-use super::resources::Scratch;
-use super::uniforms::StepParams;
+use super::resources::{Pack, Scratch};
+use super::uniforms::StepUniform;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::stop::StopFlag;
@@ -157,16 +157,10 @@ impl GpuBackend {
     }
 
     /// Records one pack dispatch (texture matmul).
-    fn pack(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        t: u64,
-        work: Work,
-        (group, groups, quads): &Pack,
-    ) {
-        pass.set_pipeline(&self.kernels.pack_kernel(*quads).pipeline);
-        pass.set_bind_group(0, group, &[]);
-        self.dispatch(pass, t, work, *groups);
+    fn pack(&self, pass: &mut wgpu::ComputePass, t: u64, work: Work, pack: &Pack) {
+        pass.set_pipeline(&self.kernels.pack_kernel(pack.quads).pipeline);
+        pass.set_bind_group(0, &pack.group, &[]);
+        self.dispatch(pass, t, work, pack.workgroups);
     }
 
     /// Starts a pass's timestamps when a profile is being taken (before its
@@ -185,11 +179,11 @@ impl GpuBackend {
         }
     }
 
-    pub(crate) fn write_steps(&self, steps: &[StepParams]) {
+    pub(crate) fn write_steps(&self, steps: &[StepUniform]) {
         let mut bytes = vec![0u8; steps.len() * self.step_stride as usize];
         for (i, s) in steps.iter().enumerate() {
             let at = i * self.step_stride as usize;
-            bytes[at..at + std::mem::size_of::<StepParams>()]
+            bytes[at..at + std::mem::size_of::<StepUniform>()]
                 .copy_from_slice(bytemuck::bytes_of(s));
         }
         self.ctx.queue.write_buffer(&self.steps, 0, &bytes);

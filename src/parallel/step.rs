@@ -3,12 +3,12 @@
 //! decision reads (losses, validation).
 
 use super::{Collective, agree, share_bounds, shared_error};
-use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsLoss};
+use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsReport};
+use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use crate::stop::StopFlag;
-use crate::train::Checkpoint;
 
 /// Per step, after the gradients: the share's loss (÷ the whole batch),
 /// whether this rank's stop flag is requested, then one fault flag a rank.
@@ -42,10 +42,10 @@ pub(crate) fn train_steps(
     steps_done: u64,
     stop_flag: Option<&StopFlag>,
     norms_every: Option<u64>,
-) -> Result<StepsLoss> {
+) -> Result<StepsReport> {
     let (rank, size) = (collective.rank(), collective.size());
     let parameters = mlp.parameter_count();
-    let mut result = StepsLoss::default();
+    let mut result = StepsReport::default();
     let mut step = steps_done;
     let mut buffer = vec![0f32; parameters + FAULTS + size];
     for batch in order
@@ -117,8 +117,8 @@ pub(crate) fn train_steps(
 /// rank sees the same numbers. A failure on any rank is every rank's.
 pub(crate) fn evaluate_shard(
     collective: &dyn Collective,
-    data: &crate::Dataset,
-    evaluate: impl FnOnce(&crate::Dataset) -> Result<(f64, Option<usize>)>,
+    data: &crate::data::Dataset,
+    evaluate: impl FnOnce(&crate::data::Dataset) -> Result<(f64, Option<usize>)>,
 ) -> Result<(f64, Option<usize>)> {
     let rows = share_bounds(data.rows(), collective.rank(), collective.size());
     let indices: Vec<u32> = (rows.start as u32..rows.end as u32).collect();

@@ -3,8 +3,8 @@
 use crate::error::{Error, Result};
 use crate::parallel;
 
-use super::{Checkpoint, EpochPosition, Trainer, check_parameters};
-// Instant on native, performance.now() in the browser.
+use super::{EpochPosition, Trainer, check_parameters};
+use crate::checkpoint::Checkpoint;
 
 impl Trainer {
     /// A checkpoint of the run as it stands (read back from the GPU).

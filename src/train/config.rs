@@ -10,7 +10,6 @@ use crate::schedule::LrSchedule;
 use crate::stop::StopFlag;
 use std::fmt;
 use std::str::FromStr;
-// Instant on native, performance.now() in the browser.
 
 /// Where training runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,13 +1,14 @@
 //! The training loop: whole runs (`fit`), and steps at a time
 //! (`train_steps`, `profile_steps`).
 
-use crate::backend::{DeviceData, StepsLoss};
+use crate::backend::{DeviceData, StepsReport};
 use crate::data::{Dataset, epoch_order};
 use crate::error::{Error, Result};
 // Instant on native, performance.now() in the browser.
 use web_time::Instant;
 
-use super::{Checkpoint, EpochPosition, EpochRecord, History, Trainer};
+use super::{EpochPosition, EpochRecord, History, Trainer};
+use crate::checkpoint::Checkpoint;
 
 impl Trainer {
     /// Trains for `config.epochs` epochs (or until `config.max_steps`),
@@ -243,7 +244,7 @@ impl Trainer {
         &mut self,
         train: &Dataset,
         steps: u64,
-    ) -> Result<Option<crate::gpu::StepProfile>> {
+    ) -> Result<Option<crate::backend::StepProfile>> {
         if !self.backend.start_profile()? {
             self.train_steps(train, steps)?;
             return Ok(None);
@@ -278,7 +279,7 @@ impl Trainer {
         let data = self.device_data(train)?;
         let rows = train.rows();
         let batch_size = self.config.batch_size.unwrap_or(rows).min(rows);
-        let (mut remaining, mut total) = (steps, StepsLoss::default());
+        let (mut remaining, mut total) = (steps, StepsReport::default());
         while remaining > 0 {
             let mut position = std::mem::take(&mut self.position);
             let order = match position.order.take() {

@@ -5,7 +5,7 @@ mod config;
 mod fit;
 mod records;
 
-use crate::backend::{Backend, DeviceData, StepsLoss};
+use crate::backend::{Backend, DeviceData, StepsReport};
 use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
@@ -15,11 +15,10 @@ use crate::model::Mlp;
 use crate::parallel::{self, Collective};
 use crate::schedule::Scheduler;
 use std::fmt;
-// Instant on native, performance.now() in the browser.
 
 pub use crate::backend::LayerNorms;
 pub use config::{Device, DropoutRates, EarlyStopping, TrainConfig};
-pub use records::{Checkpoint, EpochRecord, Evaluation, History};
+pub use records::{EpochRecord, Evaluation, History};
 
 /// Where training stands inside the current epoch: the rows done and
 /// their summed loss (what a checkpoint records), and the epoch's order
@@ -297,7 +296,7 @@ impl Trainer {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> Result<StepsLoss> {
+    ) -> Result<StepsReport> {
         match self.collective.as_deref().filter(|c| c.size() > 1) {
             None => {
                 self.backend
