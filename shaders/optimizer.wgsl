@@ -1,7 +1,11 @@
 // One update kernel for every optimizer over the flat parameter buffer: the
 // WGSL twin of `update` in src/cpu/optimizer.rs, element for element, with
 // torch's names for the state (`exp_avg`, `exp_avg_sq`, ...).
-// State is slot-major: state[slot · n + i]. Each invocation updates four
+// State is slot-major (slot k of parameter i at k · len + i of the flat
+// state buffer): each slot is bound on its own, `state0` to `state2`, and
+// parameters, gradients and state are bound piece by piece
+// (`ParamLayout::pieces` in src/gpu/resources.rs) where they are larger than
+// one binding; `n` is the piece's length. Each invocation updates four
 // consecutive parameters as one vec4 (n is a multiple of four; the host pads
 // it): on lavapipe a storage-buffer access costs a per-lane loop, so fewer,
 // wider accesses cost less per value. The scalar factors torch
@@ -32,9 +36,11 @@ struct OptimizerUniform {
 @group(0) @binding(1) var<uniform> step: StepUniform;
 @group(0) @binding(2) var<storage, read_write> params: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> grads: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> state: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> state0: array<vec4<f32>>;
 // clip[0]: the gradient's global L2 norm, from norm_finish in reduce.wgsl.
 @group(0) @binding(5) var<storage, read> clip: array<f32>;
+@group(0) @binding(6) var<storage, read_write> state1: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> state2: array<vec4<f32>>;
 
 const GROUP: u32 = 256u;
 
@@ -58,18 +64,16 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     let lr = step.lr;
     let wd = rule.weight_decay;
     // The state's slots, as `Optimizer::state_names` lists them for each
-    // optimizer: slot k of parameter quad i is state[k · n + i], written out
-    // at each access (with the three indices hoisted into variables here,
-    // lavapipe 22.3 leaked about 240 KiB of host memory a dispatch).
+    // optimizer: slot k of parameter quad i is statek[i].
     switch rule.kind {
         case OPTIMIZER_SGD: {
             g += wd * theta;
             if rule.momentum != 0.0 {
                 var momentum_buffer = g;
                 if step.t > 1u {
-                    momentum_buffer = rule.momentum * state[i] + (1.0 - rule.dampening) * g;
+                    momentum_buffer = rule.momentum * state0[i] + (1.0 - rule.dampening) * g;
                 }
-                state[i] = momentum_buffer;
+                state0[i] = momentum_buffer;
                 g = select(momentum_buffer, g + rule.momentum * momentum_buffer, vec4<bool>(rule.nesterov != 0u));
             }
             theta -= lr * g;
@@ -80,14 +84,14 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
             } else {
                 g += wd * theta;
             }
-            let exp_avg = rule.beta1 * state[i] + (1.0 - rule.beta1) * g;
-            let exp_avg_sq = rule.beta2 * state[n + i] + (1.0 - rule.beta2) * g * g;
-            state[i] = exp_avg;
-            state[n + i] = exp_avg_sq;
+            let exp_avg = rule.beta1 * state0[i] + (1.0 - rule.beta1) * g;
+            let exp_avg_sq = rule.beta2 * state1[i] + (1.0 - rule.beta2) * g * g;
+            state0[i] = exp_avg;
+            state1[i] = exp_avg_sq;
             var second_moment = exp_avg_sq;
             if rule.amsgrad != 0u {
-                let max_exp_avg_sq = max(state[2u * n + i], exp_avg_sq);
-                state[2u * n + i] = max_exp_avg_sq;
+                let max_exp_avg_sq = max(state2[i], exp_avg_sq);
+                state2[i] = max_exp_avg_sq;
                 second_moment = max_exp_avg_sq;
             }
             let denom = sqrt(second_moment) / step.bias_correction2_sqrt + rule.eps;
@@ -99,21 +103,26 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
         case OPTIMIZER_RMSPROP: {
             g += wd * theta;
             let with_momentum = rule.momentum > 0.0;
-            let momentum_slot = n + i;
-            let grad_avg_slot = select(1u, 2u, with_momentum) * n + i;
-            let square_avg = rule.alpha * state[i] + (1.0 - rule.alpha) * g * g;
-            state[i] = square_avg;
+            let square_avg = rule.alpha * state0[i] + (1.0 - rule.alpha) * g * g;
+            state0[i] = square_avg;
             var avg: vec4<f32>;
             if rule.centered != 0u {
-                let grad_avg = rule.alpha * state[grad_avg_slot] + (1.0 - rule.alpha) * g;
-                state[grad_avg_slot] = grad_avg;
+                // grad_avg is slot 2 after a momentum_buffer, else slot 1.
+                var grad_avg: vec4<f32>;
+                if with_momentum {
+                    grad_avg = rule.alpha * state2[i] + (1.0 - rule.alpha) * g;
+                    state2[i] = grad_avg;
+                } else {
+                    grad_avg = rule.alpha * state1[i] + (1.0 - rule.alpha) * g;
+                    state1[i] = grad_avg;
+                }
                 avg = sqrt(square_avg - grad_avg * grad_avg) + rule.eps;
             } else {
                 avg = sqrt(square_avg) + rule.eps;
             }
             if with_momentum {
-                let momentum_buffer = rule.momentum * state[momentum_slot] + g / avg;
-                state[momentum_slot] = momentum_buffer;
+                let momentum_buffer = rule.momentum * state1[i] + g / avg;
+                state1[i] = momentum_buffer;
                 theta -= lr * momentum_buffer;
             } else {
                 theta -= lr * g / avg;
@@ -122,8 +131,8 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
         // Adagrad: the decayed learning rate comes in `step.adagrad_lr`.
         default: { // OPTIMIZER_ADAGRAD
             g += wd * theta;
-            let sum = state[i] + g * g;
-            state[i] = sum;
+            let sum = state0[i] + g * g;
+            state0[i] = sum;
             theta -= step.adagrad_lr * g / (sqrt(sum) + rule.eps);
         }
     }

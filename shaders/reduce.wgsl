@@ -90,7 +90,9 @@ fn tree_sum(lid: u32, value: f32) {
 
 // First pass of the gradient's global L2 norm: workgroup w sums g² over
 // elements w·256 + lid, stepping by cols·256 (shape.rows elements,
-// shape.cols workgroups), into out[w]. A fixed order: deterministic.
+// shape.cols workgroups), into out[out_offset + w]; a buffer larger than
+// one binding is summed piece by piece, each into its own partials. A
+// fixed order: deterministic.
 @compute @workgroup_size(NORM_GROUP)
 fn sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     var sum = 0.0;
@@ -99,7 +101,7 @@ fn sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     }
     tree_sum(lid, sum);
     if lid == 0u {
-        out[wid.x] = squares[0];
+        out[shape.out_offset + wid.x] = squares[0];
     }
 }
 
@@ -119,9 +121,11 @@ fn norm_finish(@builtin(local_invocation_index) lid: u32) {
 
 // Per-layer norms for the training metrics: workgroup (l, k) writes
 // √(Σ x²) over layer l's weight and bias ranges of the gradients (k = 0) or
-// the parameters (k = 1) into out[(step.slot · layers + l) · 2 + k].
-// ranges[4l ..]: weight offset, weight length, bias offset, bias length.
-// Uses shape.rows = layers and `input` = the gradients.
+// the parameters (k = 1) of the bound piece (`ParamLayout::pieces`) into
+// out[(step.slot · layers + first + l) · 2 + k], where shape.cols = layers
+// of the network and shape.out_offset = first, the piece's first layer.
+// ranges[4l ..]: weight offset, weight length, bias offset, bias length,
+// within the piece. `input` = the gradients.
 @group(0) @binding(4) var<storage, read> norm_params: array<f32>;
 @group(0) @binding(5) var<storage, read> norm_ranges: array<u32>;
 
@@ -157,6 +161,6 @@ fn layer_norms(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     }
     tree_sum(lid, sum);
     if lid == 0u {
-        out[(step.slot * shape.rows + l) * 2u + wid.y] = sqrt(squares[0]);
+        out[(step.slot * shape.cols + shape.out_offset + l) * 2u + wid.y] = sqrt(squares[0]);
     }
 }

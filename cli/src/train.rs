@@ -222,6 +222,9 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         params,
         config.clone(),
     ))?;
+    if ranks.writes() {
+        note_fallback(&trainer);
+    }
     if let Some((_, _, checkpoint)) = &resume {
         ranks.shared(trainer.restore(checkpoint))?;
     }
@@ -445,7 +448,15 @@ fn open_model(path: &Path, device: Device) -> Result<(SavedModel, Trainer)> {
     let config = TrainConfig::default().loss(model.loss).device(device);
     let trainer =
         Trainer::with_parameters(model.mlp.clone(), model.params.clone(), config).map_err(text)?;
+    note_fallback(&trainer);
     Ok((model, trainer))
+}
+
+/// Says on stderr why `--device auto` runs on the CPU, when it does.
+fn note_fallback(trainer: &Trainer) {
+    if let Some(why) = trainer.device_fallback() {
+        eprintln!("note: --device auto runs on the CPU: {why}");
+    }
 }
 
 pub fn predict(args: PredictArgs) -> Result<()> {

@@ -770,3 +770,21 @@ fn epochs_given_with_steps_bound_them() {
         assert!(out.contains(expected), "{extra:?}: {out}");
     }
 }
+
+/// `--device auto` says on stderr when and why it runs on the CPU: on a
+/// machine without a hardware GPU (lavapipe does not count), that there is
+/// none; on one with a GPU, nothing.
+#[test]
+fn device_auto_says_why_it_falls_back_to_the_cpu() {
+    let hardware = retroprop::gpu::adapters().iter().any(|a| a.is_hardware);
+    let (code, out, err) = run(&["train", "--epochs", "1", "--device", "auto", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let note = "note: --device auto runs on the CPU: there is no hardware GPU";
+    if hardware {
+        assert!(!err.contains("--device auto runs on the CPU"), "{err}");
+        assert!(!out.contains(" on cpu"), "{out}");
+    } else {
+        assert!(err.contains(note), "no note on stderr: {err}");
+        assert!(out.contains(" on cpu"), "{out}");
+    }
+}

@@ -6,10 +6,11 @@ use super::context::{GpuContext, Submitted};
 use super::pipelines::Kernels;
 use super::plan::{PassKey, PassResources, Plan};
 use super::profile::Marks;
-use super::record::StepAt;
+
 use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storage_init};
-use super::steps::{Batch, InFlight};
 use super::uniforms::StepUniform;
+use super::update::UpdateGroups;
+use super::window::{Batch, InFlight, StepAt};
 use crate::backend::{Backend, BatchShare, DeviceData, LocalFuture, StepProfile, StepsReport};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
@@ -78,21 +79,14 @@ pub struct GpuBackend {
     pub(super) steps: wgpu::Buffer,
     pub(super) step_stride: u64,
     pub(super) step_slots: usize,
-    pub(super) optimizer_group: wgpu::BindGroup,
-    pub(super) _optimizer_uniform: wgpu::Buffer,
-    /// Clipping by norm: the two passes' bind groups (grads → partial sums →
-    /// norm), their buffers, and whether to run them.
+    /// Clipping by norm (the two passes of the gradient norm run before
+    /// the update), and what the update binds, piece by piece.
     pub(super) clip_norm: bool,
-    pub(super) norm_groups: [wgpu::BindGroup; 2],
-    pub(super) _norm: wgpu::Buffer,
-    pub(super) _norm_buffers: [wgpu::Buffer; 3],
-    /// Per-layer norms every this many steps: their results (per step slot,
-    /// layer, gradient/weight), the layer ranges, and the bind group.
+    pub(super) update: UpdateGroups,
+    /// Per-layer norms every this many steps, and their results (per step
+    /// slot, layer, gradient/weight).
     pub(super) norms_every: Option<u64>,
     pub(super) layer_norm_results: wgpu::Buffer,
-    pub(super) _layer_ranges: wgpu::Buffer,
-    pub(super) _layer_norms_uniform: wgpu::Buffer,
-    pub(super) layer_norms_group: wgpu::BindGroup,
     pub(super) resident: Option<Resident>,
     /// Uploads made; the current one's id (see `DeviceData`).
     pub(super) uploads: u64,

@@ -4,19 +4,18 @@
 use super::backend::GpuBackend;
 use super::context::GpuContext;
 use super::dispatch::{MAX_PASS_ROWS, check_products};
-use super::pipelines::{Kernel, Kernels, NORM_GROUPS, binding, entry};
+use super::pipelines::Kernels;
 use super::plan::packs;
 use super::resources::{OperandTexture, PackSource, ParamLayout, Textures, storage, storage_init};
-use super::steps::WINDOW;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
-use super::uniforms::{OptimizerUniform, ReduceShape, StepUniform};
+use super::uniforms::StepUniform;
+use super::update::{UpdateBuffers, UpdateGroups, UpdatePlan};
+use super::window::WINDOW;
 use crate::backend::BackendConfig;
 use crate::error::Result;
 use crate::model::Mlp;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::num::NonZeroU64;
-use wgpu::util::DeviceExt;
 
 /// What only the GPU backend reads: limits on how much one pass or one
 /// binding holds. The defaults follow the adapter's own limits; a
@@ -189,88 +188,31 @@ impl GpuBackend {
         let results = storage(device, "results", 2 * step_slots as u64);
         let steps = Self::step_buffer(device, step_stride, step_slots);
         let layers = mlp.layers().len();
-        let ranges: Vec<u32> = (0..layers)
-            .flat_map(|l| {
-                let (w, b) = (mlp.weight_range(l).len(), mlp.bias_range(l).len());
-                [
-                    layout.weight[l] as u32,
-                    w as u32,
-                    layout.bias[l] as u32,
-                    b as u32,
-                ]
-            })
-            .collect();
-        let layer_ranges = storage_init(device, "layer ranges", &ranges);
-        let layer_norms_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("layer norms shape"),
-            contents: bytemuck::bytes_of(&ReduceShape {
-                rows: layers as u32,
-                cols: 0,
-                accumulate: 0,
-                out_offset: 0,
-            }),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
         let layer_norm_results = storage(device, "layer norms", (step_slots * layers * 2) as u64);
-        let layer_norms_group = Self::layer_norms_group(
-            device,
-            &kernels.layer_norms,
-            [
-                &layer_norms_uniform,
-                &grads,
-                &layer_norm_results,
-                &steps,
-                &params_buffer,
-                &layer_ranges,
-            ],
-        );
-        let optimizer_uniform = OptimizerUniform::new(&optimizer, &config.grad_clip, layout.len);
         let clip_norm = config.grad_clip.max_norm.is_some();
-        // The gradient norm for clipping: partial sums, then the norm.
-        let norm_partials = storage(device, "gradient norm partials", NORM_GROUPS as u64);
-        let norm = storage(device, "gradient norm", 1);
-        let norm_uniform = |rows: u64, cols: u32| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("norm shape"),
-                contents: bytemuck::bytes_of(&ReduceShape {
-                    rows: rows as u32,
-                    cols,
-                    accumulate: 0,
-                    out_offset: 0,
-                }),
-                usage: wgpu::BufferUsages::UNIFORM,
-            })
-        };
-        let (first_uniform, second_uniform) = (
-            norm_uniform(layout.len, NORM_GROUPS),
-            norm_uniform(NORM_GROUPS as u64, 1),
-        );
-        let norm_groups = [
-            (&kernels.sum_squares, &first_uniform, &grads, &norm_partials),
-            (&kernels.norm_finish, &second_uniform, &norm_partials, &norm),
-        ]
-        .map(|(kernel, uniform, input, out)| {
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("gradient norm"),
-                layout: &kernel.layout,
-                entries: &[
-                    entry(binding::SHAPE, uniform, 0, None),
-                    entry(binding::reduce::INPUT, input, 0, None),
-                    entry(binding::reduce::OUT, out, 0, None),
-                ],
-            })
-        });
-        let optimizer_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("optimizer rule"),
-            contents: bytemuck::bytes_of(&optimizer_uniform),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let optimizer_group = Self::optimizer_group(
+        // The update, the gradient norm and the layer norms read the flat
+        // buffers piece by piece, each piece within one binding.
+        let pieces = layout.pieces(mlp, binding_limit / 4)?;
+        let unused_state = storage(device, "unused optimizer state", 4);
+        let update = UpdateGroups::new(
             device,
-            &kernels.optimizer,
-            &optimizer_uniform,
-            &steps,
-            [&params_buffer, &grads, &state, &norm],
+            &kernels,
+            &UpdatePlan {
+                mlp,
+                layout: &layout,
+                pieces: &pieces,
+                optimizer: &optimizer,
+                clip: &config.grad_clip,
+                uniform_align,
+            },
+            &UpdateBuffers {
+                params: &params_buffer,
+                grads: &grads,
+                state: &state,
+                steps: &steps,
+                layer_norm_results: &layer_norm_results,
+                unused_state: &unused_state,
+            },
         );
         let backend = GpuBackend {
             kernels,
@@ -310,17 +252,10 @@ impl GpuBackend {
             steps,
             step_stride,
             step_slots,
-            optimizer_group,
-            _optimizer_uniform: optimizer_uniform,
             clip_norm,
-            norm_groups,
-            _norm: norm,
-            _norm_buffers: [norm_partials, first_uniform, second_uniform],
+            update,
             norms_every: config.norms_every,
             layer_norm_results,
-            _layer_ranges: layer_ranges,
-            _layer_norms_uniform: layer_norms_uniform,
-            layer_norms_group,
             resident: None,
             uploads: 0,
             streamed: false,
@@ -343,55 +278,6 @@ impl GpuBackend {
             size: stride * slots as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
-    }
-
-    pub(super) fn optimizer_group(
-        device: &wgpu::Device,
-        kernel: &Kernel,
-        rule: &wgpu::Buffer,
-        steps: &wgpu::Buffer,
-        [params, grads, state, norm]: [&wgpu::Buffer; 4],
-    ) -> wgpu::BindGroup {
-        device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("optimizer"),
-            layout: &kernel.layout,
-            entries: &[
-                entry(binding::optimizer::RULE, rule, 0, None),
-                entry(
-                    binding::optimizer::STEP,
-                    steps,
-                    0,
-                    NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64),
-                ),
-                entry(binding::optimizer::PARAMS, params, 0, None),
-                entry(binding::optimizer::GRADS, grads, 0, None),
-                entry(binding::optimizer::STATE, state, 0, None),
-                entry(binding::optimizer::CLIP, norm, 0, None),
-            ],
-        })
-    }
-
-    /// The `layer_norms` bind group: its shape, the gradients, the results,
-    /// the step uniform, the parameters and the layers' ranges.
-    pub(super) fn layer_norms_group(
-        device: &wgpu::Device,
-        kernel: &Kernel,
-        [shape, grads, results, steps, params, ranges]: [&wgpu::Buffer; 6],
-    ) -> wgpu::BindGroup {
-        use binding::reduce;
-        let step_size = NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64);
-        device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("layer norms"),
-            layout: &kernel.layout,
-            entries: &[
-                entry(binding::SHAPE, shape, 0, None),
-                entry(reduce::INPUT, grads, 0, None),
-                entry(reduce::OUT, results, 0, None),
-                entry(reduce::STEP, steps, 0, step_size),
-                entry(reduce::NORM_PARAMS, params, 0, None),
-                entry(reduce::NORM_RANGES, ranges, 0, None),
-            ],
         })
     }
 }

@@ -749,11 +749,15 @@ impl KernelHarness {
             v
         };
         let slots = state.len() / n.max(1);
-        let padded_state: Vec<f32> = if slots == 0 {
-            vec![0.0; 4]
-        } else {
-            state.chunks(n).flat_map(pad).collect()
+        // Each slot bound on its own (unused ones: one zero quad).
+        let slot = |k: usize| -> Vec<f32> {
+            if k < slots {
+                pad(&state[k * n..(k + 1) * n])
+            } else {
+                vec![0.0; 4]
+            }
         };
+        let (state0, state1, state2) = (slot(0), slot(1), slot(2));
         let shape = OptimizerUniform::new(optimizer, clip, padded as u64);
         let step = StepUniform::new(&optimizer.rule(), t, lr, 0, 0);
         let out = self.run(
@@ -763,18 +767,19 @@ impl KernelHarness {
                 Bind::Uniform(bytemuck::bytes_of(&step)),
                 Bind::InOut(bytemuck::cast_slice(&pad(params))),
                 Bind::Data(bytemuck::cast_slice(&pad(grads))),
-                Bind::InOut(bytemuck::cast_slice(&padded_state)),
+                Bind::InOut(bytemuck::cast_slice(&state0)),
                 Bind::Data(bytemuck::bytes_of(&norm)),
+                Bind::InOut(bytemuck::cast_slice(&state1)),
+                Bind::InOut(bytemuck::cast_slice(&state2)),
             ],
             self.groups_1d(padded / 4, 256),
             true,
         )?;
         let mut new_params = floats(&out[0]);
         new_params.truncate(n);
-        let new_state = floats(&out[1])
-            .chunks(padded)
-            .take(slots)
-            .flat_map(|slot| slot[..n].to_vec())
+        let new_state = out[1..=slots]
+            .iter()
+            .flat_map(|slot| floats(slot)[..n].to_vec())
             .collect();
         Ok((new_params, new_state))
     }

@@ -33,6 +33,8 @@ mod steps;
 mod tiling;
 mod uniforms;
 mod unroll;
+mod update;
+mod window;
 
 pub use backend::GpuBackend;
 pub use build::GpuOptions;

@@ -44,8 +44,11 @@ pub(crate) mod binding {
         pub const STEP: u32 = 1;
         pub const PARAMS: u32 = 2;
         pub const GRADS: u32 = 3;
-        pub const STATE: u32 = 4;
+        /// The optimizer state's slots, each bound on its own.
+        pub const STATE0: u32 = 4;
         pub const CLIP: u32 = 5;
+        pub const STATE1: u32 = 6;
+        pub const STATE2: u32 = 7;
     }
     /// shaders/data.wgsl.
     pub mod data {
@@ -184,6 +187,8 @@ const OPTIMIZER: &[Slot] = &[
     Slot::Read,
     Slot::ReadWrite,
     Slot::Read,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
 ];
 const GATHER: &[Slot] = &[
     Slot::Uniform,

@@ -4,9 +4,7 @@
 
 use super::context::GpuContext;
 use super::pipelines::{Kernel, Kernels, binding, entry};
-use super::resources::{
-    OperandTexture, Pack, PackSource, ParamLayout, Region, Resident, Textures, whole,
-};
+use super::resources::{OperandTexture, Pack, PackSource, ParamLayout, Region, Resident, Textures};
 use super::uniforms::{
     GatherShape, LossShape, MatmulShape, ReduceShape, StepUniform, UniformBlocks,
 };
@@ -261,7 +259,8 @@ impl<'a> PassResources<'a> {
                 rows: rows as u32,
                 cols: layer.outputs as u32,
                 accumulate,
-                out_offset: self.layout.bias[l] as u32,
+                // The layer's bias gradient is bound on its own.
+                out_offset: 0,
             }));
             input_grad_at.push((l > 0).then(|| {
                 let (code, slope) = layers[l - 1].activation.code();
@@ -428,7 +427,10 @@ impl<'a> PassResources<'a> {
                 vec![shape(bias_grad_at[l], std::mem::size_of::<ReduceShape>())],
                 &[
                     (binding::reduce::INPUT, Bound::Buffer(dz)),
-                    (binding::reduce::OUT, Bound::Buffer(whole(self.grads))),
+                    (
+                        binding::reduce::OUT,
+                        Bound::Buffer((self.grads, self.layout.bias[l], o)),
+                    ),
                 ],
             ));
             input_grad.push(input_grad_at[l].as_deref().map(|at| {

@@ -8,16 +8,8 @@ use super::plan::{Plan, Product};
 use super::profile::{OPTIMIZER, Work};
 use super::resources::Pack;
 use super::uniforms::StepUniform;
+use super::window::StepAt;
 use crate::error::Result;
-
-/// Which step a recording is for: `slot`, its uniform block and result
-/// slot (in the ring of two windows, `steps::WINDOW`), and `t`, its number
-/// (1 for the first step of a run), which the profile's marks carry.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StepAt {
-    pub(crate) slot: usize,
-    pub(crate) t: u64,
-}
 
 impl GpuBackend {
     /// Records the forward pass, the loss, and (with `train`) the backward
@@ -118,24 +110,30 @@ impl GpuBackend {
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
         let step_offset = self.step_offset(at);
         let t = at.t;
+        let update = &self.update;
         if sample_norms {
             pass.set_pipeline(&k.layer_norms.pipeline);
-            pass.set_bind_group(0, &self.layer_norms_group, &[step_offset]);
-            let groups = (self.mlp.layers().len() as u32, 2);
-            self.dispatch(pass, t, Work::of("layer norms"), groups);
+            for (group, layers) in &update.layer_norms {
+                pass.set_bind_group(0, group, &[step_offset]);
+                self.dispatch(pass, t, Work::of("layer norms"), (*layers, 2));
+            }
         }
         if self.clip_norm {
             pass.set_pipeline(&k.sum_squares.pipeline);
-            pass.set_bind_group(0, &self.norm_groups[0], &[]);
-            self.dispatch(pass, t, Work::of("clip: sum of squares"), (NORM_GROUPS, 1));
+            for group in &update.sum_squares {
+                pass.set_bind_group(0, group, &[]);
+                self.dispatch(pass, t, Work::of("clip: sum of squares"), (NORM_GROUPS, 1));
+            }
             pass.set_pipeline(&k.norm_finish.pipeline);
-            pass.set_bind_group(0, &self.norm_groups[1], &[]);
+            pass.set_bind_group(0, &update.norm_finish, &[]);
             self.dispatch(pass, t, Work::of("clip: norm"), (1, 1));
         }
         pass.set_pipeline(&k.optimizer.pipeline);
-        pass.set_bind_group(0, &self.optimizer_group, &[step_offset]);
-        let groups = grid(self.layout.len / 4, 256, max);
-        self.dispatch(pass, t, Work::of(OPTIMIZER), groups);
+        for (group, len) in &update.optimizer {
+            pass.set_bind_group(0, group, &[step_offset]);
+            let groups = grid(len / 4, 256, max);
+            self.dispatch(pass, t, Work::of(OPTIMIZER), groups);
+        }
     }
 
     /// Dispatches the pipeline and bind group set on `pass`; when a profile

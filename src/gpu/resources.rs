@@ -3,6 +3,7 @@
 
 use super::dispatch::grid;
 use super::uniforms::PackShape;
+use crate::error::{Error, Result};
 use crate::model::Mlp;
 use bytemuck::Pod;
 use wgpu::util::DeviceExt;
@@ -15,6 +16,16 @@ use wgpu::util::DeviceExt;
 pub(crate) struct ParamLayout {
     pub(crate) weight: Vec<u64>,
     pub(crate) bias: Vec<u64>,
+    pub(crate) len: u64,
+}
+
+/// Consecutive layers whose parameters one binding holds
+/// ([`ParamLayout::pieces`]): `len` floats from `offset` of the flat
+/// buffer (both multiples of four and of the storage offset alignment).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParamPiece {
+    pub(crate) layers: std::ops::Range<usize>,
+    pub(crate) offset: u64,
     pub(crate) len: u64,
 }
 
@@ -37,6 +48,55 @@ impl ParamLayout {
             // A whole number of vec4s (the optimizer kernel's unit).
             len: at.max(1).next_multiple_of(4),
         }
+    }
+
+    /// The flat buffer in pieces that each fit one binding of
+    /// `limit_floats` floats, every piece whole layers in order (their
+    /// weights, biases and padding): the kernels that read parameters,
+    /// gradients and optimizer state as one range (the optimizer, the
+    /// gradient norm, the layer norms) run once per piece. One piece unless
+    /// the parameters are larger than a binding (Adam's state of
+    /// 784-4096-4096-10 is 160 MB; many devices bind 128 MiB).
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] naming a layer whose parameters alone exceed a
+    /// binding.
+    pub(crate) fn pieces(&self, mlp: &Mlp, limit_floats: u64) -> Result<Vec<ParamPiece>> {
+        let layers = mlp.layers().len();
+        let end_of = |l: usize| {
+            if l + 1 < layers {
+                self.weight[l + 1]
+            } else {
+                self.len
+            }
+        };
+        let mut pieces: Vec<ParamPiece> = Vec::new();
+        for l in 0..layers {
+            let (start, end) = (self.weight[l], end_of(l));
+            if end - start > limit_floats {
+                let layer = &mlp.layers()[l];
+                return Err(Error::TooLarge(format!(
+                    "layer {l} ({} → {}) has {} parameters ({} bytes), more than one binding of the device holds ({} bytes, max_storage_buffer_binding_size)",
+                    layer.inputs,
+                    layer.outputs,
+                    layer.inputs * layer.outputs + layer.outputs,
+                    (end - start) * 4,
+                    limit_floats * 4
+                )));
+            }
+            match pieces.last_mut() {
+                Some(piece) if end - piece.offset <= limit_floats => {
+                    piece.layers.end = l + 1;
+                    piece.len = end - piece.offset;
+                }
+                _ => pieces.push(ParamPiece {
+                    layers: l..l + 1,
+                    offset: start,
+                    len: end - start,
+                }),
+            }
+        }
+        Ok(pieces)
     }
 
     pub(crate) fn pack(&self, mlp: &Mlp, flat: &[f32]) -> Vec<f32> {
@@ -67,10 +127,6 @@ impl ParamLayout {
 
 /// A buffer region to bind: (buffer, offset in floats, length in floats).
 pub(crate) type Region<'a> = (&'a wgpu::Buffer, u64, u64);
-
-pub(crate) fn whole(buffer: &wgpu::Buffer) -> Region<'_> {
-    (buffer, 0, buffer.size() / 4)
-}
 
 /// The data set of the current `fit`, resident on the device.
 #[derive(Debug)]

@@ -8,21 +8,15 @@
 //! two windows, so their buffers are sized per window, not per call.
 
 use super::backend::GpuBackend;
-use super::context::{GpuContext, Submitted};
+use super::context::Submitted;
 use super::plan::PassKey;
-use super::record::StepAt;
 use super::resources::Scratch;
 use super::uniforms::StepUniform;
+use super::window::{Batch, InFlight, StepAt, WINDOW};
 use crate::backend::{LayerNorms, StepsReport};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::stop::StopFlag;
-
-/// Steps recorded into one submission (one window of the ring).
-pub(crate) const WINDOW: usize = 64;
-
-/// A step's batch: rows `start..end` of the call's order.
-pub(crate) type Batch = (usize, usize);
 
 /// What the windows of a call came to: the steps that ran whole, and the
 /// first step whose loss was not finite, with that loss, if one was.
@@ -31,22 +25,6 @@ pub(crate) struct WindowsRun {
     pub(crate) diverged: Option<(usize, f32)>,
     /// Steps submitted (and run), including any after a bad one.
     pub(crate) submitted: usize,
-}
-
-/// At most two submissions in flight: each new one waits for the one
-/// before it (natively on its submission index, in the browser on the
-/// queue's answer).
-#[derive(Debug, Default)]
-pub(crate) struct InFlight(Option<Submitted>);
-
-impl InFlight {
-    /// Notes `submitted` and waits for the submission before it.
-    pub(crate) async fn push(&mut self, ctx: &GpuContext, submitted: Submitted) -> Result<()> {
-        if let Some(previous) = self.0.replace(submitted) {
-            ctx.finished(&previous).await?;
-        }
-        Ok(())
-    }
 }
 
 impl GpuBackend {
@@ -282,53 +260,5 @@ impl GpuBackend {
             run.report.steps += 1;
         }
         Ok(())
-    }
-}
-
-#[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// After each push, the submission before the last has finished: at
-    /// most two are ever in flight. Each submission copies 64 MiB, so that
-    /// on lavapipe (which runs submissions on a thread of its own) one is
-    /// still running when the next is pushed unless something waited.
-    #[test]
-    fn in_flight_keeps_at_most_two_submissions_running() {
-        let ctx = GpuContext::open(false).unwrap_or_else(|e| {
-            panic!("a wgpu adapter is needed (apt-get install mesa-vulkan-drivers): {e}")
-        });
-        let size = 64 << 20;
-        let buffer = |label| {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
-        let (from, to) = (buffer("from"), buffer("to"));
-        let done: Vec<Arc<AtomicBool>> = (0..6).map(|_| Arc::default()).collect();
-        let mut in_flight = InFlight::default();
-        for (i, flag) in done.iter().enumerate() {
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            for _ in 0..4 {
-                encoder.copy_buffer_to_buffer(&from, 0, &to, 0, size);
-            }
-            let submitted = ctx.submit(encoder.finish());
-            let flag = flag.clone();
-            ctx.queue
-                .on_submitted_work_done(move || flag.store(true, Ordering::SeqCst));
-            pollster::block_on(in_flight.push(&ctx, submitted)).unwrap();
-            if i > 0 {
-                assert!(
-                    done[i - 1].load(Ordering::SeqCst),
-                    "submission {} still ran when submission {i} was pushed",
-                    i - 1
-                );
-            }
-        }
     }
 }

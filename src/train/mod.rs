@@ -70,6 +70,8 @@ pub struct Trainer {
     scheduler: Scheduler,
     /// The ranks of a data-parallel run ([`Trainer::with_collective`]).
     collective: Option<Box<dyn Collective>>,
+    /// Why device `auto` trains on the CPU, when it does.
+    fallback: Option<String>,
     /// The [`Dataset::version`]s every rank has been found to hold alike
     /// ([`Trainer::check_same_data`]), the latest last.
     agreed_data: Vec<u64>,
@@ -121,18 +123,26 @@ impl Trainer {
         let gpu = |params, hardware_only| {
             GpuBackend::new_async(&mlp, params, &spec, config.gpu, hardware_only)
         };
+        let mut fallback = None;
         let backend: Box<dyn Backend> = match config.device {
             Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &spec)),
             Device::Gpu => Box::new(gpu(params, false).await?),
             Device::Auto => match gpu(params.clone(), true).await {
                 Ok(gpu) => Box::new(gpu),
                 Err(e) => {
-                    log::info!("device auto: using the CPU ({e})");
+                    let why = match e {
+                        Error::NoAdapter(_) => "there is no hardware GPU (a software one, such as lavapipe, is taken only with device gpu)".to_string(),
+                        e => format!("the GPU failed to start: {e}"),
+                    };
+                    log::info!("device auto: using the CPU: {why}");
+                    fallback = Some(why);
                     Box::new(CpuBackend::new(&mlp, params, &spec))
                 }
             },
         };
-        Ok(Trainer::assemble(mlp, config, backend))
+        let mut trainer = Trainer::assemble(mlp, config, backend);
+        trainer.fallback = fallback;
+        Ok(trainer)
     }
 
     /// A trainer that trains on `backend`, any implementation of
@@ -183,6 +193,7 @@ impl Trainer {
             scheduler: Scheduler::new(config.lr_schedule, config.optimizer.lr()),
             collective: None,
             agreed_data: Vec::new(),
+            fallback: None,
             mlp,
             config,
         }
@@ -327,6 +338,13 @@ impl Trainer {
     /// The configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.config
+    }
+
+    /// Why [`Device::Auto`] fell back to the CPU (no hardware GPU, or one
+    /// that failed to start, with its error), for the program to say; `None`
+    /// when it did not, or another device was asked for.
+    pub fn device_fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// Which backend runs, in words: `cpu: ` and the GEMM it uses
