@@ -354,6 +354,17 @@ fn circle(edges: &[(String, String, Arrow)]) -> Option<Vec<Arrow>> {
     None
 }
 
+/// The circles of `edges`, each found with the edges of those before it
+/// taken out, so that one circle does not hide the next.
+fn circles(mut edges: Vec<(String, String, Arrow)>) -> Vec<Vec<Arrow>> {
+    let mut found = Vec::new();
+    while let Some(circle) = circle(&edges) {
+        edges.retain(|(_, _, e)| !circle.iter().any(|c| (&c.from, &c.to) == (&e.from, &e.to)));
+        found.push(circle);
+    }
+    found
+}
+
 /// What is wrong with the imports of `files` against the layers of `doc`:
 /// arrows up, modules in no layer, circles.
 fn problems(files: &[(String, String)], doc: &str) -> Vec<String> {
@@ -372,7 +383,9 @@ fn problems(files: &[(String, String)], doc: &str) -> Vec<String> {
         }
     }
     problems.dedup();
-    let arrows = arrows(files);
+    let mut arrows = arrows(files);
+    // `use a::{B, C}` names `a` twice: once is enough.
+    arrows.dedup_by(|a, b| (&a.from, &a.to, a.line, &a.file) == (&b.from, &b.to, b.line, &b.file));
     let mut top_edges = Vec::new();
     let mut folder_edges: BTreeMap<String, Vec<(String, String, Arrow)>> = BTreeMap::new();
     for arrow in &arrows {
@@ -414,11 +427,11 @@ fn problems(files: &[(String, String)], doc: &str) -> Vec<String> {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    if let Some(found) = circle(&top_edges) {
+    for found in circles(top_edges) {
         problems.push(format!("a circle among modules: {}", describe(found)));
     }
-    for (folder, edges) in &folder_edges {
-        if let Some(found) = circle(edges) {
+    for (folder, edges) in folder_edges {
+        for found in circles(edges) {
             problems.push(format!(
                 "a circle among the files of {folder}/: {}",
                 describe(found)
@@ -468,18 +481,6 @@ fn the_library_imports_only_down_its_layers_and_in_no_circle() {
         "found only {} files under src/",
         files.len()
     );
-    // The check reads real arrows: these exist today and must be seen.
-    let arrows = arrows(&files);
-    for (from, to) in [
-        ("gpu::plan", "gpu::resources"),
-        ("train", "backend"),
-        ("io", "checkpoint"),
-    ] {
-        assert!(
-            arrows.iter().any(|a| a.from == from && a.to == to),
-            "the check no longer sees {from} → {to}: is it still reading the imports?"
-        );
-    }
     let problems = problems(&files, &design());
     assert!(
         problems.is_empty(),
@@ -487,6 +488,18 @@ fn the_library_imports_only_down_its_layers_and_in_no_circle() {
         problems.len(),
         problems.join("\n")
     );
+    // The check reads real arrows: these exist today and must be seen.
+    let arrows = arrows(&files);
+    for (from, to) in [
+        ("gpu::plan", "gpu::resources"),
+        ("train", "backend"),
+        ("io", "data"),
+    ] {
+        assert!(
+            arrows.iter().any(|a| a.from == from && a.to == to),
+            "the check no longer sees {from} → {to}: is it still reading the imports?"
+        );
+    }
 }
 
 #[test]

@@ -7,8 +7,8 @@
 use super::context::GpuContext;
 use super::dispatch::grid;
 use super::pipelines::{Kernel, Slot, module, pipeline};
+use super::uniforms::CeilingShape;
 use crate::error::Result;
-use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 /// FLOPs of one invocation's iteration: eight vec4 multiply-adds.
@@ -16,16 +16,6 @@ pub const FLOPS_PER_ITERATION: f64 = 64.0;
 
 /// Invocations of a workgroup (`@workgroup_size` in the shader).
 const GROUP: u32 = 64;
-
-/// Mirrors `CeilingShape` in shaders/ceiling.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct CeilingShape {
-    iterations: u32,
-    m: f32,
-    c: f32,
-    _pad: u32,
-}
 
 /// What one ceiling dispatch left behind.
 #[derive(Debug, Clone)]

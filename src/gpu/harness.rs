@@ -9,7 +9,7 @@ use super::pipelines::{
     ELEMENTWISE, Kernel, Kernels, NORM_GROUPS, matmul_layout, matmul_module, matmul_variant,
     module, pipeline,
 };
-use super::resources::OperandTexture;
+use super::resources::{OperandTexture, Pack};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::{
     ElementwiseShape, GatherShape, LossShape, MatmulShape, OptimizerUniform, ReduceShape,
@@ -71,7 +71,10 @@ impl TestKernels {
 }
 
 /// An operand texture with the pack dispatch that fills it.
-type Packed = (OperandTexture, wgpu::BindGroup, (u32, u32));
+struct Packed {
+    texture: OperandTexture,
+    pack: Pack,
+}
 
 /// A binding for [`KernelHarness::run`].
 enum Bind<'a> {
@@ -196,7 +199,9 @@ impl KernelHarness {
             .map(|(i, ((buffer, _), pack))| wgpu::BindGroupEntry {
                 binding: i as u32,
                 resource: match pack {
-                    Some((texture, ..)) => wgpu::BindingResource::TextureView(&texture.view),
+                    Some(Packed { texture, .. }) => {
+                        wgpu::BindingResource::TextureView(&texture.view)
+                    }
                     None => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer,
                         offset: 0,
@@ -251,7 +256,12 @@ impl KernelHarness {
         let group = self
             .kernels
             .pack_group(device, (&uniform, 0), (buffer, 0, None), &texture);
-        (texture, group, groups)
+        let pack = Pack {
+            group,
+            workgroups: groups,
+            quads: texture.quads(),
+        };
+        Packed { texture, pack }
     }
 
     /// Records the pack dispatches of `packs`.
@@ -260,10 +270,10 @@ impl KernelHarness {
         pass: &mut wgpu::ComputePass,
         packs: impl IntoIterator<Item = &'a Packed>,
     ) {
-        for (texture, group, (x, y)) in packs {
-            pass.set_pipeline(&self.kernels.pack_kernel(texture.quads()).pipeline);
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(*x, *y, 1);
+        for Packed { pack, .. } in packs {
+            pass.set_pipeline(&self.kernels.pack_kernel(pack.quads).pipeline);
+            pass.set_bind_group(0, &pack.group, &[]);
+            pass.dispatch_workgroups(pack.workgroups.0, pack.workgroups.1, 1);
         }
     }
 
@@ -386,7 +396,9 @@ impl KernelHarness {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
                 resource: match packs.get(i) {
-                    Some((texture, ..)) => wgpu::BindingResource::TextureView(&texture.view),
+                    Some(Packed { texture, .. }) => {
+                        wgpu::BindingResource::TextureView(&texture.view)
+                    }
                     None => b.as_entire_binding(),
                 },
             });

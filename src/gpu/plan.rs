@@ -182,7 +182,7 @@ pub(crate) fn packs(
 impl<'a> PassResources<'a> {
     /// The packs of a pass over `rows` rows (texture matmul): each matrix a
     /// matmul reads, from its buffer into its texture.
-    pub(crate) fn plan_packs(&self, textures: &Textures, rows: usize) -> PlanPacks {
+    fn plan_packs(&self, textures: &Textures, rows: usize) -> PlanPacks {
         let layers = self.mlp.layers();
         // The last layer's activations are no operand: zip stops before them.
         let sources: Vec<PackSource> = std::iter::once((self.x_batch, &textures.x))
@@ -208,6 +208,7 @@ impl<'a> PassResources<'a> {
         }
     }
 
+    /// The bind groups of a pass of shape `key`.
     pub(crate) fn build_plan(&self, key: PassKey) -> Plan {
         let rows = key.rows;
         let accumulate = u32::from(key.accumulate);

@@ -1,12 +1,13 @@
-//! The uniform structs the shaders read, each `#[repr(C)]` and `Pod`,
-//! declared beside the WGSL struct it mirrors (named in its comment), and
+//! The uniform structs the shaders read, each `#[repr(C)]` and `Pod` and
+//! named, field for field, as the WGSL struct it is the twin of (a test
+//! below reads the shaders with naga and compares them), and
 //! the packing of many of them into one buffer at the device's alignment.
 
 use super::dispatch::reduction_chunks;
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
-/// Mirrors `Shape` in shaders/matmul.wgsl.
+/// The twin of `MatmulShape` in shaders/matmul.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
 pub(crate) struct MatmulShape {
@@ -44,7 +45,7 @@ impl MatmulShape {
     }
 }
 
-/// Mirrors `Shape` in shaders/activation.wgsl.
+/// The twin of `ElementwiseShape` in shaders/elementwise.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub(crate) struct ElementwiseShape {
@@ -54,7 +55,7 @@ pub(crate) struct ElementwiseShape {
     pub slope: f32,
 }
 
-/// Mirrors `Shape` in shaders/loss.wgsl.
+/// The twin of `LossShape` in shaders/loss.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub(crate) struct LossShape {
@@ -66,7 +67,7 @@ pub(crate) struct LossShape {
     pub inv_norm: f32,
 }
 
-/// Mirrors `Shape` in shaders/reduce.wgsl.
+/// The twin of `ReduceShape` in shaders/reduce.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub(crate) struct ReduceShape {
@@ -140,7 +141,7 @@ impl OptimizerUniform {
     }
 }
 
-/// Mirrors `Shape` in shaders/pack.wgsl.
+/// The twin of `PackShape` in shaders/pack.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub(crate) struct PackShape {
@@ -150,7 +151,7 @@ pub(crate) struct PackShape {
     pub texels: u32,
 }
 
-/// Mirrors `Shape` in shaders/data.wgsl.
+/// The twin of `GatherShape` in shaders/data.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub(crate) struct GatherShape {
@@ -161,7 +162,8 @@ pub(crate) struct GatherShape {
     pub offset: u32,
 }
 
-/// Mirrors `Step` in shaders/data.wgsl, reduce.wgsl and optimizer.wgsl: what
+/// The twin of `StepUniform` in shaders/common.wgsl, which data.wgsl,
+/// reduce.wgsl, matmul.wgsl and optimizer.wgsl bind: what
 /// changes from one step to the next, written for a whole epoch at once
 /// beside the permutation. The scalars torch computes in double precision
 /// are computed here in f64, as the CPU backend does.
@@ -201,6 +203,18 @@ impl StepUniform {
             decay: s.decay as f32,
         }
     }
+}
+
+/// The twin of `CeilingShape` in shaders/ceiling.wgsl (the kernel
+/// harness's arithmetic ceiling, `gpu::ceiling`).
+#[cfg(feature = "harness")]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct CeilingShape {
+    pub iterations: u32,
+    pub m: f32,
+    pub c: f32,
+    pub _pad: u32,
 }
 
 /// Uniform blocks laid out at the device's uniform-offset alignment.
@@ -283,6 +297,13 @@ mod tests {
 
     fn rust_uniforms() -> Vec<Layout> {
         vec![
+            #[cfg(feature = "harness")]
+            layout!(CeilingShape {
+                iterations,
+                m,
+                c,
+                _pad
+            }),
             layout!(MatmulShape {
                 m,
                 n,
@@ -398,13 +419,23 @@ mod tests {
             "data" => include_str!("../../shaders/data.wgsl"),
             "pack" => include_str!("../../shaders/pack.wgsl"),
             "elementwise" => include_str!("../../shaders/elementwise.wgsl"),
+            "ceiling" => include_str!("../../shaders/ceiling.wgsl"),
             _ => unreachable!(),
         };
-        let mut sources: Vec<(String, String)> =
-            ["loss", "reduce", "optimizer", "data", "pack", "elementwise"]
-                .into_iter()
-                .map(|f| (format!("shaders/{f}.wgsl"), module_source("", body(f))))
-                .collect();
+        let mut sources: Vec<(String, String)> = [
+            "loss",
+            "reduce",
+            "optimizer",
+            "data",
+            "pack",
+            "elementwise",
+            "ceiling",
+        ]
+        .into_iter()
+        // The ceiling kernel is built with the kernel harness only.
+        .filter(|&f| f != "ceiling" || cfg!(feature = "harness"))
+        .map(|f| (format!("shaders/{f}.wgsl"), module_source("", body(f))))
+        .collect();
         for tiling in [
             MatmulTiling::shared(),
             MatmulTiling::direct(),
