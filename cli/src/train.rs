@@ -544,13 +544,13 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             out += "class";
             (0..width).for_each(|j| out += &format!(",p{j}"));
             out += "\n";
-            for row in outputs.chunks_exact(width) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let exp: Vec<f64> = row.iter().map(|&z| ((z - max) as f64).exp()).collect();
-                let sum: f64 = exp.iter().sum();
+            let probabilities = model.loss.probabilities(&outputs, width);
+            for (row, p) in outputs
+                .chunks_exact(width)
+                .zip(probabilities.chunks_exact(width))
+            {
                 out += &argmax(row).to_string();
-                exp.iter()
-                    .for_each(|e| out += &format!(",{}", (e / sum) as f32));
+                p.iter().for_each(|p| out += &format!(",{p}"));
                 out += "\n";
             }
         }
@@ -560,11 +560,13 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 .chain((0..width).map(|j| format!("p{j}")))
                 .collect();
             out += &(names.join(",") + "\n");
-            for row in outputs.chunks_exact(width) {
+            let probabilities = model.loss.probabilities(&outputs, width);
+            for (row, p) in outputs
+                .chunks_exact(width)
+                .zip(probabilities.chunks_exact(width))
+            {
                 let labels = row.iter().map(|&z| ((z > 0.0) as u8).to_string());
-                let probs = row
-                    .iter()
-                    .map(|&z| (1.0 / (1.0 + (-(z as f64)).exp()) as f32).to_string());
+                let probs = p.iter().map(f32::to_string);
                 out += &(labels.chain(probs).collect::<Vec<_>>().join(",") + "\n");
             }
         }
