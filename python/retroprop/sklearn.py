@@ -42,8 +42,11 @@ _DIFFERENCES = """
       ``validation_fraction`` is stratified for classifiers.
       ``validation_scores_`` holds the validation accuracy (classifier) or
       the negative validation loss (regressor) of each epoch.
-    - ``init`` (default ``xavier_uniform``, biases at zero) replaces
-      scikit-learn's Glorot initialisation (biases drawn too).
+    - ``init`` (default ``torch``: weights and biases uniform in
+      ±1/√fan_in, as ``torch.nn.Linear``) replaces scikit-learn's Glorot
+      initialisation (uniform in ±√(6/(fan_in + fan_out))); retroprop's
+      ``xavier_uniform`` scales that by the activation's gain and starts
+      biases at zero.
     - ``partial_fit`` keeps the optimizer state between calls in one
       process; after pickling it starts a fresh optimizer from the pickled
       parameters.
@@ -85,7 +88,7 @@ class _BaseMLP(BaseEstimator):
         epsilon=1e-8,
         n_iter_no_change=10,
         device="auto",
-        init="xavier_uniform",
+        init="torch",
         lr_schedule="constant",
         clip_grad_norm=None,
         clip_grad_value=None,
@@ -252,7 +255,7 @@ class _BaseMLP(BaseEstimator):
             trainer = self._native_trainer(
                 sizes, loss, batch_rows, seed, int(self.max_iter), early, params, standardization
             )
-        if not hasattr(self, "loss_curve_") or not (warm and incremental):
+        if not warm or not hasattr(self, "loss_curve_"):
             self.loss_curve_ = []
             self.best_loss_ = np.inf
             self._no_improvement_count = 0
