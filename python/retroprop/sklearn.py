@@ -18,7 +18,6 @@ from . import _retroprop
 from ._core import Model, print_epoch
 
 _ACTIVATIONS = {"logistic": "sigmoid"}
-_SOLVERS = ("adam", "sgd", "adamw", "rmsprop", "adagrad")
 
 _DIFFERENCES = """
     Where the meaning differs from scikit-learn's:
@@ -138,9 +137,10 @@ class _BaseMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     def _check_params(self):
-        if self.solver not in _SOLVERS:
-            extra = " (lbfgs is not available in retroprop)" if self.solver == "lbfgs" else ""
-            raise ValueError(f"solver must be one of {', '.join(_SOLVERS)}; got {self.solver!r}{extra}")
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not available: lbfgs is not available in retroprop (use adam or sgd)")
+        # The library's optimizer parser decides which names exist.
+        _retroprop.optimizer_defaults(str(self.solver))
         if self.learning_rate != "constant":
             raise ValueError(
                 f"learning_rate={self.learning_rate!r} is not available; retroprop has "
@@ -311,9 +311,11 @@ class _BaseMLP(BaseEstimator):
                 None,
                 1,
             )
-        finally:
+        except KeyboardInterrupt:
             # Ctrl-C keeps the steps taken: the model reflects them.
             self._set_model(trainer.model())
+            raise
+        self._set_model(trainer.model())
         if incremental:
             if self.loss_curve_[-1:] and self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]

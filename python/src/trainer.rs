@@ -409,7 +409,14 @@ impl NativeTrainer {
                 .as_slice()
                 .map_err(|_| PyValueError::new_err("x must be C-contiguous float32"))?
                 .to_vec();
-            let n = x.shape()[0];
+            let (n, features) = (x.shape()[0], x.shape()[1]);
+            if features != self.sizes[0] {
+                return Err(to_py(Error::Shape {
+                    what: "features of the inputs (network inputs)".into(),
+                    expected: self.sizes[0],
+                    got: features,
+                }));
+            }
             let outputs = *self.sizes.last().unwrap();
             let out = self.worker.call(
                 py,
