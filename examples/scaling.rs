@@ -138,7 +138,7 @@ fn main() {
     let spec = config.backend_config(&mlp);
     let params = mlp.init(config.init, 0);
     let mut backend: Box<dyn Backend> = if device == "gpu" {
-        Box::new(GpuBackend::new(&mlp, params, &spec, false).unwrap())
+        Box::new(GpuBackend::new(&mlp, params, &spec, config.gpu, false).unwrap())
     } else {
         Box::new(CpuBackend::new(&mlp, params, &spec))
     };

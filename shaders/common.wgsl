@@ -2,10 +2,11 @@
 // shaders/activation.wgsl): the dropout hash, the index of an invocation in a
 // 2-D grid, and the per-step uniform.
 
-// Inverted dropout's factor for element `index` (row in the batch × width
-// + column) of layer `layer` at step `step`: 0, or `scale` when the hash is
-// at least `threshold`. The Rust twin is `Dropout::factor` in
-// src/dropout.rs; the same u32 arithmetic gives the same mask.
+// Inverted dropout's factor for element (`row` in the batch, `column`) of
+// layer `layer` at step `step`: 0, or `scale` when the hash is at least
+// `threshold`. Row and column are hashed apart (a flat index wraps past 2³²
+// elements). The Rust twin is `Dropout::factor` in src/dropout.rs; the same
+// u32 arithmetic gives the same mask.
 fn hash32(v: u32) -> u32 {
     var x = v;
     x ^= x >> 16u;
@@ -16,8 +17,8 @@ fn hash32(v: u32) -> u32 {
     return x;
 }
 
-fn dropout_factor(threshold: u32, scale: f32, seed: u32, step: u32, layer: u32, index: u32) -> f32 {
-    let h = hash32(seed ^ hash32(step ^ hash32(layer ^ hash32(index))));
+fn dropout_factor(threshold: u32, scale: f32, seed: u32, step: u32, layer: u32, row: u32, column: u32) -> f32 {
+    let h = hash32(seed ^ hash32(step ^ hash32(layer ^ hash32(row ^ hash32(column)))));
     return select(0.0, scale, h >= threshold);
 }
 
@@ -29,8 +30,8 @@ fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32, size: u32) -> u32 {
 
 // What changes from one step to the next, written once per epoch beside
 // the permutation and read at a dynamic offset (data, reduce, optimizer).
-// Mirrors `StepParams` in src/gpu/kernels.rs.
-struct Step {
+// The twin of `StepUniform` in src/gpu/uniforms.rs.
+struct StepUniform {
     batch_start: u32,
     slot: u32,
     t: u32,

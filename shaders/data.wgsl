@@ -3,8 +3,8 @@
 // copied bit for bit (targets are class indices or f32 bits alike).
 // CPU twin: `Dataset::gather` in src/data.rs.
 
-// Mirrors `GatherShape` in src/gpu/kernels.rs.
-struct Shape {
+// The twin of `GatherShape` in src/gpu/uniforms.rs.
+struct GatherShape {
     rows: u32,
     features: u32,
     target_width: u32,
@@ -12,8 +12,8 @@ struct Shape {
     offset: u32,
 }
 
-@group(0) @binding(0) var<uniform> shape: Shape;
-@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(0) var<uniform> shape: GatherShape;
+@group(0) @binding(1) var<uniform> step: StepUniform;
 @group(0) @binding(2) var<storage, read> perm: array<u32>;
 @group(0) @binding(3) var<storage, read> x: array<u32>;
 @group(0) @binding(4) var<storage, read> targets: array<u32>;

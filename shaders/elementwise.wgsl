@@ -4,15 +4,15 @@
 // (src/gpu/harness.rs) runs them in the parity tests and benchmarks. The
 // formulas are in activation.wgsl; CPU twin: src/activation.rs.
 
-// Mirrors `ElementwiseShape` in src/gpu/kernels.rs.
-struct Shape {
+// The twin of `ElementwiseShape` in src/gpu/uniforms.rs.
+struct ElementwiseShape {
     rows: u32,
     width: u32,
     activation: u32,
     slope: f32,
 }
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: ElementwiseShape;
 @group(0) @binding(1) var<storage, read> input: array<f32>;   // Z (or Z before bias)
 @group(0) @binding(2) var<storage, read> other: array<f32>;   // bias [width] or dA
 @group(0) @binding(3) var<storage, read_write> z_out: array<f32>;

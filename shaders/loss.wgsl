@@ -4,8 +4,8 @@
 // Codes: 0 mse, 1 half_mse, 2 cross_entropy (softmax fused), 3
 // bce_with_logits (sigmoid fused).
 
-// Mirrors `LossShape` in src/gpu/kernels.rs.
-struct Shape {
+// The twin of `LossShape` in src/gpu/uniforms.rs.
+struct LossShape {
     rows: u32,
     width: u32,
     loss: u32,
@@ -15,7 +15,7 @@ struct Shape {
     inv_norm: f32,
 }
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: LossShape;
 @group(0) @binding(1) var<storage, read> z: array<f32>;        // output layer Z
 @group(0) @binding(2) var<storage, read> output: array<f32>;   // output layer A = f(Z)
 @group(0) @binding(3) var<storage, read> targets: array<u32>;  // class indices, or f32 bits
@@ -83,4 +83,114 @@ fn loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     }
     stats[2u * row] = total * shape.inv_norm;
     stats[2u * row + 1u] = correct;
+}
+
+// The same for wide output layers (`WIDE_LOSS_MIN` in src/gpu/dispatch.rs):
+// a workgroup a row, each thread striding over the row's columns, the
+// partial results combined by fixed trees (deterministic). A thread a row
+// loops three times over the row, which on lavapipe ends past 21 845
+// columns (its shader loop budget) and on a GPU leaves the device idle.
+const WIDE: u32 = 64u;
+const NONE: u32 = 0xffffffffu;
+var<workgroup> wide_max: array<f32, WIDE>;
+var<workgroup> wide_arg: array<u32, WIDE>;
+var<workgroup> wide_sum: array<vec2<f32>, WIDE>;
+
+// Sums every thread's `value` into wide_sum[0] by a fixed tree.
+fn wide_tree_sum(lid: u32, value: vec2<f32>) {
+    wide_sum[lid] = value;
+    workgroupBarrier();
+    for (var half = WIDE / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            wide_sum[lid] += wide_sum[lid + half];
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(WIDE)
+fn loss_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    // The same for every thread of the workgroup: the barriers below stay
+    // in uniform control flow.
+    let row = wid.y * groups.x + wid.x;
+    if row >= shape.rows {
+        return;
+    }
+    let w = shape.width;
+    let base = row * w;
+    var total = 0.0;
+    var correct = 0.0;
+    if shape.loss == LOSS_CROSS_ENTROPY {
+        // The row's maximum and its first column, as the thread-a-row
+        // kernel and the CPU find it (ties go to the lower column).
+        var max_v = 0.0;
+        var best = NONE;
+        for (var j = lid; j < w; j += WIDE) {
+            if best == NONE || output[base + j] > max_v {
+                max_v = output[base + j];
+                best = j;
+            }
+        }
+        wide_max[lid] = max_v;
+        wide_arg[lid] = best;
+        workgroupBarrier();
+        for (var half = WIDE / 2u; half > 0u; half /= 2u) {
+            if lid < half {
+                let other = wide_arg[lid + half];
+                let mine = wide_arg[lid];
+                let larger = wide_max[lid + half] > wide_max[lid];
+                let tie_lower = wide_max[lid + half] == wide_max[lid] && other < mine;
+                if other != NONE && (mine == NONE || larger || tie_lower) {
+                    wide_max[lid] = wide_max[lid + half];
+                    wide_arg[lid] = other;
+                }
+            }
+            workgroupBarrier();
+        }
+        let row_max = wide_max[0];
+        best = wide_arg[0];
+        var part = 0.0;
+        for (var j = lid; j < w; j += WIDE) {
+            part += exp(output[base + j] - row_max);
+        }
+        wide_tree_sum(lid, vec2<f32>(part, 0.0));
+        let denom = wide_sum[0].x;
+        let label = targets[row];
+        total = log(denom) - (output[base + label] - row_max);
+        for (var j = lid; j < w; j += WIDE) {
+            var g = exp(output[base + j] - row_max) / denom * shape.inv_norm;
+            if j == label {
+                g -= shape.inv_norm;
+            }
+            grad[base + j] = g * activation_derivative(shape.activation, shape.slope, z[base + j]);
+        }
+        correct = select(0.0, 1.0, best == label);
+    } else {
+        var part = vec2<f32>(0.0, 0.0);
+        for (var j = lid; j < w; j += WIDE) {
+            let o = output[base + j];
+            let y = bitcast<f32>(targets[base + j]);
+            var g: f32;
+            if shape.loss == LOSS_BCE_WITH_LOGITS {
+                part.x += max(o, 0.0) - o * y + log(1.0 + exp(-abs(o)));
+                g = (sigmoid(o) - y) * shape.inv_norm;
+                part.y += select(0.0, 1.0, (o > 0.0) == (y > 0.5));
+            } else {
+                let d = o - y;
+                part.x += d * d;
+                g = select(d, 2.0 * d, shape.loss == LOSS_MSE) * shape.inv_norm;
+            }
+            grad[base + j] = g * activation_derivative(shape.activation, shape.slope, z[base + j]);
+        }
+        wide_tree_sum(lid, part);
+        total = wide_sum[0].x;
+        correct = wide_sum[0].y;
+        if shape.loss == LOSS_HALF_MSE {
+            total *= 0.5;
+        }
+    }
+    if lid == 0u {
+        stats[2u * row] = total * shape.inv_norm;
+        stats[2u * row + 1u] = correct;
+    }
 }

@@ -12,23 +12,29 @@
 //
 // This file holds what every matmul kernel shares: the shape, the output
 // bindings and the epilogue. The kernels themselves follow it, chosen per
-// adapter by src/gpu/kernels.rs: `matmul` (matmul_tiled.wgsl, workgroup
-// tiles, for GPUs), and, generated there, `matmul_direct` and
-// `matmul_texture_*` (CPU implementations of Vulkan). The tile constants
-// TM, TN, TK, RM, RN, WG_X, WG_Y come from a preamble written there too.
+// adapter and product by src/gpu/tiling.rs (`MatmulChoice`): `matmul`
+// (matmul_tiled.wgsl, workgroup tiles, for GPUs), and `matmul_direct` and
+// `matmul_texture_*` (CPU implementations of Vulkan), unrolled there from
+// the templates matmul_direct.wgsl and matmul_texture.wgsl. The tile
+// constants TM, TN, TK, RM, RN, WG_X, WG_Y come from a preamble written
+// there too (`MatmulTiling::source`).
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override EPILOGUE: u32 = EPILOGUE_STORE;
 
-// Mirrors `MatmulShape` in src/gpu/kernels.rs.
-struct Shape {
+// The twin of `MatmulShape` in src/gpu/uniforms.rs.
+struct MatmulShape {
     m: u32,
     n: u32,
     k: u32,
     activation: u32,
     slope: f32,
-    _pad0: u32,
+    // The range [k_start, k_end) of K this dispatch sums: a long reduction
+    // runs as several dispatches (`reduction_chunks` in src/gpu/dispatch.rs),
+    // each adding to what the previous left in C; the last (k_end == k)
+    // applies the epilogue.
+    k_start: u32,
     // Dropout of the layer whose output this epilogue writes (forward) or
     // whose output's gradient it forms (input gradient); threshold 0: off.
     dropout_threshold: u32,
@@ -37,25 +43,24 @@ struct Shape {
     dropout_layer: u32,
     // Rows into the batch where this pass starts (micro-batches).
     row_offset: u32,
-    _pad: u32,
+    k_end: u32,
 }
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: MatmulShape;
 // Bindings 1 and 2 (the operands) are declared by the kernel that reads
 // them: storage buffers in matmul_tiled.wgsl and matmul_direct, textures in
-// matmul_texture (src/gpu/kernels.rs).
+// matmul_texture (src/gpu/tiling.rs writes their declarations).
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<uniform> step: Step;
+@group(0) @binding(6) var<uniform> step: StepUniform;
 
 // The dropout factor of output element (row, col) at this step: 1 when off.
 fn dropout_at(row: u32, col: u32) -> f32 {
     if shape.dropout_threshold == 0u {
         return 1.0;
     }
-    let index = (shape.row_offset + row) * shape.n + col;
-    return dropout_factor(shape.dropout_threshold, shape.dropout_scale, shape.dropout_seed, step.t, shape.dropout_layer, index);
+    return dropout_factor(shape.dropout_threshold, shape.dropout_scale, shape.dropout_seed, step.t, shape.dropout_layer, shape.row_offset + row, col);
 }
 
 // One output element through the epilogue (both kernels store through it).
@@ -80,5 +85,18 @@ fn store_one(row: u32, col: u32, v: f32) {
     if row >= shape.m || col >= shape.n {
         return;
     }
-    epilogue(row, col, v);
+    if EPILOGUE == EPILOGUE_ADD {
+        epilogue(row, col, v);
+        return;
+    }
+    let at = row * shape.n + col;
+    var total = v;
+    if shape.k_start > 0u {
+        total += c[at];
+    }
+    if shape.k_end < shape.k {
+        c[at] = total;
+        return;
+    }
+    epilogue(row, col, total);
 }

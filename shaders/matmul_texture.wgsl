@@ -59,8 +59,9 @@ fn matmul_texture_nn(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc{r}_{j} = 0.0;
 //# end
 //# end
-    let quads = i32((shape.k + 3u) / 4u);
-    for (var q = 0i; q < quads; q++) {
+    // This dispatch's chunk of K, in quads (chunks start at multiples of 4).
+    let quads = i32((shape.k_end + 3u) / 4u);
+    for (var q = i32(shape.k_start / 4u); q < quads; q++) {
 //# if TRANS_A
 //# for kk in 0..4
 //# for g in 0..RM / 4

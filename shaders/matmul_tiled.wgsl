@@ -47,11 +47,12 @@ fn store_tile(row_base: u32, col_base: u32, acc: ptr<function, array<f32, RM * R
             if row < shape.m && col < shape.n {
                 let at = row * shape.n + col;
                 let v = (*acc)[r * RN + s];
-                c[at] = select(v, c[at] + v, EPILOGUE == EPILOGUE_ADD);
+                // A later chunk of K adds to what the earlier ones left.
+                c[at] = select(v, c[at] + v, EPILOGUE == EPILOGUE_ADD || shape.k_start > 0u);
             }
         }
     }
-    if EPILOGUE == EPILOGUE_STORE || EPILOGUE == EPILOGUE_ADD {
+    if EPILOGUE == EPILOGUE_STORE || EPILOGUE == EPILOGUE_ADD || shape.k_end < shape.k {
         return;
     }
     for (var r = 0u; r < RM; r++) {
@@ -76,7 +77,7 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     }
     var a_reg: array<f32, RM>;
     var b_reg: array<f32, RN>;
-    for (var k0 = 0u; k0 < shape.k; k0 += TK) {
+    for (var k0 = shape.k_start; k0 < shape.k_end; k0 += TK) {
         // Consecutive threads read consecutive addresses of global memory.
         for (var i = tid; i < TM * TK; i += THREADS) {
             var mm: u32;

@@ -8,23 +8,28 @@
 // computes in double precision (bias corrections, Adagrad's decayed lr,
 // AdamW's decay factor) arrive precomputed in `step`.
 
-// Mirrors `OptimizerShape` in src/gpu/kernels.rs.
-struct Rule {
-    n: u32,          // parameters, a multiple of 4
-    kind: u32,       // OPTIMIZER_SGD, _ADAM (Adam and AdamW), _RMSPROP, _ADAGRAD
-    flag: u32,       // nesterov, amsgrad, centered
-    decoupled: u32,  // AdamW
-    a: f32,          // sgd momentum, adam β₁, rmsprop α
-    b: f32,          // sgd dampening, adam β₂
+// The twin of `OptimizerUniform` in src/gpu/uniforms.rs: each field for
+// the optimizers named beside it, 0 for the others.
+struct OptimizerUniform {
+    n: u32,            // parameters, a multiple of 4
+    kind: u32,         // OPTIMIZER_SGD, _ADAM (Adam and AdamW), _RMSPROP, _ADAGRAD
+    nesterov: u32,     // SGD
+    amsgrad: u32,      // Adam and AdamW
+    decoupled: u32,    // AdamW
+    centered: u32,     // RMSprop
+    momentum: f32,     // SGD and RMSprop (0: none)
+    dampening: f32,    // SGD
+    beta1: f32,        // Adam and AdamW
+    beta2: f32,
+    alpha: f32,        // RMSprop
     eps: f32,
     weight_decay: f32,
-    momentum: f32,   // rmsprop momentum
-    clip_norm: f32,  // max global norm, 0 when off
-    clip_value: f32, // max |g|, 0 when off
+    clip_norm: f32,    // max global norm, 0 when off
+    clip_value: f32,   // max |g|, 0 when off
 }
 
-@group(0) @binding(0) var<uniform> rule: Rule;
-@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(0) var<uniform> rule: OptimizerUniform;
+@group(0) @binding(1) var<uniform> step: StepUniform;
 @group(0) @binding(2) var<storage, read_write> params: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> state: array<vec4<f32>>;
@@ -57,32 +62,30 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     // at each access (with the three indices hoisted into variables here,
     // lavapipe 22.3 leaked about 240 KiB of host memory a dispatch).
     switch rule.kind {
-        // SGD: a = momentum, b = dampening, flag = nesterov.
         case OPTIMIZER_SGD: {
             g += wd * theta;
-            if rule.a != 0.0 {
+            if rule.momentum != 0.0 {
                 var momentum_buffer = g;
                 if step.t > 1u {
-                    momentum_buffer = rule.a * state[i] + (1.0 - rule.b) * g;
+                    momentum_buffer = rule.momentum * state[i] + (1.0 - rule.dampening) * g;
                 }
                 state[i] = momentum_buffer;
-                g = select(momentum_buffer, g + rule.a * momentum_buffer, vec4<bool>(rule.flag != 0u));
+                g = select(momentum_buffer, g + rule.momentum * momentum_buffer, vec4<bool>(rule.nesterov != 0u));
             }
             theta -= lr * g;
         }
-        // Adam and AdamW: a = β₁, b = β₂, flag = amsgrad.
         case OPTIMIZER_ADAM: {
             if rule.decoupled != 0u {
                 theta *= step.decay;
             } else {
                 g += wd * theta;
             }
-            let exp_avg = rule.a * state[i] + (1.0 - rule.a) * g;
-            let exp_avg_sq = rule.b * state[n + i] + (1.0 - rule.b) * g * g;
+            let exp_avg = rule.beta1 * state[i] + (1.0 - rule.beta1) * g;
+            let exp_avg_sq = rule.beta2 * state[n + i] + (1.0 - rule.beta2) * g * g;
             state[i] = exp_avg;
             state[n + i] = exp_avg_sq;
             var second_moment = exp_avg_sq;
-            if rule.flag != 0u {
+            if rule.amsgrad != 0u {
                 let max_exp_avg_sq = max(state[2u * n + i], exp_avg_sq);
                 state[2u * n + i] = max_exp_avg_sq;
                 second_moment = max_exp_avg_sq;
@@ -90,7 +93,7 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
             let denom = sqrt(second_moment) / step.bias_correction2_sqrt + rule.eps;
             theta -= step.step_size * (exp_avg / denom);
         }
-        // RMSprop: a = α, flag = centered. The slots are square_avg, then
+        // RMSprop: the slots are square_avg, then
         // momentum_buffer when there is momentum, then grad_avg when
         // centered.
         case OPTIMIZER_RMSPROP: {
@@ -98,11 +101,11 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
             let with_momentum = rule.momentum > 0.0;
             let momentum_slot = n + i;
             let grad_avg_slot = select(1u, 2u, with_momentum) * n + i;
-            let square_avg = rule.a * state[i] + (1.0 - rule.a) * g * g;
+            let square_avg = rule.alpha * state[i] + (1.0 - rule.alpha) * g * g;
             state[i] = square_avg;
             var avg: vec4<f32>;
-            if rule.flag != 0u {
-                let grad_avg = rule.a * state[grad_avg_slot] + (1.0 - rule.a) * g;
+            if rule.centered != 0u {
+                let grad_avg = rule.alpha * state[grad_avg_slot] + (1.0 - rule.alpha) * g;
                 state[grad_avg_slot] = grad_avg;
                 avg = sqrt(square_avg - grad_avg * grad_avg) + rule.eps;
             } else {

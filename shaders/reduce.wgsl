@@ -1,8 +1,8 @@
 // Deterministic reductions: a fixed summation tree in workgroup memory, no
 // float atomics, so the same inputs give bit-identical sums on every run.
 
-// Mirrors `ReduceShape` in src/gpu/kernels.rs.
-struct Shape {
+// The twin of `ReduceShape` in src/gpu/uniforms.rs.
+struct ReduceShape {
     rows: u32,
     cols: u32,
     accumulate: u32,
@@ -10,20 +10,22 @@ struct Shape {
     out_offset: u32,
 }
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: ReduceShape;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: StepUniform;
 
 const COLS: u32 = 16u;
 const LANES: u32 = 16u;
 var<workgroup> partial: array<f32, COLS * LANES>;
 
 // out[out_offset + c] (+)= Σ_r input[r · cols + c]: bias gradients
-// db = Σ_batch dZ. A workgroup sums 16 columns, 16 lanes down the rows.
+// db = Σ_batch dZ. A workgroup sums 16 columns, 16 lanes down the rows;
+// the workgroups fold into y past the per-dimension limit (`grid` in
+// src/gpu/dispatch.rs).
 @compute @workgroup_size(COLS, LANES)
-fn column_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let col = wid.x * COLS + lid.x;
+fn column_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let col = (wid.y * groups.x + wid.x) * COLS + lid.x;
     var sum = 0.0;
     if col < shape.cols {
         for (var r = lid.y; r < shape.rows; r += LANES) {
@@ -130,7 +132,20 @@ fn layer_norms(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     for (var part = 0u; part < 2u; part++) {
         let start = norm_ranges[4u * l + 2u * part];
         let len = norm_ranges[4u * l + 2u * part + 1u];
-        for (var i = lid; i < len; i += NORM_GROUP) {
+        // Four elements an iteration: a layer of 33.5 million weights (a
+        // whole 128 MiB binding) stays within lavapipe's 65 535 loop
+        // iterations (src/gpu/dispatch.rs).
+        var i = lid;
+        for (; i + 3u * NORM_GROUP < len; i += 4u * NORM_GROUP) {
+            var v: vec4<f32>;
+            if wid.y == 0u {
+                v = vec4<f32>(input[start + i], input[start + i + NORM_GROUP], input[start + i + 2u * NORM_GROUP], input[start + i + 3u * NORM_GROUP]);
+            } else {
+                v = vec4<f32>(norm_params[start + i], norm_params[start + i + NORM_GROUP], norm_params[start + i + 2u * NORM_GROUP], norm_params[start + i + 3u * NORM_GROUP]);
+            }
+            sum += dot(v, v);
+        }
+        for (; i < len; i += NORM_GROUP) {
             var v: f32;
             if wid.y == 0u {
                 v = input[start + i];

@@ -37,15 +37,17 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::gpu::StepProfile;
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::{GradClip, Optimizer};
 use crate::real::Real;
 use crate::stop::StopFlag;
 
-/// What a backend needs to know of a run: the objective, the optimizer and
-/// the per-step options. The trainer derives it from its `TrainConfig`.
+/// What every backend needs to know of a run: the objective, the optimizer
+/// and the per-step options. The trainer derives it from its `TrainConfig`
+/// ([`TrainConfig::backend_config`](crate::TrainConfig::backend_config));
+/// what only one backend reads is that backend's own (the GPU's
+/// [`GpuOptions`](crate::gpu::GpuOptions)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
     /// The training objective.
@@ -65,10 +67,6 @@ pub struct BackendConfig {
     /// The largest batch the run will use, to size buffers (`None`: no
     /// batch size known, e.g. full-batch).
     pub batch_rows: Option<usize>,
-    /// GPU: the most rows one pass may hold (micro-batches past it).
-    pub max_rows_per_pass: Option<usize>,
-    /// GPU: treat the largest storage binding as at most this many bytes.
-    pub max_binding_bytes: Option<u64>,
     /// Checked by [`Backend::train_steps`] before every step (CPU) or
     /// submission (GPU): once requested, it stops there.
     pub stop_flag: Option<StopFlag>,
@@ -85,8 +83,6 @@ impl BackendConfig {
             seed: 0,
             norms_every: None,
             batch_rows: None,
-            max_rows_per_pass: None,
-            max_binding_bytes: None,
             stop_flag: None,
         }
     }
@@ -107,19 +103,39 @@ impl BackendConfig {
 /// borrows the data set it was made from (the CPU gathers batches from it;
 /// the GPU keeps a copy resident and gathers there), so the data set cannot
 /// change while the handle lives: what a step reads is what was uploaded.
+///
+/// A backend numbers its uploads (1, 2, …) and keeps the number of the
+/// current one; each step [`check`](Self::check)s that it is handed that
+/// one. The trainer takes an upload up again, with [`new`](Self::new),
+/// while the data set's [`version`](Dataset::version) is the one uploaded.
+///
+/// ```
+/// use retroprop::backend::DeviceData;
+/// use retroprop::{Dataset, Targets};
+/// let data = Dataset::new(vec![0.0, 1.0], 1, Targets::Classes(vec![0, 1]))?;
+/// let upload = DeviceData::new(3, &data);
+/// assert_eq!(upload.id(), 3);
+/// assert!(upload.check(Some(3)).is_ok());
+/// assert!(upload.check(Some(4)).is_err()); // a later upload replaced it
+/// # Ok::<(), retroprop::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceData<'a> {
     /// Which upload of its backend this is.
-    pub(crate) id: u64,
+    id: u64,
     host: &'a Dataset,
 }
 
 impl<'a> DeviceData<'a> {
-    /// Upload number `id` of a backend, of `data`. The trainer also uses
-    /// this to take up an upload again while the data set's
-    /// [`version`](Dataset::version) is the one uploaded.
-    pub(crate) fn new(id: u64, data: &'a Dataset) -> DeviceData<'a> {
+    /// Upload number `id` of a backend, of `data`: what
+    /// [`Backend::upload`] returns.
+    pub fn new(id: u64, data: &'a Dataset) -> DeviceData<'a> {
         DeviceData { id, host: data }
+    }
+
+    /// Which upload of its backend this is.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The rows as uploaded.
@@ -127,8 +143,9 @@ impl<'a> DeviceData<'a> {
         self.host
     }
 
-    /// An error unless this is upload `id` (the backend's current data).
-    pub(crate) fn check(&self, id: Option<u64>) -> Result<()> {
+    /// An error unless this is upload `id` (the backend's current upload;
+    /// `None` before the first).
+    pub fn check(&self, id: Option<u64>) -> Result<()> {
         if id == Some(self.id) {
             Ok(())
         } else {
@@ -167,7 +184,9 @@ impl<'a> BatchShare<'a> {
         }
     }
 
-    pub(crate) fn check(&self) -> Result<()> {
+    /// An error unless the share fits its batch: a batch of at least one
+    /// row, and the share's rows inside it.
+    pub fn check(&self) -> Result<()> {
         if self.batch_rows == 0 || self.offset + self.rows.len() > self.batch_rows {
             return Err(Error::Config(format!(
                 "a batch share of {} rows at offset {} does not fit a batch of {} rows",
@@ -184,7 +203,7 @@ impl<'a> BatchShare<'a> {
 /// counts, the per-layer norms sampled on the way, and whether a
 /// [`StopFlag`] ended it early.
 #[derive(Debug, Clone, Default)]
-pub struct StepsLoss {
+pub struct StepsReport {
     /// Σ over steps of the batch's mean loss × its rows.
     pub loss_sum: f64,
     /// Rows trained on.
@@ -197,6 +216,35 @@ pub struct StepsLoss {
     /// `order` or `max_steps` ran out. A request that comes after the last
     /// step leaves this `false`: every step asked for ran.
     pub stopped: bool,
+}
+
+/// One kernel's share of a step ([`Backend::finish_profile`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTime {
+    /// What the kernel does (`forward`, `weight grad`, `pack weights`,
+    /// `optimizer`, …).
+    pub kernel: &'static str,
+    /// The layer it worked on, for per-layer kernels.
+    pub layer: Option<usize>,
+    /// Milliseconds a step, the mean over the steps profiled.
+    pub ms_per_step: f64,
+}
+
+/// The time of a step by kernel, in the order the kernels first ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepProfile {
+    /// The adapter that ran the steps.
+    pub device: String,
+    /// Steps the times are the mean over.
+    pub steps: u64,
+    pub kernels: Vec<KernelTime>,
+}
+
+impl StepProfile {
+    /// Milliseconds a step spent in kernels (the sum over `kernels`).
+    pub fn total_ms(&self) -> f64 {
+        self.kernels.iter().map(|k| k.ms_per_step).sum()
+    }
 }
 
 /// The L2 norms of one layer's gradient (weight and bias together, before
@@ -295,7 +343,7 @@ pub trait Backend {
     /// When [`BackendConfig::stop_flag`] is requested, it stops at the next
     /// step boundary it checks (the CPU checks before every step, the GPU
     /// before every submission of up to 64 steps) and returns the steps
-    /// that ran with [`StepsLoss::stopped`] set. Those steps are whole:
+    /// that ran with [`StepsReport::stopped`] set. Those steps are whole:
     /// parameters, optimizer state and step count agree, and
     /// `rows`/`steps` say how far into `order` it got.
     fn train_steps(
@@ -305,7 +353,7 @@ pub trait Backend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> Result<StepsLoss>;
+    ) -> Result<StepsReport>;
 
     /// Sum of row losses (not the mean) over `data`, and for classification
     /// the number right.
@@ -349,7 +397,7 @@ pub trait Backend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> LocalFuture<'a, Result<StepsLoss>> {
+    ) -> LocalFuture<'a, Result<StepsReport>> {
         Box::pin(std::future::ready(
             self.train_steps(data, order, batch_size, max_steps, lr),
         ))

@@ -2,7 +2,7 @@
 //! with seeded shuffling and splitting, and a CSV reader.
 
 use crate::error::{Error, Result};
-use crate::loss::TargetBatch;
+use crate::loss::{Loss, TargetBatch};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -55,6 +55,16 @@ impl PartialEq for Dataset {
 fn new_version() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The loss a data set's targets suggest, and why in words
+/// ([`Dataset::suggested_loss`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossChoice {
+    /// Cross-entropy for class labels, MSE otherwise.
+    pub loss: Loss,
+    /// What in the targets decided it, and the flag that changes it.
+    pub reason: String,
 }
 
 impl Dataset {
@@ -243,55 +253,80 @@ impl Dataset {
         Ok(())
     }
 
-    /// Per-feature mean and standard deviation (population), for
-    /// standardisation; a constant feature gets a deviation of 1.
-    pub fn feature_stats(&self) -> (Vec<f32>, Vec<f32>) {
-        let f = self.features;
-        let n = self.rows() as f64;
-        let mut mean = vec![0f64; f];
-        for row in self.x.chunks_exact(f) {
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += v as f64;
+    /// The loss these targets suggest when none is named, and why. One
+    /// target column is read as class labels only when it looks like
+    /// classes as people write them: whole numbers starting at 0, nearly
+    /// every one from 0 to the largest present (at least 90 %), and at
+    /// least two rows a class on average. Anything else (real values,
+    /// counts, a regression target that happens to be whole, such as
+    /// scikit-learn's diabetes data, 25 to 346) suggests MSE; several
+    /// columns too.
+    ///
+    /// ```
+    /// use retroprop::{Dataset, Loss, Targets};
+    /// let values = |v: Vec<f32>| Targets::Values { values: v, width: 1 };
+    /// let labels = Dataset::new(vec![0.0; 6], 1, values(vec![0., 1., 2., 1., 0., 2.]))?;
+    /// assert_eq!(labels.suggested_loss().loss, Loss::CrossEntropy);
+    /// let counts = Dataset::new(vec![0.0; 4], 1, values(vec![3., 17., 250., 41.]))?;
+    /// assert_eq!(counts.suggested_loss().loss, Loss::Mse);
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    pub fn suggested_loss(&self) -> LossChoice {
+        let regression = |reason: String| LossChoice {
+            loss: Loss::Mse,
+            reason: format!("{reason}; --loss cross_entropy to classify"),
+        };
+        let values = match &self.targets {
+            Targets::Classes(labels) => {
+                let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+                return LossChoice {
+                    loss: Loss::CrossEntropy,
+                    reason: format!("class indices 0 to {}", classes.saturating_sub(1)),
+                };
             }
-        }
-        mean.iter_mut().for_each(|m| *m /= n);
-        let mut var = vec![0f64; f];
-        for row in self.x.chunks_exact(f) {
-            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
-                *s += (v as f64 - m).powi(2);
+            Targets::Values { width, .. } if *width > 1 => {
+                return LossChoice {
+                    loss: Loss::Mse,
+                    reason: format!("{width} target columns"),
+                };
             }
+            Targets::Values { values, .. } => values,
+        };
+        if let Some(v) = values.iter().find(|v| **v < 0.0 || v.fract() != 0.0) {
+            return regression(format!("the target column holds {v}, not a class label"));
         }
-        let std = var
+        let (low, high) = values
             .iter()
-            .map(|s| {
-                let sd = (s / n).sqrt();
-                if sd > 1e-12 { sd as f32 } else { 1.0 }
-            })
-            .collect();
-        (mean.iter().map(|&m| m as f32).collect(), std)
-    }
-
-    /// Applies (x − mean) / std to every row.
-    pub fn standardize(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
-        for (what, v) in [
-            ("standardisation means", mean),
-            ("standardisation deviations", std),
-        ] {
-            if v.len() != self.features {
-                return Err(Error::Shape {
-                    what: what.into(),
-                    expected: self.features,
-                    got: v.len(),
-                });
-            }
+            .fold((f32::MAX, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        if low != 0.0 {
+            return regression(format!(
+                "the target column holds whole numbers from {low} to {high}, not classes from 0"
+            ));
         }
-        for row in self.x.chunks_exact_mut(self.features) {
-            for ((v, m), s) in row.iter_mut().zip(mean).zip(std) {
-                *v = (*v - m) / s;
-            }
+        // Checked before counting, so that a large value allocates nothing.
+        if (self.rows() as f64) < 2.0 * (high as f64 + 1.0) {
+            return regression(format!(
+                "the target column holds whole numbers from 0 to {high}, fewer than two rows for each as a class"
+            ));
         }
-        self.version = new_version();
-        Ok(())
+        let classes = high as usize + 1;
+        let mut seen = vec![false; classes];
+        for &v in values {
+            seen[v as usize] = true;
+        }
+        let present = seen.iter().filter(|&&s| s).count();
+        if present * 10 < classes * 9 {
+            return regression(format!(
+                "the target column holds {present} distinct whole numbers from 0 to {high}: too sparse for classes"
+            ));
+        }
+        LossChoice {
+            loss: Loss::CrossEntropy,
+            reason: format!(
+                "the target column holds class labels 0 to {high}, {:.0} rows a class; --loss mse to regress",
+                self.rows() as f64 / classes as f64
+            ),
+        }
     }
 
     /// Reads a CSV file whose last `target_columns` columns are targets. A
@@ -418,6 +453,152 @@ impl Dataset {
     }
 }
 
+/// Standardisation, the one way features are scaled: (x − mean) / std per
+/// feature, with the mean and (population) standard deviation of the
+/// training data. Fitted once, applied to the training and validation
+/// data, saved with the model (`io::SavedModel::standardizer`) and applied
+/// again by whoever predicts with it.
+///
+/// ```
+/// use retroprop::{Dataset, Standardizer, Targets};
+/// let mut data = Dataset::new(vec![1., 10., 3., 10.], 2, Targets::Classes(vec![0, 1]))?;
+/// let standardizer = Standardizer::fit(&data);
+/// assert_eq!(standardizer.mean, [2.0, 10.0]);
+/// assert_eq!(standardizer.std, [1.0, 1.0]); // a constant feature keeps its scale
+/// standardizer.apply(&mut data)?;
+/// assert_eq!(data.x(), [-1.0, 0.0, 1.0, 0.0]);
+/// let mut row = vec![2.5, 11.0];
+/// standardizer.apply_rows(&mut row)?;
+/// assert_eq!(row, [0.5, 1.0]);
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standardizer {
+    /// Each feature's mean over the training rows.
+    pub mean: Vec<f32>,
+    /// Each feature's standard deviation over the training rows (1 where
+    /// the feature is constant).
+    pub std: Vec<f32>,
+}
+
+impl Standardizer {
+    /// The mean and standard deviation of every feature of `data`,
+    /// summed in f64; a constant feature gets a deviation of 1.
+    pub fn fit(data: &Dataset) -> Standardizer {
+        let f = data.features;
+        let n = data.rows() as f64;
+        let mut mean = vec![0f64; f];
+        for row in data.x.chunks_exact(f) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; f];
+        for row in data.x.chunks_exact(f) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        let std = var
+            .iter()
+            .map(|s| {
+                let sd = (s / n).sqrt();
+                if sd > 1e-12 { sd as f32 } else { 1.0 }
+            })
+            .collect();
+        Standardizer {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std,
+        }
+    }
+
+    /// Statistics from elsewhere (a model file): one mean and one
+    /// deviation per feature, finite, the deviations positive.
+    pub fn new(mean: Vec<f32>, std: Vec<f32>) -> Result<Standardizer> {
+        let standardizer = Standardizer { mean, std };
+        standardizer.check_sizes()?;
+        let (mean, std) = (&standardizer.mean, &standardizer.std);
+        if let Some(i) = mean.iter().position(|m| !m.is_finite()) {
+            return Err(Error::Config(format!(
+                "standardisation mean of feature {i} is not finite ({})",
+                mean[i]
+            )));
+        }
+        if let Some(i) = std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(Error::Config(format!(
+                "standardisation deviation of feature {i} is not a positive number ({})",
+                std[i]
+            )));
+        }
+        Ok(standardizer)
+    }
+
+    /// Features it scales.
+    pub fn features(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Scales `data`'s inputs in place (a new [`Dataset::version`]).
+    pub fn apply(&self, data: &mut Dataset) -> Result<()> {
+        self.check_sizes()?;
+        if data.features != self.features() {
+            return Err(Error::Shape {
+                what: "features of the data to standardise".into(),
+                expected: self.features(),
+                got: data.features,
+            });
+        }
+        self.scale(&mut data.x);
+        data.version = new_version();
+        Ok(())
+    }
+
+    /// Scales rows of inputs in place: `x` holds whole rows of
+    /// [`features`](Self::features) values, row-major.
+    pub fn apply_rows(&self, x: &mut [f32]) -> Result<()> {
+        self.check_sizes()?;
+        if !x.len().is_multiple_of(self.features()) {
+            return Err(Error::Shape {
+                what: format!(
+                    "inputs to standardise ({} values) as rows of {}",
+                    x.len(),
+                    self.features()
+                ),
+                expected: x.len().div_ceil(self.features()) * self.features(),
+                got: x.len(),
+            });
+        }
+        self.scale(x);
+        Ok(())
+    }
+
+    /// The fields are public: one deviation per mean, at least one.
+    fn check_sizes(&self) -> Result<()> {
+        if self.mean.is_empty() {
+            return Err(Error::Empty {
+                what: "the standardisation statistics".into(),
+            });
+        }
+        if self.std.len() != self.mean.len() {
+            return Err(Error::Shape {
+                what: "standardisation deviations (one per mean)".into(),
+                expected: self.mean.len(),
+                got: self.std.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn scale(&self, x: &mut [f32]) {
+        for row in x.chunks_exact_mut(self.features()) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - m) / s;
+            }
+        }
+    }
+}
+
 fn check_finite(what: &str, values: &[f32], width: usize) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
@@ -441,4 +622,31 @@ pub fn epoch_order(rows: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<u32
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed));
     }
     order
+}
+
+// The check of a data set's targets against a loss reads the data set, so
+// it sits with the data, above `loss`, which knows no data set.
+impl Loss {
+    /// Checks that `data`'s targets are ones this loss can learn from:
+    /// for `BceWithLogits`, probabilities in [0, 1] (others give a loss with
+    /// no minimum, which torch trains on silently). `what` names the data
+    /// in the error, which gives the row and column.
+    pub fn check_targets(self, data: &Dataset, what: &str) -> Result<()> {
+        let Targets::Values { values, width } = data.targets() else {
+            return Ok(());
+        };
+        if self != Loss::BceWithLogits {
+            return Ok(());
+        }
+        match values.iter().position(|v| !(0.0..=1.0).contains(v)) {
+            None => Ok(()),
+            Some(i) => Err(Error::TargetOutOfRange {
+                what: what.to_string(),
+                row: i / width,
+                column: i % width,
+                value: values[i] as f64,
+                loss: self.to_string(),
+            }),
+        }
+    }
 }

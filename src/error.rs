@@ -80,6 +80,46 @@ pub enum Error {
         /// What a valid value looks like.
         reason: &'static str,
     },
+    /// An optimizer name that is not one of the optimizers.
+    #[error("unknown optimizer `{name}` (expected {expected})")]
+    UnknownOptimizer {
+        /// The name given.
+        name: String,
+        /// The names there are, in words.
+        expected: String,
+    },
+    /// An option (torch's keyword argument) that the optimizer does not
+    /// have, e.g. `momentum` for Adam.
+    #[error(
+        "{optimizer} has no option `{option}` ({})",
+        if .owners.is_empty() {
+            format!("its options: {}", .known.join(", "))
+        } else {
+            format!("only {} {}", .owners.join(", "), if .owners.len() == 1 { "has it" } else { "have it" })
+        }
+    )]
+    UnknownOption {
+        /// The optimizer's name, e.g. `adam`.
+        optimizer: &'static str,
+        /// The option given.
+        option: String,
+        /// The optimizers that have the option (empty when none has).
+        owners: Vec<&'static str>,
+        /// The options the optimizer has.
+        known: Vec<&'static str>,
+    },
+    /// An optimizer option's value that cannot be read.
+    #[error("{optimizer} option {option}: `{value}` is not {expected}")]
+    OptionValue {
+        /// The optimizer's name.
+        optimizer: &'static str,
+        /// The option, by torch's name.
+        option: &'static str,
+        /// The text given.
+        value: String,
+        /// What a value looks like, e.g. "a number".
+        expected: &'static str,
+    },
     /// A combination of settings that cannot work together.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -17,27 +17,18 @@
 //! the safetensors metadata (string to string).
 
 use crate::activation::Activation;
-use crate::data::{Dataset, Targets};
+use crate::checkpoint::Checkpoint;
+use crate::data::{Dataset, Standardizer, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::optim::Optimizer;
-use crate::train::Checkpoint;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 pub mod onnx;
-
-/// Per-feature statistics applied as (x − mean) / std before the network.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Standardization {
-    /// Training-set mean of each feature.
-    pub mean: Vec<f32>,
-    /// Training-set standard deviation of each feature (1 where constant).
-    pub std: Vec<f32>,
-}
 
 /// A trained model: network, parameters, and what is needed to use it.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +39,9 @@ pub struct SavedModel {
     pub params: Vec<f32>,
     /// The loss it was trained with (decides how predictions read).
     pub loss: Loss,
-    /// Feature scaling to apply before predicting, if any.
-    pub standardization: Option<Standardization>,
+    /// The standardisation the training data had, which whoever predicts
+    /// applies to the inputs first; `None` when the inputs go in as they are.
+    pub standardizer: Option<Standardizer>,
 }
 
 /// What a model file holds: always the parameters (and from their shapes
@@ -64,8 +56,8 @@ pub struct LoadedModel {
     pub activations: Option<Vec<Activation>>,
     /// The loss, if recorded.
     pub loss: Option<Loss>,
-    /// Feature scaling, if recorded.
-    pub standardization: Option<Standardization>,
+    /// The standardisation, if recorded.
+    pub standardizer: Option<Standardizer>,
 }
 
 impl LoadedModel {
@@ -83,7 +75,7 @@ impl LoadedModel {
             mlp: Mlp::with_activations(&self.sizes, &activations)?,
             params: self.params,
             loss,
-            standardization: self.standardization,
+            standardizer: self.standardizer,
         })
     }
 }
@@ -306,7 +298,7 @@ fn encode_model(
     let activations: Vec<Activation> = mlp.layers().iter().map(|l| l.activation).collect();
     metadata.insert("retroprop.activations".to_string(), join(&activations));
     metadata.insert("retroprop.loss".to_string(), model.loss.to_string());
-    if let Some(s) = &model.standardization {
+    if let Some(s) = &model.standardizer {
         metadata.insert("retroprop.mean".to_string(), join(&s.mean));
         metadata.insert("retroprop.std".to_string(), join(&s.std));
     }
@@ -566,13 +558,14 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
                 .map_err(|e: String| parse(format!("metadata retroprop.loss: {e}")))
         })
         .transpose()?;
-    let standardization = match (meta.get("retroprop.mean"), meta.get("retroprop.std")) {
+    let standardizer = match (meta.get("retroprop.mean"), meta.get("retroprop.std")) {
         (Some(mean), Some(std)) => {
-            let s = Standardization {
-                mean: parse_list(path, "retroprop.mean", mean)?,
-                std: parse_list(path, "retroprop.std", std)?,
-            };
-            if s.mean.len() != sizes[0] || s.std.len() != sizes[0] {
+            let s = Standardizer::new(
+                parse_list(path, "retroprop.mean", mean)?,
+                parse_list(path, "retroprop.std", std)?,
+            )
+            .map_err(|e| parse(format!("metadata retroprop.mean/std: {e}")))?;
+            if s.features() != sizes[0] {
                 return Err(parse(format!(
                     "standardisation statistics do not have {} features",
                     sizes[0]
@@ -587,7 +580,7 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
         params,
         activations,
         loss,
-        standardization,
+        standardizer,
     })
 }
 

@@ -35,6 +35,7 @@ pub struct ReadmeDoctests;
 
 pub mod activation;
 pub mod backend;
+pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 mod dropout;
@@ -55,7 +56,8 @@ pub mod train;
 
 pub use activation::Activation;
 pub use backend::LayerNorms;
-pub use data::{Dataset, Targets};
+pub use checkpoint::Checkpoint;
+pub use data::{Dataset, LossChoice, Standardizer, Targets};
 pub use error::{Error, Result};
 pub use loss::{Loss, TargetBatch};
 pub use model::{Init, Layer, Mlp};
@@ -64,6 +66,5 @@ pub use real::Real;
 pub use schedule::{LrSchedule, Scheduler};
 pub use stop::StopFlag;
 pub use train::{
-    Checkpoint, Device, DropoutRates, EarlyStopping, EpochRecord, Evaluation, History, TrainConfig,
-    Trainer,
+    Device, DropoutRates, EarlyStopping, EpochRecord, Evaluation, History, TrainConfig, Trainer,
 };

@@ -3,8 +3,7 @@
 //! `shaders/loss.wgsl` mirrors.
 
 use crate::activation::sigmoid;
-use crate::data::{Dataset, Targets};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::real::Real;
 use std::fmt;
 use std::str::FromStr;
@@ -42,29 +41,6 @@ impl Loss {
     /// Whether targets are class indices (one per row) rather than values.
     pub fn takes_classes(self) -> bool {
         matches!(self, Loss::CrossEntropy)
-    }
-
-    /// Checks that `data`'s targets are ones this loss can learn from:
-    /// for `BceWithLogits`, probabilities in [0, 1] (others give a loss with
-    /// no minimum, which torch trains on silently). `what` names the data
-    /// in the error, which gives the row and column.
-    pub fn check_targets(self, data: &Dataset, what: &str) -> Result<()> {
-        let Targets::Values { values, width } = data.targets() else {
-            return Ok(());
-        };
-        if self != Loss::BceWithLogits {
-            return Ok(());
-        }
-        match values.iter().position(|v| !(0.0..=1.0).contains(v)) {
-            None => Ok(()),
-            Some(i) => Err(Error::TargetOutOfRange {
-                what: what.to_string(),
-                row: i / width,
-                column: i % width,
-                value: values[i] as f64,
-                loss: self.to_string(),
-            }),
-        }
     }
 
     /// Whether accuracy means something for this loss.
@@ -205,15 +181,7 @@ impl Loss {
     /// ```
     pub fn probabilities(self, outputs: &[f32], width: usize) -> Vec<f32> {
         match self {
-            Loss::CrossEntropy => outputs
-                .chunks_exact(width)
-                .flat_map(|row| {
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let exp: Vec<f64> = row.iter().map(|&z| ((z - max) as f64).exp()).collect();
-                    let sum: f64 = exp.iter().sum();
-                    exp.into_iter().map(move |e| (e / sum) as f32)
-                })
-                .collect(),
+            Loss::CrossEntropy => outputs.chunks_exact(width).flat_map(softmax).collect(),
             Loss::BceWithLogits => outputs.iter().map(|&z| sigmoid(z as f64) as f32).collect(),
             Loss::Mse | Loss::HalfMse => outputs.to_vec(),
         }
@@ -248,6 +216,21 @@ pub fn argmax<T: PartialOrd + Copy>(row: &[T]) -> usize {
         }
     }
     best
+}
+
+/// The probabilities a row of logits gives under softmax, for showing
+/// predictions (training fuses softmax into [`Loss::CrossEntropy`]):
+/// computed in f64 after subtracting the row's largest logit.
+///
+/// ```
+/// let p = retroprop::loss::softmax(&[1000.0, 1000.0, f32::NEG_INFINITY]);
+/// assert_eq!(p, [0.5, 0.5, 0.0]);
+/// ```
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f64> = logits.iter().map(|&z| ((z - max) as f64).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| (e / sum) as f32).collect()
 }
 
 impl fmt::Display for Loss {

@@ -367,6 +367,31 @@ pub enum Init {
     KaimingNormal,
 }
 
+impl std::fmt::Display for Init {
+    /// The names `FromStr` reads: `torch`, `xavier_uniform`,
+    /// `xavier_normal`, `kaiming_uniform`, `kaiming_normal`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Init::TorchDefault => "torch",
+            Init::XavierUniform => "xavier_uniform",
+            Init::XavierNormal => "xavier_normal",
+            Init::KaimingUniform => "kaiming_uniform",
+            Init::KaimingNormal => "kaiming_normal",
+        })
+    }
+}
+
+impl Init {
+    /// Every initialisation: for tests and help text.
+    pub const ALL: [Init; 5] = [
+        Init::TorchDefault,
+        Init::XavierUniform,
+        Init::XavierNormal,
+        Init::KaimingUniform,
+        Init::KaimingNormal,
+    ];
+}
+
 impl std::str::FromStr for Init {
     type Err = String;
 

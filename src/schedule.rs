@@ -4,6 +4,7 @@
 //! and, for reduce-on-plateau, of the metric seen so far.
 
 use crate::error::{Error, Result};
+use std::fmt;
 use std::str::FromStr;
 
 /// A learning-rate schedule; `base` below is the optimizer's `lr`.
@@ -160,9 +161,10 @@ impl LrSchedule {
 impl FromStr for LrSchedule {
     type Err = String;
 
-    /// `constant`, `step:STEP_SIZE:GAMMA`, `exponential:GAMMA`,
+    /// `constant`, `step:STEP_SIZE[:GAMMA]`, `exponential:GAMMA`,
     /// `cosine:T_MAX[:ETA_MIN]`, `warmup:EPOCHS[:START_FACTOR]`,
-    /// `plateau[:FACTOR[:PATIENCE]]`.
+    /// `plateau[:FACTOR[:PATIENCE[:THRESHOLD[:COOLDOWN[:MIN_LR]]]]]`
+    /// (what is left out takes torch's default); what `Display` writes.
     fn from_str(text: &str) -> std::result::Result<Self, String> {
         let mut parts = text.trim().split(':');
         let kind = parts.next().unwrap_or_default();
@@ -219,14 +221,14 @@ impl FromStr for LrSchedule {
                 LrSchedule::Plateau {
                     factor: num(0, "factor")?.unwrap_or(factor),
                     patience: count(1, "patience")?.unwrap_or(patience),
-                    threshold,
-                    cooldown,
-                    min_lr,
+                    threshold: num(2, "threshold")?.unwrap_or(threshold),
+                    cooldown: count(3, "cooldown")?.unwrap_or(cooldown),
+                    min_lr: num(4, "min_lr")?.unwrap_or(min_lr),
                 }
             }
             _ => {
                 return Err(format!(
-                    "unknown lr schedule `{text}` (expected constant, step:N:GAMMA, exponential:GAMMA, cosine:T_MAX[:ETA_MIN], warmup:N[:START], plateau[:FACTOR[:PATIENCE]])"
+                    "unknown lr schedule `{text}` (expected constant, step:N[:GAMMA], exponential:GAMMA, cosine:T_MAX[:ETA_MIN], warmup:N[:START], plateau[:FACTOR[:PATIENCE[:THRESHOLD[:COOLDOWN[:MIN_LR]]]]])"
                 ));
             }
         };
@@ -234,6 +236,68 @@ impl FromStr for LrSchedule {
             .validate()
             .map_err(|e| format!("lr schedule `{text}`: {e}"))?;
         Ok(schedule)
+    }
+}
+
+impl fmt::Display for LrSchedule {
+    /// The text `FromStr` reads back to the same schedule: `constant`,
+    /// `step:10:0.5`, `exponential:0.95`, `cosine:50` (`:ETA_MIN` when not
+    /// 0), `warmup:5` (`:START_FACTOR` when not torch's 1/3), `plateau`
+    /// (then factor, patience, threshold, cooldown and min_lr, up to the
+    /// last that differs from torch's default).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LrSchedule::Constant => f.write_str("constant"),
+            LrSchedule::Step { step_size, gamma } => write!(f, "step:{step_size}:{gamma}"),
+            LrSchedule::Exponential { gamma } => write!(f, "exponential:{gamma}"),
+            LrSchedule::Cosine {
+                t_max,
+                eta_min: 0.0,
+            } => write!(f, "cosine:{t_max}"),
+            LrSchedule::Cosine { t_max, eta_min } => write!(f, "cosine:{t_max}:{eta_min}"),
+            LrSchedule::Warmup {
+                start_factor,
+                total_iters,
+            } if start_factor == 1.0 / 3.0 => write!(f, "warmup:{total_iters}"),
+            LrSchedule::Warmup {
+                start_factor,
+                total_iters,
+            } => write!(f, "warmup:{total_iters}:{start_factor}"),
+            LrSchedule::Plateau {
+                factor,
+                patience,
+                threshold,
+                cooldown,
+                min_lr,
+            } => {
+                let LrSchedule::Plateau {
+                    factor: torch_factor,
+                    patience: torch_patience,
+                    threshold: torch_threshold,
+                    cooldown: torch_cooldown,
+                    min_lr: torch_min_lr,
+                } = LrSchedule::PLATEAU
+                else {
+                    unreachable!()
+                };
+                let fields = [
+                    (factor.to_string(), factor == torch_factor),
+                    (patience.to_string(), patience == torch_patience),
+                    (threshold.to_string(), threshold == torch_threshold),
+                    (cooldown.to_string(), cooldown == torch_cooldown),
+                    (min_lr.to_string(), min_lr == torch_min_lr),
+                ];
+                let written = fields
+                    .iter()
+                    .rposition(|(_, default)| !default)
+                    .map_or(0, |last| last + 1);
+                f.write_str("plateau")?;
+                for (text, _) in &fields[..written] {
+                    write!(f, ":{text}")?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// [`Backend::train_steps`](crate::backend::Backend::train_steps) checks it
 /// before every step on the CPU and before every submission (at most 64
 /// steps) on the GPU, and returns what it did so far with
-/// [`StepsLoss::stopped`](crate::backend::StepsLoss::stopped) set; the
+/// [`StepsReport::stopped`](crate::backend::StepsReport::stopped) set; the
 /// steps that ran are whole. [`Trainer::fit`](crate::Trainer::fit) then
 /// returns with [`History::interrupted`](crate::History::interrupted), and
 /// [`Trainer::checkpoint`](crate::Trainer::checkpoint) records the position

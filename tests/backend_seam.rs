@@ -10,10 +10,10 @@ mod common;
 use common::{assert_close, random};
 use retroprop::backend::{Backend, BackendConfig, BatchShare};
 use retroprop::cpu::CpuBackend;
-use retroprop::gpu::GpuBackend;
+use retroprop::gpu::{GpuBackend, GpuOptions};
 use retroprop::{
-    Activation, Adam, Dataset, Device, Init, Loss, LrSchedule, Mlp, Optimizer, Sgd, Targets,
-    TrainConfig, Trainer,
+    Activation, Adam, Dataset, Device, Init, Loss, LrSchedule, Mlp, Optimizer, Sgd, Standardizer,
+    Targets, TrainConfig, Trainer,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -28,9 +28,13 @@ fn open(kind: Kind, mlp: &Mlp, params: Vec<f32>, config: &BackendConfig) -> Box<
     match kind {
         Kind::Cpu => Box::new(CpuBackend::new(mlp, params, config)),
         Kind::Gpu => Box::new(
-            GpuBackend::new(mlp, params, config, false).unwrap_or_else(|e| {
-                panic!("GPU tests need a wgpu adapter (apt-get install mesa-vulkan-drivers): {e}")
-            }),
+            GpuBackend::new(mlp, params, config, GpuOptions::default(), false).unwrap_or_else(
+                |e| {
+                    panic!(
+                        "GPU tests need a wgpu adapter (apt-get install mesa-vulkan-drivers): {e}"
+                    )
+                },
+            ),
         ),
     }
 }
@@ -247,8 +251,7 @@ fn data_changed_in_place_after_training_is_trained_on_anew() {
         let mut data = classes();
         let mut trainer = trainer(device, LrSchedule::Constant);
         trainer.fit(&data, None).unwrap();
-        let (mean, std) = data.feature_stats();
-        data.standardize(&mean, &std).unwrap();
+        Standardizer::fit(&data).apply(&mut data).unwrap();
         trainer.fit(&data, None).unwrap();
         // The same two fits with a fresh copy of each data set.
         let mut fresh = trainer_from_start(device);

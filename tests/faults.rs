@@ -6,7 +6,7 @@
 mod common;
 
 use retroprop::backend::{Backend, BackendConfig};
-use retroprop::gpu::GpuBackend;
+use retroprop::gpu::{GpuBackend, GpuOptions};
 use retroprop::io::{SavedModel, load_checkpoint, save_checkpoint};
 use retroprop::{Activation, Adam, Dataset, Init, Loss, Mlp, Targets, TrainConfig, Trainer};
 use std::sync::mpsc;
@@ -52,7 +52,7 @@ fn a_lost_device_ends_every_later_call_with_an_error_and_keeps_the_checkpoint() 
         mlp: mlp.clone(),
         params: checkpoint.params.clone(),
         loss: Loss::CrossEntropy,
-        standardization: None,
+        standardizer: None,
     };
     save_checkpoint(&path, &saved, &optimizer.into(), &checkpoint).unwrap();
 
@@ -60,8 +60,14 @@ fn a_lost_device_ends_every_later_call_with_an_error_and_keeps_the_checkpoint() 
         let data = data();
         let mut config = BackendConfig::new(Loss::CrossEntropy, optimizer.into());
         config.batch_rows = Some(16);
-        let mut gpu = GpuBackend::new(&mlp, mlp.init(Init::XavierUniform, 1), &config, false)
-            .expect("a GPU backend");
+        let mut gpu = GpuBackend::new(
+            &mlp,
+            mlp.init(Init::XavierUniform, 1),
+            &config,
+            GpuOptions::default(),
+            false,
+        )
+        .expect("a GPU backend");
         let handle = gpu.upload(&data).unwrap();
         let order: Vec<u32> = (0..64).collect();
         gpu.train_steps(&handle, &order, 16, 2, 0.01)

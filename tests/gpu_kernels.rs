@@ -266,7 +266,18 @@ fn standalone_activation_kernels_match_cpu() {
 fn loss_kernels_match_cpu() {
     let h = harness();
     for loss in Loss::ALL {
-        for &(rows, width) in &[(1, 2), (3, 3), (17, 10), (65, 1), (257, 17)] {
+        // 1023 and up: either side of the workgroup-a-row kernel for wide
+        // output layers (WIDE_LOSS_MIN in src/gpu/dispatch.rs).
+        for &(rows, width) in &[
+            (1, 2),
+            (3, 3),
+            (17, 10),
+            (65, 1),
+            (257, 17),
+            (3, 1023),
+            (5, 1024),
+            (2, 1500),
+        ] {
             let width = if loss == Loss::CrossEntropy {
                 width.max(2)
             } else {
@@ -307,6 +318,34 @@ fn loss_kernels_match_cpu() {
                 0.1 / norm as f64,
             );
             assert_eq!(gpu_correct, cpu_correct, "{what}: correct count");
+        }
+    }
+}
+
+/// A row whose maximum occurs twice is predicted as its first column, as
+/// the CPU counts it, also when the two fall to different threads of the
+/// wide kernel's workgroup.
+#[test]
+fn wide_cross_entropy_counts_the_first_of_equal_maxima() {
+    let h = harness();
+    let width = 2048;
+    for (first, second) in [(5, 70), (70, 1029), (3, 67), (1000, 1001)] {
+        let mut output = vec![0f32; width];
+        output[first] = 4.0;
+        output[second] = 4.0;
+        for (label, expected) in [(first, 1.0), (second, 0.0)] {
+            let labels = [label as u32];
+            let targets = TargetBatch::Classes(&labels);
+            let (_, correct, _) = h.loss(Loss::CrossEntropy, &output, width, targets).unwrap();
+            let cpu = Loss::CrossEntropy.correct(&output, width, targets).unwrap() as f32;
+            assert_eq!(
+                cpu, expected,
+                "the CPU's count, maxima at {first} and {second}"
+            );
+            assert_eq!(
+                correct, expected,
+                "maxima at {first} and {second}, label {label}: correct count"
+            );
         }
     }
 }

@@ -457,6 +457,48 @@ fn a_failure_on_one_rank_is_every_ranks_error_naming_it() {
     }
 }
 
+/// Ranks given different data (more rows on one, one value changed on
+/// another) would run different numbers of steps and wait for each
+/// other's sums forever: `fit` and `train_steps` compare every rank's data
+/// with rank 0's first, and every rank gets the same error naming the
+/// rank that differs and how.
+#[test]
+fn ranks_with_different_data_all_fail_naming_the_rank_instead_of_hanging() {
+    let train = data(Loss::CrossEntropy, 11);
+    let fewer = train.select(&(0..train.rows() as u32 - 7).collect::<Vec<_>>());
+    let mut x = train.x().to_vec();
+    x[5] += 1e-3;
+    let changed = Dataset::new(x, train.features(), train.targets().clone()).unwrap();
+    let config = config(Loss::CrossEntropy, Sgd::default().into());
+    for (other, how) in [(&fewer, "rows"), (&changed, "other values")] {
+        for steps in [None, Some(3)] {
+            let outcomes = on_ranks(3, &config, |r, trainer| {
+                let mine = if r == 1 { other } else { &train };
+                match steps {
+                    None => trainer.fit(mine, None).map(|_| ()),
+                    Some(n) => trainer.train_steps(mine, n).map(|_| ()),
+                }
+            });
+            for (r, outcome) in outcomes.iter().enumerate() {
+                match outcome {
+                    Err(Error::Rank { rank: 1, message }) => assert!(
+                        message.contains("training data differs from rank 0's")
+                            && message.contains(how),
+                        "rank {r}: {message}"
+                    ),
+                    other => panic!("rank {r}: expected rank 1's error, got {other:?}"),
+                }
+            }
+        }
+    }
+    // The same data everywhere trains, and is compared once.
+    let outcomes = on_ranks(2, &config, |_, trainer| {
+        trainer.check_same_data(&train, "train.csv")?;
+        trainer.fit(&train, None).map(|_| ())
+    });
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+}
+
 #[test]
 fn a_rank_that_leaves_ends_the_others_with_its_name() {
     let train = data(Loss::CrossEntropy, 10);

@@ -143,7 +143,7 @@ fn filled_model(value: f32) -> retroprop::io::SavedModel {
         params: vec![value; mlp.parameter_count()],
         mlp,
         loss: Loss::CrossEntropy,
-        standardization: None,
+        standardizer: None,
     }
 }
 

@@ -6,8 +6,8 @@ use crate::cli::{BenchArgs, parse_arch};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use retroprop::{
-    Activation, Adagrad, Adam, AdamW, Dataset, Device, Init, Loss, Mlp, Optimizer, RmsProp, Sgd,
-    Targets, TrainConfig, Trainer,
+    Activation, Adam, Dataset, Device, Init, Loss, Mlp, Optimizer, Sgd, Targets, TrainConfig,
+    Trainer,
 };
 use std::time::Instant;
 
@@ -47,16 +47,6 @@ pub fn standard_data(
         })
         .collect();
     Dataset::new(x, features, Targets::Classes(labels)).map_err(|e| e.to_string())
-}
-
-fn optimizer(name: &str) -> Optimizer {
-    match name {
-        "sgd" => Sgd::default().into(),
-        "adamw" => AdamW::default().into(),
-        "rmsprop" => RmsProp::default().into(),
-        "adagrad" => Adagrad::default().into(),
-        _ => Adam::default().lr(1e-3).into(),
-    }
 }
 
 /// Peak resident memory of this process, from /proc (Linux), in bytes.
@@ -105,12 +95,12 @@ pub fn run(
     data: &Dataset,
     batch: usize,
     steps: usize,
-    opt: &str,
+    optimizer: Optimizer,
 ) -> Result<Run> {
     let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).map_err(|e| e.to_string())?;
     let config = TrainConfig::default()
         .loss(Loss::CrossEntropy)
-        .optimizer(optimizer(opt))
+        .optimizer(optimizer)
         .batch_size(batch)
         .init(Init::KaimingUniform)
         .device(device);
@@ -140,7 +130,7 @@ pub fn run(
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join("-"),
-        optimizer: opt.to_string(),
+        optimizer: optimizer.to_string(),
         batch,
         steps,
         samples_per_s: batch as f64 / median,
@@ -243,7 +233,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut runs = Vec::new();
     for &device in &devices {
         for &batch in &batches {
-            let r = run(device, &sizes, &data, batch, args.steps, &args.optimizer)?;
+            let r = run(device, &sizes, &data, batch, args.steps, args.optimizer)?;
             if args.json {
                 println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
             } else {
@@ -281,7 +271,7 @@ fn profile(args: &BenchArgs, sizes: &[usize], data: &Dataset, batch: usize) -> R
     let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).map_err(|e| e.to_string())?;
     let config = TrainConfig::default()
         .loss(Loss::CrossEntropy)
-        .optimizer(optimizer(&args.optimizer))
+        .optimizer(args.optimizer)
         .batch_size(batch)
         .init(Init::KaimingUniform)
         .device(Device::Gpu);
@@ -502,7 +492,7 @@ fn full(args: &BenchArgs, devices: &[Device], runs: &[(Device, Run)]) -> Result<
     }
     let tiny = standard_data(256, 4, 2, 1)?;
     for &device in devices {
-        let r = run(device, &[4, 4, 2], &tiny, 1, 200, "sgd")?;
+        let r = run(device, &[4, 4, 2], &tiny, 1, 200, Sgd::default().into())?;
         if !args.json {
             println!(
                 "\nper-step overhead on {}: 4-4-2 net, batch 1: {:.0} steps/s ({:.3} ms/step)",
@@ -534,7 +524,7 @@ fn full(args: &BenchArgs, devices: &[Device], runs: &[(Device, Run)]) -> Result<
             .into_iter()
             .filter(|&b| b <= cap)
         {
-            let r = run(device, &sizes, &data, batch, 2, "adam")?;
+            let r = run(device, &sizes, &data, batch, 2, Adam::default().into())?;
             if !args.json {
                 println!(
                     "  batch {batch:>5}: {:>10.2} ms/step {:>10.1} samples/s",
@@ -563,7 +553,7 @@ fn full(args: &BenchArgs, devices: &[Device], runs: &[(Device, Run)]) -> Result<
                 &data,
                 64,
                 2,
-                "adam",
+                Adam::default().into(),
             )?;
             if !args.json {
                 println!(

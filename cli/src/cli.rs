@@ -1,7 +1,9 @@
 //! Command-line arguments.
 
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use retroprop::{Activation, Device, Init, Loss, LrSchedule};
+use retroprop::{Activation, Device, Init, Loss, LrSchedule, Optimizer};
 use std::path::PathBuf;
 
 /// Train dense neural networks by backpropagation on the GPU (WGSL compute
@@ -75,9 +77,12 @@ pub struct TrainArgs {
     /// class indices 0, 1, 2, …, otherwise mse.
     #[arg(long, value_parser = parse_loss)]
     pub loss: Option<Loss>,
-    /// The optimizer (torch.optim semantics and defaults).
-    #[arg(long, default_value = "adam", value_parser = ["sgd", "adam", "adamw", "rmsprop", "adagrad"])]
-    pub optimizer: String,
+    /// The optimizer (torch.optim semantics and defaults): a name, or a
+    /// name with options by torch's names, e.g.
+    /// adam:lr=0.001,betas=0.9/0.999,amsgrad=true. The flags below set one
+    /// option each, over what this says.
+    #[arg(long, value_name = "OPTIMIZER", default_value = "adam", value_parser = OptimizerParser)]
+    pub optimizer: Optimizer,
     /// Learning rate (default: the optimizer's torch default).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -112,8 +117,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub lr_decay: Option<f64>,
     /// Initial accumulator value (adagrad).
-    #[arg(long)]
-    pub initial_accumulator: Option<f64>,
+    #[arg(long, alias = "initial-accumulator")]
+    pub initial_accumulator_value: Option<f64>,
     /// Learning-rate schedule, stepped per epoch (torch.optim.lr_scheduler):
     /// constant, step:STEP_SIZE:GAMMA, exponential:GAMMA,
     /// cosine:T_MAX[:ETA_MIN], warmup:EPOCHS[:START_FACTOR],
@@ -145,10 +150,11 @@ pub struct TrainArgs {
     /// Rows per step; 0 means the whole data set (full-batch descent).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Passes over the training data.
-    #[arg(long, default_value_t = 20)]
-    pub epochs: usize,
-    /// Stop after N optimizer steps (then --epochs only bounds it).
+    /// Passes over the training data [default: 20, or no bound with
+    /// --steps].
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Stop after N optimizer steps (an --epochs given too bounds it).
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
     /// Visit rows in file order instead of a new random order each epoch.
@@ -219,9 +225,10 @@ pub struct EvaluateArgs {
     /// Labelled data: CSV or safetensors.
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// The last N CSV columns are targets.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub targets: usize,
+    /// The last N CSV columns are targets [default: the model's outputs,
+    /// or one column of class labels for cross-entropy].
+    #[arg(long, value_name = "N")]
+    pub targets: Option<usize>,
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,
@@ -258,9 +265,10 @@ pub struct BenchArgs {
     /// Samples in the synthetic data set.
     #[arg(long, default_value_t = 16384)]
     pub samples: usize,
-    /// The optimizer (adam with lr 1e-3 by default, as the standard work).
-    #[arg(long, default_value = "adam", value_parser = ["sgd", "adam", "adamw", "rmsprop", "adagrad"])]
-    pub optimizer: String,
+    /// The optimizer (adam with lr 1e-3 by default, as the standard work),
+    /// as `train --optimizer` takes it.
+    #[arg(long, value_name = "OPTIMIZER", default_value = "adam", value_parser = OptimizerParser)]
+    pub optimizer: Optimizer,
     /// Also measure the matmul kernels, per-step overhead and scaling.
     #[arg(long)]
     pub full: bool,
@@ -271,6 +279,64 @@ pub struct BenchArgs {
     /// One JSON object per run on standard output instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+impl TrainArgs {
+    /// The optimizer options the flags give, by torch's names, as text for
+    /// `Optimizer::set_option` (each flag is the option's name with `-`).
+    pub fn optimizer_options(&self) -> Vec<(&'static str, String)> {
+        let number = |name, value: Option<f64>| value.map(|v| (name, v.to_string()));
+        let flag = |name, given: bool| given.then(|| (name, true.to_string()));
+        [
+            number("lr", self.lr),
+            number("momentum", self.momentum),
+            number("dampening", self.dampening),
+            flag("nesterov", self.nesterov),
+            self.betas.clone().map(|b| ("betas", b)),
+            flag("amsgrad", self.amsgrad),
+            number("alpha", self.alpha),
+            flag("centered", self.centered),
+            number("lr_decay", self.lr_decay),
+            number("initial_accumulator_value", self.initial_accumulator_value),
+            number("weight_decay", self.weight_decay),
+            number("eps", self.eps),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// `--optimizer`: parsed by the library (`Optimizer`'s `FromStr`), with
+/// the library's names as the values `--help` lists.
+#[derive(Debug, Clone, Copy)]
+pub struct OptimizerParser;
+
+impl TypedValueParser for OptimizerParser {
+    type Value = Optimizer;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Optimizer, clap::Error> {
+        let text = value.to_string_lossy();
+        text.parse().map_err(|e: retroprop::Error| {
+            let arg = arg.map_or("--optimizer".to_string(), ToString::to_string);
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("invalid value '{text}' for '{arg}': {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            Optimizer::NAMES.into_iter().map(PossibleValue::new),
+        ))
+    }
 }
 
 fn parse_loss(s: &str) -> Result<Loss, String> {

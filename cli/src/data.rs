@@ -20,39 +20,46 @@ fn read(path: Option<&Path>, targets: usize, classes: bool) -> retroprop::Result
     }
 }
 
-/// Whether every target is a non-negative integer in one column: class labels.
-fn looks_like_classes(data: &Dataset) -> bool {
-    match data.targets() {
-        Targets::Values { values, width: 1 } => {
-            values.iter().all(|v| *v >= 0.0 && v.fract() == 0.0)
-        }
-        _ => false,
-    }
+/// A labelled data file and its loss: the one named, or with none the one
+/// its targets suggest (`Dataset::suggested_loss`), with why in words.
+pub struct Labelled {
+    pub data: Dataset,
+    pub loss: Loss,
+    /// Why the loss was chosen, when it was not named.
+    pub chosen_because: Option<String>,
 }
 
-/// Loads a labelled data file; with no `loss`, picks cross_entropy for class
-/// labels and mse otherwise. Returns the data and the loss.
+/// Loads a labelled data file; with no `loss`, takes the one its targets
+/// suggest: cross_entropy for class labels, mse otherwise.
 pub fn load_labelled(
     path: Option<&Path>,
     targets: usize,
     loss: Option<Loss>,
-) -> retroprop::Result<(Dataset, Loss)> {
-    let loss = match loss {
-        Some(loss) => loss,
-        None if path.is_none() => Loss::CrossEntropy,
+) -> retroprop::Result<Labelled> {
+    let (loss, chosen_because) = match loss {
+        Some(loss) => (loss, None),
+        None if path.is_none() => (Loss::CrossEntropy, None),
         None => {
             let values = read(path, targets, false)?;
-            if looks_like_classes(&values) {
-                Loss::CrossEntropy
-            } else {
-                return Ok((values, Loss::Mse));
+            let choice = values.suggested_loss();
+            if !choice.loss.takes_classes() {
+                return Ok(Labelled {
+                    data: values,
+                    loss: choice.loss,
+                    chosen_because: Some(choice.reason),
+                });
             }
+            (choice.loss, Some(choice.reason))
         }
     };
     let data = read(path, targets, loss.takes_classes())?;
     let name = path.map_or("<bundled digits.csv>".into(), |p| p.display().to_string());
     loss.check_targets(&data, &name)?;
-    Ok((data, loss))
+    Ok(Labelled {
+        data,
+        loss,
+        chosen_because,
+    })
 }
 
 /// Number of outputs the targets need: classes for cross-entropy.

@@ -6,13 +6,10 @@ use crate::interrupt::Interrupts;
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, plot, progress, progress_message};
 use retroprop::io::{
-    SavedModel, Standardization, load_checkpoint, load_model, save_checkpoint,
-    save_interrupted_model, save_model,
+    SavedModel, load_checkpoint, load_model, save_checkpoint, save_interrupted_model, save_model,
 };
 use retroprop::loss::argmax;
-use retroprop::{
-    Adagrad, Adam, AdamW, Device, Loss, Mlp, Optimizer, RmsProp, Sgd, TrainConfig, Trainer,
-};
+use retroprop::{Device, Loss, Mlp, Optimizer, Standardizer, TrainConfig, Trainer};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -23,110 +20,22 @@ fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// The optimizer the flags describe; flags that do not apply are errors.
+/// The optimizer `--optimizer` and the flags describe; a flag whose
+/// option that optimizer does not have is an error (the library knows which
+/// has which).
 fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
-    let betas = args
-        .betas
-        .as_deref()
-        .map(|b| {
-            let parts: Vec<&str> = b.split(',').collect();
-            let [b1, b2] = parts[..] else {
-                return Err(format!(
-                    "--betas: expected two numbers like 0.9,0.999, got `{b}`"
-                ));
-            };
-            let num = |s: &str| {
-                s.trim()
-                    .parse::<f64>()
-                    .map_err(|_| format!("--betas: `{s}` is not a number"))
-            };
-            Ok((num(b1)?, num(b2)?))
-        })
-        .transpose()?;
-    let name = args.optimizer.as_str();
-    let unused = |flag: &str, given: bool, allowed: &[&str]| {
-        if given && !allowed.contains(&name) {
-            Err(format!(
+    let mut optimizer = args.optimizer;
+    let name = optimizer.name();
+    for (option, value) in args.optimizer_options() {
+        let flag = format!("--{}", option.replace('_', "-"));
+        optimizer.set_option(option, &value).map_err(|e| match e {
+            retroprop::Error::UnknownOption { owners, .. } => format!(
                 "{flag} does not apply to --optimizer {name} (only to {})",
-                allowed.join(", ")
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    unused("--momentum", args.momentum.is_some(), &["sgd", "rmsprop"])?;
-    unused("--dampening", args.dampening.is_some(), &["sgd"])?;
-    unused("--nesterov", args.nesterov, &["sgd"])?;
-    unused("--betas", betas.is_some(), &["adam", "adamw"])?;
-    unused("--amsgrad", args.amsgrad, &["adam", "adamw"])?;
-    unused("--alpha", args.alpha.is_some(), &["rmsprop"])?;
-    unused("--centered", args.centered, &["rmsprop"])?;
-    unused("--lr-decay", args.lr_decay.is_some(), &["adagrad"])?;
-    unused(
-        "--initial-accumulator",
-        args.initial_accumulator.is_some(),
-        &["adagrad"],
-    )?;
-    let optimizer: Optimizer = match name {
-        "sgd" => {
-            let d = Sgd::default();
-            Sgd {
-                lr: args.lr.unwrap_or(d.lr),
-                momentum: args.momentum.unwrap_or(d.momentum),
-                dampening: args.dampening.unwrap_or(d.dampening),
-                weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
-                nesterov: args.nesterov,
-            }
-            .into()
-        }
-        "adam" => {
-            let d = Adam::default();
-            Adam {
-                lr: args.lr.unwrap_or(d.lr),
-                betas: betas.unwrap_or(d.betas),
-                eps: args.eps.unwrap_or(d.eps),
-                weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
-                amsgrad: args.amsgrad,
-            }
-            .into()
-        }
-        "adamw" => {
-            let d = AdamW::default();
-            AdamW {
-                lr: args.lr.unwrap_or(d.lr),
-                betas: betas.unwrap_or(d.betas),
-                eps: args.eps.unwrap_or(d.eps),
-                weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
-                amsgrad: args.amsgrad,
-            }
-            .into()
-        }
-        "rmsprop" => {
-            let d = RmsProp::default();
-            RmsProp {
-                lr: args.lr.unwrap_or(d.lr),
-                alpha: args.alpha.unwrap_or(d.alpha),
-                eps: args.eps.unwrap_or(d.eps),
-                weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
-                momentum: args.momentum.unwrap_or(d.momentum),
-                centered: args.centered,
-            }
-            .into()
-        }
-        _ => {
-            let d = Adagrad::default();
-            Adagrad {
-                lr: args.lr.unwrap_or(d.lr),
-                lr_decay: args.lr_decay.unwrap_or(d.lr_decay),
-                weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
-                initial_accumulator_value: args
-                    .initial_accumulator
-                    .unwrap_or(d.initial_accumulator_value),
-                eps: args.eps.unwrap_or(d.eps),
-            }
-            .into()
-        }
-    };
+                owners.join(", ")
+            ),
+            e => format!("{flag}: {e}"),
+        })?;
+    }
     optimizer
         .validate()
         .map_err(|e| format!("--optimizer {name}: {e}"))?;
@@ -149,8 +58,8 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if args.targets == 0 {
         return Err("--targets must be at least 1".into());
     }
-    let (mut train_set, loss) =
-        load_labelled(args.data.as_deref(), args.targets, args.loss).map_err(text)?;
+    let labelled = load_labelled(args.data.as_deref(), args.targets, args.loss).map_err(text)?;
+    let (mut train_set, loss) = (labelled.data, labelled.loss);
     // The bundled data set holds out 20 % by default, to report an honest
     // accuracy.
     let val_split = args.val_split.or(args.data.is_none().then_some(0.2));
@@ -158,7 +67,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         (Some(path), _) => Some(
             load_labelled(Some(path), args.targets, Some(loss))
                 .map_err(text)?
-                .0,
+                .data,
         ),
         (None, Some(fraction)) => {
             let (rest, held) = train_set
@@ -180,14 +89,11 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     }
     // The bundled digits are pixel counts 0..16: standardise them always.
     let standardize = args.standardize || args.data.is_none();
-    let standardization = standardize.then(|| {
-        let (mean, std) = train_set.feature_stats();
-        Standardization { mean, std }
-    });
-    if let Some(s) = &standardization {
-        train_set.standardize(&s.mean, &s.std).map_err(text)?;
+    let standardizer = standardize.then(|| Standardizer::fit(&train_set));
+    if let Some(s) = &standardizer {
+        s.apply(&mut train_set).map_err(text)?;
         if let Some(v) = &mut val_set {
-            v.standardize(&s.mean, &s.std).map_err(text)?;
+            s.apply(v).map_err(text)?;
         }
     }
 
@@ -198,12 +104,12 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         .transpose()
         .map_err(text)?;
     if let Some((_, optimizer_name, _)) = &resume
-        && *optimizer_name != args.optimizer
+        && *optimizer_name != optimizer.name()
     {
         return Err(format!(
             "--resume {}: the checkpoint was written with --optimizer {optimizer_name}, not {}",
             args.resume.as_ref().unwrap().display(),
-            args.optimizer
+            optimizer.name()
         ));
     }
     let init = match &resume {
@@ -271,10 +177,14 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         None => mlp.init(args.weight_init, args.seed),
     };
 
+    // --steps alone decides; an --epochs given with it bounds it.
+    let epochs = args
+        .epochs
+        .unwrap_or(if args.steps.is_some() { usize::MAX } else { 20 });
     let mut config = TrainConfig::default()
         .loss(loss)
         .optimizer(optimizer)
-        .epochs(args.epochs)
+        .epochs(epochs)
         .shuffle(!args.no_shuffle)
         .seed(args.seed)
         .device(args.device);
@@ -299,10 +209,6 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     }
     if let Some(steps) = args.steps {
         config = config.max_steps(steps);
-        if args.epochs == 20 {
-            // --steps decides; epochs only bound it.
-            config.epochs = usize::MAX;
-        }
     }
     if let Some((_, _, checkpoint)) = &resume {
         // --epochs counts from the start of the original run.
@@ -319,14 +225,32 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if let Some((_, _, checkpoint)) = &resume {
         ranks.shared(trainer.restore(checkpoint))?;
     }
+    // Every rank must read the same data, or the ranks would wait for each
+    // other's sums forever: compared here, before the first step, with
+    // the files named.
+    let data_name = args
+        .data
+        .as_deref()
+        .map_or("the bundled digits".into(), |p| p.display().to_string());
+    let what = format!("the training data ({data_name})");
+    ranks.shared(trainer.check_same_data(&train_set, &what))?;
+    if let Some(v) = &val_set {
+        let what = match &args.val {
+            Some(path) => format!("the validation data ({})", path.display()),
+            None => format!("the validation data (held out of {data_name})"),
+        };
+        ranks.shared(trainer.check_same_data(v, &what))?;
+    }
     let setup = start.elapsed().as_secs_f64();
-    let epochs_shown = if args.steps.is_some() {
-        let per_epoch = train_set
-            .rows()
-            .div_ceil(config.batch_size.unwrap_or(train_set.rows())) as u64;
-        args.steps.unwrap_or(0).div_ceil(per_epoch.max(1)) as usize
-    } else {
-        args.epochs
+    let epochs_shown = match args.steps {
+        Some(steps) => {
+            let per_epoch = train_set
+                .rows()
+                .div_ceil(config.batch_size.unwrap_or(train_set.rows()))
+                as u64;
+            (steps.div_ceil(per_epoch.max(1)) as usize).min(epochs)
+        }
+        None => epochs,
     };
     let bar = progress(epochs_shown, args.quiet);
     let mut metrics = args
@@ -341,7 +265,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         mlp: mlp.clone(),
         params,
         loss,
-        standardization: standardization.clone(),
+        standardizer: standardizer.clone(),
     };
     let every = if args.checkpoint.is_some() {
         args.checkpoint_every.max(1)
@@ -426,7 +350,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
             mlp: mlp.clone(),
             params,
             loss,
-            standardization,
+            standardizer,
         };
         if history.interrupted {
             save_interrupted_model(path, &model, trainer.steps())
@@ -454,8 +378,11 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         start.elapsed().as_secs_f64(),
         setup
     );
+    let chosen = labelled
+        .chosen_because
+        .map_or(String::new(), |why| format!(" (chosen: {why})"));
     summary += &format!(
-        "; loss {loss}, train {}",
+        "; loss {loss}{chosen}, train {}",
         last.map_or("-".into(), |r| format!("{:.4}", r.train_loss))
     );
     match last.and_then(|r| r.validation) {
@@ -521,21 +448,13 @@ fn open_model(path: &Path, device: Device) -> Result<(SavedModel, Trainer)> {
     Ok((model, trainer))
 }
 
-fn standardize_rows(x: &mut [f32], model: &SavedModel) {
-    if let Some(s) = &model.standardization {
-        for row in x.chunks_exact_mut(s.mean.len()) {
-            for ((v, m), sd) in row.iter_mut().zip(&s.mean).zip(&s.std) {
-                *v = (*v - m) / sd;
-            }
-        }
-    }
-}
-
 pub fn predict(args: PredictArgs) -> Result<()> {
     let (model, mut trainer) = open_model(&args.model, args.device)?;
     let inputs = model.mlp.inputs();
     let mut x = load_inputs(&args.data, inputs).map_err(text)?;
-    standardize_rows(&mut x, &model);
+    if let Some(s) = &model.standardizer {
+        s.apply_rows(&mut x).map_err(text)?;
+    }
     let outputs = trainer.predict(&x).map_err(text)?;
     let width = model.mlp.outputs();
     let mut out = String::new();
@@ -599,8 +518,16 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let (model, mut trainer) = open_model(&args.model, args.device)?;
-    let (mut data, _) =
-        load_labelled(Some(&args.data), args.targets, Some(model.loss)).map_err(text)?;
+    // Without --targets, as many target columns as the model has outputs
+    // (one of class labels for cross-entropy).
+    let targets = args.targets.unwrap_or(if model.loss.takes_classes() {
+        1
+    } else {
+        model.mlp.outputs()
+    });
+    let mut data = load_labelled(Some(&args.data), targets, Some(model.loss))
+        .map_err(text)?
+        .data;
     if data.features() != model.mlp.inputs() {
         return Err(format!(
             "{}: {} feature columns, but the model takes {} inputs",
@@ -609,8 +536,8 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             model.mlp.inputs()
         ));
     }
-    if let Some(s) = &model.standardization {
-        data.standardize(&s.mean, &s.std).map_err(text)?;
+    if let Some(s) = &model.standardizer {
+        s.apply(&mut data).map_err(text)?;
     }
     let eval = trainer.evaluate(&data).map_err(text)?;
     let mut line = format!(

@@ -668,3 +668,105 @@ fn bench_json_runs_on_a_tiny_configuration() {
         &["--batch", "`0` is not a batch size"],
     );
 }
+
+/// With no --loss, a target column of whole numbers that are not classes
+/// (scikit-learn's diabetes data: 25 to 346) is regressed, and the summary
+/// says which loss was chosen, why, and the flag that changes it; class
+/// labels are classified, saying so too.
+#[test]
+fn the_summary_names_the_loss_chosen_for_the_targets_and_why() {
+    let dir = Dir::new("chosen-loss");
+    let rows = |target: &dyn Fn(usize) -> usize| -> String {
+        (0..442)
+            .map(|i| {
+                format!(
+                    "{},{},{}\n",
+                    (i % 13) as f32 / 13.0,
+                    (i % 7) as f32 / 7.0,
+                    target(i)
+                )
+            })
+            .collect()
+    };
+    let diabetes = dir.write("diabetes.csv", &rows(&|i| 25 + (i * 37) % 322));
+    let classes = dir.write("classes.csv", &rows(&|i| i % 3));
+    for (file, loss, why) in [
+        (
+            &diabetes,
+            "loss mse (chosen:",
+            "from 25 to 346, not classes from 0; --loss cross_entropy",
+        ),
+        (
+            &classes,
+            "loss cross_entropy (chosen:",
+            "class labels 0 to 2, 147 rows a class; --loss mse",
+        ),
+    ] {
+        let (code, out, err) = run(&[
+            "train",
+            "--data",
+            file.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+            "-q",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains(loss) && out.contains(why),
+            "{}: {out}",
+            file.display()
+        );
+    }
+}
+
+/// An --epochs given with --steps bounds it (it was taken as "not given"
+/// when it equalled the default, 20, and `--epochs 20 --steps 100000`
+/// trained 2 223 epochs); --steps alone is bounded by nothing else.
+#[test]
+fn epochs_given_with_steps_bound_them() {
+    let dir = Dir::new("epochs-bound-steps");
+    let text: String = (0..40)
+        .map(|i| {
+            format!(
+                "{},{},{}\n",
+                (i % 5) as f32 / 5.0,
+                (i % 3) as f32 / 3.0,
+                i % 2
+            )
+        })
+        .collect();
+    let data = dir.write("data.csv", &text);
+    let data = data.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            data,
+            "--device",
+            "cpu",
+            "--batch-size",
+            "8",
+        ];
+        args.extend(extra);
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    for (extra, expected) in [
+        (
+            &["--epochs", "20", "--steps", "100000"][..],
+            "20 epochs, 100 steps",
+        ),
+        (
+            &["--epochs", "2", "--steps", "100000"][..],
+            "2 epochs, 10 steps",
+        ),
+        (&["--steps", "12"][..], "12 steps"),
+        (&["--epochs", "3"][..], "3 epochs, 15 steps"),
+    ] {
+        let out = train(extra);
+        assert!(out.contains(expected), "{extra:?}: {out}");
+    }
+}

@@ -440,23 +440,7 @@ fn bad_input_on_one_rank_ends_every_rank_with_one_message() {
     let good = train_args(&data, "1", "cpu", &save, &[]);
     let mut bad = good.clone();
     bad[2] = dir.arg("missing.csv");
-    let exe = env!("CARGO_BIN_EXE_retroprop");
-    let mut args = strings(&["--oversubscribe", "-np", "1", exe]);
-    args.extend(good.clone());
-    args.extend(strings(&[":", "-np", "1", exe]));
-    args.extend(bad);
-    args.extend(strings(&[":", "-np", "1", exe]));
-    args.extend(good);
-    let child = Command::new("mpirun")
-        .args(&args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.path("mpmd.out")).unwrap())
-        .stderr(std::fs::File::create(dir.path("mpmd.err")).unwrap())
-        .spawn()
-        .expect("mpirun (apt-get install libopenmpi-dev openmpi-bin)");
-    let ended = wait(&dir, "mpmd", child);
+    let ended = mpmd(&dir, &[good.clone(), bad, good]);
     assert_ne!(ended.code, Some(0), "a missing file on rank 1 succeeded");
     let errors = ended.error_lines();
     assert_eq!(errors.len(), 1, "one message expected:\n{}", ended.stderr);
@@ -466,6 +450,91 @@ fn bad_input_on_one_rank_ends_every_rank_with_one_message() {
         errors[0]
     );
     assert!(!Path::new(&save).exists(), "a model was saved");
+}
+
+/// One mpirun of a rank per command line (MPMD: `-np 1 retroprop ARGS :
+/// -np 1 retroprop ARGS ...`), waited for.
+fn mpmd(dir: &Dir, commands: &[Vec<String>]) -> Ended {
+    let exe = env!("CARGO_BIN_EXE_retroprop");
+    let mut args = strings(&["--oversubscribe"]);
+    for (i, command) in commands.iter().enumerate() {
+        if i > 0 {
+            args.push(":".into());
+        }
+        args.extend(strings(&["-np", "1", exe]));
+        args.extend(command.iter().cloned());
+    }
+    let child = Command::new("mpirun")
+        .args(&args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path("mpmd.out")).unwrap())
+        .stderr(std::fs::File::create(dir.path("mpmd.err")).unwrap())
+        .spawn()
+        .expect("mpirun (apt-get install libopenmpi-dev openmpi-bin)");
+    wait(dir, "mpmd", child)
+}
+
+/// Ranks given files of 1 199 and 999 rows used to wait for each other
+/// until killed (their epochs had different numbers of steps); now every
+/// rank compares its data with rank 0's before the first step, and the run
+/// ends at once with one message naming the rank and its file.
+#[test]
+fn ranks_given_different_files_end_with_one_message_naming_the_rank_and_file() {
+    let dir = Dir::new("different-files");
+    let rows = |name: &str, n: usize| {
+        let x = common::random(n * 4, -1.0, 1.0, 7);
+        let text: String = x
+            .chunks(4)
+            .map(|r| {
+                format!(
+                    "{},{},{},{},{}\n",
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    (r[0] > 0.0) as u8
+                )
+            })
+            .collect();
+        dir.write(name, &text).to_str().unwrap().to_string()
+    };
+    let (long, short) = (rows("long.csv", 1199), rows("short.csv", 999));
+    // The same rows, one value changed: the same shape, other values.
+    let changed = {
+        let text = std::fs::read_to_string(&long).unwrap();
+        let (first, rest) = text.split_once(',').unwrap();
+        let first: f32 = first.parse().unwrap();
+        dir.write("changed.csv", &format!("{},{rest}", first + 0.5))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let save = dir.arg("model.safetensors");
+    let args = |data: &str| train_args(data, "1", "cpu", &save, &["--arch", "4,8,2"]);
+    for (other, how) in [(&short, "999 rows"), (&changed, "other values")] {
+        let started = Instant::now();
+        let ended = mpmd(&dir, &[args(&long), args(other)]);
+        let took = started.elapsed();
+        assert_ne!(
+            ended.code,
+            Some(0),
+            "different files on two ranks succeeded"
+        );
+        let errors = ended.error_lines();
+        assert_eq!(errors.len(), 1, "one message expected:\n{}", ended.stderr);
+        let file = Path::new(other).file_name().unwrap().to_str().unwrap();
+        assert!(
+            errors[0].contains("rank 1") && errors[0].contains(file) && errors[0].contains(how),
+            "the message names the rank, the file and how it differs: {}",
+            errors[0]
+        );
+        assert!(!Path::new(&save).exists(), "a model was saved");
+        println!("{file}: ended in {took:.1?}: {}", errors[0]);
+    }
 }
 
 /// The children of `pid` (the ranks mpirun started on this machine), with

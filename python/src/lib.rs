@@ -8,7 +8,6 @@
 
 mod errors;
 mod model;
-mod pending;
 mod settings;
 mod trainer;
 mod worker;

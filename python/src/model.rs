@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use retroprop::io::onnx::{OnnxOptions, onnx_bytes};
-use retroprop::io::{SavedModel, Standardization, model_bytes, parse_model};
+use retroprop::io::{SavedModel, model_bytes, parse_model};
 use retroprop::{Device, Error, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 
@@ -22,27 +22,6 @@ impl From<SavedModel> for NativeModel {
     fn from(saved: SavedModel) -> NativeModel {
         NativeModel { saved }
     }
-}
-
-/// (x − mean) / std on every row of `rows` (`inputs` wide).
-pub fn standardize_rows(
-    rows: &mut [f32],
-    s: &Standardization,
-    inputs: usize,
-) -> retroprop::Result<()> {
-    if s.mean.len() != inputs {
-        return Err(Error::Shape {
-            what: "standardisation statistics (one per input)".into(),
-            expected: inputs,
-            got: s.mean.len(),
-        });
-    }
-    for row in rows.chunks_exact_mut(inputs) {
-        for ((v, m), sd) in row.iter_mut().zip(&s.mean).zip(&s.std) {
-            *v = (*v - m) / sd;
-        }
-    }
-    Ok(())
 }
 
 #[pymethods]
@@ -124,7 +103,7 @@ impl NativeModel {
     #[getter]
     fn standardization(&self) -> Option<(Vec<f32>, Vec<f32>)> {
         self.saved
-            .standardization
+            .standardizer
             .as_ref()
             .map(|s| (s.mean.clone(), s.std.clone()))
     }
@@ -159,8 +138,8 @@ impl NativeModel {
                             got: features,
                         });
                     }
-                    if let Some(s) = &saved.standardization {
-                        standardize_rows(&mut rows, s, saved.mlp.inputs())?;
+                    if let Some(s) = &saved.standardizer {
+                        s.apply_rows(&mut rows)?;
                     }
                     let config = TrainConfig::default().loss(saved.loss).device(device);
                     let mut trainer =

@@ -9,9 +9,9 @@ use retroprop::{Activation, Device, Init, Loss, LrSchedule, Optimizer};
 /// torch's keyword names from their text (`"0.001"`, `"0.9/0.999"`,
 /// `"true"`), then validated.
 pub fn optimizer(name: &str, options: &[(String, String)]) -> retroprop::Result<Optimizer> {
-    let mut optimizer = crate::pending::with_name(name)?;
+    let mut optimizer = Optimizer::with_name(name)?;
     for (option, value) in options {
-        crate::pending::set_option(&mut optimizer, option, value)?;
+        optimizer.set_option(option, value)?;
     }
     optimizer.validate()?;
     Ok(optimizer)
@@ -21,11 +21,12 @@ pub fn optimizer(name: &str, options: &[(String, String)]) -> retroprop::Result<
 /// in the order of torch's constructor, each with its default as text.
 #[pyfunction]
 pub fn optimizer_defaults(name: &str) -> PyResult<Vec<(String, String)>> {
-    let optimizer = crate::pending::with_name(name).map_err(crate::errors::to_py)?;
-    Ok(crate::pending::options(&optimizer)
+    let optimizer = Optimizer::with_name(name).map_err(crate::errors::to_py)?;
+    Ok(optimizer
+        .options()
         .into_iter()
         .map(|option| {
-            let value = crate::pending::option(&optimizer, option).unwrap_or_default();
+            let value = optimizer.option(option).unwrap_or_default();
             (option.to_string(), value)
         })
         .collect())
@@ -40,7 +41,7 @@ pub fn check_setting(kind: &str, text: &str) -> PyResult<String> {
     let parsed = match kind {
         "activation" => text.parse::<Activation>().map(|v| v.to_string()),
         "loss" => text.parse::<Loss>().map(|v| v.to_string()),
-        "lr_schedule" => text.parse::<LrSchedule>().map(|_| text.trim().to_string()),
+        "lr_schedule" => text.parse::<LrSchedule>().map(|v| v.to_string()),
         "init" => text.parse::<Init>().map(|_| text.trim().to_string()),
         "device" => text.parse::<Device>().map(|v| v.to_string()),
         other => return Err(PyValueError::new_err(format!("no setting kind `{other}`"))),

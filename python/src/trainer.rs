@@ -10,11 +10,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use retroprop::io::{
-    SavedModel, Standardization, load_checkpoint, save_checkpoint, save_interrupted_model,
+    SavedModel, load_checkpoint, save_checkpoint, save_interrupted_model,
 };
 use retroprop::{
     Activation, Dataset, Device, EpochRecord, Error, GradClip, History, Init, Loss, LrSchedule,
-    Mlp, StopFlag, Targets, TrainConfig, Trainer,
+    Mlp, Standardizer, StopFlag, Targets, TrainConfig, Trainer,
 };
 use std::path::PathBuf;
 
@@ -84,7 +84,7 @@ impl State {
             mlp: self.mlp.clone(),
             params: self.trainer.parameters()?,
             loss: self.loss,
-            standardization: self.standardization.clone(),
+            standardizer: self.standardizer.clone(),
         })
     }
 }
@@ -170,7 +170,10 @@ impl NativeTrainer {
             if let Some(patience) = early_stopping {
                 config = config.early_stopping(patience, min_delta);
             }
-            let standardization = standardization.map(|(mean, std)| Standardization { mean, std });
+            let standardizer = standardization
+                .map(|(mean, std)| Standardizer::new(mean, std))
+                .transpose()
+                .map_err(to_py)?;
             let resumed = resume
                 .as_deref()
                 .map(load_checkpoint)
@@ -197,9 +200,9 @@ impl NativeTrainer {
                 (None, Some(p)) => Some(p.as_slice()?.to_vec()),
                 (None, None) => None,
             };
-            let standardization = match &resumed {
-                Some((model, _, _)) => model.standardization.clone().or(standardization),
-                None => standardization,
+            let standardizer = match &resumed {
+                Some((model, _, _)) => model.standardizer.clone().or(standardizer),
+                None => standardizer,
             };
             if let Some((_, _, checkpoint)) = &resumed {
                 // Epochs count from the start of the original run.
@@ -225,7 +228,7 @@ impl NativeTrainer {
                         mlp,
                         loss,
                         optimizer,
-                        standardization,
+                        standardizer,
                     });
                     Ok(name)
                 },
@@ -283,14 +286,13 @@ impl NativeTrainer {
                 Some(&self.stop),
                 move |slot, epochs| {
                     let state = state(slot)?;
-                    if standardize && state.standardization.is_none() {
-                        let (mean, std) = train.feature_stats();
-                        state.standardization = Some(Standardization { mean, std });
+                    if standardize && state.standardizer.is_none() {
+                        state.standardizer = Some(Standardizer::fit(&train));
                     }
-                    if let Some(s) = &state.standardization {
-                        train.standardize(&s.mean, &s.std)?;
+                    if let Some(s) = &state.standardizer {
+                        s.apply(&mut train)?;
                         if let Some(v) = &mut validation {
-                            v.standardize(&s.mean, &s.std)?;
+                            s.apply(v)?;
                         }
                     }
                     let every = if checkpoint.is_some() {
@@ -298,11 +300,11 @@ impl NativeTrainer {
                     } else {
                         0
                     };
-                    let (mlp, loss, optimizer, standardization) = (
+                    let (mlp, loss, optimizer, standardizer) = (
                         state.mlp.clone(),
                         state.loss,
                         state.optimizer,
-                        state.standardization.clone(),
+                        state.standardizer.clone(),
                     );
                     let path = checkpoint.clone();
                     let history = state.trainer.fit_checkpointed(
@@ -315,7 +317,7 @@ impl NativeTrainer {
                                 mlp: mlp.clone(),
                                 params: c.params.clone(),
                                 loss,
-                                standardization: standardization.clone(),
+                                standardizer: standardizer.clone(),
                             };
                             save_checkpoint(path.as_ref().unwrap(), &model, &optimizer, &c)
                         },
@@ -423,8 +425,8 @@ impl NativeTrainer {
                 None,
                 move |slot, _| {
                     let state = state(slot)?;
-                    if let Some(s) = &state.standardization {
-                        crate::model::standardize_rows(&mut rows, s, state.mlp.inputs())?;
+                    if let Some(s) = &state.standardizer {
+                        s.apply_rows(&mut rows)?;
                     }
                     state.trainer.predict(&rows)
                 },
@@ -453,8 +455,8 @@ impl NativeTrainer {
                 None,
                 move |slot, _| {
                     let state = state(slot)?;
-                    if let Some(s) = &state.standardization {
-                        data.standardize(&s.mean, &s.std)?;
+                    if let Some(s) = &state.standardizer {
+                        s.apply(&mut data)?;
                     }
                     let e = state.trainer.evaluate(&data)?;
                     Ok((e.loss, e.accuracy))

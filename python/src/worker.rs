@@ -10,8 +10,7 @@
 use crate::errors::{panic_to_py, to_py};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use retroprop::io::Standardization;
-use retroprop::{EpochRecord, Loss, Mlp, Optimizer, StopFlag, Trainer};
+use retroprop::{EpochRecord, Loss, Mlp, Optimizer, Standardizer, StopFlag, Trainer};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -28,7 +27,7 @@ pub struct State {
     /// Its optimizer (named in checkpoints).
     pub optimizer: Optimizer,
     /// The scaling applied to inputs before the network, once known.
-    pub standardization: Option<Standardization>,
+    pub standardizer: Option<Standardizer>,
 }
 
 type Job = Box<dyn FnOnce(&mut Option<State>) + Send>;

@@ -2,7 +2,7 @@
 //! the buffers its batches are gathered into.
 
 use super::network::Network;
-use crate::backend::{Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsLoss};
+use crate::backend::{Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsReport};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::{Loss, TargetBatch};
@@ -145,9 +145,9 @@ impl Backend for CpuBackend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> Result<StepsLoss> {
+    ) -> Result<StepsReport> {
         data.check(Some(self.uploads))?;
-        let mut result = StepsLoss::default();
+        let mut result = StepsReport::default();
         for indices in order
             .chunks(batch_size)
             .take(max_steps.try_into().unwrap_or(usize::MAX))

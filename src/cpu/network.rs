@@ -160,12 +160,14 @@ impl<T: Gemm> Network<T> {
             if let (Some(offset), Some(d)) = (training, self.dropout[l]) {
                 // The mask of an element follows its place in the whole
                 // batch, so a batch split into shares drops the same ones.
-                let first = (offset * layer.outputs) as u32;
                 let mask = &mut self.masks[l];
                 mask.clear();
                 for (i, a) in a.iter_mut().enumerate() {
-                    let element = first.wrapping_add(i as u32);
-                    let f = T::of(d.factor(self.dropout_seed, step, l as u32, element) as f64);
+                    let (row, column) = (
+                        (offset + i / layer.outputs) as u32,
+                        (i % layer.outputs) as u32,
+                    );
+                    let f = T::of(d.factor(self.dropout_seed, step, l as u32, row, column) as f64);
                     mask.push(f);
                     *a = *a * f;
                 }

@@ -109,11 +109,18 @@ fn update_range<T: Real>(
 ) {
     let (p, g, s) = (params, grads, slots);
     let momentum = match rule.kind {
-        RuleKind::Sgd => rule.a != 0.0,
+        RuleKind::Sgd => rule.momentum != 0.0,
         _ => rule.momentum > 0.0,
     };
     use RuleKind::{Adagrad, Adam, RmsProp, Sgd};
-    let update = match (rule.kind, rule.flag, rule.decoupled || momentum) {
+    // The one switch each kind has, as the loop's `FLAG`.
+    let flag = match rule.kind {
+        Sgd => rule.nesterov,
+        Adam => rule.amsgrad,
+        RmsProp => rule.centered,
+        Adagrad => false,
+    };
+    let update = match (rule.kind, flag, rule.decoupled || momentum) {
         (Sgd, false, false) => update_kind::<T, SGD, false, false>,
         (Sgd, false, true) => update_kind::<T, SGD, false, true>,
         (Sgd, true, _) => update_kind::<T, SGD, true, true>,
@@ -191,11 +198,13 @@ fn update_kind<T: Real, const KIND: u8, const FLAG: bool, const EXTRA: bool>(
 struct Coefficients<T> {
     first_step: bool,
     lr: T,
-    a: T,
-    b: T,
+    momentum: T,
+    dampening: T,
+    beta1: T,
+    beta2: T,
+    alpha: T,
     eps: T,
     weight_decay: T,
-    momentum: T,
     step_size: T,
     bias_correction2_sqrt: T,
     adagrad_lr: T,
@@ -208,11 +217,13 @@ impl<T: Real> Coefficients<T> {
         Coefficients {
             first_step: t == 1,
             lr: T::of(s.lr),
-            a: T::of(rule.a),
-            b: T::of(rule.b),
+            momentum: T::of(rule.momentum),
+            dampening: T::of(rule.dampening),
+            beta1: T::of(rule.beta1),
+            beta2: T::of(rule.beta2),
+            alpha: T::of(rule.alpha),
             eps: T::of(rule.eps),
             weight_decay: T::of(rule.weight_decay),
-            momentum: T::of(rule.momentum),
             step_size: T::of(s.step_size),
             bias_correction2_sqrt: T::of(s.bias_correction2_sqrt),
             adagrad_lr: T::of(s.adagrad_lr),
@@ -222,8 +233,8 @@ impl<T: Real> Coefficients<T> {
 }
 
 /// The update of one parameter θ with gradient g; `state` holds its slots
-/// and `k` the step's coefficients. `FLAG` is the rule's `flag` (nesterov,
-/// amsgrad, centered); `EXTRA` is `decoupled` for Adam, and whether there
+/// and `k` the step's coefficients. `FLAG` is the kind's switch (SGD's
+/// `nesterov`, Adam's `amsgrad`, RMSprop's `centered`); `EXTRA` is `decoupled` for Adam, and whether there
 /// is momentum for SGD and RMSprop. The WGSL twin is `update` in
 /// `shaders/optimizer.wgsl`, case for case.
 #[inline(always)]
@@ -235,7 +246,7 @@ fn update<T: Real, const KIND: u8, const FLAG: bool, const EXTRA: bool>(
 ) -> T {
     let one = T::one();
     match KIND {
-        // SGD: a = momentum, b = dampening, FLAG = nesterov.
+        // SGD: FLAG = nesterov, EXTRA = momentum ≠ 0.
         SGD => {
             let [momentum_buffer, _, _] = state;
             let mut g = g + k.weight_decay * theta;
@@ -243,17 +254,17 @@ fn update<T: Real, const KIND: u8, const FLAG: bool, const EXTRA: bool>(
                 *momentum_buffer = if k.first_step {
                     g
                 } else {
-                    k.a * *momentum_buffer + (one - k.b) * g
+                    k.momentum * *momentum_buffer + (one - k.dampening) * g
                 };
                 g = if FLAG {
-                    g + k.a * *momentum_buffer
+                    g + k.momentum * *momentum_buffer
                 } else {
                     *momentum_buffer
                 };
             }
             theta - k.lr * g
         }
-        // Adam and AdamW: a = β₁, b = β₂, FLAG = amsgrad, EXTRA = decoupled.
+        // Adam and AdamW: FLAG = amsgrad, EXTRA = decoupled.
         ADAM => {
             let [exp_avg, exp_avg_sq, max_exp_avg_sq] = state;
             let (theta, g) = if EXTRA {
@@ -261,8 +272,8 @@ fn update<T: Real, const KIND: u8, const FLAG: bool, const EXTRA: bool>(
             } else {
                 (theta, g + k.weight_decay * theta)
             };
-            *exp_avg = k.a * *exp_avg + (one - k.a) * g;
-            *exp_avg_sq = k.b * *exp_avg_sq + (one - k.b) * g * g;
+            *exp_avg = k.beta1 * *exp_avg + (one - k.beta1) * g;
+            *exp_avg_sq = k.beta2 * *exp_avg_sq + (one - k.beta2) * g * g;
             let second_moment = if FLAG {
                 *max_exp_avg_sq = max_exp_avg_sq.max(*exp_avg_sq);
                 *max_exp_avg_sq
@@ -272,7 +283,7 @@ fn update<T: Real, const KIND: u8, const FLAG: bool, const EXTRA: bool>(
             let denom = second_moment.sqrt() / k.bias_correction2_sqrt + k.eps;
             theta - k.step_size * (*exp_avg / denom)
         }
-        // RMSprop: a = α, FLAG = centered, EXTRA = momentum > 0. The slots
+        // RMSprop: FLAG = centered, EXTRA = momentum > 0. The slots
         // are square_avg, then momentum_buffer when there is momentum, then
         // grad_avg when centered.
         RMSPROP => {
@@ -283,9 +294,9 @@ fn update<T: Real, const KIND: u8, const FLAG: bool, const EXTRA: bool>(
                 (third, second)
             };
             let g = g + k.weight_decay * theta;
-            *square_avg = k.a * *square_avg + (one - k.a) * g * g;
+            *square_avg = k.alpha * *square_avg + (one - k.alpha) * g * g;
             let avg = if FLAG {
-                *grad_avg = k.a * *grad_avg + (one - k.a) * g;
+                *grad_avg = k.alpha * *grad_avg + (one - k.alpha) * g;
                 (*square_avg - *grad_avg * *grad_avg).sqrt() + k.eps
             } else {
                 square_avg.sqrt() + k.eps

@@ -3,11 +3,13 @@
 
 use super::context::GpuContext;
 use super::pipelines::Kernels;
-use super::plan::{PassKey, Plan};
-use super::profile::{Marks, StepProfile};
+use super::plan::{PassKey, PassResources, Plan};
+use super::profile::Marks;
 use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storage_init};
-use super::uniforms::StepParams;
-use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, LocalFuture, StepsLoss};
+use super::uniforms::StepUniform;
+use crate::backend::{
+    Backend, BatchShare, DeviceData, LayerNorms, LocalFuture, StepProfile, StepsReport,
+};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
@@ -97,13 +99,13 @@ pub struct GpuBackend {
     /// gathered on the host and written before each pass instead.
     pub(super) streamed: bool,
     /// The adapter's max_storage_buffer_binding_size, or less when
-    /// `TrainConfig::max_binding_bytes` lowers it.
+    /// `GpuOptions::max_binding_bytes` lowers it.
     pub(super) binding_limit: u64,
     pub(super) plans: HashMap<PassKey, Plan>,
     /// Optimizer steps taken (t of the last step).
     pub(super) t: u64,
     /// Optimizer state slots per parameter.
-    pub(super) slots: usize,
+    pub(super) state_slots: usize,
     pub(super) uniform_align: u64,
     /// Checked before every submission of `train_steps`.
     pub(super) stop_flag: Option<StopFlag>,
@@ -130,6 +132,44 @@ impl GpuBackend {
     #[doc(hidden)]
     pub fn lose_device(&self) {
         self.ctx.device.destroy();
+    }
+
+    /// The bind groups of a pass of shape `key`, built the first time it is
+    /// asked for.
+    pub(super) fn plan(&mut self, key: PassKey) -> &Plan {
+        if !self.plans.contains_key(&key) {
+            let plan = self.pass_resources().build_plan(key);
+            self.plans.insert(key, plan);
+        }
+        &self.plans[&key]
+    }
+
+    /// What a pass's bind groups bind, lent to the plan that records them.
+    fn pass_resources(&self) -> PassResources<'_> {
+        PassResources {
+            ctx: &self.ctx,
+            kernels: &self.kernels,
+            mlp: &self.mlp,
+            loss: self.loss,
+            layout: &self.layout,
+            uniform_align: self.uniform_align,
+            dropout: &self.dropout,
+            dropout_seed: self.dropout_seed,
+            params: &self.params,
+            grads: &self.grads,
+            x_batch: &self.x_batch,
+            y_batch: &self.y_batch,
+            z: &self.z,
+            a: &self.a,
+            dz: &self.dz,
+            textures: self.textures.as_ref(),
+            row_stats: &self.row_stats,
+            results: &self.results,
+            steps: &self.steps,
+            unused_read: &self.unused_read,
+            unused_write: &self.unused_write,
+            resident: self.resident.as_ref(),
+        }
     }
 
     /// Makes room for `slots` per-step parameter blocks and results.
@@ -187,7 +227,7 @@ impl GpuBackend {
     /// Writes `rows` of `data` (gathered on the host) into the batch
     /// buffers.
     pub(super) fn write_rows(&self, data: &Dataset, rows: &[u32], scratch: &mut Scratch) {
-        let (x, values, labels) = scratch;
+        let Scratch { x, values, labels } = scratch;
         data.gather(rows, x, values, labels);
         let queue = &self.ctx.queue;
         queue.write_buffer(&self.x_batch, 0, bytemuck::cast_slice(x));
@@ -260,11 +300,11 @@ impl Backend for GpuBackend {
             let padded = self.layout.len;
             let bytes = self
                 .ctx
-                .read_async(&self.state, 0, self.slots as u64 * padded * 4)
+                .read_async(&self.state, 0, self.state_slots as u64 * padded * 4)
                 .await?;
             let all: &[f32] = bytemuck::cast_slice(&bytes);
-            let mut state = Vec::with_capacity(self.slots * self.mlp.parameter_count());
-            for slot in 0..self.slots {
+            let mut state = Vec::with_capacity(self.state_slots * self.mlp.parameter_count());
+            for slot in 0..self.state_slots {
                 state.extend(self.layout.unpack(
                     &self.mlp,
                     &all[slot * padded as usize..(slot + 1) * padded as usize],
@@ -276,8 +316,8 @@ impl Backend for GpuBackend {
 
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
         let n = self.mlp.parameter_count();
-        let mut padded = Vec::with_capacity(self.slots * self.layout.len as usize);
-        for slot in 0..self.slots {
+        let mut padded = Vec::with_capacity(self.state_slots * self.layout.len as usize);
+        for slot in 0..self.state_slots {
             padded.extend(
                 self.layout
                     .pack(&self.mlp, &state[slot * n..(slot + 1) * n]),
@@ -346,7 +386,7 @@ impl Backend for GpuBackend {
             // The share's rows are gathered on the host and written pass by
             // pass: a step in phases is one submission per pass anyway.
             self.ensure_step_slots(1);
-            self.write_steps(&[StepParams::new(&self.rule, self.t + 1, self.rule.lr, 0, 0)]);
+            self.write_steps(&[StepUniform::new(&self.rule, self.t + 1, self.rule.lr, 0, 0)]);
             let keys: Vec<PassKey> = PassKey::training(
                 share.rows.len(),
                 share.batch_rows,
@@ -409,7 +449,7 @@ impl Backend for GpuBackend {
 
     fn update(&mut self, lr: f64) -> Result<()> {
         self.ensure_step_slots(1);
-        self.write_steps(&[StepParams::new(&self.rule, self.t + 1, lr, 0, 0)]);
+        self.write_steps(&[StepUniform::new(&self.rule, self.t + 1, lr, 0, 0)]);
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -456,7 +496,7 @@ impl Backend for GpuBackend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> Result<StepsLoss> {
+    ) -> Result<StepsReport> {
         block_on(self.train_steps_async(data, order, batch_size, max_steps, lr))
     }
 
@@ -467,7 +507,7 @@ impl Backend for GpuBackend {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> LocalFuture<'a, Result<StepsLoss>> {
+    ) -> LocalFuture<'a, Result<StepsReport>> {
         Box::pin(async move {
             data.check(Some(self.uploads))?;
             if let Some(resident) = &self.resident {
@@ -484,11 +524,11 @@ impl Backend for GpuBackend {
                 .collect();
             self.ensure_step_slots(batches.len());
             let first_t = self.t;
-            let steps: Vec<StepParams> = batches
+            let steps: Vec<StepUniform> = batches
                 .iter()
                 .enumerate()
                 .map(|(s, &(start, _))| {
-                    StepParams::new(
+                    StepUniform::new(
                         &self.rule,
                         first_t + s as u64 + 1,
                         lr,
@@ -542,9 +582,9 @@ impl Backend for GpuBackend {
             let stopped = submitted < batches.len();
             let batches = &batches[..submitted];
             if batches.is_empty() {
-                return Ok(StepsLoss {
+                return Ok(StepsReport {
                     stopped,
-                    ..StepsLoss::default()
+                    ..StepsReport::default()
                 });
             }
             self.t += batches.len() as u64;
@@ -568,9 +608,9 @@ impl Backend for GpuBackend {
                     loss: results[2 * bad] as f64,
                 });
             }
-            let mut epoch = StepsLoss {
+            let mut epoch = StepsReport {
                 stopped,
-                ..StepsLoss::default()
+                ..StepsReport::default()
             };
             if (0..batches.len()).any(|s| self.samples_norms_at(first_t, s)) {
                 let layers = self.mlp.layers().len();
@@ -618,8 +658,8 @@ impl Backend for GpuBackend {
                 .map(|start| (start, (start + self.capacity).min(data.rows())))
                 .collect();
             self.ensure_step_slots(chunks.len());
-            let steps: Vec<StepParams> = (0..chunks.len())
-                .map(|s| StepParams {
+            let steps: Vec<StepUniform> = (0..chunks.len())
+                .map(|s| StepUniform {
                     slot: s as u32,
                     ..Default::default()
                 })
@@ -688,7 +728,7 @@ impl Backend for GpuBackend {
             let outputs = self.mlp.outputs();
             let rows = x.len() / inputs;
             self.ensure_step_slots(1);
-            self.write_steps(&[StepParams::default()]);
+            self.write_steps(&[StepUniform::default()]);
             // Chunk by chunk, each read back before the next: no buffer of all
             // the outputs on the device, whatever the number of rows.
             let last = self.mlp.layers().len() - 1;

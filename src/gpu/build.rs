@@ -3,11 +3,12 @@
 
 use super::backend::GpuBackend;
 use super::context::GpuContext;
+use super::dispatch::{MAX_PASS_ROWS, check_products};
 use super::pipelines::{Kernel, Kernels, NORM_GROUPS, binding, entry};
-use super::plan::{PackSource, packs};
-use super::resources::{OperandTexture, ParamLayout, Textures, storage, storage_init};
+use super::plan::packs;
+use super::resources::{OperandTexture, PackSource, ParamLayout, Textures, storage, storage_init};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
-use super::uniforms::{OptimizerShape, ReduceShape, StepParams};
+use super::uniforms::{OptimizerUniform, ReduceShape, StepUniform};
 use crate::backend::BackendConfig;
 use crate::error::Result;
 use crate::model::Mlp;
@@ -16,10 +17,28 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use wgpu::util::DeviceExt;
 
+/// What only the GPU backend reads: limits on how much one pass or one
+/// binding holds. The defaults follow the adapter's own limits; a
+/// [`TrainConfig`](crate::TrainConfig) carries these as its `gpu` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpuOptions {
+    /// The most rows one pass over the network may hold. Batches larger
+    /// than this, or than the adapter's binding limits allow, are split
+    /// into micro-batches whose gradients accumulate before one update:
+    /// the same step. `None`: as many as the limits allow.
+    pub max_rows_per_pass: Option<usize>,
+    /// Treat the adapter's largest storage binding as at most this many
+    /// bytes. Training data larger than a binding is streamed from host
+    /// memory; activations larger than one split into micro-batches. A
+    /// test hook, and a way to keep device memory low.
+    pub max_binding_bytes: Option<u64>,
+}
+
 impl GpuBackend {
     /// Opens a device and allocates everything a run of `mlp` needs,
-    /// starting from `params`. With `hardware_only`, a CPU implementation
-    /// of the API (lavapipe) does not count as a GPU.
+    /// starting from `params`, within `options`' limits. With
+    /// `hardware_only`, a CPU implementation of the API (lavapipe) does not
+    /// count as a GPU.
     ///
     /// # Errors
     /// [`Error::Gpu`](crate::Error::Gpu) when there is no adapter (saying how to install
@@ -29,9 +48,16 @@ impl GpuBackend {
         mlp: &Mlp,
         params: Vec<f32>,
         config: &BackendConfig,
+        options: GpuOptions,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
-        pollster::block_on(GpuBackend::new_async(mlp, params, config, hardware_only))
+        pollster::block_on(GpuBackend::new_async(
+            mlp,
+            params,
+            config,
+            options,
+            hardware_only,
+        ))
     }
 
     /// [`new`](Self::new), awaited: in the browser the adapter and device
@@ -40,10 +66,11 @@ impl GpuBackend {
         mlp: &Mlp,
         params: Vec<f32>,
         config: &BackendConfig,
+        options: GpuOptions,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
         let ctx = GpuContext::open_async(hardware_only).await?;
-        GpuBackend::on_context(ctx, mlp, params, config)
+        GpuBackend::on_context(ctx, mlp, params, config, options)
     }
 
     /// Allocates everything a run of `mlp` needs on an open device.
@@ -52,10 +79,12 @@ impl GpuBackend {
         mlp: &Mlp,
         params: Vec<f32>,
         config: &BackendConfig,
+        options: GpuOptions,
     ) -> Result<GpuBackend> {
         // Rows one pass holds: the batch (at least 256, for evaluation
         // chunks), but no more than the adapter's binding and buffer limits
-        // allow for the widest activation, or than `max_rows_per_pass`.
+        // allow for the widest activation, than `max_rows_per_pass`, or than
+        // the dispatch limits allow (`MAX_PASS_ROWS`).
         let widest = mlp
             .layers()
             .iter()
@@ -65,16 +94,11 @@ impl GpuBackend {
         let binding_limit = ctx
             .limits
             .max_storage_buffer_binding_size
-            .min(config.max_binding_bytes.unwrap_or(u64::MAX));
+            .min(options.max_binding_bytes.unwrap_or(u64::MAX));
         let limit_bytes = binding_limit.min(ctx.limits.max_buffer_size);
-        let limit_rows = (limit_bytes / (4 * widest)).max(1) as usize;
-        let capacity = config
-            .batch_rows
-            .unwrap_or(4096)
-            .max(256)
-            .min(limit_rows)
-            .min(config.max_rows_per_pass.unwrap_or(usize::MAX))
-            .max(1);
+        let pass_limit = (options.max_rows_per_pass.unwrap_or(usize::MAX)).clamp(1, MAX_PASS_ROWS);
+        let limit_rows = ((limit_bytes / (4 * widest)) as usize).clamp(1, pass_limit);
+        let capacity = config.batch_rows.unwrap_or(4096).max(256).min(limit_rows);
         let (optimizer, loss) = (config.optimizer, config.loss);
         let device = &ctx.device;
         let mut choice = MatmulChoice::for_adapter(ctx.summary());
@@ -86,6 +110,8 @@ impl GpuBackend {
             choice = MatmulChoice::single(MatmulTiling::direct());
         }
         let kernels = Kernels::new(device, choice);
+        let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
+        check_products(&kernels.choice, mlp, capacity, max_groups)?;
         let storage_align = (ctx.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
         let uniform_align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
         let layout = ParamLayout::new(mlp, storage_align);
@@ -128,7 +154,12 @@ impl GpuBackend {
                 .iter()
                 .zip(&weights)
                 .enumerate()
-                .map(|(l, (layer, w))| (&params_buffer, layout.weight[l] * 4, layer.outputs, w))
+                .map(|(l, (layer, texture))| PackSource {
+                    buffer: &params_buffer,
+                    offset: layout.weight[l] * 4,
+                    rows: layer.outputs,
+                    texture,
+                })
                 .collect();
             let (weight_packs, uniforms) = packs(&ctx, &kernels, uniform_align, &sources);
             Textures {
@@ -151,7 +182,7 @@ impl GpuBackend {
         let unused_read = storage(device, "unused (read)", 4);
         let unused_write = storage(device, "unused (write)", 4);
         let step_stride =
-            (std::mem::size_of::<StepParams>() as u64).next_multiple_of(uniform_align);
+            (std::mem::size_of::<StepUniform>() as u64).next_multiple_of(uniform_align);
         let step_slots = 1;
         let results = storage(device, "results", 2 * step_slots as u64);
         let steps = Self::step_buffer(device, step_stride, step_slots);
@@ -191,7 +222,7 @@ impl GpuBackend {
                 &layer_ranges,
             ],
         );
-        let optimizer_shape = OptimizerShape::new(&optimizer, &config.grad_clip, layout.len);
+        let optimizer_uniform = OptimizerUniform::new(&optimizer, &config.grad_clip, layout.len);
         let clip_norm = config.grad_clip.max_norm.is_some();
         // The gradient norm for clipping: partial sums, then the norm.
         let norm_partials = storage(device, "gradient norm partials", NORM_GROUPS as u64);
@@ -229,7 +260,7 @@ impl GpuBackend {
         });
         let optimizer_uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("optimizer rule"),
-            contents: bytemuck::bytes_of(&optimizer_shape),
+            contents: bytemuck::bytes_of(&optimizer_uniform),
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let optimizer_group = Self::optimizer_group(
@@ -285,7 +316,7 @@ impl GpuBackend {
             binding_limit,
             plans: HashMap::new(),
             t: 0,
-            slots: optimizer.state_slots(),
+            state_slots: optimizer.state_slots(),
             uniform_align,
             stop_flag: config.stop_flag.clone(),
             marks: RefCell::new(None),
@@ -320,7 +351,7 @@ impl GpuBackend {
                     binding::optimizer::STEP,
                     steps,
                     0,
-                    NonZeroU64::new(std::mem::size_of::<StepParams>() as u64),
+                    NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64),
                 ),
                 entry(binding::optimizer::PARAMS, params, 0, None),
                 entry(binding::optimizer::GRADS, grads, 0, None),
@@ -338,7 +369,7 @@ impl GpuBackend {
         [shape, grads, results, steps, params, ranges]: [&wgpu::Buffer; 6],
     ) -> wgpu::BindGroup {
         use binding::reduce;
-        let step_size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
+        let step_size = NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64);
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("layer norms"),
             layout: &kernel.layout,

@@ -5,7 +5,8 @@
 //! the adapter can do at all.
 
 use super::context::GpuContext;
-use super::pipelines::{Kernel, Slot, grid, module, pipeline};
+use super::dispatch::grid;
+use super::pipelines::{Kernel, Slot, module, pipeline};
 use crate::error::Result;
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;

@@ -1,11 +1,8 @@
 //! The one place that owns the wgpu instance, adapter, device and queue.
 
 use crate::error::{Error, Result};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 
 /// Which of the eligible adapters [`GpuContext::open`] takes (see
 /// [`prefer_adapter`]).
@@ -87,11 +84,11 @@ fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends();
     #[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
-    if desc.backends.contains(wgpu::Backends::VULKAN) && !desc.backends.contains(wgpu::Backends::GL)
+    if desc.backends.contains(wgpu::Backends::VULKAN)
+        && !desc.backends.contains(wgpu::Backends::GL)
+        && let Some(instance) = vulkan_without_window_system(&desc)
     {
-        if let Some(instance) = vulkan_without_window_system(&desc) {
-            return instance;
-        }
+        return instance;
     }
     wgpu::Instance::new(desc)
 }
@@ -189,6 +186,7 @@ pub struct GpuContext {
     pub(crate) limits: wgpu::Limits,
     summary: AdapterSummary,
     error: Arc<Mutex<Option<String>>>,
+    staging: Staging,
 }
 
 impl GpuContext {
@@ -267,6 +265,7 @@ impl GpuContext {
             limits,
             summary,
             error,
+            staging: Staging::default(),
         })
     }
 
@@ -300,7 +299,9 @@ impl GpuContext {
         pollster::block_on(self.read_async(source, offset, size))
     }
 
-    /// Copies `size` bytes from `source` at `offset` to the host.
+    /// Copies `size` bytes from `source` at `offset` to the host, through a
+    /// staging buffer kept from an earlier read-back when one is large
+    /// enough.
     pub(crate) async fn read_async(
         &self,
         source: &wgpu::Buffer,
@@ -310,40 +311,41 @@ impl GpuContext {
         if size == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read-back"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.staging.take(&self.device, size);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(source, offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
-        self.map_read_async(&staging).await
+        let bytes = self.map_read_async(&staging, size).await?;
+        self.staging.keep(staging);
+        Ok(bytes)
     }
 
-    /// Maps a MAP_READ buffer (after its copies were submitted) and returns
-    /// its bytes. Natively the device is polled until the mapping is done
-    /// (the future is then ready at once); in the browser the mapping is a
+    /// Maps the first `size` bytes of a MAP_READ buffer (after its copies
+    /// were submitted) and returns them, as wgpu's hello-compute example
+    /// does: the mapping's callback answers on a one-shot channel that this
+    /// awaits. Natively the device is polled until the mapping is done (the
+    /// answer is then already there); in the browser the mapping is a
     /// promise the event loop resolves while this waits.
-    pub(crate) async fn map_read_async(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
-        let mapped = Mapping::default();
-        let slot = mapped.0.clone();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let mut state = slot.lock().unwrap_or_else(|p| p.into_inner());
-            state.0 = Some(r);
-            if let Some(waker) = state.1.take() {
-                waker.wake();
-            }
+    async fn map_read_async(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.map_async(wgpu::MapMode::Read, ..size, move |mapped| {
+            // Fails only when the receiver is gone, and then no one waits.
+            let _ = sender.send(mapped);
         });
         #[cfg(not(target_arch = "wasm32"))]
         self.wait()?;
-        mapped
-            .await
-            .map_err(|e| Error::Gpu(format!("mapping a read-back buffer: {e}")))?;
+        match receiver.receive().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Gpu(format!("mapping a read-back buffer: {e}"))),
+            None => {
+                return Err(Error::Gpu(
+                    "a read-back buffer's mapping never answered".into(),
+                ));
+            }
+        }
         self.check()?;
         let bytes = staging
-            .get_mapped_range(..)
+            .get_mapped_range(..size)
             .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e:?}")))?
             .to_vec();
         staging.unmap();
@@ -351,23 +353,46 @@ impl GpuContext {
     }
 }
 
-type MapResult = std::result::Result<(), wgpu::BufferAsyncError>;
+/// The staging buffers read-backs copy through, kept for the next ones
+/// instead of one new buffer a read-back: at most [`Staging::KEPT`], the
+/// largest, and none past [`Staging::MAX_KEPT_BYTES`] (a large model's
+/// parameters are not held twice in mapped memory between read-backs).
+#[derive(Debug, Clone, Default)]
+struct Staging(Arc<Mutex<Vec<wgpu::Buffer>>>);
 
-/// The outcome of one `map_async`, as a future: the callback fills the slot
-/// and wakes whoever awaits it.
-#[derive(Default)]
-struct Mapping(Arc<Mutex<(Option<MapResult>, Option<Waker>)>>);
+impl Staging {
+    const KEPT: usize = 2;
+    const MAX_KEPT_BYTES: u64 = 64 << 20;
 
-impl Future for Mapping {
-    type Output = MapResult;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<MapResult> {
-        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match state.0.take() {
-            Some(result) => Poll::Ready(result),
-            None => {
-                state.1 = Some(cx.waker().clone());
-                Poll::Pending
-            }
+    /// A kept buffer of at least `size` bytes (the smallest such), or a new
+    /// one.
+    fn take(&self, device: &wgpu::Device, size: u64) -> wgpu::Buffer {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let fits = (0..kept.len())
+            .filter(|&i| kept[i].size() >= size)
+            .min_by_key(|&i| kept[i].size());
+        match fits {
+            Some(i) => kept.swap_remove(i),
+            None => device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back"),
+                size: size.next_multiple_of(256),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        }
+    }
+
+    /// Keeps `buffer` (unmapped) for a later read-back, in place of the
+    /// smallest kept one when [`KEPT`](Self::KEPT) are kept already.
+    fn keep(&self, buffer: wgpu::Buffer) {
+        if buffer.size() > Staging::MAX_KEPT_BYTES {
+            return;
+        }
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.push(buffer);
+        if kept.len() > Staging::KEPT {
+            let smallest = (0..kept.len()).min_by_key(|&i| kept[i].size()).unwrap_or(0);
+            kept.swap_remove(smallest);
         }
     }
 }

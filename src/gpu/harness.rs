@@ -4,14 +4,16 @@
 
 use super::codes::Epilogue;
 use super::context::GpuContext;
+use super::dispatch::grid;
 use super::pipelines::{
-    ELEMENTWISE, Kernel, Kernels, NORM_GROUPS, grid, matmul_layout, matmul_module, matmul_variant,
+    ELEMENTWISE, Kernel, Kernels, NORM_GROUPS, matmul_layout, matmul_module, matmul_variant,
     module, pipeline,
 };
 use super::resources::OperandTexture;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::{
-    ElementwiseShape, GatherShape, LossShape, MatmulShape, OptimizerShape, ReduceShape, StepParams,
+    ElementwiseShape, GatherShape, LossShape, MatmulShape, OptimizerUniform, ReduceShape,
+    StepUniform,
 };
 use crate::activation::Activation;
 use crate::data::{Dataset, Targets};
@@ -200,7 +202,7 @@ impl KernelHarness {
                         offset: 0,
                         // A dynamic-offset uniform binds one block.
                         size: if dynamic && matches!(binds[i], Bind::Uniform(_)) && i > 0 {
-                            NonZeroU64::new(std::mem::size_of::<StepParams>() as u64)
+                            NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64)
                         } else {
                             None
                         },
@@ -298,6 +300,7 @@ impl KernelHarness {
             m: m as u32,
             n: n as u32,
             k: k as u32,
+            k_end: k as u32,
             activation: 0,
             slope: 0.0,
             ..Default::default()
@@ -312,7 +315,7 @@ impl KernelHarness {
                 Bind::Out(m * n * 4),
                 Bind::Data(&[0; 4]),
                 Bind::Out(4),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             self.tiles(m, n),
             true,
@@ -337,6 +340,7 @@ impl KernelHarness {
             m: m as u32,
             n: n as u32,
             k: k as u32,
+            k_end: k as u32,
             activation: 0,
             slope: 0.0,
             ..Default::default()
@@ -389,7 +393,7 @@ impl KernelHarness {
         }
         let step = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
-            contents: bytemuck::bytes_of(&StepParams::default()),
+            contents: bytemuck::bytes_of(&StepUniform::default()),
             usage: wgpu::BufferUsages::UNIFORM,
         });
         entries.push(wgpu::BindGroupEntry {
@@ -444,6 +448,7 @@ impl KernelHarness {
             m: rows as u32,
             n: outputs as u32,
             k: inputs as u32,
+            k_end: inputs as u32,
             activation: code,
             slope,
             ..Default::default()
@@ -457,7 +462,7 @@ impl KernelHarness {
                 Bind::Out(rows * outputs * 4),
                 Bind::Data(bytemuck::cast_slice(bias)),
                 Bind::Out(rows * outputs * 4),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             self.tiles(rows, outputs),
             true,
@@ -478,6 +483,7 @@ impl KernelHarness {
             m: outputs as u32,
             n: inputs as u32,
             k: rows as u32,
+            k_end: rows as u32,
             activation: 0,
             slope: 0.0,
             ..Default::default()
@@ -493,7 +499,7 @@ impl KernelHarness {
                 Bind::InOut(bytemuck::cast_slice(initial.unwrap_or(&zeros))),
                 Bind::Data(&[0; 4]),
                 Bind::Out(4),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             self.tiles(outputs, inputs),
             true,
@@ -517,6 +523,7 @@ impl KernelHarness {
             m: rows as u32,
             n: inputs as u32,
             k: outputs as u32,
+            k_end: outputs as u32,
             activation: code,
             slope,
             ..Default::default()
@@ -530,7 +537,7 @@ impl KernelHarness {
                 Bind::Out(rows * inputs * 4),
                 Bind::Data(bytemuck::cast_slice(z_prev)),
                 Bind::Out(4),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             self.tiles(rows, inputs),
             true,
@@ -622,8 +629,10 @@ impl KernelHarness {
             TargetBatch::Classes(c) => bytemuck::cast_slice(c),
             TargetBatch::Values(v) => bytemuck::cast_slice(v),
         };
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let (kernel, groups) = self.kernels.loss_for(rows, width, max);
         let out = self.run(
-            &self.kernels.loss,
+            kernel,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Data(bytemuck::cast_slice(output)),
@@ -632,7 +641,7 @@ impl KernelHarness {
                 Bind::Out(output.len() * 4),
                 Bind::Out(rows * 2 * 4),
             ],
-            self.groups_1d(rows, 64),
+            groups,
             false,
         )?;
         let stats = out[1].clone();
@@ -648,7 +657,7 @@ impl KernelHarness {
                 Bind::Uniform(bytemuck::bytes_of(&reduce)),
                 Bind::Data(&stats),
                 Bind::Out(8),
-                Bind::Uniform(bytemuck::bytes_of(&StepParams::default())),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
             (1, 1),
             true,
@@ -672,7 +681,7 @@ impl KernelHarness {
                 Bind::Data(bytemuck::cast_slice(input)),
                 Bind::Out(cols * 4),
             ],
-            ((cols as u32).div_ceil(16), 1),
+            Kernels::column_sums_groups(cols, self.ctx.limits.max_compute_workgroups_per_dimension),
             false,
         )?;
         Ok(floats(&out[0]))
@@ -745,8 +754,8 @@ impl KernelHarness {
         } else {
             state.chunks(n).flat_map(pad).collect()
         };
-        let shape = OptimizerShape::new(optimizer, clip, padded as u64);
-        let step = StepParams::new(&optimizer.rule(), t, lr, 0, 0);
+        let shape = OptimizerUniform::new(optimizer, clip, padded as u64);
+        let step = StepUniform::new(&optimizer.rule(), t, lr, 0, 0);
         let out = self.run(
             &self.kernels.optimizer,
             &[
@@ -789,7 +798,7 @@ impl KernelHarness {
             target_width: width as u32,
             offset: 0,
         };
-        let step = StepParams {
+        let step = StepUniform {
             batch_start: start as u32,
             ..Default::default()
         };

@@ -1,11 +1,18 @@
 //! The wgpu backend: the whole training loop in WGSL compute shaders.
 //!
-//! `context` owns the device, `tiling` decides how each matmul is tiled,
-//! `codes` names the codes shaders switch on, `kernels` builds the pipelines
-//! (once) and declares the uniforms they read, and `backend` records
-//! training steps. `harness` runs single kernels on host data, for the
-//! parity tests and benchmarks; `ceiling` times multiply-adds alone, the
-//! adapter's arithmetic ceiling.
+//! One idea a file, lowest first (each imports only those before it;
+//! docs/DESIGN.md, "Module layers"): `context` owns the device and its
+//! read-backs, `codes` names the codes shaders switch on, `unroll` expands
+//! the WGSL templates, `shaders` is the WGSL every module starts with,
+//! `tiling` decides how each matmul is tiled, `dispatch` sizes every
+//! dispatch, `uniforms` declares the uniform structs (the twins of the WGSL
+//! ones), `resources` the buffers and textures, `pipelines` builds the
+//! pipelines (once), `profile` times the kernels of a step, `plan` builds
+//! the bind groups of a pass from the resources it binds, and `backend`
+//! (with `build`, which opens it, and `record`, which records the
+//! dispatches of a step) is `GpuBackend`. `harness` runs single kernels
+//! on host data, for the parity tests and benchmarks; `ceiling` times
+//! multiply-adds alone, the adapter's arithmetic ceiling.
 
 mod backend;
 mod build;
@@ -13,6 +20,7 @@ mod build;
 pub mod ceiling;
 mod codes;
 mod context;
+mod dispatch;
 #[cfg(feature = "harness")]
 pub mod harness;
 mod pipelines;
@@ -20,13 +28,14 @@ mod plan;
 mod profile;
 mod record;
 mod resources;
+mod shaders;
 mod tiling;
 mod uniforms;
 mod unroll;
 
 pub use backend::GpuBackend;
+pub use build::GpuOptions;
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::adapters;
 pub use context::{AdapterSummary, GpuContext, adapters_async, prefer_adapter};
-pub use profile::{KernelTime, StepProfile};
 pub use tiling::{MAX_SHORT_ROWS, MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};

@@ -2,7 +2,9 @@
 //! structs their shaders read.
 
 use super::codes::Epilogue;
+use super::dispatch::{WIDE_LOSS_MIN, grid, matmul_grid};
 use super::resources::OperandTexture;
+use super::shaders::module_source;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::PackShape;
 use std::num::NonZeroU64;
@@ -102,7 +104,10 @@ pub(crate) struct Kernels {
     /// The matmuls of each of `choice.tilings()`, in that order; they share
     /// their bind group layouts, so one bind group serves every tiling.
     pub matmuls: Vec<MatmulKernels>,
+    /// The loss, a thread a row, and a workgroup a row for wide output
+    /// layers ([`Kernels::loss_for`]).
     pub loss: Kernel,
+    pub loss_wide: Kernel,
     pub column_sums: Kernel,
     pub loss_sum: Kernel,
     /// The gradient's global norm, in two passes (clipping).
@@ -117,17 +122,6 @@ pub(crate) struct Kernels {
     /// The same for matrices whose rows are whole quads (one vec4 load a
     /// texel).
     pub pack_quads: Kernel,
-}
-
-/// What every kernel module starts with: the named codes, the common
-/// helpers and the activation functions.
-pub(crate) fn common_source() -> String {
-    format!(
-        "{}{}\n{}",
-        super::codes::wgsl(),
-        include_str!("../../shaders/common.wgsl"),
-        include_str!("../../shaders/activation.wgsl")
-    )
 }
 
 /// Each kernel's bindings, in binding order.
@@ -210,7 +204,7 @@ pub(crate) fn module(
 ) -> wgpu::ShaderModule {
     device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
-        source: wgpu::ShaderSource::Wgsl(format!("{preamble}{}\n{body}", common_source()).into()),
+        source: wgpu::ShaderSource::Wgsl(module_source(preamble, body).into()),
     })
 }
 
@@ -283,14 +277,6 @@ impl MatmulKernels {
                 layout,
             )
         })
-    }
-
-    /// Workgroups of an `m` × `n` product.
-    pub(crate) fn workgroups(&self, m: usize, n: usize) -> (u32, u32) {
-        (
-            (n as u32).div_ceil(self.tiling.tile_n()),
-            (m as u32).div_ceil(self.tiling.tile_m()),
-        )
     }
 }
 
@@ -402,6 +388,7 @@ impl Kernels {
             choice,
             matmuls,
             loss: build(&loss, "loss", LOSS),
+            loss_wide: build(&loss, "loss_wide", LOSS),
             column_sums: build(&reduce, "column_sums", COLUMN_SUMS),
             loss_sum: build(&reduce, "loss_sum", LOSS_SUM),
             sum_squares: build(&reduce, "sum_squares", COLUMN_SUMS),
@@ -416,11 +403,31 @@ impl Kernels {
 }
 
 impl Kernels {
+    /// The loss kernel for `rows` rows of an output layer `width` wide, and
+    /// its workgroups (`WIDE_LOSS_MIN`).
+    pub(crate) fn loss_for(
+        &self,
+        rows: usize,
+        width: usize,
+        max_per_dim: u32,
+    ) -> (&Kernel, (u32, u32)) {
+        if width >= WIDE_LOSS_MIN {
+            (&self.loss_wide, grid(rows as u64, 1, max_per_dim))
+        } else {
+            (&self.loss, grid(rows as u64, 64, max_per_dim))
+        }
+    }
+
+    /// The workgroups of the column sums of `cols` columns.
+    pub(crate) fn column_sums_groups(cols: usize, max_per_dim: u32) -> (u32, u32) {
+        grid(cols as u64, 16, max_per_dim)
+    }
+
     /// The matmuls an `m` × `n` product runs with (see
     /// [`MatmulChoice::for_product`]), and its workgroups.
     pub(crate) fn matmul(&self, m: usize, n: usize) -> (&MatmulKernels, (u32, u32)) {
         let kernels = &self.matmuls[self.choice.for_product(m, n)];
-        (kernels, kernels.workgroups(m, n))
+        (kernels, matmul_grid(&kernels.tiling, m, n))
     }
 
     /// The tiling of the products that do not take large tiles (the only
@@ -520,17 +527,6 @@ fn bind_group_layout(device: &wgpu::Device, label: &str, slots: &[Slot]) -> wgpu
         label: Some(label),
         entries: &entries,
     })
-}
-
-/// Workgroups for `threads` threads in groups of `group`, folded into two
-/// dimensions past the per-dimension limit (the shaders' `flat_index`).
-pub(crate) fn grid(threads: u64, group: u32, max_per_dim: u32) -> (u32, u32) {
-    let groups = threads.div_ceil(group as u64).max(1);
-    if groups <= max_per_dim as u64 {
-        (groups as u32, 1)
-    } else {
-        (max_per_dim, groups.div_ceil(max_per_dim as u64) as u32)
-    }
 }
 
 /// A buffer binding at `binding`: `size` bytes from `offset` (to the end

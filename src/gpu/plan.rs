@@ -1,14 +1,18 @@
 //! The bind groups of a pass (a forward, loss and backward over so many
-//! rows), built once per pass shape and kept: `GpuBackend::plan`.
+//! rows), built from the resources they bind ([`PassResources`], which the
+//! backend lends), once per pass shape and kept: `GpuBackend::plan`.
 
-use super::backend::GpuBackend;
 use super::context::GpuContext;
 use super::pipelines::{Kernel, Kernels, binding, entry};
-use super::resources::{OperandTexture, Region, Textures, whole};
-use super::uniforms::{
-    GatherShape, LossShape, MatmulShape, ReduceShape, StepParams, UniformBlocks,
+use super::resources::{
+    OperandTexture, Pack, PackSource, ParamLayout, Region, Resident, Textures, whole,
 };
+use super::uniforms::{
+    GatherShape, LossShape, MatmulShape, ReduceShape, StepUniform, UniformBlocks,
+};
+use crate::dropout::Dropout;
 use crate::loss::Loss;
+use crate::model::Mlp;
 use std::num::NonZeroU64;
 
 /// What a pass covers: `rows` rows starting `offset` rows into a batch of
@@ -58,10 +62,6 @@ impl PassKey {
     }
 }
 
-/// A pack kernel dispatch: its bind group, workgroups, and whether it is
-/// `pack_quads`.
-pub(crate) type Pack = (wgpu::BindGroup, (u32, u32), bool);
-
 /// The packs of one pass (texture matmul): its input, the activations of
 /// every layer but the last, and every dZ.
 #[derive(Debug)]
@@ -72,6 +72,11 @@ pub(crate) struct PlanPacks {
     pub(crate) _uniforms: wgpu::Buffer,
 }
 
+/// A matrix product's bind groups, one per chunk of its reduction, to be
+/// dispatched in order (`dispatch::reduction_chunks`): one unless K is
+/// longer than `dispatch::REDUCTION_CHUNK`.
+pub(crate) type Product = Vec<wgpu::BindGroup>;
+
 /// The bind groups of one pass over `rows` rows: forward, loss, backward.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -79,15 +84,44 @@ pub(crate) struct Plan {
     /// Adds its weight gradients to those already there (`PassKey::accumulate`).
     pub(crate) accumulate: bool,
     pub(crate) gather: Option<wgpu::BindGroup>,
-    pub(crate) forward: Vec<wgpu::BindGroup>,
+    pub(crate) forward: Vec<Product>,
     pub(crate) loss: wgpu::BindGroup,
     pub(crate) loss_sum: wgpu::BindGroup,
-    pub(crate) weight_grad: Vec<wgpu::BindGroup>,
+    pub(crate) weight_grad: Vec<Product>,
     pub(crate) bias_grad: Vec<wgpu::BindGroup>,
     /// `input_grad[l]` carries dZ of layer l back to layer l − 1 (none for 0).
-    pub(crate) input_grad: Vec<Option<wgpu::BindGroup>>,
+    pub(crate) input_grad: Vec<Option<Product>>,
     pub(crate) packs: Option<PlanPacks>,
     pub(crate) _uniforms: wgpu::Buffer,
+}
+
+/// What the bind groups of a pass bind: the kernels, the run's settings,
+/// and every buffer and texture a pass reads or writes, lent by the
+/// backend that owns them.
+pub(crate) struct PassResources<'a> {
+    pub(crate) ctx: &'a GpuContext,
+    pub(crate) kernels: &'a Kernels,
+    pub(crate) mlp: &'a Mlp,
+    pub(crate) loss: Loss,
+    pub(crate) layout: &'a ParamLayout,
+    pub(crate) uniform_align: u64,
+    /// Dropout per layer (training passes) and the seed of its masks.
+    pub(crate) dropout: &'a [Option<Dropout>],
+    pub(crate) dropout_seed: u32,
+    pub(crate) params: &'a wgpu::Buffer,
+    pub(crate) grads: &'a wgpu::Buffer,
+    pub(crate) x_batch: &'a wgpu::Buffer,
+    pub(crate) y_batch: &'a wgpu::Buffer,
+    pub(crate) z: &'a [wgpu::Buffer],
+    pub(crate) a: &'a [wgpu::Buffer],
+    pub(crate) dz: &'a [wgpu::Buffer],
+    pub(crate) textures: Option<&'a Textures>,
+    pub(crate) row_stats: &'a wgpu::Buffer,
+    pub(crate) results: &'a wgpu::Buffer,
+    pub(crate) steps: &'a wgpu::Buffer,
+    pub(crate) unused_read: &'a wgpu::Buffer,
+    pub(crate) unused_write: &'a wgpu::Buffer,
+    pub(crate) resident: Option<&'a Resident>,
 }
 
 /// What a binding of a pass's bind group holds.
@@ -113,10 +147,6 @@ impl<'a> Bound<'a> {
     }
 }
 
-/// What a pack copies: `rows` rows of the matrix at a byte offset into a
-/// buffer, into a texture.
-pub(crate) type PackSource<'a> = (&'a wgpu::Buffer, u64, usize, &'a OperandTexture);
-
 /// The pack dispatches of `sources`, with the buffer that holds their shapes.
 pub(crate) fn packs(
     ctx: &GpuContext,
@@ -128,8 +158,8 @@ pub(crate) fn packs(
     let mut blocks = UniformBlocks::new(uniform_align);
     let shapes: Vec<(u64, (u32, u32))> = sources
         .iter()
-        .map(|&(_, _, rows, texture)| {
-            let (shape, groups) = texture.pack_shape(rows, max);
+        .map(|source| {
+            let (shape, groups) = source.texture.pack_shape(source.rows, max);
             (blocks.push(&shape), groups)
         })
         .collect();
@@ -137,36 +167,37 @@ pub(crate) fn packs(
     let packs = sources
         .iter()
         .zip(shapes)
-        .map(|(&(buffer, offset, rows, texture), (at, groups))| {
-            let size = NonZeroU64::new(rows as u64 * texture.cols as u64 * 4);
-            let source = (buffer, offset, size);
-            let group = kernels.pack_group(&ctx.device, (&uniforms, at), source, texture);
-            (group, groups, texture.quads())
+        .map(|(source, (at, workgroups))| {
+            let texture = source.texture;
+            let size = NonZeroU64::new(source.rows as u64 * texture.cols as u64 * 4);
+            let region = (source.buffer, source.offset, size);
+            Pack {
+                group: kernels.pack_group(&ctx.device, (&uniforms, at), region, texture),
+                workgroups,
+                quads: texture.quads(),
+            }
         })
         .collect();
     (packs, uniforms)
 }
 
-impl GpuBackend {
-    pub(crate) fn plan(&mut self, key: PassKey) -> &Plan {
-        if !self.plans.contains_key(&key) {
-            let plan = self.build_plan(key);
-            self.plans.insert(key, plan);
-        }
-        &self.plans[&key]
-    }
-
+impl<'a> PassResources<'a> {
     /// The packs of a pass over `rows` rows (texture matmul): each matrix a
     /// matmul reads, from its buffer into its texture.
     pub(crate) fn plan_packs(&self, textures: &Textures, rows: usize) -> PlanPacks {
         let layers = self.mlp.layers();
         // The last layer's activations are no operand: zip stops before them.
-        let sources: Vec<PackSource> = std::iter::once((&self.x_batch, &textures.x))
+        let sources: Vec<PackSource> = std::iter::once((self.x_batch, &textures.x))
             .chain(self.a.iter().zip(&textures.a))
             .chain(self.dz.iter().zip(&textures.dz))
-            .map(|(buffer, texture)| (buffer, 0, rows, texture))
+            .map(|(buffer, texture)| PackSource {
+                buffer,
+                offset: 0,
+                rows,
+                texture,
+            })
             .collect();
-        let (packs, uniforms) = packs(&self.ctx, &self.kernels, self.uniform_align, &sources);
+        let (packs, uniforms) = packs(self.ctx, self.kernels, self.uniform_align, &sources);
         let mut packs = packs.into_iter();
         let x = packs.next().expect("the input's pack");
         let a = packs.by_ref().take(layers.len() - 1).collect();
@@ -179,17 +210,17 @@ impl GpuBackend {
         }
     }
 
-    pub(crate) fn build_plan<'a>(&'a self, key: PassKey) -> Plan {
+    pub(crate) fn build_plan(&self, key: PassKey) -> Plan {
         let rows = key.rows;
         let accumulate = u32::from(key.accumulate);
         let device = &self.ctx.device;
-        let mlp = &self.mlp;
+        let mlp = self.mlp;
         let layers = mlp.layers();
         let last = layers.len() - 1;
         let r = rows as u64;
         let mut blocks = UniformBlocks::new(self.uniform_align);
         // Record every shape first, then bind against the uploaded buffer.
-        let gather_at = self.resident.as_ref().map(|d| {
+        let gather_at = self.resident.map(|d| {
             blocks.push(&GatherShape {
                 rows: rows as u32,
                 features: d.features as u32,
@@ -205,8 +236,8 @@ impl GpuBackend {
             let (code, slope) = layer.activation.code();
             let dropout = |l: usize| if key.train { self.dropout[l] } else { None };
             forward_at.push(
-                blocks.push(
-                    &MatmulShape {
+                blocks.push_chunks(
+                    MatmulShape {
                         m: rows as u32,
                         n: layer.outputs as u32,
                         k: layer.inputs as u32,
@@ -218,7 +249,7 @@ impl GpuBackend {
                     .with_dropout(dropout(l), self.dropout_seed, l),
                 ),
             );
-            weight_grad_at.push(blocks.push(&MatmulShape {
+            weight_grad_at.push(blocks.push_chunks(MatmulShape {
                 m: layer.outputs as u32,
                 n: layer.inputs as u32,
                 k: rows as u32,
@@ -234,8 +265,8 @@ impl GpuBackend {
             }));
             input_grad_at.push((l > 0).then(|| {
                 let (code, slope) = layers[l - 1].activation.code();
-                blocks.push(
-                    &MatmulShape {
+                blocks.push_chunks(
+                    MatmulShape {
                         m: rows as u32,
                         n: layer.inputs as u32,
                         k: layer.outputs as u32,
@@ -278,7 +309,7 @@ impl GpuBackend {
                 NonZeroU64::new(size as u64),
             )
         };
-        let step_size = NonZeroU64::new(std::mem::size_of::<StepParams>() as u64);
+        let step_size = NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64);
         // A bind group: the shape (or any first entry), then each bound
         // region or texture at its named binding.
         let group = |kernel: &Kernel,
@@ -295,25 +326,32 @@ impl GpuBackend {
         };
         // A matmul's bind group: its operands and outputs, and the step's
         // uniform (for dropout).
-        let matmul_group =
-            |kernel: &Kernel, label: &str, at: u64, [a, b, c, aux, out2]: [Bound<'a>; 5]| {
-                use binding::matmul;
-                let first = vec![
-                    shape(at, mm),
-                    entry(matmul::STEP, &self.steps, 0, step_size),
-                ];
-                let bound = [
-                    (matmul::A, a),
-                    (matmul::B, b),
-                    (matmul::C, c),
-                    (matmul::AUX, aux),
-                    (matmul::OUT2, out2),
-                ];
-                group(kernel, label, first, &bound)
-            };
-        let k = &self.kernels;
-        let (unused_read, unused_write) = ((&self.unused_read, 0, 4), (&self.unused_write, 0, 4));
-        let gather = self.resident.as_ref().zip(gather_at).map(|(d, at)| {
+        // A product's bind groups, one per chunk of its reduction (`at`:
+        // each chunk's shape): its operands and outputs, and the step's
+        // uniform (for dropout).
+        let matmul_group = |kernel: &Kernel,
+                            label: &str,
+                            at: &[u64],
+                            [a, b, c, aux, out2]: [Bound<'a>; 5]|
+         -> Product {
+            use binding::matmul;
+            let bound = [
+                (matmul::A, a),
+                (matmul::B, b),
+                (matmul::C, c),
+                (matmul::AUX, aux),
+                (matmul::OUT2, out2),
+            ];
+            at.iter()
+                .map(|&at| {
+                    let first = vec![shape(at, mm), entry(matmul::STEP, self.steps, 0, step_size)];
+                    group(kernel, label, first, &bound)
+                })
+                .collect()
+        };
+        let k = self.kernels;
+        let (unused_read, unused_write) = ((self.unused_read, 0, 4), (self.unused_write, 0, 4));
+        let gather = self.resident.zip(gather_at).map(|(d, at)| {
             use binding::data;
             let batch = |floats: usize| NonZeroU64::new(r * floats as u64 * 4);
             device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -321,24 +359,24 @@ impl GpuBackend {
                 layout: &k.gather.layout,
                 entries: &[
                     shape(at, std::mem::size_of::<GatherShape>()),
-                    entry(data::STEP, &self.steps, 0, step_size),
+                    entry(data::STEP, self.steps, 0, step_size),
                     entry(data::PERM, &d.perm, 0, None),
                     entry(data::X, &d.x, 0, None),
                     entry(data::TARGETS, &d.targets, 0, None),
-                    entry(data::X_BATCH, &self.x_batch, 0, batch(d.features)),
-                    entry(data::TARGET_BATCH, &self.y_batch, 0, batch(d.target_width)),
+                    entry(data::X_BATCH, self.x_batch, 0, batch(d.features)),
+                    entry(data::TARGET_BATCH, self.y_batch, 0, batch(d.target_width)),
                 ],
             })
         });
         let input_of = |l: usize| -> Region {
             if l == 0 {
-                (&self.x_batch, 0, r * mlp.inputs() as u64)
+                (self.x_batch, 0, r * mlp.inputs() as u64)
             } else {
                 (&self.a[l - 1], 0, r * layers[l - 1].outputs as u64)
             }
         };
         // A matmul operand: the buffer, or its texture for the texture matmul.
-        let textures = self.textures.as_ref();
+        let textures = self.textures;
         let operand = |region: Region<'a>, texture: Option<&'a OperandTexture>| match texture {
             Some(texture) => Bound::Texture(texture),
             None => Bound::Buffer(region),
@@ -349,8 +387,8 @@ impl GpuBackend {
         let mut input_grad = Vec::new();
         for (l, layer) in layers.iter().enumerate() {
             let (o, i) = (layer.outputs as u64, layer.inputs as u64);
-            let weight = (&self.params, self.layout.weight[l], o * i);
-            let bias = (&self.params, self.layout.bias[l], o);
+            let weight = (self.params, self.layout.weight[l], o * i);
+            let bias = (self.params, self.layout.bias[l], o);
             let z = (&self.z[l], 0, r * o);
             let a = (&self.a[l], 0, r * o);
             let dz = (&self.dz[l], 0, r * o);
@@ -361,7 +399,7 @@ impl GpuBackend {
             forward.push(matmul_group(
                 &k.matmuls[0].forward,
                 "forward",
-                forward_at[l],
+                &forward_at[l],
                 [
                     input,
                     weight,
@@ -374,11 +412,11 @@ impl GpuBackend {
             weight_grad.push(matmul_group(
                 k.matmuls[0].weight_grad(device, false),
                 "weight gradient",
-                weight_grad_at[l],
+                &weight_grad_at[l],
                 [
                     dz_operand,
                     input,
-                    Bound::Buffer((&self.grads, self.layout.weight[l], o * i)),
+                    Bound::Buffer((self.grads, self.layout.weight[l], o * i)),
                     Bound::Buffer(unused_read),
                     Bound::Buffer(unused_write),
                 ],
@@ -390,10 +428,10 @@ impl GpuBackend {
                 vec![shape(bias_grad_at[l], std::mem::size_of::<ReduceShape>())],
                 &[
                     (binding::reduce::INPUT, Bound::Buffer(dz)),
-                    (binding::reduce::OUT, Bound::Buffer(whole(&self.grads))),
+                    (binding::reduce::OUT, Bound::Buffer(whole(self.grads))),
                 ],
             ));
-            input_grad.push(input_grad_at[l].map(|at| {
+            input_grad.push(input_grad_at[l].as_deref().map(|at| {
                 let prev = layers[l - 1].outputs as u64;
                 let z_prev = (&self.z[l - 1], 0, r * prev);
                 let dz_prev = (&self.dz[l - 1], 0, r * prev);
@@ -426,7 +464,7 @@ impl GpuBackend {
                 ),
                 (
                     binding::loss::TARGETS,
-                    Bound::Buffer((&self.y_batch, 0, r * target_width)),
+                    Bound::Buffer((self.y_batch, 0, r * target_width)),
                 ),
                 (
                     binding::loss::GRAD,
@@ -434,7 +472,7 @@ impl GpuBackend {
                 ),
                 (
                     binding::loss::STATS,
-                    Bound::Buffer((&self.row_stats, 0, r * 2)),
+                    Bound::Buffer((self.row_stats, 0, r * 2)),
                 ),
             ],
         );
@@ -445,12 +483,12 @@ impl GpuBackend {
                 shape(loss_sum_at, std::mem::size_of::<ReduceShape>()),
                 entry(
                     binding::reduce::INPUT,
-                    &self.row_stats,
+                    self.row_stats,
                     0,
                     NonZeroU64::new(r * 2 * 4),
                 ),
-                entry(binding::reduce::OUT, &self.results, 0, None),
-                entry(binding::reduce::STEP, &self.steps, 0, step_size),
+                entry(binding::reduce::OUT, self.results, 0, None),
+                entry(binding::reduce::STEP, self.steps, 0, step_size),
             ],
         });
         // A step's later passes add their weight gradients: compile that

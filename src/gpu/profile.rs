@@ -2,6 +2,10 @@
 //! dispatch (adapters with timestamp queries inside compute passes), each
 //! interval named after the kernel that ran in it and summed by kernel.
 //! `Trainer::profile_steps` drives it; `retroprop bench --full` prints it.
+//! The profile it makes, `StepProfile`, is a report of the seam
+//! (`crate::backend`), which every backend may return.
+
+use crate::backend::{KernelTime, StepProfile};
 
 /// What ran between two timestamps: a kernel, and the layer it worked on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,35 +27,6 @@ impl Work {
             kernel,
             layer: Some(layer),
         }
-    }
-}
-
-/// One kernel's share of a step.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KernelTime {
-    /// What the kernel does (`forward`, `weight grad`, `pack weights`,
-    /// `optimizer`, …).
-    pub kernel: &'static str,
-    /// The layer it worked on, for per-layer kernels.
-    pub layer: Option<usize>,
-    /// Milliseconds a step, the mean over the steps profiled.
-    pub ms_per_step: f64,
-}
-
-/// The time of a step by kernel, in the order the kernels first ran.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepProfile {
-    /// The adapter that ran the steps.
-    pub device: String,
-    /// Steps the times are the mean over.
-    pub steps: u64,
-    pub kernels: Vec<KernelTime>,
-}
-
-impl StepProfile {
-    /// Milliseconds a step spent in kernels (the sum over `kernels`).
-    pub fn total_ms(&self) -> f64 {
-        self.kernels.iter().map(|k| k.ms_per_step).sum()
     }
 }
 

@@ -2,11 +2,12 @@
 //! loss, the backward pass and the update, in the order of the math.
 
 use super::backend::GpuBackend;
-use super::pipelines::{NORM_GROUPS, grid};
-use super::plan::{Pack, PassKey, Plan};
+use super::dispatch::grid;
+use super::pipelines::{Kernels, NORM_GROUPS};
+use super::plan::{PassKey, Plan, Product};
 use super::profile::{OPTIMIZER, Work};
-use super::resources::Scratch;
-use super::uniforms::StepParams;
+use super::resources::{Pack, Scratch};
+use super::uniforms::StepUniform;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::stop::StopFlag;
@@ -35,9 +36,10 @@ impl GpuBackend {
             self.dispatch(pass, t, Work::of("gather batch"), groups);
         }
         self.record_forward(pass, plan, slot);
-        pass.set_pipeline(&k.loss.pipeline);
+        let (loss, groups) = k.loss_for(rows, self.mlp.outputs(), max);
+        pass.set_pipeline(&loss.pipeline);
         pass.set_bind_group(0, &plan.loss, &[]);
-        self.dispatch(pass, t, Work::of("loss"), grid(rows as u64, 64, max));
+        self.dispatch(pass, t, Work::of("loss"), groups);
         pass.set_pipeline(&k.loss_sum.pipeline);
         pass.set_bind_group(0, &plan.loss_sum, &[step_offset]);
         self.dispatch(pass, t, Work::of("loss sum"), (1, 1));
@@ -53,17 +55,17 @@ impl GpuBackend {
             let (matmul, groups) = k.matmul(layer.outputs, layer.inputs);
             let weight_grad = matmul.weight_grad(&self.ctx.device, plan.accumulate);
             pass.set_pipeline(&weight_grad.pipeline);
-            pass.set_bind_group(0, &plan.weight_grad[l], &[step_offset]);
-            self.dispatch(pass, t, Work::layer("weight grad", l), groups);
+            let work = Work::layer("weight grad", l);
+            self.dispatch_chunks(pass, t, work, &plan.weight_grad[l], step_offset, groups);
             pass.set_pipeline(&k.column_sums.pipeline);
             pass.set_bind_group(0, &plan.bias_grad[l], &[]);
-            let groups = ((layer.outputs as u32).div_ceil(16), 1);
+            let groups = Kernels::column_sums_groups(layer.outputs, max);
             self.dispatch(pass, t, Work::layer("bias grad", l), groups);
-            if let Some(group) = &plan.input_grad[l] {
+            if let Some(chunks) = &plan.input_grad[l] {
                 let (matmul, groups) = k.matmul(rows, layer.inputs);
                 pass.set_pipeline(&matmul.input_grad.pipeline);
-                pass.set_bind_group(0, group, &[step_offset]);
-                self.dispatch(pass, t, Work::layer("input grad", l), groups);
+                let work = Work::layer("input grad", l);
+                self.dispatch_chunks(pass, t, work, chunks, step_offset, groups);
                 if let Some(p) = packs {
                     self.pack(pass, t, Work::layer("pack dZ", l - 1), &p.dz[l - 1]);
                 }
@@ -88,8 +90,8 @@ impl GpuBackend {
         for (l, layer) in layers.iter().enumerate() {
             let (matmul, groups) = k.matmul(plan.rows, layer.outputs);
             pass.set_pipeline(&matmul.forward.pipeline);
-            pass.set_bind_group(0, &plan.forward[l], &[step_offset]);
-            self.dispatch(pass, t, Work::layer("forward", l), groups);
+            let work = Work::layer("forward", l);
+            self.dispatch_chunks(pass, t, work, &plan.forward[l], step_offset, groups);
             if let Some(pack) = plan.packs.as_ref().and_then(|p| p.a.get(l)) {
                 self.pack(pass, t, Work::layer("pack activations", l), pack);
             }
@@ -137,17 +139,28 @@ impl GpuBackend {
         }
     }
 
-    /// Records one pack dispatch (texture matmul).
-    fn pack(
+    /// Dispatches a product once per chunk of its reduction, in order
+    /// (`Product`), with the pipeline set on `pass`.
+    fn dispatch_chunks(
         &self,
         pass: &mut wgpu::ComputePass,
         t: u64,
         work: Work,
-        (group, groups, quads): &Pack,
+        product: &Product,
+        step_offset: u32,
+        groups: (u32, u32),
     ) {
-        pass.set_pipeline(&self.kernels.pack_kernel(*quads).pipeline);
-        pass.set_bind_group(0, group, &[]);
-        self.dispatch(pass, t, work, *groups);
+        for chunk in product {
+            pass.set_bind_group(0, chunk, &[step_offset]);
+            self.dispatch(pass, t, work, groups);
+        }
+    }
+
+    /// Records one pack dispatch (texture matmul).
+    fn pack(&self, pass: &mut wgpu::ComputePass, t: u64, work: Work, pack: &Pack) {
+        pass.set_pipeline(&self.kernels.pack_kernel(pack.quads).pipeline);
+        pass.set_bind_group(0, &pack.group, &[]);
+        self.dispatch(pass, t, work, pack.workgroups);
     }
 
     /// Starts a pass's timestamps when a profile is being taken (before its
@@ -166,11 +179,11 @@ impl GpuBackend {
         }
     }
 
-    pub(crate) fn write_steps(&self, steps: &[StepParams]) {
+    pub(crate) fn write_steps(&self, steps: &[StepUniform]) {
         let mut bytes = vec![0u8; steps.len() * self.step_stride as usize];
         for (i, s) in steps.iter().enumerate() {
             let at = i * self.step_stride as usize;
-            bytes[at..at + std::mem::size_of::<StepParams>()]
+            bytes[at..at + std::mem::size_of::<StepUniform>()]
                 .copy_from_slice(bytemuck::bytes_of(s));
         }
         self.ctx.queue.write_buffer(&self.steps, 0, &bytes);

@@ -1,8 +1,7 @@
 //! What a run allocates on the device: the flat parameter layout, storage
 //! buffers, the matmul operand textures, and the resident data set.
 
-use super::pipelines::grid;
-use super::plan::Pack;
+use super::dispatch::grid;
 use super::uniforms::PackShape;
 use crate::model::Mlp;
 use bytemuck::Pod;
@@ -215,5 +214,30 @@ pub(crate) fn storage_init<T: Pod>(device: &wgpu::Device, label: &str, data: &[T
     })
 }
 
-/// Host buffers a batch is gathered into: inputs, target values, labels.
-pub(crate) type Scratch = (Vec<f32>, Vec<f32>, Vec<u32>);
+/// Host buffers a batch is gathered into (`Dataset::gather`), when the
+/// data set streams from host memory.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    pub(crate) x: Vec<f32>,
+    pub(crate) values: Vec<f32>,
+    pub(crate) labels: Vec<u32>,
+}
+
+/// A pack kernel dispatch (a matrix into its operand texture).
+#[derive(Debug)]
+pub(crate) struct Pack {
+    pub(crate) group: wgpu::BindGroup,
+    pub(crate) workgroups: (u32, u32),
+    /// Whether it runs `pack_quads` (`OperandTexture::quads`).
+    pub(crate) quads: bool,
+}
+
+/// What a pack copies: `rows` rows of the matrix at byte `offset` into
+/// `buffer`, into `texture`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PackSource<'a> {
+    pub(crate) buffer: &'a wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) rows: usize,
+    pub(crate) texture: &'a OperandTexture,
+}

@@ -5,8 +5,9 @@
 //! and nowhere else.
 
 use super::context::AdapterSummary;
-use super::pipelines::common_source;
+use super::shaders::common_source;
 use super::unroll::{Bindings, expand};
+use crate::error::{Error, Result};
 
 /// How the tiled matmul is blocked; the numbers reach WGSL as `const`s in a
 /// preamble, so they are written down only here.
@@ -380,10 +381,10 @@ impl MatmulChoice {
     /// [`parse`](Self::parse) does not accept; programs call this at start
     /// (the `retroprop` program does) so that a typo is not a silent
     /// fall back to the default kernel.
-    pub fn from_env() -> crate::Result<Option<MatmulChoice>> {
+    pub fn from_env() -> Result<Option<MatmulChoice>> {
         match std::env::var("RETROPROP_MATMUL") {
             Ok(text) => MatmulChoice::parse(&text).map(Some).ok_or_else(|| {
-                crate::Error::Config(format!(
+                Error::Config(format!(
                     "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct or \
                      texture, optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup, RM, RN \
                      and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture), \

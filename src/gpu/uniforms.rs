@@ -2,6 +2,7 @@
 //! declared beside the WGSL struct it mirrors (named in its comment), and
 //! the packing of many of them into one buffer at the device's alignment.
 
+use super::dispatch::reduction_chunks;
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
@@ -14,13 +15,15 @@ pub(crate) struct MatmulShape {
     pub k: u32,
     pub activation: u32,
     pub slope: f32,
-    pub _pad0: u32,
+    /// Where in K this dispatch's reduction starts (`dispatch::reduction_chunks`).
+    pub k_start: u32,
     pub dropout_threshold: u32,
     pub dropout_scale: f32,
     pub dropout_seed: u32,
     pub dropout_layer: u32,
     pub row_offset: u32,
-    pub _pad: u32,
+    /// Where in K it ends: `k` for the last chunk, which applies the epilogue.
+    pub k_end: u32,
 }
 
 impl MatmulShape {
@@ -73,24 +76,43 @@ pub(crate) struct ReduceShape {
     pub out_offset: u32,
 }
 
-/// Mirrors `Rule` in shaders/optimizer.wgsl.
+/// The twin of `OptimizerUniform` in shaders/optimizer.wgsl: the
+/// optimizer's `UpdateRule` (each field for the optimizers named beside
+/// it; 0 for the others) and clipping. The scalars that change each step
+/// are in `StepUniform`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub(crate) struct OptimizerShape {
+pub(crate) struct OptimizerUniform {
+    /// Parameters, a multiple of 4.
     pub n: u32,
+    /// `OPTIMIZER_SGD`, `_ADAM` (Adam and AdamW), `_RMSPROP`, `_ADAGRAD`.
     pub kind: u32,
-    pub flag: u32,
+    /// SGD.
+    pub nesterov: u32,
+    /// Adam and AdamW.
+    pub amsgrad: u32,
+    /// AdamW.
     pub decoupled: u32,
-    pub a: f32,
-    pub b: f32,
+    /// RMSprop.
+    pub centered: u32,
+    /// SGD and RMSprop (0: none).
+    pub momentum: f32,
+    /// SGD.
+    pub dampening: f32,
+    /// Adam and AdamW.
+    pub beta1: f32,
+    pub beta2: f32,
+    /// RMSprop.
+    pub alpha: f32,
     pub eps: f32,
     pub weight_decay: f32,
-    pub momentum: f32,
+    /// The largest global norm, 0 when off.
     pub clip_norm: f32,
+    /// The largest |g|, 0 when off.
     pub clip_value: f32,
 }
 
-impl OptimizerShape {
+impl OptimizerUniform {
     /// The rule over `n` padded parameters, with clipping.
     pub(crate) fn new(
         optimizer: &crate::optim::Optimizer,
@@ -98,16 +120,20 @@ impl OptimizerShape {
         n: u64,
     ) -> Self {
         let rule = optimizer.rule();
-        OptimizerShape {
+        OptimizerUniform {
             n: n as u32,
             kind: rule.kind as u32,
-            flag: rule.flag as u32,
+            nesterov: rule.nesterov as u32,
+            amsgrad: rule.amsgrad as u32,
             decoupled: rule.decoupled as u32,
-            a: rule.a as f32,
-            b: rule.b as f32,
+            centered: rule.centered as u32,
+            momentum: rule.momentum as f32,
+            dampening: rule.dampening as f32,
+            beta1: rule.beta1 as f32,
+            beta2: rule.beta2 as f32,
+            alpha: rule.alpha as f32,
             eps: rule.eps as f32,
             weight_decay: rule.weight_decay as f32,
-            momentum: rule.momentum as f32,
             clip_norm: clip.max_norm.unwrap_or(0.0) as f32,
             clip_value: clip.max_value.unwrap_or(0.0) as f32,
         }
@@ -141,7 +167,7 @@ pub(crate) struct GatherShape {
 /// are computed here in f64, as the CPU backend does.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
-pub(crate) struct StepParams {
+pub(crate) struct StepUniform {
     pub batch_start: u32,
     pub slot: u32,
     pub t: u32,
@@ -153,7 +179,7 @@ pub(crate) struct StepParams {
     pub decay: f32,
 }
 
-impl StepParams {
+impl StepUniform {
     /// The parameters of optimizer step `t` (1-based) at learning rate `lr`.
     pub(crate) fn new(
         rule: &crate::optim::UpdateRule,
@@ -161,9 +187,9 @@ impl StepParams {
         lr: f64,
         batch_start: u32,
         slot: u32,
-    ) -> StepParams {
+    ) -> StepUniform {
         let s = crate::optim::UpdateRule { lr, ..*rule }.scalars(t);
-        StepParams {
+        StepUniform {
             batch_start,
             slot,
             t: t.min(u32::MAX as u64) as u32,
@@ -200,6 +226,22 @@ impl UniformBlocks {
         );
         offset
     }
+    /// Appends a product's shape once per chunk of its reduction
+    /// (`dispatch::reduction_chunks`), each with its range of K; returns
+    /// their byte offsets, in order.
+    pub(crate) fn push_chunks(&mut self, shape: MatmulShape) -> Vec<u64> {
+        reduction_chunks(shape.k as usize)
+            .into_iter()
+            .map(|(k_start, k_end)| {
+                self.push(&MatmulShape {
+                    k_start,
+                    k_end,
+                    ..shape
+                })
+            })
+            .collect()
+    }
+
     pub(crate) fn upload(&self, device: &wgpu::Device) -> wgpu::Buffer {
         device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("shapes"),
@@ -210,5 +252,198 @@ impl UniformBlocks {
             },
             usage: wgpu::BufferUsages::UNIFORM,
         })
+    }
+}
+
+/// Each uniform struct against its WGSL twin, read by naga from the source
+/// the pipelines compile: the same name, the same members in the same
+/// order, at the same offsets and of the same sizes.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::gpu::shaders::module_source;
+    use crate::gpu::tiling::MatmulTiling;
+    use std::collections::BTreeMap;
+    use wgpu::naga;
+
+    /// A Rust uniform: its name, size, and (field, offset, size) in order.
+    type Layout = (&'static str, usize, Vec<(&'static str, usize, usize)>);
+
+    macro_rules! layout {
+        ($t:ident { $($field:ident),* $(,)? }) => {{
+            let zero = <$t as Zeroable>::zeroed();
+            let fields = vec![$((
+                stringify!($field),
+                std::mem::offset_of!($t, $field),
+                std::mem::size_of_val(&zero.$field),
+            )),*];
+            (stringify!($t), std::mem::size_of::<$t>(), fields) as Layout
+        }};
+    }
+
+    fn rust_uniforms() -> Vec<Layout> {
+        vec![
+            layout!(MatmulShape {
+                m,
+                n,
+                k,
+                activation,
+                slope,
+                k_start,
+                dropout_threshold,
+                dropout_scale,
+                dropout_seed,
+                dropout_layer,
+                row_offset,
+                k_end,
+            }),
+            layout!(ElementwiseShape {
+                rows,
+                width,
+                activation,
+                slope
+            }),
+            layout!(LossShape {
+                rows,
+                width,
+                loss,
+                activation,
+                slope,
+                inv_norm
+            }),
+            layout!(ReduceShape {
+                rows,
+                cols,
+                accumulate,
+                out_offset
+            }),
+            layout!(OptimizerUniform {
+                n,
+                kind,
+                nesterov,
+                amsgrad,
+                decoupled,
+                centered,
+                momentum,
+                dampening,
+                beta1,
+                beta2,
+                alpha,
+                eps,
+                weight_decay,
+                clip_norm,
+                clip_value,
+            }),
+            layout!(PackShape {
+                rows,
+                cols,
+                padded_rows,
+                texels
+            }),
+            layout!(GatherShape {
+                rows,
+                features,
+                target_width,
+                offset
+            }),
+            layout!(StepUniform {
+                batch_start,
+                slot,
+                t,
+                _pad,
+                lr,
+                step_size,
+                bias_correction2_sqrt,
+                adagrad_lr,
+                decay,
+            }),
+        ]
+    }
+
+    /// Every uniform struct a module binds: name → (span, members as
+    /// (name, offset, size)).
+    type WgslStructs = BTreeMap<String, (u32, Vec<(String, u32, u32)>)>;
+
+    fn wgsl_uniforms(name: &str, source: &str) -> WgslStructs {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        let mut found = BTreeMap::new();
+        for (_, global) in module.global_variables.iter() {
+            if global.space != naga::AddressSpace::Uniform {
+                continue;
+            }
+            let ty = &module.types[global.ty];
+            let naga::TypeInner::Struct { members, span } = &ty.inner else {
+                panic!("{name}: uniform {:?} is not a struct", global.name);
+            };
+            let members = members
+                .iter()
+                .map(|m| {
+                    let size = module.types[m.ty].inner.size(module.to_ctx());
+                    (m.name.clone().unwrap_or_default(), m.offset, size)
+                })
+                .collect();
+            let ty_name = ty.name.clone().unwrap_or_default();
+            found.insert(ty_name, (*span, members));
+        }
+        found
+    }
+
+    #[test]
+    fn every_uniform_struct_has_its_rust_twin_name_for_name_and_byte_for_byte() {
+        let body = |file: &str| match file {
+            "loss" => include_str!("../../shaders/loss.wgsl"),
+            "reduce" => include_str!("../../shaders/reduce.wgsl"),
+            "optimizer" => include_str!("../../shaders/optimizer.wgsl"),
+            "data" => include_str!("../../shaders/data.wgsl"),
+            "pack" => include_str!("../../shaders/pack.wgsl"),
+            "elementwise" => include_str!("../../shaders/elementwise.wgsl"),
+            _ => unreachable!(),
+        };
+        let mut sources: Vec<(String, String)> =
+            ["loss", "reduce", "optimizer", "data", "pack", "elementwise"]
+                .into_iter()
+                .map(|f| (format!("shaders/{f}.wgsl"), module_source("", body(f))))
+                .collect();
+        for tiling in [
+            MatmulTiling::shared(),
+            MatmulTiling::direct(),
+            MatmulTiling::texture(),
+        ] {
+            sources.push((format!("the {:?} matmul", tiling.kind), tiling.source()));
+        }
+        let rust: BTreeMap<&str, Layout> = rust_uniforms().into_iter().map(|l| (l.0, l)).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, source) in &sources {
+            for (ty, (span, members)) in wgsl_uniforms(name, source) {
+                let Some((_, size, fields)) = rust.get(ty.as_str()) else {
+                    panic!("{name} binds uniform {ty}, which has no Rust twin of that name");
+                };
+                let listed: usize = fields.iter().map(|f| f.2).sum();
+                assert_eq!(
+                    listed, *size,
+                    "{ty}: the test lists {listed} of its {size} bytes"
+                );
+                assert_eq!(
+                    span as usize, *size,
+                    "{ty} in {name}: WGSL {span} bytes, Rust {size}"
+                );
+                let wgsl: Vec<(String, usize, usize)> = members
+                    .into_iter()
+                    .map(|(n, o, s)| (n, o as usize, s as usize))
+                    .collect();
+                let rust: Vec<(String, usize, usize)> = fields
+                    .iter()
+                    .map(|&(n, o, s)| (n.to_string(), o, s))
+                    .collect();
+                assert_eq!(
+                    wgsl, rust,
+                    "{ty} in {name}: WGSL (left) and Rust (right) differ"
+                );
+                seen.insert(ty);
+            }
+        }
+        let unseen: Vec<&&str> = rust.keys().filter(|k| !seen.contains(**k)).collect();
+        assert!(unseen.is_empty(), "no shader binds {unseen:?}");
     }
 }

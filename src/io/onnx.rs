@@ -291,7 +291,7 @@ fn graph(model: &SavedModel, options: &OnnxOptions) -> GraphProto {
         initializers: Vec::new(),
     };
     let mut x = INPUT.to_string();
-    if let Some(s) = &model.standardization {
+    if let Some(s) = &model.standardizer {
         let mean = b.constant("standardization.mean".into(), &[s.mean.len()], &s.mean);
         let std = b.constant("standardization.std".into(), &[s.std.len()], &s.std);
         let centred = b.node(
@@ -356,7 +356,7 @@ fn graph(model: &SavedModel, options: &OnnxOptions) -> GraphProto {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::Standardization;
+    use crate::data::Standardizer;
     use crate::model::Mlp;
 
     fn model(activations: &[Activation], loss: Loss, standardize: bool) -> SavedModel {
@@ -367,10 +367,8 @@ mod tests {
             mlp,
             params,
             loss,
-            standardization: standardize.then(|| Standardization {
-                mean: vec![0.5, 1.0, -2.0],
-                std: vec![1.0, 2.0, 4.0],
-            }),
+            standardizer: standardize
+                .then(|| Standardizer::new(vec![0.5, 1.0, -2.0], vec![1.0, 2.0, 4.0]).unwrap()),
         }
     }
 

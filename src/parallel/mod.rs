@@ -43,7 +43,9 @@ mod mpi;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::Mpi;
-pub(crate) use step::{broadcast_checkpoint, check_same_run, evaluate_shard, train_steps};
+pub(crate) use step::{
+    broadcast_checkpoint, check_same_data, check_same_run, evaluate_shard, train_steps,
+};
 pub use threads::Threads;
 
 use crate::error::{Error, Result};

@@ -3,11 +3,12 @@
 //! decision reads (losses, validation).
 
 use super::{Collective, agree, share_bounds, shared_error};
-use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsLoss};
+use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsReport};
+use crate::checkpoint::Checkpoint;
+use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use crate::stop::StopFlag;
-use crate::train::Checkpoint;
 
 /// Per step, after the gradients: the share's loss (÷ the whole batch),
 /// whether this rank's stop flag is requested, then one fault flag a rank.
@@ -41,10 +42,10 @@ pub(crate) fn train_steps(
     steps_done: u64,
     stop_flag: Option<&StopFlag>,
     norms_every: Option<u64>,
-) -> Result<StepsLoss> {
+) -> Result<StepsReport> {
     let (rank, size) = (collective.rank(), collective.size());
     let parameters = mlp.parameter_count();
-    let mut result = StepsLoss::default();
+    let mut result = StepsReport::default();
     let mut step = steps_done;
     let mut buffer = vec![0f32; parameters + FAULTS + size];
     for batch in order
@@ -116,8 +117,8 @@ pub(crate) fn train_steps(
 /// rank sees the same numbers. A failure on any rank is every rank's.
 pub(crate) fn evaluate_shard(
     collective: &dyn Collective,
-    data: &crate::Dataset,
-    evaluate: impl FnOnce(&crate::Dataset) -> Result<(f64, Option<usize>)>,
+    data: &crate::data::Dataset,
+    evaluate: impl FnOnce(&crate::data::Dataset) -> Result<(f64, Option<usize>)>,
 ) -> Result<(f64, Option<usize>)> {
     let rows = share_bounds(data.rows(), collective.rank(), collective.size());
     let indices: Vec<u32> = (rows.start as u32..rows.end as u32).collect();
@@ -174,6 +175,65 @@ pub(crate) fn check_same_run(collective: &dyn Collective, description: &str) -> 
             "this rank's network or training configuration differs from rank 0's \
              (every rank must be started with the same arguments): {description} against {}",
             String::from_utf8_lossy(&root)
+        )))
+    };
+    agree(collective, same)
+}
+
+/// What ranks compare of a data set before they train on it: its rows,
+/// features and target width, and a hash of every input and target bit.
+fn data_fingerprint(data: &Dataset) -> [u64; 4] {
+    // FNV-1a over 64-bit words: the order of the values counts, and one
+    // flipped bit changes the hash.
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut add = |words: &[u32]| {
+        for pair in words.chunks(2) {
+            let word = pair[0] as u64 | (pair.get(1).copied().unwrap_or(0) as u64) << 32;
+            hash = (hash ^ word).wrapping_mul(PRIME);
+        }
+        hash = (hash ^ words.len() as u64).wrapping_mul(PRIME);
+    };
+    add(bytemuck::cast_slice(data.x()));
+    match data.targets() {
+        Targets::Classes(labels) => add(labels),
+        Targets::Values { values, .. } => add(bytemuck::cast_slice(values)),
+    }
+    [
+        data.rows() as u64,
+        data.features() as u64,
+        data.target_width() as u64,
+        hash,
+    ]
+}
+
+/// An error on every rank unless every rank holds the same `data` as rank
+/// 0 ([`data_fingerprint`]); `what` names it (a file, say). Ranks with
+/// different data would run different numbers of steps and wait forever
+/// for each other's sums.
+pub(crate) fn check_same_data(
+    collective: &dyn Collective,
+    data: &Dataset,
+    what: &str,
+) -> Result<()> {
+    let own = data_fingerprint(data);
+    let mut root: Vec<u8> = own.iter().flat_map(|v| v.to_le_bytes()).collect();
+    collective.broadcast(0, &mut root)?;
+    let root: Vec<u64> = root
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    let same = if root == own {
+        Ok(())
+    } else {
+        let shape = |f: &[u64]| format!("{} rows of {} features and {} targets", f[0], f[1], f[2]);
+        let differs = if root[..3] == own[..3] {
+            format!("the same shape ({}) but other values", shape(&own))
+        } else {
+            format!("{} against rank 0's {}", shape(&own), shape(&root))
+        };
+        Err(Error::Config(format!(
+            "{what} differs from rank 0's: {differs} (every rank must read the same data)"
         )))
     };
     agree(collective, same)

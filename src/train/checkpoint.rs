@@ -3,8 +3,8 @@
 use crate::error::{Error, Result};
 use crate::parallel;
 
-use super::{Checkpoint, Trainer, check_parameters};
-// Instant on native, performance.now() in the browser.
+use super::{EpochPosition, Trainer, check_parameters};
+use crate::checkpoint::Checkpoint;
 
 impl Trainer {
     /// A checkpoint of the run as it stands (read back from the GPU).
@@ -21,14 +21,8 @@ impl Trainer {
             optimizer_state,
             step,
             epoch: self.epochs_done,
-            rows_done: self
-                .cursor
-                .as_ref()
-                .map_or(self.pending_rows, |c| c.rows_done),
-            epoch_loss_sum: self
-                .cursor
-                .as_ref()
-                .map_or(self.pending_loss, |c| c.loss_sum),
+            rows_done: self.position.rows_done,
+            epoch_loss_sum: self.position.loss_sum,
             scheduler: self.scheduler.state(),
         })
     }
@@ -66,9 +60,11 @@ impl Trainer {
         self.epochs_done = checkpoint.epoch;
         self.scheduler.set_state(checkpoint.scheduler);
         // The epoch's order is a function of the seed and epoch number.
-        self.pending_rows = checkpoint.rows_done;
-        self.pending_loss = checkpoint.epoch_loss_sum;
-        self.cursor = None;
+        self.position = EpochPosition {
+            rows_done: checkpoint.rows_done,
+            loss_sum: checkpoint.epoch_loss_sum,
+            order: None,
+        };
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::backend::BackendConfig;
 use crate::error::{Error, Result};
+use crate::gpu::GpuOptions;
 use crate::loss::Loss;
 use crate::model::{Init, Mlp};
 use crate::optim::{GradClip, Optimizer};
@@ -9,7 +10,6 @@ use crate::schedule::LrSchedule;
 use crate::stop::StopFlag;
 use std::fmt;
 use std::str::FromStr;
-// Instant on native, performance.now() in the browser.
 
 /// Where training runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,16 +80,9 @@ pub struct TrainConfig {
     pub early_stopping: Option<EarlyStopping>,
     /// Gradient clipping by global norm and/or by value.
     pub grad_clip: GradClip,
-    /// GPU: the most rows one pass over the network may hold. Batches
-    /// larger than this, or than the adapter's binding limits allow, are
-    /// split into micro-batches whose gradients accumulate before one
-    /// update: the same step. `None`: as many as the limits allow.
-    pub max_rows_per_pass: Option<usize>,
-    /// GPU: treat the adapter's largest storage binding as at most this
-    /// many bytes. Training data larger than a binding is streamed from
-    /// host memory; activations larger than one split into micro-batches.
-    /// A test hook, and a way to keep device memory low.
-    pub max_binding_bytes: Option<u64>,
+    /// What only the GPU backend reads (the most rows a pass holds, the
+    /// largest binding); the CPU ignores it.
+    pub gpu: GpuOptions,
     /// Record every layer's gradient and weight norms at every this many
     /// optimizer steps (on the GPU, computed there), into
     /// [`EpochRecord::layer_norms`](super::EpochRecord::layer_norms).
@@ -156,8 +149,7 @@ impl Default for TrainConfig {
             lr_schedule: LrSchedule::Constant,
             early_stopping: None,
             grad_clip: GradClip::default(),
-            max_rows_per_pass: None,
-            max_binding_bytes: None,
+            gpu: GpuOptions::default(),
             norms_every: None,
             dropout: DropoutRates::Off,
             stop_flag: None,
@@ -235,15 +227,15 @@ impl TrainConfig {
     }
     /// GPU: splits every pass into at most `rows` rows (micro-batches
     /// whose gradients accumulate; the adapter's limits do this by
-    /// themselves).
+    /// themselves). Sets [`GpuOptions::max_rows_per_pass`].
     pub fn max_rows_per_pass(mut self, rows: usize) -> Self {
-        self.max_rows_per_pass = Some(rows);
+        self.gpu.max_rows_per_pass = Some(rows);
         self
     }
     /// GPU: lowers the largest storage binding to `bytes` (see
-    /// [`TrainConfig::max_binding_bytes`]).
+    /// [`GpuOptions::max_binding_bytes`]).
     pub fn max_binding_bytes(mut self, bytes: u64) -> Self {
-        self.max_binding_bytes = Some(bytes);
+        self.gpu.max_binding_bytes = Some(bytes);
         self
     }
     /// Dropout with probability `p` after every hidden layer.
@@ -287,8 +279,6 @@ impl TrainConfig {
             seed: self.seed,
             norms_every: self.norms_every,
             batch_rows: self.batch_size,
-            max_rows_per_pass: self.max_rows_per_pass,
-            max_binding_bytes: self.max_binding_bytes,
             stop_flag: self.stop_flag.clone(),
         }
     }
@@ -335,7 +325,7 @@ impl TrainConfig {
                 reason: "must be at least 1",
             });
         }
-        if self.max_rows_per_pass == Some(0) {
+        if self.gpu.max_rows_per_pass == Some(0) {
             return Err(Error::Hyperparameter {
                 name: "max_rows_per_pass",
                 value: 0.0,

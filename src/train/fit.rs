@@ -1,13 +1,14 @@
 //! The training loop: whole runs (`fit`), and steps at a time
 //! (`train_steps`, `profile_steps`).
 
-use crate::backend::{DeviceData, StepsLoss};
+use crate::backend::{DeviceData, StepsReport};
 use crate::data::{Dataset, epoch_order};
 use crate::error::{Error, Result};
 // Instant on native, performance.now() in the browser.
 use web_time::Instant;
 
-use super::{Checkpoint, Cursor, EpochRecord, History, Trainer};
+use super::{EpochPosition, EpochRecord, History, Trainer};
+use crate::checkpoint::Checkpoint;
 
 impl Trainer {
     /// Trains for `config.epochs` epochs (or until `config.max_steps`),
@@ -83,17 +84,17 @@ impl Trainer {
         every: u64,
         mut on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
     ) -> Result<History> {
+        // Every rank first, so that a rank whose data fails the checks
+        // after it fails them with every other rank, not alone.
+        self.check_same_data(train, "training data")?;
+        if let Some(v) = validation {
+            self.check_same_data(v, "validation data")?;
+        }
         self.check_data(train, "training data")?;
         if let Some(v) = validation {
             self.check_data(v, "validation data")?;
         }
         let data = self.device_data(train)?;
-        // A train_steps that ended mid-epoch left its position here; an
-        // epoch's order depends only on the seed and the epoch number.
-        if let Some(cursor) = self.cursor.take() {
-            self.pending_rows = cursor.rows_done;
-            self.pending_loss = cursor.loss_sum;
-        }
         if self.config.early_stopping.is_some() && validation.is_none() {
             return Err(Error::Config("early stopping needs validation data".into()));
         }
@@ -120,25 +121,31 @@ impl Trainer {
                 self.epochs_done,
             );
             let lr = self.scheduler.lr();
-            // After a mid-epoch restore, the epoch's first rows are done.
-            let skip = std::mem::take(&mut self.pending_rows).min(order.len());
-            let skipped_loss = std::mem::take(&mut self.pending_loss);
+            // After a mid-epoch restore or train_steps, the epoch's first
+            // rows are done (its order depends only on the seed and the
+            // epoch number, so it is derived again here).
+            let done = std::mem::take(&mut self.position);
+            let skip = done.rows_done.min(order.len());
+            let skipped_loss = done.loss_sum;
             let epoch = self
                 .run_steps(&data, &order[skip..], batch_size, remaining, lr)
                 .await?;
             self.steps += epoch.steps;
+            let reached = EpochPosition {
+                rows_done: skip + epoch.rows,
+                loss_sum: skipped_loss + epoch.loss_sum,
+                order: None,
+            };
             if epoch.stopped {
                 // The epoch goes on after a restore from `checkpoint()`.
-                self.pending_rows = skip + epoch.rows;
-                self.pending_loss = skipped_loss + epoch.loss_sum;
+                self.position = reached;
                 history.interrupted = true;
                 return Ok(history);
             }
             // The step limit ended the epoch before its last row.
             let cut = skip + epoch.rows < order.len();
             if cut {
-                self.pending_rows = skip + epoch.rows;
-                self.pending_loss = skipped_loss + epoch.loss_sum;
+                self.position = reached;
                 history.cut_mid_epoch = true;
             } else {
                 self.epochs_done += 1;
@@ -205,7 +212,7 @@ impl Trainer {
             Some((id, version)) if version == train.version() => Ok(DeviceData::new(id, train)),
             _ => {
                 let data = self.backend.upload(train)?;
-                self.uploaded = Some((data.id, train.version()));
+                self.uploaded = Some((data.id(), train.version()));
                 Ok(data)
             }
         }
@@ -237,7 +244,7 @@ impl Trainer {
         &mut self,
         train: &Dataset,
         steps: u64,
-    ) -> Result<Option<crate::gpu::StepProfile>> {
+    ) -> Result<Option<crate::backend::StepProfile>> {
         if !self.backend.start_profile()? {
             self.train_steps(train, steps)?;
             return Ok(None);
@@ -267,30 +274,31 @@ impl Trainer {
 
     /// [`train_steps`](Self::train_steps), awaited.
     pub async fn train_steps_async(&mut self, train: &Dataset, steps: u64) -> Result<f64> {
+        self.check_same_data(train, "training data")?;
         self.check_data(train, "training data")?;
         let data = self.device_data(train)?;
         let rows = train.rows();
         let batch_size = self.config.batch_size.unwrap_or(rows).min(rows);
-        let (mut remaining, mut total) = (steps, StepsLoss::default());
+        let (mut remaining, mut total) = (steps, StepsReport::default());
         while remaining > 0 {
-            let mut cursor = match self.cursor.take() {
-                Some(cursor) => cursor,
-                None => Cursor {
-                    order: epoch_order(
+            let mut position = std::mem::take(&mut self.position);
+            let order = match position.order.take() {
+                Some(order) => order,
+                None => {
+                    position.rows_done = position.rows_done.min(rows);
+                    epoch_order(
                         rows,
                         self.config.shuffle,
                         self.config.seed,
                         self.epochs_done,
-                    ),
-                    rows_done: std::mem::take(&mut self.pending_rows).min(rows),
-                    loss_sum: std::mem::take(&mut self.pending_loss),
-                },
+                    )
+                }
             };
             let lr = self.scheduler.lr();
             let result = self
                 .run_steps(
                     &data,
-                    &cursor.order[cursor.rows_done..],
+                    &order[position.rows_done..],
                     batch_size,
                     remaining,
                     lr,
@@ -300,15 +308,16 @@ impl Trainer {
             remaining -= result.steps;
             total.loss_sum += result.loss_sum;
             total.rows += result.rows;
-            cursor.rows_done += result.rows;
-            cursor.loss_sum += result.loss_sum;
-            if cursor.rows_done >= rows {
+            position.rows_done += result.rows;
+            position.loss_sum += result.loss_sum;
+            if position.rows_done >= rows {
                 self.epochs_done += 1;
-                let epoch_loss = cursor.loss_sum / rows as f64;
+                let epoch_loss = position.loss_sum / rows as f64;
                 self.scheduler
                     .step(self.epochs_done as usize - 1, epoch_loss);
             } else {
-                self.cursor = Some(cursor);
+                position.order = Some(order);
+                self.position = position;
             }
             if result.stopped {
                 break;

@@ -5,7 +5,7 @@ mod config;
 mod fit;
 mod records;
 
-use crate::backend::{Backend, DeviceData, StepsLoss};
+use crate::backend::{Backend, DeviceData, StepsReport};
 use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
@@ -15,18 +15,24 @@ use crate::model::Mlp;
 use crate::parallel::{self, Collective};
 use crate::schedule::Scheduler;
 use std::fmt;
-// Instant on native, performance.now() in the browser.
 
 pub use crate::backend::LayerNorms;
 pub use config::{Device, DropoutRates, EarlyStopping, TrainConfig};
-pub use records::{Checkpoint, EpochRecord, Evaluation, History};
+pub use records::{EpochRecord, Evaluation, History};
 
-/// Where `train_steps` stands inside an epoch.
-#[derive(Debug)]
-struct Cursor {
-    order: Vec<u32>,
+/// Where training stands inside the current epoch: the rows done and
+/// their summed loss (what a checkpoint records), and the epoch's order
+/// while `train_steps` goes through it. Fit, `train_steps`, checkpoints and
+/// restores all read and write this one position.
+#[derive(Debug, Default)]
+struct EpochPosition {
+    /// Rows of the epoch's order already trained on.
     rows_done: usize,
+    /// Σ over those steps of the batch's mean loss × its rows.
     loss_sum: f64,
+    /// The epoch's order, kept by `train_steps` between calls; `None` when
+    /// it is to be derived again (from the seed and the epoch number).
+    order: Option<Vec<u32>>,
 }
 
 /// Trains one network on one backend.
@@ -56,19 +62,17 @@ pub struct Trainer {
     backend: Box<dyn Backend>,
     steps: u64,
     epochs_done: u64,
-    /// Mid-epoch position of `train_steps`: the epoch's order, how many of
-    /// its rows are done, and their summed loss (for the scheduler).
-    cursor: Option<Cursor>,
+    /// Where training stands inside the current epoch.
+    position: EpochPosition,
     /// The backend's current upload of training data: its id, and the
     /// [`Dataset::version`] it was made from.
     uploaded: Option<(u64, u64)>,
     scheduler: Scheduler,
-    /// Rows of the current epoch done before a restore, to skip.
-    pending_rows: usize,
-    /// Their summed loss.
-    pending_loss: f64,
     /// The ranks of a data-parallel run ([`Trainer::with_collective`]).
     collective: Option<Box<dyn Collective>>,
+    /// The [`Dataset::version`]s every rank has been found to hold alike
+    /// ([`Trainer::check_same_data`]), the latest last.
+    agreed_data: Vec<u64>,
 }
 
 impl fmt::Debug for Trainer {
@@ -114,10 +118,13 @@ impl Trainer {
         mlp.check_training_memory(config.batch_size, config.optimizer.state_slots())?;
         check_parameters(&mlp, &params)?;
         let spec = config.backend_config(&mlp);
+        let gpu = |params, hardware_only| {
+            GpuBackend::new_async(&mlp, params, &spec, config.gpu, hardware_only)
+        };
         let backend: Box<dyn Backend> = match config.device {
             Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &spec)),
-            Device::Gpu => Box::new(GpuBackend::new_async(&mlp, params, &spec, false).await?),
-            Device::Auto => match GpuBackend::new_async(&mlp, params.clone(), &spec, true).await {
+            Device::Gpu => Box::new(gpu(params, false).await?),
+            Device::Auto => match gpu(params.clone(), true).await {
                 Ok(gpu) => Box::new(gpu),
                 Err(e) => {
                     log::info!("device auto: using the CPU ({e})");
@@ -125,20 +132,60 @@ impl Trainer {
                 }
             },
         };
+        Ok(Trainer::assemble(mlp, config, backend))
+    }
+
+    /// A trainer that trains on `backend`, any implementation of
+    /// [`Backend`]: the seam for a backend written outside this crate.
+    /// The backend holds the starting parameters, and must have been made
+    /// for `mlp` and for `config`'s
+    /// [`backend_config`](TrainConfig::backend_config) (the loss, the
+    /// optimizer, clipping, dropout, the stop flag); `config.device` is
+    /// not read. Everything else (the loop, schedules, validation, early
+    /// stopping, checkpoints) is the trainer's, as with
+    /// [`new`](Self::new).
+    ///
+    /// ```
+    /// use retroprop::cpu::CpuBackend;
+    /// use retroprop::{Activation, Dataset, Loss, Mlp, Sgd, Targets, TrainConfig, Trainer};
+    /// let xor = Dataset::new(vec![0., 0., 0., 1., 1., 0., 1., 1.], 2, Targets::Classes(vec![0, 1, 1, 0]))?;
+    /// let mlp = Mlp::new(&[2, 8, 2], Activation::Tanh, Activation::Identity)?;
+    /// let config = TrainConfig::default()
+    ///     .loss(Loss::CrossEntropy)
+    ///     .optimizer(Sgd::default().lr(0.5).momentum(0.9))
+    ///     .full_batch()
+    ///     .epochs(200);
+    /// let params = mlp.init(config.init, config.seed);
+    /// let backend = CpuBackend::new(&mlp, params, &config.backend_config(&mlp));
+    /// let mut trainer = Trainer::with_backend(mlp, config, Box::new(backend))?;
+    /// trainer.fit(&xor, None)?;
+    /// assert_eq!(trainer.evaluate(&xor)?.accuracy, Some(1.0));
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    pub fn with_backend(
+        mlp: Mlp,
+        config: TrainConfig,
+        backend: Box<dyn Backend>,
+    ) -> Result<Trainer> {
+        config.validate(&mlp)?;
+        Ok(Trainer::assemble(mlp, config, backend))
+    }
+
+    /// The trainer of a checked configuration and its backend, at step 0.
+    fn assemble(mlp: Mlp, config: TrainConfig, backend: Box<dyn Backend>) -> Trainer {
         log::info!("training on {}", backend.name());
-        Ok(Trainer {
+        Trainer {
             backend,
             steps: 0,
             epochs_done: 0,
-            cursor: None,
+            position: EpochPosition::default(),
             uploaded: None,
             scheduler: Scheduler::new(config.lr_schedule, config.optimizer.lr()),
-            pending_rows: 0,
-            pending_loss: 0.0,
             collective: None,
+            agreed_data: Vec::new(),
             mlp,
             config,
-        })
+        }
     }
 
     /// This trainer as one rank of a data-parallel run over `collective`
@@ -161,6 +208,8 @@ impl Trainer {
             parallel::check_same_run(collective.as_ref(), &format!("{:?} {run:?}", self.mlp))?;
         }
         self.collective = Some(collective);
+        // Data checked before there were ranks was compared with nobody.
+        self.agreed_data.clear();
         self.sync_from_rank_0()?;
         Ok(self)
     }
@@ -176,6 +225,33 @@ impl Trainer {
     /// [`parallel::agree`] before training.
     pub fn check_training_data(&self, data: &Dataset) -> Result<()> {
         self.check_data(data, "training data")
+    }
+
+    /// On a data-parallel run, an error on every rank unless every rank
+    /// holds the same `data` as rank 0: its rows, features, targets and a
+    /// hash of every value; `what` names it in the message (a file, say).
+    /// [`fit`](Self::fit) and [`train_steps`](Self::train_steps) check the
+    /// data they are given unless it has been checked: ranks with
+    /// different data would run different numbers of steps and wait for
+    /// each other's sums forever. A program that reads its data from files
+    /// calls it first, to have the files named. With one rank, or none,
+    /// nothing is compared.
+    ///
+    /// # Errors
+    /// [`Error::Rank`] naming the lowest rank whose data differs, and how.
+    pub fn check_same_data(&mut self, data: &Dataset, what: &str) -> Result<()> {
+        if self.agreed_data.contains(&data.version()) {
+            return Ok(());
+        }
+        if let Some(ranks) = self.ranks() {
+            parallel::check_same_data(ranks, data, what)?;
+        }
+        // Few data sets are in use at once: training and validation.
+        if self.agreed_data.len() == 4 {
+            self.agreed_data.remove(0);
+        }
+        self.agreed_data.push(data.version());
+        Ok(())
     }
 
     /// The collective of a data-parallel run with more than one rank.
@@ -220,7 +296,7 @@ impl Trainer {
         batch_size: usize,
         max_steps: u64,
         lr: f64,
-    ) -> Result<StepsLoss> {
+    ) -> Result<StepsReport> {
         match self.collective.as_deref().filter(|c| c.size() > 1) {
             None => {
                 self.backend

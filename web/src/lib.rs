@@ -11,10 +11,11 @@
 //! Every call that reads back from the GPU returns a promise: the browser
 //! never blocks on a read-back.
 
-use retroprop::io::{SavedModel, Standardization, model_bytes};
+use retroprop::io::{SavedModel, model_bytes};
+use retroprop::loss::softmax;
 use retroprop::{
-    Activation, Adagrad, Adam, AdamW, Dataset, Device, Loss, Mlp, Optimizer, RmsProp, Sgd, Targets,
-    TrainConfig, Trainer,
+    Activation, Adagrad, Adam, AdamW, Dataset, Device, Loss, Mlp, Optimizer, RmsProp, Sgd,
+    Standardizer, Targets, TrainConfig, Trainer,
 };
 use std::cell::RefCell;
 use std::path::Path;
@@ -29,17 +30,12 @@ fn js(e: impl std::fmt::Display) -> JsValue {
     JsValue::from_str(&e.to_string())
 }
 
-/// The optimizer `name` (sgd, adam, adamw, rmsprop, adagrad) at `lr`, with
-/// torch's defaults otherwise (as `retroprop train --optimizer`).
+/// The optimizer `name` at `lr`, with torch's defaults otherwise (as
+/// `retroprop train --optimizer NAME --lr LR`): the library reads the
+/// name, which may also carry options (`sgd:momentum=0.9`).
 fn optimizer(name: &str, lr: f64) -> Result<Optimizer, JsValue> {
-    let optimizer: Optimizer = match name {
-        "sgd" => Sgd::default().lr(lr).into(),
-        "adam" => Adam::default().lr(lr).into(),
-        "adamw" => AdamW::default().lr(lr).into(),
-        "rmsprop" => RmsProp::default().lr(lr).into(),
-        "adagrad" => Adagrad::default().lr(lr).into(),
-        other => return Err(js(format!("unknown optimizer `{other}`"))),
-    };
+    let mut optimizer: Optimizer = name.parse().map_err(js)?;
+    optimizer.set_option("lr", &lr.to_string()).map_err(js)?;
     optimizer.validate().map_err(js)?;
     Ok(optimizer)
 }
@@ -103,7 +99,7 @@ struct Digits {
     trainer: Trainer,
     train: Dataset,
     validation: Dataset,
-    standardization: Standardization,
+    standardizer: Standardizer,
 }
 
 /// One training run on the digits, driven step by step from the page.
@@ -134,9 +130,9 @@ impl Session {
         let all = Dataset::from_csv_reader(DIGITS, Path::new("<bundled digits.csv>"), 1, true)
             .map_err(js)?;
         let (mut train, mut validation) = all.split(0.2, seed).map_err(js)?;
-        let (mean, std) = train.feature_stats();
-        train.standardize(&mean, &std).map_err(js)?;
-        validation.standardize(&mean, &std).map_err(js)?;
+        let standardizer = Standardizer::fit(&train);
+        standardizer.apply(&mut train).map_err(js)?;
+        standardizer.apply(&mut validation).map_err(js)?;
         let classes = match train.targets() {
             Targets::Classes(labels) => labels.iter().max().map_or(2, |&m| m as usize + 1),
             Targets::Values { width, .. } => *width,
@@ -161,7 +157,7 @@ impl Session {
                 trainer,
                 train,
                 validation,
-                standardization: Standardization { mean, std },
+                standardizer,
             }),
         })
     }
@@ -240,23 +236,18 @@ impl Session {
         let slot = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mut run = slot.take()?;
-            let s = &run.standardization;
-            if pixels.len() != s.mean.len() {
+            let features = run.standardizer.features();
+            if pixels.len() != features {
                 slot.put(run);
-                return Err(js(format!("predict takes {} pixels", 64)));
+                return Err(js(format!("predict takes {features} pixels")));
             }
-            let x: Vec<f32> = pixels
-                .iter()
-                .zip(s.mean.iter().zip(&s.std))
-                .map(|(v, (m, d))| (v - m) / d)
-                .collect();
-            let logits = run.trainer.predict_async(&x).await;
+            let mut x = pixels;
+            let logits = match run.standardizer.apply_rows(&mut x) {
+                Ok(()) => run.trainer.predict_async(&x).await,
+                Err(e) => Err(e),
+            };
             slot.put(run);
-            let logits = logits.map_err(js)?;
-            let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exp: Vec<f32> = logits.iter().map(|v| (v - top).exp()).collect();
-            let sum: f32 = exp.iter().sum();
-            let probs: Vec<f32> = exp.iter().map(|v| v / sum).collect();
+            let probs = softmax(&logits.map_err(js)?);
             Ok(js_sys::Float32Array::from(&probs[..]).into())
         })
     }
@@ -274,7 +265,7 @@ impl Session {
                 mlp: run.trainer.mlp().clone(),
                 params,
                 loss: Loss::CrossEntropy,
-                standardization: Some(run.standardization.clone()),
+                standardizer: Some(run.standardizer.clone()),
             });
             slot.put(run);
             let bytes =
@@ -398,7 +389,7 @@ pub async fn backend_parity() -> Result<String, JsValue> {
     use retroprop::Init;
     use retroprop::backend::{Backend, BackendConfig, BatchShare};
     use retroprop::cpu::CpuBackend;
-    use retroprop::gpu::GpuBackend;
+    use retroprop::gpu::{GpuBackend, GpuOptions};
 
     let cases: [(&[usize], &str, Loss); 4] = [
         (&[5, 7, 3], "tanh,identity", Loss::Mse),
@@ -471,9 +462,10 @@ pub async fn backend_parity() -> Result<String, JsValue> {
         for (o, optimizer) in optimizers.iter().enumerate() {
             let mut config = BackendConfig::new(loss, *optimizer);
             config.batch_rows = Some(64);
-            let mut gpu = GpuBackend::new_async(&mlp, params.clone(), &config, false)
-                .await
-                .map_err(js)?;
+            let mut gpu =
+                GpuBackend::new_async(&mlp, params.clone(), &config, GpuOptions::default(), false)
+                    .await
+                    .map_err(js)?;
             let mut cpu = CpuBackend::new(&mlp, params.clone(), &config);
             if o == 0 {
                 let (g, c) = (

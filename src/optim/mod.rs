@@ -13,6 +13,26 @@
 //! assert_eq!(adam.lr(), 3e-4);
 //! assert!(sgd.validate().is_ok());
 //! ```
+//!
+//! Every front names an optimizer the same way, through `FromStr` and
+//! `Display`: `adam` (torch's defaults), or with options by torch's names,
+//! `adam:lr=0.001,betas=0.9/0.999,amsgrad=true`; and sets one option at a
+//! time (a command-line flag, a Python keyword argument) with
+//! [`Optimizer::set_option`], which knows which optimizer has which option.
+//!
+//! ```
+//! use retroprop::{Optimizer, Sgd};
+//! let sgd: Optimizer = "sgd:lr=0.1,momentum=0.9".parse()?;
+//! assert_eq!(sgd, Sgd::default().lr(0.1).momentum(0.9).into());
+//! assert_eq!(sgd.to_string(), "sgd:lr=0.1,momentum=0.9");
+//! let mut adam: Optimizer = "adam".parse()?;
+//! adam.set_option("betas", "0.8/0.99")?;
+//! assert_eq!(adam.to_string(), "adam:betas=0.8/0.99");
+//! assert!(adam.set_option("momentum", "0.9").is_err()); // Adam has none
+//! # Ok::<(), retroprop::Error>(())
+//! ```
+
+mod text;
 
 use crate::error::{Error, Result};
 
@@ -301,18 +321,27 @@ into_optimizer!(Sgd, Adam, AdamW, RmsProp, Adagrad);
 pub(crate) struct UpdateRule {
     pub kind: RuleKind,
     pub lr: f64,
-    /// SGD/RMSprop momentum, Adam β₁, RMSprop α.
-    pub a: f64,
-    /// SGD dampening, Adam β₂, Adagrad lr_decay.
-    pub b: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    /// nesterov (SGD), amsgrad (Adam), centered (RMSprop).
-    pub flag: bool,
+    /// SGD and RMSprop (0: none).
+    pub momentum: f64,
+    /// SGD.
+    pub dampening: f64,
+    /// SGD.
+    pub nesterov: bool,
+    /// Adam and AdamW: β₁ and β₂.
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Adam and AdamW.
+    pub amsgrad: bool,
     /// Adam: decoupled (AdamW) weight decay.
     pub decoupled: bool,
-    /// RMSprop: momentum.
-    pub momentum: f64,
+    /// RMSprop.
+    pub alpha: f64,
+    /// RMSprop.
+    pub centered: bool,
+    /// Adagrad.
+    pub lr_decay: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
 }
 
 /// Which update an [`UpdateRule`] makes; the discriminant is the code the
@@ -361,13 +390,13 @@ impl Optimizer {
 
     /// The short name (`sgd`, `adam`, `adamw`, `rmsprop`, `adagrad`).
     pub fn name(&self) -> &'static str {
-        match self {
-            Optimizer::Sgd(_) => "sgd",
-            Optimizer::Adam(_) => "adam",
-            Optimizer::AdamW(_) => "adamw",
-            Optimizer::RmsProp(_) => "rmsprop",
-            Optimizer::Adagrad(_) => "adagrad",
-        }
+        Optimizer::NAMES[match self {
+            Optimizer::Sgd(_) => 0,
+            Optimizer::Adam(_) => 1,
+            Optimizer::AdamW(_) => 2,
+            Optimizer::RmsProp(_) => 3,
+            Optimizer::Adagrad(_) => 4,
+        }]
     }
 
     /// Checks every hyperparameter, naming the first bad one.
@@ -482,53 +511,58 @@ impl Optimizer {
         let base = UpdateRule {
             kind: RuleKind::Sgd,
             lr: self.lr(),
-            a: 0.0,
-            b: 0.0,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            beta1: 0.0,
+            beta2: 0.0,
+            amsgrad: false,
+            decoupled: false,
+            alpha: 0.0,
+            centered: false,
+            lr_decay: 0.0,
             eps: 0.0,
             weight_decay: 0.0,
-            flag: false,
-            decoupled: false,
-            momentum: 0.0,
         };
         match *self {
             Optimizer::Sgd(o) => UpdateRule {
-                a: o.momentum,
-                b: o.dampening,
+                momentum: o.momentum,
+                dampening: o.dampening,
                 weight_decay: o.weight_decay,
-                flag: o.nesterov,
+                nesterov: o.nesterov,
                 ..base
             },
             Optimizer::Adam(o) => UpdateRule {
                 kind: RuleKind::Adam,
-                a: o.betas.0,
-                b: o.betas.1,
+                beta1: o.betas.0,
+                beta2: o.betas.1,
                 eps: o.eps,
                 weight_decay: o.weight_decay,
-                flag: o.amsgrad,
+                amsgrad: o.amsgrad,
                 ..base
             },
             Optimizer::AdamW(o) => UpdateRule {
                 kind: RuleKind::Adam,
-                a: o.betas.0,
-                b: o.betas.1,
+                beta1: o.betas.0,
+                beta2: o.betas.1,
                 eps: o.eps,
                 weight_decay: o.weight_decay,
-                flag: o.amsgrad,
+                amsgrad: o.amsgrad,
                 decoupled: true,
                 ..base
             },
             Optimizer::RmsProp(o) => UpdateRule {
                 kind: RuleKind::RmsProp,
-                a: o.alpha,
+                alpha: o.alpha,
                 eps: o.eps,
                 weight_decay: o.weight_decay,
-                flag: o.centered,
+                centered: o.centered,
                 momentum: o.momentum,
                 ..base
             },
             Optimizer::Adagrad(o) => UpdateRule {
                 kind: RuleKind::Adagrad,
-                b: o.lr_decay,
+                lr_decay: o.lr_decay,
                 eps: o.eps,
                 weight_decay: o.weight_decay,
                 ..base
@@ -538,7 +572,7 @@ impl Optimizer {
 }
 
 /// The scalars of step t that torch computes in double precision, once per
-/// step: both backends use these (the GPU receives them as `StepParams`).
+/// step: both backends use these (the GPU receives them in `StepUniform`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StepScalars {
     pub lr: f64,
@@ -557,9 +591,9 @@ impl UpdateRule {
         let tf = t as f64;
         StepScalars {
             lr: self.lr,
-            step_size: self.lr / (1.0 - self.a.powf(tf)),
-            bias_correction2_sqrt: (1.0 - self.b.powf(tf)).sqrt(),
-            adagrad_lr: self.lr / (1.0 + (tf - 1.0) * self.b),
+            step_size: self.lr / (1.0 - self.beta1.powf(tf)),
+            bias_correction2_sqrt: (1.0 - self.beta2.powf(tf)).sqrt(),
+            adagrad_lr: self.lr / (1.0 + (tf - 1.0) * self.lr_decay),
             decay: 1.0 - self.lr * self.weight_decay,
         }
     }
