@@ -9,9 +9,7 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUnty
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use retroprop::io::{
-    SavedModel, load_checkpoint, save_checkpoint, save_interrupted_model,
-};
+use retroprop::io::{SavedModel, load_checkpoint, save_checkpoint, save_interrupted_model};
 use retroprop::{
     Activation, Dataset, Device, EpochRecord, Error, GradClip, History, Init, Loss, LrSchedule,
     Mlp, Standardizer, StopFlag, Targets, TrainConfig, Trainer,
