@@ -44,7 +44,7 @@ def test_bad_data_names_the_row_and_column(blobs, tmp_path):
         t.fit(blobs[0], labels)
     assert "class label 7 at row 9 is out of range" in str(python.value)
     data = write_csv(tmp_path / "d.csv", blobs[0], labels)
-    program = run("train", "--data", data, "--arch", "4,8,3", ok=False)
+    program = run("train", "--data", data, "--arch", "4,8,3", "--loss", "cross_entropy", ok=False)
     assert str(python.value) in program.stderr, f"python: {python.value}\nprogram: {program.stderr}"
     with pytest.raises(ValueError, match="features of the training data"):
         t.fit(blobs[0][:, :3], y)
