@@ -342,7 +342,8 @@ pub trait Backend {
     ///
     /// When [`BackendConfig::stop_flag`] is requested, it stops at the next
     /// step boundary it checks (the CPU checks before every step, the GPU
-    /// before every submission of up to 64 steps) and returns the steps
+    /// before each window of up to 64 steps, once the window two before it
+    /// has run, so that a stop lands within two windows) and returns the steps
     /// that ran with [`StepsReport::stopped`] set. Those steps are whole:
     /// parameters, optimizer state and step count agree, and
     /// `rows`/`steps` say how far into `order` it got.

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 ///
 /// Set it in [`TrainConfig::stop_flag`](crate::TrainConfig::stop_flag).
 /// [`Backend::train_steps`](crate::backend::Backend::train_steps) checks it
-/// before every step on the CPU and before every submission (at most 64
-/// steps) on the GPU, and returns what it did so far with
+/// before every step on the CPU and, on the GPU, before each window of up
+/// to 64 steps, after waiting for the window before the last (at most two
+/// are in flight, so a stop lands within two windows of the request), and
+/// returns what it did so far with
 /// [`StepsReport::stopped`](crate::backend::StepsReport::stopped) set; the
 /// steps that ran are whole. [`Trainer::fit`](crate::Trainer::fit) then
 /// returns with [`History::interrupted`](crate::History::interrupted), and

@@ -53,3 +53,49 @@ fn memory_stays_flat_over_a_long_run_on_both_backends() {
         );
     }
 }
+
+/// One call of 20 000 steps (an epoch of 20 000 rows at batch 1) needs no
+/// more memory than one of a single step: the GPU's step, result and norm
+/// buffers hold a ring of two windows of 64 steps, not a slot per step of
+/// the call (they grew with the call before), and at most two windows are
+/// in flight. Resident memory is what counts (lavapipe's buffers live in
+/// it); the backend's own count must not move either.
+#[test]
+fn one_long_call_needs_no_more_memory_than_one_step() {
+    for device in [retroprop::Device::Cpu, retroprop::Device::Gpu] {
+        let x = common::random(20_000 * 3, -1.0, 1.0, 5);
+        let labels = x.chunks(3).map(|r| u32::from(r[0] > r[1])).collect();
+        let data = Dataset::new(x, 3, Targets::Classes(labels)).unwrap();
+        let mlp = Mlp::new(&[3, 16, 2], Activation::Relu, Activation::Identity).unwrap();
+        let config = TrainConfig::default()
+            .loss(Loss::CrossEntropy)
+            .optimizer(Adam::default().lr(1e-3))
+            .batch_size(1)
+            .norms_every(7)
+            .device(device);
+        let mut trainer = Trainer::new(mlp, config).unwrap_or_else(|e| {
+            panic!("GPU tests need a wgpu adapter (apt-get install mesa-vulkan-drivers): {e}")
+        });
+        trainer.train_steps(&data, 1).unwrap();
+        let (rss, device_bytes) = (resident_bytes(), trainer.memory_bytes());
+        trainer.train_steps(&data, 19_999).unwrap();
+        let (rss_after, device_after) = (resident_bytes(), trainer.memory_bytes());
+        println!(
+            "{device}: resident {:.1} MiB after one step, {:.1} MiB after a call of 19 999; device {device_bytes} → {device_after} bytes",
+            rss as f64 / 1048576.0,
+            rss_after as f64 / 1048576.0
+        );
+        assert!(
+            rss_after < rss + 16 * 1048576,
+            "{device}: resident memory grew from {rss} to {rss_after} bytes over one call of 19 999 steps"
+        );
+        // The CPU's count is its vectors' capacities, which may round up
+        // once; the GPU's is its buffers, allocated once.
+        if device == retroprop::Device::Gpu {
+            assert_eq!(
+                device_after, device_bytes,
+                "{device}: device memory grew with the steps of a call"
+            );
+        }
+    }
+}

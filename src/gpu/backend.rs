@@ -1,15 +1,16 @@
 //! Training on the GPU: buffers allocated once, the data set resident, many
-//! steps recorded into one submission, one read-back per epoch.
+//! steps recorded into one submission, at most two in flight
+//! (src/gpu/steps.rs).
 
-use super::context::GpuContext;
+use super::context::{GpuContext, Submitted};
 use super::pipelines::Kernels;
 use super::plan::{PassKey, PassResources, Plan};
 use super::profile::Marks;
+use super::record::StepAt;
 use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storage_init};
+use super::steps::{Batch, InFlight};
 use super::uniforms::StepUniform;
-use crate::backend::{
-    Backend, BatchShare, DeviceData, LayerNorms, LocalFuture, StepProfile, StepsReport,
-};
+use crate::backend::{Backend, BatchShare, DeviceData, LocalFuture, StepProfile, StepsReport};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
@@ -34,9 +35,6 @@ fn block_on<T>(_call: impl std::future::Future<Output = Result<T>>) -> Result<T>
         "a blocking GPU read-back is impossible in the browser: use the _async calls".into(),
     ))
 }
-
-/// Steps recorded into one command buffer before it is submitted.
-const STEPS_PER_SUBMIT: usize = 64;
 
 /// The wgpu backend: the whole step in WGSL compute shaders, parameters,
 /// gradients and optimizer state each in one flat buffer, the training data
@@ -72,8 +70,11 @@ pub struct GpuBackend {
     /// Stand-ins for bindings a kernel variant does not use.
     pub(super) unused_read: wgpu::Buffer,
     pub(super) unused_write: wgpu::Buffer,
-    /// Per step of an epoch (or chunk of an evaluation): [loss, correct].
+    /// Per step slot (or chunk of an evaluation): [loss, correct].
     pub(super) results: wgpu::Buffer,
+    /// What a window's results and layer norms are copied into to be read
+    /// back, one for each of the ring's two windows (`steps::WINDOW`).
+    pub(super) window_readback: [wgpu::Buffer; 2],
     pub(super) steps: wgpu::Buffer,
     pub(super) step_stride: u64,
     pub(super) step_slots: usize,
@@ -83,14 +84,14 @@ pub struct GpuBackend {
     /// norm), their buffers, and whether to run them.
     pub(super) clip_norm: bool,
     pub(super) norm_groups: [wgpu::BindGroup; 2],
-    pub(super) norm: wgpu::Buffer,
+    pub(super) _norm: wgpu::Buffer,
     pub(super) _norm_buffers: [wgpu::Buffer; 3],
     /// Per-layer norms every this many steps: their results (per step slot,
     /// layer, gradient/weight), the layer ranges, and the bind group.
     pub(super) norms_every: Option<u64>,
     pub(super) layer_norm_results: wgpu::Buffer,
-    pub(super) layer_ranges: wgpu::Buffer,
-    pub(super) layer_norms_uniform: wgpu::Buffer,
+    pub(super) _layer_ranges: wgpu::Buffer,
+    pub(super) _layer_norms_uniform: wgpu::Buffer,
     pub(super) layer_norms_group: wgpu::BindGroup,
     pub(super) resident: Option<Resident>,
     /// Uploads made; the current one's id (see `DeviceData`).
@@ -172,40 +173,6 @@ impl GpuBackend {
         }
     }
 
-    /// Makes room for `slots` per-step parameter blocks and results.
-    pub(super) fn ensure_step_slots(&mut self, slots: usize) {
-        if slots <= self.step_slots {
-            return;
-        }
-        let slots = slots.next_power_of_two();
-        let device = &self.ctx.device;
-        self.steps = Self::step_buffer(device, self.step_stride, slots);
-        self.results = storage(device, "results", 2 * slots as u64);
-        self.step_slots = slots;
-        let layers = self.mlp.layers().len();
-        self.layer_norm_results = storage(device, "layer norms", (slots * layers * 2) as u64);
-        self.layer_norms_group = Self::layer_norms_group(
-            device,
-            &self.kernels.layer_norms,
-            [
-                &self.layer_norms_uniform,
-                &self.grads,
-                &self.layer_norm_results,
-                &self.steps,
-                &self.params,
-                &self.layer_ranges,
-            ],
-        );
-        self.optimizer_group = Self::optimizer_group(
-            device,
-            &self.kernels.optimizer,
-            &self._optimizer_uniform,
-            &self.steps,
-            [&self.params, &self.grads, &self.state, &self.norm],
-        );
-        self.plans.clear();
-    }
-
     /// Records copies of the parameters and optimizer state, to put back
     /// if a step diverges.
     pub(super) fn snapshot(&self, encoder: &mut wgpu::CommandEncoder) {
@@ -222,6 +189,17 @@ impl GpuBackend {
         self.ctx.queue.submit([encoder.finish()]);
         self.t = t;
         self.ctx.check()
+    }
+
+    /// The mean loss and number correct of an evaluation chunk, from the
+    /// read-back buffer `slot` its submission `done` copied them into.
+    async fn read_chunk(&self, done: &Submitted, slot: usize) -> Result<(f64, f64)> {
+        let bytes = self
+            .ctx
+            .read_mapped(&self.window_readback[slot], 8, done)
+            .await?;
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        Ok((values[0] as f64, values[1] as f64))
     }
 
     /// Writes `rows` of `data` (gathered on the host) into the batch
@@ -385,8 +363,10 @@ impl Backend for GpuBackend {
             }
             // The share's rows are gathered on the host and written pass by
             // pass: a step in phases is one submission per pass anyway.
-            self.ensure_step_slots(1);
-            self.write_steps(&[StepUniform::new(&self.rule, self.t + 1, self.rule.lr, 0, 0)]);
+            self.write_steps(
+                0,
+                &[StepUniform::new(&self.rule, self.t + 1, self.rule.lr, 0, 0)],
+            );
             let keys: Vec<PassKey> = PassKey::training(
                 share.rows.len(),
                 share.batch_rows,
@@ -398,6 +378,13 @@ impl Backend for GpuBackend {
                 self.plan(*key);
             }
             let mut scratch = Scratch::default();
+            let at = StepAt {
+                slot: 0,
+                t: self.t + 1,
+            };
+            // At most two passes in flight: the rows waiting to be copied
+            // stay one or two passes' worth.
+            let mut in_flight = InFlight::default();
             for key in &keys {
                 let first = key.offset - share.offset;
                 self.write_rows(
@@ -409,10 +396,11 @@ impl Backend for GpuBackend {
                 {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
                     self.mark_pass_start(&mut pass);
-                    self.record(&mut pass, &self.plans[key], 0, false, true);
+                    self.record(&mut pass, &self.plans[key], at, false, true);
                 }
                 self.resolve_marks(&mut encoder);
-                self.ctx.queue.submit([encoder.finish()]);
+                let submitted = self.ctx.submit(encoder.finish());
+                in_flight.push(&self.ctx, submitted).await?;
             }
             Ok(self.read_results_async(1).await?[0] as f64)
         })
@@ -448,13 +436,16 @@ impl Backend for GpuBackend {
     }
 
     fn update(&mut self, lr: f64) -> Result<()> {
-        self.ensure_step_slots(1);
-        self.write_steps(&[StepUniform::new(&self.rule, self.t + 1, lr, 0, 0)]);
+        self.write_steps(0, &[StepUniform::new(&self.rule, self.t + 1, lr, 0, 0)]);
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.mark_pass_start(&mut pass);
-            self.record_update(&mut pass, 0, false);
+            let at = StepAt {
+                slot: 0,
+                t: self.t + 1,
+            };
+            self.record_update(&mut pass, at, false);
         }
         self.resolve_marks(&mut encoder);
         self.ctx.queue.submit([encoder.finish()]);
@@ -517,82 +508,26 @@ impl Backend for GpuBackend {
             }
             // `order` may be the rest of an epoch (Trainer::train_steps).
             let rows = order.len();
-            let batches: Vec<(usize, usize)> = (0..rows)
+            let batches: Vec<Batch> = (0..rows)
                 .step_by(batch_size)
                 .map(|start| (start, (start + batch_size).min(rows)))
                 .take(max_steps.try_into().unwrap_or(usize::MAX))
                 .collect();
-            self.ensure_step_slots(batches.len());
-            let first_t = self.t;
-            let steps: Vec<StepUniform> = batches
-                .iter()
-                .enumerate()
-                .map(|(s, &(start, _))| {
-                    StepUniform::new(
-                        &self.rule,
-                        first_t + s as u64 + 1,
-                        lr,
-                        start as u32,
-                        s as u32,
-                    )
-                })
-                .collect();
-            self.write_steps(&steps);
-            let passes = |&(start, end): &(usize, usize), capacity| {
-                PassKey::training(end - start, end - start, 0, capacity)
-            };
-            for batch in &batches {
-                for key in passes(batch, self.capacity) {
+            for &(start, end) in &batches {
+                for key in PassKey::training(end - start, end - start, 0, self.capacity) {
                     self.plan(key);
                 }
             }
-            // Steps submitted: all of them unless the stop flag, checked before
-            // each submission, ends it early.
-            let mut submitted = 0;
-            if self.streamed {
-                submitted = self.stream_epoch(data.dataset(), order, &batches)?;
-            }
-            for (chunk_index, chunk) in batches
-                .chunks(STEPS_PER_SUBMIT)
-                .enumerate()
-                .filter(|_| !self.streamed)
-            {
-                if self.stop_flag.as_ref().is_some_and(StopFlag::is_requested) {
-                    break;
-                }
-                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                if chunk_index == 0 {
-                    self.snapshot(&mut encoder);
-                }
-                {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    self.mark_pass_start(&mut pass);
-                    for (i, batch) in chunk.iter().enumerate() {
-                        let slot = chunk_index * STEPS_PER_SUBMIT + i;
-                        for key in passes(batch, self.capacity) {
-                            self.record(&mut pass, &self.plans[&key], slot, true, true);
-                        }
-                        self.record_update(&mut pass, slot, self.samples_norms(slot));
-                    }
-                }
-                self.resolve_marks(&mut encoder);
-                self.ctx.queue.submit([encoder.finish()]);
-                submitted += chunk.len();
-            }
-            let stopped = submitted < batches.len();
-            let batches = &batches[..submitted];
-            if batches.is_empty() {
-                return Ok(StepsReport {
-                    stopped,
-                    ..StepsReport::default()
-                });
-            }
-            self.t += batches.len() as u64;
-            let results = self.read_results_async(batches.len()).await?;
-            if let Some(bad) = (0..batches.len()).find(|&s| !results[2 * s].is_finite()) {
-                // Every step ran; put back the state from before them and run
-                // the good ones again, so that what is kept is what the CPU
-                // keeps: everything as it was before the bad step.
+            let first_t = self.t;
+            let run = self
+                .run_windows(data.dataset(), order, &batches, lr)
+                .await?;
+            self.t += run.submitted as u64;
+            if let Some((bad, loss)) = run.diverged {
+                // The steps after the snapshot ran; put back the state from
+                // before them and run the good ones again, so that what is
+                // kept is what the CPU keeps: everything as it was before
+                // the bad step.
                 self.restore(first_t)?;
                 if bad > 0 {
                     // The good steps run again whole, whatever the stop flag says.
@@ -605,42 +540,10 @@ impl Backend for GpuBackend {
                 }
                 return Err(Error::Diverged {
                     step: first_t + bad as u64 + 1,
-                    loss: results[2 * bad] as f64,
+                    loss: loss as f64,
                 });
             }
-            let mut epoch = StepsReport {
-                stopped,
-                ..StepsReport::default()
-            };
-            if (0..batches.len()).any(|s| self.samples_norms_at(first_t, s)) {
-                let layers = self.mlp.layers().len();
-                let bytes = self
-                    .ctx
-                    .read_async(
-                        &self.layer_norm_results,
-                        0,
-                        (batches.len() * layers * 2 * 4) as u64,
-                    )
-                    .await?;
-                let norms: &[f32] = bytemuck::cast_slice(&bytes);
-                for s in (0..batches.len()).filter(|&s| self.samples_norms_at(first_t, s)) {
-                    for layer in 0..layers {
-                        let at = (s * layers + layer) * 2;
-                        epoch.norms.push(LayerNorms {
-                            step: first_t + s as u64 + 1,
-                            layer,
-                            grad_norm: norms[at] as f64,
-                            weight_norm: norms[at + 1] as f64,
-                        });
-                    }
-                }
-            }
-            for (s, &(start, end)) in batches.iter().enumerate() {
-                epoch.loss_sum += results[2 * s] as f64 * (end - start) as f64;
-                epoch.rows += end - start;
-                epoch.steps += 1;
-            }
-            Ok(epoch)
+            Ok(run.report)
         })
     }
 
@@ -657,36 +560,45 @@ impl Backend for GpuBackend {
                 .step_by(self.capacity)
                 .map(|start| (start, (start + self.capacity).min(data.rows())))
                 .collect();
-            self.ensure_step_slots(chunks.len());
-            let steps: Vec<StepUniform> = (0..chunks.len())
-                .map(|s| StepUniform {
-                    slot: s as u32,
+            // Chunk by chunk, at most two in flight, each one's loss and
+            // count read back after the next is submitted: what waits to be
+            // copied to the device stays one or two chunks' rows.
+            let (mut loss_sum, mut correct) = (0.0, 0.0);
+            let mut pending: Option<(usize, Submitted)> = None;
+            for (c, &(start, end)) in chunks.iter().enumerate() {
+                let slot = c % 2;
+                let key = PassKey::whole(end - start);
+                self.plan(key);
+                let step = StepUniform {
+                    slot: slot as u32,
                     ..Default::default()
-                })
-                .collect();
-            self.write_steps(&steps);
-            for (slot, &(start, end)) in chunks.iter().enumerate() {
-                self.plan(PassKey::whole(end - start));
+                };
+                self.write_steps(slot, &[step]);
                 self.write_batch(data, start, end);
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
-                    self.record(
-                        &mut pass,
-                        &self.plans[&PassKey::whole(end - start)],
+                    let at = StepAt {
                         slot,
-                        false,
-                        false,
-                    );
+                        t: self.t + 1,
+                    };
+                    self.record(&mut pass, &self.plans[&key], at, false, false);
                 }
-                self.ctx.queue.submit([encoder.finish()]);
+                let readback = &self.window_readback[slot];
+                encoder.copy_buffer_to_buffer(&self.results, slot as u64 * 8, readback, 0, 8);
+                let submitted = self.ctx.submit(encoder.finish());
+                if let Some((done, previous)) = pending.replace((c, submitted)) {
+                    let (loss, right) = self.read_chunk(&previous, done % 2).await?;
+                    let (start, end) = chunks[done];
+                    loss_sum += loss * (end - start) as f64;
+                    correct += right;
+                }
             }
-            let results = self.read_results_async(chunks.len()).await?;
-            let mut loss_sum = 0.0;
-            let mut correct = 0.0;
-            for (s, &(start, end)) in chunks.iter().enumerate() {
-                loss_sum += results[2 * s] as f64 * (end - start) as f64;
-                correct += results[2 * s + 1] as f64;
+            if let Some((done, last)) = pending {
+                let (loss, right) = self.read_chunk(&last, done % 2).await?;
+                let (start, end) = chunks[done];
+                loss_sum += loss * (end - start) as f64;
+                correct += right;
             }
             Ok((
                 loss_sum,
@@ -727,8 +639,7 @@ impl Backend for GpuBackend {
             let inputs = self.mlp.inputs();
             let outputs = self.mlp.outputs();
             let rows = x.len() / inputs;
-            self.ensure_step_slots(1);
-            self.write_steps(&[StepUniform::default()]);
+            self.write_steps(0, &[StepUniform::default()]);
             // Chunk by chunk, each read back before the next: no buffer of all
             // the outputs on the device, whatever the number of rows.
             let last = self.mlp.layers().len() - 1;
@@ -745,7 +656,11 @@ impl Backend for GpuBackend {
                 {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
                     let plan = &self.plans[&PassKey::whole(end - start)];
-                    self.record_forward(&mut pass, plan, 0);
+                    let at = StepAt {
+                        slot: 0,
+                        t: self.t + 1,
+                    };
+                    self.record_forward(&mut pass, plan, at);
                 }
                 self.ctx.queue.submit([encoder.finish()]);
                 let bytes = self

@@ -7,6 +7,7 @@ use super::dispatch::{MAX_PASS_ROWS, check_products};
 use super::pipelines::{Kernel, Kernels, NORM_GROUPS, binding, entry};
 use super::plan::packs;
 use super::resources::{OperandTexture, PackSource, ParamLayout, Textures, storage, storage_init};
+use super::steps::WINDOW;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::{OptimizerUniform, ReduceShape, StepUniform};
 use crate::backend::BackendConfig;
@@ -183,7 +184,8 @@ impl GpuBackend {
         let unused_write = storage(device, "unused (write)", 4);
         let step_stride =
             (std::mem::size_of::<StepUniform>() as u64).next_multiple_of(uniform_align);
-        let step_slots = 1;
+        // The ring of two windows (src/gpu/steps.rs): sized once, never per call.
+        let step_slots = 2 * WINDOW;
         let results = storage(device, "results", 2 * step_slots as u64);
         let steps = Self::step_buffer(device, step_stride, step_slots);
         let layers = mlp.layers().len();
@@ -296,6 +298,15 @@ impl GpuBackend {
             unused_read,
             unused_write,
             results,
+            window_readback: [0, 1].map(|_| {
+                let layers = mlp.layers().len() as u64;
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("window read-back"),
+                    size: WINDOW as u64 * (2 + 2 * layers) * 4,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }),
             steps,
             step_stride,
             step_slots,
@@ -303,12 +314,12 @@ impl GpuBackend {
             _optimizer_uniform: optimizer_uniform,
             clip_norm,
             norm_groups,
-            norm,
+            _norm: norm,
             _norm_buffers: [norm_partials, first_uniform, second_uniform],
             norms_every: config.norms_every,
             layer_norm_results,
-            layer_ranges,
-            layer_norms_uniform,
+            _layer_ranges: layer_ranges,
+            _layer_norms_uniform: layer_norms_uniform,
             layer_norms_group,
             resident: None,
             uploads: 0,

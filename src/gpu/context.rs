@@ -315,25 +315,93 @@ impl GpuContext {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(source, offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
-        let bytes = self.map_read_async(&staging, size).await?;
+        let bytes = self.map_read_async(&staging, size, None).await?;
         self.staging.keep(staging);
         Ok(bytes)
     }
 
+    /// Submits `commands`, returning what to wait for it by
+    /// ([`finished`](Self::finished)).
+    pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) -> Submitted {
+        let index = self.queue.submit([commands]);
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = index;
+            // Registered right after the submission: it answers once the
+            // work submitted so far, this submission last, is done.
+            let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+            self.queue.on_submitted_work_done(move || {
+                let _ = sender.send(());
+            });
+            Submitted { done: receiver }
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        Submitted { index }
+    }
+
+    /// Waits until `submitted` has run: natively by polling the device for
+    /// its submission index (later submissions may still be running); in the
+    /// browser on the queue's answer that the work is done.
+    pub(crate) async fn finished(&self, submitted: &Submitted) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Err(e) = self.device.poll(wgpu::PollType::Wait {
+            submission_index: Some(submitted.index.clone()),
+            timeout: None,
+        }) {
+            // A lost device fails its submissions; its own error says why.
+            self.check()?;
+            return Err(Error::Gpu(match e {
+                wgpu::PollError::WrongSubmissionIndex(..) => format!(
+                    "the device is lost or invalid: a submission failed, so there is nothing to wait for ({e})"
+                ),
+                e => format!("waiting for the GPU: {e}"),
+            }));
+        }
+        #[cfg(target_arch = "wasm32")]
+        if submitted.done.receive().await.is_none() {
+            return Err(Error::Gpu(
+                "a submission's completion never answered".into(),
+            ));
+        }
+        self.check()
+    }
+
+    /// Reads the first `size` bytes of a MAP_READ buffer whose copies were
+    /// in `submitted`, without waiting for what was submitted after it.
+    pub(crate) async fn read_mapped(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        submitted: &Submitted,
+    ) -> Result<Vec<u8>> {
+        self.map_read_async(staging, size, Some(submitted)).await
+    }
+
     /// Maps the first `size` bytes of a MAP_READ buffer (after its copies
-    /// were submitted) and returns them, as wgpu's hello-compute example
-    /// does: the mapping's callback answers on a one-shot channel that this
-    /// awaits. Natively the device is polled until the mapping is done (the
-    /// answer is then already there); in the browser the mapping is a
-    /// promise the event loop resolves while this waits.
-    async fn map_read_async(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+    /// were submitted: in `until`, or in the latest submission) and returns
+    /// them, as wgpu's hello-compute example does: the mapping's callback
+    /// answers on a one-shot channel that this awaits. Natively the device
+    /// is polled until that submission is done (the answer is then already
+    /// there); in the browser the mapping is a promise the event loop
+    /// resolves while this waits.
+    async fn map_read_async(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        until: Option<&Submitted>,
+    ) -> Result<Vec<u8>> {
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
         staging.map_async(wgpu::MapMode::Read, ..size, move |mapped| {
             // Fails only when the receiver is gone, and then no one waits.
             let _ = sender.send(mapped);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.wait()?;
+        match until {
+            Some(submitted) => self.finished(submitted).await?,
+            None => self.wait()?,
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = until;
         match receiver.receive().await {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::Gpu(format!("mapping a read-back buffer: {e}"))),
@@ -351,6 +419,16 @@ impl GpuContext {
         staging.unmap();
         Ok(bytes)
     }
+}
+
+/// A submission to wait for ([`GpuContext::submit`]): natively its index;
+/// in the browser the queue's one-shot answer that it is done.
+#[derive(Debug)]
+pub(crate) struct Submitted {
+    #[cfg(not(target_arch = "wasm32"))]
+    index: wgpu::SubmissionIndex,
+    #[cfg(target_arch = "wasm32")]
+    done: futures_intrusive::channel::shared::OneshotReceiver<()>,
 }
 
 /// The staging buffers read-backs copy through, kept for the next ones

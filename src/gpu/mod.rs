@@ -29,6 +29,7 @@ mod profile;
 mod record;
 mod resources;
 mod shaders;
+mod steps;
 mod tiling;
 mod uniforms;
 mod unroll;

@@ -4,29 +4,36 @@
 use super::backend::GpuBackend;
 use super::dispatch::grid;
 use super::pipelines::{Kernels, NORM_GROUPS};
-use super::plan::{PassKey, Plan, Product};
+use super::plan::{Plan, Product};
 use super::profile::{OPTIMIZER, Work};
-use super::resources::{Pack, Scratch};
+use super::resources::Pack;
 use super::uniforms::StepUniform;
-use crate::data::Dataset;
 use crate::error::Result;
-use crate::stop::StopFlag;
+
+/// Which step a recording is for: `slot`, its uniform block and result
+/// slot (in the ring of two windows, `steps::WINDOW`), and `t`, its number
+/// (1 for the first step of a run), which the profile's marks carry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepAt {
+    pub(crate) slot: usize,
+    pub(crate) t: u64,
+}
 
 impl GpuBackend {
     /// Records the forward pass, the loss, and (with `train`) the backward
-    /// pass and the update, for the step whose parameters sit in slot `slot`.
+    /// pass, for the step `at`.
     pub(crate) fn record(
         &self,
         pass: &mut wgpu::ComputePass,
         plan: &Plan,
-        slot: usize,
+        at: StepAt,
         gather: bool,
         train: bool,
     ) {
         let k = &self.kernels;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let step_offset = (slot as u64 * self.step_stride) as u32;
-        let t = self.t + slot as u64 + 1;
+        let step_offset = self.step_offset(at);
+        let t = at.t;
         let rows = plan.rows;
         let layers = self.mlp.layers();
         if gather && let (Some(group), Some(d)) = (&plan.gather, &self.resident) {
@@ -35,7 +42,7 @@ impl GpuBackend {
             let groups = grid((rows * (d.features + d.target_width)) as u64, 256, max);
             self.dispatch(pass, t, Work::of("gather batch"), groups);
         }
-        self.record_forward(pass, plan, slot);
+        self.record_forward(pass, plan, at);
         let (loss, groups) = k.loss_for(rows, self.mlp.outputs(), max);
         pass.set_pipeline(&loss.pipeline);
         pass.set_bind_group(0, &plan.loss, &[]);
@@ -76,10 +83,10 @@ impl GpuBackend {
     /// Records the forward pass of a plan from its input batch to the last
     /// layer's output (with the texture matmul: packing the weights, the
     /// input and each layer's output for the next).
-    pub(crate) fn record_forward(&self, pass: &mut wgpu::ComputePass, plan: &Plan, slot: usize) {
+    pub(crate) fn record_forward(&self, pass: &mut wgpu::ComputePass, plan: &Plan, at: StepAt) {
         let k = &self.kernels;
-        let step_offset = (slot as u64 * self.step_stride) as u32;
-        let t = self.t + slot as u64 + 1;
+        let step_offset = self.step_offset(at);
+        let t = at.t;
         let layers = self.mlp.layers();
         if let (Some(textures), Some(p)) = (&self.textures, &plan.packs) {
             for (l, pack) in textures.weight_packs.iter().enumerate() {
@@ -98,18 +105,19 @@ impl GpuBackend {
         }
     }
 
-    /// Records the update of the step in slot `slot`: gradient clipping by
-    /// norm if set, then the optimizer over every parameter.
+    /// Records the update of the step `at`: its layer norms when
+    /// `sample_norms`, gradient clipping by norm if set, then the optimizer
+    /// over every parameter.
     pub(crate) fn record_update(
         &self,
         pass: &mut wgpu::ComputePass,
-        slot: usize,
+        at: StepAt,
         sample_norms: bool,
     ) {
         let k = &self.kernels;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let step_offset = (slot as u64 * self.step_stride) as u32;
-        let t = self.t + slot as u64 + 1;
+        let step_offset = self.step_offset(at);
+        let t = at.t;
         if sample_norms {
             pass.set_pipeline(&k.layer_norms.pipeline);
             pass.set_bind_group(0, &self.layer_norms_group, &[step_offset]);
@@ -179,14 +187,17 @@ impl GpuBackend {
         }
     }
 
-    pub(crate) fn write_steps(&self, steps: &[StepUniform]) {
-        let mut bytes = vec![0u8; steps.len() * self.step_stride as usize];
+    /// Writes the uniform blocks of consecutive slots from `first_slot`.
+    pub(crate) fn write_steps(&self, first_slot: usize, steps: &[StepUniform]) {
+        let stride = self.step_stride as usize;
+        let mut bytes = vec![0u8; steps.len() * stride];
         for (i, s) in steps.iter().enumerate() {
-            let at = i * self.step_stride as usize;
+            let at = i * stride;
             bytes[at..at + std::mem::size_of::<StepUniform>()]
                 .copy_from_slice(bytemuck::bytes_of(s));
         }
-        self.ctx.queue.write_buffer(&self.steps, 0, &bytes);
+        let offset = (first_slot * stride) as u64;
+        self.ctx.queue.write_buffer(&self.steps, offset, &bytes);
     }
 
     pub(crate) async fn read_results_async(&self, slots: usize) -> Result<Vec<f32>> {
@@ -197,56 +208,13 @@ impl GpuBackend {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    /// The epoch's steps with the data in host memory: each pass's rows are
-    /// gathered here, written, and submitted before the next pass's.
-    /// Returns the steps submitted: all, unless the stop flag, checked
-    /// before each step, ends it early.
-    pub(crate) fn stream_epoch(
-        &self,
-        train: &Dataset,
-        order: &[u32],
-        batches: &[(usize, usize)],
-    ) -> Result<usize> {
-        let mut scratch = Scratch::default();
-        let queue = &self.ctx.queue;
-        for (slot, &(start, end)) in batches.iter().enumerate() {
-            if self.stop_flag.as_ref().is_some_and(StopFlag::is_requested) {
-                self.ctx.check()?;
-                return Ok(slot);
-            }
-            let len = end - start;
-            let keys: Vec<PassKey> = PassKey::training(len, len, 0, self.capacity).collect();
-            for (i, key) in keys.iter().enumerate() {
-                let first = start + key.offset;
-                self.write_rows(train, &order[first..first + key.rows], &mut scratch);
-                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                if slot == 0 && i == 0 {
-                    self.snapshot(&mut encoder);
-                }
-                {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    self.mark_pass_start(&mut pass);
-                    self.record(&mut pass, &self.plans[key], slot, false, true);
-                    if i + 1 == keys.len() {
-                        self.record_update(&mut pass, slot, self.samples_norms(slot));
-                    }
-                }
-                self.resolve_marks(&mut encoder);
-                queue.submit([encoder.finish()]);
-            }
-        }
-        self.ctx.check()?;
-        Ok(batches.len())
+    /// Whether step `t` samples the per-layer norms.
+    pub(crate) fn samples_norms(&self, t: u64) -> bool {
+        self.norms_every.is_some_and(|n| t.is_multiple_of(n))
     }
 
-    /// Whether the step in `slot` of the epoch being recorded (t not yet
-    /// advanced) samples the per-layer norms.
-    pub(crate) fn samples_norms(&self, slot: usize) -> bool {
-        self.samples_norms_at(self.t, slot)
-    }
-
-    pub(crate) fn samples_norms_at(&self, t_before: u64, slot: usize) -> bool {
-        self.norms_every
-            .is_some_and(|n| (t_before + slot as u64 + 1).is_multiple_of(n))
+    /// The dynamic offset of the step's uniform block.
+    fn step_offset(&self, at: StepAt) -> u32 {
+        (at.slot as u64 * self.step_stride) as u32
     }
 }

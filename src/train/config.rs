@@ -91,8 +91,8 @@ pub struct TrainConfig {
     /// seeded, off in evaluation and prediction).
     pub dropout: DropoutRates,
     /// Ends [`Trainer::fit`](super::Trainer::fit) and [`Trainer::train_steps`](super::Trainer::train_steps) at the next step
-    /// boundary once requested (on the GPU, the next submission of up to
-    /// 64 steps), keeping the steps that ran: see [`StopFlag`].
+    /// boundary once requested (on the GPU, within two windows of 64
+    /// steps), keeping the steps that ran: see [`StopFlag`].
     pub stop_flag: Option<StopFlag>,
 }
 
