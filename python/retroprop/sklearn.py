@@ -51,6 +51,11 @@ _DIFFERENCES = """
       parameters.
     - ``coefs_`` and ``intercepts_`` are copies of the trained parameters:
       changing them does not change predictions.
+    - Training is in float32 (scikit-learn's in the input's float64), and
+      ``random_state`` seeds retroprop's own generators (initialisation,
+      shuffles, the validation split through scikit-learn's), so the same
+      seed does not give scikit-learn's numbers.
+    - ``n_iter_`` counts ``partial_fit`` calls too (one epoch each).
 
     retroprop's own parameters: ``device`` (``auto``: a hardware GPU when
     there is one, else the CPU; ``cpu``; ``gpu``: any wgpu adapter),
