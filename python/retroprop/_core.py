@@ -225,6 +225,12 @@ class Trainer:
     from), ``resume`` (a checkpoint file; ``epochs`` and ``max_steps`` then
     count from the start of the original run).
 
+    Inputs: a float32 C-contiguous array passes into the native call as
+    it is, without a copy; anything else ``numpy.asarray`` accepts (lists,
+    pandas frames, float64) is converted once. The library's ``Dataset``
+    owns its rows, so the native side copies them once into it (16 384 ×
+    784 floats: tens of milliseconds).
+
     ``fit`` releases the GIL while it trains. Ctrl-C stops it at the next
     step boundary, keeps the steps taken (``model()`` returns them),
     writes the checkpoint if one was asked for, and raises
