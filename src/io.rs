@@ -1,5 +1,5 @@
 //! Files: models as safetensors that PyTorch loads directly, data sets from
-//! safetensors, and atomic writes.
+//! safetensors, atomic writes, and ONNX export ([`onnx`]).
 //!
 //! A model file holds `layers.{i}.weight` (`[out, in]`, float32) and
 //! `layers.{i}.bias` (`[out]`), exactly the `state_dict` of
@@ -27,6 +27,8 @@ use crate::optim::Optimizer;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+pub mod onnx;
 
 /// A trained model: network, parameters, and what is needed to use it.
 #[derive(Debug, Clone, PartialEq)]

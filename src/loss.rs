@@ -166,6 +166,27 @@ impl Loss {
         }
     }
 
+    /// What a network trained with this loss predicts, from its outputs
+    /// (rows of `width`): class probabilities for cross-entropy (softmax
+    /// per row, the row max subtracted, summed in f64), per-output
+    /// probabilities for BCE with logits (the sigmoid), the outputs
+    /// themselves for the squared errors. What `retroprop predict` prints,
+    /// and what the ONNX export's `probabilities` option computes.
+    ///
+    /// ```
+    /// use retroprop::Loss;
+    /// let p = Loss::CrossEntropy.probabilities(&[0.0, 0.0, 2.0, 0.0], 2);
+    /// assert_eq!(p[..2], [0.5, 0.5]);
+    /// assert_eq!(Loss::BceWithLogits.probabilities(&[0.0], 1), [0.5]);
+    /// ```
+    pub fn probabilities(self, outputs: &[f32], width: usize) -> Vec<f32> {
+        match self {
+            Loss::CrossEntropy => outputs.chunks_exact(width).flat_map(softmax).collect(),
+            Loss::BceWithLogits => outputs.iter().map(|&z| sigmoid(z as f64) as f32).collect(),
+            Loss::Mse | Loss::HalfMse => outputs.to_vec(),
+        }
+    }
+
     /// Every loss: for tests and help text.
     pub const ALL: [Loss; 4] = [
         Loss::Mse,

@@ -34,6 +34,11 @@ pub enum Command {
     Predict(PredictArgs),
     /// Print a model's loss and accuracy on a labelled data file.
     Evaluate(EvaluateArgs),
+    /// Write a model file as a standard ONNX graph (opset 17).
+    #[command(
+        after_help = "Example:\n  retroprop export --model iris.safetensors --onnx iris.onnx --probabilities"
+    )]
+    Export(ExportArgs),
     /// List the GPU adapters wgpu sees and which one `auto` picks.
     Devices,
     /// Measure training speed (headless).
@@ -227,6 +232,20 @@ pub struct EvaluateArgs {
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A model file written by `retroprop train --save`.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Write the ONNX graph here (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub onnx: PathBuf,
+    /// End the graph with the probabilities the loss implies: softmax for
+    /// cross_entropy, sigmoid for bce_with_logits (no effect for mse).
+    #[arg(long)]
+    pub probabilities: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,9 +1,10 @@
-//! The retroprop program: train, evaluate and predict on data files, list
-//! devices, and benchmark.
+//! The retroprop program: train, evaluate and predict on data files, export
+//! models to ONNX, list devices, and benchmark.
 
 mod bench;
 mod cli;
 mod data;
+mod export;
 mod interrupt;
 mod ranks;
 mod report;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Predict(args) => train::predict(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Evaluate(args) => train::evaluate(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Export(args) => export::export(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Devices => devices().map(|()| ExitCode::SUCCESS),
         cli::Command::Bench(args) => bench::bench(args).map(|()| ExitCode::SUCCESS),
     };

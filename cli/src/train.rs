@@ -8,7 +8,7 @@ use crate::report::{MetricsFile, plot, progress, progress_message};
 use retroprop::io::{
     SavedModel, load_checkpoint, load_model, save_checkpoint, save_interrupted_model, save_model,
 };
-use retroprop::loss::{argmax, softmax};
+use retroprop::loss::argmax;
 use retroprop::{Device, Loss, Mlp, Optimizer, Standardizer, TrainConfig, Trainer};
 use std::path::Path;
 use std::process::ExitCode;
@@ -474,9 +474,13 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             out += "class";
             (0..width).for_each(|j| out += &format!(",p{j}"));
             out += "\n";
-            for row in outputs.chunks_exact(width) {
+            let probabilities = model.loss.probabilities(&outputs, width);
+            for (row, p) in outputs
+                .chunks_exact(width)
+                .zip(probabilities.chunks_exact(width))
+            {
                 out += &argmax(row).to_string();
-                softmax(row).iter().for_each(|p| out += &format!(",{p}"));
+                p.iter().for_each(|p| out += &format!(",{p}"));
                 out += "\n";
             }
         }
@@ -486,11 +490,13 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 .chain((0..width).map(|j| format!("p{j}")))
                 .collect();
             out += &(names.join(",") + "\n");
-            for row in outputs.chunks_exact(width) {
+            let probabilities = model.loss.probabilities(&outputs, width);
+            for (row, p) in outputs
+                .chunks_exact(width)
+                .zip(probabilities.chunks_exact(width))
+            {
                 let labels = row.iter().map(|&z| ((z > 0.0) as u8).to_string());
-                let probs = row
-                    .iter()
-                    .map(|&z| (1.0 / (1.0 + (-(z as f64)).exp()) as f32).to_string());
+                let probs = p.iter().map(f32::to_string);
                 out += &(labels.chain(probs).collect::<Vec<_>>().join(",") + "\n");
             }
         }

@@ -1,0 +1,38 @@
+"""retroprop: train dense neural networks (multilayer perceptrons) by
+backpropagation on the GPU (WGSL compute shaders through wgpu) or on the
+CPU reference backend, with ``torch.optim``'s optimizers exactly.
+
+Two APIs over the same Rust library:
+
+- ``retroprop.MLPClassifier`` and ``retroprop.MLPRegressor``: scikit-learn
+  estimators with scikit-learn's parameter names (needs scikit-learn).
+- ``retroprop.Trainer`` (mirrors the library's ``TrainConfig`` with
+  ``torch.optim``'s names) and the ``retroprop.Model`` it returns, whose
+  ``state_dict()`` loads into the equivalent ``torch.nn`` module.
+"""
+
+from ._core import Model, Trainer, load, optimizer_defaults
+from ._retroprop import __version__
+
+__all__ = [
+    "MLPClassifier",
+    "MLPRegressor",
+    "Model",
+    "Trainer",
+    "load",
+    "optimizer_defaults",
+    "__version__",
+]
+
+
+def __getattr__(name):
+    # The estimators need scikit-learn; the rest of the package does not.
+    if name in ("MLPClassifier", "MLPRegressor"):
+        try:
+            from . import sklearn as _estimators
+        except ImportError as e:
+            raise ImportError(
+                f"retroprop.{name} needs scikit-learn: pip install scikit-learn ({e})"
+            ) from e
+        return getattr(_estimators, name)
+    raise AttributeError(f"module 'retroprop' has no attribute {name!r}")

@@ -1,0 +1,394 @@
+"""The torch-like API: ``Trainer`` mirrors the library's ``TrainConfig``
+(``torch.optim``'s optimizer names, options and defaults), ``Model`` is
+what it trains."""
+
+import os
+import sys
+
+import numpy as np
+
+from . import _retroprop
+
+#: The options of each optimizer, by torch's keyword names.
+OPTIMIZER_OPTIONS = (
+    "lr",
+    "betas",
+    "eps",
+    "weight_decay",
+    "amsgrad",
+    "momentum",
+    "dampening",
+    "nesterov",
+    "alpha",
+    "centered",
+    "lr_decay",
+    "initial_accumulator_value",
+)
+
+
+def optimizer_defaults(name):
+    """The options of optimizer ``name`` (``sgd``, ``adam``, ``adamw``,
+    ``rmsprop``, ``adagrad``) with torch's defaults, as a dict of text."""
+    return dict(_retroprop.optimizer_defaults(name))
+
+
+def as_rows(x, name="x"):
+    """``x`` as a float32 C-contiguous 2-D array. An array that already is
+    one is returned as it is (no copy); anything ``numpy.asarray`` accepts
+    (lists, pandas frames) is converted."""
+    rows = np.asarray(x, dtype=np.float32, order="C")
+    if rows.ndim == 1:
+        raise ValueError(
+            f"{name} must be 2-D [rows, features], got shape {rows.shape}; "
+            "reshape a single feature with x.reshape(-1, 1)"
+        )
+    if rows.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [rows, features], got shape {rows.shape}")
+    return rows
+
+
+def _option_text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "/".join(repr(float(v)) for v in value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(float(value))
+    raise TypeError(f"an optimizer option must be a number, a bool or a pair, got {value!r}")
+
+
+def _targets(y, loss, name="y"):
+    """``(classes, values)``: class indices as uint32 for cross_entropy,
+    float32 ``[rows, width]`` values otherwise."""
+    if loss == "cross_entropy":
+        labels = np.asarray(y)
+        if labels.ndim != 1:
+            raise ValueError(f"{name}: cross_entropy needs class indices of shape [rows], got {labels.shape}")
+        if labels.dtype.kind == "f":
+            if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+                row = int(np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))[0])
+                raise ValueError(f"{name}, row {row}: class label {labels[row]} is not a non-negative integer")
+        elif labels.dtype.kind not in "iu":
+            raise TypeError(f"{name}: class indices must be integers, got dtype {labels.dtype}")
+        if labels.size and labels.min() < 0:
+            row = int(np.argmin(labels))
+            raise ValueError(f"{name}, row {row}: class label {labels[row]} is not a non-negative integer")
+        return np.ascontiguousarray(labels, dtype=np.uint32), None
+    values = np.asarray(y, dtype=np.float32)
+    if values.ndim == 1:
+        values = values.reshape(-1, 1)
+    return None, np.ascontiguousarray(values)
+
+
+class Model:
+    """A trained network: layer sizes, activations, loss, parameters and
+    the standardisation applied before it. Pickles as its model file's
+    bytes."""
+
+    def __init__(self, native):
+        self._native = native
+
+    @classmethod
+    def from_bytes(cls, data, name="<bytes>"):
+        """A model from a model file's bytes."""
+        return cls(_retroprop.NativeModel.from_bytes(bytes(data), str(name)))
+
+    def to_bytes(self):
+        """The model file's bytes (safetensors, as ``retroprop train --save``)."""
+        return self._native.to_bytes()
+
+    def save(self, path):
+        """Writes the model file (``retroprop predict --model`` reads it)."""
+        data = self.to_bytes()
+        tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def state_dict(self):
+        """``{"layers.{i}.weight": [out, in], "layers.{i}.bias": [out]}`` as
+        float32 NumPy arrays: the model file's names, which
+        ``torch.nn.Module.load_state_dict`` takes for a module whose
+        ``layers`` is a ``ModuleList`` of ``Linear`` (convert with
+        ``{k: torch.from_numpy(v) for k, v in ...}``)."""
+        return dict(self._native.state_dict())
+
+    @property
+    def sizes(self):
+        """Layer sizes, input first."""
+        return list(self._native.sizes)
+
+    @property
+    def activations(self):
+        """One activation name per layer."""
+        return list(self._native.activations)
+
+    @property
+    def loss(self):
+        """The loss it was trained with."""
+        return self._native.loss
+
+    @property
+    def standardization(self):
+        """``(mean, std)`` applied to inputs first, or ``None``."""
+        s = self._native.standardization
+        return None if s is None else (np.asarray(s[0], np.float32), np.asarray(s[1], np.float32))
+
+    def predict(self, x, device="cpu", probabilities=False):
+        """Outputs for ``x`` ``[rows, inputs]`` after the saved
+        standardisation: the network's outputs (logits for classification
+        losses), or with ``probabilities`` softmax (cross_entropy) or
+        sigmoid (bce_with_logits) of them, as ``retroprop predict`` prints."""
+        return self._native.predict(as_rows(x), device, bool(probabilities))
+
+    def to_onnx(self, path=None, probabilities=False):
+        """Writes the model as an ONNX graph (opset 17; ``retroprop export
+        --onnx``) to ``path``, or returns its bytes when ``path`` is None.
+        ``probabilities``: end with softmax or sigmoid as the loss implies."""
+        data = self._native.onnx_bytes(bool(probabilities))
+        if path is None:
+            return data
+        tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return None
+
+    def __reduce__(self):
+        return (Model.from_bytes, (self.to_bytes(),))
+
+    def __repr__(self):
+        return f"Model(sizes={self.sizes}, activations={self.activations}, loss={self.loss!r})"
+
+
+def load(path):
+    """Reads a model file (``retroprop train --save``, ``Model.save``)."""
+    with open(path, "rb") as f:
+        return Model.from_bytes(f.read(), os.fspath(path))
+
+
+class History(dict):
+    """What ``Trainer.fit`` did: ``epochs`` (one dict per epoch: epoch,
+    step, train_loss, val_loss, val_accuracy, lr, seconds), ``best_epoch``,
+    ``stopped_early``, ``interrupted``."""
+
+    @property
+    def train_loss(self):
+        """The training loss of each epoch."""
+        return [e["train_loss"] for e in self["epochs"]]
+
+    @property
+    def val_loss(self):
+        """The validation loss of each epoch (None without validation)."""
+        return [e["val_loss"] for e in self["epochs"]]
+
+
+def print_epoch(record, file=None):
+    """One line per epoch, as scikit-learn's ``verbose`` prints."""
+    line = f"Iteration {record['epoch']}, loss = {record['train_loss']:.8f}"
+    if record.get("val_loss") is not None:
+        line += f", validation loss = {record['val_loss']:.8f}"
+    if record.get("val_accuracy") is not None:
+        line += f", validation accuracy = {record['val_accuracy']:.4f}"
+    print(line, file=file or sys.stdout, flush=True)
+
+
+class Trainer:
+    """Trains one network, as the library's ``Trainer`` with a
+    ``TrainConfig``, with ``torch.optim``'s optimizers, names and defaults.
+
+    ``sizes``: every layer size, input first (``[64, 256, 10]``).
+    ``activations``: one name for every hidden layer (the output layer is
+    identity) or a comma list with one per layer: ``identity``,
+    ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu[:SLOPE]``, ``gelu``,
+    ``gelu_tanh``. ``loss``: ``mse``, ``half_mse``, ``cross_entropy``
+    (targets are class indices), ``bce_with_logits``.
+
+    ``optimizer``: ``sgd``, ``adam``, ``adamw``, ``rmsprop``, ``adagrad``,
+    with its options by torch's keyword names (``lr``, ``betas``, ``eps``,
+    ``weight_decay``, ``amsgrad``, ``momentum``, ``dampening``,
+    ``nesterov``, ``alpha``, ``centered``, ``lr_decay``,
+    ``initial_accumulator_value``); an option left None keeps torch's
+    default, one the optimizer does not have is a ``ValueError``.
+
+    ``batch_size`` (None: full batch), ``epochs``, ``max_steps``,
+    ``shuffle``, ``seed``, ``init`` (``torch``, ``xavier_uniform``,
+    ``xavier_normal``, ``kaiming_uniform``, ``kaiming_normal``), ``device``
+    (``auto``, ``cpu``, ``gpu``), ``lr_schedule`` (``constant``,
+    ``step:STEP:GAMMA``, ``exponential:GAMMA``, ``cosine:T_MAX[:ETA_MIN]``,
+    ``warmup:EPOCHS[:START]``, ``plateau[:FACTOR[:PATIENCE]]``),
+    ``clip_grad_norm``, ``clip_grad_value``, ``dropout`` (after every hidden
+    layer), ``early_stopping`` (patience in epochs, on the validation loss,
+    keeping the best epoch) with ``min_delta``, ``norms_every``,
+    ``standardize`` (scale inputs by the training rows' mean and deviation,
+    saved with the model), ``params`` (flat float32 parameters to start
+    from), ``resume`` (a checkpoint file; ``epochs`` and ``max_steps`` then
+    count from the start of the original run).
+
+    Inputs: a float32 C-contiguous array passes into the native call as
+    it is, without a copy; anything else ``numpy.asarray`` accepts (lists,
+    pandas frames, float64) is converted once. The library's ``Dataset``
+    owns its rows, so the native side copies them once into it (16 384 ×
+    784 floats: tens of milliseconds).
+
+    ``fit`` releases the GIL while it trains. Ctrl-C stops it at the next
+    step boundary, keeps the steps taken (``model()`` returns them),
+    writes the checkpoint if one was asked for, and raises
+    ``KeyboardInterrupt``. ``stop()``, from a callback or another thread,
+    ends a run the same way without the exception.
+    """
+
+    def __init__(
+        self,
+        sizes,
+        activations="relu",
+        loss="mse",
+        optimizer="adam",
+        *,
+        lr=None,
+        betas=None,
+        eps=None,
+        weight_decay=None,
+        amsgrad=None,
+        momentum=None,
+        dampening=None,
+        nesterov=None,
+        alpha=None,
+        centered=None,
+        lr_decay=None,
+        initial_accumulator_value=None,
+        batch_size=32,
+        epochs=10,
+        max_steps=None,
+        shuffle=True,
+        seed=0,
+        init="torch",
+        device="auto",
+        lr_schedule="constant",
+        clip_grad_norm=None,
+        clip_grad_value=None,
+        dropout=None,
+        early_stopping=None,
+        min_delta=0.0,
+        norms_every=None,
+        standardize=False,
+        params=None,
+        resume=None,
+    ):
+        given = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            alpha=alpha,
+            centered=centered,
+            lr_decay=lr_decay,
+            initial_accumulator_value=initial_accumulator_value,
+        )
+        options = [(k, _option_text(v)) for k, v in given.items() if v is not None]
+        if isinstance(activations, (list, tuple)):
+            activations = ",".join(activations)
+        self.standardize = bool(standardize)
+        self._native = _retroprop.NativeTrainer(
+            [int(s) for s in sizes],
+            str(activations),
+            str(loss),
+            str(optimizer),
+            options,
+            None if batch_size is None else int(batch_size),
+            int(epochs),
+            None if max_steps is None else int(max_steps),
+            bool(shuffle),
+            int(seed),
+            str(init),
+            str(device),
+            str(lr_schedule),
+            None if clip_grad_norm is None else float(clip_grad_norm),
+            None if clip_grad_value is None else float(clip_grad_value),
+            None if dropout is None else float(dropout),
+            None if early_stopping is None else int(early_stopping),
+            float(min_delta),
+            None if norms_every is None else int(norms_every),
+            None,
+            None if params is None else np.ascontiguousarray(params, dtype=np.float32).ravel(),
+            None if resume is None else os.fspath(resume),
+        )
+
+    @property
+    def device(self):
+        """The device in words (which one ``auto`` chose)."""
+        return self._native.device_name
+
+    @property
+    def loss(self):
+        """The loss by name."""
+        return self._native.loss
+
+    @property
+    def steps(self):
+        """Optimizer steps taken."""
+        return self._native.steps()
+
+    def fit(self, x, y, validation=None, callback=None, verbose=False, checkpoint=None, checkpoint_every=1):
+        """Trains on ``x`` ``[rows, features]`` and ``y`` (class indices
+        for cross_entropy, else values ``[rows]`` or ``[rows, outputs]``)
+        for the configured epochs; each call continues where the last
+        ended. ``validation``: ``(x_val, y_val)``, evaluated after each
+        epoch. ``callback(record)`` receives each epoch's metrics (a dict);
+        ``verbose`` prints them as scikit-learn does. ``checkpoint``: a
+        file written every ``checkpoint_every`` epochs and where the run
+        stops, which ``Trainer(..., resume=path)`` continues from. Returns
+        a ``History``."""
+        rows = as_rows(x)
+        classes, values = _targets(y, self.loss)
+        xv = cv = vv = None
+        if validation is not None:
+            x_val, y_val = validation
+            xv = as_rows(x_val, "validation x")
+            cv, vv = _targets(y_val, self.loss, "validation y")
+
+        def on_epoch(record):
+            if verbose:
+                print_epoch(record)
+            if callback is not None:
+                callback(record)
+
+        history = self._native.fit(
+            rows,
+            classes,
+            values,
+            xv,
+            cv,
+            vv,
+            self.standardize,
+            on_epoch,
+            None if checkpoint is None else os.fspath(checkpoint),
+            int(checkpoint_every),
+        )
+        return History(history)
+
+    def stop(self):
+        """Ends a running ``fit`` at the next step boundary, keeping its steps."""
+        self._native.stop()
+
+    def predict(self, x):
+        """The network's outputs for ``x`` (after the standardisation),
+        on the trainer's device."""
+        return self._native.predict(as_rows(x))
+
+    def evaluate(self, x, y):
+        """``(loss, accuracy)`` on a data set (accuracy None for regression)."""
+        classes, values = _targets(y, self.loss)
+        return self._native.evaluate(as_rows(x), classes, values)
+
+    def model(self):
+        """The trained ``Model`` as it stands."""
+        return Model(self._native.model())
+
+    def save_checkpoint(self, path):
+        """Writes a checkpoint that ``Trainer(..., resume=path)`` continues from."""
+        self._native.save_checkpoint(os.fspath(path))

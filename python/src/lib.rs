@@ -1,0 +1,28 @@
+//! `retroprop._retroprop`, the native half of the `retroprop` Python
+//! package: a thin front over the library (DESIGN.md, "Fronts"). Settings
+//! are parsed by the library's own `FromStr` and option setters; errors
+//! become Python exceptions (errors.rs); training runs on a thread of its
+//! own with the GIL released, and Ctrl-C reaches it through the library's
+//! `StopFlag` (worker.rs). The estimators and the torch-like API are
+//! Python, in `python/retroprop/`.
+
+mod errors;
+mod model;
+mod settings;
+mod trainer;
+mod worker;
+
+use pyo3::prelude::*;
+
+/// The native module: `NativeTrainer`, `NativeModel`, and the parsers the
+/// Python side checks settings with.
+#[pymodule]
+fn _retroprop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<trainer::NativeTrainer>()?;
+    m.add_class::<model::NativeModel>()?;
+    m.add_function(wrap_pyfunction!(settings::optimizer_defaults, m)?)?;
+    m.add_function(wrap_pyfunction!(settings::check_setting, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::panic_for_test, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

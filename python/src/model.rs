@@ -1,0 +1,158 @@
+//! `NativeModel`: a trained model (the library's `SavedModel`), its model
+//! file and ONNX bytes, its state dict, and predictions from it.
+
+use crate::errors::{guard, to_py};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use retroprop::io::onnx::{OnnxOptions, onnx_bytes};
+use retroprop::io::{SavedModel, model_bytes, parse_model};
+use retroprop::{Device, Error, TrainConfig, Trainer};
+use std::path::{Path, PathBuf};
+
+/// A trained network with what it needs to predict: layer sizes,
+/// activations, loss, parameters, standardisation.
+#[pyclass(module = "retroprop._retroprop", frozen)]
+pub struct NativeModel {
+    saved: SavedModel,
+}
+
+impl From<SavedModel> for NativeModel {
+    fn from(saved: SavedModel) -> NativeModel {
+        NativeModel { saved }
+    }
+}
+
+#[pymethods]
+impl NativeModel {
+    /// A model from a model file's bytes (`retroprop train --save`,
+    /// `Model.save`); `name` names it in errors.
+    #[staticmethod]
+    fn from_bytes(bytes: &[u8], name: PathBuf) -> PyResult<NativeModel> {
+        guard(|| {
+            let saved = parse_model(bytes, &name)
+                .and_then(|m| m.complete(&name))
+                .map_err(to_py)?;
+            Ok(NativeModel { saved })
+        })
+    }
+
+    /// The model file's bytes (safetensors).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        guard(|| {
+            let bytes = model_bytes(Path::new("model"), &self.saved).map_err(to_py)?;
+            Ok(PyBytes::new(py, &bytes))
+        })
+    }
+
+    /// The model as an ONNX file's bytes (`retroprop::io::onnx`).
+    fn onnx_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        probabilities: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        guard(|| {
+            let bytes = onnx_bytes(&self.saved, &OnnxOptions { probabilities }).map_err(to_py)?;
+            Ok(PyBytes::new(py, &bytes))
+        })
+    }
+
+    /// `{"layers.{i}.weight": [out, in], "layers.{i}.bias": [out]}` as
+    /// float32 arrays: the model file's names, `torch.nn.Linear`'s layout.
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        guard(|| {
+            let d = PyDict::new(py);
+            let mlp = &self.saved.mlp;
+            for (l, layer) in mlp.layers().iter().enumerate() {
+                let weight = PyArray1::from_slice(py, &self.saved.params[mlp.weight_range(l)])
+                    .reshape([layer.outputs, layer.inputs])?;
+                let bias = PyArray1::from_slice(py, &self.saved.params[mlp.bias_range(l)]);
+                d.set_item(format!("layers.{l}.weight"), weight)?;
+                d.set_item(format!("layers.{l}.bias"), bias)?;
+            }
+            Ok(d)
+        })
+    }
+
+    /// Layer sizes, input first.
+    #[getter]
+    fn sizes(&self) -> Vec<usize> {
+        self.saved.mlp.sizes()
+    }
+
+    /// One activation name per layer.
+    #[getter]
+    fn activations(&self) -> Vec<String> {
+        self.saved
+            .mlp
+            .layers()
+            .iter()
+            .map(|l| l.activation.to_string())
+            .collect()
+    }
+
+    /// The loss it was trained with.
+    #[getter]
+    fn loss(&self) -> String {
+        self.saved.loss.to_string()
+    }
+
+    /// The standardisation applied before the network, `(mean, std)`, or
+    /// `None`.
+    #[getter]
+    fn standardization(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        self.saved
+            .standardizer
+            .as_ref()
+            .map(|s| (s.mean.clone(), s.std.clone()))
+    }
+
+    /// The outputs for `x` float32 `[rows, inputs]`, on `device`, after
+    /// the saved standardisation: the network's outputs (logits for the
+    /// classification losses), or with `probabilities` what the loss
+    /// implies (softmax, sigmoid), as `retroprop predict` prints them.
+    #[pyo3(signature = (x, device, probabilities))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+        device: &str,
+        probabilities: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        guard(|| {
+            let device: Device = device.parse().map_err(PyValueError::new_err)?;
+            let mut rows = x
+                .as_slice()
+                .map_err(|_| PyValueError::new_err("x must be C-contiguous float32"))?
+                .to_vec();
+            let (n, features) = (x.shape()[0], x.shape()[1]);
+            let saved = &self.saved;
+            let width = saved.mlp.outputs();
+            let out = py
+                .detach(|| -> retroprop::Result<Vec<f32>> {
+                    if features != saved.mlp.inputs() {
+                        return Err(Error::Shape {
+                            what: "features of the inputs (network inputs)".into(),
+                            expected: saved.mlp.inputs(),
+                            got: features,
+                        });
+                    }
+                    if let Some(s) = &saved.standardizer {
+                        s.apply_rows(&mut rows)?;
+                    }
+                    let config = TrainConfig::default().loss(saved.loss).device(device);
+                    let mut trainer =
+                        Trainer::with_parameters(saved.mlp.clone(), saved.params.clone(), config)?;
+                    let out = trainer.predict(&rows)?;
+                    Ok(if probabilities {
+                        saved.loss.probabilities(&out, width)
+                    } else {
+                        out
+                    })
+                })
+                .map_err(to_py)?;
+            Ok(PyArray1::from_vec(py, out).reshape([n, width])?.into_any())
+        })
+    }
+}

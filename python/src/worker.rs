@@ -1,0 +1,171 @@
+//! The thread a trainer lives on. The library's `Trainer` holds its
+//! backend as a plain trait object, which may not cross threads, so each
+//! Python trainer owns a thread that builds and keeps it and runs jobs sent
+//! to it. The calling thread waits with the GIL released, wakes every 50 ms
+//! to let Python run its signal handlers (Ctrl-C raises `KeyboardInterrupt`
+//! there: the job's `StopFlag` is requested and the run ends at the next
+//! step boundary, keeping its steps), and hands each epoch's record to a
+//! Python callback while the training thread waits for it.
+
+use crate::errors::{panic_to_py, to_py};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use retroprop::{EpochRecord, Loss, Mlp, Optimizer, Standardizer, StopFlag, Trainer};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+/// What the training thread keeps between jobs.
+pub struct State {
+    /// The trainer.
+    pub trainer: Trainer,
+    /// Its network.
+    pub mlp: Mlp,
+    /// Its loss.
+    pub loss: Loss,
+    /// Its optimizer (named in checkpoints).
+    pub optimizer: Optimizer,
+    /// The scaling applied to inputs before the network, once known.
+    pub standardizer: Option<Standardizer>,
+}
+
+type Job = Box<dyn FnOnce(&mut Option<State>) + Send>;
+
+/// A message from a job to the thread that waits for it.
+enum Message<R> {
+    /// An epoch ended; the job goes on when the sender is answered.
+    Epoch(Box<EpochRecord>, Sender<()>),
+    /// The job ended, or panicked.
+    Done(std::thread::Result<retroprop::Result<R>>),
+}
+
+/// How a job reports an epoch: the record goes to the waiting thread,
+/// and the job waits until its callback has run.
+pub struct Epochs {
+    report: Box<dyn Fn(&EpochRecord) + Send>,
+}
+
+impl Epochs {
+    /// Hands `record` to the waiting thread and waits for its callback.
+    pub fn report(&self, record: &EpochRecord) {
+        (self.report)(record)
+    }
+}
+
+/// A training thread and the queue of its jobs.
+pub struct Worker {
+    jobs: Mutex<Sender<Job>>,
+}
+
+impl Worker {
+    /// Starts the thread; it ends when the worker is dropped.
+    pub fn start() -> Worker {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("retroprop-trainer".into())
+            .spawn(move || {
+                let mut state = None;
+                for job in queue {
+                    job(&mut state);
+                }
+            })
+            .expect("the operating system refused a thread");
+        Worker {
+            jobs: Mutex::new(jobs),
+        }
+    }
+
+    /// Runs `job` on the training thread and waits for it with the GIL
+    /// released, calling `on_epoch` (with the GIL) for each epoch it
+    /// reports. `stop`: the job's stop flag, requested on Ctrl-C (then the
+    /// job's result is dropped for `KeyboardInterrupt`) or when `on_epoch`
+    /// raises (then its exception is raised).
+    pub fn call<R: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        stop: Option<&StopFlag>,
+        job: impl FnOnce(&mut Option<State>, &Epochs) -> retroprop::Result<R> + Send + 'static,
+        mut on_epoch: impl FnMut(Python<'_>, &EpochRecord) -> PyResult<()>,
+    ) -> PyResult<R> {
+        let (tx, rx): (Sender<Message<R>>, Receiver<Message<R>>) = mpsc::channel();
+        let epochs_tx = tx.clone();
+        let epochs = Epochs {
+            report: Box::new(move |record| {
+                let (ack, answered) = mpsc::channel();
+                if epochs_tx
+                    .send(Message::Epoch(Box::new(record.clone()), ack))
+                    .is_ok()
+                {
+                    let _ = answered.recv();
+                }
+            }),
+        };
+        let wrapped: Job = Box::new(move |state| {
+            let result = catch_unwind(AssertUnwindSafe(|| job(state, &epochs)));
+            if result.is_err() {
+                // A trainer a panic left halfway is not used again.
+                *state = None;
+            }
+            let _ = tx.send(Message::Done(result));
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("the trainer's queue is poisoned"))?
+            .send(wrapped)
+            .map_err(|_| PyRuntimeError::new_err("the training thread has ended"))?;
+        let mut raised: Option<PyErr> = None;
+        let mut rx = rx;
+        loop {
+            // The receiver travels into the GIL-free wait and back (it is
+            // Send, not Sync).
+            let (back, message) = py.detach(move || {
+                let message = rx.recv_timeout(Duration::from_millis(50));
+                (rx, message)
+            });
+            rx = back;
+            match message {
+                Ok(Message::Epoch(record, ack)) => {
+                    if raised.is_none()
+                        && let Err(e) = on_epoch(py, &record)
+                    {
+                        if let Some(stop) = stop {
+                            stop.request();
+                        }
+                        raised = Some(e);
+                    }
+                    let _ = ack.send(());
+                }
+                Ok(Message::Done(result)) => {
+                    let result = match result {
+                        Ok(r) => r.map_err(to_py),
+                        Err(payload) => Err(panic_to_py(payload)),
+                    };
+                    return match raised {
+                        Some(e) => Err(e),
+                        None => result,
+                    };
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if raised.is_none()
+                        && let Err(e) = py.check_signals()
+                    {
+                        match stop {
+                            Some(stop) => {
+                                stop.request();
+                                raised = Some(e);
+                            }
+                            // Nothing to stop: the job is short; let it end.
+                            None => raised = Some(e),
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(PyRuntimeError::new_err(
+                        "the training thread ended without an answer",
+                    ));
+                }
+            }
+        }
+    }
+}

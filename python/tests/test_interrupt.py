@@ -1,0 +1,77 @@
+"""Ctrl-C during fit stops at the next step boundary, keeps the steps
+taken, writes the checkpoint, and raises KeyboardInterrupt; the GIL is
+free while training."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import retroprop
+from conftest import DEVICES
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import retroprop
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 32)).astype(np.float32)
+    y = rng.integers(0, 4, 512)
+    t = retroprop.Trainer([32, 256, 256, 4], "relu", "cross_entropy", epochs=100000,
+                          batch_size=8, device=sys.argv[1])
+    def started(record):
+        if record["epoch"] == 1:
+            print("EPOCH1", flush=True)
+    try:
+        t.fit(x, y, callback=started, checkpoint=sys.argv[2])
+        print("NOT INTERRUPTED", flush=True)
+    except KeyboardInterrupt:
+        steps = t.steps
+        model = t.model()
+        print("INTERRUPTED", steps, len(model.state_dict()), flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ctrl_c_stops_keeps_the_steps_and_raises_keyboard_interrupt(device, tmp_path):
+    checkpoint = tmp_path / "run.safetensors"
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, device, str(checkpoint)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "EPOCH1", f"no first epoch: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "panicked" not in err, err
+    words = out.split()
+    assert words[:1] == ["INTERRUPTED"], f"stdout {out!r}, stderr {err!r}"
+    steps = int(words[1])
+    assert steps > 64, f"stopped after {steps} steps, before the first epoch's end"
+    assert words[2] == "6", "the model kept its three layers"
+    resumed = retroprop.Trainer([32, 256, 256, 4], "relu", "cross_entropy", epochs=100000, batch_size=8,
+                                device="cpu", resume=checkpoint)
+    assert resumed.steps == steps, f"the checkpoint holds step {resumed.steps}, the run stopped at {steps}"
+
+
+def test_training_releases_the_gil():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2048, 64)).astype(np.float32)
+    y = rng.integers(0, 4, 2048)
+    t = retroprop.Trainer([64, 256, 4], "relu", "cross_entropy", epochs=4, device="cpu")
+    thread = threading.Thread(target=t.fit, args=(x, y))
+    thread.start()
+    counted = 0
+    while thread.is_alive():
+        counted += 1
+    thread.join()
+    assert counted > 10000, f"the main thread ran only {counted} loops while fit trained"

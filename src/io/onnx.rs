@@ -1,0 +1,488 @@
+//! ONNX export: a trained model as a standard ONNX graph that ONNX Runtime
+//! (or any other ONNX consumer) runs without retroprop.
+//!
+//! The graph, in ONNX opset 17 (IR version 8), reads `input`
+//! `[batch, features]` float32 and computes what `retroprop predict` does:
+//!
+//! - the saved standardisation first, when there is one: `Sub` the mean,
+//!   `Div` by the standard deviation;
+//! - each layer `l` as `Gemm(x, layers.{l}.weight, layers.{l}.bias,
+//!   transB=1)`, the weight kept in its `[out, in]` layout (the model
+//!   file's, `torch.nn.Linear`'s), then its activation: `Sigmoid`, `Tanh`,
+//!   `Relu`, `LeakyRelu` (with its slope as `alpha`), nothing for identity,
+//!   and GELU decomposed into opset-17 operators, because `Gelu` is an
+//!   operator only from opset 20 and opset 17 runs on more runtimes: the
+//!   exact form as ½ x (1 + `Erf`(x / √2)), the tanh form as
+//!   ½ x (1 + `Tanh`(√(2/π) (x + 0.044715 x³)));
+//! - with [`OnnxOptions::probabilities`], the output the loss implies:
+//!   `Softmax` over the classes for cross-entropy, `Sigmoid` for BCE with
+//!   logits (nothing for MSE, whose outputs are the predictions).
+//!
+//! The output is named `logits` (classification), `probabilities` (with
+//! the option), or `predictions` (MSE). The architecture, activations and
+//! loss travel in the model's metadata properties, under the safetensors
+//! metadata's names.
+//!
+//! The bytes are encoded by `prost` from [`proto`], which mirrors
+//! `onnx.proto`'s messages and field numbers.
+
+pub mod proto;
+
+use super::SavedModel;
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use prost::Message;
+use proto::{
+    AttributeProto, AttributeType, Dimension, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TensorTypeProto,
+    TypeProto, ValueInfoProto,
+};
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::Path;
+
+/// The ONNX operator set the graph uses.
+pub const OPSET: i64 = 17;
+/// The ONNX IR version that goes with [`OPSET`].
+pub const IR_VERSION: i64 = 8;
+/// The graph's input.
+pub const INPUT: &str = "input";
+
+/// Choices for [`onnx_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OnnxOptions {
+    /// End with the probabilities the loss implies (softmax for
+    /// cross-entropy, sigmoid for BCE with logits) instead of the logits.
+    /// No effect for MSE.
+    pub probabilities: bool,
+}
+
+/// The name of the graph's output for `loss` under `options`.
+pub fn output_name(loss: Loss, options: &OnnxOptions) -> &'static str {
+    match loss {
+        Loss::Mse | Loss::HalfMse => "predictions",
+        Loss::CrossEntropy | Loss::BceWithLogits if options.probabilities => "probabilities",
+        Loss::CrossEntropy | Loss::BceWithLogits => "logits",
+    }
+}
+
+/// `model` as an ONNX file's bytes (see the [module](self) for the graph).
+/// Refuses parameters that are NaN or infinite, as the model writer does.
+pub fn onnx_bytes(model: &SavedModel, options: &OnnxOptions) -> Result<Vec<u8>> {
+    if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
+        return Err(Error::Config(format!(
+            "refusing to export: parameter {i} is {} (the model diverged)",
+            model.params[i]
+        )));
+    }
+    if model.params.len() != model.mlp.parameter_count() {
+        return Err(Error::Shape {
+            what: "parameters of the model to export".into(),
+            expected: model.mlp.parameter_count(),
+            got: model.params.len(),
+        });
+    }
+    Ok(model_proto(model, options).encode_to_vec())
+}
+
+/// Writes [`onnx_bytes`] to `path`, atomically as
+/// [`save_model`](super::save_model) writes.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn export_onnx(path: &Path, model: &SavedModel, options: &OnnxOptions) -> Result<()> {
+    super::write_atomic(path, &onnx_bytes(model, options)?)
+}
+
+fn model_proto(model: &SavedModel, options: &OnnxOptions) -> ModelProto {
+    let mlp = &model.mlp;
+    let activations: Vec<Activation> = mlp.layers().iter().map(|l| l.activation).collect();
+    let metadata = [
+        ("retroprop.arch", super::join(&mlp.sizes())),
+        ("retroprop.activations", super::join(&activations)),
+        ("retroprop.loss", model.loss.to_string()),
+    ];
+    ModelProto {
+        ir_version: IR_VERSION,
+        producer_name: "retroprop".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        doc_string: format!(
+            "A {} multilayer perceptron trained with {} by retroprop",
+            super::join(&mlp.sizes()),
+            model.loss
+        ),
+        graph: Some(graph(model, options)),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        metadata_props: metadata
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto {
+                key: key.into(),
+                value,
+            })
+            .collect(),
+    }
+}
+
+/// The graph under construction: nodes and initializers, named in order.
+struct Builder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+}
+
+impl Builder {
+    /// Adds `op(inputs) -> output` with `attributes`; returns `output`.
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: String,
+        attributes: Vec<AttributeProto>,
+    ) -> String {
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.clone()],
+            name: format!("{op}:{output}"),
+            op_type: op.into(),
+            attribute: attributes,
+        });
+        output
+    }
+
+    /// Adds a float32 constant; returns its name.
+    fn constant(&mut self, name: String, dims: &[usize], values: &[f32]) -> String {
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: proto::FLOAT,
+            name: name.clone(),
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        });
+        name
+    }
+
+    /// A scalar constant, added once.
+    fn scalar(&mut self, name: &str, value: f32) -> String {
+        if !self.initializers.iter().any(|t| t.name == name) {
+            self.constant(name.into(), &[], &[value]);
+        }
+        name.into()
+    }
+
+    /// `activation` applied to `x`, the layer's affine output; `prefix`
+    /// names the values it makes.
+    fn activation(&mut self, activation: Activation, x: String, prefix: &str) -> String {
+        let out = format!("{prefix}.output");
+        match activation {
+            Activation::Identity => x,
+            Activation::Sigmoid => self.node("Sigmoid", &[&x], out, vec![]),
+            Activation::Tanh => self.node("Tanh", &[&x], out, vec![]),
+            Activation::Relu => self.node("Relu", &[&x], out, vec![]),
+            Activation::LeakyRelu { slope } => {
+                self.node("LeakyRelu", &[&x], out, vec![float("alpha", slope)])
+            }
+            // ½ x (1 + erf(x / √2))
+            Activation::Gelu => {
+                let sqrt2 = self.scalar("gelu.sqrt2", std::f32::consts::SQRT_2);
+                let one = self.scalar("gelu.one", 1.0);
+                let half = self.scalar("gelu.half", 0.5);
+                let scaled = self.node(
+                    "Div",
+                    &[&x, &sqrt2],
+                    format!("{prefix}.gelu_scaled"),
+                    vec![],
+                );
+                let erf = self.node("Erf", &[&scaled], format!("{prefix}.gelu_erf"), vec![]);
+                let plus = self.node(
+                    "Add",
+                    &[&erf, &one],
+                    format!("{prefix}.gelu_plus_one"),
+                    vec![],
+                );
+                let times = self.node(
+                    "Mul",
+                    &[&x, &plus],
+                    format!("{prefix}.gelu_times_x"),
+                    vec![],
+                );
+                self.node("Mul", &[&times, &half], out, vec![])
+            }
+            // ½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))
+            Activation::GeluTanh => {
+                let c = self.scalar("gelu_tanh.c", 0.044_715);
+                let k = self.scalar("gelu_tanh.sqrt_2_over_pi", 0.797_884_6);
+                let one = self.scalar("gelu.one", 1.0);
+                let half = self.scalar("gelu.half", 0.5);
+                let square = self.node("Mul", &[&x, &x], format!("{prefix}.gelu_square"), vec![]);
+                let cube = self.node("Mul", &[&square, &x], format!("{prefix}.gelu_cube"), vec![]);
+                let scaled_cube =
+                    self.node("Mul", &[&cube, &c], format!("{prefix}.gelu_c_cube"), vec![]);
+                let inner = self.node(
+                    "Add",
+                    &[&x, &scaled_cube],
+                    format!("{prefix}.gelu_inner"),
+                    vec![],
+                );
+                let u = self.node("Mul", &[&inner, &k], format!("{prefix}.gelu_u"), vec![]);
+                let tanh = self.node("Tanh", &[&u], format!("{prefix}.gelu_tanh"), vec![]);
+                let plus = self.node(
+                    "Add",
+                    &[&tanh, &one],
+                    format!("{prefix}.gelu_plus_one"),
+                    vec![],
+                );
+                let times = self.node(
+                    "Mul",
+                    &[&x, &plus],
+                    format!("{prefix}.gelu_times_x"),
+                    vec![],
+                );
+                self.node("Mul", &[&times, &half], out, vec![])
+            }
+        }
+    }
+}
+
+fn float(name: &str, value: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        f: value,
+        i: 0,
+        r#type: AttributeType::Float as i32,
+    }
+}
+
+fn int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        f: 0.0,
+        i: value,
+        r#type: AttributeType::Int as i32,
+    }
+}
+
+/// A float32 tensor value `[batch, width]`, the batch free.
+fn batch_tensor(name: &str, width: usize) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: proto::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: vec![
+                        Dimension {
+                            dim_value: None,
+                            dim_param: Some("batch".into()),
+                        },
+                        Dimension {
+                            dim_value: Some(width as i64),
+                            dim_param: None,
+                        },
+                    ],
+                }),
+            }),
+        }),
+    }
+}
+
+fn graph(model: &SavedModel, options: &OnnxOptions) -> GraphProto {
+    let mlp = &model.mlp;
+    let mut b = Builder {
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+    };
+    let mut x = INPUT.to_string();
+    if let Some(s) = &model.standardizer {
+        let mean = b.constant("standardization.mean".into(), &[s.mean.len()], &s.mean);
+        let std = b.constant("standardization.std".into(), &[s.std.len()], &s.std);
+        let centred = b.node(
+            "Sub",
+            &[&x, &mean],
+            "standardization.centred".into(),
+            vec![],
+        );
+        x = b.node(
+            "Div",
+            &[&centred, &std],
+            "standardization.output".into(),
+            vec![],
+        );
+    }
+    for (l, layer) in mlp.layers().iter().enumerate() {
+        let prefix = format!("layers.{l}");
+        let weight = b.constant(
+            format!("{prefix}.weight"),
+            &[layer.outputs, layer.inputs],
+            &model.params[mlp.weight_range(l)],
+        );
+        let bias = b.constant(
+            format!("{prefix}.bias"),
+            &[layer.outputs],
+            &model.params[mlp.bias_range(l)],
+        );
+        let linear = b.node(
+            "Gemm",
+            &[&x, &weight, &bias],
+            format!("{prefix}.linear"),
+            vec![int("transB", 1)],
+        );
+        x = b.activation(layer.activation, linear, &prefix);
+    }
+    let output = output_name(model.loss, options);
+    match (model.loss, options.probabilities) {
+        (Loss::CrossEntropy, true) => {
+            b.node("Softmax", &[&x], output.into(), vec![int("axis", 1)]);
+        }
+        (Loss::BceWithLogits, true) => {
+            b.node("Sigmoid", &[&x], output.into(), vec![]);
+        }
+        _ => {
+            // The last value takes the output's name: rename where it is
+            // made (the input itself only for a graph with no nodes, which
+            // a network of at least one layer never is).
+            let last = b.nodes.last_mut().expect("every layer adds a Gemm");
+            last.output[0] = output.into();
+        }
+    }
+    GraphProto {
+        node: b.nodes,
+        name: "retroprop_mlp".into(),
+        initializer: b.initializers,
+        doc_string: String::new(),
+        input: vec![batch_tensor(INPUT, mlp.inputs())],
+        output: vec![batch_tensor(output, mlp.outputs())],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Standardizer;
+    use crate::model::Mlp;
+
+    fn model(activations: &[Activation], loss: Loss, standardize: bool) -> SavedModel {
+        let sizes: Vec<usize> = (0..=activations.len()).map(|i| 3 + i).collect();
+        let mlp = Mlp::with_activations(&sizes, activations).unwrap();
+        let params = mlp.init(crate::model::Init::TorchDefault, 7);
+        SavedModel {
+            mlp,
+            params,
+            loss,
+            standardizer: standardize
+                .then(|| Standardizer::new(vec![0.5, 1.0, -2.0], vec![1.0, 2.0, 4.0]).unwrap()),
+        }
+    }
+
+    fn decode(model: &SavedModel, options: OnnxOptions) -> ModelProto {
+        ModelProto::decode(&onnx_bytes(model, &options).unwrap()[..]).unwrap()
+    }
+
+    fn ops(graph: &GraphProto) -> Vec<&str> {
+        graph.node.iter().map(|n| n.op_type.as_str()).collect()
+    }
+
+    #[test]
+    fn layers_become_gemm_with_the_torch_layout_and_their_activations() {
+        let m = model(
+            &[
+                Activation::Relu,
+                Activation::LEAKY_RELU,
+                Activation::Identity,
+            ],
+            Loss::CrossEntropy,
+            false,
+        );
+        let decoded = decode(&m, OnnxOptions::default());
+        assert_eq!(decoded.ir_version, IR_VERSION);
+        assert_eq!(decoded.opset_import[0].version, OPSET);
+        let graph = decoded.graph.unwrap();
+        assert_eq!(ops(&graph), ["Gemm", "Relu", "Gemm", "LeakyRelu", "Gemm"]);
+        assert_eq!(
+            graph.node[0].input,
+            ["input", "layers.0.weight", "layers.0.bias"]
+        );
+        assert_eq!(graph.node[0].attribute, [int("transB", 1)]);
+        assert_eq!(graph.node[3].attribute[0].f, 0.01);
+        assert_eq!(graph.output[0].name, "logits");
+        assert_eq!(graph.node.last().unwrap().output, ["logits"]);
+        let weight = &graph.initializer[0];
+        assert_eq!(
+            (weight.name.as_str(), &weight.dims[..]),
+            ("layers.0.weight", &[4, 3][..])
+        );
+        let bytes: Vec<u8> = m.params[m.mlp.weight_range(0)]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(weight.raw_data, bytes, "weights differ from the model's");
+    }
+
+    #[test]
+    fn standardisation_comes_first_and_probabilities_last() {
+        let m = model(
+            &[Activation::Tanh, Activation::Identity],
+            Loss::CrossEntropy,
+            true,
+        );
+        let graph = decode(
+            &m,
+            OnnxOptions {
+                probabilities: true,
+            },
+        )
+        .graph
+        .unwrap();
+        assert_eq!(
+            ops(&graph),
+            ["Sub", "Div", "Gemm", "Tanh", "Gemm", "Softmax"]
+        );
+        assert_eq!(graph.node[0].input, ["input", "standardization.mean"]);
+        assert_eq!(graph.output[0].name, "probabilities");
+        let m = model(
+            &[Activation::Sigmoid, Activation::Identity],
+            Loss::BceWithLogits,
+            false,
+        );
+        let graph = decode(
+            &m,
+            OnnxOptions {
+                probabilities: true,
+            },
+        )
+        .graph
+        .unwrap();
+        assert_eq!(ops(&graph), ["Gemm", "Sigmoid", "Gemm", "Sigmoid"]);
+        let m = model(&[Activation::Identity], Loss::Mse, false);
+        let graph = decode(
+            &m,
+            OnnxOptions {
+                probabilities: true,
+            },
+        )
+        .graph
+        .unwrap();
+        assert_eq!(ops(&graph), ["Gemm"], "MSE has no probabilities to add");
+        assert_eq!(graph.output[0].name, "predictions");
+    }
+
+    #[test]
+    fn gelu_is_decomposed_into_opset_17_operators() {
+        let m = model(&[Activation::Gelu, Activation::GeluTanh], Loss::Mse, false);
+        let graph = decode(&m, OnnxOptions::default()).graph.unwrap();
+        assert_eq!(
+            ops(&graph),
+            [
+                "Gemm", "Div", "Erf", "Add", "Mul", "Mul", "Gemm", "Mul", "Mul", "Mul", "Add",
+                "Mul", "Tanh", "Add", "Mul", "Mul"
+            ]
+        );
+        assert_eq!(graph.node.last().unwrap().output, ["predictions"]);
+    }
+
+    #[test]
+    fn a_diverged_model_is_refused() {
+        let mut m = model(&[Activation::Identity], Loss::Mse, false);
+        m.params[2] = f32::NAN;
+        let e = onnx_bytes(&m, &OnnxOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("parameter 2 is NaN"), "{e}");
+    }
+}
