@@ -183,8 +183,6 @@ impl Builder {
             // ½ x (1 + erf(x / √2))
             Activation::Gelu => {
                 let sqrt2 = self.scalar("gelu.sqrt2", std::f32::consts::SQRT_2);
-                let one = self.scalar("gelu.one", 1.0);
-                let half = self.scalar("gelu.half", 0.5);
                 let scaled = self.node(
                     "Div",
                     &[&x, &sqrt2],
@@ -192,26 +190,12 @@ impl Builder {
                     vec![],
                 );
                 let erf = self.node("Erf", &[&scaled], format!("{prefix}.gelu_erf"), vec![]);
-                let plus = self.node(
-                    "Add",
-                    &[&erf, &one],
-                    format!("{prefix}.gelu_plus_one"),
-                    vec![],
-                );
-                let times = self.node(
-                    "Mul",
-                    &[&x, &plus],
-                    format!("{prefix}.gelu_times_x"),
-                    vec![],
-                );
-                self.node("Mul", &[&times, &half], out, vec![])
+                self.half_x_one_plus(&x, &erf, prefix, out)
             }
             // ½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))
             Activation::GeluTanh => {
                 let c = self.scalar("gelu_tanh.c", 0.044_715);
                 let k = self.scalar("gelu_tanh.sqrt_2_over_pi", 0.797_884_6);
-                let one = self.scalar("gelu.one", 1.0);
-                let half = self.scalar("gelu.half", 0.5);
                 let square = self.node("Mul", &[&x, &x], format!("{prefix}.gelu_square"), vec![]);
                 let cube = self.node("Mul", &[&square, &x], format!("{prefix}.gelu_cube"), vec![]);
                 let scaled_cube =
@@ -224,21 +208,18 @@ impl Builder {
                 );
                 let u = self.node("Mul", &[&inner, &k], format!("{prefix}.gelu_u"), vec![]);
                 let tanh = self.node("Tanh", &[&u], format!("{prefix}.gelu_tanh"), vec![]);
-                let plus = self.node(
-                    "Add",
-                    &[&tanh, &one],
-                    format!("{prefix}.gelu_plus_one"),
-                    vec![],
-                );
-                let times = self.node(
-                    "Mul",
-                    &[&x, &plus],
-                    format!("{prefix}.gelu_times_x"),
-                    vec![],
-                );
-                self.node("Mul", &[&times, &half], out, vec![])
+                self.half_x_one_plus(&x, &tanh, prefix, out)
             }
         }
+    }
+
+    /// ½ x (1 + t): how both GELU forms end, t = erf(x / √2) or the tanh.
+    fn half_x_one_plus(&mut self, x: &str, t: &str, prefix: &str, out: String) -> String {
+        let one = self.scalar("gelu.one", 1.0);
+        let half = self.scalar("gelu.half", 0.5);
+        let plus = self.node("Add", &[t, &one], format!("{prefix}.gelu_plus_one"), vec![]);
+        let times = self.node("Mul", &[x, &plus], format!("{prefix}.gelu_times_x"), vec![]);
+        self.node("Mul", &[&times, &half], out, vec![])
     }
 }
 
