@@ -7,6 +7,7 @@ mod data;
 mod interrupt;
 mod ranks;
 mod report;
+mod resume;
 mod train;
 
 use clap::Parser;

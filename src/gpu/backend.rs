@@ -11,7 +11,7 @@ use crate::backend::{
     Backend, BatchShare, DeviceData, LayerNorms, LocalFuture, StepProfile, StepsReport,
 };
 use crate::data::{Dataset, Targets};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kept, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::UpdateRule;
@@ -594,6 +594,7 @@ impl Backend for GpuBackend {
                 // the good ones again, so that what is kept is what the CPU
                 // keeps: everything as it was before the bad step.
                 self.restore(first_t)?;
+                let mut kept = StepsReport::default();
                 if bad > 0 {
                     // The good steps run again whole, whatever the stop flag says.
                     let stop_flag = self.stop_flag.take();
@@ -601,11 +602,17 @@ impl Backend for GpuBackend {
                         .train_steps_async(data, order, batch_size, bad as u64, lr)
                         .await;
                     self.stop_flag = stop_flag;
-                    rerun?;
+                    kept = rerun?;
                 }
                 return Err(Error::Diverged {
                     step: first_t + bad as u64 + 1,
                     loss: results[2 * bad] as f64,
+                    kept: Kept {
+                        steps: first_t + bad as u64,
+                        epoch: 0,
+                        rows_done: kept.rows,
+                        loss_sum: kept.loss_sum,
+                    },
                 });
             }
             let mut epoch = StepsReport {

@@ -313,4 +313,3 @@ impl FromStr for Optimizer {
         Ok(optimizer)
     }
 }
-
