@@ -350,6 +350,8 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         0
     };
     let optimizer = config.optimizer;
+    // The (epoch, step) of the last checkpoint this invocation wrote.
+    let last_checkpoint = std::cell::Cell::new(None);
     let on_checkpoint = |checkpoint: retroprop::Checkpoint| {
         let path = args
             .checkpoint
@@ -360,7 +362,9 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
             &checkpoint_model(checkpoint.params.clone()),
             &optimizer,
             &checkpoint,
-        )
+        )?;
+        last_checkpoint.set(Some((checkpoint.epoch, checkpoint.step)));
+        Ok(())
     };
     let history = trainer.fit_checkpointed(
         &train_set,
@@ -389,12 +393,13 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let history = match history {
         Ok(history) => history,
         Err(e @ retroprop::Error::Diverged { .. }) => {
+            let at = last_checkpoint.get().or(resumed_at);
             return Err(keep_last_good(
                 ranks.error(e),
                 &mut trainer,
                 &args,
                 &checkpoint_model,
-                &optimizer,
+                at,
             ));
         }
         Err(e) => return Err(ranks.error(e)),
@@ -514,49 +519,40 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
 
-/// After a divergence: the last good state (the trainer holds it) into
-/// `--checkpoint`, which resumes from there, and its parameters into
-/// `--save`; `message` then says where they are.
+/// After a divergence: `--checkpoint` stays the last checkpoint written
+/// (at `checkpointed`, (epoch, step), when there is one), which resumes;
+/// the last good parameters (from before the step that diverged, which
+/// the trainer holds) go into `--save`; `message` then says where they are.
 fn keep_last_good(
     mut message: String,
     trainer: &mut Trainer,
     args: &TrainArgs,
     model: &dyn Fn(Vec<f32>) -> SavedModel,
-    optimizer: &Optimizer,
+    checkpointed: Option<(u64, u64)>,
 ) -> String {
-    let mut kept = Vec::new();
-    if let Some(path) = &args.checkpoint {
-        match trainer
-            .checkpoint()
-            .and_then(|c| save_checkpoint(path, &model(c.params.clone()), optimizer, &c))
-        {
-            Ok(()) => kept.push(format!(
-                "the last good state (step {}) is in {} (continue with --resume {} and a lower --lr)",
-                trainer.steps(),
-                path.display(),
-                path.display()
-            )),
-            Err(e) => kept.push(format!("{} not written: {e}", path.display())),
-        }
-    }
     if let Some(path) = &args.save {
         let notes = RunNotes {
             changed_on_resume: trainer.changes().to_vec(),
             ..RunNotes::default()
         };
-        match trainer
+        message += &match trainer
             .parameters()
             .and_then(|params| save_noted_model(path, &model(params), &notes))
         {
-            Ok(()) => kept.push(format!(
-                "the last good parameters are in {}",
+            Ok(()) => format!(
+                "; the last good parameters (step {}) are in {}",
+                trainer.steps(),
                 path.display()
-            )),
-            Err(e) => kept.push(format!("{} not written: {e}", path.display())),
-        }
+            ),
+            Err(e) => format!("; {} not written: {e}", path.display()),
+        };
     }
-    for part in kept {
-        message += &format!("; {part}");
+    if let (Some(path), Some((epoch, step))) = (&args.checkpoint, checkpointed) {
+        message += &format!(
+            "; the last checkpoint (epoch {epoch}, step {step}) is in {} (continue with --resume {} and a lower --lr)",
+            path.display(),
+            path.display()
+        );
     }
     message
 }
