@@ -224,7 +224,8 @@ impl RunSettings {
         add("loss", self.loss.to_string(), now.loss.to_string(), true);
         let (saved, new) = (self.optimizer, now.optimizer);
         if saved.name() != new.name() {
-            add("optimizer", saved.to_string(), new.to_string(), true);
+            // Its options are another optimizer's: the names say it all.
+            add("optimizer", saved.name().into(), new.name().into(), true);
         } else {
             for option in saved.options() {
                 let (from, to) = (saved.option(option), new.option(option));

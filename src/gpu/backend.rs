@@ -302,7 +302,9 @@ impl Backend for GpuBackend {
                 .ctx
                 .read_async(&self.state, 0, self.state_slots as u64 * padded * 4)
                 .await?;
-            let all: &[f32] = bytemuck::cast_slice(&bytes);
+            // Copied: with no state slots (plain SGD) the bytes are an
+            // empty Vec whose pointer is not aligned for f32.
+            let all: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
             let mut state = Vec::with_capacity(self.state_slots * self.mlp.parameter_count());
             for slot in 0..self.state_slots {
                 state.extend(self.layout.unpack(
