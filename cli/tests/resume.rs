@@ -284,7 +284,7 @@ fn a_resume_refuses_each_setting_its_state_cannot_carry() {
             &["--activations", "sigmoid"],
             &["--activations relu,identity, not sigmoid,identity"],
         ),
-        (&["--loss", "mse"], &[]),
+        (&["--loss", "mse"], &["--loss cross_entropy, not mse"]),
         (&["--optimizer", "adam"], &["--optimizer sgd, not adam"]),
         (&["--momentum", "0"], &["--momentum 0.9, not 0"]),
         (
