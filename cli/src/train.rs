@@ -223,6 +223,15 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         .unwrap_or(0.0);
     config.early_stopping = None;
     if let Some(patience) = patience {
+        if val_set.is_none() && args.early_stopping.is_none() {
+            return Err(format!(
+                "--resume {}: the run stops early on validation data (--early-stopping {patience} \
+                 in the checkpoint): give its --val FILE again",
+                args.resume
+                    .as_ref()
+                    .map_or("".into(), |p| p.display().to_string())
+            ));
+        }
         if val_set.is_none() {
             return Err(
                 "--early-stopping needs validation data: add --val FILE or --val-split FRACTION"

@@ -221,7 +221,9 @@ impl Trainer {
     /// the best than it tolerates.
     fn patience_spent(&self) -> bool {
         match (self.config.early_stopping, &self.best) {
-            (Some(rule), Some(best)) => self.epochs_done - best.epoch > rule.patience as u64,
+            (Some(rule), Some(best)) => {
+                self.epochs_done.saturating_sub(best.epoch) > rule.patience as u64
+            }
             _ => false,
         }
     }
