@@ -46,9 +46,10 @@ pub struct TrainArgs {
     /// x [rows, features] and y. Default: the bundled digits data set.
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
-    /// The last N CSV columns are targets.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub targets: usize,
+    /// The last N CSV columns are targets [default: 1; with --resume, the
+    /// model's outputs, or one column of class labels for cross-entropy].
+    #[arg(long, value_name = "N")]
+    pub targets: Option<usize>,
     /// Validation data file (same format as --data).
     #[arg(long, value_name = "FILE", conflicts_with = "val_split")]
     pub val: Option<PathBuf>,

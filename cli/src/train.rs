@@ -59,9 +59,6 @@ fn describe(data: Option<&Path>) -> String {
 pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let start = Instant::now();
     ranks.only_rank_0_writes(&mut args);
-    if args.targets == 0 {
-        return Err("--targets must be at least 1".into());
-    }
     // A resumed run is the run it continues: the checkpoint's settings
     // stand for every flag left out (checkpoints written before settings
     // were recorded have none: then the flags and defaults stand).
@@ -75,7 +72,19 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let seed = args.seed.or(saved.as_ref().map(|s| s.seed)).unwrap_or(0);
     let optimizer = optimizer(&args, saved.as_ref().map(|s| s.optimizer))?;
     let loss = args.loss.or(saved.as_ref().map(|s| s.loss));
-    let labelled = load_labelled(args.data.as_deref(), args.targets, loss).map_err(text)?;
+    // A resumed run reads its data as its start did: as many target
+    // columns as the network has outputs (one of labels for cross-entropy).
+    let targets = match (args.targets, &saved) {
+        (Some(targets), _) => targets,
+        (None, Some(saved)) if !saved.loss.takes_classes() => {
+            saved.sizes.last().copied().unwrap_or(1)
+        }
+        _ => 1,
+    };
+    if targets == 0 {
+        return Err("--targets must be at least 1".into());
+    }
+    let labelled = load_labelled(args.data.as_deref(), targets, loss).map_err(text)?;
     let (mut train_set, loss) = (labelled.data, labelled.loss);
     // The bundled data set holds out 20 % by default, to report an honest
     // accuracy. A resumed run holds out the rows its start held out (the
@@ -96,7 +105,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     });
     let mut val_set = match (&args.val, val_split) {
         (Some(path), _) => Some(
-            load_labelled(Some(path), args.targets, Some(loss))
+            load_labelled(Some(path), targets, Some(loss))
                 .map_err(text)?
                 .data,
         ),

@@ -553,3 +553,57 @@ fn a_signal_during_start_up_writes_nothing() {
     assert_eq!(read(&metrics), b"earlier metrics\n");
     let _ = fails;
 }
+
+/// Two target columns (mse): a resume given neither --targets nor --loss
+/// reads the data as its start did, and ends as the unbroken run.
+#[test]
+fn a_resume_reads_the_targets_as_its_start_did() {
+    let dir = Dir::new("targets");
+    let mut text = String::from("a,b,c,y0,y1\n");
+    for i in 0..30 {
+        let (a, b, c) = (i as f32 / 30.0, (i % 7) as f32 / 7.0, (i % 5) as f32 / 5.0);
+        text += &format!("{a},{b},{c},{},{}\n", a * b + c, a - c);
+    }
+    let data = dir.write("two.csv", &text);
+    let data = data.to_str().unwrap();
+    let settings = [
+        "train",
+        "--data",
+        data,
+        "--targets",
+        "2",
+        "--loss",
+        "mse",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "-q",
+    ];
+    let (whole, checkpoint, resumed) = (
+        dir.arg("w.safetensors"),
+        dir.arg("c.safetensors"),
+        dir.arg("r.safetensors"),
+    );
+    ok(&[&settings[..], &["--epochs", "4", "--save", &whole]].concat());
+    ok(&[
+        &settings[..],
+        &["--steps", "10", "--checkpoint", &checkpoint],
+    ]
+    .concat());
+    ok(&[
+        "train",
+        "--data",
+        data,
+        "--device",
+        "cpu",
+        "-q",
+        "--epochs",
+        "4",
+        "--resume",
+        &checkpoint,
+        "--save",
+        &resumed,
+    ]);
+    assert!(read(Path::new(&resumed)) == read(Path::new(&whole)));
+}
