@@ -170,6 +170,8 @@ pub enum Error {
         step: u64,
         /// The loss value seen.
         loss: f64,
+        /// The state the run kept: everything as it was before `step`.
+        kept: Kept,
     },
     /// A data-parallel run stopped because of rank `rank`: every rank of
     /// the run returns this same error (see `parallel::agree`).
@@ -180,6 +182,26 @@ pub enum Error {
         /// What went wrong there.
         message: String,
     },
+}
+
+/// Where a run stands after [`Error::Diverged`]: parameters, optimizer
+/// state and counters are those from before the step whose loss was not
+/// finite, on every backend and every rank, so that a checkpoint taken
+/// then (`Trainer::checkpoint`) resumes from exactly there.
+///
+/// From a backend's `train_steps`, `rows_done` and `loss_sum` count the
+/// rows of the order it was given and `epoch` is 0; from the trainer they
+/// count from the start of the epoch, which `epoch` numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Kept {
+    /// Optimizer steps taken in all (the step that diverged, less one).
+    pub steps: u64,
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Rows of the current epoch trained on.
+    pub rows_done: usize,
+    /// Their summed loss (each batch's mean loss × its rows).
+    pub loss_sum: f64,
 }
 
 /// The library's result type.

@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 pub mod onnx;
+mod run;
 
 /// A trained model: network, parameters, and what is needed to use it.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,11 +102,40 @@ pub fn save_model(path: &Path, model: &SavedModel) -> Result<()> {
 /// `retroprop.interrupted_at_step`, the optimizer steps taken.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_interrupted_model(path: &Path, model: &SavedModel, step: u64) -> Result<()> {
-    let note = (
-        "retroprop.interrupted_at_step".to_string(),
-        step.to_string(),
-    );
-    write_model(path, model, Vec::new(), [note].into_iter().collect())
+    let notes = RunNotes {
+        interrupted_at_step: Some(step),
+        ..RunNotes::default()
+    };
+    save_noted_model(path, model, &notes)
+}
+
+/// What a model file may say of the run that wrote it, beside the model;
+/// a run with nothing to say writes the bytes [`save_model`] writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunNotes {
+    /// The run was stopped before its end, after this many optimizer
+    /// steps (`retroprop.interrupted_at_step`).
+    pub interrupted_at_step: Option<u64>,
+    /// The settings changed on resume
+    /// ([`Trainer::changes`](crate::Trainer::changes)),
+    /// as `retroprop.changed_on_resume`.
+    pub changed_on_resume: Vec<String>,
+}
+
+/// [`save_model`] with `notes` in the metadata.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn save_noted_model(path: &Path, model: &SavedModel, notes: &RunNotes) -> Result<()> {
+    let mut meta = BTreeMap::new();
+    if let Some(step) = notes.interrupted_at_step {
+        meta.insert(
+            "retroprop.interrupted_at_step".to_string(),
+            step.to_string(),
+        );
+    }
+    if let Some(changes) = run::changes_text(&notes.changed_on_resume) {
+        meta.insert(run::CHANGES.to_string(), changes);
+    }
+    write_model(path, model, Vec::new(), meta)
 }
 
 /// Writes a checkpoint: the model (so a checkpoint loads as a model too,
@@ -113,7 +143,10 @@ pub fn save_interrupted_model(path: &Path, model: &SavedModel, step: u64) -> Res
 /// slot named as `torch.optim` names it (`optimizer.exp_avg`,
 /// `optimizer.exp_avg_sq`, …: [`Optimizer::state_names`], each
 /// `[parameters]` in the flat layout), and the counters and scheduler
-/// state in the metadata. Atomic like [`save_model`]; refuses NaN.
+/// state in the metadata, with the run's settings (each by its text
+/// form, `retroprop.settings.*`), early stopping's best epoch (its
+/// parameters as the tensor `early_stopping.best_params`) and the changes
+/// made on resume. Atomic like [`save_model`]; refuses NaN.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_checkpoint(
     path: &Path,
@@ -145,7 +178,7 @@ pub fn save_checkpoint(
             got: checkpoint.optimizer_state.len(),
         });
     }
-    let tensors = names
+    let mut tensors = names
         .iter()
         .zip(checkpoint.optimizer_state.chunks_exact(n.max(1)))
         .map(|(name, slot)| (format!("optimizer.{name}"), bytes(slot), vec![n]))
@@ -171,11 +204,16 @@ pub fn save_checkpoint(
         "retroprop.epoch_loss_sum".to_string(),
         checkpoint.epoch_loss_sum.to_string(),
     );
+    run::write(checkpoint, &mut meta, &mut tensors);
     write_model(path, model, tensors, meta)
 }
 
 /// Reads a checkpoint written by [`save_checkpoint`]: the model, the name of
-/// the optimizer it was written with, and the checkpoint.
+/// the optimizer it was written with, and the checkpoint. One written
+/// before checkpoints recorded the run's settings and early stopping's
+/// best epoch has neither (`settings` and `best` are `None`): it resumes
+/// with the settings the caller gives, compared with nothing, and early
+/// stopping starts its count again.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_checkpoint(path: &Path) -> Result<(LoadedModel, String, Checkpoint)> {
     parse_checkpoint(&read_file(path)?, path)
@@ -237,7 +275,7 @@ pub fn parse_checkpoint(buffer: &[u8], path: &Path) -> Result<(LoadedModel, Stri
     let [lr, best, bad, cooldown] = scheduler[..] else {
         return Err(parse("metadata retroprop.scheduler needs 4 numbers".into()));
     };
-    let checkpoint = Checkpoint {
+    let mut checkpoint = Checkpoint {
         params: model.params.clone(),
         optimizer_state: state,
         step: number("retroprop.step")? as u64,
@@ -249,7 +287,9 @@ pub fn parse_checkpoint(buffer: &[u8], path: &Path) -> Result<(LoadedModel, Stri
             None => 0.0,
         },
         scheduler: (lr, best, bad as usize, cooldown as usize),
+        ..Checkpoint::default()
     };
+    run::read(&meta, &file, &model, path, &mut checkpoint)?;
     Ok((model, field("retroprop.optimizer")?.clone(), checkpoint))
 }
 

@@ -343,6 +343,17 @@ impl Scheduler {
             (lr, best, bad_epochs, cooldown_left);
     }
 
+    /// After a resume that changed the base learning rate or the
+    /// schedule, with `epochs_done` epochs done: the rate the schedule now
+    /// gives there (a plateau schedule starts again from the base rate,
+    /// its bookkeeping kept).
+    pub fn restart_at(&mut self, epochs_done: usize) {
+        self.lr = match self.schedule {
+            LrSchedule::Plateau { .. } => self.base,
+            schedule => schedule.lr(self.base, epochs_done),
+        };
+    }
+
     /// Called after epoch `epoch` (0-based) with its metric; sets the
     /// learning rate of the next epoch.
     pub fn step(&mut self, epoch: usize, metric: f64) {

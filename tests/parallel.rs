@@ -561,3 +561,46 @@ fn gpu_ranks_match_one_gpu_process() {
     let runs = parallel(2, &config, &train, None);
     assert_matches("GPU on 2 ranks", &runs, &one, 1e-4);
 }
+
+/// A divergence on 3 ranks leaves every rank holding the state from
+/// before the bad step and saying so: the same checkpoint on each, bit
+/// for bit the one 3 ranks bounded to the step before take.
+#[test]
+fn a_divergence_on_ranks_keeps_the_last_good_state_on_every_rank() {
+    let train = data(Loss::Mse, 3);
+    let config = config(Loss::Mse, Sgd::default().lr(1e4).into()).batch_size(5);
+    let diverged = on_ranks(3, &config, |_, trainer| {
+        let Err(Error::Diverged { step, kept, .. }) = trainer.fit(&train, None) else {
+            panic!("no divergence");
+        };
+        (step, kept, trainer.steps(), trainer.checkpoint().unwrap())
+    });
+    let (step, kept, steps, checkpoint) = &diverged[0];
+    assert!(
+        *step > 1,
+        "diverged at step {step}: the test wants good steps first"
+    );
+    assert_eq!((kept.steps, *steps), (step - 1, step - 1), "steps kept");
+    assert_eq!(
+        (kept.epoch, kept.rows_done, kept.loss_sum),
+        (
+            checkpoint.epoch,
+            checkpoint.rows_done,
+            checkpoint.epoch_loss_sum
+        ),
+        "the error and the checkpoint disagree"
+    );
+    for (r, other) in diverged.iter().enumerate() {
+        assert_eq!(other.3, *checkpoint, "rank {r} kept another state");
+    }
+    let bounded = on_ranks(3, &config.clone().max_steps(step - 1), |_, trainer| {
+        trainer.fit(&train, None).unwrap();
+        trainer.checkpoint().unwrap()
+    });
+    assert_eq!(
+        bounded[0],
+        *checkpoint,
+        "3 ranks bounded to step {} end elsewhere",
+        step - 1
+    );
+}

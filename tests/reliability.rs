@@ -171,6 +171,7 @@ fn concurrent_writers_leave_one_whole_file(checkpoints: bool) {
                 rows_done: 0,
                 epoch_loss_sum: 0.0,
                 scheduler: (0.1, f64::INFINITY, 0, 0),
+                ..retroprop::Checkpoint::default()
             };
             save_checkpoint(
                 &path,
@@ -287,6 +288,7 @@ fn checkpoint_state_is_stored_under_torch_names_and_older_files_still_load() {
         rows_done: 0,
         epoch_loss_sum: 0.0,
         scheduler: (0.1, f64::INFINITY, 0, 0),
+        ..retroprop::Checkpoint::default()
     };
     let path = dir.join("named.safetensors");
     retroprop::io::save_checkpoint(&path, &model, &optimizer, &checkpoint).unwrap();

@@ -51,13 +51,15 @@ pub struct TrainArgs {
     /// x [rows, features] and y. Default: the bundled digits data set.
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
-    /// The last N CSV columns are targets.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub targets: usize,
+    /// The last N CSV columns are targets [default: 1; with --resume, the
+    /// model's outputs, or one column of class labels for cross-entropy].
+    #[arg(long, value_name = "N")]
+    pub targets: Option<usize>,
     /// Validation data file (same format as --data).
     #[arg(long, value_name = "FILE", conflicts_with = "val_split")]
     pub val: Option<PathBuf>,
-    /// Hold out this fraction of the training rows for validation (seeded).
+    /// Hold out this fraction of the training rows for validation (seeded)
+    /// [default: none, or 0.2 of the bundled digits].
     #[arg(long, value_name = "FRACTION")]
     pub val_split: Option<f64>,
     /// Scale features by the training set's mean and standard deviation
@@ -80,9 +82,9 @@ pub struct TrainArgs {
     /// The optimizer (torch.optim semantics and defaults): a name, or a
     /// name with options by torch's names, e.g.
     /// adam:lr=0.001,betas=0.9/0.999,amsgrad=true. The flags below set one
-    /// option each, over what this says.
-    #[arg(long, value_name = "OPTIMIZER", default_value = "adam", value_parser = OptimizerParser)]
-    pub optimizer: Optimizer,
+    /// option each, over what this says [default: adam].
+    #[arg(long, value_name = "OPTIMIZER", value_parser = OptimizerParser)]
+    pub optimizer: Option<Optimizer>,
     /// Learning rate (default: the optimizer's torch default).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -122,16 +124,17 @@ pub struct TrainArgs {
     /// Learning-rate schedule, stepped per epoch (torch.optim.lr_scheduler):
     /// constant, step:STEP_SIZE:GAMMA, exponential:GAMMA,
     /// cosine:T_MAX[:ETA_MIN], warmup:EPOCHS[:START_FACTOR],
-    /// plateau[:FACTOR[:PATIENCE]].
-    #[arg(long, value_name = "SCHEDULE", default_value = "constant", value_parser = parse_schedule)]
-    pub lr_schedule: LrSchedule,
+    /// plateau[:FACTOR[:PATIENCE]] [default: constant].
+    #[arg(long, value_name = "SCHEDULE", value_parser = parse_schedule)]
+    pub lr_schedule: Option<LrSchedule>,
     /// Stop when the validation loss has not improved for PATIENCE epochs,
     /// keeping the best parameters (needs --val or --val-split).
     #[arg(long, value_name = "PATIENCE")]
     pub early_stopping: Option<usize>,
-    /// Smallest validation-loss decrease that counts for --early-stopping.
-    #[arg(long, default_value_t = 0.0)]
-    pub min_delta: f64,
+    /// Smallest validation-loss decrease that counts for --early-stopping
+    /// [default: 0].
+    #[arg(long)]
+    pub min_delta: Option<f64>,
     /// Clip the gradient's global L2 norm to this (torch's clip_grad_norm_).
     #[arg(long, value_name = "MAX_NORM")]
     pub clip_grad_norm: Option<f64>,
@@ -147,9 +150,10 @@ pub struct TrainArgs {
     /// (inverted scaling; off in evaluation and prediction).
     #[arg(long, value_name = "P")]
     pub dropout: Option<f32>,
-    /// Rows per step; 0 means the whole data set (full-batch descent).
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    /// Rows per step; 0 means the whole data set (full-batch descent)
+    /// [default: 32].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Passes over the training data [default: 20, or no bound with
     /// --steps].
     #[arg(long, value_name = "N")]
@@ -160,9 +164,9 @@ pub struct TrainArgs {
     /// Visit rows in file order instead of a new random order each epoch.
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Seeds initialisation, shuffling and --val-split.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seeds initialisation, shuffling, dropout and --val-split [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Weight initialisation: torch, xavier_uniform, xavier_normal,
     /// kaiming_uniform, kaiming_normal.
     #[arg(long = "weight-init", default_value = "torch", value_parser = parse_init)]
@@ -175,9 +179,15 @@ pub struct TrainArgs {
     /// Epochs between checkpoints.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "checkpoint")]
     pub checkpoint_every: u64,
-    /// Continue from a checkpoint; --epochs and --steps count from the start
-    /// of the original run, so the resumed run ends where the uninterrupted
-    /// one would.
+    /// Continue from a checkpoint: the same run, with the checkpoint's
+    /// settings for every flag left out. A setting its state cannot carry
+    /// (--arch, --activations, --loss, --optimizer and the options that
+    /// shape its state, --val-split, --standardize) is refused; one that
+    /// steers the rest of the run (--lr, --lr-schedule, clipping,
+    /// --early-stopping, --batch-size, --seed, …) may change, and is
+    /// printed and noted in the model's metadata. --epochs and --steps
+    /// count from the start of the original run, so the resumed run ends
+    /// where the uninterrupted one would; --metrics is appended to.
     #[arg(long, value_name = "FILE", conflicts_with = "init")]
     pub resume: Option<PathBuf>,
     /// Start from the parameters in this safetensors file.

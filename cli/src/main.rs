@@ -8,6 +8,7 @@ mod export;
 mod interrupt;
 mod ranks;
 mod report;
+mod resume;
 mod train;
 
 use clap::Parser;

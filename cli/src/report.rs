@@ -71,35 +71,142 @@ impl NormWarnings {
     }
 }
 
+/// The first line of a CSV metrics file.
+const CSV_HEADER: &str = "epoch,step,train_loss,val_loss,val_accuracy,lr,seconds";
+
 /// Per-epoch metrics, as CSV or JSON lines by the file's extension.
+///
+/// Nothing is written before the first record, so a run that records
+/// nothing (stopped during start-up) leaves the file as it was. A resumed
+/// run continues the file of the run it resumes: the lines of the epochs
+/// its checkpoint holds stay, later ones (written after the checkpoint)
+/// go, and its own follow, with times counted on from the last kept.
 pub struct MetricsFile {
     path: PathBuf,
-    file: std::io::BufWriter<std::fs::File>,
+    /// Open once the first record is written.
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    /// What the file starts with: the header, or a resumed run's kept lines.
+    kept: String,
     json: bool,
+    /// The kept epochs, for the plot of the whole run.
+    earlier: Vec<EpochRecord>,
+    /// Seconds of the kept epochs, added to this run's.
+    seconds_before: f64,
 }
 
 impl MetricsFile {
-    pub fn create(path: &Path) -> Result<MetricsFile, String> {
+    /// The metrics file at `path` of a run starting afresh (`resumed_at`
+    /// `None`) or resumed from a checkpoint of (epochs done, steps).
+    pub fn open(path: &Path, resumed_at: Option<(u64, u64)>) -> Result<MetricsFile, String> {
         let json = path
             .extension()
             .is_some_and(|e| e == "jsonl" || e == "json");
-        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+        // Whether it can be written, before any training: opened to
+        // append, which leaves what is there.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(fail)?;
         let mut m = MetricsFile {
             path: path.to_path_buf(),
-            file: std::io::BufWriter::new(file),
+            file: None,
+            kept: if json {
+                String::new()
+            } else {
+                format!("{CSV_HEADER}\n")
+            },
             json,
+            earlier: Vec::new(),
+            seconds_before: 0.0,
         };
-        if !json {
-            m.line("epoch,step,train_loss,val_loss,val_accuracy,lr,seconds".to_string())?;
+        if let Some((epochs, steps)) = resumed_at {
+            let text = std::fs::read_to_string(path).map_err(fail)?;
+            m.keep(&text, epochs, steps);
         }
         Ok(m)
     }
 
+    /// Keeps the lines of `text` (the file so far) up to `epochs` epochs
+    /// and `steps` steps.
+    fn keep(&mut self, text: &str, epochs: u64, steps: u64) {
+        let number = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_f64);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let record = if self.json {
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                if value.get("kind").is_some() {
+                    if number(value.get("step")).is_some_and(|s| s <= steps as f64) {
+                        self.kept += &format!("{line}\n");
+                    }
+                    continue;
+                }
+                let loss = number(value.get("val_loss"));
+                EpochRecord {
+                    epoch: number(value.get("epoch")).unwrap_or(f64::MAX) as usize,
+                    step: number(value.get("step")).unwrap_or(0.0) as u64,
+                    train_loss: number(value.get("train_loss")).unwrap_or(f64::NAN),
+                    validation: loss.map(|loss| retroprop::Evaluation {
+                        loss,
+                        accuracy: number(value.get("val_accuracy")),
+                    }),
+                    lr: number(value.get("lr")).unwrap_or(0.0),
+                    seconds: number(value.get("seconds")).unwrap_or(0.0),
+                    layer_norms: Vec::new(),
+                }
+            } else {
+                if line.starts_with("epoch,") {
+                    continue;
+                }
+                let fields: Vec<Option<f64>> =
+                    line.split(',').map(|f| f.trim().parse().ok()).collect();
+                let field = |i: usize| fields.get(i).copied().flatten();
+                EpochRecord {
+                    epoch: field(0).unwrap_or(f64::MAX) as usize,
+                    step: field(1).unwrap_or(0.0) as u64,
+                    train_loss: field(2).unwrap_or(f64::NAN),
+                    validation: field(3).map(|loss| retroprop::Evaluation {
+                        loss,
+                        accuracy: field(4),
+                    }),
+                    lr: field(5).unwrap_or(0.0),
+                    seconds: field(6).unwrap_or(0.0),
+                    layer_norms: Vec::new(),
+                }
+            };
+            // An epoch the checkpoint holds whole (not one cut short by
+            // --steps, which the resumed run records again).
+            if record.epoch as u64 <= epochs && record.step <= steps {
+                self.kept += &format!("{line}\n");
+                self.seconds_before = record.seconds;
+                self.earlier.push(record);
+            }
+        }
+    }
+
+    /// The epochs of the run before this invocation (resumed runs).
+    pub fn earlier(&self) -> &[EpochRecord] {
+        &self.earlier
+    }
+
     fn line(&mut self, line: String) -> Result<(), String> {
-        writeln!(self.file, "{line}").map_err(|e| format!("{}: {e}", self.path.display()))
+        let fail = |e: std::io::Error| format!("{}: {e}", self.path.display());
+        if self.file.is_none() {
+            std::fs::write(&self.path, &self.kept).map_err(fail)?;
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(fail)?;
+            self.file = Some(std::io::BufWriter::new(file));
+        }
+        let file = self.file.as_mut().expect("opened above");
+        writeln!(file, "{line}").map_err(|e| format!("{}: {e}", self.path.display()))
     }
 
     pub fn record(&mut self, r: &EpochRecord) -> Result<(), String> {
+        let seconds = self.seconds_before + r.seconds;
         if self.json {
             for n in &r.layer_norms {
                 let line = serde_json::json!({
@@ -123,7 +230,7 @@ impl MetricsFile {
                 "val_loss": val_loss,
                 "val_accuracy": accuracy,
                 "lr": r.lr,
-                "seconds": r.seconds,
+                "seconds": seconds,
             })
             .to_string()
         } else {
@@ -136,11 +243,13 @@ impl MetricsFile {
                 opt(val_loss),
                 opt(accuracy),
                 r.lr,
-                r.seconds
+                seconds
             )
         };
         self.line(line)?;
         self.file
+            .as_mut()
+            .expect("opened by line")
             .flush()
             .map_err(|e| format!("{}: {e}", self.path.display()))
     }

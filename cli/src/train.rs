@@ -5,8 +5,10 @@ use crate::data::{load_inputs, load_labelled, outputs_for};
 use crate::interrupt::Interrupts;
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, plot, progress, progress_message};
+use crate::resume;
+use retroprop::checkpoint::ValidationSplit;
 use retroprop::io::{
-    SavedModel, load_checkpoint, load_model, save_checkpoint, save_interrupted_model, save_model,
+    RunNotes, SavedModel, load_checkpoint, load_model, save_checkpoint, save_noted_model,
 };
 use retroprop::loss::argmax;
 use retroprop::{Device, Loss, Mlp, Optimizer, Standardizer, TrainConfig, Trainer};
@@ -20,11 +22,14 @@ fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// The optimizer `--optimizer` and the flags describe; a flag whose
-/// option that optimizer does not have is an error (the library knows which
-/// has which).
-fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
-    let mut optimizer = args.optimizer;
+/// The optimizer `--optimizer` (else `saved`, a resumed run's, else Adam)
+/// and the flags describe; a flag whose option that optimizer does not
+/// have is an error (the library knows which has which).
+fn optimizer(args: &TrainArgs, saved: Option<Optimizer>) -> Result<Optimizer> {
+    let mut optimizer = args
+        .optimizer
+        .or(saved)
+        .unwrap_or(retroprop::Adam::default().into());
     let name = optimizer.name();
     for (option, value) in args.optimizer_options() {
         let flag = format!("--{}", option.replace('_', "-"));
@@ -54,24 +59,59 @@ fn describe(data: Option<&Path>) -> String {
 pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let start = Instant::now();
     ranks.only_rank_0_writes(&mut args);
-    let optimizer = optimizer(&args)?;
-    if args.targets == 0 {
+    // A resumed run is the run it continues: the checkpoint's settings
+    // stand for every flag left out (checkpoints written before settings
+    // were recorded have none: then the flags and defaults stand).
+    let resume = args
+        .resume
+        .as_deref()
+        .map(load_checkpoint)
+        .transpose()
+        .map_err(text)?;
+    let saved = resume.as_ref().and_then(|(_, _, c)| c.settings.clone());
+    let seed = args.seed.or(saved.as_ref().map(|s| s.seed)).unwrap_or(0);
+    let optimizer = optimizer(&args, saved.as_ref().map(|s| s.optimizer))?;
+    let loss = args.loss.or(saved.as_ref().map(|s| s.loss));
+    // A resumed run reads its data as its start did: as many target
+    // columns as the network has outputs (one of labels for cross-entropy).
+    let targets = match (args.targets, &saved) {
+        (Some(targets), _) => targets,
+        (None, Some(saved)) if !saved.loss.takes_classes() => {
+            saved.sizes.last().copied().unwrap_or(1)
+        }
+        _ => 1,
+    };
+    if targets == 0 {
         return Err("--targets must be at least 1".into());
     }
-    let labelled = load_labelled(args.data.as_deref(), args.targets, args.loss).map_err(text)?;
+    let labelled = load_labelled(args.data.as_deref(), targets, loss).map_err(text)?;
     let (mut train_set, loss) = (labelled.data, labelled.loss);
     // The bundled data set holds out 20 % by default, to report an honest
-    // accuracy.
-    let val_split = args.val_split.or(args.data.is_none().then_some(0.2));
+    // accuracy. A resumed run holds out the rows its start held out (the
+    // split's seed is the first seed, whatever --seed says now).
+    let split_seed = saved
+        .as_ref()
+        .and_then(|s| s.validation_split)
+        .map_or(seed, |v| v.seed);
+    let val_split = match (&args.val, args.val_split, &saved) {
+        (Some(_), _, _) => None,
+        (None, Some(fraction), _) => Some(fraction),
+        (None, None, Some(saved)) => saved.validation_split.map(|v| v.fraction),
+        (None, None, None) => args.data.is_none().then_some(0.2),
+    }
+    .map(|fraction| ValidationSplit {
+        fraction,
+        seed: split_seed,
+    });
     let mut val_set = match (&args.val, val_split) {
         (Some(path), _) => Some(
-            load_labelled(Some(path), args.targets, Some(loss))
+            load_labelled(Some(path), targets, Some(loss))
                 .map_err(text)?
                 .data,
         ),
-        (None, Some(fraction)) => {
+        (None, Some(split)) => {
             let (rest, held) = train_set
-                .split(fraction, args.seed)
+                .split(split.fraction, split.seed)
                 .map_err(|e| format!("--val-split: {e}"))?;
             train_set = rest;
             Some(held)
@@ -88,7 +128,19 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         ));
     }
     // The bundled digits are pixel counts 0..16: standardise them always.
-    let standardize = args.standardize || args.data.is_none();
+    // A resumed run standardises as its start did.
+    let saved_standardized = resume
+        .as_ref()
+        .filter(|_| saved.is_some())
+        .map(|(model, _, _)| model.standardizer.is_some());
+    if saved_standardized == Some(false) && args.standardize {
+        return Err(format!(
+            "--resume {}: the checkpoint was written without --standardize (its saved state \
+             cannot carry another input scale; leave it out to continue the run)",
+            args.resume.as_ref().unwrap().display()
+        ));
+    }
+    let standardize = args.standardize || args.data.is_none() || saved_standardized == Some(true);
     let standardizer = standardize.then(|| Standardizer::fit(&train_set));
     if let Some(s) = &standardizer {
         s.apply(&mut train_set).map_err(text)?;
@@ -97,13 +149,8 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         }
     }
 
-    let resume = args
-        .resume
-        .as_deref()
-        .map(load_checkpoint)
-        .transpose()
-        .map_err(text)?;
     if let Some((_, optimizer_name, _)) = &resume
+        && saved.is_none()
         && *optimizer_name != optimizer.name()
     {
         return Err(format!(
@@ -144,14 +191,87 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         _ => parse_activations("relu", layers)?,
     };
     let mlp = Mlp::with_activations(&sizes, &activations).map_err(|e| format!("--arch: {e}"))?;
+
+    // --steps alone decides; an --epochs given with it bounds it.
+    let epochs = args
+        .epochs
+        .unwrap_or(if args.steps.is_some() { usize::MAX } else { 20 });
+    let mut config = match &saved {
+        Some(saved) => TrainConfig::default().with_settings(saved),
+        None => TrainConfig::default(),
+    }
+    .loss(loss)
+    .optimizer(optimizer)
+    .epochs(epochs)
+    .seed(seed)
+    .device(args.device);
+    if let Some(rows) = args.batch_size {
+        config.batch_size = (rows > 0).then_some(rows);
+    }
+    if args.no_shuffle {
+        config.shuffle = false;
+    }
+    if let Some(schedule) = args.lr_schedule {
+        config.lr_schedule = schedule;
+    }
+    config.norms_every = args.norms_every;
+    if let Some(p) = args.dropout {
+        config = config.dropout(p);
+    }
+    if let Some(max_norm) = args.clip_grad_norm {
+        config.grad_clip.max_norm = Some(max_norm);
+    }
+    if let Some(max_value) = args.clip_grad_value {
+        config.grad_clip.max_value = Some(max_value);
+    }
+    let saved_rule = config.early_stopping;
+    let patience = args.early_stopping.or(saved_rule.map(|e| e.patience));
+    let min_delta = args
+        .min_delta
+        .or(saved_rule.map(|e| e.min_delta))
+        .unwrap_or(0.0);
+    config.early_stopping = None;
+    if let Some(patience) = patience {
+        if val_set.is_none() && args.early_stopping.is_none() {
+            return Err(format!(
+                "--resume {}: the run stops early on validation data (--early-stopping {patience} \
+                 in the checkpoint): give its --val FILE again",
+                args.resume
+                    .as_ref()
+                    .map_or("".into(), |p| p.display().to_string())
+            ));
+        }
+        if val_set.is_none() {
+            return Err(
+                "--early-stopping needs validation data: add --val FILE or --val-split FRACTION"
+                    .into(),
+            );
+        }
+        config = config.early_stopping(patience, min_delta);
+    }
+    config.validation_split = val_split;
+    if let Some(steps) = args.steps {
+        config = config.max_steps(steps);
+    }
+    if let (Some(saved), Some(path)) = (&saved, &args.resume)
+        && let Some(refused) = resume::refusal(path, &saved.changes(&config.settings(&mlp)))
+    {
+        return Err(refused);
+    }
+    if let (None, Some(path)) = (&saved, &args.resume)
+        && ranks.writes()
+    {
+        eprintln!(
+            "note: {} was written before checkpoints recorded their run's settings: the flags \
+             given and the defaults stand, unchecked, and early stopping counts again",
+            path.display()
+        );
+    }
+
     // Before the parameters are drawn: a network too large for the machine
     // is an error, not an aborted allocation.
-    let batch_rows = if args.batch_size > 0 {
-        args.batch_size
-    } else {
-        train_set.rows()
-    };
-    mlp.check_training_memory(Some(batch_rows), optimizer.state_slots())
+    let batch_rows = config.batch_size.unwrap_or(train_set.rows());
+    mlp.check_training_memory(Some(batch_rows), config.optimizer.state_slots())
         .map_err(text)?;
     let params = match &init {
         Some(model) => {
@@ -174,42 +294,8 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
             }
             model.params.clone()
         }
-        None => mlp.init(args.weight_init, args.seed),
+        None => mlp.init(args.weight_init, seed),
     };
-
-    // --steps alone decides; an --epochs given with it bounds it.
-    let epochs = args
-        .epochs
-        .unwrap_or(if args.steps.is_some() { usize::MAX } else { 20 });
-    let mut config = TrainConfig::default()
-        .loss(loss)
-        .optimizer(optimizer)
-        .epochs(epochs)
-        .shuffle(!args.no_shuffle)
-        .seed(args.seed)
-        .device(args.device);
-    config.batch_size = (args.batch_size > 0).then_some(args.batch_size);
-    config.lr_schedule = args.lr_schedule;
-    config.norms_every = args.norms_every;
-    if let Some(p) = args.dropout {
-        config = config.dropout(p);
-    }
-    config.grad_clip = retroprop::GradClip {
-        max_norm: args.clip_grad_norm,
-        max_value: args.clip_grad_value,
-    };
-    if let Some(patience) = args.early_stopping {
-        if val_set.is_none() {
-            return Err(
-                "--early-stopping needs validation data: add --val FILE or --val-split FRACTION"
-                    .into(),
-            );
-        }
-        config = config.early_stopping(patience, args.min_delta);
-    }
-    if let Some(steps) = args.steps {
-        config = config.max_steps(steps);
-    }
     if let Some((_, _, checkpoint)) = &resume {
         // --epochs counts from the start of the original run.
         config.epochs = config.epochs.saturating_sub(checkpoint.epoch as usize);
@@ -227,7 +313,15 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     }
     if let Some((_, _, checkpoint)) = &resume {
         ranks.shared(trainer.restore(checkpoint))?;
+        if ranks.writes() {
+            for line in resume::change_lines(trainer.resume_changes()) {
+                eprintln!("{line}");
+            }
+        }
     }
+    // What this invocation started from: a signal before its first step
+    // leaves every file as it was.
+    let first_step = trainer.steps();
     // Every rank must read the same data, or the ranks would wait for each
     // other's sums forever: compared here, before the first step, with
     // the files named.
@@ -256,10 +350,11 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         None => epochs,
     };
     let bar = progress(epochs_shown, args.quiet);
+    let resumed_at = resume.as_ref().map(|(_, _, c)| (c.epoch, c.step));
     let mut metrics = args
         .metrics
         .as_deref()
-        .map(MetricsFile::create)
+        .map(|path| MetricsFile::open(path, resumed_at))
         .transpose()?;
     let mut metrics_error = None;
     let mut warnings = crate::report::NormWarnings::default();
@@ -276,6 +371,8 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         0
     };
     let optimizer = config.optimizer;
+    // The (epoch, step) of the last checkpoint this invocation wrote.
+    let last_checkpoint = std::cell::Cell::new(None);
     let on_checkpoint = |checkpoint: retroprop::Checkpoint| {
         let path = args
             .checkpoint
@@ -286,7 +383,9 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
             &checkpoint_model(checkpoint.params.clone()),
             &optimizer,
             &checkpoint,
-        )
+        )?;
+        last_checkpoint.set(Some((checkpoint.epoch, checkpoint.step)));
+        Ok(())
     };
     let history = trainer.fit_checkpointed(
         &train_set,
@@ -315,23 +414,31 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let history = match history {
         Ok(history) => history,
         Err(e @ retroprop::Error::Diverged { .. }) => {
-            // Keep the last good parameters where the user asked for them.
-            let mut message = ranks.error(e);
-            if let Some(path) = args.checkpoint.as_ref().or(args.save.as_ref()) {
-                let params = trainer.parameters().map_err(text)?;
-                match save_model(path, &checkpoint_model(params)) {
-                    Ok(()) => {
-                        message += &format!("; the last good parameters are in {}", path.display())
-                    }
-                    Err(save) => message += &format!("; nothing saved: {save}"),
-                }
-            }
-            return Err(message);
+            let at = last_checkpoint.get().or(resumed_at);
+            return Err(keep_last_good(
+                ranks.error(e),
+                &mut trainer,
+                &args,
+                &checkpoint_model,
+                at,
+            ));
         }
         Err(e) => return Err(ranks.error(e)),
     };
     if let Some(e) = metrics_error {
         return Err(e);
+    }
+    let signal = interrupts.received();
+    if history.interrupted && trainer.steps() == first_step {
+        // Stopped during start-up (a cold GPU pipeline compile takes long):
+        // there is nothing new to keep, and the files stay as they were.
+        if ranks.writes() {
+            println!(
+                "interrupted by {} before the first step: no file written",
+                signal.map_or("a signal", |s| s.name())
+            );
+        }
+        return Ok(signal.map_or(ExitCode::FAILURE, |s| s.exit_code()));
     }
     // An interrupt or --steps ended an epoch midway: the checkpoint records
     // the position inside it (the epoch-end callback did not run).
@@ -349,25 +456,22 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     }
     if let Some(path) = &args.save {
         let params = trainer.parameters().map_err(text)?;
-        let model = SavedModel {
-            mlp: mlp.clone(),
-            params,
-            loss,
-            standardizer,
+        let notes = RunNotes {
+            interrupted_at_step: history.interrupted.then(|| trainer.steps()),
+            changed_on_resume: trainer.changes().to_vec(),
         };
-        if history.interrupted {
-            save_interrupted_model(path, &model, trainer.steps())
-        } else {
-            save_model(path, &model)
-        }
-        .map_err(text)?;
+        save_noted_model(path, &checkpoint_model(params), &notes).map_err(text)?;
     }
-    // After the files that keep the work; an interrupted first epoch has
-    // nothing to plot.
+    // After the files that keep the work; the run's epochs from its start
+    // (a resumed run's earlier ones from the metrics file).
+    let mut epochs = metrics
+        .as_ref()
+        .map_or(Vec::new(), |m| m.earlier().to_vec());
+    epochs.extend(history.epochs.iter().cloned());
     if let Some(path) = &args.plot
-        && !(history.interrupted && history.epochs.is_empty())
+        && !epochs.is_empty()
     {
-        plot(path, &history.epochs)?;
+        plot(path, &epochs)?;
     }
 
     let last = history.epochs.last();
@@ -414,7 +518,6 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if let Some(path) = &args.save {
         summary += &format!("; saved {}", path.display());
     }
-    let signal = interrupts.received();
     if let Some(signal) = signal {
         summary += &match (history.interrupted, &args.checkpoint) {
             (true, Some(path)) => format!(
@@ -435,6 +538,44 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         println!("{summary}");
     }
     Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
+}
+
+/// After a divergence: `--checkpoint` stays the last checkpoint written
+/// (at `checkpointed`, (epoch, step), when there is one), which resumes;
+/// the last good parameters (from before the step that diverged, which
+/// the trainer holds) go into `--save`; `message` then says where they are.
+fn keep_last_good(
+    mut message: String,
+    trainer: &mut Trainer,
+    args: &TrainArgs,
+    model: &dyn Fn(Vec<f32>) -> SavedModel,
+    checkpointed: Option<(u64, u64)>,
+) -> String {
+    if let Some(path) = &args.save {
+        let notes = RunNotes {
+            changed_on_resume: trainer.changes().to_vec(),
+            ..RunNotes::default()
+        };
+        message += &match trainer
+            .parameters()
+            .and_then(|params| save_noted_model(path, &model(params), &notes))
+        {
+            Ok(()) => format!(
+                "; the last good parameters (step {}) are in {}",
+                trainer.steps(),
+                path.display()
+            ),
+            Err(e) => format!("; {} not written: {e}", path.display()),
+        };
+    }
+    if let (Some(path), Some((epoch, step))) = (&args.checkpoint, checkpointed) {
+        message += &format!(
+            "; the last checkpoint (epoch {epoch}, step {step}) is in {} (continue with --resume {} and a lower --lr)",
+            path.display(),
+            path.display()
+        );
+    }
+    message
 }
 
 fn join<T: ToString>(v: &[T]) -> String {

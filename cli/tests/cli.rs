@@ -534,7 +534,7 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_parameters() {
             saved.to_str().unwrap(),
         ],
         1,
-        &["diverged at step", "the last good parameters are in"],
+        &["diverged at step", "the last good parameters (step"],
     );
     assert!(params(&saved).iter().all(|p| p.is_finite()));
 }

@@ -4,7 +4,7 @@
 use super::network::Network;
 use crate::backend::{Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsReport};
 use crate::data::{Dataset, Targets};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kept, Result};
 use crate::loss::{Loss, TargetBatch};
 use crate::model::Mlp;
 use crate::stop::StopFlag;
@@ -164,6 +164,12 @@ impl Backend for CpuBackend {
                 return Err(Error::Diverged {
                     step,
                     loss: loss as f64,
+                    kept: Kept {
+                        steps: step - 1,
+                        epoch: 0,
+                        rows_done: result.rows,
+                        loss_sum: result.loss_sum,
+                    },
                 });
             }
             if self.norms_every.is_some_and(|n| step.is_multiple_of(n)) {

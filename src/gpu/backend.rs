@@ -6,14 +6,13 @@ use super::context::{GpuContext, Submitted};
 use super::pipelines::Kernels;
 use super::plan::{PassKey, PassResources, Plan};
 use super::profile::Marks;
-
 use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storage_init};
 use super::uniforms::StepUniform;
 use super::update::UpdateGroups;
 use super::window::{Batch, InFlight, StepAt};
 use crate::backend::{Backend, BatchShare, DeviceData, LocalFuture, StepProfile, StepsReport};
 use crate::data::{Dataset, Targets};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kept, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::UpdateRule;
@@ -250,7 +249,9 @@ impl Backend for GpuBackend {
                 .ctx
                 .read_async(&self.params, 0, self.layout.len * 4)
                 .await?;
-            Ok(self.layout.unpack(&self.mlp, bytemuck::cast_slice(&bytes)))
+            // Copied, not cast: a byte vector need not be aligned for f32.
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+            Ok(self.layout.unpack(&self.mlp, &values))
         })
     }
 
@@ -274,7 +275,9 @@ impl Backend for GpuBackend {
                 .ctx
                 .read_async(&self.state, 0, self.state_slots as u64 * padded * 4)
                 .await?;
-            let all: &[f32] = bytemuck::cast_slice(&bytes);
+            // Copied: with no state slots (plain SGD) the bytes are an
+            // empty Vec whose pointer is not aligned for f32.
+            let all: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
             let mut state = Vec::with_capacity(self.state_slots * self.mlp.parameter_count());
             for slot in 0..self.state_slots {
                 state.extend(self.layout.unpack(
@@ -410,7 +413,9 @@ impl Backend for GpuBackend {
                 .ctx
                 .read_async(&self.grads, 0, self.layout.len * 4)
                 .await?;
-            Ok(self.layout.unpack(&self.mlp, bytemuck::cast_slice(&bytes)))
+            // Copied, not cast: a byte vector need not be aligned for f32.
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+            Ok(self.layout.unpack(&self.mlp, &values))
         })
     }
 
@@ -523,6 +528,7 @@ impl Backend for GpuBackend {
                 // kept is what the CPU keeps: everything as it was before
                 // the bad step.
                 self.restore(first_t)?;
+                let mut kept = StepsReport::default();
                 if bad > 0 {
                     // The good steps run again whole, whatever the stop flag says.
                     let stop_flag = self.stop_flag.take();
@@ -530,11 +536,17 @@ impl Backend for GpuBackend {
                         .train_steps_async(data, order, batch_size, bad as u64, lr)
                         .await;
                     self.stop_flag = stop_flag;
-                    rerun?;
+                    kept = rerun?;
                 }
                 return Err(Error::Diverged {
                     step: first_t + bad as u64 + 1,
                     loss: loss as f64,
+                    kept: Kept {
+                        steps: first_t + bad as u64,
+                        epoch: 0,
+                        rows_done: kept.rows,
+                        loss_sum: kept.loss_sum,
+                    },
                 });
             }
             Ok(run.report)
@@ -661,7 +673,7 @@ impl Backend for GpuBackend {
                     .ctx
                     .read_async(&self.a[last], 0, ((end - start) * outputs * 4) as u64)
                     .await?;
-                out.extend_from_slice(bytemuck::cast_slice(&bytes));
+                out.extend(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes));
             }
             Ok(out)
         })

@@ -4,9 +4,9 @@
 
 use super::{Collective, agree, share_bounds, shared_error};
 use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsReport};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{BestEpoch, Checkpoint};
 use crate::data::{Dataset, Targets};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kept, Result};
 use crate::model::Mlp;
 use crate::stop::StopFlag;
 
@@ -93,6 +93,12 @@ pub(crate) fn train_steps(
             return Err(Error::Diverged {
                 step: step + 1,
                 loss: loss as f64,
+                kept: Kept {
+                    steps: step,
+                    epoch: 0,
+                    rows_done: result.rows,
+                    loss_sum: result.loss_sum,
+                },
             });
         }
         let grads = &buffer[..parameters];
@@ -239,9 +245,13 @@ pub(crate) fn check_same_data(
     agree(collective, same)
 }
 
+/// The numbers of a checkpoint as bytes: what ranks must share to go on
+/// alike (the settings and the record of changes each rank has from the
+/// same arguments and file).
 fn encode(c: &Checkpoint) -> Vec<u8> {
     let mut out = Vec::new();
     let (lr, best, bad, cooldown) = c.scheduler;
+    let best_epoch = c.best.as_ref();
     for v in [
         c.params.len() as u64,
         c.optimizer_state.len() as u64,
@@ -253,20 +263,24 @@ fn encode(c: &Checkpoint) -> Vec<u8> {
         best.to_bits(),
         bad as u64,
         cooldown as u64,
+        best_epoch.map_or(0, |b| b.params.len() as u64),
+        best_epoch.map_or(0, |b| b.loss.to_bits()),
+        best_epoch.map_or(u64::MAX, |b| b.epoch),
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    for v in c.params.iter().chain(&c.optimizer_state) {
+    let best_params = best_epoch.map_or(&[][..], |b| &b.params[..]);
+    for v in c.params.iter().chain(&c.optimizer_state).chain(best_params) {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out
 }
 
 fn decode(bytes: &[u8]) -> Option<Checkpoint> {
-    let (head, rest) = bytes.split_at_checked(80)?;
+    let (head, rest) = bytes.split_at_checked(104)?;
     let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap());
-    let (params, state) = (word(0) as usize, word(1) as usize);
-    if rest.len() != 4 * (params.checked_add(state)?) {
+    let (params, state, best) = (word(0) as usize, word(1) as usize, word(10) as usize);
+    if rest.len() != 4 * (params.checked_add(state)?.checked_add(best)?) {
         return None;
     }
     let floats: Vec<f32> = rest
@@ -275,7 +289,7 @@ fn decode(bytes: &[u8]) -> Option<Checkpoint> {
         .collect();
     Some(Checkpoint {
         params: floats[..params].to_vec(),
-        optimizer_state: floats[params..].to_vec(),
+        optimizer_state: floats[params..params + state].to_vec(),
         step: word(2),
         epoch: word(3),
         rows_done: word(4) as usize,
@@ -286,6 +300,12 @@ fn decode(bytes: &[u8]) -> Option<Checkpoint> {
             word(8) as usize,
             word(9) as usize,
         ),
+        best: (word(12) != u64::MAX).then(|| BestEpoch {
+            loss: f64::from_bits(word(11)),
+            epoch: word(12),
+            params: floats[params + state..].to_vec(),
+        }),
+        ..Checkpoint::default()
     })
 }
 
@@ -303,8 +323,19 @@ mod tests {
             rows_done: 33,
             epoch_loss_sum: 1.0 / 3.0,
             scheduler: (0.1, f64::INFINITY, 2, 1),
+            best: Some(BestEpoch {
+                loss: 0.5,
+                epoch: 1,
+                params: vec![0.5, 1.0, -1.0],
+            }),
+            ..Checkpoint::default()
         };
         assert_eq!(decode(&encode(&c)), Some(c.clone()));
+        let without_best = Checkpoint {
+            best: None,
+            ..c.clone()
+        };
+        assert_eq!(decode(&encode(&without_best)), Some(without_best));
         let bytes = encode(&c);
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
     }

@@ -24,6 +24,9 @@ impl Trainer {
             rows_done: self.position.rows_done,
             epoch_loss_sum: self.position.loss_sum,
             scheduler: self.scheduler.state(),
+            best: self.best.clone(),
+            settings: Some(self.config.settings(&self.mlp)),
+            changes: self.changes.clone(),
         })
     }
 
@@ -31,13 +34,82 @@ impl Trainer {
     /// with the same parameters as one never interrupted (same config).
     /// In a data-parallel run every rank calls it, and every rank takes
     /// rank 0's checkpoint.
+    ///
+    /// The checkpoint's settings are compared with this trainer's
+    /// ([`RunSettings::changes`](crate::checkpoint::RunSettings::changes)):
+    /// a setting the saved state cannot carry (layer sizes, activations,
+    /// loss, the optimizer and the options that shape its state, the
+    /// validation rows) is an [`Error::Config`] naming every such
+    /// difference and its two values; one that only steers the rest of
+    /// the run (learning rate, schedule, clipping, batch size, seed, …) is
+    /// taken, listed by [`resume_changes`](Self::resume_changes) and
+    /// recorded in [`changes`](Self::changes). A checkpoint without
+    /// settings (written before they were recorded) is compared with
+    /// nothing.
     pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        let restored = self.restore_state(checkpoint);
+        let restored = self.check_settings(checkpoint).and_then(|()| {
+            self.restore_state(checkpoint)?;
+            self.take_changes(checkpoint);
+            Ok(())
+        });
         match self.ranks() {
             Some(ranks) => parallel::agree(ranks, restored)?,
             None => return restored,
         }
         self.sync_from_rank_0()
+    }
+
+    /// An error naming every setting of `checkpoint` this trainer differs
+    /// in that the saved state cannot carry.
+    fn check_settings(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let Some(saved) = &checkpoint.settings else {
+            return Ok(());
+        };
+        let refused: Vec<String> = saved
+            .changes(&self.config.settings(&self.mlp))
+            .iter()
+            .filter(|c| c.refused)
+            .map(ToString::to_string)
+            .collect();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "the checkpoint's run cannot continue with {}: {} (the saved state \
+             cannot carry {}; to train its parameters anew, start a new run from them)",
+            if refused.len() == 1 {
+                "this setting changed"
+            } else {
+                "these settings changed"
+            },
+            refused.join("; "),
+            if refused.len() == 1 { "it" } else { "them" }
+        )))
+    }
+
+    /// Takes the steering changes of `checkpoint`'s settings (checked):
+    /// lists them, records them, and moves the learning rate to what a
+    /// changed rate or schedule gives.
+    fn take_changes(&mut self, checkpoint: &Checkpoint) {
+        self.changes = checkpoint.changes.clone();
+        self.resume_changes.clear();
+        let Some(saved) = &checkpoint.settings else {
+            return;
+        };
+        let now = self.config.settings(&self.mlp);
+        self.resume_changes = saved.changes(&now);
+        if self.resume_changes.is_empty() {
+            return;
+        }
+        if saved.optimizer.lr() != now.optimizer.lr() || saved.lr_schedule != now.lr_schedule {
+            self.scheduler.restart_at(self.epochs_done as usize);
+        }
+        if now.early_stopping.is_none() {
+            self.best = None;
+        }
+        let changed: Vec<String> = self.resume_changes.iter().map(|c| c.to_string()).collect();
+        self.changes
+            .push(format!("at step {}: {}", self.steps, changed.join(", ")));
     }
 
     pub(super) fn restore_state(&mut self, checkpoint: &Checkpoint) -> Result<()> {
@@ -53,12 +125,16 @@ impl Trainer {
                 got: checkpoint.optimizer_state.len(),
             });
         }
+        if let Some(best) = &checkpoint.best {
+            check_parameters(&self.mlp, &best.params)?;
+        }
         self.backend.set_parameters(&checkpoint.params)?;
         self.backend
             .set_optimizer_state(&checkpoint.optimizer_state, checkpoint.step)?;
         self.steps = checkpoint.step;
         self.epochs_done = checkpoint.epoch;
         self.scheduler.set_state(checkpoint.scheduler);
+        self.best = checkpoint.best.clone();
         // The epoch's order is a function of the seed and epoch number.
         self.position = EpochPosition {
             rows_done: checkpoint.rows_done,

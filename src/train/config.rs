@@ -1,6 +1,7 @@
 //! The configuration of a run: where it trains and how (`TrainConfig`).
 
 use crate::backend::BackendConfig;
+use crate::checkpoint::{EarlyStopping, RunSettings, ValidationSplit};
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptions;
 use crate::loss::Loss;
@@ -94,6 +95,11 @@ pub struct TrainConfig {
     /// boundary once requested (on the GPU, within two windows of 64
     /// steps), keeping the steps that ran: see [`StopFlag`].
     pub stop_flag: Option<StopFlag>,
+    /// The validation rows the caller held out of the training data
+    /// (`Dataset::split`), when it did: not applied here, only recorded in
+    /// checkpoints ([`RunSettings::validation_split`]), so that a resume
+    /// holds out the same rows.
+    pub validation_split: Option<ValidationSplit>,
 }
 
 /// Dropout probabilities.
@@ -123,17 +129,6 @@ impl DropoutRates {
     }
 }
 
-/// Early stopping on the validation loss: stop after `patience` epochs in
-/// which it did not improve on the best by more than `min_delta`, and put
-/// back the parameters of the best epoch.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EarlyStopping {
-    /// Epochs without improvement tolerated.
-    pub patience: usize,
-    /// Smallest decrease that counts as an improvement.
-    pub min_delta: f64,
-}
-
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -153,6 +148,7 @@ impl Default for TrainConfig {
             norms_every: None,
             dropout: DropoutRates::Off,
             stop_flag: None,
+            validation_split: None,
         }
     }
 }
@@ -266,6 +262,47 @@ impl TrainConfig {
             patience,
             min_delta,
         });
+        self
+    }
+
+    /// The settings of a run of `mlp` with this configuration, as a
+    /// checkpoint records them.
+    pub fn settings(&self, mlp: &Mlp) -> RunSettings {
+        RunSettings {
+            sizes: mlp.sizes(),
+            activations: mlp.layers().iter().map(|l| l.activation).collect(),
+            loss: self.loss,
+            optimizer: self.optimizer,
+            lr_schedule: self.lr_schedule,
+            batch_size: self.batch_size,
+            shuffle: self.shuffle,
+            seed: self.seed,
+            grad_clip: self.grad_clip,
+            dropout: self.dropout.per_layer(mlp.layers().len()),
+            early_stopping: self.early_stopping,
+            validation_split: self.validation_split,
+        }
+    }
+
+    /// This configuration with every setting of `settings` (a
+    /// checkpoint's) in place of its own: what a resume that names no
+    /// setting trains with. The network is `settings`' sizes and
+    /// activations; the bounds, device and what steers only speed stay.
+    pub fn with_settings(mut self, settings: &RunSettings) -> Self {
+        self.loss = settings.loss;
+        self.optimizer = settings.optimizer;
+        self.lr_schedule = settings.lr_schedule;
+        self.batch_size = settings.batch_size;
+        self.shuffle = settings.shuffle;
+        self.seed = settings.seed;
+        self.grad_clip = settings.grad_clip;
+        self.dropout = if settings.dropout.iter().all(|&p| p == 0.0) {
+            DropoutRates::Off
+        } else {
+            DropoutRates::PerLayer(settings.dropout.clone())
+        };
+        self.early_stopping = settings.early_stopping;
+        self.validation_split = settings.validation_split;
         self
     }
 

@@ -3,12 +3,12 @@
 
 use crate::backend::{DeviceData, StepsReport};
 use crate::data::{Dataset, epoch_order};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kept, Result};
 // Instant on native, performance.now() in the browser.
 use web_time::Instant;
 
 use super::{EpochPosition, EpochRecord, History, Trainer};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{BestEpoch, Checkpoint};
 
 impl Trainer {
     /// Trains for `config.epochs` epochs (or until `config.max_steps`),
@@ -105,13 +105,18 @@ impl Trainer {
             .batch_size
             .unwrap_or(train.rows())
             .min(train.rows());
-        let mut best: Option<(f64, usize, Vec<f32>)> = None;
         for _ in 0..self.config.epochs {
             let remaining = self
                 .config
                 .max_steps
                 .map_or(u64::MAX, |m| m.saturating_sub(self.steps));
             if remaining == 0 {
+                break;
+            }
+            // A run resumed from its last checkpoint after early stopping
+            // ended it has nothing left to train.
+            if self.patience_spent() {
+                history.stopped_early = true;
                 break;
             }
             let order = epoch_order(
@@ -129,7 +134,11 @@ impl Trainer {
             let skipped_loss = done.loss_sum;
             let epoch = self
                 .run_steps(&data, &order[skip..], batch_size, remaining, lr)
-                .await?;
+                .await;
+            let epoch = match epoch {
+                Ok(epoch) => epoch,
+                Err(e) => return Err(self.keep_position(e, skip, skipped_loss, None)),
+            };
             self.steps += epoch.steps;
             let reached = EpochPosition {
                 rows_done: skip + epoch.rows,
@@ -152,10 +161,7 @@ impl Trainer {
             }
             let train_loss = (skipped_loss + epoch.loss_sum) / (skip + epoch.rows).max(1) as f64;
             if !train_loss.is_finite() {
-                return Err(Error::Diverged {
-                    step: self.steps,
-                    loss: train_loss,
-                });
+                return Err(self.diverged(train_loss));
             }
             let validation = match validation {
                 Some(v) => Some(self.evaluate_async(v).await?),
@@ -179,30 +185,101 @@ impl Trainer {
                 return Ok(history);
             }
             self.scheduler.step(self.epochs_done as usize - 1, metric);
+            // Before the checkpoint, which records the best epoch.
+            if let Some(rule) = self.config.early_stopping {
+                let improved = self
+                    .best
+                    .as_ref()
+                    .is_none_or(|best| metric < best.loss - rule.min_delta);
+                if improved {
+                    self.best = Some(BestEpoch {
+                        loss: metric,
+                        epoch: self.epochs_done,
+                        params: self.backend.parameters_async().await?,
+                    });
+                }
+            }
             if every > 0 && self.epochs_done.is_multiple_of(every) {
                 let checkpoint = self.checkpoint_async().await?;
                 on_checkpoint(checkpoint)?;
             }
-            if let Some(rule) = self.config.early_stopping {
-                let epoch_number = history.epochs.len();
-                match &best {
-                    Some((loss, _, _)) if metric >= loss - rule.min_delta => {}
-                    _ => {
-                        best = Some((metric, epoch_number, self.backend.parameters_async().await?))
-                    }
-                }
-                let best_epoch = best.as_ref().map_or(epoch_number, |b| b.1);
-                if epoch_number - best_epoch > rule.patience {
-                    history.stopped_early = true;
-                    break;
-                }
+            if self.patience_spent() {
+                history.stopped_early = true;
+                break;
             }
         }
-        if let Some((_, epoch, params)) = best {
-            self.backend.set_parameters(&params)?;
-            history.best_epoch = Some(epoch);
+        if self.config.early_stopping.is_some()
+            && let Some(best) = &self.best
+        {
+            self.backend.set_parameters(&best.params)?;
+            history.best_epoch = Some(best.epoch as usize);
         }
         Ok(history)
+    }
+
+    /// Whether early stopping's patience ran out: more epochs done since
+    /// the best than it tolerates.
+    fn patience_spent(&self) -> bool {
+        match (self.config.early_stopping, &self.best) {
+            (Some(rule), Some(best)) => {
+                self.epochs_done.saturating_sub(best.epoch) > rule.patience as u64
+            }
+            _ => false,
+        }
+    }
+
+    /// `error`, from steps over the epoch's order after its first `skip`
+    /// rows (whose loss summed to `skipped_loss`): on a divergence, the
+    /// trainer's counters and position are moved to the state the backend
+    /// kept, and the error says it from the epoch's start. `order` is the
+    /// epoch's order when it is to be kept (`train_steps`).
+    fn keep_position(
+        &mut self,
+        error: Error,
+        skip: usize,
+        skipped_loss: f64,
+        order: Option<Vec<u32>>,
+    ) -> Error {
+        let Error::Diverged { step, loss, kept } = error else {
+            // Another error: the position is where the steps began.
+            self.position = EpochPosition {
+                rows_done: skip,
+                loss_sum: skipped_loss,
+                order,
+            };
+            return error;
+        };
+        self.steps = kept.steps;
+        self.position = EpochPosition {
+            rows_done: skip + kept.rows_done,
+            loss_sum: skipped_loss + kept.loss_sum,
+            order,
+        };
+        Error::Diverged {
+            step,
+            loss,
+            kept: self.kept(),
+        }
+    }
+
+    /// What the trainer holds now, as [`Error::Diverged`] reports it.
+    fn kept(&self) -> Kept {
+        Kept {
+            steps: self.steps,
+            epoch: self.epochs_done,
+            rows_done: self.position.rows_done,
+            loss_sum: self.position.loss_sum,
+        }
+    }
+
+    /// A divergence found after the steps (a mean loss that is not finite
+    /// though every step's was): everything as it stands is kept.
+    fn diverged(&self, loss: f64) -> Error {
+        Error::Diverged {
+            step: self.steps,
+            loss,
+            kept: self.kept(),
+        }
     }
 
     /// The backend's handle on `train`: the current upload while the data
@@ -303,7 +380,14 @@ impl Trainer {
                     remaining,
                     lr,
                 )
-                .await?;
+                .await;
+            let result = match result {
+                Ok(result) => result,
+                Err(e) => {
+                    let (skip, skipped_loss) = (position.rows_done, position.loss_sum);
+                    return Err(self.keep_position(e, skip, skipped_loss, Some(order)));
+                }
+            };
             self.steps += result.steps;
             remaining -= result.steps;
             total.loss_sum += result.loss_sum;
@@ -325,10 +409,7 @@ impl Trainer {
         }
         let loss = total.loss_sum / total.rows.max(1) as f64;
         if !loss.is_finite() {
-            return Err(Error::Diverged {
-                step: self.steps,
-                loss,
-            });
+            return Err(self.diverged(loss));
         }
         Ok(loss)
     }

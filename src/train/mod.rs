@@ -6,6 +6,7 @@ mod fit;
 mod records;
 
 use crate::backend::{Backend, DeviceData, StepsReport};
+use crate::checkpoint::{BestEpoch, SettingChange};
 use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
@@ -17,7 +18,8 @@ use crate::schedule::Scheduler;
 use std::fmt;
 
 pub use crate::backend::LayerNorms;
-pub use config::{Device, DropoutRates, EarlyStopping, TrainConfig};
+pub use crate::checkpoint::EarlyStopping;
+pub use config::{Device, DropoutRates, TrainConfig};
 pub use records::{EpochRecord, Evaluation, History};
 
 /// Where training stands inside the current epoch: the rows done and
@@ -75,6 +77,12 @@ pub struct Trainer {
     /// The [`Dataset::version`]s every rank has been found to hold alike
     /// ([`Trainer::check_same_data`]), the latest last.
     agreed_data: Vec<u64>,
+    /// Early stopping's best epoch so far.
+    best: Option<BestEpoch>,
+    /// Every change of a setting on resume, as a checkpoint records them.
+    changes: Vec<String>,
+    /// The settings the last [`restore`](Trainer::restore) changed.
+    resume_changes: Vec<SettingChange>,
 }
 
 impl fmt::Debug for Trainer {
@@ -194,6 +202,9 @@ impl Trainer {
             collective: None,
             agreed_data: Vec::new(),
             fallback: None,
+            best: None,
+            changes: Vec::new(),
+            resume_changes: Vec::new(),
             mlp,
             config,
         }
@@ -357,6 +368,26 @@ impl Trainer {
     /// Optimizer steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Epochs completed so far (an epoch cut short is not).
+    pub fn epochs_done(&self) -> u64 {
+        self.epochs_done
+    }
+
+    /// The settings that the last [`restore`](Self::restore) found
+    /// changed from the checkpoint's and took (each only steers the rest
+    /// of the run), for a front to show; empty after a resume that
+    /// changed nothing.
+    pub fn resume_changes(&self) -> &[SettingChange] {
+        &self.resume_changes
+    }
+
+    /// Every change of a setting made on resume in this run's life
+    /// (`at step 40: lr 0.01 -> 0.005`), for the metadata of the files
+    /// it writes; empty for a run never changed.
+    pub fn changes(&self) -> &[String] {
+        &self.changes
     }
 
     /// The current parameters (read back from the GPU if it runs there).
