@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::optim::{GradClip, Optimizer};
 use crate::schedule::LrSchedule;
 use safetensors::tensor::SafeTensors;
-use std::collections::{BTreeMap, HashMap};
+#[cfg(not(target_arch = "wasm32"))]
+use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -25,6 +27,7 @@ const SEPARATOR: &str = "; ";
 
 /// The metadata and tensors that record `checkpoint`'s settings, best
 /// epoch and changes.
+#[cfg(not(target_arch = "wasm32"))]
 pub(super) fn write(
     checkpoint: &Checkpoint,
     meta: &mut BTreeMap<String, String>,
@@ -58,6 +61,7 @@ pub(super) fn write(
 }
 
 /// The metadata value that lists `changes`, when there are any.
+#[cfg(not(target_arch = "wasm32"))]
 pub(super) fn changes_text(changes: &[String]) -> Option<String> {
     (!changes.is_empty()).then(|| changes.join(SEPARATOR))
 }

@@ -342,6 +342,13 @@ impl Bench {
     }
 }
 
+/// Every optimizer's name, as the library reads it (`Optimizer::NAMES`):
+/// the page's menu lists these, so that it names no optimizer itself.
+#[wasm_bindgen(js_name = optimizerNames)]
+pub fn optimizer_names() -> Vec<String> {
+    Optimizer::NAMES.iter().map(|n| n.to_string()).collect()
+}
+
 /// Logs panics to the browser console with their message.
 #[wasm_bindgen(start)]
 pub fn start() {

@@ -2,7 +2,7 @@
 // or the CPU backend where the browser has none), plots the losses and
 // accuracies as it goes, predicts digits drawn on the pad, and hands the
 // model back as safetensors. Plain JavaScript, no framework.
-import init, { Session } from './pkg/retroprop_web.js';
+import init, { Session, optimizerNames } from './pkg/retroprop_web.js';
 
 const $ = (id) => document.getElementById(id);
 const state = { session: null, history: [], stop: false, busy: false, epochs: 0 };
@@ -290,6 +290,14 @@ clearPad();
 plot();
 try {
   await init();
+  // The optimizers the library knows, by its names; Adam first chosen.
+  for (const name of optimizerNames()) {
+    const option = document.createElement('option');
+    option.value = name;
+    option.textContent = name;
+    option.selected = name === 'adam';
+    $('optimizer').append(option);
+  }
   $('device').textContent = 'gpu' in navigator
     ? 'Ready: press Train (WebGPU found).'
     : 'Ready: press Train. This browser has no WebGPU: training will run on the CPU backend.';
