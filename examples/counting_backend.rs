@@ -10,8 +10,7 @@
 use retroprop::backend::{Backend, BatchShare, DeviceData, StepsReport};
 use retroprop::cpu::CpuBackend;
 use retroprop::{Activation, Dataset, Device, Loss, Mlp, Sgd, Targets, TrainConfig, Trainer};
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 /// How many times the trainer called each method of the seam.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,7 +50,8 @@ impl Calls {
 }
 
 /// The CPU backend, counting what is asked of it. The counts are shared
-/// (`Rc`), so they can be read while the trainer owns the backend.
+/// (`Arc`), so they can be read while the trainer owns the backend (which,
+/// like every backend, can move to another thread).
 ///
 /// Only the blocking methods are written out: the trait's `_async` ones
 /// default to calling them, which is right for a backend that computes on
@@ -59,13 +59,13 @@ impl Calls {
 /// once.
 pub struct CountingBackend {
     inner: CpuBackend,
-    calls: Rc<RefCell<Calls>>,
+    calls: Arc<Mutex<Calls>>,
 }
 
 impl CountingBackend {
     /// Wraps `inner`; returns the backend and its counts.
-    pub fn new(inner: CpuBackend) -> (CountingBackend, Rc<RefCell<Calls>>) {
-        let calls = Rc::new(RefCell::new(Calls::default()));
+    pub fn new(inner: CpuBackend) -> (CountingBackend, Arc<Mutex<Calls>>) {
+        let calls = Arc::new(Mutex::new(Calls::default()));
         let backend = CountingBackend {
             inner,
             calls: calls.clone(),
@@ -74,7 +74,7 @@ impl CountingBackend {
     }
 
     fn count(&self, call: impl FnOnce(&mut Calls) -> &mut u64) {
-        *call(&mut self.calls.borrow_mut()) += 1;
+        *call(&mut self.calls.lock().expect("the counts")) += 1;
     }
 }
 
@@ -190,7 +190,7 @@ pub fn config(epochs: usize) -> TrainConfig {
 
 /// A trainer on the counting backend, starting from the parameters
 /// `config` draws (as `Trainer::new` would), and its counts.
-pub fn counting_trainer(config: TrainConfig) -> retroprop::Result<(Trainer, Rc<RefCell<Calls>>)> {
+pub fn counting_trainer(config: TrainConfig) -> retroprop::Result<(Trainer, Arc<Mutex<Calls>>)> {
     let mlp = mlp();
     let params = mlp.init(config.init, config.seed);
     let cpu = CpuBackend::new(&mlp, params, &config.backend_config(&mlp));
@@ -213,11 +213,11 @@ fn main() -> retroprop::Result<()> {
         last.train_loss,
         last.validation.and_then(|v| v.accuracy)
     );
-    for (name, count) in calls.borrow().by_name() {
+    for (name, count) in calls.lock().expect("the counts").by_name() {
         println!("{name:>20}: {count}");
     }
     assert_eq!(last.validation.and_then(|v| v.accuracy), Some(1.0));
-    let calls = *calls.borrow();
+    let calls = *calls.lock().expect("the counts");
     // The fused path: one upload, one call of train_steps an epoch (a
     // full batch is one step), one validation an epoch, no phases.
     assert_eq!(calls.upload, 1);

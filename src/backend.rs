@@ -284,10 +284,69 @@ impl LayerNorms {
 /// [`Backend`] return (the browser's GPU futures are not `Send`).
 pub type LocalFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
 
+/// What every backend checks first on its raw calls, so that wrong
+/// lengths or indices are errors that say what is wrong, never panics:
+/// the seam is public, and anything may call it.
+pub mod checks {
+    use crate::error::{Error, Result};
+
+    /// `got` values where `what` needs `expected`.
+    pub fn length(what: &str, expected: usize, got: usize) -> Result<()> {
+        if got == expected {
+            return Ok(());
+        }
+        Err(Error::Shape {
+            what: what.into(),
+            expected,
+            got,
+        })
+    }
+
+    /// Rows of `inputs` values each: `len` must be a whole number of them.
+    pub fn rows_of(what: &str, inputs: usize, len: usize) -> Result<()> {
+        if len.is_multiple_of(inputs.max(1)) {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{what}: {len} values are not whole rows of {inputs}"
+        )))
+    }
+
+    /// Steps over `order` in batches of `batch_size` of a data set of
+    /// `rows` rows: a batch has rows, and every index names one.
+    pub fn steps(order: &[u32], rows: usize, batch_size: usize) -> Result<()> {
+        if batch_size == 0 {
+            return Err(Error::Config(
+                "a batch needs at least one row (batch size 0)".into(),
+            ));
+        }
+        match order.iter().position(|&r| r as usize >= rows) {
+            None => Ok(()),
+            Some(at) => Err(Error::Config(format!(
+                "row order: entry {at} is row {}, but the data has {rows} rows",
+                order[at]
+            ))),
+        }
+    }
+}
+
+/// `Send` natively, so that a trainer (and the backend and collective it
+/// holds) can move to another thread, as a Python binding's or a server's
+/// does; nothing in the browser, whose GPU objects stay on their thread.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+/// `Send` natively, nothing in the browser (see the native definition).
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
 /// The work a trainer hands a device. Parameters, gradients and optimizer
 /// state cross it as flat `f32` vectors laid out like
 /// [`Mlp::weight_range`] / [`Mlp::bias_range`] (state slot-major).
-pub trait Backend {
+pub trait Backend: MaybeSend {
     /// The device in words (`cpu: …` or `gpu: …`).
     fn name(&self) -> String;
 

@@ -313,3 +313,71 @@ fn gpu_prediction_reads_back_chunk_by_chunk_and_matches_the_cpu() {
         1e-2,
     );
 }
+
+/// The raw calls of the seam, given wrong lengths or indices, return an
+/// error naming what is wrong, on both backends, and never panic: a
+/// backend is public, and a front or an outside trainer may call it with
+/// anything.
+#[test]
+fn raw_calls_with_wrong_lengths_are_errors_not_panics() {
+    let (mlp, data) = (mlp(), classes());
+    let n = mlp.parameter_count();
+    for kind in KINDS {
+        let params = mlp.init(Init::XavierUniform, 3);
+        let mut backend = open(kind, &mlp, params, &config(Adam::default().into(), 0.0));
+        let handle = backend.upload(&data).unwrap();
+        let outcomes: Vec<(&str, std::thread::Result<bool>)> = vec![
+            (
+                "set_parameters short",
+                call(|| backend.set_parameters(&vec![0.0; n - 1]).is_err()),
+            ),
+            (
+                "set_gradients long",
+                call(|| backend.set_gradients(&vec![0.0; n + 1]).is_err()),
+            ),
+            (
+                "set_optimizer_state short",
+                call(|| {
+                    backend
+                        .set_optimizer_state(&vec![0.0; 2 * n - 3], 1)
+                        .is_err()
+                }),
+            ),
+            (
+                "predict ragged",
+                call(|| backend.predict(&[0.0; 7]).is_err()),
+            ),
+            (
+                "train_steps past the rows",
+                call(|| {
+                    backend
+                        .train_steps(&handle, &[0, 1, 37], 3, 1, 0.01)
+                        .is_err()
+                }),
+            ),
+            (
+                "train_steps batch 0",
+                call(|| {
+                    backend
+                        .train_steps(&handle, &[0, 1, 2], 0, 1, 0.01)
+                        .is_err()
+                }),
+            ),
+        ];
+        for (what, outcome) in outcomes {
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => panic!("{kind:?}: {what} succeeded"),
+                Err(_) => panic!("{kind:?}: {what} panicked"),
+            }
+        }
+        // Nothing above changed the parameters.
+        let after = backend.parameters().unwrap();
+        assert_eq!(after.len(), n, "{kind:?}");
+    }
+}
+
+/// Runs `f`, catching a panic (quietly: the test reports it by name).
+fn call(f: impl FnOnce() -> bool) -> std::thread::Result<bool> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}

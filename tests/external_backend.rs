@@ -29,7 +29,7 @@ fn a_backend_from_outside_the_crate_trains_bit_for_bit_as_the_cpu_does() {
     // Fused steps: one upload, an epoch (one full-batch step) a call of
     // train_steps, a validation an epoch; no phase of a step alone.
     assert_eq!(
-        *calls.borrow(),
+        *calls.lock().unwrap(),
         Calls {
             upload: 1,
             train_steps: epochs as u64,
@@ -50,7 +50,7 @@ fn a_backend_from_outside_the_crate_trains_bit_for_bit_as_the_cpu_does() {
     let checkpoint = wrapped.checkpoint().unwrap();
     assert_eq!(checkpoint, plain.checkpoint().unwrap());
     assert_eq!(
-        *calls.borrow(),
+        *calls.lock().unwrap(),
         Calls {
             upload: 1,
             train_steps: epochs as u64 + 3,
@@ -71,7 +71,7 @@ fn a_backend_from_outside_the_crate_trains_bit_for_bit_as_the_cpu_does() {
         bits(&plain.predict(data.x()).unwrap())
     );
     wrapped.restore(&checkpoint).unwrap();
-    let after = *calls.borrow();
+    let after = *calls.lock().unwrap();
     assert_eq!(
         (
             after.evaluate,
@@ -94,4 +94,15 @@ fn a_trainer_on_a_given_backend_checks_its_configuration() {
     assert!(trainer.device_name().starts_with("counting cpu: "));
     let bad = counting_trainer(config(1).batch_size(0)).unwrap_err();
     assert!(bad.to_string().contains("batch_size"), "{bad}");
+}
+
+/// A trainer, with whatever backend it holds, can move to another thread
+/// natively (a Python binding's or a server's worker): checked when this
+/// compiles.
+#[test]
+fn a_trainer_is_send() {
+    fn send<T: Send>() {}
+    send::<retroprop::Trainer>();
+    send::<Box<dyn retroprop::backend::Backend>>();
+    send::<Box<dyn retroprop::parallel::Collective>>();
 }

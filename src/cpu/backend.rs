@@ -2,7 +2,9 @@
 //! the buffers its batches are gathered into.
 
 use super::network::Network;
-use crate::backend::{Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsReport};
+use crate::backend::{
+    Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsReport, checks,
+};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Kept, Result};
 use crate::loss::{Loss, TargetBatch};
@@ -85,6 +87,11 @@ impl Backend for CpuBackend {
     }
 
     fn set_parameters(&mut self, params: &[f32]) -> Result<()> {
+        checks::length(
+            "parameters of the network",
+            self.net.params_mut().len(),
+            params.len(),
+        )?;
         self.net.params_mut().copy_from_slice(params);
         Ok(())
     }
@@ -94,6 +101,8 @@ impl Backend for CpuBackend {
     }
 
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
+        let expected = self.net.optimizer_state().len();
+        checks::length("optimizer state", expected, state.len())?;
         self.net.set_optimizer_state(state, step);
         Ok(())
     }
@@ -147,6 +156,7 @@ impl Backend for CpuBackend {
         lr: f64,
     ) -> Result<StepsReport> {
         data.check(Some(self.uploads))?;
+        checks::steps(order, data.dataset().rows(), batch_size)?;
         let mut result = StepsReport::default();
         for indices in order
             .chunks(batch_size)
@@ -210,6 +220,7 @@ impl Backend for CpuBackend {
 
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let inputs = self.net.mlp().inputs();
+        checks::rows_of("inputs to predict", inputs, x.len())?;
         let mut out = Vec::with_capacity(x.len() / inputs * self.net.mlp().outputs());
         for chunk in x.chunks(CHUNK_ROWS * inputs) {
             out.extend_from_slice(self.net.forward(chunk));

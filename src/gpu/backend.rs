@@ -10,7 +10,9 @@ use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storag
 use super::uniforms::StepUniform;
 use super::update::UpdateGroups;
 use super::window::{Batch, InFlight, StepAt};
-use crate::backend::{Backend, BatchShare, DeviceData, LocalFuture, StepProfile, StepsReport};
+use crate::backend::{
+    Backend, BatchShare, DeviceData, LocalFuture, StepProfile, StepsReport, checks,
+};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Kept, Result};
 use crate::loss::Loss;
@@ -256,6 +258,11 @@ impl Backend for GpuBackend {
     }
 
     fn set_parameters(&mut self, params: &[f32]) -> Result<()> {
+        checks::length(
+            "parameters of the network",
+            self.mlp.parameter_count(),
+            params.len(),
+        )?;
         self.ctx.queue.write_buffer(
             &self.params,
             0,
@@ -291,6 +298,7 @@ impl Backend for GpuBackend {
 
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
         let n = self.mlp.parameter_count();
+        checks::length("optimizer state", self.state_slots * n, state.len())?;
         let mut padded = Vec::with_capacity(self.state_slots * self.layout.len as usize);
         for slot in 0..self.state_slots {
             padded.extend(
@@ -500,6 +508,7 @@ impl Backend for GpuBackend {
     ) -> LocalFuture<'a, Result<StepsReport>> {
         Box::pin(async move {
             data.check(Some(self.uploads))?;
+            checks::steps(order, data.dataset().rows(), batch_size)?;
             if let Some(resident) = &self.resident {
                 self.ctx
                     .queue
@@ -643,6 +652,7 @@ impl Backend for GpuBackend {
     fn predict_async<'a>(&'a mut self, x: &'a [f32]) -> LocalFuture<'a, Result<Vec<f32>>> {
         Box::pin(async move {
             let inputs = self.mlp.inputs();
+            checks::rows_of("inputs to predict", inputs, x.len())?;
             let outputs = self.mlp.outputs();
             let rows = x.len() / inputs;
             self.write_steps(0, &[StepUniform::default()]);

@@ -57,7 +57,7 @@ use crate::error::{Error, Result};
 /// implementation must keep the sums' order fixed as
 /// [`all_reduce_sum`](Self::all_reduce_sum) states, so that every rank
 /// takes the same step.
-pub trait Collective {
+pub trait Collective: Send {
     /// This process's rank, `0..size()`.
     fn rank(&self) -> usize;
     /// The number of ranks.

@@ -24,16 +24,28 @@ use std::cell::RefCell;
 /// ```
 pub struct Mpi {
     comm: SimpleCommunicator,
+    /// This rank and the number of ranks, read once.
+    rank: usize,
+    size: usize,
+    /// The thread that made it: the only one that may call MPI through it.
+    owner: std::thread::ThreadId,
     /// The chunks received and their sum, kept between calls: a fresh
     /// buffer of the gradient's size each step costs its page faults.
     scratch: RefCell<(Vec<f32>, Vec<f32>)>,
 }
 
+// SAFETY: an `Mpi` may move to another thread (so that a `Trainer` holding
+// it is `Send`), but it calls MPI only from the thread that made it: every
+// collective call checks `on_owner` first and fails elsewhere, as a run
+// initialised with MPI_THREAD_SINGLE (what `mpi::initialize` asks for)
+// requires. Rank and size are read once, at construction.
+unsafe impl Send for Mpi {}
+
 impl std::fmt::Debug for Mpi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mpi")
-            .field("rank", &self.comm.rank())
-            .field("size", &self.comm.size())
+            .field("rank", &self.rank)
+            .field("size", &self.size)
             .finish()
     }
 }
@@ -42,9 +54,24 @@ impl Mpi {
     /// The collective over `comm`.
     pub fn new(comm: SimpleCommunicator) -> Mpi {
         Mpi {
+            rank: comm.rank() as usize,
+            size: comm.size() as usize,
             comm,
+            owner: std::thread::current().id(),
             scratch: RefCell::default(),
         }
+    }
+
+    /// An error unless called on the thread that made this collective.
+    fn on_owner(&self) -> Result<()> {
+        if std::thread::current().id() == self.owner {
+            return Ok(());
+        }
+        Err(Error::Config(
+            "an MPI collective was called from a thread other than the one that made it \
+             (MPI runs single-threaded here): call the trainer from that thread"
+                .into(),
+        ))
     }
 
     /// Ends every rank of the run now (`MPI_Abort`) with `code`: for an
@@ -66,14 +93,15 @@ fn count(len: usize) -> Result<Count> {
 
 impl Collective for Mpi {
     fn rank(&self) -> usize {
-        self.comm.rank() as usize
+        self.rank
     }
 
     fn size(&self) -> usize {
-        self.comm.size() as usize
+        self.size
     }
 
     fn all_reduce_sum(&self, values: &mut [f32]) -> Result<()> {
+        self.on_owner()?;
         let (rank, size) = (self.rank(), self.size());
         if size == 1 {
             return Ok(());
@@ -109,6 +137,7 @@ impl Collective for Mpi {
     }
 
     fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()> {
+        self.on_owner()?;
         let size = self.size();
         if size == 1 {
             return Ok(());
@@ -124,6 +153,7 @@ impl Collective for Mpi {
     }
 
     fn broadcast(&self, root: usize, bytes: &mut Vec<u8>) -> Result<()> {
+        self.on_owner()?;
         if root >= self.size() {
             return Err(Error::Config(format!(
                 "broadcast from rank {root} of {}",
