@@ -205,11 +205,17 @@ await test('page', async (page) => {
   // The whole data set, training rows included: at least the validation bar.
   if (!(Number(accuracy[1]) >= 90)) throw new Error(`retroprop evaluate: accuracy ${accuracy[1]} % < 90 %`);
   results.page.evaluateAccuracy = Number(accuracy[1]);
-  // PyTorch, where it is installed (TORCH_PYTHON names a python that has
-  // it): the state_dict of nn.Linear layers. A torch that is there and
-  // fails to load the file fails the test.
-  const python = process.env.TORCH_PYTHON || 'python3';
+  // PyTorch loads the download as the state_dict of nn.Linear layers.
+  // TORCH_PYTHON names a python that has torch and safetensors (CI passes
+  // the Python step's virtual environment): then a missing torch, or one
+  // that fails to load the file, fails the test. Without it, python3 is
+  // tried and the check is skipped, saying so, where it has no torch.
+  const named = process.env.TORCH_PYTHON;
+  const python = named || 'python3';
   const hasTorch = spawnSync(python, ['-c', 'import torch, safetensors.torch'], { encoding: 'utf8' }).status === 0;
+  if (!hasTorch && named) {
+    throw new Error(`TORCH_PYTHON=${named} has no torch and safetensors: ${named} -m pip install torch safetensors`);
+  }
   if (!hasTorch) {
     console.log(`     PyTorch check not run: ${python} has no torch and safetensors (TORCH_PYTHON=/path/to/python to run it)`);
     return;
