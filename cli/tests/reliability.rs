@@ -6,7 +6,7 @@ mod support;
 
 use assert_cmd::Command;
 use std::path::Path;
-use support::Dir;
+use support::{Dir, refused};
 
 const GPU_HINT: &str =
     "GPU cases need a Vulkan adapter; without a GPU: apt-get install mesa-vulkan-drivers";
@@ -220,34 +220,6 @@ fn headless_commands_print_no_display_errors() {
         assert!(
             lines.is_empty(),
             "retroprop {command} without XDG_RUNTIME_DIR printed {lines:?}"
-        );
-    }
-}
-
-/// A failing run: status 1, one line on stderr, mentioning every part.
-fn refused(env: &[(&str, &str)], args: &[&str], parts: &[&str]) {
-    let mut command = Command::cargo_bin("retroprop").unwrap();
-    let out = command
-        .envs(env.iter().copied())
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "retroprop {args:?} {env:?}: status {:?}, stderr:\n{stderr}",
-        out.status
-    );
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "retroprop {args:?} {env:?}: not one line:\n{stderr}"
-    );
-    for part in parts {
-        assert!(
-            stderr.contains(part),
-            "retroprop {args:?} {env:?}: stderr does not mention `{part}`:\n{stderr}"
         );
     }
 }

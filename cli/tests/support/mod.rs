@@ -122,3 +122,30 @@ fn random(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
+
+/// A failing run: status 1, one line on stderr, mentioning every part.
+pub fn refused(env: &[(&str, &str)], args: &[&str], parts: &[&str]) {
+    let out = retroprop()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "retroprop {args:?} {env:?}: status {:?}, stderr:\n{stderr}",
+        out.status
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "retroprop {args:?} {env:?}: not one line:\n{stderr}"
+    );
+    for part in parts {
+        assert!(
+            stderr.contains(part),
+            "retroprop {args:?} {env:?}: stderr does not mention `{part}`:\n{stderr}"
+        );
+    }
+}
