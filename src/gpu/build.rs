@@ -193,7 +193,7 @@ impl GpuBackend {
         // The update, the gradient norm and the layer norms read the flat
         // buffers piece by piece, each piece within one binding.
         let pieces = layout.pieces(mlp, binding_limit / 4)?;
-        let unused_state = storage(device, "unused optimizer state", 4);
+        let unused_state = [0, 1, 2].map(|_| storage(device, "unused optimizer state", 4));
         let update = UpdateGroups::new(
             device,
             &kernels,
@@ -211,7 +211,7 @@ impl GpuBackend {
                 state: &state,
                 steps: &steps,
                 layer_norm_results: &layer_norm_results,
-                unused_state: &unused_state,
+                unused_state: unused_state.each_ref(),
             },
         );
         let backend = GpuBackend {

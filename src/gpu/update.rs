@@ -38,8 +38,9 @@ pub(crate) struct UpdateBuffers<'a> {
     pub(crate) state: &'a wgpu::Buffer,
     pub(crate) steps: &'a wgpu::Buffer,
     pub(crate) layer_norm_results: &'a wgpu::Buffer,
-    /// One zero quad, bound where an optimizer has fewer than three slots.
-    pub(crate) unused_state: &'a wgpu::Buffer,
+    /// A zero quad for each slot an optimizer does not have: one buffer
+    /// each, since WebGPU refuses two writable bindings of one range.
+    pub(crate) unused_state: [&'a wgpu::Buffer; 3],
 }
 
 /// What the update is for: the network, its layout in pieces, the
@@ -127,7 +128,7 @@ impl UpdateGroups {
                 if k < slots {
                     region(buffers.state, k * layout.len + piece.offset, piece.len)
                 } else {
-                    (buffers.unused_state.clone(), 0, None)
+                    (buffers.unused_state[k as usize].clone(), 0, None)
                 }
             };
             use binding::optimizer as o;
