@@ -23,6 +23,40 @@ struct LossShape {
 // Per row: [loss contribution to the batch mean, number correct].
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 
+// Cross-entropy's gradient at element `at` of a row whose outputs have
+// maximum `row_max` and Σ exp(o − row_max) = `denom`: (softmax − [label])
+// over the batch, through f'(Z). Both loss kernels write it.
+fn cross_entropy_grad(at: u32, row_max: f32, denom: f32, is_label: bool) {
+    var g = exp(output[at] - row_max) / denom * shape.inv_norm;
+    if is_label {
+        g -= shape.inv_norm;
+    }
+    grad[at] = g * activation_derivative(shape.activation, shape.slope, z[at]);
+}
+
+// The losses on target values (MSE, half MSE, BCE with logits) at element
+// `at`: writes its gradient through f'(Z) and returns its term of the row's
+// loss and, for BCE, whether it is right. Both loss kernels sum these.
+fn value_element(at: u32) -> vec2<f32> {
+    let o = output[at];
+    let y = bitcast<f32>(targets[at]);
+    var term: vec2<f32>;
+    var g: f32;
+    if shape.loss == LOSS_BCE_WITH_LOGITS {
+        // log(1 + e^−|o|): WGSL has no log1p, which the CPU (`ln_1p`) uses;
+        // in f32 the two differ by less than an ulp of the total, since
+        // e^−|o| ≤ 1 and the max term dominates.
+        term = vec2<f32>(max(o, 0.0) - o * y + log(1.0 + exp(-abs(o))), select(0.0, 1.0, (o > 0.0) == (y > 0.5)));
+        g = (sigmoid(o) - y) * shape.inv_norm;
+    } else {
+        let d = o - y;
+        term = vec2<f32>(d * d, 0.0);
+        g = select(d, 2.0 * d, shape.loss == LOSS_MSE) * shape.inv_norm;
+    }
+    grad[at] = g * activation_derivative(shape.activation, shape.slope, z[at]);
+    return term;
+}
+
 const GROUP: u32 = 64u;
 
 @compute @workgroup_size(GROUP)
@@ -51,31 +85,14 @@ fn loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
         }
         total = log(denom) - (output[base + label] - max_v);
         for (var j = 0u; j < w; j++) {
-            var g = exp(output[base + j] - max_v) / denom * shape.inv_norm;
-            if j == label {
-                g -= shape.inv_norm;
-            }
-            grad[base + j] = g * activation_derivative(shape.activation, shape.slope, z[base + j]);
+            cross_entropy_grad(base + j, max_v, denom, j == label);
         }
         correct = select(0.0, 1.0, best == label);
     } else {
         for (var j = 0u; j < w; j++) {
-            let o = output[base + j];
-            let y = bitcast<f32>(targets[base + j]);
-            var g: f32;
-            if shape.loss == LOSS_BCE_WITH_LOGITS {
-                // log(1 + e^−|o|): WGSL has no log1p, which the CPU
-                // (`ln_1p`) uses; in f32 the two differ by less than an ulp
-                // of the total, since e^−|o| ≤ 1 and the max term dominates.
-                total += max(o, 0.0) - o * y + log(1.0 + exp(-abs(o)));
-                g = (sigmoid(o) - y) * shape.inv_norm;
-                correct += select(0.0, 1.0, (o > 0.0) == (y > 0.5));
-            } else {
-                let d = o - y;
-                total += d * d;
-                g = select(d, 2.0 * d, shape.loss == LOSS_MSE) * shape.inv_norm;
-            }
-            grad[base + j] = g * activation_derivative(shape.activation, shape.slope, z[base + j]);
+            let term = value_element(base + j);
+            total += term.x;
+            correct += term.y;
         }
         if shape.loss == LOSS_HALF_MSE {
             total *= 0.5;
@@ -158,29 +175,13 @@ fn loss_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
         let label = targets[row];
         total = log(denom) - (output[base + label] - row_max);
         for (var j = lid; j < w; j += WIDE) {
-            var g = exp(output[base + j] - row_max) / denom * shape.inv_norm;
-            if j == label {
-                g -= shape.inv_norm;
-            }
-            grad[base + j] = g * activation_derivative(shape.activation, shape.slope, z[base + j]);
+            cross_entropy_grad(base + j, row_max, denom, j == label);
         }
         correct = select(0.0, 1.0, best == label);
     } else {
         var part = vec2<f32>(0.0, 0.0);
         for (var j = lid; j < w; j += WIDE) {
-            let o = output[base + j];
-            let y = bitcast<f32>(targets[base + j]);
-            var g: f32;
-            if shape.loss == LOSS_BCE_WITH_LOGITS {
-                part.x += max(o, 0.0) - o * y + log(1.0 + exp(-abs(o)));
-                g = (sigmoid(o) - y) * shape.inv_norm;
-                part.y += select(0.0, 1.0, (o > 0.0) == (y > 0.5));
-            } else {
-                let d = o - y;
-                part.x += d * d;
-                g = select(d, 2.0 * d, shape.loss == LOSS_MSE) * shape.inv_norm;
-            }
-            grad[base + j] = g * activation_derivative(shape.activation, shape.slope, z[base + j]);
+            part += value_element(base + j);
         }
         wide_tree_sum(lid, part);
         total = wide_sum[0].x;
