@@ -139,7 +139,7 @@ impl Trainer {
                 Ok(gpu) => Box::new(gpu),
                 Err(e) => {
                     let why = match e {
-                        Error::NoAdapter(_) => "there is no hardware GPU (a software one, such as lavapipe, is taken only with device gpu)".to_string(),
+                        Error::NoAdapter(_) => "there is no hardware GPU (a software one, such as lavapipe or SwiftShader, is taken only with device gpu)".to_string(),
                         e => format!("the GPU failed to start: {e}"),
                     };
                     log::info!("device auto: using the CPU: {why}");

@@ -11,6 +11,7 @@
 // 3. page: the page as a user has it: train to at least 90 % validation
 //    accuracy, a drawn digit predicted, the model downloaded and loaded
 //    back by `retroprop evaluate`; a screenshot in web/test-output/.
+// 3b. software-webgpu: the page's auto on SwiftShader takes the CPU backend.
 // 4. bench (with --bench): TensorFlow.js against retroprop, same session.
 //
 // Anything missing (chromium, its WebGPU, the built page, the native
@@ -157,7 +158,9 @@ await test('page', async (page) => {
   const cdp = await page.createCDPSession();
   await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
   await page.setViewport({ width: 1200, height: 1000 });
-  await page.goto(`${base}/`);
+  // SwiftShader is a fallback adapter, which `auto` passes over for the CPU
+  // backend (the 'software-webgpu' test): ask for WebGPU by name.
+  await page.goto(`${base}/?device=gpu`);
   await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state));
   if ((await page.evaluate(() => document.body.dataset.state)) !== 'ready') {
     throw new Error(`the page did not load: ${await page.$eval('#device', (e) => e.textContent)}`);
@@ -248,11 +251,29 @@ await test('no-webgpu', async (page) => {
   if (!/No WebGPU/.test(r.device) || !/cpu/.test(r.device)) throw new Error(`the page does not say it fell back to the CPU: ${r.device}`);
 });
 
+await test('software-webgpu', async (page) => {
+  // Only a software WebGPU adapter (SwiftShader, a fallback adapter): the
+  // page's default, auto, trains on the CPU backend and says why.
+  await page.goto(`${base}/`);
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state));
+  await page.$eval('#epochs', (e) => (e.value = '1'));
+  await page.click('#train');
+  await page.waitForFunction(() => ['trained', 'error'].includes(document.body.dataset.state), { timeout: 300_000 });
+  const r = await page.evaluate(() => ({ s: document.body.dataset.state, device: document.getElementById('device').textContent, error: window.retroprop.error, on: window.retroprop.device }));
+  if (r.s !== 'trained') throw new Error(`training failed: ${r.error}`);
+  console.log(`     ${r.device}`);
+  if (!r.on.startsWith('cpu') || !/no hardware GPU/.test(r.device)) throw new Error(`auto on a software adapter did not take the CPU and say why: ${r.device}`);
+});
+
 await test('bench', async (page) => {
-  if (!existsSync(join(web, 'node_modules/@tensorflow/tfjs/dist/tf.min.js'))) throw new Error('TensorFlow.js is missing: cd web && npm ci');
+  for (const f of ['tfjs/dist/tf.min.js', 'tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js', 'tfjs-backend-wasm/dist/tf-backend-wasm.min.js']) {
+    if (!existsSync(join(web, 'node_modules/@tensorflow', f))) throw new Error(`TensorFlow.js is missing (${f}): cd web && npm ci`);
+  }
   const seconds = process.env.BENCH_SECONDS ?? 3;
   const chunk = process.env.BENCH_CHUNK ?? 20;
-  await page.goto(`${base}/bench.html?autorun&seconds=${seconds}&chunk=${chunk}`);
+  // BENCH_TFJS / BENCH_RETROPROP: which backends and devices (all by default).
+  const pick = [['tfjs', process.env.BENCH_TFJS], ['retroprop', process.env.BENCH_RETROPROP]].filter(([, v]) => v).map(([k, v]) => `&${k}=${v}`).join('');
+  await page.goto(`${base}/bench.html?autorun&seconds=${seconds}&chunk=${chunk}${pick}`);
   await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state), { timeout: 600_000 });
   const r = await page.evaluate(() => ({ rows: window.benchResults, error: window.benchError, ratio: document.getElementById('ratio').textContent, adapter: window.benchAdapter }));
   console.log(`     WebGPU adapter: ${r.adapter}`);

@@ -17,6 +17,10 @@ function status(text) {
   $('status').textContent = text;
 }
 
+// `?device=gpu` (WebGPU, even on a software adapter), `cpu`, or `auto`
+// (default: a hardware WebGPU adapter, else the CPU backend).
+const DEVICE = new URLSearchParams(location.search).get('device') ?? 'auto';
+
 async function openSession() {
   const webgpu = 'gpu' in navigator;
   const session = await Session.create(
@@ -24,13 +28,15 @@ async function openSession() {
     Number($('lr').value),
     Math.max(1, Math.round(Number($('batch').value))),
     BigInt(0),
-    webgpu ? 'auto' : 'cpu',
+    webgpu ? DEVICE : 'cpu',
   );
   const onGpu = session.device.startsWith('gpu');
   $('device').className = onGpu ? 'device gpu' : 'device cpu';
   $('device').textContent = onGpu
     ? `Training on WebGPU: ${session.device}`
-    : `No WebGPU here (${webgpu ? session.fallback : 'navigator.gpu is missing'}): training on the CPU backend (${session.device}), slower.`;
+    : webgpu
+      ? `Training on the CPU backend (${session.device}): ${session.fallback ?? 'asked for'}. ?device=gpu trains on the software adapter instead.`
+      : `No WebGPU here (navigator.gpu is missing): training on the CPU backend (${session.device}).`;
   state.device = session.device;
   return session;
 }
