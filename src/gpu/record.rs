@@ -136,12 +136,13 @@ impl GpuBackend {
         }
     }
 
-    /// Dispatches the pipeline and bind group set on `pass`; when a profile
-    /// is being taken, marks its end.
+    /// Dispatches the pipeline and bind group set on `pass`: every
+    /// dispatch of training goes through here, where a profile being taken
+    /// counts it (and marks its end).
     fn dispatch(&self, pass: &mut wgpu::ComputePass, t: u64, work: Work, (x, y): (u32, u32)) {
         pass.dispatch_workgroups(x, y, 1);
-        if let Some(marks) = self.marks.borrow_mut().as_mut() {
-            marks.mark(pass, t, Some(work));
+        if let Some(profiler) = self.profiler.borrow_mut().as_mut() {
+            profiler.dispatched(pass, t, work);
         }
     }
 
@@ -172,15 +173,15 @@ impl GpuBackend {
     /// Starts a pass's timestamps when a profile is being taken (before its
     /// first dispatch).
     pub(crate) fn mark_pass_start(&self, pass: &mut wgpu::ComputePass) {
-        if let Some(marks) = self.marks.borrow_mut().as_mut() {
-            marks.mark(pass, self.t, None);
+        if let Some(profiler) = self.profiler.borrow_mut().as_mut() {
+            profiler.pass_start(pass, self.t);
         }
     }
 
     /// Resolves the timestamps of the passes recorded into `encoder` (after
     /// they have ended), when a profile is being taken.
     pub(crate) fn resolve_marks(&self, encoder: &mut wgpu::CommandEncoder) {
-        if let Some(marks) = self.marks.borrow_mut().as_mut() {
+        if let Some(marks) = self.profiler.borrow_mut().as_mut().and_then(|p| p.marks()) {
             marks.resolve(encoder);
         }
     }
