@@ -267,7 +267,9 @@ fn loss_kernels_match_cpu() {
     let h = harness();
     for loss in Loss::ALL {
         // 1023 and up: either side of the workgroup-a-row kernel for wide
-        // output layers (WIDE_LOSS_MIN in src/gpu/dispatch.rs).
+        // output layers (WIDE_LOSS_MIN in src/gpu/dispatch.rs); below,
+        // the loss and its sum in one workgroup (SUMMED_LOSS_MAX), which
+        // sums as the two dispatches of larger batches do (the next test).
         for &(rows, width) in &[
             (1, 2),
             (3, 3),
@@ -318,6 +320,37 @@ fn loss_kernels_match_cpu() {
                 0.1 / norm as f64,
             );
             assert_eq!(gpu_correct, cpu_correct, "{what}: correct count");
+        }
+    }
+}
+
+/// The loss and its batch sum in one dispatch (small batches) give what
+/// the thread-a-row kernel and the sum's own dispatch give, bit for bit:
+/// the same rows in the same order into the same tree.
+#[test]
+fn the_summed_loss_kernel_sums_as_the_two_dispatches_do() {
+    let h = harness();
+    for loss in Loss::ALL {
+        for &(rows, width) in &[(1, 2), (3, 3), (64, 10), (257, 17), (300, 50)] {
+            let output = random(rows * width, -8.0, 8.0, (rows + width) as u64);
+            let values = random(rows * width, 0.0, 1.0, 9);
+            let labels: Vec<u32> = (0..rows).map(|r| (r * 5 % width) as u32).collect();
+            let targets = if loss.takes_classes() {
+                TargetBatch::Classes(&labels)
+            } else {
+                TargetBatch::Values(&values)
+            };
+            let (one_loss, one_correct, one_grad) = h.loss(loss, &output, width, targets).unwrap();
+            let (two_loss, two_correct, two_grad) =
+                h.loss_unsummed(loss, &output, width, targets).unwrap();
+            let what = format!("{loss} {rows}x{width}");
+            assert_eq!(
+                (one_loss.to_bits(), one_correct),
+                (two_loss.to_bits(), two_correct),
+                "{what}: one dispatch {one_loss} {one_correct}, two {two_loss} {two_correct}"
+            );
+            let bits = |g: &[f32]| g.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&one_grad) == bits(&two_grad), "{what}: dZ differs");
         }
     }
 }

@@ -321,9 +321,9 @@ fn profile(args: &BenchArgs, sizes: &[usize], data: &Dataset, batch: usize) -> R
                 "{total:.3} ms a step in kernels (mean of {} steps)",
                 profile.timed_steps
             ),
-            None => println!(
-                "(not timed: the adapter has no timestamp queries inside compute passes)"
-            ),
+            None => {
+                println!("(not timed: the adapter has no timestamp queries inside compute passes)")
+            }
         }
     }
     for k in &profile.kernels {
@@ -362,7 +362,8 @@ fn fixed_cost(args: &BenchArgs) -> Result<()> {
     let sizes = [4, 4, 2];
     let tiny = standard_data(256, 4, 2, 1)?;
     let r = run(Device::Gpu, &sizes, &tiny, 1, 200, args.optimizer)?;
-    let mlp = Mlp::new(&sizes, Activation::Relu, Activation::Identity).map_err(|e| e.to_string())?;
+    let mlp =
+        Mlp::new(&sizes, Activation::Relu, Activation::Identity).map_err(|e| e.to_string())?;
     let config = TrainConfig::default()
         .loss(Loss::CrossEntropy)
         .optimizer(args.optimizer)

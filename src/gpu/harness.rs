@@ -6,8 +6,8 @@ use super::codes::Epilogue;
 use super::context::GpuContext;
 use super::dispatch::grid;
 use super::pipelines::{
-    ELEMENTWISE, Kernel, Kernels, NORM_GROUPS, matmul_layout, matmul_module, matmul_variant,
-    module, pipeline,
+    ELEMENTWISE, Kernel, Kernels, LossKernel, NORM_GROUPS, matmul_layout, matmul_module,
+    matmul_variant, module, pipeline,
 };
 use super::resources::{OperandTexture, Pack};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
@@ -616,9 +616,44 @@ impl KernelHarness {
     }
 
     /// The loss kernel and its reduction on an output batch (identity output
-    /// activation): returns (mean loss, number correct, dL/dZ).
+    /// activation), as training chooses them ([`Kernels::loss_for`]: one
+    /// dispatch for a small batch): returns (mean loss, number correct,
+    /// dL/dZ).
     pub fn loss(
         &self,
+        loss: Loss,
+        output: &[f32],
+        width: usize,
+        targets: TargetBatch<'_>,
+    ) -> Result<(f32, f32, Vec<f32>)> {
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let rows = output.len() / width;
+        let chosen = self.kernels.loss_for(rows, width, max);
+        self.loss_by(&chosen, loss, output, width, targets)
+    }
+
+    /// [`loss`](Self::loss) by the thread-a-row kernel and the sum's own
+    /// dispatch, whatever the size (the kernels a large batch takes).
+    pub fn loss_unsummed(
+        &self,
+        loss: Loss,
+        output: &[f32],
+        width: usize,
+        targets: TargetBatch<'_>,
+    ) -> Result<(f32, f32, Vec<f32>)> {
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let rows = output.len() / width;
+        let chosen = LossKernel {
+            kernel: &self.kernels.loss,
+            groups: grid(rows as u64, 64, max),
+            summed: false,
+        };
+        self.loss_by(&chosen, loss, output, width, targets)
+    }
+
+    fn loss_by(
+        &self,
+        chosen: &LossKernel,
         loss: Loss,
         output: &[f32],
         width: usize,
@@ -636,15 +671,14 @@ impl KernelHarness {
             activation: 0,
             slope: 0.0,
             inv_norm: inv_norm as f32,
+            accumulate: 0,
         };
         let target_bytes: &[u8] = match targets {
             TargetBatch::Classes(c) => bytemuck::cast_slice(c),
             TargetBatch::Values(v) => bytemuck::cast_slice(v),
         };
-        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let (kernel, groups) = self.kernels.loss_for(rows, width, max);
         let out = self.run(
-            kernel,
+            chosen.kernel,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Data(bytemuck::cast_slice(output)),
@@ -652,10 +686,16 @@ impl KernelHarness {
                 Bind::Data(target_bytes),
                 Bind::Out(output.len() * 4),
                 Bind::Out(rows * 2 * 4),
+                Bind::Out(8),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
-            groups,
-            false,
+            chosen.groups,
+            true,
         )?;
+        if chosen.summed {
+            let sums = floats(&out[2]);
+            return Ok((sums[0], sums[1], floats(&out[0])));
+        }
         let stats = out[1].clone();
         let reduce = ReduceShape {
             rows: rows as u32,

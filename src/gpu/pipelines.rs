@@ -2,7 +2,7 @@
 //! structs their shaders read.
 
 use super::codes::Epilogue;
-use super::dispatch::{WIDE_LOSS_MIN, grid, matmul_grid};
+use super::dispatch::{SUMMED_LOSS_MAX, WIDE_LOSS_MIN, grid, matmul_grid};
 use super::resources::OperandTexture;
 use super::shaders::module_source;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
@@ -66,6 +66,8 @@ pub(crate) mod binding {
         pub const TARGETS: u32 = 3;
         pub const GRAD: u32 = 4;
         pub const STATS: u32 = 5;
+        pub const RESULTS: u32 = 6;
+        pub const STEP: u32 = 7;
     }
     /// shaders/pack.wgsl.
     pub mod pack {
@@ -108,9 +110,11 @@ pub(crate) struct Kernels {
     /// their bind group layouts, so one bind group serves every tiling.
     pub matmuls: Vec<MatmulKernels>,
     /// The loss, a thread a row, and a workgroup a row for wide output
-    /// layers ([`Kernels::loss_for`]).
+    /// layers; for small batches the loss and its sum in one workgroup
+    /// ([`Kernels::loss_for`]).
     pub loss: Kernel,
     pub loss_wide: Kernel,
+    pub loss_summed: Kernel,
     pub column_sums: Kernel,
     pub loss_sum: Kernel,
     /// The gradient's global norm, in two passes (clipping).
@@ -125,6 +129,15 @@ pub(crate) struct Kernels {
     /// The same for matrices whose rows are whole quads (one vec4 load a
     /// texel).
     pub pack_quads: Kernel,
+}
+
+/// The loss kernel of a pass ([`Kernels::loss_for`]).
+pub(crate) struct LossKernel<'a> {
+    pub kernel: &'a Kernel,
+    pub groups: (u32, u32),
+    /// Whether it writes the batch's loss into the step's result slot
+    /// (else `loss_sum` follows it).
+    pub summed: bool,
 }
 
 /// Each kernel's bindings, in binding order.
@@ -164,6 +177,8 @@ const LOSS: &[Slot] = &[
     Slot::Read,
     Slot::ReadWrite,
     Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::StepUniform,
 ];
 const COLUMN_SUMS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::ReadWrite];
 const LAYER_NORMS: &[Slot] = &[
@@ -394,6 +409,7 @@ impl Kernels {
             matmuls,
             loss: build(&loss, "loss", LOSS),
             loss_wide: build(&loss, "loss_wide", LOSS),
+            loss_summed: build(&loss, "loss_summed", LOSS),
             column_sums: build(&reduce, "column_sums", COLUMN_SUMS),
             loss_sum: build(&reduce, "loss_sum", LOSS_SUM),
             sum_squares: build(&reduce, "sum_squares", COLUMN_SUMS),
@@ -408,18 +424,21 @@ impl Kernels {
 }
 
 impl Kernels {
-    /// The loss kernel for `rows` rows of an output layer `width` wide, and
-    /// its workgroups (`WIDE_LOSS_MIN`).
-    pub(crate) fn loss_for(
-        &self,
-        rows: usize,
-        width: usize,
-        max_per_dim: u32,
-    ) -> (&Kernel, (u32, u32)) {
-        if width >= WIDE_LOSS_MIN {
-            (&self.loss_wide, grid(rows as u64, 1, max_per_dim))
+    /// The loss kernel for `rows` rows of an output layer `width` wide,
+    /// its workgroups, and whether it sums the batch's loss itself
+    /// (`SUMMED_LOSS_MAX`) or leaves that to `loss_sum` (`WIDE_LOSS_MIN`).
+    pub(crate) fn loss_for(&self, rows: usize, width: usize, max_per_dim: u32) -> LossKernel<'_> {
+        let (kernel, groups, summed) = if width >= WIDE_LOSS_MIN {
+            (&self.loss_wide, grid(rows as u64, 1, max_per_dim), false)
+        } else if rows * width <= SUMMED_LOSS_MAX {
+            (&self.loss_summed, (1, 1), true)
         } else {
-            (&self.loss, grid(rows as u64, 64, max_per_dim))
+            (&self.loss, grid(rows as u64, 64, max_per_dim), false)
+        };
+        LossKernel {
+            kernel,
+            groups,
+            summed,
         }
     }
 

@@ -188,11 +188,7 @@ impl Profiler {
     /// The profile: each work's dispatches a step, over the steps recorded
     /// whole, and its milliseconds a step from `ticks` (the resolved
     /// timestamps, `None` without them), over the steps timed whole.
-    pub(crate) fn profile(
-        &self,
-        device: String,
-        ticks: Option<(&[u64], f32)>,
-    ) -> StepProfile {
+    pub(crate) fn profile(&self, device: String, ticks: Option<(&[u64], f32)>) -> StepProfile {
         let steps = self.whole.len() as u64;
         let (times, timed_steps) = match (&self.marks, ticks) {
             (Some(marks), Some((ticks, period_ns))) => {

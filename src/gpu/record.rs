@@ -35,13 +35,15 @@ impl GpuBackend {
             self.dispatch(pass, t, Work::of("gather batch"), groups);
         }
         self.record_forward(pass, plan, at);
-        let (loss, groups) = k.loss_for(rows, self.mlp.outputs(), max);
-        pass.set_pipeline(&loss.pipeline);
-        pass.set_bind_group(0, &plan.loss, &[]);
-        self.dispatch(pass, t, Work::of("loss"), groups);
-        pass.set_pipeline(&k.loss_sum.pipeline);
-        pass.set_bind_group(0, &plan.loss_sum, &[step_offset]);
-        self.dispatch(pass, t, Work::of("loss sum"), (1, 1));
+        let loss = k.loss_for(rows, self.mlp.outputs(), max);
+        pass.set_pipeline(&loss.kernel.pipeline);
+        pass.set_bind_group(0, &plan.loss, &[step_offset]);
+        self.dispatch(pass, t, Work::of("loss"), loss.groups);
+        if !loss.summed {
+            pass.set_pipeline(&k.loss_sum.pipeline);
+            pass.set_bind_group(0, &plan.loss_sum, &[step_offset]);
+            self.dispatch(pass, t, Work::of("loss sum"), (1, 1));
+        }
         if !train {
             return;
         }

@@ -65,6 +65,8 @@ pub(crate) struct LossShape {
     pub activation: u32,
     pub slope: f32,
     pub inv_norm: f32,
+    /// Whether `loss_summed` adds to the step's result or writes it.
+    pub accumulate: u32,
 }
 
 /// The twin of `ReduceShape` in shaders/reduce.wgsl.
@@ -330,7 +332,8 @@ mod tests {
                 loss,
                 activation,
                 slope,
-                inv_norm
+                inv_norm,
+                accumulate
             }),
             layout!(ReduceShape {
                 rows,
