@@ -68,11 +68,11 @@ fn recipe(step: &Step, packs: bool) -> BTreeMap<&'static str, f64> {
         kernels.insert("pack activations", (l - 1.0) * p);
         kernels.insert("pack dZ", l * p);
     }
-    // The update, once a step: the gradient's norm in two passes when
-    // clipping by it, then the optimizer over the flat parameters.
+    // The update, once a step: the partial sums of the gradient's norm
+    // when clipping by it, then the optimizer over the flat parameters,
+    // which finishes the norm itself.
     if step.clip_norm {
         kernels.insert("clip: sum of squares", 1.0);
-        kernels.insert("clip: norm", 1.0);
     }
     kernels.insert("optimizer", 1.0);
     kernels

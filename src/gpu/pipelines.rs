@@ -28,7 +28,7 @@ pub(crate) mod binding {
         pub const OUT2: u32 = 5;
         pub const STEP: u32 = 6;
     }
-    /// shaders/reduce.wgsl: `column_sums`, `sum_squares`, `norm_finish`,
+    /// shaders/reduce.wgsl: `column_sums`, `sum_squares`,
     /// `loss_sum` (and `step`), `layer_norms` (and `norm_params`,
     /// `norm_ranges`).
     pub mod reduce {
@@ -117,12 +117,15 @@ pub(crate) struct Kernels {
     pub loss_summed: Kernel,
     pub column_sums: Kernel,
     pub loss_sum: Kernel,
-    /// The gradient's global norm, in two passes (clipping).
+    /// The first pass of the gradient's global norm (clipping): partial
+    /// sums of g², which `optimizer_clipped` adds up.
     pub sum_squares: Kernel,
-    pub norm_finish: Kernel,
     /// Per-layer gradient and weight norms (training metrics).
     pub layer_norms: Kernel,
+    /// The optimizer, and the same clipping by the global norm (one bind
+    /// group layout for both).
     pub optimizer: Kernel,
+    pub optimizer_clipped: Kernel,
     pub gather: Kernel,
     /// A matrix into an operand texture (the texture matmul).
     pub pack: Kernel,
@@ -404,6 +407,14 @@ impl Kernels {
         let data = module(device, "data", include_str!("../../shaders/data.wgsl"), "");
         let pack = module(device, "pack", include_str!("../../shaders/pack.wgsl"), "");
         let build = |module, entry, slots| pipeline(device, module, entry, slots, &[]);
+        let update = build(&optimizer, "update", OPTIMIZER);
+        let optimizer_clipped = pipeline_in(
+            device,
+            &optimizer,
+            "update_clipped",
+            (update.layout.clone(), OPTIMIZER.len()),
+            &[],
+        );
         Kernels {
             choice,
             matmuls,
@@ -413,9 +424,9 @@ impl Kernels {
             column_sums: build(&reduce, "column_sums", COLUMN_SUMS),
             loss_sum: build(&reduce, "loss_sum", LOSS_SUM),
             sum_squares: build(&reduce, "sum_squares", COLUMN_SUMS),
-            norm_finish: build(&reduce, "norm_finish", COLUMN_SUMS),
             layer_norms: build(&reduce, "layer_norms", LAYER_NORMS),
-            optimizer: build(&optimizer, "update", OPTIMIZER),
+            optimizer: update,
+            optimizer_clipped,
             gather: build(&data, "gather", GATHER),
             pack: build(&pack, "pack", PACK),
             pack_quads: build(&pack, "pack_quads", PACK_QUADS),

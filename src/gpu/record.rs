@@ -100,8 +100,8 @@ impl GpuBackend {
     }
 
     /// Records the update of the step `at`: its layer norms when
-    /// `sample_norms`, gradient clipping by norm if set, then the optimizer
-    /// over every parameter.
+    /// `sample_norms`, the partial sums of the gradient's norm when clipping
+    /// by it, then the optimizer over every parameter (a dispatch a piece).
     pub(crate) fn record_update(
         &self,
         pass: &mut wgpu::ComputePass,
@@ -126,11 +126,15 @@ impl GpuBackend {
                 pass.set_bind_group(0, group, &[]);
                 self.dispatch(pass, t, Work::of("clip: sum of squares"), (NORM_GROUPS, 1));
             }
-            pass.set_pipeline(&k.norm_finish.pipeline);
-            pass.set_bind_group(0, &update.norm_finish, &[]);
-            self.dispatch(pass, t, Work::of("clip: norm"), (1, 1));
         }
-        pass.set_pipeline(&k.optimizer.pipeline);
+        // Clipping by norm: each workgroup finishes the norm from the
+        // partial sums before it updates.
+        let optimizer = if self.clip_norm {
+            &k.optimizer_clipped
+        } else {
+            &k.optimizer
+        };
+        pass.set_pipeline(&optimizer.pipeline);
         for (group, len) in &update.optimizer {
             pass.set_bind_group(0, group, &[step_offset]);
             let groups = grid(len / 4, 256, max);
