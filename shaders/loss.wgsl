@@ -121,7 +121,8 @@ fn loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
 // The same and the batch's sum in one workgroup, for a small batch: thread
 // lid takes rows lid, lid + 256, ... and adds their [loss, correct] as
 // `loss_sum` in reduce.wgsl adds the stats `loss` writes, in the same
-// order, then the same tree: one dispatch fewer.
+// order, then the same tree: one dispatch fewer, the same sums (but where
+// a GPU contracts a row's `total · inv_norm` into the sum).
 const SUM_GROUP: u32 = 256u;
 var<workgroup> pair: array<vec2<f32>, SUM_GROUP>;
 

@@ -325,8 +325,10 @@ fn loss_kernels_match_cpu() {
 }
 
 /// The loss and its batch sum in one dispatch (small batches) give what
-/// the thread-a-row kernel and the sum's own dispatch give, bit for bit:
-/// the same rows in the same order into the same tree.
+/// the thread-a-row kernel and the sum's own dispatch give: the same rows
+/// in the same order into the same tree. Bit for bit on lavapipe; a GPU
+/// may fuse a row's `total · inv_norm` into the sum (an FMA) where the two
+/// dispatches store it first, so the loss may differ in its last bits.
 #[test]
 fn the_summed_loss_kernel_sums_as_the_two_dispatches_do() {
     let h = harness();
@@ -344,10 +346,10 @@ fn the_summed_loss_kernel_sums_as_the_two_dispatches_do() {
             let (two_loss, two_correct, two_grad) =
                 h.loss_unsummed(loss, &output, width, targets).unwrap();
             let what = format!("{loss} {rows}x{width}");
-            assert_eq!(
-                (one_loss.to_bits(), one_correct),
-                (two_loss.to_bits(), two_correct),
-                "{what}: one dispatch {one_loss} {one_correct}, two {two_loss} {two_correct}"
+            assert_eq!(one_correct, two_correct, "{what}: number correct");
+            assert!(
+                (one_loss - two_loss).abs() <= 1e-6 * two_loss.abs(),
+                "{what}: one dispatch {one_loss:e}, two {two_loss:e}"
             );
             let bits = |g: &[f32]| g.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert!(bits(&one_grad) == bits(&two_grad), "{what}: dZ differs");
