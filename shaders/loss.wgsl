@@ -1,5 +1,7 @@
 // Loss value and gradient with respect to the network output, one thread a
-// row, chained through the output layer's activation: dZ = dL/dA ⊙ f'(Z).
+// row, chained through the output layer's activation: dZ = dL/dA ⊙ f'(Z);
+// for a small batch (`SUMMED_LOSS_MAX` in src/gpu/dispatch.rs) with the
+// batch's sum in the same dispatch (`loss_summed`).
 // CPU twin: `Loss::forward_backward` and `Loss::correct` in src/loss.rs.
 // Codes: 0 mse, 1 half_mse, 2 cross_entropy (softmax fused), 3
 // bce_with_logits (sigmoid fused).
@@ -13,6 +15,9 @@ struct LossShape {
     slope: f32,
     // 1 / (rows · width), or 1 / rows for cross-entropy.
     inv_norm: f32,
+    // Whether `loss_summed` adds the batch's sum to the step's result slot
+    // (every pass of a step but the first) or writes it.
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: LossShape;
@@ -22,6 +27,10 @@ struct LossShape {
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 // Per row: [loss contribution to the batch mean, number correct].
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+// Per step slot: [the batch's loss, number correct] (`loss_summed`, and
+// `loss_sum` in reduce.wgsl).
+@group(0) @binding(6) var<storage, read_write> results: array<f32>;
+@group(0) @binding(7) var<uniform> step: StepUniform;
 
 // Cross-entropy's gradient at element `at` of a row whose outputs have
 // maximum `row_max` and Σ exp(o − row_max) = `denom`: (softmax − [label])
@@ -57,14 +66,9 @@ fn value_element(at: u32) -> vec2<f32> {
     return term;
 }
 
-const GROUP: u32 = 64u;
-
-@compute @workgroup_size(GROUP)
-fn loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = flat_index(wid, groups, lid, GROUP);
-    if row >= shape.rows {
-        return;
-    }
+// Row `row`'s loss and gradient, a thread's work: writes the row's dZ and
+// returns [its loss contribution to the batch mean, whether it is right].
+fn row_loss(row: u32) -> vec2<f32> {
     let w = shape.width;
     let base = row * w;
     var total = 0.0;
@@ -98,8 +102,49 @@ fn loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
             total *= 0.5;
         }
     }
-    stats[2u * row] = total * shape.inv_norm;
-    stats[2u * row + 1u] = correct;
+    return vec2<f32>(total * shape.inv_norm, correct);
+}
+
+const GROUP: u32 = 64u;
+
+@compute @workgroup_size(GROUP)
+fn loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = flat_index(wid, groups, lid, GROUP);
+    if row >= shape.rows {
+        return;
+    }
+    let stat = row_loss(row);
+    stats[2u * row] = stat.x;
+    stats[2u * row + 1u] = stat.y;
+}
+
+// The same and the batch's sum in one workgroup, for a small batch: thread
+// lid takes rows lid, lid + 256, ... and adds their [loss, correct] as
+// `loss_sum` in reduce.wgsl adds the stats `loss` writes, in the same
+// order, then the same tree: one dispatch fewer, the same sums (but where
+// a GPU contracts a row's `total · inv_norm` into the sum).
+const SUM_GROUP: u32 = 256u;
+var<workgroup> pair: array<vec2<f32>, SUM_GROUP>;
+
+@compute @workgroup_size(SUM_GROUP)
+fn loss_summed(@builtin(local_invocation_index) lid: u32) {
+    var sum = vec2<f32>(0.0, 0.0);
+    for (var r = lid; r < shape.rows; r += SUM_GROUP) {
+        sum += row_loss(r);
+    }
+    pair[lid] = sum;
+    workgroupBarrier();
+    for (var half = SUM_GROUP / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            pair[lid] += pair[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        let at = 2u * step.slot;
+        results[at] = select(0.0, results[at], shape.accumulate != 0u) + pair[0].x;
+        results[at + 1u] = select(0.0, results[at + 1u], shape.accumulate != 0u) + pair[0].y;
+    }
 }
 
 // The same for wide output layers (`WIDE_LOSS_MIN` in src/gpu/dispatch.rs):

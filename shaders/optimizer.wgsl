@@ -30,6 +30,7 @@ struct OptimizerUniform {
     weight_decay: f32,
     clip_norm: f32,    // max global norm, 0 when off
     clip_value: f32,   // max |g|, 0 when off
+    clip_partials: u32, // partial sums of g² in `clip` (clipping by norm)
 }
 
 @group(0) @binding(0) var<uniform> rule: OptimizerUniform;
@@ -37,7 +38,8 @@ struct OptimizerUniform {
 @group(0) @binding(2) var<storage, read_write> params: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> state0: array<vec4<f32>>;
-// clip[0]: the gradient's global L2 norm, from norm_finish in reduce.wgsl.
+// The partial sums of g² over the whole gradient (`sum_squares` in
+// reduce.wgsl, every piece's), whose sum is the squared global L2 norm.
 @group(0) @binding(5) var<storage, read> clip: array<f32>;
 @group(0) @binding(6) var<storage, read_write> state1: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> state2: array<vec4<f32>>;
@@ -46,7 +48,36 @@ const GROUP: u32 = 256u;
 
 @compute @workgroup_size(GROUP)
 fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, groups, lid, GROUP);
+    update_quad(flat_index(wid, groups, lid, GROUP), 1.0);
+}
+
+var<workgroup> squares: array<f32, GROUP>;
+
+// The same, clipping by the global norm: each workgroup first sums the
+// partial sums of g² by a fixed tree (thread lid those at lid, lid + 256,
+// ...), the same in every workgroup, so that no dispatch of its own
+// finishes the norm.
+@compute @workgroup_size(GROUP)
+fn update_clipped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    var sum = 0.0;
+    for (var k = lid; k < rule.clip_partials; k += GROUP) {
+        sum += clip[k];
+    }
+    squares[lid] = sum;
+    workgroupBarrier();
+    for (var half = GROUP / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            squares[lid] += squares[lid + half];
+        }
+        workgroupBarrier();
+    }
+    let norm = sqrt(squares[0]);
+    update_quad(flat_index(wid, groups, lid, GROUP), min(rule.clip_norm / (norm + 1e-6), 1.0));
+}
+
+// Updates parameter quad i, its gradient scaled by `norm_scale` first
+// (clipping by norm).
+fn update_quad(i: u32, norm_scale: f32) {
     let n = rule.n / 4u;
     if i >= n {
         return;
@@ -56,7 +87,7 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     // Clipping (`clip_gradients` in src/cpu/optimizer.rs): by global norm,
     // then by value.
     if rule.clip_norm > 0.0 {
-        g *= min(rule.clip_norm / (clip[0] + 1e-6), 1.0);
+        g *= norm_scale;
     }
     if rule.clip_value > 0.0 {
         g = clamp(g, vec4<f32>(-rule.clip_value), vec4<f32>(rule.clip_value));

@@ -91,8 +91,9 @@ fn tree_sum(lid: u32, value: f32) {
 // First pass of the gradient's global L2 norm: workgroup w sums g² over
 // elements w·256 + lid, stepping by cols·256 (shape.rows elements,
 // shape.cols workgroups), into out[out_offset + w]; a buffer larger than
-// one binding is summed piece by piece, each into its own partials. A
-// fixed order: deterministic.
+// one binding is summed piece by piece, each into its own partials. The
+// optimizer adds them up (`update_clipped` in optimizer.wgsl). A fixed
+// order: deterministic.
 @compute @workgroup_size(NORM_GROUP)
 fn sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     var sum = 0.0;
@@ -102,20 +103,6 @@ fn sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     tree_sum(lid, sum);
     if lid == 0u {
         out[shape.out_offset + wid.x] = squares[0];
-    }
-}
-
-// Second pass: out[0] = √(Σ of the shape.rows partial sums), the norm the
-// optimizer clips by.
-@compute @workgroup_size(NORM_GROUP)
-fn norm_finish(@builtin(local_invocation_index) lid: u32) {
-    var sum = 0.0;
-    for (var i = lid; i < shape.rows; i += NORM_GROUP) {
-        sum += input[i];
-    }
-    tree_sum(lid, sum);
-    if lid == 0u {
-        out[0] = sqrt(squares[0]);
     }
 }
 

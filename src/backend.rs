@@ -226,24 +226,51 @@ pub struct KernelTime {
     pub kernel: &'static str,
     /// The layer it worked on, for per-layer kernels.
     pub layer: Option<usize>,
-    /// Milliseconds a step, the mean over the steps profiled.
-    pub ms_per_step: f64,
+    /// Its dispatches a step, the mean over the steps profiled (a product
+    /// split into chunks of its reduction dispatches once a chunk).
+    pub dispatches: f64,
+    /// Milliseconds a step, the mean over the steps timed; `None` where the
+    /// adapter cannot time kernels.
+    pub ms_per_step: Option<f64>,
 }
 
-/// The time of a step by kernel, in the order the kernels first ran.
+/// The dispatches and time of a step by kernel, in the order the kernels
+/// first ran.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepProfile {
     /// The adapter that ran the steps.
     pub device: String,
-    /// Steps the times are the mean over.
+    /// Steps the dispatches are the mean over.
     pub steps: u64,
+    /// Steps the times are the mean over: fewer than `steps` past the
+    /// timestamps a profile holds, 0 without timestamps.
+    pub timed_steps: u64,
     pub kernels: Vec<KernelTime>,
 }
 
 impl StepProfile {
-    /// Milliseconds a step spent in kernels (the sum over `kernels`).
-    pub fn total_ms(&self) -> f64 {
+    /// Milliseconds a step spent in kernels (the sum over `kernels`), where
+    /// the adapter timed them.
+    pub fn total_ms(&self) -> Option<f64> {
         self.kernels.iter().map(|k| k.ms_per_step).sum()
+    }
+
+    /// Dispatches a step (the sum over `kernels`).
+    pub fn dispatches(&self) -> f64 {
+        self.kernels.iter().map(|k| k.dispatches).sum()
+    }
+
+    /// Dispatches a step of each kernel, whatever its layer, in the order
+    /// the kernels first ran.
+    pub fn dispatches_by_kernel(&self) -> Vec<(&'static str, f64)> {
+        let mut by_kernel: Vec<(&'static str, f64)> = Vec::new();
+        for k in &self.kernels {
+            match by_kernel.iter_mut().find(|(name, _)| *name == k.kernel) {
+                Some((_, n)) => *n += k.dispatches,
+                None => by_kernel.push((k.kernel, k.dispatches)),
+            }
+        }
+        by_kernel
     }
 }
 
@@ -378,16 +405,16 @@ pub trait Backend: MaybeSend {
     /// Phase 3: clipping, then one optimizer step t + 1 at `lr`.
     fn update(&mut self, lr: f64) -> Result<()>;
 
-    /// Starts timing each kernel of the steps that follow, by kernel and
-    /// layer (GPU adapters with timestamp queries inside compute passes).
-    /// Returns whether this backend can: the CPU backend and adapters
-    /// without such timestamps return false and time nothing.
+    /// Starts counting the dispatches of the steps that follow, by kernel
+    /// and layer, and timing them (GPU adapters with timestamp queries
+    /// inside compute passes). Returns whether this backend can: the CPU
+    /// backend, which dispatches nothing, returns false.
     fn start_profile(&mut self) -> Result<bool> {
         Ok(false)
     }
-    /// Ends what [`start_profile`](Self::start_profile) started: the mean
-    /// time a step spent in each kernel, over the steps timed whole
-    /// (`None` when nothing was timed).
+    /// Ends what [`start_profile`](Self::start_profile) started: each
+    /// kernel's dispatches a step and, where it was timed, the mean time a
+    /// step spent in it (`None` when no profile was started).
     fn finish_profile(&mut self) -> Result<Option<StepProfile>> {
         Ok(None)
     }

@@ -267,7 +267,9 @@ fn loss_kernels_match_cpu() {
     let h = harness();
     for loss in Loss::ALL {
         // 1023 and up: either side of the workgroup-a-row kernel for wide
-        // output layers (WIDE_LOSS_MIN in src/gpu/dispatch.rs).
+        // output layers (WIDE_LOSS_MIN in src/gpu/dispatch.rs); below,
+        // the loss and its sum in one workgroup (SUMMED_LOSS_MAX), which
+        // sums as the two dispatches of larger batches do (the next test).
         for &(rows, width) in &[
             (1, 2),
             (3, 3),
@@ -318,6 +320,39 @@ fn loss_kernels_match_cpu() {
                 0.1 / norm as f64,
             );
             assert_eq!(gpu_correct, cpu_correct, "{what}: correct count");
+        }
+    }
+}
+
+/// The loss and its batch sum in one dispatch (small batches) give what
+/// the thread-a-row kernel and the sum's own dispatch give: the same rows
+/// in the same order into the same tree. Bit for bit on lavapipe; a GPU
+/// may fuse a row's `total · inv_norm` into the sum (an FMA) where the two
+/// dispatches store it first, so the loss may differ in its last bits.
+#[test]
+fn the_summed_loss_kernel_sums_as_the_two_dispatches_do() {
+    let h = harness();
+    for loss in Loss::ALL {
+        for &(rows, width) in &[(1, 2), (3, 3), (64, 10), (257, 17), (300, 50)] {
+            let output = random(rows * width, -8.0, 8.0, (rows + width) as u64);
+            let values = random(rows * width, 0.0, 1.0, 9);
+            let labels: Vec<u32> = (0..rows).map(|r| (r * 5 % width) as u32).collect();
+            let targets = if loss.takes_classes() {
+                TargetBatch::Classes(&labels)
+            } else {
+                TargetBatch::Values(&values)
+            };
+            let (one_loss, one_correct, one_grad) = h.loss(loss, &output, width, targets).unwrap();
+            let (two_loss, two_correct, two_grad) =
+                h.loss_unsummed(loss, &output, width, targets).unwrap();
+            let what = format!("{loss} {rows}x{width}");
+            assert_eq!(one_correct, two_correct, "{what}: number correct");
+            assert!(
+                (one_loss - two_loss).abs() <= 1e-6 * two_loss.abs(),
+                "{what}: one dispatch {one_loss:e}, two {two_loss:e}"
+            );
+            let bits = |g: &[f32]| g.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&one_grad) == bits(&two_grad), "{what}: dZ differs");
         }
     }
 }
@@ -404,7 +439,7 @@ fn optimizer_kernels_match_cpu_over_several_steps() {
                     .optimizer_step(
                         &optimizer,
                         &GradClip::default(),
-                        0.0,
+                        &[],
                         &gpu_params,
                         &grads,
                         &gpu_state,
@@ -487,7 +522,8 @@ fn gradient_norm_and_clipping_match_cpu() {
             .map(|&g| g as f64 * g as f64)
             .sum::<f64>()
             .sqrt() as f32;
-        let gpu_norm = h.grad_norm(&grads).unwrap();
+        let partials = h.grad_norm_partials(&grads).unwrap();
+        let gpu_norm = partials.iter().map(|&p| p as f64).sum::<f64>().sqrt() as f32;
         assert_close(
             &format!("gradient norm n={n}"),
             &[gpu_norm],
@@ -495,10 +531,10 @@ fn gradient_norm_and_clipping_match_cpu() {
             1e-5,
             0.0,
         );
-        assert_eq!(
-            gpu_norm.to_bits(),
-            h.grad_norm(&grads).unwrap().to_bits(),
-            "norm n={n} differs between runs"
+        let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&partials) == bits(&h.grad_norm_partials(&grads).unwrap()),
+            "partial sums n={n} differ between runs"
         );
         for clip in [
             GradClip {
@@ -521,7 +557,7 @@ fn gradient_norm_and_clipping_match_cpu() {
             clip_gradients(&clip, &mut clipped);
             let expected: Vec<f32> = clipped.iter().map(|g| -g).collect();
             let (gpu, _) = h
-                .optimizer_step(&optimizer, &clip, gpu_norm, &params, &grads, &[], 1, 1.0)
+                .optimizer_step(&optimizer, &clip, &partials, &params, &grads, &[], 1, 1.0)
                 .unwrap();
             assert_close(
                 &format!("clipped update n={n} {clip:?}"),

@@ -34,7 +34,7 @@ fn run(
                     .optimizer_step(
                         &optimizer,
                         &GradClip::default(),
-                        0.0,
+                        &[],
                         &theta,
                         &narrow(g),
                         &state,

@@ -257,6 +257,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         for &batch in &batches {
             profile(&args, &sizes, &data, batch)?;
         }
+        fixed_cost(&args)?;
     }
     if args.full {
         full(&args, &devices, &runs)?;
@@ -264,9 +265,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Where a GPU step's time goes at `batch`: each kernel's milliseconds a
-/// step, by layer, from timestamps around every dispatch of `args.steps`
-/// steps (after 5 warm-up steps); a table, or one JSON object a kernel.
+/// What a GPU step dispatches at `batch`, and where its time goes: each
+/// kernel's dispatches and milliseconds a step, by layer, counted where
+/// they are recorded and timed by timestamps around every dispatch
+/// (adapters with timestamp queries inside compute passes) over
+/// `args.steps` steps after 5 warm-up steps; a table, or one JSON object a
+/// kernel and one for the step.
 fn profile(args: &BenchArgs, sizes: &[usize], data: &Dataset, batch: usize) -> Result<()> {
     let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).map_err(|e| e.to_string())?;
     let config = TrainConfig::default()
@@ -277,22 +281,50 @@ fn profile(args: &BenchArgs, sizes: &[usize], data: &Dataset, batch: usize) -> R
         .device(Device::Gpu);
     let mut trainer = Trainer::new(mlp, config).map_err(|e| e.to_string())?;
     trainer.train_steps(data, 5).map_err(|e| e.to_string())?;
-    let Some(profile) = trainer
+    let profile = trainer
         .profile_steps(data, args.steps as u64)
         .map_err(|e| e.to_string())?
-    else {
-        return Err(format!(
-            "--profile: {} cannot time kernels (it has no timestamp queries inside compute passes)",
-            trainer.device_name()
-        ));
-    };
+        .ok_or("--profile: the GPU backend returned no profile")?;
+    let arch = sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("-");
+    let by_kernel = profile.dispatches_by_kernel();
     let total = profile.total_ms();
-    if !args.json {
+    if args.json {
+        let by_kernel: serde_json::Map<String, serde_json::Value> = by_kernel
+            .iter()
+            .map(|&(kernel, n)| (kernel.to_string(), n.into()))
+            .collect();
         println!(
-            "
-kernels of a step on {}, batch {batch}: {total:.3} ms a step in kernels (mean of {} steps)",
-            profile.device, profile.steps
+            "{}",
+            serde_json::json!({
+                "kind": "dispatches", "device": profile.device, "arch": arch, "batch": batch,
+                "steps": profile.steps, "dispatches": profile.dispatches(),
+                "by_kernel": by_kernel, "ms_per_step": total,
+            })
         );
+    } else {
+        let breakdown: Vec<String> = by_kernel
+            .iter()
+            .map(|(kernel, n)| format!("{kernel} {n}"))
+            .collect();
+        println!(
+            "\ndispatches of a step on {}, {arch}, batch {batch}: {} ({})",
+            profile.device,
+            profile.dispatches(),
+            breakdown.join(", ")
+        );
+        match total {
+            Some(total) => println!(
+                "{total:.3} ms a step in kernels (mean of {} steps)",
+                profile.timed_steps
+            ),
+            None => {
+                println!("(not timed: the adapter has no timestamp queries inside compute passes)")
+            }
+        }
     }
     for k in &profile.kernels {
         let layer = k.layer.map_or(String::new(), |l| format!(" {l}"));
@@ -301,18 +333,68 @@ kernels of a step on {}, batch {batch}: {total:.3} ms a step in kernels (mean of
                 "{}",
                 serde_json::json!({
                     "kind": "profile", "device": profile.device, "batch": batch,
-                    "steps": profile.steps, "kernel": k.kernel, "layer": k.layer,
-                    "ms_per_step": k.ms_per_step,
+                    "steps": profile.steps, "timed_steps": profile.timed_steps,
+                    "kernel": k.kernel, "layer": k.layer,
+                    "dispatches": k.dispatches, "ms_per_step": k.ms_per_step,
                 })
             );
         } else {
+            let time = match (k.ms_per_step, total) {
+                (Some(ms), Some(total)) => {
+                    format!("{ms:>10.3} ms {:>6.1} %", 100.0 * ms / total)
+                }
+                _ => String::new(),
+            };
             println!(
-                "  {:<24} {:>10.3} ms {:>6.1} %",
+                "  {:<24} {:>4} {time}",
                 format!("{}{layer}", k.kernel),
-                k.ms_per_step,
-                100.0 * k.ms_per_step / total
+                k.dispatches
             );
         }
+    }
+    Ok(())
+}
+
+/// The fixed cost of a GPU step: a 4-4-2 net at batch 1, whose step is
+/// nothing but its dispatches, timed by the wall clock over 200 steps
+/// (`run`), with its dispatches a step.
+fn fixed_cost(args: &BenchArgs) -> Result<()> {
+    let sizes = [4, 4, 2];
+    let tiny = standard_data(256, 4, 2, 1)?;
+    let r = run(Device::Gpu, &sizes, &tiny, 1, 200, args.optimizer)?;
+    let mlp =
+        Mlp::new(&sizes, Activation::Relu, Activation::Identity).map_err(|e| e.to_string())?;
+    let config = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .optimizer(args.optimizer)
+        .batch_size(1)
+        .device(Device::Gpu);
+    let mut trainer = Trainer::new(mlp, config).map_err(|e| e.to_string())?;
+    let dispatches = trainer
+        .profile_steps(&tiny, 2)
+        .map_err(|e| e.to_string())?
+        .map_or(0.0, |p| p.dispatches());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "kind": "fixed_cost", "device": r.device, "arch": r.arch, "batch": 1,
+                "optimizer": r.optimizer, "step_ms_median": r.step_ms_median,
+                "step_ms_min": r.step_ms_min, "step_ms_max": r.step_ms_max,
+                "dispatches": dispatches,
+            })
+        );
+    } else {
+        println!(
+            "\nfixed cost of a step on {}: 4-4-2 net, batch 1, {}: {:.3} ms/step \
+             (median of 3 groups, {:.3}–{:.3}), {dispatches} dispatches ({:.1} µs a dispatch)",
+            r.device,
+            r.optimizer,
+            r.step_ms_median,
+            r.step_ms_min,
+            r.step_ms_max,
+            1e3 * r.step_ms_median / dispatches.max(1.0)
+        );
     }
     Ok(())
 }

@@ -282,8 +282,10 @@ pub struct BenchArgs {
     /// Also measure the matmul kernels, per-step overhead and scaling.
     #[arg(long)]
     pub full: bool,
-    /// Also time every kernel of a GPU step, by layer, at each batch size
-    /// (adapters with timestamp queries inside compute passes).
+    /// Also count the dispatches of a GPU step and time every kernel, by
+    /// layer, at each batch size (the times on adapters with timestamp
+    /// queries inside compute passes), and the fixed cost of a step (a
+    /// 4-4-2 net at batch 1).
     #[arg(long)]
     pub profile: bool,
     /// One JSON object per run on standard output instead of a table.

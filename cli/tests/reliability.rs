@@ -356,8 +356,9 @@ fn bench_full_runs_with_more_than_ten_classes() {
     }
 }
 
-/// `bench --profile` gives each kernel of a GPU step its milliseconds, by
-/// layer, at every batch size.
+/// `bench --profile` gives each kernel of a GPU step its dispatches and
+/// milliseconds, by layer, at every batch size, the step's dispatches by
+/// kind, and the fixed cost of a tiny net's step.
 #[test]
 fn bench_profile_times_each_kernel_of_a_gpu_step() {
     let out = ok(&[
@@ -375,12 +376,12 @@ fn bench_profile_times_each_kernel_of_a_gpu_step() {
         "3",
         "--json",
     ]);
-    let lines: Vec<serde_json::Value> = out
+    let all: Vec<serde_json::Value> = out
         .stdout
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "profile")
         .collect();
+    let lines: Vec<&serde_json::Value> = all.iter().filter(|v| v["kind"] == "profile").collect();
     for batch in [2, 5] {
         let of_batch: Vec<_> = lines.iter().filter(|v| v["batch"] == batch).collect();
         let has = |kernel: &str, layer: serde_json::Value| {
@@ -398,8 +399,32 @@ fn bench_profile_times_each_kernel_of_a_gpu_step() {
         for v in &of_batch {
             assert_eq!(v["steps"], 3, "{v}");
             assert!(v["ms_per_step"].as_f64().unwrap() >= 0.0, "{v}");
+            assert!(v["dispatches"].as_f64().unwrap() >= 1.0, "{v}");
         }
+        // The step's dispatches: the sum of its kernels', by kind; at
+        // these batches the loss and its sum in one dispatch.
+        let step = all
+            .iter()
+            .find(|v| v["kind"] == "dispatches" && v["batch"] == batch)
+            .unwrap_or_else(|| panic!("no dispatches line for batch {batch}:\n{}", out.stdout));
+        let summed: f64 = of_batch
+            .iter()
+            .map(|v| v["dispatches"].as_f64().unwrap())
+            .sum();
+        assert_eq!(step["dispatches"].as_f64(), Some(summed), "{step}");
+        let by_kernel = &step["by_kernel"];
+        assert_eq!(by_kernel["optimizer"], 1.0, "{step}");
+        assert_eq!(by_kernel["loss"], 1.0, "{step}");
+        assert!(by_kernel["loss sum"].is_null(), "{step}");
+        assert_eq!(by_kernel["forward"], 2.0, "{step}");
     }
+    let fixed = all
+        .iter()
+        .find(|v| v["kind"] == "fixed_cost")
+        .unwrap_or_else(|| panic!("no fixed_cost line:\n{}", out.stdout));
+    assert_eq!(fixed["arch"], "4-4-2", "{fixed}");
+    assert!(fixed["step_ms_median"].as_f64().unwrap() > 0.0, "{fixed}");
+    assert!(fixed["dispatches"].as_f64().unwrap() >= 1.0, "{fixed}");
 }
 
 /// Two `retroprop train` processes with different seeds save the model and

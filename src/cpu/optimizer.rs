@@ -2,7 +2,8 @@
 //! `shaders/optimizer.wgsl`, with the same names for the same state
 //! (torch's: `momentum_buffer`, `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`,
 //! `square_avg`, `grad_avg`, `sum`), and gradient clipping, the twin of
-//! `sum_squares` / `norm_finish` in `shaders/reduce.wgsl`.
+//! `sum_squares` in `shaders/reduce.wgsl` and `update_clipped` in
+//! `shaders/optimizer.wgsl`.
 //!
 //! State is slot-major (`state[slot · n + i]`), slots in the order of
 //! [`Optimizer::state_names`].

@@ -5,7 +5,7 @@
 use super::context::{GpuContext, Submitted};
 use super::pipelines::Kernels;
 use super::plan::{PassKey, PassResources, Plan};
-use super::profile::Marks;
+use super::profile::Profiler;
 use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storage_init};
 use super::uniforms::StepUniform;
 use super::update::UpdateGroups;
@@ -105,9 +105,9 @@ pub struct GpuBackend {
     pub(super) uniform_align: u64,
     /// Checked before every submission of `train_steps`.
     pub(super) stop_flag: Option<StopFlag>,
-    /// The timestamps of a profile being taken (`Backend::start_profile`):
-    /// recording marks each dispatch while it is set.
-    pub(super) marks: RefCell<Option<Marks>>,
+    /// A profile being taken (`Backend::start_profile`): recording counts
+    /// (and times) each dispatch while it is set.
+    pub(super) profiler: RefCell<Option<Profiler>>,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -461,10 +461,8 @@ impl Backend for GpuBackend {
     }
 
     fn start_profile(&mut self) -> Result<bool> {
-        let marks = Marks::new(&self.ctx.device);
-        let timed = marks.is_some();
-        *self.marks.get_mut() = marks;
-        Ok(timed)
+        *self.profiler.get_mut() = Some(Profiler::new(&self.ctx.device));
+        Ok(true)
     }
 
     fn finish_profile(&mut self) -> Result<Option<StepProfile>> {
@@ -473,17 +471,23 @@ impl Backend for GpuBackend {
 
     fn finish_profile_async(&mut self) -> LocalFuture<'_, Result<Option<StepProfile>>> {
         Box::pin(async move {
-            let Some(marks) = self.marks.get_mut().take() else {
+            let Some(mut profiler) = self.profiler.get_mut().take() else {
                 return Ok(None);
             };
-            let (buffer, bytes) = marks.ticks();
-            let ticks: Vec<u64> = if bytes == 0 {
-                Vec::new()
-            } else {
-                bytemuck::pod_collect_to_vec(&self.ctx.read_async(buffer, 0, bytes).await?)
+            let ticks: Option<Vec<u64>> = match profiler.marks() {
+                Some(marks) => {
+                    let (buffer, bytes) = marks.ticks();
+                    Some(if bytes == 0 {
+                        Vec::new()
+                    } else {
+                        bytemuck::pod_collect_to_vec(&self.ctx.read_async(buffer, 0, bytes).await?)
+                    })
+                }
+                None => None,
             };
             let period = self.ctx.queue.get_timestamp_period();
-            Ok(Some(marks.profile(self.name(), &ticks, period)))
+            let ticks = ticks.as_deref().map(|ticks| (ticks, period));
+            Ok(Some(profiler.profile(self.name(), ticks)))
         })
     }
 

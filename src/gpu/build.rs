@@ -265,7 +265,7 @@ impl GpuBackend {
             state_slots: optimizer.state_slots(),
             uniform_align,
             stop_flag: config.stop_flag.clone(),
-            marks: RefCell::new(None),
+            profiler: RefCell::new(None),
             ctx,
         };
         backend.ctx.check()?;

@@ -45,6 +45,12 @@ pub(crate) const REDUCTION_CHUNK: u32 = 32_768;
 /// the device idle).
 pub(crate) const WIDE_LOSS_MIN: usize = 1024;
 
+/// The most rows × outputs for which one workgroup computes the loss and
+/// its batch sum in one dispatch (`loss_summed` in shaders/loss.wgsl)
+/// rather than two: 64 outputs a thread at most, which at small batches
+/// costs less than a dispatch (docs/performance.md, "Dispatches per step").
+pub(crate) const SUMMED_LOSS_MAX: usize = 16_384;
+
 /// Workgroups for `threads` threads in groups of `group`, folded into two
 /// dimensions past the per-dimension limit (the shaders' `flat_index`).
 pub(crate) fn grid(threads: u64, group: u32, max_per_dim: u32) -> (u32, u32) {

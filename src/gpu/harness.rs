@@ -6,8 +6,8 @@ use super::codes::Epilogue;
 use super::context::GpuContext;
 use super::dispatch::grid;
 use super::pipelines::{
-    ELEMENTWISE, Kernel, Kernels, NORM_GROUPS, matmul_layout, matmul_module, matmul_variant,
-    module, pipeline,
+    ELEMENTWISE, Kernel, Kernels, LossKernel, NORM_GROUPS, matmul_layout, matmul_module,
+    matmul_variant, module, pipeline,
 };
 use super::resources::{OperandTexture, Pack};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
@@ -616,9 +616,44 @@ impl KernelHarness {
     }
 
     /// The loss kernel and its reduction on an output batch (identity output
-    /// activation): returns (mean loss, number correct, dL/dZ).
+    /// activation), as training chooses them ([`Kernels::loss_for`]: one
+    /// dispatch for a small batch): returns (mean loss, number correct,
+    /// dL/dZ).
     pub fn loss(
         &self,
+        loss: Loss,
+        output: &[f32],
+        width: usize,
+        targets: TargetBatch<'_>,
+    ) -> Result<(f32, f32, Vec<f32>)> {
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let rows = output.len() / width;
+        let chosen = self.kernels.loss_for(rows, width, max);
+        self.loss_by(&chosen, loss, output, width, targets)
+    }
+
+    /// [`loss`](Self::loss) by the thread-a-row kernel and the sum's own
+    /// dispatch, whatever the size (the kernels a large batch takes).
+    pub fn loss_unsummed(
+        &self,
+        loss: Loss,
+        output: &[f32],
+        width: usize,
+        targets: TargetBatch<'_>,
+    ) -> Result<(f32, f32, Vec<f32>)> {
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let rows = output.len() / width;
+        let chosen = LossKernel {
+            kernel: &self.kernels.loss,
+            groups: grid(rows as u64, 64, max),
+            summed: false,
+        };
+        self.loss_by(&chosen, loss, output, width, targets)
+    }
+
+    fn loss_by(
+        &self,
+        chosen: &LossKernel,
         loss: Loss,
         output: &[f32],
         width: usize,
@@ -636,15 +671,14 @@ impl KernelHarness {
             activation: 0,
             slope: 0.0,
             inv_norm: inv_norm as f32,
+            accumulate: 0,
         };
         let target_bytes: &[u8] = match targets {
             TargetBatch::Classes(c) => bytemuck::cast_slice(c),
             TargetBatch::Values(v) => bytemuck::cast_slice(v),
         };
-        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let (kernel, groups) = self.kernels.loss_for(rows, width, max);
         let out = self.run(
-            kernel,
+            chosen.kernel,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Data(bytemuck::cast_slice(output)),
@@ -652,10 +686,16 @@ impl KernelHarness {
                 Bind::Data(target_bytes),
                 Bind::Out(output.len() * 4),
                 Bind::Out(rows * 2 * 4),
+                Bind::Out(8),
+                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
             ],
-            groups,
-            false,
+            chosen.groups,
+            true,
         )?;
+        if chosen.summed {
+            let sums = floats(&out[2]);
+            return Ok((sums[0], sums[1], floats(&out[0])));
+        }
         let stats = out[1].clone();
         let reduce = ReduceShape {
             rows: rows as u32,
@@ -699,10 +739,11 @@ impl KernelHarness {
         Ok(floats(&out[0]))
     }
 
-    /// The gradient's global L2 norm by the two clipping passes
-    /// (`sum_squares`, `norm_finish`).
-    pub fn grad_norm(&self, grads: &[f32]) -> Result<f32> {
-        let first = ReduceShape {
+    /// The first pass of the gradient's global L2 norm (`sum_squares`):
+    /// `NORM_GROUPS` partial sums of g², which the optimizer adds up when
+    /// it clips by norm ([`optimizer_step`](Self::optimizer_step)).
+    pub fn grad_norm_partials(&self, grads: &[f32]) -> Result<Vec<f32>> {
+        let shape = ReduceShape {
             rows: grads.len() as u32,
             cols: NORM_GROUPS,
             accumulate: 0,
@@ -711,41 +752,26 @@ impl KernelHarness {
         let partials = self.run(
             &self.kernels.sum_squares,
             &[
-                Bind::Uniform(bytemuck::bytes_of(&first)),
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Data(bytemuck::cast_slice(grads)),
                 Bind::Out(NORM_GROUPS as usize * 4),
             ],
             (NORM_GROUPS, 1),
             false,
         )?;
-        let second = ReduceShape {
-            rows: NORM_GROUPS,
-            cols: 1,
-            accumulate: 0,
-            out_offset: 0,
-        };
-        let norm = self.run(
-            &self.kernels.norm_finish,
-            &[
-                Bind::Uniform(bytemuck::bytes_of(&second)),
-                Bind::Data(&partials[0]),
-                Bind::Out(4),
-            ],
-            (1, 1),
-            false,
-        )?;
-        Ok(floats(&norm[0])[0])
+        Ok(floats(&partials[0]))
     }
 
-    /// One optimizer step t over flat `params`, with clipping (`norm` is the
-    /// gradient's global norm, as [`grad_norm`](Self::grad_norm) gives it);
+    /// One optimizer step t over flat `params`, with clipping (by the norm
+    /// of `partials`, the gradient's partial sums of g² as
+    /// [`grad_norm_partials`](Self::grad_norm_partials) gives them);
     /// `state` is slot-major. Returns the new parameters and state.
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer_step(
         &self,
         optimizer: &Optimizer,
         clip: &GradClip,
-        norm: f32,
+        partials: &[f32],
         params: &[f32],
         grads: &[f32],
         state: &[f32],
@@ -770,17 +796,26 @@ impl KernelHarness {
             }
         };
         let (state0, state1, state2) = (slot(0), slot(1), slot(2));
-        let shape = OptimizerUniform::new(optimizer, clip, padded as u64);
+        let shape = OptimizerUniform::new(optimizer, clip, padded as u64, partials.len() as u32);
+        let kernel = if clip.max_norm.is_some() {
+            &self.kernels.optimizer_clipped
+        } else {
+            &self.kernels.optimizer
+        };
         let step = StepUniform::new(&optimizer.rule(), t, lr, 0, 0);
         let out = self.run(
-            &self.kernels.optimizer,
+            kernel,
             &[
                 Bind::Uniform(bytemuck::bytes_of(&shape)),
                 Bind::Uniform(bytemuck::bytes_of(&step)),
                 Bind::InOut(bytemuck::cast_slice(&pad(params))),
                 Bind::Data(bytemuck::cast_slice(&pad(grads))),
                 Bind::InOut(bytemuck::cast_slice(&state0)),
-                Bind::Data(bytemuck::bytes_of(&norm)),
+                Bind::Data(bytemuck::cast_slice(if partials.is_empty() {
+                    &[0.0]
+                } else {
+                    partials
+                })),
                 Bind::InOut(bytemuck::cast_slice(&state1)),
                 Bind::InOut(bytemuck::cast_slice(&state2)),
             ],

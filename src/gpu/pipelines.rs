@@ -2,7 +2,7 @@
 //! structs their shaders read.
 
 use super::codes::Epilogue;
-use super::dispatch::{WIDE_LOSS_MIN, grid, matmul_grid};
+use super::dispatch::{SUMMED_LOSS_MAX, WIDE_LOSS_MIN, grid, matmul_grid};
 use super::resources::OperandTexture;
 use super::shaders::module_source;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
@@ -28,7 +28,7 @@ pub(crate) mod binding {
         pub const OUT2: u32 = 5;
         pub const STEP: u32 = 6;
     }
-    /// shaders/reduce.wgsl: `column_sums`, `sum_squares`, `norm_finish`,
+    /// shaders/reduce.wgsl: `column_sums`, `sum_squares`,
     /// `loss_sum` (and `step`), `layer_norms` (and `norm_params`,
     /// `norm_ranges`).
     pub mod reduce {
@@ -66,6 +66,8 @@ pub(crate) mod binding {
         pub const TARGETS: u32 = 3;
         pub const GRAD: u32 = 4;
         pub const STATS: u32 = 5;
+        pub const RESULTS: u32 = 6;
+        pub const STEP: u32 = 7;
     }
     /// shaders/pack.wgsl.
     pub mod pack {
@@ -108,23 +110,37 @@ pub(crate) struct Kernels {
     /// their bind group layouts, so one bind group serves every tiling.
     pub matmuls: Vec<MatmulKernels>,
     /// The loss, a thread a row, and a workgroup a row for wide output
-    /// layers ([`Kernels::loss_for`]).
+    /// layers; for small batches the loss and its sum in one workgroup
+    /// ([`Kernels::loss_for`]).
     pub loss: Kernel,
     pub loss_wide: Kernel,
+    pub loss_summed: Kernel,
     pub column_sums: Kernel,
     pub loss_sum: Kernel,
-    /// The gradient's global norm, in two passes (clipping).
+    /// The first pass of the gradient's global norm (clipping): partial
+    /// sums of g², which `optimizer_clipped` adds up.
     pub sum_squares: Kernel,
-    pub norm_finish: Kernel,
     /// Per-layer gradient and weight norms (training metrics).
     pub layer_norms: Kernel,
+    /// The optimizer, and the same clipping by the global norm (one bind
+    /// group layout for both).
     pub optimizer: Kernel,
+    pub optimizer_clipped: Kernel,
     pub gather: Kernel,
     /// A matrix into an operand texture (the texture matmul).
     pub pack: Kernel,
     /// The same for matrices whose rows are whole quads (one vec4 load a
     /// texel).
     pub pack_quads: Kernel,
+}
+
+/// The loss kernel of a pass ([`Kernels::loss_for`]).
+pub(crate) struct LossKernel<'a> {
+    pub kernel: &'a Kernel,
+    pub groups: (u32, u32),
+    /// Whether it writes the batch's loss into the step's result slot
+    /// (else `loss_sum` follows it).
+    pub summed: bool,
 }
 
 /// Each kernel's bindings, in binding order.
@@ -164,6 +180,8 @@ const LOSS: &[Slot] = &[
     Slot::Read,
     Slot::ReadWrite,
     Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::StepUniform,
 ];
 const COLUMN_SUMS: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::ReadWrite];
 const LAYER_NORMS: &[Slot] = &[
@@ -389,17 +407,26 @@ impl Kernels {
         let data = module(device, "data", include_str!("../../shaders/data.wgsl"), "");
         let pack = module(device, "pack", include_str!("../../shaders/pack.wgsl"), "");
         let build = |module, entry, slots| pipeline(device, module, entry, slots, &[]);
+        let update = build(&optimizer, "update", OPTIMIZER);
+        let optimizer_clipped = pipeline_in(
+            device,
+            &optimizer,
+            "update_clipped",
+            (update.layout.clone(), OPTIMIZER.len()),
+            &[],
+        );
         Kernels {
             choice,
             matmuls,
             loss: build(&loss, "loss", LOSS),
             loss_wide: build(&loss, "loss_wide", LOSS),
+            loss_summed: build(&loss, "loss_summed", LOSS),
             column_sums: build(&reduce, "column_sums", COLUMN_SUMS),
             loss_sum: build(&reduce, "loss_sum", LOSS_SUM),
             sum_squares: build(&reduce, "sum_squares", COLUMN_SUMS),
-            norm_finish: build(&reduce, "norm_finish", COLUMN_SUMS),
             layer_norms: build(&reduce, "layer_norms", LAYER_NORMS),
-            optimizer: build(&optimizer, "update", OPTIMIZER),
+            optimizer: update,
+            optimizer_clipped,
             gather: build(&data, "gather", GATHER),
             pack: build(&pack, "pack", PACK),
             pack_quads: build(&pack, "pack_quads", PACK_QUADS),
@@ -408,18 +435,21 @@ impl Kernels {
 }
 
 impl Kernels {
-    /// The loss kernel for `rows` rows of an output layer `width` wide, and
-    /// its workgroups (`WIDE_LOSS_MIN`).
-    pub(crate) fn loss_for(
-        &self,
-        rows: usize,
-        width: usize,
-        max_per_dim: u32,
-    ) -> (&Kernel, (u32, u32)) {
-        if width >= WIDE_LOSS_MIN {
-            (&self.loss_wide, grid(rows as u64, 1, max_per_dim))
+    /// The loss kernel for `rows` rows of an output layer `width` wide,
+    /// its workgroups, and whether it sums the batch's loss itself
+    /// (`SUMMED_LOSS_MAX`) or leaves that to `loss_sum` (`WIDE_LOSS_MIN`).
+    pub(crate) fn loss_for(&self, rows: usize, width: usize, max_per_dim: u32) -> LossKernel<'_> {
+        let (kernel, groups, summed) = if width >= WIDE_LOSS_MIN {
+            (&self.loss_wide, grid(rows as u64, 1, max_per_dim), false)
+        } else if rows * width <= SUMMED_LOSS_MAX {
+            (&self.loss_summed, (1, 1), true)
         } else {
-            (&self.loss, grid(rows as u64, 64, max_per_dim))
+            (&self.loss, grid(rows as u64, 64, max_per_dim), false)
+        };
+        LossKernel {
+            kernel,
+            groups,
+            summed,
         }
     }
 

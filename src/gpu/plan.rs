@@ -292,6 +292,7 @@ impl<'a> PassResources<'a> {
             activation: out_code,
             slope: out_slope,
             inv_norm: inv_norm as f32,
+            accumulate,
         });
         let loss_sum_at = blocks.push(&ReduceShape {
             rows: rows as u32,
@@ -455,10 +456,16 @@ impl<'a> PassResources<'a> {
         }
         let (w, lastl) = (width as u64, last);
         let target_width = if self.loss.takes_classes() { 1 } else { w };
+        // With the result slots and the step's uniform block, which
+        // `loss_summed` writes and reads.
         let loss = group(
             &k.loss,
             "loss",
-            vec![shape(loss_at, std::mem::size_of::<LossShape>())],
+            vec![
+                shape(loss_at, std::mem::size_of::<LossShape>()),
+                entry(binding::loss::RESULTS, self.results, 0, None),
+                entry(binding::loss::STEP, self.steps, 0, step_size),
+            ],
             &[
                 (binding::loss::Z, Bound::Buffer((&self.z[lastl], 0, r * w))),
                 (

@@ -1,11 +1,14 @@
-//! Where a training step's time goes on the device: a timestamp after every
-//! dispatch (adapters with timestamp queries inside compute passes), each
-//! interval named after the kernel that ran in it and summed by kernel.
-//! `Trainer::profile_steps` drives it; `retroprop bench --full` prints it.
-//! The profile it makes, `StepProfile`, is a report of the seam
-//! (`crate::backend`), which every backend may return.
+//! What a training step dispatches and where its time goes on the device:
+//! every dispatch counted by the work it does, where it is recorded (on
+//! every adapter), and a timestamp after each (adapters with timestamp
+//! queries inside compute passes), each interval named after the kernel
+//! that ran in it and summed by kernel. `Trainer::profile_steps` drives
+//! it; `retroprop bench --profile` prints it. The profile it makes,
+//! `StepProfile`, is a report of the seam (`crate::backend`), which every
+//! backend may return.
 
 use crate::backend::{KernelTime, StepProfile};
+use std::collections::{HashMap, HashSet};
 
 /// What ran between two timestamps: a kernel, and the layer it worked on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,44 +106,124 @@ impl Marks {
         (&self.resolved, self.resolved_upto as u64 * 8)
     }
 
-    /// The profile from the resolved ticks: each interval added to its
-    /// kernel, over the steps timed whole (those whose optimizer, their
-    /// last dispatch, was timed).
-    pub(crate) fn profile(&self, device: String, ticks: &[u64], period_ns: f32) -> StepProfile {
-        let whole: std::collections::HashSet<u64> = self
+    /// Each interval's milliseconds added to its work, over the steps
+    /// timed whole (those whose optimizer, their last dispatch, was timed),
+    /// and those steps.
+    fn times(&self, ticks: &[u64], period_ns: f32) -> (HashMap<Work, f64>, u64) {
+        let whole: HashSet<u64> = self
             .labels
             .iter()
             .filter(|(_, w)| w.is_some_and(|w| w.kernel == OPTIMIZER))
             .map(|&(t, _)| t)
             .collect();
-        let mut kernels: Vec<KernelTime> = Vec::new();
+        let mut times: HashMap<Work, f64> = HashMap::new();
         for (i, &(t, work)) in self.labels.iter().enumerate().skip(1) {
             let (Some(work), Some(&end)) = (work, ticks.get(i)) else {
                 continue;
             };
-            if !whole.contains(&t) {
+            if whole.contains(&t) {
+                let ms = end.saturating_sub(ticks[i - 1]) as f64 * period_ns as f64 / 1e6;
+                *times.entry(work).or_default() += ms;
+            }
+        }
+        (times, whole.len() as u64)
+    }
+}
+
+/// A profile being taken: every dispatch of each step, counted where it is
+/// recorded, and the timestamps where the adapter has them.
+#[derive(Debug)]
+pub(crate) struct Profiler {
+    /// Per step (its t), the dispatches of each work, in the order each
+    /// work first ran.
+    counts: Vec<(u64, Work, u64)>,
+    /// The steps that dispatched their optimizer (their last dispatch).
+    whole: HashSet<u64>,
+    marks: Option<Marks>,
+}
+
+impl Profiler {
+    /// Counts dispatches; times them too where the device was opened with
+    /// timestamp queries inside passes.
+    pub(crate) fn new(device: &wgpu::Device) -> Profiler {
+        Profiler {
+            counts: Vec::new(),
+            whole: HashSet::new(),
+            marks: Marks::new(device),
+        }
+    }
+
+    /// Counts a dispatch of `work` in step `t`, just recorded into `pass`,
+    /// and marks its end.
+    pub(crate) fn dispatched(&mut self, pass: &mut wgpu::ComputePass, t: u64, work: Work) {
+        if work.kernel == OPTIMIZER {
+            self.whole.insert(t);
+        }
+        match self
+            .counts
+            .iter_mut()
+            .rev()
+            .find(|(at, w, _)| (*at, *w) == (t, work))
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.counts.push((t, work, 1)),
+        }
+        if let Some(marks) = &mut self.marks {
+            marks.mark(pass, t, Some(work));
+        }
+    }
+
+    /// Starts a pass's timestamps (before its first dispatch).
+    pub(crate) fn pass_start(&mut self, pass: &mut wgpu::ComputePass, t: u64) {
+        if let Some(marks) = &mut self.marks {
+            marks.mark(pass, t, None);
+        }
+    }
+
+    /// The timestamps, where the adapter has them.
+    pub(crate) fn marks(&mut self) -> Option<&mut Marks> {
+        self.marks.as_mut()
+    }
+
+    /// The profile: each work's dispatches a step, over the steps recorded
+    /// whole, and its milliseconds a step from `ticks` (the resolved
+    /// timestamps, `None` without them), over the steps timed whole.
+    pub(crate) fn profile(&self, device: String, ticks: Option<(&[u64], f32)>) -> StepProfile {
+        let steps = self.whole.len() as u64;
+        let (times, timed_steps) = match (&self.marks, ticks) {
+            (Some(marks), Some((ticks, period_ns))) => {
+                let (times, timed) = marks.times(ticks, period_ns);
+                (Some(times), timed)
+            }
+            _ => (None, 0),
+        };
+        let mut kernels: Vec<KernelTime> = Vec::new();
+        for &(t, work, n) in &self.counts {
+            if !self.whole.contains(&t) {
                 continue;
             }
-            let ms = end.saturating_sub(ticks[i - 1]) as f64 * period_ns as f64 / 1e6;
             match kernels
                 .iter_mut()
                 .find(|k| (k.kernel, k.layer) == (work.kernel, work.layer))
             {
-                Some(k) => k.ms_per_step += ms,
+                Some(k) => k.dispatches += n as f64,
                 None => kernels.push(KernelTime {
                     kernel: work.kernel,
                     layer: work.layer,
-                    ms_per_step: ms,
+                    dispatches: n as f64,
+                    ms_per_step: times.as_ref().map(|times| {
+                        times.get(&work).copied().unwrap_or(0.0) / timed_steps.max(1) as f64
+                    }),
                 }),
             }
         }
-        let steps = whole.len() as u64;
         for k in &mut kernels {
-            k.ms_per_step /= steps.max(1) as f64;
+            k.dispatches /= steps.max(1) as f64;
         }
         StepProfile {
             device,
             steps,
+            timed_steps,
             kernels,
         }
     }

@@ -35,13 +35,15 @@ impl GpuBackend {
             self.dispatch(pass, t, Work::of("gather batch"), groups);
         }
         self.record_forward(pass, plan, at);
-        let (loss, groups) = k.loss_for(rows, self.mlp.outputs(), max);
-        pass.set_pipeline(&loss.pipeline);
-        pass.set_bind_group(0, &plan.loss, &[]);
-        self.dispatch(pass, t, Work::of("loss"), groups);
-        pass.set_pipeline(&k.loss_sum.pipeline);
-        pass.set_bind_group(0, &plan.loss_sum, &[step_offset]);
-        self.dispatch(pass, t, Work::of("loss sum"), (1, 1));
+        let loss = k.loss_for(rows, self.mlp.outputs(), max);
+        pass.set_pipeline(&loss.kernel.pipeline);
+        pass.set_bind_group(0, &plan.loss, &[step_offset]);
+        self.dispatch(pass, t, Work::of("loss"), loss.groups);
+        if !loss.summed {
+            pass.set_pipeline(&k.loss_sum.pipeline);
+            pass.set_bind_group(0, &plan.loss_sum, &[step_offset]);
+            self.dispatch(pass, t, Work::of("loss sum"), (1, 1));
+        }
         if !train {
             return;
         }
@@ -98,8 +100,8 @@ impl GpuBackend {
     }
 
     /// Records the update of the step `at`: its layer norms when
-    /// `sample_norms`, gradient clipping by norm if set, then the optimizer
-    /// over every parameter.
+    /// `sample_norms`, the partial sums of the gradient's norm when clipping
+    /// by it, then the optimizer over every parameter (a dispatch a piece).
     pub(crate) fn record_update(
         &self,
         pass: &mut wgpu::ComputePass,
@@ -124,11 +126,15 @@ impl GpuBackend {
                 pass.set_bind_group(0, group, &[]);
                 self.dispatch(pass, t, Work::of("clip: sum of squares"), (NORM_GROUPS, 1));
             }
-            pass.set_pipeline(&k.norm_finish.pipeline);
-            pass.set_bind_group(0, &update.norm_finish, &[]);
-            self.dispatch(pass, t, Work::of("clip: norm"), (1, 1));
         }
-        pass.set_pipeline(&k.optimizer.pipeline);
+        // Clipping by norm: each workgroup finishes the norm from the
+        // partial sums before it updates.
+        let optimizer = if self.clip_norm {
+            &k.optimizer_clipped
+        } else {
+            &k.optimizer
+        };
+        pass.set_pipeline(&optimizer.pipeline);
         for (group, len) in &update.optimizer {
             pass.set_bind_group(0, group, &[step_offset]);
             let groups = grid(len / 4, 256, max);
@@ -136,12 +142,13 @@ impl GpuBackend {
         }
     }
 
-    /// Dispatches the pipeline and bind group set on `pass`; when a profile
-    /// is being taken, marks its end.
+    /// Dispatches the pipeline and bind group set on `pass`: every
+    /// dispatch of training goes through here, where a profile being taken
+    /// counts it (and marks its end).
     fn dispatch(&self, pass: &mut wgpu::ComputePass, t: u64, work: Work, (x, y): (u32, u32)) {
         pass.dispatch_workgroups(x, y, 1);
-        if let Some(marks) = self.marks.borrow_mut().as_mut() {
-            marks.mark(pass, t, Some(work));
+        if let Some(profiler) = self.profiler.borrow_mut().as_mut() {
+            profiler.dispatched(pass, t, work);
         }
     }
 
@@ -172,15 +179,15 @@ impl GpuBackend {
     /// Starts a pass's timestamps when a profile is being taken (before its
     /// first dispatch).
     pub(crate) fn mark_pass_start(&self, pass: &mut wgpu::ComputePass) {
-        if let Some(marks) = self.marks.borrow_mut().as_mut() {
-            marks.mark(pass, self.t, None);
+        if let Some(profiler) = self.profiler.borrow_mut().as_mut() {
+            profiler.pass_start(pass, self.t);
         }
     }
 
     /// Resolves the timestamps of the passes recorded into `encoder` (after
     /// they have ended), when a profile is being taken.
     pub(crate) fn resolve_marks(&self, encoder: &mut wgpu::CommandEncoder) {
-        if let Some(marks) = self.marks.borrow_mut().as_mut() {
+        if let Some(marks) = self.profiler.borrow_mut().as_mut().and_then(|p| p.marks()) {
             marks.resolve(encoder);
         }
     }

@@ -65,6 +65,8 @@ pub(crate) struct LossShape {
     pub activation: u32,
     pub slope: f32,
     pub inv_norm: f32,
+    /// Whether `loss_summed` adds to the step's result or writes it.
+    pub accumulate: u32,
 }
 
 /// The twin of `ReduceShape` in shaders/reduce.wgsl.
@@ -111,14 +113,18 @@ pub(crate) struct OptimizerUniform {
     pub clip_norm: f32,
     /// The largest |g|, 0 when off.
     pub clip_value: f32,
+    /// The partial sums of g² the kernel adds up for the global norm.
+    pub clip_partials: u32,
 }
 
 impl OptimizerUniform {
-    /// The rule over `n` padded parameters, with clipping.
+    /// The rule over `n` padded parameters, with clipping (by the norm
+    /// of `clip_partials` partial sums of g²).
     pub(crate) fn new(
         optimizer: &crate::optim::Optimizer,
         clip: &crate::optim::GradClip,
         n: u64,
+        clip_partials: u32,
     ) -> Self {
         let rule = optimizer.rule();
         OptimizerUniform {
@@ -137,6 +143,7 @@ impl OptimizerUniform {
             weight_decay: rule.weight_decay as f32,
             clip_norm: clip.max_norm.unwrap_or(0.0) as f32,
             clip_value: clip.max_value.unwrap_or(0.0) as f32,
+            clip_partials,
         }
     }
 }
@@ -330,7 +337,8 @@ mod tests {
                 loss,
                 activation,
                 slope,
-                inv_norm
+                inv_norm,
+                accumulate
             }),
             layout!(ReduceShape {
                 rows,
@@ -354,6 +362,7 @@ mod tests {
                 weight_decay,
                 clip_norm,
                 clip_value,
+                clip_partials,
             }),
             layout!(PackShape {
                 rows,

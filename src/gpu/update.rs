@@ -22,9 +22,9 @@ pub(crate) struct UpdateGroups {
     /// The optimizer over each piece, and the piece's length in floats.
     pub(crate) optimizer: Vec<(wgpu::BindGroup, u64)>,
     /// The first pass of the gradient norm over each piece, each into its
-    /// own `NORM_GROUPS` partial sums; then the norm of them all.
+    /// own `NORM_GROUPS` partial sums, which every optimizer dispatch adds
+    /// up (`update_clipped` in shaders/optimizer.wgsl).
     pub(crate) sum_squares: Vec<wgpu::BindGroup>,
-    pub(crate) norm_finish: wgpu::BindGroup,
     /// The layer norms of each piece, and its number of layers.
     pub(crate) layer_norms: Vec<(wgpu::BindGroup, u32)>,
     /// The buffers only the bind groups read, kept with them.
@@ -73,12 +73,18 @@ impl UpdateGroups {
             (buffer.clone(), offset * 4, NonZeroU64::new(len * 4))
         };
         let layers = mlp.layers().len() as u32;
+        let partial_sums = pieces.len() as u32 * NORM_GROUPS;
         let mut blocks = UniformBlocks::new(uniform_align);
         let at: Vec<(u64, u64, u64)> = pieces
             .iter()
             .enumerate()
             .map(|(p, piece)| {
-                let rule = blocks.push(&OptimizerUniform::new(optimizer, clip, piece.len));
+                let rule = blocks.push(&OptimizerUniform::new(
+                    optimizer,
+                    clip,
+                    piece.len,
+                    partial_sums,
+                ));
                 let squares = blocks.push(&ReduceShape {
                     rows: piece.len as u32,
                     cols: NORM_GROUPS,
@@ -94,16 +100,8 @@ impl UpdateGroups {
                 (rule, squares, norms)
             })
             .collect();
-        let partial_sums = pieces.len() as u32 * NORM_GROUPS;
-        let finish_at = blocks.push(&ReduceShape {
-            rows: partial_sums,
-            cols: 1,
-            accumulate: 0,
-            out_offset: 0,
-        });
         let uniforms = blocks.upload(device);
         let partials = storage(device, "gradient norm partials", partial_sums as u64);
-        let norm = storage(device, "gradient norm", 1);
         let uniform =
             |offset: u64, size: usize| (uniforms.clone(), offset, NonZeroU64::new(size as u64));
         let step_size = std::mem::size_of::<StepUniform>();
@@ -122,7 +120,7 @@ impl UpdateGroups {
         let mut optimizer_groups = Vec::new();
         let mut sum_squares = Vec::new();
         let mut layer_norms = Vec::new();
-        let mut kept = vec![uniforms.clone(), partials.clone(), norm.clone()];
+        let mut kept = vec![uniforms.clone(), partials.clone()];
         for (piece, &(rule_at, squares_at, norms_at)) in pieces.iter().zip(&at) {
             let state_slot = |k: u64| {
                 if k < slots {
@@ -147,7 +145,7 @@ impl UpdateGroups {
                     (o::PARAMS, region(buffers.params, piece.offset, piece.len)),
                     (o::GRADS, region(buffers.grads, piece.offset, piece.len)),
                     (o::STATE0, state_slot(0)),
-                    (o::CLIP, (norm.clone(), 0, None)),
+                    (o::CLIP, (partials.clone(), 0, None)),
                     (o::STATE1, state_slot(1)),
                     (o::STATE2, state_slot(2)),
                 ],
@@ -206,22 +204,9 @@ impl UpdateGroups {
             ));
             kept.push(ranges);
         }
-        let norm_finish = group(
-            &kernels.norm_finish.layout,
-            "gradient norm",
-            &[
-                (
-                    binding::SHAPE,
-                    uniform(finish_at, std::mem::size_of::<ReduceShape>()),
-                ),
-                (binding::reduce::INPUT, (partials.clone(), 0, None)),
-                (binding::reduce::OUT, (norm.clone(), 0, None)),
-            ],
-        );
         UpdateGroups {
             optimizer: optimizer_groups,
             sum_squares,
-            norm_finish,
             layer_norms,
             _kept: kept,
         }

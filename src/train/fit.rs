@@ -296,10 +296,11 @@ impl Trainer {
     }
 
     /// Runs `steps` optimizer steps as [`train_steps`](Self::train_steps)
-    /// does (they are real steps: training moves on), timing every kernel
-    /// they dispatch. Returns the mean time a step spent in each kernel, by
-    /// layer, or `None` where the backend cannot time its kernels (the CPU,
-    /// and adapters without timestamp queries inside compute passes).
+    /// does (they are real steps: training moves on), counting every
+    /// dispatch they record and timing every kernel they dispatch. Returns
+    /// each kernel's dispatches a step, by layer, and, where the adapter
+    /// has timestamp queries inside compute passes, the mean time a step
+    /// spent in it; `None` on the CPU, which dispatches nothing.
     ///
     /// ```no_run
     /// # use retroprop::*;
@@ -309,8 +310,9 @@ impl Trainer {
     /// let config = TrainConfig::default().batch_size(16).device(Device::Gpu);
     /// let mut trainer = Trainer::new(mlp, config)?;
     /// if let Some(profile) = trainer.profile_steps(&data, 8)? {
+    ///     println!("{} dispatches a step", profile.dispatches());
     ///     for k in &profile.kernels {
-    ///         println!("{} {:?}: {:.3} ms", k.kernel, k.layer, k.ms_per_step);
+    ///         println!("{} {:?}: {} dispatches, {:?} ms", k.kernel, k.layer, k.dispatches, k.ms_per_step);
     ///     }
     /// }
     /// # Ok(())
