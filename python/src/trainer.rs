@@ -17,9 +17,10 @@ use retroprop::{
     Activation, Dataset, Device, EpochRecord, Error, GradClip, History, Init, Loss, LrSchedule,
     Mlp, SharedRows, Standardizer, StopFlag, Targets, TrainConfig, Trainer,
 };
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A run's settings and the trainer built from them. Made by
 /// `retroprop.Trainer` and the estimators; see their docstrings.
@@ -62,31 +63,61 @@ impl AsRef<[f32]> for ArrayRows {
     }
 }
 
-/// Arrays made read-only while the library reads one of them, each with
-/// whether it was writeable before; dropping the lock restores them (on
-/// success, error and `KeyboardInterrupt` alike, as it is a drop).
+/// Arrays made read-only while the library reads one of them; dropping
+/// the lock restores each (on success, error and `KeyboardInterrupt`
+/// alike, as it is a drop). Locks on one array nest, across trainers and
+/// threads: the array becomes writeable again when the last lock on it
+/// goes, and only if it was before the first.
 #[derive(Default)]
 pub struct WriteLock<'py> {
-    arrays: Vec<(Bound<'py, PyAny>, bool)>,
+    arrays: Vec<Bound<'py, PyAny>>,
 }
 
-impl WriteLock<'_> {
-    fn writeable(array: &Bound<'_, PyAny>) -> PyResult<bool> {
-        array.getattr("flags")?.getattr("writeable")?.extract()
-    }
+/// For each array some lock holds (by address): how many locks hold it,
+/// and whether it was writeable before the first.
+static LOCKED: Mutex<BTreeMap<usize, (usize, bool)>> = Mutex::new(BTreeMap::new());
 
+impl WriteLock<'_> {
     fn set_writeable(array: &Bound<'_, PyAny>, writeable: bool) -> PyResult<()> {
         array.getattr("flags")?.setattr("writeable", writeable)
+    }
+
+    /// Makes `array` read-only until this lock drops.
+    fn hold<'py>(lock: &mut WriteLock<'py>, array: Bound<'py, PyAny>) -> PyResult<()> {
+        let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
+        let key = array.as_ptr() as usize;
+        match locked.get_mut(&key) {
+            Some((count, _)) => *count += 1,
+            None => {
+                let was: bool = array.getattr("flags")?.getattr("writeable")?.extract()?;
+                if was {
+                    WriteLock::set_writeable(&array, false)?;
+                }
+                locked.insert(key, (1, was));
+            }
+        }
+        lock.arrays.push(array);
+        Ok(())
     }
 }
 
 impl Drop for WriteLock<'_> {
     fn drop(&mut self) {
+        let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
         // The base first: NumPy lets a view become writeable again only
         // when its base is.
-        for (array, was) in self.arrays.iter().rev() {
-            if *was {
-                let _ = WriteLock::set_writeable(array, true);
+        for array in self.arrays.iter().rev() {
+            let key = array.as_ptr() as usize;
+            let Some((count, was)) = locked.get_mut(&key) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                let was = *was;
+                locked.remove(&key);
+                if was {
+                    let _ = WriteLock::set_writeable(array, true);
+                }
             }
         }
     }
@@ -128,11 +159,7 @@ fn lend_rows<'py>(
         return Ok(Arc::new(copy));
     }
     for array in chain {
-        let was = WriteLock::writeable(&array)?;
-        if was {
-            WriteLock::set_writeable(&array, false)?;
-        }
-        lock.arrays.push((array, was));
+        WriteLock::hold(lock, array)?;
     }
     Ok(Arc::new(ArrayRows {
         _array: x.as_any().clone().unbind(),

@@ -151,3 +151,38 @@ def test_memory_numpy_does_not_own_is_copied(blobs):
     t.fit(foreign, y, callback=lambda r: flags.append(foreign.flags.writeable))
     assert t._native.last_fit_rows() != address(foreign), "a bytearray's memory was trained on in place"
     assert flags == [True, True], "a copied array need not be locked"
+
+
+def test_an_array_two_fits_read_at_once_stays_read_only_until_both_end(blobs):
+    import threading
+    import time
+
+    x, y = blobs
+    other_done = threading.Event()
+    seen = []
+
+    def wait_for_the_other(record):
+        if record["epoch"] == 1:
+            assert other_done.wait(60), "the other fit did not end"
+            seen.append(x.flags.writeable)
+
+    errors = []
+
+    def fit_first():
+        try:
+            trainer().fit(x, y, callback=wait_for_the_other)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    first = threading.Thread(target=fit_first)
+    first.start()
+    deadline = time.monotonic() + 60
+    while x.flags.writeable and time.monotonic() < deadline:  # until the first fit holds it
+        time.sleep(0.001)
+    assert not x.flags.writeable, f"the first fit never held the array: {errors}"
+    trainer().fit(x, y)
+    other_done.set()
+    first.join(60)
+    assert not errors, errors
+    assert seen == [False], "the second fit's end made the array writeable under the first"
+    assert x.flags.writeable
