@@ -1,7 +1,8 @@
 """Measures the Python package (docs/performance.md, "From Python").
 
     python dev/python_bench.py sklearn [--devices cpu,gpu] [--rounds 3]
-            [--before DIR] [--synthetic-rows 100000] [--synthetic-iter N]
+            [--before DIR] [--sets digits,breast_cancer,synthetic]
+            [--sklearn-blas-threads N] [--synthetic-rows 100000] [--synthetic-iter N]
         fit time and test accuracy of retroprop.MLPClassifier beside
         scikit-learn's MLPClassifier, the same data, architecture (256,
         256) and settings: digits, breast cancer, make_classification;
@@ -18,6 +19,7 @@ Needs the package (pip install ./python), scikit-learn, and for
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -58,25 +60,34 @@ def fit_once(args):
     warnings.simplefilter("ignore", ConvergenceWarning)
     xtr, xte, ytr, yte = load_set(args.data, args.synthetic_rows)
     settings = dict(hidden_layer_sizes=(256, 256), max_iter=args.max_iter, random_state=0)
+    limits = contextlib.nullcontext()
     if args.library == "sklearn":
         from sklearn.neural_network import MLPClassifier
 
         model = MLPClassifier(**settings)
+        if args.sklearn_blas_threads:
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(args.sklearn_blas_threads, user_api="blas")
     else:
         import retroprop
 
         model = retroprop.MLPClassifier(device=args.library, **settings)
-    start = time.perf_counter()
-    model.fit(xtr, ytr)
-    seconds = time.perf_counter() - start
+    with limits:
+        cpu = time.process_time()
+        start = time.perf_counter()
+        model.fit(xtr, ytr)
+        seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
     device = getattr(model, "device_", "")
-    print(json.dumps(dict(seconds=seconds, epochs=model.n_iter_, accuracy=model.score(xte, yte), device=device)))
+    print(json.dumps(dict(seconds=seconds, cpu_seconds=cpu, epochs=model.n_iter_,
+                          accuracy=model.score(xte, yte), device=device)))
 
 
 def sklearn_comparison(args):
     """Each fit in a fresh process, the libraries interleaved round by
     round; the median of each."""
-    sets = ["digits", "breast_cancer", "synthetic"]
+    sets = args.sets.split(",")
     runs = [("scikit-learn", "sklearn", None)]
     for device in args.devices.split(","):
         if args.before:
@@ -96,18 +107,20 @@ def sklearn_comparison(args):
                 if path:
                     env["PYTHONPATH"] = os.pathsep.join([path, env.get("PYTHONPATH", "")])
                 command = [sys.executable, os.path.abspath(__file__), "fit-once", data, library,
-                           "--max-iter", str(max_iter), "--synthetic-rows", str(args.synthetic_rows)]
+                           "--max-iter", str(max_iter), "--synthetic-rows", str(args.synthetic_rows),
+                           "--sklearn-blas-threads", str(args.sklearn_blas_threads)]
                 done = subprocess.run(command, env=env, capture_output=True, text=True)
                 if done.returncode:
                     sys.exit(f"{label} on {data} failed:\n{done.stderr}")
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 results.setdefault((data, label), []).append(result)
-                print(f"round {r + 1} {data:14} {label:26} {result['seconds']:8.3f} s {result['epochs']:4d} epochs "
+                print(f"round {r + 1} {data:14} {label:26} {result['seconds']:8.3f} s "
+                      f"(CPU {result['cpu_seconds']:8.3f} s) {result['epochs']:4d} epochs "
                       f"accuracy {result['accuracy']:.4f} {result['device']}", flush=True)
     print(f"load average at the end: {os.getloadavg()}")
     print()
-    print("| data | fit by | fit s (median) | min | epochs | accuracy | scikit-learn ÷ this |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| data | fit by | fit s (median) | min | CPU s (median) | epochs | accuracy | scikit-learn ÷ this |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for data in sets:
         reference = statistics.median(r["seconds"] for r in results[(data, "scikit-learn")])
         for label, _, _ in runs:
@@ -116,7 +129,8 @@ def sklearn_comparison(args):
             epochs = "/".join(sorted({str(r["epochs"]) for r in rs}))
             accuracy = "/".join(sorted({f"{r['accuracy']:.4f}" for r in rs}))
             ratio = "" if label == "scikit-learn" else f"{reference / median:.1f}×"
-            print(f"| {data} | {label} | {median:.3f} | {min(r['seconds'] for r in rs):.3f} | {epochs} | "
+            cpu = statistics.median(r["cpu_seconds"] for r in rs)
+            print(f"| {data} | {label} | {median:.3f} | {min(r['seconds'] for r in rs):.3f} | {cpu:.3f} | {epochs} | "
                   f"{accuracy} | {ratio} |")
 
 
@@ -182,12 +196,16 @@ def main():
     s.add_argument("--synthetic-rows", type=int, default=100000)
     s.add_argument("--synthetic-iter", type=int, default=0, help="max_iter for the synthetic set (default: --max-iter)")
     s.add_argument("--rounds", type=int, default=3)
+    s.add_argument("--sets", default="digits,breast_cancer,synthetic")
+    s.add_argument("--sklearn-blas-threads", type=int, default=0,
+                   help="limit scikit-learn's BLAS to this many threads (threadpoolctl; 0: its default)")
     s.add_argument("--before", help="a directory holding another build of the retroprop package")
     f = sub.add_parser("fit-once")
     f.add_argument("data", choices=["digits", "breast_cancer", "synthetic"])
     f.add_argument("library", help="sklearn, or retroprop's device (cpu, gpu)")
     f.add_argument("--max-iter", type=int, default=200)
     f.add_argument("--synthetic-rows", type=int, default=100000)
+    f.add_argument("--sklearn-blas-threads", type=int, default=0)
     o = sub.add_parser("overhead")
     o.add_argument("--rounds", type=int, default=5)
     o.add_argument("--epochs", type=int, default=3)
