@@ -72,5 +72,9 @@ fn standardising_shared_inputs_scales_a_copy() {
     standardizer.apply(&mut owned).unwrap();
     assert!(!shared.is_shared());
     assert_eq!(shared.x(), owned.x());
-    assert_ne!(shared.x(), (*rows).as_ref(), "the scaled copy differs from the rows");
+    assert_ne!(
+        shared.x(),
+        (*rows).as_ref(),
+        "the scaled copy differs from the rows"
+    );
 }
