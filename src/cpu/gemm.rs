@@ -44,7 +44,8 @@ const PARALLEL_WORK: usize = 1 << 18;
 
 /// Smallest m·n·k the library gets. Below it the built-in GEMM was as
 /// fast (batch 200 through 256-wide layers, 200 × 256 × 256: 40 against 38
-/// GFLOP/s, on 2 cores shared with other builds), and a network whose
+/// GFLOP/s, the best of five loops of 200 calls, on 2 cores shared with
+/// other builds), and a network whose
 /// products all stay below never starts OpenBLAS's threads: in a fit of
 /// a few steps per epoch (scikit-learn's digits and breast cancer sets,
 /// docs/performance.md "From Python") their idle spinning on
