@@ -1,9 +1,14 @@
 """Measures the Python package (docs/performance.md, "From Python").
 
-    python dev/python_bench.py sklearn [--devices cpu,gpu] [--synthetic-rows 100000]
+    python dev/python_bench.py sklearn [--devices cpu,gpu] [--rounds 3]
+            [--before DIR] [--sets digits,breast_cancer,synthetic]
+            [--sklearn-blas-threads N] [--synthetic-rows 100000] [--synthetic-iter N]
         fit time and test accuracy of retroprop.MLPClassifier beside
-        scikit-learn's MLPClassifier, one run, the same data, architecture
-        (256, 256) and settings: digits, breast cancer, make_classification.
+        scikit-learn's MLPClassifier, the same data, architecture (256,
+        256) and settings: digits, breast cancer, make_classification;
+        each fit in a fresh process, the fitters interleaved round by
+        round, medians. --before DIR: also time the retroprop package
+        unpacked in DIR (an earlier build's wheel), for before/after.
     python dev/python_bench.py overhead [--rounds 5] [--epochs 3]
         Trainer.fit in Python against Trainer::fit in Rust
         (examples/fit_timing.rs) on the standard work at batch 1024,
@@ -14,6 +19,7 @@ Needs the package (pip install ./python), scikit-learn, and for
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -27,47 +33,105 @@ import warnings
 import numpy as np
 
 
-def sklearn_comparison(args):
+def load_set(name, synthetic_rows):
+    """One of the comparison's data sets, split 75/25 (stratified) and
+    scaled by a StandardScaler fitted on the training rows."""
     from sklearn.datasets import load_breast_cancer, load_digits, make_classification
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
-    from sklearn.neural_network import MLPClassifier as SkMLP
     from sklearn.preprocessing import StandardScaler
 
-    import retroprop
+    if name == "digits":
+        x, y = load_digits(return_X_y=True)
+    elif name == "breast_cancer":
+        x, y = load_breast_cancer(return_X_y=True)
+    else:
+        x, y = make_classification(n_samples=synthetic_rows, n_features=100, n_informative=50,
+                                   n_classes=10, random_state=0)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(xtr)
+    return scaler.transform(xtr), scaler.transform(xte), ytr, yte
+
+
+def fit_once(args):
+    """One fit in this process (a fresh one per fit, for every library
+    alike), printed as JSON: seconds, epochs, accuracy, device."""
+    from sklearn.exceptions import ConvergenceWarning
 
     warnings.simplefilter("ignore", ConvergenceWarning)
-    sets = {
-        "digits": load_digits(return_X_y=True),
-        "breast_cancer": load_breast_cancer(return_X_y=True),
-        f"make_classification {args.synthetic_rows} x 100": make_classification(
-            n_samples=args.synthetic_rows, n_features=100, n_informative=50, n_classes=10,
-            random_state=0),
-    }
+    xtr, xte, ytr, yte = load_set(args.data, args.synthetic_rows)
     settings = dict(hidden_layer_sizes=(256, 256), max_iter=args.max_iter, random_state=0)
-    print(f"settings: {settings}, everything else scikit-learn's defaults (adam, lr 1e-3, "
-          "batch min(200, n), tol 1e-4, n_iter_no_change 10); 25 % held out, stratified; "
-          "StandardScaler fitted on the training rows")
-    print(f"{'data':34} {'fit by':28} {'fit s':>8} {'epochs':>6} {'accuracy':>8}")
-    for name, (x, y) in sets.items():
-        xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-        scaler = StandardScaler().fit(xtr)
-        xtr, xte = scaler.transform(xtr), scaler.transform(xte)
-        if name.startswith("make") and args.synthetic_iter:
-            run_settings = dict(settings, max_iter=args.synthetic_iter)
-        else:
-            run_settings = settings
-        models = [("scikit-learn", SkMLP(**run_settings))]
-        for device in args.devices.split(","):
-            models.append((f"retroprop {device}", retroprop.MLPClassifier(device=device, **run_settings)))
-        for label, model in models:
-            start = time.perf_counter()
-            model.fit(xtr, ytr)
-            seconds = time.perf_counter() - start
-            accuracy = model.score(xte, yte)
-            if label.startswith("retroprop"):
-                label += f" ({model.device_.split(':')[1].split(',')[0].strip()})"
-            print(f"{name:34} {label:28} {seconds:8.2f} {model.n_iter_:6d} {accuracy:8.4f}", flush=True)
+    limits = contextlib.nullcontext()
+    if args.library == "sklearn":
+        from sklearn.neural_network import MLPClassifier
+
+        model = MLPClassifier(**settings)
+        if args.sklearn_blas_threads:
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(args.sklearn_blas_threads, user_api="blas")
+    else:
+        import retroprop
+
+        model = retroprop.MLPClassifier(device=args.library, **settings)
+    with limits:
+        cpu = time.process_time()
+        start = time.perf_counter()
+        model.fit(xtr, ytr)
+        seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+    device = getattr(model, "device_", "")
+    print(json.dumps(dict(seconds=seconds, cpu_seconds=cpu, epochs=model.n_iter_,
+                          accuracy=model.score(xte, yte), device=device)))
+
+
+def sklearn_comparison(args):
+    """Each fit in a fresh process, the libraries interleaved round by
+    round; the median of each."""
+    sets = args.sets.split(",")
+    runs = [("scikit-learn", "sklearn", None)]
+    for device in args.devices.split(","):
+        if args.before:
+            runs.append((f"retroprop {device}, before", device, args.before))
+        runs.append((f"retroprop {device}", device, None))
+    print(f"hidden_layer_sizes (256, 256), max_iter {args.max_iter} ({args.synthetic_iter or args.max_iter} "
+          "for the synthetic set), random_state 0, everything else scikit-learn's defaults (adam, lr 1e-3, "
+          "batch min(200, n), alpha 1e-4, tol 1e-4, n_iter_no_change 10); 25 % held out, stratified; "
+          f"StandardScaler fitted on the training rows; {args.rounds} rounds, each fit in a fresh process")
+    print(f"load average at the start: {os.getloadavg()}", flush=True)
+    results = {}
+    for data in sets:
+        max_iter = args.synthetic_iter if data == "synthetic" and args.synthetic_iter else args.max_iter
+        for r in range(args.rounds):
+            for label, library, path in runs:
+                env = dict(os.environ)
+                if path:
+                    env["PYTHONPATH"] = os.pathsep.join([path, env.get("PYTHONPATH", "")])
+                command = [sys.executable, os.path.abspath(__file__), "fit-once", data, library,
+                           "--max-iter", str(max_iter), "--synthetic-rows", str(args.synthetic_rows),
+                           "--sklearn-blas-threads", str(args.sklearn_blas_threads)]
+                done = subprocess.run(command, env=env, capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(f"{label} on {data} failed:\n{done.stderr}")
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                results.setdefault((data, label), []).append(result)
+                print(f"round {r + 1} {data:14} {label:26} {result['seconds']:8.3f} s "
+                      f"(CPU {result['cpu_seconds']:8.3f} s) {result['epochs']:4d} epochs "
+                      f"accuracy {result['accuracy']:.4f} {result['device']}", flush=True)
+    print(f"load average at the end: {os.getloadavg()}")
+    print()
+    print("| data | fit by | fit s (median) | min | CPU s (median) | epochs | accuracy | scikit-learn ÷ this |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for data in sets:
+        reference = statistics.median(r["seconds"] for r in results[(data, "scikit-learn")])
+        for label, _, _ in runs:
+            rs = results[(data, label)]
+            median = statistics.median(r["seconds"] for r in rs)
+            epochs = "/".join(sorted({str(r["epochs"]) for r in rs}))
+            accuracy = "/".join(sorted({f"{r['accuracy']:.4f}" for r in rs}))
+            ratio = "" if label == "scikit-learn" else f"{reference / median:.1f}×"
+            cpu = statistics.median(r["cpu_seconds"] for r in rs)
+            print(f"| {data} | {label} | {median:.3f} | {min(r['seconds'] for r in rs):.3f} | {cpu:.3f} | {epochs} | "
+                  f"{accuracy} | {ratio} |")
 
 
 def standard_work(rows=16384, seed=0):
@@ -131,12 +195,23 @@ def main():
     s.add_argument("--max-iter", type=int, default=200)
     s.add_argument("--synthetic-rows", type=int, default=100000)
     s.add_argument("--synthetic-iter", type=int, default=0, help="max_iter for the synthetic set (default: --max-iter)")
+    s.add_argument("--rounds", type=int, default=3)
+    s.add_argument("--sets", default="digits,breast_cancer,synthetic")
+    s.add_argument("--sklearn-blas-threads", type=int, default=0,
+                   help="limit scikit-learn's BLAS to this many threads (threadpoolctl; 0: its default)")
+    s.add_argument("--before", help="a directory holding another build of the retroprop package")
+    f = sub.add_parser("fit-once")
+    f.add_argument("data", choices=["digits", "breast_cancer", "synthetic"])
+    f.add_argument("library", help="sklearn, or retroprop's device (cpu, gpu)")
+    f.add_argument("--max-iter", type=int, default=200)
+    f.add_argument("--synthetic-rows", type=int, default=100000)
+    f.add_argument("--sklearn-blas-threads", type=int, default=0)
     o = sub.add_parser("overhead")
     o.add_argument("--rounds", type=int, default=5)
     o.add_argument("--epochs", type=int, default=3)
     o.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    sklearn_comparison(args) if args.what == "sklearn" else overhead(args)
+    {"sklearn": sklearn_comparison, "fit-once": fit_once, "overhead": overhead}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What a data set's rows are labelled with.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +23,57 @@ pub enum Targets {
     },
 }
 
+/// Inputs held elsewhere and shared, not copied, by a [`Dataset`]
+/// ([`Dataset::shared`]): anything that lends its values as a slice, such
+/// as a `Vec<f32>`, a memory map, or the Python package's hold on a NumPy
+/// array. The values must not change while a data set holds them: the
+/// library reads them from its own threads without a lock.
+pub type SharedRows = Arc<dyn AsRef<[f32]> + Send + Sync>;
+
+/// A data set's inputs: its own, or shared with whoever made them.
+#[derive(Clone)]
+enum Rows {
+    Owned(Vec<f32>),
+    Shared(SharedRows),
+}
+
+impl Rows {
+    fn as_slice(&self) -> &[f32] {
+        match self {
+            Rows::Owned(x) => x,
+            Rows::Shared(x) => (**x).as_ref(),
+        }
+    }
+
+    /// The inputs to change in place: shared ones are copied first, and
+    /// the data set owns the copy from then on.
+    fn to_mut(&mut self) -> &mut Vec<f32> {
+        if let Rows::Shared(x) = self {
+            *self = Rows::Owned((**x).as_ref().to_vec());
+        }
+        match self {
+            Rows::Owned(x) => x,
+            Rows::Shared(_) => unreachable!("made owned above"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Rows::Owned(_) => "Owned",
+            Rows::Shared(_) => "Shared",
+        };
+        f.debug_tuple(kind).field(&self.as_slice()).finish()
+    }
+}
+
 /// A labelled data set, validated: rectangular, finite, not empty.
+///
+/// The inputs are its own ([`Dataset::new`]) or shared without a copy
+/// ([`Dataset::shared`]); every reader sees the same row-major slice
+/// ([`Dataset::x`]). What changes the inputs ([`Standardizer::apply`])
+/// copies shared ones first, so the owner's values are never written.
 ///
 /// ```
 /// use retroprop::{Dataset, Targets};
@@ -37,7 +88,7 @@ pub enum Targets {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    x: Vec<f32>,
+    x: Rows,
     features: usize,
     targets: Targets,
     /// Changes whenever the contents may have (see [`Dataset::version`]).
@@ -47,7 +98,7 @@ pub struct Dataset {
 /// Equal rows and targets; the version is not compared.
 impl PartialEq for Dataset {
     fn eq(&self, other: &Dataset) -> bool {
-        self.x == other.x && self.features == other.features && self.targets == other.targets
+        self.x() == other.x() && self.features == other.features && self.targets == other.targets
     }
 }
 
@@ -72,25 +123,51 @@ impl Dataset {
     /// sizes disagree, or if any input or target is NaN or infinite (naming
     /// the row and column).
     pub fn new(x: Vec<f32>, features: usize, targets: Targets) -> Result<Dataset> {
+        Dataset::validated(Rows::Owned(x), features, targets)
+    }
+
+    /// A data set that reads its inputs where they are, without copying
+    /// them: `x` lends `rows × features` values, row-major, and must not
+    /// change while the data set (or a clone, which shares them too) is
+    /// alive. Checked as [`new`](Self::new) checks.
+    ///
+    /// ```
+    /// use retroprop::{Dataset, SharedRows, Targets};
+    /// use std::sync::Arc;
+    /// let rows: SharedRows = Arc::new(vec![0f32, 0., 0., 1., 1., 0., 1., 1.]);
+    /// let xor = Dataset::shared(rows.clone(), 2, Targets::Classes(vec![0, 1, 1, 0]))?;
+    /// assert!(xor.is_shared());
+    /// assert_eq!(xor.x().as_ptr(), (*rows).as_ref().as_ptr()); // not copied
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    pub fn shared(x: SharedRows, features: usize, targets: Targets) -> Result<Dataset> {
+        Dataset::validated(Rows::Shared(x), features, targets)
+    }
+
+    fn validated(x: Rows, features: usize, targets: Targets) -> Result<Dataset> {
+        let values = x.as_slice();
         if features == 0 {
             return Err(Error::Empty {
                 what: "the feature list".into(),
             });
         }
-        if x.is_empty() {
+        if values.is_empty() {
             return Err(Error::Empty {
                 what: "the data set".into(),
             });
         }
-        if !x.len().is_multiple_of(features) {
+        if !values.len().is_multiple_of(features) {
             return Err(Error::Shape {
-                what: format!("inputs ({} values) as rows of {features} features", x.len()),
-                expected: x.len().div_ceil(features) * features,
-                got: x.len(),
+                what: format!(
+                    "inputs ({} values) as rows of {features} features",
+                    values.len()
+                ),
+                expected: values.len().div_ceil(features) * features,
+                got: values.len(),
             });
         }
-        let rows = x.len() / features;
-        check_finite("inputs", &x, features)?;
+        let rows = values.len() / features;
+        check_finite("inputs", values, features)?;
         match &targets {
             Targets::Classes(labels) => {
                 if labels.len() != rows {
@@ -127,7 +204,7 @@ impl Dataset {
 
     /// Number of rows.
     pub fn rows(&self) -> usize {
-        self.x.len() / self.features
+        self.x().len() / self.features
     }
 
     /// Number of input features per row.
@@ -137,7 +214,13 @@ impl Dataset {
 
     /// The inputs, row-major.
     pub fn x(&self) -> &[f32] {
-        &self.x
+        self.x.as_slice()
+    }
+
+    /// Whether the inputs are shared ([`shared`](Self::shared)) rather
+    /// than the data set's own.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.x, Rows::Shared(_))
     }
 
     /// The targets.
@@ -173,12 +256,12 @@ impl Dataset {
         values: &mut Vec<f32>,
         labels: &mut Vec<u32>,
     ) {
-        let f = self.features;
+        let (f, rows) = (self.features, self.x());
         x.clear();
         values.clear();
         labels.clear();
         for &i in indices {
-            x.extend_from_slice(&self.x[i as usize * f..(i as usize + 1) * f]);
+            x.extend_from_slice(&rows[i as usize * f..(i as usize + 1) * f]);
         }
         match &self.targets {
             Targets::Classes(all) => labels.extend(indices.iter().map(|&i| all[i as usize])),
@@ -209,7 +292,7 @@ impl Dataset {
             },
         };
         Dataset {
-            x,
+            x: Rows::Owned(x),
             features: self.features,
             targets,
             version: new_version(),
@@ -488,14 +571,14 @@ impl Standardizer {
         let f = data.features;
         let n = data.rows() as f64;
         let mut mean = vec![0f64; f];
-        for row in data.x.chunks_exact(f) {
+        for row in data.x().chunks_exact(f) {
             for (m, &v) in mean.iter_mut().zip(row) {
                 *m += v as f64;
             }
         }
         mean.iter_mut().for_each(|m| *m /= n);
         let mut var = vec![0f64; f];
-        for row in data.x.chunks_exact(f) {
+        for row in data.x().chunks_exact(f) {
             for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
                 *s += (v as f64 - m).powi(2);
             }
@@ -539,7 +622,8 @@ impl Standardizer {
         self.mean.len()
     }
 
-    /// Scales `data`'s inputs in place (a new [`Dataset::version`]).
+    /// Scales `data`'s inputs in place (a new [`Dataset::version`]);
+    /// shared inputs are copied first, and the owner's left as they were.
     pub fn apply(&self, data: &mut Dataset) -> Result<()> {
         self.check_sizes()?;
         if data.features != self.features() {
@@ -549,7 +633,7 @@ impl Standardizer {
                 got: data.features,
             });
         }
-        self.scale(&mut data.x);
+        self.scale(data.x.to_mut());
         data.version = new_version();
         Ok(())
     }
@@ -648,5 +732,62 @@ impl Loss {
                 loss: self.to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(values: Vec<f32>) -> SharedRows {
+        Arc::new(values)
+    }
+
+    #[test]
+    fn shared_rows_are_read_in_place_and_never_written() {
+        let owner = shared(vec![1., 10., 3., 10., 5., 10.]);
+        let start = (*owner).as_ref().as_ptr();
+        let data = Dataset::shared(owner.clone(), 2, Targets::Classes(vec![0, 1, 0])).unwrap();
+        assert!(data.is_shared());
+        assert_eq!(data.x().as_ptr(), start);
+        assert_eq!((data.rows(), data.features()), (3, 2));
+        // A clone shares them too; equality compares values, not storage.
+        let copy = data.clone();
+        assert_eq!(copy.x().as_ptr(), start);
+        let owned = Dataset::new(data.x().to_vec(), 2, data.targets().clone()).unwrap();
+        assert!(!owned.is_shared());
+        assert_eq!(data, owned);
+        // Reading rows out copies only those rows.
+        assert_eq!(data.select(&[2, 0]).x(), [5., 10., 1., 10.]);
+        // Scaling copies them first: the owner keeps its values.
+        let mut scaled = data.clone();
+        let version = scaled.version();
+        Standardizer::fit(&data).apply(&mut scaled).unwrap();
+        assert!(!scaled.is_shared());
+        assert_ne!(scaled.version(), version);
+        assert_eq!(scaled.x(), [-1.224_744_8, 0., 0., 0., 1.224_744_8, 0.]);
+        assert_eq!((*owner).as_ref(), [1., 10., 3., 10., 5., 10.]);
+        assert_eq!(data.x().as_ptr(), start);
+    }
+
+    #[test]
+    fn shared_rows_are_checked_as_owned_ones() {
+        let targets = || Targets::Classes(vec![0, 1]);
+        let err = Dataset::shared(shared(vec![0., 1., f32::NAN, 2.]), 2, targets()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NonFinite {
+                    row: 1,
+                    column: 0,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = Dataset::shared(shared(vec![0.; 5]), 2, targets()).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err:?}");
+        let err = Dataset::shared(shared(Vec::new()), 2, targets()).unwrap_err();
+        assert!(matches!(err, Error::Empty { .. }), "{err:?}");
     }
 }

@@ -57,7 +57,7 @@ pub mod train;
 pub use activation::Activation;
 pub use backend::LayerNorms;
 pub use checkpoint::Checkpoint;
-pub use data::{Dataset, LossChoice, Standardizer, Targets};
+pub use data::{Dataset, LossChoice, SharedRows, Standardizer, Targets};
 pub use error::{Error, Result};
 pub use loss::{Loss, TargetBatch};
 pub use model::{Init, Layer, Mlp};

@@ -33,10 +33,13 @@ def optimizer_defaults(name):
 
 
 def as_rows(x, name="x"):
-    """``x`` as a float32 C-contiguous 2-D array. An array that already is
-    one is returned as it is (no copy); anything ``numpy.asarray`` accepts
-    (lists, pandas frames) is converted."""
+    """``x`` as a float32 C-contiguous aligned 2-D array. An array that
+    already is one is returned as it is (no copy); anything
+    ``numpy.asarray`` accepts (lists, pandas frames, float64) is converted
+    once."""
     rows = np.asarray(x, dtype=np.float32, order="C")
+    if not rows.flags.aligned:
+        rows = rows.copy()
     if rows.ndim == 1:
         raise ValueError(
             f"{name} must be 2-D [rows, features], got shape {rows.shape}; "
@@ -225,11 +228,18 @@ class Trainer:
     from), ``resume`` (a checkpoint file; ``epochs`` and ``max_steps`` then
     count from the start of the original run).
 
-    Inputs: a float32 C-contiguous array passes into the native call as
-    it is, without a copy; anything else ``numpy.asarray`` accepts (lists,
-    pandas frames, float64) is converted once. The library's ``Dataset``
-    owns its rows, so the native side copies them once into it (16 384 ×
-    784 floats: tens of milliseconds).
+    Inputs: a float32 C-contiguous array is trained on where it is,
+    without a copy (a pandas frame too, when ``numpy.asarray`` of it is
+    such an array); anything else ``numpy.asarray`` accepts (lists,
+    float64, Fortran order) is converted once. While ``fit`` or
+    ``evaluate`` reads an array, it and every array it is a view of are
+    read-only (their ``WRITEABLE`` flag off, writing raises
+    ``ValueError``), restored afterwards however the call ends; views of
+    the same memory made before the call keep their own flag and must not
+    be written meanwhile. An array whose memory NumPy does not own (a view
+    of a ``bytearray``, a memory map, a foreign buffer), which that flag
+    cannot protect, is copied instead. ``standardize`` trains on a scaled
+    copy. The targets are copied (they are small).
 
     ``fit`` releases the GIL while it trains. Ctrl-C stops it at the next
     step boundary, keeps the steps taken (``model()`` returns them),

@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from . import _retroprop
-from ._core import Model, print_epoch
+from ._core import Model, as_rows, print_epoch
 
 _ACTIVATIONS = {"logistic": "sigmoid"}
 
@@ -30,8 +30,13 @@ _DIFFERENCES = """
     - ``alpha`` (L2) becomes the optimizer's ``weight_decay`` as
       ``alpha / batch_size``, which gives scikit-learn's gradient
       ``mean grad + alpha W / batch_size``, but as torch's weight decay it
-      also decays the biases; ``loss_curve_`` is the data loss without the
-      L2 term.
+      also decays the biases. ``loss_curve_`` (and with it ``tol`` and
+      ``n_iter_no_change``, ``best_loss_``) is scikit-learn's: each epoch
+      the mean data loss plus each step's L2 term ``alpha/2 ‖θ‖² /
+      batch_size`` weighted by its rows, that is ``alpha/2 Σ_steps ‖θ‖² /
+      n_samples``, with the parameters before each step's update; ``θ``
+      holds the biases too, as the decay does (scikit-learn's term has the
+      weights only).
     - ``learning_rate``: ``constant`` only; ``lr_schedule`` takes
       retroprop's schedules (``step``, ``exponential``, ``cosine``,
       ``warmup``, ``plateau``), stepped per epoch.
@@ -210,7 +215,8 @@ class _BaseMLP(BaseEstimator):
             None if self.dropout is None else float(self.dropout),
             int(self.n_iter_no_change) if early else None,
             float(self.tol),
-            None,
+            # Every step's parameter norm, for the L2 term of loss_curve_.
+            1 if self.alpha > 0 else None,
             standardization,
             params,
             None,
@@ -274,12 +280,17 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
         converged = [False]
 
+        rows = X.shape[0]
+
         def on_epoch(record):
             self.n_iter_ += 1
-            self.t_ += X.shape[0]
-            self.loss_curve_.append(record["train_loss"])
+            self.t_ += rows
+            # scikit-learn's loss: each batch's data loss plus
+            # alpha/2 ‖θ‖² / batch rows, averaged over the epoch's rows.
+            penalty = 0.5 * self.alpha * record["squared_norm_sum"] / rows
+            self.loss_curve_.append(record["train_loss"] + penalty)
             if self.verbose:
-                print_epoch(record)
+                print_epoch(dict(record, train_loss=self.loss_curve_[-1]))
             if early:
                 score = record["val_accuracy"] if self._is_classifier() else -record["val_loss"]
                 self.validation_scores_.append(score)
@@ -305,7 +316,7 @@ class _BaseMLP(BaseEstimator):
             xv, cv, vv = validation
         try:
             history = trainer.fit(
-                np.ascontiguousarray(X),
+                as_rows(X),
                 targets[0],
                 targets[1],
                 xv,

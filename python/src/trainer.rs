@@ -5,16 +5,22 @@ use crate::errors::{guard, to_py};
 use crate::model::NativeModel;
 use crate::settings;
 use crate::worker::{State, Worker};
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use retroprop::io::{SavedModel, load_checkpoint, save_checkpoint, save_interrupted_model};
 use retroprop::{
     Activation, Dataset, Device, EpochRecord, Error, GradClip, History, Init, Loss, LrSchedule,
-    Mlp, Standardizer, StopFlag, Targets, TrainConfig, Trainer,
+    Mlp, SharedRows, Standardizer, StopFlag, Targets, TrainConfig, Trainer,
 };
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A run's settings and the trainer built from them. Made by
 /// `retroprop.Trainer` and the estimators; see their docstrings.
@@ -25,21 +31,154 @@ pub struct NativeTrainer {
     sizes: Vec<usize>,
     loss: Loss,
     device_name: String,
+    /// Where the last `fit` read its training inputs (`last_fit_rows`).
+    last_rows: Arc<AtomicUsize>,
+}
+
+/// A float32 C-contiguous NumPy array's values, lent to the library
+/// without a copy (`Dataset::shared`): the reference keeps the array, and
+/// so its memory, alive as long as any data set holds it, on whichever
+/// thread drops it last (PyO3 defers the release to the next holder of the
+/// GIL). That nothing writes the values meanwhile is `WriteLock`'s part.
+struct ArrayRows {
+    _array: Py<PyAny>,
+    start: *const f32,
+    len: usize,
+}
+
+// SAFETY: the values are only read, never written through this, and the
+// array they belong to is kept alive by `_array`; `WriteLock` makes it
+// read-only for as long as the library reads it.
+unsafe impl Send for ArrayRows {}
+unsafe impl Sync for ArrayRows {}
+
+impl AsRef<[f32]> for ArrayRows {
+    fn as_ref(&self) -> &[f32] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `start` is the aligned first of `len` contiguous f32 of
+        // an array `_array` keeps alive (checked in `lend_rows`).
+        unsafe { std::slice::from_raw_parts(self.start, self.len) }
+    }
+}
+
+/// Arrays made read-only while the library reads one of them; dropping
+/// the lock restores each (on success, error and `KeyboardInterrupt`
+/// alike, as it is a drop). Locks on one array nest, across trainers and
+/// threads: the array becomes writeable again when the last lock on it
+/// goes, and only if it was before the first.
+#[derive(Default)]
+pub struct WriteLock<'py> {
+    arrays: Vec<Bound<'py, PyAny>>,
+}
+
+/// For each array some lock holds (by address): how many locks hold it,
+/// and whether it was writeable before the first.
+static LOCKED: Mutex<BTreeMap<usize, (usize, bool)>> = Mutex::new(BTreeMap::new());
+
+impl WriteLock<'_> {
+    fn set_writeable(array: &Bound<'_, PyAny>, writeable: bool) -> PyResult<()> {
+        array.getattr("flags")?.setattr("writeable", writeable)
+    }
+
+    /// Makes `array` read-only until this lock drops.
+    fn hold<'py>(lock: &mut WriteLock<'py>, array: Bound<'py, PyAny>) -> PyResult<()> {
+        let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
+        let key = array.as_ptr() as usize;
+        match locked.get_mut(&key) {
+            Some((count, _)) => *count += 1,
+            None => {
+                let was: bool = array.getattr("flags")?.getattr("writeable")?.extract()?;
+                if was {
+                    WriteLock::set_writeable(&array, false)?;
+                }
+                locked.insert(key, (1, was));
+            }
+        }
+        lock.arrays.push(array);
+        Ok(())
+    }
+}
+
+impl Drop for WriteLock<'_> {
+    fn drop(&mut self) {
+        let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
+        // The base first: NumPy lets a view become writeable again only
+        // when its base is.
+        for array in self.arrays.iter().rev() {
+            let key = array.as_ptr() as usize;
+            let Some((count, was)) = locked.get_mut(&key) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                let was = *was;
+                locked.remove(&key);
+                if was {
+                    let _ = WriteLock::set_writeable(array, true);
+                }
+            }
+        }
+    }
+}
+
+/// `x`'s values for a data set: shared without a copy when the memory is
+/// NumPy's own, that is when `x` and every array it is a view of can be
+/// made read-only (they are, in `lock`, until it drops); copied when the
+/// chain of views ends in memory of some other object (a `bytearray`, a
+/// memory map, a buffer from C), whose writers NumPy's flag cannot stop.
+fn lend_rows<'py>(
+    x: &Bound<'py, PyArray2<f32>>,
+    lock: &mut WriteLock<'py>,
+) -> PyResult<SharedRows> {
+    if !x.is_c_contiguous() {
+        return Err(PyValueError::new_err(
+            "x must be a C-contiguous float32 array [rows, features]",
+        ));
+    }
+    let aligned: bool = x.getattr("flags")?.getattr("aligned")?.extract()?;
+    if !aligned {
+        return Err(PyValueError::new_err(
+            "x must be an aligned float32 array (numpy.require(x, numpy.float32, 'CA'))",
+        ));
+    }
+    let mut chain = vec![x.as_any().clone()];
+    let numpy_owns = loop {
+        let base = chain.last().unwrap().getattr("base")?;
+        if base.is_none() {
+            break true;
+        }
+        if base.cast::<PyUntypedArray>().is_err() {
+            break false;
+        }
+        chain.push(base);
+    };
+    if !numpy_owns {
+        let copy = x.readonly().as_slice()?.to_vec();
+        return Ok(Arc::new(copy));
+    }
+    for array in chain {
+        WriteLock::hold(lock, array)?;
+    }
+    Ok(Arc::new(ArrayRows {
+        _array: x.as_any().clone().unbind(),
+        start: x.data().cast_const(),
+        len: x.len(),
+    }))
 }
 
 /// A data set from NumPy arrays: `x` float32 `[rows, features]`, and
 /// either class indices `[rows]` or target values `[rows, width]`. The
-/// float32 C-contiguous rows are read in place and copied once, into the
-/// library's `Dataset`, which owns its rows.
-fn dataset(
-    x: &PyReadonlyArray2<'_, f32>,
+/// inputs are shared, not copied (`lend_rows`; `lock` holds them
+/// read-only until it drops); the targets are copied.
+fn dataset<'py>(
+    x: &Bound<'py, PyArray2<f32>>,
     classes: Option<&PyReadonlyArray1<'_, u32>>,
     values: Option<&PyReadonlyArray2<'_, f32>>,
+    lock: &mut WriteLock<'py>,
 ) -> PyResult<Dataset> {
     let features = x.shape()[1];
-    let rows = x.as_slice().map_err(|_| {
-        PyValueError::new_err("x must be a C-contiguous float32 array [rows, features]")
-    })?;
     let targets = match (classes, values) {
         (Some(c), None) => Targets::Classes(c.as_slice()?.to_vec()),
         (None, Some(v)) => Targets::Values {
@@ -48,7 +187,8 @@ fn dataset(
         },
         _ => return Err(PyValueError::new_err("give either classes or values")),
     };
-    Dataset::new(rows.to_vec(), features, targets).map_err(to_py)
+    let rows = lend_rows(x, lock)?;
+    Dataset::shared(rows, features, targets).map_err(to_py)
 }
 
 fn record_dict<'py>(py: Python<'py>, r: &EpochRecord) -> PyResult<Bound<'py, PyDict>> {
@@ -60,6 +200,15 @@ fn record_dict<'py>(py: Python<'py>, r: &EpochRecord) -> PyResult<Bound<'py, PyD
     d.set_item("val_accuracy", r.validation.and_then(|v| v.accuracy))?;
     d.set_item("lr", r.lr)?;
     d.set_item("seconds", r.seconds)?;
+    // With norms_every: the sum over the sampled steps of every layer's
+    // squared parameter norm, taken before each step's update (the
+    // estimators' L2 term of scikit-learn's loss curve).
+    let squares: f64 = r
+        .layer_norms
+        .iter()
+        .map(|n| n.weight_norm * n.weight_norm)
+        .sum();
+    d.set_item("squared_norm_sum", squares)?;
     Ok(d)
 }
 
@@ -238,6 +387,7 @@ impl NativeTrainer {
                 sizes: sizes_kept,
                 loss,
                 device_name,
+                last_rows: Arc::default(),
             })
         })
     }
@@ -261,10 +411,10 @@ impl NativeTrainer {
     fn fit<'py>(
         &self,
         py: Python<'py>,
-        x: PyReadonlyArray2<'py, f32>,
+        x: Bound<'py, PyArray2<f32>>,
         classes: Option<PyReadonlyArray1<'py, u32>>,
         values: Option<PyReadonlyArray2<'py, f32>>,
-        x_val: Option<PyReadonlyArray2<'py, f32>>,
+        x_val: Option<Bound<'py, PyArray2<f32>>>,
         classes_val: Option<PyReadonlyArray1<'py, u32>>,
         values_val: Option<PyReadonlyArray2<'py, f32>>,
         standardize: bool,
@@ -273,12 +423,21 @@ impl NativeTrainer {
         checkpoint_every: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
         guard(|| {
-            let mut train = dataset(&x, classes.as_ref(), values.as_ref())?;
+            // Dropped last, after the training thread has let go of the
+            // rows: the arrays are read-only until then.
+            let mut lock = WriteLock::default();
+            let mut train = dataset(&x, classes.as_ref(), values.as_ref(), &mut lock)?;
             let mut validation = match &x_val {
-                Some(xv) => Some(dataset(xv, classes_val.as_ref(), values_val.as_ref())?),
+                Some(xv) => Some(dataset(
+                    xv,
+                    classes_val.as_ref(),
+                    values_val.as_ref(),
+                    &mut lock,
+                )?),
                 None => None,
             };
             self.stop.clear();
+            let last_rows = self.last_rows.clone();
             let history = self.worker.call(
                 py,
                 Some(&self.stop),
@@ -305,6 +464,7 @@ impl NativeTrainer {
                         state.standardizer.clone(),
                     );
                     let path = checkpoint.clone();
+                    last_rows.store(train.x().as_ptr() as usize, Ordering::Relaxed);
                     let history = state.trainer.fit_checkpointed(
                         &train,
                         validation.as_ref(),
@@ -336,6 +496,13 @@ impl NativeTrainer {
             )?;
             history_dict(py, &history)
         })
+    }
+
+    /// The address of the training inputs the last `fit` read (after any
+    /// standardisation), 0 before one: the test that `fit` does not copy
+    /// float32 C-contiguous inputs compares it with the array's own.
+    fn last_fit_rows(&self) -> usize {
+        self.last_rows.load(Ordering::Relaxed)
     }
 
     /// Asks a running `fit` to stop at the next step boundary (from a
@@ -442,12 +609,13 @@ impl NativeTrainer {
     fn evaluate(
         &self,
         py: Python<'_>,
-        x: PyReadonlyArray2<'_, f32>,
+        x: Bound<'_, PyArray2<f32>>,
         classes: Option<PyReadonlyArray1<'_, u32>>,
         values: Option<PyReadonlyArray2<'_, f32>>,
     ) -> PyResult<(f64, Option<f64>)> {
         guard(|| {
-            let mut data = dataset(&x, classes.as_ref(), values.as_ref())?;
+            let mut lock = WriteLock::default();
+            let mut data = dataset(&x, classes.as_ref(), values.as_ref(), &mut lock)?;
             self.worker.call(
                 py,
                 None,

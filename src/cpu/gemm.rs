@@ -21,7 +21,10 @@
 //! Products too small to be split over threads (m·n·k < 2¹⁸) always run on
 //! the built-in GEMM, single-threaded: the library call would cost more
 //! than it saves; so do thin ones (m or n under 32, or k under 128), where
-//! the built-in GEMM was as fast or faster. Either way C = α·op(A)·op(B) + β·C, and with β = 0 the
+//! the built-in GEMM was as fast or faster, and middling ones (m·n·k under
+//! 2²⁵, such as a batch of 200 through 256-wide layers), where it was as
+//! fast and a small network never wakes the library's thread pool, whose
+//! idle threads spin on `sched_yield` beside rayon's. Either way C = α·op(A)·op(B) + β·C, and with β = 0 the
 //! old contents of C are not read (so NaN in it does not spread).
 //!
 //! ```
@@ -38,6 +41,17 @@ use std::sync::OnceLock;
 
 /// Smallest m·n·k worth a thread pool (and a library call).
 const PARALLEL_WORK: usize = 1 << 18;
+
+/// Smallest m·n·k the library gets. Below it the built-in GEMM was as
+/// fast (batch 200 through 256-wide layers, 200 × 256 × 256: 40 against 38
+/// GFLOP/s, the best of five loops of 200 calls, on 2 cores shared with
+/// other builds), and a network whose
+/// products all stay below never starts OpenBLAS's threads: in a fit of
+/// a few steps per epoch (scikit-learn's digits and breast cancer sets,
+/// docs/performance.md "From Python") their idle spinning on
+/// `sched_yield` took 45 % of the process's samples under `perf`, and the
+/// fits ran up to 2× longer than on the built-in GEMM alone.
+const BLAS_MIN_WORK: usize = 1 << 25;
 
 /// Smallest m and n the library gets: with a side of 10 (the standard
 /// work's output layer) OpenBLAS 0.3.21 ran at half the built-in GEMM's
@@ -500,7 +514,7 @@ fn gemm<T: Gemm>(
     c: &mut [T],
     c_strides: (isize, isize),
 ) {
-    if m * n * k >= PARALLEL_WORK
+    if m * n * k >= BLAS_MIN_WORK
         && m.min(n) >= BLAS_MIN_SIDE
         && k >= BLAS_MIN_K
         && let Some(blas) = blas()
