@@ -258,6 +258,12 @@ impl Mlp {
     pub fn init(&self, init: Init, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut params = vec![0f32; self.parameter_count()];
+        // scikit-learn's factor reads the hidden layers' activation for
+        // every layer.
+        let sklearn_factor = match self.layers.first() {
+            Some(first) if self.layers.len() > 1 && first.activation == Activation::Sigmoid => 2.0,
+            _ => 6.0,
+        };
         for (l, layer) in self.layers.iter().enumerate() {
             let (fan_in, fan_out) = (layer.inputs as f64, layer.outputs as f64);
             let gain = layer.activation.gain();
@@ -284,6 +290,11 @@ impl Mlp {
                 Init::KaimingNormal => {
                     fill_normal(weight, gain / fan_in.sqrt(), &mut rng);
                     0.0
+                }
+                Init::Sklearn => {
+                    let bound = (sklearn_factor / (fan_in + fan_out)).sqrt();
+                    fill_uniform(weight, bound, &mut rng);
+                    bound
                 }
             };
             if bias_bound > 0.0 {
@@ -365,11 +376,15 @@ pub enum Init {
     KaimingUniform,
     /// He et al.: N(0, gain/√fan_in).
     KaimingNormal,
+    /// scikit-learn's MLP: W and b uniform in ±√(f/(fan_in+fan_out)),
+    /// f = 2 when the hidden layers are sigmoid (scikit-learn's
+    /// `logistic`), else 6, in every layer (the output layer too).
+    Sklearn,
 }
 
 impl std::fmt::Display for Init {
     /// The names `FromStr` reads: `torch`, `xavier_uniform`,
-    /// `xavier_normal`, `kaiming_uniform`, `kaiming_normal`.
+    /// `xavier_normal`, `kaiming_uniform`, `kaiming_normal`, `sklearn`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Init::TorchDefault => "torch",
@@ -377,18 +392,20 @@ impl std::fmt::Display for Init {
             Init::XavierNormal => "xavier_normal",
             Init::KaimingUniform => "kaiming_uniform",
             Init::KaimingNormal => "kaiming_normal",
+            Init::Sklearn => "sklearn",
         })
     }
 }
 
 impl Init {
     /// Every initialisation: for tests and help text.
-    pub const ALL: [Init; 5] = [
+    pub const ALL: [Init; 6] = [
         Init::TorchDefault,
         Init::XavierUniform,
         Init::XavierNormal,
         Init::KaimingUniform,
         Init::KaimingNormal,
+        Init::Sklearn,
     ];
 }
 
@@ -402,9 +419,10 @@ impl std::str::FromStr for Init {
             "xavier_normal" | "glorot_normal" => Init::XavierNormal,
             "kaiming_uniform" | "he_uniform" => Init::KaimingUniform,
             "kaiming_normal" | "he_normal" => Init::KaimingNormal,
+            "sklearn" => Init::Sklearn,
             other => {
                 return Err(format!(
-                    "unknown initialisation `{other}` (expected torch, xavier_uniform, xavier_normal, kaiming_uniform or kaiming_normal)"
+                    "unknown initialisation `{other}` (expected torch, xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal or sklearn)"
                 ));
             }
         })
@@ -441,4 +459,39 @@ pub fn parse_sizes(text: &str) -> std::result::Result<Vec<usize>, String> {
         ));
     }
     Ok(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// scikit-learn's `_init_coef`: weights and biases uniform in
+    /// ±√(6/(fan_in+fan_out)), 2 instead of 6 for logistic hidden layers.
+    #[test]
+    fn sklearn_init_draws_weights_and_biases_within_glorot_bounds() {
+        for (hidden, factor) in [(Activation::Relu, 6.0f64), (Activation::Sigmoid, 2.0)] {
+            let mlp = Mlp::new(&[30, 256, 2], hidden, Activation::Identity).unwrap();
+            let params = mlp.init(Init::Sklearn, 5);
+            // 30 → 256: √(6/286) = 0.14484 (ReLU), √(2/286) = 0.08362.
+            // 256 → 2: √(6/258) = 0.15250, √(2/258) = 0.08805.
+            let bounds = if factor == 6.0 {
+                [0.14484, 0.15250]
+            } else {
+                [0.08362, 0.08805]
+            };
+            for (l, bound) in bounds.into_iter().enumerate() {
+                for range in [mlp.weight_range(l), mlp.bias_range(l)] {
+                    let values = &params[range];
+                    let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    assert!(max <= bound, "layer {l}: {max} past ±{bound}");
+                    // 512 or more draws reach near the bound; the 2 output
+                    // biases need not.
+                    if values.len() >= 512 {
+                        assert!(max > 0.95 * bound, "layer {l}: {max} far inside ±{bound}");
+                    }
+                    assert!(values.iter().all(|v| *v != 0.0), "layer {l}: a zero");
+                }
+            }
+        }
+    }
 }

@@ -168,7 +168,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Weight initialisation: torch, xavier_uniform, xavier_normal,
-    /// kaiming_uniform, kaiming_normal.
+    /// kaiming_uniform, kaiming_normal, sklearn (scikit-learn's MLP: weights and
+    /// biases uniform in ±√(6/(fan_in+fan_out)), 2 for sigmoid).
     #[arg(long = "weight-init", default_value = "torch", value_parser = parse_init)]
     pub weight_init: Init,
     /// Write a checkpoint (parameters, optimizer state, step, epoch,

@@ -216,7 +216,8 @@ class Trainer:
 
     ``batch_size`` (None: full batch), ``epochs``, ``max_steps``,
     ``shuffle``, ``seed``, ``init`` (``torch``, ``xavier_uniform``,
-    ``xavier_normal``, ``kaiming_uniform``, ``kaiming_normal``), ``device``
+    ``xavier_normal``, ``kaiming_uniform``, ``kaiming_normal``,
+    ``sklearn``), ``device``
     (``auto``, ``cpu``, ``gpu``), ``lr_schedule`` (``constant``,
     ``step:STEP:GAMMA``, ``exponential:GAMMA``, ``cosine:T_MAX[:ETA_MIN]``,
     ``warmup:EPOCHS[:START]``, ``plateau[:FACTOR[:PATIENCE]]``),

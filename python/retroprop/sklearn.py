@@ -46,11 +46,13 @@ _DIFFERENCES = """
       ``validation_fraction`` is stratified for classifiers.
       ``validation_scores_`` holds the validation accuracy (classifier) or
       the negative validation loss (regressor) of each epoch.
-    - ``init`` (default ``torch``: weights and biases uniform in
-      ±1/√fan_in, as ``torch.nn.Linear``) replaces scikit-learn's Glorot
-      initialisation (uniform in ±√(6/(fan_in + fan_out))); retroprop's
-      ``xavier_uniform`` scales that by the activation's gain and starts
-      biases at zero.
+    - ``init`` (default ``sklearn``: scikit-learn's own initialisation,
+      weights and biases uniform in ±√(6/(fan_in + fan_out)), 2 instead
+      of 6 for ``logistic``, drawn from retroprop's generator) also takes
+      retroprop's others: ``torch`` (uniform in ±1/√fan_in, as
+      ``torch.nn.Linear``), ``xavier_uniform`` (scaled by the activation's
+      gain, biases at zero), ``xavier_normal``, ``kaiming_uniform``,
+      ``kaiming_normal``.
     - ``partial_fit`` keeps the optimizer state between calls in one
       process; after pickling it starts a fresh optimizer from the pickled
       parameters.
@@ -97,7 +99,7 @@ class _BaseMLP(BaseEstimator):
         epsilon=1e-8,
         n_iter_no_change=10,
         device="auto",
-        init="torch",
+        init="sklearn",
         lr_schedule="constant",
         clip_grad_norm=None,
         clip_grad_value=None,
