@@ -688,6 +688,54 @@ mod tests {
         }
     }
 
+    fn adapter(shader_f16: bool) -> AdapterSummary {
+        AdapterSummary {
+            name: "an adapter".into(),
+            backend: "Vulkan".into(),
+            device_type: "DiscreteGpu".into(),
+            driver: "a driver".into(),
+            max_storage_buffer_binding_size: 1 << 30,
+            max_buffer_size: 1 << 30,
+            max_compute_workgroups_per_dimension: 65535,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_storage_size: 32768,
+            is_hardware: true,
+            shader_f16,
+            cooperative_matrix_f16: false,
+        }
+    }
+
+    #[test]
+    fn mixed_precision_takes_the_f16_kernel_or_refuses_naming_the_adapter() {
+        let choice = MatmulChoice::mixed(&adapter(true)).unwrap();
+        assert_eq!(choice.tilings(), [MatmulTiling::half()]);
+        assert_eq!(choice.small.entry_point(false, true), "matmul_f16");
+        match MatmulChoice::mixed(&adapter(false)) {
+            Err(Error::Config(message)) => {
+                assert!(message.contains("--precision mixed needs an adapter with shader-f16"));
+                assert!(
+                    message.contains("an adapter (Vulkan, a driver)"),
+                    "{message}"
+                );
+                assert!(message.contains("--precision f32"), "{message}");
+            }
+            other => panic!("no shader-f16: {other:?}"),
+        }
+        assert_eq!(
+            MatmulChoice::parse("half:8x8x4x4x16"),
+            Some(MatmulChoice::single(MatmulTiling {
+                wg_x: 8,
+                wg_y: 8,
+                ..MatmulTiling::half()
+            }))
+        );
+        // The module enables f16 before anything else, and stages f16 tiles.
+        let source = MatmulTiling::half().source();
+        assert!(source.starts_with("enable f16;\n"), "{}", &source[..40]);
+        assert!(source.contains("var<workgroup> a_half: array<f16, TM * TK>;"));
+        assert!(!MatmulTiling::shared().source().contains("enable f16;"));
+    }
+
     #[test]
     fn large_tiles_are_the_shared_kernel_with_eight_by_eight_per_thread() {
         let large = MatmulTiling::shared_large();
