@@ -392,7 +392,7 @@ impl MatmulChoice {
         MatmulChoice::default_for(adapter.is_hardware, &adapter.driver)
     }
 
-    /// The choice for an adapter in [`Precision::Mixed`]: every product on
+    /// The choice for an adapter in [`Precision::Mixed`](crate::Precision::Mixed): every product on
     /// the f16 kernel ([`MatmulTiling::half`]), or the tiling of kind
     /// `half` that `RETROPROP_MATMUL` names (another kind there is ignored,
     /// with a warning: it would compute in f32).
