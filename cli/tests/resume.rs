@@ -242,6 +242,15 @@ fn a_bare_resume_on_the_gpu_is_the_unbroken_run_byte_for_byte() {
     }
 }
 
+#[test]
+fn a_bare_resume_of_a_mixed_precision_run_is_the_unbroken_run_byte_for_byte() {
+    // The first run's settings in f16 products: the precision comes back
+    // from the checkpoint like every other setting.
+    let (name, settings, cut, metrics) = RUNS[0];
+    let mixed = [settings, &["--precision", "mixed"]].concat();
+    resumed_is_unbroken("gpu", &format!("{name}-mixed"), &mixed, cut, metrics);
+}
+
 /// A checkpoint of a small SGD run with momentum, early stopping and a
 /// validation split, for the refusals and changes below.
 fn checkpointed(dir: &Dir) -> (String, String) {
