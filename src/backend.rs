@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::optim::{GradClip, Optimizer};
-use crate::real::Real;
+use crate::real::{Precision, Real};
 use crate::stop::StopFlag;
 
 /// What every backend needs to know of a run: the objective, the optimizer
@@ -70,6 +70,10 @@ pub struct BackendConfig {
     /// Checked by [`Backend::train_steps`] before every step (CPU) or
     /// submission (GPU): once requested, it stops there.
     pub stop_flag: Option<StopFlag>,
+    /// The number format of the matrix products: f32, or f16 operands
+    /// with f32 sums ([`Precision::Mixed`], GPU only; a backend that cannot
+    /// refuses it when it is made).
+    pub precision: Precision,
 }
 
 impl BackendConfig {
@@ -84,6 +88,7 @@ impl BackendConfig {
             norms_every: None,
             batch_rows: None,
             stop_flag: None,
+            precision: Precision::F32,
         }
     }
 

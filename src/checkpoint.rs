@@ -6,6 +6,7 @@
 use crate::activation::Activation;
 use crate::loss::Loss;
 use crate::optim::{GradClip, Optimizer};
+use crate::real::Precision;
 use crate::schedule::LrSchedule;
 use std::fmt;
 
@@ -108,6 +109,9 @@ pub struct RunSettings {
     pub early_stopping: Option<EarlyStopping>,
     /// The validation rows held out of the training data, when they were.
     pub validation_split: Option<ValidationSplit>,
+    /// The precision of the matrix products (checkpoints written before
+    /// it was recorded read as f32).
+    pub precision: Precision,
 }
 
 /// One setting that differs between a checkpoint and the run resuming it.
@@ -122,7 +126,7 @@ pub struct SettingChange {
     pub to: String,
     /// Whether the saved state cannot carry it (layer sizes, activations,
     /// loss, the optimizer and the options that shape its state, the
-    /// validation rows): a resume with it is refused. Otherwise it only
+    /// validation rows, the precision): a resume with it is refused. Otherwise it only
     /// steers the rest of the run, and may change.
     pub refused: bool,
 }
@@ -170,7 +174,7 @@ impl RunSettings {
     ///
     /// ```
     /// use retroprop::checkpoint::RunSettings;
-    /// use retroprop::{Activation, Adam, GradClip, Loss, LrSchedule};
+    /// use retroprop::{Activation, Adam, GradClip, Loss, LrSchedule, Precision};
     /// let saved = RunSettings {
     ///     sizes: vec![2, 8, 3],
     ///     activations: vec![Activation::Relu, Activation::Identity],
@@ -184,6 +188,7 @@ impl RunSettings {
     ///     dropout: vec![0.0, 0.0],
     ///     early_stopping: None,
     ///     validation_split: None,
+    ///     precision: Precision::F32,
     /// };
     /// let mut now = saved.clone();
     /// now.optimizer = Adam::default().lr(0.005).amsgrad(true).into();
@@ -282,6 +287,14 @@ impl RunSettings {
             "validation_split",
             self.validation_split_text(),
             now.validation_split_text(),
+            true,
+        );
+        // The run's numbers are those of its precision: a resume in
+        // another would be a different run from the checkpoint on.
+        add(
+            "precision",
+            self.precision.to_string(),
+            now.precision.to_string(),
             true,
         );
         out

@@ -24,6 +24,7 @@ use crate::loss::Loss;
 use crate::model::Mlp;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::optim::Optimizer;
+use crate::real::Precision;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -59,7 +60,14 @@ pub struct LoadedModel {
     pub loss: Option<Loss>,
     /// The standardisation, if recorded.
     pub standardizer: Option<Standardizer>,
+    /// The precision of the matrix products it was trained with
+    /// (`retroprop.precision`), if recorded.
+    pub precision: Option<Precision>,
 }
+
+/// Where a model file or checkpoint names the precision of the matrix
+/// products it was trained with (`f32` or `mixed`).
+pub const PRECISION_KEY: &str = "retroprop.precision";
 
 impl LoadedModel {
     /// The saved model, when the file carried its activations and loss.
@@ -120,6 +128,9 @@ pub struct RunNotes {
     /// ([`Trainer::changes`](crate::Trainer::changes)),
     /// as `retroprop.changed_on_resume`.
     pub changed_on_resume: Vec<String>,
+    /// The precision of the matrix products the run trained with, as
+    /// `retroprop.precision` ([`PRECISION_KEY`]).
+    pub precision: Option<Precision>,
 }
 
 /// [`save_model`] with `notes` in the metadata.
@@ -134,6 +145,9 @@ pub fn save_noted_model(path: &Path, model: &SavedModel, notes: &RunNotes) -> Re
     }
     if let Some(changes) = run::changes_text(&notes.changed_on_resume) {
         meta.insert(run::CHANGES.to_string(), changes);
+    }
+    if let Some(precision) = notes.precision {
+        meta.insert(PRECISION_KEY.to_string(), precision.to_string());
     }
     write_model(path, model, Vec::new(), meta)
 }
@@ -615,12 +629,20 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
         }
         _ => None,
     };
+    let precision = meta
+        .get(PRECISION_KEY)
+        .map(|p| {
+            p.parse()
+                .map_err(|e: String| parse(format!("metadata {PRECISION_KEY}: {e}")))
+        })
+        .transpose()?;
     Ok(LoadedModel {
         sizes,
         params,
         activations,
         loss,
         standardizer,
+        precision,
     })
 }
 

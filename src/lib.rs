@@ -62,7 +62,7 @@ pub use error::{Error, Result};
 pub use loss::{Loss, TargetBatch};
 pub use model::{Init, Layer, Mlp};
 pub use optim::{Adagrad, Adam, AdamW, GradClip, Optimizer, RmsProp, Sgd};
-pub use real::Real;
+pub use real::{Precision, Real};
 pub use schedule::{LrSchedule, Scheduler};
 pub use stop::StopFlag;
 pub use train::{

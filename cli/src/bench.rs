@@ -6,8 +6,8 @@ use crate::cli::{BenchArgs, parse_arch};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use retroprop::{
-    Activation, Adam, Dataset, Device, Init, Loss, Mlp, Optimizer, Sgd, Targets, TrainConfig,
-    Trainer,
+    Activation, Adam, Dataset, Device, Init, Loss, Mlp, Optimizer, Precision, Sgd, Targets,
+    TrainConfig, Trainer,
 };
 use std::time::Instant;
 
@@ -62,6 +62,7 @@ pub struct Run {
     pub device: String,
     pub arch: String,
     pub optimizer: String,
+    pub precision: String,
     pub batch: usize,
     pub steps: usize,
     pub samples_per_s: f64,
@@ -97,13 +98,27 @@ pub fn run(
     steps: usize,
     optimizer: Optimizer,
 ) -> Result<Run> {
+    run_in(Precision::F32, device, sizes, data, batch, steps, optimizer)
+}
+
+/// [`run`] with the matrix products in `precision`.
+fn run_in(
+    precision: Precision,
+    device: Device,
+    sizes: &[usize],
+    data: &Dataset,
+    batch: usize,
+    steps: usize,
+    optimizer: Optimizer,
+) -> Result<Run> {
     let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).map_err(|e| e.to_string())?;
     let config = TrainConfig::default()
         .loss(Loss::CrossEntropy)
         .optimizer(optimizer)
         .batch_size(batch)
         .init(Init::KaimingUniform)
-        .device(device);
+        .device(device)
+        .precision(precision);
     let start = Instant::now();
     let mut trainer = Trainer::new(mlp, config).map_err(|e| e.to_string())?;
     trainer.train_steps(data, 1).map_err(|e| e.to_string())?;
@@ -131,6 +146,7 @@ pub fn run(
             .collect::<Vec<_>>()
             .join("-"),
         optimizer: optimizer.to_string(),
+        precision: precision.to_string(),
         batch,
         steps,
         samples_per_s: batch as f64 / median,
@@ -160,7 +176,14 @@ fn devices(list: Option<&str>) -> Result<Vec<Device>> {
 fn print_row(r: &Run) {
     println!(
         "{:<40} {:>6} {:>10.1} {:>8.2} {:>10.2} ({:.2}–{:.2}) {:>9.2} {:>9.1} {:>9.1}",
-        truncate(&r.device, 40),
+        truncate(
+            &format!(
+                "{}{}",
+                if r.precision == "f32" { "" } else { "mixed, " },
+                r.device
+            ),
+            40
+        ),
         r.batch,
         r.samples_per_s,
         r.gflops,
@@ -233,7 +256,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut runs = Vec::new();
     for &device in &devices {
         for &batch in &batches {
-            let r = run(device, &sizes, &data, batch, args.steps, args.optimizer)?;
+            let r = run_in(
+                args.precision,
+                device,
+                &sizes,
+                &data,
+                batch,
+                args.steps,
+                args.optimizer,
+            )?;
             if args.json {
                 println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
             } else {
@@ -278,7 +309,8 @@ fn profile(args: &BenchArgs, sizes: &[usize], data: &Dataset, batch: usize) -> R
         .optimizer(args.optimizer)
         .batch_size(batch)
         .init(Init::KaimingUniform)
-        .device(Device::Gpu);
+        .device(Device::Gpu)
+        .precision(args.precision);
     let mut trainer = Trainer::new(mlp, config).map_err(|e| e.to_string())?;
     trainer.train_steps(data, 5).map_err(|e| e.to_string())?;
     let profile = trainer

@@ -3,7 +3,7 @@
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use retroprop::{Activation, Device, Init, Loss, LrSchedule, Optimizer};
+use retroprop::{Activation, Device, Init, Loss, LrSchedule, Optimizer, Precision};
 use std::path::PathBuf;
 
 /// Train dense neural networks by backpropagation on the GPU (WGSL compute
@@ -200,6 +200,12 @@ pub struct TrainArgs {
     /// auto (a hardware GPU if there is one, else the CPU), cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,
+    /// The matrix products' precision: f32, or mixed (f16 operands, f32
+    /// sums, f32 weights and optimizer state, as torch.autocast with
+    /// float16). mixed needs a GPU with shader-f16; the CPU refuses it
+    /// [default: f32, or the checkpoint's on --resume].
+    #[arg(long, value_name = "PRECISION", value_parser = parse_precision)]
+    pub precision: Option<Precision>,
     /// Write per-epoch metrics: .csv, or JSON lines for .jsonl/.json.
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
@@ -280,6 +286,9 @@ pub struct BenchArgs {
     /// as `train --optimizer` takes it.
     #[arg(long, value_name = "OPTIMIZER", default_value = "adam", value_parser = OptimizerParser)]
     pub optimizer: Optimizer,
+    /// The matrix products' precision, as `train --precision` takes it.
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
     /// Also measure the matmul kernels, per-step overhead and scaling.
     #[arg(long)]
     pub full: bool,
@@ -362,6 +371,9 @@ fn parse_init(s: &str) -> Result<Init, String> {
     s.parse()
 }
 fn parse_device(s: &str) -> Result<Device, String> {
+    s.parse()
+}
+fn parse_precision(s: &str) -> Result<Precision, String> {
     s.parse()
 }
 

@@ -71,6 +71,14 @@ fn devices() -> Result<(), String> {
             a.max_compute_invocations_per_workgroup,
             a.max_compute_workgroup_storage_size >> 10
         );
+        println!(
+            "    --precision mixed: {}",
+            match (a.shader_f16, a.cooperative_matrix_f16) {
+                (true, true) => "yes (shader-f16; cooperative matrices f16 x f16 + f32, 16x16x16)",
+                (true, false) => "yes (shader-f16)",
+                (false, _) => "no (no shader-f16)",
+            }
+        );
     }
     println!("cpu: {}", retroprop::cpu::gemm_name());
     let choice = adapters.iter().find(|a| a.is_hardware);

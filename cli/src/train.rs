@@ -211,6 +211,9 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if args.no_shuffle {
         config.shuffle = false;
     }
+    if let Some(precision) = args.precision {
+        config.precision = precision;
+    }
     if let Some(schedule) = args.lr_schedule {
         config.lr_schedule = schedule;
     }
@@ -459,6 +462,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         let notes = RunNotes {
             interrupted_at_step: history.interrupted.then(|| trainer.steps()),
             changed_on_resume: trainer.changes().to_vec(),
+            precision: Some(trainer.config().precision),
         };
         save_noted_model(path, &checkpoint_model(params), &notes).map_err(text)?;
     }
@@ -554,6 +558,7 @@ fn keep_last_good(
     if let Some(path) = &args.save {
         let notes = RunNotes {
             changed_on_resume: trainer.changes().to_vec(),
+            precision: Some(trainer.config().precision),
             ..RunNotes::default()
         };
         message += &match trainer

@@ -242,6 +242,15 @@ fn a_bare_resume_on_the_gpu_is_the_unbroken_run_byte_for_byte() {
     }
 }
 
+#[test]
+fn a_bare_resume_of_a_mixed_precision_run_is_the_unbroken_run_byte_for_byte() {
+    // The first run's settings in f16 products: the precision comes back
+    // from the checkpoint like every other setting.
+    let (name, settings, cut, metrics) = RUNS[0];
+    let mixed = [settings, &["--precision", "mixed"]].concat();
+    resumed_is_unbroken("gpu", &format!("{name}-mixed"), &mixed, cut, metrics);
+}
+
 /// A checkpoint of a small SGD run with momentum, early stopping and a
 /// validation split, for the refusals and changes below.
 fn checkpointed(dir: &Dir) -> (String, String) {
@@ -594,4 +603,72 @@ fn a_resume_reads_the_targets_as_its_start_did() {
         &resumed,
     ]);
     assert!(read(Path::new(&resumed)) == read(Path::new(&whole)));
+}
+
+#[test]
+fn a_mixed_run_names_its_precision_and_refuses_a_resume_in_f32() {
+    let dir = Dir::new("mixed");
+    let data = classes(&dir);
+    let (checkpoint, model) = (dir.arg("c.safetensors"), dir.arg("m.safetensors"));
+    let run = [
+        "train", "--data", &data, "--arch", "2,8,3", "--epochs", "2", "-q",
+    ];
+    let mut args = run.to_vec();
+    args.extend([
+        "--device",
+        "gpu",
+        "--precision",
+        "mixed",
+        "--checkpoint",
+        &checkpoint,
+        "--save",
+        &model,
+    ]);
+    ok(&args);
+    for (file, key) in [
+        (&model, "retroprop.precision"),
+        (&checkpoint, "retroprop.precision"),
+        (&checkpoint, "retroprop.settings.precision"),
+    ] {
+        let meta = metadata(Path::new(file));
+        assert_eq!(
+            meta.get(key).map(String::as_str),
+            Some("mixed"),
+            "{key} of {file}"
+        );
+    }
+    let mut args = run.to_vec();
+    args.extend([
+        "--device",
+        "gpu",
+        "--resume",
+        &checkpoint,
+        "--precision",
+        "f32",
+    ]);
+    refused(&[], &args, &["--precision mixed, not f32"]);
+    // An f32 run names its precision too.
+    let mut args = run.to_vec();
+    args.extend(["--device", "cpu", "--save", &model]);
+    ok(&args);
+    let meta = metadata(Path::new(&model));
+    assert_eq!(
+        meta.get("retroprop.precision").map(String::as_str),
+        Some("f32")
+    );
+    // The CPU refuses mixed, naming the flag; an unknown precision is refused by clap.
+    let mut args = run.to_vec();
+    args.extend(["--device", "cpu", "--precision", "mixed"]);
+    refused(
+        &[],
+        &args,
+        &["--precision mixed needs a GPU with shader-f16"],
+    );
+    let mut args = run.to_vec();
+    args.extend(["--device", "gpu", "--precision", "f16"]);
+    fails(
+        &args,
+        2,
+        &["unknown precision `f16` (expected f32 or mixed)"],
+    );
 }

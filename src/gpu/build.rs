@@ -14,6 +14,7 @@ use super::window::WINDOW;
 use crate::backend::BackendConfig;
 use crate::error::Result;
 use crate::model::Mlp;
+use crate::real::Precision;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -101,7 +102,10 @@ impl GpuBackend {
         let capacity = config.batch_rows.unwrap_or(4096).max(256).min(limit_rows);
         let (optimizer, loss) = (config.optimizer, config.loss);
         let device = &ctx.device;
-        let mut choice = MatmulChoice::for_adapter(ctx.summary());
+        let mut choice = match config.precision {
+            Precision::F32 => MatmulChoice::for_adapter(ctx.summary()),
+            Precision::Mixed => MatmulChoice::mixed(ctx.summary())?,
+        };
         if choice.small.kind == MatmulKind::Texture && !Textures::fit(&ctx.limits, mlp, capacity) {
             log::info!(
                 "operands exceed the texture limit of {}: using the storage-buffer matmul",

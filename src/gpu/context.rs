@@ -52,6 +52,13 @@ pub struct AdapterSummary {
     pub max_compute_workgroup_storage_size: u32,
     /// Whether it is a hardware GPU (not a CPU implementation like lavapipe).
     pub is_hardware: bool,
+    /// Whether shaders may compute in f16 (WebGPU's `shader-f16`): the
+    /// mixed-precision matmul needs it.
+    pub shader_f16: bool,
+    /// Whether it offers cooperative matrices with f16 operands and f32
+    /// sums, 16 × 16 × 16 (wgpu's `EXPERIMENTAL_COOPERATIVE_MATRIX`, Vulkan's
+    /// `VK_KHR_cooperative_matrix`).
+    pub cooperative_matrix_f16: bool,
 }
 
 fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
@@ -75,7 +82,21 @@ fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         is_hardware: !matches!(info.device_type, wgpu::DeviceType::Cpu),
+        shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
+        cooperative_matrix_f16: has_f16_cooperative_matrix(adapter),
     }
+}
+
+/// Whether `adapter` offers a 16 × 16 × 16 cooperative matrix product of
+/// f16 operands with f32 sums.
+fn has_f16_cooperative_matrix(adapter: &wgpu::Adapter) -> bool {
+    use wgpu::CooperativeScalarType::{F16, F32};
+    adapter
+        .features()
+        .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        && adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16) && p.ab_type == F16 && p.cr_type == F32
+        })
 }
 
 fn instance() -> wgpu::Instance {
@@ -225,12 +246,15 @@ impl GpuContext {
         let limits = adapter.limits();
         // Timestamps inside passes time each kernel of a step
         // (`Backend::start_profile`); they cost nothing unless written.
-        let timestamps =
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        // f16 in shaders, for the mixed-precision matmul (asked for
+        // whenever offered: a module without `enable f16;` is unaffected).
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::SHADER_F16;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("retroprop"),
-                required_features: adapter.features() & timestamps,
+                required_features: adapter.features() & wanted,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,

@@ -27,7 +27,8 @@ pub struct MatmulTiling {
     pub kind: MatmulKind,
 }
 
-/// The three matmul kernels; each is tested for parity on every adapter.
+/// The matmul kernels; each is tested for parity on every adapter (`Half`
+/// on every adapter with `shader-f16`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKind {
     /// Tiles staged in workgroup memory (`matmul`): hardware GPUs.
@@ -40,6 +41,11 @@ pub enum MatmulKind {
     /// implementations of Vulkan (lavapipe), where a fetch costs a fraction
     /// of a storage-buffer load.
     Texture,
+    /// [`Shared`](Self::Shared) with its tiles staged as f16
+    /// (`matmul_f16`, shaders/matmul_f16.wgsl): f16 operands, f32 sums,
+    /// for [`Precision::Mixed`](crate::Precision::Mixed); adapters with
+    /// `shader-f16`.
+    Half,
 }
 
 impl MatmulTiling {
@@ -63,6 +69,7 @@ impl MatmulTiling {
             "shared" => MatmulTiling::shared(),
             "direct" => MatmulTiling::direct(),
             "texture" => MatmulTiling::texture(),
+            "half" => MatmulTiling::half(),
             _ => return None,
         };
         if let Some(dims) = dims {
@@ -80,7 +87,7 @@ impl MatmulTiling {
             let per_thread = [rm, rn, tk].iter().all(|&n| (1..=64).contains(&n));
             let valid = threads.is_some_and(|t| (1..=1024).contains(&t)) && per_thread;
             let quads = match tiling.kind {
-                MatmulKind::Shared => true,
+                MatmulKind::Shared | MatmulKind::Half => true,
                 MatmulKind::Direct => rn % 4 == 0,
                 MatmulKind::Texture => rn % 4 == 0 && rm % 4 == 0,
             };
@@ -119,6 +126,15 @@ impl MatmulTiling {
         MatmulTiling {
             rm: 8,
             rn: 8,
+            ..MatmulTiling::shared()
+        }
+    }
+
+    /// The mixed-precision kernel: [`shared`](Self::shared)'s 64×64 tiles,
+    /// staged as f16.
+    pub fn half() -> MatmulTiling {
+        MatmulTiling {
+            kind: MatmulKind::Half,
             ..MatmulTiling::shared()
         }
     }
@@ -189,6 +205,7 @@ impl MatmulTiling {
         match self.kind {
             MatmulKind::Shared => "matmul".into(),
             MatmulKind::Direct => "matmul_direct".into(),
+            MatmulKind::Half => "matmul_f16".into(),
             MatmulKind::Texture => format!(
                 "matmul_texture_{}{}",
                 if trans_a { 't' } else { 'n' },
@@ -199,14 +216,24 @@ impl MatmulTiling {
 
     /// The whole matmul module's source for this tiling.
     pub(crate) fn source(&self) -> String {
+        // An `enable` directive must come before any declaration.
+        let enable = if self.kind == MatmulKind::Half {
+            "enable f16;\n"
+        } else {
+            ""
+        };
         let mut source = format!(
-            "{}{}\n{}",
+            "{enable}{}{}\n{}",
             self.preamble(),
             common_source(),
             include_str!("../../shaders/matmul.wgsl")
         );
         match self.kind {
             MatmulKind::Shared => source += include_str!("../../shaders/matmul_tiled.wgsl"),
+            MatmulKind::Half => {
+                source += include_str!("../../shaders/matmul_tiled.wgsl");
+                source += include_str!("../../shaders/matmul_f16.wgsl");
+            }
             MatmulKind::Direct => source += &self.direct_kernel(),
             MatmulKind::Texture => {
                 source += "@group(0) @binding(1) var ta: texture_2d<f32>;\n";
@@ -353,11 +380,43 @@ impl MatmulChoice {
     /// `RETROPROP_MATMUL` in the environment overrides it.
     pub fn for_adapter(adapter: &AdapterSummary) -> MatmulChoice {
         match MatmulChoice::from_env() {
+            Ok(Some(choice)) if choice.small.kind == MatmulKind::Half => {
+                log::warn!(
+                    "RETROPROP_MATMUL names half, the f16 kernel of precision mixed; using the default kernel"
+                )
+            }
             Ok(Some(choice)) => return choice,
             Ok(None) => {}
             Err(e) => log::warn!("{e}; using the default kernel"),
         }
         MatmulChoice::default_for(adapter.is_hardware, &adapter.driver)
+    }
+
+    /// The choice for an adapter in [`Precision::Mixed`](crate::Precision::Mixed): every product on
+    /// the f16 kernel ([`MatmulTiling::half`]), or the tiling of kind
+    /// `half` that `RETROPROP_MATMUL` names (another kind there is ignored,
+    /// with a warning: it would compute in f32).
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) naming the adapter when it
+    /// does not offer `shader-f16`.
+    pub fn mixed(adapter: &AdapterSummary) -> Result<MatmulChoice> {
+        if !adapter.shader_f16 {
+            return Err(Error::Config(format!(
+                "--precision mixed needs an adapter with shader-f16 (f16 in shaders); {} ({}, {}) \
+                 does not offer it: use --precision f32",
+                adapter.name, adapter.backend, adapter.driver
+            )));
+        }
+        match MatmulChoice::from_env() {
+            Ok(Some(choice)) if choice.small.kind == MatmulKind::Half => return Ok(choice),
+            Ok(Some(_)) => log::warn!(
+                "RETROPROP_MATMUL names an f32 kernel; precision mixed runs the f16 kernel (half)"
+            ),
+            Ok(None) => {}
+            Err(e) => log::warn!("{e}; using the default kernel"),
+        }
+        Ok(MatmulChoice::single(MatmulTiling::half()))
     }
 
     /// The default for a hardware GPU, or a CPU adapter and its driver (as
@@ -385,8 +444,8 @@ impl MatmulChoice {
         match std::env::var("RETROPROP_MATMUL") {
             Ok(text) => MatmulChoice::parse(&text).map(Some).ok_or_else(|| {
                 Error::Config(format!(
-                    "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct or \
-                     texture, optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup, RM, RN \
+                    "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct, \
+                     texture or half (precision mixed only), optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup, RM, RN \
                      and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture), \
                      shared-by-shape[:N], texture-by-shape[:N] or texture-large-by-shape[:N]"
                 ))
@@ -627,6 +686,54 @@ mod tests {
             assert_eq!(direct.matches(&last).count(), 1, "{last}");
             assert_eq!(direct.matches("= fma(").count() as u32, rm * rn / 4);
         }
+    }
+
+    fn adapter(shader_f16: bool) -> AdapterSummary {
+        AdapterSummary {
+            name: "an adapter".into(),
+            backend: "Vulkan".into(),
+            device_type: "DiscreteGpu".into(),
+            driver: "a driver".into(),
+            max_storage_buffer_binding_size: 1 << 30,
+            max_buffer_size: 1 << 30,
+            max_compute_workgroups_per_dimension: 65535,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_storage_size: 32768,
+            is_hardware: true,
+            shader_f16,
+            cooperative_matrix_f16: false,
+        }
+    }
+
+    #[test]
+    fn mixed_precision_takes_the_f16_kernel_or_refuses_naming_the_adapter() {
+        let choice = MatmulChoice::mixed(&adapter(true)).unwrap();
+        assert_eq!(choice.tilings(), [MatmulTiling::half()]);
+        assert_eq!(choice.small.entry_point(false, true), "matmul_f16");
+        match MatmulChoice::mixed(&adapter(false)) {
+            Err(Error::Config(message)) => {
+                assert!(message.contains("--precision mixed needs an adapter with shader-f16"));
+                assert!(
+                    message.contains("an adapter (Vulkan, a driver)"),
+                    "{message}"
+                );
+                assert!(message.contains("--precision f32"), "{message}");
+            }
+            other => panic!("no shader-f16: {other:?}"),
+        }
+        assert_eq!(
+            MatmulChoice::parse("half:8x8x4x4x16"),
+            Some(MatmulChoice::single(MatmulTiling {
+                wg_x: 8,
+                wg_y: 8,
+                ..MatmulTiling::half()
+            }))
+        );
+        // The module enables f16 before anything else, and stages f16 tiles.
+        let source = MatmulTiling::half().source();
+        assert!(source.starts_with("enable f16;\n"), "{}", &source[..40]);
+        assert!(source.contains("var<workgroup> a_half: array<f16, TM * TK>;"));
+        assert!(!MatmulTiling::shared().source().contains("enable f16;"));
     }
 
     #[test]

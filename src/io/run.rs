@@ -9,6 +9,7 @@ use super::{LoadedModel, f32_tensor};
 use crate::checkpoint::{BestEpoch, Checkpoint, EarlyStopping, RunSettings, ValidationSplit};
 use crate::error::{Error, Result};
 use crate::optim::{GradClip, Optimizer};
+use crate::real::Precision;
 use crate::schedule::LrSchedule;
 use safetensors::tensor::SafeTensors;
 #[cfg(not(target_arch = "wasm32"))]
@@ -46,6 +47,9 @@ pub(super) fn write(
         set("dropout", super::join(&s.dropout));
         set("early_stopping", s.early_stopping_text());
         set("validation_split", s.validation_split_text());
+        set("precision", s.precision.to_string());
+        // As a model file names it: a checkpoint loads as a model too.
+        meta.insert(super::PRECISION_KEY.into(), s.precision.to_string());
     }
     if let Some(best) = &checkpoint.best {
         meta.insert(BEST.into(), format!("{},{}", best.epoch, best.loss));
@@ -167,6 +171,11 @@ pub(super) fn read(
             seed: value((format!("{SETTINGS}validation_split"), &seed), &parse)?,
         }),
     };
+    // Checkpoints written before the precision was recorded ran in f32.
+    let precision = match meta.get(&format!("{SETTINGS}precision")) {
+        None => Precision::F32,
+        Some(_) => value(text("precision")?, &parse)?,
+    };
     checkpoint.settings = Some(RunSettings {
         sizes: model.sizes.clone(),
         activations,
@@ -183,6 +192,7 @@ pub(super) fn read(
         dropout: super::parse_list(path, &dropout.0, dropout.1)?,
         early_stopping,
         validation_split,
+        precision,
     });
     Ok(())
 }

@@ -7,6 +7,7 @@ use crate::gpu::GpuOptions;
 use crate::loss::Loss;
 use crate::model::{Init, Mlp};
 use crate::optim::{GradClip, Optimizer};
+use crate::real::Precision;
 use crate::schedule::LrSchedule;
 use crate::stop::StopFlag;
 use std::fmt;
@@ -100,6 +101,10 @@ pub struct TrainConfig {
     /// checkpoints ([`RunSettings::validation_split`]), so that a resume
     /// holds out the same rows.
     pub validation_split: Option<ValidationSplit>,
+    /// The number format of the matrix products: f32 (the default), or
+    /// [`Precision::Mixed`] (f16 operands, f32 sums, f32 weights and
+    /// optimizer state; GPU only, refused on the CPU).
+    pub precision: Precision,
 }
 
 /// Dropout probabilities.
@@ -149,6 +154,7 @@ impl Default for TrainConfig {
             dropout: DropoutRates::Off,
             stop_flag: None,
             validation_split: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -250,6 +256,11 @@ impl TrainConfig {
         self.stop_flag = Some(flag);
         self
     }
+    /// Sets the precision of the matrix products (`--precision`).
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
     /// Sets the learning-rate schedule.
     pub fn lr_schedule(mut self, schedule: LrSchedule) -> Self {
         self.lr_schedule = schedule;
@@ -281,6 +292,7 @@ impl TrainConfig {
             dropout: self.dropout.per_layer(mlp.layers().len()),
             early_stopping: self.early_stopping,
             validation_split: self.validation_split,
+            precision: self.precision,
         }
     }
 
@@ -303,6 +315,7 @@ impl TrainConfig {
         };
         self.early_stopping = settings.early_stopping;
         self.validation_split = settings.validation_split;
+        self.precision = settings.precision;
         self
     }
 
@@ -317,6 +330,7 @@ impl TrainConfig {
             norms_every: self.norms_every,
             batch_rows: self.batch_size,
             stop_flag: self.stop_flag.clone(),
+            precision: self.precision,
         }
     }
 

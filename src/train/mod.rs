@@ -14,6 +14,7 @@ use crate::gpu::GpuBackend;
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::parallel::{self, Collective};
+use crate::real::Precision;
 use crate::schedule::Scheduler;
 use std::fmt;
 
@@ -96,6 +97,15 @@ impl fmt::Debug for Trainer {
     }
 }
 
+/// The refusal of mixed precision where the CPU would train: the CPU
+/// reference computes in f32 only.
+fn mixed_on_cpu(why: &str) -> Error {
+    Error::Config(format!(
+        "--precision mixed needs a GPU with shader-f16 (f16 operands, f32 sums), and {why}: \
+         the CPU backend computes in f32 only; use --device gpu on such an adapter, or --precision f32"
+    ))
+}
+
 impl Trainer {
     /// A trainer whose parameters are drawn from `config.init` with
     /// `config.seed`.
@@ -133,6 +143,9 @@ impl Trainer {
         };
         let mut fallback = None;
         let backend: Box<dyn Backend> = match config.device {
+            Device::Cpu if config.precision == Precision::Mixed => {
+                return Err(mixed_on_cpu("device cpu"));
+            }
             Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &spec)),
             Device::Gpu => Box::new(gpu(params, false).await?),
             Device::Auto => match gpu(params.clone(), true).await {
@@ -142,6 +155,11 @@ impl Trainer {
                         Error::NoAdapter(_) => "there is no hardware GPU (a software one, such as lavapipe or SwiftShader, is taken only with device gpu)".to_string(),
                         e => format!("the GPU failed to start: {e}"),
                     };
+                    if config.precision == Precision::Mixed {
+                        return Err(mixed_on_cpu(&format!(
+                            "device auto fell back to the CPU: {why}"
+                        )));
+                    }
                     log::info!("device auto: using the CPU: {why}");
                     fallback = Some(why);
                     Box::new(CpuBackend::new(&mlp, params, &spec))
