@@ -41,4 +41,8 @@ pub use build::GpuOptions;
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::adapters;
 pub use context::{AdapterSummary, GpuContext, adapters_async, prefer_adapter};
-pub use tiling::{MAX_SHORT_ROWS, MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};
+pub use tiling::{
+    DEFAULT_DISCRETE_UNITS, DEFAULT_INTEGRATED_UNITS, MAX_SHORT_ROWS, MAX_SLICES,
+    MIN_LARGE_WORKGROUPS, MIN_SLICE_K, MatmulChoice, MatmulKind, MatmulTiling, SplitK,
+    compute_units,
+};

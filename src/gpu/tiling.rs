@@ -297,6 +297,9 @@ pub const MAX_SHORT_ROWS: u32 = 8;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatmulChoice {
+    /// Split-K for products of too few tiles to fill the device; `None`:
+    /// every product sums its K in one workgroup a tile.
+    pub split: Option<SplitK>,
     /// The tiling of every product that does not take `large`.
     pub small: MatmulTiling,
     /// Larger tiles, and the fewest workgroups of them a product must make
@@ -311,6 +314,7 @@ impl MatmulChoice {
     /// One tiling for every product.
     pub fn single(tiling: MatmulTiling) -> MatmulChoice {
         MatmulChoice {
+            split: None,
             small: tiling,
             large: None,
             short: None,
@@ -321,6 +325,7 @@ impl MatmulChoice {
     /// `min_workgroups` of them.
     pub fn by_shape(min_workgroups: u32) -> MatmulChoice {
         MatmulChoice {
+            split: None,
             small: MatmulTiling::shared(),
             large: Some((MatmulTiling::shared_large(), min_workgroups.max(1))),
             short: None,
@@ -331,6 +336,7 @@ impl MatmulChoice {
     /// threads for products of at most `max_rows` rows.
     pub fn texture_by_shape(max_rows: u32) -> MatmulChoice {
         MatmulChoice {
+            split: None,
             small: MatmulTiling::texture(),
             large: None,
             short: Some((MatmulTiling::texture_short(), max_rows.max(1))),
@@ -349,15 +355,32 @@ impl MatmulChoice {
 
     /// The choice for an adapter: by shape on hardware GPUs, the texture
     /// kernel by shape on CPU implementations (lavapipe: with 16 × 16
-    /// blocks where Mesa compiles them quickly, from Mesa 23 on);
-    /// `RETROPROP_MATMUL` in the environment overrides it.
+    /// blocks where Mesa compiles them quickly, from Mesa 23 on), split-K
+    /// off (unmeasured on hardware GPUs, slower on lavapipe:
+    /// docs/performance.md); `RETROPROP_MATMUL` in the environment
+    /// overrides it. A split-K asked for without a number of units fills
+    /// the adapter's [`compute_units`].
     pub fn for_adapter(adapter: &AdapterSummary) -> MatmulChoice {
-        match MatmulChoice::from_env() {
-            Ok(Some(choice)) => return choice,
-            Ok(None) => {}
-            Err(e) => log::warn!("{e}; using the default kernel"),
+        let choice = match MatmulChoice::from_env() {
+            Ok(Some(choice)) => choice,
+            Ok(None) => MatmulChoice::default_for(adapter.is_hardware, &adapter.driver),
+            Err(e) => {
+                log::warn!("{e}; using the default kernel");
+                MatmulChoice::default_for(adapter.is_hardware, &adapter.driver)
+            }
+        };
+        choice.on_adapter(adapter)
+    }
+
+    /// This choice with a split-K of 0 units given the adapter's
+    /// [`compute_units`].
+    pub fn on_adapter(mut self, adapter: &AdapterSummary) -> MatmulChoice {
+        if let Some(split) = &mut self.split
+            && split.units == 0
+        {
+            split.units = compute_units(adapter);
         }
-        MatmulChoice::default_for(adapter.is_hardware, &adapter.driver)
+        self
     }
 
     /// The default for a hardware GPU, or a CPU adapter and its driver (as
@@ -388,7 +411,8 @@ impl MatmulChoice {
                     "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct or \
                      texture, optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup, RM, RN \
                      and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture), \
-                     shared-by-shape[:N], texture-by-shape[:N] or texture-large-by-shape[:N]"
+                     shared-by-shape[:N], texture-by-shape[:N] or texture-large-by-shape[:N], \
+                     each optionally followed by +split[:UNITS[:MIN_K]] (UNITS and MIN_K at least 1)"
                 ))
             }),
             Err(_) => Ok(None),
@@ -401,8 +425,25 @@ impl MatmulChoice {
     /// [`MIN_LARGE_WORKGROUPS`]), `texture-by-shape[:N]` (the texture
     /// kernel, one row of threads for products of at most N rows; N
     /// defaults to [`MAX_SHORT_ROWS`]) or `texture-large-by-shape[:N]`
-    /// (the same with 16 × 16 blocks).
+    /// (the same with 16 × 16 blocks); any of them followed by
+    /// `+split[:UNITS[:MIN_K]]` turns split-K on ([`SplitK`]: UNITS
+    /// defaults to the adapter's [`compute_units`], MIN_K to
+    /// [`MIN_SLICE_K`]).
+    ///
+    /// ```
+    /// use retroprop::gpu::{MatmulChoice, SplitK};
+    /// let choice = MatmulChoice::parse("texture+split:64:16").unwrap();
+    /// assert_eq!(choice.split, Some(SplitK { units: 64, min_slice_k: 16 }));
+    /// ```
     pub fn parse(text: &str) -> Option<MatmulChoice> {
+        if let Some((base, split)) = text.split_once("+split") {
+            let mut choice = MatmulChoice::parse(base)?;
+            if choice.split.is_some() {
+                return None;
+            }
+            choice.split = Some(SplitK::parse(split)?);
+            return Some(choice);
+        }
         let by_shape = |rest: &str, default: u32, make: fn(u32) -> MatmulChoice| match rest {
             "" => Some(make(default)),
             rest => {
@@ -448,6 +489,140 @@ impl MatmulChoice {
             }
             _ => 0,
         }
+    }
+}
+
+/// Fewest values of K a slice of a split product sums by default: below
+/// it the finishing dispatch's reading of every slice's partial C costs
+/// more than the slices save.
+pub const MIN_SLICE_K: u32 = 256;
+
+/// Most slices a product is split into.
+pub const MAX_SLICES: u32 = 64;
+
+/// Split-K: a product that makes fewer tiles (workgroups) than the device
+/// has compute units sums its K in slices, a z-layer of workgroups each,
+/// whose partial products a second dispatch adds in a fixed order (shaders/
+/// matmul.wgsl), so that `tiles × slices` comes near `units`.
+///
+/// ```
+/// use retroprop::gpu::SplitK;
+/// let split = SplitK { units: 132, min_slice_k: 256 };
+/// // The forward product of batch 64 on an H200: 16 tiles of 64 × 64.
+/// assert_eq!(split.slices(16, 1024), 4);
+/// assert_eq!(split.slices(16, 1 << 14), 8);
+/// // Enough tiles already.
+/// assert_eq!(split.slices(208, 1 << 14), 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitK {
+    /// Compute units the workgroups should fill (0: the adapter's
+    /// [`compute_units`], filled in by [`MatmulChoice::for_adapter`]).
+    pub units: u32,
+    /// Fewest values of K a slice sums.
+    pub min_slice_k: u32,
+}
+
+impl SplitK {
+    /// Parses what follows `+split`: nothing, `:UNITS` or `:UNITS:MIN_K`.
+    fn parse(text: &str) -> Option<SplitK> {
+        let mut split = SplitK {
+            units: 0,
+            min_slice_k: MIN_SLICE_K,
+        };
+        if text.is_empty() {
+            return Some(split);
+        }
+        let mut numbers = text.strip_prefix(':')?.split(':');
+        let mut next = |into: &mut u32| -> Option<()> {
+            if let Some(n) = numbers.next() {
+                *into = n.parse().ok().filter(|&n| n > 0)?;
+            }
+            Some(())
+        };
+        next(&mut split.units)?;
+        next(&mut split.min_slice_k)?;
+        numbers.next().is_none().then_some(split)
+    }
+
+    /// Slices for a product of `tiles` workgroups and a reduction of `k`:
+    /// as many as bring `tiles × slices` up to the units, at most one per
+    /// `min_slice_k` of K, and at most [`MAX_SLICES`].
+    pub fn slices(&self, tiles: u64, k: usize) -> u32 {
+        let wanted = self.units as u64 / tiles.max(1);
+        let by_k = k as u64 / self.min_slice_k.max(1) as u64;
+        wanted.min(by_k).clamp(1, MAX_SLICES as u64) as u32
+    }
+}
+
+/// Compute units known by adapter name (multiprocessors): wgpu does not
+/// report them. The first name the adapter's contains wins.
+const KNOWN_UNITS: &[(&str, u32)] = &[
+    ("H100 PCIe", 114),
+    ("H100", 132),
+    ("H200", 132),
+    ("H800", 132),
+    ("GH200", 132),
+    ("A100", 108),
+    ("A800", 108),
+    ("A10G", 80),
+    ("A10", 72),
+    ("V100", 80),
+    ("L40", 142),
+    ("L4", 58),
+    ("T4", 40),
+    ("RTX 4090", 128),
+    ("RTX 3090", 82),
+];
+
+/// Compute units on a discrete GPU not in the table.
+pub const DEFAULT_DISCRETE_UNITS: u32 = 64;
+/// Compute units on an integrated or other GPU not in the table.
+pub const DEFAULT_INTEGRATED_UNITS: u32 = 16;
+
+/// The adapter's compute units, estimated: `RETROPROP_COMPUTE_UNITS` if
+/// set to a positive number; on a CPU adapter (lavapipe) the host's
+/// available parallelism; a known GPU's multiprocessors by its name (H100
+/// and H200: 132); else [`DEFAULT_DISCRETE_UNITS`] for a discrete GPU and
+/// [`DEFAULT_INTEGRATED_UNITS`] for the rest.
+pub fn compute_units(adapter: &AdapterSummary) -> u32 {
+    if let Ok(text) = std::env::var("RETROPROP_COMPUTE_UNITS") {
+        match text.parse::<u32>() {
+            Ok(n) if n > 0 => return n,
+            _ => {
+                log::warn!("RETROPROP_COMPUTE_UNITS=`{text}` is not a positive number; estimating")
+            }
+        }
+    }
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    units_for(adapter, host)
+}
+
+/// [`compute_units`] without the environment, for a host of `host` threads.
+fn units_for(adapter: &AdapterSummary, host: u32) -> u32 {
+    if !adapter.is_hardware {
+        return host;
+    }
+    KNOWN_UNITS
+        .iter()
+        .find(|(name, _)| adapter.name.contains(name))
+        .map_or(
+            if adapter.device_type == "DiscreteGpu" {
+                DEFAULT_DISCRETE_UNITS
+            } else {
+                DEFAULT_INTEGRATED_UNITS
+            },
+            |&(_, units)| units,
+        )
+}
+
+impl MatmulChoice {
+    /// Slices of K an `m × n` product with reduction `k` is split into
+    /// (1: not split), with the tiling it runs with.
+    pub fn slices(&self, m: usize, n: usize, k: usize) -> u32 {
+        let tiling = self.tilings()[self.for_product(m, n)];
+        self.split
+            .map_or(1, |split| split.slices(workgroups(&tiling, m, n), k))
     }
 }
 
