@@ -183,7 +183,13 @@ fn split_training_kernels_match_cpu_with_every_epilogue() {
                     .input_grad(&grad_z, &w, &z_prev, rows, activation)
                     .unwrap();
                 let scale = (outputs as f64).sqrt() * 1e-1;
-                assert_close(&format!("{what} dZ_prev"), &gdz, &cpu_dz_prev, F32_ORDER, scale);
+                assert_close(
+                    &format!("{what} dZ_prev"),
+                    &gdz,
+                    &cpu_dz_prev,
+                    F32_ORDER,
+                    scale,
+                );
             }
         }
     }

@@ -101,7 +101,7 @@ pub(crate) fn split_layout(tiling: &MatmulTiling, k: usize, slices: u32) -> (u32
 
 /// Checks that the matmul of every product of a pass over at most `rows`
 /// rows of `mlp` fits the per-dimension workgroup limit `max_per_dim`:
-/// the forward (rows × outputs), the weight gradient (outputs × inputs)
+/// the forward (rows × outputs), the weight gradient (outputs × inputs + 1)
 /// and the input gradient (rows × inputs) of every layer.
 ///
 /// # Errors
@@ -115,7 +115,8 @@ pub(crate) fn check_products(
     for (l, layer) in mlp.layers().iter().enumerate() {
         let products = [
             ("forward", rows, layer.outputs),
-            ("weight gradient", layer.outputs, layer.inputs),
+            // With the bias gradient's column (workgroup-memory kernel).
+            ("weight gradient", layer.outputs, layer.inputs + 1),
             ("input gradient", rows, layer.inputs),
         ];
         for (what, m, n) in products {

@@ -765,6 +765,84 @@ mod tests {
     }
 
     #[test]
+    fn split_k_follows_any_choice_in_the_environment_grammar() {
+        let split = |units, min_slice_k| Some(SplitK { units, min_slice_k });
+        let texture = MatmulChoice::parse("texture-by-shape+split").unwrap();
+        assert_eq!(texture.split, split(0, MIN_SLICE_K));
+        assert_eq!(texture.small, MatmulTiling::texture());
+        let shared = MatmulChoice::parse("shared-by-shape:64+split:132").unwrap();
+        assert_eq!(shared.split, split(132, MIN_SLICE_K));
+        assert_eq!(shared.large, MatmulChoice::by_shape(64).large);
+        let tiling = MatmulChoice::parse("shared:16x16x8x8x8+split:8:32").unwrap();
+        assert_eq!(tiling.split, split(8, 32));
+        assert_eq!(tiling.small.rm, 8);
+        for bad in [
+            "texture+split:0",
+            "texture+split:8:0",
+            "texture+split:",
+            "texture+split:8:",
+            "texture+split:8:16:4",
+            "texture+split8",
+            "texture+split+split",
+            "+split",
+            "textur+split",
+        ] {
+            assert_eq!(MatmulChoice::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn split_k_brings_tiles_times_slices_near_the_units() {
+        let split = SplitK {
+            units: 132,
+            min_slice_k: 256,
+        };
+        // The standard work at batch 64 on an H200: forward of layer 2
+        // (64 × 1024, K = 1024) makes 16 tiles of 64 × 64.
+        assert_eq!(split.slices(16, 1024), 4, "K allows 4 slices of 256");
+        assert_eq!(split.slices(16, 4096), 8, "8 × 16 = 128 workgroups");
+        assert_eq!(split.slices(1, 1 << 20), MAX_SLICES);
+        assert_eq!(split.slices(132, 1 << 20), 1, "already full");
+        assert_eq!(split.slices(0, 100), 1, "K shorter than a slice");
+        let choice = MatmulChoice {
+            split: Some(split),
+            ..MatmulChoice::by_shape(MIN_LARGE_WORKGROUPS)
+        };
+        assert_eq!(choice.slices(64, 1024, 784), 3);
+        assert_eq!(choice.slices(1024, 1024, 64), 1, "256 tiles");
+        assert_eq!(MatmulChoice::by_shape(64).slices(64, 1024, 1 << 20), 1);
+    }
+
+    #[test]
+    fn compute_units_come_from_the_name_the_kind_or_the_host() {
+        let adapter = |name: &str, device_type: &str, is_hardware| AdapterSummary {
+            name: name.into(),
+            backend: "Vulkan".into(),
+            device_type: device_type.into(),
+            driver: String::new(),
+            max_storage_buffer_binding_size: 0,
+            max_buffer_size: 0,
+            max_compute_workgroups_per_dimension: 0,
+            max_compute_invocations_per_workgroup: 0,
+            max_compute_workgroup_storage_size: 0,
+            is_hardware,
+        };
+        let gpu = |name: &str| units_for(&adapter(name, "DiscreteGpu", true), 2);
+        assert_eq!(gpu("NVIDIA H200"), 132);
+        assert_eq!(gpu("NVIDIA H100 80GB HBM3"), 132);
+        assert_eq!(gpu("NVIDIA H100 PCIe"), 114);
+        assert_eq!(gpu("NVIDIA A100-SXM4-80GB"), 108);
+        assert_eq!(gpu("NVIDIA A10G"), 80);
+        assert_eq!(gpu("NVIDIA L40S"), 142);
+        assert_eq!(gpu("NVIDIA L4"), 58);
+        assert_eq!(gpu("AMD Radeon Something"), DEFAULT_DISCRETE_UNITS);
+        let integrated = adapter("Intel(R) Graphics", "IntegratedGpu", true);
+        assert_eq!(units_for(&integrated, 2), DEFAULT_INTEGRATED_UNITS);
+        let lavapipe = adapter("llvmpipe (LLVM 15.0.6, 256 bits)", "Cpu", false);
+        assert_eq!(units_for(&lavapipe, 6), 6, "the host's threads");
+    }
+
+    #[test]
     fn unrolled_kernels_expand_to_the_block_they_name() {
         for (rm, rn) in [(4, 4), (8, 8), (16, 8), (8, 16)] {
             let texture = MatmulTiling {
