@@ -63,13 +63,21 @@ fn harness_with(tiling: MatmulTiling) -> KernelHarness {
 }
 
 /// Runs `check` with each matmul kernel, whichever this adapter would
-/// choose: workgroup memory (GPUs), textures (CPU adapters), and the
+/// choose: workgroup memory (GPUs; scalar and vec4 tiles, 64² and 128²),
+/// textures (CPU adapters), and the
 /// storage-buffer fallback. The texture kernel's 16 × 16 blocks have a test
 /// of their own: they take Mesa 22 half a minute to compile, once.
 fn with_every_matmul_kernel(check: fn(&KernelHarness)) {
     for tiling in [
         MatmulTiling::shared(),
         MatmulTiling::shared_large(),
+        MatmulTiling::shared_vec4(),
+        MatmulTiling {
+            rm: 8,
+            rn: 8,
+            tk: 8,
+            ..MatmulTiling::shared_vec4()
+        },
         MatmulTiling::direct(),
         MatmulTiling::texture(),
         MatmulTiling::texture_short(),

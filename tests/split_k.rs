@@ -15,11 +15,12 @@ use retroprop::gpu::harness::KernelHarness;
 use retroprop::gpu::{MatmulChoice, MatmulTiling, SplitK};
 use retroprop::{Activation, Dataset, Device, Loss, Mlp, Sgd, Targets, TrainConfig};
 
-/// Every kernel's tiling: workgroup memory (64 × 64 and 128 × 128 tiles),
-/// storage buffers, textures (blocks and one row).
-const TILINGS: [fn() -> MatmulTiling; 5] = [
+/// Every kernel's tiling: workgroup memory (64 × 64 and 128 × 128 tiles;
+/// vec4 tiles), storage buffers, textures (blocks and one row).
+const TILINGS: [fn() -> MatmulTiling; 6] = [
     MatmulTiling::shared,
     MatmulTiling::shared_large,
+    MatmulTiling::shared_vec4,
     MatmulTiling::direct,
     MatmulTiling::texture,
     MatmulTiling::texture_short,
@@ -281,6 +282,7 @@ fn split(choice: MatmulChoice) -> MatmulChoice {
 fn training_with_split_products_matches_the_cpu() {
     for choice in [
         MatmulChoice::by_shape(2),
+        MatmulChoice::single(MatmulTiling::shared_vec4()),
         MatmulChoice::texture_by_shape(8),
         MatmulChoice::single(MatmulTiling::direct()),
     ] {

@@ -7,7 +7,6 @@ use super::context::GpuContext;
 use super::dispatch::{grid, matmul_grid, split_layout};
 use super::pipelines::{Kernel, Kernels, binding, entry};
 use super::resources::{OperandTexture, Pack, PackSource, ParamLayout, Region, Resident, Textures};
-use super::tiling::MatmulKind;
 use super::uniforms::{
     GatherShape, LossShape, MatmulShape, ReduceShape, StepUniform, UniformBlocks,
 };
@@ -304,7 +303,7 @@ impl<'a> PassResources<'a> {
         let folds_bias = |l: usize| {
             let layer = &layers[l];
             let (matmul, _) = self.kernels.matmul(layer.outputs, layer.inputs);
-            matmul.tiling.kind == MatmulKind::Shared
+            matmul.tiling.kind.folds_bias()
         };
         for (l, layer) in layers.iter().enumerate() {
             let (code, slope) = layer.activation.code();

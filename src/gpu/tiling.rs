@@ -27,11 +27,15 @@ pub struct MatmulTiling {
     pub kind: MatmulKind,
 }
 
-/// The three matmul kernels; each is tested for parity on every adapter.
+/// The matmul kernels; each is tested for parity on every adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatmulKind {
     /// Tiles staged in workgroup memory (`matmul`): hardware GPUs.
     Shared,
+    /// The same with tiles of vec4s, 4 × 4 blocks per thread, and two
+    /// tiles of each operand alternating (`matmul_vec4`,
+    /// shaders/matmul_tiled_vec4.wgsl); RM and RN multiples of 4.
+    SharedVec4,
     /// Operands read straight from storage buffers, no workgroup memory and
     /// no barriers (`matmul_direct`).
     Direct,
@@ -40,6 +44,16 @@ pub enum MatmulKind {
     /// implementations of Vulkan (lavapipe), where a fetch costs a fraction
     /// of a storage-buffer load.
     Texture,
+}
+
+impl MatmulKind {
+    /// Whether the kernel forms the bias gradient as the weight gradient's
+    /// extra column of ones (`MatmulShape::bias_grad`): the workgroup-memory
+    /// kernels, whose loads are bounds-checked one value at a time. The
+    /// others take column sums.
+    pub fn folds_bias(self) -> bool {
+        matches!(self, MatmulKind::Shared | MatmulKind::SharedVec4)
+    }
 }
 
 impl MatmulTiling {
@@ -52,7 +66,7 @@ impl MatmulTiling {
         self.wg_x * self.rn
     }
 
-    /// Parses `shared`, `direct`, `texture`, or one of them followed by
+    /// Parses `shared`, `shared-vec4`, `direct`, `texture`, or one of them followed by
     /// `:WG_XxWG_YxRMxRNxTK` (e.g. `shared:16x16x8x8x8`), for tuning runs:
     /// at most 1024 threads a workgroup, RM, RN and TK from 1 to 64.
     pub fn parse(text: &str) -> Option<MatmulTiling> {
@@ -61,6 +75,7 @@ impl MatmulTiling {
             .map_or((text, None), |(k, d)| (k, Some(d)));
         let mut tiling = match kind {
             "shared" => MatmulTiling::shared(),
+            "shared-vec4" => MatmulTiling::shared_vec4(),
             "direct" => MatmulTiling::direct(),
             "texture" => MatmulTiling::texture(),
             _ => return None,
@@ -81,6 +96,7 @@ impl MatmulTiling {
             let valid = threads.is_some_and(|t| (1..=1024).contains(&t)) && per_thread;
             let quads = match tiling.kind {
                 MatmulKind::Shared => true,
+                MatmulKind::SharedVec4 => rn % 4 == 0 && rm % 4 == 0,
                 MatmulKind::Direct => rn % 4 == 0,
                 MatmulKind::Texture => rn % 4 == 0 && rm % 4 == 0,
             };
@@ -108,6 +124,16 @@ impl MatmulTiling {
             rn: 4,
             tk: 16,
             kind: MatmulKind::Shared,
+        }
+    }
+
+    /// The vec4, double-buffered workgroup-memory kernel: 64×64 tiles, 4×4
+    /// per thread, K steps of 16 (two tiles of each operand: 16 KiB of
+    /// workgroup memory, WebGPU's least).
+    pub fn shared_vec4() -> MatmulTiling {
+        MatmulTiling {
+            kind: MatmulKind::SharedVec4,
+            ..MatmulTiling::shared()
         }
     }
 
@@ -188,6 +214,7 @@ impl MatmulTiling {
     pub(crate) fn entry_point(&self, trans_a: bool, trans_b: bool) -> String {
         match self.kind {
             MatmulKind::Shared => "matmul".into(),
+            MatmulKind::SharedVec4 => "matmul_vec4".into(),
             MatmulKind::Direct => "matmul_direct".into(),
             MatmulKind::Texture => format!(
                 "matmul_texture_{}{}",
@@ -207,6 +234,10 @@ impl MatmulTiling {
         );
         match self.kind {
             MatmulKind::Shared => source += include_str!("../../shaders/matmul_tiled.wgsl"),
+            MatmulKind::SharedVec4 => {
+                source += include_str!("../../shaders/matmul_tiled.wgsl");
+                source += include_str!("../../shaders/matmul_tiled_vec4.wgsl");
+            }
             MatmulKind::Direct => source += &self.direct_kernel(),
             MatmulKind::Texture => {
                 source += "@group(0) @binding(1) var ta: texture_2d<f32>;\n";
@@ -408,9 +439,10 @@ impl MatmulChoice {
         match std::env::var("RETROPROP_MATMUL") {
             Ok(text) => MatmulChoice::parse(&text).map(Some).ok_or_else(|| {
                 Error::Config(format!(
-                    "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct or \
+                    "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, shared-vec4, direct or \
                      texture, optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup, RM, RN \
-                     and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture), \
+                     and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture and \
+                     shared-vec4), \
                      shared-by-shape[:N], texture-by-shape[:N] or texture-large-by-shape[:N], \
                      each optionally followed by +split[:UNITS[:MIN_K]] (UNITS and MIN_K at least 1)"
                 ))

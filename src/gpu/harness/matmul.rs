@@ -272,7 +272,7 @@ impl KernelHarness {
         rows: usize,
         initial: Option<(&[f32], &[f32])>,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let fold = self.kernels.tiling().kind == MatmulKind::Shared;
+        let fold = self.kernels.tiling().kind.folds_bias();
         let (weight, bias) = self.weight_grad_with(grad_z, input, rows, initial, fold)?;
         if fold {
             return Ok((weight, bias));
