@@ -107,16 +107,18 @@ impl Kernels {
     /// The shape of an `m × n` product (`shape.m`, `shape.n`) with the
     /// slices of K its choice gives it, and its workgroups; with
     /// `bias_grad` (which the caller sets only for the workgroup-memory
-    /// kernel) C has the bias gradient's column too.
+    /// kernel) C has the bias gradient's column too. The slices' partial
+    /// products take at most `max_partial_bytes`.
     pub(crate) fn product(
         &self,
         mut shape: MatmulShape,
-        max_per_dim: u32,
+        (max_per_dim, max_partial_bytes): (u32, u64),
     ) -> (MatmulShape, ProductGroups) {
         let (m, n, k) = (shape.m as usize, shape.n as usize, shape.k as usize);
         let (kernels, _) = self.matmul(m, n);
         let cols = n + shape.bias_grad as usize;
-        let slices = self.choice.slices(m, cols, k);
+        let most = (max_partial_bytes / 4 / (m * cols).max(1) as u64).max(1);
+        let slices = self.choice.slices(m, cols, k).min(most as u32);
         let (slices, slice_k) = split_layout(&kernels.tiling, k, slices);
         shape.slices = slices;
         shape.slice_k = slice_k;
@@ -293,17 +295,24 @@ impl<'a> PassResources<'a> {
         let mut bias_grad_at = Vec::new();
         let mut input_grad_at = Vec::new();
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        // Split-K's partials within one binding, and no more than the
+        // activations of a large pass (256 MiB).
+        let max_partials = self.ctx.limits.max_storage_buffer_binding_size.min(1 << 28);
         let mut product = |shape: MatmulShape| {
-            let (shape, groups) = self.kernels.product(shape, max);
+            let (shape, groups) = self.kernels.product(shape, (max, max_partials));
             (blocks.push_chunks(shape), groups)
         };
         // The bias gradient is the weight gradient's extra column with the
-        // workgroup-memory kernel (shaders/matmul.wgsl), column sums with
-        // the others.
+        // workgroup-memory kernels (shaders/matmul.wgsl) where that column
+        // falls in the last column of tiles, column sums otherwise: a
+        // column of tiles more for one column of output cost more than the
+        // dispatch it saves (lavapipe, docs/performance.md).
         let folds_bias = |l: usize| {
             let layer = &layers[l];
             let (matmul, _) = self.kernels.matmul(layer.outputs, layer.inputs);
-            matmul.tiling.kind.folds_bias()
+            let tile = matmul.tiling.tile_n() as usize;
+            let fits = layer.inputs.div_ceil(tile) == (layer.inputs + 1).div_ceil(tile);
+            matmul.tiling.kind.folds_bias() && fits
         };
         for (l, layer) in layers.iter().enumerate() {
             let (code, slope) = layer.activation.code();

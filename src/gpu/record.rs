@@ -4,8 +4,8 @@
 use super::backend::GpuBackend;
 use super::codes::Epilogue;
 use super::dispatch::grid;
-use super::pipelines::Kernel;
-use super::pipelines::{Kernels, MatmulKernels, NORM_GROUPS};
+
+use super::pipelines::{Kernel, Kernels, MatmulKernels, NORM_GROUPS};
 use super::plan::{Plan, Product, weight_grad_epilogue};
 use super::profile::{OPTIMIZER, Work};
 use super::resources::Pack;
