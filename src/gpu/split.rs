@@ -30,7 +30,7 @@ pub const MAX_SLICES: u32 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplitK {
     /// Compute units the workgroups should fill (0: the adapter's
-    /// [`compute_units`], filled in by [`MatmulChoice::for_adapter`]).
+    /// [`compute_units`], filled in by [`MatmulChoice::for_adapter`](super::MatmulChoice::for_adapter)).
     pub units: u32,
     /// Fewest values of K a slice sums.
     pub min_slice_k: u32,
