@@ -7,6 +7,17 @@
 //            (TN, EPILOGUE_ADD):              dW += dZᵀ · A_prev (a step's later passes)
 //   dA_prev  (NN, EPILOGUE_ACTIVATION_GRAD):  dZ_prev = (dZ · W) ⊙ f'(Z_prev)   (aux = Z_prev)
 //
+// With `bias_grad` (weight gradients, workgroup-memory kernel), B has one
+// more column, of ones, whose output column is the bias gradient
+// db (+)= Σ_rows dZ, stored in out2 (`c_get`, `c_set`).
+//
+// Split-K: with `slices` > 1, the workgroups of z = 0, 1, … each sum a
+// slice of `slice_k` values of this dispatch's range of K and write their
+// partial C to `partials` (slice after slice); `matmul_finish` then adds
+// the slices in order 0, 1, 2, … and applies what the kernel would have
+// (the chunk's addition to C, the epilogue), so a split product is the
+// same from one run to the next (src/gpu/dispatch.rs, `split_layout`).
+//
 // The epilogue is an override constant (its codes come from `Epilogue` in
 // src/gpu/codes.rs), so each pipeline holds only its own.
 //
@@ -44,6 +55,13 @@ struct MatmulShape {
     // Rows into the batch where this pass starts (micro-batches).
     row_offset: u32,
     k_end: u32,
+    // Split-K: the slices of this dispatch's range of K (1: not split),
+    // each `slice_k` long (the last may be shorter or empty).
+    slices: u32,
+    slice_k: u32,
+    // 1: B has an extra column of ones, its output the bias gradient in out2.
+    bias_grad: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: MatmulShape;
@@ -54,6 +72,47 @@ struct MatmulShape {
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<f32>;
 @group(0) @binding(6) var<uniform> step: StepUniform;
+// Each slice's partial C, `shape.m × cols()` values a slice (split-K).
+@group(0) @binding(7) var<storage, read_write> partials: array<f32>;
+
+// This workgroup's slice of K (its z) and where its reduction ends, set by
+// `slice_range` when a kernel starts.
+var<private> slice: u32;
+var<private> k_hi: u32;
+
+// The range [start, end) of K that slice `z` of this dispatch sums: the
+// dispatch's whole range when the product is not split.
+fn slice_range(z: u32) -> vec2<u32> {
+    slice = z;
+    var range = vec2<u32>(shape.k_start, shape.k_end);
+    if shape.slices > 1u {
+        let start = min(shape.k_start + z * shape.slice_k, shape.k_end);
+        range = vec2<u32>(start, min(start + shape.slice_k, shape.k_end));
+    }
+    k_hi = range.y;
+    return range;
+}
+
+// Columns of the product: N, and the bias gradient's with `bias_grad`.
+fn cols() -> u32 {
+    return shape.n + shape.bias_grad;
+}
+
+// C at (row, col); the bias gradient's element `row` at col = N.
+fn c_get(row: u32, col: u32) -> f32 {
+    if col >= shape.n {
+        return out2[row];
+    }
+    return c[row * shape.n + col];
+}
+
+fn c_set(row: u32, col: u32, v: f32) {
+    if col >= shape.n {
+        out2[row] = v;
+        return;
+    }
+    c[row * shape.n + col] = v;
+}
 
 // The dropout factor of output element (row, col) at this step: 1 when off.
 fn dropout_at(row: u32, col: u32) -> f32 {
@@ -73,30 +132,61 @@ fn epilogue(row: u32, col: u32, v: f32) {
     } else if EPILOGUE == EPILOGUE_ACTIVATION_GRAD {
         c[at] = v * dropout_at(row, col) * activation_derivative(shape.activation, shape.slope, aux[at]);
     } else if EPILOGUE == EPILOGUE_ADD {
-        c[at] = c[at] + v;
+        c_set(row, col, c_get(row, col) + v);
     } else {
-        c[at] = v;
+        c_set(row, col, v);
     }
 }
 
-// One output of a thread's block through the epilogue (matmul_direct,
-// matmul_texture_*).
-fn store_one(row: u32, col: u32, v: f32) {
-    if row >= shape.m || col >= shape.n {
-        return;
-    }
+// One output element's whole sum `v` (over this dispatch's range of K):
+// added to what the earlier chunks of K left in C, stored, or through the
+// epilogue by the last chunk.
+fn finish_one(row: u32, col: u32, v: f32) {
     if EPILOGUE == EPILOGUE_ADD {
         epilogue(row, col, v);
         return;
     }
-    let at = row * shape.n + col;
     var total = v;
     if shape.k_start > 0u {
-        total += c[at];
+        total += c_get(row, col);
     }
     if shape.k_end < shape.k {
-        c[at] = total;
+        c_set(row, col, total);
         return;
     }
     epilogue(row, col, total);
+}
+
+// Where slice `slice`'s partial of element (row, col) is kept (split-K).
+fn partial_at(row: u32, col: u32) -> u32 {
+    return (slice * shape.m + row) * cols() + col;
+}
+
+// One output of a thread's block (matmul_direct, matmul_texture_*): its
+// partial when the product is split, else through `finish_one`.
+fn store_one(row: u32, col: u32, v: f32) {
+    if row >= shape.m || col >= cols() {
+        return;
+    }
+    if shape.slices > 1u {
+        partials[partial_at(row, col)] = v;
+        return;
+    }
+    finish_one(row, col, v);
+}
+
+// Split-K's second dispatch, a thread an element of C: the slices' partials
+// added in order 0, 1, 2, …, then what the kernel does with a whole sum.
+@compute @workgroup_size(64)
+fn matmul_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, groups, lid, 64u);
+    let size = shape.m * cols();
+    if i >= size {
+        return;
+    }
+    var v = partials[i];
+    for (var s = 1u; s < shape.slices; s++) {
+        v += partials[s * size + i];
+    }
+    finish_one(i / cols(), i % cols(), v);
 }

@@ -31,7 +31,8 @@ fn matmul_direct(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc{r}_{g} = vec4<f32>(0.0);
 //# end
 //# end
-    for (var kk = shape.k_start; kk < shape.k_end; kk++) {
+    let range = slice_range(gid.z);
+    for (var kk = range.x; kk < range.y; kk++) {
 //# for g in 0..GROUPS
         let b{g} = vec4<f32>(b[select(kk * shape.n + bc{4 * g}, bc{4 * g} * shape.k + kk, TRANS_B)], b[select(kk * shape.n + bc{4 * g + 1}, bc{4 * g + 1} * shape.k + kk, TRANS_B)], b[select(kk * shape.n + bc{4 * g + 2}, bc{4 * g + 2} * shape.k + kk, TRANS_B)], b[select(kk * shape.n + bc{4 * g + 3}, bc{4 * g + 3} * shape.k + kk, TRANS_B)]);
 //# end

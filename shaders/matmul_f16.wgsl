@@ -26,7 +26,9 @@ fn matmul_f16(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     }
     var a_reg: array<f32, RM>;
     var b_reg: array<f32, RN>;
-    for (var k0 = shape.k_start; k0 < shape.k_end; k0 += TK) {
+    // This workgroup's range of K (its slice, when the product is split).
+    let range = slice_range(wid.z);
+    for (var k0 = range.x; k0 < range.y; k0 += TK) {
         // As matmul_tiled.wgsl stages its tiles, rounded to f16 on the way.
         for (var i = tid; i < TM * TK; i += THREADS) {
             var mm: u32;

@@ -59,9 +59,12 @@ fn matmul_texture_nn(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc{r}_{j} = 0.0;
 //# end
 //# end
-    // This dispatch's chunk of K, in quads (chunks start at multiples of 4).
-    let quads = i32((shape.k_end + 3u) / 4u);
-    for (var q = i32(shape.k_start / 4u); q < quads; q++) {
+    // This workgroup's slice of K, in quads: chunks and slices start at
+    // multiples of 4, and an empty slice (start = end) at the end of K, whose
+    // rounding up leaves no quad.
+    let range = slice_range(gid.z);
+    let quads = i32((range.y + 3u) / 4u);
+    for (var q = i32((range.x + 3u) / 4u); q < quads; q++) {
 //# if TRANS_A
 //# for kk in 0..4
 //# for g in 0..RM / 4

@@ -13,7 +13,7 @@ var<workgroup> a_tile: array<f32, TM * TK>;
 var<workgroup> b_tile: array<f32, TK * TN>;
 
 fn load_a(row: u32, col: u32) -> f32 {
-    if row >= shape.m || col >= shape.k {
+    if row >= shape.m || col >= k_hi {
         return 0.0;
     }
     if TRANS_A {
@@ -22,9 +22,13 @@ fn load_a(row: u32, col: u32) -> f32 {
     return a[row * shape.k + col];
 }
 
+// With `bias_grad`, column N of B is all ones (the bias gradient's).
 fn load_b(row: u32, col: u32) -> f32 {
-    if row >= shape.k || col >= shape.n {
+    if row >= k_hi || col >= cols() {
         return 0.0;
+    }
+    if col >= shape.n {
+        return 1.0;
     }
     if TRANS_B {
         return b[col * shape.k + row];
@@ -39,16 +43,30 @@ fn load_b(row: u32, col: u32) -> f32 {
 // read back from C (this thread's own writes) through the epilogue. With
 // the epilogue in the first sweep, 8 × 8 blocks on an H200 ran the step 4–9×
 // slower than the plain kernel's timings promised (the block spilled).
+// A split product's slices write their partials instead (`partials`).
 fn store_tile(row_base: u32, col_base: u32, acc: ptr<function, array<f32, RM * RN>>) {
+    let width = cols();
+    if shape.slices > 1u {
+        for (var r = 0u; r < RM; r++) {
+            for (var s = 0u; s < RN; s++) {
+                let row = row_base + r * WG_Y;
+                let col = col_base + s * WG_X;
+                if row < shape.m && col < width {
+                    partials[partial_at(row, col)] = (*acc)[r * RN + s];
+                }
+            }
+        }
+        return;
+    }
     for (var r = 0u; r < RM; r++) {
         for (var s = 0u; s < RN; s++) {
             let row = row_base + r * WG_Y;
             let col = col_base + s * WG_X;
-            if row < shape.m && col < shape.n {
-                let at = row * shape.n + col;
+            if row < shape.m && col < width {
                 let v = (*acc)[r * RN + s];
                 // A later chunk of K adds to what the earlier ones left.
-                c[at] = select(v, c[at] + v, EPILOGUE == EPILOGUE_ADD || shape.k_start > 0u);
+                let add = EPILOGUE == EPILOGUE_ADD || shape.k_start > 0u;
+                c_set(row, col, select(v, c_get(row, col) + v, add));
             }
         }
     }
@@ -59,8 +77,8 @@ fn store_tile(row_base: u32, col_base: u32, acc: ptr<function, array<f32, RM * R
         let row = row_base + r * WG_Y;
         for (var s = 0u; s < RN; s++) {
             let col = col_base + s * WG_X;
-            if row < shape.m && col < shape.n {
-                epilogue(row, col, c[row * shape.n + col]);
+            if row < shape.m && col < width {
+                epilogue(row, col, c_get(row, col));
             }
         }
     }
@@ -77,7 +95,8 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     }
     var a_reg: array<f32, RM>;
     var b_reg: array<f32, RN>;
-    for (var k0 = shape.k_start; k0 < shape.k_end; k0 += TK) {
+    let range = slice_range(wid.z);
+    for (var k0 = range.x; k0 < range.y; k0 += TK) {
         // Consecutive threads read consecutive addresses of global memory.
         for (var i = tid; i < TM * TK; i += THREADS) {
             var mm: u32;

@@ -63,13 +63,21 @@ fn harness_with(tiling: MatmulTiling) -> KernelHarness {
 }
 
 /// Runs `check` with each matmul kernel, whichever this adapter would
-/// choose: workgroup memory (GPUs), textures (CPU adapters), and the
+/// choose: workgroup memory (GPUs; scalar and vec4 tiles, 64² and 128²),
+/// textures (CPU adapters), and the
 /// storage-buffer fallback. The texture kernel's 16 × 16 blocks have a test
 /// of their own: they take Mesa 22 half a minute to compile, once.
 fn with_every_matmul_kernel(check: fn(&KernelHarness)) {
     for tiling in [
         MatmulTiling::shared(),
         MatmulTiling::shared_large(),
+        MatmulTiling::shared_vec4(),
+        MatmulTiling {
+            rm: 8,
+            rn: 8,
+            tk: 8,
+            ..MatmulTiling::shared_vec4()
+        },
         MatmulTiling::direct(),
         MatmulTiling::texture(),
         MatmulTiling::texture_short(),
@@ -170,7 +178,9 @@ fn fused_dense_parity(h: &KernelHarness) {
                 .zip(&z_prev)
                 .map(|(g, &z)| g * activation.derivative(z))
                 .collect();
-            let gpu_dw = h.weight_grad(&grad_z, &x, rows, None).unwrap();
+            // As training forms them: db in dW's product (workgroup-memory
+            // kernel) or by column sums (the others).
+            let (gpu_dw, gpu_db) = h.weight_and_bias_grad(&grad_z, &x, rows, None).unwrap();
             assert_close(
                 &format!("{what} dW"),
                 &gpu_dw,
@@ -178,7 +188,6 @@ fn fused_dense_parity(h: &KernelHarness) {
                 1e-5,
                 (rows as f64).sqrt() * 1e-1,
             );
-            let gpu_db = h.column_sums(&grad_z, rows, outputs).unwrap();
             assert_close(
                 &format!("{what} db"),
                 &gpu_db,
@@ -211,6 +220,40 @@ fn weight_gradient_accumulates_when_asked() {
     let accumulated = h.weight_grad(&grad_z, &x, rows, Some(&initial)).unwrap();
     let expected: Vec<f32> = plain.iter().zip(&initial).map(|(p, i)| p + i).collect();
     assert_close("accumulated dW", &accumulated, &expected, 1e-6, 1e-3);
+}
+
+#[test]
+fn weight_and_bias_gradients_accumulate_when_asked_with_every_kernel() {
+    with_every_matmul_kernel(|h| {
+        let (rows, outputs, inputs) = (33, 5, 7);
+        let grad_z = random(rows * outputs, -1.0, 1.0, 1);
+        let x = random(rows * inputs, -1.0, 1.0, 2);
+        let initial = (
+            random(outputs * inputs, -1.0, 1.0, 3),
+            random(outputs, -1.0, 1.0, 4),
+        );
+        let (dw, db) = h.weight_and_bias_grad(&grad_z, &x, rows, None).unwrap();
+        let (acc_dw, acc_db) = h
+            .weight_and_bias_grad(&grad_z, &x, rows, Some((&initial.0, &initial.1)))
+            .unwrap();
+        let plus =
+            |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(a, b)| a + b).collect() };
+        let what = format!("{:?}", h.tiling());
+        assert_close(
+            &format!("{what}: accumulated dW"),
+            &acc_dw,
+            &plus(&dw, &initial.0),
+            1e-6,
+            1e-3,
+        );
+        assert_close(
+            &format!("{what}: accumulated db"),
+            &acc_db,
+            &plus(&db, &initial.1),
+            1e-6,
+            1e-3,
+        );
+    });
 }
 
 #[test]

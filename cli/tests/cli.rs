@@ -303,6 +303,15 @@ fn products_tiled_by_shape_train_like_the_cpu() {
 }
 
 #[test]
+fn split_k_and_the_vec4_kernel_from_the_environment_train_like_the_cpu() {
+    // `+split:64:16`: products of fewer than 64 tiles split K (the batch of
+    // the weight gradients, 200 or 3 of the forward products) in slices
+    // of at least 16, through the program's RETROPROP_MATMUL.
+    assert_choice_trains_like_the_cpu("shared-vec4+split:64:16", "40");
+    assert_choice_trains_like_the_cpu("texture-by-shape+split:64:16", "40");
+}
+
+#[test]
 fn texture_blocks_chosen_by_shape_train_like_the_cpu() {
     // What lavapipe runs from Mesa 23 on (16 × 16 blocks) and before it
     // (8 × 8), each with one row of threads for products of at most 8 rows:

@@ -33,6 +33,11 @@ pub struct GpuOptions {
     /// memory; activations larger than one split into micro-batches. A
     /// test hook, and a way to keep device memory low.
     pub max_binding_bytes: Option<u64>,
+    /// The matmul kernels, instead of the adapter's default or what
+    /// `RETROPROP_MATMUL` says ([`MatmulChoice::for_adapter`]); a split-K
+    /// of 0 units still fills the adapter's
+    /// [`compute_units`](super::compute_units).
+    pub matmul: Option<MatmulChoice>,
 }
 
 impl GpuBackend {
@@ -102,16 +107,20 @@ impl GpuBackend {
         let capacity = config.batch_rows.unwrap_or(4096).max(256).min(limit_rows);
         let (optimizer, loss) = (config.optimizer, config.loss);
         let device = &ctx.device;
-        let mut choice = match config.precision {
-            Precision::F32 => MatmulChoice::for_adapter(ctx.summary()),
-            Precision::Mixed => MatmulChoice::mixed(ctx.summary())?,
+        let mut choice = match (config.precision, options.matmul) {
+            (Precision::Mixed, _) => MatmulChoice::mixed(ctx.summary())?,
+            (Precision::F32, Some(choice)) => choice.on_adapter(ctx.summary()),
+            (Precision::F32, None) => MatmulChoice::for_adapter(ctx.summary()),
         };
         if choice.small.kind == MatmulKind::Texture && !Textures::fit(&ctx.limits, mlp, capacity) {
             log::info!(
                 "operands exceed the texture limit of {}: using the storage-buffer matmul",
                 ctx.limits.max_texture_dimension_2d
             );
-            choice = MatmulChoice::single(MatmulTiling::direct());
+            choice = MatmulChoice {
+                split: choice.split,
+                ..MatmulChoice::single(MatmulTiling::direct())
+            };
         }
         let kernels = Kernels::new(device, choice);
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;

@@ -82,9 +82,32 @@ pub(crate) fn reduction_chunks(k: usize) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// How a product whose reduction is `k` long runs split into `slices`
+/// slices of K (`MatmulChoice::slices`) with `tiling`: the slices of each
+/// chunk of [`reduction_chunks`] and their length, a multiple of 4 (the
+/// texture kernel reads K a quad at a time) and of the tiling's K step.
+/// `(1, 0)` when it is not split. The last chunk may be shorter than the
+/// first and leave its last slices empty (they write zeros).
+pub(crate) fn split_layout(tiling: &MatmulTiling, k: usize, slices: u32) -> (u32, u32) {
+    let chunk = (k as u32).min(REDUCTION_CHUNK);
+    if slices <= 1 || chunk <= 1 {
+        return (1, 0);
+    }
+    let step = if tiling.tk.is_multiple_of(4) {
+        tiling.tk
+    } else {
+        4 * tiling.tk
+    };
+    let slice_k = chunk.div_ceil(slices).next_multiple_of(step);
+    match chunk.div_ceil(slice_k) {
+        1 => (1, 0),
+        slices => (slices, slice_k),
+    }
+}
+
 /// Checks that the matmul of every product of a pass over at most `rows`
 /// rows of `mlp` fits the per-dimension workgroup limit `max_per_dim`:
-/// the forward (rows × outputs), the weight gradient (outputs × inputs)
+/// the forward (rows × outputs), the weight gradient (outputs × inputs + 1)
 /// and the input gradient (rows × inputs) of every layer.
 ///
 /// # Errors
@@ -98,7 +121,8 @@ pub(crate) fn check_products(
     for (l, layer) in mlp.layers().iter().enumerate() {
         let products = [
             ("forward", rows, layer.outputs),
-            ("weight gradient", layer.outputs, layer.inputs),
+            // With the bias gradient's column (workgroup-memory kernel).
+            ("weight gradient", layer.outputs, layer.inputs + 1),
             ("input gradient", rows, layer.inputs),
         ];
         for (what, m, n) in products {
@@ -126,6 +150,42 @@ mod tests {
         let (x, y) = grid(64 * 65_535 + 1, 64, 65_535);
         assert_eq!((x, y), (65_535, 2));
         assert!(x as u64 * y as u64 * 64 > 64 * 65_535);
+    }
+
+    #[test]
+    fn split_slices_cover_each_chunk_in_steps_of_the_kernel() {
+        let shared = MatmulTiling::shared();
+        let texture = MatmulTiling::texture();
+        assert_eq!(split_layout(&shared, 1024, 1), (1, 0));
+        assert_eq!(split_layout(&shared, 1024, 8), (8, 128));
+        // 784 / 7 = 112 = 7 · 16.
+        assert_eq!(split_layout(&shared, 784, 7), (7, 112));
+        // 784 / 8 = 98, up to 112: 7 slices.
+        assert_eq!(split_layout(&shared, 784, 8), (7, 112));
+        // Tiny K: one step of 16 holds it all.
+        assert_eq!(split_layout(&shared, 5, 4), (1, 0));
+        assert_eq!(split_layout(&texture, 5, 4), (2, 4));
+        assert_eq!(split_layout(&texture, 1, 4), (1, 0));
+        // A chunked reduction: slices of the first chunk's length.
+        assert_eq!(split_layout(&texture, 70_000, 4), (4, 8192));
+        for k in [2, 3, 17, 65, 257, 4_095, 32_769, 100_003] {
+            for slices in [2, 3, 7, 64] {
+                for tiling in [shared, texture, MatmulTiling::direct()] {
+                    let (s, len) = split_layout(&tiling, k, slices);
+                    if s == 1 {
+                        continue;
+                    }
+                    let chunk = (k as u32).min(REDUCTION_CHUNK);
+                    assert!(s <= slices, "k {k}: {s} slices for {slices}");
+                    assert!(
+                        s * len >= chunk && (s - 1) * len < chunk,
+                        "k {k}: {s} × {len}"
+                    );
+                    assert_eq!(len % 4, 0, "k {k}: a slice starts inside a quad");
+                    assert_eq!(len % tiling.tk, 0, "k {k}: inside a K step");
+                }
+            }
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod profile;
 mod record;
 mod resources;
 mod shaders;
+mod split;
 mod steps;
 mod tiling;
 mod uniforms;
@@ -41,4 +42,8 @@ pub use build::GpuOptions;
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::adapters;
 pub use context::{AdapterSummary, GpuContext, adapters_async, prefer_adapter};
+pub use split::{
+    DEFAULT_DISCRETE_UNITS, DEFAULT_INTEGRATED_UNITS, MAX_SLICES, MIN_SLICE_K, SplitK,
+    compute_units,
+};
 pub use tiling::{MAX_SHORT_ROWS, MIN_LARGE_WORKGROUPS, MatmulChoice, MatmulKind, MatmulTiling};

@@ -27,6 +27,8 @@ pub(crate) mod binding {
         pub const AUX: u32 = 4;
         pub const OUT2: u32 = 5;
         pub const STEP: u32 = 6;
+        /// The slices' partial products (split-K).
+        pub const PARTIALS: u32 = 7;
     }
     /// shaders/reduce.wgsl: `column_sums`, `sum_squares`,
     /// `loss_sum` (and `step`), `layer_norms` (and `norm_params`,
@@ -152,6 +154,7 @@ const MATMUL: &[Slot] = &[
     Slot::Read,
     Slot::ReadWrite,
     Slot::StepUniform,
+    Slot::ReadWrite,
 ];
 const MATMUL_TEXTURE: &[Slot] = &[
     Slot::Uniform,
@@ -161,6 +164,7 @@ const MATMUL_TEXTURE: &[Slot] = &[
     Slot::Read,
     Slot::ReadWrite,
     Slot::StepUniform,
+    Slot::ReadWrite,
 ];
 const PACK: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture];
 /// Binding 1 is bound too (to the same source) but not read.
@@ -263,6 +267,9 @@ pub(crate) struct MatmulKernels {
     weight_grad_add: OnceLock<Kernel>,
     /// C = (A · B) ⊙ f'(aux) (input gradients through the previous activation).
     pub input_grad: Kernel,
+    /// Split-K's finishing dispatch (`matmul_finish`) for each epilogue,
+    /// in `Epilogue::ALL`'s order: compiled when first needed.
+    finish: [OnceLock<Kernel>; 4],
     module: wgpu::ShaderModule,
     layout: wgpu::BindGroupLayout,
 }
@@ -278,6 +285,7 @@ impl MatmulKernels {
             weight_grad: variant((true, false), Epilogue::Store),
             weight_grad_add: OnceLock::new(),
             input_grad: variant((false, false), Epilogue::ActivationGrad),
+            finish: Default::default(),
             module: module.clone(),
             layout: layout.clone(),
         }
@@ -299,6 +307,22 @@ impl MatmulKernels {
                 Epilogue::Add,
                 layout,
             )
+        })
+    }
+}
+
+impl MatmulKernels {
+    /// The finishing dispatch of a split product with `epilogue` (compiled
+    /// on first use).
+    pub(crate) fn finish(&self, device: &wgpu::Device, epilogue: Epilogue) -> &Kernel {
+        let at = Epilogue::ALL
+            .iter()
+            .position(|&e| e == epilogue)
+            .expect("every epilogue is in ALL");
+        self.finish[at].get_or_init(|| {
+            let constants = [("EPILOGUE", epilogue as u32 as f64)];
+            let layout = (self.layout.clone(), MATMUL.len());
+            pipeline_in(device, &self.module, "matmul_finish", layout, &constants)
         })
     }
 }

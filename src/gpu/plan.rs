@@ -2,7 +2,9 @@
 //! rows), built from the resources they bind ([`PassResources`], which the
 //! backend lends), once per pass shape and kept: `GpuBackend::plan`.
 
+use super::codes::Epilogue;
 use super::context::GpuContext;
+use super::dispatch::{grid, matmul_grid, split_layout};
 use super::pipelines::{Kernel, Kernels, binding, entry};
 use super::resources::{OperandTexture, Pack, PackSource, ParamLayout, Region, Resident, Textures};
 use super::uniforms::{
@@ -60,6 +62,16 @@ impl PassKey {
     }
 }
 
+/// The epilogue of the weight gradients of a pass that adds them to those
+/// there (`accumulate`) or stores them.
+pub(crate) fn weight_grad_epilogue(accumulate: bool) -> Epilogue {
+    if accumulate {
+        Epilogue::Add
+    } else {
+        Epilogue::Store
+    }
+}
+
 /// The packs of one pass (texture matmul): its input, the activations of
 /// every layer but the last, and every dZ.
 #[derive(Debug)]
@@ -72,8 +84,55 @@ pub(crate) struct PlanPacks {
 
 /// A matrix product's bind groups, one per chunk of its reduction, to be
 /// dispatched in order (`dispatch::reduction_chunks`): one unless K is
-/// longer than `dispatch::REDUCTION_CHUNK`.
-pub(crate) type Product = Vec<wgpu::BindGroup>;
+/// longer than `dispatch::REDUCTION_CHUNK`; and its workgroups.
+#[derive(Debug)]
+pub(crate) struct Product {
+    pub(crate) chunks: Vec<wgpu::BindGroup>,
+    pub(crate) groups: ProductGroups,
+}
+
+/// The workgroups of a product's dispatches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProductGroups {
+    /// The matmul's: a tile of C each along x (columns) and y (rows), a
+    /// slice of K each along z (split-K).
+    pub(crate) matmul: (u32, u32, u32),
+    /// Split-K's finishing dispatch, after each chunk's matmul.
+    pub(crate) finish: Option<(u32, u32)>,
+    /// Floats of the slices' partial products.
+    partials: u64,
+}
+
+impl Kernels {
+    /// The shape of an `m × n` product (`shape.m`, `shape.n`) with the
+    /// slices of K its choice gives it, and its workgroups; with
+    /// `bias_grad` (which the caller sets only for the workgroup-memory
+    /// kernel) C has the bias gradient's column too. The slices' partial
+    /// products take at most `max_partial_bytes`.
+    pub(crate) fn product(
+        &self,
+        mut shape: MatmulShape,
+        (max_per_dim, max_partial_bytes): (u32, u64),
+    ) -> (MatmulShape, ProductGroups) {
+        let (m, n, k) = (shape.m as usize, shape.n as usize, shape.k as usize);
+        let (kernels, _) = self.matmul(m, n);
+        let cols = n + shape.bias_grad as usize;
+        let most = (max_partial_bytes / 4 / (m * cols).max(1) as u64).max(1);
+        let slices = self.choice.slices(m, cols, k).min(most as u32);
+        let (slices, slice_k) = split_layout(&kernels.tiling, k, slices);
+        shape.slices = slices;
+        shape.slice_k = slice_k;
+        let (x, y) = matmul_grid(&kernels.tiling, m, cols);
+        let elements = (m * cols) as u64;
+        let split = slices > 1;
+        let groups = ProductGroups {
+            matmul: (x, y, slices),
+            finish: split.then(|| grid(elements, 64, max_per_dim)),
+            partials: if split { elements * slices as u64 } else { 0 },
+        };
+        (shape, groups)
+    }
+}
 
 /// The bind groups of one pass over `rows` rows: forward, loss, backward.
 #[derive(Debug)]
@@ -86,11 +145,15 @@ pub(crate) struct Plan {
     pub(crate) loss: wgpu::BindGroup,
     pub(crate) loss_sum: wgpu::BindGroup,
     pub(crate) weight_grad: Vec<Product>,
-    pub(crate) bias_grad: Vec<wgpu::BindGroup>,
+    /// The column sums of each layer's bias gradient; none where the
+    /// weight gradient's product forms it (`MatmulShape::bias_grad`).
+    pub(crate) bias_grad: Vec<Option<wgpu::BindGroup>>,
     /// `input_grad[l]` carries dZ of layer l back to layer l − 1 (none for 0).
     pub(crate) input_grad: Vec<Option<Product>>,
     pub(crate) packs: Option<PlanPacks>,
     pub(crate) _uniforms: wgpu::Buffer,
+    /// The partial products of split-K, shared by every product of the pass.
+    pub(crate) _partials: wgpu::Buffer,
 }
 
 /// What the bind groups of a pass bind: the kernels, the run's settings,
@@ -231,41 +294,53 @@ impl<'a> PassResources<'a> {
         let mut weight_grad_at = Vec::new();
         let mut bias_grad_at = Vec::new();
         let mut input_grad_at = Vec::new();
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        // Split-K's partials within one binding, and no more than the
+        // activations of a large pass (256 MiB).
+        let max_partials = self.ctx.limits.max_storage_buffer_binding_size.min(1 << 28);
+        let mut product = |shape: MatmulShape| {
+            let (shape, groups) = self.kernels.product(shape, (max, max_partials));
+            (blocks.push_chunks(shape), groups)
+        };
+        // The bias gradient is the weight gradient's extra column with the
+        // workgroup-memory kernels (shaders/matmul.wgsl) where that column
+        // falls in the last column of tiles, column sums otherwise: a
+        // column of tiles more for one column of output cost more than the
+        // dispatch it saves (lavapipe, docs/performance.md).
+        let folds_bias = |l: usize| {
+            let layer = &layers[l];
+            let (matmul, _) = self.kernels.matmul(layer.outputs, layer.inputs);
+            let tile = matmul.tiling.tile_n() as usize;
+            let fits = layer.inputs.div_ceil(tile) == (layer.inputs + 1).div_ceil(tile);
+            matmul.tiling.kind.folds_bias() && fits
+        };
         for (l, layer) in layers.iter().enumerate() {
             let (code, slope) = layer.activation.code();
             let dropout = |l: usize| if key.train { self.dropout[l] } else { None };
-            forward_at.push(
-                blocks.push_chunks(
-                    MatmulShape {
-                        m: rows as u32,
-                        n: layer.outputs as u32,
-                        k: layer.inputs as u32,
-                        activation: code,
-                        slope,
-                        row_offset: key.offset as u32,
-                        ..Default::default()
-                    }
-                    .with_dropout(dropout(l), self.dropout_seed, l),
-                ),
-            );
-            weight_grad_at.push(blocks.push_chunks(MatmulShape {
+            forward_at.push(product(
+                MatmulShape {
+                    m: rows as u32,
+                    n: layer.outputs as u32,
+                    k: layer.inputs as u32,
+                    activation: code,
+                    slope,
+                    row_offset: key.offset as u32,
+                    ..Default::default()
+                }
+                .with_dropout(dropout(l), self.dropout_seed, l),
+            ));
+            weight_grad_at.push(product(MatmulShape {
                 m: layer.outputs as u32,
                 n: layer.inputs as u32,
                 k: rows as u32,
                 activation: 0,
                 slope: 0.0,
+                bias_grad: u32::from(folds_bias(l)),
                 ..Default::default()
-            }));
-            bias_grad_at.push(blocks.push(&ReduceShape {
-                rows: rows as u32,
-                cols: layer.outputs as u32,
-                accumulate,
-                // The layer's bias gradient is bound on its own.
-                out_offset: 0,
             }));
             input_grad_at.push((l > 0).then(|| {
                 let (code, slope) = layers[l - 1].activation.code();
-                blocks.push_chunks(
+                product(
                     MatmulShape {
                         m: rows as u32,
                         n: layer.inputs as u32,
@@ -279,6 +354,24 @@ impl<'a> PassResources<'a> {
                 )
             }));
         }
+        for (l, layer) in layers.iter().enumerate() {
+            bias_grad_at.push((!folds_bias(l)).then(|| {
+                blocks.push(&ReduceShape {
+                    rows: rows as u32,
+                    cols: layer.outputs as u32,
+                    accumulate,
+                    // The layer's bias gradient is bound on its own.
+                    out_offset: 0,
+                })
+            }));
+        }
+        let partials_len = forward_at
+            .iter()
+            .chain(&weight_grad_at)
+            .chain(input_grad_at.iter().flatten())
+            .map(|(_, groups)| groups.partials)
+            .max()
+            .unwrap_or(0);
         let (out_code, out_slope) = layers[last].activation.code();
         let width = mlp.outputs();
         let inv_norm = match self.loss {
@@ -301,6 +394,12 @@ impl<'a> PassResources<'a> {
             out_offset: 0,
         });
         let uniforms = blocks.upload(device);
+        let partials = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("split-K partials"),
+            size: (partials_len * 4).max(16),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         let mm = std::mem::size_of::<MatmulShape>();
         let shape = |offset: u64, size: usize| {
             entry(
@@ -325,14 +424,12 @@ impl<'a> PassResources<'a> {
                 entries: &entries,
             })
         };
-        // A matmul's bind group: its operands and outputs, and the step's
-        // uniform (for dropout).
         // A product's bind groups, one per chunk of its reduction (`at`:
-        // each chunk's shape): its operands and outputs, and the step's
-        // uniform (for dropout).
+        // each chunk's shape): its operands and outputs, the step's uniform
+        // (for dropout) and the partials of split-K.
         let matmul_group = |kernel: &Kernel,
                             label: &str,
-                            at: &[u64],
+                            (at, groups): &(Vec<u64>, ProductGroups),
                             [a, b, c, aux, out2]: [Bound<'a>; 5]|
          -> Product {
             use binding::matmul;
@@ -343,12 +440,21 @@ impl<'a> PassResources<'a> {
                 (matmul::AUX, aux),
                 (matmul::OUT2, out2),
             ];
-            at.iter()
+            let chunks = at
+                .iter()
                 .map(|&at| {
-                    let first = vec![shape(at, mm), entry(matmul::STEP, self.steps, 0, step_size)];
+                    let first = vec![
+                        shape(at, mm),
+                        entry(matmul::STEP, self.steps, 0, step_size),
+                        entry(matmul::PARTIALS, &partials, 0, None),
+                    ];
                     group(kernel, label, first, &bound)
                 })
-                .collect()
+                .collect();
+            Product {
+                chunks,
+                groups: *groups,
+            }
         };
         let k = self.kernels;
         let (unused_read, unused_write) = ((self.unused_read, 0, 4), (self.unused_write, 0, 4));
@@ -409,7 +515,10 @@ impl<'a> PassResources<'a> {
                     Bound::Buffer(a),
                 ],
             ));
-            // dW (+)= dZᵀ · A_prev.
+            let bias_grad_region = (self.grads, self.layout.bias[l], o);
+            // dW (+)= dZᵀ · A_prev, and with the workgroup-memory kernel
+            // db (+)= Σ_batch dZ as its extra column, into out2.
+            let folded = bias_grad_at[l].is_none();
             weight_grad.push(matmul_group(
                 k.matmuls[0].weight_grad(device, false),
                 "weight gradient",
@@ -419,23 +528,26 @@ impl<'a> PassResources<'a> {
                     input,
                     Bound::Buffer((self.grads, self.layout.weight[l], o * i)),
                     Bound::Buffer(unused_read),
-                    Bound::Buffer(unused_write),
+                    Bound::Buffer(if folded {
+                        bias_grad_region
+                    } else {
+                        unused_write
+                    }),
                 ],
             ));
-            // db (+)= Σ_batch dZ.
-            bias_grad.push(group(
-                &k.column_sums,
-                "bias gradient",
-                vec![shape(bias_grad_at[l], std::mem::size_of::<ReduceShape>())],
-                &[
-                    (binding::reduce::INPUT, Bound::Buffer(dz)),
-                    (
-                        binding::reduce::OUT,
-                        Bound::Buffer((self.grads, self.layout.bias[l], o)),
-                    ),
-                ],
-            ));
-            input_grad.push(input_grad_at[l].as_deref().map(|at| {
+            // db (+)= Σ_batch dZ, by column sums.
+            bias_grad.push(bias_grad_at[l].map(|at| {
+                group(
+                    &k.column_sums,
+                    "bias gradient",
+                    vec![shape(at, std::mem::size_of::<ReduceShape>())],
+                    &[
+                        (binding::reduce::INPUT, Bound::Buffer(dz)),
+                        (binding::reduce::OUT, Bound::Buffer(bias_grad_region)),
+                    ],
+                )
+            }));
+            input_grad.push(input_grad_at[l].as_ref().map(|at| {
                 let prev = layers[l - 1].outputs as u64;
                 let z_prev = (&self.z[l - 1], 0, r * prev);
                 let dz_prev = (&self.dz[l - 1], 0, r * prev);
@@ -501,12 +613,30 @@ impl<'a> PassResources<'a> {
                 entry(binding::reduce::STEP, self.steps, 0, step_size),
             ],
         });
-        // A step's later passes add their weight gradients: compile that
-        // pipeline now, not while a pass is recorded.
-        if key.accumulate {
-            for layer in layers {
-                let (matmul, _) = self.kernels.matmul(layer.outputs, layer.inputs);
+        // A step's later passes add their weight gradients, and split
+        // products need their finishing dispatch: compile those pipelines
+        // now, not while a pass is recorded.
+        for (l, layer) in layers.iter().enumerate() {
+            let (matmul, _) = self.kernels.matmul(layer.outputs, layer.inputs);
+            if key.accumulate {
                 matmul.weight_grad(device, true);
+            }
+            let finishes = [
+                (rows, layer.outputs, Epilogue::BiasActivation, &forward[l]),
+                (
+                    layer.outputs,
+                    layer.inputs,
+                    weight_grad_epilogue(key.accumulate),
+                    &weight_grad[l],
+                ),
+            ];
+            let input = input_grad[l]
+                .as_ref()
+                .map(|p| (rows, layer.inputs, Epilogue::ActivationGrad, p));
+            for (m, n, epilogue, product) in finishes.into_iter().chain(input) {
+                if product.groups.finish.is_some() {
+                    self.kernels.matmul(m, n).0.finish(device, epilogue);
+                }
             }
         }
         Plan {
@@ -521,6 +651,7 @@ impl<'a> PassResources<'a> {
             input_grad,
             packs: textures.map(|t| self.plan_packs(t, rows)),
             _uniforms: uniforms,
+            _partials: partials,
         }
     }
 }

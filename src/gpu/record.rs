@@ -2,9 +2,11 @@
 //! loss, the backward pass and the update, in the order of the math.
 
 use super::backend::GpuBackend;
+use super::codes::Epilogue;
 use super::dispatch::grid;
-use super::pipelines::{Kernels, NORM_GROUPS};
-use super::plan::{Plan, Product};
+
+use super::pipelines::{Kernel, Kernels, MatmulKernels, NORM_GROUPS};
+use super::plan::{Plan, Product, weight_grad_epilogue};
 use super::profile::{OPTIMIZER, Work};
 use super::resources::Pack;
 use super::uniforms::StepUniform;
@@ -53,20 +55,37 @@ impl GpuBackend {
             self.pack(pass, t, Work::layer("pack dZ", last), &p.dz[last]);
         }
         for (l, layer) in layers.iter().enumerate().rev() {
-            let (matmul, groups) = k.matmul(layer.outputs, layer.inputs);
+            let (matmul, _) = k.matmul(layer.outputs, layer.inputs);
             let weight_grad = matmul.weight_grad(&self.ctx.device, plan.accumulate);
-            pass.set_pipeline(&weight_grad.pipeline);
             let work = Work::layer("weight grad", l);
-            self.dispatch_chunks(pass, t, work, &plan.weight_grad[l], step_offset, groups);
-            pass.set_pipeline(&k.column_sums.pipeline);
-            pass.set_bind_group(0, &plan.bias_grad[l], &[]);
-            let groups = Kernels::column_sums_groups(layer.outputs, max);
-            self.dispatch(pass, t, Work::layer("bias grad", l), groups);
-            if let Some(chunks) = &plan.input_grad[l] {
-                let (matmul, groups) = k.matmul(rows, layer.inputs);
-                pass.set_pipeline(&matmul.input_grad.pipeline);
+            let epilogue = weight_grad_epilogue(plan.accumulate);
+            let product = &plan.weight_grad[l];
+            self.dispatch_product(
+                pass,
+                (t, work),
+                product,
+                step_offset,
+                weight_grad,
+                (matmul, epilogue),
+            );
+            if let Some(group) = &plan.bias_grad[l] {
+                pass.set_pipeline(&k.column_sums.pipeline);
+                pass.set_bind_group(0, group, &[]);
+                let groups = Kernels::column_sums_groups(layer.outputs, max);
+                self.dispatch(pass, t, Work::layer("bias grad", l), groups);
+            }
+            if let Some(product) = &plan.input_grad[l] {
+                let (matmul, _) = k.matmul(rows, layer.inputs);
                 let work = Work::layer("input grad", l);
-                self.dispatch_chunks(pass, t, work, chunks, step_offset, groups);
+                let finish = (matmul, Epilogue::ActivationGrad);
+                self.dispatch_product(
+                    pass,
+                    (t, work),
+                    product,
+                    step_offset,
+                    &matmul.input_grad,
+                    finish,
+                );
                 if let Some(p) = packs {
                     self.pack(pass, t, Work::layer("pack dZ", l - 1), &p.dz[l - 1]);
                 }
@@ -89,10 +108,17 @@ impl GpuBackend {
             self.pack(pass, t, Work::of("pack input"), &p.x);
         }
         for (l, layer) in layers.iter().enumerate() {
-            let (matmul, groups) = k.matmul(plan.rows, layer.outputs);
-            pass.set_pipeline(&matmul.forward.pipeline);
+            let (matmul, _) = k.matmul(plan.rows, layer.outputs);
             let work = Work::layer("forward", l);
-            self.dispatch_chunks(pass, t, work, &plan.forward[l], step_offset, groups);
+            let finish = (matmul, Epilogue::BiasActivation);
+            self.dispatch_product(
+                pass,
+                (t, work),
+                &plan.forward[l],
+                step_offset,
+                &matmul.forward,
+                finish,
+            );
             if let Some(pack) = plan.packs.as_ref().and_then(|p| p.a.get(l)) {
                 self.pack(pass, t, Work::layer("pack activations", l), pack);
             }
@@ -146,26 +172,49 @@ impl GpuBackend {
     /// dispatch of training goes through here, where a profile being taken
     /// counts it (and marks its end).
     fn dispatch(&self, pass: &mut wgpu::ComputePass, t: u64, work: Work, (x, y): (u32, u32)) {
-        pass.dispatch_workgroups(x, y, 1);
+        self.dispatch_z(pass, t, work, (x, y, 1));
+    }
+
+    /// [`dispatch`](Self::dispatch) with a third dimension of workgroups.
+    fn dispatch_z(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        t: u64,
+        work: Work,
+        (x, y, z): (u32, u32, u32),
+    ) {
+        pass.dispatch_workgroups(x, y, z);
         if let Some(profiler) = self.profiler.borrow_mut().as_mut() {
             profiler.dispatched(pass, t, work);
         }
     }
 
-    /// Dispatches a product once per chunk of its reduction, in order
-    /// (`Product`), with the pipeline set on `pass`.
-    fn dispatch_chunks(
+    /// Dispatches a product with `kernel` once per chunk of its reduction,
+    /// in order (`Product`); a split product's chunks each followed by the
+    /// finishing dispatch of `matmul`'s module for `epilogue`.
+    fn dispatch_product(
         &self,
         pass: &mut wgpu::ComputePass,
-        t: u64,
-        work: Work,
+        (t, work): (u64, Work),
         product: &Product,
         step_offset: u32,
-        groups: (u32, u32),
+        kernel: &Kernel,
+        (matmul, epilogue): (&MatmulKernels, Epilogue),
     ) {
-        for chunk in product {
+        let finish = product
+            .groups
+            .finish
+            .map(|groups| (matmul.finish(&self.ctx.device, epilogue), groups));
+        for (i, chunk) in product.chunks.iter().enumerate() {
+            if i == 0 || finish.is_some() {
+                pass.set_pipeline(&kernel.pipeline);
+            }
             pass.set_bind_group(0, chunk, &[step_offset]);
-            self.dispatch(pass, t, work, groups);
+            self.dispatch_z(pass, t, work, product.groups.matmul);
+            if let Some((finish, groups)) = finish {
+                pass.set_pipeline(&finish.pipeline);
+                self.dispatch(pass, t, work, groups);
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 
 use super::context::AdapterSummary;
 use super::shaders::common_source;
+use super::split::{SplitK, compute_units};
 use super::unroll::{Bindings, expand};
 use crate::error::{Error, Result};
 
@@ -33,6 +34,10 @@ pub struct MatmulTiling {
 pub enum MatmulKind {
     /// Tiles staged in workgroup memory (`matmul`): hardware GPUs.
     Shared,
+    /// The same with tiles of vec4s, 4 × 4 blocks per thread, and two
+    /// tiles of each operand alternating (`matmul_vec4`,
+    /// shaders/matmul_tiled_vec4.wgsl); RM and RN multiples of 4.
+    SharedVec4,
     /// Operands read straight from storage buffers, no workgroup memory and
     /// no barriers (`matmul_direct`).
     Direct,
@@ -48,6 +53,16 @@ pub enum MatmulKind {
     Half,
 }
 
+impl MatmulKind {
+    /// Whether the kernel forms the bias gradient as the weight gradient's
+    /// extra column of ones (`MatmulShape::bias_grad`): the workgroup-memory
+    /// kernels, whose loads are bounds-checked one value at a time. The
+    /// others take column sums.
+    pub fn folds_bias(self) -> bool {
+        matches!(self, MatmulKind::Shared | MatmulKind::SharedVec4)
+    }
+}
+
 impl MatmulTiling {
     /// Rows of C per workgroup.
     pub fn tile_m(&self) -> u32 {
@@ -58,7 +73,7 @@ impl MatmulTiling {
         self.wg_x * self.rn
     }
 
-    /// Parses `shared`, `direct`, `texture`, or one of them followed by
+    /// Parses `shared`, `shared-vec4`, `direct`, `texture`, or one of them followed by
     /// `:WG_XxWG_YxRMxRNxTK` (e.g. `shared:16x16x8x8x8`), for tuning runs:
     /// at most 1024 threads a workgroup, RM, RN and TK from 1 to 64.
     pub fn parse(text: &str) -> Option<MatmulTiling> {
@@ -67,6 +82,7 @@ impl MatmulTiling {
             .map_or((text, None), |(k, d)| (k, Some(d)));
         let mut tiling = match kind {
             "shared" => MatmulTiling::shared(),
+            "shared-vec4" => MatmulTiling::shared_vec4(),
             "direct" => MatmulTiling::direct(),
             "texture" => MatmulTiling::texture(),
             "half" => MatmulTiling::half(),
@@ -88,6 +104,7 @@ impl MatmulTiling {
             let valid = threads.is_some_and(|t| (1..=1024).contains(&t)) && per_thread;
             let quads = match tiling.kind {
                 MatmulKind::Shared | MatmulKind::Half => true,
+                MatmulKind::SharedVec4 => rn % 4 == 0 && rm % 4 == 0,
                 MatmulKind::Direct => rn % 4 == 0,
                 MatmulKind::Texture => rn % 4 == 0 && rm % 4 == 0,
             };
@@ -115,6 +132,16 @@ impl MatmulTiling {
             rn: 4,
             tk: 16,
             kind: MatmulKind::Shared,
+        }
+    }
+
+    /// The vec4, double-buffered workgroup-memory kernel: 64×64 tiles, 4×4
+    /// per thread, K steps of 16 (two tiles of each operand: 16 KiB of
+    /// workgroup memory, WebGPU's least).
+    pub fn shared_vec4() -> MatmulTiling {
+        MatmulTiling {
+            kind: MatmulKind::SharedVec4,
+            ..MatmulTiling::shared()
         }
     }
 
@@ -204,6 +231,7 @@ impl MatmulTiling {
     pub(crate) fn entry_point(&self, trans_a: bool, trans_b: bool) -> String {
         match self.kind {
             MatmulKind::Shared => "matmul".into(),
+            MatmulKind::SharedVec4 => "matmul_vec4".into(),
             MatmulKind::Direct => "matmul_direct".into(),
             MatmulKind::Half => "matmul_f16".into(),
             MatmulKind::Texture => format!(
@@ -233,6 +261,10 @@ impl MatmulTiling {
             MatmulKind::Half => {
                 source += include_str!("../../shaders/matmul_tiled.wgsl");
                 source += include_str!("../../shaders/matmul_f16.wgsl");
+            }
+            MatmulKind::SharedVec4 => {
+                source += include_str!("../../shaders/matmul_tiled.wgsl");
+                source += include_str!("../../shaders/matmul_tiled_vec4.wgsl");
             }
             MatmulKind::Direct => source += &self.direct_kernel(),
             MatmulKind::Texture => {
@@ -324,6 +356,9 @@ pub const MAX_SHORT_ROWS: u32 = 8;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatmulChoice {
+    /// Split-K for products of too few tiles to fill the device; `None`:
+    /// every product sums its K in one workgroup a tile.
+    pub split: Option<SplitK>,
     /// The tiling of every product that does not take `large`.
     pub small: MatmulTiling,
     /// Larger tiles, and the fewest workgroups of them a product must make
@@ -338,6 +373,7 @@ impl MatmulChoice {
     /// One tiling for every product.
     pub fn single(tiling: MatmulTiling) -> MatmulChoice {
         MatmulChoice {
+            split: None,
             small: tiling,
             large: None,
             short: None,
@@ -348,6 +384,7 @@ impl MatmulChoice {
     /// `min_workgroups` of them.
     pub fn by_shape(min_workgroups: u32) -> MatmulChoice {
         MatmulChoice {
+            split: None,
             small: MatmulTiling::shared(),
             large: Some((MatmulTiling::shared_large(), min_workgroups.max(1))),
             short: None,
@@ -358,6 +395,7 @@ impl MatmulChoice {
     /// threads for products of at most `max_rows` rows.
     pub fn texture_by_shape(max_rows: u32) -> MatmulChoice {
         MatmulChoice {
+            split: None,
             small: MatmulTiling::texture(),
             large: None,
             short: Some((MatmulTiling::texture_short(), max_rows.max(1))),
@@ -376,20 +414,39 @@ impl MatmulChoice {
 
     /// The choice for an adapter: by shape on hardware GPUs, the texture
     /// kernel by shape on CPU implementations (lavapipe: with 16 × 16
-    /// blocks where Mesa compiles them quickly, from Mesa 23 on);
-    /// `RETROPROP_MATMUL` in the environment overrides it.
+    /// blocks where Mesa compiles them quickly, from Mesa 23 on), split-K
+    /// off (unmeasured on hardware GPUs, slower on lavapipe:
+    /// docs/performance.md); `RETROPROP_MATMUL` in the environment
+    /// overrides it. A split-K asked for without a number of units fills
+    /// the adapter's [`compute_units`].
     pub fn for_adapter(adapter: &AdapterSummary) -> MatmulChoice {
-        match MatmulChoice::from_env() {
+        let default = || MatmulChoice::default_for(adapter.is_hardware, &adapter.driver);
+        let choice = match MatmulChoice::from_env() {
             Ok(Some(choice)) if choice.small.kind == MatmulKind::Half => {
                 log::warn!(
                     "RETROPROP_MATMUL names half, the f16 kernel of precision mixed; using the default kernel"
-                )
+                );
+                default()
             }
-            Ok(Some(choice)) => return choice,
-            Ok(None) => {}
-            Err(e) => log::warn!("{e}; using the default kernel"),
+            Ok(Some(choice)) => choice,
+            Ok(None) => default(),
+            Err(e) => {
+                log::warn!("{e}; using the default kernel");
+                default()
+            }
+        };
+        choice.on_adapter(adapter)
+    }
+
+    /// This choice with a split-K of 0 units given the adapter's
+    /// [`compute_units`].
+    pub fn on_adapter(mut self, adapter: &AdapterSummary) -> MatmulChoice {
+        if let Some(split) = &mut self.split
+            && split.units == 0
+        {
+            split.units = compute_units(adapter);
         }
-        MatmulChoice::default_for(adapter.is_hardware, &adapter.driver)
+        self
     }
 
     /// The choice for an adapter in [`Precision::Mixed`](crate::Precision::Mixed): every product on
@@ -409,7 +466,9 @@ impl MatmulChoice {
             )));
         }
         match MatmulChoice::from_env() {
-            Ok(Some(choice)) if choice.small.kind == MatmulKind::Half => return Ok(choice),
+            Ok(Some(choice)) if choice.small.kind == MatmulKind::Half => {
+                return Ok(choice.on_adapter(adapter));
+            }
             Ok(Some(_)) => log::warn!(
                 "RETROPROP_MATMUL names an f32 kernel; precision mixed runs the f16 kernel (half)"
             ),
@@ -444,10 +503,12 @@ impl MatmulChoice {
         match std::env::var("RETROPROP_MATMUL") {
             Ok(text) => MatmulChoice::parse(&text).map(Some).ok_or_else(|| {
                 Error::Config(format!(
-                    "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, direct, \
+                    "RETROPROP_MATMUL=`{text}` is not a matmul kernel: use shared, shared-vec4, direct, \
                      texture or half (precision mixed only), optionally with :WGxWGyxRMxRNxTK (at most 1024 threads a workgroup, RM, RN \
-                     and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture), \
-                     shared-by-shape[:N], texture-by-shape[:N] or texture-large-by-shape[:N]"
+                     and TK from 1 to 64; RN a multiple of 4 for direct, RM and RN for texture and \
+                     shared-vec4), \
+                     shared-by-shape[:N], texture-by-shape[:N] or texture-large-by-shape[:N], \
+                     each optionally followed by +split[:UNITS[:MIN_K]] (UNITS and MIN_K at least 1)"
                 ))
             }),
             Err(_) => Ok(None),
@@ -460,8 +521,25 @@ impl MatmulChoice {
     /// [`MIN_LARGE_WORKGROUPS`]), `texture-by-shape[:N]` (the texture
     /// kernel, one row of threads for products of at most N rows; N
     /// defaults to [`MAX_SHORT_ROWS`]) or `texture-large-by-shape[:N]`
-    /// (the same with 16 × 16 blocks).
+    /// (the same with 16 × 16 blocks); any of them followed by
+    /// `+split[:UNITS[:MIN_K]]` turns split-K on ([`SplitK`]: UNITS
+    /// defaults to the adapter's [`compute_units`], MIN_K to
+    /// [`MIN_SLICE_K`](super::MIN_SLICE_K)).
+    ///
+    /// ```
+    /// use retroprop::gpu::{MatmulChoice, SplitK};
+    /// let choice = MatmulChoice::parse("texture+split:64:16").unwrap();
+    /// assert_eq!(choice.split, Some(SplitK { units: 64, min_slice_k: 16 }));
+    /// ```
     pub fn parse(text: &str) -> Option<MatmulChoice> {
+        if let Some((base, split)) = text.split_once("+split") {
+            let mut choice = MatmulChoice::parse(base)?;
+            if choice.split.is_some() {
+                return None;
+            }
+            choice.split = Some(SplitK::parse(split)?);
+            return Some(choice);
+        }
         let by_shape = |rest: &str, default: u32, make: fn(u32) -> MatmulChoice| match rest {
             "" => Some(make(default)),
             rest => {
@@ -510,6 +588,16 @@ impl MatmulChoice {
     }
 }
 
+impl MatmulChoice {
+    /// Slices of K an `m × n` product with reduction `k` is split into
+    /// (1: not split), with the tiling it runs with.
+    pub fn slices(&self, m: usize, n: usize, k: usize) -> u32 {
+        let tiling = self.tilings()[self.for_product(m, n)];
+        self.split
+            .map_or(1, |split| split.slices(workgroups(&tiling, m, n), k))
+    }
+}
+
 /// The major version of Mesa in a driver description such as
 /// "llvmpipe Mesa 22.3.6 (LLVM 15.0.6)".
 fn mesa_major(driver: &str) -> Option<u32> {
@@ -525,6 +613,7 @@ fn workgroups(tiling: &MatmulTiling, m: usize, n: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::split::{MAX_SLICES, MIN_SLICE_K};
 
     #[test]
     fn large_tiles_only_for_products_that_fill_the_device() {
@@ -646,6 +735,55 @@ mod tests {
         ] {
             assert_eq!(MatmulChoice::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn split_k_follows_any_choice_in_the_environment_grammar() {
+        let split = |units, min_slice_k| Some(SplitK { units, min_slice_k });
+        let texture = MatmulChoice::parse("texture-by-shape+split").unwrap();
+        assert_eq!(texture.split, split(0, MIN_SLICE_K));
+        assert_eq!(texture.small, MatmulTiling::texture());
+        let shared = MatmulChoice::parse("shared-by-shape:64+split:132").unwrap();
+        assert_eq!(shared.split, split(132, MIN_SLICE_K));
+        assert_eq!(shared.large, MatmulChoice::by_shape(64).large);
+        let tiling = MatmulChoice::parse("shared:16x16x8x8x8+split:8:32").unwrap();
+        assert_eq!(tiling.split, split(8, 32));
+        assert_eq!(tiling.small.rm, 8);
+        for bad in [
+            "texture+split:0",
+            "texture+split:8:0",
+            "texture+split:",
+            "texture+split:8:",
+            "texture+split:8:16:4",
+            "texture+split8",
+            "texture+split+split",
+            "+split",
+            "textur+split",
+        ] {
+            assert_eq!(MatmulChoice::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn split_k_brings_tiles_times_slices_near_the_units() {
+        let split = SplitK {
+            units: 132,
+            min_slice_k: 256,
+        };
+        // The standard work at batch 64 on an H200: forward of layer 2
+        // (64 × 1024, K = 1024) makes 16 tiles of 64 × 64.
+        assert_eq!(split.slices(16, 1024), 4, "K allows 4 slices of 256");
+        assert_eq!(split.slices(16, 4096), 8, "8 × 16 = 128 workgroups");
+        assert_eq!(split.slices(1, 1 << 20), MAX_SLICES);
+        assert_eq!(split.slices(132, 1 << 20), 1, "already full");
+        assert_eq!(split.slices(0, 100), 1, "K shorter than a slice");
+        let choice = MatmulChoice {
+            split: Some(split),
+            ..MatmulChoice::by_shape(MIN_LARGE_WORKGROUPS)
+        };
+        assert_eq!(choice.slices(64, 1024, 784), 3);
+        assert_eq!(choice.slices(1024, 1024, 64), 1, "256 tiles");
+        assert_eq!(MatmulChoice::by_shape(64).slices(64, 1024, 1 << 20), 1);
     }
 
     #[test]

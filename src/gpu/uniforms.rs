@@ -25,6 +25,14 @@ pub(crate) struct MatmulShape {
     pub row_offset: u32,
     /// Where in K it ends: `k` for the last chunk, which applies the epilogue.
     pub k_end: u32,
+    /// Split-K: the slices of each chunk's range of K summed in parallel
+    /// (1 or 0: not split), each `slice_k` long (`dispatch::split_layout`).
+    pub slices: u32,
+    pub slice_k: u32,
+    /// 1: B has an extra column of ones whose output, the bias gradient,
+    /// goes to the `out2` binding (weight gradients, workgroup-memory kernel).
+    pub bias_grad: u32,
+    pub _pad: u32,
 }
 
 impl MatmulShape {
@@ -324,6 +332,10 @@ mod tests {
                 dropout_layer,
                 row_offset,
                 k_end,
+                slices,
+                slice_k,
+                bias_grad,
+                _pad,
             }),
             layout!(ElementwiseShape {
                 rows,

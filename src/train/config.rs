@@ -240,6 +240,12 @@ impl TrainConfig {
         self.gpu.max_binding_bytes = Some(bytes);
         self
     }
+    /// GPU: runs the matrix products with `choice` (see
+    /// [`GpuOptions::matmul`]), e.g. to force split-K.
+    pub fn matmul(mut self, choice: crate::gpu::MatmulChoice) -> Self {
+        self.gpu.matmul = Some(choice);
+        self
+    }
     /// Dropout with probability `p` after every hidden layer.
     pub fn dropout(mut self, p: f32) -> Self {
         self.dropout = DropoutRates::Hidden(p);

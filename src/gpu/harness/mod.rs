@@ -1,6 +1,9 @@
 //! Runs one kernel at a time on host data: the GPU side of the kernel
 //! parity tests (each kernel against its CPU twin) and of the kernel
-//! benchmarks. Training never goes through here.
+//! benchmarks. Training never goes through here. The matmuls are in
+//! matmul.rs.
+
+mod matmul;
 
 use super::codes::Epilogue;
 use super::context::GpuContext;
@@ -12,8 +15,7 @@ use super::pipelines::{
 use super::resources::{OperandTexture, Pack};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::{
-    ElementwiseShape, GatherShape, LossShape, MatmulShape, OptimizerUniform, ReduceShape,
-    StepUniform,
+    ElementwiseShape, GatherShape, LossShape, OptimizerUniform, ReduceShape, StepUniform,
 };
 use crate::activation::Activation;
 use crate::data::{Dataset, Targets};
@@ -29,6 +31,9 @@ pub struct KernelHarness {
     ctx: GpuContext,
     kernels: Kernels,
     tests: TestKernels,
+    /// The slices of K every matmul is split into where its K allows
+    /// (`dispatch::split_layout`); 1: none.
+    slices: u32,
 }
 
 /// The pipelines only the tests and benchmarks use: training fuses these
@@ -53,7 +58,7 @@ impl TestKernels {
         let activation = module(
             device,
             "elementwise",
-            include_str!("../../shaders/elementwise.wgsl"),
+            include_str!("../../../shaders/elementwise.wgsl"),
             "",
         );
         let elementwise = |entry| pipeline(device, &activation, entry, ELEMENTWISE, &[]);
@@ -106,7 +111,17 @@ impl KernelHarness {
             ctx,
             kernels,
             tests,
+            slices: 1,
         })
+    }
+
+    /// Opens the best adapter with matmuls of `tiling` split into `slices`
+    /// slices of K where K allows (split-K, as a product too small to fill
+    /// the device runs in training).
+    pub fn open_split(tiling: MatmulTiling, slices: u32) -> Result<KernelHarness> {
+        let mut harness = KernelHarness::open_with(Some(tiling))?;
+        harness.slices = slices.max(1);
+        Ok(harness)
     }
 
     /// The device in use.
@@ -128,6 +143,18 @@ impl KernelHarness {
         groups: (u32, u32),
         dynamic: bool,
     ) -> Result<Vec<Vec<u8>>> {
+        self.run_all(&[(kernel, (groups.0, groups.1, 1))], binds, dynamic)
+    }
+
+    /// [`run`](Self::run) with several dispatches of kernels of one
+    /// layout, in order, on the same bindings.
+    fn run_all(
+        &self,
+        dispatches: &[(&Kernel, (u32, u32, u32))],
+        binds: &[Bind],
+        dynamic: bool,
+    ) -> Result<Vec<Vec<u8>>> {
+        let kernel = dispatches[0].0;
         let device = &self.ctx.device;
         let padded = |bytes: &[u8]| {
             let mut v = bytes.to_vec();
@@ -224,9 +251,11 @@ impl KernelHarness {
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.record_packs(&mut pass, packs.iter().flatten());
-            pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &group, if dynamic { &[0] } else { &[] });
-            pass.dispatch_workgroups(groups.0, groups.1, 1);
+            for &(kernel, (x, y, z)) in dispatches {
+                pass.set_pipeline(&kernel.pipeline);
+                pass.set_bind_group(0, &group, if dynamic { &[0] } else { &[] });
+                pass.dispatch_workgroups(x, y, z);
+            }
         }
         self.ctx.queue.submit([encoder.finish()]);
         buffers
@@ -283,278 +312,6 @@ impl KernelHarness {
             group,
             self.ctx.limits.max_compute_workgroups_per_dimension,
         )
-    }
-
-    fn tiles(&self, m: usize, n: usize) -> (u32, u32) {
-        let t = self.kernels.tiling();
-        (
-            (n as u32).div_ceil(t.tile_n()),
-            (m as u32).div_ceil(t.tile_m()),
-        )
-    }
-
-    /// C = op(A) · op(B) (M × N), with op(A) M × K and op(B) K × N; A and B
-    /// are row-major as stored, transposed on the fly.
-    #[allow(clippy::too_many_arguments)]
-    pub fn matmul(
-        &self,
-        a: &[f32],
-        b: &[f32],
-        m: usize,
-        k: usize,
-        n: usize,
-        trans_a: bool,
-        trans_b: bool,
-    ) -> Result<Vec<f32>> {
-        let shape = MatmulShape {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            k_end: k as u32,
-            activation: 0,
-            slope: 0.0,
-            ..Default::default()
-        };
-        let kernel = &self.tests.matmul_plain[trans_a as usize * 2 + trans_b as usize];
-        let out = self.run(
-            kernel,
-            &[
-                Bind::Uniform(bytemuck::bytes_of(&shape)),
-                stored(a, m, k, trans_a),
-                stored(b, k, n, trans_b),
-                Bind::Out(m * n * 4),
-                Bind::Data(&[0; 4]),
-                Bind::Out(4),
-                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
-            ],
-            self.tiles(m, n),
-            true,
-        )?;
-        Ok(floats(&out[0]))
-    }
-
-    /// Seconds per matmul (variant `trans_a`, `trans_b`, plain epilogue) on
-    /// device-resident buffers: `reps` dispatches in one submission, after
-    /// one warm-up submission, timed to the end of the queue.
-    pub fn time_matmul(
-        &self,
-        m: usize,
-        k: usize,
-        n: usize,
-        trans_a: bool,
-        trans_b: bool,
-        reps: usize,
-    ) -> Result<f64> {
-        let device = &self.ctx.device;
-        let shape = MatmulShape {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            k_end: k as u32,
-            activation: 0,
-            slope: 0.0,
-            ..Default::default()
-        };
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::bytes_of(&shape),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let buffer = |floats: usize| {
-            let data = vec![0.5f32; floats.max(4)];
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(&data),
-                usage: wgpu::BufferUsages::STORAGE,
-            })
-        };
-        let buffers = [
-            buffer(m * k),
-            buffer(k * n),
-            buffer(m * n),
-            buffer(4),
-            buffer(4),
-        ];
-        let kernel = &self.tests.matmul_plain[trans_a as usize * 2 + trans_b as usize];
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        // The texture matmul reads its operands packed (once, untimed).
-        let textured = self.kernels.tiling().kind == MatmulKind::Texture;
-        let packs: Vec<_> = if textured {
-            let (a_rows, a_cols) = stored_shape(m, k, trans_a);
-            let (b_rows, b_cols) = stored_shape(k, n, trans_b);
-            vec![
-                self.pack(&buffers[0], a_rows, a_cols),
-                self.pack(&buffers[1], b_rows, b_cols),
-            ]
-        } else {
-            Vec::new()
-        };
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: match packs.get(i) {
-                    Some(Packed { texture, .. }) => {
-                        wgpu::BindingResource::TextureView(&texture.view)
-                    }
-                    None => b.as_entire_binding(),
-                },
-            });
-        }
-        let step = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::bytes_of(&StepUniform::default()),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        entries.push(wgpu::BindGroupEntry {
-            binding: 6,
-            resource: step.as_entire_binding(),
-        });
-        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &kernel.layout,
-            entries: &entries,
-        });
-        let groups = self.tiles(m, n);
-        if !packs.is_empty() {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                self.record_packs(&mut pass, &packs);
-            }
-            self.ctx.queue.submit([encoder.finish()]);
-        }
-        let submit = |count: usize| {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&kernel.pipeline);
-                pass.set_bind_group(0, &group, &[0]);
-                for _ in 0..count {
-                    pass.dispatch_workgroups(groups.0, groups.1, 1);
-                }
-            }
-            self.ctx.queue.submit([encoder.finish()]);
-            self.ctx.wait()
-        };
-        submit(1)?;
-        let start = std::time::Instant::now();
-        submit(reps)?;
-        Ok(start.elapsed().as_secs_f64() / reps as f64)
-    }
-
-    /// The training forward kernel: Z = input · Wᵀ + b, A = f(Z).
-    pub fn dense_forward(
-        &self,
-        input: &[f32],
-        weight: &[f32],
-        bias: &[f32],
-        activation: Activation,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let (outputs, inputs) = (bias.len(), weight.len() / bias.len());
-        let rows = input.len() / inputs;
-        let (code, slope) = activation.code();
-        let shape = MatmulShape {
-            m: rows as u32,
-            n: outputs as u32,
-            k: inputs as u32,
-            k_end: inputs as u32,
-            activation: code,
-            slope,
-            ..Default::default()
-        };
-        let out = self.run(
-            &self.kernels.matmuls[0].forward,
-            &[
-                Bind::Uniform(bytemuck::bytes_of(&shape)),
-                Bind::Matrix(input, rows, inputs),
-                Bind::Matrix(weight, outputs, inputs),
-                Bind::Out(rows * outputs * 4),
-                Bind::Data(bytemuck::cast_slice(bias)),
-                Bind::Out(rows * outputs * 4),
-                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
-            ],
-            self.tiles(rows, outputs),
-            true,
-        )?;
-        Ok((floats(&out[0]), floats(&out[1])))
-    }
-
-    /// The training weight-gradient kernel: dW (+)= dZᵀ · input.
-    pub fn weight_grad(
-        &self,
-        grad_z: &[f32],
-        input: &[f32],
-        rows: usize,
-        initial: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
-        let (outputs, inputs) = (grad_z.len() / rows, input.len() / rows);
-        let shape = MatmulShape {
-            m: outputs as u32,
-            n: inputs as u32,
-            k: rows as u32,
-            k_end: rows as u32,
-            activation: 0,
-            slope: 0.0,
-            ..Default::default()
-        };
-        let zeros = vec![0f32; outputs * inputs];
-        let kernel = self.kernels.matmuls[0].weight_grad(&self.ctx.device, initial.is_some());
-        let out = self.run(
-            kernel,
-            &[
-                Bind::Uniform(bytemuck::bytes_of(&shape)),
-                Bind::Matrix(grad_z, rows, outputs),
-                Bind::Matrix(input, rows, inputs),
-                Bind::InOut(bytemuck::cast_slice(initial.unwrap_or(&zeros))),
-                Bind::Data(&[0; 4]),
-                Bind::Out(4),
-                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
-            ],
-            self.tiles(outputs, inputs),
-            true,
-        )?;
-        Ok(floats(&out[0]))
-    }
-
-    /// The training input-gradient kernel: dZ_prev = (dZ · W) ⊙ f'(Z_prev).
-    pub fn input_grad(
-        &self,
-        grad_z: &[f32],
-        weight: &[f32],
-        z_prev: &[f32],
-        rows: usize,
-        activation: Activation,
-    ) -> Result<Vec<f32>> {
-        let outputs = grad_z.len() / rows;
-        let inputs = weight.len() / outputs;
-        let (code, slope) = activation.code();
-        let shape = MatmulShape {
-            m: rows as u32,
-            n: inputs as u32,
-            k: outputs as u32,
-            k_end: outputs as u32,
-            activation: code,
-            slope,
-            ..Default::default()
-        };
-        let out = self.run(
-            &self.kernels.matmuls[0].input_grad,
-            &[
-                Bind::Uniform(bytemuck::bytes_of(&shape)),
-                Bind::Matrix(grad_z, rows, outputs),
-                Bind::Matrix(weight, outputs, inputs),
-                Bind::Out(rows * inputs * 4),
-                Bind::Data(bytemuck::cast_slice(z_prev)),
-                Bind::Out(4),
-                Bind::Uniform(bytemuck::bytes_of(&StepUniform::default())),
-            ],
-            self.tiles(rows, inputs),
-            true,
-        )?;
-        Ok(floats(&out[0]))
     }
 
     /// The stand-alone fused bias + activation forward: (Z, A).
