@@ -136,6 +136,17 @@ pub struct RunNotes {
 /// [`save_model`] with `notes` in the metadata.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_noted_model(path: &Path, model: &SavedModel, notes: &RunNotes) -> Result<()> {
+    write_model(path, model, Vec::new(), notes_metadata(notes))
+}
+
+/// The bytes [`save_noted_model`] writes, in memory; `name` names the
+/// file in errors.
+pub fn noted_model_bytes(name: &Path, model: &SavedModel, notes: &RunNotes) -> Result<Vec<u8>> {
+    encode_model(name, model, Vec::new(), notes_metadata(notes))
+}
+
+/// The metadata entries of `notes`.
+fn notes_metadata(notes: &RunNotes) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
     if let Some(step) = notes.interrupted_at_step {
         meta.insert(
@@ -149,7 +160,7 @@ pub fn save_noted_model(path: &Path, model: &SavedModel, notes: &RunNotes) -> Re
     if let Some(precision) = notes.precision {
         meta.insert(PRECISION_KEY.to_string(), precision.to_string());
     }
-    write_model(path, model, Vec::new(), meta)
+    meta
 }
 
 /// Writes a checkpoint: the model (so a checkpoint loads as a model too,

@@ -227,7 +227,10 @@ class Trainer:
     ``standardize`` (scale inputs by the training rows' mean and deviation,
     saved with the model), ``params`` (flat float32 parameters to start
     from), ``resume`` (a checkpoint file; ``epochs`` and ``max_steps`` then
-    count from the start of the original run).
+    count from the start of the original run), ``precision`` (``f32``, or
+    ``mixed``: every product of a GPU step rounds its operands to f16 and
+    sums in f32, as ``torch.autocast``; needs an adapter with shader-f16,
+    refused on the CPU).
 
     Inputs: a float32 C-contiguous array is trained on where it is,
     without a copy (a pandas frame too, when ``numpy.asarray`` of it is
@@ -285,6 +288,7 @@ class Trainer:
         standardize=False,
         params=None,
         resume=None,
+        precision="f32",
     ):
         given = dict(
             lr=lr,
@@ -327,6 +331,7 @@ class Trainer:
             None,
             None if params is None else np.ascontiguousarray(params, dtype=np.float32).ravel(),
             None if resume is None else os.fspath(resume),
+            precision=str(precision),
         )
 
     @property

@@ -6,8 +6,9 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use retroprop::Precision;
 use retroprop::io::onnx::{OnnxOptions, onnx_bytes};
-use retroprop::io::{SavedModel, model_bytes, parse_model};
+use retroprop::io::{RunNotes, SavedModel, noted_model_bytes, parse_model};
 use retroprop::{Device, Error, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 
@@ -16,11 +17,17 @@ use std::path::{Path, PathBuf};
 #[pyclass(module = "retroprop._retroprop", frozen)]
 pub struct NativeModel {
     saved: SavedModel,
+    /// The precision it was trained in (`retroprop.precision`), when known.
+    precision: Option<Precision>,
 }
 
-impl From<SavedModel> for NativeModel {
-    fn from(saved: SavedModel) -> NativeModel {
-        NativeModel { saved }
+impl NativeModel {
+    /// A model trained in `precision`.
+    pub fn trained(saved: SavedModel, precision: Precision) -> NativeModel {
+        NativeModel {
+            saved,
+            precision: Some(precision),
+        }
     }
 }
 
@@ -31,17 +38,22 @@ impl NativeModel {
     #[staticmethod]
     fn from_bytes(bytes: &[u8], name: PathBuf) -> PyResult<NativeModel> {
         guard(|| {
-            let saved = parse_model(bytes, &name)
-                .and_then(|m| m.complete(&name))
-                .map_err(to_py)?;
-            Ok(NativeModel { saved })
+            let loaded = parse_model(bytes, &name).map_err(to_py)?;
+            let precision = loaded.precision;
+            let saved = loaded.complete(&name).map_err(to_py)?;
+            Ok(NativeModel { saved, precision })
         })
     }
 
     /// The model file's bytes (safetensors).
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         guard(|| {
-            let bytes = model_bytes(Path::new("model"), &self.saved).map_err(to_py)?;
+            let notes = RunNotes {
+                precision: self.precision,
+                ..RunNotes::default()
+            };
+            let bytes =
+                noted_model_bytes(Path::new("model"), &self.saved, &notes).map_err(to_py)?;
             Ok(PyBytes::new(py, &bytes))
         })
     }

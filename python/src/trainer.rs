@@ -12,7 +12,7 @@ use numpy::{
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use retroprop::io::{SavedModel, load_checkpoint, save_checkpoint, save_interrupted_model};
+use retroprop::io::{RunNotes, SavedModel, load_checkpoint, save_checkpoint, save_noted_model};
 use retroprop::{
     Activation, Dataset, Device, EpochRecord, Error, GradClip, History, Init, Loss, LrSchedule,
     Mlp, SharedRows, Standardizer, StopFlag, Targets, TrainConfig, Trainer,
@@ -31,6 +31,7 @@ pub struct NativeTrainer {
     sizes: Vec<usize>,
     loss: Loss,
     device_name: String,
+    precision: retroprop::Precision,
     /// Where the last `fit` read its training inputs (`last_fit_rows`).
     last_rows: Arc<AtomicUsize>,
 }
@@ -250,12 +251,13 @@ impl NativeTrainer {
     /// value as text). `params`: flat parameters to start from, else drawn
     /// by `init` with `seed`. `resume`: a checkpoint to continue from
     /// (epochs and max_steps then count from the original run's start).
+    /// `precision`: `f32` or `mixed` (f16 operands in the GPU's products).
     #[new]
     #[pyo3(signature = (
         sizes, activations, loss, optimizer, optimizer_options, batch_size, epochs,
         max_steps, shuffle, seed, init, device, lr_schedule, clip_grad_norm,
         clip_grad_value, dropout, early_stopping, min_delta, norms_every,
-        standardization, params, resume
+        standardization, params, resume, precision = "f32"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -282,6 +284,7 @@ impl NativeTrainer {
         standardization: Option<(Vec<f32>, Vec<f32>)>,
         params: Option<PyReadonlyArray1<'_, f32>>,
         resume: Option<PathBuf>,
+        precision: &str,
     ) -> PyResult<NativeTrainer> {
         guard(|| {
             let layers = sizes.len().saturating_sub(1);
@@ -293,6 +296,8 @@ impl NativeTrainer {
             let init: Init = init.parse().map_err(PyValueError::new_err)?;
             let device: Device = device.parse().map_err(PyValueError::new_err)?;
             let lr_schedule: LrSchedule = lr_schedule.parse().map_err(PyValueError::new_err)?;
+            let precision: retroprop::Precision =
+                precision.parse().map_err(PyValueError::new_err)?;
             let stop = StopFlag::new();
             let mut config = TrainConfig::default()
                 .loss(loss)
@@ -303,6 +308,7 @@ impl NativeTrainer {
                 .init(init)
                 .device(device)
                 .lr_schedule(lr_schedule)
+                .precision(precision)
                 .stop_flag(stop.clone());
             config.batch_size = batch_size;
             config.max_steps = max_steps;
@@ -387,6 +393,7 @@ impl NativeTrainer {
                 sizes: sizes_kept,
                 loss,
                 device_name,
+                precision,
                 last_rows: Arc::default(),
             })
         })
@@ -520,13 +527,14 @@ impl NativeTrainer {
                 |slot, _| state(slot)?.saved_model(),
                 |_, _| Ok(()),
             )?;
-            Ok(NativeModel::from(saved))
+            Ok(NativeModel::trained(saved, self.precision))
         })
     }
 
     /// Writes the model to `path` as safetensors; `interrupted`: mark it as
     /// stopped at the current step, as the program does after Ctrl-C.
     fn save(&self, py: Python<'_>, path: PathBuf, interrupted: bool) -> PyResult<()> {
+        let precision = self.precision;
         guard(|| {
             self.worker.call(
                 py,
@@ -534,11 +542,12 @@ impl NativeTrainer {
                 move |slot, _| {
                     let state = state(slot)?;
                     let model = state.saved_model()?;
-                    if interrupted {
-                        save_interrupted_model(&path, &model, state.trainer.steps())
-                    } else {
-                        retroprop::io::save_model(&path, &model)
-                    }
+                    let notes = RunNotes {
+                        interrupted_at_step: interrupted.then(|| state.trainer.steps()),
+                        precision: Some(precision),
+                        ..RunNotes::default()
+                    };
+                    save_noted_model(&path, &model, &notes)
                 },
                 |_, _| Ok(()),
             )

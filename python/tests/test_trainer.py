@@ -188,3 +188,35 @@ def test_regression_and_bce_losses(blobs):
     t.fit(x, labels)
     p = t.model().predict(x, probabilities=True)
     assert ((p > 0.5) == (labels > 0.5)).mean() > 0.9
+
+
+def _metadata(model_bytes):
+    """The `__metadata__` of a safetensors file's header."""
+    import json
+    import struct
+
+    (length,) = struct.unpack("<Q", model_bytes[:8])
+    return json.loads(model_bytes[8 : 8 + length])["__metadata__"]
+
+
+def test_an_unknown_precision_is_a_value_error_naming_it():
+    with pytest.raises(ValueError, match="unknown precision `bf16`"):
+        retroprop.Trainer([4, 8, 3], "relu", "cross_entropy", device="cpu", precision="bf16")
+
+
+def test_mixed_precision_is_refused_on_the_cpu_naming_the_flag():
+    with pytest.raises(ValueError, match="--precision mixed needs a GPU with shader-f16"):
+        retroprop.Trainer([4, 8, 3], "relu", "cross_entropy", device="cpu", precision="mixed")
+
+
+def test_mixed_precision_trains_on_the_gpu_and_the_model_names_it(blobs):
+    # Lavapipe offers shader-f16 (Mesa 22.3 and later).
+    x, y = blobs
+    mixed = retroprop.Trainer([4, 16, 3], "tanh", "cross_entropy", epochs=15, device="gpu",
+                              precision="mixed")
+    history = mixed.fit(x, y)
+    assert history.train_loss[-1] < 0.6 * history.train_loss[0]
+    assert _metadata(mixed.model().to_bytes())["retroprop.precision"] == "mixed"
+    plain = retroprop.Trainer([4, 16, 3], "tanh", "cross_entropy", epochs=1, device="gpu")
+    plain.fit(x, y)
+    assert _metadata(plain.model().to_bytes())["retroprop.precision"] == "f32"
