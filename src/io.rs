@@ -141,11 +141,13 @@ pub fn save_noted_model(path: &Path, model: &SavedModel, notes: &RunNotes) -> Re
 
 /// The bytes [`save_noted_model`] writes, in memory; `name` names the
 /// file in errors.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn noted_model_bytes(name: &Path, model: &SavedModel, notes: &RunNotes) -> Result<Vec<u8>> {
     encode_model(name, model, Vec::new(), notes_metadata(notes))
 }
 
 /// The metadata entries of `notes`.
+#[cfg(not(target_arch = "wasm32"))]
 fn notes_metadata(notes: &RunNotes) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
     if let Some(step) = notes.interrupted_at_step {
