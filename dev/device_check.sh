@@ -8,14 +8,7 @@
 #   mkdir -p .dev && cp target/release/retroprop target/release/examples/matmul_shapes .dev/
 #   for t in gpu_kernels gpu_training backend_seam; do
 #     cp $(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1) .dev/$t; done
-set -u
-exec > >(tee "${OUT:-/tmp}/device_log.txt") 2>&1
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
-export XDG_RUNTIME_DIR=/tmp
-nvidia-smi -L
-./.dev/retroprop devices
+. dev/device_env.sh device_log.txt
 echo "== kernel parity"
 timeout 100 ./.dev/gpu_kernels --test-threads 4 2>&1 | grep -E "^test |test result|NOT OK"
 echo "== training parity"

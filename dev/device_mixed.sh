@@ -11,14 +11,7 @@
 # Then: run(command="bash dev/device_mixed.sh", carry=[".dev", ".gl"], timeout_s=420).
 # The f32 runs take the default kernel choice (shared-by-shape); the mixed
 # runs take matmul_f16 (64 × 64 tiles of f16, 4 × 4 a thread) everywhere.
-set -u
-exec > >(tee "${OUT:-/tmp}/device_mixed.txt") 2>&1
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
-export XDG_RUNTIME_DIR=/tmp
-nvidia-smi -L
-./.dev/retroprop devices
+. dev/device_env.sh device_mixed.txt
 echo "== mixed precision: f16 kernel bound, rounding, a mixed run against the CPU, digits"
 timeout 120 ./.dev/mixed_precision --nocapture --test-threads 2 2>&1 \
   | grep -E "^test |test result|NOT OK|digits|step 7|f16 matmul 65x257x65"

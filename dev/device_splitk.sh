@@ -18,14 +18,7 @@
 # 64 and 256 (products of 16 to 64 tiles for 132 SMs); if they do, make
 # it the hardware default in MatmulChoice::default_for (src/gpu/tiling.rs)
 # with the measured MIN_K, and record the rows in docs/performance.md.
-set -u
-exec > >(tee "${OUT:-/tmp}/device_splitk.txt") 2>&1
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
-export XDG_RUNTIME_DIR=/tmp
-nvidia-smi -L
-./.dev/retroprop devices
+. dev/device_env.sh device_splitk.txt
 echo "== parity: every kernel, split or not (split_k forces split-K itself)"
 for t in gpu_kernels split_k gpu_training backend_seam; do
   echo "-- $t"
