@@ -31,28 +31,12 @@ fn matmul_f16(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     for (var k0 = range.x; k0 < range.y; k0 += TK) {
         // As matmul_tiled.wgsl stages its tiles, rounded to f16 on the way.
         for (var i = tid; i < TM * TK; i += THREADS) {
-            var mm: u32;
-            var kk: u32;
-            if TRANS_A {
-                mm = i % TM;
-                kk = i / TM;
-            } else {
-                kk = i % TK;
-                mm = i / TK;
-            }
-            a_half[kk * TM + mm] = f16(load_a(row0 + mm, k0 + kk));
+            let at = a_tile_at(i);
+            a_half[at.y * TM + at.x] = f16(load_a(row0 + at.x, k0 + at.y));
         }
         for (var i = tid; i < TK * TN; i += THREADS) {
-            var kk: u32;
-            var nn: u32;
-            if TRANS_B {
-                kk = i % TK;
-                nn = i / TK;
-            } else {
-                nn = i % TN;
-                kk = i / TN;
-            }
-            b_half[kk * TN + nn] = f16(load_b(k0 + kk, col0 + nn));
+            let at = b_tile_at(i);
+            b_half[at.x * TN + at.y] = f16(load_b(k0 + at.x, col0 + at.y));
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {

@@ -84,6 +84,24 @@ fn store_tile(row_base: u32, col_base: u32, acc: ptr<function, array<f32, RM * R
     }
 }
 
+// Which value of a tile staging-loop index i loads, so that consecutive
+// threads read consecutive addresses of global memory: A's (row, k)
+// within the tile, and B's (k, column). Shared by every workgroup-memory
+// kernel that stages scalar tiles (matmul, matmul_f16).
+fn a_tile_at(i: u32) -> vec2<u32> {
+    if TRANS_A {
+        return vec2<u32>(i % TM, i / TM);
+    }
+    return vec2<u32>(i / TK, i % TK);
+}
+
+fn b_tile_at(i: u32) -> vec2<u32> {
+    if TRANS_B {
+        return vec2<u32>(i % TK, i / TK);
+    }
+    return vec2<u32>(i / TN, i % TN);
+}
+
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.y * TM;
@@ -99,28 +117,12 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     for (var k0 = range.x; k0 < range.y; k0 += TK) {
         // Consecutive threads read consecutive addresses of global memory.
         for (var i = tid; i < TM * TK; i += THREADS) {
-            var mm: u32;
-            var kk: u32;
-            if TRANS_A {
-                mm = i % TM;
-                kk = i / TM;
-            } else {
-                kk = i % TK;
-                mm = i / TK;
-            }
-            a_tile[kk * TM + mm] = load_a(row0 + mm, k0 + kk);
+            let at = a_tile_at(i);
+            a_tile[at.y * TM + at.x] = load_a(row0 + at.x, k0 + at.y);
         }
         for (var i = tid; i < TK * TN; i += THREADS) {
-            var kk: u32;
-            var nn: u32;
-            if TRANS_B {
-                kk = i % TK;
-                nn = i / TK;
-            } else {
-                nn = i % TN;
-                kk = i / TN;
-            }
-            b_tile[kk * TN + nn] = load_b(k0 + kk, col0 + nn);
+            let at = b_tile_at(i);
+            b_tile[at.x * TN + at.y] = load_b(k0 + at.x, col0 + at.y);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
