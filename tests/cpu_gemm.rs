@@ -204,3 +204,64 @@ fn a_library_that_cannot_be_loaded_is_named_in_the_error() {
         );
     }
 }
+
+/// The built-in GEMM cuts large products into blocks of C's columns or rows
+/// over rayon's threads; the blocks must give the bits one thread gives,
+/// whatever the thread count, on every layout and at the edges of the
+/// gemm crate's special paths (narrow sides, m·n near 256, K past 512).
+#[test]
+fn builtin_gemm_gives_the_same_bits_on_any_number_of_threads() {
+    let shapes = [
+        (200, 64, 256),
+        (200, 256, 10),
+        (10, 200, 256),
+        (200, 256, 2),
+        (2, 700, 300),
+        (300, 3, 400),
+        (40, 1000, 40),
+        (70, 600, 60),
+        (17, 2000, 33),
+        (1, 5000, 300),
+        (300, 5000, 1),
+        (257, 129, 511),
+    ];
+    let pool = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool")
+    };
+    let pools: Vec<_> = [1, 2, 3, 4].into_iter().map(pool).collect();
+    let mut case = 0u64;
+    for &(m, k, n) in &shapes {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for c_column_major in [false, true] {
+                    case += 1;
+                    let (a, sa) = layout(m, k, ta, (case % 2) as usize, case);
+                    let (b, sb) = layout(k, n, tb, 0, case + 100);
+                    let (c0, sc) = layout(m, n, c_column_major, 1, case + 200);
+                    let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                    let (a, b, c0) = (to_f32(&a), to_f32(&b), to_f32(&c0));
+                    let runs: Vec<Vec<u32>> = pools
+                        .iter()
+                        .map(|pool| {
+                            let mut c = c0.clone();
+                            pool.install(|| {
+                                gemm_builtin(m, k, n, 1.0, &a, sa, &b, sb, 0.5, &mut c, sc)
+                            });
+                            c.iter().map(|x| x.to_bits()).collect()
+                        })
+                        .collect();
+                    for (threads, run) in [2, 3, 4].iter().zip(&runs[1..]) {
+                        assert!(
+                            run == &runs[0],
+                            "{m}×{k}×{n} ta={ta} tb={tb} C column-major={c_column_major}: \
+                             {threads} threads differ from one"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

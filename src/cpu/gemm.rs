@@ -34,6 +34,8 @@
 
 use crate::error::{Error, Result};
 use crate::real::Real;
+use gemm::Parallelism;
+use rayon::prelude::*;
 use std::ffi::c_int;
 #[cfg(not(target_arch = "wasm32"))]
 use std::ffi::{CStr, c_char};
@@ -417,29 +419,229 @@ pub fn gemm_builtin<T: Real>(
         check_extent(k, n, b, (rsb, csb), "B");
     }
     check_extent(m, n, c, (rsc, csc), "C");
+    let (a, b, c) = (
+        Ptr(a.as_ptr().cast_mut()),
+        Ptr(b.as_ptr().cast_mut()),
+        Ptr(c.as_mut_ptr()),
+    );
+    let (sa, sb, sc) = ((rsa, csa), (rsb, csb), (rsc, csc));
     // Small products are not worth waking the thread pool for.
-    let parallelism = if m * n * k >= PARALLEL_WORK {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
+    if m * n * k < PARALLEL_WORK {
+        // SAFETY: `check_extent` keeps every index inside the three slices,
+        // and C does not alias A or B (it is borrowed mutably).
+        unsafe { gemm_raw(m, k, n, alpha, a, sa, b, sb, beta, c, sc, Parallelism::None) };
+        return;
+    }
+    let Some(split) = Split::of(m, k, n, sc, rayon::current_num_threads()) else {
+        // SAFETY: as above.
+        unsafe {
+            gemm_raw(
+                m,
+                k,
+                n,
+                alpha,
+                a,
+                sa,
+                b,
+                sb,
+                beta,
+                c,
+                sc,
+                Parallelism::Rayon(0),
+            )
+        };
+        return;
     };
-    // SAFETY: `check_extent` keeps every index the strides reach inside the
-    // three slices, and C does not alias A or B (it is borrowed mutably).
-    // The gemm crate computes dst = alpha·dst + beta·lhs·rhs: its alpha is
-    // our beta, and it does not read dst when told so (our β = 0).
+    (0..split.parts).into_par_iter().for_each(|part| {
+        let (start, len) = split.range(part);
+        let (a, b, c) = (a, b, c);
+        // SAFETY: each part is a block of C's rows or columns inside the
+        // checked extents, the blocks are disjoint and C's strides map
+        // distinct elements to distinct places (`Split::of` checks it), so
+        // no two threads write one place.
+        unsafe {
+            if split.along_columns {
+                let (b, c) = (
+                    b.offset(start as isize * csb),
+                    c.offset(start as isize * csc),
+                );
+                gemm_raw(
+                    m,
+                    k,
+                    len,
+                    alpha,
+                    a,
+                    sa,
+                    b,
+                    sb,
+                    beta,
+                    c,
+                    sc,
+                    Parallelism::None,
+                );
+            } else {
+                let (a, c) = (
+                    a.offset(start as isize * rsa),
+                    c.offset(start as isize * rsc),
+                );
+                gemm_raw(
+                    len,
+                    k,
+                    n,
+                    alpha,
+                    a,
+                    sa,
+                    b,
+                    sb,
+                    beta,
+                    c,
+                    sc,
+                    Parallelism::None,
+                );
+            }
+        }
+    });
+}
+
+/// A pointer into an operand, shared by the threads of a split product.
+struct Ptr<T>(*mut T);
+
+impl<T> Clone for Ptr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Ptr<T> {}
+// SAFETY: the threads read A and B and write disjoint blocks of C.
+unsafe impl<T> Send for Ptr<T> {}
+// SAFETY: as for Send.
+unsafe impl<T> Sync for Ptr<T> {}
+
+impl<T> Ptr<T> {
+    /// The pointer `count` elements on.
+    ///
+    /// # Safety
+    /// The result must stay inside the operand's slice.
+    unsafe fn offset(self, count: isize) -> Self {
+        // SAFETY: the caller keeps it inside the slice.
+        Ptr(unsafe { self.0.offset(count) })
+    }
+}
+
+/// A product cut into blocks of C's columns (or rows), one single-threaded
+/// GEMM a block on rayon's pool, instead of the gemm crate's own threading.
+///
+/// At the sizes a scikit-learn-style fit runs (batch 200, 256 units) the
+/// gemm crate's threads gained little on the forward product, whose
+/// weights are read transposed (200 × 256 × 256: 216 µs on two threads
+/// against 287 on one; in blocks, 151), and the whole step's products took
+/// 589 µs against 496 in blocks (2 cores with AVX-512,
+/// docs/performance.md "Small products in blocks").
+///
+/// The blocks change no bits: every element of C is the same sum in the
+/// same order, because the gemm crate blocks K by a depth that depends on
+/// K alone (and the cache sizes), except in three paths it takes for
+/// narrow or tiny products (matrix-vector for a side of 1, a dot-product
+/// kernel for m·n ≤ 256, and a shallower depth when both sides are ≤ 64
+/// and K > 512): [`Split::of`] only splits where every block takes the
+/// path the whole product takes. tests/cpu_gemm.rs compares the bits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Split {
+    /// Blocks of columns (else of rows).
+    along_columns: bool,
+    /// Columns (or rows) a block; the last may have fewer.
+    block: usize,
+    /// Rows or columns in all.
+    len: usize,
+    /// Blocks.
+    parts: usize,
+}
+
+impl Split {
+    /// Alignment of a block (the widest SIMD register's f32 lanes).
+    const ALIGN: usize = 16;
+
+    /// How to split an m × k × n product whose C has strides `(rsc, csc)`
+    /// over `threads` threads, or `None` where it should not be split.
+    fn of(
+        m: usize,
+        k: usize,
+        n: usize,
+        (rsc, csc): (isize, isize),
+        threads: usize,
+    ) -> Option<Split> {
+        // Distinct elements of C in distinct places: row- or column-major.
+        let plain = (csc == 1 && rsc.unsigned_abs() >= n) || (rsc == 1 && csc.unsigned_abs() >= m);
+        if threads < 2 || !plain {
+            return None;
+        }
+        let along_columns = n >= m;
+        let len = if along_columns { n } else { m };
+        let block = len.div_ceil(threads).next_multiple_of(Self::ALIGN);
+        let parts = len.div_ceil(block);
+        if parts < 2 {
+            return None;
+        }
+        let last = len - (parts - 1) * block;
+        let side = if along_columns { m } else { n };
+        // The gemm crate's special paths (see above) for the smallest block.
+        let small = |a: usize, b: usize| a <= 64 && b <= 64;
+        let same_path = side >= 2
+            && last >= 2
+            && side * last > 256
+            && (k <= 512
+                || (small(m, n) == small(side, block) && small(m, n) == small(side, last)));
+        same_path.then_some(Split {
+            along_columns,
+            block,
+            len,
+            parts,
+        })
+    }
+
+    /// The first column (or row) and the count of block `part`.
+    fn range(&self, part: usize) -> (usize, usize) {
+        let start = part * self.block;
+        (start, self.block.min(self.len - start))
+    }
+}
+
+/// The gemm crate's product on raw operands.
+///
+/// # Safety
+/// Every index the strides reach must be inside the operands, and C must
+/// not alias A or B.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: Ptr<T>,
+    (rsa, csa): (isize, isize),
+    b: Ptr<T>,
+    (rsb, csb): (isize, isize),
+    beta: T,
+    c: Ptr<T>,
+    (rsc, csc): (isize, isize),
+    parallelism: Parallelism,
+) {
+    // SAFETY: the caller's. The gemm crate computes dst = alpha·dst +
+    // beta·lhs·rhs: its alpha is our beta, and it does not read dst when
+    // told so (our β = 0).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c.0,
             csc,
             rsc,
             beta != T::zero(),
-            a.as_ptr(),
+            a.0,
             csa,
             rsa,
-            b.as_ptr(),
+            b.0,
             csb,
             rsb,
             beta,
