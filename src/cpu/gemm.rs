@@ -536,7 +536,7 @@ impl<T> Ptr<T> {
 /// weights are read transposed (200 × 256 × 256: 216 µs on two threads
 /// against 287 on one; in blocks, 151), and the whole step's products took
 /// 589 µs against 496 in blocks (2 cores with AVX-512,
-/// docs/performance.md "Small products in blocks").
+/// docs/performance.md, "Run 7").
 ///
 /// The blocks change no bits: every element of C is the same sum in the
 /// same order, because the gemm crate blocks K by a depth that depends on
