@@ -460,45 +460,26 @@ pub fn gemm_builtin<T: Real>(
         // distinct elements to distinct places (`Split::of` checks it), so
         // no two threads write one place.
         unsafe {
-            if split.along_columns {
-                let (b, c) = (
-                    b.offset(start as isize * csb),
-                    c.offset(start as isize * csc),
-                );
-                gemm_raw(
-                    m,
-                    k,
-                    len,
-                    alpha,
-                    a,
-                    sa,
-                    b,
-                    sb,
-                    beta,
-                    c,
-                    sc,
-                    Parallelism::None,
-                );
+            let start = start as isize;
+            let (rows, cols, a, b, c) = if split.along_columns {
+                (m, len, a, b.offset(start * csb), c.offset(start * csc))
             } else {
-                let (a, c) = (
-                    a.offset(start as isize * rsa),
-                    c.offset(start as isize * rsc),
-                );
-                gemm_raw(
-                    len,
-                    k,
-                    n,
-                    alpha,
-                    a,
-                    sa,
-                    b,
-                    sb,
-                    beta,
-                    c,
-                    sc,
-                    Parallelism::None,
-                );
-            }
+                (len, n, a.offset(start * rsa), b, c.offset(start * rsc))
+            };
+            gemm_raw(
+                rows,
+                k,
+                cols,
+                alpha,
+                a,
+                sa,
+                b,
+                sb,
+                beta,
+                c,
+                sc,
+                Parallelism::None,
+            );
         }
     });
 }
