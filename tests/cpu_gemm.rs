@@ -224,6 +224,8 @@ fn builtin_gemm_gives_the_same_bits_on_any_number_of_threads() {
         (1, 5000, 300),
         (300, 5000, 1),
         (257, 129, 511),
+        (200, 784, 256),
+        (100, 1500, 120),
     ];
     let pool = |threads| {
         rayon::ThreadPoolBuilder::new()
@@ -236,7 +238,7 @@ fn builtin_gemm_gives_the_same_bits_on_any_number_of_threads() {
     for &(m, k, n) in &shapes {
         for ta in [false, true] {
             for tb in [false, true] {
-                for c_column_major in [false, true] {
+                for (c_column_major, beta) in [(false, 0.5), (true, 0.5), (false, 0.0)] {
                     case += 1;
                     let (a, sa) = layout(m, k, ta, (case % 2) as usize, case);
                     let (b, sb) = layout(k, n, tb, 0, case + 100);
@@ -248,7 +250,7 @@ fn builtin_gemm_gives_the_same_bits_on_any_number_of_threads() {
                         .map(|pool| {
                             let mut c = c0.clone();
                             pool.install(|| {
-                                gemm_builtin(m, k, n, 1.0, &a, sa, &b, sb, 0.5, &mut c, sc)
+                                gemm_builtin(m, k, n, 1.0, &a, sa, &b, sb, beta, &mut c, sc)
                             });
                             c.iter().map(|x| x.to_bits()).collect()
                         })
@@ -256,7 +258,7 @@ fn builtin_gemm_gives_the_same_bits_on_any_number_of_threads() {
                     for (threads, run) in [2, 3, 4].iter().zip(&runs[1..]) {
                         assert!(
                             run == &runs[0],
-                            "{m}×{k}×{n} ta={ta} tb={tb} C column-major={c_column_major}: \
+                            "{m}×{k}×{n} ta={ta} tb={tb} C column-major={c_column_major} β={beta}: \
                              {threads} threads differ from one"
                         );
                     }

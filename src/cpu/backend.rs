@@ -20,7 +20,26 @@ use crate::stop::StopFlag;
 /// step's thread takes a share of each pass itself. The pool is rayon's
 /// global one, the one the GEMM uses; in the browser it is the calling
 /// thread alone and `work` simply runs.
+///
+/// One run at a time: while one is on the pool, another (a second trainer
+/// on another thread, such as concurrent fits from Python) runs on its
+/// caller's thread as before. On the pool, a thread waiting in a join may
+/// pick up any queued job, and a whole run of steps queued there would
+/// hold up the run it interrupted (and its stop flag) until it finished.
 fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static ON_POOL: AtomicBool = AtomicBool::new(false);
+    /// Frees the pool for the next run, on return and on unwinding alike.
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            ON_POOL.store(false, Ordering::Release);
+        }
+    }
+    if ON_POOL.swap(true, Ordering::Acquire) {
+        return work();
+    }
+    let _leave = Leave;
     rayon::scope(|_| work())
 }
 

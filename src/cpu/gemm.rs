@@ -268,8 +268,14 @@ fn check_extent<T>(rows: usize, cols: usize, data: &[T], (rs, cs): (isize, isize
         return;
     }
     assert!(rs >= 0 && cs >= 0, "gemm: {name} has a negative stride");
-    let last = (rows - 1) * rs as usize + (cols - 1) * cs as usize;
-    assert!(last < data.len(), "gemm: {name} too small");
+    let last = (rows - 1)
+        .checked_mul(rs as usize)
+        .zip((cols - 1).checked_mul(cs as usize))
+        .and_then(|(r, c)| r.checked_add(c));
+    assert!(
+        last.is_some_and(|last| last < data.len()),
+        "gemm: {name} too small"
+    );
 }
 
 /// The symbol `prefix` + `name` of `library`, or the loader's reason.
@@ -425,8 +431,9 @@ pub fn gemm_builtin<T: Real>(
         Ptr(c.as_mut_ptr()),
     );
     let (sa, sb, sc) = ((rsa, csa), (rsb, csb), (rsc, csc));
-    // Small products are not worth waking the thread pool for.
-    if m * n * k < PARALLEL_WORK {
+    // Small products are not worth waking the thread pool for, and threads
+    // may only write a C whose elements have places of their own.
+    if m * n * k < PARALLEL_WORK || !distinct_places(m, n, sc) {
         // SAFETY: `check_extent` keeps every index inside the three slices,
         // and C does not alias A or B (it is borrowed mutably).
         unsafe { gemm_raw(m, k, n, alpha, a, sa, b, sb, beta, c, sc, Parallelism::None) };
@@ -482,6 +489,14 @@ pub fn gemm_builtin<T: Real>(
             );
         }
     });
+}
+
+/// Whether an m × n C with strides `(rsc, csc)` has a place of its own for
+/// every element: row- or column-major, rows (columns) no closer than their
+/// length. Other strides (0, or overlapping rows) are accepted, as BLAS
+/// accepts them, but written by one thread.
+fn distinct_places(m: usize, n: usize, (rsc, csc): (isize, isize)) -> bool {
+    (csc == 1 && rsc.unsigned_abs() >= n) || (rsc == 1 && csc.unsigned_abs() >= m)
 }
 
 /// A pointer into an operand, shared by the threads of a split product.
@@ -551,9 +566,7 @@ impl Split {
         (rsc, csc): (isize, isize),
         threads: usize,
     ) -> Option<Split> {
-        // Distinct elements of C in distinct places: row- or column-major.
-        let plain = (csc == 1 && rsc.unsigned_abs() >= n) || (rsc == 1 && csc.unsigned_abs() >= m);
-        if threads < 2 || !plain {
+        if threads < 2 || !distinct_places(m, n, (rsc, csc)) {
             return None;
         }
         let along_columns = n >= m;
