@@ -433,30 +433,20 @@ pub fn gemm_builtin<T: Real>(
     let (sa, sb, sc) = ((rsa, csa), (rsb, csb), (rsc, csc));
     // Small products are not worth waking the thread pool for, and threads
     // may only write a C whose elements have places of their own.
-    if m * n * k < PARALLEL_WORK || !distinct_places(m, n, sc) {
-        // SAFETY: `check_extent` keeps every index inside the three slices,
-        // and C does not alias A or B (it is borrowed mutably).
-        unsafe { gemm_raw(m, k, n, alpha, a, sa, b, sb, beta, c, sc, Parallelism::None) };
-        return;
-    }
-    let Some(split) = Split::of(m, k, n, sc, rayon::current_num_threads()) else {
-        // SAFETY: as above.
-        unsafe {
-            gemm_raw(
-                m,
-                k,
-                n,
-                alpha,
-                a,
-                sa,
-                b,
-                sb,
-                beta,
-                c,
-                sc,
-                Parallelism::Rayon(0),
-            )
+    let threads = m * n * k >= PARALLEL_WORK && distinct_places(m, n, sc);
+    let split = threads
+        .then(|| Split::of(m, k, n, rayon::current_num_threads()))
+        .flatten();
+    let Some(split) = split else {
+        let parallelism = if threads {
+            Parallelism::Rayon(0)
+        } else {
+            Parallelism::None
         };
+        // SAFETY: `check_extent` keeps every index inside the three slices,
+        // C does not alias A or B (it is borrowed mutably), and the crate's
+        // threads write C only where its elements have places of their own.
+        unsafe { gemm_raw(m, k, n, alpha, a, sa, b, sb, beta, c, sc, parallelism) };
         return;
     };
     (0..split.parts).into_par_iter().for_each(|part| {
@@ -464,7 +454,7 @@ pub fn gemm_builtin<T: Real>(
         let (a, b, c) = (a, b, c);
         // SAFETY: each part is a block of C's rows or columns inside the
         // checked extents, the blocks are disjoint and C's strides map
-        // distinct elements to distinct places (`Split::of` checks it), so
+        // distinct elements to distinct places (`distinct_places`), so
         // no two threads write one place.
         unsafe {
             let start = start as isize;
@@ -529,10 +519,9 @@ impl<T> Ptr<T> {
 ///
 /// At the sizes a scikit-learn-style fit runs (batch 200, 256 units) the
 /// gemm crate's threads gained little on the forward product, whose
-/// weights are read transposed (200 × 256 × 256: 216 µs on two threads
-/// against 287 on one; in blocks, 151), and the whole step's products took
-/// 589 µs against 496 in blocks (2 cores with AVX-512,
-/// docs/performance.md, "Run 7").
+/// weights are read transposed; a step's products took 641–656 µs on its
+/// threads against 505–522 in blocks (two cores with AVX-512,
+/// `examples/gemm_blocks.rs`, docs/performance.md "Run 7").
 ///
 /// The blocks change no bits: every element of C is the same sum in the
 /// same order, because the gemm crate blocks K by a depth that depends on
@@ -557,16 +546,10 @@ impl Split {
     /// Alignment of a block (the widest SIMD register's f32 lanes).
     const ALIGN: usize = 16;
 
-    /// How to split an m × k × n product whose C has strides `(rsc, csc)`
-    /// over `threads` threads, or `None` where it should not be split.
-    fn of(
-        m: usize,
-        k: usize,
-        n: usize,
-        (rsc, csc): (isize, isize),
-        threads: usize,
-    ) -> Option<Split> {
-        if threads < 2 || !distinct_places(m, n, (rsc, csc)) {
+    /// How to split an m × k × n product over `threads` threads, or `None`
+    /// where it should not be split.
+    fn of(m: usize, k: usize, n: usize, threads: usize) -> Option<Split> {
+        if threads < 2 {
             return None;
         }
         let along_columns = n >= m;
