@@ -267,3 +267,21 @@ fn builtin_gemm_gives_the_same_bits_on_any_number_of_threads() {
         }
     }
 }
+
+/// A trainer's CPU device names the BLAS library only when its steps have
+/// a product large enough for it: naming it loads it (and OpenBLAS starts
+/// its threads), a few milliseconds a small fit does not need.
+#[test]
+fn device_name_says_which_gemm_the_steps_use() {
+    use retroprop::{Activation, Device, Mlp, TrainConfig, Trainer};
+    let name = |sizes: &[usize], batch: usize| {
+        let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).unwrap();
+        let config = TrainConfig::default().batch_size(batch).device(Device::Cpu);
+        Trainer::new(mlp, config).unwrap().device_name()
+    };
+    // 150 × 4 × 100: far below the library's 2²⁵ multiply-adds.
+    assert_eq!(name(&[4, 100, 3], 150), "cpu: built-in GEMM");
+    // 1024 × 784 × 1024 and its weight gradient go to the library.
+    let library = system_blas().name().to_string();
+    assert_eq!(name(&[784, 1024, 10], 1024), format!("cpu: {library}"));
+}

@@ -2,51 +2,108 @@
 
 use super::gemm::Gemm;
 use crate::activation::Activation;
+use crate::real::Real;
 use rayon::prelude::*;
-
-/// Runs `$body` with `$f` bound to `$activation` as a constant of each
-/// match arm, so that the elementwise loops inside are compiled once per
-/// activation and vectorised, rather than matching on it per element.
-macro_rules! each_activation {
-    ($activation:expr, |$f:ident| $body:block) => {
-        match $activation {
-            Activation::Identity => {
-                let $f = Activation::Identity;
-                $body
-            }
-            Activation::Sigmoid => {
-                let $f = Activation::Sigmoid;
-                $body
-            }
-            Activation::Tanh => {
-                let $f = Activation::Tanh;
-                $body
-            }
-            Activation::Relu => {
-                let $f = Activation::Relu;
-                $body
-            }
-            Activation::LeakyRelu { slope } => {
-                let $f = Activation::LeakyRelu { slope };
-                $body
-            }
-            Activation::Gelu => {
-                let $f = Activation::Gelu;
-                $body
-            }
-            Activation::GeluTanh => {
-                let $f = Activation::GeluTanh;
-                $body
-            }
-        }
-    };
-}
 
 /// Rows an elementwise job takes: about 64 Ki values, few enough jobs that
 /// the pool's overhead stays small and enough to keep every core busy on
 /// the standard work's batches.
 fn rows_per_job(width: usize) -> usize {
     ((1 << 16) / width.max(1)).max(1)
+}
+
+/// Runs `$loop::<T, KIND>(slope, args…)` for `$activation`'s kind,
+/// compiled for the machine's SIMD level (AVX-512, AVX2) rather than the
+/// baseline's four lanes: the same operations element by element, so the
+/// same bits. The kind is a constant so that each loop is built for one
+/// activation (a loop over a runtime activation was neither inlined into
+/// the SIMD level's function nor vectorized).
+macro_rules! dispatch_activation {
+    ($activation:expr, $loop:ident::<$t:ty>($($arg:expr),*)) => {{
+        let slope = match $activation {
+            Activation::LeakyRelu { slope } => slope,
+            _ => 0.0,
+        };
+        let arch = pulp::Arch::new();
+        match $activation {
+            Activation::Identity => arch.dispatch(#[inline(always)] || $loop::<$t, 0>(slope, $($arg),*)),
+            Activation::Sigmoid => arch.dispatch(#[inline(always)] || $loop::<$t, 1>(slope, $($arg),*)),
+            Activation::Tanh => arch.dispatch(#[inline(always)] || $loop::<$t, 2>(slope, $($arg),*)),
+            Activation::Relu => arch.dispatch(#[inline(always)] || $loop::<$t, 3>(slope, $($arg),*)),
+            Activation::LeakyRelu { .. } => arch.dispatch(#[inline(always)] || $loop::<$t, 4>(slope, $($arg),*)),
+            Activation::Gelu => arch.dispatch(#[inline(always)] || $loop::<$t, 5>(slope, $($arg),*)),
+            Activation::GeluTanh => arch.dispatch(#[inline(always)] || $loop::<$t, 6>(slope, $($arg),*)),
+        }
+    }};
+}
+
+/// The activation of kind `KIND` (see [`dispatch_activation`]).
+#[inline(always)]
+fn activation_of<const KIND: u8>(slope: f32) -> Activation {
+    match KIND {
+        0 => Activation::Identity,
+        1 => Activation::Sigmoid,
+        2 => Activation::Tanh,
+        3 => Activation::Relu,
+        4 => Activation::LeakyRelu { slope },
+        5 => Activation::Gelu,
+        _ => Activation::GeluTanh,
+    }
+}
+
+/// Z += b and A = f(Z), row by row (`bias` is a row's width).
+fn bias_and_activation_rows<T: Real>(activation: Activation, bias: &[T], z: &mut [T], a: &mut [T]) {
+    dispatch_activation!(activation, bias_and_activation_loop::<T>(bias, z, a))
+}
+
+#[inline(always)]
+fn bias_and_activation_loop<T: Real, const KIND: u8>(
+    slope: f32,
+    bias: &[T],
+    z: &mut [T],
+    a: &mut [T],
+) {
+    let f = activation_of::<KIND>(slope);
+    let outputs = bias.len();
+    for (z, a) in z.chunks_exact_mut(outputs).zip(a.chunks_exact_mut(outputs)) {
+        for ((z, a), &b) in z.iter_mut().zip(a).zip(bias) {
+            *z = *z + b;
+            *a = f.forward(*z);
+        }
+    }
+}
+
+/// dZ = dA ⊙ f'(Z) in place in `grad`, row by row, and the column sums of
+/// dZ (each column's rows added in order).
+fn chain_and_sum_rows<T: Real>(
+    activation: Activation,
+    outputs: usize,
+    grad: &mut [T],
+    z: &[T],
+) -> Vec<T> {
+    let mut sum = vec![T::zero(); outputs];
+    dispatch_activation!(activation, chain_and_sum_loop::<T>(&mut sum, grad, z));
+    sum
+}
+
+#[inline(always)]
+fn chain_and_sum_loop<T: Real, const KIND: u8>(slope: f32, sum: &mut [T], grad: &mut [T], z: &[T]) {
+    let f = activation_of::<KIND>(slope);
+    let outputs = sum.len();
+    for (g, z) in grad.chunks_exact_mut(outputs).zip(z.chunks_exact(outputs)) {
+        for ((g, &z), s) in g.iter_mut().zip(z).zip(sum.iter_mut()) {
+            if f != Activation::Identity {
+                *g = *g * f.derivative(z);
+            }
+            *s = *s + *g;
+        }
+    }
+}
+
+/// Whether a layer's elementwise passes over `rows` rows of `width` are
+/// shared among threads.
+pub(super) fn splits(rows: usize, width: usize) -> bool {
+    rows > rows_per_job(width)
 }
 
 /// Forward: Z = A_prev · Wᵀ + b, A = f(Z).
@@ -79,18 +136,10 @@ pub fn dense_forward<T: Gemm>(
     );
     // The bias and the activation in one pass over Z.
     let rows_per_job = rows_per_job(outputs);
-    let bias_and_activation = |(z, a): (&mut [T], &mut [T])| {
-        each_activation!(activation, |f| {
-            for (z, a) in z.chunks_exact_mut(outputs).zip(a.chunks_exact_mut(outputs)) {
-                for ((z, a), &b) in z.iter_mut().zip(a).zip(bias) {
-                    *z = *z + b;
-                    *a = f.forward(*z);
-                }
-            }
-        })
-    };
+    let bias_and_activation =
+        |(z, a): (&mut [T], &mut [T])| bias_and_activation_rows(activation, bias, z, a);
     let chunk = rows_per_job * outputs;
-    if rows > rows_per_job {
+    if splits(rows, outputs) {
         z.par_chunks_mut(chunk)
             .zip(a.par_chunks_mut(chunk))
             .for_each(bias_and_activation);
@@ -123,22 +172,10 @@ pub fn dense_backward<T: Gemm>(
     // partial sums are added in block order: the same bits on any number
     // of threads.
     let rows_per_job = rows_per_job(outputs);
-    let chain_and_sum = |(grad, z): (&mut [T], &[T])| {
-        let mut sum = vec![T::zero(); outputs];
-        each_activation!(activation, |f| {
-            for (g, z) in grad.chunks_exact_mut(outputs).zip(z.chunks_exact(outputs)) {
-                for ((g, &z), s) in g.iter_mut().zip(z).zip(sum.iter_mut()) {
-                    if f != Activation::Identity {
-                        *g = *g * f.derivative(z);
-                    }
-                    *s = *s + *g;
-                }
-            }
-        });
-        sum
-    };
+    let chain_and_sum =
+        |(grad, z): (&mut [T], &[T])| chain_and_sum_rows(activation, outputs, grad, z);
     let chunk = rows_per_job * outputs;
-    let partial_sums: Vec<Vec<T>> = if rows > rows_per_job {
+    let partial_sums: Vec<Vec<T>> = if splits(rows, outputs) {
         grad.par_chunks_mut(chunk)
             .zip(z.par_chunks(chunk))
             .map(chain_and_sum)

@@ -433,7 +433,7 @@ pub fn gemm_builtin<T: Real>(
     let (sa, sb, sc) = ((rsa, csa), (rsb, csb), (rsc, csc));
     // Small products are not worth waking the thread pool for, and threads
     // may only write a C whose elements have places of their own.
-    let threads = m * n * k >= PARALLEL_WORK && distinct_places(m, n, sc);
+    let threads = wants_threads(m, k, n) && distinct_places(m, n, sc);
     let split = threads
         .then(|| Split::of(m, k, n, rayon::current_num_threads()))
         .flatten();
@@ -479,6 +479,21 @@ pub fn gemm_builtin<T: Real>(
             );
         }
     });
+}
+
+/// Whether an m × k by k × n product goes to the BLAS library, when one is
+/// loaded (the library is loaded by the first product that would).
+pub(super) fn to_library(m: usize, k: usize, n: usize) -> bool {
+    m.saturating_mul(n).saturating_mul(k) >= BLAS_MIN_WORK
+        && m.min(n) >= BLAS_MIN_SIDE
+        && k >= BLAS_MIN_K
+}
+
+/// Whether an m × k by k × n product is large enough to share among
+/// threads (the CPU backend also asks, to know whether a step uses its
+/// pool at all).
+pub(super) fn wants_threads(m: usize, k: usize, n: usize) -> bool {
+    m.saturating_mul(n).saturating_mul(k) >= PARALLEL_WORK
 }
 
 /// Whether an m × n C with strides `(rsc, csc)` has a place of its own for
@@ -693,9 +708,7 @@ fn gemm<T: Gemm>(
     c: &mut [T],
     c_strides: (isize, isize),
 ) {
-    if m * n * k >= BLAS_MIN_WORK
-        && m.min(n) >= BLAS_MIN_SIDE
-        && k >= BLAS_MIN_K
+    if to_library(m, k, n)
         && let Some(blas) = blas()
         && blas.gemm(
             m, k, n, alpha, a, a_strides, b, b_strides, beta, c, c_strides,

@@ -1,9 +1,9 @@
 //! The network on the CPU: parameters, gradients and optimizer state, the
 //! forward and backward passes layer by layer, and the update.
 
-use super::dense::{dense_backward, dense_forward};
-use super::gemm::Gemm;
-use super::optimizer::{clip_gradients, optimizer_step};
+use super::dense::{self, dense_backward, dense_forward};
+use super::gemm::{self, Gemm};
+use super::optimizer::{self, clip_gradients, optimizer_step};
 use crate::dropout::Dropout;
 use crate::loss::{Loss, TargetBatch};
 use crate::model::Mlp;
@@ -73,6 +73,29 @@ impl<T: Gemm> Network<T> {
             dropout_seed: 0,
             masks: vec![Vec::new(); layers],
         }
+    }
+
+    /// Whether a training step on `rows` rows shares any of its passes
+    /// (a product, a layer's elementwise pass, the update) among threads;
+    /// when none does, the step never touches the thread pool.
+    pub(crate) fn step_uses_threads(&self, rows: usize) -> bool {
+        optimizer::splits(self.params.len())
+            || self.mlp.layers().iter().any(|layer| {
+                gemm::wants_threads(rows, layer.inputs, layer.outputs)
+                    || dense::splits(rows, layer.outputs)
+            })
+    }
+
+    /// Whether a training step on `rows` rows has a product large enough
+    /// for the BLAS library: the forward product, the weight gradient and
+    /// (past the first layer) the input gradient of each layer.
+    pub(crate) fn step_reaches_library(&self, rows: usize) -> bool {
+        self.mlp.layers().iter().enumerate().any(|(i, layer)| {
+            let (inputs, outputs) = (layer.inputs, layer.outputs);
+            gemm::to_library(rows, inputs, outputs)
+                || gemm::to_library(outputs, rows, inputs)
+                || (i > 0 && gemm::to_library(rows, outputs, inputs))
+        })
     }
 
     /// The network description.
@@ -290,5 +313,40 @@ impl<T: Gemm> Network<T> {
         let value = self.loss_and_gradients(x, loss, targets);
         self.update(None);
         value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::Activation;
+    use crate::optim::Adam;
+
+    fn net(sizes: &[usize]) -> Network<f32> {
+        let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).unwrap();
+        let params = vec![0.0; mlp.parameter_count()];
+        Network::new(mlp, params, Adam::default().into())
+    }
+
+    #[test]
+    fn only_steps_with_a_pass_to_share_use_the_pool() {
+        // Iris-sized: 150 × 4 × 100 multiply-adds, 15 000 activations,
+        // 803 parameters: every pass runs on one thread.
+        assert!(!net(&[4, 100, 3]).step_uses_threads(150));
+        // Digits-sized: 200 × 64 × 256 ≥ 2¹⁸ is split.
+        assert!(net(&[64, 256, 256, 10]).step_uses_threads(200));
+        // One row but 2¹⁶ parameters: the update is split.
+        assert!(net(&[256, 256]).step_uses_threads(1));
+        // 300 rows of 256: the activation pass is split (256 rows a job).
+        assert!(net(&[1, 256]).step_uses_threads(300));
+        assert!(!net(&[1, 256]).step_uses_threads(256));
+    }
+
+    #[test]
+    fn the_library_is_named_only_for_a_step_that_reaches_it() {
+        // The forward product 1024 × 784 × 1024 is 2^29.6 multiply-adds.
+        assert!(net(&[784, 1024, 10]).step_reaches_library(1024));
+        // 200 × 256 × 256 = 2^23.6: below the library's 2^25.
+        assert!(!net(&[64, 256, 256, 10]).step_reaches_library(200));
     }
 }

@@ -28,6 +28,11 @@ const ADAM: u8 = RuleKind::Adam as u8;
 const RMSPROP: u8 = RuleKind::RmsProp as u8;
 const ADAGRAD: u8 = RuleKind::Adagrad as u8;
 
+/// Whether an update of `n` parameters is shared among threads.
+pub(super) fn splits(n: usize) -> bool {
+    n >= 1 << 16
+}
+
 /// One step t (1-based) of `optimizer` over every parameter at learning
 /// rate `lr`: `state` holds `optimizer.state_slots()` slots of
 /// `params.len()` values each.
@@ -58,7 +63,7 @@ pub fn optimizer_step<T: Real>(
     // Elementwise and independent: large vectors are split into contiguous
     // ranges (of every slot) on rayon's pool, the one the GEMM uses, so the
     // two never compete for cores.
-    let chunk = if n >= 1 << 16 {
+    let chunk = if splits(n) {
         n.div_ceil(rayon::current_num_threads().max(1))
     } else {
         n.max(1)
