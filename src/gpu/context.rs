@@ -29,6 +29,32 @@ fn pick_adapter(hardware: &[bool], hardware_only: bool, index: usize) -> Option<
     }
 }
 
+/// Why a search for a hardware adapter found none, once one has: device
+/// `auto` does not search again in this process (starting Vulkan to learn
+/// it took ~35 ms a trainer with lavapipe installed, ~180 ms the first
+/// time, more than a small fit's training).
+static NO_HARDWARE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Whether a hardware GPU may be reachable, judged from the device nodes
+/// under `dev` (`/dev`) without starting any graphics API: on Linux a GPU
+/// driver shows one (`dri/renderD*` for Mesa's and most others, `nvidia*`
+/// for NVIDIA's, `dxg` under WSL), and without one only a software adapter
+/// (lavapipe) can be found. Elsewhere (macOS, Windows, the browser) it
+/// cannot tell, and says yes.
+fn hardware_gpu_may_exist(dev: &std::path::Path) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let any_named = |dir: &std::path::Path, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    any_named(&dev.join("dri"), "renderD") || any_named(dev, "nvidia") || dev.join("dxg").exists()
+}
+
 /// What wgpu reports about one adapter, with the limits that matter here.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdapterSummary {
@@ -221,6 +247,16 @@ impl GpuContext {
     /// [`open`](Self::open), awaited: adapter and device requests are
     /// asynchronous in the browser.
     pub async fn open_async(hardware_only: bool) -> Result<GpuContext> {
+        if hardware_only {
+            if let Some(why) = NO_HARDWARE.get() {
+                return Err(Error::NoAdapter(why.clone()));
+            }
+            if !hardware_gpu_may_exist(std::path::Path::new("/dev")) {
+                return Err(Error::NoAdapter(
+                    "no GPU device node (/dev/dri/renderD*, /dev/nvidia*, /dev/dxg)".into(),
+                ));
+            }
+        }
         let instance = instance();
         let mut adapters = instance
             .enumerate_adapters(wgpu::Backends::all() & backends())
@@ -232,11 +268,15 @@ impl GpuContext {
         let adapter = pick_adapter(&hardware, hardware_only, preferred)
             .map(|i| adapters.swap_remove(i))
             .ok_or_else(|| {
-                Error::NoAdapter(if found.is_empty() {
-                    "wgpu sees no adapter at all".into()
+                let why = if found.is_empty() {
+                    "wgpu sees no adapter at all".to_string()
                 } else {
                     format!("only software adapters: {}", found.join(", "))
-                })
+                };
+                if hardware_only {
+                    let _ = NO_HARDWARE.set(why.clone());
+                }
+                Error::NoAdapter(why)
             })?;
         let summary = summarize(&adapter);
         // Ask for everything the adapter offers: large data sets need its
@@ -501,7 +541,27 @@ impl Staging {
 
 #[cfg(test)]
 mod tests {
-    use super::pick_adapter;
+    use super::{hardware_gpu_may_exist, pick_adapter};
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_hardware_gpu_is_looked_for_only_beside_a_gpu_device_node() {
+        let dev = tempfile::tempdir().unwrap();
+        let root = dev.path();
+        assert!(!hardware_gpu_may_exist(root), "an empty /dev");
+        std::fs::create_dir(root.join("dri")).unwrap();
+        std::fs::write(root.join("dri/card0"), "").unwrap();
+        std::fs::write(root.join("nvme0"), "").unwrap();
+        assert!(!hardware_gpu_may_exist(root), "a display card and a disk");
+        std::fs::write(root.join("dri/renderD128"), "").unwrap();
+        assert!(hardware_gpu_may_exist(root), "Mesa's render node");
+        std::fs::remove_file(root.join("dri/renderD128")).unwrap();
+        std::fs::write(root.join("nvidiactl"), "").unwrap();
+        assert!(hardware_gpu_may_exist(root), "NVIDIA's driver");
+        std::fs::remove_file(root.join("nvidiactl")).unwrap();
+        std::fs::write(root.join("dxg"), "").unwrap();
+        assert!(hardware_gpu_may_exist(root), "WSL's GPU");
+    }
 
     #[test]
     fn ranks_take_the_hardware_gpus_in_turn_and_never_a_software_one_beside_them() {
