@@ -1,11 +1,14 @@
 """Measures the Python package (docs/performance.md, "From Python").
 
-    python dev/python_bench.py sklearn [--devices cpu,gpu] [--rounds 3]
-            [--before DIR] [--sets digits,breast_cancer,synthetic]
-            [--sklearn-blas-threads N] [--synthetic-rows 100000] [--synthetic-iter N]
+    python dev/python_bench.py sklearn [--devices cpu,gpu,auto] [--rounds 3]
+            [--before DIR] [--sets digits,breast_cancer,synthetic,iris,wine,moons]
+            [--hidden 256,256] [--sklearn-blas-threads N]
+            [--synthetic-rows 100000] [--synthetic-iter N]
         fit time and test accuracy of retroprop.MLPClassifier beside
-        scikit-learn's MLPClassifier, the same data, architecture (256,
-        256) and settings: digits, breast cancer, make_classification;
+        scikit-learn's MLPClassifier, the same data, architecture (--hidden,
+        (256, 256) by default) and settings: digits, breast cancer,
+        make_classification (and iris, wine, make_moons 5000 × 2, noise
+        0.2); device auto is the estimator's default;
         each fit in a fresh process, the fitters interleaved round by
         round, medians. --before DIR: also time the retroprop package
         unpacked in DIR (an earlier build's wheel), for before/after.
@@ -36,7 +39,8 @@ import numpy as np
 def load_set(name, synthetic_rows):
     """One of the comparison's data sets, split 75/25 (stratified) and
     scaled by a StandardScaler fitted on the training rows."""
-    from sklearn.datasets import load_breast_cancer, load_digits, make_classification
+    from sklearn.datasets import (load_breast_cancer, load_digits, load_iris, load_wine, make_classification,
+                                  make_moons)
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
@@ -44,6 +48,12 @@ def load_set(name, synthetic_rows):
         x, y = load_digits(return_X_y=True)
     elif name == "breast_cancer":
         x, y = load_breast_cancer(return_X_y=True)
+    elif name == "iris":
+        x, y = load_iris(return_X_y=True)
+    elif name == "wine":
+        x, y = load_wine(return_X_y=True)
+    elif name == "moons":
+        x, y = make_moons(n_samples=5000, noise=0.2, random_state=0)
     else:
         x, y = make_classification(n_samples=synthetic_rows, n_features=100, n_informative=50,
                                    n_classes=10, random_state=0)
@@ -59,7 +69,8 @@ def fit_once(args):
 
     warnings.simplefilter("ignore", ConvergenceWarning)
     xtr, xte, ytr, yte = load_set(args.data, args.synthetic_rows)
-    settings = dict(hidden_layer_sizes=(256, 256), max_iter=args.max_iter, random_state=0)
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    settings = dict(hidden_layer_sizes=hidden, max_iter=args.max_iter, random_state=0)
     limits = contextlib.nullcontext()
     if args.library == "sklearn":
         from sklearn.neural_network import MLPClassifier
@@ -93,7 +104,7 @@ def sklearn_comparison(args):
         if args.before:
             runs.append((f"retroprop {device}, before", device, args.before))
         runs.append((f"retroprop {device}", device, None))
-    print(f"hidden_layer_sizes (256, 256), max_iter {args.max_iter} ({args.synthetic_iter or args.max_iter} "
+    print(f"hidden_layer_sizes ({args.hidden}), max_iter {args.max_iter} ({args.synthetic_iter or args.max_iter} "
           "for the synthetic set), random_state 0, everything else scikit-learn's defaults (adam, lr 1e-3, "
           "batch min(200, n), alpha 1e-4, tol 1e-4, n_iter_no_change 10); 25 % held out, stratified; "
           f"StandardScaler fitted on the training rows; {args.rounds} rounds, each fit in a fresh process")
@@ -108,6 +119,7 @@ def sklearn_comparison(args):
                     env["PYTHONPATH"] = os.pathsep.join([path, env.get("PYTHONPATH", "")])
                 command = [sys.executable, os.path.abspath(__file__), "fit-once", data, library,
                            "--max-iter", str(max_iter), "--synthetic-rows", str(args.synthetic_rows),
+                           "--hidden", args.hidden,
                            "--sklearn-blas-threads", str(args.sklearn_blas_threads)]
                 done = subprocess.run(command, env=env, capture_output=True, text=True)
                 if done.returncode:
@@ -197,12 +209,14 @@ def main():
     s.add_argument("--synthetic-iter", type=int, default=0, help="max_iter for the synthetic set (default: --max-iter)")
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--sets", default="digits,breast_cancer,synthetic")
+    s.add_argument("--hidden", default="256,256", help="hidden_layer_sizes, comma-separated")
     s.add_argument("--sklearn-blas-threads", type=int, default=0,
                    help="limit scikit-learn's BLAS to this many threads (threadpoolctl; 0: its default)")
     s.add_argument("--before", help="a directory holding another build of the retroprop package")
     f = sub.add_parser("fit-once")
-    f.add_argument("data", choices=["digits", "breast_cancer", "synthetic"])
-    f.add_argument("library", help="sklearn, or retroprop's device (cpu, gpu)")
+    f.add_argument("data", choices=["digits", "breast_cancer", "synthetic", "iris", "wine", "moons"])
+    f.add_argument("library", help="sklearn, or retroprop's device (cpu, gpu, auto)")
+    f.add_argument("--hidden", default="256,256")
     f.add_argument("--max-iter", type=int, default=200)
     f.add_argument("--synthetic-rows", type=int, default=100000)
     f.add_argument("--sklearn-blas-threads", type=int, default=0)

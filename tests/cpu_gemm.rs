@@ -211,22 +211,29 @@ fn a_library_that_cannot_be_loaded_is_named_in_the_error() {
 /// gemm crate's special paths (narrow sides, m·n near 256, K past 512).
 #[test]
 fn builtin_gemm_gives_the_same_bits_on_any_number_of_threads() {
+    // Each at least 2²¹ multiply-adds, the least the GEMM shares.
     let shapes = [
         (200, 64, 256),
-        (200, 256, 10),
-        (10, 200, 256),
-        (200, 256, 2),
-        (2, 700, 300),
-        (300, 3, 400),
-        (40, 1000, 40),
+        (820, 256, 10),
+        (10, 205, 1024),
+        (2, 4096, 256),
+        (2, 3500, 300),
+        (300, 20, 400),
+        (40, 1320, 40),
         (70, 600, 60),
-        (17, 2000, 33),
-        (1, 5000, 300),
-        (300, 5000, 1),
+        (17, 4000, 33),
+        (1, 7000, 300),
+        (300, 7000, 1),
         (257, 129, 511),
         (200, 784, 256),
         (100, 1500, 120),
     ];
+    for &(m, k, n) in &shapes {
+        assert!(
+            m * k * n >= 1 << 21,
+            "{m}×{k}×{n} is too small to be shared"
+        );
+    }
     let pool = |threads| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

@@ -5,7 +5,7 @@
 use retroprop::{Activation, Adam, Dataset, Device, Loss, Mlp, Targets, TrainConfig, Trainer};
 
 /// Rows big enough that a step's products are split over threads
-/// (200 × 64 × 256 ≥ 2¹⁸ multiply-adds).
+/// (200 × 64 × 256 ≥ 2²¹ multiply-adds).
 fn data(seed: u32) -> Dataset {
     let (rows, features) = (600, 64);
     let x: Vec<f32> = (0..rows * features)

@@ -18,7 +18,7 @@
 //! | `off` | the built-in one |
 //! | a library name or path | that library (its `cblas_sgemm` and `cblas_dgemm`, or `scipy_cblas_sgemm`... as in the OpenBLAS of PyPI's `scipy-openblas32`); if it cannot be loaded, the built-in one, and [`check_env`] says why |
 //!
-//! Products too small to be split over threads (m·n·k < 2¹⁸) always run on
+//! Products too small to be split over threads (m·n·k < 2²¹) always run on
 //! the built-in GEMM, single-threaded: the library call would cost more
 //! than it saves; so do thin ones (m or n under 32, or k under 128), where
 //! the built-in GEMM was as fast or faster, and middling ones (m·n·k under
@@ -41,8 +41,14 @@ use std::ffi::c_int;
 use std::ffi::{CStr, c_char};
 use std::sync::OnceLock;
 
-/// Smallest m·n·k worth a thread pool (and a library call).
-const PARALLEL_WORK: usize = 1 << 18;
+/// Smallest m·n·k worth a thread pool. In a real step the second thread
+/// has often gone to sleep between passes, and waking it costs more than
+/// it saves below this: fits of 64-100-10 at batch 200 (200 × 64 × 100 =
+/// 2^20.3) ran 111 µs a step with their products shared, 92 with none;
+/// 64-256-256-10 kept its 705 µs (its 200 × 64 × 256 = 2^21.6 is still
+/// shared; at 2^22 it is not, and the step took 750). Fits from
+/// `examples/`, 2026-12-03, two cores with AVX-512.
+const PARALLEL_WORK: usize = 1 << 21;
 
 /// Smallest m·n·k the library gets. Below it the built-in GEMM was as
 /// fast (batch 200 through 256-wide layers, 200 × 256 × 256: 40 against 38

@@ -333,7 +333,7 @@ mod tests {
         // Iris-sized: 150 × 4 × 100 multiply-adds, 15 000 activations,
         // 803 parameters: every pass runs on one thread.
         assert!(!net(&[4, 100, 3]).step_uses_threads(150));
-        // Digits-sized: 200 × 64 × 256 ≥ 2¹⁸ is split.
+        // Digits-sized: 200 × 64 × 256 ≥ 2²¹ is split.
         assert!(net(&[64, 256, 256, 10]).step_uses_threads(200));
         // One row but 2¹⁶ parameters: the update is split.
         assert!(net(&[256, 256]).step_uses_threads(1));
