@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// last one's time) before sleeping.
 const SHORT_EPOCH: Duration = Duration::from_micros(500);
 
+/// How often the waiting thread lets Python run its signal handlers.
+const SIGNALS_EVERY: Duration = Duration::from_millis(50);
+
 /// How long a job polls for its callback's answer before sleeping.
 const ACK_SPIN: Duration = Duration::from_micros(200);
 
@@ -155,11 +158,26 @@ impl Worker {
         // cost on a busy machine, and their records are polled for.
         let mut last_epoch: Option<Instant> = None;
         let mut spin = Duration::ZERO;
+        // Python's signal handlers run every 50 ms: on the wait's timeout,
+        // and between epochs when records come faster than that.
+        let mut signals_checked = Instant::now();
+        let check_signals = |raised: &mut Option<PyErr>, checked: &mut Instant| {
+            *checked = Instant::now();
+            if raised.is_none()
+                && let Err(e) = py.check_signals()
+            {
+                if let Some(stop) = stop {
+                    stop.request();
+                }
+                // Without a stop flag the job is short: let it end.
+                *raised = Some(e);
+            }
+        };
         loop {
             // The receiver travels into the GIL-free wait and back (it is
             // Send, not Sync).
             let (back, message) = py.detach(move || {
-                let message = receive(&rx, spin, Duration::from_millis(50));
+                let message = receive(&rx, spin, SIGNALS_EVERY);
                 (rx, message)
             });
             rx = back;
@@ -182,6 +200,9 @@ impl Worker {
                         }
                         raised = Some(e);
                     }
+                    if signals_checked.elapsed() >= SIGNALS_EVERY {
+                        check_signals(&mut raised, &mut signals_checked);
+                    }
                     let _ = ack.send(());
                     last_epoch = Some(Instant::now());
                 }
@@ -195,20 +216,7 @@ impl Worker {
                         None => result,
                     };
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    if raised.is_none()
-                        && let Err(e) = py.check_signals()
-                    {
-                        match stop {
-                            Some(stop) => {
-                                stop.request();
-                                raised = Some(e);
-                            }
-                            // Nothing to stop: the job is short; let it end.
-                            None => raised = Some(e),
-                        }
-                    }
-                }
+                Err(RecvTimeoutError::Timeout) => check_signals(&mut raised, &mut signals_checked),
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(PyRuntimeError::new_err(
                         "the training thread ended without an answer",

@@ -75,3 +75,40 @@ def test_training_releases_the_gil():
         counted += 1
     thread.join()
     assert counted > 10000, f"the main thread ran only {counted} loops while fit trained"
+
+
+FAST_EPOCHS = textwrap.dedent(
+    """
+    import numpy as np
+    import retroprop
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4)).astype(np.float32)
+    y = rng.integers(0, 2, 16)
+    # Epochs of one small step, far shorter than the 50 ms between the
+    # waiting thread's timeouts, and no callback: Python code never runs.
+    t = retroprop.Trainer([4, 8, 2], "relu", "cross_entropy", epochs=10_000_000, batch_size=16, device="cpu")
+    print("START", flush=True)
+    try:
+        t.fit(x, y)
+        print("NOT INTERRUPTED", flush=True)
+    except KeyboardInterrupt:
+        print("INTERRUPTED", t.steps, flush=True)
+    """
+)
+
+
+def test_ctrl_c_stops_a_run_of_short_epochs_without_a_callback():
+    proc = subprocess.Popen([sys.executable, "-c", FAST_EPOCHS],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "START", f"{line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        # Ten million epochs take minutes; the interrupted run ends at once.
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    words = out.split()
+    assert words[:1] == ["INTERRUPTED"], f"stdout {out!r}, stderr {err!r}"
+    assert 0 < int(words[1]) < 10_000_000

@@ -46,8 +46,9 @@ use std::sync::OnceLock;
 /// it saves below this: fits of 64-100-10 at batch 200 (200 × 64 × 100 =
 /// 2^20.3) ran 111 µs a step with their products shared, 92 with none;
 /// 64-256-256-10 kept its 705 µs (its 200 × 64 × 256 = 2^21.6 is still
-/// shared; at 2^22 it is not, and the step took 750). Fits from
-/// `examples/`, 2026-12-03, two cores with AVX-512.
+/// shared; at 2^22 it is not, and the step took 750). Fits on two cores
+/// with AVX-512, 2026-12-03: a machine with many cores may gain from
+/// sharing smaller products, and is not measured.
 const PARALLEL_WORK: usize = 1 << 21;
 
 /// Smallest m·n·k the library gets. Below it the built-in GEMM was as

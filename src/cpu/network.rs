@@ -348,5 +348,12 @@ mod tests {
         assert!(net(&[784, 1024, 10]).step_reaches_library(1024));
         // 200 × 256 × 256 = 2^23.6: below the library's 2^25.
         assert!(!net(&[64, 256, 256, 10]).step_reaches_library(200));
+        // Only the weight gradient: 1024 × 1024 × 64 (the forward's k = 64
+        // is too short for the library).
+        assert!(net(&[64, 1024]).step_reaches_library(1024));
+        // Only the second layer's input gradient, k = 4096 (the others'
+        // k = 127 is too short); the first layer has none.
+        assert!(net(&[8, 127, 4096]).step_reaches_library(127));
+        assert!(!net(&[127, 4096]).step_reaches_library(127));
     }
 }

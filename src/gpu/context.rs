@@ -30,21 +30,24 @@ fn pick_adapter(hardware: &[bool], hardware_only: bool, index: usize) -> Option<
 }
 
 /// Why a search for a hardware adapter found none, once one has: device
-/// `auto` does not search again in this process (starting Vulkan to learn
+/// `auto` does not search again in this (native) process (starting Vulkan to learn
 /// it took ~35 ms a trainer with lavapipe installed, ~180 ms the first
 /// time, more than a small fit's training).
 static NO_HARDWARE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Whether a hardware GPU may be reachable, judged from the device nodes
-/// under `dev` (`/dev`) without starting any graphics API: on Linux a GPU
-/// driver shows one (`dri/renderD*` for Mesa's and most others, `nvidia*`
-/// for NVIDIA's, `dxg` under WSL), and without one only a software adapter
-/// (lavapipe) can be found. Elsewhere (macOS, Windows, the browser) it
-/// cannot tell, and says yes.
-fn hardware_gpu_may_exist(dev: &std::path::Path) -> bool {
+/// Whether a hardware GPU may be reachable, judged from the files under
+/// `root` (`/`) without starting any graphics API: on Linux a GPU driver
+/// shows a device node (`dev/dri/renderD*` for Mesa's and most others,
+/// `dev/nvidia*` for NVIDIA's, `dev/dxg` under WSL) or, for NVIDIA's,
+/// whose nodes may appear only when a client first opens the driver, its
+/// loaded module (`proc/driver/nvidia`, `sys/module/nvidia`). Without any
+/// of them only a software adapter (lavapipe) can be found. Elsewhere
+/// (macOS, Windows, the browser) it cannot tell, and says yes.
+fn hardware_gpu_may_exist(root: &std::path::Path) -> bool {
     if !cfg!(target_os = "linux") {
         return true;
     }
+    let dev = root.join("dev");
     let any_named = |dir: &std::path::Path, prefix: &str| {
         std::fs::read_dir(dir).is_ok_and(|entries| {
             entries
@@ -52,7 +55,11 @@ fn hardware_gpu_may_exist(dev: &std::path::Path) -> bool {
                 .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
         })
     };
-    any_named(&dev.join("dri"), "renderD") || any_named(dev, "nvidia") || dev.join("dxg").exists()
+    any_named(&dev.join("dri"), "renderD")
+        || any_named(&dev, "nvidia")
+        || dev.join("dxg").exists()
+        || root.join("proc/driver/nvidia").exists()
+        || root.join("sys/module/nvidia").exists()
 }
 
 /// What wgpu reports about one adapter, with the limits that matter here.
@@ -251,9 +258,10 @@ impl GpuContext {
             if let Some(why) = NO_HARDWARE.get() {
                 return Err(Error::NoAdapter(why.clone()));
             }
-            if !hardware_gpu_may_exist(std::path::Path::new("/dev")) {
+            if !hardware_gpu_may_exist(std::path::Path::new("/")) {
                 return Err(Error::NoAdapter(
-                    "no GPU device node (/dev/dri/renderD*, /dev/nvidia*, /dev/dxg)".into(),
+                    "no GPU driver (no /dev/dri/renderD*, /dev/nvidia*, /dev/dxg, nor NVIDIA's module)"
+                        .into(),
                 ));
             }
         }
@@ -273,7 +281,9 @@ impl GpuContext {
                 } else {
                     format!("only software adapters: {}", found.join(", "))
                 };
-                if hardware_only {
+                // Natively only: in the browser the page's adapter may come
+                // and go, and a request costs little.
+                if hardware_only && !cfg!(target_arch = "wasm32") {
                     let _ = NO_HARDWARE.set(why.clone());
                 }
                 Error::NoAdapter(why)
@@ -545,22 +555,33 @@ mod tests {
 
     #[test]
     #[cfg(target_os = "linux")]
-    fn a_hardware_gpu_is_looked_for_only_beside_a_gpu_device_node() {
-        let dev = tempfile::tempdir().unwrap();
-        let root = dev.path();
+    fn a_hardware_gpu_is_looked_for_only_beside_a_gpu_driver() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let dev = root.join("dev");
+        std::fs::create_dir_all(dev.join("dri")).unwrap();
         assert!(!hardware_gpu_may_exist(root), "an empty /dev");
-        std::fs::create_dir(root.join("dri")).unwrap();
-        std::fs::write(root.join("dri/card0"), "").unwrap();
-        std::fs::write(root.join("nvme0"), "").unwrap();
+        std::fs::write(dev.join("dri/card0"), "").unwrap();
+        std::fs::write(dev.join("nvme0"), "").unwrap();
         assert!(!hardware_gpu_may_exist(root), "a display card and a disk");
-        std::fs::write(root.join("dri/renderD128"), "").unwrap();
-        assert!(hardware_gpu_may_exist(root), "Mesa's render node");
-        std::fs::remove_file(root.join("dri/renderD128")).unwrap();
-        std::fs::write(root.join("nvidiactl"), "").unwrap();
-        assert!(hardware_gpu_may_exist(root), "NVIDIA's driver");
-        std::fs::remove_file(root.join("nvidiactl")).unwrap();
-        std::fs::write(root.join("dxg"), "").unwrap();
-        assert!(hardware_gpu_may_exist(root), "WSL's GPU");
+        let each = [
+            ("dev/dri/renderD128", "Mesa's render node"),
+            ("dev/nvidiactl", "NVIDIA's device node"),
+            ("dev/dxg", "WSL's GPU"),
+            (
+                "proc/driver/nvidia",
+                "NVIDIA's driver, its nodes not made yet",
+            ),
+            ("sys/module/nvidia", "NVIDIA's module"),
+        ];
+        for (path, what) in each {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "").unwrap();
+            assert!(hardware_gpu_may_exist(root), "{what}");
+            std::fs::remove_file(&path).unwrap();
+            assert!(!hardware_gpu_may_exist(root), "{what} removed");
+        }
     }
 
     #[test]

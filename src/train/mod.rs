@@ -376,8 +376,10 @@ impl Trainer {
         self.fallback.as_deref()
     }
 
-    /// Which backend runs, in words: `cpu: ` and the GEMM it uses
-    /// (`OpenBLAS 0.3.21, Zen` or `built-in GEMM`, see [`crate::cpu::gemm`]),
+    /// Which backend runs, in words: `cpu: ` and the GEMM its training
+    /// steps use (`OpenBLAS 0.3.21, Zen` or `built-in GEMM`, see
+    /// [`crate::cpu::gemm`]; evaluation in chunks of 8 192 rows may use the
+    /// library where small batches do not),
     /// or `gpu: ` and the adapter's name and graphics API.
     pub fn device_name(&self) -> String {
         self.backend.name()
