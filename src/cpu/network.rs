@@ -83,6 +83,7 @@ impl<T: Gemm> Network<T> {
             || self.mlp.layers().iter().any(|layer| {
                 gemm::wants_threads(rows, layer.inputs, layer.outputs)
                     || dense::splits(rows, layer.outputs)
+                    || dense::forward_splits(rows, layer.outputs)
             })
     }
 
@@ -337,9 +338,11 @@ mod tests {
         assert!(net(&[64, 256, 256, 10]).step_uses_threads(200));
         // One row but 2¹⁶ parameters: the update is split.
         assert!(net(&[256, 256]).step_uses_threads(1));
-        // 300 rows of 256: the activation pass is split (256 rows a job).
+        // 300 rows of 256: the backward elementwise pass is split (256
+        // rows a job), and the forward one from 32 Ki values on.
         assert!(net(&[1, 256]).step_uses_threads(300));
-        assert!(!net(&[1, 256]).step_uses_threads(256));
+        assert!(net(&[1, 256]).step_uses_threads(128));
+        assert!(!net(&[1, 256]).step_uses_threads(127));
     }
 
     #[test]
