@@ -17,8 +17,9 @@ use crate::stop::StopFlag;
 /// pool and put the caller to sleep until it is done: a wake-up and a sleep
 /// each, a dozen times a step, which took ~15 % of a scikit-learn-sized fit
 /// (batch 200, 256 units) in the kernel's scheduler. From inside, the
-/// step's thread takes a share of each pass itself. The pool is rayon's
-/// global one, the one the GEMM uses; in the browser it is the calling
+/// step's thread takes a share of each pass itself. The pool is the CPU
+/// backend's own ([`pool`]), with as many threads as rayon's global one, so
+/// a product is split alike on either; in the browser it is the calling
 /// thread alone and `work` simply runs.
 ///
 /// One run at a time: while one is on the pool, another (a second trainer
@@ -40,7 +41,78 @@ fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
         return work();
     }
     let _leave = Leave;
+    #[cfg(not(target_arch = "wasm32"))]
+    return pool().install(work);
+    #[cfg(target_arch = "wasm32")]
     rayon::scope(|_| work())
+}
+
+/// The pool the steps run on: as many threads as rayon's global pool, each
+/// held to a CPU of its own where the process may run on exactly as many
+/// CPUs (`RETROPROP_CPU_AFFINITY=off` leaves them free). Left to the
+/// scheduler, the two threads of a 2-CPU virtual machine were put on one
+/// CPU in about half the processes (a thread woken by another is placed
+/// beside it), and every shared pass then ran slower than on one thread: a
+/// 64-256-256-10 step took 1 530–1 660 µs instead of 673–692, in 8 runs
+/// of 8 when held apart (2026-12-03). On a VM that never showed it, held
+/// and free threads fitted alike (docs/DESIGN.md).
+#[cfg(not(target_arch = "wasm32"))]
+fn pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = rayon::current_num_threads();
+        let cpus = if std::env::var("RETROPROP_CPU_AFFINITY").is_ok_and(|v| v.trim() == "off") {
+            Vec::new()
+        } else {
+            affinity::allowed_cpus()
+        };
+        let pin = cpus.len() == threads && threads > 1;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("retroprop-cpu-{i}"))
+            .start_handler(move |i| {
+                if pin {
+                    affinity::hold_to(cpus[i]);
+                }
+            })
+            .build()
+            .expect("the operating system refused the CPU backend's threads")
+    })
+}
+
+/// The CPUs a thread may run on, and holding it to one.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod affinity {
+    /// The CPUs the calling thread may run on (empty where unknown).
+    pub fn allowed_cpus() -> Vec<usize> {
+        #[cfg(target_os = "linux")]
+        // SAFETY: `set` is a plain bit set that sched_getaffinity fills in,
+        // and CPU_ISSET reads it within CPU_SETSIZE.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+                return Vec::new();
+            }
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .collect()
+        }
+        #[cfg(not(target_os = "linux"))]
+        Vec::new()
+    }
+
+    /// Holds the calling thread to `cpu` (nothing where it cannot).
+    pub fn hold_to(cpu: usize) {
+        #[cfg(target_os = "linux")]
+        // SAFETY: as above; sched_setaffinity only reads `set`.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = cpu;
+    }
 }
 
 /// Rows per chunk when evaluating or predicting, to bound memory.
@@ -297,5 +369,40 @@ impl Backend for CpuBackend {
             + 4 * (self.x_batch.capacity()
                 + self.value_batch.capacity()
                 + self.label_batch.capacity()) as u64
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::{affinity, pool};
+
+    /// Where the process may run on exactly as many CPUs as the pool has
+    /// threads, each thread is held to a CPU of its own; elsewhere the
+    /// threads keep the process's CPUs.
+    #[test]
+    fn the_pool_holds_each_thread_to_a_cpu_of_its_own() {
+        let allowed = affinity::allowed_cpus();
+        let threads = rayon::current_num_threads();
+        let held: Vec<Vec<usize>> = pool().broadcast(|_| affinity::allowed_cpus());
+        assert_eq!(held.len(), threads);
+        if allowed.len() == threads
+            && threads > 1
+            && std::env::var_os("RETROPROP_CPU_AFFINITY").is_none()
+        {
+            let mut cpus: Vec<usize> = held
+                .iter()
+                .map(|c| {
+                    assert_eq!(c.len(), 1, "a thread free to run on {c:?}");
+                    c[0]
+                })
+                .collect();
+            cpus.sort_unstable();
+            assert_eq!(cpus, allowed, "one thread on each CPU");
+        } else {
+            assert!(
+                held.iter().all(|c| c == &allowed),
+                "{held:?} beside {allowed:?}"
+            );
+        }
     }
 }

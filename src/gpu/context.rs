@@ -31,8 +31,9 @@ fn pick_adapter(hardware: &[bool], hardware_only: bool, index: usize) -> Option<
 
 /// Why a search for a hardware adapter found none, once one has: device
 /// `auto` does not search again in this (native) process (starting Vulkan to learn
-/// it took ~35 ms a trainer with lavapipe installed, ~180 ms the first
-/// time, more than a small fit's training).
+/// it took ~35 ms a trainer with lavapipe installed, up to ~200 ms while
+/// the driver's files were not yet in the page cache, more than a small
+/// fit's training).
 static NO_HARDWARE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Whether a hardware GPU may be reachable, judged from the files under
