@@ -39,19 +39,25 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_ctrl_c_stops_keeps_the_steps_and_raises_keyboard_interrupt(device, tmp_path):
-    checkpoint = tmp_path / "run.safetensors"
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, device, str(checkpoint)],
+def interrupt(args, first_line, wait, timeout):
+    """Runs ``python -c *args``, waits for its ``first_line``, then ``wait``
+    seconds, sends SIGINT and returns its stdout and stderr."""
+    proc = subprocess.Popen([sys.executable, "-c", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
-        assert line.strip() == "EPOCH1", f"no first epoch: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
-        time.sleep(0.5)
+        assert line.strip() == first_line, f"{line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        time.sleep(wait)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        return proc.communicate(timeout=timeout)
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ctrl_c_stops_keeps_the_steps_and_raises_keyboard_interrupt(device, tmp_path):
+    checkpoint = tmp_path / "run.safetensors"
+    out, err = interrupt([SCRIPT, device, str(checkpoint)], "EPOCH1", 0.5, 120)
     assert "panicked" not in err, err
     words = out.split()
     assert words[:1] == ["INTERRUPTED"], f"stdout {out!r}, stderr {err!r}"
@@ -98,17 +104,8 @@ FAST_EPOCHS = textwrap.dedent(
 
 
 def test_ctrl_c_stops_a_run_of_short_epochs_without_a_callback():
-    proc = subprocess.Popen([sys.executable, "-c", FAST_EPOCHS],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.strip() == "START", f"{line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        # Ten million epochs take minutes; the interrupted run ends at once.
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    # Ten million epochs take minutes; the interrupted run ends at once.
+    out, err = interrupt([FAST_EPOCHS], "START", 1.0, 60)
     words = out.split()
     assert words[:1] == ["INTERRUPTED"], f"stdout {out!r}, stderr {err!r}"
     assert 0 < int(words[1]) < 10_000_000
