@@ -81,7 +81,7 @@ struct Warm {
     done: std::sync::atomic::AtomicBool,
     /// The threads now in one of its jobs.
     looking: std::sync::atomic::AtomicUsize,
-    /// The threads that have entered one (for the tests).
+    /// The threads that have entered one.
     joined: std::sync::atomic::AtomicUsize,
 }
 
@@ -104,6 +104,17 @@ impl KeepWarm {
                 shared.look_for_work();
             }
         });
+        // The others start looking before the run shares any work: a
+        // thread that took a share first could pick its copy up while it
+        // waited inside that share, and would then look for work there
+        // (not returning the share) until it gave up.
+        let others = rayon::current_num_threads() - 1;
+        let waiting = std::time::Instant::now();
+        while warm.joined.load(std::sync::atomic::Ordering::Acquire) < others
+            && waiting.elapsed() < Self::IDLE_LIMIT
+        {
+            std::hint::spin_loop();
+        }
         KeepWarm(warm)
     }
 }
@@ -142,8 +153,9 @@ impl Warm {
             }
             // Nothing for this long is no step's gap between passes (a CPU
             // shared with other busy processes, a run waiting on something
-            // else): back to sleeping between jobs.
-            if idle.is_multiple_of(KeepWarm::SPINS) && idle_since.elapsed() > KeepWarm::IDLE_LIMIT {
+            // else): back to sleeping between jobs. Each look from here on
+            // may wait a time slice in the yield, so each reads the clock.
+            if idle_since.elapsed() > KeepWarm::IDLE_LIMIT {
                 return;
             }
             std::thread::yield_now();
@@ -160,37 +172,51 @@ impl Drop for KeepWarm {
     }
 }
 
-/// The pool the steps run on: as many threads as rayon's global pool, each
-/// held to a CPU of its own where the process may run on exactly as many
-/// CPUs (`RETROPROP_CPU_AFFINITY=off` leaves them free). Left to the
-/// scheduler, the two threads of a 2-CPU virtual machine were put on one
-/// CPU in about half the processes (a thread woken by another is placed
-/// beside it), and every shared pass then ran slower than on one thread: a
-/// 64-256-256-10 step took 1 530–1 660 µs instead of 673–692, in 8 runs
-/// of 8 when held apart (2026-12-03). On a VM that never showed it, held
-/// and free threads fitted alike (docs/DESIGN.md).
+/// The pool the steps run on: as many threads as rayon's global pool.
+/// With `RETROPROP_CPU_AFFINITY=on` each is held to a CPU of its own where
+/// the process may run on exactly as many CPUs ([`pinned_cpus`]). Left to
+/// the scheduler, the two threads of one 2-CPU virtual machine were put
+/// on one CPU in about half the processes (a thread woken by another is
+/// placed beside it), and every shared pass then ran slower than on one
+/// thread: a 64-256-256-10 step took 1 530–1 660 µs instead of 673–692, in
+/// 8 runs of 8 when held apart (2026-12-03, before [`KeepWarm`], which
+/// keeps the other thread from sleeping and so from being woken beside
+/// the first). Not the default: every process would hold its busiest
+/// thread to the same first CPU (two fits side by side, as `n_jobs=2`
+/// runs them, would share it), and a BLAS library first loaded on a held
+/// thread counts one CPU and starts no threads, so it is loaded here
+/// first.
 #[cfg(not(target_arch = "wasm32"))]
 fn pool() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
         let threads = rayon::current_num_threads();
-        let cpus = if std::env::var("RETROPROP_CPU_AFFINITY").is_ok_and(|v| v.trim() == "off") {
-            Vec::new()
-        } else {
-            affinity::allowed_cpus()
-        };
-        let pin = cpus.len() == threads && threads > 1;
+        let setting = std::env::var("RETROPROP_CPU_AFFINITY").ok();
+        let cpus = pinned_cpus(setting.as_deref(), affinity::allowed_cpus(), threads);
+        if cpus.is_some() {
+            super::gemm::blas();
+        }
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("retroprop-cpu-{i}"))
             .start_handler(move |i| {
-                if pin {
+                if let Some(cpus) = &cpus {
                     affinity::hold_to(cpus[i]);
                 }
             })
             .build()
             .expect("the operating system refused the CPU backend's threads")
     })
+}
+
+/// The CPU each of the pool's `threads` is held to, by the
+/// `RETROPROP_CPU_AFFINITY` `setting`: with `on`, where the process may
+/// run on exactly `allowed` (as many as the threads, more than one); else
+/// none.
+#[cfg(not(target_arch = "wasm32"))]
+fn pinned_cpus(setting: Option<&str>, allowed: Vec<usize>, threads: usize) -> Option<Vec<usize>> {
+    (setting.map(str::trim) == Some("on") && allowed.len() == threads && threads > 1)
+        .then_some(allowed)
 }
 
 /// The CPUs a thread may run on, and holding it to one.
@@ -547,13 +573,14 @@ mod keep_warm_tests {
         let panicked = std::panic::catch_unwind(|| {
             pool().install(|| {
                 let keep = KeepWarm::start();
-                *warm.lock().unwrap() = Some(keep.0.clone());
-                assert!(reaches(&keep.0, joined, others));
+                let all_joined = reaches(&keep.0, joined, others);
+                *warm.lock().unwrap() = Some((keep.0.clone(), all_joined));
                 panic!("a failing step")
             })
         });
         assert!(panicked.is_err());
-        let warm = warm.lock().unwrap().take().expect("the run started");
+        let (warm, all_joined) = warm.lock().unwrap().take().expect("the run started");
+        assert!(all_joined, "{others} other threads did not join the run");
         assert!(
             reaches(&warm, looking, 0),
             "a thread still spins after a panic"
@@ -580,35 +607,42 @@ mod keep_warm_tests {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use super::{affinity, pool};
+    use super::{affinity, pinned_cpus, pool};
 
-    /// Where the process may run on exactly as many CPUs as the pool has
-    /// threads, each thread is held to a CPU of its own; elsewhere the
-    /// threads keep the process's CPUs.
+    /// Threads are held only when asked, and only where each can have a
+    /// CPU of its own.
     #[test]
-    fn the_pool_holds_each_thread_to_a_cpu_of_its_own() {
+    fn threads_are_held_to_cpus_only_when_asked_and_one_each() {
+        assert_eq!(pinned_cpus(Some("on"), vec![0, 1], 2), Some(vec![0, 1]));
+        assert_eq!(pinned_cpus(Some(" on\n"), vec![2, 5], 2), Some(vec![2, 5]));
+        assert_eq!(pinned_cpus(None, vec![0, 1], 2), None);
+        assert_eq!(pinned_cpus(Some("off"), vec![0, 1], 2), None);
+        assert_eq!(pinned_cpus(Some("on"), vec![0, 1, 2], 2), None);
+        assert_eq!(pinned_cpus(Some("on"), vec![0], 1), None);
+        assert_eq!(pinned_cpus(Some("on"), vec![], 2), None);
+    }
+
+    /// `hold_to` leaves the thread on that CPU alone; the pool's threads
+    /// are held as the setting says.
+    #[test]
+    fn a_held_thread_runs_on_its_cpu_alone() {
         let allowed = affinity::allowed_cpus();
+        let last = *allowed.last().expect("the CPUs this process may use");
+        let held = std::thread::spawn(move || {
+            affinity::hold_to(last);
+            affinity::allowed_cpus()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(held, vec![last]);
         let threads = rayon::current_num_threads();
-        let held: Vec<Vec<usize>> = pool().broadcast(|_| affinity::allowed_cpus());
-        assert_eq!(held.len(), threads);
-        if allowed.len() == threads
-            && threads > 1
-            && std::env::var_os("RETROPROP_CPU_AFFINITY").is_none()
-        {
-            let mut cpus: Vec<usize> = held
-                .iter()
-                .map(|c| {
-                    assert_eq!(c.len(), 1, "a thread free to run on {c:?}");
-                    c[0]
-                })
-                .collect();
-            cpus.sort_unstable();
-            assert_eq!(cpus, allowed, "one thread on each CPU");
-        } else {
-            assert!(
-                held.iter().all(|c| c == &allowed),
-                "{held:?} beside {allowed:?}"
-            );
+        let pool_cpus: Vec<Vec<usize>> = pool().broadcast(|_| affinity::allowed_cpus());
+        let setting = std::env::var("RETROPROP_CPU_AFFINITY").ok();
+        match pinned_cpus(setting.as_deref(), allowed.clone(), threads) {
+            Some(cpus) => {
+                assert_eq!(pool_cpus, cpus.iter().map(|&c| vec![c]).collect::<Vec<_>>())
+            }
+            None => assert!(pool_cpus.iter().all(|c| c == &allowed), "{pool_cpus:?}"),
         }
     }
 }
