@@ -41,14 +41,16 @@ use std::ffi::c_int;
 use std::ffi::{CStr, c_char};
 use std::sync::OnceLock;
 
-/// Smallest m·n·k worth a thread pool. In a real step the second thread
-/// has often gone to sleep between passes, and waking it costs more than
-/// it saves below this: fits of 64-100-10 at batch 200 (200 × 64 × 100 =
-/// 2^20.3) ran 111 µs a step with their products shared, 92 with none;
-/// 64-256-256-10 kept its 705 µs (its 200 × 64 × 256 = 2^21.6 is still
-/// shared; at 2^22 it is not, and the step took 750). Fits on two cores
-/// with AVX-512, 2026-12-03: a machine with many cores may gain from
-/// sharing smaller products, and is not measured.
+/// Smallest m·n·k worth a thread pool. Below it sharing cost more than it
+/// saved: fits of 64-100-10 at batch 200 (200 × 64 × 100 = 2^20.3) ran
+/// 111 µs a step with their products shared, 92 with none; 64-256-256-10
+/// kept its 705 µs (its 200 × 64 × 256 = 2^21.6 is still shared; at 2^22
+/// it is not, and the step took 750). With the pool's threads kept
+/// looking for work between passes (`KeepWarm` in backend.rs) 2^19 still
+/// lost: a 64-100-10 digits fit took 0.105 s against 0.090 at 2^21, and
+/// 64-256-256-10 gained nothing. Fits on two cores with AVX-512,
+/// 2026-12-03: a machine with many cores may gain from sharing smaller
+/// products, and is not measured.
 const PARALLEL_WORK: usize = 1 << 21;
 
 /// Smallest m·n·k the library gets. Below it the built-in GEMM was as
