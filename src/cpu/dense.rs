@@ -1,9 +1,9 @@
 //! One dense layer's forward and backward pass, side by side.
 
 use super::gemm::Gemm;
+use super::share::share;
 use crate::activation::Activation;
 use crate::real::Real;
-use rayon::prelude::*;
 
 /// Rows a backward elementwise job takes: about 64 Ki values, few enough
 /// jobs that the pool's overhead stays small and enough to keep every core
@@ -156,9 +156,10 @@ pub fn dense_forward<T: Gemm>(
         |(z, a): (&mut [T], &mut [T])| bias_and_activation_rows(activation, bias, z, a);
     let chunk = forward_rows_per_job(outputs) * outputs;
     if forward_splits(rows, outputs) {
-        z.par_chunks_mut(chunk)
-            .zip(a.par_chunks_mut(chunk))
-            .for_each(bias_and_activation);
+        share(
+            z.chunks_mut(chunk).zip(a.chunks_mut(chunk)).collect(),
+            bias_and_activation,
+        );
     } else {
         bias_and_activation((z, a));
     }
@@ -192,10 +193,10 @@ pub fn dense_backward<T: Gemm>(
         |(grad, z): (&mut [T], &[T])| chain_and_sum_rows(activation, outputs, grad, z);
     let chunk = rows_per_job * outputs;
     let partial_sums: Vec<Vec<T>> = if splits(rows, outputs) {
-        grad.par_chunks_mut(chunk)
-            .zip(z.par_chunks(chunk))
-            .map(chain_and_sum)
-            .collect()
+        share(
+            grad.chunks_mut(chunk).zip(z.chunks(chunk)).collect(),
+            chain_and_sum,
+        )
     } else {
         vec![chain_and_sum((grad, z))]
     };

@@ -35,7 +35,6 @@
 use crate::error::{Error, Result};
 use crate::real::Real;
 use gemm::Parallelism;
-use rayon::prelude::*;
 use std::ffi::c_int;
 #[cfg(not(target_arch = "wasm32"))]
 use std::ffi::{CStr, c_char};
@@ -458,7 +457,7 @@ pub fn gemm_builtin<T: Real>(
         unsafe { gemm_raw(m, k, n, alpha, a, sa, b, sb, beta, c, sc, parallelism) };
         return;
     };
-    (0..split.parts).into_par_iter().for_each(|part| {
+    super::share::share((0..split.parts).collect(), |part| {
         let (start, len) = split.range(part);
         let (a, b, c) = (a, b, c);
         // SAFETY: each part is a block of C's rows or columns inside the

@@ -15,6 +15,7 @@ mod dense;
 pub mod gemm;
 mod network;
 mod optimizer;
+mod share;
 
 pub use backend::CpuBackend;
 pub use dense::{dense_backward, dense_forward};

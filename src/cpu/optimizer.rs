@@ -20,7 +20,6 @@
 
 use crate::optim::{GradClip, Optimizer, RuleKind, UpdateRule};
 use crate::real::Real;
-use rayon::prelude::*;
 
 /// The kinds as the `KIND` of [`update`] (the codes of [`RuleKind`]).
 const SGD: u8 = RuleKind::Sgd as u8;
@@ -81,8 +80,7 @@ pub fn optimizer_step<T: Real>(
             .collect();
         jobs.push((p, g, slots));
     }
-    jobs.into_par_iter()
-        .for_each(|(p, g, slots)| update_range(&rule, &k, p, g, slots));
+    super::share::share(jobs, |(p, g, slots)| update_range(&rule, &k, p, g, slots));
 }
 
 /// Clips `grads` in place as `clip` says: by global norm, then by value.
