@@ -207,21 +207,23 @@ pub fn dense_backward<T: Gemm>(
         }
     }
     let (o, i) = (outputs as isize, inputs as isize);
-    T::gemm(
-        outputs,
-        rows,
-        inputs,
-        T::one(),
-        grad,
-        (1, o),
-        input,
-        (i, 1),
-        T::zero(),
-        weight_grad,
-        (i, 1),
-    );
-    if let Some(input_grad) = input_grad {
-        input_grad.resize(rows * inputs, T::zero());
+    let grad: &[T] = grad;
+    let weight_product = |weight_grad: &mut [T]| {
+        T::gemm(
+            outputs,
+            rows,
+            inputs,
+            T::one(),
+            grad,
+            (1, o),
+            input,
+            (i, 1),
+            T::zero(),
+            weight_grad,
+            (i, 1),
+        )
+    };
+    let input_product = |input_grad: &mut [T]| {
         T::gemm(
             rows,
             outputs,
@@ -234,6 +236,35 @@ pub fn dense_backward<T: Gemm>(
             T::zero(),
             input_grad,
             (i, 1),
+        )
+    };
+    let Some(input_grad) = input_grad else {
+        weight_product(weight_grad);
+        return;
+    };
+    input_grad.resize(rows * inputs, T::zero());
+    if side_by_side(rows, inputs, outputs) {
+        share(
+            vec![Gradient::Input(input_grad), Gradient::Weight(weight_grad)],
+            |gradient| match gradient {
+                Gradient::Input(c) => input_product(c),
+                Gradient::Weight(c) => weight_product(c),
+            },
         );
+    } else {
+        weight_product(weight_grad);
+        input_product(input_grad);
     }
+}
+
+/// A product of the backward pass, with the matrix it writes.
+enum Gradient<'a, T> {
+    Weight(&'a mut [T]),
+    Input(&'a mut [T]),
+}
+
+/// Whether a layer's weight and input gradients are computed side by side
+/// (each still shared among threads where it is large).
+fn side_by_side(rows: usize, inputs: usize, outputs: usize) -> bool {
+    super::gemm::wants_threads(rows, inputs, outputs)
 }
