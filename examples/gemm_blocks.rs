@@ -7,7 +7,9 @@
 //!     cargo run --release --example gemm_blocks [BATCH [SIZES]]
 //!
 //! Prints microseconds a product (the best of five loops) and whether the
-//! three gave the same bits.
+//! three gave the same bits. A narrow layer's forward product (16 units or
+//! fewer) differs by design: the built-in GEMM cuts it into blocks of rows
+//! the gemm crate computes as dot products (`narrow_block` in gemm.rs).
 use gemm::{Parallelism, gemm};
 use std::time::Instant;
 

@@ -72,6 +72,11 @@ fn check<T: Real>(name: &str, gemm: &Gemm<T>, tolerance: f64) {
         (64, 70, 65),
         (130, 67, 129),
         (96, 256, 100),
+        // Narrow: with A not transposed and B transposed, cut into blocks
+        // of rows (n ≤ 16, m·n > 256).
+        (300, 40, 2),
+        (129, 33, 16),
+        (1000, 20, 10),
     ];
     let mut case = 0;
     for &(m, k, n) in &shapes {
@@ -273,6 +278,35 @@ fn builtin_gemm_gives_the_same_bits_on_any_number_of_threads() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A narrow product in a dense layer's forward layout (Z = X·Wᵀ, at most
+/// 16 columns) is computed in blocks of rows, each row as the same dot
+/// products: a row's bits do not depend on the rows around it, so a batch
+/// of one, a training batch and a prediction chunk give it alike.
+#[test]
+fn a_narrow_products_rows_have_the_same_bits_in_any_batch() {
+    for (rows, k, n) in [(300, 256, 10), (260, 256, 2), (40, 30, 16), (9000, 64, 3)] {
+        let x: Vec<f32> = values(rows * k, 7).iter().map(|&v| v as f32).collect();
+        let w: Vec<f32> = values(n * k, 8).iter().map(|&v| v as f32).collect();
+        let product = |x: &[f32]| {
+            let m = x.len() / k;
+            let mut z = vec![f32::NAN; m * n];
+            let (ki, ni) = (k as isize, n as isize);
+            gemm_builtin(m, k, n, 1.0, x, (ki, 1), &w, (1, ki), 0.0, &mut z, (ni, 1));
+            z.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let whole = product(&x);
+        for batch in [1, 7, 128] {
+            let parts: Vec<u32> = x.chunks(batch * k).flat_map(product).collect();
+            let first = whole.iter().zip(&parts).position(|(a, b)| a != b);
+            assert!(
+                first.is_none(),
+                "{rows}×{k}×{n} in batches of {batch}: row {} differs from the whole product's",
+                first.unwrap_or(0) / n
+            );
         }
     }
 }

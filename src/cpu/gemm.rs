@@ -442,6 +442,50 @@ pub fn gemm_builtin<T: Real>(
     // Small products are not worth waking the thread pool for, and threads
     // may only write a C whose elements have places of their own.
     let threads = wants_threads(m, k, n) && distinct_places(m, n, sc);
+    if let Some(block) = narrow_block(m, n, sa, sb) {
+        let run = |blocks: std::ops::Range<usize>| {
+            for first in blocks.map(|b| b * block) {
+                let rows = block.min(m - first);
+                let (a, c) = (a, c);
+                // SAFETY: each block is `rows` rows of A and C from row
+                // `first`, inside the checked extents; with threads, C's
+                // strides give every element a place of its own and the
+                // blocks are disjoint.
+                unsafe {
+                    let (a, c) = (
+                        a.offset(first as isize * rsa),
+                        c.offset(first as isize * rsc),
+                    );
+                    gemm_raw(
+                        rows,
+                        k,
+                        n,
+                        alpha,
+                        a,
+                        sa,
+                        b,
+                        sb,
+                        beta,
+                        c,
+                        sc,
+                        Parallelism::None,
+                    );
+                }
+            }
+        };
+        let blocks = m.div_ceil(block);
+        if threads {
+            let per = blocks.div_ceil(rayon::current_num_threads().max(1));
+            let runs = (0..blocks)
+                .step_by(per)
+                .map(|b| b..(b + per).min(blocks))
+                .collect();
+            super::share::share(runs, run);
+        } else {
+            run(0..blocks);
+        }
+        return;
+    }
     let split = threads
         .then(|| Split::of(m, k, n, rayon::current_num_threads()))
         .flatten();
@@ -488,6 +532,32 @@ pub fn gemm_builtin<T: Real>(
         }
     });
 }
+
+/// The rows a block of a narrow product takes, for a product cut into
+/// blocks of rows: one whose A has its rows contiguous and B its columns
+/// (a dense layer's forward product, Z = X·Wᵀ) and at most
+/// [`NARROW_SIDE`] columns. The gemm crate computes a product of at most
+/// 16 × 16 elements in that layout as dot products along k; a larger one
+/// it packs both operands for, and a classifier's output layer then cost
+/// more than its arithmetic: 200 × 256 × 2 took 21 µs, two blocks of 128
+/// and 72 rows ~2 (`examples/gemm_blocks.rs`, 2026-12-03). Every block
+/// takes the dot products, whatever m is and however the blocks are
+/// shared among threads, so each row's bits are the same in any batch.
+fn narrow_block(
+    m: usize,
+    n: usize,
+    (_, csa): (isize, isize),
+    (rsb, _): (isize, isize),
+) -> Option<usize> {
+    (csa == 1 && rsb == 1 && n <= NARROW_SIDE && m * n > NARROW_BLOCK).then(|| NARROW_BLOCK / n)
+}
+
+/// Widest product (columns of C) cut into blocks of rows ([`narrow_block`]).
+const NARROW_SIDE: usize = 16;
+
+/// Elements of C in a block of a narrow product: the gemm crate's limit
+/// for its dot-product kernels.
+const NARROW_BLOCK: usize = 16 * 16;
 
 /// Whether an m × k by k × n product goes to the BLAS library, when one is
 /// loaded (the library is loaded by the first product that would).
