@@ -8,6 +8,9 @@
 //! Python callback while the training thread waits for it. Short waits
 //! are polled before sleeping ([`receive`]): a sleep and a wake-up each
 //! way cost ~70 µs an epoch, more than an iris-sized epoch itself.
+//! Each job runs on a thread of the CPU backend's pool when no other run
+//! has it ([`retroprop::cpu::run_on_pool`]): the epochs' steps then start
+//! where they are, not handed to the pool and back each epoch.
 
 use crate::errors::{panic_to_py, to_py};
 use pyo3::exceptions::PyRuntimeError;
@@ -102,7 +105,7 @@ impl Worker {
             .spawn(move || {
                 let mut state = None;
                 for job in queue {
-                    job(&mut state);
+                    retroprop::cpu::run_on_pool(|| job(&mut state));
                 }
             })
             .expect("the operating system refused a thread");

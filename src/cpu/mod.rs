@@ -17,7 +17,7 @@ mod network;
 mod optimizer;
 mod share;
 
-pub use backend::CpuBackend;
+pub use backend::{CpuBackend, run_on_pool};
 pub use dense::{dense_backward, dense_forward};
 pub use gemm::{Blas, Gemm, blas, check_env, gemm_builtin, gemm_name};
 pub use network::Network;

@@ -1,9 +1,12 @@
 //! How a pass of a step is shared among the CPU pool's threads: [`share`].
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::Mutex;
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Spins between looks for the last jobs before yielding the CPU.
+#[cfg(not(target_arch = "wasm32"))]
 const SPINS: u32 = 1000;
 
 /// `job(item)` for each of `items`, shared with the pool's other threads;
