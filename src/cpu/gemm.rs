@@ -569,9 +569,20 @@ pub(super) fn to_library(m: usize, k: usize, n: usize) -> bool {
 
 /// Whether an m × k by k × n product is large enough to share among
 /// threads (the CPU backend also asks, to know whether a step uses its
-/// pool at all).
+/// pool at all): [`PARALLEL_WORK`] multiply-adds, or half as many where
+/// one operand or C has 2¹⁶ elements or more. Packing or writing that
+/// one is most of such a product's time, and each share does half of
+/// it: breast cancer's last batch of each epoch, 26 rows through
+/// 256-wide layers (26 × 256 × 256 = 2^20.7), went on two threads, and its
+/// (256, 256) fit from 121.5 to 118.3 ms (`examples/fit_timing.rs`,
+/// medians of 8, interleaved); a 64-100-10 digits fit, whose 200 × 64 ×
+/// 100 = 2^20.3 has no such side, stayed at 91–92 ms.
 pub(super) fn wants_threads(m: usize, k: usize, n: usize) -> bool {
-    m.saturating_mul(n).saturating_mul(k) >= PARALLEL_WORK
+    let work = m.saturating_mul(n).saturating_mul(k);
+    let largest = (m.saturating_mul(k))
+        .max(k.saturating_mul(n))
+        .max(m.saturating_mul(n));
+    work >= PARALLEL_WORK || (work >= PARALLEL_WORK / 2 && largest >= 1 << 16)
 }
 
 /// Whether an m × n C with strides `(rsc, csc)` has a place of its own for
