@@ -296,17 +296,22 @@ pub struct LayerNorms {
 impl LayerNorms {
     /// The norms of every layer from flat gradients and parameters.
     pub fn of<T: Real>(mlp: &Mlp, step: u64, grads: &[T], params: &[T]) -> Vec<LayerNorms> {
-        let norm = |v: &[T], l: usize| {
-            (sum_of_squares(&v[mlp.weight_range(l)]) + sum_of_squares(&v[mlp.bias_range(l)])).sqrt()
-        };
         (0..mlp.layers().len())
             .map(|layer| LayerNorms {
                 step,
                 layer,
-                grad_norm: norm(grads, layer),
-                weight_norm: norm(params, layer),
+                grad_norm: Self::norm(mlp, layer, grads),
+                weight_norm: Self::norm(mlp, layer, params),
             })
             .collect()
+    }
+
+    /// ‖(W, b)‖ of `layer` in the flat vector `v` (parameters or
+    /// gradients): each of [`of`](Self::of)'s norms, for callers that
+    /// compute them apart (the CPU backend shares them among threads).
+    pub(crate) fn norm<T: Real>(mlp: &Mlp, layer: usize, v: &[T]) -> f64 {
+        (sum_of_squares(&v[mlp.weight_range(layer)]) + sum_of_squares(&v[mlp.bias_range(layer)]))
+            .sqrt()
     }
 }
 
