@@ -37,16 +37,7 @@ fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
             (LOOKING.load(std::sync::atomic::Ordering::Acquire) < others).then(KeepWarm::start);
         return work();
     }
-    let Some(_leave) = take_pool() else {
-        return work();
-    };
-    #[cfg(not(target_arch = "wasm32"))]
-    return pool().install(|| {
-        let _warm = KeepWarm::start();
-        work()
-    });
-    #[cfg(target_arch = "wasm32")]
-    rayon::scope(|_| work())
+    run_on_pool(work)
 }
 
 /// Runs `work` on a thread of the CPU backend's pool, when no other run
@@ -713,8 +704,11 @@ mod keep_warm_tests {
     /// whether they are shared among the pool's threads or not.
     #[test]
     fn shared_layer_norms_are_those_of_one_thread() {
+        use crate::activation::Activation;
         use crate::backend::{Backend, BackendConfig, LayerNorms};
-        use crate::{Activation, Adam, Init, Loss, Mlp};
+        use crate::loss::Loss;
+        use crate::model::{Init, Mlp};
+        use crate::optim::Adam;
         let mlp = Mlp::new(&[64, 256, 256, 10], Activation::Relu, Activation::Identity)
             .expect("a network");
         let params = mlp.init(Init::KaimingUniform, 3);

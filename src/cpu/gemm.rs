@@ -442,38 +442,46 @@ pub fn gemm_builtin<T: Real>(
     // Small products are not worth waking the thread pool for, and threads
     // may only write a C whose elements have places of their own.
     let threads = wants_threads(m, k, n) && distinct_places(m, n, sc);
-    if let Some(block) = narrow_block(m, n, sa, sb) {
+    // One block of C, `rows` × `cols` from the given corners of A, B and
+    // C, on this thread. Every call passes pointers offset inside the
+    // checked extents, and blocks run at once are disjoint parts of a C
+    // whose strides give every element a place of its own
+    // (`distinct_places`), so no two threads write one place.
+    let block = |rows: usize, cols: usize, (a, b, c): (Ptr<T>, Ptr<T>, Ptr<T>)| {
+        // SAFETY: as above; C does not alias A or B (it is borrowed
+        // mutably).
+        unsafe {
+            gemm_raw(
+                rows,
+                k,
+                cols,
+                alpha,
+                a,
+                sa,
+                b,
+                sb,
+                beta,
+                c,
+                sc,
+                Parallelism::None,
+            )
+        }
+    };
+    if let Some(rows) = narrow_block(m, n, sa, sb) {
         let run = |blocks: std::ops::Range<usize>| {
-            for first in blocks.map(|b| b * block) {
-                let rows = block.min(m - first);
-                let (a, c) = (a, c);
-                // SAFETY: each block is `rows` rows of A and C from row
-                // `first`, inside the checked extents; with threads, C's
-                // strides give every element a place of its own and the
-                // blocks are disjoint.
-                unsafe {
-                    let (a, c) = (
+            for first in blocks.map(|b| b * rows) {
+                // SAFETY: rows `first..` of A and C, inside their extents.
+                let corners = unsafe {
+                    (
                         a.offset(first as isize * rsa),
-                        c.offset(first as isize * rsc),
-                    );
-                    gemm_raw(
-                        rows,
-                        k,
-                        n,
-                        alpha,
-                        a,
-                        sa,
                         b,
-                        sb,
-                        beta,
-                        c,
-                        sc,
-                        Parallelism::None,
-                    );
-                }
+                        c.offset(first as isize * rsc),
+                    )
+                };
+                block(rows.min(m - first), n, corners);
             }
         };
-        let blocks = m.div_ceil(block);
+        let blocks = m.div_ceil(rows);
         if threads {
             let per = blocks.div_ceil(rayon::current_num_threads().max(1));
             let runs = (0..blocks)
@@ -503,32 +511,15 @@ pub fn gemm_builtin<T: Real>(
     };
     super::share::share((0..split.parts).collect(), |part| {
         let (start, len) = split.range(part);
-        let (a, b, c) = (a, b, c);
+        let start = start as isize;
         // SAFETY: each part is a block of C's rows or columns inside the
-        // checked extents, the blocks are disjoint and C's strides map
-        // distinct elements to distinct places (`distinct_places`), so
-        // no two threads write one place.
-        unsafe {
-            let start = start as isize;
-            let (rows, cols, a, b, c) = if split.along_columns {
-                (m, len, a, b.offset(start * csb), c.offset(start * csc))
-            } else {
-                (len, n, a.offset(start * rsa), b, c.offset(start * rsc))
-            };
-            gemm_raw(
-                rows,
-                k,
-                cols,
-                alpha,
-                a,
-                sa,
-                b,
-                sb,
-                beta,
-                c,
-                sc,
-                Parallelism::None,
-            );
+        // checked extents, and the blocks are disjoint.
+        if split.along_columns {
+            let corners = unsafe { (a, b.offset(start * csb), c.offset(start * csc)) };
+            block(m, len, corners);
+        } else {
+            let corners = unsafe { (a.offset(start * rsa), b, c.offset(start * rsc)) };
+            block(len, n, corners);
         }
     });
 }
