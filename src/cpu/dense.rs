@@ -264,7 +264,12 @@ enum Gradient<'a, T> {
 }
 
 /// Whether a layer's weight and input gradients are computed side by side
-/// (each still shared among threads where it is large).
+/// (each still shared among threads where it is large): where they are
+/// worth sharing, unless one goes to the BLAS library, whose own threads
+/// already take the machine (two calls at once would contend for them).
 fn side_by_side(rows: usize, inputs: usize, outputs: usize) -> bool {
-    super::gemm::wants_threads(rows, inputs, outputs)
+    use super::gemm::{to_library, wants_threads};
+    wants_threads(rows, inputs, outputs)
+        && !to_library(outputs, rows, inputs)
+        && !to_library(rows, outputs, inputs)
 }
