@@ -113,16 +113,12 @@ static LOOKING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 struct Warm {
     /// Set when the run ends.
     done: std::sync::atomic::AtomicBool,
-    /// The threads now in one of its jobs.
-    looking: std::sync::atomic::AtomicUsize,
-    /// The threads that have entered one.
+    /// The threads that have entered one of its jobs.
     joined: std::sync::atomic::AtomicUsize,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl KeepWarm {
-    /// Spins between looks before yielding the CPU.
-    const SPINS: u32 = 1000;
     /// Longer than any gap between a step's passes.
     const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -161,40 +157,31 @@ impl Warm {
         use std::sync::atomic::Ordering;
         use std::time::Instant;
         self.joined.fetch_add(1, Ordering::SeqCst);
-        self.looking.fetch_add(1, Ordering::SeqCst);
         LOOKING.fetch_add(1, Ordering::SeqCst);
         /// Counts the thread out however the job ends.
-        struct Out<'a>(&'a Warm);
-        impl Drop for Out<'_> {
+        struct Out;
+        impl Drop for Out {
             fn drop(&mut self) {
-                self.0.looking.fetch_sub(1, Ordering::SeqCst);
                 LOOKING.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        let _out = Out(self);
-        let mut idle = 0u32;
+        let _out = Out;
+        let mut idle = 0;
         let mut idle_since = Instant::now();
         while !self.done.load(Ordering::Acquire) {
-            if rayon::yield_now() == Some(rayon::Yield::Executed) {
-                idle = 0;
+            if super::share::look_for_work(&mut idle) {
                 continue;
             }
-            if idle == 0 {
+            if idle == 1 {
                 idle_since = Instant::now();
-            }
-            idle += 1;
-            if idle < KeepWarm::SPINS {
-                std::hint::spin_loop();
-                continue;
             }
             // Nothing for this long is no step's gap between passes (a CPU
             // shared with other busy processes, a run waiting on something
-            // else): back to sleeping between jobs. Each look from here on
-            // may wait a time slice in the yield, so each reads the clock.
-            if idle_since.elapsed() > KeepWarm::IDLE_LIMIT {
+            // else): back to sleeping between jobs. Once looks yield the
+            // CPU, each may wait a time slice, so each reads the clock.
+            if idle >= super::share::SPINS && idle_since.elapsed() > KeepWarm::IDLE_LIMIT {
                 return;
             }
-            std::thread::yield_now();
         }
     }
 }
@@ -368,31 +355,26 @@ impl CpuBackend {
         if rayon::current_thread_index().is_none() {
             return LayerNorms::of(mlp, step, grads, params);
         }
-        let layers = mlp.layers().len();
         // Each layer's gradient norm and parameter norm in turn, widest
         // layer first, so the two largest go to different threads.
-        let mut order: Vec<usize> = (0..layers).collect();
+        let mut order: Vec<usize> = (0..mlp.layers().len()).collect();
         order.sort_by_key(|&l| std::cmp::Reverse(mlp.weight_range(l).len()));
         let items = order
             .iter()
             .flat_map(|&l| [(l, grads), (l, params)])
             .collect();
-        let norms = super::share::share(items, |(l, v)| (l, LayerNorms::norm(mlp, l, v)));
-        let mut out: Vec<LayerNorms> = (0..layers)
-            .map(|layer| LayerNorms {
+        let norms = super::share::share(items, |(l, v)| LayerNorms::norm(mlp, l, v));
+        let mut out: Vec<LayerNorms> = order
+            .iter()
+            .zip(norms.chunks_exact(2))
+            .map(|(&layer, pair)| LayerNorms {
                 step,
                 layer,
-                grad_norm: 0.0,
-                weight_norm: 0.0,
+                grad_norm: pair[0],
+                weight_norm: pair[1],
             })
             .collect();
-        for (pair, (l, norm)) in norms.into_iter().enumerate() {
-            if pair % 2 == 0 {
-                out[l].grad_norm = norm;
-            } else {
-                out[l].weight_norm = norm;
-            }
-        }
+        out.sort_by_key(|n| n.layer);
         out
     }
 
@@ -615,8 +597,10 @@ mod keep_warm_tests {
         warm.joined.load(Ordering::SeqCst)
     }
 
-    fn looking(warm: &Warm) -> usize {
-        warm.looking.load(Ordering::SeqCst)
+    /// The pool's threads in a keep-warm job, whichever run's (the tests
+    /// hold the pool, so no other run's).
+    fn looking(_: &Warm) -> usize {
+        super::LOOKING.load(Ordering::SeqCst)
     }
 
     /// While a run is on the pool, every other thread of it joins in,

@@ -5,9 +5,29 @@ use std::sync::Mutex;
 #[cfg(not(target_arch = "wasm32"))]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Spins between looks for the last jobs before yielding the CPU.
+/// Fruitless looks for work spent spinning before each further one yields
+/// the CPU to the operating system.
 #[cfg(not(target_arch = "wasm32"))]
-const SPINS: u32 = 1000;
+pub(super) const SPINS: u32 = 1000;
+
+/// One look for work on the current pool, for a thread that waits without
+/// sleeping (a share's caller, a kept-warm thread): runs a job if there is
+/// one and returns `true` (and `idle` to 0); else counts the look in
+/// `idle` and spins, or from [`SPINS`] looks on yields its CPU.
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) fn look_for_work(idle: &mut u32) -> bool {
+    if rayon::yield_now() == Some(rayon::Yield::Executed) {
+        *idle = 0;
+        return true;
+    }
+    *idle = idle.saturating_add(1);
+    if *idle < SPINS {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+    false
+}
 
 /// `job(item)` for each of `items`, shared with the pool's other threads;
 /// the results in the items' order, whichever thread ran each.
@@ -69,18 +89,9 @@ fn on_the_pool<I: Send, R: Send>(items: Vec<I>, job: impl Fn(I) -> R + Sync) -> 
         }
         let result = job(first);
         *results[0].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-        let mut idle = 0u32;
+        let mut idle = 0;
         while left.load(Ordering::Acquire) > 0 {
-            if rayon::yield_now() == Some(rayon::Yield::Executed) {
-                idle = 0;
-                continue;
-            }
-            idle += 1;
-            if idle < SPINS {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            look_for_work(&mut idle);
         }
     });
     results
