@@ -316,11 +316,13 @@ fn a_narrow_products_rows_have_the_same_bits_in_any_batch() {
     }
 }
 
-/// A trainer's CPU device names the BLAS library only when its steps have
-/// a product large enough for it: naming it loads it (and OpenBLAS starts
-/// its threads), a few milliseconds a small fit does not need.
+/// A trainer's CPU device names the GEMMs its steps' products run on: the
+/// BLAS library only where a product chose it (under `auto`, where the
+/// shape's trial found it faster), the built-in GEMM for the rest; a step
+/// with no product large enough for the library does not load it.
 #[test]
 fn device_name_says_which_gemm_the_steps_use() {
+    use retroprop::cpu::{Engine, Shape, route};
     use retroprop::{Activation, Device, Mlp, TrainConfig, Trainer};
     let name = |sizes: &[usize], batch: usize| {
         let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).unwrap();
@@ -329,7 +331,105 @@ fn device_name_says_which_gemm_the_steps_use() {
     };
     // 150 × 4 × 100: far below the library's 2²⁵ multiply-adds.
     assert_eq!(name(&[4, 100, 3], 150), "cpu: built-in GEMM");
-    // 1024 × 784 × 1024 and its weight gradient go to the library.
+    // 784-1024-10 at batch 1024: the first layer's forward product and
+    // weight gradient are large enough for the library; the second layer's
+    // products (a side or k of 10) are not.
     let library = system_blas().name().to_string();
-    assert_eq!(name(&[784, 1024, 10], 1024), format!("cpu: {library}"));
+    let shape = |m, k, n, a_transposed, b_transposed| Shape {
+        m,
+        k,
+        n,
+        a_transposed,
+        b_transposed,
+        float_bytes: 4,
+    };
+    let large = [
+        shape(1024, 784, 1024, false, true),
+        shape(1024, 1024, 784, true, false),
+    ];
+    let on_library: Vec<bool> = large
+        .iter()
+        .map(|s| route(*s).engine() == Engine::Library)
+        .collect();
+    let expected = match on_library[..] {
+        [true, true] => format!("cpu: {library}"),
+        [false, false] => "cpu: built-in GEMM".to_string(),
+        // The forward product has the larger share of the work.
+        [true, false] => format!("cpu: {library} + built-in GEMM"),
+        _ => format!("cpu: built-in GEMM + {library}"),
+    };
+    assert_eq!(
+        name(&[784, 1024, 10], 1024),
+        expected,
+        "chosen: {on_library:?}"
+    );
+}
+
+/// Under `auto` every product of a shape runs on the GEMM its trial chose,
+/// the first as the later ones (the trial runs on operands of its own):
+/// the same bits each call, those of that GEMM, in every layout a dense
+/// layer uses.
+#[test]
+fn products_run_on_the_gemm_their_shape_chose() {
+    use retroprop::cpu::{Engine, Route, Shape, route};
+    let blas = system_blas();
+    // 256 × 512 × 256 = 2²⁵ multiply-adds: just large enough for the library.
+    let (m, k, n) = (256, 512, 256);
+    for (a_transposed, b_transposed) in [(false, true), (true, false), (false, false)] {
+        let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
+        let b: Vec<f32> = values(k * n, 2).iter().map(|&v| v as f32).collect();
+        let sa = if a_transposed {
+            (1, m as isize)
+        } else {
+            (k as isize, 1)
+        };
+        let sb = if b_transposed {
+            (1, k as isize)
+        } else {
+            (n as isize, 1)
+        };
+        let sc = (n as isize, 1);
+        let product = |gemm: &dyn Fn(&mut [f32])| {
+            let mut c = vec![f32::NAN; m * n];
+            gemm(&mut c);
+            c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let first = product(&|c| f32::gemm(m, k, n, 1.0, &a, sa, &b, sb, 0.0, c, sc));
+        let again = product(&|c| f32::gemm(m, k, n, 1.0, &a, sa, &b, sb, 0.0, c, sc));
+        let builtin = product(&|c| gemm_builtin(m, k, n, 1.0, &a, sa, &b, sb, 0.0, c, sc));
+        let library = product(&|c| {
+            assert!(blas.gemm(m, k, n, 1.0, &a, sa, &b, sb, 0.0, c, sc));
+        });
+        let layout = format!("A transposed {a_transposed}, B transposed {b_transposed}");
+        assert_ne!(
+            builtin, library,
+            "{layout}: both GEMMs gave the same bits, so this test cannot tell them apart"
+        );
+        let shape = Shape {
+            m,
+            k,
+            n,
+            a_transposed,
+            b_transposed,
+            float_bytes: 4,
+        };
+        let route = route(shape);
+        // `auto` tries the shape; a library named in RETROPROP_BLAS takes it.
+        assert!(
+            matches!(route, Route::Trial(_) | Route::Named),
+            "{layout}: {route:?}"
+        );
+        let expected = match route.engine() {
+            Engine::BuiltIn => &builtin,
+            Engine::Library => &library,
+        };
+        assert!(
+            first == *expected,
+            "{layout}: the first product did not run on {route:?}"
+        );
+        assert!(
+            again == *expected,
+            "{layout}: a later product did not run on {route:?}"
+        );
+    }
 }

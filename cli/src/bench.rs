@@ -175,14 +175,14 @@ fn devices(list: Option<&str>) -> Result<Vec<Device>> {
 
 fn print_row(r: &Run) {
     println!(
-        "{:<40} {:>6} {:>10.1} {:>8.2} {:>10.2} ({:.2}–{:.2}) {:>9.2} {:>9.1} {:>9.1}",
+        "{:<48} {:>6} {:>10.1} {:>8.2} {:>10.2} ({:.2}–{:.2}) {:>9.2} {:>9.1} {:>9.1}",
         truncate(
             &format!(
                 "{}{}",
                 if r.precision == "f32" { "" } else { "mixed, " },
                 r.device
             ),
-            40
+            48
         ),
         r.batch,
         r.samples_per_s,
@@ -242,7 +242,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             system()
         );
         println!(
-            "{:<40} {:>6} {:>10} {:>8} {:>24} {:>9} {:>9} {:>9}",
+            "{:<48} {:>6} {:>10} {:>8} {:>24} {:>9} {:>9} {:>9}",
             "device",
             "batch",
             "samples/s",
@@ -757,5 +757,67 @@ fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) -> (f64, S
         // Let a BLAS library's threads go idle before anything else runs.
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    if blas().is_some() {
+        gemm_choices(args, emit, &shapes);
+    }
     peak
+}
+
+/// Which GEMM the CPU backend runs each of `shapes` on (f32, the three
+/// [`VARIANTS`]), and why: the setting, or under `RETROPROP_BLAS=auto` the
+/// shape's trial (run now unless the standard work's steps ran it) with
+/// how many times faster the chosen GEMM's best call was.
+fn gemm_choices(
+    args: &BenchArgs,
+    emit: &dyn Fn(&str, serde_json::Value),
+    shapes: &[(usize, usize, usize)],
+) {
+    use retroprop::cpu::{Engine, Route, Shape, route};
+    matmul_header(
+        args,
+        "CPU GEMM chosen per product shape (f32; under auto, how many times faster its best \
+         call was in the shape's trial; small: below the library's sizes, built-in)",
+    );
+    for &(m, k, n) in shapes {
+        let routes: Vec<Route> = VARIANTS
+            .iter()
+            .map(|&(a_transposed, b_transposed)| {
+                route(Shape {
+                    m,
+                    k,
+                    n,
+                    a_transposed,
+                    b_transposed,
+                    float_bytes: 4,
+                })
+            })
+            .collect();
+        let engine = |r: &Route| match r.engine() {
+            Engine::BuiltIn => "built-in",
+            Engine::Library => "library",
+        };
+        let cell = |r: &Route| match r {
+            Route::Small => "small".to_string(),
+            Route::NoLibrary | Route::Named => engine(r).to_string(),
+            Route::Trial(t) => format!("{} {:.2}×", engine(r), t.margin()),
+        };
+        if !args.json {
+            println!(
+                "{:>22} {:>14} {:>14} {:>14}",
+                format!("{m}x{k}x{n}"),
+                cell(&routes[0]),
+                cell(&routes[1]),
+                cell(&routes[2])
+            );
+        }
+        let mut fields = serde_json::json!({ "m": m, "k": k, "n": n });
+        for (key, r) in ["nn", "nt", "tn"].iter().zip(&routes) {
+            fields[*key] = engine(r).into();
+            if let Route::Trial(t) = r {
+                fields[format!("{key}_builtin_s")] = t.builtin_s.into();
+                fields[format!("{key}_library_s")] = t.library_s.into();
+            }
+        }
+        emit("gemm_choice", fields);
+    }
 }

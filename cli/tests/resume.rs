@@ -10,7 +10,7 @@ mod support;
 
 use safetensors::SafeTensors;
 use std::path::Path;
-use support::{Dir, fails, ok, refused, run};
+use support::{Dir, fails, ok, refused, run, run_with};
 
 /// 80 rows, three classes from two features.
 fn classes(dir: &Dir) -> String {
@@ -671,4 +671,54 @@ fn a_mixed_run_names_its_precision_and_refuses_a_resume_in_f32() {
         2,
         &["unknown precision `f16` (expected f32 or mixed)"],
     );
+}
+
+/// A checkpoint holds nothing of which GEMM ran the products
+/// (`RETROPROP_BLAS`, or under `auto` the trials of the process): a run
+/// begun on the built-in GEMM resumes on the BLAS library, and the other
+/// way round, with nothing refused or noted.
+#[test]
+fn a_checkpoint_resumes_whichever_gemm_runs_the_products() {
+    let dir = Dir::new("cpu-gemm-choice");
+    let data = classes(&dir);
+    // 80 rows through 1024-wide layers: 80 × 1024 × 1024 multiply-adds, a
+    // product large enough for the library.
+    let common = [
+        "train",
+        "--data",
+        &data,
+        "--device",
+        "cpu",
+        "--arch",
+        "2,1024,1024,3",
+        "--batch-size",
+        "80",
+        "-q",
+    ];
+    for (first, then) in [
+        ("off", "libopenblas.so.0"),
+        ("libopenblas.so.0", "off"),
+        ("off", "auto"),
+    ] {
+        let checkpoint = dir.path(&format!("{first}-{then}.safetensors"));
+        let checkpoint = checkpoint.to_str().unwrap();
+        let (code, _, stderr) = run_with(
+            &[("RETROPROP_BLAS", first)],
+            &[&common[..], &["--steps", "2", "--checkpoint", checkpoint]].concat(),
+        );
+        assert_eq!(code, 0, "RETROPROP_BLAS={first}: {stderr}");
+        let (code, stdout, stderr) = run_with(
+            &[("RETROPROP_BLAS", then)],
+            &[&common[..], &["--steps", "4", "--resume", checkpoint]].concat(),
+        );
+        assert_eq!(
+            code, 0,
+            "begun with RETROPROP_BLAS={first}, resumed with {then}: {stderr}"
+        );
+        assert!(
+            !stdout.contains("resumed with") && stderr.is_empty(),
+            "begun with RETROPROP_BLAS={first}, resumed with {then}, it said:\n{stdout}{stderr}"
+        );
+        assert!(stdout.contains(", 4 steps"), "{stdout}");
+    }
 }

@@ -1,6 +1,6 @@
 //! One dense layer's forward and backward pass, side by side.
 
-use super::gemm::Gemm;
+use super::gemm::{Gemm, Shape};
 use super::share::share;
 use crate::activation::Activation;
 use crate::real::Real;
@@ -272,4 +272,32 @@ fn side_by_side(rows: usize, inputs: usize, outputs: usize) -> bool {
     wants_threads(rows, inputs, outputs)
         && !to_library(outputs, rows, inputs)
         && !to_library(rows, outputs, inputs)
+}
+
+/// The products of a layer's training step over `rows` rows, in the
+/// layouts [`dense_forward`] and [`dense_backward`] pass them: the forward
+/// (X·Wᵀ), the weight gradient (dZᵀ·X) and, with `input_grad`, the input
+/// gradient (dZ·W).
+pub(super) fn layer_products<T>(
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+    input_grad: bool,
+) -> Vec<Shape> {
+    let product = |m, k, n, a_transposed, b_transposed| Shape {
+        m,
+        k,
+        n,
+        a_transposed,
+        b_transposed,
+        float_bytes: std::mem::size_of::<T>(),
+    };
+    let mut products = vec![
+        product(rows, inputs, outputs, false, true),
+        product(outputs, rows, inputs, true, false),
+    ];
+    if input_grad {
+        products.push(product(rows, outputs, inputs, false, false));
+    }
+    products
 }

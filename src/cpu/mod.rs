@@ -7,10 +7,13 @@
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
 //! - `gemm.rs`: matrix products, on a system BLAS when one is loaded;
+//! - `choice.rs`: which of the two GEMMs a product shape runs on under
+//!   `auto`, by a timed trial once per process;
 //! - `backend.rs`: [`CpuBackend`], the [`Backend`](crate::backend::Backend)
 //!   the trainer drives.
 
 mod backend;
+mod choice;
 mod dense;
 pub mod gemm;
 mod network;
@@ -19,6 +22,9 @@ mod share;
 
 pub use backend::{CpuBackend, run_on_pool};
 pub use dense::{dense_backward, dense_forward};
-pub use gemm::{Blas, Gemm, blas, check_env, gemm_builtin, gemm_name};
+pub use gemm::{
+    Blas, Engine, Gemm, Route, Shape, Trial, blas, check_env, gemm_builtin, gemm_name, gemms_of,
+    route, trials,
+};
 pub use network::Network;
 pub use optimizer::{clip_gradients, optimizer_step};
