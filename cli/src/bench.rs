@@ -281,7 +281,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     {
         println!(
             "note: the CPU ran on its built-in GEMM; with OpenBLAS installed (Debian/Ubuntu: \
-             apt-get install libopenblas0) its large products are faster (docs/performance.md)"
+             apt-get install libopenblas0) each large product shape runs on the faster of the \
+             two (docs/performance.md)"
         );
     }
     if args.profile && devices.contains(&Device::Gpu) {
@@ -687,9 +688,10 @@ fn full(args: &BenchArgs, devices: &[Device], runs: &[(Device, Run)]) -> Result<
 /// The CPU backend's GEMMs on the square sizes and the standard work's
 /// products: the built-in one, then the BLAS library when one is loaded (in
 /// a second pass, so that the library's threads, which spin a while after
-/// each call, do not slow the built-in one's). Returns the best GFLOP/s
-/// measured, the machine's GEMM peak as far as this bench knows, and which
-/// GEMM reached it.
+/// each call, do not slow the built-in one's), then which of the two the
+/// backend runs each shape on. Returns the best GFLOP/s measured, the
+/// machine's GEMM peak as far as this bench knows, and which GEMM reached
+/// it.
 fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) -> (f64, String) {
     use retroprop::cpu::{blas, gemm_builtin};
     let shapes = [

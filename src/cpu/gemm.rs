@@ -1,22 +1,31 @@
 //! The CPU backend's matrix product: the built-in GEMM (the `gemm` crate,
-//! pure Rust, always there) or a system BLAS found at run time.
+//! pure Rust, always there) or a system BLAS found at run time, whichever
+//! is faster at the product's shape on this machine.
 //!
-//! A tuned BLAS beats the built-in GEMM on large products: on the bench
-//! machine (2 AMD EPYC cores) Debian's OpenBLAS 0.3.21 ran 1024³ at 147
-//! GFLOP/s against 110, and the standard work at batch 1024 1.13× faster
-//! (`docs/performance.md`). It is not a build dependency: the first product
-//! large enough to be worth it loads the library, and a machine without one
-//! keeps the built-in GEMM. OpenBLAS runs its own threads
-//! (`OPENBLAS_NUM_THREADS` sets how many); the built-in GEMM and the
-//! elementwise passes run on rayon's (`RAYON_NUM_THREADS`).
+//! Which is faster is not known from the library's name. Debian's OpenBLAS
+//! 0.3.21 ran 1024³ at 147 GFLOP/s against the built-in GEMM's 110 on two
+//! AMD EPYC cores where it used its AVX-512 kernels, and at half the
+//! built-in GEMM's speed on a machine where `OPENBLAS_CORETYPE=Haswell`
+//! held it to AVX2 (`docs/performance.md`). So under `auto` each product
+//! shape class ([`Shape`]: sizes, transpositions, float) gets a short
+//! trial of both GEMMs the first time a product of it is asked for (a few
+//! products of each on operands of its own; `choice.rs`), and every
+//! product of that shape in the process then runs on the faster: the choice
+//! is made once and kept, so a run gives the same bits each time within a
+//! process; between processes it can differ where the two are close
+//! (docs/DESIGN.md). `off` or the library's name pins it. The library is
+//! not a build dependency: the first product large enough for it loads it,
+//! and a machine without one keeps the built-in GEMM. OpenBLAS runs its own
+//! threads (`OPENBLAS_NUM_THREADS` sets how many); the built-in GEMM and
+//! the elementwise passes run on rayon's (`RAYON_NUM_THREADS`).
 //!
 //! The environment variable `RETROPROP_BLAS` chooses:
 //!
 //! | value | GEMM used |
 //! | --- | --- |
-//! | unset or `auto` | the first of OpenBLAS (`libopenblas.so.0`, `libopenblas.so`, `libopenblas.dylib`) and Intel MKL (`libmkl_rt.so.3`, `libmkl_rt.so.2`, `libmkl_rt.so`) that loads, else the built-in one |
+//! | unset or `auto` | the first of OpenBLAS (`libopenblas.so.0`, `libopenblas.so`, `libopenblas.dylib`) and Intel MKL (`libmkl_rt.so.3`, `libmkl_rt.so.2`, `libmkl_rt.so`) that loads, for the product shapes whose trial it wins; the built-in one for the others, and for all where none loads |
 //! | `off` | the built-in one |
-//! | a library name or path | that library (its `cblas_sgemm` and `cblas_dgemm`, or `scipy_cblas_sgemm`... as in the OpenBLAS of PyPI's `scipy-openblas32`); if it cannot be loaded, the built-in one, and [`check_env`] says why |
+//! | a library name or path | that library for every product large enough (its `cblas_sgemm` and `cblas_dgemm`, or `scipy_cblas_sgemm`... as in the OpenBLAS of PyPI's `scipy-openblas32`), no trial; if it cannot be loaded, the built-in one, and [`check_env`] says why |
 //!
 //! Products too small to be split over threads (m·n·k < 2²¹) always run on
 //! the built-in GEMM, single-threaded: the library call would cost more
@@ -28,8 +37,20 @@
 //! old contents of C are not read (so NaN in it does not spread).
 //!
 //! ```
-//! // Which GEMM this process uses, for logs and benchmark reports.
+//! use retroprop::cpu::{Shape, route};
+//! // Which GEMMs this process uses, for logs and benchmark reports.
 //! println!("CPU GEMM: {}", retroprop::cpu::gemm_name());
+//! // Which one runs a forward product of batch 64 through a 1024-wide
+//! // layer, and why (under `auto`, this runs the shape's trial).
+//! let forward = Shape {
+//!     m: 64,
+//!     k: 1024,
+//!     n: 1024,
+//!     a_transposed: false,
+//!     b_transposed: true,
+//!     float_bytes: 4,
+//! };
+//! println!("{forward}: {:?}", route(forward));
 //! ```
 
 use super::choice::{self, Chooser};
@@ -743,8 +764,10 @@ const NARROW_SIDE: usize = 16;
 /// for its dot-product kernels.
 const NARROW_BLOCK: usize = 16 * 16;
 
-/// Whether an m × k by k × n product goes to the BLAS library, when one is
-/// loaded (the library is loaded by the first product that would).
+/// Whether an m × k by k × n product is large enough for the BLAS library
+/// (which runs it where the library is named, or under `auto` where the
+/// shape's trial finds it faster; the library is loaded by the first
+/// product that is).
 pub(super) fn to_library(m: usize, k: usize, n: usize) -> bool {
     m.saturating_mul(n).saturating_mul(k) >= BLAS_MIN_WORK
         && m.min(n) >= BLAS_MIN_SIDE

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The standard work on the CPU under each RETROPROP_BLAS (unset = auto, off,
+# the library by name), beside PyTorch on the same threads, in one run,
+# interleaved round by round, with OpenBLAS held to its Haswell (AVX2)
+# kernels (OPENBLAS_CORETYPE=Haswell, as set on AVX-512 machines whose
+# older OpenBLAS builds fail on their AVX-512 kernels) and left to choose
+# its own; then the medians (docs/performance.md, "Which GEMM auto runs").
+# Each round also records the trials auto ran in a fresh process
+# (examples/gemm_trials.rs), to see how often a choice changes.
+#
+#   dev/cpu_gemm_choice.sh > /tmp/choice.jsonl; dev/cpu_gemm_choice.sh --summary < /tmp/choice.jsonl
+#
+# Needs: target/release/retroprop and target/release/examples/gemm_trials
+# (cargo build --release -p retroprop-cli --example gemm_trials), libopenblas0,
+# TORCH_PYTHON (default /work/venv/bin/python). ROUNDS (default 5), STEPS
+# (default 20), CORETYPES (default "Haswell default").
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+peers=${PEERS:-$root/../shared/peers}
+py=${TORCH_PYTHON:-/work/venv/bin/python}
+if [ "${1:-}" = --summary ]; then
+  exec "$py" -c '
+import json, statistics, sys
+runs = {}
+trials = {}
+for line in sys.stdin:
+    r = json.loads(line)
+    if "samples_per_s" in r:
+        key = (r.get("coretype", "-"), r.get("blas", "torch"), r["batch"])
+        runs.setdefault(key, []).append((r["samples_per_s"], r.get("device", r.get("system"))))
+    elif "trial" in r:
+        trials.setdefault((r["coretype"], r["trial"]), []).append(r["choice"])
+print("| OpenBLAS kernels | RETROPROP_BLAS | batch | samples/s, median (range) | runs | device |")
+print("| --- | --- | --- | --- | --- | --- |")
+for (core, blas, batch), v in sorted(runs.items()):
+    s = sorted(x for x, _ in v)
+    devices = sorted(set(d for _, d in v))
+    print(f"| {core} | {blas} | {batch} | {statistics.median(s):,.0f} ({s[0]:,.0f}-{s[-1]:,.0f}) | {len(s)} | {'; '.join(devices)} |")
+for (core, shape), v in sorted(trials.items()):
+    print(f"trials, {core}, {shape}: {v}")
+'
+fi
+bench="$root/target/release/retroprop"
+trials="$root/target/release/examples/gemm_trials"
+threads=$(nproc)
+for round in $(seq "${ROUNDS:-5}"); do
+  echo "{\"round\": $round, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
+  for core in ${CORETYPES:-Haswell default}; do
+    coreenv=(); [ "$core" = default ] || coreenv=(OPENBLAS_CORETYPE=$core)
+    for blas in auto off libopenblas.so.0; do
+      blasenv=(); [ "$blas" = auto ] || blasenv=(RETROPROP_BLAS=$blas)
+      env -u OPENBLAS_CORETYPE -u RETROPROP_BLAS "${coreenv[@]}" "${blasenv[@]}" \
+        "$bench" bench --devices cpu --batch 64,1024 --steps "${STEPS:-20}" --json |
+        "$py" -c "import json,sys
+for l in sys.stdin:
+    r = json.loads(l); r.update(coretype='$core', blas='$blas'); print(json.dumps(r))"
+    done
+    env -u OPENBLAS_CORETYPE -u RETROPROP_BLAS "${coreenv[@]}" "$trials" |
+      "$py" -c "import json,sys
+for l in sys.stdin:
+    if 'calls' in l:
+        f = l.split()
+        print(json.dumps({'coretype': '$core', 'trial': ' '.join(f[0:5]), 'choice': f[11] + ' ' + f[12].rstrip(',')}))"
+  done
+  "$py" "$peers/torch_ref/bench.py" --threads "$threads" --batches 64 1024 --steps 30
+done
