@@ -24,7 +24,7 @@ fn forward_rows_per_job(width: usize) -> usize {
 
 /// Whether a layer's forward elementwise pass over `rows` rows of `width`
 /// is shared among threads: from 32 Ki values (below, sharing costs more
-/// than it saves; see `PARALLEL_WORK` in gemm.rs).
+/// than it saves; see `PARALLEL_WORK` in gemm/mod.rs).
 pub(super) fn forward_splits(rows: usize, width: usize) -> bool {
     rows.saturating_mul(width) >= 1 << 15 && rows > forward_rows_per_job(width)
 }

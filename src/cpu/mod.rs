@@ -6,14 +6,12 @@
 //! - `dense.rs`: one dense layer's forward and backward, side by side;
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
-//! - `gemm.rs`: matrix products, on a system BLAS when one is loaded;
-//! - `choice.rs`: which of the two GEMMs a product shape runs on under
-//!   `auto`, by a timed trial once per process;
+//! - `gemm/`: matrix products, on the built-in GEMM or a system BLAS,
+//!   whichever is faster at the product's shape;
 //! - `backend.rs`: [`CpuBackend`], the [`Backend`](crate::backend::Backend)
 //!   the trainer drives.
 
 mod backend;
-mod choice;
 mod dense;
 pub mod gemm;
 mod network;

@@ -6,7 +6,7 @@
 //! ran its Haswell (AVX2) kernels at half the built-in GEMM's speed on an
 //! AVX-512 machine where `OPENBLAS_CORETYPE=Haswell` was set, and its
 //! AVX-512 kernels faster than it on another (docs/performance.md). This
-//! file holds the trial's schedule and the memory of the outcomes; gemm.rs
+//! file holds the trial's schedule and the memory of the outcomes; route.rs
 //! times the calls, so nothing here imports it.
 
 use std::cell::RefCell;
