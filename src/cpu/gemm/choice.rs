@@ -86,17 +86,16 @@ impl Trial {
     }
 }
 
-/// Timed calls are made in pairs, one of each GEMM, until this much time
-/// is spent (and at least [`MIN_PAIRS`], at most [`MAX_PAIRS`]): the
-/// products of a batch of 64 through 1024-wide layers take about a
-/// millisecond each on two cores, and get three or four pairs.
-const BUDGET_S: f64 = 0.005;
-
-/// Two pairs at least, in opposite orders (built-in, library, library,
-/// built-in): each GEMM's first call at a new shape may pay for what the
-/// other left behind (a library's threads still looking for work, caches),
-/// and the faster of two calls each is what is compared.
-pub const MIN_PAIRS: usize = 2;
+/// Timed calls are made in pairs, one of each GEMM, while less than this
+/// has been spent (at least one pair, at most [`MAX_PAIRS`]). A GEMM's
+/// first call at a new shape can be slower (the gemm crate grows its
+/// packing buffers, rayon's threads wake): at batch 64 through 1024-wide
+/// layers (1–4 ms a call on two cores) it took up to twice its later
+/// calls, and these products get two to four pairs, whose fastest calls
+/// are compared. A product of 1024 × 1024 × 1024 (17–25 ms) gets one pair,
+/// whose first calls were within 10 % of the later ones
+/// (docs/performance.md, "Which GEMM auto runs").
+const BUDGET_S: f64 = 0.010;
 
 /// At most this many pairs, however quick the product.
 pub const MAX_PAIRS: usize = 4;
@@ -109,7 +108,7 @@ pub fn trial(time: &mut dyn FnMut(Engine) -> f64) -> Trial {
     let mut library_s = f64::INFINITY;
     let mut spent = 0.0;
     let mut pairs = 0;
-    while pairs < MIN_PAIRS || (pairs < MAX_PAIRS && spent < BUDGET_S) {
+    while pairs == 0 || (pairs < MAX_PAIRS && spent < BUDGET_S) {
         let order = if pairs % 2 == 0 {
             [Engine::BuiltIn, Engine::Library]
         } else {
@@ -251,14 +250,14 @@ mod tests {
         // fastest call of each decides.
         let mut library_calls = 0;
         let t = trial(&mut |engine| match engine {
-            Engine::BuiltIn => 0.010,
+            Engine::BuiltIn => 0.002,
             Engine::Library => {
                 library_calls += 1;
-                if library_calls == 1 { 0.050 } else { 0.005 }
+                if library_calls == 1 { 0.005 } else { 0.001 }
             }
         });
         assert_eq!(t.engine, Engine::Library, "{t:?}");
-        assert_eq!((t.builtin_s, t.library_s), (0.010, 0.005));
+        assert_eq!((t.builtin_s, t.library_s), (0.002, 0.001));
         assert_eq!(t.margin(), 2.0);
         // The built-in one faster.
         let t = trial(&mut |engine| match engine {
@@ -273,26 +272,25 @@ mod tests {
 
     #[test]
     fn a_trial_alternates_the_order_and_stops_at_its_budget() {
-        // Slow products: the two pairs at least, built-in first, then
-        // library first.
+        use Engine::{BuiltIn, Library};
+        // Quick products: pairs, built-in first then library first, until
+        // the most pairs.
         let mut order = Vec::new();
         let t = trial(&mut |engine| {
             order.push(engine);
-            0.020
-        });
-        use Engine::{BuiltIn, Library};
-        assert_eq!(order, [BuiltIn, Library, Library, BuiltIn]);
-        assert_eq!(t.calls, 4);
-        // Quick products: pairs until the budget or the most pairs.
-        let mut calls = 0;
-        let t = trial(&mut |_| {
-            calls += 1;
             0.0001
         });
-        assert_eq!((calls, t.calls), (2 * MAX_PAIRS, 2 * MAX_PAIRS));
-        // In between: 1.5 ms a call, the budget spent after two pairs.
-        let t = trial(&mut |_| 0.0015);
-        assert_eq!(t.calls, 4);
+        assert_eq!(
+            order,
+            [
+                BuiltIn, Library, Library, BuiltIn, BuiltIn, Library, Library, BuiltIn
+            ]
+        );
+        assert_eq!((t.calls, MAX_PAIRS), (8, 4));
+        // 3 ms a call: the budget is spent after two pairs.
+        assert_eq!(trial(&mut |_| 0.003).calls, 4);
+        // A slow product: one pair.
+        assert_eq!(trial(&mut |_| 0.020).calls, 2);
     }
 
     /// A chooser whose trials count themselves, take `pause`, and find the
