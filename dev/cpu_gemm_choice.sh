@@ -11,7 +11,7 @@
 #   dev/cpu_gemm_choice.sh > /tmp/choice.jsonl; dev/cpu_gemm_choice.sh --summary < /tmp/choice.jsonl
 #
 # Needs: target/release/retroprop and target/release/examples/gemm_trials
-# (cargo build --release -p retroprop-cli --example gemm_trials), libopenblas0,
+# (cargo build --release -p retroprop-cli; cargo build --release --example gemm_trials), libopenblas0,
 # TORCH_PYTHON (default /work/venv/bin/python). ROUNDS (default 5), STEPS
 # (default 20), CORETYPES (default "Haswell default").
 set -u

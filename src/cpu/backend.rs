@@ -426,7 +426,8 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     /// `cpu: ` and the GEMM of the run's steps ([`super::gemm::gemms_of`]):
-    /// the BLAS library's name only where a step's products run on it.
+    /// the BLAS library's name only where a step's large products run on it
+    /// (the small ones always run on the built-in GEMM).
     /// Products too small for the library do not load it (a loaded
     /// OpenBLAS starts its threads: ~4 ms, a tenth of a small fit); under
     /// `auto` the others' shapes are tried here, on the pool the steps will

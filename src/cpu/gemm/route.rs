@@ -237,14 +237,20 @@ pub(super) fn shape_of<T>(
     })
 }
 
-/// The GEMMs products of `shapes` run on, in words: `built-in GEMM`, the
-/// library's name, or both joined by ` + `, the one with the larger share
-/// of the multiply-adds first. Decides each shape ([`route`]): under `auto`
-/// this runs the trials of those not yet tried.
+/// The GEMMs the products of `shapes` large enough for the library run on,
+/// in words: `built-in GEMM`, the library's name, or both joined by ` + `,
+/// the one with the larger share of their multiply-adds first (the library
+/// on a tie). Smaller
+/// products always run on the built-in GEMM and are not counted: a
+/// classifier's output layer would otherwise put `+ built-in GEMM` after
+/// every name. Decides each shape ([`route`]): under `auto` this runs the
+/// trials of those not yet tried.
 pub fn gemms_of(shapes: &[Shape]) -> String {
     let (mut builtin, mut library) = (0usize, 0usize);
     for shape in shapes {
-        match route(*shape).engine() {
+        let route = route(*shape);
+        match route.engine() {
+            _ if route == Route::Small => {}
             Engine::BuiltIn => builtin = builtin.saturating_add(shape.work()),
             Engine::Library => library = library.saturating_add(shape.work()),
         }
