@@ -86,16 +86,20 @@ impl Trial {
     }
 }
 
-/// Timed calls are made in pairs, one of each GEMM, while less than this
-/// has been spent (at least one pair, at most [`MAX_PAIRS`]). A GEMM's
-/// first call at a new shape can be slower (the gemm crate grows its
-/// packing buffers, rayon's threads wake): at batch 64 through 1024-wide
-/// layers (1–4 ms a call on two cores) it took up to twice its later
-/// calls, and these products get two to four pairs, whose fastest calls
-/// are compared. A product of 1024 × 1024 × 1024 (17–25 ms) gets one pair,
-/// whose first calls were within 10 % of the later ones
-/// (docs/performance.md, "Which GEMM auto runs").
+/// Timed calls are made in pairs, one of each GEMM, [`MIN_PAIRS`] at least
+/// and then more while less than this has been spent (at most
+/// [`MAX_PAIRS`]): the products of a batch of 64 through 1024-wide layers
+/// (1–4 ms a call on two cores) get two to four pairs, 1024 × 1024 × 1024
+/// (17–25 ms) two.
 const BUDGET_S: f64 = 0.010;
+
+/// Two pairs at least, in opposite orders (built-in, library, library,
+/// built-in), and the fastest call of each GEMM is compared. A GEMM's
+/// first call at a new shape can be slow (the gemm crate grows its packing
+/// buffers, rayon's threads wake): at batch 64 it took up to twice the
+/// later calls. And on a machine shared with other work any call can be
+/// slowed: the faster of two is wrong only when both were.
+pub const MIN_PAIRS: usize = 2;
 
 /// At most this many pairs, however quick the product.
 pub const MAX_PAIRS: usize = 4;
@@ -108,7 +112,7 @@ pub fn trial(time: &mut dyn FnMut(Engine) -> f64) -> Trial {
     let mut library_s = f64::INFINITY;
     let mut spent = 0.0;
     let mut pairs = 0;
-    while pairs == 0 || (pairs < MAX_PAIRS && spent < BUDGET_S) {
+    while pairs < MIN_PAIRS || (pairs < MAX_PAIRS && spent < BUDGET_S) {
         let order = if pairs % 2 == 0 {
             [Engine::BuiltIn, Engine::Library]
         } else {
@@ -250,14 +254,14 @@ mod tests {
         // fastest call of each decides.
         let mut library_calls = 0;
         let t = trial(&mut |engine| match engine {
-            Engine::BuiltIn => 0.002,
+            Engine::BuiltIn => 0.020,
             Engine::Library => {
                 library_calls += 1;
-                if library_calls == 1 { 0.005 } else { 0.001 }
+                if library_calls == 1 { 0.050 } else { 0.010 }
             }
         });
         assert_eq!(t.engine, Engine::Library, "{t:?}");
-        assert_eq!((t.builtin_s, t.library_s), (0.002, 0.001));
+        assert_eq!((t.builtin_s, t.library_s), (0.020, 0.010));
         assert_eq!(t.margin(), 2.0);
         // The built-in one faster.
         let t = trial(&mut |engine| match engine {
@@ -287,10 +291,10 @@ mod tests {
             ]
         );
         assert_eq!((t.calls, MAX_PAIRS), (8, 4));
-        // 3 ms a call: the budget is spent after two pairs.
-        assert_eq!(trial(&mut |_| 0.003).calls, 4);
-        // A slow product: one pair.
-        assert_eq!(trial(&mut |_| 0.020).calls, 2);
+        // 2 ms a call: the budget is spent after three pairs.
+        assert_eq!(trial(&mut |_| 0.002).calls, 6);
+        // A slow product: the two pairs.
+        assert_eq!(trial(&mut |_| 0.020).calls, 2 * MIN_PAIRS);
     }
 
     /// A chooser whose trials count themselves, take `pause`, and find the
