@@ -34,8 +34,8 @@ print("| OpenBLAS kernels | RETROPROP_BLAS | batch | samples/s, median (range) |
 print("| --- | --- | --- | --- | --- | --- |")
 for (core, blas, batch), v in sorted(runs.items()):
     s = sorted(x for x, _ in v)
-    devices = sorted(set(d for _, d in v))
-    print(f"| {core} | {blas} | {batch} | {statistics.median(s):,.0f} ({s[0]:,.0f}-{s[-1]:,.0f}) | {len(s)} | {'; '.join(devices)} |")
+    devices = "; ".join(sorted(set(d for _, d in v)))
+    print(f"| {core} | {blas} | {batch} | {statistics.median(s):,.0f} ({s[0]:,.0f}-{s[-1]:,.0f}) | {len(s)} | {devices} |")
 for (core, shape), v in sorted(trials.items()):
     print(f"trials, {core}, {shape}: {v}")
 '
