@@ -365,14 +365,29 @@ fn device_name_says_which_gemm_the_steps_use() {
     );
 }
 
-/// Under `auto` every product of a shape runs on the GEMM its trial chose,
-/// the first as the later ones (the trial runs on operands of its own):
-/// the same bits each call, those of that GEMM, in every layout a dense
-/// layer uses.
+/// Every product of a shape runs on the GEMM `RETROPROP_BLAS` gives it:
+/// under `auto` (or unset) the one its trial chose, the first product as
+/// the later ones (the trial runs on operands of its own); under `off` the
+/// built-in one; under a library's name that library, whatever a trial
+/// would find. The same bits each call, those of that GEMM, in every
+/// layout a dense layer uses. The setting is read once per process:
+/// [`every_setting_gives_the_products_its_gemm`] runs this in a process of
+/// each.
 #[test]
-fn products_run_on_the_gemm_their_shape_chose() {
+fn products_run_on_the_gemm_their_setting_gives_them() {
     use retroprop::cpu::{Engine, Route, Shape, route};
-    let blas = system_blas();
+    let setting = std::env::var("RETROPROP_BLAS").unwrap_or_default();
+    // The library to compare with: the process's own, or under `off`
+    // (which loads none) the one `auto` would find.
+    let loaded;
+    let blas = match blas() {
+        Some(blas) => blas,
+        None if setting.trim() == "off" => {
+            loaded = Blas::load("libopenblas.so.0").expect("OpenBLAS (libopenblas0)");
+            &loaded
+        }
+        None => system_blas(),
+    };
     // 256 × 512 × 256 = 2²⁵ multiply-adds: just large enough for the library.
     let (m, k, n) = (256, 512, 256);
     for (a_transposed, b_transposed) in [(false, true), (true, false), (false, false)] {
@@ -400,7 +415,9 @@ fn products_run_on_the_gemm_their_shape_chose() {
         let library = product(&|c| {
             assert!(blas.gemm(m, k, n, 1.0, &a, sa, &b, sb, 0.0, c, sc));
         });
-        let layout = format!("A transposed {a_transposed}, B transposed {b_transposed}");
+        let layout = format!(
+            "RETROPROP_BLAS={setting:?}, A transposed {a_transposed}, B transposed {b_transposed}"
+        );
         assert_ne!(
             builtin, library,
             "{layout}: both GEMMs gave the same bits, so this test cannot tell them apart"
@@ -414,11 +431,12 @@ fn products_run_on_the_gemm_their_shape_chose() {
             float_bytes: 4,
         };
         let route = route(shape);
-        // `auto` tries the shape; a library named in RETROPROP_BLAS takes it.
-        assert!(
-            matches!(route, Route::Trial(_) | Route::Named),
-            "{layout}: {route:?}"
-        );
+        let expected_route = match setting.trim() {
+            "" | "auto" => matches!(route, Route::Trial(_)),
+            "off" => route == Route::NoLibrary,
+            _ => route == Route::Named,
+        };
+        assert!(expected_route, "{layout}: routed {route:?}");
         let expected = match route.engine() {
             Engine::BuiltIn => &builtin,
             Engine::Library => &library,
@@ -432,4 +450,65 @@ fn products_run_on_the_gemm_their_shape_chose() {
             "{layout}: a later product did not run on {route:?}"
         );
     }
+}
+
+/// [`products_run_on_the_gemm_their_setting_gives_them`] in a process of
+/// each setting: `auto`, `off` and the library's name.
+#[test]
+fn every_setting_gives_the_products_its_gemm() {
+    let test = "products_run_on_the_gemm_their_setting_gives_them";
+    for setting in ["auto", "off", "libopenblas.so.0"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--test-threads", "1"])
+            .env("RETROPROP_BLAS", setting)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "RETROPROP_BLAS={setting}:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Under `auto` a training run repeated in the same process gives the same
+/// bits (docs/DESIGN.md): each shape's trial chose once, and the first
+/// run's products, those the trials began with included, ran on the GEMMs
+/// the second run's did.
+#[test]
+fn a_run_repeated_in_a_process_gives_the_same_bits() {
+    use retroprop::{Activation, Adam, Dataset, Device, Loss, Mlp, Targets, TrainConfig, Trainer};
+    // Sizes no other test of this binary uses, so that their shapes are
+    // tried during the first run: batch 96 through 333- and 1031-wide
+    // layers (96 × 333 × 1031 = 2^25.0 multiply-adds, large enough for the
+    // library).
+    let sizes = [333, 1031, 1031, 7];
+    let rows = 96;
+    let x: Vec<f32> = values(2 * rows * sizes[0], 3)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let labels = (0..2 * rows).map(|i| (i % sizes[3]) as u32).collect();
+    let data = Dataset::new(x, sizes[0], Targets::Classes(labels)).unwrap();
+    let fit = || {
+        let mlp = Mlp::new(&sizes, Activation::Relu, Activation::Identity).unwrap();
+        let config = TrainConfig::default()
+            .loss(Loss::CrossEntropy)
+            .optimizer(Adam::default().lr(1e-3))
+            .batch_size(rows)
+            .epochs(2)
+            .device(Device::Cpu);
+        let mut trainer = Trainer::new(mlp, config).unwrap();
+        trainer.fit(&data, None).unwrap();
+        let bits: Vec<u32> = trainer
+            .parameters()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        bits
+    };
+    let first = fit();
+    assert!(first == fit(), "the second run's bits differ");
 }

@@ -759,16 +759,19 @@ fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) -> (f64, S
         // Let a BLAS library's threads go idle before anything else runs.
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    if blas().is_some() {
-        gemm_choices(args, emit, &shapes);
-    }
+    gemm_choices(args, emit, &shapes);
     peak
 }
 
 /// Which GEMM the CPU backend runs each of `shapes` on (f32, the three
 /// [`VARIANTS`]), and why: the setting, or under `RETROPROP_BLAS=auto` the
 /// shape's trial (run now unless the standard work's steps ran it) with
-/// how many times faster the chosen GEMM's best call was.
+/// how many times faster the chosen GEMM's best call was. In `--json`, a
+/// `gemm_choice` line a shape: `nn`, `nt`, `tn` the GEMM (`built-in` or
+/// `library`), `nn_why`... why (`small`: below the library's sizes,
+/// `no-library`: `off` or none found, `named`: `RETROPROP_BLAS` names it,
+/// `trial`), and
+/// for a trial `nn_builtin_s`, `nn_library_s`... each GEMM's best call.
 fn gemm_choices(
     args: &BenchArgs,
     emit: &dyn Fn(&str, serde_json::Value),
@@ -815,6 +818,13 @@ fn gemm_choices(
         let mut fields = serde_json::json!({ "m": m, "k": k, "n": n });
         for (key, r) in ["nn", "nt", "tn"].iter().zip(&routes) {
             fields[*key] = engine(r).into();
+            fields[format!("{key}_why")] = match r {
+                Route::Small => "small",
+                Route::NoLibrary => "no-library",
+                Route::Named => "named",
+                Route::Trial(_) => "trial",
+            }
+            .into();
             if let Route::Trial(t) = r {
                 fields[format!("{key}_builtin_s")] = t.builtin_s.into();
                 fields[format!("{key}_library_s")] = t.library_s.into();
