@@ -7,6 +7,9 @@
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
 //! - `gemm.rs`: matrix products, on a system BLAS when one is loaded;
+//! - `share.rs`: a pass shared among the pool's threads;
+//! - `pool.rs`: the backend's threads (its pools, the run that has them,
+//!   made anew after a fork);
 //! - `backend.rs`: [`CpuBackend`], the [`Backend`](crate::backend::Backend)
 //!   the trainer drives.
 
@@ -15,9 +18,11 @@ mod dense;
 pub mod gemm;
 mod network;
 mod optimizer;
+mod pool;
 mod share;
 
-pub use backend::{CpuBackend, run_on_pool};
+pub use backend::CpuBackend;
+pub use pool::run_on_pool;
 pub use dense::{dense_backward, dense_forward};
 pub use gemm::{Blas, Gemm, blas, check_env, gemm_builtin, gemm_name};
 pub use network::Network;
