@@ -4,7 +4,7 @@
 
 use super::{Collective, agree, share_bounds, shared_error};
 use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsReport};
-use crate::checkpoint::{BestEpoch, Checkpoint};
+use crate::checkpoint::{BestEpoch, Checkpoint, EpochOrder};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Kept, Result};
 use crate::model::Mlp;
@@ -266,6 +266,8 @@ fn encode(c: &Checkpoint) -> Vec<u8> {
         best_epoch.map_or(0, |b| b.params.len() as u64),
         best_epoch.map_or(0, |b| b.loss.to_bits()),
         best_epoch.map_or(u64::MAX, |b| b.epoch),
+        c.epoch_order.map_or(u64::MAX, |o| u64::from(o.shuffle)),
+        c.epoch_order.map_or(0, |o| o.seed),
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -277,7 +279,7 @@ fn encode(c: &Checkpoint) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Option<Checkpoint> {
-    let (head, rest) = bytes.split_at_checked(104)?;
+    let (head, rest) = bytes.split_at_checked(120)?;
     let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap());
     let (params, state, best) = (word(0) as usize, word(1) as usize, word(10) as usize);
     if rest.len() != 4 * (params.checked_add(state)?.checked_add(best)?) {
@@ -304,6 +306,10 @@ fn decode(bytes: &[u8]) -> Option<Checkpoint> {
             loss: f64::from_bits(word(11)),
             epoch: word(12),
             params: floats[params + state..].to_vec(),
+        }),
+        epoch_order: (word(13) != u64::MAX).then(|| EpochOrder {
+            shuffle: word(13) == 1,
+            seed: word(14),
         }),
         ..Checkpoint::default()
     })

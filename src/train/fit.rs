@@ -8,7 +8,7 @@ use crate::error::{Error, Kept, Result};
 use web_time::Instant;
 
 use super::{EpochPosition, EpochRecord, History, Trainer};
-use crate::checkpoint::{BestEpoch, Checkpoint};
+use crate::checkpoint::{BestEpoch, Checkpoint, EpochOrder};
 
 impl Trainer {
     /// Trains for `config.epochs` epochs (or until `config.max_steps`),
@@ -82,6 +82,64 @@ impl Trainer {
         validation: Option<&Dataset>,
         mut on_epoch: impl FnMut(&EpochRecord),
         every: u64,
+        on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
+    ) -> Result<History> {
+        self.fit_between_epochs_async(
+            train,
+            validation,
+            |_, record| on_epoch(record),
+            every,
+            on_checkpoint,
+        )
+        .await
+    }
+
+    /// [`fit_checkpointed`](Self::fit_checkpointed), handing `between`
+    /// the trainer itself with each epoch's record, once the epoch's
+    /// bookkeeping is done (the schedule stepped, early stopping's best
+    /// epoch taken): what it reads, evaluates, predicts or checkpoints
+    /// there is the run as a checkpoint after that epoch holds it, so a
+    /// checkpoint saved from `between` resumes to the same run. It may do
+    /// anything but train (a `fit` or `train_steps` inside it would move
+    /// the run on under the loop).
+    ///
+    /// ```
+    /// use retroprop::{Activation, Dataset, Device, Loss, Mlp, Sgd, Targets, TrainConfig, Trainer};
+    /// let xor = Dataset::new(vec![0., 0., 0., 1., 1., 0., 1., 1.], 2, Targets::Classes(vec![0, 1, 1, 0]))?;
+    /// let mlp = Mlp::new(&[2, 8, 2], Activation::Tanh, Activation::Identity)?;
+    /// let config = TrainConfig::default().loss(Loss::CrossEntropy).optimizer(Sgd::default().lr(0.5))
+    ///     .full_batch().epochs(3).device(Device::Cpu);
+    /// let mut trainer = Trainer::new(mlp, config)?;
+    /// let mut steps_seen = Vec::new();
+    /// trainer.fit_between_epochs(&xor, None, |t, _| steps_seen.push(t.steps()), 0, |_| Ok(()))?;
+    /// assert_eq!(steps_seen, [1, 2, 3]);
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_between_epochs(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        between: impl FnMut(&mut Trainer, &EpochRecord),
+        every: u64,
+        on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
+    ) -> Result<History> {
+        pollster::block_on(self.fit_between_epochs_async(
+            train,
+            validation,
+            between,
+            every,
+            on_checkpoint,
+        ))
+    }
+
+    /// [`fit_between_epochs`](Self::fit_between_epochs), awaited.
+    pub async fn fit_between_epochs_async(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut between: impl FnMut(&mut Trainer, &EpochRecord),
+        every: u64,
         mut on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
     ) -> Result<History> {
         // Every rank first, so that a rank whose data fails the checks
@@ -119,17 +177,12 @@ impl Trainer {
                 history.stopped_early = true;
                 break;
             }
-            let order = epoch_order(
-                train.rows(),
-                self.config.shuffle,
-                self.config.seed,
-                self.epochs_done,
-            );
-            let lr = self.scheduler.lr();
             // After a mid-epoch restore or train_steps, the epoch's first
             // rows are done (its order depends only on the seed and the
             // epoch number, so it is derived again here).
             let done = std::mem::take(&mut self.position);
+            let order = self.epoch_order(train.rows(), done.order_of);
+            let lr = self.scheduler.lr();
             let skip = done.rows_done.min(order.len());
             let skipped_loss = done.loss_sum;
             let epoch = self
@@ -137,12 +190,19 @@ impl Trainer {
                 .await;
             let epoch = match epoch {
                 Ok(epoch) => epoch,
-                Err(e) => return Err(self.keep_position(e, skip, skipped_loss, None)),
+                Err(e) => {
+                    let kept = EpochPosition {
+                        order: None,
+                        ..done
+                    };
+                    return Err(self.keep_position(e, kept));
+                }
             };
             self.steps += epoch.steps;
             let reached = EpochPosition {
                 rows_done: skip + epoch.rows,
                 loss_sum: skipped_loss + epoch.loss_sum,
+                order_of: done.order_of,
                 order: None,
             };
             if epoch.stopped {
@@ -177,11 +237,11 @@ impl Trainer {
                 seconds: start.elapsed().as_secs_f64(),
                 layer_norms: epoch.norms,
             };
-            on_epoch(&record);
-            history.epochs.push(record);
             if cut {
                 // Paused, not finished: the parameters stay those of the
                 // last step (not the best epoch's), as for an interrupt.
+                between(self, &record);
+                history.epochs.push(record);
                 return Ok(history);
             }
             self.scheduler.step(self.epochs_done as usize - 1, metric);
@@ -199,6 +259,8 @@ impl Trainer {
                     });
                 }
             }
+            between(self, &record);
+            history.epochs.push(record);
             if every > 0 && self.epochs_done.is_multiple_of(every) {
                 let checkpoint = self.checkpoint_async().await?;
                 on_checkpoint(checkpoint)?;
@@ -228,32 +290,21 @@ impl Trainer {
         }
     }
 
-    /// `error`, from steps over the epoch's order after its first `skip`
-    /// rows (whose loss summed to `skipped_loss`): on a divergence, the
-    /// trainer's counters and position are moved to the state the backend
-    /// kept, and the error says it from the epoch's start. `order` is the
-    /// epoch's order when it is to be kept (`train_steps`).
-    fn keep_position(
-        &mut self,
-        error: Error,
-        skip: usize,
-        skipped_loss: f64,
-        order: Option<Vec<u32>>,
-    ) -> Error {
+    /// `error`, from steps that began at `start` (its order kept where
+    /// `train_steps` keeps it): on a divergence, the trainer's counters
+    /// and position are moved to the state the backend kept, and the
+    /// error says it from the epoch's start.
+    fn keep_position(&mut self, error: Error, start: EpochPosition) -> Error {
         let Error::Diverged { step, loss, kept } = error else {
             // Another error: the position is where the steps began.
-            self.position = EpochPosition {
-                rows_done: skip,
-                loss_sum: skipped_loss,
-                order,
-            };
+            self.position = start;
             return error;
         };
         self.steps = kept.steps;
         self.position = EpochPosition {
-            rows_done: skip + kept.rows_done,
-            loss_sum: skipped_loss + kept.loss_sum,
-            order,
+            rows_done: start.rows_done + kept.rows_done,
+            loss_sum: start.loss_sum + kept.loss_sum,
+            ..start
         };
         Error::Diverged {
             step,
@@ -280,6 +331,16 @@ impl Trainer {
             loss,
             kept: self.kept(),
         }
+    }
+
+    /// The order of the current epoch over `rows` rows: by `order_of`
+    /// where a resume kept the epoch's own, else by the configuration.
+    fn epoch_order(&self, rows: usize, order_of: Option<EpochOrder>) -> Vec<u32> {
+        let EpochOrder { shuffle, seed } = order_of.unwrap_or(EpochOrder {
+            shuffle: self.config.shuffle,
+            seed: self.config.seed,
+        });
+        epoch_order(rows, shuffle, seed, self.epochs_done)
     }
 
     /// The backend's handle on `train`: the current upload while the data
@@ -365,12 +426,7 @@ impl Trainer {
                 Some(order) => order,
                 None => {
                     position.rows_done = position.rows_done.min(rows);
-                    epoch_order(
-                        rows,
-                        self.config.shuffle,
-                        self.config.seed,
-                        self.epochs_done,
-                    )
+                    self.epoch_order(rows, position.order_of)
                 }
             };
             let lr = self.scheduler.lr();
@@ -386,8 +442,8 @@ impl Trainer {
             let result = match result {
                 Ok(result) => result,
                 Err(e) => {
-                    let (skip, skipped_loss) = (position.rows_done, position.loss_sum);
-                    return Err(self.keep_position(e, skip, skipped_loss, Some(order)));
+                    position.order = Some(order);
+                    return Err(self.keep_position(e, position));
                 }
             };
             self.steps += result.steps;

@@ -4,9 +4,10 @@ mod checkpoint;
 mod config;
 mod fit;
 mod records;
+mod resolve;
 
 use crate::backend::{Backend, DeviceData, StepsReport};
-use crate::checkpoint::{BestEpoch, SettingChange};
+use crate::checkpoint::{BestEpoch, EpochOrder, SettingChange};
 use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
@@ -22,6 +23,7 @@ pub use crate::backend::LayerNorms;
 pub use crate::checkpoint::EarlyStopping;
 pub use config::{Device, DropoutRates, TrainConfig};
 pub use records::{EpochRecord, Evaluation, History};
+pub use resolve::{ResolvedRun, RunRequest, Saved, refusal};
 
 /// Where training stands inside the current epoch: the rows done and
 /// their summed loss (what a checkpoint records), and the epoch's order
@@ -33,6 +35,9 @@ struct EpochPosition {
     rows_done: usize,
     /// Σ over those steps of the batch's mean loss × its rows.
     loss_sum: f64,
+    /// The shuffle and seed of this epoch's order where they are not the
+    /// configuration's (a resume that changed them mid-epoch).
+    order_of: Option<EpochOrder>,
     /// The epoch's order, kept by `train_steps` between calls; `None` when
     /// it is to be derived again (from the seed and the epoch number).
     order: Option<Vec<u32>>,
