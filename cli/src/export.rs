@@ -11,6 +11,7 @@ pub fn export(args: ExportArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let options = OnnxOptions {
         probabilities: args.probabilities,
+        both_classes: args.both_classes,
     };
     export_onnx(&args.onnx, &model, &options).map_err(|e| format!("--onnx: {e}"))
 }

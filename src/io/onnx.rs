@@ -55,6 +55,21 @@ pub struct OnnxOptions {
     /// cross-entropy, sigmoid for BCE with logits) instead of the logits.
     /// No effect for MSE.
     pub probabilities: bool,
+    /// With `probabilities`, a network of one BCE output (two classes)
+    /// ends with both classes' probabilities, `[1 - p, p]`, as
+    /// scikit-learn's `predict_proba` gives them (`Sigmoid`, `Sub`,
+    /// `Concat`); the output is then 2 wide. No effect otherwise.
+    pub both_classes: bool,
+}
+
+impl OnnxOptions {
+    /// Whether the graph ends with both classes' probabilities.
+    fn two_class_columns(&self, model: &SavedModel) -> bool {
+        self.probabilities
+            && self.both_classes
+            && model.loss == Loss::BceWithLogits
+            && model.mlp.outputs() == 1
+    }
 }
 
 /// The name of the graph's output for `loss` under `options`.
@@ -313,6 +328,22 @@ fn graph(model: &SavedModel, options: &OnnxOptions) -> GraphProto {
         (Loss::CrossEntropy, true) => {
             b.node("Softmax", &[&x], output.into(), vec![int("axis", 1)]);
         }
+        (Loss::BceWithLogits, true) if options.two_class_columns(model) => {
+            let positive = b.node("Sigmoid", &[&x], "probability.positive".into(), vec![]);
+            let one = b.scalar("probability.one", 1.0);
+            let negative = b.node(
+                "Sub",
+                &[&one, &positive],
+                "probability.negative".into(),
+                vec![],
+            );
+            b.node(
+                "Concat",
+                &[&negative, &positive],
+                output.into(),
+                vec![int("axis", 1)],
+            );
+        }
         (Loss::BceWithLogits, true) => {
             b.node("Sigmoid", &[&x], output.into(), vec![]);
         }
@@ -330,7 +361,14 @@ fn graph(model: &SavedModel, options: &OnnxOptions) -> GraphProto {
         initializer: b.initializers,
         doc_string: String::new(),
         input: vec![batch_tensor(INPUT, mlp.inputs())],
-        output: vec![batch_tensor(output, mlp.outputs())],
+        output: vec![batch_tensor(
+            output,
+            if options.two_class_columns(model) {
+                2
+            } else {
+                mlp.outputs()
+            },
+        )],
     }
 }
 
@@ -408,6 +446,7 @@ mod tests {
             &m,
             OnnxOptions {
                 probabilities: true,
+                ..OnnxOptions::default()
             },
         )
         .graph
@@ -427,6 +466,7 @@ mod tests {
             &m,
             OnnxOptions {
                 probabilities: true,
+                ..OnnxOptions::default()
             },
         )
         .graph
@@ -437,12 +477,50 @@ mod tests {
             &m,
             OnnxOptions {
                 probabilities: true,
+                ..OnnxOptions::default()
             },
         )
         .graph
         .unwrap();
         assert_eq!(ops(&graph), ["Gemm"], "MSE has no probabilities to add");
         assert_eq!(graph.output[0].name, "predictions");
+    }
+
+    #[test]
+    fn both_classes_give_one_minus_p_and_p_for_a_single_bce_output() {
+        let options = OnnxOptions {
+            probabilities: true,
+            both_classes: true,
+        };
+        let mlp = Mlp::with_activations(&[3, 1], &[Activation::Identity]).unwrap();
+        let m = SavedModel {
+            params: mlp.init(crate::model::Init::TorchDefault, 7),
+            mlp,
+            loss: Loss::BceWithLogits,
+            standardizer: None,
+        };
+        let graph = decode(&m, options).graph.unwrap();
+        assert_eq!(ops(&graph), ["Gemm", "Sigmoid", "Sub", "Concat"]);
+        assert_eq!(
+            graph.node[2].input,
+            ["probability.one", "probability.positive"]
+        );
+        let width = graph.output[0].r#type.as_ref().unwrap();
+        let dims = &width
+            .tensor_type
+            .as_ref()
+            .unwrap()
+            .shape
+            .as_ref()
+            .unwrap()
+            .dim;
+        assert_eq!(dims[1].dim_value, Some(2), "two columns: [1 - p, p]");
+        // Cross-entropy already has a column a class: unchanged.
+        let m = model(&[Activation::Identity], Loss::CrossEntropy, false);
+        assert_eq!(
+            ops(&decode(&m, options).graph.unwrap()),
+            ["Gemm", "Softmax"]
+        );
     }
 
     #[test]
