@@ -3,7 +3,7 @@
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use retroprop::{Activation, Device, Init, Loss, LrSchedule, Optimizer, Precision};
+use retroprop::{Device, Init, Loss, LrSchedule, Optimizer, Precision};
 use std::path::PathBuf;
 
 /// Train dense neural networks by backpropagation on the GPU (WGSL compute
@@ -263,6 +263,11 @@ pub struct ExportArgs {
     /// cross_entropy, sigmoid for bce_with_logits (no effect for mse).
     #[arg(long)]
     pub probabilities: bool,
+    /// With --probabilities, a model of one bce_with_logits output (two
+    /// classes) ends with both classes' probabilities, [1 - p, p], as
+    /// scikit-learn's predict_proba gives them.
+    #[arg(long, requires = "probabilities")]
+    pub both_classes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -380,10 +385,4 @@ fn parse_precision(s: &str) -> Result<Precision, String> {
 /// Parses `--arch` (see `retroprop::model::parse_sizes`).
 pub fn parse_arch(text: &str) -> Result<Vec<usize>, String> {
     retroprop::model::parse_sizes(text).map_err(|e| format!("--arch: {e}"))
-}
-
-/// Parses `--activations` for `layers` layers (see
-/// `retroprop::Activation::parse_list`).
-pub fn parse_activations(text: &str, layers: usize) -> Result<Vec<Activation>, String> {
-    Activation::parse_list(text, layers).map_err(|e| format!("--activations {e}"))
 }
