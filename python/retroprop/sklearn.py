@@ -28,9 +28,14 @@ _DIFFERENCES = """
       ``adagrad`` with torch's defaults; ``lbfgs`` is not available
       (``ValueError``).
     - ``alpha`` (L2) becomes the optimizer's ``weight_decay`` as
-      ``alpha / batch_size``, which gives scikit-learn's gradient
-      ``mean grad + alpha W / batch_size``, but as torch's weight decay it
-      also decays the biases. ``loss_curve_`` (and with it ``tol`` and
+      ``alpha / batch_size`` (plus ``weight_decay``). For ``sgd``,
+      ``adam``, ``rmsprop`` and ``adagrad`` torch adds it to the gradient,
+      which gives scikit-learn's gradient ``mean grad + alpha W /
+      batch_size``, but as torch's weight decay it also decays the biases.
+      For ``adamw`` it is torch's decoupled decay instead, ``θ ← θ − lr ·
+      (alpha / batch_size + weight_decay) · θ`` before each Adam step,
+      not an L2 term in the gradient (and not AdamW's own default of 0.01:
+      with the defaults it is ``0.0001 / batch_size``). ``loss_curve_`` (and with it ``tol`` and
       ``n_iter_no_change``, ``best_loss_``) is scikit-learn's: each epoch
       the mean data loss plus each step's L2 term ``alpha/2 ‖θ‖² /
       batch_size`` weighted by its rows, that is ``alpha/2 Σ_steps ‖θ‖² /
@@ -219,6 +224,7 @@ class _BaseMLP(BaseEstimator):
             float(self.tol),
             # Every step's parameter norm, for the L2 term of loss_curve_.
             1 if self.alpha > 0 else None,
+            None,
             standardization,
             params,
             None,
@@ -289,7 +295,8 @@ class _BaseMLP(BaseEstimator):
             self.t_ += rows
             # scikit-learn's loss: each batch's data loss plus
             # alpha/2 ‖θ‖² / batch rows, averaged over the epoch's rows.
-            penalty = 0.5 * self.alpha * record["squared_norm_sum"] / rows
+            squares = sum(n["weight_norm"] ** 2 for n in record["layer_norms"])
+            penalty = 0.5 * self.alpha * squares / rows
             self.loss_curve_.append(record["train_loss"] + penalty)
             if self.verbose:
                 print_epoch(dict(record, train_loss=self.loss_curve_[-1]))
@@ -376,8 +383,14 @@ class _BaseMLP(BaseEstimator):
         return self._model
 
     def to_onnx(self, path=None, probabilities=True):
-        """Writes the trained network as ONNX (``Model.to_onnx``)."""
-        return self.model_.to_onnx(path, probabilities=probabilities)
+        """Writes the trained network as ONNX (``Model.to_onnx``) to
+        ``path``, or returns its bytes. With ``probabilities`` (the
+        default) its output is ``predict_proba``'s for a classifier,
+        ``[rows, classes]``: for two classes both columns, ``[1 - p, p]``;
+        without, the logits (one column for two classes). A regressor's is
+        ``predict``'s, ``[rows, targets]``."""
+        both = getattr(self, "_kind", None) == "binary"
+        return self.model_.to_onnx(path, probabilities=probabilities, both_classes=both)
 
     def __getstate__(self):
         state = super().__getstate__()
