@@ -276,6 +276,7 @@ impl GpuBackend {
             t: 0,
             state_slots: optimizer.state_slots(),
             uniform_align,
+            unwaited: None,
             stop_flag: config.stop_flag.clone(),
             profiler: RefCell::new(None),
             ctx,
