@@ -75,7 +75,7 @@ pub struct GpuBackend {
     /// Per step slot (or chunk of an evaluation): [loss, correct].
     pub(super) results: wgpu::Buffer,
     /// What a window's results and layer norms are copied into to be read
-    /// back, one for each of the ring's two windows (`steps::WINDOW`).
+    /// back, one for each of the ring's two windows (`window::WINDOW`).
     pub(super) window_readback: [wgpu::Buffer; 2],
     pub(super) steps: wgpu::Buffer,
     pub(super) step_stride: u64,

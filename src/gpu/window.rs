@@ -11,7 +11,7 @@ pub(crate) const WINDOW: usize = 64;
 pub(crate) type Batch = (usize, usize);
 
 /// Which step a recording is for: `slot`, its uniform block and result
-/// slot (in the ring of two windows, `steps::WINDOW`), and `t`, its number
+/// slot (in the ring of two windows of [`WINDOW`] steps), and `t`, its number
 /// (1 for the first step of a run), which the profile's marks carry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StepAt {
