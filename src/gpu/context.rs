@@ -400,8 +400,8 @@ impl GpuContext {
 
     /// Submits `commands`, returning what to wait for it by
     /// ([`finished`](Self::finished)). Every submission of a run goes
-    /// through here, so that [`most_in_flight`](Self::most_in_flight)
-    /// counts them all.
+    /// through here, so that the count of those in flight (its test's
+    /// `most_in_flight`) has them all.
     pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) -> Submitted {
         let number = self.lock_submissions().made();
         let index = self.queue.submit([commands]);
