@@ -1,6 +1,6 @@
 // Matrix multiply with a fused epilogue:
 // C[M×N] = op(A)[M×K] · op(B)[K×N], all row-major.
-// CPU twin: `Real::gemm` as called from src/cpu/dense.rs.
+// CPU twin: `Gemm::gemm` in src/cpu/gemm.rs, as called from src/cpu/dense.rs.
 //
 //   forward  (NT, EPILOGUE_BIAS_ACTIVATION):  Z = A_prev · Wᵀ + b,  A = f(Z)  (aux = b, out2 = A)
 //   dW       (TN, EPILOGUE_STORE):            dW = dZᵀ · A_prev

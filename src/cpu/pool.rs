@@ -444,33 +444,43 @@ mod keep_warm_tests {
     }
 
     /// Work given to `run_on_pool` runs on the pool, and steps inside it
-    /// keep the other threads warm there; a second run meanwhile runs on
-    /// its own caller's thread.
+    /// keep the other threads warm there: while they still look for work
+    /// from the run's start, and again once they have given up (a run
+    /// waiting longer than `KeepWarm::IDLE_LIMIT` between epochs: a step
+    /// then starts them looking again). A second run meanwhile runs on the
+    /// second pool, not this one.
     #[test]
     fn a_run_on_the_pool_keeps_it_and_steps_inside_keep_it_warm() {
         let others = pool().current_num_threads() - 1;
-        let (on_pool, joined_inside, second_on_pool) = loop {
+        /// The pool's threads looking for work once `n` are, or after five
+        /// seconds (other tests share the machine).
+        fn looking_when(n: impl Fn(usize) -> bool) -> usize {
+            let start = Instant::now();
+            while !n(super::LOOKING.load(Ordering::SeqCst))
+                && start.elapsed() < Duration::from_secs(5)
+            {
+                std::hint::spin_loop();
+            }
+            super::LOOKING.load(Ordering::SeqCst)
+        }
+        let (on_pool, joined_inside, gave_up, joined_again, second_on_pool) = loop {
             // Another test may hold the pool: then this run is not on it.
             let result = super::run_on_pool(|| {
                 let here = pool().current_thread_index().is_some();
                 if !here {
-                    return (false, 0, false);
+                    return (false, 0, 0, 0, false);
                 }
-                let joined = super::on_pool(|| {
-                    let start = Instant::now();
-                    while super::LOOKING.load(Ordering::SeqCst) < others
-                        && start.elapsed() < Duration::from_secs(5)
-                    {
-                        std::hint::spin_loop();
-                    }
-                    super::LOOKING.load(Ordering::SeqCst)
-                });
+                let joined = super::on_pool(|| looking_when(|n| n >= others));
+                // Nothing to do for longer than the idle limit: the others
+                // leave the run's job, and a step starts them again.
+                let gave_up = looking_when(|n| n == 0);
+                let joined_again = super::on_pool(|| looking_when(|n| n >= others));
                 let second = std::thread::scope(|s| {
                     s.spawn(|| super::run_on_pool(|| pool().current_thread_index().is_some()))
                         .join()
                         .expect("the second run")
                 });
-                (here, joined, second)
+                (here, joined, gave_up, joined_again, second)
             });
             if result.0 {
                 break result;
@@ -481,6 +491,11 @@ mod keep_warm_tests {
         assert!(
             joined_inside >= others,
             "{joined_inside} of {others} other threads looked for work"
+        );
+        assert_eq!(gave_up, 0, "threads still looked for work with none to do");
+        assert!(
+            joined_again >= others,
+            "{joined_again} of {others} other threads looked for work again after giving up"
         );
         assert!(!second_on_pool, "a second run took the pool from the first");
     }
