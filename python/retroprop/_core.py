@@ -63,6 +63,16 @@ def _batch_rows(batch_size):
     return int(batch_size)
 
 
+def _weights(weights, rows, name="sample_weight"):
+    """``weights`` as float32 ``[rows]`` (None stays None)."""
+    if weights is None:
+        return None
+    w = np.ascontiguousarray(weights, dtype=np.float32)
+    if w.ndim != 1 or len(w) != rows:
+        raise ValueError(f"{name} must have one weight per row ({rows}), got shape {w.shape}")
+    return w
+
+
 def _option_text(value):
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -414,12 +424,18 @@ class Trainer:
         """Optimizer steps taken."""
         return self._native.steps()
 
-    def fit(self, x, y, validation=None, callback=None, verbose=False, checkpoint=None, checkpoint_every=1):
+    def fit(self, x, y, validation=None, callback=None, verbose=False, checkpoint=None, checkpoint_every=1,
+            sample_weight=None):
         """Trains on ``x`` ``[rows, features]`` and ``y`` (class indices
         for cross_entropy, else values ``[rows]`` or ``[rows, outputs]``)
         for the configured epochs; each call continues where the last
-        ended. ``validation``: ``(x_val, y_val)``, evaluated after each
-        epoch. ``callback(record)`` receives each epoch's metrics (a dict,
+        ended. ``sample_weight`` (``[rows]``, each ≥ 0): each row's weight
+        in the loss, which is then ``Σ wᵢ lᵢ / Σ wᵢ`` over a batch (as
+        torch's ``reduction="none"`` followed by ``(w * l).sum() /
+        w.sum()``, each row's ``lᵢ`` the mean over its outputs); the
+        CPU backend only, for now. ``validation``: ``(x_val, y_val)`` or
+        ``(x_val, y_val, w_val)``, evaluated after each epoch (its loss
+        weighted by ``w_val``). ``callback(record)`` receives each epoch's metrics (a dict,
         as in the history) once the epoch's bookkeeping is done, and may
         call the trainer meanwhile: ``steps``, ``model()``,
         ``save_checkpoint(...)``, ``predict``, ``evaluate`` see the run as
@@ -432,11 +448,14 @@ class Trainer:
         a ``History``."""
         rows = as_rows(x)
         classes, values = _targets(y, self.loss)
-        xv = cv = vv = None
+        xv = cv = vv = wv = None
         if validation is not None:
-            x_val, y_val = validation
+            if len(validation) not in (2, 3):
+                raise ValueError("validation must be (x_val, y_val) or (x_val, y_val, sample_weight_val)")
+            x_val, y_val, *w_val = validation
             xv = as_rows(x_val, "validation x")
             cv, vv = _targets(y_val, self.loss, "validation y")
+            wv = _weights(w_val[0], len(xv), "validation sample_weight") if w_val else None
 
         def on_epoch(record):
             if verbose:
@@ -455,6 +474,8 @@ class Trainer:
             on_epoch,
             None if checkpoint is None else os.fspath(checkpoint),
             int(checkpoint_every),
+            sample_weight=_weights(sample_weight, len(rows), "sample_weight"),
+            sample_weight_val=wv,
         )
         return History(history)
 

@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from . import _retroprop
 from ._core import Model, as_rows, print_epoch
@@ -68,6 +68,12 @@ _DIFFERENCES = """
       shuffles, the validation split through scikit-learn's), so the same
       seed does not give scikit-learn's numbers.
     - ``n_iter_`` counts ``partial_fit`` calls too (one epoch each).
+    - ``sample_weight``: each batch's loss is ``Σ wᵢ lᵢ / Σ wᵢ`` as
+      scikit-learn's, but ``loss_curve_`` is the epoch's weighted mean
+      (scikit-learn averages the batches' weighted means by their rows),
+      ``alpha``'s decay is divided by the batch's rows (scikit-learn's L2
+      term by its weight), and ``validation_scores_`` count rows
+      unweighted. The CPU backend only, for now.
 
     retroprop's own parameters: ``device`` (``auto``: a hardware GPU when
     there is one, else the CPU; ``cpu``; ``gpu``: any wgpu adapter),
@@ -230,9 +236,11 @@ class _BaseMLP(BaseEstimator):
             None,
         )
 
-    def _run(self, X, targets, incremental):
-        """Trains on ``X`` (float32) and encoded targets; sets the fitted
-        attributes."""
+    def _run(self, X, targets, incremental, sample_weight=None):
+        """Trains on ``X`` (float32) and encoded targets, each row weighing
+        ``sample_weight`` in the loss; sets the fitted attributes."""
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
         n_samples, n_features = X.shape
         batch_rows = self._batch_rows(n_samples)
         rng = check_random_state(self.random_state)
@@ -253,7 +261,7 @@ class _BaseMLP(BaseEstimator):
             )
             standardization = self._model._native.standardization
         early = self.early_stopping and not incremental
-        validation = None
+        validation = validation_weight = None
         if early:
             stratify = targets[0] if (targets[0] is not None and self._stratify_ok(targets[0])) else None
             idx = np.arange(n_samples)
@@ -261,8 +269,10 @@ class _BaseMLP(BaseEstimator):
                 idx, test_size=self.validation_fraction, random_state=rng, stratify=stratify
             )
             validation = (X[val_idx], *(t[val_idx] if t is not None else None for t in targets))
+            validation_weight = None if sample_weight is None else sample_weight[val_idx]
             X = X[train_idx]
             targets = tuple(t[train_idx] if t is not None else None for t in targets)
+            sample_weight = None if sample_weight is None else sample_weight[train_idx]
             batch_rows = self._batch_rows(X.shape[0])
         if incremental:
             trainer = getattr(self, "_partial_trainer", None)
@@ -335,6 +345,8 @@ class _BaseMLP(BaseEstimator):
                 on_epoch,
                 None,
                 1,
+                sample_weight=None if sample_weight is None else np.ascontiguousarray(sample_weight),
+                sample_weight_val=None if validation_weight is None else np.ascontiguousarray(validation_weight),
             )
         except KeyboardInterrupt:
             # Ctrl-C keeps the steps taken: the model reflects them.
@@ -487,9 +499,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self._kind = "binary"
         return None, np.ascontiguousarray((index == 1).reshape(-1, 1), dtype=np.float32)
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fits the model to ``X`` and labels ``y`` for up to ``max_iter``
-        epochs (fewer when ``tol`` or ``early_stopping`` ends it)."""
+        epochs (fewer when ``tol`` or ``early_stopping`` ends it);
+        ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, dtype=np.float32, order="C")
         y = _column(y)
@@ -503,9 +516,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if not keep:
             self.__dict__.pop("_model", None)
         targets = self._encode(y, keep_classes=keep)
-        return self._run(X, targets, incremental=False)
+        return self._run(X, targets, incremental=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``X``, ``y``; ``classes`` (every label of every
         call) is required on the first call."""
         self._check_params()
@@ -525,7 +538,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 f"which was {list(self.classes_)}"
             )
         targets = self._encode(y, keep_classes=True)
-        return self._run(X, targets, incremental=True)
+        return self._run(X, targets, incremental=True, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities ``[rows, classes]`` (for labels: one
@@ -586,9 +599,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _stratify_ok(labels):
         return False
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fits the model to ``X`` and targets ``y`` for up to ``max_iter``
-        epochs (fewer when ``tol`` or ``early_stopping`` ends it)."""
+        epochs (fewer when ``tol`` or ``early_stopping`` ends it);
+        ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float32, order="C")
         y = _column(y)
@@ -596,9 +610,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             self.__dict__.pop("_model", None)
         self._y_1d = y.ndim == 1
         values = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
-        return self._run(X, (None, values), incremental=False)
+        return self._run(X, (None, values), incremental=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``X``, ``y``."""
         self._check_params()
         first = not hasattr(self, "_model")
@@ -606,7 +620,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y = _column(y)
         self._y_1d = y.ndim == 1
         values = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
-        return self._run(X, (None, values), incremental=True)
+        return self._run(X, (None, values), incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         """The predicted targets, ``[rows]`` or ``[rows, targets]`` as ``y``

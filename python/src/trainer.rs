@@ -225,6 +225,7 @@ fn dataset<'py>(
     x: &Bound<'py, PyArray2<f32>>,
     classes: Option<&PyReadonlyArray1<'_, u32>>,
     values: Option<&PyReadonlyArray2<'_, f32>>,
+    weights: Option<&PyReadonlyArray1<'_, f32>>,
     lock: &mut WriteLock<'py>,
 ) -> PyResult<Dataset> {
     let features = x.shape()[1];
@@ -237,7 +238,11 @@ fn dataset<'py>(
         _ => return Err(PyValueError::new_err("give either classes or values")),
     };
     let rows = lend_rows(x, lock)?;
-    Dataset::shared(rows, features, targets).map_err(to_py)
+    let data = Dataset::shared(rows, features, targets).map_err(to_py)?;
+    match weights {
+        Some(w) => data.with_weights(w.as_slice()?.to_vec()).map_err(to_py),
+        None => Ok(data),
+    }
 }
 
 /// An epoch's record as Python reads it, by the names of the program's
@@ -476,7 +481,7 @@ impl NativeTrainer {
     /// `KeyboardInterrupt`.
     #[pyo3(signature = (
         x, classes, values, x_val, classes_val, values_val, standardize, callback,
-        checkpoint, checkpoint_every
+        checkpoint, checkpoint_every, sample_weight = None, sample_weight_val = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit<'py>(
@@ -492,17 +497,26 @@ impl NativeTrainer {
         callback: Option<Py<PyAny>>,
         checkpoint: Option<PathBuf>,
         checkpoint_every: u64,
+        sample_weight: Option<PyReadonlyArray1<'py, f32>>,
+        sample_weight_val: Option<PyReadonlyArray1<'py, f32>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         guard(|| {
             // Dropped last, after the training thread has let go of the
             // rows: the arrays are read-only until then.
             let mut lock = WriteLock::default();
-            let mut train = dataset(&x, classes.as_ref(), values.as_ref(), &mut lock)?;
+            let mut train = dataset(
+                &x,
+                classes.as_ref(),
+                values.as_ref(),
+                sample_weight.as_ref(),
+                &mut lock,
+            )?;
             let mut validation = match &x_val {
                 Some(xv) => Some(dataset(
                     xv,
                     classes_val.as_ref(),
                     values_val.as_ref(),
+                    sample_weight_val.as_ref(),
                     &mut lock,
                 )?),
                 None => None,
@@ -674,7 +688,7 @@ impl NativeTrainer {
     ) -> PyResult<(f64, Option<f64>)> {
         guard(|| {
             let mut lock = WriteLock::default();
-            let mut data = dataset(&x, classes.as_ref(), values.as_ref(), &mut lock)?;
+            let mut data = dataset(&x, classes.as_ref(), values.as_ref(), None, &mut lock)?;
             self.worker.call(py, move |view| {
                 if let Some(s) = view.standardizer {
                     s.apply(&mut data)?;

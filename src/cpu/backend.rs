@@ -2,15 +2,15 @@
 //! the buffers its batches are gathered into.
 
 use super::network::Network;
+use super::pool::on_pool;
 use crate::backend::{
     Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsReport, checks,
 };
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Kept, Result};
-use crate::loss::{Loss, TargetBatch};
+use crate::loss::{Loss, RowWeights, TargetBatch};
 use crate::model::Mlp;
 use crate::stop::StopFlag;
-use super::pool::on_pool;
 
 /// Rows per chunk when evaluating or predicting, to bound memory.
 const CHUNK_ROWS: usize = 8192;
@@ -23,6 +23,7 @@ pub struct CpuBackend {
     x_batch: Vec<f32>,
     value_batch: Vec<f32>,
     label_batch: Vec<u32>,
+    weight_batch: Vec<f32>,
     norms_every: Option<u64>,
     /// The largest batch of the run, when known.
     batch_rows: Option<usize>,
@@ -48,6 +49,7 @@ impl CpuBackend {
             x_batch: Vec::new(),
             value_batch: Vec::new(),
             label_batch: Vec::new(),
+            weight_batch: Vec::new(),
             norms_every: config.norms_every,
             batch_rows: config.batch_rows,
             stop_flag: config.stop_flag.clone(),
@@ -57,13 +59,15 @@ impl CpuBackend {
 
     /// Gathers rows `indices` of `data` into the batch buffers and runs the
     /// forward and backward passes on them as the rows at `offset` of a
-    /// batch of `batch_rows`; returns their summed loss over `batch_rows`.
+    /// batch of `batch_rows` (weighing `batch_weight` where the data set
+    /// has weights); returns their summed loss over the batch's rows (or
+    /// weight).
     fn forward_backward_rows(
         &mut self,
         data: &Dataset,
         indices: &[u32],
-        batch_rows: usize,
-        offset: usize,
+        (batch_rows, offset): (usize, usize),
+        batch_weight: f64,
     ) -> f32 {
         // Gather the batch (the GPU does the same through data.wgsl).
         data.gather(
@@ -72,12 +76,22 @@ impl CpuBackend {
             &mut self.value_batch,
             &mut self.label_batch,
         );
+        data.gather_weights(indices, &mut self.weight_batch);
         let targets = match data.targets() {
             Targets::Classes(_) => TargetBatch::Classes(&self.label_batch),
             Targets::Values { .. } => TargetBatch::Values(&self.value_batch),
         };
-        self.net
-            .loss_and_gradients_in_batch(&self.x_batch, self.loss, targets, batch_rows, offset)
+        let weights = data.weights().map(|_| RowWeights {
+            weights: &self.weight_batch,
+            total: batch_weight,
+        });
+        self.net.weighted_loss_and_gradients(
+            &self.x_batch,
+            self.loss,
+            targets,
+            (batch_rows, offset),
+            weights,
+        )
     }
 
     /// [`LayerNorms::of`] the current gradients and parameters, the same
@@ -131,7 +145,8 @@ impl CpuBackend {
                 result.stopped = true;
                 break;
             }
-            let loss = self.forward_backward_rows(data, indices, indices.len(), 0);
+            let batch_weight = data.weight_of(indices);
+            let loss = self.forward_backward_rows(data, indices, (indices.len(), 0), batch_weight);
             let step = self.net.step_count() + 1;
             if !loss.is_finite() {
                 // Stopped before the update: parameters, state and step
@@ -151,7 +166,7 @@ impl CpuBackend {
                 result.norms.extend(self.layer_norms(step));
             }
             self.net.update(Some(lr));
-            result.loss_sum += loss as f64 * indices.len() as f64;
+            result.loss_sum += loss as f64 * batch_weight;
             result.rows += indices.len();
             result.steps += 1;
         }
@@ -213,8 +228,12 @@ impl Backend for CpuBackend {
             return Ok(0.0);
         }
         let dataset = data.dataset();
+        let batch_weight = share
+            .batch_weight
+            .unwrap_or_else(|| dataset.weight_of(share.rows));
         let loss = self.on_pool_if_shared(share.batch_rows, |backend| {
-            backend.forward_backward_rows(dataset, share.rows, share.batch_rows, share.offset)
+            let at = (share.batch_rows, share.offset);
+            backend.forward_backward_rows(dataset, share.rows, at, batch_weight)
         });
         Ok(loss as f64)
     }
@@ -311,10 +330,24 @@ impl CpuBackend {
             let targets = data.target_batch(start..end);
             let output = self.net.forward(x);
             grad.resize(output.len(), 0.0);
-            let loss = self
-                .loss
-                .forward_backward(output, width, targets, &mut grad);
-            loss_sum += loss as f64 * (end - start) as f64;
+            let loss = match data.weights() {
+                Some(w) => {
+                    let weights = &w[start..end];
+                    let total: f64 = weights.iter().map(|&w| w as f64).sum();
+                    let rows = RowWeights { weights, total };
+                    let loss = self
+                        .loss
+                        .forward_backward_weighted(output, width, targets, &mut grad, rows);
+                    loss as f64 * total
+                }
+                None => {
+                    let loss = self
+                        .loss
+                        .forward_backward(output, width, targets, &mut grad);
+                    loss as f64 * (end - start) as f64
+                }
+            };
+            loss_sum += loss;
             if let Some(c) = self.loss.correct(output, width, targets) {
                 *correct.get_or_insert(0) += c;
             }

@@ -22,8 +22,8 @@ mod pool;
 mod share;
 
 pub use backend::CpuBackend;
-pub use pool::run_on_pool;
 pub use dense::{dense_backward, dense_forward};
 pub use gemm::{Blas, Gemm, blas, check_env, gemm_builtin, gemm_name};
 pub use network::Network;
 pub use optimizer::{clip_gradients, optimizer_step};
+pub use pool::run_on_pool;

@@ -337,6 +337,7 @@ impl Backend for GpuBackend {
     }
 
     fn upload<'a>(&mut self, train: &'a Dataset) -> Result<DeviceData<'a>> {
+        refuse_weights(train)?;
         let device = &self.ctx.device;
         self.plans.clear();
         self.resident = None;
@@ -598,6 +599,7 @@ impl Backend for GpuBackend {
         data: &'a Dataset,
     ) -> LocalFuture<'a, Result<(f64, Option<usize>)>> {
         Box::pin(async move {
+            refuse_weights(data)?;
             let chunks: Vec<(usize, usize)> = (0..data.rows())
                 .step_by(self.capacity)
                 .map(|start| (start, (start + self.capacity).min(data.rows())))
@@ -720,5 +722,18 @@ impl Backend for GpuBackend {
             }
             Ok(out)
         })
+    }
+}
+
+/// Sample weights are the CPU backend's so far: a weighted data set on
+/// the GPU is refused by name rather than trained unweighted.
+fn refuse_weights(data: &Dataset) -> Result<()> {
+    match data.weights() {
+        Some(_) => Err(crate::error::Error::Config(
+            "sample weights train on the CPU backend only for now (device cpu); the GPU's \
+             loss kernel does not read them yet"
+                .into(),
+        )),
+        None => Ok(()),
     }
 }

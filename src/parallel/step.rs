@@ -54,6 +54,7 @@ pub(crate) fn train_steps(
     {
         let share = share_bounds(batch.len(), rank, size);
         let stop = stop_flag.is_some_and(StopFlag::is_requested);
+        let batch_weight = data.dataset().weight_of(batch);
         let local = backend
             .forward_backward(
                 data,
@@ -61,6 +62,7 @@ pub(crate) fn train_steps(
                     rows: &batch[share.clone()],
                     batch_rows: batch.len(),
                     offset: share.start,
+                    batch_weight: Some(batch_weight),
                 },
             )
             .and_then(|loss| Ok((loss, backend.gradients()?)));
@@ -111,7 +113,7 @@ pub(crate) fn train_steps(
         }
         backend.set_gradients(grads)?;
         backend.update(lr)?;
-        result.loss_sum += loss as f64 * batch.len() as f64;
+        result.loss_sum += loss as f64 * batch_weight;
         result.rows += batch.len();
         result.steps += 1;
     }

@@ -219,7 +219,11 @@ impl Trainer {
             } else {
                 self.epochs_done += 1;
             }
-            let train_loss = (skipped_loss + epoch.loss_sum) / (skip + epoch.rows).max(1) as f64;
+            let trained = &order[..skip + epoch.rows];
+            let train_loss = match trained.len() {
+                0 => skipped_loss + epoch.loss_sum,
+                _ => (skipped_loss + epoch.loss_sum) / train.weight_of(trained),
+            };
             if !train_loss.is_finite() {
                 return Err(self.diverged(train_loss));
             }
@@ -420,6 +424,9 @@ impl Trainer {
         let rows = train.rows();
         let batch_size = self.config.batch_size.unwrap_or(rows).min(rows);
         let (mut remaining, mut total) = (steps, StepsReport::default());
+        // What the mean loss over the steps' rows divides by: their count,
+        // or their weight.
+        let mut total_weight = 0.0;
         while remaining > 0 {
             let mut position = std::mem::take(&mut self.position);
             let order = match position.order.take() {
@@ -450,11 +457,13 @@ impl Trainer {
             remaining -= result.steps;
             total.loss_sum += result.loss_sum;
             total.rows += result.rows;
+            let trained = position.rows_done..position.rows_done + result.rows;
+            total_weight += train.weight_of(&order[trained]);
             position.rows_done += result.rows;
             position.loss_sum += result.loss_sum;
             if position.rows_done >= rows {
                 self.epochs_done += 1;
-                let epoch_loss = position.loss_sum / rows as f64;
+                let epoch_loss = position.loss_sum / train.weight_of(&order);
                 self.scheduler
                     .step(self.epochs_done as usize - 1, epoch_loss);
             } else {
@@ -465,7 +474,10 @@ impl Trainer {
                 break;
             }
         }
-        let loss = total.loss_sum / total.rows.max(1) as f64;
+        let loss = match total.rows {
+            0 => total.loss_sum,
+            _ => total.loss_sum / total_weight,
+        };
         if !loss.is_finite() {
             return Err(self.diverged(loss));
         }

@@ -461,8 +461,16 @@ impl Trainer {
             Loss::CrossEntropy => data.rows(),
             _ => data.rows() * self.mlp.outputs(),
         };
+        let all: Vec<u32> = match data.weights() {
+            Some(_) => (0..data.rows() as u32).collect(),
+            None => Vec::new(),
+        };
+        let divisor = match data.weights() {
+            Some(_) => data.weight_of(&all),
+            None => data.rows() as f64,
+        };
         Ok(Evaluation {
-            loss: loss_sum / data.rows() as f64,
+            loss: loss_sum / divisor,
             accuracy: correct.map(|c| c as f64 / elements as f64),
         })
     }
