@@ -33,14 +33,15 @@ pub type SharedRows = Arc<dyn AsRef<[f32]> + Send + Sync>;
 /// A data set's inputs: its own, or shared with whoever made them.
 #[derive(Clone)]
 enum Rows {
-    Owned(Vec<f32>),
+    /// The data set's own (a clone shares them until one is changed).
+    Owned(std::sync::Arc<Vec<f32>>),
     Shared(SharedRows),
 }
 
 impl Rows {
     fn as_slice(&self) -> &[f32] {
         match self {
-            Rows::Owned(x) => x,
+            Rows::Owned(x) => x.as_slice(),
             Rows::Shared(x) => (**x).as_ref(),
         }
     }
@@ -49,10 +50,10 @@ impl Rows {
     /// the data set owns the copy from then on.
     fn to_mut(&mut self) -> &mut Vec<f32> {
         if let Rows::Shared(x) = self {
-            *self = Rows::Owned((**x).as_ref().to_vec());
+            *self = Rows::Owned(std::sync::Arc::new((**x).as_ref().to_vec()));
         }
         match self {
-            Rows::Owned(x) => x,
+            Rows::Owned(x) => std::sync::Arc::make_mut(x),
             Rows::Shared(_) => unreachable!("made owned above"),
         }
     }
@@ -128,7 +129,7 @@ impl Dataset {
     /// sizes disagree, or if any input or target is NaN or infinite (naming
     /// the row and column).
     pub fn new(x: Vec<f32>, features: usize, targets: Targets) -> Result<Dataset> {
-        Dataset::validated(Rows::Owned(x), features, targets)
+        Dataset::validated(Rows::Owned(std::sync::Arc::new(x)), features, targets)
     }
 
     /// A data set that reads its inputs where they are, without copying
@@ -357,7 +358,7 @@ impl Dataset {
             picked.into()
         });
         Dataset {
-            x: Rows::Owned(x),
+            x: Rows::Owned(std::sync::Arc::new(x)),
             features: self.features,
             targets,
             weights,

@@ -19,7 +19,7 @@ pub mod gemm;
 mod network;
 mod optimizer;
 mod pool;
-mod share;
+pub(crate) mod share;
 
 pub use backend::CpuBackend;
 pub use dense::{dense_backward, dense_forward};

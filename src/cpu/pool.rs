@@ -22,6 +22,10 @@
 /// pick up any queued job, and a whole run of steps queued there would
 /// hold up the run it interrupted (and its stop flag) until it finished.
 pub(super) fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    // A member of a run trained side by side shares nothing of its own.
+    if super::share::is_serial() {
+        return work();
+    }
     // Already there, in a [`run_on_pool`], whose other threads are
     // looking for work unless they have given up.
     #[cfg(not(target_arch = "wasm32"))]

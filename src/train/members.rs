@@ -1,0 +1,535 @@
+//! Many networks of one architecture trained together: a search over
+//! learning rates and decays, the folds of a cross-validation, seeds, an
+//! ensemble. Each member is a whole run of its own ([`Member`] says what
+//! it has of its own over the run's [`TrainConfig`]), trained epoch by
+//! epoch beside the others; on the CPU the members share the pool's
+//! threads, a member a thread, each member's passes on its thread alone.
+//!
+//! Member m ends where a lone run with m's settings, on m's rows, in m's
+//! order, with m's weights ends: bit for bit on the CPU, where it is that
+//! run, step for step (a product's bits do not depend on the threads that
+//! share it). Each member has its own life: early stopping, the plateau
+//! schedule and a divergence act on it alone; a member that stops keeps
+//! its best (or last good) parameters and takes no more steps while the
+//! others go on; the run ends when every member has stopped or the epochs
+//! run out. A stop flag stops every member at a step boundary.
+//!
+//! ```
+//! use retroprop::train::{Member, Members};
+//! use retroprop::{Activation, Dataset, Device, Loss, Mlp, Targets, TrainConfig, Trainer};
+//! let x: Vec<f32> = (0..64).map(|i| (i as f32 / 8.0).sin()).collect();
+//! let labels = (0..32).map(|i| (i % 2) as u32).collect();
+//! let data = Dataset::new(x, 2, Targets::Classes(labels))?;
+//! let mlp = Mlp::new(&[2, 8, 2], Activation::Tanh, Activation::Identity)?;
+//! let config = TrainConfig::default().loss(Loss::CrossEntropy).batch_size(8).epochs(3).device(Device::Cpu);
+//! // Three learning rates, the second on the first 24 rows only.
+//! let members = vec![
+//!     Member::options(&[("lr", "0.001")]),
+//!     Member { rows: Some((0..24).collect()), ..Member::options(&[("lr", "0.01")]) },
+//!     Member::options(&[("lr", "0.1")]),
+//! ];
+//! let mut run = Members::new(mlp.clone(), config.clone(), members)?;
+//! let history = run.fit(&data, None)?;
+//! assert_eq!(history.members.len(), 3);
+//! // The second member is the lone run with its settings on its rows.
+//! let mut alone = Trainer::new(mlp, config.optimizer(retroprop::Adam::default().lr(0.01)))?;
+//! alone.fit(&data.select(&(0..24).collect::<Vec<_>>()), None)?;
+//! assert_eq!(run.member_mut(1).parameters()?, alone.parameters()?);
+//! # Ok::<(), retroprop::Error>(())
+//! ```
+
+use super::fit::{EpochEnd, NextEpoch};
+use super::{EpochRecord, History, TrainConfig, Trainer};
+use crate::checkpoint::Checkpoint;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+use crate::schedule::LrSchedule;
+use web_time::Instant;
+
+/// What one member of a run has of its own; everything left `None` (or
+/// empty) is the run's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Member {
+    /// Seeds its initialisation, its shuffles and its dropout masks.
+    pub seed: Option<u64>,
+    /// Options set over the run's optimizer, by torch's names, as text
+    /// (`("lr", "0.003")`, `("weight_decay", "1e-4")`, `("betas",
+    /// "0.9/0.99")`): numbers only; the optimizer's kind and the options
+    /// that shape its state are the run's.
+    pub optimizer_options: Vec<(String, String)>,
+    /// Its learning-rate schedule.
+    pub lr_schedule: Option<LrSchedule>,
+    /// Its dropout after every hidden layer.
+    pub dropout: Option<f32>,
+    /// The rows of the training data it trains on (a fold's, a bootstrap
+    /// sample's; each at most once), shuffled by its seed as a data set of
+    /// just those rows would be.
+    pub rows: Option<Vec<u32>>,
+    /// The rows of the validation data it is evaluated on (a fold's
+    /// held-out rows).
+    pub validation_rows: Option<Vec<u32>>,
+    /// Each training row's weight in its loss, one a row of the training
+    /// data (`Dataset::with_weights`; 0/1 weights make folds whose batches
+    /// the members share).
+    pub weights: Option<Vec<f32>>,
+}
+
+impl Member {
+    /// A member with only these optimizer options of its own.
+    pub fn options(options: &[(&str, &str)]) -> Member {
+        Member {
+            optimizer_options: options
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            ..Member::default()
+        }
+    }
+
+    /// `count` members that differ only by their seed, 0, 1, 2, …: an
+    /// ensemble, or a run's spread over seeds.
+    pub fn seeds(count: usize) -> Vec<Member> {
+        (0..count as u64)
+            .map(|seed| Member {
+                seed: Some(seed),
+                ..Member::default()
+            })
+            .collect()
+    }
+
+    /// The configuration of this member's lone run: `run`'s with this
+    /// member's own settings.
+    ///
+    /// # Errors
+    /// An option `run`'s optimizer does not have, or one that would change
+    /// the shape of its state (members share the optimizer's kind and
+    /// state layout), naming it.
+    pub fn config(&self, run: &TrainConfig) -> Result<TrainConfig> {
+        let mut config = run.clone();
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        for (option, value) in &self.optimizer_options {
+            config.optimizer.set_option(option, value)?;
+        }
+        if config.optimizer.state_names() != run.optimizer.state_names() {
+            return Err(Error::Config(format!(
+                "a member's optimizer options ({}) change the shape of the optimizer's state; \
+                 members share it (give amsgrad, centered and a momentum of 0 or not to the \
+                 run, not to a member)",
+                self.options_text()
+            )));
+        }
+        config.optimizer.validate()?;
+        if let Some(schedule) = self.lr_schedule {
+            config.lr_schedule = schedule;
+        }
+        if let Some(p) = self.dropout {
+            config = config.dropout(p);
+        }
+        Ok(config)
+    }
+
+    /// The optimizer options as `name=value,…`.
+    pub fn options_text(&self) -> String {
+        self.optimizer_options
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Where a member stands in its run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemberState {
+    /// It trains on.
+    Training,
+    /// Early stopping ended it; it keeps the best epoch's parameters.
+    StoppedEarly,
+    /// A step's loss was not finite; it keeps the parameters from before
+    /// that step.
+    Diverged {
+        /// The step (1-based) whose loss was not finite.
+        step: u64,
+        /// That loss.
+        loss: f64,
+    },
+}
+
+/// What a [`Members::fit`] did: each member's history and state.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MembersHistory {
+    /// Each member's history, as its lone run's.
+    pub members: Vec<History>,
+    /// Each member's state at the end.
+    pub states: Vec<MemberState>,
+    /// Whether the stop flag ended the run (every member at a step
+    /// boundary).
+    pub interrupted: bool,
+}
+
+/// The members of one run, each a [`Trainer`] of its own, trained
+/// together (see the [module](self)).
+#[derive(Debug)]
+pub struct Members {
+    members: Vec<Member>,
+    trainers: Vec<Trainer>,
+    states: Vec<MemberState>,
+}
+
+/// One member's epoch to run: the trainer, its plan and its data.
+struct Job<'a> {
+    trainer: &'a mut Trainer,
+    plan: super::fit::EpochPlan,
+    train: &'a Dataset,
+    validation: Option<&'a Dataset>,
+    batch_rows: usize,
+    start: Instant,
+}
+
+impl Job<'_> {
+    /// The epoch's steps and its end (validation, schedule, best epoch).
+    async fn run(self) -> Result<EpochEnd> {
+        let Job {
+            trainer,
+            plan,
+            train,
+            validation,
+            batch_rows,
+            start,
+        } = self;
+        let data = trainer.device_data(train);
+        let steps = match data {
+            Ok(data) => {
+                trainer
+                    .run_steps(&data, plan.rows(), batch_rows, plan.remaining, plan.lr)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        trainer
+            .end_epoch(plan, steps, train, validation, start)
+            .await
+    }
+}
+
+impl Members {
+    /// The members of a run of `mlp` with `config`, each drawing its
+    /// parameters with its seed (see [`Member`]).
+    ///
+    /// # Errors
+    /// No member; a member's setting the run cannot take; what
+    /// [`Trainer::new`] refuses.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(mlp: Mlp, config: TrainConfig, members: Vec<Member>) -> Result<Members> {
+        Members::build(mlp, config, members, None)
+    }
+
+    /// The members of a run starting from `params`, one flat vector a
+    /// member (a checkpoint's, or a front's).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_parameters(
+        mlp: Mlp,
+        config: TrainConfig,
+        members: Vec<Member>,
+        params: Vec<Vec<f32>>,
+    ) -> Result<Members> {
+        if params.len() != members.len() {
+            return Err(Error::Shape {
+                what: "parameter vectors (one a member)".into(),
+                expected: members.len(),
+                got: params.len(),
+            });
+        }
+        Members::build(mlp, config, members, Some(params))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn build(
+        mlp: Mlp,
+        config: TrainConfig,
+        members: Vec<Member>,
+        params: Option<Vec<Vec<f32>>>,
+    ) -> Result<Members> {
+        if members.is_empty() {
+            return Err(Error::Empty {
+                what: "the members of the run".into(),
+            });
+        }
+        let mut trainers = Vec::with_capacity(members.len());
+        for (m, member) in members.iter().enumerate() {
+            let named = |e: Error| Error::Config(format!("member {m}: {e}"));
+            let own = member.config(&config).map_err(named)?;
+            let mut trainer = match &params {
+                Some(params) => Trainer::with_parameters(mlp.clone(), params[m].clone(), own),
+                None => Trainer::new(mlp.clone(), own),
+            }
+            .map_err(named)?;
+            trainer
+                .train_on_rows(member.rows.clone(), member.validation_rows.clone())
+                .map_err(named)?;
+            trainers.push(trainer);
+        }
+        Ok(Members {
+            states: vec![MemberState::Training; members.len()],
+            members,
+            trainers,
+        })
+    }
+
+    /// How many members the run has.
+    pub fn len(&self) -> usize {
+        self.trainers.len()
+    }
+
+    /// Whether the run has no member (never: [`new`](Self::new) refuses
+    /// none).
+    pub fn is_empty(&self) -> bool {
+        self.trainers.is_empty()
+    }
+
+    /// Member `m`'s own settings.
+    pub fn settings(&self, m: usize) -> &Member {
+        &self.members[m]
+    }
+
+    /// Member `m`'s trainer: its configuration, steps, parameters.
+    pub fn member(&self, m: usize) -> &Trainer {
+        &self.trainers[m]
+    }
+
+    /// Member `m`'s trainer, to evaluate, predict or checkpoint with.
+    pub fn member_mut(&mut self, m: usize) -> &mut Trainer {
+        &mut self.trainers[m]
+    }
+
+    /// Where each member stands.
+    pub fn states(&self) -> &[MemberState] {
+        &self.states
+    }
+
+    /// The device the members train on, in words (the first member's).
+    pub fn device_name(&self) -> String {
+        self.trainers[0].device_name()
+    }
+
+    /// Trains every member for the run's epochs (see the [module](self)).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit(&mut self, train: &Dataset, validation: Option<&Dataset>) -> Result<MembersHistory> {
+        self.fit_between_epochs(train, validation, |_, _, _| {}, 0, |_| Ok(()))
+    }
+
+    /// [`fit`](Self::fit), handing `between` each member's record after
+    /// its epoch (with the run, to read, evaluate or checkpoint), and
+    /// `on_checkpoint` every member's checkpoint after every `every` epochs
+    /// of the run (never when 0).
+    ///
+    /// # Errors
+    /// What fails the data's checks, and what a member's step fails with
+    /// other than a divergence (which ends that member alone).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_between_epochs(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut between: impl FnMut(&mut Members, usize, &EpochRecord),
+        every: u64,
+        mut on_checkpoint: impl FnMut(Vec<Checkpoint>) -> Result<()>,
+    ) -> Result<MembersHistory> {
+        self.trainers[0].check_data(train, "training data")?;
+        if let Some(v) = validation {
+            self.trainers[0].check_data(v, "validation data")?;
+        }
+        let sets = self.member_data(train)?;
+        let start = Instant::now();
+        let mut history = MembersHistory {
+            members: vec![History::default(); self.len()],
+            states: Vec::new(),
+            interrupted: false,
+        };
+        for epoch in 1..=self.trainers[0].config.epochs as u64 {
+            let ends = self.run_epoch(&sets, validation, start)?;
+            if ends.is_empty() {
+                break;
+            }
+            for (m, end) in ends {
+                match end {
+                    Ok(EpochEnd::Interrupted) => history.interrupted = true,
+                    Ok(EpochEnd::Cut(record)) => {
+                        history.members[m].cut_mid_epoch = true;
+                        between(self, m, &record);
+                        history.members[m].epochs.push(record);
+                    }
+                    Ok(EpochEnd::Ended(record)) => {
+                        between(self, m, &record);
+                        history.members[m].epochs.push(record);
+                    }
+                    Err(Error::Diverged { step, loss, .. }) => {
+                        self.states[m] = MemberState::Diverged { step, loss };
+                    }
+                    Err(e) => return Err(Error::Config(format!("member {m}: {e}"))),
+                }
+            }
+            if history.interrupted {
+                history.states = self.states.clone();
+                return Ok(history);
+            }
+            if every > 0 && epoch.is_multiple_of(every) {
+                on_checkpoint(self.checkpoint()?)?;
+            }
+        }
+        for (m, trainer) in self.trainers.iter_mut().enumerate() {
+            if trainer.patience_spent() {
+                history.members[m].stopped_early = true;
+            }
+            if !matches!(self.states[m], MemberState::Diverged { .. }) {
+                history.members[m].best_epoch = trainer.keep_best()?;
+            }
+        }
+        history.states = self.states.clone();
+        Ok(history)
+    }
+
+    /// Each member's training data: the data set itself, or (a member with
+    /// weights of its own) the same rows, shared, with its weights.
+    fn member_data(&self, train: &Dataset) -> Result<Vec<Dataset>> {
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(m, member)| match &member.weights {
+                Some(w) => train
+                    .clone()
+                    .with_weights(w.clone())
+                    .map_err(|e| Error::Config(format!("member {m}: {e}"))),
+                None => Ok(train.clone()),
+            })
+            .collect()
+    }
+
+    /// One epoch of every member still training: planned, run side by
+    /// side, ended. A member whose plan says it is done stops here (early
+    /// stopping's patience spent, or its step bound reached). Returns each
+    /// member's end, empty when no member trains on.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn run_epoch(
+        &mut self,
+        sets: &[Dataset],
+        validation: Option<&Dataset>,
+        start: Instant,
+    ) -> Result<Vec<(usize, Result<EpochEnd>)>> {
+        let mut jobs = Vec::new();
+        for (m, trainer) in self.trainers.iter_mut().enumerate() {
+            if self.states[m] != MemberState::Training {
+                continue;
+            }
+            match trainer.plan_epoch(&sets[m]) {
+                NextEpoch::Run(plan) => jobs.push((
+                    m,
+                    Job {
+                        batch_rows: trainer.batch_rows(&sets[m]),
+                        trainer,
+                        plan,
+                        train: &sets[m],
+                        validation,
+                        start,
+                    },
+                )),
+                // Its step bound reached, it takes no more steps in this fit
+                // (a later one with a higher bound goes on).
+                NextEpoch::Done {
+                    stopped_early: false,
+                } => {}
+                NextEpoch::Done {
+                    stopped_early: true,
+                } => {
+                    self.states[m] = MemberState::StoppedEarly;
+                    trainer.keep_best()?;
+                }
+            }
+        }
+        Ok(side_by_side(jobs))
+    }
+
+    /// Every member's checkpoint, in member order.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn checkpoint(&mut self) -> Result<Vec<Checkpoint>> {
+        self.trainers.iter_mut().map(Trainer::checkpoint).collect()
+    }
+
+    /// Continues every member from its checkpoint (see
+    /// [`Trainer::restore`]), `states` saying where each stood.
+    pub fn restore(&mut self, checkpoints: &[Checkpoint], states: &[MemberState]) -> Result<()> {
+        if checkpoints.len() != self.len() || states.len() != self.len() {
+            return Err(Error::Shape {
+                what: "checkpoints of the members".into(),
+                expected: self.len(),
+                got: checkpoints.len().min(states.len()),
+            });
+        }
+        for (m, (trainer, c)) in self.trainers.iter_mut().zip(checkpoints).enumerate() {
+            trainer
+                .restore(c)
+                .map_err(|e| Error::Config(format!("member {m}: {e}")))?;
+        }
+        self.states = states.to_vec();
+        Ok(())
+    }
+
+    /// Each member's outputs for inputs `x` (rows × inputs): logits for
+    /// the classification losses.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn predict_members(&mut self, x: &[f32]) -> Result<Vec<Vec<f32>>> {
+        self.trainers.iter_mut().map(|t| t.predict(x)).collect()
+    }
+
+    /// The ensemble's prediction for inputs `x`: the mean of the members'
+    /// probabilities for the classification losses (softmax for
+    /// cross-entropy, sigmoid for BCE), the mean of their outputs for the
+    /// regression losses; summed in f64 in member order.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn predict_ensemble(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let loss = self.trainers[0].config.loss;
+        let width = self.trainers[0].mlp.outputs();
+        let outputs = self.predict_members(x)?;
+        Ok(ensemble_mean(
+            outputs
+                .iter()
+                .map(|o| loss.probabilities(o, width))
+                .collect(),
+        ))
+    }
+}
+
+/// The element-wise mean of `members`' vectors, summed in f64 in order.
+pub fn ensemble_mean(members: Vec<Vec<f32>>) -> Vec<f32> {
+    let count = members.len().max(1) as f64;
+    let len = members.first().map_or(0, Vec::len);
+    (0..len)
+        .map(|i| (members.iter().map(|v| v[i] as f64).sum::<f64>() / count) as f32)
+        .collect()
+}
+
+/// Runs `jobs` (each a member's epoch): on the CPU pool, a member a thread
+/// with its passes on that thread alone, where there are at least as many
+/// members as threads; one after another, each with every thread, where
+/// there are fewer.
+#[cfg(not(target_arch = "wasm32"))]
+fn side_by_side(jobs: Vec<(usize, Job<'_>)>) -> Vec<(usize, Result<EpochEnd>)> {
+    let threads = rayon::current_num_threads();
+    if jobs.len() < threads.max(2) {
+        return jobs
+            .into_iter()
+            .map(|(m, job)| (m, pollster::block_on(job.run())))
+            .collect();
+    }
+    crate::cpu::run_on_pool(|| {
+        crate::cpu::share::share(jobs, |(m, job)| {
+            (
+                m,
+                crate::cpu::share::serially(|| pollster::block_on(job.run())),
+            )
+        })
+    })
+}
