@@ -29,6 +29,8 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod members;
 pub mod onnx;
 mod run;
 
@@ -181,6 +183,21 @@ pub fn save_checkpoint(
     optimizer: &Optimizer,
     checkpoint: &Checkpoint,
 ) -> Result<()> {
+    let (tensors, meta) = checkpoint_parts(path, model, optimizer, checkpoint)?;
+    write_model(path, model, tensors, meta)
+}
+
+/// What [`save_checkpoint`] writes beside the model: the optimizer
+/// state's tensors and the run's metadata.
+type Parts = (Vec<(String, Vec<u8>, Vec<usize>)>, BTreeMap<String, String>);
+
+#[cfg(not(target_arch = "wasm32"))]
+fn checkpoint_parts(
+    path: &Path,
+    model: &SavedModel,
+    optimizer: &Optimizer,
+    checkpoint: &Checkpoint,
+) -> Result<Parts> {
     if let Some(i) = checkpoint
         .optimizer_state
         .iter()
@@ -232,7 +249,7 @@ pub fn save_checkpoint(
         checkpoint.epoch_loss_sum.to_string(),
     );
     run::write(checkpoint, &mut meta, &mut tensors);
-    write_model(path, model, tensors, meta)
+    Ok((tensors, meta))
 }
 
 /// Reads a checkpoint written by [`save_checkpoint`]: the model, the name of
@@ -347,6 +364,20 @@ fn encode_model(
     extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
     extra_metadata: BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
+    let (tensors, metadata) = model_parts(path, model, extra_tensors, extra_metadata)?;
+    encode_f32_safetensors(tensors, &metadata).map_err(|message| Error::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// The tensors and metadata [`encode_model`] encodes.
+fn model_parts(
+    path: &Path,
+    model: &SavedModel,
+    extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
+    extra_metadata: BTreeMap<String, String>,
+) -> Result<Parts> {
     if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
         return Err(Error::Config(format!(
             "refusing to write {}: parameter {i} is {} (the model diverged)",
@@ -383,10 +414,7 @@ fn encode_model(
             vec![layer.outputs],
         ));
     }
-    encode_f32_safetensors(tensors, &metadata).map_err(|message| Error::Parse {
-        path: path.to_path_buf(),
-        message,
-    })
+    Ok((tensors, metadata))
 }
 
 /// The safetensors crate's own header limit: a larger one does not load.

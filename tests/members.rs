@@ -282,6 +282,43 @@ fn members_with_weights_are_their_lone_weighted_runs() {
     }
 }
 
+/// A member stopped from the callback after its second epoch ends as its
+/// lone run of two epochs; the others go on.
+#[test]
+fn a_member_stopped_between_epochs_keeps_its_last_parameters() {
+    let data = data();
+    let run = run_config(Device::Cpu);
+    let members = Member::seeds(3);
+    let mut together = Members::new(mlp(), run.clone(), members.clone()).unwrap();
+    let history = together
+        .fit_between_epochs(
+            &data,
+            None,
+            |run, m, record| {
+                if m == 1 && record.epoch == 2 {
+                    run.stop_member(1).unwrap();
+                }
+            },
+            0,
+            |_| Ok(()),
+        )
+        .unwrap();
+    assert_eq!(history.states[1], MemberState::Stopped);
+    assert_eq!(history.members[1].epochs.len(), 2);
+    assert_eq!(history.members[0].epochs.len(), 5);
+    let mut two = common::trainer(
+        mlp(),
+        members[1].config(&run).unwrap().epochs(2),
+        Device::Cpu,
+    );
+    two.fit(&data, None).unwrap();
+    assert_eq!(
+        bits(&together.member_mut(1).parameters().unwrap()),
+        bits(&two.parameters().unwrap())
+    );
+    assert!(together.stop_member(7).is_err());
+}
+
 /// The ensemble's prediction is the mean of its members' probabilities.
 #[test]
 fn the_ensemble_predicts_the_mean_of_its_members_probabilities() {
@@ -330,4 +367,101 @@ fn a_member_setting_the_run_cannot_take_is_refused_by_member() {
     }
     let e = Members::new(mlp(), run, Vec::new()).unwrap_err();
     assert!(e.to_string().contains("members"), "{e}");
+}
+
+/// A file of every member's checkpoint, written, read back and resumed,
+/// ends the run where the run never cut ends; two runs write the same
+/// bytes; the model file of every member names each member's tensors
+/// under `members.{m}.` with its settings in the metadata.
+#[test]
+fn members_files_resume_bit_for_bit_and_repeat_their_bytes() {
+    use retroprop::io::SavedModel;
+    use retroprop::io::members::{
+        SavedMembers, load_members, load_members_checkpoint, members_bytes, save_members_checkpoint,
+    };
+    let dir = std::env::temp_dir().join(format!("retroprop-members-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = data();
+    let run = run_config(Device::Cpu);
+    let members = varied();
+    let mut whole = Members::new(mlp(), run.clone(), members.clone()).unwrap();
+    whole.fit(&data, None).unwrap();
+
+    let shared = |params: Vec<Vec<f32>>| SavedMembers {
+        model: SavedModel {
+            mlp: mlp(),
+            params: Vec::new(),
+            loss: run.loss,
+            standardizer: None,
+        },
+        params,
+        settings: members.iter().map(Member::text).collect(),
+    };
+    let path = dir.join("c.safetensors");
+    let mut cut = Members::new(mlp(), run.clone().epochs(2), members.clone()).unwrap();
+    cut.fit(&data, None).unwrap();
+    let checkpoints = cut.checkpoint().unwrap();
+    let params: Vec<Vec<f32>> = checkpoints.iter().map(|c| c.params.clone()).collect();
+    save_members_checkpoint(
+        &path,
+        &shared(params),
+        &run.optimizer,
+        &checkpoints,
+        cut.states(),
+    )
+    .unwrap();
+    let loaded = load_members_checkpoint(&path).unwrap();
+    assert_eq!(
+        loaded.checkpoints, checkpoints,
+        "checkpoints through the file"
+    );
+    assert_eq!(loaded.members.settings[3], members[3].text());
+    let mut resumed = Members::with_parameters(
+        mlp(),
+        run.clone().epochs(3),
+        members.clone(),
+        loaded
+            .checkpoints
+            .iter()
+            .map(|c| c.params.clone())
+            .collect(),
+    )
+    .unwrap();
+    resumed
+        .restore(&loaded.checkpoints, &loaded.states)
+        .unwrap();
+    resumed.fit(&data, None).unwrap();
+    let mut ends = Vec::new();
+    for m in 0..members.len() {
+        let end = resumed.member_mut(m).parameters().unwrap();
+        assert_eq!(
+            bits(&end),
+            bits(&whole.member_mut(m).parameters().unwrap()),
+            "member {m} after resuming from the file"
+        );
+        ends.push(end);
+    }
+
+    let notes = retroprop::io::RunNotes::default();
+    let a = members_bytes(&path, &shared(ends.clone()), &notes).unwrap();
+    let b = members_bytes(&path, &shared(ends.clone()), &notes).unwrap();
+    assert_eq!(a, b, "the same members wrote other bytes");
+    let model_path = dir.join("m.safetensors");
+    std::fs::write(&model_path, &a).unwrap();
+    let read = load_members(&model_path).unwrap();
+    assert_eq!(read.members.len(), 4);
+    for (m, member) in read.members.iter().enumerate() {
+        assert_eq!(member.params, ends[m], "member {m}'s parameters");
+        assert_eq!(member.sizes, mlp().sizes());
+    }
+    let header_len = u64::from_le_bytes(a[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&a[8..8 + header_len]).unwrap();
+    for name in [
+        "\"members.0.layers.0.weight\"",
+        "\"members.3.layers.2.bias\"",
+        "\"retroprop.member.3\"",
+    ] {
+        assert!(header.contains(name), "{name} not in the header: {header}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

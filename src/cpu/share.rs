@@ -40,6 +40,7 @@ std::thread_local! {
 /// run trained side by side, a member a thread, each run this way (their
 /// threads are the sharing). The bits are those of shared passes, which
 /// do not depend on the threads.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) fn serially<R>(work: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {

@@ -131,6 +131,55 @@ impl Member {
         Ok(config)
     }
 
+    /// What this member has of its own, in words, as files record it:
+    /// `seed=3 lr=0.01 lr_schedule=step:2:0.5 dropout=0.2 rows=45#1f0c…`
+    /// (a row list or weights by their count and a hash, so that a resume
+    /// given other folds is told apart); empty for a member with nothing
+    /// of its own.
+    ///
+    /// ```
+    /// use retroprop::train::Member;
+    /// let member = Member { seed: Some(3), rows: Some(vec![0, 2, 4]), ..Member::options(&[("lr", "0.01")]) };
+    /// assert!(member.text().starts_with("seed=3 lr=0.01 rows=3#"));
+    /// ```
+    pub fn text(&self) -> String {
+        let mut words = Vec::new();
+        if let Some(seed) = self.seed {
+            words.push(format!("seed={seed}"));
+        }
+        for (name, value) in &self.optimizer_options {
+            words.push(format!("{name}={value}"));
+        }
+        if let Some(schedule) = self.lr_schedule {
+            words.push(format!("lr_schedule={schedule}"));
+        }
+        if let Some(p) = self.dropout {
+            words.push(format!("dropout={p}"));
+        }
+        if let Some(rows) = &self.rows {
+            words.push(format!(
+                "rows={}#{:016x}",
+                rows.len(),
+                fnv(rows.iter().map(|&r| r as u64))
+            ));
+        }
+        if let Some(rows) = &self.validation_rows {
+            words.push(format!(
+                "validation_rows={}#{:016x}",
+                rows.len(),
+                fnv(rows.iter().map(|&r| r as u64))
+            ));
+        }
+        if let Some(w) = &self.weights {
+            words.push(format!(
+                "weights={}#{:016x}",
+                w.len(),
+                fnv(w.iter().map(|w| w.to_bits() as u64))
+            ));
+        }
+        words.join(" ")
+    }
+
     /// The optimizer options as `name=value,…`.
     pub fn options_text(&self) -> String {
         self.optimizer_options
@@ -148,6 +197,9 @@ pub enum MemberState {
     Training,
     /// Early stopping ended it; it keeps the best epoch's parameters.
     StoppedEarly,
+    /// The caller ended it ([`Members::stop_member`], as a lone fit's
+    /// `stop()` between epochs); it keeps its last parameters.
+    Stopped,
     /// A step's loss was not finite; it keeps the parameters from before
     /// that step.
     Diverged {
@@ -310,6 +362,22 @@ impl Members {
         &self.states
     }
 
+    /// Ends member `m` where it stands: it takes no more steps, in this
+    /// fit or a later one, and keeps its last parameters (as a lone fit
+    /// stopped between two epochs by its stop flag). From `between`, it
+    /// ends the member after the epoch just reported. A member that
+    /// diverged or stopped early stays so.
+    pub fn stop_member(&mut self, m: usize) -> Result<()> {
+        let count = self.len();
+        let state = self.states.get_mut(m).ok_or_else(|| {
+            Error::Config(format!("member {m} to stop: the run has {count} members"))
+        })?;
+        if *state == MemberState::Training {
+            *state = MemberState::Stopped;
+        }
+        Ok(())
+    }
+
     /// The device the members train on, in words (the first member's).
     pub fn device_name(&self) -> String {
         self.trainers[0].device_name()
@@ -384,7 +452,7 @@ impl Members {
             if trainer.patience_spent() {
                 history.members[m].stopped_early = true;
             }
-            if !matches!(self.states[m], MemberState::Diverged { .. }) {
+            if self.states[m] == MemberState::Training {
                 history.members[m].best_epoch = trainer.keep_best()?;
             }
         }
@@ -500,6 +568,15 @@ impl Members {
                 .collect(),
         ))
     }
+}
+
+/// The 64-bit FNV-1a hash of `values` (each as 8 bytes).
+fn fnv(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0xcbf2_9ce4_8422_2325, |hash, v| {
+        v.to_le_bytes().iter().fold(hash, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    })
 }
 
 /// The element-wise mean of `members`' vectors, summed in f64 in order.
