@@ -29,6 +29,8 @@ pub(crate) mod binding {
         pub const STEP: u32 = 6;
         /// The slices' partial products (split-K).
         pub const PARTIALS: u32 = 7;
+        /// Each member's dropout (members runs).
+        pub const MEMBER_DROPOUT: u32 = 8;
     }
     /// shaders/reduce.wgsl: `column_sums`, `sum_squares`,
     /// `loss_sum` (and `step`), `layer_norms` (and `norm_params`,
@@ -146,7 +148,7 @@ pub(crate) struct LossKernel<'a> {
 }
 
 /// Each kernel's bindings, in binding order.
-const MATMUL: &[Slot] = &[
+pub(crate) const MATMUL: &[Slot] = &[
     Slot::Uniform,
     Slot::Read,
     Slot::Read,
@@ -155,6 +157,7 @@ const MATMUL: &[Slot] = &[
     Slot::ReadWrite,
     Slot::StepUniform,
     Slot::ReadWrite,
+    Slot::Read,
 ];
 const MATMUL_TEXTURE: &[Slot] = &[
     Slot::Uniform,
@@ -165,6 +168,7 @@ const MATMUL_TEXTURE: &[Slot] = &[
     Slot::ReadWrite,
     Slot::StepUniform,
     Slot::ReadWrite,
+    Slot::Read,
 ];
 const PACK: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture];
 /// Binding 1 is bound too (to the same source) but not read.

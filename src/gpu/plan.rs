@@ -447,6 +447,8 @@ impl<'a> PassResources<'a> {
                         shape(at, mm),
                         entry(matmul::STEP, self.steps, 0, step_size),
                         entry(matmul::PARTIALS, &partials, 0, None),
+                        // Read only by members runs.
+                        entry(matmul::MEMBER_DROPOUT, self.unused_read, 0, None),
                     ];
                     group(kernel, label, first, &bound)
                 })

@@ -33,6 +33,17 @@ pub(crate) struct MatmulShape {
     /// goes to the `out2` binding (weight gradients, workgroup-memory kernel).
     pub bias_grad: u32,
     pub _pad: u32,
+    /// Members (`gpu::members`): how many the dispatch's z holds (0 or 1:
+    /// a lone run), and each binding's distance in values from one
+    /// member's data to the next (0: shared by every member).
+    pub members: u32,
+    pub member_a: u32,
+    pub member_b: u32,
+    pub member_c: u32,
+    pub member_aux: u32,
+    pub member_out2: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 impl MatmulShape {
@@ -336,6 +347,14 @@ mod tests {
                 slice_k,
                 bias_grad,
                 _pad,
+                members,
+                member_a,
+                member_b,
+                member_c,
+                member_aux,
+                member_out2,
+                _pad1,
+                _pad2,
             }),
             layout!(ElementwiseShape {
                 rows,
