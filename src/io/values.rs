@@ -1,0 +1,32 @@
+//! Numbers read from a data file to what trains: every reader (CSV in
+//! data.rs, Parquet, NumPy) takes a value to f64 first (an integer of any
+//! width, a float of any width, a boolean as 0 or 1) and then to f32 here,
+//! so that the same table in any format gives the same bits. An integer
+//! beyond 2^24 is rounded to the nearest f32 through f64, as CSV's reading
+//! of the same digits rounds it.
+
+/// `value` as an input or target: finite and within f32's range, rounded
+/// once to f32; otherwise what is wrong with it, in words.
+pub(crate) fn number(value: f64) -> Result<f32, String> {
+    if !value.is_finite() {
+        return Err(format!("{value} is not a finite number"));
+    }
+    // A value past f32's range would become infinite and be reported later
+    // without its place in the file.
+    if value.abs() > f32::MAX as f64 {
+        return Err(format!(
+            "{value} is beyond the range of 32-bit floats (±{:e})",
+            f32::MAX
+        ));
+    }
+    Ok(value as f32)
+}
+
+/// `value` as a class label: a whole number from 0 to u32::MAX.
+pub(crate) fn label(value: f64) -> Result<u32, String> {
+    if value >= 0.0 && value.fract() == 0.0 && value <= u32::MAX as f64 {
+        Ok(value as u32)
+    } else {
+        Err(format!("class label {value} is not a non-negative integer"))
+    }
+}
