@@ -390,10 +390,73 @@ fn open<R: ChunkReader + 'static>(
     reader: R,
     path: &Path,
 ) -> Result<(ParquetRecordBatchReaderBuilder<R>, Layout)> {
+    let file_length = reader.len();
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader)
         .map_err(|e| parse(path, format!("not a readable Parquet file ({e})")))?;
+    check_chunks(&builder, file_length, path)?;
     let layout = Layout::of(&builder);
     Ok((builder, layout))
+}
+
+/// Every column chunk within the file and every row count whole, as
+/// Arrow's C++ reader checks: the parquet crate panics on a negative
+/// offset or size (apache/arrow-rs#6255) and reads past the end on a
+/// large one.
+fn check_chunks<R: ChunkReader + 'static>(
+    builder: &ParquetRecordBatchReaderBuilder<R>,
+    file_length: u64,
+    path: &Path,
+) -> Result<()> {
+    for (g, group) in builder.metadata().row_groups().iter().enumerate() {
+        if group.num_rows() < 0 {
+            return Err(parse(
+                path,
+                format!(
+                    "row group {g} claims {} rows: a malformed file",
+                    group.num_rows()
+                ),
+            ));
+        }
+        for chunk in group.columns() {
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or(chunk.data_page_offset());
+            let length = chunk.compressed_size();
+            let end = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(length).ok())
+                .and_then(|(s, l)| s.checked_add(l));
+            if end.is_none_or(|end| end > file_length) {
+                return Err(parse(
+                    path,
+                    format!(
+                        "row group {g}, column `{}`: its data ({length} bytes at {start}) is not within the file's {file_length} bytes: a malformed file",
+                        chunk.column_path()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `read` and turns a panic in the parquet crate into an error
+/// naming the file: on some malformed files its decoder still panics
+/// where it should return an error (the dictionary decoder on a corrupted
+/// page, apache/arrow-rs#6255 and the like). Our own checks come first;
+/// this is the last line. A program built with `panic = "abort"` aborts.
+fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(parse(
+            path,
+            format!("a malformed Parquet file: the decoder failed ({why})"),
+        ))
+    })
 }
 
 fn labelled<R: ChunkReader + 'static>(
@@ -518,7 +581,7 @@ impl Dataset {
             path: path.to_path_buf(),
             source,
         })?;
-        labelled(file, path, columns, classes)
+        guarded(path, || labelled(file, path, columns, classes))
     }
 
     /// [`from_parquet`](Self::from_parquet) on a file's bytes; `path`
@@ -529,7 +592,9 @@ impl Dataset {
         columns: &ParquetColumns,
         classes: bool,
     ) -> Result<Dataset> {
-        labelled(bytes::Bytes::from(bytes), path, columns, classes)
+        guarded(path, || {
+            labelled(bytes::Bytes::from(bytes), path, columns, classes)
+        })
     }
 }
 
@@ -542,7 +607,7 @@ pub fn read_inputs(path: &Path, columns: &ParquetColumns, model_inputs: usize) -
         path: path.to_path_buf(),
         source,
     })?;
-    inputs(file, path, columns, model_inputs)
+    guarded(path, || inputs(file, path, columns, model_inputs))
 }
 
 /// One column of values to write.
