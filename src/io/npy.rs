@@ -148,8 +148,9 @@ impl Part<'_> {
         let (_, columns) = self.array.matrix(path)?;
         let mut out = Vec::with_capacity(self.array.values.len() / columns * self.width);
         for (r, row) in self.array.values.chunks_exact(columns).enumerate() {
-            for c in self.first..self.first + self.width {
-                out.push(convert(row[c]).map_err(|message| {
+            let part = &row[self.first..self.first + self.width];
+            for (c, &value) in (self.first..).zip(part) {
+                out.push(convert(value).map_err(|message| {
                     parse(
                         path,
                         format!("{}, row {r}, column {c}: {message}", self.array.name),

@@ -1,9 +1,11 @@
-//! Numbers read from a data file to what trains: every reader (CSV in
-//! data.rs, Parquet, NumPy) takes a value to f64 first (an integer of any
-//! width, a float of any width, a boolean as 0 or 1) and then to f32 here,
-//! so that the same table in any format gives the same bits. An integer
-//! beyond 2^24 is rounded to the nearest f32 through f64, as CSV's reading
-//! of the same digits rounds it.
+//! Numbers read from a data file to what trains. The Parquet and NumPy
+//! readers take each value to f64 first (an integer of any width, a float
+//! of any width, a boolean as 0 or 1) and then to f32 here, with the
+//! checks and the arithmetic of the CSV reader (`Dataset::from_csv_reader`
+//! in data.rs, which parses digits to f64 and rounds once to f32), so that
+//! the same table in any format gives the same bits (tests/formats.rs).
+//! An integer beyond 2^53 rounds to the nearest f64 as its digits do, and
+//! one beyond 2^24 then to the nearest f32.
 
 /// `value` as an input or target: finite and within f32's range, rounded
 /// once to f32; otherwise what is wrong with it, in words.
