@@ -91,7 +91,9 @@ impl DataSpec {
 
 fn read(path: Option<&Path>, spec: &DataSpec, classes: bool) -> retroprop::Result<Dataset> {
     let Some(path) = path else {
-        return Dataset::from_csv_reader(DIGITS, Path::new("<bundled digits.csv>"), 1, classes);
+        let digits = Path::new("<bundled digits.csv>");
+        spec.check_format(digits, Format::Csv)?;
+        return Dataset::from_csv_reader(DIGITS, digits, 1, classes);
     };
     let format = Format::of(path);
     spec.check_format(path, format)?;
