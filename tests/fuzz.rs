@@ -3,7 +3,8 @@
 //! NumPy loaders (on corrupted copies of tests/formats/) and the parsers of
 //! architectures, activations, losses and schedules take arbitrary input
 //! without panicking, and what they accept is valid. Failing cases that
-//! proptest finds are kept in proptest-regressions/ and replayed first.
+//! proptest finds are kept in tests/fuzz.proptest-regressions and replayed
+//! first.
 
 use proptest::prelude::*;
 use retroprop::io::{SavedModel, load_model, save_model};
