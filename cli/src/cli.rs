@@ -17,19 +17,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a network on a CSV or safetensors file (or the bundled digits).
+    /// Train a network on a CSV, Parquet, NumPy or safetensors file (or the
+    /// bundled digits).
     #[command(
         allow_negative_numbers = true,
         after_help = "Examples:
   retroprop train
   retroprop train --data iris.csv --arch 4,16,3 --activations relu --epochs 100 --save iris.safetensors
   retroprop train --data house.csv --targets 2 --loss mse --standardize --val-split 0.2 --metrics run.csv --plot run.png
+  retroprop train --data sales.parquet --target price --exclude store_id --fill-null 0
   retroprop train --data digits.csv --optimizer sgd --lr 0.1 --momentum 0.9 --nesterov --device gpu"
     )]
     Train(Box<TrainArgs>),
-    /// Write a model's predictions for a data file (CSV).
+    /// Write a model's predictions for a data file (CSV or Parquet).
     #[command(
-        after_help = "Example:\n  retroprop predict --model iris.safetensors --data new.csv --out predictions.csv"
+        after_help = "Examples:\n  retroprop predict --model iris.safetensors --data new.csv --out predictions.csv\n  retroprop predict --model sales.safetensors --data new.parquet --features a,b,c --out predictions.parquet"
     )]
     Predict(PredictArgs),
     /// Print a model's loss and accuracy on a labelled data file.
@@ -45,16 +47,65 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
+/// Which columns of a Parquet file are features and targets.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ColumnArgs {
+    /// Parquet: the feature columns by name, comma separated, in this order
+    /// [default: every column but the targets and --exclude].
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub features: Option<Vec<String>>,
+    /// Parquet: the target column(s) by name, comma separated [default: the
+    /// last --targets N columns].
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub target: Option<Vec<String>>,
+    /// Parquet: columns left out of the default features (an identifier, a
+    /// text column), comma separated.
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        conflicts_with = "features"
+    )]
+    pub exclude: Vec<String>,
+    /// Parquet: read a null in a feature column as this number [default: a
+    /// null is an error naming its column, row group and row]. A null
+    /// target is always an error.
+    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
+    pub fill_null: Option<f64>,
+}
+
+impl ColumnArgs {
+    /// How to read a data file with these flags and `targets` trailing
+    /// target columns (what CSV and .npy go by, and Parquet without
+    /// --target).
+    pub fn spec(&self, targets: usize) -> crate::data::DataSpec {
+        use retroprop::io::parquet::TargetColumns;
+        let mut spec = crate::data::DataSpec::last(targets);
+        spec.columns.features = self.features.clone();
+        if let Some(names) = &self.target {
+            spec.columns.targets = TargetColumns::Named(names.clone());
+        }
+        spec.columns.exclude = self.exclude.clone();
+        spec.columns.fill_null = self.fill_null;
+        spec
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Training data: CSV (header row optional) or .safetensors with tensors
-    /// x [rows, features] and y. Default: the bundled digits data set.
+    /// Training data, by extension: .parquet (columns by name: --target,
+    /// --features), .npz (arrays x [rows, features] and y), .npy (one array,
+    /// the targets last), .safetensors (tensors x and y), else CSV (header
+    /// row optional). Default: the bundled digits data set.
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
-    /// The last N CSV columns are targets [default: 1; with --resume, the
-    /// model's outputs, or one column of class labels for cross-entropy].
-    #[arg(long, value_name = "N")]
+    /// The last N columns (of a CSV, Parquet or .npy file) are targets
+    /// [default: 1; with --resume, the model's outputs, or one column of
+    /// class labels for cross-entropy].
+    #[arg(long, value_name = "N", conflicts_with = "target")]
     pub targets: Option<usize>,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
     /// Validation data file (same format as --data).
     #[arg(long, value_name = "FILE", conflicts_with = "val_split")]
     pub val: Option<PathBuf>,
@@ -222,11 +273,16 @@ pub struct PredictArgs {
     /// A model file written by `retroprop train --save`.
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
-    /// Inputs: CSV (target columns after the features are ignored) or
-    /// safetensors with tensor x.
+    /// Inputs: CSV or .npy (the first columns, as many as the model takes;
+    /// target columns after them are ignored), Parquet (the feature columns:
+    /// --features, or the first columns not excluded), or array x of an .npz
+    /// or safetensors file.
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Write predictions here (CSV); default: standard output.
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// Write predictions here: Parquet when the name ends in .parquet,
+    /// else CSV; default: CSV on standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// auto, cpu or gpu.
@@ -239,13 +295,17 @@ pub struct EvaluateArgs {
     /// A model file written by `retroprop train --save`.
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
-    /// Labelled data: CSV or safetensors.
+    /// Labelled data: CSV, Parquet, .npz, .npy or safetensors (as `train
+    /// --data` reads them).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// The last N CSV columns are targets [default: the model's outputs,
-    /// or one column of class labels for cross-entropy].
-    #[arg(long, value_name = "N")]
+    /// The last N columns (of a CSV, Parquet or .npy file) are targets
+    /// [default: the model's outputs, or one column of class labels for
+    /// cross-entropy].
+    #[arg(long, value_name = "N", conflicts_with = "target")]
     pub targets: Option<usize>,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,

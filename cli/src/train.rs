@@ -1,7 +1,7 @@
-//! `retroprop train`, `predict` and `evaluate`.
+//! `retroprop train`.
 
-use crate::cli::{EvaluateArgs, PredictArgs, TrainArgs, parse_arch};
-use crate::data::{Labelled, load_inputs, load_labelled, outputs_for};
+use crate::cli::{TrainArgs, parse_arch};
+use crate::data::{Labelled, load_labelled, outputs_for};
 use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, NormWarnings, plot, progress, progress_message};
@@ -10,10 +10,9 @@ use retroprop::io::{
     LoadedModel, RunNotes, SavedModel, load_checkpoint, load_model, save_checkpoint,
     save_noted_model,
 };
-use retroprop::loss::argmax;
 use retroprop::train::{ResolvedRun, RunRequest, Saved};
 use retroprop::{
-    Checkpoint, Dataset, Device, EpochRecord, History, Loss, Standardizer, TrainConfig, Trainer,
+    Checkpoint, Dataset, EpochRecord, History, Standardizer, TrainConfig, Trainer,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -135,7 +134,8 @@ fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Labelled> {
         return Err("--targets must be at least 1".into());
     }
     let loss = args.loss.or(saved.map(|s| s.loss));
-    load_labelled(args.data.as_deref(), targets, loss).map_err(text)
+    let spec = args.columns.spec(targets);
+    load_labelled(args.data.as_deref(), &spec, loss).map_err(text)
 }
 
 /// What the flags say, each setting `None` where no flag was given.
@@ -281,9 +281,9 @@ fn hold_out_and_scale(
     } = labelled;
     let mut validation = match (&args.val, run.config.validation_split) {
         (Some(path), _) => {
-            let targets = train.target_width();
+            let spec = args.columns.spec(train.target_width());
             Some(
-                load_labelled(Some(path), targets, Some(loss))
+                load_labelled(Some(path), &spec, Some(loss))
                     .map_err(text)?
                     .data,
             )
@@ -727,125 +727,9 @@ fn join<T: ToString>(v: &[T]) -> String {
     v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn open_model(path: &Path, device: Device) -> Result<(SavedModel, Trainer)> {
-    let model = load_model(path)
-        .and_then(|m| m.complete(path))
-        .map_err(text)?;
-    let config = TrainConfig::default().loss(model.loss).device(device);
-    let trainer =
-        Trainer::with_parameters(model.mlp.clone(), model.params.clone(), config).map_err(text)?;
-    note_fallback(&trainer);
-    Ok((model, trainer))
-}
-
 /// Says on stderr why `--device auto` runs on the CPU, when it does.
 fn note_fallback(trainer: &Trainer) {
     if let Some(why) = trainer.device_fallback() {
         eprintln!("note: --device auto runs on the CPU: {why}");
     }
-}
-
-pub fn predict(args: PredictArgs) -> Result<()> {
-    let (model, mut trainer) = open_model(&args.model, args.device)?;
-    let inputs = model.mlp.inputs();
-    let mut x = load_inputs(&args.data, inputs).map_err(text)?;
-    if let Some(s) = &model.standardizer {
-        s.apply_rows(&mut x).map_err(text)?;
-    }
-    let outputs = trainer.predict(&x).map_err(text)?;
-    let width = model.mlp.outputs();
-    let mut out = String::new();
-    match model.loss {
-        Loss::CrossEntropy => {
-            out += "class";
-            (0..width).for_each(|j| out += &format!(",p{j}"));
-            out += "\n";
-            let probabilities = model.loss.probabilities(&outputs, width);
-            for (row, p) in outputs
-                .chunks_exact(width)
-                .zip(probabilities.chunks_exact(width))
-            {
-                out += &argmax(row).to_string();
-                p.iter().for_each(|p| out += &format!(",{p}"));
-                out += "\n";
-            }
-        }
-        Loss::BceWithLogits => {
-            let names: Vec<String> = (0..width)
-                .map(|j| format!("label{j}"))
-                .chain((0..width).map(|j| format!("p{j}")))
-                .collect();
-            out += &(names.join(",") + "\n");
-            let probabilities = model.loss.probabilities(&outputs, width);
-            for (row, p) in outputs
-                .chunks_exact(width)
-                .zip(probabilities.chunks_exact(width))
-            {
-                let labels = row.iter().map(|&z| ((z > 0.0) as u8).to_string());
-                let probs = p.iter().map(f32::to_string);
-                out += &(labels.chain(probs).collect::<Vec<_>>().join(",") + "\n");
-            }
-        }
-        Loss::Mse | Loss::HalfMse => {
-            out += &((0..width)
-                .map(|j| format!("y{j}"))
-                .collect::<Vec<_>>()
-                .join(",")
-                + "\n");
-            for row in outputs.chunks_exact(width) {
-                out += &(row.iter().map(f32::to_string).collect::<Vec<_>>().join(",") + "\n");
-            }
-        }
-    }
-    match &args.out {
-        Some(path) => retroprop::io::write_atomic(path, out.as_bytes()).map_err(text)?,
-        None => {
-            use std::io::Write;
-            // A closed pipe (`| head`) is the reader's choice, not an error.
-            match std::io::stdout().lock().write_all(out.as_bytes()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    return Err(format!("standard output: {e}"));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
-}
-
-pub fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let (model, mut trainer) = open_model(&args.model, args.device)?;
-    // Without --targets, as many target columns as the model has outputs
-    // (one of class labels for cross-entropy).
-    let targets = args.targets.unwrap_or(if model.loss.takes_classes() {
-        1
-    } else {
-        model.mlp.outputs()
-    });
-    let mut data = load_labelled(Some(&args.data), targets, Some(model.loss))
-        .map_err(text)?
-        .data;
-    if data.features() != model.mlp.inputs() {
-        return Err(format!(
-            "{}: {} feature columns, but the model takes {} inputs",
-            args.data.display(),
-            data.features(),
-            model.mlp.inputs()
-        ));
-    }
-    if let Some(s) = &model.standardizer {
-        s.apply(&mut data).map_err(text)?;
-    }
-    let eval = trainer.evaluate(&data).map_err(text)?;
-    let mut line = format!(
-        "{} rows: loss ({}) {:.6}",
-        data.rows(),
-        model.loss,
-        eval.loss
-    );
-    if let Some(a) = eval.accuracy {
-        line += &format!(", accuracy {:.2}%", 100.0 * a);
-    }
-    println!("{line}");
-    Ok(())
 }
