@@ -586,3 +586,47 @@ fn the_ensemble_is_scored_on_its_mean_probabilities() {
     );
     assert_eq!(scored.accuracy, None);
 }
+
+/// Members that a checkpoint holds at different epochs (one cut short by
+/// its step bound epochs before the other) resume to where the run never
+/// cut ends: the run's epochs count from its furthest member, and the one
+/// behind runs the epochs it lacks.
+#[test]
+fn members_at_different_epochs_resume_to_the_run_never_cut() {
+    let data = data();
+    // Batches of 8: 3 steps an epoch on 20 rows, 12 on 90. At 20 steps
+    // the first stands after epoch 6, the second after epoch 1.
+    let members = vec![
+        Member {
+            rows: Some((0..20).collect()),
+            ..Member::default()
+        },
+        Member::options(&[("lr", "0.02")]),
+    ];
+    let run = run_config(Device::Cpu).epochs(8).max_steps(40);
+    let mut whole = Members::new(mlp(), run.clone(), members.clone()).unwrap();
+    whole.fit(&data, None).unwrap();
+    let mut cut = Members::new(mlp(), run.clone().max_steps(20), members.clone()).unwrap();
+    cut.fit(&data, None).unwrap();
+    let saved = cut.checkpoint().unwrap();
+    let epochs: Vec<u64> = saved.iter().map(|c| c.epoch).collect();
+    assert_eq!(epochs, [6, 1], "the members' epochs at the cut");
+    let params = saved.iter().map(|c| c.params.clone()).collect();
+    let mut resumed =
+        Members::with_parameters(mlp(), run.clone().epochs(8 - 6), members.clone(), params)
+            .unwrap();
+    resumed.restore(&saved, cut.states()).unwrap();
+    resumed.fit(&data, None).unwrap();
+    for m in 0..members.len() {
+        assert_eq!(
+            resumed.member(m).steps(),
+            whole.member(m).steps(),
+            "member {m}'s steps"
+        );
+        assert_eq!(
+            bits(&resumed.member_mut(m).parameters().unwrap()),
+            bits(&whole.member_mut(m).parameters().unwrap()),
+            "member {m} after the resume"
+        );
+    }
+}

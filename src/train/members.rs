@@ -384,7 +384,12 @@ impl Members {
         self.trainers[0].device_name()
     }
 
-    /// Trains every member for the run's epochs (see the [module](self)).
+    /// Trains every member for the run's epochs (see the [module](self)),
+    /// counted from the furthest member: after a restore, a member that
+    /// stands epochs behind it (its step bound cut it short, or the stop
+    /// flag came inside an epoch the others had ended) runs those too, so
+    /// that each member ends where its lone run resumed from its own
+    /// checkpoint ends.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn fit(&mut self, train: &Dataset, validation: Option<&Dataset>) -> Result<MembersHistory> {
         self.fit_between_epochs(train, validation, |_, _, _| {}, 0, |_| Ok(()))
@@ -436,8 +441,19 @@ impl Members {
             states: Vec::new(),
             interrupted: false,
         };
-        for epoch in 1..=self.trainers[0].config.epochs as u64 {
-            let ends = self.run_epoch(&sets, validation, start)?;
+        // The run's epochs count from its furthest member: one behind it
+        // (cut short by its step bound, or stopped by the flag inside an
+        // epoch the others had ended) also runs the epochs it lacks, as its
+        // lone run resumed from its own checkpoint would.
+        let furthest = self.trainers.iter().map(Trainer::epochs_done).max();
+        let epochs: Vec<u64> = self
+            .trainers
+            .iter()
+            .map(|t| t.config.epochs as u64 + furthest.unwrap_or(0) - t.epochs_done())
+            .collect();
+        for epoch in 1..=epochs.iter().copied().max().unwrap_or(0) {
+            let turns: Vec<bool> = epochs.iter().map(|&e| epoch <= e).collect();
+            let ends = self.run_epoch(&sets, validation, start, &turns)?;
             if ends.is_empty() {
                 break;
             }
@@ -505,7 +521,8 @@ impl Members {
             .collect()
     }
 
-    /// One epoch of every member still training: planned, run side by
+    /// One epoch of every member still training whose turn it is
+    /// (`turns[m]`: it has epochs left in this fit): planned, run side by
     /// side, ended. A member whose plan says it is done stops here (early
     /// stopping's patience spent, or its step bound reached). Returns each
     /// member's end, empty when no member trains on.
@@ -515,10 +532,11 @@ impl Members {
         sets: &[Dataset],
         validation: Option<&Dataset>,
         start: Instant,
+        turns: &[bool],
     ) -> Result<Vec<(usize, Result<EpochEnd>)>> {
         let mut jobs = Vec::new();
         for (m, trainer) in self.trainers.iter_mut().enumerate() {
-            if self.states[m] != MemberState::Training {
+            if self.states[m] != MemberState::Training || !turns[m] {
                 continue;
             }
             match trainer.plan_epoch(&sets[m]) {
