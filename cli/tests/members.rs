@@ -201,10 +201,8 @@ fn candidate_rows(summary: &str) -> Vec<(bool, std::collections::HashMap<String,
         .split_whitespace()
         .map(String::from)
         .collect();
-    let mut seen = 0;
-    for name in header.iter_mut().filter(|n| *n == "std") {
+    for (seen, name) in header.iter_mut().filter(|n| *n == "std").enumerate() {
         *name = ["loss_std", "accuracy_std"][seen].into();
-        seen += 1;
     }
     lines
         .take_while(|l| !l.starts_with("best:"))
