@@ -193,8 +193,9 @@ pub struct TrainArgs {
     #[arg(long = "weight-init", default_value = "torch", value_parser = parse_init)]
     pub weight_init: Init,
     /// Write a checkpoint (parameters, optimizer state, step, epoch,
-    /// scheduler) to FILE every --checkpoint-every epochs, atomically, and
-    /// where Ctrl-C or SIGTERM stops training.
+    /// scheduler; of every member, with members) to FILE every
+    /// --checkpoint-every epochs, atomically, and where Ctrl-C or SIGTERM
+    /// stops training.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
     /// Epochs between checkpoints.
@@ -208,7 +209,9 @@ pub struct TrainArgs {
     /// --early-stopping, --batch-size, --seed, …) may change, and is
     /// printed and noted in the model's metadata. --epochs and --steps
     /// count from the start of the original run, so the resumed run ends
-    /// where the uninterrupted one would; --metrics is appended to.
+    /// where the uninterrupted one would; --metrics is appended to. A
+    /// checkpoint of members resumes every member: give the run's
+    /// --members, --folds and lists again (other members are refused).
     #[arg(long, value_name = "FILE", conflicts_with = "init")]
     pub resume: Option<PathBuf>,
     /// Start from the parameters in this safetensors file.
@@ -231,10 +234,12 @@ pub struct TrainArgs {
     /// [default: f32, or the checkpoint's on --resume].
     #[arg(long, value_name = "PRECISION", value_parser = parse_precision)]
     pub precision: Option<Precision>,
-    /// Write per-epoch metrics: .csv, or JSON lines for .jsonl/.json.
+    /// Write per-epoch metrics: .csv, or JSON lines for .jsonl/.json
+    /// (with members, each member's, with its member and candidate).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
-    /// Draw the loss curves into a PNG file.
+    /// Draw the loss curves into a PNG file (with members, each member
+    /// thin and each candidate's mean thick).
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
     /// No progress bar.
