@@ -75,13 +75,10 @@ pub fn train(
         ));
     };
     let scores = Scores::of(&mut session.members, &sets, &grid)?;
-    let saved = keep_files(&args, &mut session, &grid, &scores, &outcome)?;
-    println!(
-        "{}",
-        summary(
-            &args, &session, &sets, &grid, &scores, &outcome, &saved, start
-        )
-    );
+    let mut last = keep_files(&args, &mut session, &grid, &scores, &outcome)?;
+    last.extend(signal_line(&args, &outcome));
+    let tables = summary(&session, &sets, &grid, &scores, &outcome, start);
+    println!("{}", (tables + &last.join("; ")).trim_end());
     if let Some(signal) = outcome.signal {
         return Ok(signal.exit_code());
     }
@@ -512,18 +509,15 @@ fn curves(grid: &Grid, epochs: &[(usize, EpochRecord)]) -> Vec<Series> {
     series
 }
 
-/// What the program prints at the end: the run in a line, the table of
-/// candidates with the best, the table of members, the files and the
-/// signal.
-#[allow(clippy::too_many_arguments)]
+/// What the program prints at the end, before the files and the signal:
+/// the run in a line, the table of candidates with the best, the table of
+/// members.
 fn summary(
-    args: &TrainArgs,
     session: &Session,
     sets: &Sets,
     grid: &Grid,
     scores: &Scores,
     outcome: &Outcome,
-    saved: &[String],
     start: Instant,
 ) -> String {
     let run = &session.members;
@@ -558,18 +552,19 @@ fn summary(
     out += &summary::candidates_table(grid, scores);
     out += "\n";
     out += &summary::members_table(run, grid, scores, history);
-    let mut last = saved.to_vec();
-    if let Some(signal) = outcome.signal {
-        last.push(match (history.interrupted, &args.checkpoint) {
-            (true, Some(path)) => format!(
-                "interrupted by {} (continue with --resume {})",
-                signal.name(),
-                path.display()
-            ),
-            (true, None) => format!("interrupted by {}", signal.name()),
-            (false, _) => format!("{} came after the last step", signal.name()),
-        });
-    }
-    out += &last.join("; ");
-    out.trim_end().to_string()
+    out
+}
+
+/// What the signal did, when one came: where to continue from.
+fn signal_line(args: &TrainArgs, outcome: &Outcome) -> Option<String> {
+    let signal = outcome.signal?;
+    Some(match (outcome.history.interrupted, &args.checkpoint) {
+        (true, Some(path)) => format!(
+            "interrupted by {} (continue with --resume {})",
+            signal.name(),
+            path.display()
+        ),
+        (true, None) => format!("interrupted by {}", signal.name()),
+        (false, _) => format!("{} came after the last step", signal.name()),
+    })
 }
