@@ -727,3 +727,69 @@ fn predict_evaluate_and_export_read_a_file_of_members() {
         &["--member 3", "holds 3 members"],
     );
 }
+
+/// A member that diverges stops alone, its candidate shown `diverged` and
+/// never the best; when every candidate has one, `--save` is not written
+/// and the run fails saying so (the summary and `--save-all` still come).
+#[test]
+fn diverged_candidates_are_never_the_best() {
+    let dir = Dir::new("diverged");
+    let text: String = (0..40).map(|i| format!("{},{}\n", 50 + i, i % 3)).collect();
+    let data = dir.write("far.csv", &text);
+    let (best, all) = (dir.path("best.safetensors"), dir.path("all.safetensors"));
+    let (data, best_arg, all_arg) = (
+        data.to_str().unwrap().to_string(),
+        best.to_str().unwrap().to_string(),
+        all.to_str().unwrap().to_string(),
+    );
+    let args = |lrs: &'static str| -> Vec<String> {
+        [
+            "train",
+            "--data",
+            &data,
+            "--loss",
+            "mse",
+            "--arch",
+            "1,16,1",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            lrs,
+            "--batch-size",
+            "4",
+            "--epochs",
+            "6",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "-q",
+            "--save",
+            &best_arg,
+            "--save-all",
+            &all_arg,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let summary = ok_args(&args("1e-6,5"));
+    let table = candidate_rows(&summary);
+    assert!(
+        table[0].0 && !table[1].0,
+        "the calm candidate is the best:\n{summary}"
+    );
+    assert_eq!(table[1].1["train_loss"], "diverged", "{summary}");
+    assert!(summary.contains("diverged at step"), "{summary}");
+    assert!(best.exists() && all.exists());
+
+    std::fs::remove_file(&best).unwrap();
+    let strict = args("5,6");
+    let (code, stdout, stderr) = run(&strict.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "every candidate diverged, yet: {stderr}");
+    assert!(
+        stderr.contains("--save") && stderr.contains("not written"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("best: none"), "{stdout}");
+    assert!(!best.exists(), "--save was written");
+}

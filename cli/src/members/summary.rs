@@ -131,10 +131,7 @@ pub fn candidates_table(grid: &Grid, scores: &Scores) -> String {
         row.push(grid.members_of(c).len().to_string());
         match &scores.candidates[c] {
             Some(spread) => {
-                row.extend([
-                    format!("{:.6}", spread.loss.0),
-                    format!("{:.6}", spread.loss.1),
-                ]);
+                row.extend([number(spread.loss.0), number(spread.loss.1)]);
                 if let Some((mean, std)) = spread.accuracy {
                     row.extend([
                         format!("{:.2}%", 100.0 * mean),
@@ -156,12 +153,12 @@ pub fn candidates_table(grid: &Grid, scores: &Scores) -> String {
                 _ => format!(" over its {count} members"),
             };
             let which = if scores.validated {
-                "validation"
+                "validation loss"
             } else {
-                "training (no validation data)"
+                "training loss (no validation data)"
             };
             format!(
-                "best: candidate {c} ({}), the lowest mean {which} loss{over}",
+                "best: candidate {c} ({}), the lowest mean {which}{over}",
                 settings_text(grid, c)
             )
         }
@@ -218,7 +215,7 @@ pub fn members_table(
             place.fold.map_or("-".into(), |f| f.to_string()),
             trainer.epochs_done().to_string(),
             trainer.steps().to_string(),
-            scores.members[m].map_or("-".into(), |s| format!("{:.6}", s.loss)),
+            scores.members[m].map_or("-".into(), |s| number(s.loss)),
             state(
                 run.states()[m],
                 &history.members[m],
@@ -245,6 +242,15 @@ fn state(state: MemberState, history: &History, interrupted: bool, epochs: u64) 
         MemberState::Training if interrupted => "interrupted".into(),
         MemberState::Training if history.cut_mid_epoch => "paused at --steps".into(),
         MemberState::Training => format!("trained{kept}"),
+    }
+}
+
+/// A loss as the tables show it: six decimals, or six significant digits
+/// with an exponent where decimals would hide them.
+fn number(value: f64) -> String {
+    match value.abs() {
+        v if v == 0.0 || (1e-3..1e6).contains(&v) || !v.is_finite() => format!("{value:.6}"),
+        _ => format!("{value:.5e}"),
     }
 }
 
