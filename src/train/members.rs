@@ -39,10 +39,11 @@
 //! ```
 
 use super::fit::{EpochEnd, NextEpoch};
-use super::{EpochRecord, History, TrainConfig, Trainer};
+use super::{EpochRecord, Evaluation, History, TrainConfig, Trainer};
 use crate::checkpoint::Checkpoint;
-use crate::data::Dataset;
+use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
+use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::schedule::LrSchedule;
 use web_time::Instant;
@@ -383,7 +384,12 @@ impl Members {
         self.trainers[0].device_name()
     }
 
-    /// Trains every member for the run's epochs (see the [module](self)).
+    /// Trains every member for the run's epochs (see the [module](self)),
+    /// counted from the furthest member: after a restore, a member that
+    /// stands epochs behind it (its step bound cut it short, or the stop
+    /// flag came inside an epoch the others had ended) runs those too, so
+    /// that each member ends where its lone run resumed from its own
+    /// checkpoint ends.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn fit(&mut self, train: &Dataset, validation: Option<&Dataset>) -> Result<MembersHistory> {
         self.fit_between_epochs(train, validation, |_, _, _| {}, 0, |_| Ok(()))
@@ -402,9 +408,27 @@ impl Members {
         &mut self,
         train: &Dataset,
         validation: Option<&Dataset>,
-        mut between: impl FnMut(&mut Members, usize, &EpochRecord),
+        between: impl FnMut(&mut Members, usize, &EpochRecord),
         every: u64,
         mut on_checkpoint: impl FnMut(Vec<Checkpoint>) -> Result<()>,
+    ) -> Result<MembersHistory> {
+        self.fit_checkpointed(train, validation, between, every, |checkpoints, _| {
+            on_checkpoint(checkpoints)
+        })
+    }
+
+    /// [`fit_between_epochs`](Self::fit_between_epochs), handing
+    /// `on_checkpoint` where each member stands beside its checkpoint
+    /// (what a file of the members' checkpoints records: a member that
+    /// diverged or stopped early in the epoch just ended is so there).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_checkpointed(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut between: impl FnMut(&mut Members, usize, &EpochRecord),
+        every: u64,
+        mut on_checkpoint: impl FnMut(Vec<Checkpoint>, &[MemberState]) -> Result<()>,
     ) -> Result<MembersHistory> {
         self.trainers[0].check_data(train, "training data")?;
         if let Some(v) = validation {
@@ -417,8 +441,19 @@ impl Members {
             states: Vec::new(),
             interrupted: false,
         };
-        for epoch in 1..=self.trainers[0].config.epochs as u64 {
-            let ends = self.run_epoch(&sets, validation, start)?;
+        // The run's epochs count from its furthest member: one behind it
+        // (cut short by its step bound, or stopped by the flag inside an
+        // epoch the others had ended) also runs the epochs it lacks, as its
+        // lone run resumed from its own checkpoint would.
+        let furthest = self.trainers.iter().map(Trainer::epochs_done).max();
+        let epochs: Vec<u64> = self
+            .trainers
+            .iter()
+            .map(|t| t.config.epochs as u64 + furthest.unwrap_or(0) - t.epochs_done())
+            .collect();
+        for epoch in 1..=epochs.iter().copied().max().unwrap_or(0) {
+            let turns: Vec<bool> = epochs.iter().map(|&e| epoch <= e).collect();
+            let ends = self.run_epoch(&sets, validation, start, &turns)?;
             if ends.is_empty() {
                 break;
             }
@@ -445,14 +480,24 @@ impl Members {
                 return Ok(history);
             }
             if every > 0 && epoch.is_multiple_of(every) {
-                on_checkpoint(self.checkpoint()?)?;
+                let checkpoints = self.checkpoint()?;
+                on_checkpoint(checkpoints, &self.states)?;
             }
         }
         for (m, trainer) in self.trainers.iter_mut().enumerate() {
             if trainer.patience_spent() {
                 history.members[m].stopped_early = true;
             }
-            if self.states[m] == MemberState::Training {
+            // A member cut short by its step bound is paused, not done: it
+            // keeps its last step's parameters, as its lone fit does. One
+            // that stopped early keeps its best epoch's (again), and says
+            // which.
+            let done = match self.states[m] {
+                MemberState::Training => !history.members[m].cut_mid_epoch,
+                MemberState::StoppedEarly => true,
+                MemberState::Stopped | MemberState::Diverged { .. } => false,
+            };
+            if done {
                 history.members[m].best_epoch = trainer.keep_best()?;
             }
         }
@@ -476,7 +521,8 @@ impl Members {
             .collect()
     }
 
-    /// One epoch of every member still training: planned, run side by
+    /// One epoch of every member still training whose turn it is
+    /// (`turns[m]`: it has epochs left in this fit): planned, run side by
     /// side, ended. A member whose plan says it is done stops here (early
     /// stopping's patience spent, or its step bound reached). Returns each
     /// member's end, empty when no member trains on.
@@ -486,10 +532,11 @@ impl Members {
         sets: &[Dataset],
         validation: Option<&Dataset>,
         start: Instant,
+        turns: &[bool],
     ) -> Result<Vec<(usize, Result<EpochEnd>)>> {
         let mut jobs = Vec::new();
         for (m, trainer) in self.trainers.iter_mut().enumerate() {
-            if self.states[m] != MemberState::Training {
+            if self.states[m] != MemberState::Training || !turns[m] {
                 continue;
             }
             match trainer.plan_epoch(&sets[m]) {
@@ -567,6 +614,62 @@ impl Members {
                 .map(|o| loss.probabilities(o, width))
                 .collect(),
         ))
+    }
+
+    /// The ensemble's loss and accuracy on `data`: its prediction
+    /// ([`predict_ensemble`](Self::predict_ensemble)) scored as torch
+    /// scores probabilities: cross-entropy as `NLLLoss` of the log of the
+    /// mean probabilities (−ln p̄ of each row's class), BCE as `BCELoss`
+    /// of the mean probabilities (each log clamped at −100), the squared
+    /// errors of the mean outputs as the loss itself; averaged as the
+    /// trainer averages a loss (over rows for cross-entropy, elements
+    /// otherwise; by the rows' weights when `data` has them). Accuracy:
+    /// the class of the largest mean probability (cross-entropy), p̄ > 0.5
+    /// against y > 0.5 for each element (BCE).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn evaluate_ensemble(&mut self, data: &Dataset) -> Result<Evaluation> {
+        self.trainers[0].check_data(data, "evaluation data")?;
+        let loss = self.trainers[0].config.loss;
+        let width = self.trainers[0].mlp.outputs();
+        let mean = self.predict_ensemble(data.x())?;
+        let rows = data.rows();
+        let weight = |row: usize| data.weights().map_or(1.0, |w| w[row] as f64);
+        let ln = |p: f64| p.ln().max(-100.0);
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        match data.targets() {
+            Targets::Classes(labels) => {
+                for (row, (p, &label)) in mean.chunks_exact(width).zip(labels).enumerate() {
+                    loss_sum -= weight(row) * (p[label as usize] as f64).ln();
+                    correct += usize::from(crate::loss::argmax(p) == label as usize);
+                }
+            }
+            Targets::Values { values, .. } => {
+                for (i, (&p, &y)) in mean.iter().zip(values).enumerate() {
+                    let (p, y) = (p as f64, y as f64);
+                    let element = match loss {
+                        Loss::BceWithLogits => -(y * ln(p) + (1.0 - y) * ln(1.0 - p)),
+                        Loss::HalfMse => 0.5 * (p - y) * (p - y),
+                        Loss::Mse | Loss::CrossEntropy => (p - y) * (p - y),
+                    };
+                    loss_sum += weight(i / width) * element;
+                    correct += usize::from((p > 0.5) == (y > 0.5));
+                }
+            }
+        }
+        let elements = match loss {
+            Loss::CrossEntropy => rows,
+            _ => rows * width,
+        };
+        let divisor = match data.weights() {
+            Some(w) => w.iter().map(|&w| w as f64).sum(),
+            None => elements as f64,
+        };
+        Ok(Evaluation {
+            loss: loss_sum / divisor,
+            accuracy: loss
+                .is_classification()
+                .then(|| correct as f64 / elements as f64),
+        })
     }
 }
 

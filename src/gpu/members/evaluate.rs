@@ -57,10 +57,10 @@ impl GpuMembers {
             }
             self.ctx.submit(encoder.finish());
             let results = self.read_all(&self.results, (chunks.len() * k * 2) as u64)?;
-            for slot in 0..chunks.len() {
+            for (slot, &(_, weight)) in sizes.iter().enumerate() {
                 for (m, sum) in sums.iter_mut().enumerate() {
                     let at = 2 * (slot * k + m);
-                    sum.0 += results[at] as f64 * sizes[slot].1;
+                    sum.0 += results[at] as f64 * weight;
                     sum.1 += results[at + 1] as f64;
                 }
             }

@@ -202,7 +202,7 @@ impl GpuMembers {
             .map(|l| l.outputs.max(l.inputs))
             .max()
             .unwrap_or(1);
-        let limit = ctx.limits.max_storage_buffer_binding_size as u64 / 4;
+        let limit = ctx.limits.max_storage_buffer_binding_size / 4;
         let slots_of_state = first.optimizer.state_slots();
         for (what, floats) in [
             ("every member's parameters", k as u64 * stride),
