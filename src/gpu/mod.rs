@@ -45,7 +45,7 @@ pub use build::GpuOptions;
 pub use context::adapters;
 pub use context::{AdapterSummary, GpuContext, adapters_async, prefer_adapter};
 #[cfg(not(target_arch = "wasm32"))]
-pub use members::{GpuMembers, MemberPlan};
+pub use members::{GpuMembers, MemberPlan, MemberView, lock as members_lock};
 pub use split::{
     DEFAULT_DISCRETE_UNITS, DEFAULT_INTEGRATED_UNITS, MAX_SLICES, MIN_SLICE_K, SplitK,
     compute_units,

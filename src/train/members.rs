@@ -38,14 +38,17 @@
 //! # Ok::<(), retroprop::Error>(())
 //! ```
 
+use super::config::Device;
 use super::fit::{EpochEnd, NextEpoch};
 use super::{EpochRecord, Evaluation, History, TrainConfig, Trainer};
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
+use crate::gpu::{GpuMembers, MemberPlan, MemberView};
 use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::schedule::LrSchedule;
+use std::sync::{Arc, Mutex};
 use web_time::Instant;
 
 /// What one member of a run has of its own; everything left `None` (or
@@ -230,6 +233,17 @@ pub struct Members {
     members: Vec<Member>,
     trainers: Vec<Trainer>,
     states: Vec<MemberState>,
+    /// On the GPU, the engine every member's steps run in together (each
+    /// member's trainer reads its own through a `MemberView`); `None`
+    /// where each member's trainer steps alone (the CPU, or a GPU run the
+    /// engine does not hold).
+    engine: Option<Arc<Mutex<GpuMembers>>>,
+}
+
+impl std::fmt::Debug for GpuMembers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
 }
 
 /// One member's epoch to run: the trainer, its plan and its data.
@@ -311,13 +325,27 @@ impl Members {
                 what: "the members of the run".into(),
             });
         }
+        let configs = members
+            .iter()
+            .enumerate()
+            .map(|(m, member)| {
+                member
+                    .config(&config)
+                    .map_err(|e| Error::Config(format!("member {m}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let params = match params {
+            Some(params) => params,
+            None => configs.iter().map(|c| mlp.init(c.init, c.seed)).collect(),
+        };
+        let engine = Members::engine(&mlp, &config, &configs, &params)?;
+        let mut views = engine.as_ref().map(MemberView::every).map(Vec::into_iter);
         let mut trainers = Vec::with_capacity(members.len());
-        for (m, member) in members.iter().enumerate() {
+        for (m, (member, own)) in members.iter().zip(configs).enumerate() {
             let named = |e: Error| Error::Config(format!("member {m}: {e}"));
-            let own = member.config(&config).map_err(named)?;
-            let mut trainer = match &params {
-                Some(params) => Trainer::with_parameters(mlp.clone(), params[m].clone(), own),
-                None => Trainer::new(mlp.clone(), own),
+            let mut trainer = match views.as_mut().and_then(Iterator::next) {
+                Some(view) => Trainer::with_backend(mlp.clone(), own, Box::new(view)),
+                None => Trainer::with_parameters(mlp.clone(), params[m].clone(), own),
             }
             .map_err(named)?;
             trainer
@@ -329,7 +357,42 @@ impl Members {
             states: vec![MemberState::Training; members.len()],
             members,
             trainers,
+            engine,
         })
+    }
+
+    /// The GPU engine of a run whose members train on a GPU and that it
+    /// holds (a batch size, f32, one dropout rate a member, every member
+    /// in a binding): every member's step in the same dispatches. `None`
+    /// on the CPU, and where it does not hold the run: then each member's
+    /// GPU trainer steps alone, side by side (logged).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn engine(
+        mlp: &Mlp,
+        config: &TrainConfig,
+        configs: &[TrainConfig],
+        params: &[Vec<f32>],
+    ) -> Result<Option<Arc<Mutex<GpuMembers>>>> {
+        let hardware_only = match config.device {
+            Device::Cpu => return Ok(None),
+            Device::Gpu => false,
+            Device::Auto => true,
+        };
+        let Some(batch) = config.batch_size else {
+            log::info!("members on the GPU: full batches step member by member");
+            return Ok(None);
+        };
+        let backend_configs: Vec<_> = configs.iter().map(|c| c.backend_config(mlp)).collect();
+        match GpuMembers::new(mlp, params, &backend_configs, batch, hardware_only) {
+            Ok(engine) => Ok(Some(Arc::new(Mutex::new(engine)))),
+            // Device auto without a hardware GPU: the CPU, as a lone run.
+            Err(Error::NoAdapter(_)) if hardware_only => Ok(None),
+            Err(e @ (Error::NoAdapter(_) | Error::Gpu(_))) => Err(e),
+            Err(e) => {
+                log::info!("members on the GPU step member by member: {e}");
+                Ok(None)
+            }
+        }
     }
 
     /// How many members the run has.
@@ -564,7 +627,10 @@ impl Members {
                 }
             }
         }
-        Ok(side_by_side(jobs))
+        match &self.engine {
+            Some(engine) => together(engine, jobs, sets),
+            None => Ok(side_by_side(jobs)),
+        }
     }
 
     /// Every member's checkpoint, in member order.
@@ -689,6 +755,48 @@ pub fn ensemble_mean(members: Vec<Vec<f32>>) -> Vec<f32> {
     (0..len)
         .map(|i| (members.iter().map(|v| v[i] as f64).sum::<f64>() / count) as f32)
         .collect()
+}
+
+/// Runs `jobs` (each a member's epoch) in the GPU `engine`: every member's
+/// steps at once, then each member's epoch ended by its own trainer (its
+/// validation answered from one evaluation of every member).
+#[cfg(not(target_arch = "wasm32"))]
+fn together(
+    engine: &Mutex<GpuMembers>,
+    jobs: Vec<(usize, Job<'_>)>,
+    sets: &[Dataset],
+) -> Result<Vec<(usize, Result<EpochEnd>)>> {
+    let reports = {
+        let mut engine = crate::gpu::members_lock(engine);
+        let sets: Vec<&Dataset> = sets.iter().collect();
+        engine.upload(&sets)?;
+        let plans: Vec<MemberPlan> = jobs
+            .iter()
+            .map(|(m, job)| MemberPlan {
+                member: *m,
+                order: job.plan.rows(),
+                max_steps: job.plan.remaining,
+                lr: job.plan.lr,
+            })
+            .collect();
+        engine.train(&plans)?
+    };
+    Ok(jobs
+        .into_iter()
+        .zip(reports)
+        .map(|((m, job), steps)| {
+            let Job {
+                trainer,
+                plan,
+                train,
+                validation,
+                start,
+                ..
+            } = job;
+            let end = pollster::block_on(trainer.end_epoch(plan, steps, train, validation, start));
+            (m, end)
+        })
+        .collect())
 }
 
 /// Runs `jobs` (each a member's epoch): on the CPU pool, a member a thread

@@ -4,7 +4,7 @@
 use super::super::resources::storage_init;
 use super::super::uniforms::StepUniform;
 use super::passes::Source;
-use super::{GpuMembers, MemberStep, Mode};
+use super::{Evaluated, GpuMembers, MemberStep, Mode};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
@@ -35,6 +35,23 @@ impl Staged {
 }
 
 impl GpuMembers {
+    /// Member `m`'s evaluation of `data`: every member's, computed once
+    /// for the parameters as they are and kept for the others' asking.
+    pub fn evaluate_member(&mut self, m: usize, data: &Dataset) -> Result<(f64, Option<usize>)> {
+        let fresh = matches!(&self.evaluated,
+            Some(kept) if kept.version == data.version() && kept.generation == self.generation);
+        if !fresh {
+            let results = self.evaluate_all(data)?;
+            self.evaluated = Some(Evaluated {
+                version: data.version(),
+                generation: self.generation,
+                results,
+            });
+        }
+        let kept = self.evaluated.as_ref().expect("just evaluated");
+        Ok(kept.results[m])
+    }
+
     /// Every member's evaluation of `data`: the sum of its row losses
     /// (weighted, for a data set with weights) and for classification the
     /// number right, as `Backend::evaluate` returns it.

@@ -39,6 +39,9 @@ use bytemuck::{Pod, Zeroable};
 mod evaluate;
 mod passes;
 mod train;
+mod view;
+
+pub use view::{MemberView, lock};
 
 use passes::Pipelines;
 
@@ -112,7 +115,24 @@ struct Resident {
     versions: Vec<u64>,
 }
 
+/// Stand-ins for the bindings a kernel does not use, one for each that may
+/// sit in one dispatch (a buffer read and written there conflicts).
+struct Unused {
+    read: wgpu::Buffer,
+    write: wgpu::Buffer,
+    partials: wgpu::Buffer,
+    states: [wgpu::Buffer; 3],
+}
+
 /// Every member of a run on one GPU (see the [module](self)).
+/// The last evaluation of every member, kept while the data set (its
+/// version) and the parameters (their generation) stay the same.
+struct Evaluated {
+    version: u64,
+    generation: u64,
+    results: Vec<(f64, Option<usize>)>,
+}
+
 pub struct GpuMembers {
     ctx: GpuContext,
     mlp: Mlp,
@@ -146,16 +166,23 @@ pub struct GpuMembers {
     results: wgpu::Buffer,
     norm_results: wgpu::Buffer,
     clip: wgpu::Buffer,
-    unused: wgpu::Buffer,
+    unused: Unused,
     resident: Option<Resident>,
+    /// The last evaluation of every member: the data set's version, the
+    /// parameters' generation, the results (each member's trainer asks for
+    /// its own, one after another, after the same steps).
+    evaluated: Option<Evaluated>,
+    /// Counts changes of the parameters (steps, `set_parameters`).
+    generation: u64,
     stop_flag: Option<StopFlag>,
     norms_every: Option<u64>,
     clip_norm: bool,
 }
 
 impl GpuMembers {
-    /// A members run of `mlp` on the best adapter (any, software included:
-    /// this is device `gpu`), member m starting from `params[m]` with
+    /// A members run of `mlp` on the best adapter (with `hardware_only`,
+    /// a hardware GPU's: device `auto`; else any, software included:
+    /// device `gpu`), member m starting from `params[m]` with
     /// `configs[m]`, for batches of `batch_rows` rows.
     ///
     /// # Errors
@@ -168,8 +195,9 @@ impl GpuMembers {
         params: &[Vec<f32>],
         configs: &[BackendConfig],
         batch_rows: usize,
+        hardware_only: bool,
     ) -> Result<GpuMembers> {
-        let ctx = GpuContext::open(false)?;
+        let ctx = GpuContext::open(hardware_only)?;
         GpuMembers::on_context(ctx, mlp, params, configs, batch_rows)
     }
 
@@ -189,6 +217,15 @@ impl GpuMembers {
         if first.precision != crate::real::Precision::F32 {
             return Err(Error::Config(
                 "members on the GPU train in f32 only (--precision mixed is a lone run's)".into(),
+            ));
+        }
+        let hidden = mlp.layers().len().saturating_sub(1);
+        let uneven = configs
+            .iter()
+            .any(|c| (0..hidden).any(|l| c.dropout_of(l) != c.dropout_of(0)));
+        if uneven {
+            return Err(Error::Config(
+                "members on the GPU drop out at one rate over their hidden layers".into(),
             ));
         }
         let k = configs.len();
@@ -295,8 +332,15 @@ impl GpuMembers {
                 "member clip partials",
                 k as u64 * NORM_GROUPS as u64,
             ),
-            unused: storage(device, "unused", 4),
+            unused: Unused {
+                read: storage(device, "unused read", 4),
+                write: storage(device, "unused write", 4),
+                partials: storage(device, "unused partials", 4),
+                states: [0, 1, 2].map(|_| storage(device, "unused state", 4)),
+            },
             resident: None,
+            evaluated: None,
+            generation: 0,
             stop_flag: first.stop_flag.clone(),
             norms_every: first.norms_every,
             clip_norm: first.grad_clip.max_norm.is_some(),
@@ -322,6 +366,24 @@ impl GpuMembers {
             s.backend,
             self.members.len()
         )
+    }
+
+    /// Rows a step of a member takes (the run's batch size).
+    pub fn batch_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of device memory its buffers hold.
+    pub fn memory_bytes(&self) -> u64 {
+        let k = self.members.len() as u64;
+        let floats = k * self.stride * (3 + 2 * self.state_slots as u64)
+            + self
+                .mlp
+                .layers()
+                .iter()
+                .map(|l| 3 * k * (self.rows * l.outputs) as u64)
+                .sum::<u64>();
+        floats * 4
     }
 
     /// How many members.
@@ -353,6 +415,7 @@ impl GpuMembers {
             params.len(),
         )?;
         let padded = self.layout.pack(&self.mlp, params);
+        self.generation += 1;
         self.ctx.queue.write_buffer(
             &self.params,
             m as u64 * self.stride * 4,

@@ -163,7 +163,11 @@ impl GpuMembers {
         let gather_at = blocks.push(&GatherShape {
             rows: b,
             features: self.mlp.inputs() as u32,
-            target_width: self.mlp.outputs() as u32,
+            target_width: if self.loss.takes_classes() {
+                1
+            } else {
+                self.mlp.outputs() as u32
+            },
             order_stride: source.stride as u32,
             data_rows: source.data_rows as u32,
             weighted: source.weighted as u32,
@@ -307,7 +311,7 @@ impl GpuMembers {
                         aux,
                         out2,
                         step(binding::matmul::STEP),
-                        whole(binding::matmul::PARTIALS, &self.unused),
+                        whole(binding::matmul::PARTIALS, &self.unused.partials),
                         whole(binding::matmul::MEMBER_DROPOUT, &self.member_steps),
                     ],
                 )
@@ -341,8 +345,8 @@ impl GpuMembers {
                     whole(A, &self.dz[l]),
                     whole(B, input),
                     at(C, &self.grads, self.layout.weight[l]),
-                    whole(AUX, &self.unused),
-                    whole(OUT2, &self.unused),
+                    whole(AUX, &self.unused.read),
+                    whole(OUT2, &self.unused.write),
                 ],
             ));
             bias_grad.push(group(
@@ -362,7 +366,7 @@ impl GpuMembers {
                         at(B, &self.params, self.layout.weight[l]),
                         whole(C, &self.dz[l - 1]),
                         whole(AUX, &self.z[l - 1]),
-                        whole(OUT2, &self.unused),
+                        whole(OUT2, &self.unused.write),
                     ],
                 )
             }));
@@ -391,7 +395,7 @@ impl GpuMembers {
                 whole(loss::OUTPUT, &self.a[last]),
                 whole(loss::TARGETS, &self.y_batch),
                 whole(loss::GRAD, &self.dz[last]),
-                whole(loss::STATS, &self.unused),
+                whole(loss::STATS, &self.unused.write),
                 whole(loss::RESULTS, &self.results),
                 step(loss::STEP),
                 whole(loss::MEMBER_STEPS, &self.member_steps),
@@ -425,7 +429,7 @@ impl GpuMembers {
                 e.binding = binding;
                 e
             } else {
-                whole(binding, &self.unused)
+                whole(binding, &self.unused.states[binding as usize % 3])
             }
         };
         let update = group(

@@ -34,6 +34,7 @@ impl GpuMembers {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn train(&mut self, plans: &[MemberPlan]) -> Result<Vec<Result<StepsReport>>> {
         let data_rows = self.resident_rows()?;
+        self.generation += 1;
         for plan in plans {
             crate::backend::checks::steps(plan.order, data_rows, self.rows)?;
         }
