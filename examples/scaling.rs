@@ -149,6 +149,7 @@ fn main() {
         rows: &order[share.clone()],
         batch_rows: batch,
         offset: share.start,
+        batch_weight: None,
     };
     let mut grads = Vec::new();
     let reps = 10;

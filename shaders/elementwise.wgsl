@@ -1,7 +1,7 @@
 // Elementwise activation kernels on their own: the fused bias + activation
 // forward and the activation backward. Training fuses both into the matmul
 // epilogues (matmul.wgsl) and never compiles these; the kernel harness
-// (src/gpu/harness.rs) runs them in the parity tests and benchmarks. The
+// (src/gpu/harness/mod.rs) runs them in the parity tests and benchmarks. The
 // formulas are in activation.wgsl; CPU twin: src/activation.rs.
 
 // The twin of `ElementwiseShape` in src/gpu/uniforms.rs.

@@ -177,6 +177,11 @@ pub struct BatchShare<'a> {
     pub batch_rows: usize,
     /// Where the share's first row sits in the whole batch.
     pub offset: usize,
+    /// The whole batch's weight (Σ of its rows' weights,
+    /// [`Dataset::weight_of`]), which a data set with weights divides the
+    /// loss by; `None`: the share's own (a whole batch). Unused without
+    /// weights.
+    pub batch_weight: Option<f64>,
 }
 
 impl<'a> BatchShare<'a> {
@@ -186,6 +191,7 @@ impl<'a> BatchShare<'a> {
             rows,
             batch_rows: rows.len(),
             offset: 0,
+            batch_weight: None,
         }
     }
 
@@ -209,7 +215,8 @@ impl<'a> BatchShare<'a> {
 /// [`StopFlag`] ended it early.
 #[derive(Debug, Clone, Default)]
 pub struct StepsReport {
-    /// Σ over steps of the batch's mean loss × its rows.
+    /// Σ over steps of the batch's mean loss × its rows (its weight, for a
+    /// data set with weights: a weighted mean's numerator).
     pub loss_sum: f64,
     /// Rows trained on.
     pub rows: usize,
@@ -480,8 +487,8 @@ pub trait Backend: MaybeSend {
         lr: f64,
     ) -> Result<StepsReport>;
 
-    /// Sum of row losses (not the mean) over `data`, and for classification
-    /// the number right.
+    /// Sum of row losses (not the mean) over `data` (each weighted, for a
+    /// data set with weights), and for classification the number right.
     fn evaluate(&mut self, data: &Dataset) -> Result<(f64, Option<usize>)>;
     /// The network's outputs for inputs `x` (rows × inputs).
     fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>>;

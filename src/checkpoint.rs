@@ -43,6 +43,27 @@ pub struct Checkpoint {
     /// Every change of a setting made on resume, in order, as
     /// `at step N: lr 0.01 -> 0.005` (empty for a run never changed).
     pub changes: Vec<String>,
+    /// The order of the epoch in progress, where it is not the settings'
+    /// (a resume in the middle of an epoch that changed the seed or the
+    /// shuffle: the change takes effect at the next epoch, so that no row
+    /// of this one is visited twice or missed).
+    pub epoch_order: Option<EpochOrder>,
+}
+
+/// What decides an epoch's order of rows besides the epoch's number
+/// ([`epoch_order`](crate::data::epoch_order)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochOrder {
+    /// Whether the rows are shuffled.
+    pub shuffle: bool,
+    /// The seed of the shuffle.
+    pub seed: u64,
+}
+
+impl fmt::Display for EpochOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shuffle={},seed={}", self.shuffle, self.seed)
+    }
 }
 
 /// Early stopping's best epoch so far.

@@ -33,14 +33,15 @@ pub type SharedRows = Arc<dyn AsRef<[f32]> + Send + Sync>;
 /// A data set's inputs: its own, or shared with whoever made them.
 #[derive(Clone)]
 enum Rows {
-    Owned(Vec<f32>),
+    /// The data set's own (a clone shares them until one is changed).
+    Owned(std::sync::Arc<Vec<f32>>),
     Shared(SharedRows),
 }
 
 impl Rows {
     fn as_slice(&self) -> &[f32] {
         match self {
-            Rows::Owned(x) => x,
+            Rows::Owned(x) => x.as_slice(),
             Rows::Shared(x) => (**x).as_ref(),
         }
     }
@@ -49,10 +50,10 @@ impl Rows {
     /// the data set owns the copy from then on.
     fn to_mut(&mut self) -> &mut Vec<f32> {
         if let Rows::Shared(x) = self {
-            *self = Rows::Owned((**x).as_ref().to_vec());
+            *self = Rows::Owned(std::sync::Arc::new((**x).as_ref().to_vec()));
         }
         match self {
-            Rows::Owned(x) => x,
+            Rows::Owned(x) => std::sync::Arc::make_mut(x),
             Rows::Shared(_) => unreachable!("made owned above"),
         }
     }
@@ -91,14 +92,19 @@ pub struct Dataset {
     x: Rows,
     features: usize,
     targets: Targets,
+    /// Each row's weight in the loss ([`Dataset::with_weights`]).
+    weights: Option<std::sync::Arc<[f32]>>,
     /// Changes whenever the contents may have (see [`Dataset::version`]).
     version: u64,
 }
 
-/// Equal rows and targets; the version is not compared.
+/// Equal rows, targets and weights; the version is not compared.
 impl PartialEq for Dataset {
     fn eq(&self, other: &Dataset) -> bool {
-        self.x() == other.x() && self.features == other.features && self.targets == other.targets
+        self.x() == other.x()
+            && self.features == other.features
+            && self.targets == other.targets
+            && self.weights() == other.weights()
     }
 }
 
@@ -123,7 +129,7 @@ impl Dataset {
     /// sizes disagree, or if any input or target is NaN or infinite (naming
     /// the row and column).
     pub fn new(x: Vec<f32>, features: usize, targets: Targets) -> Result<Dataset> {
-        Dataset::validated(Rows::Owned(x), features, targets)
+        Dataset::validated(Rows::Owned(std::sync::Arc::new(x)), features, targets)
     }
 
     /// A data set that reads its inputs where they are, without copying
@@ -198,8 +204,63 @@ impl Dataset {
             x,
             features,
             targets,
+            weights: None,
             version: new_version(),
         })
+    }
+
+    /// This data set with a weight for each row's loss: a batch's loss is
+    /// `Σ wᵢ lᵢ / Σ wᵢ` over its rows (each row's `lᵢ` the mean over its
+    /// outputs), as PyTorch's `reduction="none"` followed by
+    /// `(w * l).sum() / w.sum()`, and scikit-learn's `sample_weight`. A
+    /// weight of 0 leaves its row out of the loss and the gradients (a
+    /// fold's held-out rows, for one); with every weight 1 the losses are
+    /// the unweighted ones, computed another way (other last bits).
+    /// Evaluation weighs the loss the same way; accuracy counts rows. A
+    /// batch whose rows all weigh 0 has no loss and no gradient (its step
+    /// still counts, with zero gradients).
+    ///
+    /// # Errors
+    /// A weight count other than the rows, a weight that is negative or
+    /// not finite (naming the row), or weights that are all 0.
+    ///
+    /// ```
+    /// use retroprop::{Dataset, Targets};
+    /// let data = Dataset::new(vec![0.0, 1.0, 2.0], 1, Targets::Classes(vec![0, 1, 1]))?;
+    /// let weighted = data.with_weights(vec![1.0, 0.5, 2.0])?;
+    /// assert_eq!(weighted.weights(), Some(&[1.0, 0.5, 2.0][..]));
+    /// assert!(Dataset::new(vec![0.0], 1, Targets::Classes(vec![0]))?.with_weights(vec![-1.0]).is_err());
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    pub fn with_weights(mut self, weights: Vec<f32>) -> Result<Dataset> {
+        check_weights(&weights, self.rows())?;
+        self.weights = Some(weights.into());
+        self.version = new_version();
+        Ok(self)
+    }
+
+    /// Each row's weight in the loss, when the data set has them.
+    pub fn weights(&self) -> Option<&[f32]> {
+        self.weights.as_deref()
+    }
+
+    /// The weights of rows `indices`, in that order, into `out` (left
+    /// empty for a data set without weights).
+    pub fn gather_weights(&self, indices: &[u32], out: &mut Vec<f32>) {
+        out.clear();
+        if let Some(w) = &self.weights {
+            out.extend(indices.iter().map(|&i| w[i as usize]));
+        }
+    }
+
+    /// Σ of the weights of rows `indices` (in f64, in their order), or
+    /// their count for a data set without weights: what a weighted mean
+    /// over them divides by.
+    pub fn weight_of(&self, indices: &[u32]) -> f64 {
+        match &self.weights {
+            Some(w) => indices.iter().map(|&i| w[i as usize] as f64).sum(),
+            None => indices.len() as f64,
+        }
     }
 
     /// Number of rows.
@@ -291,10 +352,16 @@ impl Dataset {
                 width: *width,
             },
         };
+        let weights = self.weights.as_ref().map(|_| {
+            let mut picked = Vec::new();
+            self.gather_weights(indices, &mut picked);
+            picked.into()
+        });
         Dataset {
-            x: Rows::Owned(x),
+            x: Rows::Owned(std::sync::Arc::new(x)),
             features: self.features,
             targets,
+            weights,
             version: new_version(),
         }
     }
@@ -681,6 +748,29 @@ impl Standardizer {
             }
         }
     }
+}
+
+/// Row weights for `rows` rows: as many, each finite and ≥ 0, not all 0.
+fn check_weights(weights: &[f32], rows: usize) -> Result<()> {
+    if weights.len() != rows {
+        return Err(Error::Shape {
+            what: "sample weights (one per row)".into(),
+            expected: rows,
+            got: weights.len(),
+        });
+    }
+    if let Some(row) = weights.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
+        return Err(Error::Config(format!(
+            "sample weight {} at row {row} is not a finite number ≥ 0",
+            weights[row]
+        )));
+    }
+    if weights.iter().all(|&w| w == 0.0) {
+        return Err(Error::Config(
+            "every sample weight is 0: no row would count in the loss".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_finite(what: &str, values: &[f32], width: usize) -> Result<()> {

@@ -123,6 +123,15 @@ pub enum Error {
     /// A combination of settings that cannot work together.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// One setting, by its library name (a Python keyword; the program's
+    /// flag with dashes), that does not parse or fit.
+    #[error("{setting}: {message}")]
+    Setting {
+        /// The setting (`activations`, `lr`, …).
+        setting: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

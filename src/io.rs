@@ -1,5 +1,6 @@
 //! Files: models as safetensors that PyTorch loads directly, data sets from
-//! safetensors, atomic writes, and ONNX export ([`onnx`]).
+//! safetensors, Parquet ([`parquet`]) and NumPy's files ([`npy`]), atomic
+//! writes, and ONNX export ([`onnx`]).
 //!
 //! A model file holds `layers.{i}.weight` (`[out, in]`, float32) and
 //! `layers.{i}.bias` (`[out]`), exactly the `state_dict` of
@@ -29,8 +30,18 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod members;
+// Native only, and each behind a default cargo feature: the browser
+// builds neither arrow-rs nor zip.
+#[cfg(all(feature = "npy", not(target_arch = "wasm32")))]
+pub mod npy;
 pub mod onnx;
+#[cfg(all(feature = "parquet", not(target_arch = "wasm32")))]
+pub mod parquet;
 mod run;
+#[cfg(all(any(feature = "parquet", feature = "npy"), not(target_arch = "wasm32")))]
+mod values;
 
 /// A trained model: network, parameters, and what is needed to use it.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +192,21 @@ pub fn save_checkpoint(
     optimizer: &Optimizer,
     checkpoint: &Checkpoint,
 ) -> Result<()> {
+    let (tensors, meta) = checkpoint_parts(path, model, optimizer, checkpoint)?;
+    write_model(path, model, tensors, meta)
+}
+
+/// What [`save_checkpoint`] writes beside the model: the optimizer
+/// state's tensors and the run's metadata.
+type Parts = (Vec<(String, Vec<u8>, Vec<usize>)>, BTreeMap<String, String>);
+
+#[cfg(not(target_arch = "wasm32"))]
+fn checkpoint_parts(
+    path: &Path,
+    model: &SavedModel,
+    optimizer: &Optimizer,
+    checkpoint: &Checkpoint,
+) -> Result<Parts> {
     if let Some(i) = checkpoint
         .optimizer_state
         .iter()
@@ -232,7 +258,7 @@ pub fn save_checkpoint(
         checkpoint.epoch_loss_sum.to_string(),
     );
     run::write(checkpoint, &mut meta, &mut tensors);
-    write_model(path, model, tensors, meta)
+    Ok((tensors, meta))
 }
 
 /// Reads a checkpoint written by [`save_checkpoint`]: the model, the name of
@@ -347,6 +373,20 @@ fn encode_model(
     extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
     extra_metadata: BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
+    let (tensors, metadata) = model_parts(path, model, extra_tensors, extra_metadata)?;
+    encode_f32_safetensors(tensors, &metadata).map_err(|message| Error::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// The tensors and metadata [`encode_model`] encodes.
+fn model_parts(
+    path: &Path,
+    model: &SavedModel,
+    extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
+    extra_metadata: BTreeMap<String, String>,
+) -> Result<Parts> {
     if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
         return Err(Error::Config(format!(
             "refusing to write {}: parameter {i} is {} (the model diverged)",
@@ -383,10 +423,7 @@ fn encode_model(
             vec![layer.outputs],
         ));
     }
-    encode_f32_safetensors(tensors, &metadata).map_err(|message| Error::Parse {
-        path: path.to_path_buf(),
-        message,
-    })
+    Ok((tensors, metadata))
 }
 
 /// The safetensors crate's own header limit: a larger one does not load.

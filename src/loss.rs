@@ -37,6 +37,16 @@ pub enum TargetBatch<'a> {
     Values(&'a [f32]),
 }
 
+/// Each row's weight in a batch's loss, and the weight of the whole batch
+/// the loss is divided by (which a share of a batch does not hold alone).
+#[derive(Debug, Clone, Copy)]
+pub struct RowWeights<'a> {
+    /// The rows' weights, in the batch's order.
+    pub weights: &'a [f32],
+    /// Σ of the whole batch's weights.
+    pub total: f64,
+}
+
 impl Loss {
     /// Whether targets are class indices (one per row) rather than values.
     pub fn takes_classes(self) -> bool {
@@ -133,6 +143,105 @@ impl Loss {
                     g[label as usize] = g[label as usize] - T::one() / b;
                 }
                 sum / b
+            }
+            (loss, _) => panic!("{loss} given the wrong kind of targets"),
+        }
+    }
+
+    /// [`forward_backward_in_batch`](Self::forward_backward_in_batch)
+    /// with a weight for each row: the loss is `Σ wᵢ lᵢ / Σ wᵢ` over the
+    /// whole batch (`weights.total`), each row's `lᵢ` the mean of its
+    /// elements' losses for the losses on target values (so weights of 1
+    /// give the unweighted mean), and the gradient of row i is its
+    /// unweighted one times `wᵢ · rows / Σ wᵢ`. Returns the share's
+    /// `Σ wᵢ lᵢ / Σ wᵢ`. The GPU's `loss.wgsl` scales the same way.
+    ///
+    /// ```
+    /// use retroprop::loss::RowWeights;
+    /// use retroprop::{Loss, TargetBatch};
+    /// let (output, targets) = ([1.0f64, 3.0], [0.0f32, 0.0]);
+    /// let mut grad = [0.0; 2];
+    /// let weights = RowWeights { weights: &[1.0, 3.0], total: 4.0 };
+    /// let loss = Loss::Mse.forward_backward_weighted(&output, 1, TargetBatch::Values(&targets), &mut grad, weights);
+    /// assert_eq!(loss, (1.0 * 1.0 + 3.0 * 9.0) / 4.0);
+    /// assert_eq!(grad, [2.0 * 1.0 * 1.0 / 4.0, 2.0 * 3.0 * 3.0 / 4.0]);
+    /// ```
+    pub fn forward_backward_weighted<T: Real>(
+        self,
+        output: &[T],
+        width: usize,
+        targets: TargetBatch<'_>,
+        grad: &mut [T],
+        weights: RowWeights<'_>,
+    ) -> T {
+        let rows = output.len() / width;
+        assert_eq!(grad.len(), output.len());
+        assert_eq!(weights.weights.len(), rows, "a weight a row");
+        let total = weights.total;
+        let mut sum = T::zero();
+        if total == 0.0 {
+            // A batch of rows that all weigh nothing: no loss, no gradient
+            // (where torch's `(w * l).sum() / w.sum()` would be 0/0).
+            grad.fill(T::zero());
+            return sum;
+        }
+        match (self, targets) {
+            (Loss::Mse | Loss::HalfMse | Loss::BceWithLogits, TargetBatch::Values(y)) => {
+                assert_eq!(y.len(), output.len());
+                let norm = total * width as f64;
+                for (((g, o), y), &w) in grad
+                    .chunks_exact_mut(width)
+                    .zip(output.chunks_exact(width))
+                    .zip(y.chunks_exact(width))
+                    .zip(weights.weights)
+                {
+                    let scale = T::of(w as f64 / norm);
+                    let mut row = T::zero();
+                    for ((g, &o), &t) in g.iter_mut().zip(o).zip(y) {
+                        let t = T::of(t as f64);
+                        match self {
+                            Loss::BceWithLogits => {
+                                row = row + o.max(T::zero()) - o * t + (-o.abs()).exp().ln_1p();
+                                *g = (sigmoid(o) - t) * scale;
+                            }
+                            Loss::Mse => {
+                                let d = o - t;
+                                row = row + d * d;
+                                *g = T::of(2.0) * d * scale;
+                            }
+                            _ => {
+                                let d = o - t;
+                                row = row + T::of(0.5) * d * d;
+                                *g = d * scale;
+                            }
+                        }
+                    }
+                    sum = sum + T::of(w as f64) * row;
+                }
+                sum / T::of(norm)
+            }
+            (Loss::CrossEntropy, TargetBatch::Classes(labels)) => {
+                assert_eq!(labels.len(), rows);
+                for (((z, g), &label), &w) in output
+                    .chunks_exact(width)
+                    .zip(grad.chunks_exact_mut(width))
+                    .zip(labels)
+                    .zip(weights.weights)
+                {
+                    let scale = T::of(w as f64 / total);
+                    let max = z.iter().copied().fold(T::neg_infinity(), T::max);
+                    let mut denom = T::zero();
+                    for (gi, &zi) in g.iter_mut().zip(z) {
+                        *gi = (zi - max).exp();
+                        denom = denom + *gi;
+                    }
+                    sum = sum + T::of(w as f64) * (denom.ln() - (z[label as usize] - max));
+                    for gi in g.iter_mut() {
+                        *gi = *gi / denom * scale;
+                    }
+                    g[label as usize] = g[label as usize] - scale;
+                }
+                sum / T::of(total)
             }
             (loss, _) => panic!("{loss} given the wrong kind of targets"),
         }
@@ -256,5 +365,107 @@ impl FromStr for Loss {
                     "unknown loss `{s}` (expected mse, half_mse, cross_entropy or bce_with_logits)"
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outputs, value targets and class labels for 5 rows of 3.
+    fn batch() -> (Vec<f64>, Vec<f32>, Vec<u32>) {
+        let output: Vec<f64> = (0..15).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0).collect();
+        let values: Vec<f32> = (0..15).map(|i| (i % 4) as f32 / 3.0).collect();
+        (output, values, vec![0, 2, 1, 1, 0])
+    }
+
+    fn targets<'a>(loss: Loss, values: &'a [f32], labels: &'a [u32]) -> TargetBatch<'a> {
+        if loss.takes_classes() {
+            TargetBatch::Classes(labels)
+        } else {
+            TargetBatch::Values(values)
+        }
+    }
+
+    #[test]
+    fn weights_of_one_are_the_unweighted_mean_and_zeros_leave_rows_out() {
+        let (output, values, labels) = batch();
+        for loss in Loss::ALL {
+            let t = targets(loss, &values, &labels);
+            let mut plain = vec![0.0; 15];
+            let want = loss.forward_backward(&output, 3, t, &mut plain);
+            let mut weighted = vec![0.0; 15];
+            let ones = RowWeights {
+                weights: &[1.0; 5],
+                total: 5.0,
+            };
+            let got = loss.forward_backward_weighted(&output, 3, t, &mut weighted, ones);
+            assert!((got - want).abs() < 1e-12, "{loss}: {got} against {want}");
+            for (a, b) in weighted.iter().zip(&plain) {
+                assert!((a - b).abs() < 1e-12, "{loss}: gradient {a} against {b}");
+            }
+            // Rows 1 and 3 weigh nothing: the loss of rows 0, 2 and 4.
+            let kept = [0usize, 2, 4];
+            let pick = |v: &[f64]| {
+                kept.iter()
+                    .flat_map(|&r| v[3 * r..3 * r + 3].to_vec())
+                    .collect::<Vec<_>>()
+            };
+            let (values3, labels3): (Vec<f32>, Vec<u32>) = (
+                kept.iter()
+                    .flat_map(|&r| values[3 * r..3 * r + 3].to_vec())
+                    .collect(),
+                kept.iter().map(|&r| labels[r]).collect(),
+            );
+            let mut subset_grad = vec![0.0; 9];
+            let subset = loss.forward_backward(
+                &pick(&output),
+                3,
+                targets(loss, &values3, &labels3),
+                &mut subset_grad,
+            );
+            let masked = RowWeights {
+                weights: &[1.0, 0.0, 1.0, 0.0, 1.0],
+                total: 3.0,
+            };
+            let got = loss.forward_backward_weighted(&output, 3, t, &mut weighted, masked);
+            assert!(
+                (got - subset).abs() < 1e-12,
+                "{loss}: masked {got} against the subset's {subset}"
+            );
+            assert!(
+                weighted[3..6]
+                    .iter()
+                    .chain(&weighted[9..12])
+                    .all(|&g| g == 0.0)
+            );
+            for (a, b) in pick(&weighted).iter().zip(&subset_grad) {
+                assert!(
+                    (a - b).abs() < 1e-12,
+                    "{loss}: masked gradient {a} against {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_that_weighs_nothing_has_no_loss_and_no_gradient() {
+        let (output, values, labels) = batch();
+        for loss in Loss::ALL {
+            let mut grad = vec![1.0; 15];
+            let none = RowWeights {
+                weights: &[0.0; 5],
+                total: 0.0,
+            };
+            let value = loss.forward_backward_weighted(
+                &output,
+                3,
+                targets(loss, &values, &labels),
+                &mut grad,
+                none,
+            );
+            assert_eq!(value, 0.0, "{loss}");
+            assert!(grad.iter().all(|&g| g == 0.0), "{loss}");
+        }
     }
 }

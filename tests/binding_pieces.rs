@@ -121,7 +121,18 @@ fn the_gradient_norm_over_pieces_clips_as_over_one() {
 }
 
 /// The case: Adam on 784-4096-4096-10, whose state (160 MB) is
-/// more than a 128 MiB binding, trains on the GPU as on the CPU.
+/// more than a 128 MiB binding, trains on the GPU as on the CPU: the same
+/// loss, the same state (exp_avg and exp_avg_sq, to 1e-2 of their root
+/// mean square; measured on lavapipe: 8.0e-5 and 2.7e-5), and the same
+/// parameters to 1e-6 except where a step's gradient, not zero, was within
+/// 100 eps of zero (measured: the others agree to 3.2e-8; 157 090 of the
+/// 20 million are excused, 84 of them differ by more than 1e-6, at most
+/// 6.2e-6). Adam's step is lr · g / (|g| + eps): within reach of eps it
+/// follows g's rounding, past it the step is lr whatever the rounding, so
+/// any other difference is a parameter the GPU updated wrongly or not at
+/// all. A bound of two steps of lr, or a count of the parameters
+/// that agree, let an optimizer that skipped a piece's last 64 parameters
+/// pass.
 #[test]
 fn adam_on_784_4096_4096_10_trains_on_the_gpu_as_on_the_cpu() {
     let train = data(32, 784, 10, 3);
@@ -131,41 +142,70 @@ fn adam_on_784_4096_4096_10_trains_on_the_gpu_as_on_the_cpu() {
         Activation::Identity,
     )
     .unwrap();
+    let adam = Adam::default().lr(1e-4);
     let config = TrainConfig::default()
         .loss(Loss::CrossEntropy)
-        .optimizer(Adam::default().lr(1e-4))
+        .optimizer(adam)
         .batch_size(16)
         .shuffle(false);
     let mut cpu = common::trainer(mlp.clone(), config.clone().device(Device::Cpu), Device::Cpu);
     let mut gpu = common::trainer(mlp, config.device(Device::Gpu), Device::Gpu);
-    let cpu_loss = cpu.train_steps(&train, 2).unwrap();
-    let gpu_loss = gpu.train_steps(&train, 2).unwrap();
-    println!("loss after 2 steps: cpu {cpu_loss}, gpu {gpu_loss}");
+    // Step by step, to read each step's gradient from the CPU's exp_avg:
+    // after step 1 it is (1 − β1)·g1, after step 2 β1·(1 − β1)·g1 + (1 − β1)·g2.
+    cpu.train_steps(&train, 1).unwrap();
+    let exp_avg_1 = cpu.checkpoint().unwrap().optimizer_state;
+    gpu.train_steps(&train, 1).unwrap();
+    let cpu_loss = cpu.train_steps(&train, 1).unwrap();
+    let gpu_loss = gpu.train_steps(&train, 1).unwrap();
+    println!("loss of step 2: cpu {cpu_loss}, gpu {gpu_loss}");
     assert!(
         (cpu_loss - gpu_loss).abs() < 1e-5 * cpu_loss,
         "loss cpu {cpu_loss} gpu {gpu_loss}"
     );
-    // Adam moves each parameter by about lr a step, whatever the size of
-    // its gradient: a gradient that rounds to the other sign moves it the
-    // other way, so the parameters are compared against lr, not their own
-    // size, and most must agree far closer.
+    let (cpu_state, gpu_state) = (
+        cpu.checkpoint().unwrap().optimizer_state,
+        gpu.checkpoint().unwrap().optimizer_state,
+    );
     let (c, g) = (cpu.parameters().unwrap(), gpu.parameters().unwrap());
-    let diffs: Vec<f32> = c.iter().zip(&g).map(|(a, b)| (a - b).abs()).collect();
-    let worst = diffs.iter().copied().fold(0f32, f32::max);
-    let close = diffs.iter().filter(|&&d| d < 1e-6).count() as f64 / diffs.len() as f64;
-    println!(
-        "{} parameters: worst difference {worst:.2e}, {:.4} within 1e-6",
-        diffs.len(),
-        close
-    );
-    assert!(
-        worst <= 4.0 * 1e-4 + 1e-6,
-        "a parameter moved {worst:.2e}, more than two steps of lr"
-    );
-    assert!(
-        close > 0.999,
-        "only {close} of the parameters agree within 1e-6"
-    );
+    let n = c.len();
+    for (slot, name) in [(0, "exp_avg"), (1, "exp_avg_sq")] {
+        let (cpu_slot, gpu_slot) = (
+            widen(&cpu_state[slot * n..(slot + 1) * n]),
+            widen(&gpu_state[slot * n..(slot + 1) * n]),
+        );
+        let rms = (cpu_slot.iter().map(|v| v * v).sum::<f64>() / n as f64).sqrt();
+        let (err, at) = max_rel_error(&gpu_slot, &cpu_slot, rms);
+        println!("{name}: worst {err:.2e} of the root mean square {rms:.2e}, at {at}");
+        assert!(
+            err < 1e-2,
+            "{name} of parameter {at}: gpu {} cpu {}, {err:.2e} of the root mean square {rms:.2e}",
+            gpu_slot[at],
+            cpu_slot[at]
+        );
+    }
+    let (beta1, eps) = (adam.betas.0 as f32, adam.eps as f32);
+    let gradient_1 = |i: usize| exp_avg_1[i] / (1.0 - beta1);
+    let gradient_2 = |i: usize| (cpu_state[i] - beta1 * exp_avg_1[i]) / (1.0 - beta1);
+    // A gradient of exactly zero (a unit ReLU keeps dead) is zero on both
+    // sides: only one in eps's reach follows its rounding.
+    let in_reach = |gradient: f32| gradient != 0.0 && gradient.abs() < 100.0 * eps;
+    let mut near_zero = 0;
+    for i in 0..n {
+        let difference = (c[i] - g[i]).abs();
+        if in_reach(gradient_1(i)) || in_reach(gradient_2(i)) {
+            near_zero += 1;
+            continue;
+        }
+        assert!(
+            difference <= 1e-6,
+            "parameter {i}: gpu {} cpu {} ({difference:.2e} apart), though its gradients ({:.2e}, {:.2e}) are far from zero",
+            g[i],
+            c[i],
+            gradient_1(i),
+            gradient_2(i)
+        );
+    }
+    println!("{n} parameters, {near_zero} with a gradient within 100 eps of zero but not zero");
 }
 
 /// Where one layer's parameters alone are more than a binding holds, the

@@ -172,7 +172,7 @@ fn blas_gemm_matches_f64_reference() {
 
 #[test]
 fn real_gemm_matches_f64_reference() {
-    // Whichever path each size takes (src/cpu/gemm.rs: the built-in GEMM
+    // Whichever path each size takes (src/cpu/gemm/mod.rs: the built-in GEMM
     // for all of these; `blas_gemm_matches_f64_reference` covers BLAS).
     check::<f32>("Gemm::gemm", &f32::gemm, 1e-5);
     check::<f64>("Gemm::gemm", &f64::gemm, 1e-13);

@@ -187,6 +187,51 @@ backend_tests! {
         }
     }
 
+    /// A resume in the middle of an epoch that changes the seed or the
+    /// shuffle finishes that epoch in the order its first rows were taken
+    /// in (no row visited twice or missed), and takes the new order from
+    /// the next epoch: the run equals one that changed it at the epoch's
+    /// end, bit for bit, also when it is cut and checkpointed again before
+    /// that end.
+    fn a_new_order_mid_epoch_takes_effect_at_the_next_epoch(device: Device) {
+        let (train, _) = data();
+        let old = base().epochs(3);
+        for new in [base().seed(9), base().shuffle(false)] {
+            let new = new.epochs(3);
+            // The reference: the old order for the whole first epoch.
+            let mut first = common::trainer(mlp(), old.clone().epochs(1), device);
+            first.fit(&train, None).unwrap();
+            let boundary = through_a_file("boundary", &first.checkpoint().unwrap(), &old);
+            // (A trainer's epochs are its fit's: two more after the first.)
+            let mut reference =
+                common::trainer_with(mlp(), boundary.params.clone(), new.clone().epochs(2), device);
+            reference.restore(&boundary).unwrap();
+            reference.fit(&train, None).unwrap();
+
+            // Cut at step 2 of the first epoch (of 5), resumed with the new
+            // order, cut again at step 4, resumed again.
+            let mut cut = common::trainer(mlp(), old.clone().max_steps(2), device);
+            cut.fit(&train, None).unwrap();
+            let at_2 = through_a_file("at-2", &cut.checkpoint().unwrap(), &old);
+            let mut middle = common::trainer_with(mlp(), at_2.params.clone(), new.clone().max_steps(4), device);
+            middle.restore(&at_2).unwrap();
+            assert_eq!(middle.resume_changes().len(), 1, "{device}: {:?}", middle.resume_changes());
+            middle.fit(&train, None).unwrap();
+            let at_4 = through_a_file("at-4", &middle.checkpoint().unwrap(), &new);
+            assert!(at_4.epoch_order.is_some(), "{device}: the kept order is not in the checkpoint");
+            let mut resumed = common::trainer_with(mlp(), at_4.params.clone(), new.clone(), device);
+            resumed.restore(&at_4).unwrap();
+            resumed.fit(&train, None).unwrap();
+            assert_eq!(
+                bits(&resumed.parameters().unwrap()),
+                bits(&reference.parameters().unwrap()),
+                "{device} {:?}: the new order did not wait for the epoch's end",
+                (new.seed, new.shuffle)
+            );
+            assert_eq!(resumed.steps(), reference.steps());
+        }
+    }
+
     /// Early stopping's verdict survives a checkpoint: resumed from the
     /// checkpoint of the epoch where it stopped, a run trains nothing more
     /// and keeps the best epoch's parameters.

@@ -19,19 +19,24 @@ pub fn flag(setting: &str) -> String {
 }
 
 /// The one-line refusal of a resume from `path` with `changes`, when one
-/// of them is refused.
+/// of them is refused: each by its flag, with the checkpoint's value and
+/// the one given.
 pub fn refusal(path: &Path, changes: &[SettingChange]) -> Option<String> {
     let refused: Vec<String> = changes
         .iter()
         .filter(|c| c.refused)
-        .map(|c| format!("{} {}, not {}", flag(c.setting), c.from, c.to))
+        .map(|c| match (c.setting, c.from.as_str()) {
+            ("standardize", "false") => "without --standardize".to_string(),
+            ("standardize", _) => "with --standardize".to_string(),
+            _ => format!("with {} {}, not {}", flag(c.setting), c.from, c.to),
+        })
         .collect();
     (!refused.is_empty()).then(|| {
         format!(
-            "--resume {path}: the checkpoint was written with {} (its saved state cannot \
+            "--resume {path}: the checkpoint was written {} (its saved state cannot \
              carry {}; leave {} out to continue the run, or start a new run from its \
              parameters with --init {path})",
-            refused.join("; with "),
+            refused.join("; "),
             if refused.len() == 1 {
                 "another"
             } else {

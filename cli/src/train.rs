@@ -1,50 +1,27 @@
-//! `retroprop train`, `predict` and `evaluate`.
+//! `retroprop train` of one network, and the steps a run of members
+//! (members.rs) shares with it.
 
-use crate::cli::{EvaluateArgs, PredictArgs, TrainArgs, parse_activations, parse_arch};
-use crate::data::{load_inputs, load_labelled, outputs_for};
-use crate::interrupt::Interrupts;
+use crate::cli::{TrainArgs, parse_arch};
+use crate::data::{Labelled, load_labelled, outputs_for};
+use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
-use crate::report::{MetricsFile, plot, progress, progress_message};
+use crate::report::{MetricsFile, NormWarnings, Series, plot, progress, progress_message};
 use crate::resume;
-use retroprop::checkpoint::ValidationSplit;
+use retroprop::io::members::{LoadedMembersCheckpoint, is_members, parse_members_checkpoint};
 use retroprop::io::{
-    RunNotes, SavedModel, load_checkpoint, load_model, save_checkpoint, save_noted_model,
+    LoadedModel, RunNotes, SavedModel, load_model, parse_checkpoint, save_checkpoint,
+    save_noted_model,
 };
-use retroprop::loss::argmax;
-use retroprop::{Device, Loss, Mlp, Optimizer, Standardizer, TrainConfig, Trainer};
-use std::path::Path;
+use retroprop::train::{ResolvedRun, RunRequest, Saved};
+use retroprop::{Checkpoint, Dataset, EpochRecord, History, Standardizer, TrainConfig, Trainer};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
-fn text<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
-}
-
-/// The optimizer `--optimizer` (else `saved`, a resumed run's, else Adam)
-/// and the flags describe; a flag whose option that optimizer does not
-/// have is an error (the library knows which has which).
-fn optimizer(args: &TrainArgs, saved: Option<Optimizer>) -> Result<Optimizer> {
-    let mut optimizer = args
-        .optimizer
-        .or(saved)
-        .unwrap_or(retroprop::Adam::default().into());
-    let name = optimizer.name();
-    for (option, value) in args.optimizer_options() {
-        let flag = format!("--{}", option.replace('_', "-"));
-        optimizer.set_option(option, &value).map_err(|e| match e {
-            retroprop::Error::UnknownOption { owners, .. } => format!(
-                "{flag} does not apply to --optimizer {name} (only to {})",
-                owners.join(", ")
-            ),
-            e => format!("{flag}: {e}"),
-        })?;
-    }
-    optimizer
-        .validate()
-        .map_err(|e| format!("--optimizer {name}: {e}"))?;
-    Ok(optimizer)
 }
 
 fn describe(data: Option<&Path>) -> String {
@@ -53,28 +30,128 @@ fn describe(data: Option<&Path>) -> String {
     })
 }
 
+/// A checkpoint to continue from (`--resume`): a lone run's, or one of
+/// members (`members`), whose first member stands for the run in the
+/// settings' resolution, at the run's epoch.
+pub(crate) struct Resume {
+    pub path: PathBuf,
+    pub model: LoadedModel,
+    /// The optimizer's name in the file.
+    pub optimizer: String,
+    pub checkpoint: Checkpoint,
+    /// Every member, when the file holds members.
+    pub members: Option<LoadedMembersCheckpoint>,
+}
+
+impl Resume {
+    /// The run as the library's resolution reads it.
+    pub fn saved(&self) -> Saved<'_> {
+        Saved {
+            checkpoint: &self.checkpoint,
+            standardized: self.model.standardizer.is_some(),
+            optimizer_name: &self.optimizer,
+        }
+    }
+}
+
+/// The data of the run, held out and scaled as its settings say.
+pub(crate) struct Sets {
+    pub train: Dataset,
+    /// The validation data: `--val`'s, the rows held out, or with
+    /// `--folds` the training data itself (each member validates on its
+    /// fold's rows of it).
+    pub validation: Option<Dataset>,
+    pub standardizer: Option<Standardizer>,
+    /// Why the loss was chosen, when no flag or checkpoint named it.
+    pub chosen_because: Option<String>,
+}
+
+/// A trainer set up to run, and what the files it writes need.
+struct Session {
+    trainer: Trainer,
+    interrupts: Interrupts,
+    /// The step this invocation started from: a signal before its first
+    /// step leaves every file as it was.
+    first_step: u64,
+    /// The model a file gets, around its parameters.
+    model: SavedModel,
+    setup_seconds: f64,
+}
+
+/// How the fit ended.
+struct Outcome {
+    history: History,
+    /// The run's epochs from its start (a resumed run's earlier ones
+    /// from the metrics file).
+    epochs: Vec<EpochRecord>,
+    signal: Option<Signal>,
+}
+
 /// Trains as `args` say. Returns the exit status: success, or after
 /// SIGINT or SIGTERM, which stop training at a step boundary and still
 /// save, 130 or 143.
 pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let start = Instant::now();
+    let resume = load_resume(&args)?;
+    if args.asks_for_members() || resume.as_ref().is_some_and(|r| r.members.is_some()) {
+        return crate::members::train(args, resume, ranks, start);
+    }
     ranks.only_rank_0_writes(&mut args);
-    // A resumed run is the run it continues: the checkpoint's settings
-    // stand for every flag left out (checkpoints written before settings
-    // were recorded have none: then the flags and defaults stand).
-    let resume = args
-        .resume
-        .as_deref()
-        .map(load_checkpoint)
-        .transpose()
-        .map_err(text)?;
-    let saved = resume.as_ref().and_then(|(_, _, c)| c.settings.clone());
-    let seed = args.seed.or(saved.as_ref().map(|s| s.seed)).unwrap_or(0);
-    let optimizer = optimizer(&args, saved.as_ref().map(|s| s.optimizer))?;
-    let loss = args.loss.or(saved.as_ref().map(|s| s.loss));
-    // A resumed run reads its data as its start did: as many target
-    // columns as the network has outputs (one of labels for cross-entropy).
-    let targets = match (args.targets, &saved) {
+    let labelled = load_data(&args, resume.as_ref())?;
+    let run = resolve_settings(&args, &labelled, resume.as_ref(), ranks)?;
+    let sets = hold_out_and_scale(&args, labelled, &run, resume.is_some())?;
+    let mut session = start_trainer(&args, run, &sets, resume.as_ref(), ranks, start)?;
+    let Some(outcome) = fit(&args, &mut session, &sets, resume.as_ref(), ranks)? else {
+        return Ok(stopped_before_the_first_step(&session.interrupts, ranks));
+    };
+    keep_files(&args, &mut session, &outcome)?;
+    if ranks.writes() {
+        println!(
+            "{}",
+            summary(&args, &mut session, &sets, &outcome, ranks, start)?
+        );
+    }
+    Ok(outcome.signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
+}
+
+/// The checkpoint `--resume` names, read: a lone run's or one of members.
+fn load_resume(args: &TrainArgs) -> Result<Option<Resume>> {
+    let Some(path) = &args.resume else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !is_members(&bytes, path).map_err(text)? {
+        let (model, optimizer, checkpoint) = parse_checkpoint(&bytes, path).map_err(text)?;
+        return Ok(Some(Resume {
+            path: path.clone(),
+            model,
+            optimizer,
+            checkpoint,
+            members: None,
+        }));
+    }
+    let members = parse_members_checkpoint(&bytes, path).map_err(text)?;
+    // Members that stopped early stand at earlier epochs: the run's epoch,
+    // which its --epochs count from, is the furthest.
+    let epoch = members.checkpoints.iter().map(|c| c.epoch).max();
+    Ok(Some(Resume {
+        path: path.clone(),
+        model: members.members.members[0].clone(),
+        optimizer: members.optimizer.clone(),
+        checkpoint: Checkpoint {
+            epoch: epoch.unwrap_or(0),
+            ..members.checkpoints[0].clone()
+        },
+        members: Some(members),
+    }))
+}
+
+/// The training data, read as the run reads it: a resumed run as its
+/// start did (as many target columns as the network has outputs, one of
+/// labels for a classification loss).
+pub(crate) fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Labelled> {
+    let saved = resume.and_then(|r| r.checkpoint.settings.as_ref());
+    let targets = match (args.targets, saved) {
         (Some(targets), _) => targets,
         (None, Some(saved)) if !saved.loss.takes_classes() => {
             saved.sizes.last().copied().unwrap_or(1)
@@ -84,96 +161,106 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if targets == 0 {
         return Err("--targets must be at least 1".into());
     }
-    let labelled = load_labelled(args.data.as_deref(), targets, loss).map_err(text)?;
-    let (mut train_set, loss) = (labelled.data, labelled.loss);
-    // The bundled data set holds out 20 % by default, to report an honest
-    // accuracy. A resumed run holds out the rows its start held out (the
-    // split's seed is the first seed, whatever --seed says now).
-    let split_seed = saved
-        .as_ref()
-        .and_then(|s| s.validation_split)
-        .map_or(seed, |v| v.seed);
-    let val_split = match (&args.val, args.val_split, &saved) {
-        (Some(_), _, _) => None,
-        (None, Some(fraction), _) => Some(fraction),
-        (None, None, Some(saved)) => saved.validation_split.map(|v| v.fraction),
-        (None, None, None) => args.data.is_none().then_some(0.2),
-    }
-    .map(|fraction| ValidationSplit {
-        fraction,
-        seed: split_seed,
-    });
-    let mut val_set = match (&args.val, val_split) {
-        (Some(path), _) => Some(
-            load_labelled(Some(path), targets, Some(loss))
-                .map_err(text)?
-                .data,
-        ),
-        (None, Some(split)) => {
-            let (rest, held) = train_set
-                .split(split.fraction, split.seed)
-                .map_err(|e| format!("--val-split: {e}"))?;
-            train_set = rest;
-            Some(held)
-        }
-        (None, None) => None,
-    };
-    if let Some(v) = &val_set
-        && v.features() != train_set.features()
-    {
-        return Err(format!(
-            "--val: the validation data has {} features, the training data {}",
-            v.features(),
-            train_set.features()
-        ));
-    }
-    // The bundled digits are pixel counts 0..16: standardise them always.
-    // A resumed run standardises as its start did.
-    let saved_standardized = resume
-        .as_ref()
-        .filter(|_| saved.is_some())
-        .map(|(model, _, _)| model.standardizer.is_some());
-    if saved_standardized == Some(false) && args.standardize {
-        return Err(format!(
-            "--resume {}: the checkpoint was written without --standardize (its saved state \
-             cannot carry another input scale; leave it out to continue the run)",
-            args.resume.as_ref().unwrap().display()
-        ));
-    }
-    let standardize = args.standardize || args.data.is_none() || saved_standardized == Some(true);
-    let standardizer = standardize.then(|| Standardizer::fit(&train_set));
-    if let Some(s) = &standardizer {
-        s.apply(&mut train_set).map_err(text)?;
-        if let Some(v) = &mut val_set {
-            s.apply(v).map_err(text)?;
-        }
-    }
+    let loss = args.loss.or(saved.map(|s| s.loss));
+    let spec = args.columns.spec(targets);
+    load_labelled(args.data.as_deref(), &spec, loss).map_err(text)
+}
 
-    if let Some((_, optimizer_name, _)) = &resume
-        && saved.is_none()
-        && *optimizer_name != optimizer.name()
-    {
-        return Err(format!(
-            "--resume {}: the checkpoint was written with --optimizer {optimizer_name}, not {}",
-            args.resume.as_ref().unwrap().display(),
-            optimizer.name()
-        ));
+/// What the flags say, each setting `None` where no flag was given.
+fn request(args: &TrainArgs) -> Result<RunRequest> {
+    Ok(RunRequest {
+        sizes: args.arch.as_deref().map(parse_arch).transpose()?,
+        activations: args.activations.clone(),
+        loss: args.loss,
+        optimizer: args.optimizer,
+        optimizer_options: args
+            .optimizer_options()
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect(),
+        lr_schedule: args.lr_schedule.as_ref().and_then(|v| v.single()).copied(),
+        batch_size: args.batch_size.map(|rows| (rows > 0).then_some(rows)),
+        shuffle: args.no_shuffle.then_some(false),
+        // A list's first seeds what the run shares: the split, the folds.
+        seed: args.seed.as_ref().and_then(|v| v.0.first()).copied(),
+        init: Some(args.weight_init),
+        clip_grad_norm: args.clip_grad_norm,
+        clip_grad_value: args.clip_grad_value,
+        dropout: args.dropout.as_ref().and_then(|v| v.single()).copied(),
+        early_stopping: args.early_stopping,
+        min_delta: args.min_delta,
+        // Validation data of its own holds out nothing.
+        validation_split: match (&args.val, args.val_split) {
+            (Some(_), _) => Some(None),
+            (None, fraction) => fraction.map(Some),
+        },
+        standardize: args.standardize.then_some(true),
+        precision: args.precision,
+        epochs: args.epochs,
+        max_steps: args.steps,
+        device: Some(args.device),
+        norms_every: args.norms_every,
+    })
+}
+
+/// The program's own defaults, where neither a flag nor the checkpoint
+/// says: the network `FEATURES,64,OUTPUTS` (or `--init`'s), the loss the
+/// targets suggest, 20 epochs (no bound with `--steps`), and for the
+/// bundled digits standardisation (they are pixel counts 0..16) and,
+/// without `--folds`, a 20 % validation split.
+fn program_defaults(args: &TrainArgs, labelled: &Labelled) -> Result<RunRequest> {
+    let init = args
+        .init
+        .as_deref()
+        .map(load_model)
+        .transpose()
+        .map_err(text)?;
+    let data = &labelled.data;
+    let bundled = args.data.is_none();
+    Ok(RunRequest {
+        sizes: Some(init.as_ref().map_or_else(
+            || vec![data.features(), 64, outputs_for(data)],
+            |m| m.sizes.clone(),
+        )),
+        activations: init
+            .and_then(|m| m.activations)
+            .map(|a| join(&a))
+            .filter(|_| args.arch.is_none()),
+        loss: Some(labelled.loss),
+        epochs: Some(if args.steps.is_some() { usize::MAX } else { 20 }),
+        validation_split: (bundled && args.folds.is_none()).then_some(Some(0.2)),
+        standardize: bundled.then_some(true),
+        ..RunRequest::default()
+    })
+}
+
+/// The run's settings, resolved by the library from the flags, the
+/// checkpoint and the program's defaults; a resume that changes what
+/// its state cannot carry is refused here, naming each flag.
+pub(crate) fn resolve_settings(
+    args: &TrainArgs,
+    labelled: &Labelled,
+    resume: Option<&Resume>,
+    ranks: &Ranks,
+) -> Result<ResolvedRun> {
+    let defaults = program_defaults(args, labelled)?;
+    let run = request(args)?
+        .resolve(&defaults, resume.map(Resume::saved))
+        .map_err(flag_error)?;
+    if let Some(resume) = resume {
+        if let Some(refused) = resume::refusal(&resume.path, &run.refused) {
+            return Err(refused);
+        }
+        if run.unchecked && ranks.writes() {
+            eprintln!(
+                "note: {} was written before checkpoints recorded their run's settings: the \
+                 flags given and the defaults stand, unchecked, and early stopping counts again",
+                resume.path.display()
+            );
+        }
     }
-    let init = match &resume {
-        Some((model, _, _)) => Some(model.clone()),
-        None => args
-            .init
-            .as_deref()
-            .map(load_model)
-            .transpose()
-            .map_err(text)?,
-    };
-    let features = train_set.features();
-    let sizes = match (&args.arch, &init) {
-        (Some(arch), _) => parse_arch(arch)?,
-        (None, Some(model)) => model.sizes.clone(),
-        (None, None) => vec![features, 64, outputs_for(&train_set)],
-    };
+    let features = labelled.data.features();
+    let sizes = run.mlp.sizes();
     if sizes[0] != features {
         return Err(format!(
             "--arch starts with {} inputs, but {} has {features} feature columns",
@@ -181,218 +268,290 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
             describe(args.data.as_deref())
         ));
     }
-    let layers = sizes.len() - 1;
-    let activations = match (
-        &args.activations,
-        init.as_ref().and_then(|m| m.activations.clone()),
-    ) {
-        (Some(list), _) => parse_activations(list, layers)?,
-        (None, Some(saved)) if saved.len() == layers => saved,
-        _ => parse_activations("relu", layers)?,
-    };
-    let mlp = Mlp::with_activations(&sizes, &activations).map_err(|e| format!("--arch: {e}"))?;
+    Ok(run)
+}
 
-    // --steps alone decides; an --epochs given with it bounds it.
-    let epochs = args
-        .epochs
-        .unwrap_or(if args.steps.is_some() { usize::MAX } else { 20 });
-    let mut config = match &saved {
-        Some(saved) => TrainConfig::default().with_settings(saved),
-        None => TrainConfig::default(),
+/// A resolution error in the program's words: a setting by its flag.
+pub(crate) fn flag_error(error: retroprop::Error) -> String {
+    match error {
+        retroprop::Error::UnknownOption {
+            optimizer,
+            option,
+            owners,
+            ..
+        } => format!(
+            "{} does not apply to --optimizer {optimizer} (only to {})",
+            resume::flag(&option),
+            owners.join(", ")
+        ),
+        retroprop::Error::Setting { setting, message } => {
+            format!("{} {message}", resume::flag(setting))
+        }
+        e @ (retroprop::Error::ZeroSizedLayer { .. } | retroprop::Error::Shape { .. }) => {
+            format!("--arch: {e}")
+        }
+        e => e.to_string(),
     }
-    .loss(loss)
-    .optimizer(optimizer)
-    .epochs(epochs)
-    .seed(seed)
-    .device(args.device);
-    if let Some(rows) = args.batch_size {
-        config.batch_size = (rows > 0).then_some(rows);
+}
+
+/// The validation rows (`--val`, or held out as the settings say, the
+/// run's first split on resume, or with `--folds` the training rows
+/// themselves) and the inputs' scaling, fitted on the training rows (with
+/// `--folds`, all of them).
+pub(crate) fn hold_out_and_scale(
+    args: &TrainArgs,
+    labelled: Labelled,
+    run: &ResolvedRun,
+    resumed: bool,
+) -> Result<Sets> {
+    let Labelled {
+        data: mut train,
+        loss,
+        chosen_because,
+    } = labelled;
+    let mut validation = match (&args.val, run.config.validation_split) {
+        (Some(path), _) => {
+            let spec = args.columns.spec(train.target_width());
+            Some(
+                load_labelled(Some(path), &spec, Some(loss))
+                    .map_err(text)?
+                    .data,
+            )
+        }
+        (None, Some(split)) => {
+            let (rest, held) = train
+                .split(split.fraction, split.seed)
+                .map_err(|e| format!("--val-split: {e}"))?;
+            train = rest;
+            Some(held)
+        }
+        (None, None) => None,
+    };
+    if let Some(v) = &validation
+        && v.features() != train.features()
+    {
+        return Err(format!(
+            "--val: the validation data has {} features, the training data {}",
+            v.features(),
+            train.features()
+        ));
     }
-    if args.no_shuffle {
-        config.shuffle = false;
-    }
-    if let Some(precision) = args.precision {
-        config.precision = precision;
-    }
-    if let Some(schedule) = args.lr_schedule {
-        config.lr_schedule = schedule;
-    }
-    config.norms_every = args.norms_every;
-    if let Some(p) = args.dropout {
-        config = config.dropout(p);
-    }
-    if let Some(max_norm) = args.clip_grad_norm {
-        config.grad_clip.max_norm = Some(max_norm);
-    }
-    if let Some(max_value) = args.clip_grad_value {
-        config.grad_clip.max_value = Some(max_value);
-    }
-    let saved_rule = config.early_stopping;
-    let patience = args.early_stopping.or(saved_rule.map(|e| e.patience));
-    let min_delta = args
-        .min_delta
-        .or(saved_rule.map(|e| e.min_delta))
-        .unwrap_or(0.0);
-    config.early_stopping = None;
-    if let Some(patience) = patience {
-        if val_set.is_none() && args.early_stopping.is_none() {
-            return Err(format!(
-                "--resume {}: the run stops early on validation data (--early-stopping {patience} \
+    let folds = args.folds.is_some();
+    if let Some(rule) = run.config.early_stopping
+        && validation.is_none()
+        && !folds
+    {
+        return Err(match (args.early_stopping, resumed) {
+            (None, true) => format!(
+                "--resume {}: the run stops early on validation data (--early-stopping {} \
                  in the checkpoint): give its --val FILE again",
                 args.resume
                     .as_ref()
-                    .map_or("".into(), |p| p.display().to_string())
-            ));
+                    .map_or("".into(), |p| p.display().to_string()),
+                rule.patience
+            ),
+            _ => "--early-stopping needs validation data: add --val FILE, --val-split FRACTION \
+                  or --folds N"
+                .into(),
+        });
+    }
+    let standardizer = run.standardize.then(|| Standardizer::fit(&train));
+    if let Some(s) = &standardizer {
+        s.apply(&mut train).map_err(text)?;
+        if let Some(v) = &mut validation {
+            s.apply(v).map_err(text)?;
         }
-        if val_set.is_none() {
-            return Err(
-                "--early-stopping needs validation data: add --val FILE or --val-split FRACTION"
-                    .into(),
-            );
-        }
-        config = config.early_stopping(patience, min_delta);
     }
-    config.validation_split = val_split;
-    if let Some(steps) = args.steps {
-        config = config.max_steps(steps);
+    if folds {
+        validation = Some(train.clone());
     }
-    if let (Some(saved), Some(path)) = (&saved, &args.resume)
-        && let Some(refused) = resume::refusal(path, &saved.changes(&config.settings(&mlp)))
-    {
-        return Err(refused);
-    }
-    if let (None, Some(path)) = (&saved, &args.resume)
-        && ranks.writes()
-    {
-        eprintln!(
-            "note: {} was written before checkpoints recorded their run's settings: the flags \
-             given and the defaults stand, unchecked, and early stopping counts again",
-            path.display()
-        );
-    }
+    Ok(Sets {
+        train,
+        validation,
+        standardizer,
+        chosen_because,
+    })
+}
 
-    // Before the parameters are drawn: a network too large for the machine
-    // is an error, not an aborted allocation.
-    let batch_rows = config.batch_size.unwrap_or(train_set.rows());
-    mlp.check_training_memory(Some(batch_rows), config.optimizer.state_slots())
-        .map_err(text)?;
-    let params = match &init {
-        Some(model) => {
-            if model.sizes != sizes {
-                return Err(format!(
-                    "{} {}: the file's layer sizes {} do not match the architecture {}",
-                    if resume.is_some() {
-                        "--resume"
-                    } else {
-                        "--init"
-                    },
-                    args.resume
-                        .as_ref()
-                        .or(args.init.as_ref())
-                        .unwrap()
-                        .display(),
-                    join(&model.sizes),
-                    join(&sizes)
-                ));
-            }
-            model.params.clone()
-        }
-        None => mlp.init(args.weight_init, seed),
-    };
-    if let Some((_, _, checkpoint)) = &resume {
-        // --epochs counts from the start of the original run.
-        config.epochs = config.epochs.saturating_sub(checkpoint.epoch as usize);
+/// The parameters the run starts from: the checkpoint's, `--init`'s
+/// (which must fit the network), or drawn with the seed.
+fn starting_parameters(
+    args: &TrainArgs,
+    run: &ResolvedRun,
+    resume: Option<&Resume>,
+) -> Result<Vec<f32>> {
+    if let Some(resume) = resume {
+        fits_network("--resume", &resume.path, &resume.model, run)?;
+        return Ok(resume.model.params.clone());
     }
+    Ok(init_parameters(args, run)?
+        .unwrap_or_else(|| run.mlp.init(run.config.init, run.config.seed)))
+}
+
+/// The parameters `--init` names, which must fit the network.
+pub(crate) fn init_parameters(args: &TrainArgs, run: &ResolvedRun) -> Result<Option<Vec<f32>>> {
+    let Some(path) = &args.init else {
+        return Ok(None);
+    };
+    let model = load_model(path).map_err(text)?;
+    fits_network("--init", path, &model, run)?;
+    Ok(Some(model.params))
+}
+
+/// Whether a file's network (`flag`'s) has the run's layer sizes.
+pub(crate) fn fits_network(
+    flag: &str,
+    path: &Path,
+    model: &LoadedModel,
+    run: &ResolvedRun,
+) -> Result<()> {
+    let sizes = run.mlp.sizes();
+    if model.sizes != sizes {
+        return Err(format!(
+            "{flag} {}: the file's layer sizes {} do not match the architecture {}",
+            path.display(),
+            join(&model.sizes),
+            join(&sizes)
+        ));
+    }
+    Ok(())
+}
+
+/// The trainer of the run on every rank, at the checkpoint's state on a
+/// resume (its steering changes printed), with Ctrl-C and SIGTERM wired
+/// to its stop flag, and every rank's data found the same.
+fn start_trainer(
+    args: &TrainArgs,
+    run: ResolvedRun,
+    sets: &Sets,
+    resume: Option<&Resume>,
+    ranks: &Ranks,
+    start: Instant,
+) -> Result<Session> {
+    check_memory(&run, sets)?;
+    let params = starting_parameters(args, &run, resume)?;
     // From here on there is work to keep.
     let interrupts = Interrupts::install()?;
-    config = config.stop_flag(interrupts.stop_flag());
-    let mut trainer = ranks.join(Trainer::with_parameters(
-        mlp.clone(),
-        params,
-        config.clone(),
-    ))?;
+    let config = run.config.stop_flag(interrupts.stop_flag());
+    let model = SavedModel {
+        mlp: run.mlp.clone(),
+        params: Vec::new(),
+        loss: config.loss,
+        standardizer: sets.standardizer.clone(),
+    };
+    let mut trainer = ranks.join(Trainer::with_parameters(run.mlp, params, config))?;
     if ranks.writes() {
         note_fallback(&trainer);
     }
-    if let Some((_, _, checkpoint)) = &resume {
-        ranks.shared(trainer.restore(checkpoint))?;
+    if let Some(resume) = resume {
+        ranks.shared(trainer.restore(&resume.checkpoint))?;
         if ranks.writes() {
             for line in resume::change_lines(trainer.resume_changes()) {
                 eprintln!("{line}");
             }
         }
     }
-    // What this invocation started from: a signal before its first step
-    // leaves every file as it was.
     let first_step = trainer.steps();
-    // Every rank must read the same data, or the ranks would wait for each
-    // other's sums forever: compared here, before the first step, with
-    // the files named.
+    check_same_data(args, &mut trainer, sets, ranks)?;
+    Ok(Session {
+        trainer,
+        interrupts,
+        first_step,
+        model,
+        setup_seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Before the parameters are drawn: a network too large for the machine
+/// is an error, not an aborted allocation.
+pub(crate) fn check_memory(run: &ResolvedRun, sets: &Sets) -> Result<()> {
+    let batch_rows = run.config.batch_size.unwrap_or(sets.train.rows());
+    run.mlp
+        .check_training_memory(Some(batch_rows), run.config.optimizer.state_slots())
+        .map_err(text)
+}
+
+/// Every rank must read the same data, or the ranks would wait for each
+/// other's sums forever: compared before the first step, the files named.
+fn check_same_data(
+    args: &TrainArgs,
+    trainer: &mut Trainer,
+    sets: &Sets,
+    ranks: &Ranks,
+) -> Result<()> {
     let data_name = args
         .data
         .as_deref()
         .map_or("the bundled digits".into(), |p| p.display().to_string());
     let what = format!("the training data ({data_name})");
-    ranks.shared(trainer.check_same_data(&train_set, &what))?;
-    if let Some(v) = &val_set {
+    ranks.shared(trainer.check_same_data(&sets.train, &what))?;
+    if let Some(v) = &sets.validation {
         let what = match &args.val {
             Some(path) => format!("the validation data ({})", path.display()),
             None => format!("the validation data (held out of {data_name})"),
         };
         ranks.shared(trainer.check_same_data(v, &what))?;
     }
-    let setup = start.elapsed().as_secs_f64();
-    let epochs_shown = match args.steps {
+    Ok(())
+}
+
+/// The epochs the progress bar counts to.
+pub(crate) fn epochs_shown(args: &TrainArgs, config: &TrainConfig, rows: usize) -> usize {
+    match args.steps {
         Some(steps) => {
-            let per_epoch = train_set
-                .rows()
-                .div_ceil(config.batch_size.unwrap_or(train_set.rows()))
-                as u64;
-            (steps.div_ceil(per_epoch.max(1)) as usize).min(epochs)
+            let per_epoch = rows.div_ceil(config.batch_size.unwrap_or(rows)) as u64;
+            (steps.div_ceil(per_epoch.max(1)) as usize).min(config.epochs)
         }
-        None => epochs,
-    };
-    let bar = progress(epochs_shown, args.quiet);
-    let resumed_at = resume.as_ref().map(|(_, _, c)| (c.epoch, c.step));
+        None => config.epochs,
+    }
+}
+
+/// Trains, showing progress, writing metrics and checkpoints and
+/// warning of vanishing or exploding gradients as it goes. `None` when a
+/// signal came before the first step. After a divergence, the error
+/// says where the last good parameters are.
+fn fit(
+    args: &TrainArgs,
+    session: &mut Session,
+    sets: &Sets,
+    resume: Option<&Resume>,
+    ranks: &Ranks,
+) -> Result<Option<Outcome>> {
+    let config = session.trainer.config().clone();
+    let bar = progress(epochs_shown(args, &config, sets.train.rows()), args.quiet);
+    let resumed_at = resume.map(|r| (r.checkpoint.epoch, r.checkpoint.step));
     let mut metrics = args
         .metrics
         .as_deref()
         .map(|path| MetricsFile::open(path, resumed_at))
         .transpose()?;
     let mut metrics_error = None;
-    let mut warnings = crate::report::NormWarnings::default();
-    let rows = train_set.rows() as f64;
-    let checkpoint_model = |params: Vec<f32>| SavedModel {
-        mlp: mlp.clone(),
-        params,
-        loss,
-        standardizer: standardizer.clone(),
-    };
+    let mut warnings = NormWarnings::default();
+    let rows = sets.train.rows() as f64;
     let every = if args.checkpoint.is_some() {
         args.checkpoint_every.max(1)
     } else {
         0
     };
-    let optimizer = config.optimizer;
     // The (epoch, step) of the last checkpoint this invocation wrote.
     let last_checkpoint = std::cell::Cell::new(None);
-    let on_checkpoint = |checkpoint: retroprop::Checkpoint| {
+    let model = &session.model;
+    let on_checkpoint = |checkpoint: Checkpoint| {
         let path = args
             .checkpoint
             .as_ref()
             .expect("every > 0 only with a path");
-        save_checkpoint(
-            path,
-            &checkpoint_model(checkpoint.params.clone()),
-            &optimizer,
-            &checkpoint,
-        )?;
+        let model = SavedModel {
+            params: checkpoint.params.clone(),
+            ..model.clone()
+        };
+        save_checkpoint(path, &model, &config.optimizer, &checkpoint)?;
         last_checkpoint.set(Some((checkpoint.epoch, checkpoint.step)));
         Ok(())
     };
-    let history = trainer.fit_checkpointed(
-        &train_set,
-        val_set.as_ref(),
+    let history = session.trainer.fit_checkpointed(
+        &sets.train,
+        sets.validation.as_ref(),
         |record| {
             bar.set_position(record.epoch as u64);
             bar.set_message(progress_message(record, rows * record.epoch as f64));
@@ -418,11 +577,15 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         Ok(history) => history,
         Err(e @ retroprop::Error::Diverged { .. }) => {
             let at = last_checkpoint.get().or(resumed_at);
+            let model = session.model.clone();
             return Err(keep_last_good(
                 ranks.error(e),
-                &mut trainer,
-                &args,
-                &checkpoint_model,
+                &mut session.trainer,
+                args,
+                &|params| SavedModel {
+                    params,
+                    ..model.clone()
+                },
                 at,
             ));
         }
@@ -431,66 +594,95 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if let Some(e) = metrics_error {
         return Err(e);
     }
-    let signal = interrupts.received();
-    if history.interrupted && trainer.steps() == first_step {
-        // Stopped during start-up (a cold GPU pipeline compile takes long):
-        // there is nothing new to keep, and the files stay as they were.
-        if ranks.writes() {
-            println!(
-                "interrupted by {} before the first step: no file written",
-                signal.map_or("a signal", |s| s.name())
-            );
-        }
-        return Ok(signal.map_or(ExitCode::FAILURE, |s| s.exit_code()));
+    let signal = session.interrupts.received();
+    if history.interrupted && session.trainer.steps() == session.first_step {
+        return Ok(None);
     }
-    // An interrupt or --steps ended an epoch midway: the checkpoint records
-    // the position inside it (the epoch-end callback did not run).
+    let mut epochs = metrics.as_ref().map_or(Vec::new(), MetricsFile::earlier);
+    epochs.extend(history.epochs.iter().cloned());
+    Ok(Some(Outcome {
+        history,
+        epochs,
+        signal,
+    }))
+}
+
+/// Stopped during start-up (a cold GPU pipeline compile takes long):
+/// there is nothing new to keep, and the files stay as they were.
+pub(crate) fn stopped_before_the_first_step(interrupts: &Interrupts, ranks: &Ranks) -> ExitCode {
+    let signal = interrupts.received();
+    if ranks.writes() {
+        println!(
+            "interrupted by {} before the first step: no file written",
+            signal.map_or("a signal", |s| s.name())
+        );
+    }
+    signal.map_or(ExitCode::FAILURE, |s| s.exit_code())
+}
+
+/// The files that keep the work: the checkpoint where an interrupt or
+/// `--steps` ended an epoch midway (the epoch-end callback did not run),
+/// `--save`, then `--plot` of the run's epochs from its start.
+fn keep_files(args: &TrainArgs, session: &mut Session, outcome: &Outcome) -> Result<()> {
+    let trainer = &mut session.trainer;
+    let history = &outcome.history;
     if (history.interrupted || history.cut_mid_epoch)
         && let Some(path) = &args.checkpoint
     {
         let checkpoint = trainer.checkpoint().map_err(text)?;
-        save_checkpoint(
-            path,
-            &checkpoint_model(checkpoint.params.clone()),
-            &optimizer,
-            &checkpoint,
-        )
-        .map_err(text)?;
+        let model = SavedModel {
+            params: checkpoint.params.clone(),
+            ..session.model.clone()
+        };
+        save_checkpoint(path, &model, &trainer.config().optimizer, &checkpoint).map_err(text)?;
     }
     if let Some(path) = &args.save {
-        let params = trainer.parameters().map_err(text)?;
+        let model = SavedModel {
+            params: trainer.parameters().map_err(text)?,
+            ..session.model.clone()
+        };
         let notes = RunNotes {
             interrupted_at_step: history.interrupted.then(|| trainer.steps()),
             changed_on_resume: trainer.changes().to_vec(),
             precision: Some(trainer.config().precision),
         };
-        save_noted_model(path, &checkpoint_model(params), &notes).map_err(text)?;
+        save_noted_model(path, &model, &notes).map_err(text)?;
     }
-    // After the files that keep the work; the run's epochs from its start
-    // (a resumed run's earlier ones from the metrics file).
-    let mut epochs = metrics
-        .as_ref()
-        .map_or(Vec::new(), |m| m.earlier().to_vec());
-    epochs.extend(history.epochs.iter().cloned());
     if let Some(path) = &args.plot
-        && !epochs.is_empty()
+        && !outcome.epochs.is_empty()
     {
-        plot(path, &epochs)?;
+        plot(path, "loss per epoch", &Series::of_run(&outcome.epochs))?;
     }
+    Ok(())
+}
 
+/// The line the program ends with: what was trained where, how long it
+/// took, the loss and accuracy, the epoch kept, the files, the signal.
+fn summary(
+    args: &TrainArgs,
+    session: &mut Session,
+    sets: &Sets,
+    outcome: &Outcome,
+    ranks: &Ranks,
+    start: Instant,
+) -> Result<String> {
+    let trainer = &mut session.trainer;
+    let history = &outcome.history;
+    let loss = trainer.config().loss;
     let last = history.epochs.last();
     let mut summary = format!(
         "trained {} on {} ({} rows): {} epochs, {} steps in {:.1} s (setup {:.1} s)",
-        join(&sizes),
+        join(&trainer.mlp().sizes()),
         ranks.describe(trainer.device_name()),
-        train_set.rows(),
+        sets.train.rows(),
         history.epochs.len(),
         trainer.steps(),
         start.elapsed().as_secs_f64(),
-        setup
+        session.setup_seconds
     );
-    let chosen = labelled
+    let chosen = sets
         .chosen_because
+        .as_ref()
         .map_or(String::new(), |why| format!(" (chosen: {why})"));
     summary += &format!(
         "; loss {loss}{chosen}, train {}",
@@ -504,7 +696,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
             }
         }
         None => {
-            if let Some(a) = trainer.evaluate(&train_set).map_err(text)?.accuracy {
+            if let Some(a) = trainer.evaluate(&sets.train).map_err(text)?.accuracy {
                 summary += &format!(", training accuracy {:.2}%", 100.0 * a);
             }
         }
@@ -522,7 +714,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     if let Some(path) = &args.save {
         summary += &format!("; saved {}", path.display());
     }
-    if let Some(signal) = signal {
+    if let Some(signal) = outcome.signal {
         summary += &match (history.interrupted, &args.checkpoint) {
             (true, Some(path)) => format!(
                 "; interrupted by {} at step {} (continue with --resume {})",
@@ -538,10 +730,7 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
             (false, _) => format!("; {} came after the last step", signal.name()),
         };
     }
-    if ranks.writes() {
-        println!("{summary}");
-    }
-    Ok(signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
+    Ok(summary)
 }
 
 /// After a divergence: `--checkpoint` stays the last checkpoint written
@@ -583,129 +772,13 @@ fn keep_last_good(
     message
 }
 
-fn join<T: ToString>(v: &[T]) -> String {
+pub(crate) fn join<T: ToString>(v: &[T]) -> String {
     v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn open_model(path: &Path, device: Device) -> Result<(SavedModel, Trainer)> {
-    let model = load_model(path)
-        .and_then(|m| m.complete(path))
-        .map_err(text)?;
-    let config = TrainConfig::default().loss(model.loss).device(device);
-    let trainer =
-        Trainer::with_parameters(model.mlp.clone(), model.params.clone(), config).map_err(text)?;
-    note_fallback(&trainer);
-    Ok((model, trainer))
-}
-
 /// Says on stderr why `--device auto` runs on the CPU, when it does.
-fn note_fallback(trainer: &Trainer) {
+pub(crate) fn note_fallback(trainer: &Trainer) {
     if let Some(why) = trainer.device_fallback() {
         eprintln!("note: --device auto runs on the CPU: {why}");
     }
-}
-
-pub fn predict(args: PredictArgs) -> Result<()> {
-    let (model, mut trainer) = open_model(&args.model, args.device)?;
-    let inputs = model.mlp.inputs();
-    let mut x = load_inputs(&args.data, inputs).map_err(text)?;
-    if let Some(s) = &model.standardizer {
-        s.apply_rows(&mut x).map_err(text)?;
-    }
-    let outputs = trainer.predict(&x).map_err(text)?;
-    let width = model.mlp.outputs();
-    let mut out = String::new();
-    match model.loss {
-        Loss::CrossEntropy => {
-            out += "class";
-            (0..width).for_each(|j| out += &format!(",p{j}"));
-            out += "\n";
-            let probabilities = model.loss.probabilities(&outputs, width);
-            for (row, p) in outputs
-                .chunks_exact(width)
-                .zip(probabilities.chunks_exact(width))
-            {
-                out += &argmax(row).to_string();
-                p.iter().for_each(|p| out += &format!(",{p}"));
-                out += "\n";
-            }
-        }
-        Loss::BceWithLogits => {
-            let names: Vec<String> = (0..width)
-                .map(|j| format!("label{j}"))
-                .chain((0..width).map(|j| format!("p{j}")))
-                .collect();
-            out += &(names.join(",") + "\n");
-            let probabilities = model.loss.probabilities(&outputs, width);
-            for (row, p) in outputs
-                .chunks_exact(width)
-                .zip(probabilities.chunks_exact(width))
-            {
-                let labels = row.iter().map(|&z| ((z > 0.0) as u8).to_string());
-                let probs = p.iter().map(f32::to_string);
-                out += &(labels.chain(probs).collect::<Vec<_>>().join(",") + "\n");
-            }
-        }
-        Loss::Mse | Loss::HalfMse => {
-            out += &((0..width)
-                .map(|j| format!("y{j}"))
-                .collect::<Vec<_>>()
-                .join(",")
-                + "\n");
-            for row in outputs.chunks_exact(width) {
-                out += &(row.iter().map(f32::to_string).collect::<Vec<_>>().join(",") + "\n");
-            }
-        }
-    }
-    match &args.out {
-        Some(path) => retroprop::io::write_atomic(path, out.as_bytes()).map_err(text)?,
-        None => {
-            use std::io::Write;
-            // A closed pipe (`| head`) is the reader's choice, not an error.
-            match std::io::stdout().lock().write_all(out.as_bytes()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    return Err(format!("standard output: {e}"));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
-}
-
-pub fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let (model, mut trainer) = open_model(&args.model, args.device)?;
-    // Without --targets, as many target columns as the model has outputs
-    // (one of class labels for cross-entropy).
-    let targets = args.targets.unwrap_or(if model.loss.takes_classes() {
-        1
-    } else {
-        model.mlp.outputs()
-    });
-    let mut data = load_labelled(Some(&args.data), targets, Some(model.loss))
-        .map_err(text)?
-        .data;
-    if data.features() != model.mlp.inputs() {
-        return Err(format!(
-            "{}: {} feature columns, but the model takes {} inputs",
-            args.data.display(),
-            data.features(),
-            model.mlp.inputs()
-        ));
-    }
-    if let Some(s) = &model.standardizer {
-        s.apply(&mut data).map_err(text)?;
-    }
-    let eval = trainer.evaluate(&data).map_err(text)?;
-    let mut line = format!(
-        "{} rows: loss ({}) {:.6}",
-        data.rows(),
-        model.loss,
-        eval.loss
-    );
-    if let Some(a) = eval.accuracy {
-        line += &format!(", accuracy {:.2}%", 100.0 * a);
-    }
-    println!("{line}");
-    Ok(())
 }

@@ -4,6 +4,7 @@ what it trains."""
 
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -48,6 +49,28 @@ def as_rows(x, name="x"):
     if rows.ndim != 2:
         raise ValueError(f"{name} must be 2-D [rows, features], got shape {rows.shape}")
     return rows
+
+
+def _batch_rows(batch_size):
+    """``batch_size`` for the native trainer: None (not given), or rows,
+    0 for the whole data set (``"full"``)."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, str):
+        if batch_size != "full":
+            raise ValueError(f"batch_size must be a number of rows or 'full', got {batch_size!r}")
+        return 0
+    return int(batch_size)
+
+
+def _weights(weights, rows, name="sample_weight"):
+    """``weights`` as float32 ``[rows]`` (None stays None)."""
+    if weights is None:
+        return None
+    w = np.ascontiguousarray(weights, dtype=np.float32)
+    if w.ndim != 1 or len(w) != rows:
+        raise ValueError(f"{name} must have one weight per row ({rows}), got shape {w.shape}")
+    return w
 
 
 def _option_text(value):
@@ -144,11 +167,15 @@ class Model:
         sigmoid (bce_with_logits) of them, as ``retroprop predict`` prints."""
         return self._native.predict(as_rows(x), device, bool(probabilities))
 
-    def to_onnx(self, path=None, probabilities=False):
+    def to_onnx(self, path=None, probabilities=False, both_classes=False):
         """Writes the model as an ONNX graph (opset 17; ``retroprop export
         --onnx``) to ``path``, or returns its bytes when ``path`` is None.
-        ``probabilities``: end with softmax or sigmoid as the loss implies."""
-        data = self._native.onnx_bytes(bool(probabilities))
+        ``probabilities``: end with softmax or sigmoid as the loss implies.
+        ``both_classes``: with ``probabilities``, a model of one
+        bce_with_logits output (two classes) gives both classes'
+        probabilities, ``[1 - p, p]``, as scikit-learn's ``predict_proba``
+        (``retroprop export --both-classes``)."""
+        data = self._native.onnx_bytes(bool(probabilities), bool(both_classes))
         if path is None:
             return data
         tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
@@ -172,7 +199,10 @@ def load(path):
 
 class History(dict):
     """What ``Trainer.fit`` did: ``epochs`` (one dict per epoch: epoch,
-    step, train_loss, val_loss, val_accuracy, lr, seconds), ``best_epoch``,
+    step, train_loss, val_loss, val_accuracy, lr, seconds, layer_norms,
+    by the names of the program's ``--metrics`` file; ``layer_norms`` is
+    one dict a layer and sampled step, ``step``, ``layer``, ``grad_norm``,
+    ``weight_norm``, with ``norms_every``, else empty), ``best_epoch``,
     ``stopped_early``, ``interrupted``."""
 
     @property
@@ -200,37 +230,57 @@ class Trainer:
     """Trains one network, as the library's ``Trainer`` with a
     ``TrainConfig``, with ``torch.optim``'s optimizers, names and defaults.
 
+    Every setting left ``None`` takes the library's default (in brackets
+    below), or, with ``resume``, the checkpoint's: a resumed run is the
+    run it continues. The program (``retroprop train --resume``) and this
+    class decide a resume by the same rule, in the library.
+
     ``sizes``: every layer size, input first (``[64, 256, 10]``).
-    ``activations``: one name for every hidden layer (the output layer is
-    identity) or a comma list with one per layer: ``identity``,
-    ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu[:SLOPE]``, ``gelu``,
-    ``gelu_tanh``. ``loss``: ``mse``, ``half_mse``, ``cross_entropy``
-    (targets are class indices), ``bce_with_logits``.
+    ``activations`` [``relu``]: one name for every hidden layer (the
+    output layer is identity) or a comma list with one per layer:
+    ``identity``, ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu[:SLOPE]``,
+    ``gelu``, ``gelu_tanh``. ``loss`` [``mse``]: ``mse``, ``half_mse``,
+    ``cross_entropy`` (targets are class indices), ``bce_with_logits``.
 
-    ``optimizer``: ``sgd``, ``adam``, ``adamw``, ``rmsprop``, ``adagrad``,
-    with its options by torch's keyword names (``lr``, ``betas``, ``eps``,
-    ``weight_decay``, ``amsgrad``, ``momentum``, ``dampening``,
-    ``nesterov``, ``alpha``, ``centered``, ``lr_decay``,
+    ``optimizer`` [``adam``]: ``sgd``, ``adam``, ``adamw``, ``rmsprop``,
+    ``adagrad``, with its options by torch's keyword names (``lr``,
+    ``betas``, ``eps``, ``weight_decay``, ``amsgrad``, ``momentum``,
+    ``dampening``, ``nesterov``, ``alpha``, ``centered``, ``lr_decay``,
     ``initial_accumulator_value``); an option left None keeps torch's
-    default, one the optimizer does not have is a ``ValueError``.
+    default (or the checkpoint's), one the optimizer does not have is a
+    ``ValueError``.
 
-    ``batch_size`` (None: full batch), ``epochs``, ``max_steps``,
-    ``shuffle``, ``seed``, ``init`` (``torch``, ``xavier_uniform``,
-    ``xavier_normal``, ``kaiming_uniform``, ``kaiming_normal``,
-    ``sklearn``), ``device``
-    (``auto``, ``cpu``, ``gpu``), ``lr_schedule`` (``constant``,
+    ``batch_size`` [32; ``"full"`` or 0: the whole data set a step],
+    ``epochs`` [10], ``max_steps``, ``shuffle`` [True], ``seed`` [0],
+    ``init`` [``torch``; ``xavier_uniform``, ``xavier_normal``,
+    ``kaiming_uniform``, ``kaiming_normal``, ``sklearn``], ``device``
+    [``auto``; ``cpu``, ``gpu``], ``lr_schedule`` [``constant``;
     ``step:STEP:GAMMA``, ``exponential:GAMMA``, ``cosine:T_MAX[:ETA_MIN]``,
-    ``warmup:EPOCHS[:START]``, ``plateau[:FACTOR[:PATIENCE]]``),
+    ``warmup:EPOCHS[:START]``, ``plateau[:FACTOR[:PATIENCE]]``],
     ``clip_grad_norm``, ``clip_grad_value``, ``dropout`` (after every hidden
     layer), ``early_stopping`` (patience in epochs, on the validation loss,
-    keeping the best epoch) with ``min_delta``, ``norms_every``,
-    ``standardize`` (scale inputs by the training rows' mean and deviation,
-    saved with the model), ``params`` (flat float32 parameters to start
-    from), ``resume`` (a checkpoint file; ``epochs`` and ``max_steps`` then
-    count from the start of the original run), ``precision`` (``f32``, or
-    ``mixed``: every product of a GPU step rounds its operands to f16 and
-    sums in f32, as ``torch.autocast``; needs an adapter with shader-f16,
-    refused on the CPU).
+    keeping the best epoch) with ``min_delta`` [0], ``norms_every``,
+    ``standardize`` [False] (scale inputs by the training rows' mean and
+    deviation, saved with the model), ``params`` (flat float32 parameters
+    to start from), ``precision`` [``f32``; ``mixed``: every product of a
+    GPU step rounds its operands to f16 and sums in f32, as
+    ``torch.autocast``; needs an adapter with shader-f16, refused on the
+    CPU].
+
+    ``resume``: a checkpoint file (``fit(..., checkpoint=...)``,
+    ``save_checkpoint``, ``retroprop train --checkpoint``) to continue
+    from; ``epochs`` and ``max_steps`` then count from the start of the
+    original run. A setting the saved state cannot carry (``sizes``,
+    ``activations``, ``loss``, ``optimizer`` and the options that shape
+    its state: ``amsgrad``, ``centered``, a momentum to or from 0;
+    ``standardize``, ``precision``) is a ``ValueError`` naming each
+    difference with both values; one that only steers the rest of the run
+    (``lr`` and the other options, ``lr_schedule``, clipping, early
+    stopping, ``batch_size``, ``seed``, ``shuffle``, ``dropout``) is taken,
+    with a ``UserWarning`` for each (``resume_changes`` lists them), and
+    recorded in the files the run writes. A new order of the rows
+    (``seed``, ``shuffle``) takes effect at the next epoch: the epoch in
+    progress ends in the order it began.
 
     Inputs: a float32 C-contiguous array is trained on where it is,
     without a copy (a pandas frame too, when ``numpy.asarray`` of it is
@@ -238,9 +288,11 @@ class Trainer:
     float64, Fortran order) is converted once. While ``fit`` or
     ``evaluate`` reads an array, it and every array it is a view of are
     read-only (their ``WRITEABLE`` flag off, writing raises
-    ``ValueError``), restored afterwards however the call ends; views of
-    the same memory made before the call keep their own flag and must not
-    be written meanwhile. An array whose memory NumPy does not own (a view
+    ``ValueError``), restored afterwards however the call ends (a view
+    whose base another call still reads, such as the same array in a
+    concurrent fit, comes back when that call ends); views of the same
+    memory made before the call keep their own flag and must not be
+    written meanwhile. An array whose memory NumPy does not own (a view
     of a ``bytearray``, a memory map, a foreign buffer), which that flag
     cannot protect, is copied instead. ``standardize`` trains on a scaled
     copy. The targets are copied (they are small).
@@ -249,15 +301,18 @@ class Trainer:
     step boundary, keeps the steps taken (``model()`` returns them),
     writes the checkpoint if one was asked for, and raises
     ``KeyboardInterrupt``. ``stop()``, from a callback or another thread,
-    ends a run the same way without the exception.
+    ends a run the same way without the exception. The trainer works in a
+    process forked after it was made (``multiprocessing``, joblib) on the
+    CPU; a GPU trainer is refused there (``RuntimeError``): make a new
+    one in the child.
     """
 
     def __init__(
         self,
         sizes,
-        activations="relu",
-        loss="mse",
-        optimizer="adam",
+        activations=None,
+        loss=None,
+        optimizer=None,
         *,
         lr=None,
         betas=None,
@@ -271,24 +326,24 @@ class Trainer:
         centered=None,
         lr_decay=None,
         initial_accumulator_value=None,
-        batch_size=32,
-        epochs=10,
+        batch_size=None,
+        epochs=None,
         max_steps=None,
-        shuffle=True,
-        seed=0,
-        init="torch",
-        device="auto",
-        lr_schedule="constant",
+        shuffle=None,
+        seed=None,
+        init=None,
+        device=None,
+        lr_schedule=None,
         clip_grad_norm=None,
         clip_grad_value=None,
         dropout=None,
         early_stopping=None,
-        min_delta=0.0,
+        min_delta=None,
         norms_every=None,
-        standardize=False,
+        standardize=None,
         params=None,
         resume=None,
-        precision="f32",
+        precision=None,
     ):
         given = dict(
             lr=lr,
@@ -307,32 +362,52 @@ class Trainer:
         options = [(k, _option_text(v)) for k, v in given.items() if v is not None]
         if isinstance(activations, (list, tuple)):
             activations = ",".join(activations)
-        self.standardize = bool(standardize)
+
+        def text(value):
+            return None if value is None else str(value)
+
+        def number(kind, value):
+            return None if value is None else kind(value)
+
         self._native = _retroprop.NativeTrainer(
             [int(s) for s in sizes],
-            str(activations),
-            str(loss),
-            str(optimizer),
+            text(activations),
+            text(loss),
+            text(optimizer),
             options,
-            None if batch_size is None else int(batch_size),
-            int(epochs),
-            None if max_steps is None else int(max_steps),
-            bool(shuffle),
-            int(seed),
-            str(init),
-            str(device),
-            str(lr_schedule),
-            None if clip_grad_norm is None else float(clip_grad_norm),
-            None if clip_grad_value is None else float(clip_grad_value),
-            None if dropout is None else float(dropout),
-            None if early_stopping is None else int(early_stopping),
-            float(min_delta),
-            None if norms_every is None else int(norms_every),
+            _batch_rows(batch_size),
+            number(int, epochs),
+            number(int, max_steps),
+            number(bool, shuffle),
+            number(int, seed),
+            text(init),
+            text(device),
+            text(lr_schedule),
+            number(float, clip_grad_norm),
+            number(float, clip_grad_value),
+            number(float, dropout),
+            number(int, early_stopping),
+            number(float, min_delta),
+            number(int, norms_every),
+            number(bool, standardize),
             None,
             None if params is None else np.ascontiguousarray(params, dtype=np.float32).ravel(),
             None if resume is None else os.fspath(resume),
-            precision=str(precision),
+            precision=text(precision),
         )
+        for setting, before, after in self._native.resume_changes:
+            warnings.warn(f"resumed with {setting} changed: {before} -> {after}", UserWarning, stacklevel=2)
+
+    @property
+    def resume_changes(self):
+        """The settings a resume changed from the checkpoint's, each only
+        steering the rest of the run: ``(setting, from, to)`` as text."""
+        return list(self._native.resume_changes)
+
+    @property
+    def standardize(self):
+        """Whether ``fit`` scales the inputs (a resumed run as its start did)."""
+        return self._native.standardize
 
     @property
     def device(self):
@@ -349,23 +424,38 @@ class Trainer:
         """Optimizer steps taken."""
         return self._native.steps()
 
-    def fit(self, x, y, validation=None, callback=None, verbose=False, checkpoint=None, checkpoint_every=1):
+    def fit(self, x, y, validation=None, callback=None, verbose=False, checkpoint=None, checkpoint_every=1,
+            sample_weight=None):
         """Trains on ``x`` ``[rows, features]`` and ``y`` (class indices
         for cross_entropy, else values ``[rows]`` or ``[rows, outputs]``)
         for the configured epochs; each call continues where the last
-        ended. ``validation``: ``(x_val, y_val)``, evaluated after each
-        epoch. ``callback(record)`` receives each epoch's metrics (a dict);
+        ended. ``sample_weight`` (``[rows]``, each ≥ 0): each row's weight
+        in the loss, which is then ``Σ wᵢ lᵢ / Σ wᵢ`` over a batch (as
+        torch's ``reduction="none"`` followed by ``(w * l).sum() /
+        w.sum()``, each row's ``lᵢ`` the mean over its outputs); the
+        CPU backend only, for now. ``validation``: ``(x_val, y_val)`` or
+        ``(x_val, y_val, w_val)``, evaluated after each epoch (its loss
+        weighted by ``w_val``). ``callback(record)`` receives each epoch's metrics (a dict,
+        as in the history) once the epoch's bookkeeping is done, and may
+        call the trainer meanwhile: ``steps``, ``model()``,
+        ``save_checkpoint(...)``, ``predict``, ``evaluate`` see the run as
+        it stands after that epoch (a checkpoint saved there resumes to the
+        same run); ``stop()`` ends the run before the next step; ``fit``
+        is refused there (``RuntimeError``), as it would wait for itself;
         ``verbose`` prints them as scikit-learn does. ``checkpoint``: a
         file written every ``checkpoint_every`` epochs and where the run
         stops, which ``Trainer(..., resume=path)`` continues from. Returns
         a ``History``."""
         rows = as_rows(x)
         classes, values = _targets(y, self.loss)
-        xv = cv = vv = None
+        xv = cv = vv = wv = None
         if validation is not None:
-            x_val, y_val = validation
+            if len(validation) not in (2, 3):
+                raise ValueError("validation must be (x_val, y_val) or (x_val, y_val, sample_weight_val)")
+            x_val, y_val, *w_val = validation
             xv = as_rows(x_val, "validation x")
             cv, vv = _targets(y_val, self.loss, "validation y")
+            wv = _weights(w_val[0], len(xv), "validation sample_weight") if w_val else None
 
         def on_epoch(record):
             if verbose:
@@ -384,6 +474,8 @@ class Trainer:
             on_epoch,
             None if checkpoint is None else os.fspath(checkpoint),
             int(checkpoint_every),
+            sample_weight=_weights(sample_weight, len(rows), "sample_weight"),
+            sample_weight_val=wv,
         )
         return History(history)
 

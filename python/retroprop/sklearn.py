@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from . import _retroprop
 from ._core import Model, as_rows, print_epoch
@@ -28,9 +28,14 @@ _DIFFERENCES = """
       ``adagrad`` with torch's defaults; ``lbfgs`` is not available
       (``ValueError``).
     - ``alpha`` (L2) becomes the optimizer's ``weight_decay`` as
-      ``alpha / batch_size``, which gives scikit-learn's gradient
-      ``mean grad + alpha W / batch_size``, but as torch's weight decay it
-      also decays the biases. ``loss_curve_`` (and with it ``tol`` and
+      ``alpha / batch_size`` (plus ``weight_decay``). For ``sgd``,
+      ``adam``, ``rmsprop`` and ``adagrad`` torch adds it to the gradient,
+      which gives scikit-learn's gradient ``mean grad + alpha W /
+      batch_size``, but as torch's weight decay it also decays the biases.
+      For ``adamw`` it is torch's decoupled decay instead, ``θ ← θ − lr ·
+      (alpha / batch_size + weight_decay) · θ`` before each Adam step,
+      not an L2 term in the gradient (and not AdamW's own default of 0.01:
+      with the defaults it is ``0.0001 / batch_size``). ``loss_curve_`` (and with it ``tol`` and
       ``n_iter_no_change``, ``best_loss_``) is scikit-learn's: each epoch
       the mean data loss plus each step's L2 term ``alpha/2 ‖θ‖² /
       batch_size`` weighted by its rows, that is ``alpha/2 Σ_steps ‖θ‖² /
@@ -63,6 +68,13 @@ _DIFFERENCES = """
       shuffles, the validation split through scikit-learn's), so the same
       seed does not give scikit-learn's numbers.
     - ``n_iter_`` counts ``partial_fit`` calls too (one epoch each).
+    - ``sample_weight``: each batch's loss is ``Σ wᵢ lᵢ / Σ wᵢ`` as
+      scikit-learn's, but ``loss_curve_`` is the epoch's weighted mean
+      (scikit-learn averages the batches' weighted means by their rows),
+      ``alpha``'s decay is divided by a batch's weight as scikit-learn's
+      L2 term is (taken as its rows times the mean weight: exactly the
+      total weight when one batch holds every row), and ``validation_scores_`` count rows
+      unweighted. The CPU backend only, for now.
 
     retroprop's own parameters: ``device`` (``auto``: a hardware GPU when
     there is one, else the CPU; ``cpu``; ``gpu``: any wgpu adapter),
@@ -184,8 +196,8 @@ class _BaseMLP(BaseEstimator):
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         return min(int(self.batch_size), n_samples)
 
-    def _optimizer(self, batch_rows):
-        decay = self.alpha / batch_rows + self.weight_decay
+    def _optimizer(self, batch_weight):
+        decay = self.alpha / batch_weight + self.weight_decay
         options = [("lr", repr(float(self.learning_rate_init))), ("weight_decay", repr(float(decay)))]
         if self.solver == "sgd":
             options += [("momentum", repr(float(self.momentum))), ("nesterov", "true" if self.nesterovs_momentum and self.momentum > 0 else "false")]
@@ -195,7 +207,7 @@ class _BaseMLP(BaseEstimator):
 
     # -- training ---------------------------------------------------------
 
-    def _native_trainer(self, sizes, loss, batch_rows, seed, epochs, early, params, standardization):
+    def _native_trainer(self, sizes, loss, batch_rows, batch_weight, seed, epochs, early, params, standardization):
         hidden = _ACTIVATIONS.get(self.activation, str(self.activation))
         activations = ",".join([hidden] * (len(sizes) - 2) + ["identity"])
         return _retroprop.NativeTrainer(
@@ -203,7 +215,7 @@ class _BaseMLP(BaseEstimator):
             activations,
             loss,
             self.solver,
-            self._optimizer(batch_rows),
+            self._optimizer(batch_weight),
             batch_rows,
             epochs,
             None,
@@ -219,14 +231,17 @@ class _BaseMLP(BaseEstimator):
             float(self.tol),
             # Every step's parameter norm, for the L2 term of loss_curve_.
             1 if self.alpha > 0 else None,
+            None,
             standardization,
             params,
             None,
         )
 
-    def _run(self, X, targets, incremental):
-        """Trains on ``X`` (float32) and encoded targets; sets the fitted
-        attributes."""
+    def _run(self, X, targets, incremental, sample_weight=None):
+        """Trains on ``X`` (float32) and encoded targets, each row weighing
+        ``sample_weight`` in the loss; sets the fitted attributes."""
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
         n_samples, n_features = X.shape
         batch_rows = self._batch_rows(n_samples)
         rng = check_random_state(self.random_state)
@@ -247,7 +262,7 @@ class _BaseMLP(BaseEstimator):
             )
             standardization = self._model._native.standardization
         early = self.early_stopping and not incremental
-        validation = None
+        validation = validation_weight = None
         if early:
             stratify = targets[0] if (targets[0] is not None and self._stratify_ok(targets[0])) else None
             idx = np.arange(n_samples)
@@ -255,18 +270,29 @@ class _BaseMLP(BaseEstimator):
                 idx, test_size=self.validation_fraction, random_state=rng, stratify=stratify
             )
             validation = (X[val_idx], *(t[val_idx] if t is not None else None for t in targets))
+            validation_weight = None if sample_weight is None else sample_weight[val_idx]
             X = X[train_idx]
             targets = tuple(t[train_idx] if t is not None else None for t in targets)
+            sample_weight = None if sample_weight is None else sample_weight[train_idx]
             batch_rows = self._batch_rows(X.shape[0])
+        # scikit-learn divides a batch's L2 term by the batch's weight,
+        # its rows when unweighted; a batch weighs its rows times the
+        # mean weight, exactly the total when one batch holds every row.
+        total_weight = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
+        if total_weight <= 0:
+            total_weight = float(X.shape[0])  # weights all 0: the library refuses them, naming why
+        batch_weight = batch_rows * total_weight / X.shape[0]
         if incremental:
             trainer = getattr(self, "_partial_trainer", None)
             if trainer is None or not warm:
-                trainer = self._native_trainer(sizes, loss, batch_rows, seed, 1, False, params, standardization)
+                trainer = self._native_trainer(
+                    sizes, loss, batch_rows, batch_weight, seed, 1, False, params, standardization
+                )
                 self._partial_trainer = trainer
         else:
             self._partial_trainer = None
             trainer = self._native_trainer(
-                sizes, loss, batch_rows, seed, int(self.max_iter), early, params, standardization
+                sizes, loss, batch_rows, batch_weight, seed, int(self.max_iter), early, params, standardization
             )
         if not warm or not hasattr(self, "loss_curve_"):
             self.loss_curve_ = []
@@ -288,8 +314,9 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ += 1
             self.t_ += rows
             # scikit-learn's loss: each batch's data loss plus
-            # alpha/2 ‖θ‖² / batch rows, averaged over the epoch's rows.
-            penalty = 0.5 * self.alpha * record["squared_norm_sum"] / rows
+            # alpha/2 ‖θ‖² / batch weight, averaged over the epoch's weight.
+            squares = sum(n["weight_norm"] ** 2 for n in record["layer_norms"])
+            penalty = 0.5 * self.alpha * squares / total_weight
             self.loss_curve_.append(record["train_loss"] + penalty)
             if self.verbose:
                 print_epoch(dict(record, train_loss=self.loss_curve_[-1]))
@@ -328,6 +355,8 @@ class _BaseMLP(BaseEstimator):
                 on_epoch,
                 None,
                 1,
+                sample_weight=None if sample_weight is None else np.ascontiguousarray(sample_weight),
+                sample_weight_val=None if validation_weight is None else np.ascontiguousarray(validation_weight),
             )
         except KeyboardInterrupt:
             # Ctrl-C keeps the steps taken: the model reflects them.
@@ -376,8 +405,14 @@ class _BaseMLP(BaseEstimator):
         return self._model
 
     def to_onnx(self, path=None, probabilities=True):
-        """Writes the trained network as ONNX (``Model.to_onnx``)."""
-        return self.model_.to_onnx(path, probabilities=probabilities)
+        """Writes the trained network as ONNX (``Model.to_onnx``) to
+        ``path``, or returns its bytes. With ``probabilities`` (the
+        default) its output is ``predict_proba``'s for a classifier,
+        ``[rows, classes]``: for two classes both columns, ``[1 - p, p]``;
+        without, the logits (one column for two classes). A regressor's is
+        ``predict``'s, ``[rows, targets]``."""
+        both = getattr(self, "_kind", None) == "binary"
+        return self.model_.to_onnx(path, probabilities=probabilities, both_classes=both)
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -474,9 +509,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self._kind = "binary"
         return None, np.ascontiguousarray((index == 1).reshape(-1, 1), dtype=np.float32)
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fits the model to ``X`` and labels ``y`` for up to ``max_iter``
-        epochs (fewer when ``tol`` or ``early_stopping`` ends it)."""
+        epochs (fewer when ``tol`` or ``early_stopping`` ends it);
+        ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, dtype=np.float32, order="C")
         y = _column(y)
@@ -490,9 +526,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if not keep:
             self.__dict__.pop("_model", None)
         targets = self._encode(y, keep_classes=keep)
-        return self._run(X, targets, incremental=False)
+        return self._run(X, targets, incremental=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``X``, ``y``; ``classes`` (every label of every
         call) is required on the first call."""
         self._check_params()
@@ -512,7 +548,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 f"which was {list(self.classes_)}"
             )
         targets = self._encode(y, keep_classes=True)
-        return self._run(X, targets, incremental=True)
+        return self._run(X, targets, incremental=True, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities ``[rows, classes]`` (for labels: one
@@ -573,9 +609,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _stratify_ok(labels):
         return False
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fits the model to ``X`` and targets ``y`` for up to ``max_iter``
-        epochs (fewer when ``tol`` or ``early_stopping`` ends it)."""
+        epochs (fewer when ``tol`` or ``early_stopping`` ends it);
+        ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float32, order="C")
         y = _column(y)
@@ -583,9 +620,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             self.__dict__.pop("_model", None)
         self._y_1d = y.ndim == 1
         values = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
-        return self._run(X, (None, values), incremental=False)
+        return self._run(X, (None, values), incremental=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``X``, ``y``."""
         self._check_params()
         first = not hasattr(self, "_model")
@@ -593,7 +630,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y = _column(y)
         self._y_1d = y.ndim == 1
         values = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
-        return self._run(X, (None, values), incremental=True)
+        return self._run(X, (None, values), incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         """The predicted targets, ``[rows]`` or ``[rows, targets]`` as ``y``

@@ -43,25 +43,3 @@ pub fn panic_to_py(payload: Box<dyn Any + Send>) -> PyErr {
 pub fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(panic_to_py(payload)))
 }
-
-/// Panics inside the guard every entry point uses: for the test that no
-/// panic crosses into Python.
-#[pyfunction]
-pub fn panic_for_test(on_worker_thread: bool) -> PyResult<()> {
-    if on_worker_thread {
-        let worker = crate::worker::Worker::start();
-        return Python::attach(|py| {
-            worker.call(
-                py,
-                None,
-                |_: &mut Option<crate::worker::State>,
-                 _: &crate::worker::Epochs|
-                 -> retroprop::Result<()> {
-                    panic!("a test panic on the training thread")
-                },
-                |_, _| Ok(()),
-            )
-        });
-    }
-    guard(|| panic!("a test panic on the calling thread"))
-}

@@ -22,7 +22,7 @@ fn _retroprop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::NativeModel>()?;
     m.add_function(wrap_pyfunction!(settings::optimizer_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(settings::check_setting, m)?)?;
-    m.add_function(wrap_pyfunction!(errors::panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::panic_for_test, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

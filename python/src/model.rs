@@ -59,13 +59,19 @@ impl NativeModel {
     }
 
     /// The model as an ONNX file's bytes (`retroprop::io::onnx`).
+    #[pyo3(signature = (probabilities, both_classes = false))]
     fn onnx_bytes<'py>(
         &self,
         py: Python<'py>,
         probabilities: bool,
+        both_classes: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
         guard(|| {
-            let bytes = onnx_bytes(&self.saved, &OnnxOptions { probabilities }).map_err(to_py)?;
+            let options = OnnxOptions {
+                probabilities,
+                both_classes,
+            };
+            let bytes = onnx_bytes(&self.saved, &options).map_err(to_py)?;
             Ok(PyBytes::new(py, &bytes))
         })
     }

@@ -5,18 +5,6 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use retroprop::{Activation, Device, Init, Loss, LrSchedule, Optimizer};
 
-/// The optimizer `name` (torch's name, any case) with `options` set by
-/// torch's keyword names from their text (`"0.001"`, `"0.9/0.999"`,
-/// `"true"`), then validated.
-pub fn optimizer(name: &str, options: &[(String, String)]) -> retroprop::Result<Optimizer> {
-    let mut optimizer = Optimizer::with_name(name)?;
-    for (option, value) in options {
-        optimizer.set_option(option, value)?;
-    }
-    optimizer.validate()?;
-    Ok(optimizer)
-}
-
 /// `optimizer_defaults(name)`: the optimizer's options, by torch's names,
 /// in the order of torch's constructor, each with its default as text.
 #[pyfunction]

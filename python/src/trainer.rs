@@ -3,8 +3,7 @@
 
 use crate::errors::{guard, to_py};
 use crate::model::NativeModel;
-use crate::settings;
-use crate::worker::{State, Worker};
+use crate::worker::{State, View, Worker};
 use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -13,9 +12,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use retroprop::io::{RunNotes, SavedModel, load_checkpoint, save_checkpoint, save_noted_model};
+use retroprop::train::{ResolvedRun, RunRequest, Saved};
 use retroprop::{
-    Activation, Dataset, Device, EpochRecord, Error, GradClip, History, Init, Loss, LrSchedule,
-    Mlp, SharedRows, Standardizer, StopFlag, Targets, TrainConfig, Trainer,
+    Dataset, EpochRecord, Error, History, Loss, Optimizer, SharedRows, Standardizer, StopFlag,
+    Targets, Trainer,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,6 +32,10 @@ pub struct NativeTrainer {
     loss: Loss,
     device_name: String,
     precision: retroprop::Precision,
+    /// Whether `fit` scales its inputs (resolved).
+    standardize: bool,
+    /// The steering changes of a resume: (setting, from, to).
+    resume_changes: Vec<(String, String, String)>,
     /// Where the last `fit` read its training inputs (`last_fit_rows`).
     last_rows: Arc<AtomicUsize>,
 }
@@ -68,33 +72,61 @@ impl AsRef<[f32]> for ArrayRows {
 /// the lock restores each (on success, error and `KeyboardInterrupt`
 /// alike, as it is a drop). Locks on one array nest, across trainers and
 /// threads: the array becomes writeable again when the last lock on it
-/// goes, and only if it was before the first.
+/// goes, and only if it was before the first. NumPy lets a view become
+/// writeable only while its base is: a view whose base another lock still
+/// holds (the validation rows cut from the training rows' array, two fits
+/// on views of one array) waits, read-only, until that lock goes, and is
+/// restored then, bases before their views.
 #[derive(Default)]
 pub struct WriteLock<'py> {
     arrays: Vec<Bound<'py, PyAny>>,
 }
 
-/// For each array some lock holds (by address): how many locks hold it,
-/// and whether it was writeable before the first.
-static LOCKED: Mutex<BTreeMap<usize, (usize, bool)>> = Mutex::new(BTreeMap::new());
+/// An array some lock holds, or held and could not yet restore.
+struct Locked {
+    /// How many locks hold it (0: waiting for a base to be restored).
+    count: usize,
+    /// Whether it was writeable before the first lock.
+    was: bool,
+    /// The arrays it is a view of (by address), nearest first.
+    bases: Vec<usize>,
+    /// The array, kept alive while it waits to be restored.
+    array: Py<PyAny>,
+}
+
+/// Every array some lock holds or held (by address).
+static LOCKED: Mutex<BTreeMap<usize, Locked>> = Mutex::new(BTreeMap::new());
 
 impl WriteLock<'_> {
     fn set_writeable(array: &Bound<'_, PyAny>, writeable: bool) -> PyResult<()> {
         array.getattr("flags")?.setattr("writeable", writeable)
     }
 
-    /// Makes `array` read-only until this lock drops.
-    fn hold<'py>(lock: &mut WriteLock<'py>, array: Bound<'py, PyAny>) -> PyResult<()> {
+    /// Makes `array` read-only until this lock drops; `bases`: the arrays
+    /// it is a view of, nearest first.
+    fn hold<'py>(
+        lock: &mut WriteLock<'py>,
+        array: Bound<'py, PyAny>,
+        bases: Vec<usize>,
+    ) -> PyResult<()> {
         let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
         let key = array.as_ptr() as usize;
         match locked.get_mut(&key) {
-            Some((count, _)) => *count += 1,
+            Some(held) => held.count += 1,
             None => {
                 let was: bool = array.getattr("flags")?.getattr("writeable")?.extract()?;
                 if was {
                     WriteLock::set_writeable(&array, false)?;
                 }
-                locked.insert(key, (1, was));
+                locked.insert(
+                    key,
+                    Locked {
+                        count: 1,
+                        was,
+                        bases,
+                        array: array.clone().unbind(),
+                    },
+                );
             }
         }
         lock.arrays.push(array);
@@ -102,25 +134,40 @@ impl WriteLock<'_> {
     }
 }
 
+/// Restores every array no lock holds, bases before views; one whose base
+/// a lock still holds waits for it.
+fn restore_released(py: Python<'_>, locked: &mut BTreeMap<usize, Locked>) {
+    let mut released: Vec<usize> = locked
+        .iter()
+        .filter(|(_, held)| held.count == 0)
+        .map(|(&key, _)| key)
+        .collect();
+    released.sort_by_key(|key| locked[key].bases.len());
+    for key in released {
+        let held = &locked[&key];
+        let restored = !held.was || WriteLock::set_writeable(held.array.bind(py), true).is_ok();
+        // A base still held: try again when it goes. Otherwise (a base
+        // made read-only by its owner) NumPy will never allow it.
+        let waits = !restored && held.bases.iter().any(|base| locked.contains_key(base));
+        if !waits {
+            locked.remove(&key);
+        }
+    }
+}
+
 impl Drop for WriteLock<'_> {
     fn drop(&mut self) {
+        let Some(first) = self.arrays.first() else {
+            return;
+        };
+        let py = first.py();
         let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
-        // The base first: NumPy lets a view become writeable again only
-        // when its base is.
-        for array in self.arrays.iter().rev() {
-            let key = array.as_ptr() as usize;
-            let Some((count, was)) = locked.get_mut(&key) else {
-                continue;
-            };
-            *count -= 1;
-            if *count == 0 {
-                let was = *was;
-                locked.remove(&key);
-                if was {
-                    let _ = WriteLock::set_writeable(array, true);
-                }
+        for array in &self.arrays {
+            if let Some(held) = locked.get_mut(&(array.as_ptr() as usize)) {
+                held.count = held.count.saturating_sub(1);
             }
         }
+        restore_released(py, &mut locked);
     }
 }
 
@@ -159,8 +206,9 @@ fn lend_rows<'py>(
         let copy = x.readonly().as_slice()?.to_vec();
         return Ok(Arc::new(copy));
     }
-    for array in chain {
-        WriteLock::hold(lock, array)?;
+    let keys: Vec<usize> = chain.iter().map(|a| a.as_ptr() as usize).collect();
+    for (i, array) in chain.into_iter().enumerate() {
+        WriteLock::hold(lock, array, keys[i + 1..].to_vec())?;
     }
     Ok(Arc::new(ArrayRows {
         _array: x.as_any().clone().unbind(),
@@ -177,6 +225,7 @@ fn dataset<'py>(
     x: &Bound<'py, PyArray2<f32>>,
     classes: Option<&PyReadonlyArray1<'_, u32>>,
     values: Option<&PyReadonlyArray2<'_, f32>>,
+    weights: Option<&PyReadonlyArray1<'_, f32>>,
     lock: &mut WriteLock<'py>,
 ) -> PyResult<Dataset> {
     let features = x.shape()[1];
@@ -189,9 +238,18 @@ fn dataset<'py>(
         _ => return Err(PyValueError::new_err("give either classes or values")),
     };
     let rows = lend_rows(x, lock)?;
-    Dataset::shared(rows, features, targets).map_err(to_py)
+    let data = Dataset::shared(rows, features, targets).map_err(to_py)?;
+    match weights {
+        Some(w) => data.with_weights(w.as_slice()?.to_vec()).map_err(to_py),
+        None => Ok(data),
+    }
 }
 
+/// An epoch's record as Python reads it, by the names of the program's
+/// metrics file: `epoch`, `step`, `train_loss`, `val_loss`,
+/// `val_accuracy`, `lr`, `seconds`, and `layer_norms`, one dict a layer
+/// and sampled step (`step`, `layer`, `grad_norm`, `weight_norm`; empty
+/// without `norms_every`).
 fn record_dict<'py>(py: Python<'py>, r: &EpochRecord) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("epoch", r.epoch)?;
@@ -201,15 +259,16 @@ fn record_dict<'py>(py: Python<'py>, r: &EpochRecord) -> PyResult<Bound<'py, PyD
     d.set_item("val_accuracy", r.validation.and_then(|v| v.accuracy))?;
     d.set_item("lr", r.lr)?;
     d.set_item("seconds", r.seconds)?;
-    // With norms_every: the sum over the sampled steps of every layer's
-    // squared parameter norm, taken before each step's update (the
-    // estimators' L2 term of scikit-learn's loss curve).
-    let squares: f64 = r
-        .layer_norms
-        .iter()
-        .map(|n| n.weight_norm * n.weight_norm)
-        .sum();
-    d.set_item("squared_norm_sum", squares)?;
+    let norms = PyList::empty(py);
+    for n in &r.layer_norms {
+        let norm = PyDict::new(py);
+        norm.set_item("step", n.step)?;
+        norm.set_item("layer", n.layer)?;
+        norm.set_item("grad_norm", n.grad_norm)?;
+        norm.set_item("weight_norm", n.weight_norm)?;
+        norms.append(norm)?;
+    }
+    d.set_item("layer_norms", norms)?;
     Ok(d)
 }
 
@@ -226,177 +285,187 @@ fn history_dict<'py>(py: Python<'py>, h: &History) -> PyResult<Bound<'py, PyDict
     Ok(d)
 }
 
-impl State {
-    fn saved_model(&mut self) -> retroprop::Result<SavedModel> {
-        Ok(SavedModel {
-            mlp: self.mlp.clone(),
-            params: self.trainer.parameters()?,
-            loss: self.loss,
-            standardizer: self.standardizer.clone(),
-        })
-    }
-}
-
-fn state(state: &mut Option<State>) -> retroprop::Result<&mut State> {
-    state.as_mut().ok_or_else(|| {
-        Error::Config("the trainer was lost to an earlier internal error; make a new one".into())
+/// The model as the trainer holds it now.
+fn saved_model(view: &mut View<'_>) -> retroprop::Result<SavedModel> {
+    Ok(SavedModel {
+        mlp: view.mlp.clone(),
+        params: view.trainer.parameters()?,
+        loss: view.loss,
+        standardizer: view.standardizer.cloned(),
     })
 }
 
 #[pymethods]
 impl NativeTrainer {
-    /// Builds the network and the trainer on `device`. `activations`: one
-    /// name for every hidden layer (the output layer identity) or one per
-    /// layer, comma separated. `optimizer_options`: (torch option name,
-    /// value as text). `params`: flat parameters to start from, else drawn
-    /// by `init` with `seed`. `resume`: a checkpoint to continue from
-    /// (epochs and max_steps then count from the original run's start).
-    /// `precision`: `f32` or `mixed` (f16 operands in the GPU's products).
+    /// Builds the network and the trainer, every setting resolved by the
+    /// library (`RunRequest::resolve`): a setting given as `None` takes
+    /// the checkpoint's value on `resume`, else the library's default.
+    /// `activations`: one name for every hidden layer (the output layer
+    /// identity) or one per layer, comma separated. `optimizer_options`:
+    /// (torch option name, value as text). `batch_size` 0: the whole data
+    /// set. `params`: flat parameters to start from, else drawn by `init`
+    /// with `seed`. `resume`: a checkpoint to continue from (epochs and
+    /// max_steps then count from the original run's start); a setting its
+    /// state cannot carry is a `ValueError` naming each, and the ones that
+    /// steer are listed by `resume_changes`. `precision`: `f32` or `mixed`.
     #[new]
     #[pyo3(signature = (
         sizes, activations, loss, optimizer, optimizer_options, batch_size, epochs,
         max_steps, shuffle, seed, init, device, lr_schedule, clip_grad_norm,
         clip_grad_value, dropout, early_stopping, min_delta, norms_every,
-        standardization, params, resume, precision = "f32"
+        standardize, standardization, params, resume, precision = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         sizes: Vec<usize>,
-        activations: &str,
-        loss: &str,
-        optimizer: &str,
+        activations: Option<String>,
+        loss: Option<&str>,
+        optimizer: Option<&str>,
         optimizer_options: Vec<(String, String)>,
         batch_size: Option<usize>,
-        epochs: usize,
+        epochs: Option<usize>,
         max_steps: Option<u64>,
-        shuffle: bool,
-        seed: u64,
-        init: &str,
-        device: &str,
-        lr_schedule: &str,
+        shuffle: Option<bool>,
+        seed: Option<u64>,
+        init: Option<&str>,
+        device: Option<&str>,
+        lr_schedule: Option<&str>,
         clip_grad_norm: Option<f64>,
         clip_grad_value: Option<f64>,
         dropout: Option<f32>,
         early_stopping: Option<usize>,
-        min_delta: f64,
+        min_delta: Option<f64>,
         norms_every: Option<u64>,
+        standardize: Option<bool>,
         standardization: Option<(Vec<f32>, Vec<f32>)>,
         params: Option<PyReadonlyArray1<'_, f32>>,
         resume: Option<PathBuf>,
-        precision: &str,
+        precision: Option<&str>,
     ) -> PyResult<NativeTrainer> {
         guard(|| {
-            let layers = sizes.len().saturating_sub(1);
-            let activations =
-                Activation::parse_list(activations, layers).map_err(PyValueError::new_err)?;
-            let mlp = Mlp::with_activations(&sizes, &activations).map_err(to_py)?;
-            let loss: Loss = loss.parse().map_err(PyValueError::new_err)?;
-            let optimizer = settings::optimizer(optimizer, &optimizer_options).map_err(to_py)?;
-            let init: Init = init.parse().map_err(PyValueError::new_err)?;
-            let device: Device = device.parse().map_err(PyValueError::new_err)?;
-            let lr_schedule: LrSchedule = lr_schedule.parse().map_err(PyValueError::new_err)?;
-            let precision: retroprop::Precision =
-                precision.parse().map_err(PyValueError::new_err)?;
-            let stop = StopFlag::new();
-            let mut config = TrainConfig::default()
-                .loss(loss)
-                .optimizer(optimizer)
-                .epochs(epochs)
-                .shuffle(shuffle)
-                .seed(seed)
-                .init(init)
-                .device(device)
-                .lr_schedule(lr_schedule)
-                .precision(precision)
-                .stop_flag(stop.clone());
-            config.batch_size = batch_size;
-            config.max_steps = max_steps;
-            config.grad_clip = GradClip {
-                max_norm: clip_grad_norm,
-                max_value: clip_grad_value,
+            fn parsed<T: std::str::FromStr<Err = String>>(
+                text: Option<&str>,
+            ) -> PyResult<Option<T>> {
+                text.map(str::parse)
+                    .transpose()
+                    .map_err(PyValueError::new_err)
+            }
+            let given = RunRequest {
+                sizes: Some(sizes),
+                activations,
+                loss: parsed(loss)?,
+                optimizer: optimizer
+                    .map(Optimizer::with_name)
+                    .transpose()
+                    .map_err(to_py)?,
+                optimizer_options,
+                lr_schedule: parsed(lr_schedule)?,
+                batch_size: batch_size.map(|rows| (rows > 0).then_some(rows)),
+                shuffle,
+                seed,
+                init: parsed(init)?,
+                clip_grad_norm,
+                clip_grad_value,
+                dropout,
+                early_stopping,
+                min_delta,
+                standardize,
+                precision: parsed(precision)?,
+                epochs,
+                max_steps,
+                device: parsed(device)?,
+                norms_every,
+                ..RunRequest::default()
             };
-            config.norms_every = norms_every;
-            if let Some(p) = dropout {
-                config = config.dropout(p);
-            }
-            if let Some(patience) = early_stopping {
-                config = config.early_stopping(patience, min_delta);
-            }
-            let standardizer = standardization
-                .map(|(mean, std)| Standardizer::new(mean, std))
-                .transpose()
-                .map_err(to_py)?;
             let resumed = resume
                 .as_deref()
                 .map(load_checkpoint)
                 .transpose()
                 .map_err(to_py)?;
-            let params = match (&resumed, params) {
-                (Some((model, name, _)), _) => {
-                    if name != optimizer.name() {
-                        return Err(PyValueError::new_err(format!(
-                            "resume {}: the checkpoint was written with optimizer {name}, not {}",
-                            resume.as_ref().unwrap().display(),
-                            optimizer.name()
-                        )));
-                    }
-                    if model.sizes != sizes {
-                        return Err(PyValueError::new_err(format!(
-                            "resume {}: the checkpoint's layer sizes {:?} are not {sizes:?}",
-                            resume.as_ref().unwrap().display(),
-                            model.sizes
-                        )));
-                    }
-                    Some(model.params.clone())
-                }
-                (None, Some(p)) => Some(p.as_slice()?.to_vec()),
+            let saved = resumed.as_ref().map(|(model, name, checkpoint)| Saved {
+                checkpoint,
+                standardized: model.standardizer.is_some(),
+                optimizer_name: name,
+            });
+            let run = given
+                .resolve(&RunRequest::default(), saved)
+                .map_err(to_py)?;
+            if let Some(refused) = run.refusal() {
+                let path = resume
+                    .as_ref()
+                    .map_or("".into(), |p| p.display().to_string());
+                return Err(PyValueError::new_err(format!("resume {path}: {refused}")));
+            }
+            let standardizer = match (&resumed, standardization) {
+                (Some((model, _, _)), _) => model.standardizer.clone(),
+                (None, Some((mean, std))) => Some(Standardizer::new(mean, std).map_err(to_py)?),
                 (None, None) => None,
             };
-            let standardizer = match &resumed {
-                Some((model, _, _)) => model.standardizer.clone().or(standardizer),
-                None => standardizer,
+            let (params, checkpoint) = match (resumed, params) {
+                (Some((model, _, c)), _) => (Some(model.params), Some(c)),
+                (None, Some(p)) => (Some(p.as_slice()?.to_vec()), None),
+                (None, None) => (None, None),
             };
-            if let Some((_, _, checkpoint)) = &resumed {
-                // Epochs count from the start of the original run.
-                config.epochs = config.epochs.saturating_sub(checkpoint.epoch as usize);
-            }
-            let checkpoint = resumed.map(|(_, _, c)| c);
+            let stop = StopFlag::new();
+            let ResolvedRun {
+                mlp,
+                config,
+                standardize,
+                steering,
+                ..
+            } = run;
+            let config = config.stop_flag(stop.clone());
+            let (loss, optimizer, precision) = (config.loss, config.optimizer, config.precision);
+            let sizes = mlp.sizes();
             let worker = Worker::start();
-            let sizes_kept = sizes.clone();
-            let device_name = worker.call(
-                py,
-                None,
-                move |slot, _| {
-                    let mut trainer = match params {
-                        Some(p) => Trainer::with_parameters(mlp.clone(), p, config)?,
-                        None => Trainer::new(mlp.clone(), config)?,
-                    };
-                    if let Some(c) = &checkpoint {
-                        trainer.restore(c)?;
-                    }
-                    let name = trainer.device_name();
-                    *slot = Some(State {
-                        trainer,
-                        mlp,
-                        loss,
-                        optimizer,
-                        standardizer,
-                    });
-                    Ok(name)
-                },
-                |_, _| Ok(()),
-            )?;
+            worker.init(py, move || {
+                let mut trainer = match params {
+                    Some(p) => Trainer::with_parameters(mlp.clone(), p, config)?,
+                    None => Trainer::new(mlp.clone(), config)?,
+                };
+                if let Some(c) = &checkpoint {
+                    trainer.restore(c)?;
+                }
+                Ok(State {
+                    trainer,
+                    mlp,
+                    loss,
+                    optimizer,
+                    standardizer,
+                })
+            })?;
+            let device_name = worker.call(py, |view| Ok(view.trainer.device_name()))?;
+            worker.set_forkable(device_name.starts_with("cpu"));
             Ok(NativeTrainer {
                 worker,
                 stop,
-                sizes: sizes_kept,
+                sizes,
                 loss,
                 device_name,
                 precision,
+                standardize,
+                resume_changes: steering
+                    .into_iter()
+                    .map(|c| (c.setting.to_string(), c.from, c.to))
+                    .collect(),
                 last_rows: Arc::default(),
             })
         })
+    }
+
+    /// The settings a resume changed from the checkpoint's, each only
+    /// steering the rest of the run: (setting, from, to), as text.
+    #[getter]
+    fn resume_changes(&self) -> Vec<(String, String, String)> {
+        self.resume_changes.clone()
+    }
+
+    /// Whether `fit` scales the inputs by the training rows' mean and
+    /// deviation (as resolved: a resumed run as its start did).
+    #[getter]
+    fn standardize(&self) -> bool {
+        self.standardize
     }
 
     /// Trains on `x` with class indices `classes` or target values
@@ -412,7 +481,7 @@ impl NativeTrainer {
     /// `KeyboardInterrupt`.
     #[pyo3(signature = (
         x, classes, values, x_val, classes_val, values_val, standardize, callback,
-        checkpoint, checkpoint_every
+        checkpoint, checkpoint_every, sample_weight = None, sample_weight_val = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit<'py>(
@@ -428,28 +497,36 @@ impl NativeTrainer {
         callback: Option<Py<PyAny>>,
         checkpoint: Option<PathBuf>,
         checkpoint_every: u64,
+        sample_weight: Option<PyReadonlyArray1<'py, f32>>,
+        sample_weight_val: Option<PyReadonlyArray1<'py, f32>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         guard(|| {
             // Dropped last, after the training thread has let go of the
             // rows: the arrays are read-only until then.
             let mut lock = WriteLock::default();
-            let mut train = dataset(&x, classes.as_ref(), values.as_ref(), &mut lock)?;
+            let mut train = dataset(
+                &x,
+                classes.as_ref(),
+                values.as_ref(),
+                sample_weight.as_ref(),
+                &mut lock,
+            )?;
             let mut validation = match &x_val {
                 Some(xv) => Some(dataset(
                     xv,
                     classes_val.as_ref(),
                     values_val.as_ref(),
+                    sample_weight_val.as_ref(),
                     &mut lock,
                 )?),
                 None => None,
             };
             self.stop.clear();
             let last_rows = self.last_rows.clone();
-            let history = self.worker.call(
+            let history = self.worker.fit(
                 py,
-                Some(&self.stop),
-                move |slot, epochs| {
-                    let state = state(slot)?;
+                &self.stop,
+                move |state, epochs| {
                     if standardize && state.standardizer.is_none() {
                         state.standardizer = Some(Standardizer::fit(&train));
                     }
@@ -464,35 +541,45 @@ impl NativeTrainer {
                     } else {
                         0
                     };
-                    let (mlp, loss, optimizer, standardizer) = (
-                        state.mlp.clone(),
-                        state.loss,
-                        state.optimizer,
-                        state.standardizer.clone(),
-                    );
-                    let path = checkpoint.clone();
                     last_rows.store(train.x().as_ptr() as usize, Ordering::Relaxed);
-                    let history = state.trainer.fit_checkpointed(
+                    let State {
+                        trainer,
+                        mlp,
+                        loss,
+                        optimizer,
+                        standardizer,
+                    } = state;
+                    let history = trainer.fit_between_epochs(
                         &train,
                         validation.as_ref(),
-                        |record| epochs.report(record),
+                        |trainer, record| {
+                            let view = View {
+                                trainer,
+                                mlp,
+                                loss: *loss,
+                                optimizer: *optimizer,
+                                standardizer: standardizer.as_ref(),
+                            };
+                            epochs.report(record, view)
+                        },
                         every,
                         |c| {
                             let model = SavedModel {
                                 mlp: mlp.clone(),
                                 params: c.params.clone(),
-                                loss,
+                                loss: *loss,
                                 standardizer: standardizer.clone(),
                             };
-                            save_checkpoint(path.as_ref().unwrap(), &model, &optimizer, &c)
+                            save_checkpoint(checkpoint.as_ref().unwrap(), &model, optimizer, &c)
                         },
                     )?;
                     if (history.interrupted || history.cut_mid_epoch)
                         && let Some(path) = &checkpoint
                     {
-                        let c = state.trainer.checkpoint()?;
-                        let model = state.saved_model()?;
-                        save_checkpoint(path, &model, &state.optimizer, &c)?;
+                        let mut view = state.view();
+                        let c = view.trainer.checkpoint()?;
+                        let model = saved_model(&mut view)?;
+                        save_checkpoint(path, &model, &view.optimizer, &c)?;
                     }
                     Ok(history)
                 },
@@ -521,12 +608,7 @@ impl NativeTrainer {
     /// The trained model as it stands.
     fn model(&self, py: Python<'_>) -> PyResult<NativeModel> {
         guard(|| {
-            let saved = self.worker.call(
-                py,
-                None,
-                |slot, _| state(slot)?.saved_model(),
-                |_, _| Ok(()),
-            )?;
+            let saved = self.worker.call(py, |mut view| saved_model(&mut view))?;
             Ok(NativeModel::trained(saved, self.precision))
         })
     }
@@ -536,21 +618,15 @@ impl NativeTrainer {
     fn save(&self, py: Python<'_>, path: PathBuf, interrupted: bool) -> PyResult<()> {
         let precision = self.precision;
         guard(|| {
-            self.worker.call(
-                py,
-                None,
-                move |slot, _| {
-                    let state = state(slot)?;
-                    let model = state.saved_model()?;
-                    let notes = RunNotes {
-                        interrupted_at_step: interrupted.then(|| state.trainer.steps()),
-                        precision: Some(precision),
-                        ..RunNotes::default()
-                    };
-                    save_noted_model(&path, &model, &notes)
-                },
-                |_, _| Ok(()),
-            )
+            self.worker.call(py, move |mut view| {
+                let model = saved_model(&mut view)?;
+                let notes = RunNotes {
+                    interrupted_at_step: interrupted.then(|| view.trainer.steps()),
+                    changed_on_resume: view.trainer.changes().to_vec(),
+                    precision: Some(precision),
+                };
+                save_noted_model(&path, &model, &notes)
+            })
         })
     }
 
@@ -558,17 +634,11 @@ impl NativeTrainer {
     /// that `resume=` continues from.
     fn save_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         guard(|| {
-            self.worker.call(
-                py,
-                None,
-                move |slot, _| {
-                    let state = state(slot)?;
-                    let c = state.trainer.checkpoint()?;
-                    let model = state.saved_model()?;
-                    save_checkpoint(&path, &model, &state.optimizer, &c)
-                },
-                |_, _| Ok(()),
-            )
+            self.worker.call(py, move |mut view| {
+                let c = view.trainer.checkpoint()?;
+                let model = saved_model(&mut view)?;
+                save_checkpoint(&path, &model, &view.optimizer, &c)
+            })
         })
     }
 
@@ -594,18 +664,12 @@ impl NativeTrainer {
                 }));
             }
             let outputs = *self.sizes.last().unwrap();
-            let out = self.worker.call(
-                py,
-                None,
-                move |slot, _| {
-                    let state = state(slot)?;
-                    if let Some(s) = &state.standardizer {
-                        s.apply_rows(&mut rows)?;
-                    }
-                    state.trainer.predict(&rows)
-                },
-                |_, _| Ok(()),
-            )?;
+            let out = self.worker.call(py, move |view| {
+                if let Some(s) = view.standardizer {
+                    s.apply_rows(&mut rows)?;
+                }
+                view.trainer.predict(&rows)
+            })?;
             Ok(PyArray1::from_vec(py, out)
                 .reshape([n, outputs])?
                 .into_any())
@@ -624,20 +688,14 @@ impl NativeTrainer {
     ) -> PyResult<(f64, Option<f64>)> {
         guard(|| {
             let mut lock = WriteLock::default();
-            let mut data = dataset(&x, classes.as_ref(), values.as_ref(), &mut lock)?;
-            self.worker.call(
-                py,
-                None,
-                move |slot, _| {
-                    let state = state(slot)?;
-                    if let Some(s) = &state.standardizer {
-                        s.apply(&mut data)?;
-                    }
-                    let e = state.trainer.evaluate(&data)?;
-                    Ok((e.loss, e.accuracy))
-                },
-                |_, _| Ok(()),
-            )
+            let mut data = dataset(&x, classes.as_ref(), values.as_ref(), None, &mut lock)?;
+            self.worker.call(py, move |view| {
+                if let Some(s) = view.standardizer {
+                    s.apply(&mut data)?;
+                }
+                let e = view.trainer.evaluate(&data)?;
+                Ok((e.loss, e.accuracy))
+            })
         })
     }
 
@@ -649,14 +707,7 @@ impl NativeTrainer {
 
     /// Optimizer steps taken.
     fn steps(&self, py: Python<'_>) -> PyResult<u64> {
-        guard(|| {
-            self.worker.call(
-                py,
-                None,
-                |slot, _| Ok(state(slot)?.trainer.steps()),
-                |_, _| Ok(()),
-            )
-        })
+        guard(|| self.worker.call(py, |view| Ok(view.trainer.steps())))
     }
 
     /// The loss by name.

@@ -1,24 +1,43 @@
 //! The thread a trainer lives on. Each Python trainer owns a thread that
-//! builds and keeps its `Trainer` and runs jobs sent to it, so that the
-//! calling thread stays free for Python's signal handlers. The calling
-//! thread waits with the GIL released, wakes every 50 ms
-//! to let Python run its signal handlers (Ctrl-C raises `KeyboardInterrupt`
-//! there: the job's `StopFlag` is requested and the run ends at the next
-//! step boundary, keeping its steps), and hands each epoch's record to a
-//! Python callback while the training thread waits for it. Short waits
-//! are polled before sleeping ([`receive`]): a sleep and a wake-up each
-//! way cost ~70 µs an epoch, more than an iris-sized epoch itself.
-//! Each job runs on a thread of the CPU backend's pool when no other run
-//! has it ([`retroprop::cpu::run_on_pool`]): the epochs' steps then start
-//! where they are, not handed to the pool and back each epoch.
+//! builds and keeps its `Trainer` and runs the jobs sent to it, so that
+//! the calling thread stays free for Python's signal handlers. The calling
+//! thread waits with the GIL released, wakes every 50 ms to let Python run
+//! its signal handlers (Ctrl-C raises `KeyboardInterrupt` there: a fit's
+//! `StopFlag` is requested and the run ends at the next step boundary,
+//! keeping its steps; a call still queued is dropped), and hands each
+//! epoch's record to a Python callback.
+//!
+//! While the callback runs, the training thread serves the trainer's
+//! other calls between the two epochs ([`Serve::until_answered`]): a
+//! callback that asks for the steps, the model or a checkpoint (saving each
+//! epoch from the callback is the natural thing to do) is answered at
+//! once, from the run as it stands after that epoch, instead of waiting
+//! behind the fit that waits for it. A second fit is refused from the
+//! callback (it would wait for itself) and waits for the first from
+//! another thread.
+//!
+//! A process forked after the thread started (Python's `multiprocessing`,
+//! joblib's multiprocessing backend) has no such thread: the first call in
+//! the child starts one, over the trainer's state, which lives beside the
+//! thread rather than on its stack ([`Worker::link`]). A GPU trainer is
+//! refused there: a device does not cross a fork.
+//!
+//! Short waits are polled before sleeping ([`receive`]): a sleep and a
+//! wake-up each way cost ~70 µs an epoch, more than an iris-sized epoch
+//! itself. Each job runs on a thread of the CPU backend's pool when no
+//! other run has it ([`retroprop::cpu::run_on_pool`]): the epochs' steps
+//! then start where they are, not handed to the pool and back each epoch.
 
 use crate::errors::{panic_to_py, to_py};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use retroprop::{EpochRecord, Loss, Mlp, Optimizer, Standardizer, StopFlag, Trainer};
+use retroprop::{EpochRecord, Error, Loss, Mlp, Optimizer, Standardizer, StopFlag, Trainer};
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 /// Epochs shorter than this are waited for by polling (for up to twice the
@@ -28,8 +47,9 @@ const SHORT_EPOCH: Duration = Duration::from_micros(500);
 /// How often the waiting thread lets Python run its signal handlers.
 const SIGNALS_EVERY: Duration = Duration::from_millis(50);
 
-/// How long a job polls for its callback's answer before sleeping.
-const ACK_SPIN: Duration = Duration::from_micros(200);
+/// How long the training thread polls for the callback's answer before
+/// sleeping.
+const ANSWER_SPIN: Duration = Duration::from_micros(200);
 
 /// The next message of `rx`: polled for `spin`, then waited for up to
 /// `timeout` in all. Each poll yields the core: the trainer's own threads
@@ -54,6 +74,12 @@ fn receive<T>(rx: &Receiver<T>, spin: Duration, timeout: Duration) -> Result<T, 
     }
 }
 
+/// `mutex` locked, whether or not a panic poisoned it (every job's panic
+/// is caught inside, and leaves the state it marks lost).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What the training thread keeps between jobs.
 pub struct State {
     /// The trainer.
@@ -68,92 +94,351 @@ pub struct State {
     pub standardizer: Option<Standardizer>,
 }
 
-type Job = Box<dyn FnOnce(&mut Option<State>) + Send>;
+/// The trainer's state as a job other than a fit sees it: all of it
+/// between jobs, or, between two epochs of a fit, what the fit lends.
+pub struct View<'a> {
+    /// The trainer.
+    pub trainer: &'a mut Trainer,
+    /// Its network.
+    pub mlp: &'a Mlp,
+    /// Its loss.
+    pub loss: Loss,
+    /// Its optimizer.
+    pub optimizer: Optimizer,
+    /// The scaling applied to inputs first, once known.
+    pub standardizer: Option<&'a Standardizer>,
+}
+
+impl State {
+    /// The whole state as a [`View`].
+    pub fn view(&mut self) -> View<'_> {
+        View {
+            trainer: &mut self.trainer,
+            mlp: &self.mlp,
+            loss: self.loss,
+            optimizer: self.optimizer,
+            standardizer: self.standardizer.as_ref(),
+        }
+    }
+}
+
+/// The state slot, empty once a panic left the trainer halfway.
+fn present(slot: &mut Option<State>) -> retroprop::Result<&mut State> {
+    slot.as_mut().ok_or_else(|| {
+        Error::Config("the trainer was lost to an earlier internal error; make a new one".into())
+    })
+}
+
+/// Where a job runs: on the state between jobs, or between two epochs of
+/// a running fit.
+enum Access<'a, 'b> {
+    Idle(&'a mut Option<State>),
+    BetweenEpochs(&'a mut View<'b>),
+}
+
+impl Access<'_, '_> {
+    /// Marks the trainer lost after a panic: at once between jobs, once
+    /// the fit has ended between epochs.
+    fn lose(&mut self, serve: &Serve) {
+        match self {
+            Access::Idle(slot) => **slot = None,
+            Access::BetweenEpochs(_) => serve.lost.store(true, Ordering::Release),
+        }
+    }
+}
+
+/// What the training thread is sent.
+enum ToWorker {
+    /// A job; `trains` for a fit, which waits for a running fit to end.
+    Job { job: Job, trains: bool },
+    /// The callback of the epoch last reported has returned.
+    Answered,
+}
+
+type Job = Box<dyn FnOnce(&mut Access<'_, '_>, &Serve) + Send>;
+
+/// The training thread's side of its queue.
+struct Serve {
+    queue: Mutex<Receiver<ToWorker>>,
+    /// Fits sent while another ran, in order.
+    deferred: Mutex<VecDeque<Job>>,
+    /// A job between epochs panicked: the trainer is lost once the fit
+    /// ends.
+    lost: AtomicBool,
+}
+
+impl Serve {
+    /// Runs the trainer's calls that come while a fit waits for its
+    /// callback (from the callback, or another thread), on `view`, until
+    /// the callback's answer comes.
+    fn until_answered(&self, view: &mut View<'_>) {
+        loop {
+            let message = receive(&lock(&self.queue), ANSWER_SPIN, Duration::MAX);
+            match message {
+                Ok(ToWorker::Answered) | Err(_) => return,
+                Ok(ToWorker::Job { job, trains: true }) => lock(&self.deferred).push_back(job),
+                Ok(ToWorker::Job { job, trains: false }) => {
+                    job(&mut Access::BetweenEpochs(view), self)
+                }
+            }
+        }
+    }
+
+    /// The next job between jobs: a deferred fit first; `None` once the
+    /// worker is gone.
+    fn next(&self) -> Option<Job> {
+        loop {
+            if let Some(job) = lock(&self.deferred).pop_front() {
+                return Some(job);
+            }
+            match lock(&self.queue).recv() {
+                Ok(ToWorker::Job { job, .. }) => return Some(job),
+                // An answer nobody waits for (none is sent unasked).
+                Ok(ToWorker::Answered) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
 
 /// A message from a job to the thread that waits for it.
 enum Message<R> {
-    /// An epoch ended; the job goes on when the sender is answered.
-    Epoch(Box<EpochRecord>, Sender<()>),
+    /// An epoch ended; the job goes on when the callback has answered.
+    Epoch(Box<EpochRecord>),
     /// The job ended, or panicked.
     Done(std::thread::Result<retroprop::Result<R>>),
 }
 
-/// How a job reports an epoch: the record goes to the waiting thread,
-/// and the job waits until its callback has run.
-pub struct Epochs {
-    report: Box<dyn Fn(&EpochRecord) + Send>,
+/// How a fit reports an epoch: the record goes to the waiting thread, and
+/// the fit waits, serving the trainer's calls, until the callback returns.
+pub struct Epochs<'s> {
+    send: Box<dyn Fn(&EpochRecord) -> bool + Send + Sync>,
+    serve: &'s Serve,
 }
 
-impl Epochs {
-    /// Hands `record` to the waiting thread and waits for its callback.
-    pub fn report(&self, record: &EpochRecord) {
-        (self.report)(record)
+impl Epochs<'_> {
+    /// Hands `record` to the waiting thread and, until its callback
+    /// returns, runs the calls made meanwhile on `view`.
+    pub fn report(&self, record: &EpochRecord, mut view: View<'_>) {
+        if (self.send)(record) {
+            self.serve.until_answered(&mut view);
+        }
     }
 }
 
-/// A training thread and the queue of its jobs.
+/// A queued call's progress: the training thread starts it unless its
+/// caller gave up first (Ctrl-C while it waited in the queue).
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// The running thread of a worker, in the process that started it.
+struct Link {
+    pid: u32,
+    jobs: Sender<ToWorker>,
+}
+
+impl Link {
+    fn start(state: Arc<Mutex<Option<State>>>) -> Link {
+        let (jobs, queue) = mpsc::channel::<ToWorker>();
+        std::thread::Builder::new()
+            .name("retroprop-trainer".into())
+            .spawn(move || {
+                let serve = Serve {
+                    queue: Mutex::new(queue),
+                    deferred: Mutex::default(),
+                    lost: AtomicBool::new(false),
+                };
+                while let Some(job) = serve.next() {
+                    let mut guard = lock(&state);
+                    let slot: &mut Option<State> = &mut guard;
+                    retroprop::cpu::run_on_pool(|| job(&mut Access::Idle(slot), &serve));
+                    if serve.lost.swap(false, Ordering::AcqRel) {
+                        *slot = None;
+                    }
+                }
+            })
+            .expect("the operating system refused a thread");
+        Link {
+            pid: std::process::id(),
+            jobs,
+        }
+    }
+}
+
+/// A training thread, the queue of its jobs and the state they share.
 pub struct Worker {
-    jobs: Mutex<Sender<Job>>,
+    link: Mutex<Link>,
+    state: Arc<Mutex<Option<State>>>,
+    /// Whether the state may move to a thread of a forked child (a CPU
+    /// trainer; a GPU device does not cross a fork).
+    forkable: AtomicBool,
+    /// The thread running a fit's callback now, if any.
+    in_callback: Mutex<Option<ThreadId>>,
 }
 
 impl Worker {
     /// Starts the thread; it ends when the worker is dropped.
     pub fn start() -> Worker {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("retroprop-trainer".into())
-            .spawn(move || {
-                let mut state = None;
-                for job in queue {
-                    retroprop::cpu::run_on_pool(|| job(&mut state));
-                }
-            })
-            .expect("the operating system refused a thread");
+        let state = Arc::new(Mutex::new(None));
         Worker {
-            jobs: Mutex::new(jobs),
+            link: Mutex::new(Link::start(state.clone())),
+            state,
+            forkable: AtomicBool::new(false),
+            in_callback: Mutex::new(None),
         }
     }
 
-    /// Runs `job` on the training thread and waits for it with the GIL
-    /// released, calling `on_epoch` (with the GIL) for each epoch it
-    /// reports. `stop`: the job's stop flag, requested on Ctrl-C (then the
-    /// job's result is dropped for `KeyboardInterrupt`) or when `on_epoch`
-    /// raises (then its exception is raised).
+    /// Says whether the trainer may be used in a process forked from this
+    /// one (see [`Worker`]'s `forkable`).
+    pub fn set_forkable(&self, forkable: bool) {
+        self.forkable.store(forkable, Ordering::Release);
+    }
+
+    /// The sender of this process's training thread: in a forked child,
+    /// a new thread over the same state.
+    fn sender(&self) -> PyResult<Sender<ToWorker>> {
+        let mut link = lock(&self.link);
+        if link.pid != std::process::id() {
+            if !self.forkable.load(Ordering::Acquire) {
+                return Err(PyRuntimeError::new_err(
+                    "this trainer was made before the process forked and holds a GPU device, \
+                     which does not cross a fork: make a new Trainer in this process",
+                ));
+            }
+            if self.state.try_lock().is_err() {
+                return Err(PyRuntimeError::new_err(
+                    "this trainer was running a call when the process forked, and its state \
+                     is halfway: make a new Trainer in this process",
+                ));
+            }
+            *link = Link::start(self.state.clone());
+        }
+        Ok(link.jobs.clone())
+    }
+
+    /// Builds the state on the training thread with `build`.
+    pub fn init(
+        &self,
+        py: Python<'_>,
+        build: impl FnOnce() -> retroprop::Result<State> + Send + 'static,
+    ) -> PyResult<()> {
+        self.run(
+            py,
+            None,
+            false,
+            move |access, _| match access {
+                Access::Idle(slot) => {
+                    **slot = Some(build()?);
+                    Ok(())
+                }
+                Access::BetweenEpochs(_) => unreachable!("a new worker runs no fit"),
+            },
+            |_, _| Ok(()),
+        )
+    }
+
+    /// Runs `job` on the trainer and waits for it: between jobs, or,
+    /// called while a fit waits for its callback (from the callback or
+    /// another thread), between those two epochs, on the run as it stands.
     pub fn call<R: Send + 'static>(
         &self,
         py: Python<'_>,
+        job: impl FnOnce(View<'_>) -> retroprop::Result<R> + Send + 'static,
+    ) -> PyResult<R> {
+        self.run(
+            py,
+            None,
+            false,
+            move |access, _| match access {
+                Access::Idle(slot) => job(present(slot)?.view()),
+                Access::BetweenEpochs(view) => job(View {
+                    trainer: &mut *view.trainer,
+                    mlp: view.mlp,
+                    loss: view.loss,
+                    optimizer: view.optimizer,
+                    standardizer: view.standardizer,
+                }),
+            },
+            |_, _| Ok(()),
+        )
+    }
+
+    /// Runs the fit `job` on the trainer's whole state and waits for it
+    /// with the GIL released, calling `on_epoch` (with the GIL) for each
+    /// epoch it reports. `stop`: the fit's stop flag, requested on Ctrl-C
+    /// (then the fit's result is dropped for `KeyboardInterrupt`) or when
+    /// `on_epoch` raises (then its exception is raised). Refused from a
+    /// callback of this trainer's running fit, which would wait for
+    /// itself; from another thread it waits for that fit to end.
+    pub fn fit<R: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        stop: &StopFlag,
+        job: impl FnOnce(&mut State, &Epochs) -> retroprop::Result<R> + Send + 'static,
+        on_epoch: impl FnMut(Python<'_>, &EpochRecord) -> PyResult<()>,
+    ) -> PyResult<R> {
+        if *lock(&self.in_callback) == Some(std::thread::current().id()) {
+            return Err(PyRuntimeError::new_err(
+                "fit was called from the callback of this trainer's running fit, which waits \
+                 for the callback: call it after that fit returns (the callback may stop() it)",
+            ));
+        }
+        self.run(
+            py,
+            Some(stop),
+            true,
+            move |access, epochs| match access {
+                Access::Idle(slot) => job(present(slot)?, epochs),
+                Access::BetweenEpochs(_) => unreachable!("a fit waits for the running one"),
+            },
+            on_epoch,
+        )
+    }
+
+    /// Sends `job` to the training thread and waits for its answer,
+    /// handing its epochs to `on_epoch` (see [`fit`](Self::fit)).
+    fn run<R: Send + 'static>(
+        &self,
+        py: Python<'_>,
         stop: Option<&StopFlag>,
-        job: impl FnOnce(&mut Option<State>, &Epochs) -> retroprop::Result<R> + Send + 'static,
+        trains: bool,
+        job: impl FnOnce(&mut Access<'_, '_>, &Epochs) -> retroprop::Result<R> + Send + 'static,
         mut on_epoch: impl FnMut(Python<'_>, &EpochRecord) -> PyResult<()>,
     ) -> PyResult<R> {
+        let jobs = self.sender()?;
         let (tx, rx): (Sender<Message<R>>, Receiver<Message<R>>) = mpsc::channel();
-        let epochs_tx = tx.clone();
-        let epochs = Epochs {
-            report: Box::new(move |record| {
-                let (ack, answered) = mpsc::channel();
-                if epochs_tx
-                    .send(Message::Epoch(Box::new(record.clone()), ack))
-                    .is_ok()
-                {
-                    // A callback answers within microseconds: polled
-                    // first, rather than sleeping and being woken.
-                    let _ = receive(&answered, ACK_SPIN, Duration::MAX);
+        let progress = Arc::new(AtomicU8::new(QUEUED));
+        let wrapped: Job = {
+            let progress = progress.clone();
+            Box::new(move |access, serve| {
+                let start =
+                    progress.compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire);
+                if start.is_err() {
+                    return;
                 }
-            }),
+                let epochs_tx = tx.clone();
+                let epochs = Epochs {
+                    send: Box::new(move |record| {
+                        epochs_tx
+                            .send(Message::Epoch(Box::new(record.clone())))
+                            .is_ok()
+                    }),
+                    serve,
+                };
+                let result = catch_unwind(AssertUnwindSafe(|| job(access, &epochs)));
+                if result.is_err() {
+                    // A trainer a panic left halfway is not used again.
+                    access.lose(serve);
+                }
+                let _ = tx.send(Message::Done(result));
+            })
         };
-        let wrapped: Job = Box::new(move |state| {
-            let result = catch_unwind(AssertUnwindSafe(|| job(state, &epochs)));
-            if result.is_err() {
-                // A trainer a panic left halfway is not used again.
-                *state = None;
-            }
-            let _ = tx.send(Message::Done(result));
-        });
-        self.jobs
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("the trainer's queue is poisoned"))?
-            .send(wrapped)
-            .map_err(|_| PyRuntimeError::new_err("the training thread has ended"))?;
+        jobs.send(ToWorker::Job {
+            job: wrapped,
+            trains,
+        })
+        .map_err(|_| PyRuntimeError::new_err("the training thread has ended"))?;
         let mut raised: Option<PyErr> = None;
         let mut rx = rx;
         // How long the last epoch took, once known: epochs of a small data
@@ -164,18 +449,6 @@ impl Worker {
         // Python's signal handlers run every 50 ms: on the wait's timeout,
         // and between epochs when records come faster than that.
         let mut signals_checked = Instant::now();
-        let check_signals = |raised: &mut Option<PyErr>, checked: &mut Instant| {
-            *checked = Instant::now();
-            if raised.is_none()
-                && let Err(e) = py.check_signals()
-            {
-                if let Some(stop) = stop {
-                    stop.request();
-                }
-                // Without a stop flag the job is short: let it end.
-                *raised = Some(e);
-            }
-        };
         loop {
             // The receiver travels into the GIL-free wait and back (it is
             // Send, not Sync).
@@ -185,7 +458,7 @@ impl Worker {
             });
             rx = back;
             match message {
-                Ok(Message::Epoch(record, ack)) => {
+                Ok(Message::Epoch(record)) => {
                     let now = Instant::now();
                     spin = last_epoch.map_or(Duration::ZERO, |last| {
                         let took = now - last;
@@ -195,18 +468,25 @@ impl Worker {
                             Duration::ZERO
                         }
                     });
-                    if raised.is_none()
-                        && let Err(e) = on_epoch(py, &record)
-                    {
-                        if let Some(stop) = stop {
-                            stop.request();
+                    if raised.is_none() {
+                        let callback = self.enter_callback();
+                        let answered = on_epoch(py, &record);
+                        drop(callback);
+                        if let Err(e) = answered {
+                            if let Some(stop) = stop {
+                                stop.request();
+                            }
+                            raised = Some(e);
                         }
-                        raised = Some(e);
                     }
                     if signals_checked.elapsed() >= SIGNALS_EVERY {
-                        check_signals(&mut raised, &mut signals_checked);
+                        signals_checked = Instant::now();
+                        if let Some(e) = self.signal(py, stop, &progress, &mut raised) {
+                            let _ = jobs.send(ToWorker::Answered);
+                            return Err(e);
+                        }
                     }
-                    let _ = ack.send(());
+                    let _ = jobs.send(ToWorker::Answered);
                     last_epoch = Some(Instant::now());
                 }
                 Ok(Message::Done(result)) => {
@@ -219,7 +499,12 @@ impl Worker {
                         None => result,
                     };
                 }
-                Err(RecvTimeoutError::Timeout) => check_signals(&mut raised, &mut signals_checked),
+                Err(RecvTimeoutError::Timeout) => {
+                    signals_checked = Instant::now();
+                    if let Some(e) = self.signal(py, stop, &progress, &mut raised) {
+                        return Err(e);
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(PyRuntimeError::new_err(
                         "the training thread ended without an answer",
@@ -228,4 +513,63 @@ impl Worker {
             }
         }
     }
+
+    /// Lets Python run its signal handlers. On an exception (Ctrl-C's
+    /// `KeyboardInterrupt`): a fit is asked to stop and its end waited
+    /// for (the exception is kept in `raised`); a call still in the queue
+    /// is dropped and the exception returned at once; a call already
+    /// running (a short one) is waited for.
+    fn signal(
+        &self,
+        py: Python<'_>,
+        stop: Option<&StopFlag>,
+        progress: &AtomicU8,
+        raised: &mut Option<PyErr>,
+    ) -> Option<PyErr> {
+        if raised.is_some() {
+            return None;
+        }
+        let Err(e) = py.check_signals() else {
+            return None;
+        };
+        if let Some(stop) = stop {
+            stop.request();
+        }
+        let dropped = progress
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if dropped {
+            return Some(e);
+        }
+        *raised = Some(e);
+        None
+    }
+
+    /// Marks the calling thread as running this trainer's callback until
+    /// the returned guard drops.
+    fn enter_callback(&self) -> impl Drop + '_ {
+        struct Leave<'w>(&'w Mutex<Option<ThreadId>>, Option<ThreadId>);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                *lock(self.0) = self.1;
+            }
+        }
+        let before = lock(&self.in_callback).replace(std::thread::current().id());
+        Leave(&self.in_callback, before)
+    }
+}
+
+/// Panics inside the guard every entry point uses: for the test that no
+/// panic crosses into Python.
+#[pyfunction]
+pub fn panic_for_test(on_worker_thread: bool) -> PyResult<()> {
+    if on_worker_thread {
+        let worker = Worker::start();
+        return Python::attach(|py| {
+            worker.init(py, || -> retroprop::Result<State> {
+                panic!("a test panic on the training thread")
+            })
+        });
+    }
+    crate::errors::guard(|| panic!("a test panic on the calling thread"))
 }

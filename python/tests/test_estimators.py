@@ -22,9 +22,13 @@ from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
 import retroprop  # noqa: E402
 from retroprop import MLPClassifier, MLPRegressor  # noqa: E402
 
-#: Checks that cannot hold, with the reason (none at present: every one of
-#: scikit-learn's checks passes).
-EXPECTED_FAILED_CHECKS = {}
+#: Checks that cannot hold, with the reason. Training is in float32: a
+#: fit on integer weights and one on the rows repeated agree to float32's
+#: rounding (about 5e-7 relative after 100 epochs), not the check's rtol of
+#: 1e-7 (scikit-learn's MLP passes it in float64 with lbfgs only).
+#: tests/test_sample_weight.py runs the same comparison at 1e-5.
+_FLOAT32 = "float32 training: weights equal repeated rows to float32 rounding, not rtol 1e-7"
+EXPECTED_FAILED_CHECKS = {"check_sample_weight_equivalence_on_dense_data": _FLOAT32}
 
 
 @pytest.fixture(autouse=True)
@@ -164,19 +168,29 @@ def test_accuracy_within_one_point_of_scikit_learns_mlp(data):
 @pytest.mark.parametrize("alpha", [0.0, 0.5])
 def test_loss_curve_is_scikit_learns_with_the_l2_term(alpha):
     # A learning rate too small to move float32 parameters: every step
-    # sees the parameters the fit ends with, so the curve is known from
-    # them: the mean log loss plus alpha/2 ‖θ‖² / batch for each step,
-    # weighted by the batch's rows (scikit-learn's _backprop and
-    # _fit_stochastic), that is alpha/2 · steps · ‖θ‖² / rows.
+    # sees the parameters the fit ends with. scikit-learn, handed those
+    # parameters, computes its loss curve on them (its own _backprop:
+    # each batch's log loss plus alpha/2 ‖W‖² / batch, weighted by the
+    # batch's rows); ours adds the biases to ‖θ‖², as the docstring says,
+    # and nothing else may differ.
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
     x, y = load_digits(return_X_y=True)
     x, y = (x / 16)[:450], y[:450]
-    m = MLPClassifier(hidden_layer_sizes=(16,), solver="sgd", momentum=0.0, learning_rate_init=1e-30,
-                      alpha=alpha, batch_size=200, max_iter=2, random_state=0, device="cpu").fit(x, y)
-    p = m.predict_proba(x)
-    data_loss = -np.mean(np.log(p[np.arange(len(y)), y]))
-    squares = sum(float(np.sum(c.astype(np.float64) ** 2)) for c in m.coefs_ + m.intercepts_)
+    settings = dict(hidden_layer_sizes=(16,), solver="sgd", momentum=0.0, learning_rate_init=1e-30,
+                    alpha=alpha, batch_size=200, shuffle=False, random_state=0)
+    ours = MLPClassifier(**settings, max_iter=2, device="cpu").fit(x, y)
+    theirs = SkMLP(**settings, max_iter=1, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs.fit(x, y)
+        theirs.coefs_ = [c.astype(np.float64) for c in ours.coefs_]
+        theirs.intercepts_ = [b.astype(np.float64) for b in ours.intercepts_]
+        theirs.fit(x, y)
     steps = 3  # 200, 200, 50 rows
-    expected = data_loss + 0.5 * alpha * steps * squares / len(x)
-    np.testing.assert_allclose(m.loss_curve_, [expected, expected], rtol=1e-5)
+    biases = sum(float(np.sum(b.astype(np.float64) ** 2)) for b in ours.intercepts_)
+    expected = theirs.loss_curve_[-1] + 0.5 * alpha * steps * biases / len(x)
+    np.testing.assert_allclose(ours.loss_curve_, [expected, expected], rtol=1e-5)
     if alpha:
-        assert 0.5 * alpha * steps * squares / len(x) > 1e-3, "the L2 term is too small to tell apart"
+        weights = sum(float(np.sum(c.astype(np.float64) ** 2)) for c in ours.coefs_)
+        assert 0.5 * alpha * steps * weights / len(x) > 1e-3, "the L2 term is too small to tell apart"

@@ -8,6 +8,9 @@
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
 //! - `gemm/`: matrix products, on the built-in GEMM or a system BLAS,
 //!   whichever is faster at the product's shape;
+//! - `share.rs`: a pass shared among the pool's threads;
+//! - `pool.rs`: the backend's threads (its pools, the run that has them,
+//!   made anew after a fork);
 //! - `backend.rs`: [`CpuBackend`], the [`Backend`](crate::backend::Backend)
 //!   the trainer drives.
 
@@ -16,9 +19,10 @@ mod dense;
 pub mod gemm;
 mod network;
 mod optimizer;
-mod share;
+mod pool;
+pub(crate) mod share;
 
-pub use backend::{CpuBackend, run_on_pool};
+pub use backend::CpuBackend;
 pub use dense::{dense_backward, dense_forward};
 pub use gemm::{
     Blas, Engine, Gemm, Route, Shape, Trial, blas, check_env, gemm_builtin, gemm_name, gemms_of,
@@ -26,3 +30,4 @@ pub use gemm::{
 };
 pub use network::Network;
 pub use optimizer::{clip_gradients, optimizer_step};
+pub use pool::run_on_pool;

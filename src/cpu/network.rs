@@ -5,7 +5,7 @@ use super::dense::{self, dense_backward, dense_forward};
 use super::gemm::{self, Gemm};
 use super::optimizer::{self, clip_gradients, optimizer_step};
 use crate::dropout::Dropout;
-use crate::loss::{Loss, TargetBatch};
+use crate::loss::{Loss, RowWeights, TargetBatch};
 use crate::model::Mlp;
 use crate::optim::{GradClip, Optimizer};
 
@@ -220,17 +220,40 @@ impl<T: Gemm> Network<T> {
         batch_rows: usize,
         offset: usize,
     ) -> T {
+        self.weighted_loss_and_gradients(x, loss, targets, (batch_rows, offset), None)
+    }
+
+    /// [`loss_and_gradients_in_batch`](Self::loss_and_gradients_in_batch)
+    /// with each row weighted in the loss (`weights`: see
+    /// [`Loss::forward_backward_weighted`]); unweighted without.
+    pub fn weighted_loss_and_gradients(
+        &mut self,
+        x: &[T],
+        loss: Loss,
+        targets: TargetBatch<'_>,
+        (batch_rows, offset): (usize, usize),
+        weights: Option<RowWeights<'_>>,
+    ) -> T {
         self.forward_pass(x, Some(offset));
         let last = self.mlp.layers().len() - 1;
         let width = self.mlp.outputs();
         self.grad_z.resize(self.a[last].len(), T::zero());
-        let value = loss.forward_backward_in_batch(
-            &self.a[last],
-            width,
-            targets,
-            &mut self.grad_z,
-            batch_rows,
-        );
+        let value = match weights {
+            Some(weights) => loss.forward_backward_weighted(
+                &self.a[last],
+                width,
+                targets,
+                &mut self.grad_z,
+                weights,
+            ),
+            None => loss.forward_backward_in_batch(
+                &self.a[last],
+                width,
+                targets,
+                &mut self.grad_z,
+                batch_rows,
+            ),
+        };
         for l in (0..=last).rev() {
             let layer = self.mlp.layers()[l];
             if self.dropout[l].is_some() {

@@ -29,6 +29,34 @@ pub(super) fn look_for_work(idle: &mut u32) -> bool {
     false
 }
 
+std::thread_local! {
+    /// Set while this thread runs work that must not share its passes
+    /// ([`serially`]).
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `work` with every pass on this thread alone: no product,
+/// elementwise pass or update of it is shared among threads. Members of a
+/// run trained side by side, a member a thread, each run this way (their
+/// threads are the sharing). The bits are those of shared passes, which
+/// do not depend on the threads.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn serially<R>(work: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    work()
+}
+
+/// Whether this thread runs its passes alone ([`serially`]).
+pub(crate) fn is_serial() -> bool {
+    SERIAL.with(|s| s.get())
+}
+
 /// `job(item)` for each of `items`, shared with the pool's other threads;
 /// the results in the items' order, whichever thread ran each.
 ///
@@ -51,7 +79,7 @@ pub(crate) fn share<I: Send, R: Send>(items: Vec<I>, job: impl Fn(I) -> R + Sync
     return items.into_iter().map(job).collect();
     #[cfg(not(target_arch = "wasm32"))]
     {
-        if items.len() < 2 || rayon::current_num_threads() < 2 {
+        if items.len() < 2 || rayon::current_num_threads() < 2 || is_serial() {
             return items.into_iter().map(job).collect();
         }
         if rayon::current_thread_index().is_none() {

@@ -75,7 +75,7 @@ pub struct GpuBackend {
     /// Per step slot (or chunk of an evaluation): [loss, correct].
     pub(super) results: wgpu::Buffer,
     /// What a window's results and layer norms are copied into to be read
-    /// back, one for each of the ring's two windows (`steps::WINDOW`).
+    /// back, one for each of the ring's two windows (`window::WINDOW`).
     pub(super) window_readback: [wgpu::Buffer; 2],
     pub(super) steps: wgpu::Buffer,
     pub(super) step_stride: u64,
@@ -105,6 +105,11 @@ pub struct GpuBackend {
     pub(super) uniform_align: u64,
     /// Checked before every submission of `train_steps`.
     pub(super) stop_flag: Option<StopFlag>,
+    /// The submission of a call that returned before it ran (`update`,
+    /// `restore`, an empty share's cleared gradients): the next call waits
+    /// for it after its own first submission, so that at most two are in
+    /// flight.
+    pub(super) unwaited: Option<Submitted>,
     /// A profile being taken (`Backend::start_profile`): recording counts
     /// (and times) each dispatch while it is set.
     pub(super) profiler: RefCell<Option<Profiler>>,
@@ -181,9 +186,25 @@ impl GpuBackend {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.params_before, 0, &self.params, 0, self.params.size());
         encoder.copy_buffer_to_buffer(&self.state_before, 0, &self.state, 0, self.state.size());
-        self.ctx.queue.submit([encoder.finish()]);
+        let submitted = self.ctx.submit(encoder.finish());
+        self.leave_unwaited(submitted)?;
         self.t = t;
         self.ctx.check()
+    }
+
+    /// Keeps `submitted`, which the call returns before it runs, for the
+    /// next call to wait for ([`unwaited`](Self::unwaited)). One kept
+    /// already (two updates in a row) is waited for now natively; the
+    /// browser cannot block, and there it may run beside the next call's
+    /// first two.
+    fn leave_unwaited(&mut self, submitted: Submitted) -> Result<()> {
+        if let Some(previous) = self.unwaited.replace(submitted) {
+            #[cfg(not(target_arch = "wasm32"))]
+            block_on(self.ctx.finished(&previous))?;
+            #[cfg(target_arch = "wasm32")]
+            drop(previous);
+        }
+        Ok(())
     }
 
     /// The mean loss and number correct of an evaluation chunk, from the
@@ -316,6 +337,7 @@ impl Backend for GpuBackend {
     }
 
     fn upload<'a>(&mut self, train: &'a Dataset) -> Result<DeviceData<'a>> {
+        refuse_weights(train)?;
         let device = &self.ctx.device;
         self.plans.clear();
         self.resident = None;
@@ -362,7 +384,8 @@ impl Backend for GpuBackend {
             if share.rows.is_empty() {
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 encoder.clear_buffer(&self.grads, 0, None);
-                self.ctx.queue.submit([encoder.finish()]);
+                let submitted = self.ctx.submit(encoder.finish());
+                self.leave_unwaited(submitted)?;
                 self.ctx.check()?;
                 return Ok(0.0);
             }
@@ -389,7 +412,7 @@ impl Backend for GpuBackend {
             };
             // At most two passes in flight: the rows waiting to be copied
             // stay one or two passes' worth.
-            let mut in_flight = InFlight::default();
+            let mut in_flight = InFlight::after(self.unwaited.take());
             for key in &keys {
                 let first = key.offset - share.offset;
                 self.write_rows(
@@ -455,7 +478,8 @@ impl Backend for GpuBackend {
             self.record_update(&mut pass, at, false);
         }
         self.resolve_marks(&mut encoder);
-        self.ctx.queue.submit([encoder.finish()]);
+        let submitted = self.ctx.submit(encoder.finish());
+        self.leave_unwaited(submitted)?;
         self.t += 1;
         self.ctx.check()
     }
@@ -575,6 +599,7 @@ impl Backend for GpuBackend {
         data: &'a Dataset,
     ) -> LocalFuture<'a, Result<(f64, Option<usize>)>> {
         Box::pin(async move {
+            refuse_weights(data)?;
             let chunks: Vec<(usize, usize)> = (0..data.rows())
                 .step_by(self.capacity)
                 .map(|start| (start, (start + self.capacity).min(data.rows())))
@@ -584,6 +609,7 @@ impl Backend for GpuBackend {
             // copied to the device stays one or two chunks' rows.
             let (mut loss_sum, mut correct) = (0.0, 0.0);
             let mut pending: Option<(usize, Submitted)> = None;
+            let mut in_flight = InFlight::after(self.unwaited.take());
             for (c, &(start, end)) in chunks.iter().enumerate() {
                 let slot = c % 2;
                 let key = PassKey::whole(end - start);
@@ -606,6 +632,7 @@ impl Backend for GpuBackend {
                 let readback = &self.window_readback[slot];
                 encoder.copy_buffer_to_buffer(&self.results, slot as u64 * 8, readback, 0, 8);
                 let submitted = self.ctx.submit(encoder.finish());
+                in_flight.push(&self.ctx, submitted.clone()).await?;
                 if let Some((done, previous)) = pending.replace((c, submitted)) {
                     let (loss, right) = self.read_chunk(&previous, done % 2).await?;
                     let (start, end) = chunks[done];
@@ -682,7 +709,11 @@ impl Backend for GpuBackend {
                     };
                     self.record_forward(&mut pass, plan, at);
                 }
-                self.ctx.queue.submit([encoder.finish()]);
+                let submitted = self.ctx.submit(encoder.finish());
+                // Its read-back is the second submission in flight.
+                InFlight::after(self.unwaited.take())
+                    .push(&self.ctx, submitted)
+                    .await?;
                 let bytes = self
                     .ctx
                     .read_async(&self.a[last], 0, ((end - start) * outputs * 4) as u64)
@@ -691,5 +722,18 @@ impl Backend for GpuBackend {
             }
             Ok(out)
         })
+    }
+}
+
+/// Sample weights are the CPU backend's so far: a weighted data set on
+/// the GPU is refused by name rather than trained unweighted.
+fn refuse_weights(data: &Dataset) -> Result<()> {
+    match data.weights() {
+        Some(_) => Err(crate::error::Error::Config(
+            "sample weights train on the CPU backend only for now (device cpu); the GPU's \
+             loss kernel does not read them yet"
+                .into(),
+        )),
+        None => Ok(()),
     }
 }

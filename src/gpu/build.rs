@@ -125,9 +125,8 @@ impl GpuBackend {
         let kernels = Kernels::new(device, choice);
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
         check_products(&kernels.choice, mlp, capacity, max_groups)?;
-        let storage_align = (ctx.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
         let uniform_align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
-        let layout = ParamLayout::new(mlp, storage_align);
+        let layout = ParamLayout::new(mlp, ctx.limits.min_storage_buffer_offset_alignment);
         let rule = optimizer.rule();
         let slots = optimizer.state_slots() as u64;
         let params_buffer = storage_init(device, "parameters", &layout.pack(mlp, &params));
@@ -277,6 +276,7 @@ impl GpuBackend {
             t: 0,
             state_slots: optimizer.state_slots(),
             uniform_align,
+            unwaited: None,
             stop_flag: config.stop_flag.clone(),
             profiler: RefCell::new(None),
             ctx,

@@ -242,6 +242,7 @@ pub struct GpuContext {
     summary: AdapterSummary,
     error: Arc<Mutex<Option<String>>>,
     staging: Staging,
+    submissions: Arc<Mutex<Submissions>>,
 }
 
 impl GpuContext {
@@ -341,6 +342,7 @@ impl GpuContext {
             summary,
             error,
             staging: Staging::default(),
+            submissions: Arc::default(),
         })
     }
 
@@ -364,6 +366,7 @@ impl GpuContext {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.settle(None);
         self.check()
     }
 
@@ -389,15 +392,18 @@ impl GpuContext {
         let staging = self.staging.take(&self.device, size);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(source, offset, &staging, 0, size);
-        self.queue.submit([encoder.finish()]);
+        self.submit(encoder.finish());
         let bytes = self.map_read_async(&staging, size, None).await?;
         self.staging.keep(staging);
         Ok(bytes)
     }
 
     /// Submits `commands`, returning what to wait for it by
-    /// ([`finished`](Self::finished)).
+    /// ([`finished`](Self::finished)). Every submission of a run goes
+    /// through here, so that the count of those in flight (its test's
+    /// `most_in_flight`) has them all.
     pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) -> Submitted {
+        let number = self.lock_submissions().made();
         let index = self.queue.submit([commands]);
         #[cfg(target_arch = "wasm32")]
         {
@@ -408,15 +414,44 @@ impl GpuContext {
             self.queue.on_submitted_work_done(move || {
                 let _ = sender.send(());
             });
-            Submitted { done: receiver }
+            Submitted {
+                number,
+                done: Arc::new(receiver),
+            }
         }
         #[cfg(not(target_arch = "wasm32"))]
-        Submitted { index }
+        Submitted { number, index }
+    }
+
+    /// The most submissions that were ever in flight at once, as far as
+    /// the host knows: made and not yet waited for (waiting for one
+    /// settles those before it too). Since the last call: each call
+    /// starts the count again from the submissions in flight now.
+    #[cfg(test)]
+    pub(crate) fn most_in_flight(&self) -> u64 {
+        let mut submissions = self.lock_submissions();
+        let most = submissions.most;
+        submissions.most = submissions.made - submissions.settled;
+        most
+    }
+
+    /// Notes that the submission numbered `upto` (every one when `None`)
+    /// and those before it have run.
+    fn settle(&self, upto: Option<u64>) {
+        let mut submissions = self.lock_submissions();
+        let upto = upto.unwrap_or(submissions.made);
+        submissions.settled = submissions.settled.max(upto);
+    }
+
+    fn lock_submissions(&self) -> std::sync::MutexGuard<'_, Submissions> {
+        self.submissions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until `submitted` has run: natively by polling the device for
-    /// its submission index (later submissions may still be running); in the
-    /// browser on the queue's answer that the work is done.
+    /// its submission index (later submissions may still be running; the
+    /// poll also answers mappings, so it runs even for a submission already
+    /// waited for); in the browser on the queue's answer that the work is
+    /// done, which comes once: a clone already waited for returns at once.
     pub(crate) async fn finished(&self, submitted: &Submitted) -> Result<()> {
         #[cfg(not(target_arch = "wasm32"))]
         if let Err(e) = self.device.poll(wgpu::PollType::Wait {
@@ -433,11 +468,14 @@ impl GpuContext {
             }));
         }
         #[cfg(target_arch = "wasm32")]
-        if submitted.done.receive().await.is_none() {
+        let settled = self.lock_submissions().settled;
+        #[cfg(target_arch = "wasm32")]
+        if submitted.number > settled && submitted.done.receive().await.is_none() {
             return Err(Error::Gpu(
                 "a submission's completion never answered".into(),
             ));
         }
+        self.settle(Some(submitted.number));
         self.check()
     }
 
@@ -486,6 +524,8 @@ impl GpuContext {
                 ));
             }
         }
+        // A mapping answers once the submissions before it have run.
+        self.settle(until.map(|s| s.number));
         self.check()?;
         let bytes = staging
             .get_mapped_range(..size)
@@ -496,14 +536,38 @@ impl GpuContext {
     }
 }
 
-/// A submission to wait for ([`GpuContext::submit`]): natively its index;
-/// in the browser the queue's one-shot answer that it is done.
-#[derive(Debug)]
+/// A submission to wait for ([`GpuContext::submit`]): its number (the
+/// first is 1), and natively its index; in the browser the queue's one-shot
+/// answer that it is done. Clones wait for the same submission: one may be
+/// waited for where a loop keeps the submissions in flight, another where
+/// its results are read back ([`GpuContext::finished`] returns at once for
+/// a submission already waited for).
+#[derive(Debug, Clone)]
 pub(crate) struct Submitted {
+    number: u64,
     #[cfg(not(target_arch = "wasm32"))]
     index: wgpu::SubmissionIndex,
     #[cfg(target_arch = "wasm32")]
-    done: futures_intrusive::channel::shared::OneshotReceiver<()>,
+    done: Arc<futures_intrusive::channel::shared::OneshotReceiver<()>>,
+}
+
+/// The host's count of a device's submissions: made, settled (those known
+/// to have run: the first `settled` of them), and the most ever unsettled
+/// at once.
+#[derive(Debug, Default)]
+struct Submissions {
+    made: u64,
+    settled: u64,
+    most: u64,
+}
+
+impl Submissions {
+    /// Counts one more submission, returning its number.
+    fn made(&mut self) -> u64 {
+        self.made += 1;
+        self.most = self.most.max(self.made - self.settled);
+        self.made
+    }
 }
 
 /// The staging buffers read-backs copy through, kept for the next ones

@@ -10,7 +10,8 @@ use wgpu::util::DeviceExt;
 
 /// Where each layer's weight and bias start in the GPU's flat buffers: the
 /// CPU layout with each tensor moved to the device's storage-offset
-/// alignment, so that every tensor can be bound on its own. Padding is zero
+/// alignment, and to at least 16 bytes, so that every tensor can be bound
+/// on its own and every piece of the buffer is whole vec4s. Padding is zero
 /// and stays zero (its gradient is zero).
 #[derive(Debug, Clone)]
 pub(crate) struct ParamLayout {
@@ -21,7 +22,8 @@ pub(crate) struct ParamLayout {
 
 /// Consecutive layers whose parameters one binding holds
 /// ([`ParamLayout::pieces`]): `len` floats from `offset` of the flat
-/// buffer (both multiples of four and of the storage offset alignment).
+/// buffer (both multiples of four floats and of the storage offset
+/// alignment: the optimizer kernel updates `len / 4` whole vec4s).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ParamPiece {
     pub(crate) layers: std::ops::Range<usize>,
@@ -30,7 +32,15 @@ pub(crate) struct ParamPiece {
 }
 
 impl ParamLayout {
-    pub(crate) fn new(mlp: &Mlp, align_floats: u64) -> ParamLayout {
+    /// The layout of `mlp` on a device whose binding offsets must be
+    /// multiples of `offset_alignment` bytes (its
+    /// `min_storage_buffer_offset_alignment`). Tensors start at multiples
+    /// of 16 bytes even where the device allows 4: a piece ends where the
+    /// next layer's weight starts, and the optimizer kernel (vec4s) would
+    /// skip the last parameters of a piece whose length is not a multiple
+    /// of four floats.
+    pub(crate) fn new(mlp: &Mlp, offset_alignment: u32) -> ParamLayout {
+        let align_floats = (offset_alignment as u64).max(16) / 4;
         let mut at = 0u64;
         let (mut weight, mut bias) = (Vec::new(), Vec::new());
         let mut place = |count: usize| {
@@ -296,4 +306,74 @@ pub(crate) struct PackSource<'a> {
     pub(crate) offset: u64,
     pub(crate) rows: usize,
     pub(crate) texture: &'a OperandTexture,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::Activation;
+
+    /// At every storage-offset alignment a device may report (4 bytes, which
+    /// the vec4 optimizer once cut short, up to 256), with awkward layer
+    /// sizes and bindings from the largest layer's span to the whole
+    /// buffer: each piece starts and ends on whole vec4s at the device's
+    /// alignment, the pieces hold every layer once and in order, and the
+    /// `len / 4` vec4s the optimizer updates from a piece's offset reach
+    /// every weight and bias of its layers.
+    #[test]
+    fn pieces_are_whole_vec4s_reaching_every_parameter_at_any_alignment() {
+        for sizes in [&[17, 5, 3, 1][..], &[3, 1, 17], &[1, 1], &[63, 65, 2, 257]] {
+            let mlp = Mlp::new(sizes, Activation::Tanh, Activation::Identity).unwrap();
+            let layers = mlp.layers().len();
+            for alignment in [4u32, 8, 16, 32, 64, 256] {
+                let layout = ParamLayout::new(&mlp, alignment);
+                let span = |l: usize| {
+                    let end = if l + 1 < layers {
+                        layout.weight[l + 1]
+                    } else {
+                        layout.len
+                    };
+                    end - layout.weight[l]
+                };
+                let largest = (0..layers).map(span).max().unwrap();
+                for limit in [largest, largest + 4, layout.len] {
+                    let pieces = layout.pieces(&mlp, limit).unwrap();
+                    let case =
+                        format!("{sizes:?}, alignment {alignment} B, binding {limit} floats");
+                    let held: Vec<usize> = pieces.iter().flat_map(|p| p.layers.clone()).collect();
+                    assert_eq!(held, (0..layers).collect::<Vec<_>>(), "{case}: layers held");
+                    for piece in &pieces {
+                        assert!(
+                            piece.offset % 4 == 0 && piece.len % 4 == 0,
+                            "{case}: piece {piece:?} is not whole vec4s"
+                        );
+                        assert_eq!(
+                            piece.offset * 4 % alignment as u64,
+                            0,
+                            "{case}: piece {piece:?} is off the device's alignment"
+                        );
+                        assert!(
+                            piece.len <= limit,
+                            "{case}: piece {piece:?} exceeds the binding"
+                        );
+                        let reach = piece.offset..piece.offset + piece.len / 4 * 4;
+                        for l in piece.layers.clone() {
+                            let weight = mlp.weight_range(l).len() as u64;
+                            let bias = mlp.bias_range(l).len() as u64;
+                            for (what, start, count) in [
+                                ("weight", layout.weight[l], weight),
+                                ("bias", layout.bias[l], bias),
+                            ] {
+                                assert!(
+                                    reach.start <= start && start + count <= reach.end,
+                                    "{case}: layer {l}'s {what} ({start}..{}) is past the vec4s the optimizer updates ({reach:?})",
+                                    start + count
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,11 +1,14 @@
-//! The steps of a call, in windows of [`WINDOW`] steps with at most two in
-//! flight: after submitting window i the backend waits for window i − 1,
-//! reads its losses (and norms) back, and only then checks the stop flag
-//! and records window i + 1. On a hardware GPU `submit` returns at once: a
-//! loop that never waited queued a whole epoch (or a whole
-//! `train_steps(n)`) within milliseconds, and a stop then waited for all
-//! of it. The uniform blocks, result slots and norm slots form a ring of
-//! two windows, so their buffers are sized per window, not per call.
+//! The steps of a call, in windows of [`WINDOW`] steps with at most two
+//! submissions in flight: after submitting window i the backend waits for
+//! window i − 1, reads its losses (and norms) back, and only then checks
+//! the stop flag and records window i + 1. With the data streamed from
+//! host memory a window is a submission a pass, and the same rule holds
+//! pass by pass, across the windows' seams: at most two passes in flight.
+//! On a hardware GPU `submit` returns at once: a loop that never waited
+//! queued a whole epoch (or a whole `train_steps(n)`) within milliseconds,
+//! and a stop then waited for all of it. The uniform blocks, result slots
+//! and norm slots form a ring of two windows, so their buffers are sized
+//! per window, not per call.
 
 use super::backend::GpuBackend;
 use super::context::Submitted;
@@ -50,6 +53,7 @@ impl GpuBackend {
             submitted: 0,
         };
         let mut pending: Option<(usize, Submitted)> = None;
+        let mut in_flight = InFlight::after(self.unwaited.take());
         let mut scratch = Scratch::default();
         for (w, window) in batches.chunks(WINDOW).enumerate() {
             if self.stop_requested() {
@@ -68,10 +72,13 @@ impl GpuBackend {
                 .collect();
             self.write_steps(ring * WINDOW, &steps);
             let submitted = if self.streamed {
-                self.stream_window(train, order, window, w, first_t, &mut scratch)
+                let rows = (train, order);
+                self.stream_window(rows, window, w, first_t, &mut scratch, &mut in_flight)
                     .await?
             } else {
-                self.submit_window(window, w, first_t)
+                let submitted = self.submit_window(window, w, first_t);
+                in_flight.push(&self.ctx, submitted.clone()).await?;
+                submitted
             };
             run.submitted += window.len();
             if let Some((done, previous)) = pending.replace((w, submitted)) {
@@ -133,20 +140,22 @@ impl GpuBackend {
         self.ctx.submit(encoder.finish())
     }
 
-    /// Window `w` with the data in host memory: each pass's rows are
-    /// gathered here, written and submitted, at most two submissions in
-    /// flight, so that what waits to be copied to the device stays one or
-    /// two passes' rows. Returns the window's last submission.
+    /// Window `w` with the data in host memory (`rows`: the data set and
+    /// the call's order of its rows): each pass's rows are gathered here,
+    /// written and submitted, at most two submissions in flight (the
+    /// call's `in_flight`, so that a window's first pass waits for the
+    /// last of the window before), and what waits to be copied to the
+    /// device stays one or two passes' rows. Returns the window's last
+    /// submission.
     async fn stream_window(
         &self,
-        train: &Dataset,
-        order: &[u32],
+        (train, order): (&Dataset, &[u32]),
         window: &[Batch],
         w: usize,
         first_t: u64,
         scratch: &mut Scratch,
+        in_flight: &mut InFlight,
     ) -> Result<Submitted> {
-        let mut in_flight = InFlight::default();
         let mut last = None;
         for (i, &(start, end)) in window.iter().enumerate() {
             let at = GpuBackend::step_at(w, i, first_t);
@@ -171,11 +180,10 @@ impl GpuBackend {
                 self.resolve_marks(&mut encoder);
                 if closes_step && i + 1 == window.len() {
                     self.copy_window_results(&mut encoder, w, window.len());
-                    last = Some(self.ctx.submit(encoder.finish()));
-                } else {
-                    let submitted = self.ctx.submit(encoder.finish());
-                    in_flight.push(&self.ctx, submitted).await?;
                 }
+                let submitted = self.ctx.submit(encoder.finish());
+                last = Some(submitted.clone());
+                in_flight.push(&self.ctx, submitted).await?;
             }
         }
         Ok(last.expect("a window has at least one step"))
@@ -260,5 +268,73 @@ impl GpuBackend {
             run.report.steps += 1;
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::super::{GpuBackend, GpuOptions};
+    use crate::activation::Activation;
+    use crate::backend::{Backend, BackendConfig, BatchShare};
+    use crate::data::{Dataset, Targets};
+    use crate::loss::Loss;
+    use crate::model::{Init, Mlp};
+    use crate::optim::Adam;
+
+    /// Every way the backend submits work keeps at most two submissions in
+    /// flight, and two (the next is recorded while one runs), as far as the
+    /// host knows (`GpuContext::most_in_flight`: made and not yet waited
+    /// for): `train_steps` with the data resident (a submission a window)
+    /// and streamed (a submission a pass, across the windows' seams),
+    /// evaluation chunks, and a step in phases after one update or two, its
+    /// batch two passes. 200 rows in steps of 2 are two windows; passes of 32
+    /// rows; streamed past a binding of 1 KiB.
+    #[test]
+    fn at_most_two_submissions_are_in_flight_however_the_data_travels() {
+        let rows = 200;
+        let x: Vec<f32> = (0..rows * 4).map(|i| (i % 7) as f32 / 7.0 - 0.5).collect();
+        let labels = (0..rows as u32).map(|i| i % 3).collect();
+        let train = Dataset::new(x, 4, Targets::Classes(labels)).unwrap();
+        let mlp = Mlp::new(&[4, 8, 3], Activation::Relu, Activation::Identity).unwrap();
+        let config = BackendConfig::new(Loss::CrossEntropy, Adam::default().into());
+        let order: Vec<u32> = (0..rows as u32).collect();
+        for (how, max_binding_bytes) in [("resident", None), ("streamed", Some(1024))] {
+            let options = GpuOptions {
+                max_rows_per_pass: Some(32),
+                max_binding_bytes,
+                matmul: None,
+            };
+            let params = mlp.init(Init::TorchDefault, 1);
+            let mut gpu =
+                GpuBackend::new(&mlp, params, &config, options, false).unwrap_or_else(|e| {
+                    panic!("a wgpu adapter is needed (apt-get install mesa-vulkan-drivers): {e}")
+                });
+            let data = gpu.upload(&train).unwrap();
+            assert_eq!(gpu.streamed, max_binding_bytes.is_some(), "{how}");
+            let check = |what: &str, gpu: &GpuBackend| {
+                let most = gpu.ctx.most_in_flight();
+                assert_eq!(
+                    most, 2,
+                    "{how} {what}: at most {most} submissions in flight"
+                );
+            };
+            gpu.ctx.most_in_flight();
+            let report = gpu.train_steps(&data, &order, 2, u64::MAX, 1e-3).unwrap();
+            assert_eq!(report.steps, 100, "{how}");
+            check("train_steps", &gpu);
+            gpu.evaluate(&train).unwrap();
+            check("evaluate", &gpu);
+            let batch = BatchShare::whole(&order[..64]);
+            gpu.forward_backward(&data, batch).unwrap();
+            gpu.gradients().unwrap();
+            gpu.update(1e-3).unwrap();
+            gpu.forward_backward(&data, batch).unwrap();
+            check("forward_backward after update", &gpu);
+            gpu.gradients().unwrap();
+            gpu.update(1e-3).unwrap();
+            gpu.update(1e-3).unwrap();
+            gpu.forward_backward(&data, batch).unwrap();
+            check("forward_backward after two updates", &gpu);
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! The window of steps a submission holds, and what keeps at most two in
-//! flight (src/gpu/steps.rs runs the windows of a call).
+//! The window of steps a submission holds, and what keeps at most two
+//! submissions in flight (src/gpu/steps.rs runs the windows of a call).
 
 use super::context::{GpuContext, Submitted};
 use crate::error::Result;
@@ -11,7 +11,7 @@ pub(crate) const WINDOW: usize = 64;
 pub(crate) type Batch = (usize, usize);
 
 /// Which step a recording is for: `slot`, its uniform block and result
-/// slot (in the ring of two windows, `steps::WINDOW`), and `t`, its number
+/// slot (in the ring of two windows of [`WINDOW`] steps), and `t`, its number
 /// (1 for the first step of a run), which the profile's marks carry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StepAt {
@@ -21,11 +21,19 @@ pub(crate) struct StepAt {
 
 /// At most two submissions in flight: each new one waits for the one
 /// before it (natively on its submission index, in the browser on the
-/// queue's answer).
+/// queue's answer). One `InFlight` for a whole call: a call that made a new
+/// one per window let the last submission of a window, the first of the
+/// next and the one after it run at once.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight(Option<Submitted>);
 
 impl InFlight {
+    /// Starting after `previous`, a submission a call before this one left
+    /// running (`GpuBackend::unwaited`): the first push waits for it.
+    pub(crate) fn after(previous: Option<Submitted>) -> InFlight {
+        InFlight(previous)
+    }
+
     /// Notes `submitted` and waits for the submission before it.
     pub(crate) async fn push(&mut self, ctx: &GpuContext, submitted: Submitted) -> Result<()> {
         if let Some(previous) = self.0.replace(submitted) {

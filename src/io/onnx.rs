@@ -55,6 +55,21 @@ pub struct OnnxOptions {
     /// cross-entropy, sigmoid for BCE with logits) instead of the logits.
     /// No effect for MSE.
     pub probabilities: bool,
+    /// With `probabilities`, a network of one BCE output (two classes)
+    /// ends with both classes' probabilities, `[1 - p, p]`, as
+    /// scikit-learn's `predict_proba` gives them (`Sigmoid`, `Sub`,
+    /// `Concat`); the output is then 2 wide. No effect otherwise.
+    pub both_classes: bool,
+}
+
+impl OnnxOptions {
+    /// Whether the graph ends with both classes' probabilities.
+    fn two_class_columns(&self, model: &SavedModel) -> bool {
+        self.probabilities
+            && self.both_classes
+            && model.loss == Loss::BceWithLogits
+            && model.mlp.outputs() == 1
+    }
 }
 
 /// The name of the graph's output for `loss` under `options`.
@@ -271,47 +286,16 @@ fn graph(model: &SavedModel, options: &OnnxOptions) -> GraphProto {
         nodes: Vec::new(),
         initializers: Vec::new(),
     };
-    let mut x = INPUT.to_string();
-    if let Some(s) = &model.standardizer {
-        let mean = b.constant("standardization.mean".into(), &[s.mean.len()], &s.mean);
-        let std = b.constant("standardization.std".into(), &[s.std.len()], &s.std);
-        let centred = b.node(
-            "Sub",
-            &[&x, &mean],
-            "standardization.centred".into(),
-            vec![],
-        );
-        x = b.node(
-            "Div",
-            &[&centred, &std],
-            "standardization.output".into(),
-            vec![],
-        );
-    }
-    for (l, layer) in mlp.layers().iter().enumerate() {
-        let prefix = format!("layers.{l}");
-        let weight = b.constant(
-            format!("{prefix}.weight"),
-            &[layer.outputs, layer.inputs],
-            &model.params[mlp.weight_range(l)],
-        );
-        let bias = b.constant(
-            format!("{prefix}.bias"),
-            &[layer.outputs],
-            &model.params[mlp.bias_range(l)],
-        );
-        let linear = b.node(
-            "Gemm",
-            &[&x, &weight, &bias],
-            format!("{prefix}.linear"),
-            vec![int("transB", 1)],
-        );
-        x = b.activation(layer.activation, linear, &prefix);
-    }
+    let x = b.standardization(model);
+    let x = b.layers(model, &model.params, x, "layers");
     let output = output_name(model.loss, options);
     match (model.loss, options.probabilities) {
         (Loss::CrossEntropy, true) => {
             b.node("Softmax", &[&x], output.into(), vec![int("axis", 1)]);
+        }
+        (Loss::BceWithLogits, true) if options.two_class_columns(model) => {
+            let positive = b.node("Sigmoid", &[&x], "probability.positive".into(), vec![]);
+            b.both_classes(&positive, output);
         }
         (Loss::BceWithLogits, true) => {
             b.node("Sigmoid", &[&x], output.into(), vec![]);
@@ -324,14 +308,193 @@ fn graph(model: &SavedModel, options: &OnnxOptions) -> GraphProto {
             last.output[0] = output.into();
         }
     }
-    GraphProto {
-        node: b.nodes,
-        name: "retroprop_mlp".into(),
-        initializer: b.initializers,
-        doc_string: String::new(),
-        input: vec![batch_tensor(INPUT, mlp.inputs())],
-        output: vec![batch_tensor(output, mlp.outputs())],
+    let width = if options.two_class_columns(model) {
+        2
+    } else {
+        mlp.outputs()
+    };
+    b.graph(output, mlp.inputs(), width)
+}
+
+impl Builder {
+    /// The standardisation of the input, when the model has one; returns
+    /// the value the layers read.
+    fn standardization(&mut self, model: &SavedModel) -> String {
+        let x = INPUT.to_string();
+        let Some(s) = &model.standardizer else {
+            return x;
+        };
+        let mean = self.constant("standardization.mean".into(), &[s.mean.len()], &s.mean);
+        let std = self.constant("standardization.std".into(), &[s.std.len()], &s.std);
+        let centred = self.node(
+            "Sub",
+            &[&x, &mean],
+            "standardization.centred".into(),
+            vec![],
+        );
+        self.node(
+            "Div",
+            &[&centred, &std],
+            "standardization.output".into(),
+            vec![],
+        )
     }
+
+    /// `model`'s layers with parameters `params` on `x`, each a `Gemm`
+    /// (torch's layout) and its activation, named under `prefix`; returns
+    /// the last layer's output.
+    fn layers(
+        &mut self,
+        model: &SavedModel,
+        params: &[f32],
+        mut x: String,
+        prefix: &str,
+    ) -> String {
+        let mlp = &model.mlp;
+        for (l, layer) in mlp.layers().iter().enumerate() {
+            let prefix = format!("{prefix}.{l}");
+            let weight = self.constant(
+                format!("{prefix}.weight"),
+                &[layer.outputs, layer.inputs],
+                &params[mlp.weight_range(l)],
+            );
+            let bias = self.constant(
+                format!("{prefix}.bias"),
+                &[layer.outputs],
+                &params[mlp.bias_range(l)],
+            );
+            let linear = self.node(
+                "Gemm",
+                &[&x, &weight, &bias],
+                format!("{prefix}.linear"),
+                vec![int("transB", 1)],
+            );
+            x = self.activation(layer.activation, linear, &prefix);
+        }
+        x
+    }
+
+    /// `[1 - p, p]` from one column of probabilities `p`, as `output`.
+    fn both_classes(&mut self, positive: &str, output: &str) -> String {
+        let one = self.scalar("probability.one", 1.0);
+        let negative = self.node(
+            "Sub",
+            &[&one, positive],
+            format!("{positive}.negative"),
+            vec![],
+        );
+        self.node(
+            "Concat",
+            &[&negative, positive],
+            output.into(),
+            vec![int("axis", 1)],
+        )
+    }
+
+    /// The graph of the nodes built, from `input` (`inputs` wide) to
+    /// `output` (`width` wide).
+    fn graph(self, output: &str, inputs: usize, width: usize) -> GraphProto {
+        GraphProto {
+            node: self.nodes,
+            name: "retroprop_mlp".into(),
+            initializer: self.initializers,
+            doc_string: String::new(),
+            input: vec![batch_tensor(INPUT, inputs)],
+            output: vec![batch_tensor(output, width)],
+        }
+    }
+}
+
+/// What to export of a run's members ([`members_onnx_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MembersOnnx {
+    /// One member (its graph as [`onnx_bytes`] writes it, with
+    /// `options`); `None`: the ensemble.
+    pub member: Option<usize>,
+    /// For one member, as [`onnx_bytes`]; for the ensemble only
+    /// `both_classes` is read (it always ends with probabilities).
+    pub options: OnnxOptions,
+}
+
+/// The members of a run as an ONNX file's bytes: one member's network, or
+/// the ensemble's prediction: every member's network on the same
+/// (standardised) input, each ending with its probabilities for the
+/// classification losses (softmax for cross-entropy, sigmoid for BCE), and
+/// their `Mean` (output `probabilities`); for the regression losses the
+/// mean of their outputs (`predictions`). What
+/// [`Members::predict_ensemble`](crate::train::Members::predict_ensemble)
+/// computes.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn members_onnx_bytes(
+    members: &super::members::SavedMembers,
+    what: &MembersOnnx,
+) -> Result<Vec<u8>> {
+    let model_of = |params: &Vec<f32>| SavedModel {
+        params: params.clone(),
+        ..members.model.clone()
+    };
+    if let Some(m) = what.member {
+        let params = members.params.get(m).ok_or_else(|| {
+            Error::Config(format!(
+                "member {m} to export: the run has {} members",
+                members.params.len()
+            ))
+        })?;
+        return onnx_bytes(&model_of(params), &what.options);
+    }
+    for params in &members.params {
+        // The checks a lone model's export makes.
+        onnx_bytes(&model_of(params), &what.options)?;
+    }
+    let model = &members.model;
+    let mut b = Builder {
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+    };
+    let x = b.standardization(model);
+    let probabilities = OnnxOptions {
+        probabilities: true,
+        ..what.options
+    };
+    let output = output_name(model.loss, &probabilities);
+    let mut each = Vec::new();
+    for (m, params) in members.params.iter().enumerate() {
+        let prefix = format!("members.{m}");
+        let last = b.layers(model, params, x.clone(), &format!("{prefix}.layers"));
+        let out = format!("{prefix}.output");
+        each.push(match model.loss {
+            Loss::CrossEntropy => b.node("Softmax", &[&last], out, vec![int("axis", 1)]),
+            Loss::BceWithLogits => b.node("Sigmoid", &[&last], out, vec![]),
+            Loss::Mse | Loss::HalfMse => last,
+        });
+    }
+    let inputs: Vec<&str> = each.iter().map(String::as_str).collect();
+    let single = SavedModel {
+        params: members.params[0].clone(),
+        ..model.clone()
+    };
+    let two_columns = probabilities.two_class_columns(&single);
+    let width = if two_columns { 2 } else { model.mlp.outputs() };
+    if two_columns {
+        let mean = b.node("Mean", &inputs, "members.mean".into(), vec![]);
+        b.both_classes(&mean, output);
+    } else {
+        b.node("Mean", &inputs, output.into(), vec![]);
+    }
+    let graph = b.graph(output, model.mlp.inputs(), width);
+    let mut proto = model_proto(&single, &probabilities);
+    proto.graph = Some(graph);
+    proto.doc_string = format!(
+        "The mean of {} {} multilayer perceptrons trained with {} by retroprop",
+        members.params.len(),
+        super::join(&model.mlp.sizes()),
+        model.loss
+    );
+    proto.metadata_props.push(StringStringEntryProto {
+        key: "retroprop.members".into(),
+        value: members.params.len().to_string(),
+    });
+    Ok(proto.encode_to_vec())
 }
 
 #[cfg(test)]
@@ -408,6 +571,7 @@ mod tests {
             &m,
             OnnxOptions {
                 probabilities: true,
+                ..OnnxOptions::default()
             },
         )
         .graph
@@ -427,6 +591,7 @@ mod tests {
             &m,
             OnnxOptions {
                 probabilities: true,
+                ..OnnxOptions::default()
             },
         )
         .graph
@@ -437,12 +602,50 @@ mod tests {
             &m,
             OnnxOptions {
                 probabilities: true,
+                ..OnnxOptions::default()
             },
         )
         .graph
         .unwrap();
         assert_eq!(ops(&graph), ["Gemm"], "MSE has no probabilities to add");
         assert_eq!(graph.output[0].name, "predictions");
+    }
+
+    #[test]
+    fn both_classes_give_one_minus_p_and_p_for_a_single_bce_output() {
+        let options = OnnxOptions {
+            probabilities: true,
+            both_classes: true,
+        };
+        let mlp = Mlp::with_activations(&[3, 1], &[Activation::Identity]).unwrap();
+        let m = SavedModel {
+            params: mlp.init(crate::model::Init::TorchDefault, 7),
+            mlp,
+            loss: Loss::BceWithLogits,
+            standardizer: None,
+        };
+        let graph = decode(&m, options).graph.unwrap();
+        assert_eq!(ops(&graph), ["Gemm", "Sigmoid", "Sub", "Concat"]);
+        assert_eq!(
+            graph.node[2].input,
+            ["probability.one", "probability.positive"]
+        );
+        let width = graph.output[0].r#type.as_ref().unwrap();
+        let dims = &width
+            .tensor_type
+            .as_ref()
+            .unwrap()
+            .shape
+            .as_ref()
+            .unwrap()
+            .dim;
+        assert_eq!(dims[1].dim_value, Some(2), "two columns: [1 - p, p]");
+        // Cross-entropy already has a column a class: unchanged.
+        let m = model(&[Activation::Identity], Loss::CrossEntropy, false);
+        assert_eq!(
+            ops(&decode(&m, options).graph.unwrap()),
+            ["Gemm", "Softmax"]
+        );
     }
 
     #[test]

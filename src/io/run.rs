@@ -6,7 +6,9 @@
 //! (`retroprop.changed_on_resume`, also in model files).
 
 use super::{LoadedModel, f32_tensor};
-use crate::checkpoint::{BestEpoch, Checkpoint, EarlyStopping, RunSettings, ValidationSplit};
+use crate::checkpoint::{
+    BestEpoch, Checkpoint, EarlyStopping, EpochOrder, RunSettings, ValidationSplit,
+};
 use crate::error::{Error, Result};
 use crate::optim::{GradClip, Optimizer};
 use crate::real::Precision;
@@ -21,6 +23,8 @@ use std::str::FromStr;
 const SETTINGS: &str = "retroprop.settings.";
 const BEST: &str = "retroprop.best_epoch";
 const BEST_PARAMS: &str = "early_stopping.best_params";
+/// The order of the epoch in progress, where a resume kept its own.
+const EPOCH_ORDER: &str = "retroprop.epoch_order";
 /// Where model files and checkpoints list the settings changed on resume.
 pub(super) const CHANGES: &str = "retroprop.changed_on_resume";
 /// Between the changes of one resume and the next in [`CHANGES`].
@@ -62,6 +66,9 @@ pub(super) fn write(
     if let Some(changes) = changes_text(&checkpoint.changes) {
         meta.insert(CHANGES.into(), changes);
     }
+    if let Some(order) = checkpoint.epoch_order {
+        meta.insert(EPOCH_ORDER.into(), order.to_string());
+    }
 }
 
 /// The metadata value that lists `changes`, when there are any.
@@ -102,6 +109,21 @@ pub(super) fn read(
             loss: loss.parse().map_err(|_| bad())?,
             epoch: epoch.parse().map_err(|_| bad())?,
             params,
+        });
+    }
+    if let Some(text) = meta.get(EPOCH_ORDER) {
+        let bad = || {
+            parse(format!(
+                "metadata {EPOCH_ORDER}: `{text}` is not shuffle=…,seed=…"
+            ))
+        };
+        let (shuffle, seed) = text.split_once(',').ok_or_else(bad)?;
+        fn value<T: FromStr>(part: &str, name: &str) -> Option<T> {
+            part.strip_prefix(name)?.strip_prefix('=')?.parse().ok()
+        }
+        checkpoint.epoch_order = Some(EpochOrder {
+            shuffle: value(shuffle, "shuffle").ok_or_else(bad)?,
+            seed: value(seed, "seed").ok_or_else(bad)?,
         });
     }
     if !meta.contains_key(&format!("{SETTINGS}optimizer")) {

@@ -4,7 +4,7 @@
 
 use super::{Collective, agree, share_bounds, shared_error};
 use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsReport};
-use crate::checkpoint::{BestEpoch, Checkpoint};
+use crate::checkpoint::{BestEpoch, Checkpoint, EpochOrder};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Kept, Result};
 use crate::model::Mlp;
@@ -54,6 +54,7 @@ pub(crate) fn train_steps(
     {
         let share = share_bounds(batch.len(), rank, size);
         let stop = stop_flag.is_some_and(StopFlag::is_requested);
+        let batch_weight = data.dataset().weight_of(batch);
         let local = backend
             .forward_backward(
                 data,
@@ -61,6 +62,7 @@ pub(crate) fn train_steps(
                     rows: &batch[share.clone()],
                     batch_rows: batch.len(),
                     offset: share.start,
+                    batch_weight: Some(batch_weight),
                 },
             )
             .and_then(|loss| Ok((loss, backend.gradients()?)));
@@ -111,7 +113,7 @@ pub(crate) fn train_steps(
         }
         backend.set_gradients(grads)?;
         backend.update(lr)?;
-        result.loss_sum += loss as f64 * batch.len() as f64;
+        result.loss_sum += loss as f64 * batch_weight;
         result.rows += batch.len();
         result.steps += 1;
     }
@@ -266,6 +268,8 @@ fn encode(c: &Checkpoint) -> Vec<u8> {
         best_epoch.map_or(0, |b| b.params.len() as u64),
         best_epoch.map_or(0, |b| b.loss.to_bits()),
         best_epoch.map_or(u64::MAX, |b| b.epoch),
+        c.epoch_order.map_or(u64::MAX, |o| u64::from(o.shuffle)),
+        c.epoch_order.map_or(0, |o| o.seed),
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -277,7 +281,7 @@ fn encode(c: &Checkpoint) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Option<Checkpoint> {
-    let (head, rest) = bytes.split_at_checked(104)?;
+    let (head, rest) = bytes.split_at_checked(120)?;
     let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap());
     let (params, state, best) = (word(0) as usize, word(1) as usize, word(10) as usize);
     if rest.len() != 4 * (params.checked_add(state)?.checked_add(best)?) {
@@ -304,6 +308,10 @@ fn decode(bytes: &[u8]) -> Option<Checkpoint> {
             loss: f64::from_bits(word(11)),
             epoch: word(12),
             params: floats[params + state..].to_vec(),
+        }),
+        epoch_order: (word(13) != u64::MAX).then(|| EpochOrder {
+            shuffle: word(13) == 1,
+            seed: word(14),
         }),
         ..Checkpoint::default()
     })

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::parallel;
 
 use super::{EpochPosition, Trainer, check_parameters};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, EpochOrder};
 
 impl Trainer {
     /// A checkpoint of the run as it stands (read back from the GPU).
@@ -27,6 +27,7 @@ impl Trainer {
             best: self.best.clone(),
             settings: Some(self.config.settings(&self.mlp)),
             changes: self.changes.clone(),
+            epoch_order: self.position.order_of,
         })
     }
 
@@ -104,6 +105,24 @@ impl Trainer {
         if saved.optimizer.lr() != now.optimizer.lr() || saved.lr_schedule != now.lr_schedule {
             self.scheduler.restart_at(self.epochs_done as usize);
         }
+        // A new order starts with the next epoch: the rest of this one
+        // keeps the order its first rows were taken in.
+        let saved_order = EpochOrder {
+            shuffle: saved.shuffle,
+            seed: saved.seed,
+        };
+        let order_changed = (saved.shuffle, saved.seed) != (now.shuffle, now.seed);
+        if order_changed && checkpoint.rows_done > 0 && self.position.order_of.is_none() {
+            self.position.order_of = Some(saved_order);
+        }
+        if self.position.order_of
+            == Some(EpochOrder {
+                shuffle: now.shuffle,
+                seed: now.seed,
+            })
+        {
+            self.position.order_of = None;
+        }
         if now.early_stopping.is_none() {
             self.best = None;
         }
@@ -139,6 +158,7 @@ impl Trainer {
         self.position = EpochPosition {
             rows_done: checkpoint.rows_done,
             loss_sum: checkpoint.epoch_loss_sum,
+            order_of: checkpoint.epoch_order.filter(|_| checkpoint.rows_done > 0),
             order: None,
         };
         Ok(())

@@ -8,7 +8,45 @@ use crate::error::{Error, Kept, Result};
 use web_time::Instant;
 
 use super::{EpochPosition, EpochRecord, History, Trainer};
-use crate::checkpoint::{BestEpoch, Checkpoint};
+use crate::checkpoint::{BestEpoch, Checkpoint, EpochOrder};
+
+/// What comes next in a fit ([`Trainer::plan_epoch`]).
+pub(crate) enum NextEpoch {
+    /// An epoch to run.
+    Run(EpochPlan),
+    /// Nothing: the step bound is reached, or (`stopped_early`) early
+    /// stopping's patience is spent.
+    Done { stopped_early: bool },
+}
+
+/// An epoch about to run: its order, the rows of it already done, the
+/// learning rate and the steps the bound leaves.
+pub(crate) struct EpochPlan {
+    order: Vec<u32>,
+    /// Rows of `order` done before (a resumed or paused epoch).
+    skip: usize,
+    /// The position the epoch starts from (their loss, the order's seed).
+    start: EpochPosition,
+    pub(crate) lr: f64,
+    pub(crate) remaining: u64,
+}
+
+impl EpochPlan {
+    /// The rows its steps go over, in order.
+    pub(crate) fn rows(&self) -> &[u32] {
+        &self.order[self.skip..]
+    }
+}
+
+/// How an epoch's steps ended ([`Trainer::end_epoch`]).
+pub(crate) enum EpochEnd {
+    /// The stop flag ended them: the epoch has no record.
+    Interrupted,
+    /// The step bound ended them inside the epoch: its record so far.
+    Cut(EpochRecord),
+    /// The epoch ended.
+    Ended(EpochRecord),
+}
 
 impl Trainer {
     /// Trains for `config.epochs` epochs (or until `config.max_steps`),
@@ -82,6 +120,64 @@ impl Trainer {
         validation: Option<&Dataset>,
         mut on_epoch: impl FnMut(&EpochRecord),
         every: u64,
+        on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
+    ) -> Result<History> {
+        self.fit_between_epochs_async(
+            train,
+            validation,
+            |_, record| on_epoch(record),
+            every,
+            on_checkpoint,
+        )
+        .await
+    }
+
+    /// [`fit_checkpointed`](Self::fit_checkpointed), handing `between`
+    /// the trainer itself with each epoch's record, once the epoch's
+    /// bookkeeping is done (the schedule stepped, early stopping's best
+    /// epoch taken): what it reads, evaluates, predicts or checkpoints
+    /// there is the run as a checkpoint after that epoch holds it, so a
+    /// checkpoint saved from `between` resumes to the same run. It may do
+    /// anything but train (a `fit` or `train_steps` inside it would move
+    /// the run on under the loop).
+    ///
+    /// ```
+    /// use retroprop::{Activation, Dataset, Device, Loss, Mlp, Sgd, Targets, TrainConfig, Trainer};
+    /// let xor = Dataset::new(vec![0., 0., 0., 1., 1., 0., 1., 1.], 2, Targets::Classes(vec![0, 1, 1, 0]))?;
+    /// let mlp = Mlp::new(&[2, 8, 2], Activation::Tanh, Activation::Identity)?;
+    /// let config = TrainConfig::default().loss(Loss::CrossEntropy).optimizer(Sgd::default().lr(0.5))
+    ///     .full_batch().epochs(3).device(Device::Cpu);
+    /// let mut trainer = Trainer::new(mlp, config)?;
+    /// let mut steps_seen = Vec::new();
+    /// trainer.fit_between_epochs(&xor, None, |t, _| steps_seen.push(t.steps()), 0, |_| Ok(()))?;
+    /// assert_eq!(steps_seen, [1, 2, 3]);
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_between_epochs(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        between: impl FnMut(&mut Trainer, &EpochRecord),
+        every: u64,
+        on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
+    ) -> Result<History> {
+        pollster::block_on(self.fit_between_epochs_async(
+            train,
+            validation,
+            between,
+            every,
+            on_checkpoint,
+        ))
+    }
+
+    /// [`fit_between_epochs`](Self::fit_between_epochs), awaited.
+    pub async fn fit_between_epochs_async(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut between: impl FnMut(&mut Trainer, &EpochRecord),
+        every: u64,
         mut on_checkpoint: impl FnMut(Checkpoint) -> Result<()>,
     ) -> Result<History> {
         // Every rank first, so that a rank whose data fails the checks
@@ -100,103 +196,37 @@ impl Trainer {
         }
         let start = Instant::now();
         let mut history = History::default();
-        let batch_size = self
-            .config
-            .batch_size
-            .unwrap_or(train.rows())
-            .min(train.rows());
+        let batch_size = self.batch_rows(train);
         for _ in 0..self.config.epochs {
-            let remaining = self
-                .config
-                .max_steps
-                .map_or(u64::MAX, |m| m.saturating_sub(self.steps));
-            if remaining == 0 {
-                break;
-            }
-            // A run resumed from its last checkpoint after early stopping
-            // ended it has nothing left to train.
-            if self.patience_spent() {
-                history.stopped_early = true;
-                break;
-            }
-            let order = epoch_order(
-                train.rows(),
-                self.config.shuffle,
-                self.config.seed,
-                self.epochs_done,
-            );
-            let lr = self.scheduler.lr();
-            // After a mid-epoch restore or train_steps, the epoch's first
-            // rows are done (its order depends only on the seed and the
-            // epoch number, so it is derived again here).
-            let done = std::mem::take(&mut self.position);
-            let skip = done.rows_done.min(order.len());
-            let skipped_loss = done.loss_sum;
-            let epoch = self
-                .run_steps(&data, &order[skip..], batch_size, remaining, lr)
+            let plan = match self.plan_epoch(train) {
+                NextEpoch::Run(plan) => plan,
+                NextEpoch::Done { stopped_early } => {
+                    history.stopped_early = stopped_early;
+                    break;
+                }
+            };
+            let steps = self
+                .run_steps(&data, plan.rows(), batch_size, plan.remaining, plan.lr)
                 .await;
-            let epoch = match epoch {
-                Ok(epoch) => epoch,
-                Err(e) => return Err(self.keep_position(e, skip, skipped_loss, None)),
-            };
-            self.steps += epoch.steps;
-            let reached = EpochPosition {
-                rows_done: skip + epoch.rows,
-                loss_sum: skipped_loss + epoch.loss_sum,
-                order: None,
-            };
-            if epoch.stopped {
-                // The epoch goes on after a restore from `checkpoint()`.
-                self.position = reached;
-                history.interrupted = true;
-                return Ok(history);
-            }
-            // The step limit ended the epoch before its last row.
-            let cut = skip + epoch.rows < order.len();
-            if cut {
-                self.position = reached;
-                history.cut_mid_epoch = true;
-            } else {
-                self.epochs_done += 1;
-            }
-            let train_loss = (skipped_loss + epoch.loss_sum) / (skip + epoch.rows).max(1) as f64;
-            if !train_loss.is_finite() {
-                return Err(self.diverged(train_loss));
-            }
-            let validation = match validation {
-                Some(v) => Some(self.evaluate_async(v).await?),
-                None => None,
-            };
-            let metric = validation.map_or(train_loss, |v| v.loss);
-            let record = EpochRecord {
-                epoch: self.epochs_done as usize + usize::from(cut),
-                step: self.steps,
-                train_loss,
-                validation,
-                lr,
-                seconds: start.elapsed().as_secs_f64(),
-                layer_norms: epoch.norms,
-            };
-            on_epoch(&record);
-            history.epochs.push(record);
-            if cut {
-                // Paused, not finished: the parameters stay those of the
-                // last step (not the best epoch's), as for an interrupt.
-                return Ok(history);
-            }
-            self.scheduler.step(self.epochs_done as usize - 1, metric);
-            // Before the checkpoint, which records the best epoch.
-            if let Some(rule) = self.config.early_stopping {
-                let improved = self
-                    .best
-                    .as_ref()
-                    .is_none_or(|best| metric < best.loss - rule.min_delta);
-                if improved {
-                    self.best = Some(BestEpoch {
-                        loss: metric,
-                        epoch: self.epochs_done,
-                        params: self.backend.parameters_async().await?,
-                    });
+            match self
+                .end_epoch(plan, steps, train, validation, start)
+                .await?
+            {
+                EpochEnd::Interrupted => {
+                    history.interrupted = true;
+                    return Ok(history);
+                }
+                EpochEnd::Cut(record) => {
+                    // Paused, not finished: the parameters stay those of the
+                    // last step (not the best epoch's), as for an interrupt.
+                    history.cut_mid_epoch = true;
+                    between(self, &record);
+                    history.epochs.push(record);
+                    return Ok(history);
+                }
+                EpochEnd::Ended(record) => {
+                    between(self, &record);
+                    history.epochs.push(record);
                 }
             }
             if every > 0 && self.epochs_done.is_multiple_of(every) {
@@ -208,18 +238,158 @@ impl Trainer {
                 break;
             }
         }
-        if self.config.early_stopping.is_some()
-            && let Some(best) = &self.best
-        {
-            self.backend.set_parameters(&best.params)?;
-            history.best_epoch = Some(best.epoch as usize);
-        }
+        history.best_epoch = self.keep_best()?;
         Ok(history)
+    }
+
+    /// Rows a step of `train` takes: the batch size, at most the rows
+    /// this trainer trains on.
+    pub(crate) fn batch_rows(&self, train: &Dataset) -> usize {
+        let rows = self.train_rows(train);
+        self.config.batch_size.unwrap_or(rows).min(rows)
+    }
+
+    /// The rows of `train` this trainer trains on: all of them, or a
+    /// member's own ([`Trainer::train_on_rows`]).
+    pub(crate) fn train_rows(&self, train: &Dataset) -> usize {
+        self.rows.as_ref().map_or(train.rows(), |r| r.len())
+    }
+
+    /// The next epoch of a fit: its order and where it starts, or the end
+    /// of training (the step bound reached, or early stopping's patience
+    /// spent, as a run resumed after early stopping ended it finds it).
+    pub(crate) fn plan_epoch(&mut self, train: &Dataset) -> NextEpoch {
+        let remaining = self
+            .config
+            .max_steps
+            .map_or(u64::MAX, |m| m.saturating_sub(self.steps));
+        if remaining == 0 {
+            return NextEpoch::Done {
+                stopped_early: false,
+            };
+        }
+        if self.patience_spent() {
+            return NextEpoch::Done {
+                stopped_early: true,
+            };
+        }
+        // After a mid-epoch restore or train_steps, the epoch's first rows
+        // are done (its order depends only on the seed and the epoch
+        // number, so it is derived again here).
+        let start = std::mem::take(&mut self.position);
+        let order = self.epoch_order(self.train_rows(train), start.order_of);
+        NextEpoch::Run(EpochPlan {
+            skip: start.rows_done.min(order.len()),
+            order,
+            start: EpochPosition {
+                order: None,
+                ..start
+            },
+            lr: self.scheduler.lr(),
+            remaining,
+        })
+    }
+
+    /// What the steps of `plan` did, taken in: the counters and position
+    /// moved on, the epoch's loss, validation, schedule step and early
+    /// stopping's best epoch (for an epoch that ended). `start`: when the
+    /// fit began (the record's seconds).
+    pub(crate) async fn end_epoch(
+        &mut self,
+        plan: EpochPlan,
+        steps: Result<StepsReport>,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        start: Instant,
+    ) -> Result<EpochEnd> {
+        let EpochPlan {
+            order,
+            skip,
+            lr,
+            start: done,
+            ..
+        } = plan;
+        let epoch = match steps {
+            Ok(epoch) => epoch,
+            Err(e) => return Err(self.keep_position(e, done)),
+        };
+        self.steps += epoch.steps;
+        let reached = EpochPosition {
+            rows_done: skip + epoch.rows,
+            loss_sum: done.loss_sum + epoch.loss_sum,
+            order_of: done.order_of,
+            order: None,
+        };
+        if epoch.stopped {
+            // The epoch goes on after a restore from `checkpoint()`.
+            self.position = reached;
+            return Ok(EpochEnd::Interrupted);
+        }
+        // The step limit ended the epoch before its last row.
+        let cut = skip + epoch.rows < order.len();
+        if cut {
+            self.position = reached;
+        } else {
+            self.epochs_done += 1;
+        }
+        let trained = &order[..skip + epoch.rows];
+        let train_loss = match trained.len() {
+            0 => done.loss_sum + epoch.loss_sum,
+            _ => (done.loss_sum + epoch.loss_sum) / train.weight_of(trained),
+        };
+        if !train_loss.is_finite() {
+            return Err(self.diverged(train_loss));
+        }
+        let validation = match validation {
+            Some(v) => Some(self.evaluate_own_async(v).await?),
+            None => None,
+        };
+        let metric = validation.map_or(train_loss, |v| v.loss);
+        let record = EpochRecord {
+            epoch: self.epochs_done as usize + usize::from(cut),
+            step: self.steps,
+            train_loss,
+            validation,
+            lr,
+            seconds: start.elapsed().as_secs_f64(),
+            layer_norms: epoch.norms,
+        };
+        if cut {
+            return Ok(EpochEnd::Cut(record));
+        }
+        self.scheduler.step(self.epochs_done as usize - 1, metric);
+        // Before the checkpoint, which records the best epoch.
+        if let Some(rule) = self.config.early_stopping {
+            let improved = self
+                .best
+                .as_ref()
+                .is_none_or(|best| metric < best.loss - rule.min_delta);
+            if improved {
+                self.best = Some(BestEpoch {
+                    loss: metric,
+                    epoch: self.epochs_done,
+                    params: self.backend.parameters_async().await?,
+                });
+            }
+        }
+        Ok(EpochEnd::Ended(record))
+    }
+
+    /// With early stopping, puts back the best epoch's parameters and
+    /// returns its number (what a fit keeps at its end).
+    pub(crate) fn keep_best(&mut self) -> Result<Option<usize>> {
+        match (&self.config.early_stopping, &self.best) {
+            (Some(_), Some(best)) => {
+                self.backend.set_parameters(&best.params)?;
+                Ok(Some(best.epoch as usize))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Whether early stopping's patience ran out: more epochs done since
     /// the best than it tolerates.
-    fn patience_spent(&self) -> bool {
+    pub(crate) fn patience_spent(&self) -> bool {
         match (self.config.early_stopping, &self.best) {
             (Some(rule), Some(best)) => {
                 self.epochs_done.saturating_sub(best.epoch) > rule.patience as u64
@@ -228,32 +398,21 @@ impl Trainer {
         }
     }
 
-    /// `error`, from steps over the epoch's order after its first `skip`
-    /// rows (whose loss summed to `skipped_loss`): on a divergence, the
-    /// trainer's counters and position are moved to the state the backend
-    /// kept, and the error says it from the epoch's start. `order` is the
-    /// epoch's order when it is to be kept (`train_steps`).
-    fn keep_position(
-        &mut self,
-        error: Error,
-        skip: usize,
-        skipped_loss: f64,
-        order: Option<Vec<u32>>,
-    ) -> Error {
+    /// `error`, from steps that began at `start` (its order kept where
+    /// `train_steps` keeps it): on a divergence, the trainer's counters
+    /// and position are moved to the state the backend kept, and the
+    /// error says it from the epoch's start.
+    fn keep_position(&mut self, error: Error, start: EpochPosition) -> Error {
         let Error::Diverged { step, loss, kept } = error else {
             // Another error: the position is where the steps began.
-            self.position = EpochPosition {
-                rows_done: skip,
-                loss_sum: skipped_loss,
-                order,
-            };
+            self.position = start;
             return error;
         };
         self.steps = kept.steps;
         self.position = EpochPosition {
-            rows_done: skip + kept.rows_done,
-            loss_sum: skipped_loss + kept.loss_sum,
-            order,
+            rows_done: start.rows_done + kept.rows_done,
+            loss_sum: start.loss_sum + kept.loss_sum,
+            ..start
         };
         Error::Diverged {
             step,
@@ -282,9 +441,25 @@ impl Trainer {
         }
     }
 
+    /// The order of the current epoch over `rows` rows: by `order_of`
+    /// where a resume kept the epoch's own, else by the configuration.
+    /// A member's order is its own rows' (its `rows`, shuffled as a data
+    /// set of just those rows would be), as rows of the whole data set.
+    fn epoch_order(&self, rows: usize, order_of: Option<EpochOrder>) -> Vec<u32> {
+        let EpochOrder { shuffle, seed } = order_of.unwrap_or(EpochOrder {
+            shuffle: self.config.shuffle,
+            seed: self.config.seed,
+        });
+        let order = epoch_order(rows, shuffle, seed, self.epochs_done);
+        match &self.rows {
+            Some(own) => order.into_iter().map(|i| own[i as usize]).collect(),
+            None => order,
+        }
+    }
+
     /// The backend's handle on `train`: the current upload while the data
     /// set is the one uploaded (same [`Dataset::version`]), else a new one.
-    fn device_data<'a>(&mut self, train: &'a Dataset) -> Result<DeviceData<'a>> {
+    pub(crate) fn device_data<'a>(&mut self, train: &'a Dataset) -> Result<DeviceData<'a>> {
         match self.uploaded {
             Some((id, version)) if version == train.version() => Ok(DeviceData::new(id, train)),
             _ => {
@@ -356,21 +531,19 @@ impl Trainer {
         self.check_same_data(train, "training data")?;
         self.check_data(train, "training data")?;
         let data = self.device_data(train)?;
-        let rows = train.rows();
-        let batch_size = self.config.batch_size.unwrap_or(rows).min(rows);
+        let rows = self.train_rows(train);
+        let batch_size = self.batch_rows(train);
         let (mut remaining, mut total) = (steps, StepsReport::default());
+        // What the mean loss over the steps' rows divides by: their count,
+        // or their weight.
+        let mut total_weight = 0.0;
         while remaining > 0 {
             let mut position = std::mem::take(&mut self.position);
             let order = match position.order.take() {
                 Some(order) => order,
                 None => {
                     position.rows_done = position.rows_done.min(rows);
-                    epoch_order(
-                        rows,
-                        self.config.shuffle,
-                        self.config.seed,
-                        self.epochs_done,
-                    )
+                    self.epoch_order(rows, position.order_of)
                 }
             };
             let lr = self.scheduler.lr();
@@ -386,19 +559,21 @@ impl Trainer {
             let result = match result {
                 Ok(result) => result,
                 Err(e) => {
-                    let (skip, skipped_loss) = (position.rows_done, position.loss_sum);
-                    return Err(self.keep_position(e, skip, skipped_loss, Some(order)));
+                    position.order = Some(order);
+                    return Err(self.keep_position(e, position));
                 }
             };
             self.steps += result.steps;
             remaining -= result.steps;
             total.loss_sum += result.loss_sum;
             total.rows += result.rows;
+            let trained = position.rows_done..position.rows_done + result.rows;
+            total_weight += train.weight_of(&order[trained]);
             position.rows_done += result.rows;
             position.loss_sum += result.loss_sum;
             if position.rows_done >= rows {
                 self.epochs_done += 1;
-                let epoch_loss = position.loss_sum / rows as f64;
+                let epoch_loss = position.loss_sum / train.weight_of(&order);
                 self.scheduler
                     .step(self.epochs_done as usize - 1, epoch_loss);
             } else {
@@ -409,7 +584,10 @@ impl Trainer {
                 break;
             }
         }
-        let loss = total.loss_sum / total.rows.max(1) as f64;
+        let loss = match total.rows {
+            0 => total.loss_sum,
+            _ => total.loss_sum / total_weight,
+        };
         if !loss.is_finite() {
             return Err(self.diverged(loss));
         }

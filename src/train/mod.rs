@@ -3,10 +3,13 @@
 mod checkpoint;
 mod config;
 mod fit;
+#[cfg(not(target_arch = "wasm32"))]
+mod members;
 mod records;
+mod resolve;
 
 use crate::backend::{Backend, DeviceData, StepsReport};
-use crate::checkpoint::{BestEpoch, SettingChange};
+use crate::checkpoint::{BestEpoch, EpochOrder, SettingChange};
 use crate::cpu::CpuBackend;
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
@@ -21,7 +24,10 @@ use std::fmt;
 pub use crate::backend::LayerNorms;
 pub use crate::checkpoint::EarlyStopping;
 pub use config::{Device, DropoutRates, TrainConfig};
+#[cfg(not(target_arch = "wasm32"))]
+pub use members::{Member, MemberState, Members, MembersHistory, ensemble_mean};
 pub use records::{EpochRecord, Evaluation, History};
+pub use resolve::{ResolvedRun, RunRequest, Saved, refusal};
 
 /// Where training stands inside the current epoch: the rows done and
 /// their summed loss (what a checkpoint records), and the epoch's order
@@ -33,6 +39,9 @@ struct EpochPosition {
     rows_done: usize,
     /// Σ over those steps of the batch's mean loss × its rows.
     loss_sum: f64,
+    /// The shuffle and seed of this epoch's order where they are not the
+    /// configuration's (a resume that changed them mid-epoch).
+    order_of: Option<EpochOrder>,
     /// The epoch's order, kept by `train_steps` between calls; `None` when
     /// it is to be derived again (from the seed and the epoch number).
     order: Option<Vec<u32>>,
@@ -84,6 +93,11 @@ pub struct Trainer {
     changes: Vec<String>,
     /// The settings the last [`restore`](Trainer::restore) changed.
     resume_changes: Vec<SettingChange>,
+    /// The rows of the training data this trainer trains on, when not all
+    /// ([`train_on_rows`](Trainer::train_on_rows): a member's).
+    rows: Option<std::sync::Arc<[u32]>>,
+    /// The rows of the validation data it is evaluated on, when not all.
+    validation_rows: Option<std::sync::Arc<[u32]>>,
 }
 
 impl fmt::Debug for Trainer {
@@ -223,6 +237,8 @@ impl Trainer {
             best: None,
             changes: Vec::new(),
             resume_changes: Vec::new(),
+            rows: None,
+            validation_rows: None,
             mlp,
             config,
         }
@@ -329,7 +345,7 @@ impl Trainer {
 
     /// Whole steps over `order`: the backend's own, fused, on one rank;
     /// step by step with the gradients summed over ranks on several.
-    async fn run_steps(
+    pub(crate) async fn run_steps(
         &mut self,
         data: &DeviceData<'_>,
         order: &[u32],
@@ -456,10 +472,75 @@ impl Trainer {
             Loss::CrossEntropy => data.rows(),
             _ => data.rows() * self.mlp.outputs(),
         };
+        let all: Vec<u32> = match data.weights() {
+            Some(_) => (0..data.rows() as u32).collect(),
+            None => Vec::new(),
+        };
+        let divisor = match data.weights() {
+            Some(_) => data.weight_of(&all),
+            None => data.rows() as f64,
+        };
         Ok(Evaluation {
-            loss: loss_sum / data.rows() as f64,
+            loss: loss_sum / divisor,
             accuracy: correct.map(|c| c as f64 / elements as f64),
         })
+    }
+
+    /// Trains on rows `rows` of the training data alone (each at most
+    /// once, in a seeded order of its own: the order a data set of just
+    /// those rows, `Dataset::select(rows)`, would be taken in), and
+    /// validates on rows `validation_rows` of the validation data: a
+    /// fold's or a bootstrap sample's rows, without copying them. `None`:
+    /// every row. The result is that of training on those rows' own data
+    /// set, bit for bit on the CPU.
+    ///
+    /// ```
+    /// use retroprop::{Activation, Dataset, Device, Loss, Mlp, Targets, TrainConfig, Trainer};
+    /// let x: Vec<f32> = (0..40).map(|i| i as f32 / 40.0).collect();
+    /// let data = Dataset::new(x, 1, Targets::Classes((0..40).map(|i| (i % 2) as u32).collect()))?;
+    /// let rows: Vec<u32> = (0..40).filter(|i| i % 4 != 0).collect();
+    /// let config = TrainConfig::default().loss(Loss::CrossEntropy).batch_size(8).epochs(2).device(Device::Cpu);
+    /// let mlp = Mlp::new(&[1, 4, 2], Activation::Tanh, Activation::Identity)?;
+    /// let mut fold = Trainer::new(mlp.clone(), config.clone())?;
+    /// fold.train_on_rows(Some(rows.clone()), None)?;
+    /// fold.fit(&data, None)?;
+    /// let mut alone = Trainer::new(mlp, config)?;
+    /// alone.fit(&data.select(&rows), None)?;
+    /// assert_eq!(fold.parameters()?, alone.parameters()?);
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    pub fn train_on_rows(
+        &mut self,
+        rows: Option<Vec<u32>>,
+        validation_rows: Option<Vec<u32>>,
+    ) -> Result<()> {
+        for (what, list) in [("training", &rows), ("validation", &validation_rows)] {
+            if list.as_ref().is_some_and(|r| r.is_empty()) {
+                return Err(Error::Empty {
+                    what: format!("the {what} rows of the trainer"),
+                });
+            }
+        }
+        self.rows = rows.map(Into::into);
+        self.validation_rows = validation_rows.map(Into::into);
+        Ok(())
+    }
+
+    /// The rows of the training data this trainer trains on, when not all.
+    pub fn rows(&self) -> Option<&[u32]> {
+        self.rows.as_deref()
+    }
+
+    /// [`evaluate`](Self::evaluate) on the rows of `data` this trainer
+    /// validates on (all, or its `validation_rows`).
+    pub(crate) async fn evaluate_own_async(&mut self, data: &Dataset) -> Result<Evaluation> {
+        match self.validation_rows.clone() {
+            Some(rows) => {
+                check_rows(&rows, data, "validation")?;
+                self.evaluate_async(&data.select(&rows)).await
+            }
+            None => self.evaluate_async(data).await,
+        }
     }
 
     /// The network's outputs (rows × outputs, before any softmax or sigmoid)
@@ -495,7 +576,7 @@ impl Trainer {
         self.backend.predict_async(x).await
     }
 
-    fn check_data(&self, data: &Dataset, what: &str) -> Result<()> {
+    pub(crate) fn check_data(&self, data: &Dataset, what: &str) -> Result<()> {
         if data.features() != self.mlp.inputs() {
             return Err(Error::Shape {
                 what: format!("features of the {what} (network inputs)"),
@@ -520,6 +601,18 @@ impl Trainer {
                 "the {what} has target values, but cross_entropy needs class labels"
             ))),
         }
+    }
+}
+
+/// An error unless every one of `rows` is a row of `data`.
+fn check_rows(rows: &[u32], data: &Dataset, what: &str) -> Result<()> {
+    match rows.iter().position(|&r| r as usize >= data.rows()) {
+        None => Ok(()),
+        Some(at) => Err(Error::Config(format!(
+            "{what} row list: entry {at} is row {}, but the {what} data has {} rows",
+            rows[at],
+            data.rows()
+        ))),
     }
 }
 

@@ -41,7 +41,8 @@ pub fn gemm_builtin<T: Real>(
     let (sa, sb, sc) = ((rsa, csa), (rsb, csb), (rsc, csc));
     // Small products are not worth waking the thread pool for, and threads
     // may only write a C whose elements have places of their own.
-    let threads = wants_threads(m, k, n) && distinct_places(m, n, sc);
+    let threads =
+        wants_threads(m, k, n) && distinct_places(m, n, sc) && !crate::cpu::share::is_serial();
     // One block of C, `rows` × `cols` from the given corners of A, B and
     // C, on this thread. Every call passes pointers offset inside the
     // checked extents, and blocks run at once are disjoint parts of a C
