@@ -13,7 +13,8 @@
 # Needs: target/release/retroprop and target/release/examples/gemm_trials
 # (cargo build --release -p retroprop-cli; cargo build --release --example gemm_trials), libopenblas0,
 # TORCH_PYTHON (default /work/venv/bin/python). ROUNDS (default 5), STEPS
-# (default 20), CORETYPES (default "Haswell default").
+# (default 20), CORETYPES (default "Haswell default"), MAX_LOAD (unset: no
+# wait). The summary gives each round's load average beside the medians.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers=${PEERS:-$root/../shared/peers}
@@ -21,21 +22,47 @@ py=${TORCH_PYTHON:-/work/venv/bin/python}
 if [ "${1:-}" = --summary ]; then
   exec "$py" -c '
 import json, statistics, sys
-runs = {}
-trials = {}
+runs, trials, loads, by_round = {}, {}, [], {}
+round_ = 0
 for line in sys.stdin:
     r = json.loads(line)
-    if "samples_per_s" in r:
+    if "round" in r:
+        round_ = r["round"]
+        loads.append(float(r["load"].split()[0]))
+    elif "samples_per_s" in r:
         key = (r.get("coretype", "-"), r.get("blas", "torch"), r["batch"])
         runs.setdefault(key, []).append((r["samples_per_s"], r.get("device", r.get("system"))))
+        by_round[(round_,) + key] = r["samples_per_s"]
     elif "trial" in r:
         trials.setdefault((r["coretype"], r["trial"]), []).append(r["choice"])
+print(f"rounds: {len(loads)}, one-minute load average at their starts: {min(loads)}-{max(loads)} (median {statistics.median(loads)})")
+print()
 print("| OpenBLAS kernels | RETROPROP_BLAS | batch | samples/s, median (range) | runs | device |")
 print("| --- | --- | --- | --- | --- | --- |")
 for (core, blas, batch), v in sorted(runs.items()):
     s = sorted(x for x, _ in v)
     devices = "; ".join(sorted(set(d for _, d in v)))
     print(f"| {core} | {blas} | {batch} | {statistics.median(s):,.0f} ({s[0]:,.0f}-{s[-1]:,.0f}) | {len(s)} | {devices} |")
+print()
+print("Ratios within each round, median (range): auto against the better of off and the library, and against PyTorch")
+print()
+print("| OpenBLAS kernels | batch | auto / better | auto / PyTorch |")
+print("| --- | --- | --- | --- |")
+cores = sorted({k[1] for k in by_round if k[1] != "-"})
+batches = sorted({k[3] for k in by_round})
+for core in cores:
+    for batch in batches:
+        better, torch = [], []
+        for n in range(1, round_ + 1):
+            get = lambda c, b: by_round.get((n, c, b, batch))
+            auto, off, lib, pt = get(core, "auto"), get(core, "off"), get(core, "libopenblas.so.0"), get("-", "torch")
+            if auto and off and lib:
+                better.append(auto / max(off, lib))
+            if auto and pt:
+                torch.append(auto / pt)
+        cell = lambda v: f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})" if v else "-"
+        print(f"| {core} | {batch} | {cell(better)} | {cell(torch)} |")
+print()
 for (core, shape), v in sorted(trials.items()):
     print(f"trials, {core}, {shape}: {v}")
 '
@@ -44,6 +71,13 @@ bench="$root/target/release/retroprop"
 trials="$root/target/release/examples/gemm_trials"
 threads=$(nproc)
 for round in $(seq "${ROUNDS:-5}"); do
+  # On a machine shared with other work, wait (up to 10 minutes) for the
+  # one-minute load average to fall below MAX_LOAD before each round.
+  for _ in $(seq 60); do
+    [ -z "${MAX_LOAD:-}" ] && break
+    awk -v max="$MAX_LOAD" '{ exit !($1 < max) }' /proc/loadavg && break
+    sleep 10
+  done
   echo "{\"round\": $round, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
   for core in ${CORETYPES:-Haswell default}; do
     coreenv=(); [ "$core" = default ] || coreenv=(OPENBLAS_CORETYPE=$core)
