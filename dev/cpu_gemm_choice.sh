@@ -13,8 +13,9 @@
 # Needs: target/release/retroprop and target/release/examples/gemm_trials
 # (cargo build --release -p retroprop-cli; cargo build --release --example gemm_trials), libopenblas0,
 # TORCH_PYTHON (default /work/venv/bin/python). ROUNDS (default 5), STEPS
-# (default 20), CORETYPES (default "Haswell default"), MAX_LOAD (unset: no
-# wait). The summary gives each round's load average beside the medians.
+# (default 20), CORETYPES (default "Haswell default"), TIMEOUTS (values of
+# OPENBLAS_THREAD_TIMEOUT, default "-": unset, which the program sets to 4;
+# "- 28" measures OpenBLAS's own as well), MAX_LOAD (unset: no wait). The summary gives each round's load average beside the medians.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers=${PEERS:-$root/../shared/peers}
@@ -81,15 +82,20 @@ for round in $(seq "${ROUNDS:-5}"); do
   echo "{\"round\": $round, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
   for core in ${CORETYPES:-Haswell default}; do
     coreenv=(); [ "$core" = default ] || coreenv=(OPENBLAS_CORETYPE=$core)
-    for blas in auto off libopenblas.so.0; do
-      blasenv=(); [ "$blas" = auto ] || blasenv=(RETROPROP_BLAS=$blas)
-      env -u OPENBLAS_CORETYPE -u RETROPROP_BLAS "${coreenv[@]}" "${blasenv[@]}" \
-        "$bench" bench --devices cpu --batch 64,1024 --steps "${STEPS:-20}" --json |
-        "$py" -c "import json,sys
+    for timeout in ${TIMEOUTS:--}; do
+      timeoutenv=(); [ "$timeout" = - ] || timeoutenv=(OPENBLAS_THREAD_TIMEOUT=$timeout)
+      for blas in auto off libopenblas.so.0; do
+        blasenv=(); [ "$blas" = auto ] || blasenv=(RETROPROP_BLAS=$blas)
+        env -u OPENBLAS_CORETYPE -u RETROPROP_BLAS -u OPENBLAS_THREAD_TIMEOUT \
+          "${coreenv[@]}" "${timeoutenv[@]}" "${blasenv[@]}" \
+          "$bench" bench --devices cpu --batch 64,1024 --steps "${STEPS:-20}" --json |
+          "$py" -c "import json,sys
 for l in sys.stdin:
-    r = json.loads(l); r.update(coretype='$core', blas='$blas'); print(json.dumps(r))"
+    r = json.loads(l); r.update(coretype='$core' + ('' if '$timeout' == '-' else ', timeout $timeout'), blas='$blas'); print(json.dumps(r))"
+      done
     done
-    env -u OPENBLAS_CORETYPE -u RETROPROP_BLAS "${coreenv[@]}" "$trials" |
+    # The trials as the program runs them (it sets OPENBLAS_THREAD_TIMEOUT=4).
+    env -u OPENBLAS_CORETYPE -u RETROPROP_BLAS OPENBLAS_THREAD_TIMEOUT=4 "${coreenv[@]}" "$trials" |
       "$py" -c "import json,sys
 for l in sys.stdin:
     if 'calls' in l:
