@@ -17,7 +17,14 @@
 //! not a build dependency: the first product large enough for it loads it,
 //! and a machine without one keeps the built-in GEMM. OpenBLAS runs its own
 //! threads (`OPENBLAS_NUM_THREADS` sets how many); the built-in GEMM and
-//! the elementwise passes run on rayon's (`RAYON_NUM_THREADS`).
+//! the elementwise passes run on rayon's (`RAYON_NUM_THREADS`). After each
+//! call OpenBLAS's threads spin for 2^`OPENBLAS_THREAD_TIMEOUT` cycles
+//! (2²⁸ unless set, about 0.1 s), taking the cores from rayon's: a step
+//! that mixed the two GEMMs ran up to a quarter slower than either alone.
+//! The `retroprop` program and the Python package set it to 4 where it is
+//! unset; a Rust program using the library sets it itself, before the
+//! first product large enough for the library (the library does not write
+//! the environment: other threads may be reading it).
 //!
 //! The environment variable `RETROPROP_BLAS` chooses:
 //!
