@@ -404,6 +404,40 @@ impl Members {
         validation: Option<&Dataset>,
         mut between: impl FnMut(&mut Members, usize, &EpochRecord),
         every: u64,
+        on_checkpoint: impl FnMut(Vec<Checkpoint>) -> Result<()>,
+    ) -> Result<MembersHistory> {
+        self.fit_epoch_by_epoch(
+            train,
+            validation,
+            |run, records| {
+                for (m, record) in records {
+                    between(run, *m, record);
+                }
+            },
+            every,
+            on_checkpoint,
+        )
+    }
+
+    /// [`fit_between_epochs`](Self::fit_between_epochs), handing `between`
+    /// the records of each epoch of the run together, in member order
+    /// (those of the members that ended an epoch in it; none where every
+    /// member that ran diverged), once every member's state after that
+    /// epoch is settled. A front that takes each record to another thread
+    /// (the Python package's callback, which runs on the caller's) then
+    /// crosses once an epoch of the run rather than once a member: with
+    /// 12 members of a digits-sized fit, a crossing a member took about
+    /// as long as the members' epochs themselves.
+    ///
+    /// # Errors
+    /// As [`fit_between_epochs`](Self::fit_between_epochs).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_epoch_by_epoch(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut between: impl FnMut(&mut Members, &[(usize, EpochRecord)]),
+        every: u64,
         mut on_checkpoint: impl FnMut(Vec<Checkpoint>) -> Result<()>,
     ) -> Result<MembersHistory> {
         self.trainers[0].check_data(train, "training data")?;
@@ -422,23 +456,24 @@ impl Members {
             if ends.is_empty() {
                 break;
             }
+            let mut records = Vec::new();
             for (m, end) in ends {
                 match end {
                     Ok(EpochEnd::Interrupted) => history.interrupted = true,
                     Ok(EpochEnd::Cut(record)) => {
                         history.members[m].cut_mid_epoch = true;
-                        between(self, m, &record);
-                        history.members[m].epochs.push(record);
+                        records.push((m, record));
                     }
-                    Ok(EpochEnd::Ended(record)) => {
-                        between(self, m, &record);
-                        history.members[m].epochs.push(record);
-                    }
+                    Ok(EpochEnd::Ended(record)) => records.push((m, record)),
                     Err(Error::Diverged { step, loss, .. }) => {
                         self.states[m] = MemberState::Diverged { step, loss };
                     }
                     Err(e) => return Err(Error::Config(format!("member {m}: {e}"))),
                 }
+            }
+            between(self, &records);
+            for (m, record) in records {
+                history.members[m].epochs.push(record);
             }
             if history.interrupted {
                 history.states = self.states.clone();
