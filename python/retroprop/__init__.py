@@ -5,7 +5,10 @@ CPU reference backend, with ``torch.optim``'s optimizers exactly.
 Two APIs over the same Rust library:
 
 - ``retroprop.MLPClassifier`` and ``retroprop.MLPRegressor``: scikit-learn
-  estimators with scikit-learn's parameter names (needs scikit-learn).
+  estimators with scikit-learn's parameter names (needs scikit-learn);
+  ``retroprop.GridSearchCV`` and ``retroprop.RandomizedSearchCV``:
+  scikit-learn's searches, training the candidates × folds of one
+  architecture as the members of one run.
 - ``retroprop.Trainer`` (mirrors the library's ``TrainConfig`` with
   ``torch.optim``'s names) and the ``retroprop.Model`` it returns, whose
   ``state_dict()`` loads into the equivalent ``torch.nn`` module.
@@ -15,9 +18,11 @@ from ._core import Model, Trainer, load, optimizer_defaults
 from ._retroprop import __version__
 
 __all__ = [
+    "GridSearchCV",
     "MLPClassifier",
     "MLPRegressor",
     "Model",
+    "RandomizedSearchCV",
     "Trainer",
     "load",
     "optimizer_defaults",
@@ -27,12 +32,16 @@ __all__ = [
 
 def __getattr__(name):
     # The estimators need scikit-learn; the rest of the package does not.
-    if name in ("MLPClassifier", "MLPRegressor"):
+    modules = {"MLPClassifier": "sklearn", "MLPRegressor": "sklearn", "GridSearchCV": "search",
+               "RandomizedSearchCV": "search"}
+    if name in modules:
+        import importlib
+
         try:
-            from . import sklearn as _estimators
+            module = importlib.import_module(f".{modules[name]}", __name__)
         except ImportError as e:
             raise ImportError(
                 f"retroprop.{name} needs scikit-learn: pip install scikit-learn ({e})"
             ) from e
-        return getattr(_estimators, name)
+        return getattr(module, name)
     raise AttributeError(f"module 'retroprop' has no attribute {name!r}")

@@ -239,12 +239,13 @@ class _BaseMLP(BaseEstimator):
     def _native_trainer(self, settings, params, standardization):
         return _retroprop.NativeTrainer(**settings, standardization=standardization, params=params, resume=None)
 
-    def _plan(self, X, targets, incremental, sample_weight):
-        """What a fit of ``X`` (float32) and encoded targets trains: the
-        seed drawn from ``random_state``, the layer sizes, the warm start's
-        parameters, and with ``early_stopping`` the held-out rows (drawn
-        after the seed, stratified for a classifier)."""
-        n_samples, n_features = X.shape
+    def _plan(self, shape, targets, incremental):
+        """What a fit of rows of ``shape`` ``(rows, features)`` with
+        encoded targets trains: the seed drawn from ``random_state``, the
+        layer sizes, the warm start's parameters, and with
+        ``early_stopping`` the held-out rows (drawn after the seed,
+        stratified for a classifier)."""
+        n_samples, n_features = shape
         plan = _FitPlan()
         plan.batch_rows = self._batch_rows(n_samples)
         rng = check_random_state(self.random_state)
@@ -298,7 +299,10 @@ class _BaseMLP(BaseEstimator):
         self.t_ += rows
         # scikit-learn's loss: each batch's data loss plus
         # alpha/2 ‖θ‖² / batch rows, averaged over the epoch's rows.
-        squares = sum(n["weight_norm"] ** 2 for n in record["layer_norms"])
+        norms = record.get("weight_norms")
+        if norms is None:
+            norms = [n["weight_norm"] for n in record["layer_norms"]]
+        squares = sum(w ** 2 for w in norms)
         penalty = 0.5 * self.alpha * squares / rows
         self.loss_curve_.append(record["train_loss"] + penalty)
         if self.verbose:
@@ -346,7 +350,7 @@ class _BaseMLP(BaseEstimator):
         ``sample_weight`` in the loss; sets the fitted attributes."""
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
-        plan = self._plan(X, targets, incremental, sample_weight)
+        plan = self._plan(X.shape, targets, incremental)
         validation = validation_weight = None
         if plan.early:
             train_idx, val_idx = plan.train_idx, plan.val_idx
@@ -497,8 +501,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         + _DIFFERENCES
     )
 
+    #: How ``fit`` validates its inputs (``validate_data``'s options).
+    _INPUTS = dict(multi_output=True, dtype=np.float32, order="C")
+
     def _is_classifier(self):
         return True
+
+    def _fit_targets(self, y):
+        """A fresh fit's encoded targets from validated ``y`` (1-D where
+        it was a column); sets ``classes_``."""
+        check_classification_targets(y)
+        return self._encode(y, keep_classes=False)
 
     def _loss_name(self):
         return "cross_entropy" if self._kind == "multiclass" else "bce_with_logits"
@@ -547,7 +560,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         epochs (fewer when ``tol`` or ``early_stopping`` ends it);
         ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
-        X, y = validate_data(self, X, y, multi_output=True, dtype=np.float32, order="C")
+        X, y = validate_data(self, X, y, **self._INPUTS)
         y = _column(y)
         check_classification_targets(y)
         keep = self.warm_start and hasattr(self, "_model")
@@ -626,8 +639,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         + _DIFFERENCES
     )
 
+    #: How ``fit`` validates its inputs (``validate_data``'s options).
+    _INPUTS = dict(multi_output=True, y_numeric=True, dtype=np.float32, order="C")
+
     def _is_classifier(self):
         return False
+
+    def _fit_targets(self, y):
+        """A fit's targets from validated ``y`` (1-D where it was a
+        column): float32 ``[rows, targets]``."""
+        self._y_1d = y.ndim == 1
+        return None, np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
 
     def _loss_name(self):
         return "half_mse"
@@ -647,13 +669,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         epochs (fewer when ``tol`` or ``early_stopping`` ends it);
         ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float32, order="C")
+        X, y = validate_data(self, X, y, **self._INPUTS)
         y = _column(y)
         if not self.warm_start:
             self.__dict__.pop("_model", None)
-        self._y_1d = y.ndim == 1
-        values = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
-        return self._run(X, (None, values), incremental=False, sample_weight=sample_weight)
+        return self._run(X, self._fit_targets(y), incremental=False, sample_weight=sample_weight)
 
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``X``, ``y``."""

@@ -51,8 +51,8 @@ pub struct MembersView<'a> {
 
 impl Held for MembersState {
     type View<'a> = MembersView<'a>;
-    /// The member and its epoch's record.
-    type Report = (usize, EpochRecord);
+    /// The records of an epoch of the run, each with its member.
+    type Report = Vec<(usize, EpochRecord)>;
     const ON_POOL: bool = false;
 
     fn view(&mut self) -> MembersView<'_> {
@@ -252,6 +252,22 @@ fn divergence(state: &MemberState) -> Option<String> {
         ),
         _ => None,
     }
+}
+
+/// An epoch's record as `record_dict` writes it, with `weight_norms` (a
+/// float a sampled layer and step, in order) for `layer_norms`.
+fn compact_record<'py>(py: Python<'py>, r: &EpochRecord) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("epoch", r.epoch)?;
+    d.set_item("step", r.step)?;
+    d.set_item("train_loss", r.train_loss)?;
+    d.set_item("val_loss", r.validation.map(|v| v.loss))?;
+    d.set_item("val_accuracy", r.validation.and_then(|v| v.accuracy))?;
+    d.set_item("lr", r.lr)?;
+    d.set_item("seconds", r.seconds)?;
+    let norms: Vec<f64> = r.layer_norms.iter().map(|n| n.weight_norm).collect();
+    d.set_item("weight_norms", norms)?;
+    Ok(d)
 }
 
 /// The inputs `x` float32 `[rows, features]` as a flat vector, checked
@@ -456,10 +472,15 @@ impl NativeMembers {
     }
 
     /// Trains every member (see `NativeTrainer.fit` for the arrays):
-    /// `callback(member, record)` runs after each member's epoch, on this
-    /// thread, and may call the run meanwhile (`stop_member(m)` ends that
-    /// member after the epoch just reported, `stop()` every member at the
-    /// next step boundary). `checkpoint`: a checkpoint of every member,
+    /// `callback(records)` runs after each epoch of the run with a list of
+    /// `(member, record)`, those of the members that ended an epoch, on
+    /// this thread, and may call the run meanwhile (`stop_member(m)` ends
+    /// that member after the epoch just reported, `stop()` every member at
+    /// the next step boundary). `weight_norms_only`: each record has
+    /// `weight_norms`, the sampled steps' weight norms layer by layer as a
+    /// list of floats, instead of `layer_norms`' dicts (the estimators'
+    /// L2 term needs no more, and a dict a layer and step was most of a
+    /// small epoch's record). `checkpoint`: a checkpoint of every member,
     /// written every `checkpoint_every` epochs of the run and where it
     /// stops early. Returns `{"members": [history, …], "states": [name,
     /// …], "errors": [message or None, …], "interrupted": bool}`, where a
@@ -469,7 +490,8 @@ impl NativeMembers {
     /// `KeyboardInterrupt`.
     #[pyo3(signature = (
         x, classes, values, x_val, classes_val, values_val, standardize, callback,
-        checkpoint, checkpoint_every, sample_weight = None, sample_weight_val = None
+        checkpoint, checkpoint_every, sample_weight = None, sample_weight_val = None,
+        weight_norms_only = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fit<'py>(
@@ -487,6 +509,7 @@ impl NativeMembers {
         checkpoint_every: u64,
         sample_weight: Option<PyReadonlyArray1<'py, f32>>,
         sample_weight_val: Option<PyReadonlyArray1<'py, f32>>,
+        weight_norms_only: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         guard(|| {
             // Dropped last, after the training thread has let go of the
@@ -528,9 +551,9 @@ impl NativeMembers {
                     } else {
                         0
                     };
-                    // Where each member stood when it last reported: the
-                    // periodic checkpoints' states (the library hands
-                    // `on_checkpoint` the checkpoints alone).
+                    // Where each member stands after the epoch last
+                    // reported: the periodic checkpoints' states (the
+                    // library hands `on_checkpoint` the checkpoints alone).
                     let states = RefCell::new(state.members.states().to_vec());
                     let settings: Vec<String> = (0..state.members.len())
                         .map(|m| state.members.settings(m).text())
@@ -542,11 +565,14 @@ impl NativeMembers {
                         optimizer,
                         standardizer,
                     } = state;
-                    let history = members.fit_between_epochs(
+                    let history = members.fit_epoch_by_epoch(
                         &train,
                         validation.as_ref(),
-                        |members, m, record| {
+                        |members, records| {
                             *states.borrow_mut() = members.states().to_vec();
+                            if records.is_empty() {
+                                return;
+                            }
                             let view = MembersView {
                                 members,
                                 mlp,
@@ -554,7 +580,7 @@ impl NativeMembers {
                                 optimizer: *optimizer,
                                 standardizer: standardizer.as_ref(),
                             };
-                            epochs.report((m, record.clone()), view)
+                            epochs.report(records.to_vec(), view)
                         },
                         every,
                         |checkpoints| {
@@ -586,8 +612,19 @@ impl NativeMembers {
                     }
                     Ok(history)
                 },
-                |py, (m, record)| match &callback {
-                    Some(f) => f.call1(py, (*m, record_dict(py, record)?)).map(|_| ()),
+                |py, records| match &callback {
+                    Some(f) => {
+                        let list = PyList::empty(py);
+                        for (m, record) in records {
+                            let d = if weight_norms_only {
+                                compact_record(py, record)?
+                            } else {
+                                record_dict(py, record)?
+                            };
+                            list.append((*m, d))?;
+                        }
+                        f.call1(py, (list,)).map(|_| ())
+                    }
                     None => Ok(()),
                 },
             )?;
