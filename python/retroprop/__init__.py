@@ -11,16 +11,20 @@ Two APIs over the same Rust library:
   architecture as the members of one run.
 - ``retroprop.Trainer`` (mirrors the library's ``TrainConfig`` with
   ``torch.optim``'s names) and the ``retroprop.Model`` it returns, whose
-  ``state_dict()`` loads into the equivalent ``torch.nn`` module.
+  ``state_dict()`` loads into the equivalent ``torch.nn`` module;
+  ``Trainer(..., members=k)`` trains k networks together, each its lone
+  run, into a ``retroprop.MembersModel``.
 """
 
-from ._core import Model, Trainer, load, optimizer_defaults
+from ._core import MembersHistory, MembersModel, Model, Trainer, load, optimizer_defaults
 from ._retroprop import __version__
 
 __all__ = [
     "GridSearchCV",
     "MLPClassifier",
     "MLPRegressor",
+    "MembersHistory",
+    "MembersModel",
     "Model",
     "RandomizedSearchCV",
     "Trainer",
