@@ -425,9 +425,8 @@ impl Members {
     /// member that ran diverged), once every member's state after that
     /// epoch is settled. A front that takes each record to another thread
     /// (the Python package's callback, which runs on the caller's) then
-    /// crosses once an epoch of the run rather than once a member: with
-    /// 12 members of a digits-sized fit, a crossing a member took about
-    /// as long as the members' epochs themselves.
+    /// crosses once an epoch of the run rather than once a member: each
+    /// crossing is a send, a wake-up and the GIL, while the pool waits.
     ///
     /// # Errors
     /// As [`fit_between_epochs`](Self::fit_between_epochs).
@@ -487,7 +486,12 @@ impl Members {
             if trainer.patience_spent() {
                 history.members[m].stopped_early = true;
             }
-            if self.states[m] == MemberState::Training {
+            // A member early stopping ended already holds its best epoch's
+            // parameters; its history names that epoch, as a lone fit's.
+            if matches!(
+                self.states[m],
+                MemberState::Training | MemberState::StoppedEarly
+            ) {
                 history.members[m].best_epoch = trainer.keep_best()?;
             }
         }
