@@ -92,6 +92,8 @@ def test_members_stop_early_on_their_own_validation_rows(blobs):
         vr = slice(None) if validation_rows[m] is None else validation_rows[m]
         lone_history = alone.fit(x[r], y[r], validation=(xv[vr], yv[vr]))
         assert len(lone_history["epochs"]) == epochs[m], f"member {m}'s epochs"
+        assert lone_history["best_epoch"] == history[m]["best_epoch"], f"member {m}'s best epoch"
+        assert lone_history["stopped_early"] == history[m]["stopped_early"], f"member {m} stopped early"
         for name, value in alone.model().state_dict().items():
             np.testing.assert_array_equal(bits(together[f"members.{m}.{name}"]), bits(value), err_msg=f"{m} {name}")
     on_all = retroprop.Trainer([4, 12, 3], "tanh", "cross_entropy", lr=0.01, seed=2, **shared)
