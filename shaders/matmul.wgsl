@@ -21,6 +21,14 @@
 // The epilogue is an override constant (its codes come from `Epilogue` in
 // src/gpu/codes.rs), so each pipeline holds only its own.
 //
+// Members (src/gpu/members.rs): with `members` > 1 the dispatch's z holds
+// the members (z = member · slices + slice), every member's product at
+// once, each operand and output `member_*` values from the member before
+// (0: one shared by every member, such as the first layer's input when
+// the members share their batches), and each member's dropout in
+// `member_dropout`. The storage-buffer kernels (`matmul`, `matmul_direct`)
+// read through these bases; the texture kernels serve lone runs only.
+//
 // This file holds what every matmul kernel shares: the shape, the output
 // bindings and the epilogue. The kernels themselves follow it, chosen per
 // adapter and product by src/gpu/tiling.rs (`MatmulChoice`): `matmul`
@@ -62,6 +70,16 @@ struct MatmulShape {
     // 1: B has an extra column of ones, its output the bias gradient in out2.
     bias_grad: u32,
     _pad: u32,
+    // Members: how many the dispatch's z holds (1: a lone run), and each
+    // binding's distance in values from one member's data to the next.
+    members: u32,
+    member_a: u32,
+    member_b: u32,
+    member_c: u32,
+    member_aux: u32,
+    member_out2: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: MatmulShape;
@@ -74,19 +92,36 @@ struct MatmulShape {
 @group(0) @binding(6) var<uniform> step: StepUniform;
 // Each slice's partial C, `shape.m × cols()` values a slice (split-K).
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>;
+// Each member's step (members runs; `MemberStep` in src/gpu/uniforms.rs,
+// six vec4 a member a step slot): its dropout and its optimizer step t.
+@group(0) @binding(8) var<storage, read> member_steps: array<vec4<u32>>;
 
-// This workgroup's slice of K (its z) and where its reduction ends, set by
-// `slice_range` when a kernel starts.
+// This workgroup's slice of K and member (its z), where its reduction
+// ends, and where its member's operands and outputs start in their
+// bindings, set by `slice_range` when a kernel starts.
 var<private> slice: u32;
+var<private> member: u32;
 var<private> k_hi: u32;
+var<private> a_base: u32;
+var<private> b_base: u32;
+var<private> c_base: u32;
+var<private> aux_base: u32;
+var<private> out2_base: u32;
 
 // The range [start, end) of K that slice `z` of this dispatch sums: the
 // dispatch's whole range when the product is not split.
 fn slice_range(z: u32) -> vec2<u32> {
-    slice = z;
+    let slices = max(shape.slices, 1u);
+    slice = z % slices;
+    member = z / slices;
+    a_base = member * shape.member_a;
+    b_base = member * shape.member_b;
+    c_base = member * shape.member_c;
+    aux_base = member * shape.member_aux;
+    out2_base = member * shape.member_out2;
     var range = vec2<u32>(shape.k_start, shape.k_end);
     if shape.slices > 1u {
-        let start = min(shape.k_start + z * shape.slice_k, shape.k_end);
+        let start = min(shape.k_start + slice * shape.slice_k, shape.k_end);
         range = vec2<u32>(start, min(start + shape.slice_k, shape.k_end));
     }
     k_hi = range.y;
@@ -101,36 +136,51 @@ fn cols() -> u32 {
 // C at (row, col); the bias gradient's element `row` at col = N.
 fn c_get(row: u32, col: u32) -> f32 {
     if col >= shape.n {
-        return out2[row];
+        return out2[out2_base + row];
     }
-    return c[row * shape.n + col];
+    return c[c_base + row * shape.n + col];
 }
 
 fn c_set(row: u32, col: u32, v: f32) {
     if col >= shape.n {
-        out2[row] = v;
+        out2[out2_base + row] = v;
         return;
     }
-    c[row * shape.n + col] = v;
+    c[c_base + row * shape.n + col] = v;
 }
 
 // The dropout factor of output element (row, col) at this step: 1 when off.
 fn dropout_at(row: u32, col: u32) -> f32 {
-    if shape.dropout_threshold == 0u {
+    var threshold = shape.dropout_threshold;
+    var scale = shape.dropout_scale;
+    var seed = shape.dropout_seed;
+    var t = step.t;
+    if shape.members > 1u {
+        // A layer without dropout says so for every member.
+        if shape.dropout_layer == 0xffffffffu {
+            return 1.0;
+        }
+        let at = (step.slot * shape.members + member) * MEMBER_STEP_VEC4S;
+        threshold = member_steps[at].w;
+        t = member_steps[at].z;
+        scale = bitcast<f32>(member_steps[at + 1u].x);
+        seed = member_steps[at + 1u].y;
+    }
+    if threshold == 0u {
         return 1.0;
     }
-    return dropout_factor(shape.dropout_threshold, shape.dropout_scale, shape.dropout_seed, step.t, shape.dropout_layer, shape.row_offset + row, col);
+    return dropout_factor(threshold, scale, seed, t, shape.dropout_layer, shape.row_offset + row, col);
 }
 
 // One output element through the epilogue (both kernels store through it).
 fn epilogue(row: u32, col: u32, v: f32) {
-    let at = row * shape.n + col;
+    let at = c_base + row * shape.n + col;
     if EPILOGUE == EPILOGUE_BIAS_ACTIVATION {
-        let z = v + aux[col];
+        let z = v + aux[aux_base + col];
         c[at] = z;
-        out2[at] = activation_forward(shape.activation, shape.slope, z) * dropout_at(row, col);
+        out2[out2_base + row * shape.n + col] = activation_forward(shape.activation, shape.slope, z) * dropout_at(row, col);
     } else if EPILOGUE == EPILOGUE_ACTIVATION_GRAD {
-        c[at] = v * dropout_at(row, col) * activation_derivative(shape.activation, shape.slope, aux[at]);
+        c[at] = v * dropout_at(row, col) * activation_derivative(shape.activation, shape.slope, aux[aux_base + row * shape.n + col]);
     } else if EPILOGUE == EPILOGUE_ADD {
         c_set(row, col, c_get(row, col) + v);
     } else {

@@ -34,10 +34,10 @@ fn matmul_direct(@builtin(global_invocation_id) gid: vec3<u32>) {
     let range = slice_range(gid.z);
     for (var kk = range.x; kk < range.y; kk++) {
 //# for g in 0..GROUPS
-        let b{g} = vec4<f32>(b[select(kk * shape.n + bc{4 * g}, bc{4 * g} * shape.k + kk, TRANS_B)], b[select(kk * shape.n + bc{4 * g + 1}, bc{4 * g + 1} * shape.k + kk, TRANS_B)], b[select(kk * shape.n + bc{4 * g + 2}, bc{4 * g + 2} * shape.k + kk, TRANS_B)], b[select(kk * shape.n + bc{4 * g + 3}, bc{4 * g + 3} * shape.k + kk, TRANS_B)]);
+        let b{g} = vec4<f32>(b[b_base + select(kk * shape.n + bc{4 * g}, bc{4 * g} * shape.k + kk, TRANS_B)], b[b_base + select(kk * shape.n + bc{4 * g + 1}, bc{4 * g + 1} * shape.k + kk, TRANS_B)], b[b_base + select(kk * shape.n + bc{4 * g + 2}, bc{4 * g + 2} * shape.k + kk, TRANS_B)], b[b_base + select(kk * shape.n + bc{4 * g + 3}, bc{4 * g + 3} * shape.k + kk, TRANS_B)]);
 //# end
 //# for r in 0..RM
-        let a{r} = vec4<f32>(a[select(ar{r} * shape.k + kk, kk * shape.m + ar{r}, TRANS_A)]);
+        let a{r} = vec4<f32>(a[a_base + select(ar{r} * shape.k + kk, kk * shape.m + ar{r}, TRANS_A)]);
 //# for g in 0..GROUPS
         acc{r}_{g} = fma(a{r}, b{g}, acc{r}_{g});
 //# end

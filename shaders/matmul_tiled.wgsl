@@ -17,9 +17,9 @@ fn load_a(row: u32, col: u32) -> f32 {
         return 0.0;
     }
     if TRANS_A {
-        return a[col * shape.m + row];
+        return a[a_base + col * shape.m + row];
     }
-    return a[row * shape.k + col];
+    return a[a_base + row * shape.k + col];
 }
 
 // With `bias_grad`, column N of B is all ones (the bias gradient's).
@@ -31,9 +31,9 @@ fn load_b(row: u32, col: u32) -> f32 {
         return 1.0;
     }
     if TRANS_B {
-        return b[col * shape.k + row];
+        return b[b_base + col * shape.k + row];
     }
-    return b[row * shape.n + col];
+    return b[b_base + row * shape.n + col];
 }
 
 // Writes a thread's RM × RN values (rows row + r·WG_Y, columns col + s·WG_X)

@@ -1,5 +1,6 @@
 //! Files: models as safetensors that PyTorch loads directly, data sets from
-//! safetensors, atomic writes, and ONNX export ([`onnx`]).
+//! safetensors, Parquet ([`parquet`]) and NumPy's files ([`npy`]), atomic
+//! writes, and ONNX export ([`onnx`]).
 //!
 //! A model file holds `layers.{i}.weight` (`[out, in]`, float32) and
 //! `layers.{i}.bias` (`[out]`), exactly the `state_dict` of
@@ -31,8 +32,16 @@ use std::path::Path;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod members;
+// Native only, and each behind a default cargo feature: the browser
+// builds neither arrow-rs nor zip.
+#[cfg(all(feature = "npy", not(target_arch = "wasm32")))]
+pub mod npy;
 pub mod onnx;
+#[cfg(all(feature = "parquet", not(target_arch = "wasm32")))]
+pub mod parquet;
 mod run;
+#[cfg(all(any(feature = "parquet", feature = "npy"), not(target_arch = "wasm32")))]
+mod values;
 
 /// A trained model: network, parameters, and what is needed to use it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,8 +1,10 @@
 //! Property tests in the place of cargo-fuzz (which needs a nightly
-//! toolchain): the CSV loader, the safetensors loaders and the parsers of
+//! toolchain): the CSV loader, the safetensors loaders, the Parquet and
+//! NumPy loaders (on corrupted copies of tests/formats/) and the parsers of
 //! architectures, activations, losses and schedules take arbitrary input
 //! without panicking, and what they accept is valid. Failing cases that
-//! proptest finds are kept in proptest-regressions/ and replayed first.
+//! proptest finds are kept in tests/fuzz.proptest-regressions and replayed
+//! first.
 
 use proptest::prelude::*;
 use retroprop::io::{SavedModel, load_model, save_model};
@@ -110,4 +112,47 @@ proptest! {
             check_dataset(&data);
         }
     }
+
+    #[test]
+    fn parquet_and_numpy_loaders_survive_corruption(
+        file in 0usize..FORMAT_FILES.len(),
+        cut in prop::option::weighted(0.2, 0usize..12_000),
+        flips in prop::collection::vec((0usize..12_000, any::<u8>()), 1..6),
+        classes in any::<bool>(),
+    ) {
+        let name = FORMAT_FILES[file];
+        let mut bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/formats").join(name)).unwrap();
+        if let Some(cut) = cut {
+            bytes.truncate(cut.max(1));
+        }
+        for (at, value) in flips {
+            let i = at % bytes.len();
+            bytes[i] = value;
+        }
+        let path = Path::new(name);
+        let loaded = if name.ends_with(".parquet") {
+            let columns = retroprop::io::parquet::ParquetColumns {
+                fill_null: Some(0.0),
+                ..Default::default()
+            };
+            Dataset::from_parquet_bytes(bytes, path, &columns, classes)
+        } else if name.ends_with(".npz") {
+            Dataset::from_npz_bytes(&bytes, path, classes)
+        } else {
+            Dataset::from_npy_bytes(&bytes, path, 1, classes)
+        };
+        if let Ok(data) = loaded {
+            check_dataset(&data);
+        }
+    }
 }
+
+/// The Parquet and NumPy files the corruption test starts from.
+const FORMAT_FILES: [&str; 6] = [
+    "table.parquet",
+    "nulls.parquet",
+    "table.npz",
+    "table_fortran.npz",
+    "int16.npz",
+    "table.npy",
+];

@@ -1,22 +1,108 @@
-//! Loading data files for the program: CSV or safetensors, with the loss
-//! deciding whether targets are class labels.
+//! Loading data files for the program: CSV, Parquet, NumPy's .npz and
+//! .npy, or safetensors, by the file's extension, with the loss deciding
+//! whether targets are class labels.
 
+use retroprop::io::parquet::{ParquetColumns, TargetColumns};
 use retroprop::{Dataset, Loss, Targets};
 use std::path::Path;
 
 /// The bundled digits data set (UCI optical digits, CC BY 4.0; see data/README.md).
 const DIGITS: &[u8] = include_bytes!("../../data/digits.csv");
 
-fn is_safetensors(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+/// A data file's format, from its extension; anything else is CSV.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    Csv,
+    Parquet,
+    Npz,
+    Npy,
+    Safetensors,
 }
 
-fn read(path: Option<&Path>, targets: usize, classes: bool) -> retroprop::Result<Dataset> {
-    match path {
-        None => Dataset::from_csv_reader(DIGITS, Path::new("<bundled digits.csv>"), 1, classes),
-        Some(p) if is_safetensors(p) => Dataset::from_safetensors(p, classes),
-        Some(p) => Dataset::from_csv(p, targets, classes),
+impl Format {
+    fn of(path: &Path) -> Format {
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match extension.as_deref() {
+            Some("parquet" | "pq") => Format::Parquet,
+            Some("npz") => Format::Npz,
+            Some("npy") => Format::Npy,
+            Some("safetensors") => Format::Safetensors,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// How to read a data file: how many of a CSV file's (or an .npy array's)
+/// last columns are targets, and which Parquet columns are which.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSpec {
+    /// The last N columns of a CSV file or .npy array are targets.
+    pub targets: usize,
+    /// Parquet's columns by name (`--features`, `--target`, `--exclude`,
+    /// `--fill-null`); without names, the last `targets` columns.
+    pub columns: ParquetColumns,
+}
+
+impl DataSpec {
+    /// The last `targets` columns are targets, every other a feature.
+    pub fn last(targets: usize) -> DataSpec {
+        DataSpec {
+            targets,
+            columns: ParquetColumns {
+                targets: TargetColumns::Last(targets),
+                ..ParquetColumns::default()
+            },
+        }
+    }
+
+    /// Refuses the Parquet flags for other formats, which have no column
+    /// names and no nulls.
+    fn check_format(&self, path: &Path, format: Format) -> retroprop::Result<()> {
+        let c = &self.columns;
+        let flags = [
+            ("--features", c.features.is_some()),
+            ("--target", matches!(c.targets, TargetColumns::Named(_))),
+            ("--exclude", !c.exclude.is_empty()),
+            ("--fill-null", c.fill_null.is_some()),
+        ];
+        match flags.iter().find(|(_, given)| *given) {
+            Some((flag, _)) if format != Format::Parquet => Err(retroprop::Error::Parse {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{flag} chooses columns of a Parquet file by name; this file is read as {} ({})",
+                    match format {
+                        Format::Csv => "CSV",
+                        Format::Npz => "an .npz archive",
+                        Format::Npy => "an .npy array",
+                        _ => "safetensors",
+                    },
+                    match format {
+                        Format::Csv | Format::Npy => "its last --targets N columns are the targets",
+                        _ => "x holds the features, y the targets",
+                    }
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn read(path: Option<&Path>, spec: &DataSpec, classes: bool) -> retroprop::Result<Dataset> {
+    let Some(path) = path else {
+        let digits = Path::new("<bundled digits.csv>");
+        spec.check_format(digits, Format::Csv)?;
+        return Dataset::from_csv_reader(DIGITS, digits, 1, classes);
+    };
+    let format = Format::of(path);
+    spec.check_format(path, format)?;
+    match format {
+        Format::Csv => Dataset::from_csv(path, spec.targets, classes),
+        Format::Parquet => Dataset::from_parquet(path, &spec.columns, classes),
+        Format::Npz => Dataset::from_npz(path, classes),
+        Format::Npy => Dataset::from_npy(path, spec.targets, classes),
+        Format::Safetensors => Dataset::from_safetensors(path, classes),
     }
 }
 
@@ -33,14 +119,14 @@ pub struct Labelled {
 /// suggest: cross_entropy for class labels, mse otherwise.
 pub fn load_labelled(
     path: Option<&Path>,
-    targets: usize,
+    spec: &DataSpec,
     loss: Option<Loss>,
 ) -> retroprop::Result<Labelled> {
     let (loss, chosen_because) = match loss {
         Some(loss) => (loss, None),
         None if path.is_none() => (Loss::CrossEntropy, None),
         None => {
-            let values = read(path, targets, false)?;
+            let values = read(path, spec, false)?;
             let choice = values.suggested_loss();
             if !choice.loss.takes_classes() {
                 return Ok(Labelled {
@@ -52,7 +138,7 @@ pub fn load_labelled(
             (choice.loss, Some(choice.reason))
         }
     };
-    let data = read(path, targets, loss.takes_classes())?;
+    let data = read(path, spec, loss.takes_classes())?;
     let name = path.map_or("<bundled digits.csv>".into(), |p| p.display().to_string());
     loss.check_targets(&data, &name)?;
     Ok(Labelled {
@@ -70,12 +156,32 @@ pub fn outputs_for(data: &Dataset) -> usize {
     }
 }
 
-/// Inputs of a file to predict on: all CSV columns, or tensor x.
-pub fn load_inputs(path: &Path, inputs: usize) -> retroprop::Result<Vec<f32>> {
-    if is_safetensors(path) {
-        return Ok(Dataset::from_safetensors(path, false)?.x().to_vec());
+/// Inputs of a file to predict on, row-major, `inputs` to a row: a CSV
+/// file's or .npy array's first `inputs` columns (target columns after
+/// them are left out), a Parquet file's feature columns (`spec`), tensor
+/// or array x of a safetensors or .npz file.
+pub fn load_inputs(path: &Path, inputs: usize, spec: &DataSpec) -> retroprop::Result<Vec<f32>> {
+    let format = Format::of(path);
+    spec.check_format(path, format)?;
+    let (x, columns) = match format {
+        Format::Safetensors => return Ok(Dataset::from_safetensors(path, false)?.x().to_vec()),
+        Format::Parquet => return retroprop::io::parquet::read_inputs(path, &spec.columns, inputs),
+        Format::Npz | Format::Npy => retroprop::io::npy::read_inputs(path)?,
+        Format::Csv => csv_inputs(path)?,
+    };
+    if columns < inputs {
+        return Err(retroprop::Error::Parse {
+            path: path.to_path_buf(),
+            message: format!("rows have {columns} columns, but the model takes {inputs} inputs"),
+        });
     }
-    // Read every column as a feature, then drop trailing target columns.
+    Ok(x.chunks_exact(columns)
+        .flat_map(|row| row[..inputs].iter().copied())
+        .collect())
+}
+
+/// Every column of a CSV file, row-major, and the number of columns.
+fn csv_inputs(path: &Path) -> retroprop::Result<(Vec<f32>, usize)> {
     let file = std::fs::File::open(path).map_err(|source| retroprop::Error::Io {
         path: path.to_path_buf(),
         source,
@@ -99,16 +205,5 @@ pub fn load_inputs(path: &Path, inputs: usize) -> retroprop::Result<Vec<f32>> {
         })
         .collect();
     let data = Dataset::from_csv_reader(padded.as_bytes(), path, 1, false)?;
-    let columns = data.features();
-    if columns < inputs {
-        return Err(retroprop::Error::Parse {
-            path: path.to_path_buf(),
-            message: format!("rows have {columns} columns, but the model takes {inputs} inputs"),
-        });
-    }
-    Ok(data
-        .x()
-        .chunks_exact(columns)
-        .flat_map(|row| row[..inputs].iter().copied())
-        .collect())
+    Ok((data.x().to_vec(), data.features()))
 }

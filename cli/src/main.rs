@@ -6,6 +6,8 @@ mod cli;
 mod data;
 mod export;
 mod interrupt;
+mod members;
+mod predict;
 mod ranks;
 mod report;
 mod resume;
@@ -35,8 +37,8 @@ fn main() -> ExitCode {
                 }
             };
         }
-        cli::Command::Predict(args) => train::predict(args).map(|()| ExitCode::SUCCESS),
-        cli::Command::Evaluate(args) => train::evaluate(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Predict(args) => predict::predict(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Evaluate(args) => predict::evaluate(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Export(args) => export::export(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Devices => devices().map(|()| ExitCode::SUCCESS),
         cli::Command::Bench(args) => bench::bench(args).map(|()| ExitCode::SUCCESS),

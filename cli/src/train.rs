@@ -1,27 +1,26 @@
-//! `retroprop train`, `predict` and `evaluate`.
+//! `retroprop train` of one network, and the steps a run of members
+//! (members.rs) shares with it.
 
-use crate::cli::{EvaluateArgs, PredictArgs, TrainArgs, parse_arch};
-use crate::data::{Labelled, load_inputs, load_labelled, outputs_for};
+use crate::cli::{TrainArgs, parse_arch};
+use crate::data::{Labelled, load_labelled, outputs_for};
 use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
-use crate::report::{MetricsFile, NormWarnings, plot, progress, progress_message};
+use crate::report::{MetricsFile, NormWarnings, Series, plot, progress, progress_message};
 use crate::resume;
+use retroprop::io::members::{LoadedMembersCheckpoint, is_members, parse_members_checkpoint};
 use retroprop::io::{
-    LoadedModel, RunNotes, SavedModel, load_checkpoint, load_model, save_checkpoint,
+    LoadedModel, RunNotes, SavedModel, load_model, parse_checkpoint, save_checkpoint,
     save_noted_model,
 };
-use retroprop::loss::argmax;
 use retroprop::train::{ResolvedRun, RunRequest, Saved};
-use retroprop::{
-    Checkpoint, Dataset, Device, EpochRecord, History, Loss, Standardizer, TrainConfig, Trainer,
-};
+use retroprop::{Checkpoint, Dataset, EpochRecord, History, Standardizer, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
-fn text<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
@@ -31,18 +30,22 @@ fn describe(data: Option<&Path>) -> String {
     })
 }
 
-/// A checkpoint to continue from (`--resume`).
-struct Resume {
-    path: PathBuf,
-    model: LoadedModel,
+/// A checkpoint to continue from (`--resume`): a lone run's, or one of
+/// members (`members`), whose first member stands for the run in the
+/// settings' resolution, at the run's epoch.
+pub(crate) struct Resume {
+    pub path: PathBuf,
+    pub model: LoadedModel,
     /// The optimizer's name in the file.
-    optimizer: String,
-    checkpoint: Checkpoint,
+    pub optimizer: String,
+    pub checkpoint: Checkpoint,
+    /// Every member, when the file holds members.
+    pub members: Option<LoadedMembersCheckpoint>,
 }
 
 impl Resume {
     /// The run as the library's resolution reads it.
-    fn saved(&self) -> Saved<'_> {
+    pub fn saved(&self) -> Saved<'_> {
         Saved {
             checkpoint: &self.checkpoint,
             standardized: self.model.standardizer.is_some(),
@@ -52,12 +55,15 @@ impl Resume {
 }
 
 /// The data of the run, held out and scaled as its settings say.
-struct Sets {
-    train: Dataset,
-    validation: Option<Dataset>,
-    standardizer: Option<Standardizer>,
+pub(crate) struct Sets {
+    pub train: Dataset,
+    /// The validation data: `--val`'s, the rows held out, or with
+    /// `--folds` the training data itself (each member validates on its
+    /// fold's rows of it).
+    pub validation: Option<Dataset>,
+    pub standardizer: Option<Standardizer>,
     /// Why the loss was chosen, when no flag or checkpoint named it.
-    chosen_because: Option<String>,
+    pub chosen_because: Option<String>,
 }
 
 /// A trainer set up to run, and what the files it writes need.
@@ -86,14 +92,17 @@ struct Outcome {
 /// save, 130 or 143.
 pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let start = Instant::now();
-    ranks.only_rank_0_writes(&mut args);
     let resume = load_resume(&args)?;
+    if args.asks_for_members() || resume.as_ref().is_some_and(|r| r.members.is_some()) {
+        return crate::members::train(args, resume, ranks, start);
+    }
+    ranks.only_rank_0_writes(&mut args);
     let labelled = load_data(&args, resume.as_ref())?;
     let run = resolve_settings(&args, &labelled, resume.as_ref(), ranks)?;
     let sets = hold_out_and_scale(&args, labelled, &run, resume.is_some())?;
     let mut session = start_trainer(&args, run, &sets, resume.as_ref(), ranks, start)?;
     let Some(outcome) = fit(&args, &mut session, &sets, resume.as_ref(), ranks)? else {
-        return Ok(stopped_before_the_first_step(&session, ranks));
+        return Ok(stopped_before_the_first_step(&session.interrupts, ranks));
     };
     keep_files(&args, &mut session, &outcome)?;
     if ranks.writes() {
@@ -105,24 +114,42 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     Ok(outcome.signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
 
-/// The checkpoint `--resume` names, read.
+/// The checkpoint `--resume` names, read: a lone run's or one of members.
 fn load_resume(args: &TrainArgs) -> Result<Option<Resume>> {
     let Some(path) = &args.resume else {
         return Ok(None);
     };
-    let (model, optimizer, checkpoint) = load_checkpoint(path).map_err(text)?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !is_members(&bytes, path).map_err(text)? {
+        let (model, optimizer, checkpoint) = parse_checkpoint(&bytes, path).map_err(text)?;
+        return Ok(Some(Resume {
+            path: path.clone(),
+            model,
+            optimizer,
+            checkpoint,
+            members: None,
+        }));
+    }
+    let members = parse_members_checkpoint(&bytes, path).map_err(text)?;
+    // Members that stopped early stand at earlier epochs: the run's epoch,
+    // which its --epochs count from, is the furthest.
+    let epoch = members.checkpoints.iter().map(|c| c.epoch).max();
     Ok(Some(Resume {
         path: path.clone(),
-        model,
-        optimizer,
-        checkpoint,
+        model: members.members.members[0].clone(),
+        optimizer: members.optimizer.clone(),
+        checkpoint: Checkpoint {
+            epoch: epoch.unwrap_or(0),
+            ..members.checkpoints[0].clone()
+        },
+        members: Some(members),
     }))
 }
 
 /// The training data, read as the run reads it: a resumed run as its
 /// start did (as many target columns as the network has outputs, one of
 /// labels for a classification loss).
-fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Labelled> {
+pub(crate) fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Labelled> {
     let saved = resume.and_then(|r| r.checkpoint.settings.as_ref());
     let targets = match (args.targets, saved) {
         (Some(targets), _) => targets,
@@ -135,7 +162,8 @@ fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Labelled> {
         return Err("--targets must be at least 1".into());
     }
     let loss = args.loss.or(saved.map(|s| s.loss));
-    load_labelled(args.data.as_deref(), targets, loss).map_err(text)
+    let spec = args.columns.spec(targets);
+    load_labelled(args.data.as_deref(), &spec, loss).map_err(text)
 }
 
 /// What the flags say, each setting `None` where no flag was given.
@@ -150,14 +178,15 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
             .into_iter()
             .map(|(name, value)| (name.to_string(), value))
             .collect(),
-        lr_schedule: args.lr_schedule,
+        lr_schedule: args.lr_schedule.as_ref().and_then(|v| v.single()).copied(),
         batch_size: args.batch_size.map(|rows| (rows > 0).then_some(rows)),
         shuffle: args.no_shuffle.then_some(false),
-        seed: args.seed,
+        // A list's first seeds what the run shares: the split, the folds.
+        seed: args.seed.as_ref().and_then(|v| v.0.first()).copied(),
         init: Some(args.weight_init),
         clip_grad_norm: args.clip_grad_norm,
         clip_grad_value: args.clip_grad_value,
-        dropout: args.dropout,
+        dropout: args.dropout.as_ref().and_then(|v| v.single()).copied(),
         early_stopping: args.early_stopping,
         min_delta: args.min_delta,
         // Validation data of its own holds out nothing.
@@ -177,8 +206,8 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
 /// The program's own defaults, where neither a flag nor the checkpoint
 /// says: the network `FEATURES,64,OUTPUTS` (or `--init`'s), the loss the
 /// targets suggest, 20 epochs (no bound with `--steps`), and for the
-/// bundled digits a 20 % validation split and standardisation (they are
-/// pixel counts 0..16).
+/// bundled digits standardisation (they are pixel counts 0..16) and,
+/// without `--folds`, a 20 % validation split.
 fn program_defaults(args: &TrainArgs, labelled: &Labelled) -> Result<RunRequest> {
     let init = args
         .init
@@ -199,7 +228,7 @@ fn program_defaults(args: &TrainArgs, labelled: &Labelled) -> Result<RunRequest>
             .filter(|_| args.arch.is_none()),
         loss: Some(labelled.loss),
         epochs: Some(if args.steps.is_some() { usize::MAX } else { 20 }),
-        validation_split: bundled.then_some(Some(0.2)),
+        validation_split: (bundled && args.folds.is_none()).then_some(Some(0.2)),
         standardize: bundled.then_some(true),
         ..RunRequest::default()
     })
@@ -208,7 +237,7 @@ fn program_defaults(args: &TrainArgs, labelled: &Labelled) -> Result<RunRequest>
 /// The run's settings, resolved by the library from the flags, the
 /// checkpoint and the program's defaults; a resume that changes what
 /// its state cannot carry is refused here, naming each flag.
-fn resolve_settings(
+pub(crate) fn resolve_settings(
     args: &TrainArgs,
     labelled: &Labelled,
     resume: Option<&Resume>,
@@ -243,7 +272,7 @@ fn resolve_settings(
 }
 
 /// A resolution error in the program's words: a setting by its flag.
-fn flag_error(error: retroprop::Error) -> String {
+pub(crate) fn flag_error(error: retroprop::Error) -> String {
     match error {
         retroprop::Error::UnknownOption {
             optimizer,
@@ -266,9 +295,10 @@ fn flag_error(error: retroprop::Error) -> String {
 }
 
 /// The validation rows (`--val`, or held out as the settings say, the
-/// run's first split on resume) and the inputs' scaling, fitted on the
-/// training rows.
-fn hold_out_and_scale(
+/// run's first split on resume, or with `--folds` the training rows
+/// themselves) and the inputs' scaling, fitted on the training rows (with
+/// `--folds`, all of them).
+pub(crate) fn hold_out_and_scale(
     args: &TrainArgs,
     labelled: Labelled,
     run: &ResolvedRun,
@@ -281,9 +311,9 @@ fn hold_out_and_scale(
     } = labelled;
     let mut validation = match (&args.val, run.config.validation_split) {
         (Some(path), _) => {
-            let targets = train.target_width();
+            let spec = args.columns.spec(train.target_width());
             Some(
-                load_labelled(Some(path), targets, Some(loss))
+                load_labelled(Some(path), &spec, Some(loss))
                     .map_err(text)?
                     .data,
             )
@@ -306,8 +336,10 @@ fn hold_out_and_scale(
             train.features()
         ));
     }
+    let folds = args.folds.is_some();
     if let Some(rule) = run.config.early_stopping
         && validation.is_none()
+        && !folds
     {
         return Err(match (args.early_stopping, resumed) {
             (None, true) => format!(
@@ -318,7 +350,8 @@ fn hold_out_and_scale(
                     .map_or("".into(), |p| p.display().to_string()),
                 rule.patience
             ),
-            _ => "--early-stopping needs validation data: add --val FILE or --val-split FRACTION"
+            _ => "--early-stopping needs validation data: add --val FILE, --val-split FRACTION \
+                  or --folds N"
                 .into(),
         });
     }
@@ -328,6 +361,9 @@ fn hold_out_and_scale(
         if let Some(v) = &mut validation {
             s.apply(v).map_err(text)?;
         }
+    }
+    if folds {
+        validation = Some(train.clone());
     }
     Ok(Sets {
         train,
@@ -344,21 +380,32 @@ fn starting_parameters(
     run: &ResolvedRun,
     resume: Option<&Resume>,
 ) -> Result<Vec<f32>> {
+    if let Some(resume) = resume {
+        fits_network("--resume", &resume.path, &resume.model, run)?;
+        return Ok(resume.model.params.clone());
+    }
+    Ok(init_parameters(args, run)?
+        .unwrap_or_else(|| run.mlp.init(run.config.init, run.config.seed)))
+}
+
+/// The parameters `--init` names, which must fit the network.
+pub(crate) fn init_parameters(args: &TrainArgs, run: &ResolvedRun) -> Result<Option<Vec<f32>>> {
+    let Some(path) = &args.init else {
+        return Ok(None);
+    };
+    let model = load_model(path).map_err(text)?;
+    fits_network("--init", path, &model, run)?;
+    Ok(Some(model.params))
+}
+
+/// Whether a file's network (`flag`'s) has the run's layer sizes.
+pub(crate) fn fits_network(
+    flag: &str,
+    path: &Path,
+    model: &LoadedModel,
+    run: &ResolvedRun,
+) -> Result<()> {
     let sizes = run.mlp.sizes();
-    let (flag, model) = match (resume, &args.init) {
-        (Some(resume), _) => (
-            "--resume",
-            Some((resume.path.clone(), resume.model.clone())),
-        ),
-        (None, Some(path)) => (
-            "--init",
-            Some((path.clone(), load_model(path).map_err(text)?)),
-        ),
-        (None, None) => ("", None),
-    };
-    let Some((path, model)) = model else {
-        return Ok(run.mlp.init(run.config.init, run.config.seed));
-    };
     if model.sizes != sizes {
         return Err(format!(
             "{flag} {}: the file's layer sizes {} do not match the architecture {}",
@@ -367,7 +414,7 @@ fn starting_parameters(
             join(&sizes)
         ));
     }
-    Ok(model.params)
+    Ok(())
 }
 
 /// The trainer of the run on every rank, at the checkpoint's state on a
@@ -381,12 +428,7 @@ fn start_trainer(
     ranks: &Ranks,
     start: Instant,
 ) -> Result<Session> {
-    // Before the parameters are drawn: a network too large for the machine
-    // is an error, not an aborted allocation.
-    let batch_rows = run.config.batch_size.unwrap_or(sets.train.rows());
-    run.mlp
-        .check_training_memory(Some(batch_rows), run.config.optimizer.state_slots())
-        .map_err(text)?;
+    check_memory(&run, sets)?;
     let params = starting_parameters(args, &run, resume)?;
     // From here on there is work to keep.
     let interrupts = Interrupts::install()?;
@@ -420,6 +462,15 @@ fn start_trainer(
     })
 }
 
+/// Before the parameters are drawn: a network too large for the machine
+/// is an error, not an aborted allocation.
+pub(crate) fn check_memory(run: &ResolvedRun, sets: &Sets) -> Result<()> {
+    let batch_rows = run.config.batch_size.unwrap_or(sets.train.rows());
+    run.mlp
+        .check_training_memory(Some(batch_rows), run.config.optimizer.state_slots())
+        .map_err(text)
+}
+
 /// Every rank must read the same data, or the ranks would wait for each
 /// other's sums forever: compared before the first step, the files named.
 fn check_same_data(
@@ -445,7 +496,7 @@ fn check_same_data(
 }
 
 /// The epochs the progress bar counts to.
-fn epochs_shown(args: &TrainArgs, config: &TrainConfig, rows: usize) -> usize {
+pub(crate) fn epochs_shown(args: &TrainArgs, config: &TrainConfig, rows: usize) -> usize {
     match args.steps {
         Some(steps) => {
             let per_epoch = rows.div_ceil(config.batch_size.unwrap_or(rows)) as u64;
@@ -547,9 +598,7 @@ fn fit(
     if history.interrupted && session.trainer.steps() == session.first_step {
         return Ok(None);
     }
-    let mut epochs = metrics
-        .as_ref()
-        .map_or(Vec::new(), |m| m.earlier().to_vec());
+    let mut epochs = metrics.as_ref().map_or(Vec::new(), MetricsFile::earlier);
     epochs.extend(history.epochs.iter().cloned());
     Ok(Some(Outcome {
         history,
@@ -560,8 +609,8 @@ fn fit(
 
 /// Stopped during start-up (a cold GPU pipeline compile takes long):
 /// there is nothing new to keep, and the files stay as they were.
-fn stopped_before_the_first_step(session: &Session, ranks: &Ranks) -> ExitCode {
-    let signal = session.interrupts.received();
+pub(crate) fn stopped_before_the_first_step(interrupts: &Interrupts, ranks: &Ranks) -> ExitCode {
+    let signal = interrupts.received();
     if ranks.writes() {
         println!(
             "interrupted by {} before the first step: no file written",
@@ -602,7 +651,7 @@ fn keep_files(args: &TrainArgs, session: &mut Session, outcome: &Outcome) -> Res
     if let Some(path) = &args.plot
         && !outcome.epochs.is_empty()
     {
-        plot(path, &outcome.epochs)?;
+        plot(path, "loss per epoch", &Series::of_run(&outcome.epochs))?;
     }
     Ok(())
 }
@@ -723,129 +772,13 @@ fn keep_last_good(
     message
 }
 
-fn join<T: ToString>(v: &[T]) -> String {
+pub(crate) fn join<T: ToString>(v: &[T]) -> String {
     v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn open_model(path: &Path, device: Device) -> Result<(SavedModel, Trainer)> {
-    let model = load_model(path)
-        .and_then(|m| m.complete(path))
-        .map_err(text)?;
-    let config = TrainConfig::default().loss(model.loss).device(device);
-    let trainer =
-        Trainer::with_parameters(model.mlp.clone(), model.params.clone(), config).map_err(text)?;
-    note_fallback(&trainer);
-    Ok((model, trainer))
-}
-
 /// Says on stderr why `--device auto` runs on the CPU, when it does.
-fn note_fallback(trainer: &Trainer) {
+pub(crate) fn note_fallback(trainer: &Trainer) {
     if let Some(why) = trainer.device_fallback() {
         eprintln!("note: --device auto runs on the CPU: {why}");
     }
-}
-
-pub fn predict(args: PredictArgs) -> Result<()> {
-    let (model, mut trainer) = open_model(&args.model, args.device)?;
-    let inputs = model.mlp.inputs();
-    let mut x = load_inputs(&args.data, inputs).map_err(text)?;
-    if let Some(s) = &model.standardizer {
-        s.apply_rows(&mut x).map_err(text)?;
-    }
-    let outputs = trainer.predict(&x).map_err(text)?;
-    let width = model.mlp.outputs();
-    let mut out = String::new();
-    match model.loss {
-        Loss::CrossEntropy => {
-            out += "class";
-            (0..width).for_each(|j| out += &format!(",p{j}"));
-            out += "\n";
-            let probabilities = model.loss.probabilities(&outputs, width);
-            for (row, p) in outputs
-                .chunks_exact(width)
-                .zip(probabilities.chunks_exact(width))
-            {
-                out += &argmax(row).to_string();
-                p.iter().for_each(|p| out += &format!(",{p}"));
-                out += "\n";
-            }
-        }
-        Loss::BceWithLogits => {
-            let names: Vec<String> = (0..width)
-                .map(|j| format!("label{j}"))
-                .chain((0..width).map(|j| format!("p{j}")))
-                .collect();
-            out += &(names.join(",") + "\n");
-            let probabilities = model.loss.probabilities(&outputs, width);
-            for (row, p) in outputs
-                .chunks_exact(width)
-                .zip(probabilities.chunks_exact(width))
-            {
-                let labels = row.iter().map(|&z| ((z > 0.0) as u8).to_string());
-                let probs = p.iter().map(f32::to_string);
-                out += &(labels.chain(probs).collect::<Vec<_>>().join(",") + "\n");
-            }
-        }
-        Loss::Mse | Loss::HalfMse => {
-            out += &((0..width)
-                .map(|j| format!("y{j}"))
-                .collect::<Vec<_>>()
-                .join(",")
-                + "\n");
-            for row in outputs.chunks_exact(width) {
-                out += &(row.iter().map(f32::to_string).collect::<Vec<_>>().join(",") + "\n");
-            }
-        }
-    }
-    match &args.out {
-        Some(path) => retroprop::io::write_atomic(path, out.as_bytes()).map_err(text)?,
-        None => {
-            use std::io::Write;
-            // A closed pipe (`| head`) is the reader's choice, not an error.
-            match std::io::stdout().lock().write_all(out.as_bytes()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    return Err(format!("standard output: {e}"));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
-}
-
-pub fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let (model, mut trainer) = open_model(&args.model, args.device)?;
-    // Without --targets, as many target columns as the model has outputs
-    // (one of class labels for cross-entropy).
-    let targets = args.targets.unwrap_or(if model.loss.takes_classes() {
-        1
-    } else {
-        model.mlp.outputs()
-    });
-    let mut data = load_labelled(Some(&args.data), targets, Some(model.loss))
-        .map_err(text)?
-        .data;
-    if data.features() != model.mlp.inputs() {
-        return Err(format!(
-            "{}: {} feature columns, but the model takes {} inputs",
-            args.data.display(),
-            data.features(),
-            model.mlp.inputs()
-        ));
-    }
-    if let Some(s) = &model.standardizer {
-        s.apply(&mut data).map_err(text)?;
-    }
-    let eval = trainer.evaluate(&data).map_err(text)?;
-    let mut line = format!(
-        "{} rows: loss ({}) {:.6}",
-        data.rows(),
-        model.loss,
-        eval.loss
-    );
-    if let Some(a) = eval.accuracy {
-        line += &format!(", accuracy {:.2}%", 100.0 * a);
-    }
-    println!("{line}");
-    Ok(())
 }

@@ -250,7 +250,9 @@ class _Batch:
             own_rows, validation_rows = positions[plan.train_idx], positions[plan.val_idx]
         else:
             own_rows, validation_rows = positions, None
-        settings = mlp._trainer_settings(plan.sizes, plan.loss, plan.batch_rows, plan.seed, int(mlp.max_iter), plan.early)
+        settings = mlp._trainer_settings(
+            plan.sizes, plan.loss, plan.batch_rows, plan.batch_weight, plan.seed, int(mlp.max_iter), plan.early
+        )
         options = settings["optimizer_options"]
         pair.member = dict(
             seed=settings["seed"],

@@ -71,8 +71,9 @@ _DIFFERENCES = """
     - ``sample_weight``: each batch's loss is ``Σ wᵢ lᵢ / Σ wᵢ`` as
       scikit-learn's, but ``loss_curve_`` is the epoch's weighted mean
       (scikit-learn averages the batches' weighted means by their rows),
-      ``alpha``'s decay is divided by the batch's rows (scikit-learn's L2
-      term by its weight), and ``validation_scores_`` count rows
+      ``alpha``'s decay is divided by a batch's weight as scikit-learn's
+      L2 term is (taken as its rows times the mean weight: exactly the
+      total weight when one batch holds every row), and ``validation_scores_`` count rows
       unweighted. The CPU backend only, for now.
 
     retroprop's own parameters: ``device`` (``auto``: a hardware GPU when
@@ -195,8 +196,8 @@ class _BaseMLP(BaseEstimator):
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         return min(int(self.batch_size), n_samples)
 
-    def _optimizer(self, batch_rows):
-        decay = self.alpha / batch_rows + self.weight_decay
+    def _optimizer(self, batch_weight):
+        decay = self.alpha / batch_weight + self.weight_decay
         options = [("lr", repr(float(self.learning_rate_init))), ("weight_decay", repr(float(decay)))]
         if self.solver == "sgd":
             options += [("momentum", repr(float(self.momentum))), ("nesterov", "true" if self.nesterovs_momentum and self.momentum > 0 else "false")]
@@ -206,7 +207,7 @@ class _BaseMLP(BaseEstimator):
 
     # -- training ---------------------------------------------------------
 
-    def _trainer_settings(self, sizes, loss, batch_rows, seed, epochs, early):
+    def _trainer_settings(self, sizes, loss, batch_rows, batch_weight, seed, epochs, early):
         """The native trainer's settings for a fit, by the library's names
         (the keyword arguments of ``NativeTrainer``, a ``RunArgs`` dict of
         ``NativeMembers``): what a lone fit trains with, and what each
@@ -217,7 +218,7 @@ class _BaseMLP(BaseEstimator):
             activations=",".join([hidden] * (len(sizes) - 2) + ["identity"]),
             loss=loss,
             optimizer=self.solver,
-            optimizer_options=self._optimizer(batch_rows),
+            optimizer_options=self._optimizer(batch_weight),
             batch_size=batch_rows,
             epochs=epochs,
             max_steps=None,
@@ -273,6 +274,9 @@ class _BaseMLP(BaseEstimator):
             )
             plan.rows = len(plan.train_idx)
             plan.batch_rows = self._batch_rows(plan.rows)
+        # Unweighted rows weigh 1 each (_run sets a weighted fit's).
+        plan.total_weight = float(plan.rows)
+        plan.batch_weight = float(plan.batch_rows)
         return plan
 
     def _start_curves(self, plan):
@@ -294,16 +298,15 @@ class _BaseMLP(BaseEstimator):
         """An epoch's record into the fitted curves, as scikit-learn keeps
         them; returns whether ``tol`` and ``n_iter_no_change`` say the fit
         has converged (the trainer is then stopped before its next step)."""
-        rows = plan.rows
         self.n_iter_ += 1
-        self.t_ += rows
+        self.t_ += plan.rows
         # scikit-learn's loss: each batch's data loss plus
-        # alpha/2 ‖θ‖² / batch rows, averaged over the epoch's rows.
+        # alpha/2 ‖θ‖² / batch weight, averaged over the epoch's weight.
         norms = record.get("weight_norms")
         if norms is None:
             norms = [n["weight_norm"] for n in record["layer_norms"]]
         squares = sum(w ** 2 for w in norms)
-        penalty = 0.5 * self.alpha * squares / rows
+        penalty = 0.5 * self.alpha * squares / plan.total_weight
         self.loss_curve_.append(record["train_loss"] + penalty)
         if self.verbose:
             print_epoch(dict(record, train_loss=self.loss_curve_[-1]))
@@ -359,16 +362,26 @@ class _BaseMLP(BaseEstimator):
             X = X[train_idx]
             targets = tuple(t[train_idx] if t is not None else None for t in targets)
             sample_weight = None if sample_weight is None else sample_weight[train_idx]
+        # scikit-learn divides a batch's L2 term by the batch's weight,
+        # its rows when unweighted; a batch weighs its rows times the
+        # mean weight, exactly the total when one batch holds every row.
+        if sample_weight is not None:
+            total_weight = float(np.sum(sample_weight, dtype=np.float64))
+            if total_weight > 0:  # weights all 0: the library refuses them, naming why
+                plan.total_weight = total_weight
+                plan.batch_weight = plan.batch_rows * total_weight / plan.rows
         if incremental:
             trainer = getattr(self, "_partial_trainer", None)
             if trainer is None or not plan.warm:
-                settings = self._trainer_settings(plan.sizes, plan.loss, plan.batch_rows, plan.seed, 1, False)
+                settings = self._trainer_settings(
+                    plan.sizes, plan.loss, plan.batch_rows, plan.batch_weight, plan.seed, 1, False
+                )
                 trainer = self._native_trainer(settings, plan.params, plan.standardization)
                 self._partial_trainer = trainer
         else:
             self._partial_trainer = None
             settings = self._trainer_settings(
-                plan.sizes, plan.loss, plan.batch_rows, plan.seed, int(self.max_iter), plan.early
+                plan.sizes, plan.loss, plan.batch_rows, plan.batch_weight, plan.seed, int(self.max_iter), plan.early
             )
             trainer = self._native_trainer(settings, plan.params, plan.standardization)
         self._start_curves(plan)
@@ -464,7 +477,9 @@ class _FitPlan:
     """What a fit trains (``_BaseMLP._plan``): ``seed``, ``sizes``,
     ``loss``, ``batch_rows``, ``warm`` with ``params`` and
     ``standardization``, ``early`` with ``train_idx`` and ``val_idx``
-    (positions in the fit's rows), and ``rows``, the rows it trains on."""
+    (positions in the fit's rows), ``rows``, the rows it trains on, and
+    ``total_weight`` and ``batch_weight``, their weight and a batch's
+    (``alpha``'s L2 term divides by them as scikit-learn's does)."""
 
     params = None
     standardization = None

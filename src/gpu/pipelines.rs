@@ -29,6 +29,8 @@ pub(crate) mod binding {
         pub const STEP: u32 = 6;
         /// The slices' partial products (split-K).
         pub const PARTIALS: u32 = 7;
+        /// Each member's dropout (members runs).
+        pub const MEMBER_DROPOUT: u32 = 8;
     }
     /// shaders/reduce.wgsl: `column_sums`, `sum_squares`,
     /// `loss_sum` (and `step`), `layer_norms` (and `norm_params`,
@@ -51,6 +53,9 @@ pub(crate) mod binding {
         pub const CLIP: u32 = 5;
         pub const STATE1: u32 = 6;
         pub const STATE2: u32 = 7;
+        /// Each member's step (members runs; not built for the browser).
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const MEMBER_STEPS: u32 = 8;
     }
     /// shaders/data.wgsl.
     pub mod data {
@@ -60,6 +65,14 @@ pub(crate) mod binding {
         pub const TARGETS: u32 = 4;
         pub const X_BATCH: u32 = 5;
         pub const TARGET_BATCH: u32 = 6;
+        /// Members runs: each member's step, its weights of the data's
+        /// rows, and the batch's weights.
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const MEMBER_STEPS: u32 = 7;
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const WEIGHTS: u32 = 8;
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const WEIGHT_BATCH: u32 = 9;
     }
     /// shaders/loss.wgsl.
     pub mod loss {
@@ -70,6 +83,11 @@ pub(crate) mod binding {
         pub const STATS: u32 = 5;
         pub const RESULTS: u32 = 6;
         pub const STEP: u32 = 7;
+        /// Members runs: each member's step and each batch row's weight.
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const MEMBER_STEPS: u32 = 8;
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const WEIGHT_BATCH: u32 = 9;
     }
     /// shaders/pack.wgsl.
     pub mod pack {
@@ -146,7 +164,7 @@ pub(crate) struct LossKernel<'a> {
 }
 
 /// Each kernel's bindings, in binding order.
-const MATMUL: &[Slot] = &[
+pub(crate) const MATMUL: &[Slot] = &[
     Slot::Uniform,
     Slot::Read,
     Slot::Read,
@@ -155,6 +173,7 @@ const MATMUL: &[Slot] = &[
     Slot::ReadWrite,
     Slot::StepUniform,
     Slot::ReadWrite,
+    Slot::Read,
 ];
 const MATMUL_TEXTURE: &[Slot] = &[
     Slot::Uniform,
@@ -165,6 +184,7 @@ const MATMUL_TEXTURE: &[Slot] = &[
     Slot::ReadWrite,
     Slot::StepUniform,
     Slot::ReadWrite,
+    Slot::Read,
 ];
 const PACK: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::StorageTexture];
 /// Binding 1 is bound too (to the same source) but not read.

@@ -41,6 +41,8 @@ impl KernelHarness {
         let mut all = vec![Bind::Uniform(bytemuck::bytes_of(&shape))];
         all.extend(binds);
         all.push(Bind::Out(m * cols * slices as usize * 4));
+        // Each member's dropout: read by members runs only.
+        all.push(Bind::Data(&[0; 16]));
         self.run_all(&dispatches, &all, true)
     }
 
@@ -172,8 +174,14 @@ impl KernelHarness {
         });
         let partials = buffer(4);
         entries.push(wgpu::BindGroupEntry {
-            binding: 7,
+            binding: super::super::pipelines::binding::matmul::PARTIALS,
             resource: partials.as_entire_binding(),
+        });
+        // Each member's dropout: read by members runs only.
+        let member_dropout = buffer(4);
+        entries.push(wgpu::BindGroupEntry {
+            binding: super::super::pipelines::binding::matmul::MEMBER_DROPOUT,
+            resource: member_dropout.as_entire_binding(),
         });
         let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
