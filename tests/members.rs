@@ -387,8 +387,17 @@ fn a_member_setting_the_run_cannot_take_is_refused_by_member() {
         let e = Members::new(mlp(), run.clone(), vec![Member::default(), member]).unwrap_err();
         assert!(e.to_string().contains(part), "`{part}` not in: {e}");
     }
-    let e = Members::new(mlp(), run, Vec::new()).unwrap_err();
+    let e = Members::new(mlp(), run.clone(), Vec::new()).unwrap_err();
     assert!(e.to_string().contains("members"), "{e}");
+    // Validation rows without validation data: refused, not left unscored.
+    let scored = Member {
+        validation_rows: Some(vec![0, 1, 2]),
+        ..Member::default()
+    };
+    let mut members = Members::new(mlp(), run, vec![Member::default(), scored]).unwrap();
+    let e = members.fit(&data(), None).unwrap_err();
+    assert!(e.to_string().contains("member 1: validation rows"), "{e}");
+    assert_eq!(members.member(1).steps(), 0, "refused before a step");
 }
 
 /// A file of every member's checkpoint, written, read back and resumed,

@@ -99,7 +99,11 @@ MEMBER_OPTIONS = (
     "lr_schedule",
     "rows",
     "validation_rows",
+    "weights",
 )
+
+#: The per-member settings that are always a member's own (a list of k).
+_ALWAYS_OWN = ("rows", "validation_rows", "weights")
 
 
 def _is_pair(value):
@@ -110,12 +114,12 @@ def _is_pair(value):
 
 def _per_member(count, settings):
     """The settings given a value a member, ``{name: [k values]}``: a list
-    of ``count`` values (for ``betas``, a list of pairs; ``rows`` and
-    ``validation_rows`` are always a member's). Without members, any such
-    list is an error naming the setting."""
+    of ``count`` values (for ``betas``, a list of pairs; ``rows``,
+    ``validation_rows`` and ``weights`` are always a member's). Without
+    members, any such list is an error naming the setting."""
     own = {}
     for name, value in settings.items():
-        always = name in ("rows", "validation_rows")
+        always = name in _ALWAYS_OWN
         listed = isinstance(value, list) and not (name == "betas" and _is_pair(value))
         if value is None or not (listed or always):
             continue
@@ -146,6 +150,11 @@ def _member_settings(count, own):
                 if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.dtype.kind not in "iu")):
                     raise ValueError(f"{name}[{m}]: row indices must be non-negative integers [rows]")
                 member[name] = np.ascontiguousarray(rows, dtype=np.uint32)
+        if own.get("weights") is not None and own["weights"][m] is not None:
+            weights = np.asarray(own["weights"][m])
+            if weights.ndim != 1 or weights.dtype.kind not in "iuf":
+                raise ValueError(f"weights[{m}]: member {m}'s weights must be numbers, one a row [rows]")
+            member["weights"] = np.ascontiguousarray(weights, dtype=np.float32)
         members.append(member)
     return members
 
@@ -268,7 +277,28 @@ class MembersModel:
     as ``members.{m}.layers.{i}.weight`` / ``.bias``, the ``state_dict``
     of a ``torch.nn.Module`` whose ``members`` is a ``ModuleList`` of the
     members' networks, with each member's settings in the metadata
-    (``retroprop.member.{m}``); ``retroprop.load`` reads it back."""
+    (``retroprop.member.{m}``); ``retroprop.load`` reads it back::
+
+        >>> import numpy as np, retroprop
+        >>> x = np.random.default_rng(1).normal(size=(64, 3)).astype(np.float32)
+        >>> y = (x.sum(axis=1) > 0).astype(np.int64)
+        >>> t = retroprop.Trainer([3, 6, 2], "relu", "cross_entropy", epochs=2, device="cpu",
+        ...                       members=2, seed=[0, 1])
+        >>> _ = t.fit(x, y)
+        >>> model = t.model()
+        >>> len(model), model.settings
+        (2, ['seed=0', 'seed=1'])
+        >>> sorted(model.state_dict())[:2]
+        ['members.0.layers.0.bias', 'members.0.layers.0.weight']
+        >>> ensemble = model.predict(x)  # the mean of the members' softmax
+        >>> bool(np.allclose(ensemble.sum(axis=1), 1.0))
+        True
+        >>> bool((model.member(1).predict(x) == model.predict(x, member=1)).all())
+        True
+        >>> again = retroprop.MembersModel.from_bytes(model.to_bytes())
+        >>> bool((again.predict(x) == ensemble).all())
+        True
+    """
 
     def __init__(self, native):
         self._native = native
@@ -507,15 +537,26 @@ class Trainer:
     each a list of k index arrays (or None: all rows), the rows of the
     training and validation data each member trains and is evaluated on
     (a fold's, a bootstrap sample's; shuffled by the member's seed as a
-    data set of just those rows would be). The options that shape the
+    data set of just those rows would be; ``validation_rows`` need
+    ``fit``'s ``validation``), and ``weights``, a list of k arrays (or
+    None), one weight a row of the training data, each member's own
+    ``sample_weight`` in place of ``fit``'s (0/1 weights make folds
+    whose batches the members share). Member m is then the lone fit
+    ``fit(x[rows[m]], y[rows[m]], sample_weight=weights[m][rows[m]])``
+    with its settings. The options that shape the
     optimizer's state (``amsgrad``, ``centered``, ``nesterov``, a
     momentum of 0 or not) and every other setting are the run's. Each
     member has its own life: early stopping, the plateau schedule and a
     divergence act on it alone; the run ends when every member has
-    stopped or the epochs run out. Then ``fit`` returns a
+    stopped or the epochs run out. On a GPU (``device="gpu"``) every
+    member's step runs in the same dispatches, each member within the
+    CPU-vs-GPU tolerance of its lone GPU run; a setting that is a
+    member's own names the member when it is refused (``member 2:
+    invalid hyperparameter lr = -1 …``). Then ``fit`` returns a
     ``MembersHistory``, its ``callback(member, record)`` gets each
-    member's epochs (it may call ``stop_member(m)``, which ends member m
-    after that epoch as ``stop()`` ends a lone fit), ``predict(x,
+    member's epochs, member by member after each epoch of the run (it may
+    call ``stop_member(m)``, which ends member m after that epoch as
+    ``stop()`` ends a lone fit), ``predict(x,
     member=None)`` gives the ensemble's prediction (the mean of the
     members' probabilities, or of their outputs for regression) or one
     member's outputs, ``evaluate`` a ``(loss, accuracy)`` a member,
@@ -525,7 +566,36 @@ class Trainer:
     ``save_checkpoint`` write every member's state; ``Trainer(...,
     members=k, resume=path)`` continues them, the shared settings resolved
     against member 0's checkpoint and each member's own settings left out
-    taken from its own checkpoint (its rows must be given again, the same).
+    taken from its own checkpoint (its rows and weights must be given
+    again, the same).
+
+    Three learning rates in one run, the second member on half the rows,
+    each member its lone run::
+
+        >>> import numpy as np, retroprop
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(120, 4)).astype(np.float32)
+        >>> y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+        >>> half = np.arange(0, 120, 2)
+        >>> t = retroprop.Trainer([4, 8, 2], "tanh", "cross_entropy", batch_size=16, epochs=3,
+        ...                       device="cpu", members=3, lr=[1e-3, 1e-2, 1e-1], rows=[None, half, None])
+        >>> seen = []
+        >>> history = t.fit(x, y, callback=lambda m, record: seen.append((m, record["epoch"])))
+        >>> seen[:4]
+        [(0, 1), (1, 1), (2, 1), (0, 2)]
+        >>> history.states, [len(h["epochs"]) for h in history]
+        (['training', 'training', 'training'], [3, 3, 3])
+        >>> t.predict(x).shape  # the ensemble: the members' mean probabilities
+        (120, 2)
+        >>> alone = retroprop.Trainer([4, 8, 2], "tanh", "cross_entropy", batch_size=16, epochs=3,
+        ...                           device="cpu", lr=1e-2)
+        >>> _ = alone.fit(x[half], y[half])
+        >>> bool((t.predict(x, member=1) == alone.predict(x)).all())
+        True
+        >>> retroprop.Trainer([4, 8, 2], members=2, lr=[1e-3, -1.0])
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid configuration: member 1: invalid hyperparameter lr = -1: the learning rate must be a positive number
     """
 
     def __init__(
@@ -568,6 +638,7 @@ class Trainer:
         members=None,
         rows=None,
         validation_rows=None,
+        weights=None,
     ):
         given = dict(
             lr=lr,
@@ -598,7 +669,7 @@ class Trainer:
         own = _per_member(
             self._members,
             dict(given, seed=seed, dropout=dropout, lr_schedule=lr_schedule, rows=rows,
-                 validation_rows=validation_rows),
+                 validation_rows=validation_rows, weights=weights),
         )
         given = {k: v for k, v in given.items() if k not in own}
         seed, dropout, lr_schedule = (None if k in own else v for k, v in
@@ -688,8 +759,9 @@ class Trainer:
         ended. ``sample_weight`` (``[rows]``, each ≥ 0): each row's weight
         in the loss, which is then ``Σ wᵢ lᵢ / Σ wᵢ`` over a batch (as
         torch's ``reduction="none"`` followed by ``(w * l).sum() /
-        w.sum()``, each row's ``lᵢ`` the mean over its outputs); the
-        CPU backend only, for now. ``validation``: ``(x_val, y_val)`` or
+        w.sum()``, each row's ``lᵢ`` the mean over its outputs); a lone
+        network on the CPU backend only, for now (members on either).
+        ``validation``: ``(x_val, y_val)`` or
         ``(x_val, y_val, w_val)``, evaluated after each epoch (its loss
         weighted by ``w_val``). ``callback(record)`` receives each epoch's metrics (a dict,
         as in the history) once the epoch's bookkeeping is done, and may

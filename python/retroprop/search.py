@@ -506,6 +506,25 @@ _HOW = """
       by those candidates' fitted pipelines.
     - ``mean_fit_time`` of a member is its run's time divided by its
       members.
+
+    Every candidate × fold of a grid as the members of one run, with
+    scikit-learn's results::
+
+        >>> import retroprop
+        >>> from sklearn import model_selection
+        >>> from sklearn.datasets import load_iris
+        >>> x, y = load_iris(return_X_y=True)
+        >>> est = retroprop.MLPClassifier((8,), max_iter=300, random_state=0, device="cpu")
+        >>> grid = dict(learning_rate_init=[1e-2, 1e-1], alpha=[1e-4, 1e-2])
+        >>> ours = retroprop.{name}(est, grid, cv=3{more}).fit(x, y)
+        >>> theirs = model_selection.{name}(est, grid, cv=3{more}).fit(x, y)
+        >>> splits = ["split0_test_score", "split1_test_score", "split2_test_score"]
+        >>> all((ours.cv_results_[k] == theirs.cv_results_[k]).all() for k in splits)
+        True
+        >>> ours.best_params_ == theirs.best_params_, bool(ours.best_score_ == theirs.best_score_)
+        (True, True)
+        >>> bool((ours.best_estimator_.predict(x) == theirs.best_estimator_.predict(x)).all())
+        True
 """
 
 
@@ -514,7 +533,7 @@ class GridSearchCV(_MembersSearch, model_selection.GridSearchCV):
         """Exhaustive search over a parameter grid, scikit-learn's
     ``GridSearchCV`` with retroprop's estimators trained many at once.
     """
-        + _HOW.format(name="GridSearchCV")
+        + _HOW.format(name="GridSearchCV", more="")
         + "\n    scikit-learn's documentation follows.\n\n"
         + (model_selection.GridSearchCV.__doc__ or "")
     )
@@ -526,7 +545,7 @@ class RandomizedSearchCV(_MembersSearch, model_selection.RandomizedSearchCV):
     ``RandomizedSearchCV`` with retroprop's estimators trained many at
     once.
     """
-        + _HOW.format(name="RandomizedSearchCV")
+        + _HOW.format(name="RandomizedSearchCV", more=", n_iter=3, random_state=0")
         + "\n    scikit-learn's documentation follows.\n\n"
         + (model_selection.RandomizedSearchCV.__doc__ or "")
     )

@@ -135,22 +135,29 @@ pub struct MemberArgs<'py> {
 }
 
 impl MemberArgs<'_> {
-    fn member(&self) -> PyResult<Member> {
+    /// Member `m`'s settings; what cannot be read names the member.
+    fn member(&self, m: usize) -> PyResult<Member> {
+        // The message alone (a PyErr displays as `ValueError: …`).
+        let named = |e: PyErr| {
+            let text = Python::attach(|py| e.value(py).to_string());
+            PyValueError::new_err(format!("member {m}: {text}"))
+        };
         let list = |a: &Option<PyReadonlyArray1<'_, u32>>| -> PyResult<Option<Vec<u32>>> {
             a.as_ref().map(|a| Ok(a.as_slice()?.to_vec())).transpose()
         };
         Ok(Member {
             seed: self.seed,
             optimizer_options: self.options.clone(),
-            lr_schedule: parsed::<LrSchedule>(self.lr_schedule.as_deref())?,
+            lr_schedule: parsed::<LrSchedule>(self.lr_schedule.as_deref()).map_err(named)?,
             dropout: self.dropout,
-            rows: list(&self.rows)?,
-            validation_rows: list(&self.validation_rows)?,
+            rows: list(&self.rows).map_err(named)?,
+            validation_rows: list(&self.validation_rows).map_err(named)?,
             weights: self
                 .weights
                 .as_ref()
                 .map(|w| Ok::<_, PyErr>(w.as_slice()?.to_vec()))
-                .transpose()?,
+                .transpose()
+                .map_err(named)?,
         })
     }
 }
@@ -334,7 +341,8 @@ impl NativeMembers {
             let given = run.request()?;
             let mut own: Vec<Member> = members
                 .iter()
-                .map(MemberArgs::member)
+                .enumerate()
+                .map(|(m, member)| member.member(m))
                 .collect::<PyResult<_>>()?;
             let path_text = resume
                 .as_ref()

@@ -238,6 +238,60 @@ def test_member_lists_are_checked_by_name():
         retroprop.Trainer([4, 8, 3], members=2, rows=[[0, 1], [-1, 2]])
 
 
+def test_a_members_refused_setting_or_data_names_the_member(blobs):
+    """What one member cannot take is refused naming that member; the
+    others' settings are not blamed."""
+    x, y = blobs
+    shape = ([4, 8, 3], "tanh", "cross_entropy")
+    for given, said in [
+        (dict(lr=[0.1, -1.0]), "member 1: invalid hyperparameter lr = -1"),
+        (dict(eps=[1e-8, 1e-8, -1.0]), "member 2: invalid hyperparameter eps"),
+        (dict(dropout=[1.5, 0.1]), "member 0: invalid hyperparameter dropout = 1.5"),
+        (dict(lr_schedule=["constant", "bogus"]), "member 1: unknown lr schedule `bogus`"),
+    ]:
+        count = len(next(iter(given.values())))
+        with pytest.raises(ValueError, match=said):
+            retroprop.Trainer(*shape, members=count, device="cpu", **given)
+    for given, said in [
+        (dict(rows=[None, np.array([0, 1, 999])]), "member 1: .*row 999, but the training data has 240 rows"),
+        (dict(weights=[None, np.ones(10)]), "member 1: "),
+        (dict(validation_rows=[None, np.arange(5)]), "member 1: validation rows are given, but the fit has no "
+                                                     "validation data"),
+    ]:
+        t = retroprop.Trainer(*shape, members=2, device="cpu", **given)
+        with pytest.raises(ValueError, match=said):
+            t.fit(x, y)
+        assert t.steps == [0, 0], "refused before a step"
+    with pytest.raises(ValueError, match="weights\\[1\\]: member 1's weights"):
+        retroprop.Trainer(*shape, members=2, weights=[None, np.ones((2, 3))])
+
+
+def test_each_member_with_weights_is_its_lone_weighted_fit(blobs):
+    """``weights``: each member's own sample_weight (its rows' weights when
+    it has rows), bit for bit its lone weighted fit on the CPU."""
+    x, y = blobs
+    rng = np.random.default_rng(5)
+    weights = [rng.integers(0, 4, 240).astype(np.float32), None, rng.uniform(0.1, 2.0, 240)]
+    rows = [None, None, rows_of(160, 4)]
+    shared = dict(batch_size=16, epochs=4, device="cpu")
+    t = retroprop.Trainer([4, 12, 3], "tanh", "cross_entropy", members=3, rows=rows, weights=weights,
+                          seed=[1, 2, 3], **shared)
+    t.fit(x, y)
+    together = t.model().state_dict()
+    for m in range(3):
+        r = slice(None) if rows[m] is None else rows[m]
+        w = None if weights[m] is None else np.asarray(weights[m], np.float32)[r]
+        alone = retroprop.Trainer([4, 12, 3], "tanh", "cross_entropy", seed=m + 1, **shared)
+        alone.fit(x[r], y[r], sample_weight=w)
+        for name, value in alone.model().state_dict().items():
+            np.testing.assert_array_equal(bits(together[f"members.{m}.{name}"]), bits(value), err_msg=f"{m} {name}")
+    unweighted = retroprop.Trainer([4, 12, 3], "tanh", "cross_entropy", seed=1, **shared)
+    unweighted.fit(x, y)
+    assert not np.array_equal(unweighted.model().state_dict()["layers.0.weight"], together["members.0.layers.0.weight"]), (
+        "the test wants weights that change member 0"
+    )
+
+
 SCRIPT = textwrap.dedent(
     """
     import sys

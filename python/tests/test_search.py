@@ -198,3 +198,19 @@ def test_any_other_estimator_is_scikit_learns_search_unchanged():
     grid = {"C": [0.1, 1.0]}
     theirs, ours = both(lambda kind: kind.GridSearchCV(LogisticRegression(max_iter=50), grid, cv=2), x, y)
     assert_same_results(theirs, ours)
+
+
+def test_a_gpu_search_trains_its_members_on_the_gpu_as_their_lone_gpu_fits(runs):
+    """device="gpu" (lavapipe here): the members' run is on the GPU and
+    each split's score is that of scikit-learn's search around the GPU
+    estimator, within the CPU-vs-GPU tolerance: at most one row of a
+    split scored otherwise."""
+    x, y = digits(200)
+    est = classifier(max_iter=10, device="gpu")
+    grid = {"learning_rate_init": [1e-3, 1e-2]}
+    theirs, ours = both(lambda kind: kind.GridSearchCV(est, grid, cv=2), x, y)
+    assert runs == [4], f"one run of every candidate × fold: {runs}"
+    assert ours.best_estimator_.device_.startswith("gpu"), ours.best_estimator_.device_
+    for k in range(2):
+        key = f"split{k}_test_score"
+        np.testing.assert_allclose(ours.cv_results_[key], theirs.cv_results_[key], atol=1.5 / 100, err_msg=key)

@@ -547,6 +547,29 @@ impl Members {
         if let Some(v) = validation {
             self.trainers[0].check_data(v, "validation data")?;
         }
+        // Rows of validation data that is not there would go unscored
+        // without a word: the member's early stopping would never act.
+        if validation.is_none()
+            && let Some(m) = self
+                .members
+                .iter()
+                .position(|m| m.validation_rows.is_some())
+        {
+            return Err(Error::Config(format!(
+                "member {m}: validation rows are given, but the fit has no validation data"
+            )));
+        }
+        // Every member's rows checked before any member steps: a run
+        // refused halfway would leave the members before it trained.
+        for (m, member) in self.members.iter().enumerate() {
+            let named = |e: Error| Error::Config(format!("member {m}: {e}"));
+            if let Some(rows) = &member.rows {
+                super::check_rows(rows, train, "training").map_err(named)?;
+            }
+            if let (Some(rows), Some(v)) = (&member.validation_rows, validation) {
+                super::check_rows(rows, v, "validation").map_err(named)?;
+            }
+        }
         let sets = self.member_data(train)?;
         let start = Instant::now();
         let mut history = MembersHistory {
