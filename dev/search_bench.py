@@ -1,4 +1,4 @@
-"""Measures retroprop.GridSearchCV beside the peers (docs/performance-search.md).
+"""Measures retroprop.GridSearchCV beside the peers (docs/performance.md).
 
     python dev/search_bench.py [--sets digits,synthetic] [--device cpu]
             [--fitters sklearn,sk-retroprop,sk-retroprop-jobs,retroprop]
