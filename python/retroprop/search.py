@@ -40,7 +40,7 @@ from sklearn.model_selection import _search
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from . import _retroprop
 from ._core import as_rows
@@ -92,6 +92,16 @@ class _Data:
         self.steps = steps
         # The whole y encoded by its own classes, once asked for.
         self.whole = None
+        self._weights = None
+
+    def weights(self, sample_weight):
+        """``sample_weight`` (one a row of these rows) as a lone fit takes
+        it, float32, checked once; None stays None."""
+        if sample_weight is None:
+            return None
+        if self._weights is None:
+            self._weights = _check_sample_weight(sample_weight, self.x, dtype=np.float32)
+        return self._weights
 
 
 class _Pair:
@@ -137,6 +147,8 @@ class _Batch:
         self.pairs = None
         self.ahead = {}
         self.sets = {}
+        # The search's sample_weight, one a row of X (None: unweighted).
+        self.weights = None
 
     # -- the search's calls ----------------------------------------------
 
@@ -168,7 +180,9 @@ class _Batch:
         fallback = []
         groups = {}
         data = {}
-        if not kwargs.get("fit_params"):
+        fit_params = kwargs.get("fit_params") or {}
+        if set(fit_params) <= {"sample_weight"}:
+            self.weights = fit_params.get("sample_weight")
             for (c, params), (s, (train, _)) in pairs:
                 pair = self._pair(estimator, X, y, c, params, s, np.asarray(train), data)
                 if pair is None:
@@ -193,6 +207,10 @@ class _Batch:
         est = clone(estimator).set_params(**clone(params, safe=False))
         mlp = _final_mlp(est)
         if mlp is None or mlp.standardize or hasattr(mlp, "_model"):
+            return None
+        # Weights reach a Pipeline's steps by name, and a lone GPU fit
+        # refuses them: those pairs are fit as scikit-learn fits them.
+        if self.weights is not None and (isinstance(est, Pipeline) or mlp.device != "cpu"):
             return None
         pair = _Pair(c, s, est, mlp)
         try:
@@ -245,7 +263,11 @@ class _Batch:
         y = _column(shared.y[positions] if data_key[0] == "whole" else shared.y)
         targets = mlp._fit_targets(y)
         plan = mlp._plan((len(positions), shared.x.shape[1]), targets, False)
-        set_key, positions = self._rows(pair, data_key, shared, positions, targets)
+        weights = shared.weights(self.weights)
+        if weights is not None:
+            # The weights of the rows the lone fit trains on.
+            mlp._weigh(plan, weights[positions][plan.train_idx] if plan.early else weights[positions])
+        set_key, positions = self._rows(pair, data_key, shared, positions, targets, weights)
         if plan.early:
             own_rows, validation_rows = positions[plan.train_idx], positions[plan.val_idx]
         else:
@@ -273,9 +295,10 @@ class _Batch:
         pair.run = run
         pair.plan = plan
 
-    def _rows(self, pair, data_key, shared, positions, targets):
+    def _rows(self, pair, data_key, shared, positions, targets, weights):
         """The data set the pair's run trains on, by its key in
-        ``self.sets`` (inputs and encoded targets), and the positions of
+        ``self.sets`` (inputs, encoded targets and the rows' ``weights``
+        or None), and the positions of
         the pair's rows there: the whole ``X`` with the whole ``y``
         encoded by the fold's classes where they are every class of
         ``y``; else (a fold without some class, whose lone fit has fewer
@@ -283,7 +306,7 @@ class _Batch:
         preprocessed rows."""
         if data_key[0] != "whole":
             set_key = (data_key,)
-            self.sets.setdefault(set_key, (shared.x, targets))
+            self.sets.setdefault(set_key, (shared.x, targets, None))
             return set_key, positions
         if shared.whole is None:
             scratch = clone(pair.mlp)
@@ -293,10 +316,11 @@ class _Batch:
         (whole_key, whole_targets), _ = shared.whole
         if whole_key == _classes_key(pair.mlp, targets)[0]:
             set_key = (data_key, "whole")
-            self.sets.setdefault(set_key, (shared.x, whole_targets))
+            self.sets.setdefault(set_key, (shared.x, whole_targets, weights))
             return set_key, positions
         set_key = (data_key, "fold", pair.split)
-        self.sets.setdefault(set_key, (np.ascontiguousarray(shared.x[positions]), targets))
+        fold_weights = None if weights is None else np.ascontiguousarray(weights[positions])
+        self.sets.setdefault(set_key, (np.ascontiguousarray(shared.x[positions]), targets, fold_weights))
         return set_key, np.arange(len(positions))
 
     def _run(self, group, rows):
@@ -322,6 +346,7 @@ class _Batch:
 
         x = as_rows(rows[0])
         classes, values = rows[1]
+        weights = rows[2]
         early = group[0].plan.early
         try:
             history = native.fit(
@@ -335,6 +360,8 @@ class _Batch:
                 on_epoch,
                 None,
                 1,
+                sample_weight=weights,
+                sample_weight_val=weights if early else None,
                 weight_norms_only=True,
             )
         except Exception:
@@ -447,7 +474,7 @@ class _MembersSearch:
         does (``X``, ``y``, ``**params`` as there), training the
         candidates × folds whose estimator is a retroprop MLP as the
         members of runs (see the class docstring). Returns ``self``."""
-        if _final_mlp(self.estimator) is None or set(params) - {"groups"}:
+        if _final_mlp(self.estimator) is None or set(params) - {"groups", "sample_weight"}:
             return super().fit(X, y, **params)
         n_jobs = self.n_jobs
         # The members' pairs are scored in this process; n_jobs is for the
@@ -496,9 +523,12 @@ _HOW = """
 
     Where it differs from scikit-learn's:
 
-    - Candidates × folds that cannot be members (another estimator,
-      ``standardize=True``, fit parameters such as ``sample_weight``, a
-      fit that raises before training) are fit as scikit-learn fits them,
+    - ``fit(X, y, sample_weight=w)`` weighs each member's rows as its
+      lone fit's (CPU estimators alone, not in a ``Pipeline``).
+      Candidates × folds that cannot be members (another estimator,
+      ``standardize=True``, other fit parameters, weights on a GPU or in
+      a ``Pipeline``, a fit that raises before training) are fit as
+      scikit-learn fits them,
       with ``n_jobs`` workers; the members' runs use every core
       themselves, in this process, whatever ``n_jobs`` says.
     - In a ``Pipeline`` the preprocessing steps are fitted once a fold

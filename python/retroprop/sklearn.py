@@ -279,6 +279,19 @@ class _BaseMLP(BaseEstimator):
         plan.batch_weight = float(plan.batch_rows)
         return plan
 
+    def _weigh(self, plan, sample_weight):
+        """A weighted fit's total weight and batch weight into ``plan``,
+        ``sample_weight`` the weights of the rows it trains on (None:
+        unweighted, as ``_plan`` left them)."""
+        # scikit-learn divides a batch's L2 term by the batch's weight,
+        # its rows when unweighted; a batch weighs its rows times the
+        # mean weight, exactly the total when one batch holds every row.
+        if sample_weight is not None:
+            total_weight = float(np.sum(sample_weight, dtype=np.float64))
+            if total_weight > 0:  # weights all 0: the library refuses them, naming why
+                plan.total_weight = total_weight
+                plan.batch_weight = plan.batch_rows * total_weight / plan.rows
+
     def _start_curves(self, plan):
         """The fitted curves a fit starts from: kept by a warm start, else new."""
         if not plan.warm or not hasattr(self, "loss_curve_"):
@@ -362,14 +375,7 @@ class _BaseMLP(BaseEstimator):
             X = X[train_idx]
             targets = tuple(t[train_idx] if t is not None else None for t in targets)
             sample_weight = None if sample_weight is None else sample_weight[train_idx]
-        # scikit-learn divides a batch's L2 term by the batch's weight,
-        # its rows when unweighted; a batch weighs its rows times the
-        # mean weight, exactly the total when one batch holds every row.
-        if sample_weight is not None:
-            total_weight = float(np.sum(sample_weight, dtype=np.float64))
-            if total_weight > 0:  # weights all 0: the library refuses them, naming why
-                plan.total_weight = total_weight
-                plan.batch_weight = plan.batch_rows * total_weight / plan.rows
+        self._weigh(plan, sample_weight)
         if incremental:
             trainer = getattr(self, "_partial_trainer", None)
             if trainer is None or not plan.warm:

@@ -214,3 +214,22 @@ def test_a_gpu_search_trains_its_members_on_the_gpu_as_their_lone_gpu_fits(runs)
     for k in range(2):
         key = f"split{k}_test_score"
         np.testing.assert_allclose(ours.cv_results_[key], theirs.cv_results_[key], atol=1.5 / 100, err_msg=key)
+
+
+def test_sample_weight_weighs_each_members_rows_as_its_lone_fit(runs):
+    """search.fit(X, y, sample_weight=w): each member trains on its fold's
+    weights (alpha's decay over its batch's weight, early stopping's
+    split of them), with scikit-learn's search's split scores."""
+    x, y = digits(240)
+    w = np.random.default_rng(3).integers(0, 4, len(y)).astype(np.float64)
+    grid = {"learning_rate_init": [3e-3, 3e-2], "alpha": [1e-4, 1e-1]}
+    for est in (classifier(max_iter=20), classifier(max_iter=20, early_stopping=True, n_iter_no_change=3)):
+        runs.clear()
+        theirs, ours = both(lambda kind: kind.GridSearchCV(est, grid, cv=3), x, y, sample_weight=w)
+        assert_same_results(theirs, ours)
+        assert runs == [12], f"one run of every candidate × fold: {runs}"
+    unweighted = retroprop.GridSearchCV(classifier(max_iter=20, early_stopping=True, n_iter_no_change=3), grid,
+                                        cv=3).fit(x, y)
+    assert not np.array_equal(unweighted.cv_results_["split0_test_score"], ours.cv_results_["split0_test_score"]), (
+        "the test wants weights that change the scores"
+    )
