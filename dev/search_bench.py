@@ -26,12 +26,16 @@ fresh process (the wall clock of ``fit``, refit included); the fitters
 are interleaved round by round, and the table gives the median of the
 rounds. The script checks that ``retroprop`` and ``sk-retroprop`` give
 the same split scores and says so. The load average is printed before
-and after each search.
+and after each search, and for the fitters that train in the search's
+own process (``sk-retroprop``, ``retroprop``) the CPU seconds it used:
+on a machine shared with other work the wall clock depends on what the
+others do, the CPU time much less.
 """
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -79,10 +83,16 @@ def search_once(args):
             jobs = -1 if args.fitter == "sk-retroprop-jobs" else None
             search = model_selection.GridSearchCV(estimator, grid(), cv=args.cv, n_jobs=jobs)
     start = time.perf_counter()
+    used = resource.getrusage(resource.RUSAGE_SELF)
     search.fit(x, y)
     seconds = time.perf_counter() - start
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    # Other processes' (n_jobs workers') time is not counted: None there.
+    cpu = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
+    in_process = args.fitter in ("sk-retroprop", "retroprop")
     splits = [search.cv_results_[f"split{k}_test_score"].tolist() for k in range(args.cv)]
-    print(json.dumps(dict(seconds=seconds, best=float(search.best_score_), splits=splits,
+    print(json.dumps(dict(seconds=seconds, cpu=cpu if in_process else None, best=float(search.best_score_),
+                          splits=splits,
                           params=str(search.best_params_), fits=int(np.size(splits)))))
 
 
@@ -114,6 +124,7 @@ def main():
         return
     fitters = args.fitters.split(",")
     times = {}
+    cpus = {}
     results = {}
     for r in range(args.rounds):
         for data in args.sets.split(","):
@@ -128,20 +139,25 @@ def main():
                     sys.exit(f"{data} {fitter} failed:\n{done.stderr}")
                 out = json.loads(done.stdout.strip().splitlines()[-1])
                 times.setdefault((data, fitter), []).append(out["seconds"])
+                if out["cpu"] is not None:
+                    cpus.setdefault((data, fitter), []).append(out["cpu"])
                 results[(data, fitter)] = out
-                print(f"round {r + 1} {data} {fitter}: {out['seconds']:.2f} s, {out['fits']} fits, best "
+                cpu = "" if out["cpu"] is None else f" (CPU {out['cpu']:.2f} s)"
+                print(f"round {r + 1} {data} {fitter}: {out['seconds']:.2f} s{cpu}, {out['fits']} fits, best "
                       f"{out['best']:.4f} {out['params']} (load {before:.1f} -> {load_average():.1f})",
                       flush=True)
     print()
     print(f"device {args.device}, cv {args.cv}, hidden ({args.hidden},), {args.rounds} round(s), medians")
     print()
-    print("| data | search | s | ÷ retroprop.GridSearchCV | best mean score |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print("| data | search | s | ÷ retroprop.GridSearchCV | CPU s | best mean score |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
     for data in args.sets.split(","):
         ours = statistics.median(times.get((data, "retroprop"), [float("nan")]))
         for fitter in fitters:
             median = statistics.median(times[(data, fitter)])
-            print(f"| {data} | {fitter} | {median:.2f} | {median / ours:.2f}× | {results[(data, fitter)]['best']:.4f} |")
+            cpu = f"{statistics.median(cpus[(data, fitter)]):.2f}" if (data, fitter) in cpus else "–"
+            best = results[(data, fitter)]["best"]
+            print(f"| {data} | {fitter} | {median:.2f} | {median / ours:.2f}× | {cpu} | {best:.4f} |")
         if (data, "retroprop") in results and (data, "sk-retroprop") in results:
             same = results[(data, "retroprop")]["splits"] == results[(data, "sk-retroprop")]["splits"]
             print(f"\n{data}: retroprop.GridSearchCV's split scores {'equal' if same else 'DIFFER FROM'} "
