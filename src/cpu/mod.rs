@@ -4,6 +4,8 @@
 //!
 //! - `network.rs`: the network, its passes and its update ([`Network`]);
 //! - `dense.rs`: one dense layer's forward and backward, side by side;
+//! - `norm.rs`: LayerNorm's and BatchNorm's, the same way (not yet run by
+//!   the network);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
 //! - `gemm.rs`: matrix products, on a system BLAS when one is loaded;
@@ -17,6 +19,7 @@ mod backend;
 mod dense;
 pub mod gemm;
 mod network;
+pub mod norm;
 mod optimizer;
 mod pool;
 pub(crate) mod share;
