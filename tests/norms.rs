@@ -8,58 +8,23 @@ use retroprop::cpu::norm::{
     Norm, NormSaved, RunningStats, batch_norm_backward, batch_norm_forward_eval,
     batch_norm_forward_train, layer_norm_backward, layer_norm_forward,
 };
-use safetensors::SafeTensors;
 
-struct Fixture {
-    bytes: Vec<u8>,
-}
+mod common;
+use common::Fixture;
 
-impl Fixture {
-    fn load() -> Fixture {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/norms.safetensors"
-        );
-        Fixture {
-            bytes: std::fs::read(path)
-                .expect("tests/fixtures/norms.safetensors (dev/norm_fixtures.py)"),
-        }
-    }
-
-    /// A tensor's values and its last dimension.
-    fn get(&self, name: &str) -> (Vec<f64>, usize) {
-        let tensors = SafeTensors::deserialize(&self.bytes).unwrap();
-        let t = tensors
-            .tensor(name)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let values = t
-            .data()
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        (values, *t.shape().last().unwrap())
-    }
-
-    fn values(&self, name: &str) -> Vec<f64> {
-        self.get(name).0
-    }
+fn load() -> Fixture {
+    Fixture::load("norms", "dev/norm_fixtures.py")
 }
 
 /// Each value within 1e-12 of torch's, relative to the tensor's largest.
 fn assert_close(what: &str, ours: &[f64], torch: &[f64]) {
-    assert_eq!(ours.len(), torch.len(), "{what}: length");
-    let scale = torch.iter().fold(1e-300f64, |m, v| m.max(v.abs()));
-    for (i, (a, b)) in ours.iter().zip(torch).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-12 * scale,
-            "{what}[{i}]: ours {a}, torch {b} (scale {scale})"
-        );
-    }
+    common::assert_close_to(what, ours, torch, 1e-12);
 }
 
 fn layer_norm_case(prefix: &str, eps: f64) {
-    let f = Fixture::load();
-    let (x, width) = f.get(&format!("{prefix}.0.x"));
+    let f = load();
+    let (x, shape) = f.get(&format!("{prefix}.0.x"));
+    let width = shape[1];
     let (weight, bias) = (
         f.values(&format!("{prefix}.weight")),
         f.values(&format!("{prefix}.bias")),
@@ -99,7 +64,7 @@ fn layer_norm_holds_over_a_wide_row_far_from_zero() {
 /// BatchNorm over the fixture's training batches, then its evaluation
 /// pass, each against torch's.
 fn batch_norm_case(prefix: &str, batches: usize, eps: f64, momentum: f64) {
-    let f = Fixture::load();
+    let f = load();
     let (weight, bias) = (
         f.values(&format!("{prefix}.weight")),
         f.values(&format!("{prefix}.bias")),

@@ -4,8 +4,9 @@
 //!
 //! - `network.rs`: the network, its passes and its update ([`Network`]);
 //! - `dense.rs`: one dense layer's forward and backward, side by side;
-//! - `norm.rs`: LayerNorm's and BatchNorm's, the same way (not yet run by
-//!   the network);
+//! - `norm.rs`: LayerNorm's and BatchNorm's, the same way, and
+//!   `ensemble.rs` a BatchEnsemble layer's (TabM's; neither is run by
+//!   the network yet);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
 //! - `gemm.rs`: matrix products, on a system BLAS when one is loaded;
@@ -17,6 +18,7 @@
 
 mod backend;
 mod dense;
+pub mod ensemble;
 pub mod gemm;
 mod network;
 pub mod norm;

@@ -524,12 +524,12 @@ fn summary(
     let history = &outcome.history;
     let trainer = run.member(0);
     let epochs = history.members.iter().map(|h| h.epochs.len()).max();
-    let mut shape = vec![format!("{} candidates", grid.candidates.len())];
+    let mut shape = vec![counted(grid.candidates.len(), "candidate")];
     if let Some(seeds) = &grid.seeds {
-        shape.push(format!("{} seeds", seeds.len()));
+        shape.push(counted(seeds.len(), "seed"));
     }
     if let Some(folds) = grid.folds {
-        shape.push(format!("{folds} folds"));
+        shape.push(counted(folds, "fold"));
     }
     let chosen = sets
         .chosen_because
@@ -567,4 +567,13 @@ fn signal_line(args: &TrainArgs, outcome: &Outcome) -> Option<String> {
         (true, None) => format!("interrupted by {}", signal.name()),
         (false, _) => format!("{} came after the last step", signal.name()),
     })
+}
+
+/// "1 candidate", "3 candidates".
+fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
