@@ -7,6 +7,8 @@
 //! - `norm.rs`: LayerNorm's and BatchNorm's, the same way, and
 //!   `ensemble.rs` a BatchEnsemble layer's (TabM's; neither is run by
 //!   the network yet);
+//! - `sequence.rs`: the passes of a network that is more than dense layers
+//!   (normalisations, residual skips);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
 //! - `gemm.rs`: matrix products, on a system BLAS when one is loaded;
@@ -24,6 +26,7 @@ mod network;
 pub mod norm;
 mod optimizer;
 mod pool;
+mod sequence;
 pub(crate) mod share;
 
 pub use backend::CpuBackend;

@@ -4,6 +4,7 @@
 use super::dense::{self, dense_backward, dense_forward};
 use super::gemm::{self, Gemm};
 use super::optimizer::{self, clip_gradients, optimizer_step};
+use super::sequence::{Dropping, Sequence};
 use crate::dropout::Dropout;
 use crate::loss::{Loss, RowWeights, TargetBatch};
 use crate::model::Mlp;
@@ -45,6 +46,8 @@ pub struct Network<T: Gemm> {
     /// dL/dA of the current layer and dL/dZ, reused across steps.
     grad_a: Vec<T>,
     grad_z: Vec<T>,
+    /// The passes of a network that is not plain ([`Mlp::is_plain`]).
+    sequence: Sequence<T>,
 }
 
 impl<T: Gemm> Network<T> {
@@ -72,6 +75,7 @@ impl<T: Gemm> Network<T> {
             dropout: vec![None; layers],
             dropout_seed: 0,
             masks: vec![Vec::new(); layers],
+            sequence: Sequence::default(),
         }
     }
 
@@ -136,7 +140,8 @@ impl<T: Gemm> Network<T> {
                 .map(Vec::capacity)
                 .sum::<usize>()
             + self.grad_a.capacity()
-            + self.grad_z.capacity();
+            + self.grad_z.capacity()
+            + self.sequence.capacity();
         (floats * std::mem::size_of::<T>()) as u64
     }
 
@@ -166,6 +171,15 @@ impl<T: Gemm> Network<T> {
     fn forward_pass(&mut self, x: &[T], training: Option<usize>) -> &[T] {
         let rows = x.len() / self.mlp.inputs();
         let step = (self.step + 1) as u32;
+        if !self.mlp.is_plain() {
+            let dropping = training.map(|offset| Dropping {
+                layers: &self.dropout,
+                seed: self.dropout_seed,
+                step,
+                offset,
+            });
+            return self.sequence.forward(&self.mlp, &self.params, x, dropping);
+        }
         for (l, layer) in self.mlp.layers().iter().enumerate() {
             let (done, rest) = self.a.split_at_mut(l);
             let input = if l == 0 { x } else { &done[l - 1] };
@@ -234,26 +248,23 @@ impl<T: Gemm> Network<T> {
         (batch_rows, offset): (usize, usize),
         weights: Option<RowWeights<'_>>,
     ) -> T {
-        self.forward_pass(x, Some(offset));
-        let last = self.mlp.layers().len() - 1;
         let width = self.mlp.outputs();
-        self.grad_z.resize(self.a[last].len(), T::zero());
+        let mut grad_z = std::mem::take(&mut self.grad_z);
+        let output = self.forward_pass(x, Some(offset));
+        grad_z.resize(output.len(), T::zero());
         let value = match weights {
-            Some(weights) => loss.forward_backward_weighted(
-                &self.a[last],
-                width,
-                targets,
-                &mut self.grad_z,
-                weights,
-            ),
-            None => loss.forward_backward_in_batch(
-                &self.a[last],
-                width,
-                targets,
-                &mut self.grad_z,
-                batch_rows,
-            ),
+            Some(weights) => {
+                loss.forward_backward_weighted(output, width, targets, &mut grad_z, weights)
+            }
+            None => loss.forward_backward_in_batch(output, width, targets, &mut grad_z, batch_rows),
         };
+        self.grad_z = grad_z;
+        if !self.mlp.is_plain() {
+            self.sequence
+                .backward(&self.mlp, &self.params, &mut self.grads, x, &self.grad_z);
+            return value;
+        }
+        let last = self.mlp.layers().len() - 1;
         for l in (0..=last).rev() {
             let layer = self.mlp.layers()[l];
             if self.dropout[l].is_some() {
@@ -291,10 +302,12 @@ impl<T: Gemm> Network<T> {
     /// none in [`forward`](Self::forward); masks are drawn from `seed`.
     pub fn set_dropout(&mut self, p: &[f32], seed: u64) {
         let layers = self.mlp.layers().len();
-        // Never on the output layer: the loss reads it.
+        // Never on the output layer: the loss reads it; nor on a residual
+        // network's input layer (rtdl's ResNet drops out inside its blocks).
+        let first = usize::from(!self.mlp.is_plain());
         self.dropout = (0..layers)
             .map(|l| {
-                if l + 1 < layers {
+                if l + 1 < layers && l >= first {
                     p.get(l).and_then(|&p| Dropout::new(p))
                 } else {
                     None
