@@ -44,6 +44,8 @@ pub struct Mlp {
     /// The normalisations [`LayerKind::Norm`] names, their parameters
     /// after every dense layer's.
     norms: Vec<NormLayer>,
+    /// What a residual network was made from.
+    residual: Option<Residual>,
 }
 
 /// One step of a network's forward pass (docs/DESIGN.md, "Layer kinds").
@@ -207,6 +209,7 @@ impl Mlp {
             offsets,
             kinds,
             norms: Vec::new(),
+            residual: None,
         })
     }
 
@@ -266,10 +269,42 @@ impl Mlp {
         let mlp = Mlp {
             kinds,
             norms,
+            residual: Some(spec),
             ..plain
         };
         mlp.check_norm_parameters()?;
         Ok(mlp)
+    }
+
+    /// What a residual network was made from; `None` for a plain one.
+    pub fn residual_spec(&self) -> Option<Residual> {
+        self.residual
+    }
+
+    /// The network in a line: its sizes (`64,32,10`), and for a residual
+    /// network its blocks (`64,32,10 with 50 residual blocks (hidden 64,
+    /// layer norm)`).
+    pub fn describe(&self) -> String {
+        let join = |sizes: &[usize]| {
+            sizes
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self.residual {
+            None => join(&self.sizes()),
+            Some(r) => format!(
+                "{} with {} residual blocks (hidden {}, {})",
+                join(&[r.inputs, r.width, r.outputs]),
+                r.blocks,
+                r.hidden,
+                match r.norm {
+                    Some(NormKind::Layer) => "layer norm",
+                    None => "no norm",
+                }
+            ),
+        }
     }
 
     /// The forward pass, step by step.
@@ -300,7 +335,11 @@ impl Mlp {
         Err(Error::Config(format!(
             "{what} runs dense layers one after another only, so far; this residual network ({} blocks{}) trains on the CPU backend (device cpu), and its files are not written yet",
             self.kinds.iter().filter(|k| **k == LayerKind::Skip).count(),
-            if self.norms.is_empty() { ", no normalisation" } else { ", layer normalisation" },
+            if self.norms.is_empty() {
+                ", no normalisation"
+            } else {
+                ", layer normalisation"
+            },
         )))
     }
 

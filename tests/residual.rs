@@ -9,11 +9,11 @@
 mod common;
 use common::{Fixture, assert_close_to};
 use retroprop::cpu::Network;
+use retroprop::io::{SavedModel, save_model};
 use retroprop::{
     Activation, Dataset, Device, Loss, Mlp, NormKind, Optimizer, Residual, TargetBatch, Targets,
     TrainConfig, Trainer,
 };
-use retroprop::io::{SavedModel, save_model};
 use std::ops::Range;
 
 const BLOCKS: usize = 3;
@@ -44,7 +44,11 @@ fn torch_names(mlp: &Mlp) -> Vec<(String, Range<usize>)> {
     }
     dense("head.linear".into(), 1 + 2 * BLOCKS);
     for n in 0..mlp.norms().len() {
-        let prefix = if n < BLOCKS { format!("blocks.{n}.normalization") } else { "head.normalization".into() };
+        let prefix = if n < BLOCKS {
+            format!("blocks.{n}.normalization")
+        } else {
+            "head.normalization".into()
+        };
         let (gamma, beta) = mlp.norm_ranges(n);
         names.push((format!("{prefix}.weight"), gamma));
         names.push((format!("{prefix}.bias"), beta));
@@ -57,7 +61,10 @@ fn parameters(f: &Fixture, case: &str, when: &str, mlp: &Mlp) -> Vec<f64> {
     for (name, range) in torch_names(mlp) {
         params[range].copy_from_slice(&f.values(&format!("{case}.{when}.{name}")));
     }
-    assert!(params.iter().all(|p| p.is_finite()), "every parameter named");
+    assert!(
+        params.iter().all(|p| p.is_finite()),
+        "every parameter named"
+    );
     params
 }
 
@@ -71,24 +78,41 @@ fn case(name: &str, norm: Option<NormKind>, optimizer: &str) {
     let mut losses = Vec::new();
     for step in 0..torch_losses.len() {
         let x = f.values(&format!("{name}.x.{step}"));
-        let y: Vec<u32> = f.values(&format!("{name}.y.{step}")).iter().map(|&c| c as u32).collect();
+        let y: Vec<u32> = f
+            .values(&format!("{name}.y.{step}"))
+            .iter()
+            .map(|&c| c as u32)
+            .collect();
         losses.push(net.train_step(&x, Loss::CrossEntropy, TargetBatch::Classes(&y)));
     }
     assert_close_to(&format!("{name} losses"), &losses, &torch_losses, 1e-10);
     let end = parameters(&f, name, "end", &mlp);
     for (tensor, range) in torch_names(&mlp) {
-        assert_close_to(&format!("{name} {tensor}"), &net.params()[range.clone()], &end[range], 1e-10);
+        assert_close_to(
+            &format!("{name} {tensor}"),
+            &net.params()[range.clone()],
+            &end[range],
+            1e-10,
+        );
     }
 }
 
 #[test]
 fn a_residual_network_with_layer_norm_trains_as_torchs_under_adamw() {
-    case("layer_adamw", Some(NormKind::Layer), "adamw:lr=0.01,weight_decay=0.01");
+    case(
+        "layer_adamw",
+        Some(NormKind::Layer),
+        "adamw:lr=0.01,weight_decay=0.01",
+    );
 }
 
 #[test]
 fn a_residual_network_with_layer_norm_trains_as_torchs_under_sgd_with_momentum() {
-    case("layer_sgd", Some(NormKind::Layer), "sgd:lr=0.05,momentum=0.9");
+    case(
+        "layer_sgd",
+        Some(NormKind::Layer),
+        "sgd:lr=0.05,momentum=0.9",
+    );
 }
 
 #[test]
@@ -109,10 +133,17 @@ fn learnable() -> Dataset {
 #[test]
 fn the_trainer_fits_a_residual_network_on_the_cpu_and_auto_chooses_the_cpu() {
     let mlp = Mlp::residual(spec(Some(NormKind::Layer))).unwrap();
-    let config = TrainConfig::default().loss(Loss::CrossEntropy).batch_size(5).epochs(30).dropout(0.1);
+    let config = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .batch_size(5)
+        .epochs(30)
+        .dropout(0.1);
     let mut trainer = Trainer::new(mlp.clone(), config.clone().device(Device::Cpu)).unwrap();
     let history = trainer.fit(&learnable(), None).unwrap();
-    let (first, last) = (history.epochs[0].train_loss, history.epochs.last().unwrap().train_loss);
+    let (first, last) = (
+        history.epochs[0].train_loss,
+        history.epochs.last().unwrap().train_loss,
+    );
     assert!(last < 0.5 * first, "the loss falls: {first} -> {last}");
     let auto = Trainer::new(mlp, config.epochs(1).device(Device::Auto)).unwrap();
     assert!(auto.device_name().contains("cpu"), "{}", auto.device_name());
@@ -121,15 +152,35 @@ fn the_trainer_fits_a_residual_network_on_the_cpu_and_auto_chooses_the_cpu() {
 #[test]
 fn what_a_residual_network_cannot_do_yet_is_refused_by_name() {
     let mlp = Mlp::residual(spec(Some(NormKind::Layer))).unwrap();
-    let gpu = Trainer::new(mlp.clone(), TrainConfig::default().device(Device::Gpu)).err().unwrap().to_string();
-    assert!(gpu.contains("the GPU backend") && gpu.contains("residual network (3 blocks"), "{gpu}");
+    let gpu = Trainer::new(mlp.clone(), TrainConfig::default().device(Device::Gpu))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        gpu.contains("the GPU backend") && gpu.contains("residual network (3 blocks"),
+        "{gpu}"
+    );
     let mut cpu = Trainer::new(mlp.clone(), TrainConfig::default().device(Device::Cpu)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("resnet.safetensors");
-    let model = SavedModel { mlp, params: cpu.parameters().unwrap(), loss: Loss::CrossEntropy, standardizer: None };
+    let model = SavedModel {
+        mlp,
+        params: cpu.parameters().unwrap(),
+        loss: Loss::CrossEntropy,
+        standardizer: None,
+    };
     let err = save_model(&path, &model).err().unwrap().to_string();
-    assert!(err.contains("a model file") && err.contains("device cpu"), "{err}");
+    assert!(
+        err.contains("a model file") && err.contains("device cpu"),
+        "{err}"
+    );
     assert!(!path.exists(), "nothing half-written");
-    let bad = Mlp::residual(Residual { blocks: 0, ..spec(None) }).err().unwrap().to_string();
+    let bad = Mlp::residual(Residual {
+        blocks: 0,
+        ..spec(None)
+    })
+    .err()
+    .unwrap()
+    .to_string();
     assert!(bad.contains("at least one block"), "{bad}");
 }

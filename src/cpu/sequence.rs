@@ -40,7 +40,13 @@ pub(super) struct Sequence<T> {
 
 impl<T: Gemm> Sequence<T> {
     /// The forward pass over `x`; returns the output.
-    pub fn forward(&mut self, mlp: &Mlp, params: &[T], x: &[T], dropping: Option<Dropping<'_>>) -> &[T] {
+    pub fn forward(
+        &mut self,
+        mlp: &Mlp,
+        params: &[T],
+        x: &[T],
+        dropping: Option<Dropping<'_>>,
+    ) -> &[T] {
         let steps = mlp.kinds().len();
         self.out.resize(steps, Vec::new());
         self.z.resize(steps, Vec::new());
@@ -181,7 +187,13 @@ fn norm_of<'a, T>(mlp: &Mlp, params: &'a [T], n: usize) -> Norm<'a, T> {
 /// Drops out dense layer `l`'s output in a training pass, keeping the
 /// factors; each element's mask follows its place in the whole batch, as
 /// the plain network's does.
-fn drop_out<T: Gemm>(out: &mut [T], mask: &mut Vec<T>, width: usize, l: usize, dropping: Option<Dropping<'_>>) {
+fn drop_out<T: Gemm>(
+    out: &mut [T],
+    mask: &mut Vec<T>,
+    width: usize,
+    l: usize,
+    dropping: Option<Dropping<'_>>,
+) {
     mask.clear();
     let Some(d) = dropping else { return };
     let Some(dropout) = d.layers.get(l).copied().flatten() else {

@@ -15,7 +15,7 @@ use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, NormWarnings, Series, palette, plot, progress, progress_message};
 use crate::resume;
-use crate::train::{self, Result, Resume, Sets, join, text};
+use crate::train::{self, Result, Resume, Sets, text};
 use grid::Grid;
 use retroprop::io::members::{
     SavedMembers, is_members, parse_members, save_members, save_members_checkpoint,
@@ -538,7 +538,7 @@ fn summary(
     let mut out = format!(
         "trained {} on {} ({} rows): {} members ({}), {} epochs, {} steps in {:.1} s \
          (setup {:.1} s); loss {}{chosen}\n",
-        join(&trainer.mlp().sizes()),
+        trainer.mlp().describe(),
         run.device_name(),
         sets.train.rows(),
         run.len(),
