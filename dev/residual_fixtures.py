@@ -4,8 +4,9 @@
 names: first_layer, blocks.{i}.normalization / linear_first /
 linear_second, head.normalization / linear) trained by torch in float64
 from torch's own initialisation: each step's loss and the parameters
-after the last step, for AdamW and for SGD with momentum, with LayerNorm
-and without a normalisation. tests/residual.rs trains retroprop's
+after the last step, for AdamW and for SGD with momentum, with LayerNorm,
+BatchNorm (its running statistics too) and without a normalisation, and an
+evaluation-mode pass after training. tests/residual.rs trains retroprop's
 `Mlp::residual` on the CPU from the same parameters and batches.
 
     /work/venv/bin/python dev/residual_fixtures.py
@@ -19,10 +20,15 @@ torch.set_default_dtype(torch.float64)
 nn = torch.nn
 
 
+def normalization(norm, width):
+    return {"layer": lambda: nn.LayerNorm(width), "batch": lambda: nn.BatchNorm1d(width),
+            None: nn.Identity}[norm]()
+
+
 class Block(nn.Module):
     def __init__(self, width, hidden, norm):
         super().__init__()
-        self.normalization = nn.LayerNorm(width) if norm else nn.Identity()
+        self.normalization = normalization(norm, width)
         self.linear_first = nn.Linear(width, hidden)
         self.activation = nn.ReLU()
         self.linear_second = nn.Linear(hidden, width)
@@ -34,7 +40,7 @@ class Block(nn.Module):
 class Head(nn.Module):
     def __init__(self, width, outputs, norm):
         super().__init__()
-        self.normalization = nn.LayerNorm(width) if norm else nn.Identity()
+        self.normalization = normalization(norm, width)
         self.activation = nn.ReLU()
         self.linear = nn.Linear(width, outputs)
 
@@ -62,7 +68,7 @@ def case(name, norm, optimizer, steps=5, rows=12, inputs=6, width=8, hidden=16, 
     with torch.no_grad():
         # LayerNorm's γ, β away from 1, 0, so their gradients show.
         for module in net.modules():
-            if isinstance(module, nn.LayerNorm):
+            if isinstance(module, (nn.LayerNorm, nn.BatchNorm1d)):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.3, 0.3)
     for k, v in net.state_dict().items():
@@ -81,12 +87,19 @@ def case(name, norm, optimizer, steps=5, rows=12, inputs=6, width=8, hidden=16, 
         losses.append(loss.item())
     out[f"{name}.losses"] = torch.tensor(losses)
     for k, v in net.state_dict().items():
-        out[f"{name}.end.{k}"] = v.clone()
+        out[f"{name}.end.{k}"] = v.clone().double()
+    # Evaluation mode: BatchNorm by its running statistics.
+    net.eval()
+    x = torch.randn(4, inputs)
+    out[f"{name}.eval.x"] = x
+    with torch.no_grad():
+        out[f"{name}.eval.y"] = net(x)
 
 
-case("layer_adamw", True, lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-2))
-case("layer_sgd", True, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9))
-case("none_adamw", False, lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-2))
+case("layer_adamw", "layer", lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-2))
+case("layer_sgd", "layer", lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9))
+case("none_adamw", None, lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-2))
+case("batch_adamw", "batch", lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-2))
 
 path = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "residual.safetensors"
 save_file({k: v.contiguous() for k, v in out.items()}, str(path),

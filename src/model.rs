@@ -63,11 +63,25 @@ pub enum LayerKind {
     Add,
 }
 
-/// Which normalisation: torch's `LayerNorm` (over each row's values).
+/// Which normalisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormKind {
-    /// `torch.nn.LayerNorm(width)`.
+    /// `torch.nn.LayerNorm(width)`: each row by its own statistics.
     Layer,
+    /// `torch.nn.BatchNorm1d(width)` (momentum 0.1): each column by the
+    /// batch's statistics in training, by running statistics (state of
+    /// the model, not parameters) in evaluation.
+    Batch,
+}
+
+impl NormKind {
+    /// Its name in messages and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            NormKind::Layer => "layer norm",
+            NormKind::Batch => "batch norm",
+        }
+    }
 }
 
 /// A normalisation layer: its kind, the width it normalises and its eps;
@@ -79,7 +93,10 @@ pub struct NormLayer {
     /// Values a row holds.
     pub width: usize,
     /// Added to the variance (torch's default 1e-5).
-    pub eps: f32,
+    pub eps: f64,
+    /// How far a training batch moves BatchNorm's running statistics
+    /// (torch's default 0.1; unused by LayerNorm).
+    pub momentum: f64,
 }
 
 /// A residual network of "Revisiting Deep Learning Models for Tabular
@@ -249,6 +266,7 @@ impl Mlp {
                     kind,
                     width: spec.width,
                     eps: 1e-5,
+                    momentum: 0.1,
                 });
             }
         };
@@ -299,10 +317,7 @@ impl Mlp {
                 join(&[r.inputs, r.width, r.outputs]),
                 r.blocks,
                 r.hidden,
-                match r.norm {
-                    Some(NormKind::Layer) => "layer norm",
-                    None => "no norm",
-                }
+                r.norm.map_or("no norm", NormKind::name)
             ),
         }
     }
@@ -335,12 +350,15 @@ impl Mlp {
         Err(Error::Config(format!(
             "{what} runs dense layers one after another only, so far; this residual network ({} blocks{}) trains on the CPU backend (device cpu), and its files are not written yet",
             self.kinds.iter().filter(|k| **k == LayerKind::Skip).count(),
-            if self.norms.is_empty() {
-                ", no normalisation"
-            } else {
-                ", layer normalisation"
-            },
+            self.norms
+                .first()
+                .map_or(", no norm".to_string(), |n| format!(", {}", n.kind.name())),
         )))
+    }
+
+    /// Whether a normalisation keeps running statistics (BatchNorm).
+    pub fn has_batch_norm(&self) -> bool {
+        self.norms.iter().any(|n| n.kind == NormKind::Batch)
     }
 
     /// Where normalisation `n`'s γ and β sit in the flat parameter vector

@@ -1,6 +1,7 @@
 //! Residual networks (`Mlp::residual`, rtdl's ResNet) trained on the CPU
 //! against torch in float64 from the same parameters and batches: each
-//! step's loss and the parameters after the last step, with LayerNorm and
+//! step's loss and the parameters after the last step, with LayerNorm,
+//! BatchNorm (its running statistics and evaluation mode too) and
 //! without, under AdamW and SGD with momentum. The expected values are
 //! torch's, made by dev/residual_fixtures.py into
 //! tests/fixtures/residual.safetensors. Also: what a residual network is
@@ -68,7 +69,17 @@ fn parameters(f: &Fixture, case: &str, when: &str, mlp: &Mlp) -> Vec<f64> {
     params
 }
 
+/// Within `tolerance` of torch, relative to each tensor's largest value.
+/// BatchNorm's backward subtracts nearly equal sums, and Adam divides
+/// each gradient by its own scale, so rounding in the 16th digit shows in
+/// the 10th of a bias that BatchNorm nearly cancels: 1e-9 there, 1e-10
+/// elsewhere.
 fn case(name: &str, norm: Option<NormKind>, optimizer: &str) {
+    let tolerance = if norm == Some(NormKind::Batch) {
+        1e-9
+    } else {
+        1e-10
+    };
     let f = Fixture::load("residual", "dev/residual_fixtures.py");
     let mlp = Mlp::residual(spec(norm)).unwrap();
     let start = parameters(&f, name, "start", &mlp);
@@ -92,9 +103,40 @@ fn case(name: &str, norm: Option<NormKind>, optimizer: &str) {
             &format!("{name} {tensor}"),
             &net.params()[range.clone()],
             &end[range],
-            1e-10,
+            tolerance,
         );
     }
+    if norm == Some(NormKind::Batch) {
+        for (n, stats) in net.running_stats().iter().enumerate() {
+            let prefix = if n < BLOCKS {
+                format!("blocks.{n}.normalization")
+            } else {
+                "head.normalization".into()
+            };
+            let end = |what: &str| f.values(&format!("{name}.end.{prefix}.{what}"));
+            assert_close_to(
+                &format!("{name} {prefix}.running_mean"),
+                &stats.mean,
+                &end("running_mean"),
+                tolerance,
+            );
+            assert_close_to(
+                &format!("{name} {prefix}.running_var"),
+                &stats.var,
+                &end("running_var"),
+                tolerance,
+            );
+            assert_eq!(stats.batches as f64, end("num_batches_tracked")[0]);
+        }
+    }
+    // Evaluation: BatchNorm by its running statistics, no dropout.
+    let y = net.forward(&f.values(&format!("{name}.eval.x"))).to_vec();
+    assert_close_to(
+        &format!("{name} evaluation"),
+        &y,
+        &f.values(&format!("{name}.eval.y")),
+        1e-10,
+    );
 }
 
 #[test]
@@ -112,6 +154,15 @@ fn a_residual_network_with_layer_norm_trains_as_torchs_under_sgd_with_momentum()
         "layer_sgd",
         Some(NormKind::Layer),
         "sgd:lr=0.05,momentum=0.9",
+    );
+}
+
+#[test]
+fn a_residual_network_with_batch_norm_trains_as_torchs_and_moves_its_running_statistics() {
+    case(
+        "batch_adamw",
+        Some(NormKind::Batch),
+        "adamw:lr=0.01,weight_decay=0.01",
     );
 }
 

@@ -138,8 +138,8 @@ pub struct TrainArgs {
     /// --resume and --init are refused).
     #[arg(long, value_name = "N")]
     pub blocks: Option<usize>,
-    /// The blocks' and head's normalisation: layer (torch's LayerNorm) or
-    /// none [default: layer; batch is not built yet].
+    /// The blocks' and head's normalisation: batch (torch's BatchNorm1d,
+    /// as the paper), layer (LayerNorm) or none [default: batch].
     #[arg(long, value_name = "NORM", requires = "blocks")]
     pub norm: Option<String>,
     /// A block's hidden width as a multiple of its width [default: 2].

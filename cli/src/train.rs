@@ -302,16 +302,11 @@ fn with_blocks(args: &TrainArgs, mut run: ResolvedRun) -> Result<ResolvedRun> {
             join(&sizes)
         ));
     };
-    let norm = match args.norm.as_deref().unwrap_or("layer") {
+    let norm = match args.norm.as_deref().unwrap_or("batch") {
+        "batch" => Some(NormKind::Batch),
         "layer" => Some(NormKind::Layer),
         "none" => None,
-        "batch" => {
-            return Err(
-                "--norm batch: batch normalisation is not built yet; use --norm layer or none"
-                    .into(),
-            );
-        }
-        other => return Err(format!("--norm {other}: expected layer or none")),
+        other => return Err(format!("--norm {other}: expected batch, layer or none")),
     };
     let multiplier = args.block_multiplier.unwrap_or(2.0);
     let hidden = (width as f64 * multiplier).round();

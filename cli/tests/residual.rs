@@ -1,8 +1,9 @@
 //! `retroprop train --blocks`: a residual network of the bundled digits
 //! trains past the plain network of its depth (issue 33's goal: 50
 //! blocks with layer normalisation at 96 % or more in the default epochs,
-//! with no vanishing-gradient warning; 20 sigmoid blocks past 90 %), and
-//! what it cannot do yet is refused before anything trains.
+//! with no vanishing-gradient warning; 20 sigmoid blocks past 90 %; batch
+//! norm, the default, past 96 % too), and what it cannot do yet is
+//! refused before anything trains.
 
 mod support;
 
@@ -45,6 +46,15 @@ fn fifty_blocks_with_layer_norm_reach_96_percent_on_digits_without_a_warning() {
 }
 
 #[test]
+fn fifty_blocks_with_batch_norm_the_default_reach_96_percent_on_digits() {
+    let stdout = ok(&[
+        "train", "--arch", "64,32,10", "--blocks", "50", "--device", "cpu",
+    ]);
+    assert!(stdout.contains("(hidden 64, batch norm)"), "{stdout}");
+    assert!(accuracy(&stdout) >= 96.0, "{stdout}");
+}
+
+#[test]
 fn twenty_sigmoid_blocks_with_layer_norm_train_past_90_percent() {
     let stdout = ok(&[
         "train",
@@ -84,14 +94,20 @@ fn what_residual_networks_cannot_do_yet_is_refused_before_training() {
         &["GPU backend", "residual network (2 blocks"],
     );
     fails(
-        &with(&base, &["--norm", "batch"]),
-        1,
-        &["--norm batch", "not built yet"],
-    );
-    fails(
         &with(&base, &["--norm", "group"]),
         1,
-        &["--norm group", "layer or none"],
+        &["--norm group", "batch, layer or none"],
+    );
+    // Batch norm (the default): no batch of one row, no early stopping yet.
+    fails(
+        &with(&base, &["--batch-size", "479"]),
+        1,
+        &["at least 2 rows", "1438 rows in batches of 479"],
+    );
+    fails(
+        &with(&base, &["--early-stopping", "3"]),
+        1,
+        &["early stopping with batch normalisation"],
     );
     fails(
         &["train", "--arch", "64,10", "--blocks", "2"],

@@ -5,8 +5,8 @@
 //! - `network.rs`: the network, its passes and its update ([`Network`]);
 //! - `dense.rs`: one dense layer's forward and backward, side by side;
 //! - `norm.rs`: LayerNorm's and BatchNorm's, the same way, and
-//!   `ensemble.rs` a BatchEnsemble layer's (TabM's; neither is run by
-//!   the network yet);
+//!   `ensemble.rs` a BatchEnsemble layer's (TabM's; not run by the
+//!   network yet);
 //! - `sequence.rs`: the passes of a network that is more than dense layers
 //!   (normalisations, residual skips);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of

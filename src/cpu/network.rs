@@ -3,6 +3,7 @@
 
 use super::dense::{self, dense_backward, dense_forward};
 use super::gemm::{self, Gemm};
+use super::norm::RunningStats;
 use super::optimizer::{self, clip_gradients, optimizer_step};
 use super::sequence::{Dropping, Sequence};
 use crate::dropout::Dropout;
@@ -48,6 +49,9 @@ pub struct Network<T: Gemm> {
     grad_z: Vec<T>,
     /// The passes of a network that is not plain ([`Mlp::is_plain`]).
     sequence: Sequence<T>,
+    /// Each normalisation's running statistics (BatchNorm's; unused by
+    /// LayerNorm).
+    running: Vec<RunningStats<T>>,
 }
 
 impl<T: Gemm> Network<T> {
@@ -60,6 +64,11 @@ impl<T: Gemm> Network<T> {
         assert_eq!(params.len(), mlp.parameter_count(), "parameter count");
         let n = params.len();
         let layers = mlp.layers().len();
+        let running = mlp
+            .norms()
+            .iter()
+            .map(|n| RunningStats::new(n.width))
+            .collect();
         Network {
             grads: vec![T::zero(); n],
             state: vec![T::of(optimizer.initial_state()); optimizer.state_slots() * n],
@@ -76,6 +85,7 @@ impl<T: Gemm> Network<T> {
             dropout_seed: 0,
             masks: vec![Vec::new(); layers],
             sequence: Sequence::default(),
+            running,
         }
     }
 
@@ -154,6 +164,12 @@ impl<T: Gemm> Network<T> {
         self.step = step;
     }
 
+    /// Each normalisation's running statistics (BatchNorm's), in the
+    /// order of [`Mlp::norms`].
+    pub fn running_stats(&self) -> &[RunningStats<T>] {
+        &self.running
+    }
+
     /// Number of optimizer steps taken.
     pub fn step_count(&self) -> u64 {
         self.step
@@ -178,7 +194,10 @@ impl<T: Gemm> Network<T> {
                 step,
                 offset,
             });
-            return self.sequence.forward(&self.mlp, &self.params, x, dropping);
+            let (mlp, params) = (&self.mlp, &self.params);
+            return self
+                .sequence
+                .forward(mlp, params, &mut self.running, x, dropping);
         }
         for (l, layer) in self.mlp.layers().iter().enumerate() {
             let (done, rest) = self.a.split_at_mut(l);

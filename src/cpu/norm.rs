@@ -1,9 +1,8 @@
 //! Normalisation layers' forward and backward passes, side by side:
 //! `torch.nn.LayerNorm(width, eps)` over each row and
 //! `torch.nn.BatchNorm1d(width, eps, momentum)` over each column of a
-//! batch, both with their affine weight γ and bias β. The first pieces of
-//! the layer kinds (docs/DESIGN.md, "Layer kinds"): the network does not
-//! run them yet.
+//! batch, both with their affine weight γ and bias β (docs/DESIGN.md,
+//! "Layer kinds"; a residual network's normalisations run them).
 //!
 //! Both normalise a group of values (a row's `width` values; a column's
 //! `rows` values) the same way, so they share their arithmetic:

@@ -7,7 +7,10 @@
 
 use super::dense::{dense_backward, dense_forward};
 use super::gemm::Gemm;
-use super::norm::{Norm, NormSaved, layer_norm_backward, layer_norm_forward};
+use super::norm::{
+    Norm, NormSaved, RunningStats, batch_norm_backward, batch_norm_forward_eval,
+    batch_norm_forward_train, layer_norm_backward, layer_norm_forward,
+};
 use crate::dropout::Dropout;
 use crate::model::{LayerKind, Mlp, NormKind};
 
@@ -39,11 +42,18 @@ pub(super) struct Sequence<T> {
 }
 
 impl<T: Gemm> Sequence<T> {
-    /// The forward pass over `x`; returns the output.
+    /// The forward pass over `x`; returns the output. A training pass
+    /// (`dropping` given) normalises BatchNorm by the batch and moves its
+    /// `running` statistics; any other by the running statistics.
+    ///
+    /// # Panics
+    /// A training pass of BatchNorm on one row (the trainer refuses a
+    /// batch size of 1 for such a network).
     pub fn forward(
         &mut self,
         mlp: &Mlp,
         params: &[T],
+        running: &mut [RunningStats<T>],
         x: &[T],
         dropping: Option<Dropping<'_>>,
     ) -> &[T] {
@@ -71,8 +81,25 @@ impl<T: Gemm> Sequence<T> {
                 LayerKind::Norm(n) => {
                     out.resize(input.len(), T::zero());
                     let norm = norm_of(mlp, params, n);
-                    match mlp.norms()[n].kind {
-                        NormKind::Layer => layer_norm_forward(input, norm, out, &mut self.saved[i]),
+                    let layer = mlp.norms()[n];
+                    let saved = &mut self.saved[i];
+                    match (layer.kind, dropping) {
+                        (NormKind::Layer, _) => layer_norm_forward(input, norm, out, saved),
+                        (NormKind::Batch, Some(_)) => {
+                            let momentum = layer.momentum;
+                            batch_norm_forward_train(
+                                input,
+                                norm,
+                                momentum,
+                                &mut running[n],
+                                out,
+                                saved,
+                            )
+                            .expect("the trainer refuses batches of one row for batch norm")
+                        }
+                        (NormKind::Batch, None) => {
+                            batch_norm_forward_eval(input, norm, &running[n], out)
+                        }
                     }
                 }
                 LayerKind::Activation(f) => {
@@ -129,16 +156,18 @@ impl<T: Gemm> Sequence<T> {
                     let (gamma, beta) = mlp.norm_ranges(n);
                     let (head, tail) = grads.split_at_mut(beta.start);
                     self.input_grad.resize(self.grad.len(), T::zero());
-                    match mlp.norms()[n].kind {
-                        NormKind::Layer => layer_norm_backward(
-                            &self.grad,
-                            norm,
-                            &self.saved[i],
-                            &mut self.input_grad,
-                            &mut head[gamma],
-                            &mut tail[..beta.len()],
-                        ),
-                    }
+                    let backward = match mlp.norms()[n].kind {
+                        NormKind::Layer => layer_norm_backward,
+                        NormKind::Batch => batch_norm_backward,
+                    };
+                    backward(
+                        &self.grad,
+                        norm,
+                        &self.saved[i],
+                        &mut self.input_grad,
+                        &mut head[gamma],
+                        &mut tail[..beta.len()],
+                    );
                     std::mem::swap(&mut self.grad, &mut self.input_grad);
                 }
                 LayerKind::Activation(f) => {
@@ -180,7 +209,7 @@ fn norm_of<'a, T>(mlp: &Mlp, params: &'a [T], n: usize) -> Norm<'a, T> {
         width: layer.width,
         weight: &params[gamma],
         bias: &params[beta],
-        eps: layer.eps as f64,
+        eps: layer.eps,
     }
 }
 
