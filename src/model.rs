@@ -322,6 +322,24 @@ impl Mlp {
         }
     }
 
+    /// Dense layer `l` in words: `layer 3`, and in a residual network
+    /// where it stands (`layer 0 (the input layer)`, `layer 5 (block 2's
+    /// first linear)`, `layer 9 (the head's linear)`).
+    pub fn layer_name(&self, l: usize) -> String {
+        let Some(r) = self.residual else {
+            return format!("layer {l}");
+        };
+        let place = if l == 0 {
+            "the input layer".to_string()
+        } else if l == 2 * r.blocks + 1 {
+            "the head's linear".to_string()
+        } else {
+            let which = if l % 2 == 1 { "first" } else { "second" };
+            format!("block {}'s {which} linear", (l - 1) / 2)
+        };
+        format!("layer {l} ({place})")
+    }
+
     /// The forward pass, step by step.
     pub fn kinds(&self) -> &[LayerKind] {
         &self.kinds

@@ -583,7 +583,7 @@ fn fit(
         .map(|path| MetricsFile::open(path, resumed_at))
         .transpose()?;
     let mut metrics_error = None;
-    let mut warnings = NormWarnings::default();
+    let mut warnings = NormWarnings::new(session.trainer.mlp());
     let rows = sets.train.rows() as f64;
     let every = if args.checkpoint.is_some() {
         args.checkpoint_every.max(1)

@@ -120,3 +120,47 @@ fn what_residual_networks_cannot_do_yet_is_refused_before_training() {
         &["--block-multiplier 0"],
     );
 }
+
+#[test]
+fn the_health_warnings_name_the_blocks_and_point_a_deep_plain_network_to_them() {
+    let chain = std::iter::once("64")
+        .chain(std::iter::repeat_n("32", 20))
+        .chain(std::iter::once("10"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let common = [
+        "--activations",
+        "sigmoid",
+        "--device",
+        "cpu",
+        "--norms-every",
+        "20",
+        "--epochs",
+        "2",
+    ];
+    let plain: Vec<&str> = ["train", "--arch", chain.as_str()]
+        .iter()
+        .chain(&common)
+        .copied()
+        .collect();
+    let (code, _, stderr) = support::run(&plain);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("layer 0's gradient norm") && stderr.contains("residual blocks (--blocks)"),
+        "{stderr}"
+    );
+    let residual: Vec<&str> = [
+        "train", "--arch", "64,32,10", "--blocks", "20", "--norm", "none", "--lr", "1",
+    ]
+    .iter()
+    .chain(&common)
+    .copied()
+    .collect();
+    let (code, _, stderr) = support::run(&residual);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("(block 0's first linear)'s gradient norm")
+            && stderr.contains("--norm batch or layer"),
+        "{stderr}"
+    );
+}

@@ -285,7 +285,12 @@ fn fit(
         .map(|path| MetricsFile::open_members(path, grid.candidate_of_each(), resumed_at))
         .transpose()?;
     let mut metrics_error = None;
-    let mut warnings: Vec<NormWarnings> = grid.members.iter().map(|_| Default::default()).collect();
+    let mlp = session.members.member(0).mlp().clone();
+    let mut warnings: Vec<NormWarnings> = grid
+        .members
+        .iter()
+        .map(|_| NormWarnings::new(&mlp))
+        .collect();
     let rows: Vec<f64> = grid
         .members
         .iter()
