@@ -176,18 +176,23 @@ impl CpuBackend {
 }
 
 impl Backend for CpuBackend {
-    /// `cpu: ` and the GEMM of the run's steps: the BLAS library's name
-    /// only where a step has a product for it (naming it loads it, and a
-    /// loaded OpenBLAS starts its threads: ~4 ms, a tenth of a small fit).
+    /// `cpu: ` and the GEMM of the run's steps ([`super::gemm::gemms_of`]):
+    /// the BLAS library's name only where a step's large products run on it
+    /// (the small ones always run on the built-in GEMM).
+    /// Products too small for the library do not load it (a loaded
+    /// OpenBLAS starts its threads: ~4 ms, a tenth of a small fit); under
+    /// `auto` the others' shapes are tried here, on the pool the steps will
+    /// run on, unless their first products were already.
     fn name(&self) -> String {
-        let library = self
-            .batch_rows
-            .is_none_or(|rows| self.net.step_reaches_library(rows));
-        if library {
-            format!("cpu: {}", super::gemm_name())
-        } else {
-            "cpu: built-in GEMM".to_string()
+        use super::gemm;
+        let Some(rows) = self.batch_rows else {
+            return format!("cpu: {}", gemm::gemm_name());
+        };
+        let products = self.net.step_products(rows);
+        if !products.iter().any(|p| gemm::to_library(p.m, p.k, p.n)) {
+            return "cpu: built-in GEMM".to_string();
         }
+        format!("cpu: {}", on_pool(|| gemm::gemms_of(&products)))
     }
 
     fn parameters(&mut self) -> Result<Vec<f32>> {

@@ -11,7 +11,8 @@
 //!   (normalisations, residual skips);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
-//! - `gemm.rs`: matrix products, on a system BLAS when one is loaded;
+//! - `gemm/`: matrix products, on the built-in GEMM or a system BLAS,
+//!   whichever is faster at the product's shape;
 //! - `share.rs`: a pass shared among the pool's threads;
 //! - `pool.rs`: the backend's threads (its pools, the run that has them,
 //!   made anew after a fork);
@@ -31,7 +32,10 @@ pub(crate) mod share;
 
 pub use backend::CpuBackend;
 pub use dense::{dense_backward, dense_forward};
-pub use gemm::{Blas, Gemm, blas, check_env, gemm_builtin, gemm_name};
+pub use gemm::{
+    Blas, Engine, Gemm, Route, Shape, Trial, blas, check_env, gemm_builtin, gemm_name, gemms_of,
+    route, trials,
+};
 pub use network::Network;
 pub use optimizer::{clip_gradients, optimizer_step};
 pub use pool::run_on_pool;

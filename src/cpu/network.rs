@@ -101,16 +101,16 @@ impl<T: Gemm> Network<T> {
             })
     }
 
-    /// Whether a training step on `rows` rows has a product large enough
-    /// for the BLAS library: the forward product, the weight gradient and
-    /// (past the first layer) the input gradient of each layer.
-    pub(crate) fn step_reaches_library(&self, rows: usize) -> bool {
-        self.mlp.layers().iter().enumerate().any(|(i, layer)| {
-            let (inputs, outputs) = (layer.inputs, layer.outputs);
-            gemm::to_library(rows, inputs, outputs)
-                || gemm::to_library(outputs, rows, inputs)
-                || (i > 0 && gemm::to_library(rows, outputs, inputs))
-        })
+    /// The products of a training step on `rows` rows, by shape: the
+    /// forward product, the weight gradient and (past the first layer) the
+    /// input gradient of each layer.
+    pub(crate) fn step_products(&self, rows: usize) -> Vec<gemm::Shape> {
+        let layers = self.mlp.layers().iter().enumerate();
+        layers
+            .flat_map(|(i, layer)| {
+                dense::layer_products::<T>(rows, layer.inputs, layer.outputs, i > 0)
+            })
+            .collect()
     }
 
     /// The network description.
@@ -401,17 +401,43 @@ mod tests {
     }
 
     #[test]
-    fn the_library_is_named_only_for_a_step_that_reaches_it() {
+    fn a_step_reaches_the_library_only_with_a_product_large_enough() {
+        let reaches = |sizes: &[usize], rows| {
+            net(sizes)
+                .step_products(rows)
+                .iter()
+                .any(|p| gemm::to_library(p.m, p.k, p.n))
+        };
         // The forward product 1024 × 784 × 1024 is 2^29.6 multiply-adds.
-        assert!(net(&[784, 1024, 10]).step_reaches_library(1024));
+        assert!(reaches(&[784, 1024, 10], 1024));
         // 200 × 256 × 256 = 2^23.6: below the library's 2^25.
-        assert!(!net(&[64, 256, 256, 10]).step_reaches_library(200));
+        assert!(!reaches(&[64, 256, 256, 10], 200));
         // Only the weight gradient: 1024 × 1024 × 64 (the forward's k = 64
         // is too short for the library).
-        assert!(net(&[64, 1024]).step_reaches_library(1024));
+        assert!(reaches(&[64, 1024], 1024));
         // Only the second layer's input gradient, k = 4096 (the others'
         // k = 127 is too short); the first layer has none.
-        assert!(net(&[8, 127, 4096]).step_reaches_library(127));
-        assert!(!net(&[127, 4096]).step_reaches_library(127));
+        assert!(reaches(&[8, 127, 4096], 127));
+        assert!(!reaches(&[127, 4096], 127));
+    }
+
+    #[test]
+    fn the_step_products_are_those_a_step_computes() {
+        // Sizes no other test uses, to find this step's products among
+        // those every test of this binary asked for.
+        let sizes = [37, 29, 23, 19];
+        let rows = 31;
+        let mut net = net(&sizes);
+        let x = vec![0.5f32; rows * sizes[0]];
+        let labels = vec![1u32; rows];
+        net.loss_and_gradients(&x, Loss::CrossEntropy, TargetBatch::Classes(&labels));
+        let ours = |m: &usize| [37, 29, 23, 19, 31].contains(m);
+        let mut seen: Vec<gemm::Shape> = gemm::tests::SEEN.lock().unwrap().clone();
+        seen.retain(|s| ours(&s.m) && ours(&s.k) && ours(&s.n));
+        let mut expected = net.step_products(rows);
+        let key = |s: &gemm::Shape| (s.m, s.k, s.n, s.a_transposed, s.b_transposed);
+        seen.sort_by_key(key);
+        expected.sort_by_key(key);
+        assert_eq!(seen, expected);
     }
 }
