@@ -480,6 +480,31 @@ impl Members {
         })
     }
 
+    /// [`fit_between_epochs`](Self::fit_between_epochs), handing `between`
+    /// the records of each epoch of the run together, in member order
+    /// (those of the members that ended an epoch in it; none where every
+    /// member that ran diverged), once every member's state after that
+    /// epoch is settled. A front that takes each record to another thread
+    /// (the Python package's callback, which runs on the caller's) then
+    /// crosses once an epoch of the run rather than once a member: each
+    /// crossing is a send, a wake-up and the GIL, while the pool waits.
+    ///
+    /// # Errors
+    /// As [`fit_between_epochs`](Self::fit_between_epochs).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_epoch_by_epoch(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        between: impl FnMut(&mut Members, &[(usize, EpochRecord)]),
+        every: u64,
+        mut on_checkpoint: impl FnMut(Vec<Checkpoint>) -> Result<()>,
+    ) -> Result<MembersHistory> {
+        self.fit_epochs_checkpointed(train, validation, between, every, |checkpoints, _| {
+            on_checkpoint(checkpoints)
+        })
+    }
+
     /// [`fit_between_epochs`](Self::fit_between_epochs), handing
     /// `on_checkpoint` where each member stands beside its checkpoint
     /// (what a file of the members' checkpoints records: a member that
@@ -491,11 +516,59 @@ impl Members {
         validation: Option<&Dataset>,
         mut between: impl FnMut(&mut Members, usize, &EpochRecord),
         every: u64,
+        on_checkpoint: impl FnMut(Vec<Checkpoint>, &[MemberState]) -> Result<()>,
+    ) -> Result<MembersHistory> {
+        self.fit_epochs_checkpointed(
+            train,
+            validation,
+            |run, records| {
+                for (m, record) in records {
+                    between(run, *m, record);
+                }
+            },
+            every,
+            on_checkpoint,
+        )
+    }
+
+    /// The run itself: [`fit_epoch_by_epoch`](Self::fit_epoch_by_epoch)'s
+    /// records an epoch at a time, with
+    /// [`fit_checkpointed`](Self::fit_checkpointed)'s checkpoints.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn fit_epochs_checkpointed(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut between: impl FnMut(&mut Members, &[(usize, EpochRecord)]),
+        every: u64,
         mut on_checkpoint: impl FnMut(Vec<Checkpoint>, &[MemberState]) -> Result<()>,
     ) -> Result<MembersHistory> {
         self.trainers[0].check_data(train, "training data")?;
         if let Some(v) = validation {
             self.trainers[0].check_data(v, "validation data")?;
+        }
+        // Rows of validation data that is not there would go unscored
+        // without a word: the member's early stopping would never act.
+        if validation.is_none()
+            && let Some(m) = self
+                .members
+                .iter()
+                .position(|m| m.validation_rows.is_some())
+        {
+            return Err(Error::Config(format!(
+                "member {m}: validation rows are given, but the fit has no validation data"
+            )));
+        }
+        // Every member's rows checked before any member steps: a run
+        // refused halfway would leave the members before it trained.
+        for (m, member) in self.members.iter().enumerate() {
+            let named = |e: Error| Error::Config(format!("member {m}: {e}"));
+            if let Some(rows) = &member.rows {
+                super::check_rows(rows, train, "training").map_err(named)?;
+            }
+            if let (Some(rows), Some(v)) = (&member.validation_rows, validation) {
+                super::check_rows(rows, v, "validation").map_err(named)?;
+            }
         }
         let sets = self.member_data(train)?;
         let start = Instant::now();
@@ -520,23 +593,24 @@ impl Members {
             if ends.is_empty() {
                 break;
             }
+            let mut records = Vec::new();
             for (m, end) in ends {
                 match end {
                     Ok(EpochEnd::Interrupted) => history.interrupted = true,
                     Ok(EpochEnd::Cut(record)) => {
                         history.members[m].cut_mid_epoch = true;
-                        between(self, m, &record);
-                        history.members[m].epochs.push(record);
+                        records.push((m, record));
                     }
-                    Ok(EpochEnd::Ended(record)) => {
-                        between(self, m, &record);
-                        history.members[m].epochs.push(record);
-                    }
+                    Ok(EpochEnd::Ended(record)) => records.push((m, record)),
                     Err(Error::Diverged { step, loss, .. }) => {
                         self.states[m] = MemberState::Diverged { step, loss };
                     }
                     Err(e) => return Err(Error::Config(format!("member {m}: {e}"))),
                 }
+            }
+            between(self, &records);
+            for (m, record) in records {
+                history.members[m].epochs.push(record);
             }
             if history.interrupted {
                 history.states = self.states.clone();

@@ -611,7 +611,7 @@ impl Trainer {
 }
 
 /// An error unless every one of `rows` is a row of `data`.
-fn check_rows(rows: &[u32], data: &Dataset, what: &str) -> Result<()> {
+pub(crate) fn check_rows(rows: &[u32], data: &Dataset, what: &str) -> Result<()> {
     match rows.iter().position(|&r| r as usize >= data.rows()) {
         None => Ok(()),
         Some(at) => Err(Error::Config(format!(
