@@ -422,61 +422,7 @@ impl Dataset {
     /// # Ok::<(), retroprop::Error>(())
     /// ```
     pub fn suggested_loss(&self) -> LossChoice {
-        let regression = |reason: String| LossChoice {
-            loss: Loss::Mse,
-            reason: format!("{reason}; --loss cross_entropy to classify"),
-        };
-        let values = match &self.targets {
-            Targets::Classes(labels) => {
-                let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
-                return LossChoice {
-                    loss: Loss::CrossEntropy,
-                    reason: format!("class indices 0 to {}", classes.saturating_sub(1)),
-                };
-            }
-            Targets::Values { width, .. } if *width > 1 => {
-                return LossChoice {
-                    loss: Loss::Mse,
-                    reason: format!("{width} target columns"),
-                };
-            }
-            Targets::Values { values, .. } => values,
-        };
-        if let Some(v) = values.iter().find(|v| **v < 0.0 || v.fract() != 0.0) {
-            return regression(format!("the target column holds {v}, not a class label"));
-        }
-        let (low, high) = values
-            .iter()
-            .fold((f32::MAX, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        if low != 0.0 {
-            return regression(format!(
-                "the target column holds whole numbers from {low} to {high}, not classes from 0"
-            ));
-        }
-        // Checked before counting, so that a large value allocates nothing.
-        if (self.rows() as f64) < 2.0 * (high as f64 + 1.0) {
-            return regression(format!(
-                "the target column holds whole numbers from 0 to {high}, fewer than two rows for each as a class"
-            ));
-        }
-        let classes = high as usize + 1;
-        let mut seen = vec![false; classes];
-        for &v in values {
-            seen[v as usize] = true;
-        }
-        let present = seen.iter().filter(|&&s| s).count();
-        if present * 10 < classes * 9 {
-            return regression(format!(
-                "the target column holds {present} distinct whole numbers from 0 to {high}: too sparse for classes"
-            ));
-        }
-        LossChoice {
-            loss: Loss::CrossEntropy,
-            reason: format!(
-                "the target column holds class labels 0 to {high}, {:.0} rows a class; --loss mse to regress",
-                self.rows() as f64 / classes as f64
-            ),
-        }
+        TargetSummary::of(self).suggested_loss()
     }
 
     /// Reads a CSV file whose last `target_columns` columns are targets. A
@@ -635,32 +581,11 @@ impl Standardizer {
     /// The mean and standard deviation of every feature of `data`,
     /// summed in f64; a constant feature gets a deviation of 1.
     pub fn fit(data: &Dataset) -> Standardizer {
-        let f = data.features;
-        let n = data.rows() as f64;
-        let mut mean = vec![0f64; f];
-        for row in data.x().chunks_exact(f) {
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += v as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= n);
-        let mut var = vec![0f64; f];
-        for row in data.x().chunks_exact(f) {
-            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
-                *s += (v as f64 - m).powi(2);
-            }
-        }
-        let std = var
-            .iter()
-            .map(|s| {
-                let sd = (s / n).sqrt();
-                if sd > 1e-12 { sd as f32 } else { 1.0 }
-            })
-            .collect();
-        Standardizer {
-            mean: mean.iter().map(|&m| m as f32).collect(),
-            std,
-        }
+        let mut fit = StandardizerFit::new(data.features);
+        fit.add_to_means(data.x());
+        fit.end_means();
+        fit.add_to_deviations(data.x());
+        fit.finish()
     }
 
     /// Statistics from elsewhere (a model file): one mean and one
@@ -750,6 +675,284 @@ impl Standardizer {
     }
 }
 
+/// What a data set's targets say, gathered a part at a time (from memory,
+/// or from a file streamed in chunks): the loss they suggest
+/// ([`Dataset::suggested_loss`] is this summary's), the largest class
+/// label, and the first value outside [0, 1] (which binary
+/// cross-entropy refuses). Parts come in row order.
+///
+/// ```
+/// use retroprop::data::TargetSummary;
+/// use retroprop::Loss;
+/// let mut summary = TargetSummary::new(1, 6);
+/// summary.add_values(&[0., 1., 2.]);
+/// summary.add_values(&[1., 0., 2.]);
+/// assert_eq!(summary.suggested_loss().loss, Loss::CrossEntropy);
+/// assert_eq!(summary.classes(), 3);
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TargetSummary {
+    width: usize,
+    /// Rows added so far.
+    rows: usize,
+    /// Rows the data set has in all: values above half of them cannot be
+    /// classes (fewer than two rows a class), so they are not tracked.
+    expected_rows: usize,
+    /// Whether the targets are class labels (added by `add_labels`).
+    labels: bool,
+    /// The largest class label added.
+    max_label: u32,
+    /// The first value that is negative or not whole.
+    first_not_label: Option<f32>,
+    low: f32,
+    high: f32,
+    /// Which whole values up to `expected_rows / 2` are present, a bit each.
+    seen: Vec<u64>,
+    /// The first value outside [0, 1], with its row and column.
+    first_outside_unit: Option<(usize, usize, f32)>,
+}
+
+impl TargetSummary {
+    /// A summary of `width` targets a row over a data set of `rows` rows,
+    /// before any row.
+    pub fn new(width: usize, rows: usize) -> TargetSummary {
+        TargetSummary {
+            width: width.max(1),
+            rows: 0,
+            expected_rows: rows,
+            labels: false,
+            max_label: 0,
+            first_not_label: None,
+            low: f32::MAX,
+            high: 0.0,
+            seen: Vec::new(),
+            first_outside_unit: None,
+        }
+    }
+
+    /// The summary of a data set's targets.
+    pub fn of(data: &Dataset) -> TargetSummary {
+        let mut summary = TargetSummary::new(data.target_width(), data.rows());
+        match &data.targets {
+            Targets::Classes(labels) => summary.add_labels(labels),
+            Targets::Values { values, .. } => summary.add_values(values),
+        }
+        summary
+    }
+
+    /// The next rows' target values, row-major.
+    pub fn add_values(&mut self, values: &[f32]) {
+        let cap = self.expected_rows / 2;
+        for (i, &v) in values.iter().enumerate() {
+            if self.first_not_label.is_none() && (v < 0.0 || v.fract() != 0.0) {
+                self.first_not_label = Some(v);
+            }
+            if self.first_outside_unit.is_none() && !(0.0..=1.0).contains(&v) {
+                let at = self.rows * self.width + i;
+                self.first_outside_unit = Some((at / self.width, at % self.width, v));
+            }
+            self.low = self.low.min(v);
+            self.high = self.high.max(v);
+            if v >= 0.0 && v.fract() == 0.0 && v as f64 <= cap as f64 {
+                self.see(v as usize);
+            }
+        }
+        self.rows += values.len() / self.width;
+    }
+
+    /// The next rows' class labels.
+    pub fn add_labels(&mut self, labels: &[u32]) {
+        self.labels = true;
+        self.max_label = labels.iter().copied().fold(self.max_label, u32::max);
+        self.rows += labels.len();
+    }
+
+    fn see(&mut self, value: usize) {
+        let word = value / 64;
+        if self.seen.len() <= word {
+            self.seen.resize(word + 1, 0);
+        }
+        self.seen[word] |= 1 << (value % 64);
+    }
+
+    /// The number of classes the labels need: the largest label plus one,
+    /// at least 2 (a network's outputs for cross-entropy).
+    pub fn classes(&self) -> usize {
+        let largest = match self.labels {
+            true => self.max_label as usize,
+            false => self.high as usize,
+        };
+        match self.rows {
+            0 => 2,
+            _ => (largest + 1).max(2),
+        }
+    }
+
+    /// The loss the targets suggest and why ([`Dataset::suggested_loss`]).
+    pub fn suggested_loss(&self) -> LossChoice {
+        let regression = |reason: String| LossChoice {
+            loss: Loss::Mse,
+            reason: format!("{reason}; --loss cross_entropy to classify"),
+        };
+        if self.labels {
+            let classes = match self.rows {
+                0 => 0,
+                _ => self.max_label as usize + 1,
+            };
+            return LossChoice {
+                loss: Loss::CrossEntropy,
+                reason: format!("class indices 0 to {}", classes.saturating_sub(1)),
+            };
+        }
+        if self.width > 1 {
+            return LossChoice {
+                loss: Loss::Mse,
+                reason: format!("{} target columns", self.width),
+            };
+        }
+        if let Some(v) = self.first_not_label {
+            return regression(format!("the target column holds {v}, not a class label"));
+        }
+        let (low, high) = if self.rows == 0 {
+            (f32::MAX, 0.0)
+        } else {
+            (self.low, self.high)
+        };
+        if low != 0.0 {
+            return regression(format!(
+                "the target column holds whole numbers from {low} to {high}, not classes from 0"
+            ));
+        }
+        if (self.rows as f64) < 2.0 * (high as f64 + 1.0) {
+            return regression(format!(
+                "the target column holds whole numbers from 0 to {high}, fewer than two rows for each as a class"
+            ));
+        }
+        let classes = high as usize + 1;
+        let present: usize = self.seen.iter().map(|w| w.count_ones() as usize).sum();
+        if present * 10 < classes * 9 {
+            return regression(format!(
+                "the target column holds {present} distinct whole numbers from 0 to {high}: too sparse for classes"
+            ));
+        }
+        LossChoice {
+            loss: Loss::CrossEntropy,
+            reason: format!(
+                "the target column holds class labels 0 to {high}, {:.0} rows a class; --loss mse to regress",
+                self.rows as f64 / classes as f64
+            ),
+        }
+    }
+
+    /// [`Loss::check_targets`] on the values summed up: for
+    /// `BceWithLogits`, an error naming the first value outside [0, 1].
+    pub fn check_targets(&self, loss: Loss, what: &str) -> Result<()> {
+        match self.first_outside_unit {
+            Some((row, column, value)) if loss == Loss::BceWithLogits && !self.labels => {
+                Err(Error::TargetOutOfRange {
+                    what: what.to_string(),
+                    row,
+                    column,
+                    value: value as f64,
+                    loss: loss.to_string(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// [`Standardizer::fit`] in two passes over rows given a part at a time
+/// (a file streamed in chunks): the means from the first, the deviations
+/// from the second. Each sum runs over the rows in the order given, in
+/// f64, as `fit` sums a data set's rows, so the rows of a file in its
+/// order give the bits `fit` gives the same rows in memory.
+///
+/// ```
+/// use retroprop::data::StandardizerFit;
+/// use retroprop::{Dataset, Standardizer, Targets};
+/// let x = vec![1., 10., 3., 10., 8., 2.];
+/// let mut fit = StandardizerFit::new(2);
+/// for part in x.chunks(2) { fit.add_to_means(part); }
+/// fit.end_means();
+/// for part in x.chunks(4) { fit.add_to_deviations(part); }
+/// let data = Dataset::new(x, 2, Targets::Classes(vec![0, 1, 0]))?;
+/// assert_eq!(fit.finish(), Standardizer::fit(&data));
+/// # Ok::<(), retroprop::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct StandardizerFit {
+    features: usize,
+    rows: usize,
+    /// Σ v per feature (first pass), then Σ (v − mean)² (second pass).
+    sums: Vec<f64>,
+    /// The means, once the first pass ended.
+    mean: Option<Vec<f64>>,
+}
+
+impl StandardizerFit {
+    /// A fit of `features` features, before any row.
+    pub fn new(features: usize) -> StandardizerFit {
+        StandardizerFit {
+            features,
+            rows: 0,
+            sums: vec![0.0; features],
+            mean: None,
+        }
+    }
+
+    /// First pass: whole rows of inputs, row-major, the next in order.
+    pub fn add_to_means(&mut self, x: &[f32]) {
+        for row in x.chunks_exact(self.features) {
+            for (m, &v) in self.sums.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+            self.rows += 1;
+        }
+    }
+
+    /// Ends the first pass: the means are the sums over the rows.
+    pub fn end_means(&mut self) {
+        let n = self.rows as f64;
+        let mean = self.sums.iter().map(|m| m / n).collect();
+        self.mean = Some(mean);
+        self.sums.iter_mut().for_each(|s| *s = 0.0);
+    }
+
+    /// Second pass: the same rows again, in the same order.
+    ///
+    /// # Panics
+    /// Before [`end_means`](Self::end_means).
+    pub fn add_to_deviations(&mut self, x: &[f32]) {
+        let mean = self.mean.as_ref().expect("the means come first");
+        for row in x.chunks_exact(self.features) {
+            for ((s, &v), m) in self.sums.iter_mut().zip(row).zip(mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+    }
+
+    /// The standardisation: each feature's mean and population deviation
+    /// (1 for a constant feature).
+    pub fn finish(self) -> Standardizer {
+        let n = self.rows as f64;
+        let mean = self.mean.unwrap_or_default();
+        let std = self
+            .sums
+            .iter()
+            .map(|s| {
+                let sd = (s / n).sqrt();
+                if sd > 1e-12 { sd as f32 } else { 1.0 }
+            })
+            .collect();
+        Standardizer {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std,
+        }
+    }
+}
+
 /// Row weights for `rows` rows: as many, each finite and ≥ 0, not all 0.
 fn check_weights(weights: &[f32], rows: usize) -> Result<()> {
     if weights.len() != rows {
@@ -787,15 +990,294 @@ fn check_finite(what: &str, values: &[f32], width: usize) -> Result<()> {
 
 /// The order rows are visited in during `epoch` (0-based): a seeded shuffle,
 /// the same for every backend and every run, or file order without shuffle.
+/// Every row may go anywhere: [`ShuffleWindow::Full`]'s order, and that of
+/// any window at least as large as the data set.
 pub fn epoch_order(rows: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<u32> {
     let mut order: Vec<u32> = (0..rows as u32).collect();
     if shuffle {
-        // One generator per epoch, derived from the seed, so that a resumed
-        // run sees the same order without replaying earlier epochs.
-        let epoch_seed = seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed(seed, epoch)));
     }
     order
+}
+
+/// One generator per epoch, derived from the seed, so that a resumed run
+/// sees the same order without replaying earlier epochs.
+fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+    seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// How far a shuffled epoch moves a row: anywhere ([`Full`](Self::Full)),
+/// or within a window of rows that can be read from a file and held
+/// while the next is read ([`Rows`](Self::Rows)), so that training from
+/// a file larger than memory takes the order the same run held in memory
+/// takes (`--shuffle-window` in the program).
+///
+/// With windows, each epoch takes the rows in chunks of `chunk_rows`
+/// consecutive rows of the file (the last chunk may be shorter), permutes
+/// the chunks (seeded by the seed and the epoch), groups them in that
+/// order into windows of `rows / chunk_rows` chunks, and visits each
+/// window's rows (its chunks' rows in file order) in a seeded permutation
+/// of their own ([`EpochWindows`]). A data set that fits in one window is
+/// shuffled whole, exactly as [`epoch_order`] does, so the default window
+/// (2^20 rows in chunks of 2^13) changes nothing for smaller data sets.
+/// Without shuffling the order is the file's, whatever the window.
+///
+/// Its text form is `full`, or `ROWS` or `ROWS:CHUNK_ROWS` (a window of
+/// ROWS rows in chunks of CHUNK_ROWS, 8192 by default; ROWS a multiple of
+/// CHUNK_ROWS); `Display` writes `ROWS:CHUNK_ROWS`.
+///
+/// ```
+/// use retroprop::data::{ShuffleWindow, epoch_order, windowed_order};
+/// let window: ShuffleWindow = "4:2".parse()?;
+/// assert_eq!(window, ShuffleWindow::Rows { rows: 4, chunk_rows: 2 });
+/// assert_eq!(window.to_string(), "4:2");
+/// let order = windowed_order(10, true, 7, 0, window);
+/// // Every row once; each window of 2 chunks (4 rows) visited whole.
+/// let mut sorted = order.clone();
+/// sorted.sort();
+/// assert_eq!(sorted, (0..10).collect::<Vec<u32>>());
+/// // A data set of one window is shuffled as a whole.
+/// assert_eq!(windowed_order(4, true, 7, 0, window), epoch_order(4, true, 7, 0));
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShuffleWindow {
+    /// The whole data set is one window: any row may go anywhere.
+    Full,
+    /// Windows of `rows` rows (a multiple of `chunk_rows`), made of
+    /// chunks of `chunk_rows` consecutive rows.
+    Rows {
+        /// Rows a window.
+        rows: usize,
+        /// Rows a chunk.
+        chunk_rows: usize,
+    },
+}
+
+impl ShuffleWindow {
+    /// Rows a chunk when only the window's rows are given.
+    pub const CHUNK_ROWS: usize = 1 << 13;
+
+    /// Chunks of `chunk_rows` rows and windows of `chunks` of them, over
+    /// a data set of `rows` rows: the whole data set one window for
+    /// [`Full`](Self::Full).
+    fn shape(self, rows: usize) -> (usize, usize) {
+        match self {
+            ShuffleWindow::Full => (rows.max(1), 1),
+            ShuffleWindow::Rows { rows, chunk_rows } => {
+                (chunk_rows.max(1), (rows / chunk_rows.max(1)).max(1))
+            }
+        }
+    }
+
+    /// The most rows a window holds (the data set's rows for
+    /// [`Full`](Self::Full)).
+    pub fn window_rows(self, rows: usize) -> usize {
+        let (chunk_rows, chunks) = self.shape(rows);
+        chunk_rows.saturating_mul(chunks).min(rows)
+    }
+}
+
+impl Default for ShuffleWindow {
+    /// Windows of 2^20 rows in chunks of 2^13: data sets up to 1 048 576
+    /// rows are shuffled whole, as before windows existed.
+    fn default() -> ShuffleWindow {
+        ShuffleWindow::Rows {
+            rows: 1 << 20,
+            chunk_rows: ShuffleWindow::CHUNK_ROWS,
+        }
+    }
+}
+
+impl std::fmt::Display for ShuffleWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShuffleWindow::Full => f.write_str("full"),
+            ShuffleWindow::Rows { rows, chunk_rows } => write!(f, "{rows}:{chunk_rows}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ShuffleWindow {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<ShuffleWindow, String> {
+        let text = text.trim();
+        if text == "full" {
+            return Ok(ShuffleWindow::Full);
+        }
+        let number = |part: &str, what: &str| {
+            part.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    format!(
+                        "shuffle window `{text}`: {what} `{part}` is not a whole number ≥ 1 \
+                         (expected full, ROWS or ROWS:CHUNK_ROWS)"
+                    )
+                })
+        };
+        let (rows, chunk_rows) = match text.split_once(':') {
+            Some((rows, chunk)) => (number(rows, "rows")?, number(chunk, "chunk rows")?),
+            None => (
+                number(text, "rows")?,
+                ShuffleWindow::CHUNK_ROWS.min(number(text, "rows")?),
+            ),
+        };
+        if !rows.is_multiple_of(chunk_rows) {
+            return Err(format!(
+                "shuffle window `{text}`: {rows} rows are not whole chunks of {chunk_rows} rows"
+            ));
+        }
+        if u32::try_from(rows).is_err() {
+            return Err(format!(
+                "shuffle window `{text}`: {rows} rows are more than a data set may hold (2^32)"
+            ));
+        }
+        Ok(ShuffleWindow::Rows { rows, chunk_rows })
+    }
+}
+
+/// The windows of one epoch ([`ShuffleWindow`]): which chunks each holds
+/// and the order of its rows. The program's reader takes them one by one
+/// from a file; [`windowed_order`] lays them end to end for data in
+/// memory. Both visit the same rows in the same order.
+#[derive(Debug, Clone)]
+pub struct EpochWindows {
+    rows: usize,
+    chunk_rows: usize,
+    /// Each window's chunks, in file order.
+    windows: Vec<Vec<usize>>,
+    shuffle: bool,
+    seed: u64,
+}
+
+impl EpochWindows {
+    /// Epoch `epoch`'s windows over `rows` rows.
+    pub fn new(
+        rows: usize,
+        shuffle: bool,
+        seed: u64,
+        epoch: u64,
+        window: ShuffleWindow,
+    ) -> EpochWindows {
+        let (chunk_rows, per_window) = window.shape(rows);
+        let chunks = rows.div_ceil(chunk_rows);
+        let mut order: Vec<usize> = (0..chunks).collect();
+        // One window needs no chunk order (its rows are shuffled whole), so
+        // a data set of one window takes `epoch_order`'s order exactly.
+        if shuffle && chunks > per_window {
+            let chunk_seed = epoch_seed(seed, epoch) ^ 0x2545_F491_4F6C_DD1D;
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(chunk_seed));
+        }
+        let windows = order
+            .chunks(per_window)
+            .map(|w| {
+                let mut w = w.to_vec();
+                w.sort_unstable();
+                w
+            })
+            .collect();
+        EpochWindows {
+            rows,
+            chunk_rows,
+            windows,
+            shuffle,
+            seed: epoch_seed(seed, epoch),
+        }
+    }
+
+    /// The number of windows.
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Whether there are none (a data set of no rows).
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+
+    /// Window `w`'s chunks, in file order.
+    pub fn chunks(&self, w: usize) -> &[usize] {
+        &self.windows[w]
+    }
+
+    /// The rows of chunk `c` of the data set.
+    pub fn chunk_rows(&self, c: usize) -> std::ops::Range<usize> {
+        c * self.chunk_rows..((c + 1) * self.chunk_rows).min(self.rows)
+    }
+
+    /// The rows window `w` holds.
+    pub fn window_len(&self, w: usize) -> usize {
+        self.windows[w]
+            .iter()
+            .map(|&c| self.chunk_rows(c).len())
+            .sum()
+    }
+
+    /// The order window `w`'s rows are visited in, as indices into its
+    /// rows (its chunks' rows one after another, in file order): a seeded
+    /// permutation of their own, or file order without shuffling.
+    pub fn window_order(&self, w: usize) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.window_len(w) as u32).collect();
+        if self.shuffle {
+            // Window 0's generator is the epoch's, so that one window is
+            // `epoch_order`.
+            let seed = self.seed ^ (w as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        }
+        order
+    }
+
+    /// The data set's row at index `i` of window `w`'s rows.
+    pub fn row_of(&self, w: usize, i: usize) -> usize {
+        let mut i = i;
+        for &c in &self.windows[w] {
+            let rows = self.chunk_rows(c);
+            if i < rows.len() {
+                return rows.start + i;
+            }
+            i -= rows.len();
+        }
+        panic!("index {i} is past window {w}'s rows")
+    }
+}
+
+/// The order of `epoch` with windows ([`ShuffleWindow`]): every window's
+/// order, one after the other, as rows of the data set. What a streamed
+/// epoch visits, for data held in memory.
+pub fn windowed_order(
+    rows: usize,
+    shuffle: bool,
+    seed: u64,
+    epoch: u64,
+    window: ShuffleWindow,
+) -> Vec<u32> {
+    let windows = EpochWindows::new(rows, shuffle, seed, epoch, window);
+    let mut order = Vec::with_capacity(rows);
+    for w in 0..windows.len() {
+        // Each window's rows are its chunks' rows in file order.
+        let firsts: Vec<u32> = windows
+            .chunks(w)
+            .iter()
+            .flat_map(|&c| windows.chunk_rows(c))
+            .map(|r| r as u32)
+            .collect();
+        order.extend(
+            windows
+                .window_order(w)
+                .into_iter()
+                .map(|i| firsts[i as usize]),
+        );
+    }
+    order
+}
+
+/// Rank `rank` of `size`'s share of `len` rows: a contiguous range, the
+/// shares in rank order, their sizes differing by at most one (what a
+/// data-parallel run gives each rank of a batch; `parallel::share_bounds`).
+pub fn share_bounds(len: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
+    len * rank / size..len * (rank + 1) / size
 }
 
 // The check of a data set's targets against a loss reads the data set, so

@@ -40,10 +40,7 @@ pub mod onnx;
 #[cfg(all(feature = "parquet", not(target_arch = "wasm32")))]
 pub mod parquet;
 mod run;
-#[cfg(all(
-    any(feature = "parquet", feature = "npy"),
-    not(target_arch = "wasm32")
-))]
+#[cfg(all(any(feature = "parquet", feature = "npy"), not(target_arch = "wasm32")))]
 mod values;
 
 /// A trained model: network, parameters, and what is needed to use it.

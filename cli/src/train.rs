@@ -11,9 +11,7 @@ use retroprop::io::{
     save_noted_model,
 };
 use retroprop::train::{ResolvedRun, RunRequest, Saved};
-use retroprop::{
-    Checkpoint, Dataset, EpochRecord, History, Standardizer, TrainConfig, Trainer,
-};
+use retroprop::{Checkpoint, Dataset, EpochRecord, History, Standardizer, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
