@@ -283,6 +283,11 @@ impl Streamed {
         self.dataset(chunk)
     }
 
+    /// `chunk`'s rows (read from this table) as a data set.
+    pub fn dataset_of(&self, chunk: Chunk) -> Result<Dataset> {
+        self.dataset(chunk)
+    }
+
     /// `chunk`'s rows as a data set of this table's shape.
     pub(crate) fn dataset(&self, chunk: Chunk) -> Result<Dataset> {
         let targets = if self.classes() {

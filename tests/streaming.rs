@@ -449,3 +449,241 @@ backend_tests! {
         assert!(got == want, "{device}: predictions differ");
     }
 }
+
+// Files read a range at a time: the same rows as the file read whole.
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use retroprop::io::npy::NpySource;
+use retroprop::io::parquet::{ParquetColumns, ParquetSource, TargetColumns};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/formats")
+        .join(name)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("retroprop-streaming-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// `source` read in consecutive ranges of `step` rows (and once whole),
+/// each time the rows of `whole`.
+fn assert_reads_as(source: &Streamed, whole: &Dataset, what: &str) {
+    assert_eq!(
+        (source.rows(), source.features(), source.target_width()),
+        (whole.rows(), whole.features(), whole.target_width()),
+        "{what}: shape"
+    );
+    for step in [1, 5, 13, 64, whole.rows()] {
+        let mut chunk = Chunk::default();
+        let mut start = 0;
+        while start < whole.rows() {
+            let end = (start + step).min(whole.rows());
+            source.read_into(start..end, &mut chunk).unwrap();
+            start = end;
+        }
+        let read = Streamed::new(whole.clone()).dataset_of(chunk).unwrap();
+        assert!(
+            read == *whole,
+            "{what}: read in ranges of {step} rows differs"
+        );
+    }
+    let targets = source.target_summary().unwrap();
+    assert_eq!(
+        format!("{:?}", targets.suggested_loss()),
+        format!("{:?}", whole.suggested_loss()),
+        "{what}: the loss the targets suggest"
+    );
+}
+
+/// A table of wide integers, float64 and labels in row groups of `group`
+/// rows, written by the parquet crate (Snappy-compressed).
+fn parquet_table(rows: usize, group: usize, seed: u64) -> PathBuf {
+    let values = common::random(rows * 2, -1e6, 1e6, seed);
+    let wide: Vec<i64> = values[..rows].iter().map(|&v| (v as i64) << 30).collect();
+    let real: Vec<f64> = values[rows..].iter().map(|&v| v as f64 / 7.0).collect();
+    let label: Vec<i64> = (0..rows).map(|r| ((r * 7) % 3) as i64).collect();
+    let arrays: Vec<(&str, ArrayRef)> = vec![
+        ("wide", Arc::new(Int64Array::from(wide))),
+        ("real", Arc::new(Float64Array::from(real))),
+        ("label", Arc::new(Int64Array::from(label))),
+    ];
+    let batch = RecordBatch::try_from_iter(arrays).unwrap();
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group))
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let path = scratch(&format!("table-{rows}-{group}.parquet"));
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        Some(properties),
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    path
+}
+
+#[test]
+fn parquet_files_read_in_ranges_are_the_files_read_whole() {
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let nulls_filled = ParquetColumns {
+        features: Some(names(&["b", "a"])),
+        targets: TargetColumns::Named(names(&["t1", "t2"])),
+        exclude: Vec::new(),
+        fill_null: Some(-1.5),
+    };
+    let mut cases = vec![
+        (fixture("table.parquet"), ParquetColumns::default(), true),
+        (fixture("table.parquet"), ParquetColumns::default(), false),
+        (fixture("nulls.parquet"), nulls_filled, false),
+    ];
+    for (rows, group) in [(1, 1), (65, 13), (300, 7), (9000, 8191)] {
+        cases.push((
+            parquet_table(rows, group, rows as u64),
+            ParquetColumns::default(),
+            true,
+        ));
+    }
+    for (path, columns, classes) in cases {
+        let what = format!("{} (classes {classes})", path.display());
+        let whole = Dataset::from_parquet(&path, &columns, classes).unwrap();
+        let source = ParquetSource::open(&path, &columns, classes).unwrap();
+        assert_reads_as(&Streamed::new(source), &whole, &what);
+    }
+    // A null without a fill value is named as the whole file's reader names it.
+    let columns = ParquetColumns {
+        targets: TargetColumns::Named(names(&["t1", "t2"])),
+        exclude: names(&["name"]),
+        ..ParquetColumns::default()
+    };
+    let whole = Dataset::from_parquet(fixture("nulls.parquet"), &columns, false).unwrap_err();
+    let source = ParquetSource::open(&fixture("nulls.parquet"), &columns, false).unwrap();
+    let part = source.read(14..20, &mut Chunk::default()).unwrap_err();
+    assert_eq!(part.to_string(), whole.to_string());
+}
+
+/// An `.npy` file's bytes: a version 1 header of `descr`, the order and
+/// the shape, then `data`.
+fn npy(descr: &str, fortran: bool, shape: (usize, usize), data: &[u8]) -> Vec<u8> {
+    let order = if fortran { "True" } else { "False" };
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {order}, 'shape': ({}, {}), }}",
+        shape.0, shape.1
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.bytes());
+    out.extend(data);
+    out
+}
+
+#[test]
+fn npy_arrays_of_any_dtype_and_order_read_in_ranges_are_the_arrays_read_whole() {
+    let whole = Dataset::from_npy(fixture("table.npy"), 1, true).unwrap();
+    let source = NpySource::open(&fixture("table.npy"), 1, true).unwrap();
+    assert_reads_as(&Streamed::new(source), &whole, "table.npy");
+    // 37 rows of 4 columns, the last a label 0..3.
+    let (rows, columns) = (37, 4);
+    let value = |r: usize, c: usize| match c {
+        3 => (r % 3) as f64,
+        _ => ((r * 31 + c * 7) % 23) as f64 - 11.0 + 0.25 * c as f64,
+    };
+    type Encode = fn(f64) -> Vec<u8>;
+    let dtypes: [(&str, Encode); 6] = [
+        ("<f8", |v| v.to_le_bytes().to_vec()),
+        (">f8", |v| v.to_be_bytes().to_vec()),
+        (">f4", |v| (v as f32).to_be_bytes().to_vec()),
+        ("<f2", |v| half_bits(v as f32).to_le_bytes().to_vec()),
+        (">i2", |v| (v.floor() as i16).to_be_bytes().to_vec()),
+        ("<i8", |v| {
+            ((v.floor() as i64) << 33 >> 33).to_le_bytes().to_vec()
+        }),
+    ];
+    for (descr, encode) in dtypes {
+        for fortran in [false, true] {
+            let mut data = Vec::new();
+            match fortran {
+                false => (0..rows)
+                    .for_each(|r| (0..columns).for_each(|c| data.extend(encode(value(r, c))))),
+                true => (0..columns)
+                    .for_each(|c| (0..rows).for_each(|r| data.extend(encode(value(r, c))))),
+            }
+            let path = scratch(&format!(
+                "array-{}-{fortran}.npy",
+                descr.replace(['<', '>'], "")
+            ));
+            std::fs::write(&path, npy(descr, fortran, (rows, columns), &data)).unwrap();
+            for (targets, classes) in [(1, true), (2, false)] {
+                let what = format!("{descr}, fortran {fortran}, {targets} targets");
+                let whole = Dataset::from_npy(&path, targets, classes).unwrap();
+                let source = NpySource::open(&path, targets, classes).unwrap();
+                assert_reads_as(&Streamed::new(source), &whole, &what);
+            }
+        }
+    }
+}
+
+/// f32 to f16 bits (round to nearest even), for the values above: small
+/// quarter-integers, exact in f16.
+fn half_bits(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    if v == 0.0 {
+        return sign;
+    }
+    let exponent = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+    let mantissa = ((bits >> 13) & 0x3ff) as u16;
+    sign | ((exponent as u16) << 10) | mantissa
+}
+
+#[test]
+fn a_corrupt_row_group_ends_a_streamed_run_naming_the_file_and_group() {
+    let path = scratch("corrupt.parquet");
+    std::fs::copy(parquet_table(600, 100, 3), &path).unwrap();
+    // Row group 4's first page header overwritten.
+    let meta = parquet::file::reader::FileReader::metadata(
+        &parquet::file::serialized_reader::SerializedFileReader::new(
+            std::fs::File::open(&path).unwrap(),
+        )
+        .unwrap(),
+    )
+    .clone();
+    let chunk = meta.row_group(4).column(0);
+    let at = chunk
+        .dictionary_page_offset()
+        .unwrap_or(chunk.data_page_offset()) as usize;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at..at + 12].fill(0xff);
+    std::fs::write(&path, bytes).unwrap();
+    let source = ParquetSource::open(&path, &ParquetColumns::default(), true).unwrap();
+    let config = TrainConfig::default()
+        .loss(Loss::CrossEntropy)
+        .batch_size(16)
+        .epochs(2)
+        .device(Device::Cpu)
+        .shuffle_window("128:32".parse().unwrap());
+    let mlp = Mlp::with_activations(&[2, 4, 3], &[Activation::Tanh, Activation::Identity]).unwrap();
+    let mut trainer = Trainer::new(mlp, config).unwrap();
+    let started = std::time::Instant::now();
+    let error = trainer
+        .fit_streamed(&Streamed::new(source), None, |_| {}, 0, |_| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed().as_secs() < 30, "a hang");
+    assert!(
+        error.contains("corrupt.parquet") && error.contains("row group 4"),
+        "{error}"
+    );
+    assert!(trainer.steps() > 0 || error.contains("row group 4"));
+}

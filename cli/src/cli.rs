@@ -3,6 +3,7 @@
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
+use retroprop::data::ShuffleWindow;
 use retroprop::{Device, Init, Loss, LrSchedule, Optimizer, Precision};
 use std::path::PathBuf;
 
@@ -215,6 +216,14 @@ pub struct TrainArgs {
     /// Visit rows in file order instead of a new random order each epoch.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// How far the shuffle moves a row: full (anywhere), or ROWS[:CHUNK]:
+    /// each epoch permutes chunks of CHUNK consecutive rows (default
+    /// 8192), takes them ROWS rows (a window) at a time, and shuffles the
+    /// rows within each window. A data set of one window is shuffled
+    /// whole. The same window gives the same run held in memory and with
+    /// --stream [default: 1048576:8192, or the checkpoint's on --resume].
+    #[arg(long, value_name = "ROWS[:CHUNK]", value_parser = parse_window)]
+    pub shuffle_window: Option<ShuffleWindow>,
     /// Seeds initialisation, shuffling, dropout and --val-split [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -439,6 +448,9 @@ fn parse_device(s: &str) -> Result<Device, String> {
     s.parse()
 }
 fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse()
+}
+fn parse_window(s: &str) -> Result<ShuffleWindow, String> {
     s.parse()
 }
 

@@ -151,6 +151,7 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
         lr_schedule: args.lr_schedule,
         batch_size: args.batch_size.map(|rows| (rows > 0).then_some(rows)),
         shuffle: args.no_shuffle.then_some(false),
+        shuffle_window: args.shuffle_window,
         seed: args.seed,
         init: Some(args.weight_init),
         clip_grad_norm: args.clip_grad_norm,
