@@ -107,6 +107,14 @@ pub struct TrainArgs {
     pub targets: Option<usize>,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    /// Train from the --data file without holding it (Parquet or .npy):
+    /// a thread reads the next window of rows (--shuffle-window) while this
+    /// one trains, so memory holds about two windows, not the file. The
+    /// same run as without --stream, bit for bit. --standardize takes two
+    /// passes over the file first; --val streams too (a CSV --val is read
+    /// whole); --val-split is refused (give --val FILE).
+    #[arg(long)]
+    pub stream: bool,
     /// Validation data file (same format as --data).
     #[arg(long, value_name = "FILE", conflicts_with = "val_split")]
     pub val: Option<PathBuf>,
@@ -294,6 +302,10 @@ pub struct PredictArgs {
     /// else CSV; default: CSV on standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Read the inputs a part at a time (Parquet or .npy) and write each
+    /// part's predictions as they come: memory holds a part, not the file.
+    #[arg(long)]
+    pub stream: bool,
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,
@@ -315,6 +327,10 @@ pub struct EvaluateArgs {
     pub targets: Option<usize>,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    /// Read the rows a part at a time (Parquet or .npy): memory holds a
+    /// part, not the file.
+    #[arg(long)]
+    pub stream: bool,
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,

@@ -1,9 +1,9 @@
 //! `retroprop predict` and `evaluate`: a saved model on a data file.
 
 use crate::cli::{EvaluateArgs, PredictArgs};
-use crate::data::{load_inputs, load_labelled};
-use retroprop::io::parquet::{Column, write_parquet};
-use retroprop::io::{SavedModel, load_model};
+use crate::data::{load_inputs, load_labelled, stream_inputs, stream_labelled};
+use retroprop::io::parquet::{Column, ColumnsWriter, write_parquet};
+use retroprop::io::{AtomicFile, SavedModel, load_model};
 use retroprop::loss::argmax;
 use retroprop::{Device, Loss, TrainConfig, Trainer};
 use std::path::Path;
@@ -96,6 +96,9 @@ fn is_parquet(path: &Path) -> bool {
 
 pub fn predict(args: PredictArgs) -> Result<()> {
     let (model, mut trainer) = open_model(&args.model, args.device)?;
+    if args.stream {
+        return predict_streamed(&args, &model, &mut trainer);
+    }
     let inputs = model.mlp.inputs();
     let spec = args.columns.spec(1);
     let mut x = load_inputs(&args.data, inputs, &spec).map_err(text)?;
@@ -121,6 +124,75 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where streamed predictions go, a part at a time: a Parquet or CSV file
+/// (whole, or not at all, once the last part is written), or standard
+/// output.
+enum Out {
+    Parquet(ColumnsWriter<AtomicFile>),
+    Csv(AtomicFile),
+    Stdout(std::io::StdoutLock<'static>),
+}
+
+/// `predict --stream`: the inputs read a part at a time, each part's
+/// predictions written before the next is read; the same bytes as
+/// without `--stream`.
+fn predict_streamed(args: &PredictArgs, model: &SavedModel, trainer: &mut Trainer) -> Result<()> {
+    use std::io::Write;
+    let spec = args.columns.spec(1);
+    let inputs = stream_inputs(&args.data, model.mlp.inputs(), &spec)
+        .map_err(text)?
+        .with_standardizer(model.standardizer.clone());
+    let (loss, width) = (model.loss, model.mlp.outputs());
+    let mut out: Option<Out> = None;
+    let written = trainer.predict_streamed(&inputs, |outputs| {
+        let columns = prediction_columns(loss, outputs, width);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| retroprop::Error::Io { path, source }
+        };
+        let first = out.is_none();
+        let out = match &mut out {
+            Some(out) => out,
+            None => out.insert(match &args.out {
+                Some(path) if is_parquet(path) => Out::Parquet(ColumnsWriter::new(
+                    AtomicFile::create(path)?,
+                    &columns,
+                    path,
+                )?),
+                Some(path) => Out::Csv(AtomicFile::create(path)?),
+                None => Out::Stdout(std::io::stdout().lock()),
+            }),
+        };
+        let mut text = csv(&columns);
+        if !first {
+            // The header went with the first part.
+            text = text
+                .split_once('\n')
+                .map_or(String::new(), |(_, rows)| rows.to_string());
+        }
+        match out {
+            Out::Parquet(writer) => writer.write(&columns),
+            Out::Csv(file) => file
+                .write_all(text.as_bytes())
+                .map_err(io(args.out.as_deref().unwrap_or(Path::new("-")))),
+            Out::Stdout(stdout) => match stdout.write_all(text.as_bytes()) {
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(io(Path::new("standard output"))(e))
+                }
+                _ => Ok(()),
+            },
+        }
+    });
+    let finished = match out {
+        Some(Out::Parquet(writer)) => writer.finish().and_then(AtomicFile::finish),
+        Some(Out::Csv(file)) => file.finish(),
+        Some(Out::Stdout(_)) | None => Ok(()),
+    };
+    written.and(finished).map_err(text)?;
+    Ok(())
+}
+
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let (model, mut trainer) = open_model(&args.model, args.device)?;
     // Without --targets, as many target columns as the model has outputs
@@ -131,30 +203,43 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         model.mlp.outputs()
     });
     let spec = args.columns.spec(targets);
+    if args.stream {
+        let data = stream_labelled(&args.data, &spec, model.loss).map_err(text)?;
+        let data = data.with_standardizer(model.standardizer.clone());
+        check_inputs(&args.data, data.features(), &model)?;
+        let eval = trainer.evaluate_streamed(&data).map_err(text)?;
+        println!("{}", evaluation_line(data.rows(), model.loss, &eval));
+        return Ok(());
+    }
     let mut data = load_labelled(Some(&args.data), &spec, Some(model.loss))
         .map_err(text)?
         .data;
-    if data.features() != model.mlp.inputs() {
-        return Err(format!(
-            "{}: {} feature columns, but the model takes {} inputs",
-            args.data.display(),
-            data.features(),
-            model.mlp.inputs()
-        ));
-    }
+    check_inputs(&args.data, data.features(), &model)?;
     if let Some(s) = &model.standardizer {
         s.apply(&mut data).map_err(text)?;
     }
     let eval = trainer.evaluate(&data).map_err(text)?;
-    let mut line = format!(
-        "{} rows: loss ({}) {:.6}",
-        data.rows(),
-        model.loss,
-        eval.loss
-    );
+    println!("{}", evaluation_line(data.rows(), model.loss, &eval));
+    Ok(())
+}
+
+/// An error unless the file has the model's inputs.
+fn check_inputs(path: &Path, features: usize, model: &SavedModel) -> Result<()> {
+    if features != model.mlp.inputs() {
+        return Err(format!(
+            "{}: {features} feature columns, but the model takes {} inputs",
+            path.display(),
+            model.mlp.inputs()
+        ));
+    }
+    Ok(())
+}
+
+/// What `evaluate` prints: the rows, the loss and the accuracy.
+fn evaluation_line(rows: usize, loss: Loss, eval: &retroprop::Evaluation) -> String {
+    let mut line = format!("{rows} rows: loss ({loss}) {:.6}", eval.loss);
     if let Some(a) = eval.accuracy {
         line += &format!(", accuracy {:.2}%", 100.0 * a);
     }
-    println!("{line}");
-    Ok(())
+    line
 }

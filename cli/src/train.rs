@@ -1,7 +1,9 @@
 //! `retroprop train`.
 
 use crate::cli::{TrainArgs, parse_arch};
-use crate::data::{Labelled, load_labelled, outputs_for};
+use crate::data::{
+    Labelled, StreamedFile, load_labelled, open_streamed, open_validation, outputs_for,
+};
 use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, NormWarnings, plot, progress, progress_message};
@@ -10,6 +12,7 @@ use retroprop::io::{
     LoadedModel, RunNotes, SavedModel, load_checkpoint, load_model, save_checkpoint,
     save_noted_model,
 };
+use retroprop::stream::Streamed;
 use retroprop::train::{ResolvedRun, RunRequest, Saved};
 use retroprop::{Checkpoint, Dataset, EpochRecord, History, Standardizer, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
@@ -48,10 +51,57 @@ impl Resume {
     }
 }
 
-/// The data of the run, held out and scaled as its settings say.
+/// The training file as read: held in memory, or opened to stream.
+enum Loaded {
+    Held(Labelled),
+    Streamed(StreamedFile),
+}
+
+impl Loaded {
+    fn features(&self) -> usize {
+        match self {
+            Loaded::Held(l) => l.data.features(),
+            Loaded::Streamed(s) => s.data.features(),
+        }
+    }
+
+    /// The network's outputs the targets need.
+    fn outputs(&self) -> usize {
+        match self {
+            Loaded::Held(l) => outputs_for(&l.data),
+            Loaded::Streamed(s) => s.outputs,
+        }
+    }
+
+    fn loss(&self) -> retroprop::Loss {
+        match self {
+            Loaded::Held(l) => l.loss,
+            Loaded::Streamed(s) => s.loss,
+        }
+    }
+}
+
+/// Rows of the run: held in memory, or read a part at a time.
+enum Rows {
+    Held(Dataset),
+    Streamed(Streamed),
+}
+
+impl Rows {
+    fn rows(&self) -> usize {
+        match self {
+            Rows::Held(d) => d.rows(),
+            Rows::Streamed(s) => s.rows(),
+        }
+    }
+}
+
+/// The data of the run, held out and scaled as its settings say: both
+/// sets held, or both streamed (a validation file read whole is handed
+/// out a part at a time too).
 struct Sets {
-    train: Dataset,
-    validation: Option<Dataset>,
+    train: Rows,
+    validation: Option<Rows>,
     standardizer: Option<Standardizer>,
     /// Why the loss was chosen, when no flag or checkpoint named it.
     chosen_because: Option<String>,
@@ -85,9 +135,9 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let start = Instant::now();
     ranks.only_rank_0_writes(&mut args);
     let resume = load_resume(&args)?;
-    let labelled = load_data(&args, resume.as_ref())?;
-    let run = resolve_settings(&args, &labelled, resume.as_ref(), ranks)?;
-    let sets = hold_out_and_scale(&args, labelled, &run, resume.is_some())?;
+    let loaded = load_data(&args, resume.as_ref())?;
+    let run = resolve_settings(&args, &loaded, resume.as_ref(), ranks)?;
+    let sets = hold_out_and_scale(&args, loaded, &run, resume.is_some())?;
     let mut session = start_trainer(&args, run, &sets, resume.as_ref(), ranks, start)?;
     let Some(outcome) = fit(&args, &mut session, &sets, resume.as_ref(), ranks)? else {
         return Ok(stopped_before_the_first_step(&session, ranks));
@@ -118,8 +168,9 @@ fn load_resume(args: &TrainArgs) -> Result<Option<Resume>> {
 
 /// The training data, read as the run reads it: a resumed run as its
 /// start did (as many target columns as the network has outputs, one of
-/// labels for a classification loss).
-fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Labelled> {
+/// labels for a classification loss); with `--stream`, opened (its
+/// targets read, the file not held).
+fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Loaded> {
     let saved = resume.and_then(|r| r.checkpoint.settings.as_ref());
     let targets = match (args.targets, saved) {
         (Some(targets), _) => targets,
@@ -133,7 +184,11 @@ fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Labelled> {
     }
     let loss = args.loss.or(saved.map(|s| s.loss));
     let spec = args.columns.spec(targets);
-    load_labelled(args.data.as_deref(), &spec, loss).map_err(text)
+    match args.stream {
+        true => open_streamed(args.data.as_deref(), &spec, loss).map(Loaded::Streamed),
+        false => load_labelled(args.data.as_deref(), &spec, loss).map(Loaded::Held),
+    }
+    .map_err(text)
 }
 
 /// What the flags say, each setting `None` where no flag was given.
@@ -178,25 +233,24 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
 /// targets suggest, 20 epochs (no bound with `--steps`), and for the
 /// bundled digits a 20 % validation split and standardisation (they are
 /// pixel counts 0..16).
-fn program_defaults(args: &TrainArgs, labelled: &Labelled) -> Result<RunRequest> {
+fn program_defaults(args: &TrainArgs, loaded: &Loaded) -> Result<RunRequest> {
     let init = args
         .init
         .as_deref()
         .map(load_model)
         .transpose()
         .map_err(text)?;
-    let data = &labelled.data;
     let bundled = args.data.is_none();
     Ok(RunRequest {
         sizes: Some(init.as_ref().map_or_else(
-            || vec![data.features(), 64, outputs_for(data)],
+            || vec![loaded.features(), 64, loaded.outputs()],
             |m| m.sizes.clone(),
         )),
         activations: init
             .and_then(|m| m.activations)
             .map(|a| join(&a))
             .filter(|_| args.arch.is_none()),
-        loss: Some(labelled.loss),
+        loss: Some(loaded.loss()),
         epochs: Some(if args.steps.is_some() { usize::MAX } else { 20 }),
         validation_split: bundled.then_some(Some(0.2)),
         standardize: bundled.then_some(true),
@@ -209,11 +263,11 @@ fn program_defaults(args: &TrainArgs, labelled: &Labelled) -> Result<RunRequest>
 /// its state cannot carry is refused here, naming each flag.
 fn resolve_settings(
     args: &TrainArgs,
-    labelled: &Labelled,
+    loaded: &Loaded,
     resume: Option<&Resume>,
     ranks: &Ranks,
 ) -> Result<ResolvedRun> {
-    let defaults = program_defaults(args, labelled)?;
+    let defaults = program_defaults(args, loaded)?;
     let run = request(args)?
         .resolve(&defaults, resume.map(Resume::saved))
         .map_err(flag_error)?;
@@ -229,7 +283,7 @@ fn resolve_settings(
             );
         }
     }
-    let features = labelled.data.features();
+    let features = loaded.features();
     let sizes = run.mlp.sizes();
     if sizes[0] != features {
         return Err(format!(
@@ -269,9 +323,38 @@ fn flag_error(error: retroprop::Error) -> String {
 /// training rows.
 fn hold_out_and_scale(
     args: &TrainArgs,
-    labelled: Labelled,
+    loaded: Loaded,
     run: &ResolvedRun,
     resumed: bool,
+) -> Result<Sets> {
+    let sets = match loaded {
+        Loaded::Held(labelled) => hold_out_and_scale_held(args, labelled, run)?,
+        Loaded::Streamed(file) => open_and_scale_streamed(args, file, run)?,
+    };
+    if let Some(rule) = run.config.early_stopping
+        && sets.validation.is_none()
+    {
+        return Err(match (args.early_stopping, resumed) {
+            (None, true) => format!(
+                "--resume {}: the run stops early on validation data (--early-stopping {} \
+                 in the checkpoint): give its --val FILE again",
+                args.resume
+                    .as_ref()
+                    .map_or("".into(), |p| p.display().to_string()),
+                rule.patience
+            ),
+            _ => "--early-stopping needs validation data: add --val FILE or --val-split FRACTION"
+                .into(),
+        });
+    }
+    Ok(sets)
+}
+
+/// [`hold_out_and_scale`] for data held in memory.
+fn hold_out_and_scale_held(
+    args: &TrainArgs,
+    labelled: Labelled,
+    run: &ResolvedRun,
 ) -> Result<Sets> {
     let Labelled {
         data: mut train,
@@ -305,22 +388,6 @@ fn hold_out_and_scale(
             train.features()
         ));
     }
-    if let Some(rule) = run.config.early_stopping
-        && validation.is_none()
-    {
-        return Err(match (args.early_stopping, resumed) {
-            (None, true) => format!(
-                "--resume {}: the run stops early on validation data (--early-stopping {} \
-                 in the checkpoint): give its --val FILE again",
-                args.resume
-                    .as_ref()
-                    .map_or("".into(), |p| p.display().to_string()),
-                rule.patience
-            ),
-            _ => "--early-stopping needs validation data: add --val FILE or --val-split FRACTION"
-                .into(),
-        });
-    }
     let standardizer = run.standardize.then(|| Standardizer::fit(&train));
     if let Some(s) = &standardizer {
         s.apply(&mut train).map_err(text)?;
@@ -329,8 +396,61 @@ fn hold_out_and_scale(
         }
     }
     Ok(Sets {
-        train,
-        validation,
+        train: Rows::Held(train),
+        validation: validation.map(Rows::Held),
+        standardizer,
+        chosen_because,
+    })
+}
+
+/// [`hold_out_and_scale`] for a file streamed: `--val` opened to stream
+/// (or read whole, a CSV file), no split (the held-out rows of a split
+/// are scattered through the file), and the standardisation fitted by two
+/// passes over the training file, applied to each part as it is read.
+fn open_and_scale_streamed(
+    args: &TrainArgs,
+    file: StreamedFile,
+    run: &ResolvedRun,
+) -> Result<Sets> {
+    let StreamedFile {
+        data: train,
+        loss,
+        chosen_because,
+        ..
+    } = file;
+    if run.config.validation_split.is_some() {
+        return Err(match args.val_split {
+            Some(_) => "--val-split holds rows out of data held in memory; with --stream, give \
+                 the validation rows as a file of their own: --val FILE"
+                .into(),
+            None => "the checkpoint's run held validation rows out of its data (--val-split), \
+                 which --stream cannot: resume it without --stream"
+                .into(),
+        });
+    }
+    let validation = match &args.val {
+        Some(path) => {
+            let spec = args.columns.spec(train.target_width());
+            Some(open_validation(path, &spec, loss).map_err(text)?)
+        }
+        None => None,
+    };
+    if let Some(v) = &validation
+        && v.features() != train.features()
+    {
+        return Err(format!(
+            "--val: the validation data has {} features, the training data {}",
+            v.features(),
+            train.features()
+        ));
+    }
+    let standardizer = match run.standardize {
+        true => Some(train.fit_standardizer().map_err(text)?),
+        false => None,
+    };
+    Ok(Sets {
+        train: Rows::Streamed(train.with_standardizer(standardizer.clone())),
+        validation: validation.map(|v| Rows::Streamed(v.with_standardizer(standardizer.clone()))),
         standardizer,
         chosen_because,
     })
@@ -432,13 +552,17 @@ fn check_same_data(
         .as_deref()
         .map_or("the bundled digits".into(), |p| p.display().to_string());
     let what = format!("the training data ({data_name})");
-    ranks.shared(trainer.check_same_data(&sets.train, &what))?;
+    let mut check = |rows: &Rows, what: &str| match rows {
+        Rows::Held(data) => ranks.shared(trainer.check_same_data(data, what)),
+        Rows::Streamed(data) => ranks.shared(trainer.check_same_stream(data, what)),
+    };
+    check(&sets.train, &what)?;
     if let Some(v) = &sets.validation {
         let what = match &args.val {
             Some(path) => format!("the validation data ({})", path.display()),
             None => format!("the validation data (held out of {data_name})"),
         };
-        ranks.shared(trainer.check_same_data(v, &what))?;
+        check(v, &what)?;
     }
     Ok(())
 }
@@ -497,29 +621,43 @@ fn fit(
         last_checkpoint.set(Some((checkpoint.epoch, checkpoint.step)));
         Ok(())
     };
-    let history = session.trainer.fit_checkpointed(
-        &sets.train,
-        sets.validation.as_ref(),
-        |record| {
-            bar.set_position(record.epoch as u64);
-            bar.set_message(progress_message(record, rows * record.epoch as f64));
-            if let Some(m) = &mut metrics
-                && let Err(e) = m.record(record)
-                && metrics_error.is_none()
-            {
-                metrics_error = Some(e);
-            }
-            for warning in warnings
-                .check(&record.layer_norms)
-                .into_iter()
-                .filter(|_| ranks.writes())
-            {
-                bar.suspend(|| eprintln!("warning: {warning}"));
-            }
-        },
-        every,
-        on_checkpoint,
-    );
+    let on_epoch = |record: &EpochRecord| {
+        bar.set_position(record.epoch as u64);
+        bar.set_message(progress_message(record, rows * record.epoch as f64));
+        if let Some(m) = &mut metrics
+            && let Err(e) = m.record(record)
+            && metrics_error.is_none()
+        {
+            metrics_error = Some(e);
+        }
+        for warning in warnings
+            .check(&record.layer_norms)
+            .into_iter()
+            .filter(|_| ranks.writes())
+        {
+            bar.suspend(|| eprintln!("warning: {warning}"));
+        }
+    };
+    let history = match (&sets.train, &sets.validation) {
+        (Rows::Streamed(train), validation) => {
+            let validation = match validation {
+                Some(Rows::Streamed(v)) => Some(v),
+                _ => None,
+            };
+            session
+                .trainer
+                .fit_streamed(train, validation, on_epoch, every, on_checkpoint)
+        }
+        (Rows::Held(train), validation) => {
+            let validation = match validation {
+                Some(Rows::Held(v)) => Some(v),
+                _ => None,
+            };
+            session
+                .trainer
+                .fit_checkpointed(train, validation, on_epoch, every, on_checkpoint)
+        }
+    };
     bar.finish_and_clear();
     let history = match history {
         Ok(history) => history,
@@ -646,7 +784,11 @@ fn summary(
             }
         }
         None => {
-            if let Some(a) = trainer.evaluate(&sets.train).map_err(text)?.accuracy {
+            let evaluation = match &sets.train {
+                Rows::Held(data) => trainer.evaluate(data),
+                Rows::Streamed(data) => trainer.evaluate_streamed(data),
+            };
+            if let Some(a) = evaluation.map_err(text)?.accuracy {
                 summary += &format!(", training accuracy {:.2}%", 100.0 * a);
             }
         }

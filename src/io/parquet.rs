@@ -971,31 +971,69 @@ pub enum Column {
 /// Named columns of equal length as a Parquet file's bytes (one row
 /// group, Snappy-compressed, as pyarrow writes by default).
 pub fn parquet_bytes(columns: &[(String, Column)], path: &Path) -> Result<Vec<u8>> {
-    let fail = |e: &dyn std::fmt::Display| parse(path, format!("cannot write Parquet: {e}"));
-    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns
-        .iter()
-        .map(|(name, column)| match column {
-            Column::Int64(v) => (
-                Field::new(name, DataType::Int64, false),
-                Arc::new(Int64Array::from(v.clone())) as ArrayRef,
-            ),
-            Column::Float32(v) => (
-                Field::new(name, DataType::Float32, false),
-                Arc::new(Float32Array::from(v.clone())) as ArrayRef,
-            ),
-        })
-        .unzip();
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| fail(&e))?;
-    let properties = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .build();
     let mut bytes = Vec::new();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, Some(properties))
-        .map_err(|e| fail(&e))?;
-    writer.write(&batch).map_err(|e| fail(&e))?;
-    writer.close().map_err(|e| fail(&e))?;
+    let mut writer = ColumnsWriter::new(&mut bytes, columns, path)?;
+    writer.write(columns)?;
+    writer.finish()?;
     Ok(bytes)
+}
+
+/// Named columns written to Parquet a part of their rows at a time (the
+/// predictions of a file streamed): each [`write`](Self::write) the
+/// next rows of the same columns, Snappy-compressed, in row groups of up
+/// to 2^20 rows.
+pub struct ColumnsWriter<W: std::io::Write + Send> {
+    writer: parquet::arrow::ArrowWriter<W>,
+    schema: Arc<Schema>,
+    path: std::path::PathBuf,
+}
+
+impl<W: std::io::Write + Send> ColumnsWriter<W> {
+    /// A writer to `out` of columns named and typed as `columns`; `path`
+    /// names the file in errors.
+    pub fn new(out: W, columns: &[(String, Column)], path: &Path) -> Result<ColumnsWriter<W>> {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, column)| match column {
+                Column::Int64(_) => Field::new(name, DataType::Int64, false),
+                Column::Float32(_) => Field::new(name, DataType::Float32, false),
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let properties = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(properties))
+            .map_err(|e| parse(path, format!("cannot write Parquet: {e}")))?;
+        Ok(ColumnsWriter {
+            writer,
+            schema,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Writes the next rows of every column.
+    pub fn write(&mut self, columns: &[(String, Column)]) -> Result<()> {
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .map(|(_, column)| match column {
+                Column::Int64(v) => Arc::new(Int64Array::from(v.clone())) as ArrayRef,
+                Column::Float32(v) => Arc::new(Float32Array::from(v.clone())) as ArrayRef,
+            })
+            .collect();
+        let fail =
+            |e: &dyn std::fmt::Display| parse(&self.path, format!("cannot write Parquet: {e}"));
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| fail(&e))?;
+        self.writer.write(&batch).map_err(|e| fail(&e))
+    }
+
+    /// Ends the file (its footer), and gives back what it was written to.
+    pub fn finish(self) -> Result<W> {
+        let path = self.path;
+        self.writer
+            .into_inner()
+            .map_err(|e| parse(&path, format!("cannot write Parquet: {e}")))
+    }
 }
 
 /// Writes named columns to `path` as Parquet, atomically
