@@ -22,6 +22,14 @@ fn dropout_factor(threshold: u32, scale: f32, seed: u32, step: u32, layer: u32, 
     return select(0.0, scale, h >= threshold);
 }
 
+// A members run's per-step, per-member scalars (`MemberStep` in
+// src/gpu/uniforms.rs) are read as this many vec4<u32> (their f32 fields
+// by bitcast): [rows, active, t, dropout_threshold], [dropout_scale,
+// dropout_seed, inv_norm, lr], [step_size, bias_correction2_sqrt,
+// adagrad_lr, decay], [momentum, dampening, beta1, beta2], [alpha, eps,
+// weight_decay, clip_norm], [clip_value, 0, 0, 0].
+const MEMBER_STEP_VEC4S: u32 = 6u;
+
 // The flat index of this invocation in a 2-D grid of 1-D workgroups of
 // `size` threads: dispatches past 65535 workgroups wrap into y.
 fn flat_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32, size: u32) -> u32 {

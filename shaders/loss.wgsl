@@ -18,6 +18,8 @@ struct LossShape {
     // Whether `loss_summed` adds the batch's sum to the step's result slot
     // (every pass of a step but the first) or writes it.
     accumulate: u32,
+    // Members (`loss_members`): how many (the dispatch's z).
+    members: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: LossShape;
@@ -31,14 +33,23 @@ struct LossShape {
 // `loss_sum` in reduce.wgsl).
 @group(0) @binding(6) var<storage, read_write> results: array<f32>;
 @group(0) @binding(7) var<uniform> step: StepUniform;
+// Members: each member's step (`MEMBER_STEP_VEC4S`) and each batch row's
+// weight ([members][rows]).
+@group(0) @binding(8) var<storage, read> member_steps: array<vec4<u32>>;
+@group(0) @binding(9) var<storage, read> weight_batch: array<f32>;
+
+// What the current row's loss and gradient are scaled by: the batch's
+// 1 / (rows · width) (1 / rows for cross-entropy), and for a members run
+// the member's, times the row's weight.
+var<private> norm: f32;
 
 // Cross-entropy's gradient at element `at` of a row whose outputs have
 // maximum `row_max` and Σ exp(o − row_max) = `denom`: (softmax − [label])
 // over the batch, through f'(Z). Both loss kernels write it.
 fn cross_entropy_grad(at: u32, row_max: f32, denom: f32, is_label: bool) {
-    var g = exp(output[at] - row_max) / denom * shape.inv_norm;
+    var g = exp(output[at] - row_max) / denom * norm;
     if is_label {
-        g -= shape.inv_norm;
+        g -= norm;
     }
     grad[at] = g * activation_derivative(shape.activation, shape.slope, z[at]);
 }
@@ -56,11 +67,11 @@ fn value_element(at: u32) -> vec2<f32> {
         // in f32 the two differ by less than an ulp of the total, since
         // e^−|o| ≤ 1 and the max term dominates.
         term = vec2<f32>(max(o, 0.0) - o * y + log(1.0 + exp(-abs(o))), select(0.0, 1.0, (o > 0.0) == (y > 0.5)));
-        g = (sigmoid(o) - y) * shape.inv_norm;
+        g = (sigmoid(o) - y) * norm;
     } else {
         let d = o - y;
         term = vec2<f32>(d * d, 0.0);
-        g = select(d, 2.0 * d, shape.loss == LOSS_MSE) * shape.inv_norm;
+        g = select(d, 2.0 * d, shape.loss == LOSS_MSE) * norm;
     }
     grad[at] = g * activation_derivative(shape.activation, shape.slope, z[at]);
     return term;
@@ -102,7 +113,7 @@ fn row_loss(row: u32) -> vec2<f32> {
             total *= 0.5;
         }
     }
-    return vec2<f32>(total * shape.inv_norm, correct);
+    return vec2<f32>(total * norm, correct);
 }
 
 const GROUP: u32 = 64u;
@@ -113,6 +124,7 @@ fn loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     if row >= shape.rows {
         return;
     }
+    norm = shape.inv_norm;
     let stat = row_loss(row);
     stats[2u * row] = stat.x;
     stats[2u * row + 1u] = stat.y;
@@ -128,6 +140,7 @@ var<workgroup> pair: array<vec2<f32>, SUM_GROUP>;
 
 @compute @workgroup_size(SUM_GROUP)
 fn loss_summed(@builtin(local_invocation_index) lid: u32) {
+    norm = shape.inv_norm;
     var sum = vec2<f32>(0.0, 0.0);
     for (var r = lid; r < shape.rows; r += SUM_GROUP) {
         sum += row_loss(r);
@@ -178,6 +191,7 @@ fn loss_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
     if row >= shape.rows {
         return;
     }
+    norm = shape.inv_norm;
     let w = shape.width;
     let base = row * w;
     var total = 0.0;
@@ -236,7 +250,45 @@ fn loss_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
         }
     }
     if lid == 0u {
-        stats[2u * row] = total * shape.inv_norm;
+        stats[2u * row] = total * norm;
         stats[2u * row + 1u] = correct;
+    }
+}
+
+// Every member's loss and dZ at once, a workgroup a member (z), its
+// threads striding over the member's batch rows as `loss_summed`'s do:
+// each valid row scaled by the member's `inv_norm` times the row's weight,
+// the rows past the member's `rows` given no gradient; the member's sums
+// into its result slot, [loss, correct] at 2 · (slot · members + member).
+@compute @workgroup_size(SUM_GROUP)
+fn loss_members(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let member = wid.z;
+    let at = (step.slot * shape.members + member) * MEMBER_STEP_VEC4S;
+    let valid = member_steps[at].x;
+    let inv_norm = bitcast<f32>(member_steps[at + 1u].z);
+    var sum = vec2<f32>(0.0, 0.0);
+    for (var r = lid; r < shape.rows; r += SUM_GROUP) {
+        let row = member * shape.rows + r;
+        if r < valid {
+            norm = weight_batch[row] * inv_norm;
+            sum += row_loss(row);
+        } else {
+            for (var j = 0u; j < shape.width; j++) {
+                grad[row * shape.width + j] = 0.0;
+            }
+        }
+    }
+    pair[lid] = sum;
+    workgroupBarrier();
+    for (var half = SUM_GROUP / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            pair[lid] += pair[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        let slot = 2u * (step.slot * shape.members + member);
+        results[slot] = pair[0].x;
+        results[slot + 1u] = pair[0].y;
     }
 }

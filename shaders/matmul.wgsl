@@ -92,8 +92,9 @@ struct MatmulShape {
 @group(0) @binding(6) var<uniform> step: StepUniform;
 // Each slice's partial C, `shape.m × cols()` values a slice (split-K).
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>;
-// Each member's dropout (members): [threshold, scale's bits, seed, 0].
-@group(0) @binding(8) var<storage, read> member_dropout: array<vec4<u32>>;
+// Each member's step (members runs; `MemberStep` in src/gpu/uniforms.rs,
+// six vec4 a member a step slot): its dropout and its optimizer step t.
+@group(0) @binding(8) var<storage, read> member_steps: array<vec4<u32>>;
 
 // This workgroup's slice of K and member (its z), where its reduction
 // ends, and where its member's operands and outputs start in their
@@ -153,16 +154,22 @@ fn dropout_at(row: u32, col: u32) -> f32 {
     var threshold = shape.dropout_threshold;
     var scale = shape.dropout_scale;
     var seed = shape.dropout_seed;
+    var t = step.t;
     if shape.members > 1u {
-        let own = member_dropout[member];
-        threshold = own.x;
-        scale = bitcast<f32>(own.y);
-        seed = own.z;
+        // A layer without dropout says so for every member.
+        if shape.dropout_layer == 0xffffffffu {
+            return 1.0;
+        }
+        let at = (step.slot * shape.members + member) * MEMBER_STEP_VEC4S;
+        threshold = member_steps[at].w;
+        t = member_steps[at].z;
+        scale = bitcast<f32>(member_steps[at + 1u].x);
+        seed = member_steps[at + 1u].y;
     }
-    if threshold == 0u || shape.dropout_layer == 0xffffffffu {
+    if threshold == 0u {
         return 1.0;
     }
-    return dropout_factor(threshold, scale, seed, step.t, shape.dropout_layer, shape.row_offset + row, col);
+    return dropout_factor(threshold, scale, seed, t, shape.dropout_layer, shape.row_offset + row, col);
 }
 
 // One output element through the epilogue (both kernels store through it).

@@ -31,6 +31,13 @@ struct OptimizerUniform {
     clip_norm: f32,    // max global norm, 0 when off
     clip_value: f32,   // max |g|, 0 when off
     clip_partials: u32, // partial sums of g² in `clip` (clipping by norm)
+    // Members (`update_members`): how many, and each member's quads (its
+    // parameters' stride, a multiple of GROUP quads, so that a workgroup
+    // updates one member); 0 for a lone run.
+    members: u32,
+    member_quads: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> rule: OptimizerUniform;
@@ -43,12 +50,15 @@ struct OptimizerUniform {
 @group(0) @binding(5) var<storage, read> clip: array<f32>;
 @group(0) @binding(6) var<storage, read_write> state1: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> state2: array<vec4<f32>>;
+// Members: each member's step (`MEMBER_STEP_VEC4S`): whether it updates,
+// its t, learning rate and the numbers of its optimizer.
+@group(0) @binding(8) var<storage, read> member_steps: array<vec4<u32>>;
 
 const GROUP: u32 = 256u;
 
 @compute @workgroup_size(GROUP)
 fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    update_quad(flat_index(wid, groups, lid, GROUP), 1.0);
+    update_quad(flat_index(wid, groups, lid, GROUP), 1.0, rule, step);
 }
 
 var<workgroup> squares: array<f32, GROUP>;
@@ -72,13 +82,77 @@ fn update_clipped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         workgroupBarrier();
     }
     let norm = sqrt(squares[0]);
-    update_quad(flat_index(wid, groups, lid, GROUP), min(rule.clip_norm / (norm + 1e-6), 1.0));
+    update_quad(flat_index(wid, groups, lid, GROUP), min(rule.clip_norm / (norm + 1e-6), 1.0), rule, step);
 }
 
-// Updates parameter quad i, its gradient scaled by `norm_scale` first
-// (clipping by norm).
-fn update_quad(i: u32, norm_scale: f32) {
-    let n = rule.n / 4u;
+// Every member's update at once: quad i is member i / member_quads's, with
+// that member's rule and step (its learning rate, t, bias corrections,
+// optimizer numbers) in place of the run's; a member that does not update
+// at this step (stopped, or its epoch over) is left as it is.
+@compute @workgroup_size(GROUP)
+fn update_members(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, groups, lid, GROUP);
+    update_member_quad(i, min(i / rule.member_quads, rule.members - 1u), 1.0);
+}
+
+// The same, clipping each member by its gradient's norm: its
+// `clip_partials` partial sums of g² sit at member · clip_partials in
+// `clip`, and a workgroup's quads are one member's (member_quads is a
+// multiple of GROUP), so its threads sum them by `update_clipped`'s tree.
+@compute @workgroup_size(GROUP)
+fn update_members_clipped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, groups, lid, GROUP);
+    let member = min((i - lid) / rule.member_quads, rule.members - 1u);
+    var sum = 0.0;
+    for (var k = lid; k < rule.clip_partials; k += GROUP) {
+        sum += clip[member * rule.clip_partials + k];
+    }
+    squares[lid] = sum;
+    workgroupBarrier();
+    for (var half = GROUP / 2u; half > 0u; half /= 2u) {
+        if lid < half {
+            squares[lid] += squares[lid + half];
+        }
+        workgroupBarrier();
+    }
+    let norm = sqrt(squares[0]);
+    update_member_quad(i, member, min(rule.clip_norm / (norm + 1e-6), 1.0));
+}
+
+// Quad i of `member` by its own rule and step, when it updates at this step.
+fn update_member_quad(i: u32, member: u32, norm_scale: f32) {
+    let at = (step.slot * rule.members + member) * MEMBER_STEP_VEC4S;
+    let own = member_steps[at];
+    if own.y == 0u || i >= rule.n / 4u {
+        return;
+    }
+    let scalars = bitcast<vec4<f32>>(member_steps[at + 2u]);
+    let numbers = bitcast<vec4<f32>>(member_steps[at + 3u]);
+    let more = bitcast<vec4<f32>>(member_steps[at + 4u]);
+    var r = rule;
+    r.momentum = numbers.x;
+    r.dampening = numbers.y;
+    r.beta1 = numbers.z;
+    r.beta2 = numbers.w;
+    r.alpha = more.x;
+    r.eps = more.y;
+    r.weight_decay = more.z;
+    r.clip_value = bitcast<f32>(member_steps[at + 5u].x);
+    var s = step;
+    s.t = own.z;
+    s.lr = bitcast<f32>(member_steps[at + 1u].w);
+    s.step_size = scalars.x;
+    s.bias_correction2_sqrt = scalars.y;
+    s.adagrad_lr = scalars.z;
+    s.decay = scalars.w;
+    update_quad(i, norm_scale, r, s);
+}
+
+// Updates parameter quad i by rule `rule` and step `step` (the run's, or
+// a member's), its gradient scaled by `norm_scale` first (clipping by
+// norm).
+fn update_quad(i: u32, norm_scale: f32, r: OptimizerUniform, s: StepUniform) {
+    let n = r.n / 4u;
     if i >= n {
         return;
     }
@@ -86,85 +160,85 @@ fn update_quad(i: u32, norm_scale: f32) {
     var g = grads[i];
     // Clipping (`clip_gradients` in src/cpu/optimizer.rs): by global norm,
     // then by value.
-    if rule.clip_norm > 0.0 {
+    if r.clip_norm > 0.0 {
         g *= norm_scale;
     }
-    if rule.clip_value > 0.0 {
-        g = clamp(g, vec4<f32>(-rule.clip_value), vec4<f32>(rule.clip_value));
+    if r.clip_value > 0.0 {
+        g = clamp(g, vec4<f32>(-r.clip_value), vec4<f32>(r.clip_value));
     }
-    let lr = step.lr;
-    let wd = rule.weight_decay;
+    let lr = s.lr;
+    let wd = r.weight_decay;
     // The state's slots, as `Optimizer::state_names` lists them for each
     // optimizer: slot k of parameter quad i is statek[i].
-    switch rule.kind {
+    switch r.kind {
         case OPTIMIZER_SGD: {
             g += wd * theta;
-            if rule.momentum != 0.0 {
+            if r.momentum != 0.0 {
                 var momentum_buffer = g;
-                if step.t > 1u {
-                    momentum_buffer = rule.momentum * state0[i] + (1.0 - rule.dampening) * g;
+                if s.t > 1u {
+                    momentum_buffer = r.momentum * state0[i] + (1.0 - r.dampening) * g;
                 }
                 state0[i] = momentum_buffer;
-                g = select(momentum_buffer, g + rule.momentum * momentum_buffer, vec4<bool>(rule.nesterov != 0u));
+                g = select(momentum_buffer, g + r.momentum * momentum_buffer, vec4<bool>(r.nesterov != 0u));
             }
             theta -= lr * g;
         }
         case OPTIMIZER_ADAM: {
-            if rule.decoupled != 0u {
-                theta *= step.decay;
+            if r.decoupled != 0u {
+                theta *= s.decay;
             } else {
                 g += wd * theta;
             }
-            let exp_avg = rule.beta1 * state0[i] + (1.0 - rule.beta1) * g;
-            let exp_avg_sq = rule.beta2 * state1[i] + (1.0 - rule.beta2) * g * g;
+            let exp_avg = r.beta1 * state0[i] + (1.0 - r.beta1) * g;
+            let exp_avg_sq = r.beta2 * state1[i] + (1.0 - r.beta2) * g * g;
             state0[i] = exp_avg;
             state1[i] = exp_avg_sq;
             var second_moment = exp_avg_sq;
-            if rule.amsgrad != 0u {
+            if r.amsgrad != 0u {
                 let max_exp_avg_sq = max(state2[i], exp_avg_sq);
                 state2[i] = max_exp_avg_sq;
                 second_moment = max_exp_avg_sq;
             }
-            let denom = sqrt(second_moment) / step.bias_correction2_sqrt + rule.eps;
-            theta -= step.step_size * (exp_avg / denom);
+            let denom = sqrt(second_moment) / s.bias_correction2_sqrt + r.eps;
+            theta -= s.step_size * (exp_avg / denom);
         }
         // RMSprop: the slots are square_avg, then
         // momentum_buffer when there is momentum, then grad_avg when
         // centered.
         case OPTIMIZER_RMSPROP: {
             g += wd * theta;
-            let with_momentum = rule.momentum > 0.0;
-            let square_avg = rule.alpha * state0[i] + (1.0 - rule.alpha) * g * g;
+            let with_momentum = r.momentum > 0.0;
+            let square_avg = r.alpha * state0[i] + (1.0 - r.alpha) * g * g;
             state0[i] = square_avg;
             var avg: vec4<f32>;
-            if rule.centered != 0u {
+            if r.centered != 0u {
                 // grad_avg is slot 2 after a momentum_buffer, else slot 1.
                 var grad_avg: vec4<f32>;
                 if with_momentum {
-                    grad_avg = rule.alpha * state2[i] + (1.0 - rule.alpha) * g;
+                    grad_avg = r.alpha * state2[i] + (1.0 - r.alpha) * g;
                     state2[i] = grad_avg;
                 } else {
-                    grad_avg = rule.alpha * state1[i] + (1.0 - rule.alpha) * g;
+                    grad_avg = r.alpha * state1[i] + (1.0 - r.alpha) * g;
                     state1[i] = grad_avg;
                 }
-                avg = sqrt(square_avg - grad_avg * grad_avg) + rule.eps;
+                avg = sqrt(square_avg - grad_avg * grad_avg) + r.eps;
             } else {
-                avg = sqrt(square_avg) + rule.eps;
+                avg = sqrt(square_avg) + r.eps;
             }
             if with_momentum {
-                let momentum_buffer = rule.momentum * state1[i] + g / avg;
+                let momentum_buffer = r.momentum * state1[i] + g / avg;
                 state1[i] = momentum_buffer;
                 theta -= lr * momentum_buffer;
             } else {
                 theta -= lr * g / avg;
             }
         }
-        // Adagrad: the decayed learning rate comes in `step.adagrad_lr`.
+        // Adagrad: the decayed learning rate comes in `s.adagrad_lr`.
         default: { // OPTIMIZER_ADAGRAD
             g += wd * theta;
             let sum = state0[i] + g * g;
             state0[i] = sum;
-            theta -= step.adagrad_lr * g / (sqrt(sum) + rule.eps);
+            theta -= s.adagrad_lr * g / (sqrt(sum) + r.eps);
         }
     }
     params[i] = theta;

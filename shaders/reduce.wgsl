@@ -8,6 +8,12 @@ struct ReduceShape {
     accumulate: u32,
     // Where `column_sums` writes in `out` (in floats).
     out_offset: u32,
+    // Members: how many (the dispatch's z; 0 or 1 for a lone run), and
+    // each member's distance in `input` and in `out` from the one before.
+    members: u32,
+    input_stride: u32,
+    out_stride: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: ReduceShape;
@@ -26,10 +32,11 @@ var<workgroup> partial: array<f32, COLS * LANES>;
 @compute @workgroup_size(COLS, LANES)
 fn column_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let col = (wid.y * groups.x + wid.x) * COLS + lid.x;
+    let input_base = wid.z * shape.input_stride;
     var sum = 0.0;
     if col < shape.cols {
         for (var r = lid.y; r < shape.rows; r += LANES) {
-            sum += input[r * shape.cols + col];
+            sum += input[input_base + r * shape.cols + col];
         }
     }
     partial[lid.y * COLS + lid.x] = sum;
@@ -41,7 +48,7 @@ fn column_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
         workgroupBarrier();
     }
     if lid.y == 0u && col < shape.cols {
-        let at = shape.out_offset + col;
+        let at = wid.z * shape.out_stride + shape.out_offset + col;
         out[at] = select(0.0, out[at], shape.accumulate != 0u) + partial[lid.x];
     }
 }
@@ -96,13 +103,14 @@ fn tree_sum(lid: u32, value: f32) {
 // order: deterministic.
 @compute @workgroup_size(NORM_GROUP)
 fn sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let base = wid.z * shape.input_stride;
     var sum = 0.0;
     for (var i = wid.x * NORM_GROUP + lid; i < shape.rows; i += shape.cols * NORM_GROUP) {
-        sum += input[i] * input[i];
+        sum += input[base + i] * input[base + i];
     }
     tree_sum(lid, sum);
     if lid == 0u {
-        out[shape.out_offset + wid.x] = squares[0];
+        out[wid.z * shape.out_stride + shape.out_offset + wid.x] = squares[0];
     }
 }
 
@@ -121,7 +129,7 @@ fn layer_norms(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     let l = wid.x;
     var sum = 0.0;
     for (var part = 0u; part < 2u; part++) {
-        let start = norm_ranges[4u * l + 2u * part];
+        let start = wid.z * shape.input_stride + norm_ranges[4u * l + 2u * part];
         let len = norm_ranges[4u * l + 2u * part + 1u];
         // Four elements an iteration: a layer of 33.5 million weights (a
         // whole 128 MiB binding) stays within lavapipe's 65 535 loop
@@ -148,6 +156,7 @@ fn layer_norms(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     }
     tree_sum(lid, sum);
     if lid == 0u {
-        out[(step.slot * shape.cols + shape.out_offset + l) * 2u + wid.y] = sqrt(squares[0]);
+        let network = step.slot * max(shape.members, 1u) + wid.z;
+        out[(network * shape.cols + shape.out_offset + l) * 2u + wid.y] = sqrt(squares[0]);
     }
 }

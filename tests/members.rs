@@ -78,6 +78,24 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// A member against its lone run on `device`: bit for bit on the CPU
+/// (it is that run); on the GPU within the CPU-GPU parity tolerance (the
+/// members' products run in other kernels than a lone run's).
+fn same_run(device: Device, member: &[f32], alone: &[f32], what: &str) {
+    if device == Device::Cpu {
+        assert_eq!(bits(member), bits(alone), "{what}");
+        return;
+    }
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let (err, at) = common::max_rel_error(&widen(member), &widen(alone), 1e-2);
+    assert!(
+        err < 1e-4,
+        "{what}: relative error {err:.2e} at {at} ({} against {})",
+        member[at],
+        alone[at]
+    );
+}
+
 /// Member `m`'s lone run: its settings on its rows, with its weights.
 fn lone(
     run: &TrainConfig,
@@ -114,10 +132,11 @@ backend_tests! {
         assert!(history.states.iter().all(|s| *s == MemberState::Training));
         for (m, member) in members.iter().enumerate() {
             let mut alone = lone(&run, member, &data, None);
-            assert_eq!(
-                bits(&together.member_mut(m).parameters().unwrap()),
-                bits(&alone.parameters().unwrap()),
-                "{device}: member {m} differs from its lone run"
+            same_run(
+                device,
+                &together.member_mut(m).parameters().unwrap(),
+                &alone.parameters().unwrap(),
+                &format!("{device}: member {m} against its lone run"),
             );
             assert_eq!(together.member(m).steps(), alone.steps(), "{device}: member {m}'s steps");
             assert_eq!(history.members[m].epochs.len(), 5, "{device}: member {m}'s epochs");
@@ -158,10 +177,11 @@ backend_tests! {
         );
         for (m, member) in members.iter().enumerate() {
             let mut alone = lone(&run, member, &train, Some(&validation));
-            assert_eq!(
-                bits(&together.member_mut(m).parameters().unwrap()),
-                bits(&alone.parameters().unwrap()),
-                "{device}: member {m} differs from its lone run"
+            same_run(
+                device,
+                &together.member_mut(m).parameters().unwrap(),
+                &alone.parameters().unwrap(),
+                &format!("{device}: member {m} against its lone run"),
             );
         }
     }
@@ -189,10 +209,11 @@ backend_tests! {
         assert_eq!(history.states[0], MemberState::Training);
         let mut calm = common::trainer(net.clone(), members[0].config(&run).unwrap(), device);
         calm.fit(&data, None).unwrap();
-        assert_eq!(
-            bits(&together.member_mut(0).parameters().unwrap()),
-            bits(&calm.parameters().unwrap()),
-            "{device}: the calm member"
+        same_run(
+            device,
+            &together.member_mut(0).parameters().unwrap(),
+            &calm.parameters().unwrap(),
+            &format!("{device}: the calm member"),
         );
         let mut wild = common::trainer(net, members[1].config(&run).unwrap(), device);
         let Err(retroprop::Error::Diverged { step: alone_step, .. }) = wild.fit(&data, None) else {
@@ -200,10 +221,11 @@ backend_tests! {
         };
         assert_eq!(step, alone_step, "{device}: the step that diverged");
         assert_eq!(together.member(1).steps(), step - 1, "{device}: steps kept");
-        assert_eq!(
-            bits(&together.member_mut(1).parameters().unwrap()),
-            bits(&wild.parameters().unwrap()),
-            "{device}: the last good parameters"
+        same_run(
+            device,
+            &together.member_mut(1).parameters().unwrap(),
+            &wild.parameters().unwrap(),
+            &format!("{device}: the last good parameters"),
         );
     }
 
@@ -464,4 +486,169 @@ fn members_files_resume_bit_for_bit_and_repeat_their_bytes() {
         assert!(header.contains(name), "{name} not in the header: {header}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A member its step bound cuts mid-epoch keeps its last step's
+/// parameters, as its lone fit does (early stopping's best epoch is put
+/// back only at the end of a fit that ran its course); one that stopped
+/// early says which epoch it kept.
+#[test]
+fn a_member_cut_by_its_step_bound_keeps_its_last_step() {
+    let data = data();
+    let (train, validation) = data.split(0.3, 2).unwrap();
+    // 63 rows in batches of 8: 8 steps an epoch, so step 30 is inside the
+    // fourth epoch; a member on 20 rows takes 3 an epoch and ends one at 30.
+    let run = run_config(Device::Cpu)
+        .early_stopping(50, 0.0)
+        .epochs(20)
+        .max_steps(30);
+    let members = vec![
+        Member::default(),
+        Member {
+            rows: Some((0..20).collect()),
+            ..Member::default()
+        },
+    ];
+    let mut together = Members::new(mlp(), run.clone(), members.clone()).unwrap();
+    let history = together.fit(&train, Some(&validation)).unwrap();
+    assert!(history.members[0].cut_mid_epoch && !history.members[1].cut_mid_epoch);
+    for (m, member) in members.iter().enumerate() {
+        let mut alone = lone(&run, member, &train, Some(&validation));
+        assert_eq!(
+            bits(&together.member_mut(m).parameters().unwrap()),
+            bits(&alone.parameters().unwrap()),
+            "member {m} differs from its lone run"
+        );
+    }
+
+    let stopping = run_config(Device::Cpu).early_stopping(0, 0.0).epochs(30);
+    let mut stopped = Members::new(mlp(), stopping.clone(), Member::seeds(2)).unwrap();
+    let history = stopped.fit(&train, Some(&validation)).unwrap();
+    for (m, member) in Member::seeds(2).iter().enumerate() {
+        let config = member.config(&stopping).unwrap();
+        let mut alone = common::trainer(mlp(), config, Device::Cpu);
+        let lone_history = alone.fit(&train, Some(&validation)).unwrap();
+        assert!(
+            lone_history.stopped_early,
+            "member {m}'s lone run ran its course"
+        );
+        assert_eq!(
+            history.members[m].best_epoch, lone_history.best_epoch,
+            "member {m}'s kept epoch"
+        );
+        assert!(history.members[m].stopped_early);
+    }
+}
+
+/// The ensemble is scored on its mean probabilities: cross-entropy as
+/// torch's NLLLoss of their log, accuracy by their largest; a regression
+/// ensemble by the squared error of its mean output.
+#[test]
+fn the_ensemble_is_scored_on_its_mean_probabilities() {
+    let data = data();
+    let mut run = Members::new(mlp(), run_config(Device::Cpu), Member::seeds(3)).unwrap();
+    run.fit(&data, None).unwrap();
+    let members = run.predict_members(data.x()).unwrap();
+    let Targets::Classes(labels) = data.targets() else {
+        unreachable!()
+    };
+    let (mut nll, mut right) = (0.0f64, 0usize);
+    for (row, &label) in labels.iter().enumerate() {
+        let mean: Vec<f64> = (0..3)
+            .map(|class| {
+                members
+                    .iter()
+                    .map(|o| retroprop::loss::softmax(&o[3 * row..3 * row + 3])[class] as f64)
+                    .sum::<f64>()
+                    / 3.0
+            })
+            .collect();
+        nll -= mean[label as usize].ln();
+        right += usize::from(retroprop::loss::argmax(&mean) == label as usize);
+    }
+    let scored = run.evaluate_ensemble(&data).unwrap();
+    let expected = nll / labels.len() as f64;
+    assert!(
+        (scored.loss - expected).abs() < 1e-6 * expected,
+        "loss {} against {expected}",
+        scored.loss
+    );
+    assert_eq!(scored.accuracy, Some(right as f64 / labels.len() as f64));
+
+    let x: Vec<f32> = common::random(2 * 50, -1.0, 1.0, 8);
+    let y: Vec<f32> = x.chunks(2).map(|p| p[0] * p[1]).collect();
+    let values = Dataset::new(
+        x,
+        2,
+        Targets::Values {
+            values: y.clone(),
+            width: 1,
+        },
+    )
+    .unwrap();
+    let net = Mlp::new(&[2, 6, 1], Activation::Tanh, Activation::Identity).unwrap();
+    let config = run_config(Device::Cpu).loss(Loss::HalfMse);
+    let mut run = Members::new(net, config, Member::seeds(2)).unwrap();
+    run.fit(&values, None).unwrap();
+    let members = run.predict_members(values.x()).unwrap();
+    let half_mse = y
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let mean = (members[0][i] as f64 + members[1][i] as f64) / 2.0;
+            0.5 * (mean - t as f64).powi(2)
+        })
+        .sum::<f64>()
+        / y.len() as f64;
+    let scored = run.evaluate_ensemble(&values).unwrap();
+    assert!(
+        (scored.loss - half_mse).abs() < 1e-6 * half_mse,
+        "loss {} against {half_mse}",
+        scored.loss
+    );
+    assert_eq!(scored.accuracy, None);
+}
+
+/// Members that a checkpoint holds at different epochs (one cut short by
+/// its step bound epochs before the other) resume to where the run never
+/// cut ends: the run's epochs count from its furthest member, and the one
+/// behind runs the epochs it lacks.
+#[test]
+fn members_at_different_epochs_resume_to_the_run_never_cut() {
+    let data = data();
+    // Batches of 8: 3 steps an epoch on 20 rows, 12 on 90. At 20 steps
+    // the first stands after epoch 6, the second after epoch 1.
+    let members = vec![
+        Member {
+            rows: Some((0..20).collect()),
+            ..Member::default()
+        },
+        Member::options(&[("lr", "0.02")]),
+    ];
+    let run = run_config(Device::Cpu).epochs(8).max_steps(40);
+    let mut whole = Members::new(mlp(), run.clone(), members.clone()).unwrap();
+    whole.fit(&data, None).unwrap();
+    let mut cut = Members::new(mlp(), run.clone().max_steps(20), members.clone()).unwrap();
+    cut.fit(&data, None).unwrap();
+    let saved = cut.checkpoint().unwrap();
+    let epochs: Vec<u64> = saved.iter().map(|c| c.epoch).collect();
+    assert_eq!(epochs, [6, 1], "the members' epochs at the cut");
+    let params = saved.iter().map(|c| c.params.clone()).collect();
+    let mut resumed =
+        Members::with_parameters(mlp(), run.clone().epochs(8 - 6), members.clone(), params)
+            .unwrap();
+    resumed.restore(&saved, cut.states()).unwrap();
+    resumed.fit(&data, None).unwrap();
+    for m in 0..members.len() {
+        assert_eq!(
+            resumed.member(m).steps(),
+            whole.member(m).steps(),
+            "member {m}'s steps"
+        );
+        assert_eq!(
+            bits(&resumed.member_mut(m).parameters().unwrap()),
+            bits(&whole.member_mut(m).parameters().unwrap()),
+            "member {m} after the resume"
+        );
+    }
 }

@@ -27,7 +27,9 @@ pub enum Command {
   retroprop train --data iris.csv --arch 4,16,3 --activations relu --epochs 100 --save iris.safetensors
   retroprop train --data house.csv --targets 2 --loss mse --standardize --val-split 0.2 --metrics run.csv --plot run.png
   retroprop train --data sales.parquet --target price --exclude store_id --fill-null 0
-  retroprop train --data digits.csv --optimizer sgd --lr 0.1 --momentum 0.9 --nesterov --device gpu"
+  retroprop train --data digits.csv --optimizer sgd --lr 0.1 --momentum 0.9 --nesterov --device gpu
+  retroprop train --data iris.csv --members 8 --save ensemble.safetensors
+  retroprop train --data iris.csv --lr 1e-3,3e-3,1e-2 --weight-decay 0,1e-4 --folds 5 --save best.safetensors --save-all all.safetensors"
     )]
     Train(Box<TrainArgs>),
     /// Write a model's predictions for a data file (CSV or Parquet).
@@ -116,11 +118,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub stream: bool,
     /// Validation data file (same format as --data).
-    #[arg(long, value_name = "FILE", conflicts_with = "val_split")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["val_split", "folds"])]
     pub val: Option<PathBuf>,
     /// Hold out this fraction of the training rows for validation (seeded)
-    /// [default: none, or 0.2 of the bundled digits].
-    #[arg(long, value_name = "FRACTION")]
+    /// [default: none, or 0.2 of the bundled digits without --folds].
+    #[arg(long, value_name = "FRACTION", conflicts_with = "folds")]
     pub val_split: Option<f64>,
     /// Scale features by the training set's mean and standard deviation
     /// (saved with the model and applied again at predict time).
@@ -146,47 +148,48 @@ pub struct TrainArgs {
     #[arg(long, value_name = "OPTIMIZER", value_parser = OptimizerParser)]
     pub optimizer: Option<Optimizer>,
     /// Learning rate (default: the optimizer's torch default).
-    #[arg(long)]
-    pub lr: Option<f64>,
+    #[arg(long, value_name = "X[,X…]", value_parser = parse_values::<f64>)]
+    pub lr: Option<Values<f64>>,
     /// Momentum (sgd, rmsprop).
-    #[arg(long)]
-    pub momentum: Option<f64>,
+    #[arg(long, value_name = "X[,X…]", value_parser = parse_values::<f64>)]
+    pub momentum: Option<Values<f64>>,
     /// Dampening for momentum (sgd).
-    #[arg(long)]
-    pub dampening: Option<f64>,
+    #[arg(long, value_name = "X[,X…]", value_parser = parse_values::<f64>)]
+    pub dampening: Option<Values<f64>>,
     /// Nesterov momentum (sgd).
     #[arg(long)]
     pub nesterov: bool,
     /// Weight decay: L2 added to the gradient, decoupled for adamw.
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Adam's betas, e.g. 0.9,0.999.
+    #[arg(long, value_name = "X[,X…]", value_parser = parse_values::<f64>)]
+    pub weight_decay: Option<Values<f64>>,
+    /// Adam's betas, e.g. 0.9,0.999 (or 0.9/0.999); a list of pairs, each
+    /// written B1/B2: 0.9/0.999,0.8/0.99.
     #[arg(long, value_name = "B1,B2")]
     pub betas: Option<String>,
     /// Term added to denominators.
-    #[arg(long)]
-    pub eps: Option<f64>,
+    #[arg(long, value_name = "X[,X…]", value_parser = parse_values::<f64>)]
+    pub eps: Option<Values<f64>>,
     /// AMSGrad variant (adam, adamw).
     #[arg(long)]
     pub amsgrad: bool,
     /// Smoothing constant (rmsprop).
-    #[arg(long)]
-    pub alpha: Option<f64>,
+    #[arg(long, value_name = "X[,X…]", value_parser = parse_values::<f64>)]
+    pub alpha: Option<Values<f64>>,
     /// Centered RMSprop.
     #[arg(long)]
     pub centered: bool,
     /// Learning-rate decay (adagrad).
-    #[arg(long)]
-    pub lr_decay: Option<f64>,
+    #[arg(long, value_name = "X[,X…]", value_parser = parse_values::<f64>)]
+    pub lr_decay: Option<Values<f64>>,
     /// Initial accumulator value (adagrad).
-    #[arg(long, alias = "initial-accumulator")]
-    pub initial_accumulator_value: Option<f64>,
+    #[arg(long, alias = "initial-accumulator", value_name = "X[,X…]", value_parser = parse_values::<f64>)]
+    pub initial_accumulator_value: Option<Values<f64>>,
     /// Learning-rate schedule, stepped per epoch (torch.optim.lr_scheduler):
     /// constant, step:STEP_SIZE:GAMMA, exponential:GAMMA,
     /// cosine:T_MAX[:ETA_MIN], warmup:EPOCHS[:START_FACTOR],
     /// plateau[:FACTOR[:PATIENCE]] [default: constant].
-    #[arg(long, value_name = "SCHEDULE", value_parser = parse_schedule)]
-    pub lr_schedule: Option<LrSchedule>,
+    #[arg(long, value_name = "SCHEDULE[,SCHEDULE…]", value_parser = parse_values::<LrSchedule>)]
+    pub lr_schedule: Option<Values<LrSchedule>>,
     /// Stop when the validation loss has not improved for PATIENCE epochs,
     /// keeping the best parameters (needs --val or --val-split).
     #[arg(long, value_name = "PATIENCE")]
@@ -208,8 +211,8 @@ pub struct TrainArgs {
     pub norms_every: Option<u64>,
     /// Dropout probability after every hidden layer while training
     /// (inverted scaling; off in evaluation and prediction).
-    #[arg(long, value_name = "P")]
-    pub dropout: Option<f32>,
+    #[arg(long, value_name = "P[,P…]", value_parser = parse_values::<f32>)]
+    pub dropout: Option<Values<f32>>,
     /// Rows per step; 0 means the whole data set (full-batch descent)
     /// [default: 32].
     #[arg(long)]
@@ -232,17 +235,35 @@ pub struct TrainArgs {
     /// --stream [default: 1048576:8192, or the checkpoint's on --resume].
     #[arg(long, value_name = "ROWS[:CHUNK]", value_parser = parse_window)]
     pub shuffle_window: Option<ShuffleWindow>,
-    /// Seeds initialisation, shuffling, dropout and --val-split [default: 0].
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// Seeds initialisation, shuffling, dropout, --val-split and --folds
+    /// [default: 0]. A list makes candidates of its seeds (the first
+    /// seeds the split and the folds).
+    #[arg(long, value_name = "SEED[,SEED…]", value_parser = parse_values::<u64>)]
+    pub seed: Option<Values<u64>>,
+    /// Train K members together, each a whole run of its own: with no
+    /// list of settings, K networks that differ by their seed (--seed,
+    /// --seed + 1, …, 0..K-1 by default), an ensemble; with lists, each
+    /// candidate repeated over those K seeds. A comma list given to
+    /// --lr, --momentum, --dampening, --betas, --alpha, --lr-decay,
+    /// --initial-accumulator-value, --weight-decay, --eps, --lr-schedule,
+    /// --dropout or --seed makes candidates of every combination of the
+    /// lists (the first flag in this order varying slowest).
+    #[arg(long, value_name = "K")]
+    pub members: Option<usize>,
+    /// Cross-validate: split the training rows into N folds (seeded by
+    /// --seed; stratified for class labels) and train each candidate on
+    /// each fold, validated on the fold's rows and trained on the others.
+    #[arg(long, value_name = "N")]
+    pub folds: Option<usize>,
     /// Weight initialisation: torch, xavier_uniform, xavier_normal,
     /// kaiming_uniform, kaiming_normal, sklearn (scikit-learn's MLP: weights and
     /// biases uniform in ±√(6/(fan_in+fan_out)), 2 for sigmoid).
     #[arg(long = "weight-init", default_value = "torch", value_parser = parse_init)]
     pub weight_init: Init,
     /// Write a checkpoint (parameters, optimizer state, step, epoch,
-    /// scheduler) to FILE every --checkpoint-every epochs, atomically, and
-    /// where Ctrl-C or SIGTERM stops training.
+    /// scheduler; of every member, with members) to FILE every
+    /// --checkpoint-every epochs, atomically, and where Ctrl-C or SIGTERM
+    /// stops training.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
     /// Epochs between checkpoints.
@@ -256,15 +277,22 @@ pub struct TrainArgs {
     /// --early-stopping, --batch-size, --seed, …) may change, and is
     /// printed and noted in the model's metadata. --epochs and --steps
     /// count from the start of the original run, so the resumed run ends
-    /// where the uninterrupted one would; --metrics is appended to.
+    /// where the uninterrupted one would; --metrics is appended to. A
+    /// checkpoint of members resumes every member: give the run's
+    /// --members, --folds and lists again (other members are refused).
     #[arg(long, value_name = "FILE", conflicts_with = "init")]
     pub resume: Option<PathBuf>,
     /// Start from the parameters in this safetensors file.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
-    /// Write the trained model here (safetensors, atomically).
+    /// Write the trained model here (safetensors, atomically). With
+    /// members: the best candidate, its one network as a model file, or
+    /// its members (seeds, folds) as a file of members, an ensemble.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+    /// With members: write every member to one file of members.
+    #[arg(long, value_name = "FILE")]
+    pub save_all: Option<PathBuf>,
     /// auto (a hardware GPU if there is one, else the CPU), cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,
@@ -274,10 +302,12 @@ pub struct TrainArgs {
     /// [default: f32, or the checkpoint's on --resume].
     #[arg(long, value_name = "PRECISION", value_parser = parse_precision)]
     pub precision: Option<Precision>,
-    /// Write per-epoch metrics: .csv, or JSON lines for .jsonl/.json.
+    /// Write per-epoch metrics: .csv, or JSON lines for .jsonl/.json
+    /// (with members, each member's, with its member and candidate).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
-    /// Draw the loss curves into a PNG file.
+    /// Draw the loss curves into a PNG file (with members, each member
+    /// thin and each candidate's mean thick).
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
     /// No progress bar.
@@ -306,6 +336,11 @@ pub struct PredictArgs {
     /// part's predictions as they come: memory holds a part, not the file.
     #[arg(long)]
     pub stream: bool,
+    /// Of a file of members (`train --save-all`, or --save of an
+    /// ensemble): member M alone [default: the ensemble, the mean of the
+    /// members' probabilities, or outputs for a regression].
+    #[arg(long, value_name = "M")]
+    pub member: Option<usize>,
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,
@@ -331,6 +366,11 @@ pub struct EvaluateArgs {
     /// part, not the file.
     #[arg(long)]
     pub stream: bool,
+    /// Of a file of members (`train --save-all`, or --save of an
+    /// ensemble): member M alone [default: the ensemble, the mean of the
+    /// members' probabilities, or outputs for a regression].
+    #[arg(long, value_name = "M")]
+    pub member: Option<usize>,
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: Device,
@@ -353,6 +393,11 @@ pub struct ExportArgs {
     /// scikit-learn's predict_proba gives them.
     #[arg(long, requires = "probabilities")]
     pub both_classes: bool,
+    /// Of a file of members: member M's network alone [default: the
+    /// ensemble, the mean of the members' probabilities (for a
+    /// regression, outputs), which --probabilities does not change].
+    #[arg(long, value_name = "M")]
+    pub member: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -393,29 +438,164 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// A setting's values: one, or a comma list (`1e-3,3e-3,1e-2`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Values<T>(pub Vec<T>);
+
+impl<T> Values<T> {
+    /// The value, when one was given.
+    pub fn single(&self) -> Option<&T> {
+        match self.0.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
+
+/// A comma list of values, each read by its type's `FromStr`.
+fn parse_values<T: std::str::FromStr>(text: &str) -> Result<Values<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.split(',')
+        .map(|value| {
+            value
+                .trim()
+                .parse()
+                .map_err(|e| format!("`{}`: {e}", value.trim()))
+        })
+        .collect::<Result<_, _>>()
+        .map(Values)
+}
+
+/// One value of a setting a member may have of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberValue {
+    /// An optimizer option by torch's name, as text `set_option` reads.
+    Option(&'static str, String),
+    /// A learning-rate schedule.
+    Schedule(LrSchedule),
+    /// Dropout after every hidden layer.
+    Dropout(f32),
+    /// The seed.
+    Seed(u64),
+}
+
+impl MemberValue {
+    /// The setting's name: torch's for an optimizer option.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MemberValue::Option(name, _) => name,
+            MemberValue::Schedule(_) => "lr_schedule",
+            MemberValue::Dropout(_) => "dropout",
+            MemberValue::Seed(_) => "seed",
+        }
+    }
+
+    /// The value as the flag writes it.
+    pub fn value(&self) -> String {
+        match self {
+            MemberValue::Option(_, text) => text.clone(),
+            MemberValue::Schedule(schedule) => schedule.to_string(),
+            MemberValue::Dropout(p) => p.to_string(),
+            MemberValue::Seed(seed) => seed.to_string(),
+        }
+    }
+}
+
 impl TrainArgs {
-    /// The optimizer options the flags give, by torch's names, as text for
-    /// `Optimizer::set_option` (each flag is the option's name with `-`).
-    pub fn optimizer_options(&self) -> Vec<(&'static str, String)> {
-        let number = |name, value: Option<f64>| value.map(|v| (name, v.to_string()));
-        let flag = |name, given: bool| given.then(|| (name, true.to_string()));
+    /// Every setting a member may have of its own that the flags give,
+    /// each with its values (one, or a comma list's), in the order the
+    /// candidates' grid takes them: the optimizer's options (torch's
+    /// names; each flag is the name with `-`), the schedule, dropout, the
+    /// seed.
+    pub fn member_settings(&self) -> Vec<(&'static str, Vec<MemberValue>)> {
+        let numbers = |name: &'static str, values: &Option<Values<f64>>| {
+            values.as_ref().map(|v| {
+                let texts = v.0.iter().map(|x| MemberValue::Option(name, x.to_string()));
+                (name, texts.collect())
+            })
+        };
+        let betas = self.betas.as_ref().map(|text| {
+            // `B1,B2` is one pair; with `/`, the commas part pairs.
+            let pairs: Vec<&str> = if text.contains('/') {
+                text.split(',').collect()
+            } else {
+                vec![text.as_str()]
+            };
+            let pairs = pairs.into_iter();
+            (
+                "betas",
+                pairs
+                    .map(|p| MemberValue::Option("betas", p.trim().to_string()))
+                    .collect(),
+            )
+        });
+        let each = |name, values: Option<Vec<MemberValue>>| values.map(|v| (name, v));
         [
-            number("lr", self.lr),
-            number("momentum", self.momentum),
-            number("dampening", self.dampening),
-            flag("nesterov", self.nesterov),
-            self.betas.clone().map(|b| ("betas", b)),
-            flag("amsgrad", self.amsgrad),
-            number("alpha", self.alpha),
-            flag("centered", self.centered),
-            number("lr_decay", self.lr_decay),
-            number("initial_accumulator_value", self.initial_accumulator_value),
-            number("weight_decay", self.weight_decay),
-            number("eps", self.eps),
+            numbers("lr", &self.lr),
+            numbers("momentum", &self.momentum),
+            numbers("dampening", &self.dampening),
+            betas,
+            numbers("alpha", &self.alpha),
+            numbers("lr_decay", &self.lr_decay),
+            numbers("initial_accumulator_value", &self.initial_accumulator_value),
+            numbers("weight_decay", &self.weight_decay),
+            numbers("eps", &self.eps),
+            each(
+                "lr_schedule",
+                self.lr_schedule
+                    .as_ref()
+                    .map(|v| v.0.iter().copied().map(MemberValue::Schedule).collect()),
+            ),
+            each(
+                "dropout",
+                self.dropout
+                    .as_ref()
+                    .map(|v| v.0.iter().copied().map(MemberValue::Dropout).collect()),
+            ),
+            each(
+                "seed",
+                self.seed
+                    .as_ref()
+                    .map(|v| v.0.iter().copied().map(MemberValue::Seed).collect()),
+            ),
         ]
         .into_iter()
         .flatten()
         .collect()
+    }
+
+    /// The optimizer options the flags give the run, by torch's names, as
+    /// text for `Optimizer::set_option`: the switches, and each option
+    /// given one value (a list makes candidates).
+    pub fn optimizer_options(&self) -> Vec<(&'static str, String)> {
+        let flag = |name, given: bool| given.then(|| (name, true.to_string()));
+        let switches = [
+            flag("nesterov", self.nesterov),
+            flag("amsgrad", self.amsgrad),
+            flag("centered", self.centered),
+        ];
+        let single = self
+            .member_settings()
+            .into_iter()
+            .filter_map(|(_, values)| match values.as_slice() {
+                [MemberValue::Option(name, text)] => Some((*name, text.clone())),
+                _ => None,
+            });
+        switches.into_iter().flatten().chain(single).collect()
+    }
+
+    /// Whether the flags ask for members: `--members`, `--folds`,
+    /// `--save-all` or a list of several values.
+    pub fn asks_for_members(&self) -> bool {
+        self.members.is_some()
+            || self.folds.is_some()
+            || self.save_all.is_some()
+            || self
+                .member_settings()
+                .iter()
+                .any(|(_, values)| values.len() > 1)
     }
 }
 
@@ -452,9 +632,6 @@ impl TypedValueParser for OptimizerParser {
 }
 
 fn parse_loss(s: &str) -> Result<Loss, String> {
-    s.parse()
-}
-fn parse_schedule(s: &str) -> Result<LrSchedule, String> {
     s.parse()
 }
 fn parse_init(s: &str) -> Result<Init, String> {

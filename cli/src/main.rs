@@ -6,6 +6,7 @@ mod cli;
 mod data;
 mod export;
 mod interrupt;
+mod members;
 mod predict;
 mod ranks;
 mod report;

@@ -90,6 +90,11 @@ impl Ranks {
         ))
     }
 
+    /// How many ranks the run has.
+    pub fn count(&self) -> usize {
+        self.size
+    }
+
     /// Whether this rank writes the files and the report (rank 0).
     pub fn writes(&self) -> bool {
         self.rank == 0

@@ -1,15 +1,17 @@
-//! `retroprop train`.
+//! `retroprop train` of one network, and the steps a run of members
+//! (members.rs) shares with it.
 
 use crate::cli::{TrainArgs, parse_arch};
 use crate::data::{
-    Labelled, StreamedFile, load_labelled, open_streamed, open_validation, outputs_for,
+    DataSpec, Labelled, StreamedFile, load_labelled, open_streamed, open_validation, outputs_for,
 };
 use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
-use crate::report::{MetricsFile, NormWarnings, plot, progress, progress_message};
+use crate::report::{MetricsFile, NormWarnings, Series, plot, progress, progress_message};
 use crate::resume;
+use retroprop::io::members::{LoadedMembersCheckpoint, is_members, parse_members_checkpoint};
 use retroprop::io::{
-    LoadedModel, RunNotes, SavedModel, load_checkpoint, load_model, save_checkpoint,
+    LoadedModel, RunNotes, SavedModel, load_model, parse_checkpoint, save_checkpoint,
     save_noted_model,
 };
 use retroprop::stream::Streamed;
@@ -19,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
-fn text<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
@@ -31,18 +33,22 @@ fn describe(data: Option<&Path>) -> String {
     })
 }
 
-/// A checkpoint to continue from (`--resume`).
-struct Resume {
-    path: PathBuf,
-    model: LoadedModel,
+/// A checkpoint to continue from (`--resume`): a lone run's, or one of
+/// members (`members`), whose first member stands for the run in the
+/// settings' resolution, at the run's epoch.
+pub(crate) struct Resume {
+    pub path: PathBuf,
+    pub model: LoadedModel,
     /// The optimizer's name in the file.
-    optimizer: String,
-    checkpoint: Checkpoint,
+    pub optimizer: String,
+    pub checkpoint: Checkpoint,
+    /// Every member, when the file holds members.
+    pub members: Option<LoadedMembersCheckpoint>,
 }
 
 impl Resume {
     /// The run as the library's resolution reads it.
-    fn saved(&self) -> Saved<'_> {
+    pub fn saved(&self) -> Saved<'_> {
         Saved {
             checkpoint: &self.checkpoint,
             standardized: self.model.standardizer.is_some(),
@@ -58,30 +64,39 @@ enum Loaded {
 }
 
 impl Loaded {
-    fn features(&self) -> usize {
+    /// What the settings' defaults read of the data.
+    fn shape(&self) -> DataShape {
         match self {
-            Loaded::Held(l) => l.data.features(),
-            Loaded::Streamed(s) => s.data.features(),
-        }
-    }
-
-    /// The network's outputs the targets need.
-    fn outputs(&self) -> usize {
-        match self {
-            Loaded::Held(l) => outputs_for(&l.data),
-            Loaded::Streamed(s) => s.outputs,
-        }
-    }
-
-    fn loss(&self) -> retroprop::Loss {
-        match self {
-            Loaded::Held(l) => l.loss,
-            Loaded::Streamed(s) => s.loss,
+            Loaded::Held(l) => DataShape::of(l),
+            Loaded::Streamed(s) => DataShape {
+                features: s.data.features(),
+                outputs: s.outputs,
+                loss: s.loss,
+            },
         }
     }
 }
 
-/// Rows of the run: held in memory, or read a part at a time.
+/// What the settings' defaults and checks read of the training data,
+/// held or streamed: its features, the outputs its targets need, and the
+/// loss they suggest (or a flag or the checkpoint named).
+pub(crate) struct DataShape {
+    features: usize,
+    outputs: usize,
+    loss: retroprop::Loss,
+}
+
+impl DataShape {
+    pub(crate) fn of(labelled: &Labelled) -> DataShape {
+        DataShape {
+            features: labelled.data.features(),
+            outputs: outputs_for(&labelled.data),
+            loss: labelled.loss,
+        }
+    }
+}
+
+/// Rows of a lone run: held in memory, or read a part at a time.
 enum Rows {
     Held(Dataset),
     Streamed(Streamed),
@@ -96,15 +111,19 @@ impl Rows {
     }
 }
 
-/// The data of the run, held out and scaled as its settings say: both
-/// sets held, or both streamed (a validation file read whole is handed
-/// out a part at a time too).
-struct Sets {
-    train: Rows,
-    validation: Option<Rows>,
-    standardizer: Option<Standardizer>,
+/// The data of the run, held out and scaled as its settings say: data
+/// sets held in memory (members train only on those), or for a lone run
+/// [`Rows`], both held or both streamed (a validation file read whole is
+/// handed out a part at a time too).
+pub(crate) struct Sets<R = Dataset> {
+    pub train: R,
+    /// The validation data: `--val`'s, the rows held out, or with
+    /// `--folds` the training data itself (each member validates on its
+    /// fold's rows of it).
+    pub validation: Option<R>,
+    pub standardizer: Option<Standardizer>,
     /// Why the loss was chosen, when no flag or checkpoint named it.
-    chosen_because: Option<String>,
+    pub chosen_because: Option<String>,
 }
 
 /// A trainer set up to run, and what the files it writes need.
@@ -133,14 +152,17 @@ struct Outcome {
 /// save, 130 or 143.
 pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     let start = Instant::now();
-    ranks.only_rank_0_writes(&mut args);
     let resume = load_resume(&args)?;
-    let loaded = load_data(&args, resume.as_ref())?;
-    let run = resolve_settings(&args, &loaded, resume.as_ref(), ranks)?;
-    let sets = hold_out_and_scale(&args, loaded, &run, resume.is_some())?;
+    if args.asks_for_members() || resume.as_ref().is_some_and(|r| r.members.is_some()) {
+        return crate::members::train(args, resume, ranks, start);
+    }
+    ranks.only_rank_0_writes(&mut args);
+    let loaded = open_data(&args, resume.as_ref())?;
+    let run = resolve_settings(&args, &loaded.shape(), resume.as_ref(), ranks)?;
+    let sets = sets_of_run(&args, loaded, &run, resume.is_some())?;
     let mut session = start_trainer(&args, run, &sets, resume.as_ref(), ranks, start)?;
     let Some(outcome) = fit(&args, &mut session, &sets, resume.as_ref(), ranks)? else {
-        return Ok(stopped_before_the_first_step(&session, ranks));
+        return Ok(stopped_before_the_first_step(&session.interrupts, ranks));
     };
     keep_files(&args, &mut session, &outcome)?;
     if ranks.writes() {
@@ -152,25 +174,64 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
     Ok(outcome.signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
 
-/// The checkpoint `--resume` names, read.
+/// The checkpoint `--resume` names, read: a lone run's or one of members.
 fn load_resume(args: &TrainArgs) -> Result<Option<Resume>> {
     let Some(path) = &args.resume else {
         return Ok(None);
     };
-    let (model, optimizer, checkpoint) = load_checkpoint(path).map_err(text)?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !is_members(&bytes, path).map_err(text)? {
+        let (model, optimizer, checkpoint) = parse_checkpoint(&bytes, path).map_err(text)?;
+        return Ok(Some(Resume {
+            path: path.clone(),
+            model,
+            optimizer,
+            checkpoint,
+            members: None,
+        }));
+    }
+    let members = parse_members_checkpoint(&bytes, path).map_err(text)?;
+    // Members that stopped early stand at earlier epochs: the run's epoch,
+    // which its --epochs count from, is the furthest.
+    let epoch = members.checkpoints.iter().map(|c| c.epoch).max();
     Ok(Some(Resume {
         path: path.clone(),
-        model,
-        optimizer,
-        checkpoint,
+        model: members.members.members[0].clone(),
+        optimizer: members.optimizer.clone(),
+        checkpoint: Checkpoint {
+            epoch: epoch.unwrap_or(0),
+            ..members.checkpoints[0].clone()
+        },
+        members: Some(members),
     }))
 }
 
 /// The training data, read as the run reads it: a resumed run as its
 /// start did (as many target columns as the network has outputs, one of
-/// labels for a classification loss); with `--stream`, opened (its
+/// labels for a classification loss), held in memory.
+pub(crate) fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Labelled> {
+    let (spec, loss) = data_spec(args, resume)?;
+    load_labelled(args.data.as_deref(), &spec, loss).map_err(text)
+}
+
+/// [`load_data`] for a lone run: with `--stream`, the file opened (its
 /// targets read, the file not held).
-fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Loaded> {
+fn open_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Loaded> {
+    if !args.stream {
+        return load_data(args, resume).map(Loaded::Held);
+    }
+    let (spec, loss) = data_spec(args, resume)?;
+    open_streamed(args.data.as_deref(), &spec, loss)
+        .map(Loaded::Streamed)
+        .map_err(text)
+}
+
+/// The columns the training data is read as, and the loss a flag or the
+/// checkpoint names: a resumed run's as its start read them.
+fn data_spec(
+    args: &TrainArgs,
+    resume: Option<&Resume>,
+) -> Result<(DataSpec, Option<retroprop::Loss>)> {
     let saved = resume.and_then(|r| r.checkpoint.settings.as_ref());
     let targets = match (args.targets, saved) {
         (Some(targets), _) => targets,
@@ -183,12 +244,7 @@ fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Loaded> {
         return Err("--targets must be at least 1".into());
     }
     let loss = args.loss.or(saved.map(|s| s.loss));
-    let spec = args.columns.spec(targets);
-    match args.stream {
-        true => open_streamed(args.data.as_deref(), &spec, loss).map(Loaded::Streamed),
-        false => load_labelled(args.data.as_deref(), &spec, loss).map(Loaded::Held),
-    }
-    .map_err(text)
+    Ok((args.columns.spec(targets), loss))
 }
 
 /// What the flags say, each setting `None` where no flag was given.
@@ -203,15 +259,16 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
             .into_iter()
             .map(|(name, value)| (name.to_string(), value))
             .collect(),
-        lr_schedule: args.lr_schedule,
+        lr_schedule: args.lr_schedule.as_ref().and_then(|v| v.single()).copied(),
         batch_size: args.batch_size.map(|rows| (rows > 0).then_some(rows)),
         shuffle: args.no_shuffle.then_some(false),
         shuffle_window: args.shuffle_window,
-        seed: args.seed,
+        // A list's first seeds what the run shares: the split, the folds.
+        seed: args.seed.as_ref().and_then(|v| v.0.first()).copied(),
         init: Some(args.weight_init),
         clip_grad_norm: args.clip_grad_norm,
         clip_grad_value: args.clip_grad_value,
-        dropout: args.dropout,
+        dropout: args.dropout.as_ref().and_then(|v| v.single()).copied(),
         early_stopping: args.early_stopping,
         min_delta: args.min_delta,
         // Validation data of its own holds out nothing.
@@ -231,9 +288,9 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
 /// The program's own defaults, where neither a flag nor the checkpoint
 /// says: the network `FEATURES,64,OUTPUTS` (or `--init`'s), the loss the
 /// targets suggest, 20 epochs (no bound with `--steps`), and for the
-/// bundled digits a 20 % validation split and standardisation (they are
-/// pixel counts 0..16).
-fn program_defaults(args: &TrainArgs, loaded: &Loaded) -> Result<RunRequest> {
+/// bundled digits standardisation (they are pixel counts 0..16) and,
+/// without `--folds`, a 20 % validation split.
+fn program_defaults(args: &TrainArgs, data: &DataShape) -> Result<RunRequest> {
     let init = args
         .init
         .as_deref()
@@ -243,16 +300,16 @@ fn program_defaults(args: &TrainArgs, loaded: &Loaded) -> Result<RunRequest> {
     let bundled = args.data.is_none();
     Ok(RunRequest {
         sizes: Some(init.as_ref().map_or_else(
-            || vec![loaded.features(), 64, loaded.outputs()],
+            || vec![data.features, 64, data.outputs],
             |m| m.sizes.clone(),
         )),
         activations: init
             .and_then(|m| m.activations)
             .map(|a| join(&a))
             .filter(|_| args.arch.is_none()),
-        loss: Some(loaded.loss()),
+        loss: Some(data.loss),
         epochs: Some(if args.steps.is_some() { usize::MAX } else { 20 }),
-        validation_split: bundled.then_some(Some(0.2)),
+        validation_split: (bundled && args.folds.is_none()).then_some(Some(0.2)),
         standardize: bundled.then_some(true),
         ..RunRequest::default()
     })
@@ -261,13 +318,13 @@ fn program_defaults(args: &TrainArgs, loaded: &Loaded) -> Result<RunRequest> {
 /// The run's settings, resolved by the library from the flags, the
 /// checkpoint and the program's defaults; a resume that changes what
 /// its state cannot carry is refused here, naming each flag.
-fn resolve_settings(
+pub(crate) fn resolve_settings(
     args: &TrainArgs,
-    loaded: &Loaded,
+    data: &DataShape,
     resume: Option<&Resume>,
     ranks: &Ranks,
 ) -> Result<ResolvedRun> {
-    let defaults = program_defaults(args, loaded)?;
+    let defaults = program_defaults(args, data)?;
     let run = request(args)?
         .resolve(&defaults, resume.map(Resume::saved))
         .map_err(flag_error)?;
@@ -283,7 +340,7 @@ fn resolve_settings(
             );
         }
     }
-    let features = loaded.features();
+    let features = data.features;
     let sizes = run.mlp.sizes();
     if sizes[0] != features {
         return Err(format!(
@@ -296,7 +353,7 @@ fn resolve_settings(
 }
 
 /// A resolution error in the program's words: a setting by its flag.
-fn flag_error(error: retroprop::Error) -> String {
+pub(crate) fn flag_error(error: retroprop::Error) -> String {
     match error {
         retroprop::Error::UnknownOption {
             optimizer,
@@ -318,43 +375,68 @@ fn flag_error(error: retroprop::Error) -> String {
     }
 }
 
-/// The validation rows (`--val`, or held out as the settings say, the
-/// run's first split on resume) and the inputs' scaling, fitted on the
-/// training rows.
-fn hold_out_and_scale(
+/// A lone run's validation rows and scaling: [`hold_out_and_scale`] of
+/// data held in memory, or [`open_and_scale_streamed`] of a file to
+/// stream.
+fn sets_of_run(
     args: &TrainArgs,
     loaded: Loaded,
     run: &ResolvedRun,
     resumed: bool,
-) -> Result<Sets> {
-    let sets = match loaded {
-        Loaded::Held(labelled) => hold_out_and_scale_held(args, labelled, run)?,
-        Loaded::Streamed(file) => open_and_scale_streamed(args, file, run)?,
-    };
-    if let Some(rule) = run.config.early_stopping
-        && sets.validation.is_none()
-    {
-        return Err(match (args.early_stopping, resumed) {
-            (None, true) => format!(
-                "--resume {}: the run stops early on validation data (--early-stopping {} \
-                 in the checkpoint): give its --val FILE again",
-                args.resume
-                    .as_ref()
-                    .map_or("".into(), |p| p.display().to_string()),
-                rule.patience
-            ),
-            _ => "--early-stopping needs validation data: add --val FILE or --val-split FRACTION"
-                .into(),
-        });
+) -> Result<Sets<Rows>> {
+    match loaded {
+        Loaded::Held(labelled) => {
+            let sets = hold_out_and_scale(args, labelled, run, resumed)?;
+            Ok(Sets {
+                train: Rows::Held(sets.train),
+                validation: sets.validation.map(Rows::Held),
+                standardizer: sets.standardizer,
+                chosen_because: sets.chosen_because,
+            })
+        }
+        Loaded::Streamed(file) => {
+            let sets = open_and_scale_streamed(args, file, run)?;
+            check_early_stopping(args, run, sets.validation.is_some(), resumed)?;
+            Ok(sets)
+        }
     }
-    Ok(sets)
 }
 
-/// [`hold_out_and_scale`] for data held in memory.
-fn hold_out_and_scale_held(
+/// Early stopping needs validation data (`validated`): an error naming
+/// what to give, the checkpoint's rule on a resume.
+fn check_early_stopping(
+    args: &TrainArgs,
+    run: &ResolvedRun,
+    validated: bool,
+    resumed: bool,
+) -> Result<()> {
+    let Some(rule) = run.config.early_stopping.filter(|_| !validated) else {
+        return Ok(());
+    };
+    Err(match (args.early_stopping, resumed) {
+        (None, true) => format!(
+            "--resume {}: the run stops early on validation data (--early-stopping {} \
+             in the checkpoint): give its --val FILE again",
+            args.resume
+                .as_ref()
+                .map_or("".into(), |p| p.display().to_string()),
+            rule.patience
+        ),
+        _ => "--early-stopping needs validation data: add --val FILE, --val-split FRACTION \
+              or --folds N"
+            .into(),
+    })
+}
+
+/// The validation rows (`--val`, or held out as the settings say, the
+/// run's first split on resume, or with `--folds` the training rows
+/// themselves) and the inputs' scaling, fitted on the training rows (with
+/// `--folds`, all of them).
+pub(crate) fn hold_out_and_scale(
     args: &TrainArgs,
     labelled: Labelled,
     run: &ResolvedRun,
+    resumed: bool,
 ) -> Result<Sets> {
     let Labelled {
         data: mut train,
@@ -388,6 +470,8 @@ fn hold_out_and_scale_held(
             train.features()
         ));
     }
+    let folds = args.folds.is_some();
+    check_early_stopping(args, run, validation.is_some() || folds, resumed)?;
     let standardizer = run.standardize.then(|| Standardizer::fit(&train));
     if let Some(s) = &standardizer {
         s.apply(&mut train).map_err(text)?;
@@ -395,9 +479,12 @@ fn hold_out_and_scale_held(
             s.apply(v).map_err(text)?;
         }
     }
+    if folds {
+        validation = Some(train.clone());
+    }
     Ok(Sets {
-        train: Rows::Held(train),
-        validation: validation.map(Rows::Held),
+        train,
+        validation,
         standardizer,
         chosen_because,
     })
@@ -411,7 +498,7 @@ fn open_and_scale_streamed(
     args: &TrainArgs,
     file: StreamedFile,
     run: &ResolvedRun,
-) -> Result<Sets> {
+) -> Result<Sets<Rows>> {
     let StreamedFile {
         data: train,
         loss,
@@ -463,21 +550,32 @@ fn starting_parameters(
     run: &ResolvedRun,
     resume: Option<&Resume>,
 ) -> Result<Vec<f32>> {
+    if let Some(resume) = resume {
+        fits_network("--resume", &resume.path, &resume.model, run)?;
+        return Ok(resume.model.params.clone());
+    }
+    Ok(init_parameters(args, run)?
+        .unwrap_or_else(|| run.mlp.init(run.config.init, run.config.seed)))
+}
+
+/// The parameters `--init` names, which must fit the network.
+pub(crate) fn init_parameters(args: &TrainArgs, run: &ResolvedRun) -> Result<Option<Vec<f32>>> {
+    let Some(path) = &args.init else {
+        return Ok(None);
+    };
+    let model = load_model(path).map_err(text)?;
+    fits_network("--init", path, &model, run)?;
+    Ok(Some(model.params))
+}
+
+/// Whether a file's network (`flag`'s) has the run's layer sizes.
+pub(crate) fn fits_network(
+    flag: &str,
+    path: &Path,
+    model: &LoadedModel,
+    run: &ResolvedRun,
+) -> Result<()> {
     let sizes = run.mlp.sizes();
-    let (flag, model) = match (resume, &args.init) {
-        (Some(resume), _) => (
-            "--resume",
-            Some((resume.path.clone(), resume.model.clone())),
-        ),
-        (None, Some(path)) => (
-            "--init",
-            Some((path.clone(), load_model(path).map_err(text)?)),
-        ),
-        (None, None) => ("", None),
-    };
-    let Some((path, model)) = model else {
-        return Ok(run.mlp.init(run.config.init, run.config.seed));
-    };
     if model.sizes != sizes {
         return Err(format!(
             "{flag} {}: the file's layer sizes {} do not match the architecture {}",
@@ -486,7 +584,7 @@ fn starting_parameters(
             join(&sizes)
         ));
     }
-    Ok(model.params)
+    Ok(())
 }
 
 /// The trainer of the run on every rank, at the checkpoint's state on a
@@ -495,17 +593,12 @@ fn starting_parameters(
 fn start_trainer(
     args: &TrainArgs,
     run: ResolvedRun,
-    sets: &Sets,
+    sets: &Sets<Rows>,
     resume: Option<&Resume>,
     ranks: &Ranks,
     start: Instant,
 ) -> Result<Session> {
-    // Before the parameters are drawn: a network too large for the machine
-    // is an error, not an aborted allocation.
-    let batch_rows = run.config.batch_size.unwrap_or(sets.train.rows());
-    run.mlp
-        .check_training_memory(Some(batch_rows), run.config.optimizer.state_slots())
-        .map_err(text)?;
+    check_memory(&run, sets.train.rows())?;
     let params = starting_parameters(args, &run, resume)?;
     // From here on there is work to keep.
     let interrupts = Interrupts::install()?;
@@ -539,12 +632,21 @@ fn start_trainer(
     })
 }
 
+/// Before the parameters are drawn: a network too large for the machine
+/// is an error, not an aborted allocation.
+pub(crate) fn check_memory(run: &ResolvedRun, train_rows: usize) -> Result<()> {
+    let batch_rows = run.config.batch_size.unwrap_or(train_rows);
+    run.mlp
+        .check_training_memory(Some(batch_rows), run.config.optimizer.state_slots())
+        .map_err(text)
+}
+
 /// Every rank must read the same data, or the ranks would wait for each
 /// other's sums forever: compared before the first step, the files named.
 fn check_same_data(
     args: &TrainArgs,
     trainer: &mut Trainer,
-    sets: &Sets,
+    sets: &Sets<Rows>,
     ranks: &Ranks,
 ) -> Result<()> {
     let data_name = args
@@ -568,7 +670,7 @@ fn check_same_data(
 }
 
 /// The epochs the progress bar counts to.
-fn epochs_shown(args: &TrainArgs, config: &TrainConfig, rows: usize) -> usize {
+pub(crate) fn epochs_shown(args: &TrainArgs, config: &TrainConfig, rows: usize) -> usize {
     match args.steps {
         Some(steps) => {
             let per_epoch = rows.div_ceil(config.batch_size.unwrap_or(rows)) as u64;
@@ -585,7 +687,7 @@ fn epochs_shown(args: &TrainArgs, config: &TrainConfig, rows: usize) -> usize {
 fn fit(
     args: &TrainArgs,
     session: &mut Session,
-    sets: &Sets,
+    sets: &Sets<Rows>,
     resume: Option<&Resume>,
     ranks: &Ranks,
 ) -> Result<Option<Outcome>> {
@@ -684,9 +786,7 @@ fn fit(
     if history.interrupted && session.trainer.steps() == session.first_step {
         return Ok(None);
     }
-    let mut epochs = metrics
-        .as_ref()
-        .map_or(Vec::new(), |m| m.earlier().to_vec());
+    let mut epochs = metrics.as_ref().map_or(Vec::new(), MetricsFile::earlier);
     epochs.extend(history.epochs.iter().cloned());
     Ok(Some(Outcome {
         history,
@@ -697,8 +797,8 @@ fn fit(
 
 /// Stopped during start-up (a cold GPU pipeline compile takes long):
 /// there is nothing new to keep, and the files stay as they were.
-fn stopped_before_the_first_step(session: &Session, ranks: &Ranks) -> ExitCode {
-    let signal = session.interrupts.received();
+pub(crate) fn stopped_before_the_first_step(interrupts: &Interrupts, ranks: &Ranks) -> ExitCode {
+    let signal = interrupts.received();
     if ranks.writes() {
         println!(
             "interrupted by {} before the first step: no file written",
@@ -739,7 +839,7 @@ fn keep_files(args: &TrainArgs, session: &mut Session, outcome: &Outcome) -> Res
     if let Some(path) = &args.plot
         && !outcome.epochs.is_empty()
     {
-        plot(path, &outcome.epochs)?;
+        plot(path, "loss per epoch", &Series::of_run(&outcome.epochs))?;
     }
     Ok(())
 }
@@ -749,7 +849,7 @@ fn keep_files(args: &TrainArgs, session: &mut Session, outcome: &Outcome) -> Res
 fn summary(
     args: &TrainArgs,
     session: &mut Session,
-    sets: &Sets,
+    sets: &Sets<Rows>,
     outcome: &Outcome,
     ranks: &Ranks,
     start: Instant,
@@ -864,12 +964,12 @@ fn keep_last_good(
     message
 }
 
-fn join<T: ToString>(v: &[T]) -> String {
+pub(crate) fn join<T: ToString>(v: &[T]) -> String {
     v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Says on stderr why `--device auto` runs on the CPU, when it does.
-fn note_fallback(trainer: &Trainer) {
+pub(crate) fn note_fallback(trainer: &Trainer) {
     if let Some(why) = trainer.device_fallback() {
         eprintln!("note: --device auto runs on the CPU: {why}");
     }

@@ -385,3 +385,106 @@ fn a_second_sigint_ends_at_once_leaving_earlier_files_whole() {
         "the earlier model at the --save path changed"
     );
 }
+
+/// SIGINT during a run of members stops every member at a step boundary:
+/// status 130, the summary says so, the checkpoint holds every member
+/// where it stopped (the members may stand in different epochs, those
+/// that ended theirs before the signal), and `--save-all` holds the same
+/// parameters; resumed to two epochs past the furthest, every member ends
+/// as in the run never interrupted, byte for byte.
+#[test]
+fn sigint_stops_every_member_and_resumes_exactly() {
+    use retroprop::io::members::{load_members, load_members_checkpoint};
+    let dir = Dir::new("members");
+    let data = classes_csv(&dir, 400);
+    let (all, checkpoint) = (dir.path("all.safetensors"), dir.path("c.safetensors"));
+    let args = |epochs: &str, files: &[&str]| {
+        let mut args = strings(&[
+            "train",
+            "--data",
+            &data,
+            "--arch",
+            "2,8,3",
+            "--lr",
+            "0.01,0.02",
+            "--members",
+            "2",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "-q",
+            "--epochs",
+            epochs,
+        ]);
+        args.extend(strings(files));
+        args
+    };
+    let mut run = start(
+        &dir,
+        "interrupted",
+        &args(
+            "100000",
+            &[
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+                "--checkpoint-every",
+                "3",
+                "--save-all",
+                all.to_str().unwrap(),
+            ],
+        ),
+    );
+    run.wait_for_file(&checkpoint);
+    run.signal("INT");
+    let ended = run.wait();
+    assert_eq!(ended.code, Some(130), "stderr:\n{}", ended.stderr);
+    assert!(
+        ended.stdout.contains(&format!(
+            "interrupted by SIGINT (continue with --resume {})",
+            checkpoint.display()
+        )),
+        "{}",
+        ended.stdout
+    );
+    let saved = load_members_checkpoint(&checkpoint).unwrap();
+    assert_eq!(saved.checkpoints.len(), 4);
+    let kept = load_members(&all).unwrap();
+    for (m, c) in saved.checkpoints.iter().enumerate() {
+        assert!(
+            kept.members[m].params == c.params,
+            "member {m}: --save-all and the checkpoint differ"
+        );
+        assert!(c.step > 0, "member {m} took no step");
+    }
+    let furthest = saved.checkpoints.iter().map(|c| c.epoch).max().unwrap();
+    println!(
+        "stopped at (epoch, step) {:?}",
+        saved
+            .checkpoints
+            .iter()
+            .map(|c| (c.epoch, c.step))
+            .collect::<Vec<_>>()
+    );
+    let total = (furthest + 2).to_string();
+    let resumed = dir.arg("resumed.safetensors");
+    let whole = dir.arg("whole.safetensors");
+    ok(
+        &dir,
+        "resumed",
+        &args(
+            &total,
+            &[
+                "--resume",
+                checkpoint.to_str().unwrap(),
+                "--save-all",
+                &resumed,
+            ],
+        ),
+    );
+    ok(&dir, "whole", &args(&total, &["--save-all", &whole]));
+    assert!(
+        std::fs::read(&resumed).unwrap() == std::fs::read(&whole).unwrap(),
+        "the resumed members differ from those never interrupted"
+    );
+}

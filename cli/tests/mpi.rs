@@ -684,3 +684,23 @@ fn a_divergence_ends_every_rank_with_one_message() {
     assert_eq!(errors.len(), 1, "one message expected:\n{}", ended.stderr);
     assert!(errors[0].contains("diverged at step"), "{}", errors[0]);
 }
+
+/// Members train in one process: under mpirun the run is refused, with
+/// one message, before anything trains or is written.
+#[test]
+fn members_under_mpirun_are_refused_with_one_message() {
+    let dir = Dir::new("members");
+    let data = csv(&dir, "classes");
+    let save = dir.arg("model.safetensors");
+    let args = train_args(&data, "1", "cpu", &save, &["--members", "2"]);
+    let ended = wait(&dir, "members", start(&dir, "members", 2, &args));
+    assert_ne!(ended.code, Some(0), "members under mpirun succeeded");
+    let errors = ended.error_lines();
+    assert_eq!(errors.len(), 1, "one message expected:\n{}", ended.stderr);
+    assert!(
+        errors[0].contains("--members") && errors[0].contains("without mpirun"),
+        "the message says why and what to do: {}",
+        errors[0]
+    );
+    assert!(!Path::new(&save).exists(), "a model was saved");
+}

@@ -71,8 +71,9 @@ _DIFFERENCES = """
     - ``sample_weight``: each batch's loss is ``Σ wᵢ lᵢ / Σ wᵢ`` as
       scikit-learn's, but ``loss_curve_`` is the epoch's weighted mean
       (scikit-learn averages the batches' weighted means by their rows),
-      ``alpha``'s decay is divided by the batch's rows (scikit-learn's L2
-      term by its weight), and ``validation_scores_`` count rows
+      ``alpha``'s decay is divided by a batch's weight as scikit-learn's
+      L2 term is (taken as its rows times the mean weight: exactly the
+      total weight when one batch holds every row), and ``validation_scores_`` count rows
       unweighted. The CPU backend only, for now.
 
     retroprop's own parameters: ``device`` (``auto``: a hardware GPU when
@@ -195,8 +196,8 @@ class _BaseMLP(BaseEstimator):
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         return min(int(self.batch_size), n_samples)
 
-    def _optimizer(self, batch_rows):
-        decay = self.alpha / batch_rows + self.weight_decay
+    def _optimizer(self, batch_weight):
+        decay = self.alpha / batch_weight + self.weight_decay
         options = [("lr", repr(float(self.learning_rate_init))), ("weight_decay", repr(float(decay)))]
         if self.solver == "sgd":
             options += [("momentum", repr(float(self.momentum))), ("nesterov", "true" if self.nesterovs_momentum and self.momentum > 0 else "false")]
@@ -206,7 +207,7 @@ class _BaseMLP(BaseEstimator):
 
     # -- training ---------------------------------------------------------
 
-    def _native_trainer(self, sizes, loss, batch_rows, seed, epochs, early, params, standardization):
+    def _native_trainer(self, sizes, loss, batch_rows, batch_weight, seed, epochs, early, params, standardization):
         hidden = _ACTIVATIONS.get(self.activation, str(self.activation))
         activations = ",".join([hidden] * (len(sizes) - 2) + ["identity"])
         return _retroprop.NativeTrainer(
@@ -214,7 +215,7 @@ class _BaseMLP(BaseEstimator):
             activations,
             loss,
             self.solver,
-            self._optimizer(batch_rows),
+            self._optimizer(batch_weight),
             batch_rows,
             epochs,
             None,
@@ -274,15 +275,24 @@ class _BaseMLP(BaseEstimator):
             targets = tuple(t[train_idx] if t is not None else None for t in targets)
             sample_weight = None if sample_weight is None else sample_weight[train_idx]
             batch_rows = self._batch_rows(X.shape[0])
+        # scikit-learn divides a batch's L2 term by the batch's weight,
+        # its rows when unweighted; a batch weighs its rows times the
+        # mean weight, exactly the total when one batch holds every row.
+        total_weight = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
+        if total_weight <= 0:
+            total_weight = float(X.shape[0])  # weights all 0: the library refuses them, naming why
+        batch_weight = batch_rows * total_weight / X.shape[0]
         if incremental:
             trainer = getattr(self, "_partial_trainer", None)
             if trainer is None or not warm:
-                trainer = self._native_trainer(sizes, loss, batch_rows, seed, 1, False, params, standardization)
+                trainer = self._native_trainer(
+                    sizes, loss, batch_rows, batch_weight, seed, 1, False, params, standardization
+                )
                 self._partial_trainer = trainer
         else:
             self._partial_trainer = None
             trainer = self._native_trainer(
-                sizes, loss, batch_rows, seed, int(self.max_iter), early, params, standardization
+                sizes, loss, batch_rows, batch_weight, seed, int(self.max_iter), early, params, standardization
             )
         if not warm or not hasattr(self, "loss_curve_"):
             self.loss_curve_ = []
@@ -304,9 +314,9 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ += 1
             self.t_ += rows
             # scikit-learn's loss: each batch's data loss plus
-            # alpha/2 ‖θ‖² / batch rows, averaged over the epoch's rows.
+            # alpha/2 ‖θ‖² / batch weight, averaged over the epoch's weight.
             squares = sum(n["weight_norm"] ** 2 for n in record["layer_norms"])
-            penalty = 0.5 * self.alpha * squares / rows
+            penalty = 0.5 * self.alpha * squares / total_weight
             self.loss_curve_.append(record["train_loss"] + penalty)
             if self.verbose:
                 print_epoch(dict(record, train_loss=self.loss_curve_[-1]))

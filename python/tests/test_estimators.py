@@ -22,9 +22,13 @@ from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
 import retroprop  # noqa: E402
 from retroprop import MLPClassifier, MLPRegressor  # noqa: E402
 
-#: Checks that cannot hold, with the reason (none at present: every one of
-#: scikit-learn's checks passes).
-EXPECTED_FAILED_CHECKS = {}
+#: Checks that cannot hold, with the reason. Training is in float32: a
+#: fit on integer weights and one on the rows repeated agree to float32's
+#: rounding (about 5e-7 relative after 100 epochs), not the check's rtol of
+#: 1e-7 (scikit-learn's MLP passes it in float64 with lbfgs only).
+#: tests/test_sample_weight.py runs the same comparison at 1e-5.
+_FLOAT32 = "float32 training: weights equal repeated rows to float32 rounding, not rtol 1e-7"
+EXPECTED_FAILED_CHECKS = {"check_sample_weight_equivalence_on_dense_data": _FLOAT32}
 
 
 @pytest.fixture(autouse=True)

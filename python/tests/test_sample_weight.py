@@ -118,3 +118,26 @@ def test_the_estimators_take_sample_weight_and_integer_weights_repeat_rows():
     np.testing.assert_allclose(weighted.predict_proba(x), repeated.predict_proba(x), atol=1e-4)
     regressor = retroprop.MLPRegressor(**settings).fit(x[:, :3], x[:, 3], sample_weight=counts)
     assert np.isfinite(regressor.loss_curve_).all()
+
+
+@pytest.mark.parametrize("estimator", ["MLPClassifier", "MLPRegressor"])
+def test_integer_weights_with_alpha_equal_repeated_rows_as_scikit_learns_check(estimator):
+    """scikit-learn's check_sample_weight_equivalence_on_dense_data, at
+    float32's tolerance: its data, zero weights among them, the default
+    alpha (the L2 term divides by the batch's weight, not its rows) and
+    one batch of every row."""
+    need("sklearn")
+    from sklearn.utils import shuffle
+
+    rng = np.random.RandomState(42)
+    x = rng.rand(15, 30)
+    y = rng.randint(0, 3, size=15)
+    sw = rng.randint(0, 5, size=15)
+    x_repeated, y_repeated = x.repeat(sw, axis=0), y.repeat(sw)
+    x_weighted, y_weighted, sw = shuffle(x, y, sw, random_state=0)
+    cls = getattr(retroprop, estimator)
+    repeated = cls(max_iter=100, random_state=0, device="cpu").fit(x_repeated, y_repeated)
+    weighted = cls(max_iter=100, random_state=0, device="cpu").fit(x_weighted, y_weighted, sample_weight=sw)
+    method = "predict_proba" if estimator == "MLPClassifier" else "predict"
+    np.testing.assert_allclose(getattr(weighted, method)(x), getattr(repeated, method)(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-5)

@@ -23,6 +23,8 @@ mod context;
 mod dispatch;
 #[cfg(feature = "harness")]
 pub mod harness;
+#[cfg(not(target_arch = "wasm32"))]
+mod members;
 mod pipelines;
 mod plan;
 mod profile;
@@ -42,6 +44,8 @@ pub use build::GpuOptions;
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::adapters;
 pub use context::{AdapterSummary, GpuContext, adapters_async, prefer_adapter};
+#[cfg(not(target_arch = "wasm32"))]
+pub use members::{GpuMembers, MemberPlan, MemberView, lock as members_lock};
 pub use split::{
     DEFAULT_DISCRETE_UNITS, DEFAULT_INTEGRATED_UNITS, MAX_SLICES, MIN_SLICE_K, SplitK,
     compute_units,

@@ -53,6 +53,9 @@ pub(crate) mod binding {
         pub const CLIP: u32 = 5;
         pub const STATE1: u32 = 6;
         pub const STATE2: u32 = 7;
+        /// Each member's step (members runs; not built for the browser).
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const MEMBER_STEPS: u32 = 8;
     }
     /// shaders/data.wgsl.
     pub mod data {
@@ -62,6 +65,14 @@ pub(crate) mod binding {
         pub const TARGETS: u32 = 4;
         pub const X_BATCH: u32 = 5;
         pub const TARGET_BATCH: u32 = 6;
+        /// Members runs: each member's step, its weights of the data's
+        /// rows, and the batch's weights.
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const MEMBER_STEPS: u32 = 7;
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const WEIGHTS: u32 = 8;
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const WEIGHT_BATCH: u32 = 9;
     }
     /// shaders/loss.wgsl.
     pub mod loss {
@@ -72,6 +83,11 @@ pub(crate) mod binding {
         pub const STATS: u32 = 5;
         pub const RESULTS: u32 = 6;
         pub const STEP: u32 = 7;
+        /// Members runs: each member's step and each batch row's weight.
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const MEMBER_STEPS: u32 = 8;
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        pub const WEIGHT_BATCH: u32 = 9;
     }
     /// shaders/pack.wgsl.
     pub mod pack {

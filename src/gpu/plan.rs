@@ -288,6 +288,7 @@ impl<'a> PassResources<'a> {
                 features: d.features as u32,
                 target_width: d.target_width as u32,
                 offset: key.offset as u32,
+                ..Default::default()
             })
         });
         let mut forward_at = Vec::new();
@@ -362,6 +363,7 @@ impl<'a> PassResources<'a> {
                     accumulate,
                     // The layer's bias gradient is bound on its own.
                     out_offset: 0,
+                    ..Default::default()
                 })
             }));
         }
@@ -386,12 +388,14 @@ impl<'a> PassResources<'a> {
             slope: out_slope,
             inv_norm: inv_norm as f32,
             accumulate,
+            ..Default::default()
         });
         let loss_sum_at = blocks.push(&ReduceShape {
             rows: rows as u32,
             cols: 2,
             accumulate,
             out_offset: 0,
+            ..Default::default()
         });
         let uniforms = blocks.upload(device);
         let partials = device.create_buffer(&wgpu::BufferDescriptor {

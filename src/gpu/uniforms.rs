@@ -76,7 +76,7 @@ pub(crate) struct ElementwiseShape {
 
 /// The twin of `LossShape` in shaders/loss.wgsl.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
 pub(crate) struct LossShape {
     pub rows: u32,
     pub width: u32,
@@ -86,16 +86,24 @@ pub(crate) struct LossShape {
     pub inv_norm: f32,
     /// Whether `loss_summed` adds to the step's result or writes it.
     pub accumulate: u32,
+    /// Members (`loss_members`): how many; 0 for a lone run.
+    pub members: u32,
 }
 
 /// The twin of `ReduceShape` in shaders/reduce.wgsl.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
 pub(crate) struct ReduceShape {
     pub rows: u32,
     pub cols: u32,
     pub accumulate: u32,
     pub out_offset: u32,
+    /// Members: how many (the dispatch's z; 0 for a lone run), and each
+    /// member's distance in the input and the output from the one before.
+    pub members: u32,
+    pub input_stride: u32,
+    pub out_stride: u32,
+    pub _pad: u32,
 }
 
 /// The twin of `OptimizerUniform` in shaders/optimizer.wgsl: the
@@ -134,6 +142,12 @@ pub(crate) struct OptimizerUniform {
     pub clip_value: f32,
     /// The partial sums of g² the kernel adds up for the global norm.
     pub clip_partials: u32,
+    /// Members (`update_members`): how many, and each member's quads of
+    /// parameters; 0 for a lone run.
+    pub members: u32,
+    pub member_quads: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 impl OptimizerUniform {
@@ -163,6 +177,10 @@ impl OptimizerUniform {
             clip_norm: clip.max_norm.unwrap_or(0.0) as f32,
             clip_value: clip.max_value.unwrap_or(0.0) as f32,
             clip_partials,
+            members: 0,
+            member_quads: 0,
+            _pad0: 0,
+            _pad1: 0,
         }
     }
 }
@@ -179,13 +197,19 @@ pub(crate) struct PackShape {
 
 /// The twin of `GatherShape` in shaders/data.wgsl.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
 pub(crate) struct GatherShape {
     pub rows: u32,
     pub features: u32,
     pub target_width: u32,
     /// Rows into the batch where this pass starts (micro-batches).
     pub offset: u32,
+    /// Members (`gather_members`): each member's order's length, the data
+    /// set's rows, and whether rows are weighed (1) or not.
+    pub order_stride: u32,
+    pub data_rows: u32,
+    pub weighted: u32,
+    pub _pad: u32,
 }
 
 /// The twin of `StepUniform` in shaders/common.wgsl, which data.wgsl,
@@ -369,13 +393,18 @@ mod tests {
                 activation,
                 slope,
                 inv_norm,
-                accumulate
+                accumulate,
+                members
             }),
             layout!(ReduceShape {
                 rows,
                 cols,
                 accumulate,
-                out_offset
+                out_offset,
+                members,
+                input_stride,
+                out_stride,
+                _pad
             }),
             layout!(OptimizerUniform {
                 n,
@@ -394,6 +423,10 @@ mod tests {
                 clip_norm,
                 clip_value,
                 clip_partials,
+                members,
+                member_quads,
+                _pad0,
+                _pad1,
             }),
             layout!(PackShape {
                 rows,
@@ -405,7 +438,11 @@ mod tests {
                 rows,
                 features,
                 target_width,
-                offset
+                offset,
+                order_stride,
+                data_rows,
+                weighted,
+                _pad
             }),
             layout!(StepUniform {
                 batch_start,

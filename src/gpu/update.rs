@@ -90,12 +90,14 @@ impl UpdateGroups {
                     cols: NORM_GROUPS,
                     accumulate: 0,
                     out_offset: p as u32 * NORM_GROUPS,
+                    ..Default::default()
                 });
                 let norms = blocks.push(&ReduceShape {
                     rows: piece.layers.len() as u32,
                     cols: layers,
                     accumulate: 0,
                     out_offset: piece.layers.start as u32,
+                    ..Default::default()
                 });
                 (rule, squares, norms)
             })

@@ -548,6 +548,10 @@ fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
+/// The columns chosen, each with what its nulls read as; the features
+/// and the targets a row.
+type ChosenColumns = (Vec<(usize, Null)>, usize, usize);
+
 /// The columns of a labelled data set, features then targets, each with
 /// what its nulls read as; and the features and targets a row.
 fn labelled_columns(
@@ -555,7 +559,7 @@ fn labelled_columns(
     path: &Path,
     columns: &ParquetColumns,
     classes: bool,
-) -> Result<(Vec<(usize, Null)>, usize, usize)> {
+) -> Result<ChosenColumns> {
     let targets = columns.target_indices(layout, path)?;
     let features = columns.feature_indices(layout, &targets, path)?;
     let fill = columns.fill(path)?;

@@ -19,6 +19,12 @@ pub(crate) enum NextEpoch {
     Done { stopped_early: bool },
 }
 
+/// The end of training ([`Trainer::epoch_start`]): the step bound is
+/// reached, or (`stopped_early`) early stopping's patience is spent.
+pub(crate) struct TrainingDone {
+    pub(crate) stopped_early: bool,
+}
+
 /// An epoch about to run: its order, the rows of it already done, the
 /// learning rate and the steps the bound leaves.
 pub(crate) struct EpochPlan {
@@ -279,7 +285,7 @@ impl Trainer {
     pub(crate) fn plan_epoch(&mut self, train: &Dataset) -> NextEpoch {
         let (start, remaining) = match self.epoch_start() {
             Ok(next) => next,
-            Err(done) => return done,
+            Err(TrainingDone { stopped_early }) => return NextEpoch::Done { stopped_early },
         };
         // After a mid-epoch restore or train_steps, the epoch's first rows
         // are done (its order depends only on the seed and the epoch
@@ -297,18 +303,20 @@ impl Trainer {
     /// Where the next epoch starts (the position taken from the trainer,
     /// its kept order dropped) and the steps the bound leaves; or the end
     /// of training.
-    pub(crate) fn epoch_start(&mut self) -> std::result::Result<(EpochPosition, u64), NextEpoch> {
+    pub(crate) fn epoch_start(
+        &mut self,
+    ) -> std::result::Result<(EpochPosition, u64), TrainingDone> {
         let remaining = self
             .config
             .max_steps
             .map_or(u64::MAX, |m| m.saturating_sub(self.steps));
         if remaining == 0 {
-            return Err(NextEpoch::Done {
+            return Err(TrainingDone {
                 stopped_early: false,
             });
         }
         if self.patience_spent() {
-            return Err(NextEpoch::Done {
+            return Err(TrainingDone {
                 stopped_early: true,
             });
         }

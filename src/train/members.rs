@@ -38,13 +38,19 @@
 //! # Ok::<(), retroprop::Error>(())
 //! ```
 
+use super::config::Device;
 use super::fit::{EpochEnd, NextEpoch};
-use super::{EpochRecord, History, TrainConfig, Trainer};
+use super::{EpochRecord, Evaluation, History, TrainConfig, Trainer};
 use crate::checkpoint::Checkpoint;
-use crate::data::Dataset;
+use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
+use crate::gpu::{GpuMembers, MemberPlan, MemberView};
+use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::schedule::LrSchedule;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::stream::Streamed;
+use std::sync::{Arc, Mutex};
 use web_time::Instant;
 
 /// What one member of a run has of its own; everything left `None` (or
@@ -229,6 +235,17 @@ pub struct Members {
     members: Vec<Member>,
     trainers: Vec<Trainer>,
     states: Vec<MemberState>,
+    /// On the GPU, the engine every member's steps run in together (each
+    /// member's trainer reads its own through a `MemberView`); `None`
+    /// where each member's trainer steps alone (the CPU, or a GPU run the
+    /// engine does not hold).
+    engine: Option<Arc<Mutex<GpuMembers>>>,
+}
+
+impl std::fmt::Debug for GpuMembers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
 }
 
 /// One member's epoch to run: the trainer, its plan and its data.
@@ -310,13 +327,27 @@ impl Members {
                 what: "the members of the run".into(),
             });
         }
+        let configs = members
+            .iter()
+            .enumerate()
+            .map(|(m, member)| {
+                member
+                    .config(&config)
+                    .map_err(|e| Error::Config(format!("member {m}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let params = match params {
+            Some(params) => params,
+            None => configs.iter().map(|c| mlp.init(c.init, c.seed)).collect(),
+        };
+        let engine = Members::engine(&mlp, &config, &configs, &params)?;
+        let mut views = engine.as_ref().map(MemberView::every).map(Vec::into_iter);
         let mut trainers = Vec::with_capacity(members.len());
-        for (m, member) in members.iter().enumerate() {
+        for (m, (member, own)) in members.iter().zip(configs).enumerate() {
             let named = |e: Error| Error::Config(format!("member {m}: {e}"));
-            let own = member.config(&config).map_err(named)?;
-            let mut trainer = match &params {
-                Some(params) => Trainer::with_parameters(mlp.clone(), params[m].clone(), own),
-                None => Trainer::new(mlp.clone(), own),
+            let mut trainer = match views.as_mut().and_then(Iterator::next) {
+                Some(view) => Trainer::with_backend(mlp.clone(), own, Box::new(view)),
+                None => Trainer::with_parameters(mlp.clone(), params[m].clone(), own),
             }
             .map_err(named)?;
             trainer
@@ -328,7 +359,42 @@ impl Members {
             states: vec![MemberState::Training; members.len()],
             members,
             trainers,
+            engine,
         })
+    }
+
+    /// The GPU engine of a run whose members train on a GPU and that it
+    /// holds (a batch size, f32, one dropout rate a member, every member
+    /// in a binding): every member's step in the same dispatches. `None`
+    /// on the CPU, and where it does not hold the run: then each member's
+    /// GPU trainer steps alone, side by side (logged).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn engine(
+        mlp: &Mlp,
+        config: &TrainConfig,
+        configs: &[TrainConfig],
+        params: &[Vec<f32>],
+    ) -> Result<Option<Arc<Mutex<GpuMembers>>>> {
+        let hardware_only = match config.device {
+            Device::Cpu => return Ok(None),
+            Device::Gpu => false,
+            Device::Auto => true,
+        };
+        let Some(batch) = config.batch_size else {
+            log::info!("members on the GPU: full batches step member by member");
+            return Ok(None);
+        };
+        let backend_configs: Vec<_> = configs.iter().map(|c| c.backend_config(mlp)).collect();
+        match GpuMembers::new(mlp, params, &backend_configs, batch, hardware_only) {
+            Ok(engine) => Ok(Some(Arc::new(Mutex::new(engine)))),
+            // Device auto without a hardware GPU: the CPU, as a lone run.
+            Err(Error::NoAdapter(_)) if hardware_only => Ok(None),
+            Err(e @ (Error::NoAdapter(_) | Error::Gpu(_))) => Err(e),
+            Err(e) => {
+                log::info!("members on the GPU step member by member: {e}");
+                Ok(None)
+            }
+        }
     }
 
     /// How many members the run has.
@@ -383,7 +449,12 @@ impl Members {
         self.trainers[0].device_name()
     }
 
-    /// Trains every member for the run's epochs (see the [module](self)).
+    /// Trains every member for the run's epochs (see the [module](self)),
+    /// counted from the furthest member: after a restore, a member that
+    /// stands epochs behind it (its step bound cut it short, or the stop
+    /// flag came inside an epoch the others had ended) runs those too, so
+    /// that each member ends where its lone run resumed from its own
+    /// checkpoint ends.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn fit(&mut self, train: &Dataset, validation: Option<&Dataset>) -> Result<MembersHistory> {
         self.fit_between_epochs(train, validation, |_, _, _| {}, 0, |_| Ok(()))
@@ -402,9 +473,27 @@ impl Members {
         &mut self,
         train: &Dataset,
         validation: Option<&Dataset>,
-        mut between: impl FnMut(&mut Members, usize, &EpochRecord),
+        between: impl FnMut(&mut Members, usize, &EpochRecord),
         every: u64,
         mut on_checkpoint: impl FnMut(Vec<Checkpoint>) -> Result<()>,
+    ) -> Result<MembersHistory> {
+        self.fit_checkpointed(train, validation, between, every, |checkpoints, _| {
+            on_checkpoint(checkpoints)
+        })
+    }
+
+    /// [`fit_between_epochs`](Self::fit_between_epochs), handing
+    /// `on_checkpoint` where each member stands beside its checkpoint
+    /// (what a file of the members' checkpoints records: a member that
+    /// diverged or stopped early in the epoch just ended is so there).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_checkpointed(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut between: impl FnMut(&mut Members, usize, &EpochRecord),
+        every: u64,
+        mut on_checkpoint: impl FnMut(Vec<Checkpoint>, &[MemberState]) -> Result<()>,
     ) -> Result<MembersHistory> {
         self.trainers[0].check_data(train, "training data")?;
         if let Some(v) = validation {
@@ -417,8 +506,19 @@ impl Members {
             states: Vec::new(),
             interrupted: false,
         };
-        for epoch in 1..=self.trainers[0].config.epochs as u64 {
-            let ends = self.run_epoch(&sets, validation, start)?;
+        // The run's epochs count from its furthest member: one behind it
+        // (cut short by its step bound, or stopped by the flag inside an
+        // epoch the others had ended) also runs the epochs it lacks, as its
+        // lone run resumed from its own checkpoint would.
+        let furthest = self.trainers.iter().map(Trainer::epochs_done).max();
+        let epochs: Vec<u64> = self
+            .trainers
+            .iter()
+            .map(|t| t.config.epochs as u64 + furthest.unwrap_or(0) - t.epochs_done())
+            .collect();
+        for epoch in 1..=epochs.iter().copied().max().unwrap_or(0) {
+            let turns: Vec<bool> = epochs.iter().map(|&e| epoch <= e).collect();
+            let ends = self.run_epoch(&sets, validation, start, &turns)?;
             if ends.is_empty() {
                 break;
             }
@@ -445,14 +545,24 @@ impl Members {
                 return Ok(history);
             }
             if every > 0 && epoch.is_multiple_of(every) {
-                on_checkpoint(self.checkpoint()?)?;
+                let checkpoints = self.checkpoint()?;
+                on_checkpoint(checkpoints, &self.states)?;
             }
         }
         for (m, trainer) in self.trainers.iter_mut().enumerate() {
             if trainer.patience_spent() {
                 history.members[m].stopped_early = true;
             }
-            if self.states[m] == MemberState::Training {
+            // A member cut short by its step bound is paused, not done: it
+            // keeps its last step's parameters, as its lone fit does. One
+            // that stopped early keeps its best epoch's (again), and says
+            // which.
+            let done = match self.states[m] {
+                MemberState::Training => !history.members[m].cut_mid_epoch,
+                MemberState::StoppedEarly => true,
+                MemberState::Stopped | MemberState::Diverged { .. } => false,
+            };
+            if done {
                 history.members[m].best_epoch = trainer.keep_best()?;
             }
         }
@@ -476,7 +586,8 @@ impl Members {
             .collect()
     }
 
-    /// One epoch of every member still training: planned, run side by
+    /// One epoch of every member still training whose turn it is
+    /// (`turns[m]`: it has epochs left in this fit): planned, run side by
     /// side, ended. A member whose plan says it is done stops here (early
     /// stopping's patience spent, or its step bound reached). Returns each
     /// member's end, empty when no member trains on.
@@ -486,10 +597,11 @@ impl Members {
         sets: &[Dataset],
         validation: Option<&Dataset>,
         start: Instant,
+        turns: &[bool],
     ) -> Result<Vec<(usize, Result<EpochEnd>)>> {
         let mut jobs = Vec::new();
         for (m, trainer) in self.trainers.iter_mut().enumerate() {
-            if self.states[m] != MemberState::Training {
+            if self.states[m] != MemberState::Training || !turns[m] {
                 continue;
             }
             match trainer.plan_epoch(&sets[m]) {
@@ -517,7 +629,10 @@ impl Members {
                 }
             }
         }
-        Ok(side_by_side(jobs))
+        match &self.engine {
+            Some(engine) => together(engine, jobs, sets),
+            None => Ok(side_by_side(jobs)),
+        }
     }
 
     /// Every member's checkpoint, in member order.
@@ -568,6 +683,138 @@ impl Members {
                 .collect(),
         ))
     }
+
+    /// The ensemble's loss and accuracy on `data`: its prediction
+    /// ([`predict_ensemble`](Self::predict_ensemble)) scored as torch
+    /// scores probabilities: cross-entropy as `NLLLoss` of the log of the
+    /// mean probabilities (−ln p̄ of each row's class), BCE as `BCELoss`
+    /// of the mean probabilities (each log clamped at −100), the squared
+    /// errors of the mean outputs as the loss itself; averaged as the
+    /// trainer averages a loss (over rows for cross-entropy, elements
+    /// otherwise; by the rows' weights when `data` has them). Accuracy:
+    /// the class of the largest mean probability (cross-entropy), p̄ > 0.5
+    /// against y > 0.5 for each element (BCE).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn evaluate_ensemble(&mut self, data: &Dataset) -> Result<Evaluation> {
+        self.trainers[0].check_data(data, "evaluation data")?;
+        let mean = self.predict_ensemble(data.x())?;
+        let mut score = self.ensemble_score();
+        score.add(&mean, data.targets(), data.weights());
+        Ok(score.evaluation(data.weights()))
+    }
+
+    /// [`predict_ensemble`](Self::predict_ensemble) on inputs read from a
+    /// file a part at a time ([`Trainer::predict_streamed`]'s parts): each
+    /// part's prediction handed to `on_part` in order, the same values as
+    /// the rows held in memory. Returns the rows predicted.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn predict_ensemble_streamed(
+        &mut self,
+        inputs: &Streamed,
+        mut on_part: impl FnMut(&[f32]) -> Result<()>,
+    ) -> Result<usize> {
+        self.trainers[0].check_stream_inputs(inputs)?;
+        let parts = inputs.parts(0..inputs.rows(), self.trainers[0].part_rows(), false);
+        let mut rows = 0;
+        while let Some(part) = parts.next_part(None)? {
+            on_part(&self.predict_ensemble(&part.x)?)?;
+            rows += part.x.len() / inputs.features();
+        }
+        Ok(rows)
+    }
+
+    /// [`evaluate_ensemble`](Self::evaluate_ensemble) on rows read from a
+    /// file a part at a time: the rows' terms added in file order, part
+    /// after part, as the rows held in memory add them (the same bits).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn evaluate_ensemble_streamed(&mut self, data: &Streamed) -> Result<Evaluation> {
+        self.trainers[0].check_stream(data, "evaluation data")?;
+        let parts = data.parts(0..data.rows(), self.trainers[0].part_rows(), false);
+        let mut score = self.ensemble_score();
+        while let Some(part) = parts.next_part(None)? {
+            let part = data.dataset(part)?;
+            self.trainers[0].check_data(&part, "evaluation data")?;
+            let mean = self.predict_ensemble(part.x())?;
+            score.add(&mean, part.targets(), None);
+        }
+        Ok(score.evaluation(None))
+    }
+
+    /// An ensemble's score before any row.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn ensemble_score(&self) -> EnsembleScore {
+        EnsembleScore {
+            loss: self.trainers[0].config.loss,
+            width: self.trainers[0].mlp.outputs(),
+            rows: 0,
+            loss_sum: 0.0,
+            correct: 0,
+        }
+    }
+}
+
+/// An ensemble's loss and accuracy summed over rows given part after part
+/// ([`Members::evaluate_ensemble`]): each row's term added in order, in
+/// f64.
+#[cfg(not(target_arch = "wasm32"))]
+struct EnsembleScore {
+    loss: Loss,
+    width: usize,
+    rows: usize,
+    loss_sum: f64,
+    correct: usize,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl EnsembleScore {
+    /// Adds the rows whose mean prediction is `mean`, with their targets
+    /// and weights.
+    fn add(&mut self, mean: &[f32], targets: &Targets, weights: Option<&[f32]>) {
+        let (loss, width) = (self.loss, self.width);
+        let weight = |row: usize| weights.map_or(1.0, |w| w[row] as f64);
+        let ln = |p: f64| p.ln().max(-100.0);
+        match targets {
+            Targets::Classes(labels) => {
+                for (row, (p, &label)) in mean.chunks_exact(width).zip(labels).enumerate() {
+                    self.loss_sum -= weight(row) * (p[label as usize] as f64).ln();
+                    self.correct += usize::from(crate::loss::argmax(p) == label as usize);
+                }
+            }
+            Targets::Values { values, .. } => {
+                for (i, (&p, &y)) in mean.iter().zip(values).enumerate() {
+                    let (p, y) = (p as f64, y as f64);
+                    let element = match loss {
+                        Loss::BceWithLogits => -(y * ln(p) + (1.0 - y) * ln(1.0 - p)),
+                        Loss::HalfMse => 0.5 * (p - y) * (p - y),
+                        Loss::Mse | Loss::CrossEntropy => (p - y) * (p - y),
+                    };
+                    self.loss_sum += weight(i / width) * element;
+                    self.correct += usize::from((p > 0.5) == (y > 0.5));
+                }
+            }
+        }
+        self.rows += mean.len() / width.max(1);
+    }
+
+    /// The mean over the rows (by `weights`, all the rows' weights, where
+    /// they have them).
+    fn evaluation(&self, weights: Option<&[f32]>) -> Evaluation {
+        let elements = match self.loss {
+            Loss::CrossEntropy => self.rows,
+            _ => self.rows * self.width,
+        };
+        let divisor = match weights {
+            Some(w) => w.iter().map(|&w| w as f64).sum(),
+            None => elements as f64,
+        };
+        Evaluation {
+            loss: self.loss_sum / divisor,
+            accuracy: self
+                .loss
+                .is_classification()
+                .then(|| self.correct as f64 / elements as f64),
+        }
+    }
 }
 
 /// The 64-bit FNV-1a hash of `values` (each as 8 bytes).
@@ -586,6 +833,48 @@ pub fn ensemble_mean(members: Vec<Vec<f32>>) -> Vec<f32> {
     (0..len)
         .map(|i| (members.iter().map(|v| v[i] as f64).sum::<f64>() / count) as f32)
         .collect()
+}
+
+/// Runs `jobs` (each a member's epoch) in the GPU `engine`: every member's
+/// steps at once, then each member's epoch ended by its own trainer (its
+/// validation answered from one evaluation of every member).
+#[cfg(not(target_arch = "wasm32"))]
+fn together(
+    engine: &Mutex<GpuMembers>,
+    jobs: Vec<(usize, Job<'_>)>,
+    sets: &[Dataset],
+) -> Result<Vec<(usize, Result<EpochEnd>)>> {
+    let reports = {
+        let mut engine = crate::gpu::members_lock(engine);
+        let sets: Vec<&Dataset> = sets.iter().collect();
+        engine.upload(&sets)?;
+        let plans: Vec<MemberPlan> = jobs
+            .iter()
+            .map(|(m, job)| MemberPlan {
+                member: *m,
+                order: job.plan.rows(),
+                max_steps: job.plan.remaining,
+                lr: job.plan.lr,
+            })
+            .collect();
+        engine.train(&plans)?
+    };
+    Ok(jobs
+        .into_iter()
+        .zip(reports)
+        .map(|((m, job), steps)| {
+            let Job {
+                trainer,
+                plan,
+                train,
+                validation,
+                start,
+                ..
+            } = job;
+            let end = pollster::block_on(trainer.end_epoch(plan, steps, train, validation, start));
+            (m, end)
+        })
+        .collect())
 }
 
 /// Runs `jobs` (each a member's epoch): on the CPU pool, a member a thread

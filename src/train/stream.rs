@@ -7,7 +7,7 @@
 //!
 //! [`windowed_order`]: crate::data::windowed_order
 
-use super::fit::{EpochEnd, EpochSpan, NextEpoch, Validation};
+use super::fit::{EpochEnd, EpochSpan, TrainingDone, Validation};
 use super::{EpochRecord, Evaluation, History, Trainer};
 use crate::backend::StepsReport;
 use crate::checkpoint::Checkpoint;
@@ -86,11 +86,10 @@ impl Trainer {
         for _ in 0..self.config.epochs {
             let (position, remaining) = match self.epoch_start() {
                 Ok(next) => next,
-                Err(NextEpoch::Done { stopped_early }) => {
+                Err(TrainingDone { stopped_early }) => {
                     history.stopped_early = stopped_early;
                     break;
                 }
-                Err(NextEpoch::Run(_)) => unreachable!("epoch_start runs nothing"),
             };
             let order = self.order_of(position.order_of);
             let skip = position.rows_done.min(rows);
@@ -250,7 +249,7 @@ impl Trainer {
             None => 0..rows,
             Some(c) => share_bounds(rows, c.rank(), c.size()),
         };
-        let part_rows = self.backend.evaluation_rows().unwrap_or(PART_ROWS);
+        let part_rows = self.part_rows();
         let local = (|| {
             let parts = data.parts(share, part_rows, false);
             let (mut loss_sum, mut correct) = (0.0, None);
@@ -289,15 +288,8 @@ impl Trainer {
         inputs: &Streamed,
         mut on_part: impl FnMut(&[f32]) -> Result<()>,
     ) -> Result<usize> {
-        if inputs.features() != self.mlp.inputs() {
-            return Err(Error::Shape {
-                what: format!("inputs to predict of {} (network inputs)", inputs.name()),
-                expected: self.mlp.inputs(),
-                got: inputs.features(),
-            });
-        }
-        let part_rows = self.backend.evaluation_rows().unwrap_or(PART_ROWS);
-        let parts = inputs.parts(0..inputs.rows(), part_rows, false);
+        self.check_stream_inputs(inputs)?;
+        let parts = inputs.parts(0..inputs.rows(), self.part_rows(), false);
         let mut rows = 0;
         while let Some(part) = parts.next_part(None)? {
             let outputs = self.predict(&part.x)?;
@@ -305,6 +297,25 @@ impl Trainer {
             on_part(&outputs)?;
         }
         Ok(rows)
+    }
+
+    /// Rows a streamed pass reads and hands the backend at once: those it
+    /// evaluates or predicts in one call, so the parts give the bits of
+    /// the rows held in memory.
+    pub(super) fn part_rows(&self) -> usize {
+        self.backend.evaluation_rows().unwrap_or(PART_ROWS)
+    }
+
+    /// An error unless inputs to predict on have the network's inputs.
+    pub(super) fn check_stream_inputs(&self, inputs: &Streamed) -> Result<()> {
+        if inputs.features() != self.mlp.inputs() {
+            return Err(Error::Shape {
+                what: format!("inputs to predict of {} (network inputs)", inputs.name()),
+                expected: self.mlp.inputs(),
+                got: inputs.features(),
+            });
+        }
+        Ok(())
     }
 
     /// On a data-parallel run, an error on every rank unless every rank
@@ -322,7 +333,7 @@ impl Trainer {
     /// What [`check_data`](Self::check_data) checks of a data set's
     /// shape, for rows still in a file: the features, and targets the
     /// loss takes (the values are checked as each part is read).
-    fn check_stream(&self, data: &Streamed, what: &str) -> Result<()> {
+    pub(super) fn check_stream(&self, data: &Streamed, what: &str) -> Result<()> {
         let what = format!("{what} ({})", data.name());
         if data.features() != self.mlp.inputs() {
             return Err(Error::Shape {

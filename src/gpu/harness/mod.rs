@@ -429,6 +429,7 @@ impl KernelHarness {
             slope: 0.0,
             inv_norm: inv_norm as f32,
             accumulate: 0,
+            ..Default::default()
         };
         let target_bytes: &[u8] = match targets {
             TargetBatch::Classes(c) => bytemuck::cast_slice(c),
@@ -459,6 +460,7 @@ impl KernelHarness {
             cols: 2,
             accumulate: 0,
             out_offset: 0,
+            ..Default::default()
         };
         let summed = self.run(
             &self.kernels.loss_sum,
@@ -482,6 +484,7 @@ impl KernelHarness {
             cols: cols as u32,
             accumulate: 0,
             out_offset: 0,
+            ..Default::default()
         };
         let out = self.run(
             &self.kernels.column_sums,
@@ -505,6 +508,7 @@ impl KernelHarness {
             cols: NORM_GROUPS,
             accumulate: 0,
             out_offset: 0,
+            ..Default::default()
         };
         let partials = self.run(
             &self.kernels.sum_squares,
@@ -606,6 +610,7 @@ impl KernelHarness {
             features: data.features() as u32,
             target_width: width as u32,
             offset: 0,
+            ..Default::default()
         };
         let step = StepUniform {
             batch_start: start as u32,
