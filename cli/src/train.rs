@@ -165,11 +165,11 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         return Ok(stopped_before_the_first_step(&session.interrupts, ranks));
     };
     keep_files(&args, &mut session, &outcome)?;
+    // Every rank takes part: the training accuracy is evaluated in
+    // shards (rank 0 alone waited for the others forever).
+    let summary = summary(&args, &mut session, &sets, &outcome, ranks, start)?;
     if ranks.writes() {
-        println!(
-            "{}",
-            summary(&args, &mut session, &sets, &outcome, ranks, start)?
-        );
+        println!("{summary}");
     }
     Ok(outcome.signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
