@@ -402,23 +402,30 @@ fn a_corrupt_row_group_ends_a_streamed_run_naming_the_file_and_the_group() {
 fn predictions_and_evaluations_streamed_are_those_held() {
     let dir = Dir::new("predict");
     let [parquet, _, npy] = table(&dir, "train", 20_000, 3001, 7);
-    let model = dir.arg("m.safetensors");
-    ok(&[
-        "train",
-        "--data",
-        &parquet,
-        "--fill-null",
-        "-1.5",
-        "--epochs",
-        "1",
-        "--standardize",
-        "--device",
-        "cpu",
-        "--save",
-        &model,
-        "-q",
-    ]);
-    for data in [&parquet, &npy] {
+    // One network, and an ensemble of three (a file of members).
+    let (one, ensemble) = (dir.arg("m.safetensors"), dir.arg("e.safetensors"));
+    for (model, members) in [(&one, "1"), (&ensemble, "3")] {
+        let mut args = vec![
+            "train",
+            "--data",
+            &parquet,
+            "--fill-null",
+            "-1.5",
+            "--epochs",
+            "1",
+            "--standardize",
+            "--device",
+            "cpu",
+            "--save",
+            model,
+            "-q",
+        ];
+        if members != "1" {
+            args.extend(["--members", members]);
+        }
+        ok(&args);
+    }
+    for (model, data) in [(&one, &parquet), (&one, &npy), (&ensemble, &parquet)] {
         for out in ["p.csv", "p.parquet"] {
             let (held, streamed) = (
                 dir.arg(&format!("held-{out}")),
@@ -426,7 +433,7 @@ fn predictions_and_evaluations_streamed_are_those_held() {
             );
             let predict = |out: &str, extra: &[&str]| {
                 let mut args = vec![
-                    "predict", "--model", &model, "--data", data, "--out", out, "--device", "cpu",
+                    "predict", "--model", model, "--data", data, "--out", out, "--device", "cpu",
                 ];
                 if data.ends_with(".parquet") {
                     args.extend(["--fill-null", "-1.5", "--exclude", "label"]);
@@ -440,19 +447,19 @@ fn predictions_and_evaluations_streamed_are_those_held() {
                 assert_eq!(
                     std::fs::read_to_string(&streamed).unwrap(),
                     std::fs::read_to_string(&held).unwrap(),
-                    "{data}: predictions to {out}"
+                    "{model}, {data}: predictions to {out}"
                 );
             } else {
                 assert_eq!(
                     parquet_rows(&streamed),
                     parquet_rows(&held),
-                    "{data}: {out}"
+                    "{model}, {data}: {out}"
                 );
             }
         }
         let evaluate = |extra: &[&str]| {
             let mut args = vec![
-                "evaluate", "--model", &model, "--data", data, "--device", "cpu",
+                "evaluate", "--model", model, "--data", data, "--device", "cpu",
             ];
             if data.ends_with(".parquet") {
                 args.extend(["--fill-null", "-1.5"]);
@@ -460,7 +467,13 @@ fn predictions_and_evaluations_streamed_are_those_held() {
             args.extend_from_slice(extra);
             ok(&args)
         };
-        assert_eq!(evaluate(&["--stream"]), evaluate(&[]), "{data}: evaluate");
+        let streamed = evaluate(&["--stream"]);
+        assert_eq!(streamed, evaluate(&[]), "{model}, {data}: evaluate");
+        assert_eq!(
+            streamed.contains("the ensemble of 3 members"),
+            model == &ensemble,
+            "{streamed}"
+        );
     }
 }
 
@@ -510,6 +523,20 @@ fn what_cannot_stream_is_refused_by_name() {
         &["--val-split", "--val FILE"],
     );
     fails(&["train", "--stream"], 1, &["--stream", "--data"]);
+    fails(
+        &[
+            "train",
+            "--data",
+            &parquet,
+            "--fill-null",
+            "0",
+            "--stream",
+            "--members",
+            "2",
+        ],
+        1,
+        &["--stream", "--members", "drop --stream"],
+    );
     fails(
         &[
             "predict",
