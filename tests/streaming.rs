@@ -417,10 +417,12 @@ fn ranks_streaming_their_shares_equal_ranks_holding_the_rows_and_read_less() {
         let read: Vec<usize> = runs.iter().map(|r| r.2).collect();
         println!("{ranks} ranks, shuffle {shuffle}, batch {batch}: rows read {read:?} of 3 × 301");
         if !shuffle {
-            // In file order a rank's shares of batches of 64 lie in the
-            // chunks of 16 rows it reads alone.
+            // In file order a rank's shares of batches of 64 are the
+            // chunks of 16 rows it reads alone: half the rows, and one
+            // chunk more where the epoch's short last batch (45 rows) cuts
+            // a chunk between the ranks.
             assert!(
-                read.iter().all(|&r| r < 301 * 3 * 2 / 3),
+                read.iter().all(|&r| r <= 3 * (301 / 2 + 16)),
                 "rows read: {read:?}"
             );
         }
