@@ -64,20 +64,23 @@ df -h "$dir" | tail -1
 
 # One epoch of FILE (then extra flags): the wall time (reading, the
 # epoch, and the summary's pass over the rows for the training accuracy),
-# the epoch's steps alone (the summary's "steps in S s") and their
-# samples/s, and the peak resident memory.
+# the CPU time of all the process's threads (user + system: what reading
+# adds, whatever else the machine runs), the epoch's steps alone (the
+# summary's "steps in S s") and their samples/s, and the peak resident
+# memory.
 epoch() {
   local name=$1 file=$2 n=$3
   shift 3
   local log="$dir/$name.time"
-  /usr/bin/time -f "%e %M" -o "$log" "$exe" train --data "$file" --arch 64,256,256,10 \
+  /usr/bin/time -f "%e %U %S %M" -o "$log" "$exe" train --data "$file" --arch 64,256,256,10 \
     --optimizer adam --lr 0.001 --batch-size 1024 --epochs 1 --device cpu --quiet \
     --save "$dir/$name.safetensors" "$@" >"$dir/$name.out"
-  read -r wall peak_kb <"$log"
+  read -r wall user system peak_kb <"$log"
   steps=$(sed -n 's/.* steps in \([0-9.]*\) s .*/\1/p' "$dir/$name.out")
-  awk -v name="$name" -v n="$n" -v wall="$wall" -v steps="$steps" -v kb="$peak_kb" 'BEGIN {
-    printf "%-24s %9d rows  wall %6.1f s  steps %6.1f s  %7.0f samples/s  peak %5.0f MB\n",
-      name, n, wall, steps, n / steps, kb / 1024 }'
+  awk -v name="$name" -v n="$n" -v wall="$wall" -v user="$user" -v system="$system" \
+    -v steps="$steps" -v kb="$peak_kb" 'BEGIN {
+    printf "%-22s %8d rows  wall %6.1f s  cpu %6.1f s  steps %6.1f s  %6.0f samples/s  peak %5.0f MB\n",
+      name, n, wall, user + system, steps, n / steps, kb / 1024 }'
 }
 
 rounds=${ROUNDS:-2}
