@@ -387,6 +387,7 @@ fn model_parts(
     extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
     extra_metadata: BTreeMap<String, String>,
 ) -> Result<Parts> {
+    model.mlp.require_plain("a model file")?;
     if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
         return Err(Error::Config(format!(
             "refusing to write {}: parameter {i} is {} (the model diverged)",

@@ -137,6 +137,23 @@ pub struct TrainArgs {
     /// leaky_relu[:SLOPE], gelu, gelu_tanh.
     #[arg(long, value_name = "LIST")]
     pub activations: Option<String>,
+    /// Residual blocks ("Revisiting Deep Learning Models for Tabular
+    /// Data", rtdl's ResNet) at the width of --arch's one hidden size:
+    /// `--arch 64,32,10 --blocks 50` is an input layer 64 → 32, 50 blocks
+    /// x + Dropout(Linear(Dropout(Act(Linear(Norm(x)))))) of hidden width
+    /// 32 × --block-multiplier, and a head Norm → Act → Linear 32 → 10,
+    /// Act from --activations and dropout from --dropout. Trains on the
+    /// CPU backend; its files are not written yet (--save, --checkpoint,
+    /// --resume and --init are refused).
+    #[arg(long, value_name = "N")]
+    pub blocks: Option<usize>,
+    /// The blocks' and head's normalisation: batch (torch's BatchNorm1d,
+    /// as the paper), layer (LayerNorm) or none [default: batch].
+    #[arg(long, value_name = "NORM", requires = "blocks")]
+    pub norm: Option<String>,
+    /// A block's hidden width as a multiple of its width [default: 2].
+    #[arg(long, value_name = "M", requires = "blocks")]
+    pub block_multiplier: Option<f64>,
     /// The loss. Default: cross_entropy when the single target column holds
     /// class indices 0, 1, 2, …, otherwise mse.
     #[arg(long, value_parser = parse_loss)]

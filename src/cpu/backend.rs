@@ -145,6 +145,7 @@ impl CpuBackend {
                 result.stopped = true;
                 break;
             }
+            check_batch_norm_share(self.net.mlp(), &BatchShare::whole(indices))?;
             let batch_weight = data.weight_of(indices);
             let loss = self.forward_backward_rows(data, indices, (indices.len(), 0), batch_weight);
             let step = self.net.step_count() + 1;
@@ -227,6 +228,7 @@ impl Backend for CpuBackend {
             self.net.grads_mut().fill(0.0);
             return Ok(0.0);
         }
+        check_batch_norm_share(self.net.mlp(), &share)?;
         let dataset = data.dataset();
         let batch_weight = share
             .batch_weight
@@ -368,4 +370,31 @@ impl CpuBackend {
         }
         out
     }
+}
+
+/// Batch normalisation needs the statistics of the whole batch, of two
+/// rows at least: a last batch of one row is refused (naming the batch
+/// size to change), and so is a share of a batch (ranks: SyncBatchNorm's
+/// statistics over ranks are not built yet).
+fn check_batch_norm_share(mlp: &crate::model::Mlp, share: &BatchShare<'_>) -> Result<()> {
+    if !mlp.has_batch_norm() {
+        return Ok(());
+    }
+    if share.rows.len() < share.batch_rows {
+        return Err(crate::error::Error::Config(format!(
+            "batch normalisation over a batch shared by ranks (SyncBatchNorm) is not built yet: \
+             this rank holds {} of the batch's {} rows",
+            share.rows.len(),
+            share.batch_rows
+        )));
+    }
+    if share.rows.len() < 2 {
+        return Err(crate::error::Error::Config(
+            "batch normalisation needs at least 2 rows a batch, and a batch of this epoch holds 1 \
+             (the rows left over by the batch size): choose a batch size that leaves none or more \
+             than one"
+                .into(),
+        ));
+    }
+    Ok(())
 }

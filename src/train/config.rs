@@ -367,6 +367,7 @@ impl TrainConfig {
                 reason: "must be ≥ 0",
             });
         }
+        check_batch_norm(self, mlp)?;
         let rates = self.dropout.per_layer(mlp.layers().len());
         if let Some(&p) = rates.iter().find(|p| !(**p >= 0.0 && **p < 1.0)) {
             return Err(Error::Hyperparameter {
@@ -418,4 +419,27 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// What a network with batch normalisation cannot train with yet: early
+/// stopping (its best epoch keeps parameters, not the running
+/// statistics), and batches of one row (a variance of one row is not
+/// defined; torch raises for it too).
+fn check_batch_norm(config: &TrainConfig, mlp: &Mlp) -> Result<()> {
+    if !mlp.has_batch_norm() {
+        return Ok(());
+    }
+    if config.early_stopping.is_some() {
+        return Err(Error::Config(
+            "early stopping with batch normalisation is not built yet: its best epoch would \
+             keep the parameters but not the running statistics (use layer normalisation)"
+                .into(),
+        ));
+    }
+    if config.batch_size == Some(1) {
+        return Err(Error::Config(
+            "batch normalisation needs at least 2 rows a batch, and the batch size is 1".into(),
+        ));
+    }
+    Ok(())
 }

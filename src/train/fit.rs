@@ -221,6 +221,7 @@ impl Trainer {
         let start = Instant::now();
         let mut history = History::default();
         let batch_size = self.batch_rows(train);
+        check_batch_norm_batches(&self.mlp, train.rows(), batch_size)?;
         for _ in 0..self.config.epochs {
             let plan = match self.plan_epoch(train) {
                 NextEpoch::Run(plan) => plan,
@@ -679,4 +680,21 @@ impl Trainer {
         }
         Ok(loss)
     }
+}
+
+/// Before any step: an epoch whose last batch would hold one row cannot
+/// normalise it by the batch (torch raises there, mid-epoch).
+pub(super) fn check_batch_norm_batches(
+    mlp: &crate::model::Mlp,
+    rows: usize,
+    batch_size: usize,
+) -> Result<()> {
+    if mlp.has_batch_norm() && (rows == 1 || (batch_size > 1 && rows % batch_size == 1)) {
+        return Err(Error::Config(format!(
+            "batch normalisation needs at least 2 rows a batch, and the last batch of each \
+             epoch would hold 1 ({rows} rows in batches of {batch_size}): choose a batch size \
+             that leaves none or more than one"
+        )));
+    }
+    Ok(())
 }

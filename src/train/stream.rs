@@ -7,7 +7,7 @@
 //!
 //! [`windowed_order`]: crate::data::windowed_order
 
-use super::fit::{EpochEnd, EpochSpan, TrainingDone, Validation};
+use super::fit::{EpochEnd, EpochSpan, TrainingDone, Validation, check_batch_norm_batches};
 use super::{EpochRecord, Evaluation, History, Trainer};
 use crate::backend::StepsReport;
 use crate::checkpoint::Checkpoint;
@@ -83,6 +83,7 @@ impl Trainer {
         let mut history = History::default();
         let rows = train.rows();
         let batch_size = self.config.batch_size.unwrap_or(rows).min(rows);
+        check_batch_norm_batches(&self.mlp, rows, batch_size)?;
         for _ in 0..self.config.epochs {
             let (position, remaining) = match self.epoch_start() {
                 Ok(next) => next,

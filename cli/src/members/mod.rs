@@ -15,7 +15,7 @@ use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, NormWarnings, Series, palette, plot, progress, progress_message};
 use crate::resume;
-use crate::train::{self, DataShape, Result, Resume, Sets, join, text};
+use crate::train::{self, DataShape, Result, Resume, Sets, text};
 use grid::Grid;
 use retroprop::io::members::{
     SavedMembers, is_members, parse_members, save_members, save_members_checkpoint,
@@ -300,7 +300,12 @@ fn fit(
         .map(|path| MetricsFile::open_members(path, grid.candidate_of_each(), resumed_at))
         .transpose()?;
     let mut metrics_error = None;
-    let mut warnings: Vec<NormWarnings> = grid.members.iter().map(|_| Default::default()).collect();
+    let mlp = session.members.member(0).mlp().clone();
+    let mut warnings: Vec<NormWarnings> = grid
+        .members
+        .iter()
+        .map(|_| NormWarnings::new(&mlp))
+        .collect();
     let rows: Vec<f64> = grid
         .members
         .iter()
@@ -539,12 +544,12 @@ fn summary(
     let history = &outcome.history;
     let trainer = run.member(0);
     let epochs = history.members.iter().map(|h| h.epochs.len()).max();
-    let mut shape = vec![format!("{} candidates", grid.candidates.len())];
+    let mut shape = vec![counted(grid.candidates.len(), "candidate")];
     if let Some(seeds) = &grid.seeds {
-        shape.push(format!("{} seeds", seeds.len()));
+        shape.push(counted(seeds.len(), "seed"));
     }
     if let Some(folds) = grid.folds {
-        shape.push(format!("{folds} folds"));
+        shape.push(counted(folds, "fold"));
     }
     let chosen = sets
         .chosen_because
@@ -553,7 +558,7 @@ fn summary(
     let mut out = format!(
         "trained {} on {} ({} rows): {} members ({}), {} epochs, {} steps in {:.1} s \
          (setup {:.1} s); loss {}{chosen}\n",
-        join(&trainer.mlp().sizes()),
+        trainer.mlp().describe(),
         run.device_name(),
         sets.train.rows(),
         run.len(),
@@ -582,4 +587,13 @@ fn signal_line(args: &TrainArgs, outcome: &Outcome) -> Option<String> {
         (true, None) => format!("interrupted by {}", signal.name()),
         (false, _) => format!("{} came after the last step", signal.name()),
     })
+}
+
+/// "1 candidate", "3 candidates".
+fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
