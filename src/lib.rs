@@ -52,6 +52,8 @@ pub mod parallel;
 pub mod real;
 pub mod schedule;
 pub mod stop;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod stream;
 pub mod train;
 
 pub use activation::Activation;

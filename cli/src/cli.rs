@@ -3,6 +3,7 @@
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
+use retroprop::data::ShuffleWindow;
 use retroprop::{Device, Init, Loss, LrSchedule, Optimizer, Precision};
 use std::path::PathBuf;
 
@@ -108,6 +109,14 @@ pub struct TrainArgs {
     pub targets: Option<usize>,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    /// Train from the --data file without holding it (Parquet or .npy):
+    /// a thread reads the next window of rows (--shuffle-window) while this
+    /// one trains, so memory holds about two windows, not the file. The
+    /// same run as without --stream, bit for bit. --standardize takes two
+    /// passes over the file first; --val streams too (a CSV --val is read
+    /// whole); --val-split is refused (give --val FILE).
+    #[arg(long)]
+    pub stream: bool,
     /// Validation data file (same format as --data).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["val_split", "folds"])]
     pub val: Option<PathBuf>,
@@ -235,6 +244,14 @@ pub struct TrainArgs {
     /// Visit rows in file order instead of a new random order each epoch.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// How far the shuffle moves a row: full (anywhere), or ROWS[:CHUNK]:
+    /// each epoch permutes chunks of CHUNK consecutive rows (default
+    /// 8192), takes them ROWS rows (a window) at a time, and shuffles the
+    /// rows within each window. A data set of one window is shuffled
+    /// whole. The same window gives the same run held in memory and with
+    /// --stream [default: 1048576:8192, or the checkpoint's on --resume].
+    #[arg(long, value_name = "ROWS[:CHUNK]", value_parser = parse_window)]
+    pub shuffle_window: Option<ShuffleWindow>,
     /// Seeds initialisation, shuffling, dropout, --val-split and --folds
     /// [default: 0]. A list makes candidates of its seeds (the first
     /// seeds the split and the folds).
@@ -332,6 +349,10 @@ pub struct PredictArgs {
     /// else CSV; default: CSV on standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Read the inputs a part at a time (Parquet or .npy) and write each
+    /// part's predictions as they come: memory holds a part, not the file.
+    #[arg(long)]
+    pub stream: bool,
     /// Of a file of members (`train --save-all`, or --save of an
     /// ensemble): member M alone [default: the ensemble, the mean of the
     /// members' probabilities, or outputs for a regression].
@@ -358,6 +379,10 @@ pub struct EvaluateArgs {
     pub targets: Option<usize>,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    /// Read the rows a part at a time (Parquet or .npy): memory holds a
+    /// part, not the file.
+    #[arg(long)]
+    pub stream: bool,
     /// Of a file of members (`train --save-all`, or --save of an
     /// ensemble): member M alone [default: the ensemble, the mean of the
     /// members' probabilities, or outputs for a regression].
@@ -633,6 +658,9 @@ fn parse_device(s: &str) -> Result<Device, String> {
     s.parse()
 }
 fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse()
+}
+fn parse_window(s: &str) -> Result<ShuffleWindow, String> {
     s.parse()
 }
 

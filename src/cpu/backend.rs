@@ -300,6 +300,10 @@ impl Backend for CpuBackend {
         Ok(self.on_pool_if_shared(rows, |backend| backend.predict_chunks(x)))
     }
 
+    fn evaluation_rows(&self) -> Option<usize> {
+        Some(CHUNK_ROWS)
+    }
+
     fn memory_bytes(&self) -> u64 {
         self.net.memory_bytes()
             + 4 * (self.x_batch.capacity()
