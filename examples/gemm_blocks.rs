@@ -2,14 +2,14 @@
 //! the CPU (batch 200, 64-256-256-10 and other widths), three ways: the
 //! gemm crate on one thread, the gemm crate's own threading, and
 //! retroprop's built-in GEMM (blocks of C over rayon's threads, see
-//! `src/cpu/gemm.rs`). A development aid for docs/performance.md.
+//! `src/cpu/gemm/builtin.rs`). A development aid for docs/performance.md.
 //!
 //!     cargo run --release --example gemm_blocks [BATCH [SIZES]]
 //!
 //! Prints microseconds a product (the best of five loops) and whether the
 //! three gave the same bits. A narrow layer's forward product (16 units or
 //! fewer) differs by design: the built-in GEMM cuts it into blocks of rows
-//! the gemm crate computes as dot products (`narrow_block` in gemm.rs).
+//! the gemm crate computes as dot products (`narrow_block` in gemm/builtin.rs).
 use gemm::{Parallelism, gemm};
 use std::time::Instant;
 

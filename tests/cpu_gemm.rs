@@ -172,7 +172,7 @@ fn blas_gemm_matches_f64_reference() {
 
 #[test]
 fn real_gemm_matches_f64_reference() {
-    // Whichever path each size takes (src/cpu/gemm.rs: the built-in GEMM
+    // Whichever path each size takes (src/cpu/gemm/mod.rs: the built-in GEMM
     // for all of these; `blas_gemm_matches_f64_reference` covers BLAS).
     check::<f32>("Gemm::gemm", &f32::gemm, 1e-5);
     check::<f64>("Gemm::gemm", &f64::gemm, 1e-13);
@@ -316,11 +316,13 @@ fn a_narrow_products_rows_have_the_same_bits_in_any_batch() {
     }
 }
 
-/// A trainer's CPU device names the BLAS library only when its steps have
-/// a product large enough for it: naming it loads it (and OpenBLAS starts
-/// its threads), a few milliseconds a small fit does not need.
+/// A trainer's CPU device names the GEMMs its steps' products run on: the
+/// BLAS library only where a product chose it (under `auto`, where the
+/// shape's trial found it faster), the built-in GEMM for the rest; a step
+/// with no product large enough for the library does not load it.
 #[test]
 fn device_name_says_which_gemm_the_steps_use() {
+    use retroprop::cpu::{Engine, Shape, route};
     use retroprop::{Activation, Device, Mlp, TrainConfig, Trainer};
     let name = |sizes: &[usize], batch: usize| {
         let mlp = Mlp::new(sizes, Activation::Relu, Activation::Identity).unwrap();
@@ -329,7 +331,184 @@ fn device_name_says_which_gemm_the_steps_use() {
     };
     // 150 × 4 × 100: far below the library's 2²⁵ multiply-adds.
     assert_eq!(name(&[4, 100, 3], 150), "cpu: built-in GEMM");
-    // 1024 × 784 × 1024 and its weight gradient go to the library.
+    // 784-1024-10 at batch 1024: the first layer's forward product and
+    // weight gradient are large enough for the library; the second layer's
+    // products (a side or k of 10) are not.
     let library = system_blas().name().to_string();
-    assert_eq!(name(&[784, 1024, 10], 1024), format!("cpu: {library}"));
+    let shape = |m, k, n, a_transposed, b_transposed| Shape {
+        m,
+        k,
+        n,
+        a_transposed,
+        b_transposed,
+        float_bytes: 4,
+    };
+    let large = [
+        shape(1024, 784, 1024, false, true),
+        shape(1024, 1024, 784, true, false),
+    ];
+    let on_library: Vec<bool> = large
+        .iter()
+        .map(|s| route(*s).engine() == Engine::Library)
+        .collect();
+    // The two have the same multiply-adds (1024 · 784 · 1024): split
+    // between the GEMMs, the library is named first.
+    let expected = match on_library[..] {
+        [true, true] => format!("cpu: {library}"),
+        [false, false] => "cpu: built-in GEMM".to_string(),
+        _ => format!("cpu: {library} + built-in GEMM"),
+    };
+    assert_eq!(
+        name(&[784, 1024, 10], 1024),
+        expected,
+        "chosen: {on_library:?}"
+    );
+}
+
+/// Every product of a shape runs on the GEMM `RETROPROP_BLAS` gives it:
+/// under `auto` (or unset) the one its trial chose, the first product as
+/// the later ones (the trial runs on operands of its own); under `off` the
+/// built-in one; under a library's name that library, whatever a trial
+/// would find. The same bits each call, those of that GEMM, in every
+/// layout a dense layer uses. The setting is read once per process:
+/// [`every_setting_gives_the_products_its_gemm`] runs this in a process of
+/// each.
+#[test]
+fn products_run_on_the_gemm_their_setting_gives_them() {
+    use retroprop::cpu::{Engine, Route, Shape, route};
+    let setting = std::env::var("RETROPROP_BLAS").unwrap_or_default();
+    // The library to compare with: the process's own, or under `off`
+    // (which loads none) the one `auto` would find.
+    let loaded;
+    let blas = match blas() {
+        Some(blas) => blas,
+        None if setting.trim() == "off" => {
+            loaded = Blas::load("libopenblas.so.0").expect("OpenBLAS (libopenblas0)");
+            &loaded
+        }
+        None => system_blas(),
+    };
+    // 256 × 512 × 256 = 2²⁵ multiply-adds: just large enough for the library.
+    let (m, k, n) = (256, 512, 256);
+    for (a_transposed, b_transposed) in [(false, true), (true, false), (false, false)] {
+        let a: Vec<f32> = values(m * k, 1).iter().map(|&v| v as f32).collect();
+        let b: Vec<f32> = values(k * n, 2).iter().map(|&v| v as f32).collect();
+        let sa = if a_transposed {
+            (1, m as isize)
+        } else {
+            (k as isize, 1)
+        };
+        let sb = if b_transposed {
+            (1, k as isize)
+        } else {
+            (n as isize, 1)
+        };
+        let sc = (n as isize, 1);
+        let product = |gemm: &dyn Fn(&mut [f32])| {
+            let mut c = vec![f32::NAN; m * n];
+            gemm(&mut c);
+            c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let first = product(&|c| f32::gemm(m, k, n, 1.0, &a, sa, &b, sb, 0.0, c, sc));
+        let again = product(&|c| f32::gemm(m, k, n, 1.0, &a, sa, &b, sb, 0.0, c, sc));
+        let builtin = product(&|c| gemm_builtin(m, k, n, 1.0, &a, sa, &b, sb, 0.0, c, sc));
+        let library = product(&|c| {
+            assert!(blas.gemm(m, k, n, 1.0, &a, sa, &b, sb, 0.0, c, sc));
+        });
+        let layout = format!(
+            "RETROPROP_BLAS={setting:?}, A transposed {a_transposed}, B transposed {b_transposed}"
+        );
+        assert_ne!(
+            builtin, library,
+            "{layout}: both GEMMs gave the same bits, so this test cannot tell them apart"
+        );
+        let shape = Shape {
+            m,
+            k,
+            n,
+            a_transposed,
+            b_transposed,
+            float_bytes: 4,
+        };
+        let route = route(shape);
+        let expected_route = match setting.trim() {
+            "" | "auto" => matches!(route, Route::Trial(_)),
+            "off" => route == Route::NoLibrary,
+            _ => route == Route::Named,
+        };
+        assert!(expected_route, "{layout}: routed {route:?}");
+        let expected = match route.engine() {
+            Engine::BuiltIn => &builtin,
+            Engine::Library => &library,
+        };
+        assert!(
+            first == *expected,
+            "{layout}: the first product did not run on {route:?}"
+        );
+        assert!(
+            again == *expected,
+            "{layout}: a later product did not run on {route:?}"
+        );
+    }
+}
+
+/// [`products_run_on_the_gemm_their_setting_gives_them`] in a process of
+/// each setting: `auto`, `off` and the library's name.
+#[test]
+fn every_setting_gives_the_products_its_gemm() {
+    let test = "products_run_on_the_gemm_their_setting_gives_them";
+    for setting in ["auto", "off", "libopenblas.so.0"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--test-threads", "1"])
+            .env("RETROPROP_BLAS", setting)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "RETROPROP_BLAS={setting}:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Under `auto` a training run repeated in the same process gives the same
+/// bits (docs/DESIGN.md): each shape's trial chose once, and the first
+/// run's products, those the trials began with included, ran on the GEMMs
+/// the second run's did.
+#[test]
+fn a_run_repeated_in_a_process_gives_the_same_bits() {
+    use retroprop::{Activation, Adam, Dataset, Device, Loss, Mlp, Targets, TrainConfig, Trainer};
+    // Sizes no other test of this binary uses, so that their shapes are
+    // tried during the first run: batch 96 through 333- and 1031-wide
+    // layers (96 × 333 × 1031 = 2^25.0 multiply-adds, large enough for the
+    // library).
+    let sizes = [333, 1031, 1031, 7];
+    let rows = 96;
+    let x: Vec<f32> = values(2 * rows * sizes[0], 3)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let labels = (0..2 * rows).map(|i| (i % sizes[3]) as u32).collect();
+    let data = Dataset::new(x, sizes[0], Targets::Classes(labels)).unwrap();
+    let fit = || {
+        let mlp = Mlp::new(&sizes, Activation::Relu, Activation::Identity).unwrap();
+        let config = TrainConfig::default()
+            .loss(Loss::CrossEntropy)
+            .optimizer(Adam::default().lr(1e-3))
+            .batch_size(rows)
+            .epochs(2)
+            .device(Device::Cpu);
+        let mut trainer = Trainer::new(mlp, config).unwrap();
+        trainer.fit(&data, None).unwrap();
+        let bits: Vec<u32> = trainer
+            .parameters()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        bits
+    };
+    let first = fit();
+    assert!(first == fit(), "the second run's bits differ");
 }

@@ -175,14 +175,14 @@ fn devices(list: Option<&str>) -> Result<Vec<Device>> {
 
 fn print_row(r: &Run) {
     println!(
-        "{:<40} {:>6} {:>10.1} {:>8.2} {:>10.2} ({:.2}–{:.2}) {:>9.2} {:>9.1} {:>9.1}",
+        "{:<48} {:>6} {:>10.1} {:>8.2} {:>10.2} ({:.2}–{:.2}) {:>9.2} {:>9.1} {:>9.1}",
         truncate(
             &format!(
                 "{}{}",
                 if r.precision == "f32" { "" } else { "mixed, " },
                 r.device
             ),
-            40
+            48
         ),
         r.batch,
         r.samples_per_s,
@@ -242,7 +242,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             system()
         );
         println!(
-            "{:<40} {:>6} {:>10} {:>8} {:>24} {:>9} {:>9} {:>9}",
+            "{:<48} {:>6} {:>10} {:>8} {:>24} {:>9} {:>9} {:>9}",
             "device",
             "batch",
             "samples/s",
@@ -281,7 +281,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     {
         println!(
             "note: the CPU ran on its built-in GEMM; with OpenBLAS installed (Debian/Ubuntu: \
-             apt-get install libopenblas0) its large products are faster (docs/performance.md)"
+             apt-get install libopenblas0) each large product shape runs on the faster of the \
+             two (docs/performance.md)"
         );
     }
     if args.profile && devices.contains(&Device::Gpu) {
@@ -687,9 +688,10 @@ fn full(args: &BenchArgs, devices: &[Device], runs: &[(Device, Run)]) -> Result<
 /// The CPU backend's GEMMs on the square sizes and the standard work's
 /// products: the built-in one, then the BLAS library when one is loaded (in
 /// a second pass, so that the library's threads, which spin a while after
-/// each call, do not slow the built-in one's). Returns the best GFLOP/s
-/// measured, the machine's GEMM peak as far as this bench knows, and which
-/// GEMM reached it.
+/// each call, do not slow the built-in one's), then which of the two the
+/// backend runs each shape on. Returns the best GFLOP/s measured, the
+/// machine's GEMM peak as far as this bench knows, and which GEMM reached
+/// it.
 fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) -> (f64, String) {
     use retroprop::cpu::{blas, gemm_builtin};
     let shapes = [
@@ -757,5 +759,77 @@ fn cpu_gemm(args: &BenchArgs, emit: &dyn Fn(&str, serde_json::Value)) -> (f64, S
         // Let a BLAS library's threads go idle before anything else runs.
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    gemm_choices(args, emit, &shapes);
     peak
+}
+
+/// Which GEMM the CPU backend runs each of `shapes` on (f32, the three
+/// [`VARIANTS`]), and why: the setting, or under `RETROPROP_BLAS=auto` the
+/// shape's trial (run now unless the standard work's steps ran it) with
+/// how many times faster the chosen GEMM's best call was. In `--json`, a
+/// `gemm_choice` line a shape: `nn`, `nt`, `tn` the GEMM (`built-in` or
+/// `library`), `nn_why`... why (`small`: below the library's sizes,
+/// `no-library`: `off` or none found, `named`: `RETROPROP_BLAS` names it,
+/// `trial`), and
+/// for a trial `nn_builtin_s`, `nn_library_s`... each GEMM's best call.
+fn gemm_choices(
+    args: &BenchArgs,
+    emit: &dyn Fn(&str, serde_json::Value),
+    shapes: &[(usize, usize, usize)],
+) {
+    use retroprop::cpu::{Engine, Route, Shape, route};
+    matmul_header(
+        args,
+        "CPU GEMM chosen per product shape (f32; under auto, how many times faster its best \
+         call was in the shape's trial; small: below the library's sizes, built-in)",
+    );
+    for &(m, k, n) in shapes {
+        let routes: Vec<Route> = VARIANTS
+            .iter()
+            .map(|&(a_transposed, b_transposed)| {
+                route(Shape {
+                    m,
+                    k,
+                    n,
+                    a_transposed,
+                    b_transposed,
+                    float_bytes: 4,
+                })
+            })
+            .collect();
+        let engine = |r: &Route| match r.engine() {
+            Engine::BuiltIn => "built-in",
+            Engine::Library => "library",
+        };
+        let cell = |r: &Route| match r {
+            Route::Small => "small".to_string(),
+            Route::NoLibrary | Route::Named => engine(r).to_string(),
+            Route::Trial(t) => format!("{} {:.2}×", engine(r), t.margin()),
+        };
+        if !args.json {
+            println!(
+                "{:>22} {:>14} {:>14} {:>14}",
+                format!("{m}x{k}x{n}"),
+                cell(&routes[0]),
+                cell(&routes[1]),
+                cell(&routes[2])
+            );
+        }
+        let mut fields = serde_json::json!({ "m": m, "k": k, "n": n });
+        for (key, r) in ["nn", "nt", "tn"].iter().zip(&routes) {
+            fields[*key] = engine(r).into();
+            fields[format!("{key}_why")] = match r {
+                Route::Small => "small",
+                Route::NoLibrary => "no-library",
+                Route::Named => "named",
+                Route::Trial(_) => "trial",
+            }
+            .into();
+            if let Route::Trial(t) = r {
+                fields[format!("{key}_builtin_s")] = t.builtin_s.into();
+                fields[format!("{key}_library_s")] = t.library_s.into();
+            }
+        }
+        emit("gemm_choice", fields);
+    }
 }

@@ -17,6 +17,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    quiet_blas_threads();
     let cli = cli::Cli::parse();
     // A BLAS library or matmul kernel asked for in the environment that
     // cannot be used is an error, not a silent fall back to the default.
@@ -49,6 +50,23 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets OpenBLAS's idle threads sleep at once after a call, unless
+/// `OPENBLAS_THREAD_TIMEOUT` says otherwise. By default they spin (calling
+/// `sched_yield`) for 2²⁸ cycles, about 0.1 s, after each product, beside
+/// the CPU backend's own threads, which then share the cores with them:
+/// the standard work ran at 15–17 000 samples/s at batch 1024 under
+/// `RETROPROP_BLAS=auto`, whose steps mix the two GEMMs, against 19–20 000
+/// on the built-in GEMM alone, and at 19–20 000 with a timeout of 2⁴
+/// cycles (docs/performance.md, "Which GEMM auto runs"). OpenBLAS reads
+/// the variable once, when it is loaded (the first large product).
+fn quiet_blas_threads() {
+    if std::env::var_os("OPENBLAS_THREAD_TIMEOUT").is_none() {
+        // SAFETY: the first thing `main` does, before any other thread of
+        // this process exists, so nothing reads the environment meanwhile.
+        unsafe { std::env::set_var("OPENBLAS_THREAD_TIMEOUT", "4") };
     }
 }
 

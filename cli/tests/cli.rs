@@ -797,3 +797,36 @@ fn device_auto_says_why_it_falls_back_to_the_cpu() {
         assert!(out.contains(" on cpu"), "{out}");
     }
 }
+
+/// `retroprop devices` says which GEMM the CPU uses under each
+/// `RETROPROP_BLAS`: `off` the built-in one, a library named that library
+/// alone, `auto` (or unset) both, the faster at each product shape.
+#[test]
+fn devices_says_which_gemm_each_setting_gives_the_cpu() {
+    let cpu_line = |setting: Option<&str>| {
+        let env: Vec<(&str, &str)> = setting.map(|s| ("RETROPROP_BLAS", s)).into_iter().collect();
+        let (code, stdout, stderr) = if setting.is_some() {
+            run_with(&env, &["devices"])
+        } else {
+            run(&["devices"])
+        };
+        assert_eq!(code, 0, "RETROPROP_BLAS={setting:?}: {stderr}");
+        stdout
+            .lines()
+            .find(|l| l.starts_with("cpu: "))
+            .unwrap_or_else(|| panic!("no cpu line in:\n{stdout}"))
+            .to_string()
+    };
+    assert_eq!(cpu_line(Some("off")), "cpu: built-in GEMM");
+    let named = cpu_line(Some("libopenblas.so.0"));
+    assert!(
+        named.starts_with("cpu: OpenBLAS") && !named.contains("built-in"),
+        "{named}"
+    );
+    let library = named.trim_start_matches("cpu: ");
+    let both = format!("cpu: {library} or built-in GEMM, the faster at each product shape");
+    assert_eq!(cpu_line(Some("auto")), both);
+    if std::env::var_os("RETROPROP_BLAS").is_none() {
+        assert_eq!(cpu_line(None), both);
+    }
+}

@@ -345,6 +345,7 @@ fn bench_full_runs_with_more_than_ten_classes() {
     assert_eq!(share["peak_gflops"].as_f64().unwrap(), best);
     let expected = step_gflops / best;
     assert!((share["share"].as_f64().unwrap() - expected).abs() <= 1e-12 * expected);
+    gemm_choices_follow_the_trials(&lines);
     let widths: Vec<&serde_json::Value> = of("width_scaling").collect();
     assert!(!widths.is_empty(), "no width_scaling runs:\n{}", out.stdout);
     for run in widths {
@@ -353,6 +354,57 @@ fn bench_full_runs_with_more_than_ten_classes() {
             arch.starts_with("4-") && arch.ends_with("-12"),
             "width net {arch} does not keep 4 inputs and 12 classes"
         );
+    }
+}
+
+/// `bench --full`'s choice of GEMM beside the two GEMMs' figures: a
+/// `gemm_choice` line for each shape of the `cpu_gemm` table, each layout
+/// on the built-in GEMM or the library and why; under `auto` (this
+/// process's setting unless `RETROPROP_BLAS` is set) a shape large enough
+/// for the library runs on the GEMM whose best call in its trial was the
+/// faster, the built-in one on a tie.
+fn gemm_choices_follow_the_trials(lines: &[serde_json::Value]) {
+    let of = |kind: &'static str| lines.iter().filter(move |v| v["kind"] == kind);
+    let shape = |v: &serde_json::Value| format!("{}x{}x{}", v["m"], v["k"], v["n"]);
+    let choices: Vec<&serde_json::Value> = of("gemm_choice").collect();
+    let measured: std::collections::BTreeSet<_> = of("cpu_gemm").map(shape).collect();
+    let chosen: std::collections::BTreeSet<_> = choices.iter().map(|v| shape(v)).collect();
+    assert_eq!(
+        chosen, measured,
+        "the choices' shapes are not the measured ones"
+    );
+    let auto = std::env::var("RETROPROP_BLAS").map_or(true, |s| matches!(s.trim(), "" | "auto"));
+    let mut trials = 0;
+    for choice in &choices {
+        for key in ["nn", "nt", "tn"] {
+            let (engine, why) = (&choice[key], &choice[format!("{key}_why")]);
+            let at = format!("{} {key}: {choice}", shape(choice));
+            match why.as_str() {
+                Some("small" | "no-library") => assert_eq!(engine, "built-in", "{at}"),
+                Some("named") => assert_eq!(engine, "library", "{at}"),
+                Some("trial") => {
+                    trials += 1;
+                    let seconds = |gemm: &str| {
+                        let s = choice[format!("{key}_{gemm}_s")].as_f64();
+                        s.filter(|s| s.is_finite() && *s > 0.0)
+                            .unwrap_or_else(|| panic!("{at}: no {gemm} time"))
+                    };
+                    let faster = if seconds("library") < seconds("builtin") {
+                        "library"
+                    } else {
+                        "built-in"
+                    };
+                    assert_eq!(engine, faster, "{at}");
+                }
+                _ => panic!("{at}: no reason given"),
+            }
+        }
+    }
+    let library = of("cpu_gemm").any(|v| v["gemm"] != "built-in");
+    if auto && library {
+        // 512³, 1024³, 2048³, the standard work's four large products and
+        // 1024 × 128 × 1024, 1024 × 256 × 1024, in three layouts each.
+        assert_eq!(trials, 3 * 9, "trials under auto");
     }
 }
 

@@ -10,7 +10,7 @@ mod support;
 
 use safetensors::SafeTensors;
 use std::path::Path;
-use support::{Dir, fails, ok, refused, run};
+use support::{Dir, fails, ok, refused, run, run_with};
 
 /// 80 rows, three classes from two features.
 fn classes(dir: &Dir) -> String {
@@ -671,4 +671,88 @@ fn a_mixed_run_names_its_precision_and_refuses_a_resume_in_f32() {
         2,
         &["unknown precision `f16` (expected f32 or mixed)"],
     );
+}
+
+/// A checkpoint holds nothing of which GEMM ran the products
+/// (`RETROPROP_BLAS`, or under `auto` the trials of the process): a run
+/// begun on the built-in GEMM resumes on the BLAS library, and the other
+/// way round, with nothing refused or noted. What docs/DESIGN.md says of
+/// the bits: with the GEMM pinned (`off`, or the library's name) a run cut
+/// and resumed in another process writes the unbroken run's model byte
+/// for byte; the two GEMMs round differently, so the GEMM that runs the
+/// products decides the bits (a run resumed on the other is a run of its
+/// own, not the unbroken one).
+#[test]
+fn a_checkpoint_resumes_whichever_gemm_runs_the_products() {
+    let dir = Dir::new("cpu-gemm-choice");
+    let data = classes(&dir);
+    // 80 rows through 1024-wide layers: 80 × 1024 × 1024 multiply-adds, a
+    // product large enough for the library.
+    let common = [
+        "train",
+        "--data",
+        &data,
+        "--device",
+        "cpu",
+        "--arch",
+        "2,1024,1024,3",
+        "--batch-size",
+        "80",
+        "-q",
+    ];
+    let train = |setting: &str, args: &[&str]| {
+        let (code, stdout, stderr) = run_with(
+            &[("RETROPROP_BLAS", setting)],
+            &[&common[..], args].concat(),
+        );
+        assert_eq!(code, 0, "RETROPROP_BLAS={setting} {args:?}: {stderr}");
+        assert!(
+            !stdout.contains("resumed with") && stderr.is_empty(),
+            "RETROPROP_BLAS={setting} {args:?} said:\n{stdout}{stderr}"
+        );
+        stdout
+    };
+    let model = |name: &str| dir.path(&format!("{name}.safetensors"));
+    let path = |name: &str| model(name).to_str().unwrap().to_string();
+    // Unbroken runs of 4 steps on each pinned GEMM.
+    for pinned in ["off", "libopenblas.so.0"] {
+        train(pinned, &["--steps", "4", "--save", &path(pinned)]);
+    }
+    assert!(
+        read(&model("off")) != read(&model("libopenblas.so.0")),
+        "the two GEMMs gave the same model, so this test cannot tell them apart"
+    );
+    for (first, then) in [
+        ("off", "off"),
+        ("libopenblas.so.0", "libopenblas.so.0"),
+        ("off", "libopenblas.so.0"),
+        ("libopenblas.so.0", "off"),
+        ("off", "auto"),
+    ] {
+        let name = format!("{first}-{then}");
+        let checkpoint = path(&format!("{name}-c"));
+        train(first, &["--steps", "2", "--checkpoint", &checkpoint]);
+        let stdout = train(
+            then,
+            &[
+                "--steps",
+                "4",
+                "--resume",
+                &checkpoint,
+                "--save",
+                &path(&name),
+            ],
+        );
+        assert!(stdout.contains(", 4 steps"), "{stdout}");
+        if first == then {
+            assert!(
+                read(&model(&name)) == read(&model(first)),
+                "RETROPROP_BLAS={first}: cut at step 2 and resumed, the model differs \
+                 from the unbroken run's"
+            );
+        }
+    }
+    // Resumed on the other GEMM, the last two steps rounded otherwise.
+    assert!(read(&model("off-libopenblas.so.0")) != read(&model("off")));
+    assert!(read(&model("libopenblas.so.0-off")) != read(&model("libopenblas.so.0")));
 }

@@ -145,6 +145,7 @@ impl CpuBackend {
                 result.stopped = true;
                 break;
             }
+            check_batch_norm_share(self.net.mlp(), &BatchShare::whole(indices))?;
             let batch_weight = data.weight_of(indices);
             let loss = self.forward_backward_rows(data, indices, (indices.len(), 0), batch_weight);
             let step = self.net.step_count() + 1;
@@ -175,18 +176,23 @@ impl CpuBackend {
 }
 
 impl Backend for CpuBackend {
-    /// `cpu: ` and the GEMM of the run's steps: the BLAS library's name
-    /// only where a step has a product for it (naming it loads it, and a
-    /// loaded OpenBLAS starts its threads: ~4 ms, a tenth of a small fit).
+    /// `cpu: ` and the GEMM of the run's steps ([`super::gemm::gemms_of`]):
+    /// the BLAS library's name only where a step's large products run on it
+    /// (the small ones always run on the built-in GEMM).
+    /// Products too small for the library do not load it (a loaded
+    /// OpenBLAS starts its threads: ~4 ms, a tenth of a small fit); under
+    /// `auto` the others' shapes are tried here, on the pool the steps will
+    /// run on, unless their first products were already.
     fn name(&self) -> String {
-        let library = self
-            .batch_rows
-            .is_none_or(|rows| self.net.step_reaches_library(rows));
-        if library {
-            format!("cpu: {}", super::gemm_name())
-        } else {
-            "cpu: built-in GEMM".to_string()
+        use super::gemm;
+        let Some(rows) = self.batch_rows else {
+            return format!("cpu: {}", gemm::gemm_name());
+        };
+        let products = self.net.step_products(rows);
+        if !products.iter().any(|p| gemm::to_library(p.m, p.k, p.n)) {
+            return "cpu: built-in GEMM".to_string();
         }
+        format!("cpu: {}", on_pool(|| gemm::gemms_of(&products)))
     }
 
     fn parameters(&mut self) -> Result<Vec<f32>> {
@@ -227,6 +233,7 @@ impl Backend for CpuBackend {
             self.net.grads_mut().fill(0.0);
             return Ok(0.0);
         }
+        check_batch_norm_share(self.net.mlp(), &share)?;
         let dataset = data.dataset();
         let batch_weight = share
             .batch_weight
@@ -291,6 +298,10 @@ impl Backend for CpuBackend {
         checks::rows_of("inputs to predict", inputs, x.len())?;
         let rows = (x.len() / inputs.max(1)).min(CHUNK_ROWS);
         Ok(self.on_pool_if_shared(rows, |backend| backend.predict_chunks(x)))
+    }
+
+    fn evaluation_rows(&self) -> Option<usize> {
+        Some(CHUNK_ROWS)
     }
 
     fn memory_bytes(&self) -> u64 {
@@ -364,4 +375,31 @@ impl CpuBackend {
         }
         out
     }
+}
+
+/// Batch normalisation needs the statistics of the whole batch, of two
+/// rows at least: a last batch of one row is refused (naming the batch
+/// size to change), and so is a share of a batch (ranks: SyncBatchNorm's
+/// statistics over ranks are not built yet).
+fn check_batch_norm_share(mlp: &crate::model::Mlp, share: &BatchShare<'_>) -> Result<()> {
+    if !mlp.has_batch_norm() {
+        return Ok(());
+    }
+    if share.rows.len() < share.batch_rows {
+        return Err(crate::error::Error::Config(format!(
+            "batch normalisation over a batch shared by ranks (SyncBatchNorm) is not built yet: \
+             this rank holds {} of the batch's {} rows",
+            share.rows.len(),
+            share.batch_rows
+        )));
+    }
+    if share.rows.len() < 2 {
+        return Err(crate::error::Error::Config(
+            "batch normalisation needs at least 2 rows a batch, and a batch of this epoch holds 1 \
+             (the rows left over by the batch size): choose a batch size that leaves none or more \
+             than one"
+                .into(),
+        ));
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! One dense layer's forward and backward pass, side by side.
 
-use super::gemm::Gemm;
+use super::gemm::{Gemm, Shape};
 use super::share::share;
 use crate::activation::Activation;
 use crate::real::Real;
@@ -24,7 +24,7 @@ fn forward_rows_per_job(width: usize) -> usize {
 
 /// Whether a layer's forward elementwise pass over `rows` rows of `width`
 /// is shared among threads: from 32 Ki values (below, sharing costs more
-/// than it saves; see `PARALLEL_WORK` in gemm.rs).
+/// than it saves; see `PARALLEL_WORK` in gemm/mod.rs).
 pub(super) fn forward_splits(rows: usize, width: usize) -> bool {
     rows.saturating_mul(width) >= 1 << 15 && rows > forward_rows_per_job(width)
 }
@@ -272,4 +272,32 @@ fn side_by_side(rows: usize, inputs: usize, outputs: usize) -> bool {
     wants_threads(rows, inputs, outputs)
         && !to_library(outputs, rows, inputs)
         && !to_library(rows, outputs, inputs)
+}
+
+/// The products of a layer's training step over `rows` rows, in the
+/// layouts [`dense_forward`] and [`dense_backward`] pass them: the forward
+/// (X·Wᵀ), the weight gradient (dZᵀ·X) and, with `input_grad`, the input
+/// gradient (dZ·W).
+pub(super) fn layer_products<T>(
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+    input_grad: bool,
+) -> Vec<Shape> {
+    let product = |m, k, n, a_transposed, b_transposed| Shape {
+        m,
+        k,
+        n,
+        a_transposed,
+        b_transposed,
+        float_bytes: std::mem::size_of::<T>(),
+    };
+    let mut products = vec![
+        product(rows, inputs, outputs, false, true),
+        product(outputs, rows, inputs, true, false),
+    ];
+    if input_grad {
+        products.push(product(rows, outputs, inputs, false, false));
+    }
+    products
 }

@@ -4,9 +4,15 @@
 //!
 //! - `network.rs`: the network, its passes and its update ([`Network`]);
 //! - `dense.rs`: one dense layer's forward and backward, side by side;
+//! - `norm.rs`: LayerNorm's and BatchNorm's, the same way, and
+//!   `ensemble.rs` a BatchEnsemble layer's (TabM's; not run by the
+//!   network yet);
+//! - `sequence.rs`: the passes of a network that is more than dense layers
+//!   (normalisations, residual skips);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
-//! - `gemm.rs`: matrix products, on a system BLAS when one is loaded;
+//! - `gemm/`: matrix products, on the built-in GEMM or a system BLAS,
+//!   whichever is faster at the product's shape;
 //! - `share.rs`: a pass shared among the pool's threads;
 //! - `pool.rs`: the backend's threads (its pools, the run that has them,
 //!   made anew after a fork);
@@ -15,15 +21,21 @@
 
 mod backend;
 mod dense;
+pub mod ensemble;
 pub mod gemm;
 mod network;
+pub mod norm;
 mod optimizer;
 mod pool;
+mod sequence;
 pub(crate) mod share;
 
 pub use backend::CpuBackend;
 pub use dense::{dense_backward, dense_forward};
-pub use gemm::{Blas, Gemm, blas, check_env, gemm_builtin, gemm_name};
+pub use gemm::{
+    Blas, Engine, Gemm, Route, Shape, Trial, blas, check_env, gemm_builtin, gemm_name, gemms_of,
+    route, trials,
+};
 pub use network::Network;
 pub use optimizer::{clip_gradients, optimizer_step};
 pub use pool::run_on_pool;
