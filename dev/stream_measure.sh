@@ -77,10 +77,10 @@ epoch() {
     --save "$dir/$name.safetensors" "$@" >"$dir/$name.out"
   read -r wall user system peak_kb <"$log"
   steps=$(sed -n 's/.* steps in \([0-9.]*\) s .*/\1/p' "$dir/$name.out")
-  awk -v name="$name" -v n="$n" -v wall="$wall" -v user="$user" -v system="$system" \
+  awk -v name="$name" -v n="$n" -v wall="$wall" -v user="$user" -v sys="$system" \
     -v steps="$steps" -v kb="$peak_kb" 'BEGIN {
     printf "%-22s %8d rows  wall %6.1f s  cpu %6.1f s  steps %6.1f s  %6.0f samples/s  peak %5.0f MB\n",
-      name, n, wall, user + system, steps, n / steps, kb / 1024 }'
+      name, n, wall, user + sys, steps, n / steps, kb / 1024 }'
 }
 
 rounds=${ROUNDS:-2}
@@ -104,6 +104,13 @@ for round in $(seq "$rounds"); do
     cmp "$dir/held-big-$round.safetensors" "$dir/streamed-big-$round.safetensors"
     echo "held and streamed saved the same model bytes"
   fi
+done
+
+echo "--- evaluate --stream, a part of 8192 rows at a time: what a process holds besides"
+for file in small big; do
+  /usr/bin/time -f "$file.parquet: %e s wall, peak %M KB" "$exe" evaluate \
+    --model "$dir/streamed-small-1.safetensors" --data "$dir/$file.parquet" --device cpu \
+    --stream
 done
 
 if [ "${MPI:-1}" = 1 ] && command -v mpirun >/dev/null; then
