@@ -495,6 +495,17 @@ pub trait Backend: MaybeSend {
     /// Bytes allocated for parameters, state, activations and data.
     fn memory_bytes(&self) -> u64;
 
+    /// The rows [`evaluate`](Self::evaluate) and
+    /// [`predict`](Self::predict) take a pass at a time, from the first:
+    /// each pass's loss is added to the sum in turn, in f64. Rows handed
+    /// over in calls of exactly this many (the last fewer) then give the
+    /// bits of one call over them all, which is how a file streamed in
+    /// parts is evaluated as the same rows held in memory are. `None`
+    /// where the backend does not say.
+    fn evaluation_rows(&self) -> Option<usize> {
+        None
+    }
+
     // The asynchronous core. Every call that reads results back from the
     // device has an `_async` twin: the GPU awaits its read-backs there (the
     // browser cannot block on one) and its blocking calls above wait on

@@ -4,6 +4,7 @@
 //! that changes them may change ([`SettingChange`]).
 
 use crate::activation::Activation;
+use crate::data::ShuffleWindow;
 use crate::loss::Loss;
 use crate::optim::{GradClip, Optimizer};
 use crate::real::Precision;
@@ -51,18 +52,25 @@ pub struct Checkpoint {
 }
 
 /// What decides an epoch's order of rows besides the epoch's number
-/// ([`epoch_order`](crate::data::epoch_order)).
+/// ([`windowed_order`](crate::data::windowed_order)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpochOrder {
     /// Whether the rows are shuffled.
     pub shuffle: bool,
     /// The seed of the shuffle.
     pub seed: u64,
+    /// How far a row may move ([`ShuffleWindow`]; `full` in checkpoints
+    /// written before windows, whose orders were whole shuffles).
+    pub window: ShuffleWindow,
 }
 
 impl fmt::Display for EpochOrder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "shuffle={},seed={}", self.shuffle, self.seed)
+        write!(
+            f,
+            "shuffle={},seed={},window={}",
+            self.shuffle, self.seed, self.window
+        )
     }
 }
 
@@ -120,6 +128,9 @@ pub struct RunSettings {
     pub batch_size: Option<usize>,
     /// Whether each epoch visits the rows in a new seeded order.
     pub shuffle: bool,
+    /// How far a shuffle moves a row (checkpoints written before windows
+    /// read as `full`, the whole shuffle they took).
+    pub shuffle_window: ShuffleWindow,
     /// The seed of the shuffles and the dropout masks.
     pub seed: u64,
     /// Gradient clipping.
@@ -196,6 +207,7 @@ impl RunSettings {
     /// ```
     /// use retroprop::checkpoint::RunSettings;
     /// use retroprop::{Activation, Adam, GradClip, Loss, LrSchedule, Precision};
+    /// use retroprop::data::ShuffleWindow;
     /// let saved = RunSettings {
     ///     sizes: vec![2, 8, 3],
     ///     activations: vec![Activation::Relu, Activation::Identity],
@@ -204,6 +216,7 @@ impl RunSettings {
     ///     lr_schedule: LrSchedule::Constant,
     ///     batch_size: Some(4),
     ///     shuffle: true,
+    ///     shuffle_window: ShuffleWindow::default(),
     ///     seed: 0,
     ///     grad_clip: GradClip::default(),
     ///     dropout: vec![0.0, 0.0],
@@ -282,6 +295,12 @@ impl RunSettings {
             "shuffle",
             self.shuffle.to_string(),
             now.shuffle.to_string(),
+            false,
+        );
+        add(
+            "shuffle_window",
+            self.shuffle_window.to_string(),
+            now.shuffle_window.to_string(),
             false,
         );
         add("seed", self.seed.to_string(), now.seed.to_string(), false);

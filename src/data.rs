@@ -9,6 +9,11 @@ use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::sync::Arc;
 
+mod order;
+mod standardize;
+pub use order::{EpochWindows, ShuffleWindow, epoch_order, share_bounds, windowed_order};
+pub use standardize::{Standardizer, StandardizerFit};
+
 /// What a data set's rows are labelled with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
@@ -422,61 +427,7 @@ impl Dataset {
     /// # Ok::<(), retroprop::Error>(())
     /// ```
     pub fn suggested_loss(&self) -> LossChoice {
-        let regression = |reason: String| LossChoice {
-            loss: Loss::Mse,
-            reason: format!("{reason}; --loss cross_entropy to classify"),
-        };
-        let values = match &self.targets {
-            Targets::Classes(labels) => {
-                let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
-                return LossChoice {
-                    loss: Loss::CrossEntropy,
-                    reason: format!("class indices 0 to {}", classes.saturating_sub(1)),
-                };
-            }
-            Targets::Values { width, .. } if *width > 1 => {
-                return LossChoice {
-                    loss: Loss::Mse,
-                    reason: format!("{width} target columns"),
-                };
-            }
-            Targets::Values { values, .. } => values,
-        };
-        if let Some(v) = values.iter().find(|v| **v < 0.0 || v.fract() != 0.0) {
-            return regression(format!("the target column holds {v}, not a class label"));
-        }
-        let (low, high) = values
-            .iter()
-            .fold((f32::MAX, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        if low != 0.0 {
-            return regression(format!(
-                "the target column holds whole numbers from {low} to {high}, not classes from 0"
-            ));
-        }
-        // Checked before counting, so that a large value allocates nothing.
-        if (self.rows() as f64) < 2.0 * (high as f64 + 1.0) {
-            return regression(format!(
-                "the target column holds whole numbers from 0 to {high}, fewer than two rows for each as a class"
-            ));
-        }
-        let classes = high as usize + 1;
-        let mut seen = vec![false; classes];
-        for &v in values {
-            seen[v as usize] = true;
-        }
-        let present = seen.iter().filter(|&&s| s).count();
-        if present * 10 < classes * 9 {
-            return regression(format!(
-                "the target column holds {present} distinct whole numbers from 0 to {high}: too sparse for classes"
-            ));
-        }
-        LossChoice {
-            loss: Loss::CrossEntropy,
-            reason: format!(
-                "the target column holds class labels 0 to {high}, {:.0} rows a class; --loss mse to regress",
-                self.rows() as f64 / classes as f64
-            ),
-        }
+        TargetSummary::of(self).suggested_loss()
     }
 
     /// Reads a CSV file whose last `target_columns` columns are targets. A
@@ -603,149 +554,190 @@ impl Dataset {
     }
 }
 
-/// Standardisation, the one way features are scaled: (x − mean) / std per
-/// feature, with the mean and (population) standard deviation of the
-/// training data. Fitted once, applied to the training and validation
-/// data, saved with the model (`io::SavedModel::standardizer`) and applied
-/// again by whoever predicts with it.
+/// What a data set's targets say, gathered a part at a time (from memory,
+/// or from a file streamed in chunks): the loss they suggest
+/// ([`Dataset::suggested_loss`] is this summary's), the largest class
+/// label, and the first value outside [0, 1] (which binary
+/// cross-entropy refuses). Parts come in row order.
 ///
 /// ```
-/// use retroprop::{Dataset, Standardizer, Targets};
-/// let mut data = Dataset::new(vec![1., 10., 3., 10.], 2, Targets::Classes(vec![0, 1]))?;
-/// let standardizer = Standardizer::fit(&data);
-/// assert_eq!(standardizer.mean, [2.0, 10.0]);
-/// assert_eq!(standardizer.std, [1.0, 1.0]); // a constant feature keeps its scale
-/// standardizer.apply(&mut data)?;
-/// assert_eq!(data.x(), [-1.0, 0.0, 1.0, 0.0]);
-/// let mut row = vec![2.5, 11.0];
-/// standardizer.apply_rows(&mut row)?;
-/// assert_eq!(row, [0.5, 1.0]);
+/// use retroprop::data::TargetSummary;
+/// use retroprop::Loss;
+/// let mut summary = TargetSummary::new(1, 6);
+/// summary.add_values(&[0., 1., 2.]);
+/// summary.add_values(&[1., 0., 2.]);
+/// assert_eq!(summary.suggested_loss().loss, Loss::CrossEntropy);
+/// assert_eq!(summary.classes(), 3);
 /// # Ok::<(), retroprop::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct Standardizer {
-    /// Each feature's mean over the training rows.
-    pub mean: Vec<f32>,
-    /// Each feature's standard deviation over the training rows (1 where
-    /// the feature is constant).
-    pub std: Vec<f32>,
+#[derive(Debug, Clone)]
+pub struct TargetSummary {
+    width: usize,
+    /// Rows added so far.
+    rows: usize,
+    /// Rows the data set has in all: values above half of them cannot be
+    /// classes (fewer than two rows a class), so they are not tracked.
+    expected_rows: usize,
+    /// Whether the targets are class labels (added by `add_labels`).
+    labels: bool,
+    /// The largest class label added.
+    max_label: u32,
+    /// The first value that is negative or not whole.
+    first_not_label: Option<f32>,
+    low: f32,
+    high: f32,
+    /// Which whole values up to `expected_rows / 2` are present, a bit each.
+    seen: Vec<u64>,
+    /// The first value outside [0, 1], with its row and column.
+    first_outside_unit: Option<(usize, usize, f32)>,
 }
 
-impl Standardizer {
-    /// The mean and standard deviation of every feature of `data`,
-    /// summed in f64; a constant feature gets a deviation of 1.
-    pub fn fit(data: &Dataset) -> Standardizer {
-        let f = data.features;
-        let n = data.rows() as f64;
-        let mut mean = vec![0f64; f];
-        for row in data.x().chunks_exact(f) {
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += v as f64;
+impl TargetSummary {
+    /// A summary of `width` targets a row over a data set of `rows` rows,
+    /// before any row.
+    pub fn new(width: usize, rows: usize) -> TargetSummary {
+        TargetSummary {
+            width: width.max(1),
+            rows: 0,
+            expected_rows: rows,
+            labels: false,
+            max_label: 0,
+            first_not_label: None,
+            low: f32::MAX,
+            high: 0.0,
+            seen: Vec::new(),
+            first_outside_unit: None,
+        }
+    }
+
+    /// The summary of a data set's targets.
+    pub fn of(data: &Dataset) -> TargetSummary {
+        let mut summary = TargetSummary::new(data.target_width(), data.rows());
+        match &data.targets {
+            Targets::Classes(labels) => summary.add_labels(labels),
+            Targets::Values { values, .. } => summary.add_values(values),
+        }
+        summary
+    }
+
+    /// The next rows' target values, row-major.
+    pub fn add_values(&mut self, values: &[f32]) {
+        let cap = self.expected_rows / 2;
+        for (i, &v) in values.iter().enumerate() {
+            if self.first_not_label.is_none() && (v < 0.0 || v.fract() != 0.0) {
+                self.first_not_label = Some(v);
+            }
+            if self.first_outside_unit.is_none() && !(0.0..=1.0).contains(&v) {
+                let at = self.rows * self.width + i;
+                self.first_outside_unit = Some((at / self.width, at % self.width, v));
+            }
+            self.low = self.low.min(v);
+            self.high = self.high.max(v);
+            if v >= 0.0 && v.fract() == 0.0 && v as f64 <= cap as f64 {
+                self.see(v as usize);
             }
         }
-        mean.iter_mut().for_each(|m| *m /= n);
-        let mut var = vec![0f64; f];
-        for row in data.x().chunks_exact(f) {
-            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
-                *s += (v as f64 - m).powi(2);
+        self.rows += values.len() / self.width;
+    }
+
+    /// The next rows' class labels.
+    pub fn add_labels(&mut self, labels: &[u32]) {
+        self.labels = true;
+        self.max_label = labels.iter().copied().fold(self.max_label, u32::max);
+        self.rows += labels.len();
+    }
+
+    fn see(&mut self, value: usize) {
+        let word = value / 64;
+        if self.seen.len() <= word {
+            self.seen.resize(word + 1, 0);
+        }
+        self.seen[word] |= 1 << (value % 64);
+    }
+
+    /// The number of classes the labels need: the largest label plus one,
+    /// at least 2 (a network's outputs for cross-entropy).
+    pub fn classes(&self) -> usize {
+        let largest = match self.labels {
+            true => self.max_label as usize,
+            false => self.high as usize,
+        };
+        match self.rows {
+            0 => 2,
+            _ => (largest + 1).max(2),
+        }
+    }
+
+    /// The loss the targets suggest and why ([`Dataset::suggested_loss`]).
+    pub fn suggested_loss(&self) -> LossChoice {
+        let regression = |reason: String| LossChoice {
+            loss: Loss::Mse,
+            reason: format!("{reason}; --loss cross_entropy to classify"),
+        };
+        if self.labels {
+            let classes = match self.rows {
+                0 => 0,
+                _ => self.max_label as usize + 1,
+            };
+            return LossChoice {
+                loss: Loss::CrossEntropy,
+                reason: format!("class indices 0 to {}", classes.saturating_sub(1)),
+            };
+        }
+        if self.width > 1 {
+            return LossChoice {
+                loss: Loss::Mse,
+                reason: format!("{} target columns", self.width),
+            };
+        }
+        if let Some(v) = self.first_not_label {
+            return regression(format!("the target column holds {v}, not a class label"));
+        }
+        let (low, high) = if self.rows == 0 {
+            (f32::MAX, 0.0)
+        } else {
+            (self.low, self.high)
+        };
+        if low != 0.0 {
+            return regression(format!(
+                "the target column holds whole numbers from {low} to {high}, not classes from 0"
+            ));
+        }
+        if (self.rows as f64) < 2.0 * (high as f64 + 1.0) {
+            return regression(format!(
+                "the target column holds whole numbers from 0 to {high}, fewer than two rows for each as a class"
+            ));
+        }
+        let classes = high as usize + 1;
+        let present: usize = self.seen.iter().map(|w| w.count_ones() as usize).sum();
+        if present * 10 < classes * 9 {
+            return regression(format!(
+                "the target column holds {present} distinct whole numbers from 0 to {high}: too sparse for classes"
+            ));
+        }
+        LossChoice {
+            loss: Loss::CrossEntropy,
+            reason: format!(
+                "the target column holds class labels 0 to {high}, {:.0} rows a class; --loss mse to regress",
+                self.rows as f64 / classes as f64
+            ),
+        }
+    }
+
+    /// [`Loss::check_targets`] on the values summed up: for
+    /// `BceWithLogits`, an error naming the first value outside [0, 1].
+    pub fn check_targets(&self, loss: Loss, what: &str) -> Result<()> {
+        match self.first_outside_unit {
+            Some((row, column, value)) if loss == Loss::BceWithLogits && !self.labels => {
+                Err(Error::TargetOutOfRange {
+                    what: what.to_string(),
+                    row,
+                    column,
+                    value: value as f64,
+                    loss: loss.to_string(),
+                })
             }
-        }
-        let std = var
-            .iter()
-            .map(|s| {
-                let sd = (s / n).sqrt();
-                if sd > 1e-12 { sd as f32 } else { 1.0 }
-            })
-            .collect();
-        Standardizer {
-            mean: mean.iter().map(|&m| m as f32).collect(),
-            std,
-        }
-    }
-
-    /// Statistics from elsewhere (a model file): one mean and one
-    /// deviation per feature, finite, the deviations positive.
-    pub fn new(mean: Vec<f32>, std: Vec<f32>) -> Result<Standardizer> {
-        let standardizer = Standardizer { mean, std };
-        standardizer.check_sizes()?;
-        let (mean, std) = (&standardizer.mean, &standardizer.std);
-        if let Some(i) = mean.iter().position(|m| !m.is_finite()) {
-            return Err(Error::Config(format!(
-                "standardisation mean of feature {i} is not finite ({})",
-                mean[i]
-            )));
-        }
-        if let Some(i) = std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(Error::Config(format!(
-                "standardisation deviation of feature {i} is not a positive number ({})",
-                std[i]
-            )));
-        }
-        Ok(standardizer)
-    }
-
-    /// Features it scales.
-    pub fn features(&self) -> usize {
-        self.mean.len()
-    }
-
-    /// Scales `data`'s inputs in place (a new [`Dataset::version`]);
-    /// shared inputs are copied first, and the owner's left as they were.
-    pub fn apply(&self, data: &mut Dataset) -> Result<()> {
-        self.check_sizes()?;
-        if data.features != self.features() {
-            return Err(Error::Shape {
-                what: "features of the data to standardise".into(),
-                expected: self.features(),
-                got: data.features,
-            });
-        }
-        self.scale(data.x.to_mut());
-        data.version = new_version();
-        Ok(())
-    }
-
-    /// Scales rows of inputs in place: `x` holds whole rows of
-    /// [`features`](Self::features) values, row-major.
-    pub fn apply_rows(&self, x: &mut [f32]) -> Result<()> {
-        self.check_sizes()?;
-        if !x.len().is_multiple_of(self.features()) {
-            return Err(Error::Shape {
-                what: format!(
-                    "inputs to standardise ({} values) as rows of {}",
-                    x.len(),
-                    self.features()
-                ),
-                expected: x.len().div_ceil(self.features()) * self.features(),
-                got: x.len(),
-            });
-        }
-        self.scale(x);
-        Ok(())
-    }
-
-    /// The fields are public: one deviation per mean, at least one.
-    fn check_sizes(&self) -> Result<()> {
-        if self.mean.is_empty() {
-            return Err(Error::Empty {
-                what: "the standardisation statistics".into(),
-            });
-        }
-        if self.std.len() != self.mean.len() {
-            return Err(Error::Shape {
-                what: "standardisation deviations (one per mean)".into(),
-                expected: self.mean.len(),
-                got: self.std.len(),
-            });
-        }
-        Ok(())
-    }
-
-    fn scale(&self, x: &mut [f32]) {
-        for row in x.chunks_exact_mut(self.features()) {
-            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
-                *v = (*v - m) / s;
-            }
+            _ => Ok(()),
         }
     }
 }
@@ -783,19 +775,6 @@ fn check_finite(what: &str, values: &[f32], width: usize) -> Result<()> {
             value: values[i] as f64,
         }),
     }
-}
-
-/// The order rows are visited in during `epoch` (0-based): a seeded shuffle,
-/// the same for every backend and every run, or file order without shuffle.
-pub fn epoch_order(rows: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..rows as u32).collect();
-    if shuffle {
-        // One generator per epoch, derived from the seed, so that a resumed
-        // run sees the same order without replaying earlier epochs.
-        let epoch_seed = seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed));
-    }
-    order
 }
 
 // The check of a data set's targets against a loss reads the data set, so

@@ -52,6 +52,8 @@ pub mod parallel;
 pub mod real;
 pub mod schedule;
 pub mod stop;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod stream;
 pub mod train;
 
 pub use activation::Activation;
@@ -60,7 +62,7 @@ pub use checkpoint::Checkpoint;
 pub use data::{Dataset, LossChoice, SharedRows, Standardizer, Targets};
 pub use error::{Error, Result};
 pub use loss::{Loss, TargetBatch};
-pub use model::{Init, Layer, Mlp};
+pub use model::{Init, Layer, LayerKind, Mlp, NormKind, NormLayer, Residual};
 pub use optim::{Adagrad, Adam, AdamW, GradClip, Optimizer, RmsProp, Sgd};
 pub use real::{Precision, Real};
 pub use schedule::{LrSchedule, Scheduler};

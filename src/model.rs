@@ -1,5 +1,6 @@
-//! The network description (a stack of dense layers), the layout of its
-//! parameters in one flat vector, and their initialisation.
+//! The network description (dense layers, and for a residual network the
+//! normalisations and skips between them: [`LayerKind`]), the layout of
+//! its parameters in one flat vector, and their initialisation.
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
@@ -37,6 +38,87 @@ pub struct Layer {
 pub struct Mlp {
     layers: Vec<Layer>,
     offsets: Vec<usize>,
+    /// The forward pass, step by step: `Dense(0), Dense(1), …` for a
+    /// plain network.
+    kinds: Vec<LayerKind>,
+    /// The normalisations [`LayerKind::Norm`] names, their parameters
+    /// after every dense layer's.
+    norms: Vec<NormLayer>,
+    /// What a residual network was made from.
+    residual: Option<Residual>,
+}
+
+/// One step of a network's forward pass (docs/DESIGN.md, "Layer kinds").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerKind {
+    /// Dense layer `l` of [`Mlp::layers`], its activation included.
+    Dense(usize),
+    /// Normalisation `n` of [`Mlp::norms`].
+    Norm(usize),
+    /// An activation alone (a residual network's head, after its norm).
+    Activation(Activation),
+    /// Keeps the values here for the [`LayerKind::Add`] that ends the block.
+    Skip,
+    /// Adds the values the last [`LayerKind::Skip`] kept: `x + block(x)`.
+    Add,
+}
+
+/// Which normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// `torch.nn.LayerNorm(width)`: each row by its own statistics.
+    Layer,
+    /// `torch.nn.BatchNorm1d(width)` (momentum 0.1): each column by the
+    /// batch's statistics in training, by running statistics (state of
+    /// the model, not parameters) in evaluation.
+    Batch,
+}
+
+impl NormKind {
+    /// Its name in messages and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            NormKind::Layer => "layer norm",
+            NormKind::Batch => "batch norm",
+        }
+    }
+}
+
+/// A normalisation layer: its kind, the width it normalises and its eps;
+/// its parameters are γ (`weight`) and β (`bias`), `width` each.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormLayer {
+    /// Which normalisation.
+    pub kind: NormKind,
+    /// Values a row holds.
+    pub width: usize,
+    /// Added to the variance (torch's default 1e-5).
+    pub eps: f64,
+    /// How far a training batch moves BatchNorm's running statistics
+    /// (torch's default 0.1; unused by LayerNorm).
+    pub momentum: f64,
+}
+
+/// A residual network of "Revisiting Deep Learning Models for Tabular
+/// Data" (Gorishniy et al. 2021; rtdl's `ResNet`): an input Linear to
+/// `width`, `blocks` blocks `x + Dropout(Linear(Dropout(Act(Linear(Norm(x))))))`
+/// with a hidden width of `hidden`, and a head `Norm → Act → Linear`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Residual {
+    /// Width of the input.
+    pub inputs: usize,
+    /// Width of the blocks' input and output.
+    pub width: usize,
+    /// Width inside a block (width × the block multiplier).
+    pub hidden: usize,
+    /// How many blocks.
+    pub blocks: usize,
+    /// Width of the output.
+    pub outputs: usize,
+    /// The blocks' and head's normalisation, or none.
+    pub norm: Option<NormKind>,
+    /// The blocks' and head's activation.
+    pub activation: Activation,
 }
 
 impl Mlp {
@@ -138,7 +220,183 @@ impl Mlp {
             };
             offsets.push(end);
         }
-        Ok(Mlp { layers, offsets })
+        let kinds = (0..layers.len()).map(LayerKind::Dense).collect();
+        Ok(Mlp {
+            layers,
+            offsets,
+            kinds,
+            norms: Vec::new(),
+            residual: None,
+        })
+    }
+
+    /// A residual network (see [`Residual`]). Its dense layers, in order:
+    /// the input layer, each block's first and second, the head's.
+    ///
+    /// ```
+    /// use retroprop::{Activation, Mlp, NormKind, Residual};
+    /// let net = Mlp::residual(Residual { inputs: 64, width: 32, hidden: 64, blocks: 2,
+    ///     outputs: 10, norm: Some(NormKind::Layer), activation: Activation::Relu })?;
+    /// assert_eq!(net.sizes(), [64, 32, 64, 32, 64, 32, 10]);
+    /// assert_eq!(net.norms().len(), 3); // one a block, one in the head
+    /// assert!(!net.is_plain());
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A zero width or hidden width, or no blocks.
+    pub fn residual(spec: Residual) -> Result<Mlp> {
+        if spec.blocks == 0 {
+            return Err(Error::Config(
+                "a residual network needs at least one block".into(),
+            ));
+        }
+        let dense = |inputs, outputs, activation| Layer {
+            inputs,
+            outputs,
+            activation,
+        };
+        let mut layers = vec![dense(spec.inputs, spec.width, Activation::Identity)];
+        let mut kinds = vec![LayerKind::Dense(0)];
+        let mut norms = Vec::new();
+        let mut norm = |kinds: &mut Vec<LayerKind>| {
+            if let Some(kind) = spec.norm {
+                kinds.push(LayerKind::Norm(norms.len()));
+                norms.push(NormLayer {
+                    kind,
+                    width: spec.width,
+                    eps: 1e-5,
+                    momentum: 0.1,
+                });
+            }
+        };
+        for _ in 0..spec.blocks {
+            kinds.push(LayerKind::Skip);
+            norm(&mut kinds);
+            kinds.push(LayerKind::Dense(layers.len()));
+            layers.push(dense(spec.width, spec.hidden, spec.activation));
+            kinds.push(LayerKind::Dense(layers.len()));
+            layers.push(dense(spec.hidden, spec.width, Activation::Identity));
+            kinds.push(LayerKind::Add);
+        }
+        norm(&mut kinds);
+        kinds.push(LayerKind::Activation(spec.activation));
+        kinds.push(LayerKind::Dense(layers.len()));
+        layers.push(dense(spec.width, spec.outputs, Activation::Identity));
+        let plain = Mlp::from_layers(layers)?;
+        let mlp = Mlp {
+            kinds,
+            norms,
+            residual: Some(spec),
+            ..plain
+        };
+        mlp.check_norm_parameters()?;
+        Ok(mlp)
+    }
+
+    /// What a residual network was made from; `None` for a plain one.
+    pub fn residual_spec(&self) -> Option<Residual> {
+        self.residual
+    }
+
+    /// The network in a line: its sizes (`64,32,10`), and for a residual
+    /// network its blocks (`64,32,10 with 50 residual blocks (hidden 64,
+    /// layer norm)`).
+    pub fn describe(&self) -> String {
+        let join = |sizes: &[usize]| {
+            sizes
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self.residual {
+            None => join(&self.sizes()),
+            Some(r) => format!(
+                "{} with {} residual blocks (hidden {}, {})",
+                join(&[r.inputs, r.width, r.outputs]),
+                r.blocks,
+                r.hidden,
+                r.norm.map_or("no norm", NormKind::name)
+            ),
+        }
+    }
+
+    /// Dense layer `l` in words: `layer 3`, and in a residual network
+    /// where it stands (`layer 0 (the input layer)`, `layer 5 (block 2's
+    /// first linear)`, `layer 9 (the head's linear)`).
+    pub fn layer_name(&self, l: usize) -> String {
+        let Some(r) = self.residual else {
+            return format!("layer {l}");
+        };
+        let place = if l == 0 {
+            "the input layer".to_string()
+        } else if l == 2 * r.blocks + 1 {
+            "the head's linear".to_string()
+        } else {
+            let which = if l % 2 == 1 { "first" } else { "second" };
+            format!("block {}'s {which} linear", (l - 1) / 2)
+        };
+        format!("layer {l} ({place})")
+    }
+
+    /// The forward pass, step by step.
+    pub fn kinds(&self) -> &[LayerKind] {
+        &self.kinds
+    }
+
+    /// The normalisation layers, in the order the forward pass meets them.
+    pub fn norms(&self) -> &[NormLayer] {
+        &self.norms
+    }
+
+    /// Whether the network is dense layers one after another, the only
+    /// kind the GPU, the members' engine and ONNX export run so far.
+    pub fn is_plain(&self) -> bool {
+        self.kinds.iter().all(|k| matches!(k, LayerKind::Dense(_)))
+    }
+
+    /// Refuses a network that is not plain for `what`, which runs dense
+    /// layers one after another only so far, naming the network.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a residual network.
+    pub fn require_plain(&self, what: &str) -> Result<()> {
+        if self.is_plain() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{what} runs dense layers one after another only, so far; this residual network ({} blocks{}) trains on the CPU backend (device cpu), and its files are not written yet",
+            self.kinds.iter().filter(|k| **k == LayerKind::Skip).count(),
+            self.norms
+                .first()
+                .map_or(", no norm".to_string(), |n| format!(", {}", n.kind.name())),
+        )))
+    }
+
+    /// Whether a normalisation keeps running statistics (BatchNorm).
+    pub fn has_batch_norm(&self) -> bool {
+        self.norms.iter().any(|n| n.kind == NormKind::Batch)
+    }
+
+    /// Where normalisation `n`'s γ and β sit in the flat parameter vector
+    /// (after every dense layer's parameters).
+    pub fn norm_ranges(&self, n: usize) -> (Range<usize>, Range<usize>) {
+        let before: usize = self.norms[..n].iter().map(|norm| 2 * norm.width).sum();
+        let start = self.offsets[self.layers.len()] + before;
+        let width = self.norms[n].width;
+        (start..start + width, start + width..start + 2 * width)
+    }
+
+    /// The norms' parameters must fit one allocation with the rest.
+    fn check_norm_parameters(&self) -> Result<()> {
+        let norms: usize = self.norms.iter().map(|n| 2 * n.width).sum();
+        match self.offsets[self.layers.len()].checked_add(norms) {
+            Some(n) if n <= isize::MAX as usize / std::mem::size_of::<f32>() => Ok(()),
+            _ => Err(Error::TooLarge(
+                "the normalisations take the network past one allocation".into(),
+            )),
+        }
     }
 
     /// The layers, input side first.
@@ -172,9 +430,10 @@ impl Mlp {
             .unwrap_or(0)
     }
 
-    /// Number of parameters, weights and biases together.
+    /// Number of parameters: weights and biases together, and the
+    /// normalisations' γ and β.
     pub fn parameter_count(&self) -> usize {
-        self.offsets[self.layers.len()]
+        self.offsets[self.layers.len()] + self.norms.iter().map(|n| 2 * n.width).sum::<usize>()
     }
 
     /// Where layer `l`'s weight sits in the flat parameter vector.
@@ -300,6 +559,10 @@ impl Mlp {
             if bias_bound > 0.0 {
                 fill_uniform(&mut params[self.bias_range(l)], bias_bound, &mut rng);
             }
+        }
+        // torch's start for a normalisation: γ = 1, β = 0.
+        for n in 0..self.norms.len() {
+            params[self.norm_ranges(n).0].fill(1.0);
         }
         params
     }

@@ -387,8 +387,17 @@ fn a_member_setting_the_run_cannot_take_is_refused_by_member() {
         let e = Members::new(mlp(), run.clone(), vec![Member::default(), member]).unwrap_err();
         assert!(e.to_string().contains(part), "`{part}` not in: {e}");
     }
-    let e = Members::new(mlp(), run, Vec::new()).unwrap_err();
+    let e = Members::new(mlp(), run.clone(), Vec::new()).unwrap_err();
     assert!(e.to_string().contains("members"), "{e}");
+    // Validation rows without validation data: refused, not left unscored.
+    let scored = Member {
+        validation_rows: Some(vec![0, 1, 2]),
+        ..Member::default()
+    };
+    let mut members = Members::new(mlp(), run, vec![Member::default(), scored]).unwrap();
+    let e = members.fit(&data(), None).unwrap_err();
+    assert!(e.to_string().contains("member 1: validation rows"), "{e}");
+    assert_eq!(members.member(1).steps(), 0, "refused before a step");
 }
 
 /// A file of every member's checkpoint, written, read back and resumed,
@@ -486,6 +495,72 @@ fn members_files_resume_bit_for_bit_and_repeat_their_bytes() {
         assert!(header.contains(name), "{name} not in the header: {header}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `fit_epoch_by_epoch` hands each epoch's records together, in member
+/// order, and a member stopped there ends as with `fit_between_epochs`.
+#[test]
+fn the_records_of_an_epoch_come_together_in_member_order() {
+    let data = data();
+    let run = run_config(Device::Cpu);
+    let members = varied();
+    let mut batches = Vec::new();
+    let mut together = Members::new(mlp(), run.clone(), members.clone()).unwrap();
+    together
+        .fit_epoch_by_epoch(
+            &data,
+            None,
+            |run, records| {
+                let epochs: Vec<usize> = records.iter().map(|(_, r)| r.epoch).collect();
+                batches.push((records.iter().map(|(m, _)| *m).collect::<Vec<_>>(), epochs));
+                if records.iter().any(|(m, r)| *m == 2 && r.epoch == 3) {
+                    run.stop_member(2).unwrap();
+                }
+            },
+            0,
+            |_| Ok(()),
+        )
+        .unwrap();
+    assert_eq!(
+        batches.len(),
+        5,
+        "one call an epoch of the run: {batches:?}"
+    );
+    for (e, (members_seen, epochs)) in batches.iter().enumerate() {
+        let expected: Vec<usize> = if e < 3 {
+            vec![0, 1, 2, 3]
+        } else {
+            vec![0, 1, 3]
+        };
+        assert_eq!(members_seen, &expected, "epoch {}: members reported", e + 1);
+        assert!(
+            epochs.iter().all(|&epoch| epoch == e + 1),
+            "epoch {}: {epochs:?}",
+            e + 1
+        );
+    }
+    let mut one_by_one = Members::new(mlp(), run, members).unwrap();
+    one_by_one
+        .fit_between_epochs(
+            &data,
+            None,
+            |run, m, record| {
+                if m == 2 && record.epoch == 3 {
+                    run.stop_member(2).unwrap();
+                }
+            },
+            0,
+            |_| Ok(()),
+        )
+        .unwrap();
+    for m in 0..4 {
+        assert_eq!(
+            bits(&together.member_mut(m).parameters().unwrap()),
+            bits(&one_by_one.member_mut(m).parameters().unwrap()),
+            "member {m}"
+        );
+    }
+    assert_eq!(together.states()[2], MemberState::Stopped);
 }
 
 /// A member its step bound cuts mid-epoch keeps its last step's

@@ -3,6 +3,7 @@
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
+use retroprop::data::ShuffleWindow;
 use retroprop::{Device, Init, Loss, LrSchedule, Optimizer, Precision};
 use std::path::PathBuf;
 
@@ -108,6 +109,14 @@ pub struct TrainArgs {
     pub targets: Option<usize>,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    /// Train from the --data file without holding it (Parquet or .npy):
+    /// a thread reads the next window of rows (--shuffle-window) while this
+    /// one trains, so memory holds about two windows, not the file. The
+    /// same run as without --stream, bit for bit. --standardize takes two
+    /// passes over the file first; --val streams too (a CSV --val is read
+    /// whole); --val-split is refused (give --val FILE).
+    #[arg(long)]
+    pub stream: bool,
     /// Validation data file (same format as --data).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["val_split", "folds"])]
     pub val: Option<PathBuf>,
@@ -128,6 +137,23 @@ pub struct TrainArgs {
     /// leaky_relu[:SLOPE], gelu, gelu_tanh.
     #[arg(long, value_name = "LIST")]
     pub activations: Option<String>,
+    /// Residual blocks ("Revisiting Deep Learning Models for Tabular
+    /// Data", rtdl's ResNet) at the width of --arch's one hidden size:
+    /// `--arch 64,32,10 --blocks 50` is an input layer 64 → 32, 50 blocks
+    /// x + Dropout(Linear(Dropout(Act(Linear(Norm(x)))))) of hidden width
+    /// 32 × --block-multiplier, and a head Norm → Act → Linear 32 → 10,
+    /// Act from --activations and dropout from --dropout. Trains on the
+    /// CPU backend; its files are not written yet (--save, --checkpoint,
+    /// --resume and --init are refused).
+    #[arg(long, value_name = "N")]
+    pub blocks: Option<usize>,
+    /// The blocks' and head's normalisation: batch (torch's BatchNorm1d,
+    /// as the paper), layer (LayerNorm) or none [default: batch].
+    #[arg(long, value_name = "NORM", requires = "blocks")]
+    pub norm: Option<String>,
+    /// A block's hidden width as a multiple of its width [default: 2].
+    #[arg(long, value_name = "M", requires = "blocks")]
+    pub block_multiplier: Option<f64>,
     /// The loss. Default: cross_entropy when the single target column holds
     /// class indices 0, 1, 2, …, otherwise mse.
     #[arg(long, value_parser = parse_loss)]
@@ -218,6 +244,14 @@ pub struct TrainArgs {
     /// Visit rows in file order instead of a new random order each epoch.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// How far the shuffle moves a row: full (anywhere), or ROWS[:CHUNK]:
+    /// each epoch permutes chunks of CHUNK consecutive rows (default
+    /// 8192), takes them ROWS rows (a window) at a time, and shuffles the
+    /// rows within each window. A data set of one window is shuffled
+    /// whole. The same window gives the same run held in memory and with
+    /// --stream [default: 1048576:8192, or the checkpoint's on --resume].
+    #[arg(long, value_name = "ROWS[:CHUNK]", value_parser = parse_window)]
+    pub shuffle_window: Option<ShuffleWindow>,
     /// Seeds initialisation, shuffling, dropout, --val-split and --folds
     /// [default: 0]. A list makes candidates of its seeds (the first
     /// seeds the split and the folds).
@@ -315,6 +349,10 @@ pub struct PredictArgs {
     /// else CSV; default: CSV on standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Read the inputs a part at a time (Parquet or .npy) and write each
+    /// part's predictions as they come: memory holds a part, not the file.
+    #[arg(long)]
+    pub stream: bool,
     /// Of a file of members (`train --save-all`, or --save of an
     /// ensemble): member M alone [default: the ensemble, the mean of the
     /// members' probabilities, or outputs for a regression].
@@ -341,6 +379,10 @@ pub struct EvaluateArgs {
     pub targets: Option<usize>,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    /// Read the rows a part at a time (Parquet or .npy): memory holds a
+    /// part, not the file.
+    #[arg(long)]
+    pub stream: bool,
     /// Of a file of members (`train --save-all`, or --save of an
     /// ensemble): member M alone [default: the ensemble, the mean of the
     /// members' probabilities, or outputs for a regression].
@@ -616,6 +658,9 @@ fn parse_device(s: &str) -> Result<Device, String> {
     s.parse()
 }
 fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse()
+}
+fn parse_window(s: &str) -> Result<ShuffleWindow, String> {
     s.parse()
 }
 

@@ -2,7 +2,9 @@
 //! .npy, or safetensors, by the file's extension, with the loss deciding
 //! whether targets are class labels.
 
-use retroprop::io::parquet::{ParquetColumns, TargetColumns};
+use retroprop::io::npy::NpySource;
+use retroprop::io::parquet::{ParquetColumns, ParquetSource, TargetColumns};
+use retroprop::stream::Streamed;
 use retroprop::{Dataset, Loss, Targets};
 use std::path::Path;
 
@@ -206,4 +208,125 @@ fn csv_inputs(path: &Path) -> retroprop::Result<(Vec<f32>, usize)> {
         .collect();
     let data = Dataset::from_csv_reader(padded.as_bytes(), path, 1, false)?;
     Ok((data.x().to_vec(), data.features()))
+}
+
+/// A labelled data file read a part at a time (`--stream`), and its loss:
+/// the one named, or the one its targets suggest, found by a pass over
+/// the target columns (which also finds the classes and checks the
+/// targets against the loss, as reading the file whole would).
+pub struct StreamedFile {
+    pub data: Streamed,
+    pub loss: Loss,
+    /// Why the loss was chosen, when it was not named.
+    pub chosen_because: Option<String>,
+    /// The network's outputs the targets need: the classes for
+    /// cross-entropy, else the target columns.
+    pub outputs: usize,
+}
+
+/// The streamed source of a Parquet or .npy file; any other format is
+/// read whole, and refused here, naming the format.
+fn source(path: &Path, spec: &DataSpec, classes: bool) -> retroprop::Result<Streamed> {
+    let format = Format::of(path);
+    spec.check_format(path, format)?;
+    match format {
+        Format::Parquet => Ok(Streamed::new(ParquetSource::open(
+            path,
+            &spec.columns,
+            classes,
+        )?)),
+        Format::Npy => Ok(Streamed::new(NpySource::open(path, spec.targets, classes)?)),
+        other => Err(not_streamed(path, other)),
+    }
+}
+
+/// Why a file of `format` is not streamed.
+fn not_streamed(path: &Path, format: Format) -> retroprop::Error {
+    let name = match format {
+        Format::Csv => "CSV (its rows are found by reading the text)",
+        Format::Npz => "an .npz archive (its arrays are zip entries, most compressed)",
+        _ => "safetensors",
+    };
+    retroprop::Error::Parse {
+        path: path.to_path_buf(),
+        message: format!(
+            "--stream reads Parquet (.parquet) and NumPy arrays (.npy) a part at a time; this file \
+             is {name}, read whole: leave --stream out, or write it as Parquet or .npy"
+        ),
+    }
+}
+
+/// Opens a labelled file to stream (`train --stream`); with no `loss`,
+/// takes the one its targets suggest.
+pub fn open_streamed(
+    path: Option<&Path>,
+    spec: &DataSpec,
+    loss: Option<Loss>,
+) -> retroprop::Result<StreamedFile> {
+    let Some(path) = path else {
+        return Err(retroprop::Error::Config(
+            "--stream reads a Parquet or .npy file given with --data (the bundled digits are \
+             held in memory)"
+                .into(),
+        ));
+    };
+    let (loss, chosen_because) = match loss {
+        Some(loss) => (loss, None),
+        None => {
+            let choice = source(path, spec, false)?
+                .target_summary()?
+                .suggested_loss();
+            (choice.loss, Some(choice.reason))
+        }
+    };
+    let data = source(path, spec, loss.takes_classes())?;
+    let summary = data.target_summary()?;
+    summary.check_targets(loss, &path.display().to_string())?;
+    let outputs = match loss.takes_classes() {
+        true => summary.classes(),
+        false => data.target_width(),
+    };
+    Ok(StreamedFile {
+        data,
+        loss,
+        chosen_because,
+        outputs,
+    })
+}
+
+/// Labelled rows to validate on beside a streamed training file: streamed
+/// too when the format streams, else read whole (a CSV file) and handed
+/// out a part at a time the same way.
+pub fn open_validation(path: &Path, spec: &DataSpec, loss: Loss) -> retroprop::Result<Streamed> {
+    match Format::of(path) {
+        Format::Parquet | Format::Npy => stream_labelled(path, spec, loss),
+        _ => Ok(Streamed::new(
+            load_labelled(Some(path), spec, Some(loss))?.data,
+        )),
+    }
+}
+
+/// A labelled Parquet or .npy file to stream with `loss`, its targets
+/// checked against it (`evaluate --stream`).
+pub fn stream_labelled(path: &Path, spec: &DataSpec, loss: Loss) -> retroprop::Result<Streamed> {
+    let data = source(path, spec, loss.takes_classes())?;
+    data.target_summary()?
+        .check_targets(loss, &path.display().to_string())?;
+    Ok(data)
+}
+
+/// The inputs of a file to predict on, streamed (`predict --stream`):
+/// the columns [`load_inputs`] reads, of a Parquet or .npy file.
+pub fn stream_inputs(path: &Path, inputs: usize, spec: &DataSpec) -> retroprop::Result<Streamed> {
+    let format = Format::of(path);
+    spec.check_format(path, format)?;
+    match format {
+        Format::Parquet => Ok(Streamed::new(ParquetSource::inputs(
+            path,
+            &spec.columns,
+            inputs,
+        )?)),
+        Format::Npy => Ok(Streamed::new(NpySource::inputs(path, inputs)?)),
+        other => Err(not_streamed(path, other)),
+    }
 }

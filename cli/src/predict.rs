@@ -4,12 +4,13 @@
 //! predictions written as CSV or Parquet.
 
 use crate::cli::{EvaluateArgs, PredictArgs};
-use crate::data::{load_inputs, load_labelled};
+use crate::data::{load_inputs, load_labelled, stream_inputs, stream_labelled};
 use crate::train::{Result, note_fallback, text};
 use retroprop::io::members::{SavedMembers, is_members, parse_members};
-use retroprop::io::parquet::{Column, write_parquet};
-use retroprop::io::{SavedModel, parse_model};
+use retroprop::io::parquet::{Column, ColumnsWriter, write_parquet};
+use retroprop::io::{AtomicFile, SavedModel, parse_model};
 use retroprop::loss::argmax;
+use retroprop::stream::Streamed;
 use retroprop::train::{Member, Members};
 use retroprop::{Device, Evaluation, Loss, TrainConfig};
 use std::path::Path;
@@ -102,10 +103,35 @@ impl Predictor {
         .map_err(text)
     }
 
+    /// [`predict`](Self::predict) of inputs read a part at a time: each
+    /// part's predictions handed to `on_part` in order.
+    fn predict_streamed(
+        &mut self,
+        inputs: &Streamed,
+        mut on_part: impl FnMut(Predictions) -> retroprop::Result<()>,
+    ) -> retroprop::Result<usize> {
+        match self.ensemble {
+            true => self.run.predict_ensemble_streamed(inputs, |mean| {
+                on_part(Predictions::Ensemble(mean.to_vec()))
+            }),
+            false => self.run.member_mut(0).predict_streamed(inputs, |outputs| {
+                on_part(Predictions::Outputs(outputs.to_vec()))
+            }),
+        }
+    }
+
     fn evaluate(&mut self, data: &retroprop::Dataset) -> Result<Evaluation> {
         match self.ensemble {
             true => self.run.evaluate_ensemble(data),
             false => self.run.member_mut(0).evaluate(data),
+        }
+        .map_err(text)
+    }
+
+    fn evaluate_streamed(&mut self, data: &Streamed) -> Result<Evaluation> {
+        match self.ensemble {
+            true => self.run.evaluate_ensemble_streamed(data),
+            false => self.run.member_mut(0).evaluate_streamed(data),
         }
         .map_err(text)
     }
@@ -122,6 +148,9 @@ impl Predictor {
 pub fn predict(args: PredictArgs) -> Result<()> {
     let file = ModelFile::open(&args.model, args.member)?;
     let (model, mut predictor) = predictor(file, args.device)?;
+    if args.stream {
+        return predict_streamed(&args, &model, &mut predictor);
+    }
     let inputs = model.mlp.inputs();
     let spec = args.columns.spec(1);
     let mut x = load_inputs(&args.data, inputs, &spec).map_err(text)?;
@@ -144,6 +173,80 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Where streamed predictions go, a part at a time: a Parquet or CSV file
+/// (whole, or not at all, once the last part is written), or standard
+/// output.
+enum Out {
+    // Boxed: the writer is several times the size of the others.
+    Parquet(Box<ColumnsWriter<AtomicFile>>),
+    Csv(AtomicFile),
+    Stdout(std::io::StdoutLock<'static>),
+}
+
+/// `predict --stream`: the inputs read a part at a time, each part's
+/// predictions written before the next is read; the same bytes as
+/// without `--stream`.
+fn predict_streamed(
+    args: &PredictArgs,
+    model: &SavedModel,
+    predictor: &mut Predictor,
+) -> Result<()> {
+    use std::io::Write;
+    let spec = args.columns.spec(1);
+    let inputs = stream_inputs(&args.data, model.mlp.inputs(), &spec)
+        .map_err(text)?
+        .with_standardizer(model.standardizer.clone());
+    let (loss, width) = (model.loss, model.mlp.outputs());
+    let mut out: Option<Out> = None;
+    let written = predictor.predict_streamed(&inputs, |predictions| {
+        let columns = prediction_columns(loss, width, &predictions);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| retroprop::Error::Io { path, source }
+        };
+        let first = out.is_none();
+        let out = match &mut out {
+            Some(out) => out,
+            None => out.insert(match &args.out {
+                Some(path) if is_parquet(path) => Out::Parquet(Box::new(ColumnsWriter::new(
+                    AtomicFile::create(path)?,
+                    &columns,
+                    path,
+                )?)),
+                Some(path) => Out::Csv(AtomicFile::create(path)?),
+                None => Out::Stdout(std::io::stdout().lock()),
+            }),
+        };
+        let mut text = csv(&columns);
+        if !first {
+            // The header went with the first part.
+            text = text
+                .split_once('\n')
+                .map_or(String::new(), |(_, rows)| rows.to_string());
+        }
+        match out {
+            Out::Parquet(writer) => writer.write(&columns),
+            Out::Csv(file) => file
+                .write_all(text.as_bytes())
+                .map_err(io(args.out.as_deref().unwrap_or(Path::new("-")))),
+            Out::Stdout(stdout) => match stdout.write_all(text.as_bytes()) {
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(io(Path::new("standard output"))(e))
+                }
+                _ => Ok(()),
+            },
+        }
+    });
+    let finished = match out {
+        Some(Out::Parquet(writer)) => writer.finish().and_then(AtomicFile::finish),
+        Some(Out::Csv(file)) => file.finish(),
+        Some(Out::Stdout(_)) | None => Ok(()),
+    };
+    written.and(finished).map_err(text)?;
     Ok(())
 }
 
@@ -238,30 +341,45 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         model.mlp.outputs()
     });
     let spec = args.columns.spec(targets);
+    if args.stream {
+        let data = stream_labelled(&args.data, &spec, model.loss).map_err(text)?;
+        let data = data.with_standardizer(model.standardizer.clone());
+        check_inputs(&args.data, data.features(), &model)?;
+        let eval = predictor.evaluate_streamed(&data)?;
+        let line = evaluation_line(data.rows(), model.loss, &eval);
+        println!("{line}{}", predictor.described());
+        return Ok(());
+    }
     let mut data = load_labelled(Some(&args.data), &spec, Some(model.loss))
         .map_err(text)?
         .data;
-    if data.features() != model.mlp.inputs() {
-        return Err(format!(
-            "{}: {} feature columns, but the model takes {} inputs",
-            args.data.display(),
-            data.features(),
-            model.mlp.inputs()
-        ));
-    }
+    check_inputs(&args.data, data.features(), &model)?;
     if let Some(s) = &model.standardizer {
         s.apply(&mut data).map_err(text)?;
     }
     let eval = predictor.evaluate(&data)?;
-    let mut line = format!(
-        "{} rows: loss ({}) {:.6}",
-        data.rows(),
-        model.loss,
-        eval.loss
-    );
+    let line = evaluation_line(data.rows(), model.loss, &eval);
+    println!("{line}{}", predictor.described());
+    Ok(())
+}
+
+/// An error unless the file has the model's inputs.
+fn check_inputs(path: &Path, features: usize, model: &SavedModel) -> Result<()> {
+    if features != model.mlp.inputs() {
+        return Err(format!(
+            "{}: {features} feature columns, but the model takes {} inputs",
+            path.display(),
+            model.mlp.inputs()
+        ));
+    }
+    Ok(())
+}
+
+/// What `evaluate` prints: the rows, the loss and the accuracy.
+fn evaluation_line(rows: usize, loss: Loss, eval: &Evaluation) -> String {
+    let mut line = format!("{rows} rows: loss ({loss}) {:.6}", eval.loss);
     if let Some(a) = eval.accuracy {
         line += &format!(", accuracy {:.2}%", 100.0 * a);
     }
-    println!("{line}{}", predictor.described());
-    Ok(())
+    line
 }

@@ -42,27 +42,49 @@ pub fn progress_message(record: &EpochRecord, samples: f64) -> String {
 /// Warnings about layers whose gradient vanishes (‖dW‖ < 1e-6 ‖W‖) or
 /// explodes (‖dW‖ > 1e3 max(‖W‖, 1), or not finite); each layer is named
 /// once for each.
-#[derive(Default)]
 pub struct NormWarnings {
     warned: std::collections::HashSet<(usize, bool)>,
+    /// Each dense layer in words (`Mlp::layer_name`).
+    names: Vec<String>,
+    /// Whether the network is residual already (else the cure for a
+    /// vanishing gradient names --blocks).
+    residual: bool,
 }
 
 impl NormWarnings {
+    pub fn new(mlp: &retroprop::Mlp) -> NormWarnings {
+        NormWarnings {
+            warned: Default::default(),
+            names: (0..mlp.layers().len()).map(|l| mlp.layer_name(l)).collect(),
+            residual: mlp.residual_spec().is_some(),
+        }
+    }
+
     pub fn check(&mut self, norms: &[retroprop::LayerNorms]) -> Vec<String> {
         let mut out = Vec::new();
         for n in norms {
             let exploding = !n.grad_norm.is_finite() || n.grad_norm > 1e3 * n.weight_norm.max(1.0);
             let vanishing = n.grad_norm < 1e-6 * n.weight_norm;
             if (exploding || vanishing) && self.warned.insert((n.layer, exploding)) {
+                let layer = self
+                    .names
+                    .get(n.layer)
+                    .cloned()
+                    .unwrap_or_else(|| format!("layer {}", n.layer));
+                let cure = if self.residual {
+                    "try relu or gelu activations, --norm batch or layer, or fewer blocks"
+                } else {
+                    "try relu or gelu activations, --weight-init kaiming_uniform, fewer layers, or residual blocks (--blocks)"
+                };
                 out.push(if exploding {
                     format!(
-                        "step {}: layer {}'s gradient norm {:.3e} is exploding (weight norm {:.3e}); try --clip-grad-norm or a lower --lr",
-                        n.step, n.layer, n.grad_norm, n.weight_norm
+                        "step {}: {layer}'s gradient norm {:.3e} is exploding (weight norm {:.3e}); try --clip-grad-norm or a lower --lr",
+                        n.step, n.grad_norm, n.weight_norm
                     )
                 } else {
                     format!(
-                        "step {}: layer {}'s gradient norm {:.3e} has vanished (weight norm {:.3e}); try relu or gelu activations, --weight-init kaiming_uniform, or fewer layers",
-                        n.step, n.layer, n.grad_norm, n.weight_norm
+                        "step {}: {layer}'s gradient norm {:.3e} has vanished (weight norm {:.3e}); {cure}",
+                        n.step, n.grad_norm, n.weight_norm
                     )
                 });
             }

@@ -2,7 +2,9 @@
 //! (members.rs) shares with it.
 
 use crate::cli::{TrainArgs, parse_arch};
-use crate::data::{Labelled, load_labelled, outputs_for};
+use crate::data::{
+    DataSpec, Labelled, StreamedFile, load_labelled, open_streamed, open_validation, outputs_for,
+};
 use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, NormWarnings, Series, plot, progress, progress_message};
@@ -12,8 +14,12 @@ use retroprop::io::{
     LoadedModel, RunNotes, SavedModel, load_model, parse_checkpoint, save_checkpoint,
     save_noted_model,
 };
+use retroprop::stream::Streamed;
 use retroprop::train::{ResolvedRun, RunRequest, Saved};
-use retroprop::{Checkpoint, Dataset, EpochRecord, History, Standardizer, TrainConfig, Trainer};
+use retroprop::{
+    Checkpoint, Dataset, EpochRecord, History, Mlp, NormKind, Residual, Standardizer, TrainConfig,
+    Trainer,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -54,13 +60,70 @@ impl Resume {
     }
 }
 
-/// The data of the run, held out and scaled as its settings say.
-pub(crate) struct Sets {
-    pub train: Dataset,
+/// The training file as read: held in memory, or opened to stream.
+enum Loaded {
+    Held(Labelled),
+    Streamed(StreamedFile),
+}
+
+impl Loaded {
+    /// What the settings' defaults read of the data.
+    fn shape(&self) -> DataShape {
+        match self {
+            Loaded::Held(l) => DataShape::of(l),
+            Loaded::Streamed(s) => DataShape {
+                features: s.data.features(),
+                outputs: s.outputs,
+                loss: s.loss,
+            },
+        }
+    }
+}
+
+/// What the settings' defaults and checks read of the training data,
+/// held or streamed: its features, the outputs its targets need, and the
+/// loss they suggest (or a flag or the checkpoint named).
+pub(crate) struct DataShape {
+    features: usize,
+    outputs: usize,
+    loss: retroprop::Loss,
+}
+
+impl DataShape {
+    pub(crate) fn of(labelled: &Labelled) -> DataShape {
+        DataShape {
+            features: labelled.data.features(),
+            outputs: outputs_for(&labelled.data),
+            loss: labelled.loss,
+        }
+    }
+}
+
+/// Rows of a lone run: held in memory, or read a part at a time.
+enum Rows {
+    Held(Dataset),
+    Streamed(Streamed),
+}
+
+impl Rows {
+    fn rows(&self) -> usize {
+        match self {
+            Rows::Held(d) => d.rows(),
+            Rows::Streamed(s) => s.rows(),
+        }
+    }
+}
+
+/// The data of the run, held out and scaled as its settings say: data
+/// sets held in memory (members train only on those), or for a lone run
+/// [`Rows`], both held or both streamed (a validation file read whole is
+/// handed out a part at a time too).
+pub(crate) struct Sets<R = Dataset> {
+    pub train: R,
     /// The validation data: `--val`'s, the rows held out, or with
     /// `--folds` the training data itself (each member validates on its
     /// fold's rows of it).
-    pub validation: Option<Dataset>,
+    pub validation: Option<R>,
     pub standardizer: Option<Standardizer>,
     /// Why the loss was chosen, when no flag or checkpoint named it.
     pub chosen_because: Option<String>,
@@ -97,19 +160,19 @@ pub fn train(mut args: TrainArgs, ranks: &Ranks) -> Result<ExitCode> {
         return crate::members::train(args, resume, ranks, start);
     }
     ranks.only_rank_0_writes(&mut args);
-    let labelled = load_data(&args, resume.as_ref())?;
-    let run = resolve_settings(&args, &labelled, resume.as_ref(), ranks)?;
-    let sets = hold_out_and_scale(&args, labelled, &run, resume.is_some())?;
+    let loaded = open_data(&args, resume.as_ref())?;
+    let run = resolve_settings(&args, &loaded.shape(), resume.as_ref(), ranks)?;
+    let sets = sets_of_run(&args, loaded, &run, resume.is_some())?;
     let mut session = start_trainer(&args, run, &sets, resume.as_ref(), ranks, start)?;
     let Some(outcome) = fit(&args, &mut session, &sets, resume.as_ref(), ranks)? else {
         return Ok(stopped_before_the_first_step(&session.interrupts, ranks));
     };
     keep_files(&args, &mut session, &outcome)?;
+    // Every rank takes part: the training accuracy is evaluated in
+    // shards (rank 0 alone waited for the others forever).
+    let summary = summary(&args, &mut session, &sets, &outcome, ranks, start)?;
     if ranks.writes() {
-        println!(
-            "{}",
-            summary(&args, &mut session, &sets, &outcome, ranks, start)?
-        );
+        println!("{summary}");
     }
     Ok(outcome.signal.map_or(ExitCode::SUCCESS, |s| s.exit_code()))
 }
@@ -148,8 +211,30 @@ fn load_resume(args: &TrainArgs) -> Result<Option<Resume>> {
 
 /// The training data, read as the run reads it: a resumed run as its
 /// start did (as many target columns as the network has outputs, one of
-/// labels for a classification loss).
+/// labels for a classification loss), held in memory.
 pub(crate) fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Labelled> {
+    let (spec, loss) = data_spec(args, resume)?;
+    load_labelled(args.data.as_deref(), &spec, loss).map_err(text)
+}
+
+/// [`load_data`] for a lone run: with `--stream`, the file opened (its
+/// targets read, the file not held).
+fn open_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Loaded> {
+    if !args.stream {
+        return load_data(args, resume).map(Loaded::Held);
+    }
+    let (spec, loss) = data_spec(args, resume)?;
+    open_streamed(args.data.as_deref(), &spec, loss)
+        .map(Loaded::Streamed)
+        .map_err(text)
+}
+
+/// The columns the training data is read as, and the loss a flag or the
+/// checkpoint names: a resumed run's as its start read them.
+fn data_spec(
+    args: &TrainArgs,
+    resume: Option<&Resume>,
+) -> Result<(DataSpec, Option<retroprop::Loss>)> {
     let saved = resume.and_then(|r| r.checkpoint.settings.as_ref());
     let targets = match (args.targets, saved) {
         (Some(targets), _) => targets,
@@ -162,8 +247,7 @@ pub(crate) fn load_data(args: &TrainArgs, resume: Option<&Resume>) -> Result<Lab
         return Err("--targets must be at least 1".into());
     }
     let loss = args.loss.or(saved.map(|s| s.loss));
-    let spec = args.columns.spec(targets);
-    load_labelled(args.data.as_deref(), &spec, loss).map_err(text)
+    Ok((args.columns.spec(targets), loss))
 }
 
 /// What the flags say, each setting `None` where no flag was given.
@@ -181,6 +265,7 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
         lr_schedule: args.lr_schedule.as_ref().and_then(|v| v.single()).copied(),
         batch_size: args.batch_size.map(|rows| (rows > 0).then_some(rows)),
         shuffle: args.no_shuffle.then_some(false),
+        shuffle_window: args.shuffle_window,
         // A list's first seeds what the run shares: the split, the folds.
         seed: args.seed.as_ref().and_then(|v| v.0.first()).copied(),
         init: Some(args.weight_init),
@@ -208,25 +293,24 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
 /// targets suggest, 20 epochs (no bound with `--steps`), and for the
 /// bundled digits standardisation (they are pixel counts 0..16) and,
 /// without `--folds`, a 20 % validation split.
-fn program_defaults(args: &TrainArgs, labelled: &Labelled) -> Result<RunRequest> {
+fn program_defaults(args: &TrainArgs, data: &DataShape) -> Result<RunRequest> {
     let init = args
         .init
         .as_deref()
         .map(load_model)
         .transpose()
         .map_err(text)?;
-    let data = &labelled.data;
     let bundled = args.data.is_none();
     Ok(RunRequest {
         sizes: Some(init.as_ref().map_or_else(
-            || vec![data.features(), 64, outputs_for(data)],
+            || vec![data.features, 64, data.outputs],
             |m| m.sizes.clone(),
         )),
         activations: init
             .and_then(|m| m.activations)
             .map(|a| join(&a))
             .filter(|_| args.arch.is_none()),
-        loss: Some(labelled.loss),
+        loss: Some(data.loss),
         epochs: Some(if args.steps.is_some() { usize::MAX } else { 20 }),
         validation_split: (bundled && args.folds.is_none()).then_some(Some(0.2)),
         standardize: bundled.then_some(true),
@@ -239,11 +323,11 @@ fn program_defaults(args: &TrainArgs, labelled: &Labelled) -> Result<RunRequest>
 /// its state cannot carry is refused here, naming each flag.
 pub(crate) fn resolve_settings(
     args: &TrainArgs,
-    labelled: &Labelled,
+    data: &DataShape,
     resume: Option<&Resume>,
     ranks: &Ranks,
 ) -> Result<ResolvedRun> {
-    let defaults = program_defaults(args, labelled)?;
+    let defaults = program_defaults(args, data)?;
     let run = request(args)?
         .resolve(&defaults, resume.map(Resume::saved))
         .map_err(flag_error)?;
@@ -259,7 +343,8 @@ pub(crate) fn resolve_settings(
             );
         }
     }
-    let features = labelled.data.features();
+    let run = with_blocks(args, run)?;
+    let features = data.features;
     let sizes = run.mlp.sizes();
     if sizes[0] != features {
         return Err(format!(
@@ -268,6 +353,59 @@ pub(crate) fn resolve_settings(
             describe(args.data.as_deref())
         ));
     }
+    Ok(run)
+}
+
+/// `--blocks N`: the run's network made residual (`Mlp::residual`) at
+/// the width of `--arch`'s one hidden size, refused where its files would
+/// be needed, before anything trains.
+fn with_blocks(args: &TrainArgs, mut run: ResolvedRun) -> Result<ResolvedRun> {
+    let Some(blocks) = args.blocks else {
+        return Ok(run);
+    };
+    for (given, flag) in [
+        (args.save.is_some(), "--save"),
+        (args.checkpoint.is_some(), "--checkpoint"),
+        (args.resume.is_some(), "--resume"),
+        (args.init.is_some(), "--init"),
+    ] {
+        if given {
+            return Err(format!(
+                "--blocks: {flag} is not available for residual networks yet (their model \
+                 files and checkpoints are not written yet)"
+            ));
+        }
+    }
+    let sizes = run.mlp.sizes();
+    let [inputs, width, outputs] = sizes[..] else {
+        return Err(format!(
+            "--blocks needs --arch with one hidden size, the blocks' width (e.g. 64,32,10), got {}",
+            join(&sizes)
+        ));
+    };
+    let norm = match args.norm.as_deref().unwrap_or("batch") {
+        "batch" => Some(NormKind::Batch),
+        "layer" => Some(NormKind::Layer),
+        "none" => None,
+        other => return Err(format!("--norm {other}: expected batch, layer or none")),
+    };
+    let multiplier = args.block_multiplier.unwrap_or(2.0);
+    let hidden = (width as f64 * multiplier).round();
+    if !(hidden >= 1.0 && hidden.is_finite()) {
+        return Err(format!(
+            "--block-multiplier {multiplier}: the blocks' hidden width {width} × {multiplier} must be at least 1"
+        ));
+    }
+    run.mlp = Mlp::residual(Residual {
+        inputs,
+        width,
+        hidden: hidden as usize,
+        blocks,
+        outputs,
+        norm,
+        activation: run.mlp.layers()[0].activation,
+    })
+    .map_err(|e| format!("--blocks: {e}"))?;
     Ok(run)
 }
 
@@ -292,6 +430,59 @@ pub(crate) fn flag_error(error: retroprop::Error) -> String {
         }
         e => e.to_string(),
     }
+}
+
+/// A lone run's validation rows and scaling: [`hold_out_and_scale`] of
+/// data held in memory, or [`open_and_scale_streamed`] of a file to
+/// stream.
+fn sets_of_run(
+    args: &TrainArgs,
+    loaded: Loaded,
+    run: &ResolvedRun,
+    resumed: bool,
+) -> Result<Sets<Rows>> {
+    match loaded {
+        Loaded::Held(labelled) => {
+            let sets = hold_out_and_scale(args, labelled, run, resumed)?;
+            Ok(Sets {
+                train: Rows::Held(sets.train),
+                validation: sets.validation.map(Rows::Held),
+                standardizer: sets.standardizer,
+                chosen_because: sets.chosen_because,
+            })
+        }
+        Loaded::Streamed(file) => {
+            let sets = open_and_scale_streamed(args, file, run)?;
+            check_early_stopping(args, run, sets.validation.is_some(), resumed)?;
+            Ok(sets)
+        }
+    }
+}
+
+/// Early stopping needs validation data (`validated`): an error naming
+/// what to give, the checkpoint's rule on a resume.
+fn check_early_stopping(
+    args: &TrainArgs,
+    run: &ResolvedRun,
+    validated: bool,
+    resumed: bool,
+) -> Result<()> {
+    let Some(rule) = run.config.early_stopping.filter(|_| !validated) else {
+        return Ok(());
+    };
+    Err(match (args.early_stopping, resumed) {
+        (None, true) => format!(
+            "--resume {}: the run stops early on validation data (--early-stopping {} \
+             in the checkpoint): give its --val FILE again",
+            args.resume
+                .as_ref()
+                .map_or("".into(), |p| p.display().to_string()),
+            rule.patience
+        ),
+        _ => "--early-stopping needs validation data: add --val FILE, --val-split FRACTION \
+              or --folds N"
+            .into(),
+    })
 }
 
 /// The validation rows (`--val`, or held out as the settings say, the
@@ -337,24 +528,7 @@ pub(crate) fn hold_out_and_scale(
         ));
     }
     let folds = args.folds.is_some();
-    if let Some(rule) = run.config.early_stopping
-        && validation.is_none()
-        && !folds
-    {
-        return Err(match (args.early_stopping, resumed) {
-            (None, true) => format!(
-                "--resume {}: the run stops early on validation data (--early-stopping {} \
-                 in the checkpoint): give its --val FILE again",
-                args.resume
-                    .as_ref()
-                    .map_or("".into(), |p| p.display().to_string()),
-                rule.patience
-            ),
-            _ => "--early-stopping needs validation data: add --val FILE, --val-split FRACTION \
-                  or --folds N"
-                .into(),
-        });
-    }
+    check_early_stopping(args, run, validation.is_some() || folds, resumed)?;
     let standardizer = run.standardize.then(|| Standardizer::fit(&train));
     if let Some(s) = &standardizer {
         s.apply(&mut train).map_err(text)?;
@@ -368,6 +542,59 @@ pub(crate) fn hold_out_and_scale(
     Ok(Sets {
         train,
         validation,
+        standardizer,
+        chosen_because,
+    })
+}
+
+/// [`hold_out_and_scale`] for a file streamed: `--val` opened to stream
+/// (or read whole, a CSV file), no split (the held-out rows of a split
+/// are scattered through the file), and the standardisation fitted by two
+/// passes over the training file, applied to each part as it is read.
+fn open_and_scale_streamed(
+    args: &TrainArgs,
+    file: StreamedFile,
+    run: &ResolvedRun,
+) -> Result<Sets<Rows>> {
+    let StreamedFile {
+        data: train,
+        loss,
+        chosen_because,
+        ..
+    } = file;
+    if run.config.validation_split.is_some() {
+        return Err(match args.val_split {
+            Some(_) => "--val-split holds rows out of data held in memory; with --stream, give \
+                 the validation rows as a file of their own: --val FILE"
+                .into(),
+            None => "the checkpoint's run held validation rows out of its data (--val-split), \
+                 which --stream cannot: resume it without --stream"
+                .into(),
+        });
+    }
+    let validation = match &args.val {
+        Some(path) => {
+            let spec = args.columns.spec(train.target_width());
+            Some(open_validation(path, &spec, loss).map_err(text)?)
+        }
+        None => None,
+    };
+    if let Some(v) = &validation
+        && v.features() != train.features()
+    {
+        return Err(format!(
+            "--val: the validation data has {} features, the training data {}",
+            v.features(),
+            train.features()
+        ));
+    }
+    let standardizer = match run.standardize {
+        true => Some(train.fit_standardizer().map_err(text)?),
+        false => None,
+    };
+    Ok(Sets {
+        train: Rows::Streamed(train.with_standardizer(standardizer.clone())),
+        validation: validation.map(|v| Rows::Streamed(v.with_standardizer(standardizer.clone()))),
         standardizer,
         chosen_because,
     })
@@ -423,12 +650,12 @@ pub(crate) fn fits_network(
 fn start_trainer(
     args: &TrainArgs,
     run: ResolvedRun,
-    sets: &Sets,
+    sets: &Sets<Rows>,
     resume: Option<&Resume>,
     ranks: &Ranks,
     start: Instant,
 ) -> Result<Session> {
-    check_memory(&run, sets)?;
+    check_memory(&run, sets.train.rows())?;
     let params = starting_parameters(args, &run, resume)?;
     // From here on there is work to keep.
     let interrupts = Interrupts::install()?;
@@ -464,8 +691,8 @@ fn start_trainer(
 
 /// Before the parameters are drawn: a network too large for the machine
 /// is an error, not an aborted allocation.
-pub(crate) fn check_memory(run: &ResolvedRun, sets: &Sets) -> Result<()> {
-    let batch_rows = run.config.batch_size.unwrap_or(sets.train.rows());
+pub(crate) fn check_memory(run: &ResolvedRun, train_rows: usize) -> Result<()> {
+    let batch_rows = run.config.batch_size.unwrap_or(train_rows);
     run.mlp
         .check_training_memory(Some(batch_rows), run.config.optimizer.state_slots())
         .map_err(text)
@@ -476,7 +703,7 @@ pub(crate) fn check_memory(run: &ResolvedRun, sets: &Sets) -> Result<()> {
 fn check_same_data(
     args: &TrainArgs,
     trainer: &mut Trainer,
-    sets: &Sets,
+    sets: &Sets<Rows>,
     ranks: &Ranks,
 ) -> Result<()> {
     let data_name = args
@@ -484,13 +711,17 @@ fn check_same_data(
         .as_deref()
         .map_or("the bundled digits".into(), |p| p.display().to_string());
     let what = format!("the training data ({data_name})");
-    ranks.shared(trainer.check_same_data(&sets.train, &what))?;
+    let mut check = |rows: &Rows, what: &str| match rows {
+        Rows::Held(data) => ranks.shared(trainer.check_same_data(data, what)),
+        Rows::Streamed(data) => ranks.shared(trainer.check_same_stream(data, what)),
+    };
+    check(&sets.train, &what)?;
     if let Some(v) = &sets.validation {
         let what = match &args.val {
             Some(path) => format!("the validation data ({})", path.display()),
             None => format!("the validation data (held out of {data_name})"),
         };
-        ranks.shared(trainer.check_same_data(v, &what))?;
+        check(v, &what)?;
     }
     Ok(())
 }
@@ -513,7 +744,7 @@ pub(crate) fn epochs_shown(args: &TrainArgs, config: &TrainConfig, rows: usize) 
 fn fit(
     args: &TrainArgs,
     session: &mut Session,
-    sets: &Sets,
+    sets: &Sets<Rows>,
     resume: Option<&Resume>,
     ranks: &Ranks,
 ) -> Result<Option<Outcome>> {
@@ -526,7 +757,7 @@ fn fit(
         .map(|path| MetricsFile::open(path, resumed_at))
         .transpose()?;
     let mut metrics_error = None;
-    let mut warnings = NormWarnings::default();
+    let mut warnings = NormWarnings::new(session.trainer.mlp());
     let rows = sets.train.rows() as f64;
     let every = if args.checkpoint.is_some() {
         args.checkpoint_every.max(1)
@@ -549,29 +780,43 @@ fn fit(
         last_checkpoint.set(Some((checkpoint.epoch, checkpoint.step)));
         Ok(())
     };
-    let history = session.trainer.fit_checkpointed(
-        &sets.train,
-        sets.validation.as_ref(),
-        |record| {
-            bar.set_position(record.epoch as u64);
-            bar.set_message(progress_message(record, rows * record.epoch as f64));
-            if let Some(m) = &mut metrics
-                && let Err(e) = m.record(record)
-                && metrics_error.is_none()
-            {
-                metrics_error = Some(e);
-            }
-            for warning in warnings
-                .check(&record.layer_norms)
-                .into_iter()
-                .filter(|_| ranks.writes())
-            {
-                bar.suspend(|| eprintln!("warning: {warning}"));
-            }
-        },
-        every,
-        on_checkpoint,
-    );
+    let on_epoch = |record: &EpochRecord| {
+        bar.set_position(record.epoch as u64);
+        bar.set_message(progress_message(record, rows * record.epoch as f64));
+        if let Some(m) = &mut metrics
+            && let Err(e) = m.record(record)
+            && metrics_error.is_none()
+        {
+            metrics_error = Some(e);
+        }
+        for warning in warnings
+            .check(&record.layer_norms)
+            .into_iter()
+            .filter(|_| ranks.writes())
+        {
+            bar.suspend(|| eprintln!("warning: {warning}"));
+        }
+    };
+    let history = match (&sets.train, &sets.validation) {
+        (Rows::Streamed(train), validation) => {
+            let validation = match validation {
+                Some(Rows::Streamed(v)) => Some(v),
+                _ => None,
+            };
+            session
+                .trainer
+                .fit_streamed(train, validation, on_epoch, every, on_checkpoint)
+        }
+        (Rows::Held(train), validation) => {
+            let validation = match validation {
+                Some(Rows::Held(v)) => Some(v),
+                _ => None,
+            };
+            session
+                .trainer
+                .fit_checkpointed(train, validation, on_epoch, every, on_checkpoint)
+        }
+    };
     bar.finish_and_clear();
     let history = match history {
         Ok(history) => history,
@@ -661,7 +906,7 @@ fn keep_files(args: &TrainArgs, session: &mut Session, outcome: &Outcome) -> Res
 fn summary(
     args: &TrainArgs,
     session: &mut Session,
-    sets: &Sets,
+    sets: &Sets<Rows>,
     outcome: &Outcome,
     ranks: &Ranks,
     start: Instant,
@@ -672,7 +917,7 @@ fn summary(
     let last = history.epochs.last();
     let mut summary = format!(
         "trained {} on {} ({} rows): {} epochs, {} steps in {:.1} s (setup {:.1} s)",
-        join(&trainer.mlp().sizes()),
+        trainer.mlp().describe(),
         ranks.describe(trainer.device_name()),
         sets.train.rows(),
         history.epochs.len(),
@@ -696,7 +941,11 @@ fn summary(
             }
         }
         None => {
-            if let Some(a) = trainer.evaluate(&sets.train).map_err(text)?.accuracy {
+            let evaluation = match &sets.train {
+                Rows::Held(data) => trainer.evaluate(data),
+                Rows::Streamed(data) => trainer.evaluate_streamed(data),
+            };
+            if let Some(a) = evaluation.map_err(text)?.accuracy {
                 summary += &format!(", training accuracy {:.2}%", 100.0 * a);
             }
         }

@@ -704,3 +704,105 @@ fn members_under_mpirun_are_refused_with_one_message() {
     );
     assert!(!Path::new(&save).exists(), "a model was saved");
 }
+
+/// A C-order float64 `.npy` array of `rows` rows of 4 features and a
+/// class of 3 last.
+fn npy(dir: &Dir, rows: usize) -> String {
+    let x = common::random(rows * 4, -1.0, 1.0, 9);
+    let mut data = Vec::new();
+    for r in x.chunks(4) {
+        let class = (r[0] + r[1] > 0.0) as u8 + (r[2] > 0.4) as u8;
+        for v in r.iter().map(|&v| v as f64).chain([class as f64]) {
+            data.extend(v.to_le_bytes());
+        }
+    }
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({rows}, 5), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.bytes());
+    bytes.extend(data);
+    let path = dir.path("rows.npy");
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Ranks that stream the file (each reading only the chunks its shares of
+/// the batches lie in: tests/streaming.rs counts the reads) write the
+/// bytes ranks that hold it write, and match one process as those do; a
+/// streamed run cut on 2 ranks and resumed on 3 writes what the same held
+/// runs write.
+#[test]
+fn ranks_streaming_a_file_write_what_ranks_holding_it_write() {
+    let dir = Dir::new("streamed");
+    // 997 rows: 32 chunks of 32 rows (the last of 5), 4 windows of 256;
+    // batches of 24 straddle the windows, the epoch's last is short.
+    let data = npy(&dir, 997);
+    let run = |name: &str, ranks: usize, extra: &[&str]| {
+        let (save, checkpoint) = (
+            dir.arg(&format!("{name}.safetensors")),
+            dir.arg(&format!("{name}-checkpoint.safetensors")),
+        );
+        let mut extra = extra.to_vec();
+        extra.extend([
+            "--checkpoint",
+            &checkpoint,
+            "--shuffle-window",
+            "256:32",
+            "--batch-size",
+            "24",
+            "--dropout",
+            "0.1",
+        ]);
+        ok(
+            &dir,
+            name,
+            ranks,
+            &train_args(&data, "1", "cpu", &save, &extra),
+        );
+        (
+            std::fs::read(&save).unwrap(),
+            std::fs::read(&checkpoint).unwrap(),
+        )
+    };
+    let same = |got: &(Vec<u8>, Vec<u8>), want: &(Vec<u8>, Vec<u8>), what: &str| {
+        assert!(got.0 == want.0, "{what}: the models differ");
+        assert!(got.1 == want.1, "{what}: the checkpoints differ");
+    };
+    let one = run("one", 0, &[]);
+    same(&run("one-streamed", 0, &["--stream"]), &one, "one process");
+    let one_params = params(&dir.path("one.safetensors"));
+    for ranks in [2, 3] {
+        let held = run(&format!("held-{ranks}"), ranks, &[]);
+        let streamed = run(&format!("streamed-{ranks}"), ranks, &["--stream"]);
+        same(&streamed, &held, &format!("{ranks} ranks"));
+        assert_scaled(
+            &format!("streamed on {ranks} ranks"),
+            &params(&dir.path(&format!("streamed-{ranks}.safetensors"))),
+            &one_params,
+            1e-6,
+        );
+    }
+    // 42 steps an epoch: step 60 is inside the second epoch's second
+    // window. Cut on 2 ranks, resumed on 3, streamed and held.
+    let cut_and_resumed = |name: &str, stream: &[&str]| {
+        run(
+            &format!("{name}-cut"),
+            2,
+            &[stream, &["--steps", "60"]].concat(),
+        );
+        let resume = dir.arg(&format!("{name}-resume.safetensors"));
+        std::fs::copy(
+            dir.path(&format!("{name}-cut-checkpoint.safetensors")),
+            &resume,
+        )
+        .unwrap();
+        run(name, 3, &[stream, &["--resume", &resume]].concat())
+    };
+    let held = cut_and_resumed("held-resumed", &[]);
+    let streamed = cut_and_resumed("streamed-resumed", &["--stream"]);
+    same(&streamed, &held, "cut on 2 ranks and resumed on 3");
+}

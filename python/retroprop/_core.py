@@ -83,6 +83,82 @@ def _option_text(value):
     raise TypeError(f"an optimizer option must be a number, a bool or a pair, got {value!r}")
 
 
+#: What a member of a run may have of its own (``Trainer(members=k)``).
+MEMBER_OPTIONS = (
+    "lr",
+    "betas",
+    "eps",
+    "weight_decay",
+    "momentum",
+    "dampening",
+    "alpha",
+    "lr_decay",
+    "initial_accumulator_value",
+    "seed",
+    "dropout",
+    "lr_schedule",
+    "rows",
+    "validation_rows",
+    "weights",
+)
+
+#: The per-member settings that are always a member's own (a list of k).
+_ALWAYS_OWN = ("rows", "validation_rows", "weights")
+
+
+def _is_pair(value):
+    return isinstance(value, (tuple, list, np.ndarray)) and len(value) == 2 and all(
+        isinstance(v, (int, float, np.integer, np.floating)) for v in value
+    )
+
+
+def _per_member(count, settings):
+    """The settings given a value a member, ``{name: [k values]}``: a list
+    of ``count`` values (for ``betas``, a list of pairs; ``rows``,
+    ``validation_rows`` and ``weights`` are always a member's). Without
+    members, any such list is an error naming the setting."""
+    own = {}
+    for name, value in settings.items():
+        always = name in _ALWAYS_OWN
+        listed = isinstance(value, list) and not (name == "betas" and _is_pair(value))
+        if value is None or not (listed or always):
+            continue
+        if count is None:
+            raise ValueError(f"{name}: a value a member needs members=k; one network takes one value")
+        if not isinstance(value, list) or len(value) != count:
+            given = len(value) if isinstance(value, list) else "not a list"
+            raise ValueError(f"{name}: give a list of {count} values, one a member (got {given})")
+        own[name] = value
+    return own
+
+
+def _member_settings(count, own):
+    """Each member's own settings as ``NativeMembers`` takes them."""
+    members = []
+    for m in range(count):
+        options = [(k, _option_text(own[k][m])) for k in OPTIMIZER_OPTIONS if k in own and own[k][m] is not None]
+        member = dict(options=options)
+        if own.get("seed") is not None and own["seed"][m] is not None:
+            member["seed"] = int(own["seed"][m])
+        if own.get("dropout") is not None and own["dropout"][m] is not None:
+            member["dropout"] = float(own["dropout"][m])
+        if own.get("lr_schedule") is not None and own["lr_schedule"][m] is not None:
+            member["lr_schedule"] = str(own["lr_schedule"][m])
+        for name in ("rows", "validation_rows"):
+            if own.get(name) is not None and own[name][m] is not None:
+                rows = np.asarray(own[name][m])
+                if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.dtype.kind not in "iu")):
+                    raise ValueError(f"{name}[{m}]: row indices must be non-negative integers [rows]")
+                member[name] = np.ascontiguousarray(rows, dtype=np.uint32)
+        if own.get("weights") is not None and own["weights"][m] is not None:
+            weights = np.asarray(own["weights"][m])
+            if weights.ndim != 1 or weights.dtype.kind not in "iuf":
+                raise ValueError(f"weights[{m}]: member {m}'s weights must be numbers, one a row [rows]")
+            member["weights"] = np.ascontiguousarray(weights, dtype=np.float32)
+        members.append(member)
+    return members
+
+
 def _targets(y, loss, name="y"):
     """``(classes, values)``: class indices as uint32 for cross_entropy,
     float32 ``[rows, width]`` values otherwise."""
@@ -125,11 +201,7 @@ class Model:
 
     def save(self, path):
         """Writes the model file (``retroprop predict --model`` reads it)."""
-        data = self.to_bytes()
-        tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        _write(path, self.to_bytes())
 
     def state_dict(self):
         """``{"layers.{i}.weight": [out, in], "layers.{i}.bias": [out]}`` as
@@ -178,10 +250,7 @@ class Model:
         data = self._native.onnx_bytes(bool(probabilities), bool(both_classes))
         if path is None:
             return data
-        tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        _write(path, data)
         return None
 
     def __reduce__(self):
@@ -191,10 +260,147 @@ class Model:
         return f"Model(sizes={self.sizes}, activations={self.activations}, loss={self.loss!r})"
 
 
+def _write(path, data):
+    """Writes ``data`` to ``path`` atomically (a temporary file, renamed)."""
+    tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class MembersModel:
+    """What the members of a run trained (``Trainer(..., members=k)``):
+    the network, loss and standardisation they share, each member's
+    parameters and own settings. Pickles as its model file's bytes.
+
+    Its model file (``save``, ``to_bytes``) holds every member's tensors
+    as ``members.{m}.layers.{i}.weight`` / ``.bias``, the ``state_dict``
+    of a ``torch.nn.Module`` whose ``members`` is a ``ModuleList`` of the
+    members' networks, with each member's settings in the metadata
+    (``retroprop.member.{m}``); ``retroprop.load`` reads it back::
+
+        >>> import numpy as np, retroprop
+        >>> x = np.random.default_rng(1).normal(size=(64, 3)).astype(np.float32)
+        >>> y = (x.sum(axis=1) > 0).astype(np.int64)
+        >>> t = retroprop.Trainer([3, 6, 2], "relu", "cross_entropy", epochs=2, device="cpu",
+        ...                       members=2, seed=[0, 1])
+        >>> _ = t.fit(x, y)
+        >>> model = t.model()
+        >>> len(model), model.settings
+        (2, ['seed=0', 'seed=1'])
+        >>> sorted(model.state_dict())[:2]
+        ['members.0.layers.0.bias', 'members.0.layers.0.weight']
+        >>> ensemble = model.predict(x)  # the mean of the members' softmax
+        >>> bool(np.allclose(ensemble.sum(axis=1), 1.0))
+        True
+        >>> bool((model.member(1).predict(x) == model.predict(x, member=1)).all())
+        True
+        >>> again = retroprop.MembersModel.from_bytes(model.to_bytes())
+        >>> bool((again.predict(x) == ensemble).all())
+        True
+    """
+
+    def __init__(self, native):
+        self._native = native
+
+    @classmethod
+    def from_bytes(cls, data, name="<bytes>"):
+        """Members from a members model file's bytes."""
+        return cls(_retroprop.NativeMembersModel.from_bytes(bytes(data), str(name)))
+
+    def to_bytes(self):
+        """The members model file's bytes (safetensors)."""
+        return self._native.to_bytes()
+
+    def save(self, path):
+        """Writes the members model file."""
+        _write(path, self.to_bytes())
+
+    def state_dict(self):
+        """``{"members.{m}.layers.{i}.weight": [out, in], "members.{m}.layers.{i}.bias":
+        [out]}`` as float32 NumPy arrays: the model file's names, which
+        ``torch.nn.Module.load_state_dict`` takes for a module whose
+        ``members`` is a ``ModuleList`` of the members' networks (each with
+        ``layers``, a ``ModuleList`` of ``Linear``)."""
+        return dict(self._native.state_dict())
+
+    def member(self, m):
+        """Member ``m`` as a ``Model`` of its own."""
+        return Model(self._native.member(int(m)))
+
+    def __len__(self):
+        return self._native.count
+
+    @property
+    def settings(self):
+        """Each member's own settings in words (``seed=3 lr=0.01 rows=45#…``)."""
+        return list(self._native.settings)
+
+    @property
+    def sizes(self):
+        """Layer sizes, input first."""
+        return list(self._native.sizes)
+
+    @property
+    def activations(self):
+        """One activation name per layer."""
+        return list(self._native.activations)
+
+    @property
+    def loss(self):
+        """The loss they were trained with."""
+        return self._native.loss
+
+    @property
+    def standardization(self):
+        """``(mean, std)`` applied to inputs first, or ``None``."""
+        s = self._native.standardization
+        return None if s is None else (np.asarray(s[0], np.float32), np.asarray(s[1], np.float32))
+
+    def predict(self, x, device="cpu", member=None, probabilities=False):
+        """For ``x`` ``[rows, inputs]`` after the saved standardisation:
+        with ``member`` None the ensemble's prediction, the mean of the
+        members' probabilities (softmax for cross_entropy, sigmoid for
+        bce_with_logits) or of their outputs (the regression losses),
+        summed in member order in float64; with ``member=m`` that member's
+        outputs, or with ``probabilities`` what its loss implies."""
+        m = None if member is None else int(member)
+        return self._native.predict(as_rows(x), device, bool(probabilities), m)
+
+    def to_onnx(self, path=None, member=None, probabilities=False, both_classes=False):
+        """Writes an ONNX graph (opset 17) to ``path``, or returns its bytes
+        when ``path`` is None: with ``member`` None the ensemble, every
+        member's network on the same input and the ``Mean`` of their
+        probabilities (of their outputs for the regression losses; output
+        ``probabilities`` or ``predictions``), what ``predict`` computes;
+        with ``member=m`` that member's network as ``Model.to_onnx``
+        writes it (``probabilities``, ``both_classes``). ``both_classes``:
+        for one bce_with_logits output, both classes' probabilities."""
+        m = None if member is None else int(member)
+        data = self._native.onnx_bytes(m, bool(probabilities), bool(both_classes))
+        if path is None:
+            return data
+        _write(path, data)
+        return None
+
+    def __reduce__(self):
+        return (MembersModel.from_bytes, (self.to_bytes(),))
+
+    def __repr__(self):
+        return (f"MembersModel(members={len(self)}, sizes={self.sizes}, activations={self.activations}, "
+                f"loss={self.loss!r})")
+
+
 def load(path):
-    """Reads a model file (``retroprop train --save``, ``Model.save``)."""
+    """Reads a model file (``retroprop train --save``, ``Model.save``): a
+    ``Model``, or for a file of a run's members (``MembersModel.save``) a
+    ``MembersModel``."""
     with open(path, "rb") as f:
-        return Model.from_bytes(f.read(), os.fspath(path))
+        data = f.read()
+    name = os.fspath(path)
+    if _retroprop.NativeMembersModel.is_members(data, name):
+        return MembersModel.from_bytes(data, name)
+    return Model.from_bytes(data, name)
 
 
 class History(dict):
@@ -214,6 +420,21 @@ class History(dict):
     def val_loss(self):
         """The validation loss of each epoch (None without validation)."""
         return [e["val_loss"] for e in self["epochs"]]
+
+
+class MembersHistory(list):
+    """What ``Trainer.fit`` did with ``members``: one ``History`` a member
+    (its epochs, ``best_epoch``, ``stopped_early``), and ``states`` (where
+    each member stands: ``training``, ``stopped_early``, ``stopped`` by
+    ``stop_member``, ``diverged``), ``errors`` (for a member that
+    diverged, what its lone fit would have raised, else None) and
+    ``interrupted`` (``stop()`` or Ctrl-C ended the run)."""
+
+    def __init__(self, native):
+        super().__init__(History(h) for h in native["members"])
+        self.states = list(native["states"])
+        self.errors = list(native["errors"])
+        self.interrupted = bool(native["interrupted"])
 
 
 def print_epoch(record, file=None):
@@ -305,6 +526,76 @@ class Trainer:
     process forked after it was made (``multiprocessing``, joblib) on the
     CPU; a GPU trainer is refused there (``RuntimeError``): make a new
     one in the child.
+
+    ``members=k``: k networks of this architecture trained together as the
+    members of one run (the library's ``Members``), member m exactly (bit
+    for bit on the CPU) the lone run with its own settings. Any per-member
+    option may be a list of k values, one a member: ``lr``, ``betas`` (a
+    list of pairs), ``eps``, ``weight_decay``, ``momentum``, ``dampening``,
+    ``alpha``, ``lr_decay``, ``initial_accumulator_value``, ``seed``,
+    ``dropout``, ``lr_schedule``; and ``rows`` and ``validation_rows``,
+    each a list of k index arrays (or None: all rows), the rows of the
+    training and validation data each member trains and is evaluated on
+    (a fold's, a bootstrap sample's; shuffled by the member's seed as a
+    data set of just those rows would be; ``validation_rows`` need
+    ``fit``'s ``validation``), and ``weights``, a list of k arrays (or
+    None), one weight a row of the training data, each member's own
+    ``sample_weight`` in place of ``fit``'s (0/1 weights make folds
+    whose batches the members share). Member m is then the lone fit
+    ``fit(x[rows[m]], y[rows[m]], sample_weight=weights[m][rows[m]])``
+    with its settings. The options that shape the
+    optimizer's state (``amsgrad``, ``centered``, ``nesterov``, a
+    momentum of 0 or not) and every other setting are the run's. Each
+    member has its own life: early stopping, the plateau schedule and a
+    divergence act on it alone; the run ends when every member has
+    stopped or the epochs run out. On a GPU (``device="gpu"``) every
+    member's step runs in the same dispatches, each member within the
+    CPU-vs-GPU tolerance of its lone GPU run; a setting that is a
+    member's own names the member when it is refused (``member 2:
+    invalid hyperparameter lr = -1 …``). Then ``fit`` returns a
+    ``MembersHistory``, its ``callback(member, record)`` gets each
+    member's epochs, member by member after each epoch of the run (it may
+    call ``stop_member(m)``, which ends member m after that epoch as
+    ``stop()`` ends a lone fit), ``predict(x,
+    member=None)`` gives the ensemble's prediction (the mean of the
+    members' probabilities, or of their outputs for regression) or one
+    member's outputs, ``evaluate`` a ``(loss, accuracy)`` a member,
+    ``steps`` a count a member, and ``model()`` a ``MembersModel``
+    (``state_dict`` as ``members.{m}.layers.{i}.weight``, ``to_onnx(member=None)``
+    of the ensemble or one member). ``checkpoint`` and
+    ``save_checkpoint`` write every member's state; ``Trainer(...,
+    members=k, resume=path)`` continues them, the shared settings resolved
+    against member 0's checkpoint and each member's own settings left out
+    taken from its own checkpoint (its rows and weights must be given
+    again, the same).
+
+    Three learning rates in one run, the second member on half the rows,
+    each member its lone run::
+
+        >>> import numpy as np, retroprop
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(120, 4)).astype(np.float32)
+        >>> y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+        >>> half = np.arange(0, 120, 2)
+        >>> t = retroprop.Trainer([4, 8, 2], "tanh", "cross_entropy", batch_size=16, epochs=3,
+        ...                       device="cpu", members=3, lr=[1e-3, 1e-2, 1e-1], rows=[None, half, None])
+        >>> seen = []
+        >>> history = t.fit(x, y, callback=lambda m, record: seen.append((m, record["epoch"])))
+        >>> seen[:4]
+        [(0, 1), (1, 1), (2, 1), (0, 2)]
+        >>> history.states, [len(h["epochs"]) for h in history]
+        (['training', 'training', 'training'], [3, 3, 3])
+        >>> t.predict(x).shape  # the ensemble: the members' mean probabilities
+        (120, 2)
+        >>> alone = retroprop.Trainer([4, 8, 2], "tanh", "cross_entropy", batch_size=16, epochs=3,
+        ...                           device="cpu", lr=1e-2)
+        >>> _ = alone.fit(x[half], y[half])
+        >>> bool((t.predict(x, member=1) == alone.predict(x)).all())
+        True
+        >>> retroprop.Trainer([4, 8, 2], members=2, lr=[1e-3, -1.0])
+        Traceback (most recent call last):
+        ...
+        ValueError: invalid configuration: member 1: invalid hyperparameter lr = -1: the learning rate must be a positive number
     """
 
     def __init__(
@@ -344,6 +635,10 @@ class Trainer:
         params=None,
         resume=None,
         precision=None,
+        members=None,
+        rows=None,
+        validation_rows=None,
+        weights=None,
     ):
         given = dict(
             lr=lr,
@@ -359,7 +654,6 @@ class Trainer:
             lr_decay=lr_decay,
             initial_accumulator_value=initial_accumulator_value,
         )
-        options = [(k, _option_text(v)) for k, v in given.items() if v is not None]
         if isinstance(activations, (list, tuple)):
             activations = ",".join(activations)
 
@@ -369,32 +663,53 @@ class Trainer:
         def number(kind, value):
             return None if value is None else kind(value)
 
-        self._native = _retroprop.NativeTrainer(
-            [int(s) for s in sizes],
-            text(activations),
-            text(loss),
-            text(optimizer),
-            options,
-            _batch_rows(batch_size),
-            number(int, epochs),
-            number(int, max_steps),
-            number(bool, shuffle),
-            number(int, seed),
-            text(init),
-            text(device),
-            text(lr_schedule),
-            number(float, clip_grad_norm),
-            number(float, clip_grad_value),
-            number(float, dropout),
-            number(int, early_stopping),
-            number(float, min_delta),
-            number(int, norms_every),
-            number(bool, standardize),
-            None,
-            None if params is None else np.ascontiguousarray(params, dtype=np.float32).ravel(),
-            None if resume is None else os.fspath(resume),
+        self._members = None if members is None else int(members)
+        if self._members is not None and self._members < 1:
+            raise ValueError(f"members must be at least 1, got {members}")
+        own = _per_member(
+            self._members,
+            dict(given, seed=seed, dropout=dropout, lr_schedule=lr_schedule, rows=rows,
+                 validation_rows=validation_rows, weights=weights),
+        )
+        given = {k: v for k, v in given.items() if k not in own}
+        seed, dropout, lr_schedule = (None if k in own else v for k, v in
+                                      (("seed", seed), ("dropout", dropout), ("lr_schedule", lr_schedule)))
+        options = [(k, _option_text(v)) for k, v in given.items() if v is not None]
+        run = dict(
+            sizes=[int(s) for s in sizes],
+            activations=text(activations),
+            loss=text(loss),
+            optimizer=text(optimizer),
+            optimizer_options=options,
+            batch_size=_batch_rows(batch_size),
+            epochs=number(int, epochs),
+            max_steps=number(int, max_steps),
+            shuffle=number(bool, shuffle),
+            seed=number(int, seed),
+            init=text(init),
+            device=text(device),
+            lr_schedule=text(lr_schedule),
+            clip_grad_norm=number(float, clip_grad_norm),
+            clip_grad_value=number(float, clip_grad_value),
+            dropout=number(float, dropout),
+            early_stopping=number(int, early_stopping),
+            min_delta=number(float, min_delta),
+            norms_every=number(int, norms_every),
+            standardize=number(bool, standardize),
             precision=text(precision),
         )
+        resume = None if resume is None else os.fspath(resume)
+        if self._members is None:
+            self._native = _retroprop.NativeTrainer(
+                **run,
+                standardization=None,
+                params=None if params is None else np.ascontiguousarray(params, dtype=np.float32).ravel(),
+                resume=resume,
+            )
+        else:
+            if params is not None:
+                raise ValueError("params: members draw their own parameters (or resume from a checkpoint)")
+            self._native = _retroprop.NativeMembers(run, _member_settings(self._members, own), resume=resume)
         for setting, before, after in self._native.resume_changes:
             warnings.warn(f"resumed with {setting} changed: {before} -> {after}", UserWarning, stacklevel=2)
 
@@ -421,8 +736,20 @@ class Trainer:
 
     @property
     def steps(self):
-        """Optimizer steps taken."""
+        """Optimizer steps taken (with ``members``, a count a member)."""
         return self._native.steps()
+
+    @property
+    def members(self):
+        """How many members train together (None: one network)."""
+        return self._members
+
+    @property
+    def states(self):
+        """With ``members``, where each member stands: ``training``,
+        ``stopped_early``, ``stopped``, ``diverged``."""
+        self._need_members("states")
+        return self._native.states()
 
     def fit(self, x, y, validation=None, callback=None, verbose=False, checkpoint=None, checkpoint_every=1,
             sample_weight=None):
@@ -432,8 +759,9 @@ class Trainer:
         ended. ``sample_weight`` (``[rows]``, each ≥ 0): each row's weight
         in the loss, which is then ``Σ wᵢ lᵢ / Σ wᵢ`` over a batch (as
         torch's ``reduction="none"`` followed by ``(w * l).sum() /
-        w.sum()``, each row's ``lᵢ`` the mean over its outputs); the
-        CPU backend only, for now. ``validation``: ``(x_val, y_val)`` or
+        w.sum()``, each row's ``lᵢ`` the mean over its outputs); a lone
+        network on the CPU backend only, for now (members on either).
+        ``validation``: ``(x_val, y_val)`` or
         ``(x_val, y_val, w_val)``, evaluated after each epoch (its loss
         weighted by ``w_val``). ``callback(record)`` receives each epoch's metrics (a dict,
         as in the history) once the epoch's bookkeeping is done, and may
@@ -456,6 +784,31 @@ class Trainer:
             xv = as_rows(x_val, "validation x")
             cv, vv = _targets(y_val, self.loss, "validation y")
             wv = _weights(w_val[0], len(xv), "validation sample_weight") if w_val else None
+
+        if self._members is not None:
+
+            def on_epochs(records):
+                for m, record in records:
+                    if verbose:
+                        print(f"member {m}: ", end="")
+                        print_epoch(record)
+                    if callback is not None:
+                        callback(m, record)
+
+            return MembersHistory(self._native.fit(
+                rows,
+                classes,
+                values,
+                xv,
+                cv,
+                vv,
+                self.standardize,
+                on_epochs,
+                None if checkpoint is None else os.fspath(checkpoint),
+                int(checkpoint_every),
+                sample_weight=_weights(sample_weight, len(rows), "sample_weight"),
+                sample_weight_val=wv,
+            ))
 
         def on_epoch(record):
             if verbose:
@@ -480,23 +833,48 @@ class Trainer:
         return History(history)
 
     def stop(self):
-        """Ends a running ``fit`` at the next step boundary, keeping its steps."""
+        """Ends a running ``fit`` at the next step boundary, keeping its
+        steps (with ``members``, every member's)."""
         self._native.stop()
 
-    def predict(self, x):
+    def stop_member(self, m):
+        """With ``members``: ends member ``m`` where it stands (from the
+        callback, after the epoch just reported), as ``stop()`` from a lone
+        fit's callback ends it: it takes no more steps, in this fit or a
+        later one, and keeps its last parameters; the others go on."""
+        self._need_members("stop_member")
+        self._native.stop_member(int(m))
+
+    def predict(self, x, member=None):
         """The network's outputs for ``x`` (after the standardisation),
-        on the trainer's device."""
-        return self._native.predict(as_rows(x))
+        on the trainer's device. With ``members``: the ensemble's
+        prediction (the mean of the members' probabilities, or of their
+        outputs for the regression losses), or with ``member=m`` that
+        member's outputs."""
+        if self._members is None:
+            if member is not None:
+                raise ValueError("member: this trainer trains one network (give members=k)")
+            return self._native.predict(as_rows(x))
+        return self._native.predict(as_rows(x), None if member is None else int(member))
 
     def evaluate(self, x, y):
-        """``(loss, accuracy)`` on a data set (accuracy None for regression)."""
+        """``(loss, accuracy)`` on a data set (accuracy None for
+        regression); with ``members``, a list of them, one a member."""
         classes, values = _targets(y, self.loss)
         return self._native.evaluate(as_rows(x), classes, values)
 
     def model(self):
-        """The trained ``Model`` as it stands."""
+        """The trained ``Model`` as it stands (with ``members``, a
+        ``MembersModel``)."""
+        if self._members is not None:
+            return MembersModel(self._native.model())
         return Model(self._native.model())
 
     def save_checkpoint(self, path):
-        """Writes a checkpoint that ``Trainer(..., resume=path)`` continues from."""
+        """Writes a checkpoint that ``Trainer(..., resume=path)`` continues
+        from (with ``members``, every member's)."""
         self._native.save_checkpoint(os.fspath(path))
+
+    def _need_members(self, what):
+        if self._members is None:
+            raise ValueError(f"{what}: this trainer trains one network (give members=k)")

@@ -207,139 +207,198 @@ class _BaseMLP(BaseEstimator):
 
     # -- training ---------------------------------------------------------
 
-    def _native_trainer(self, sizes, loss, batch_rows, batch_weight, seed, epochs, early, params, standardization):
+    def _trainer_settings(self, sizes, loss, batch_rows, batch_weight, seed, epochs, early):
+        """The native trainer's settings for a fit, by the library's names
+        (the keyword arguments of ``NativeTrainer``, a ``RunArgs`` dict of
+        ``NativeMembers``): what a lone fit trains with, and what each
+        member of ``retroprop.GridSearchCV``'s runs trains with."""
         hidden = _ACTIVATIONS.get(self.activation, str(self.activation))
-        activations = ",".join([hidden] * (len(sizes) - 2) + ["identity"])
-        return _retroprop.NativeTrainer(
-            sizes,
-            activations,
-            loss,
-            self.solver,
-            self._optimizer(batch_weight),
-            batch_rows,
-            epochs,
-            None,
-            bool(self.shuffle),
-            seed,
-            str(self.init),
-            str(self.device),
-            str(self.lr_schedule),
-            None if self.clip_grad_norm is None else float(self.clip_grad_norm),
-            None if self.clip_grad_value is None else float(self.clip_grad_value),
-            None if self.dropout is None else float(self.dropout),
-            int(self.n_iter_no_change) if early else None,
-            float(self.tol),
+        return dict(
+            sizes=sizes,
+            activations=",".join([hidden] * (len(sizes) - 2) + ["identity"]),
+            loss=loss,
+            optimizer=self.solver,
+            optimizer_options=self._optimizer(batch_weight),
+            batch_size=batch_rows,
+            epochs=epochs,
+            max_steps=None,
+            shuffle=bool(self.shuffle),
+            seed=seed,
+            init=str(self.init),
+            device=str(self.device),
+            lr_schedule=str(self.lr_schedule),
+            clip_grad_norm=None if self.clip_grad_norm is None else float(self.clip_grad_norm),
+            clip_grad_value=None if self.clip_grad_value is None else float(self.clip_grad_value),
+            dropout=None if self.dropout is None else float(self.dropout),
+            early_stopping=int(self.n_iter_no_change) if early else None,
+            min_delta=float(self.tol),
             # Every step's parameter norm, for the L2 term of loss_curve_.
-            1 if self.alpha > 0 else None,
-            None,
-            standardization,
-            params,
-            None,
+            norms_every=1 if self.alpha > 0 else None,
+            standardize=None,
         )
+
+    def _native_trainer(self, settings, params, standardization):
+        return _retroprop.NativeTrainer(**settings, standardization=standardization, params=params, resume=None)
+
+    def _plan(self, shape, targets, incremental):
+        """What a fit of rows of ``shape`` ``(rows, features)`` with
+        encoded targets trains: the seed drawn from ``random_state``, the
+        layer sizes, the warm start's parameters, and with
+        ``early_stopping`` the held-out rows (drawn after the seed,
+        stratified for a classifier)."""
+        n_samples, n_features = shape
+        plan = _FitPlan()
+        plan.batch_rows = self._batch_rows(n_samples)
+        rng = check_random_state(self.random_state)
+        plan.seed = int(rng.randint(np.iinfo(np.int32).max))
+        plan.sizes = [n_features, *self._hidden_sizes(), self._n_outputs(targets)]
+        plan.loss = self._loss_name()
+        plan.warm = (self.warm_start or incremental) and hasattr(self, "_model")
+        if plan.warm and self._model.sizes != plan.sizes:
+            raise ValueError(
+                f"warm start: the fitted network has layer sizes {self._model.sizes}, "
+                f"but these data and settings need {plan.sizes}"
+            )
+        if plan.warm:
+            plan.params = np.concatenate(
+                [v.ravel() for k, v in sorted(self._model.state_dict().items(), key=_layer_order)]
+            )
+            plan.standardization = self._model._native.standardization
+        plan.early = bool(self.early_stopping) and not incremental
+        plan.rows = n_samples
+        if plan.early:
+            stratify = targets[0] if (targets[0] is not None and self._stratify_ok(targets[0])) else None
+            idx = np.arange(n_samples)
+            plan.train_idx, plan.val_idx = train_test_split(
+                idx, test_size=self.validation_fraction, random_state=rng, stratify=stratify
+            )
+            plan.rows = len(plan.train_idx)
+            plan.batch_rows = self._batch_rows(plan.rows)
+        # Unweighted rows weigh 1 each (_run sets a weighted fit's).
+        plan.total_weight = float(plan.rows)
+        plan.batch_weight = float(plan.batch_rows)
+        return plan
+
+    def _weigh(self, plan, sample_weight):
+        """A weighted fit's total weight and batch weight into ``plan``,
+        ``sample_weight`` the weights of the rows it trains on (None:
+        unweighted, as ``_plan`` left them)."""
+        # scikit-learn divides a batch's L2 term by the batch's weight,
+        # its rows when unweighted; a batch weighs its rows times the
+        # mean weight, exactly the total when one batch holds every row.
+        if sample_weight is not None:
+            total_weight = float(np.sum(sample_weight, dtype=np.float64))
+            if total_weight > 0:  # weights all 0: the library refuses them, naming why
+                plan.total_weight = total_weight
+                plan.batch_weight = plan.batch_rows * total_weight / plan.rows
+
+    def _start_curves(self, plan):
+        """The fitted curves a fit starts from: kept by a warm start, else new."""
+        if not plan.warm or not hasattr(self, "loss_curve_"):
+            self.loss_curve_ = []
+            self.best_loss_ = np.inf
+            self._no_improvement_count = 0
+            self.t_ = 0
+            self.n_iter_ = 0
+        if plan.early:
+            self.validation_scores_ = []
+            self.best_validation_score_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _take_epoch(self, record, plan, incremental):
+        """An epoch's record into the fitted curves, as scikit-learn keeps
+        them; returns whether ``tol`` and ``n_iter_no_change`` say the fit
+        has converged (the trainer is then stopped before its next step)."""
+        self.n_iter_ += 1
+        self.t_ += plan.rows
+        # scikit-learn's loss: each batch's data loss plus
+        # alpha/2 ‖θ‖² / batch weight, averaged over the epoch's weight.
+        norms = record.get("weight_norms")
+        if norms is None:
+            norms = [n["weight_norm"] for n in record["layer_norms"]]
+        squares = sum(w ** 2 for w in norms)
+        penalty = 0.5 * self.alpha * squares / plan.total_weight
+        self.loss_curve_.append(record["train_loss"] + penalty)
+        if self.verbose:
+            print_epoch(dict(record, train_loss=self.loss_curve_[-1]))
+        if plan.early:
+            score = record["val_accuracy"] if self._is_classifier() else -record["val_loss"]
+            self.validation_scores_.append(score)
+        elif not incremental:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+            if self._no_improvement_count > self.n_iter_no_change:
+                if self.verbose:
+                    print(
+                        f"Training loss did not improve more than tol={self.tol:f} for "
+                        f"{self.n_iter_no_change} consecutive epochs. Stopping."
+                    )
+                return True
+        return False
+
+    def _end_fit(self, plan, model, stopped_early, converged, device_name, incremental):
+        """The fitted attributes from what the fit trained (a native model)."""
+        self._set_model(model)
+        if incremental:
+            if self.loss_curve_[-1:] and self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+        if plan.early:
+            self.best_loss_ = None
+            if self.validation_scores_:
+                self.best_validation_score_ = max(self.validation_scores_)
+            converged = stopped_early
+        if not incremental and not converged and self.n_iter_ >= self.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        self.device_ = device_name
 
     def _run(self, X, targets, incremental, sample_weight=None):
         """Trains on ``X`` (float32) and encoded targets, each row weighing
         ``sample_weight`` in the loss; sets the fitted attributes."""
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
-        n_samples, n_features = X.shape
-        batch_rows = self._batch_rows(n_samples)
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        sizes = [n_features, *self._hidden_sizes(), self._n_outputs(targets)]
-        loss = self._loss_name()
-        warm = (self.warm_start or incremental) and hasattr(self, "_model")
-        if warm and self._model.sizes != sizes:
-            raise ValueError(
-                f"warm start: the fitted network has layer sizes {self._model.sizes}, "
-                f"but these data and settings need {sizes}"
-            )
-        params = None
-        standardization = None
-        if warm:
-            params = np.concatenate(
-                [v.ravel() for k, v in sorted(self._model.state_dict().items(), key=_layer_order)]
-            )
-            standardization = self._model._native.standardization
-        early = self.early_stopping and not incremental
+        plan = self._plan(X.shape, targets, incremental)
         validation = validation_weight = None
-        if early:
-            stratify = targets[0] if (targets[0] is not None and self._stratify_ok(targets[0])) else None
-            idx = np.arange(n_samples)
-            train_idx, val_idx = train_test_split(
-                idx, test_size=self.validation_fraction, random_state=rng, stratify=stratify
-            )
+        if plan.early:
+            train_idx, val_idx = plan.train_idx, plan.val_idx
             validation = (X[val_idx], *(t[val_idx] if t is not None else None for t in targets))
             validation_weight = None if sample_weight is None else sample_weight[val_idx]
             X = X[train_idx]
             targets = tuple(t[train_idx] if t is not None else None for t in targets)
             sample_weight = None if sample_weight is None else sample_weight[train_idx]
-            batch_rows = self._batch_rows(X.shape[0])
-        # scikit-learn divides a batch's L2 term by the batch's weight,
-        # its rows when unweighted; a batch weighs its rows times the
-        # mean weight, exactly the total when one batch holds every row.
-        total_weight = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
-        if total_weight <= 0:
-            total_weight = float(X.shape[0])  # weights all 0: the library refuses them, naming why
-        batch_weight = batch_rows * total_weight / X.shape[0]
+        self._weigh(plan, sample_weight)
         if incremental:
             trainer = getattr(self, "_partial_trainer", None)
-            if trainer is None or not warm:
-                trainer = self._native_trainer(
-                    sizes, loss, batch_rows, batch_weight, seed, 1, False, params, standardization
+            if trainer is None or not plan.warm:
+                settings = self._trainer_settings(
+                    plan.sizes, plan.loss, plan.batch_rows, plan.batch_weight, plan.seed, 1, False
                 )
+                trainer = self._native_trainer(settings, plan.params, plan.standardization)
                 self._partial_trainer = trainer
         else:
             self._partial_trainer = None
-            trainer = self._native_trainer(
-                sizes, loss, batch_rows, batch_weight, seed, int(self.max_iter), early, params, standardization
+            settings = self._trainer_settings(
+                plan.sizes, plan.loss, plan.batch_rows, plan.batch_weight, plan.seed, int(self.max_iter), plan.early
             )
-        if not warm or not hasattr(self, "loss_curve_"):
-            self.loss_curve_ = []
-            self.best_loss_ = np.inf
-            self._no_improvement_count = 0
-            self.t_ = 0
-            self.n_iter_ = 0
-        if early:
-            self.validation_scores_ = []
-            self.best_validation_score_ = None
-        else:
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
+            trainer = self._native_trainer(settings, plan.params, plan.standardization)
+        self._start_curves(plan)
         converged = [False]
 
-        rows = X.shape[0]
-
         def on_epoch(record):
-            self.n_iter_ += 1
-            self.t_ += rows
-            # scikit-learn's loss: each batch's data loss plus
-            # alpha/2 ‖θ‖² / batch weight, averaged over the epoch's weight.
-            squares = sum(n["weight_norm"] ** 2 for n in record["layer_norms"])
-            penalty = 0.5 * self.alpha * squares / total_weight
-            self.loss_curve_.append(record["train_loss"] + penalty)
-            if self.verbose:
-                print_epoch(dict(record, train_loss=self.loss_curve_[-1]))
-            if early:
-                score = record["val_accuracy"] if self._is_classifier() else -record["val_loss"]
-                self.validation_scores_.append(score)
-            elif not incremental:
-                if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                    self._no_improvement_count += 1
-                else:
-                    self._no_improvement_count = 0
-                if self.loss_curve_[-1] < self.best_loss_:
-                    self.best_loss_ = self.loss_curve_[-1]
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if self.verbose:
-                        print(
-                            f"Training loss did not improve more than tol={self.tol:f} for "
-                            f"{self.n_iter_no_change} consecutive epochs. Stopping."
-                        )
-                    converged[0] = True
-                    trainer.stop()
+            if self._take_epoch(record, plan, incremental):
+                converged[0] = True
+                trainer.stop()
 
-        stand = bool(self.standardize) and standardization is None
+        stand = bool(self.standardize) and plan.standardization is None
         xv = cv = vv = None
         if validation is not None:
             xv, cv, vv = validation
@@ -362,22 +421,7 @@ class _BaseMLP(BaseEstimator):
             # Ctrl-C keeps the steps taken: the model reflects them.
             self._set_model(trainer.model())
             raise
-        self._set_model(trainer.model())
-        if incremental:
-            if self.loss_curve_[-1:] and self.loss_curve_[-1] < self.best_loss_:
-                self.best_loss_ = self.loss_curve_[-1]
-        if early:
-            self.best_loss_ = None
-            if self.validation_scores_:
-                self.best_validation_score_ = max(self.validation_scores_)
-            converged[0] = history["stopped_early"]
-        if not incremental and not converged[0] and self.n_iter_ >= self.max_iter:
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                "optimization hasn't converged yet.",
-                ConvergenceWarning,
-            )
-        self.device_ = trainer.device_name
+        self._end_fit(plan, trainer.model(), history["stopped_early"], converged[0], trainer.device_name, incremental)
         return self
 
     def _set_model(self, model):
@@ -435,6 +479,20 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
+class _FitPlan:
+    """What a fit trains (``_BaseMLP._plan``): ``seed``, ``sizes``,
+    ``loss``, ``batch_rows``, ``warm`` with ``params`` and
+    ``standardization``, ``early`` with ``train_idx`` and ``val_idx``
+    (positions in the fit's rows), ``rows``, the rows it trains on, and
+    ``total_weight`` and ``batch_weight``, their weight and a batch's
+    (``alpha``'s L2 term divides by them as scikit-learn's does)."""
+
+    params = None
+    standardization = None
+    train_idx = None
+    val_idx = None
+
+
 def _column(y):
     """A column vector as 1-D, with scikit-learn's DataConversionWarning."""
     if y.ndim == 2 and y.shape[1] == 1:
@@ -464,8 +522,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         + _DIFFERENCES
     )
 
+    #: How ``fit`` validates its inputs (``validate_data``'s options).
+    _INPUTS = dict(multi_output=True, dtype=np.float32, order="C")
+
     def _is_classifier(self):
         return True
+
+    def _fit_targets(self, y):
+        """A fresh fit's encoded targets from validated ``y`` (1-D where
+        it was a column); sets ``classes_``."""
+        check_classification_targets(y)
+        return self._encode(y, keep_classes=False)
 
     def _loss_name(self):
         return "cross_entropy" if self._kind == "multiclass" else "bce_with_logits"
@@ -514,7 +581,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         epochs (fewer when ``tol`` or ``early_stopping`` ends it);
         ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
-        X, y = validate_data(self, X, y, multi_output=True, dtype=np.float32, order="C")
+        X, y = validate_data(self, X, y, **self._INPUTS)
         y = _column(y)
         check_classification_targets(y)
         keep = self.warm_start and hasattr(self, "_model")
@@ -593,8 +660,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         + _DIFFERENCES
     )
 
+    #: How ``fit`` validates its inputs (``validate_data``'s options).
+    _INPUTS = dict(multi_output=True, y_numeric=True, dtype=np.float32, order="C")
+
     def _is_classifier(self):
         return False
+
+    def _fit_targets(self, y):
+        """A fit's targets from validated ``y`` (1-D where it was a
+        column): float32 ``[rows, targets]``."""
+        self._y_1d = y.ndim == 1
+        return None, np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
 
     def _loss_name(self):
         return "half_mse"
@@ -614,13 +690,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         epochs (fewer when ``tol`` or ``early_stopping`` ends it);
         ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float32, order="C")
+        X, y = validate_data(self, X, y, **self._INPUTS)
         y = _column(y)
         if not self.warm_start:
             self.__dict__.pop("_model", None)
-        self._y_1d = y.ndim == 1
-        values = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
-        return self._run(X, (None, values), incremental=False, sample_weight=sample_weight)
+        return self._run(X, self._fit_targets(y), incremental=False, sample_weight=sample_weight)
 
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``X``, ``y``."""

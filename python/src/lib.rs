@@ -7,6 +7,7 @@
 //! Python, in `python/retroprop/`.
 
 mod errors;
+mod members;
 mod model;
 mod settings;
 mod trainer;
@@ -14,12 +15,15 @@ mod worker;
 
 use pyo3::prelude::*;
 
-/// The native module: `NativeTrainer`, `NativeModel`, and the parsers the
+/// The native module: `NativeTrainer`, `NativeModel`, `NativeMembers`,
+/// `NativeMembersModel`, and the parsers the
 /// Python side checks settings with.
 #[pymodule]
 fn _retroprop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<trainer::NativeTrainer>()?;
     m.add_class::<model::NativeModel>()?;
+    m.add_class::<members::NativeMembers>()?;
+    m.add_class::<members::NativeMembersModel>()?;
     m.add_function(wrap_pyfunction!(settings::optimizer_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(settings::check_setting, m)?)?;
     m.add_function(wrap_pyfunction!(worker::panic_for_test, m)?)?;

@@ -24,10 +24,12 @@ pub struct NativeModel {
 impl NativeModel {
     /// A model trained in `precision`.
     pub fn trained(saved: SavedModel, precision: Precision) -> NativeModel {
-        NativeModel {
-            saved,
-            precision: Some(precision),
-        }
+        NativeModel::with_precision(saved, Some(precision))
+    }
+
+    /// A model trained in `precision`, when known.
+    pub fn with_precision(saved: SavedModel, precision: Option<Precision>) -> NativeModel {
+        NativeModel { saved, precision }
     }
 }
 

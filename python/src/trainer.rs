@@ -3,7 +3,7 @@
 
 use crate::errors::{guard, to_py};
 use crate::model::NativeModel;
-use crate::worker::{State, View, Worker};
+use crate::worker::{Held, Worker};
 use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -14,7 +14,7 @@ use pyo3::types::{PyDict, PyList};
 use retroprop::io::{RunNotes, SavedModel, load_checkpoint, save_checkpoint, save_noted_model};
 use retroprop::train::{ResolvedRun, RunRequest, Saved};
 use retroprop::{
-    Dataset, EpochRecord, Error, History, Loss, Optimizer, SharedRows, Standardizer, StopFlag,
+    Dataset, EpochRecord, Error, History, Loss, Mlp, Optimizer, SharedRows, Standardizer, StopFlag,
     Targets, Trainer,
 };
 use std::collections::BTreeMap;
@@ -22,11 +22,158 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// What a trainer's thread keeps between jobs.
+pub struct State {
+    /// The trainer.
+    pub trainer: Trainer,
+    /// Its network.
+    pub mlp: Mlp,
+    /// Its loss.
+    pub loss: Loss,
+    /// Its optimizer (named in checkpoints).
+    pub optimizer: Optimizer,
+    /// The scaling applied to inputs before the network, once known.
+    pub standardizer: Option<Standardizer>,
+}
+
+/// The trainer's state as a job other than a fit sees it: all of it
+/// between jobs, or, between two epochs of a fit, what the fit lends.
+pub struct View<'a> {
+    /// The trainer.
+    pub trainer: &'a mut Trainer,
+    /// Its network.
+    pub mlp: &'a Mlp,
+    /// Its loss.
+    pub loss: Loss,
+    /// Its optimizer.
+    pub optimizer: Optimizer,
+    /// The scaling applied to inputs first, once known.
+    pub standardizer: Option<&'a Standardizer>,
+}
+
+impl Held for State {
+    type View<'a> = View<'a>;
+    type Report = EpochRecord;
+    const ON_POOL: bool = true;
+
+    fn view(&mut self) -> View<'_> {
+        View {
+            trainer: &mut self.trainer,
+            mlp: &self.mlp,
+            loss: self.loss,
+            optimizer: self.optimizer,
+            standardizer: self.standardizer.as_ref(),
+        }
+    }
+
+    fn lend<'a>(view: &'a mut View<'_>) -> View<'a> {
+        View {
+            trainer: &mut *view.trainer,
+            mlp: view.mlp,
+            loss: view.loss,
+            optimizer: view.optimizer,
+            standardizer: view.standardizer,
+        }
+    }
+}
+
+/// A run's settings as the Python side gives them (`None`: not given),
+/// by the library's names; a dict of them for `NativeMembers`.
+#[derive(FromPyObject, Default)]
+#[pyo3(from_item_all)]
+pub struct RunArgs {
+    pub sizes: Vec<usize>,
+    #[pyo3(default)]
+    pub activations: Option<String>,
+    #[pyo3(default)]
+    pub loss: Option<String>,
+    #[pyo3(default)]
+    pub optimizer: Option<String>,
+    #[pyo3(default)]
+    pub optimizer_options: Vec<(String, String)>,
+    /// Rows a step; 0: the whole data set.
+    #[pyo3(default)]
+    pub batch_size: Option<usize>,
+    #[pyo3(default)]
+    pub epochs: Option<usize>,
+    #[pyo3(default)]
+    pub max_steps: Option<u64>,
+    #[pyo3(default)]
+    pub shuffle: Option<bool>,
+    #[pyo3(default)]
+    pub seed: Option<u64>,
+    #[pyo3(default)]
+    pub init: Option<String>,
+    #[pyo3(default)]
+    pub device: Option<String>,
+    #[pyo3(default)]
+    pub lr_schedule: Option<String>,
+    #[pyo3(default)]
+    pub clip_grad_norm: Option<f64>,
+    #[pyo3(default)]
+    pub clip_grad_value: Option<f64>,
+    #[pyo3(default)]
+    pub dropout: Option<f32>,
+    #[pyo3(default)]
+    pub early_stopping: Option<usize>,
+    #[pyo3(default)]
+    pub min_delta: Option<f64>,
+    #[pyo3(default)]
+    pub norms_every: Option<u64>,
+    #[pyo3(default)]
+    pub standardize: Option<bool>,
+    #[pyo3(default)]
+    pub precision: Option<String>,
+}
+
+/// `text` parsed by the setting's one parser, a `ValueError` with its
+/// message when it is not one.
+pub fn parsed<T: std::str::FromStr<Err = String>>(text: Option<&str>) -> PyResult<Option<T>> {
+    text.map(str::parse)
+        .transpose()
+        .map_err(PyValueError::new_err)
+}
+
+impl RunArgs {
+    /// The library's request: each setting parsed by its own parser.
+    pub fn request(self) -> PyResult<RunRequest> {
+        Ok(RunRequest {
+            sizes: Some(self.sizes),
+            activations: self.activations,
+            loss: parsed(self.loss.as_deref())?,
+            optimizer: self
+                .optimizer
+                .as_deref()
+                .map(Optimizer::with_name)
+                .transpose()
+                .map_err(to_py)?,
+            optimizer_options: self.optimizer_options,
+            lr_schedule: parsed(self.lr_schedule.as_deref())?,
+            batch_size: self.batch_size.map(|rows| (rows > 0).then_some(rows)),
+            shuffle: self.shuffle,
+            seed: self.seed,
+            init: parsed(self.init.as_deref())?,
+            clip_grad_norm: self.clip_grad_norm,
+            clip_grad_value: self.clip_grad_value,
+            dropout: self.dropout,
+            early_stopping: self.early_stopping,
+            min_delta: self.min_delta,
+            standardize: self.standardize,
+            precision: parsed(self.precision.as_deref())?,
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            device: parsed(self.device.as_deref())?,
+            norms_every: self.norms_every,
+            ..RunRequest::default()
+        })
+    }
+}
+
 /// A run's settings and the trainer built from them. Made by
 /// `retroprop.Trainer` and the estimators; see their docstrings.
 #[pyclass(module = "retroprop._retroprop")]
 pub struct NativeTrainer {
-    worker: Worker,
+    worker: Worker<State>,
     stop: StopFlag,
     sizes: Vec<usize>,
     loss: Loss,
@@ -221,7 +368,7 @@ fn lend_rows<'py>(
 /// either class indices `[rows]` or target values `[rows, width]`. The
 /// inputs are shared, not copied (`lend_rows`; `lock` holds them
 /// read-only until it drops); the targets are copied.
-fn dataset<'py>(
+pub(crate) fn dataset<'py>(
     x: &Bound<'py, PyArray2<f32>>,
     classes: Option<&PyReadonlyArray1<'_, u32>>,
     values: Option<&PyReadonlyArray2<'_, f32>>,
@@ -250,7 +397,7 @@ fn dataset<'py>(
 /// `val_accuracy`, `lr`, `seconds`, and `layer_norms`, one dict a layer
 /// and sampled step (`step`, `layer`, `grad_norm`, `weight_norm`; empty
 /// without `norms_every`).
-fn record_dict<'py>(py: Python<'py>, r: &EpochRecord) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn record_dict<'py>(py: Python<'py>, r: &EpochRecord) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("epoch", r.epoch)?;
     d.set_item("step", r.step)?;
@@ -272,7 +419,7 @@ fn record_dict<'py>(py: Python<'py>, r: &EpochRecord) -> PyResult<Bound<'py, PyD
     Ok(d)
 }
 
-fn history_dict<'py>(py: Python<'py>, h: &History) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn history_dict<'py>(py: Python<'py>, h: &History) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let epochs = PyList::empty(py);
     for r in &h.epochs {
@@ -286,7 +433,7 @@ fn history_dict<'py>(py: Python<'py>, h: &History) -> PyResult<Bound<'py, PyDict
 }
 
 /// The model as the trainer holds it now.
-fn saved_model(view: &mut View<'_>) -> retroprop::Result<SavedModel> {
+pub(crate) fn saved_model(view: &mut View<'_>) -> retroprop::Result<SavedModel> {
     Ok(SavedModel {
         mlp: view.mlp.clone(),
         params: view.trainer.parameters()?,
@@ -344,40 +491,30 @@ impl NativeTrainer {
         precision: Option<&str>,
     ) -> PyResult<NativeTrainer> {
         guard(|| {
-            fn parsed<T: std::str::FromStr<Err = String>>(
-                text: Option<&str>,
-            ) -> PyResult<Option<T>> {
-                text.map(str::parse)
-                    .transpose()
-                    .map_err(PyValueError::new_err)
-            }
-            let given = RunRequest {
-                sizes: Some(sizes),
+            let given = RunArgs {
+                sizes,
                 activations,
-                loss: parsed(loss)?,
-                optimizer: optimizer
-                    .map(Optimizer::with_name)
-                    .transpose()
-                    .map_err(to_py)?,
+                loss: loss.map(str::to_string),
+                optimizer: optimizer.map(str::to_string),
                 optimizer_options,
-                lr_schedule: parsed(lr_schedule)?,
-                batch_size: batch_size.map(|rows| (rows > 0).then_some(rows)),
+                batch_size,
+                epochs,
+                max_steps,
                 shuffle,
                 seed,
-                init: parsed(init)?,
+                init: init.map(str::to_string),
+                device: device.map(str::to_string),
+                lr_schedule: lr_schedule.map(str::to_string),
                 clip_grad_norm,
                 clip_grad_value,
                 dropout,
                 early_stopping,
                 min_delta,
-                standardize,
-                precision: parsed(precision)?,
-                epochs,
-                max_steps,
-                device: parsed(device)?,
                 norms_every,
-                ..RunRequest::default()
-            };
+                standardize,
+                precision: precision.map(str::to_string),
+            }
+            .request()?;
             let resumed = resume
                 .as_deref()
                 .map(load_checkpoint)
@@ -560,7 +697,7 @@ impl NativeTrainer {
                                 optimizer: *optimizer,
                                 standardizer: standardizer.as_ref(),
                             };
-                            epochs.report(record, view)
+                            epochs.report(record.clone(), view)
                         },
                         every,
                         |c| {

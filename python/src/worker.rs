@@ -31,7 +31,7 @@
 use crate::errors::{panic_to_py, to_py};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use retroprop::{EpochRecord, Error, Loss, Mlp, Optimizer, Standardizer, StopFlag, Trainer};
+use retroprop::{Error, StopFlag};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -80,50 +80,32 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What the training thread keeps between jobs.
-pub struct State {
-    /// The trainer.
-    pub trainer: Trainer,
-    /// Its network.
-    pub mlp: Mlp,
-    /// Its loss.
-    pub loss: Loss,
-    /// Its optimizer (named in checkpoints).
-    pub optimizer: Optimizer,
-    /// The scaling applied to inputs before the network, once known.
-    pub standardizer: Option<Standardizer>,
-}
-
-/// The trainer's state as a job other than a fit sees it: all of it
-/// between jobs, or, between two epochs of a fit, what the fit lends.
-pub struct View<'a> {
-    /// The trainer.
-    pub trainer: &'a mut Trainer,
-    /// Its network.
-    pub mlp: &'a Mlp,
-    /// Its loss.
-    pub loss: Loss,
-    /// Its optimizer.
-    pub optimizer: Optimizer,
-    /// The scaling applied to inputs first, once known.
-    pub standardizer: Option<&'a Standardizer>,
-}
-
-impl State {
-    /// The whole state as a [`View`].
-    pub fn view(&mut self) -> View<'_> {
-        View {
-            trainer: &mut self.trainer,
-            mlp: &self.mlp,
-            loss: self.loss,
-            optimizer: self.optimizer,
-            standardizer: self.standardizer.as_ref(),
-        }
-    }
+/// What a worker's thread keeps between jobs (a trainer, or the members
+/// of a run, with what goes with them), what a call sees of it, and what
+/// a fit reports after each epoch.
+pub trait Held: Send + 'static {
+    /// What a call sees: the whole state between jobs, or, between two
+    /// epochs of a running fit, what the fit lends.
+    type View<'a>
+    where
+        Self: 'a;
+    /// What a fit hands the waiting thread after an epoch.
+    type Report: Send + 'static;
+    /// Whether each job runs on a thread of the CPU backend's pool
+    /// (`retroprop::cpu::run_on_pool`): a lone trainer's steps then start
+    /// where they are. Members put their own epochs on the pool, a member
+    /// a thread; from a job already on it they would find it taken and
+    /// run on a second pool beside the first's threads kept looking for
+    /// work.
+    const ON_POOL: bool;
+    /// The whole state as a view.
+    fn view(&mut self) -> Self::View<'_>;
+    /// A view lent on to one call made between two epochs.
+    fn lend<'a>(view: &'a mut Self::View<'_>) -> Self::View<'a>;
 }
 
 /// The state slot, empty once a panic left the trainer halfway.
-fn present(slot: &mut Option<State>) -> retroprop::Result<&mut State> {
+fn present<S: Held>(slot: &mut Option<S>) -> retroprop::Result<&mut S> {
     slot.as_mut().ok_or_else(|| {
         Error::Config("the trainer was lost to an earlier internal error; make a new one".into())
     })
@@ -131,15 +113,15 @@ fn present(slot: &mut Option<State>) -> retroprop::Result<&mut State> {
 
 /// Where a job runs: on the state between jobs, or between two epochs of
 /// a running fit.
-enum Access<'a, 'b> {
-    Idle(&'a mut Option<State>),
-    BetweenEpochs(&'a mut View<'b>),
+enum Access<'a, 'b, S: Held> {
+    Idle(&'a mut Option<S>),
+    BetweenEpochs(&'a mut S::View<'b>),
 }
 
-impl Access<'_, '_> {
+impl<S: Held> Access<'_, '_, S> {
     /// Marks the trainer lost after a panic: at once between jobs, once
     /// the fit has ended between epochs.
-    fn lose(&mut self, serve: &Serve) {
+    fn lose(&mut self, serve: &Serve<S>) {
         match self {
             Access::Idle(slot) => **slot = None,
             Access::BetweenEpochs(_) => serve.lost.store(true, Ordering::Release),
@@ -148,30 +130,30 @@ impl Access<'_, '_> {
 }
 
 /// What the training thread is sent.
-enum ToWorker {
+enum ToWorker<S: Held> {
     /// A job; `trains` for a fit, which waits for a running fit to end.
-    Job { job: Job, trains: bool },
+    Job { job: Job<S>, trains: bool },
     /// The callback of the epoch last reported has returned.
     Answered,
 }
 
-type Job = Box<dyn FnOnce(&mut Access<'_, '_>, &Serve) + Send>;
+type Job<S> = Box<dyn FnOnce(&mut Access<'_, '_, S>, &Serve<S>) + Send>;
 
 /// The training thread's side of its queue.
-struct Serve {
-    queue: Mutex<Receiver<ToWorker>>,
+struct Serve<S: Held> {
+    queue: Mutex<Receiver<ToWorker<S>>>,
     /// Fits sent while another ran, in order.
-    deferred: Mutex<VecDeque<Job>>,
+    deferred: Mutex<VecDeque<Job<S>>>,
     /// A job between epochs panicked: the trainer is lost once the fit
     /// ends.
     lost: AtomicBool,
 }
 
-impl Serve {
+impl<S: Held> Serve<S> {
     /// Runs the trainer's calls that come while a fit waits for its
     /// callback (from the callback, or another thread), on `view`, until
     /// the callback's answer comes.
-    fn until_answered(&self, view: &mut View<'_>) {
+    fn until_answered(&self, view: &mut S::View<'_>) {
         loop {
             let message = receive(&lock(&self.queue), ANSWER_SPIN, Duration::MAX);
             match message {
@@ -186,7 +168,7 @@ impl Serve {
 
     /// The next job between jobs: a deferred fit first; `None` once the
     /// worker is gone.
-    fn next(&self) -> Option<Job> {
+    fn next(&self) -> Option<Job<S>> {
         loop {
             if let Some(job) = lock(&self.deferred).pop_front() {
                 return Some(job);
@@ -202,25 +184,25 @@ impl Serve {
 }
 
 /// A message from a job to the thread that waits for it.
-enum Message<R> {
+enum Message<R, P> {
     /// An epoch ended; the job goes on when the callback has answered.
-    Epoch(Box<EpochRecord>),
+    Epoch(Box<P>),
     /// The job ended, or panicked.
     Done(std::thread::Result<retroprop::Result<R>>),
 }
 
 /// How a fit reports an epoch: the record goes to the waiting thread, and
 /// the fit waits, serving the trainer's calls, until the callback returns.
-pub struct Epochs<'s> {
-    send: Box<dyn Fn(&EpochRecord) -> bool + Send + Sync>,
-    serve: &'s Serve,
+pub struct Epochs<'s, S: Held> {
+    send: Box<dyn Fn(S::Report) -> bool + Send + Sync>,
+    serve: &'s Serve<S>,
 }
 
-impl Epochs<'_> {
-    /// Hands `record` to the waiting thread and, until its callback
+impl<S: Held> Epochs<'_, S> {
+    /// Hands `report` to the waiting thread and, until its callback
     /// returns, runs the calls made meanwhile on `view`.
-    pub fn report(&self, record: &EpochRecord, mut view: View<'_>) {
-        if (self.send)(record) {
+    pub fn report(&self, report: S::Report, mut view: S::View<'_>) {
+        if (self.send)(report) {
             self.serve.until_answered(&mut view);
         }
     }
@@ -233,14 +215,14 @@ const STARTED: u8 = 1;
 const CANCELLED: u8 = 2;
 
 /// The running thread of a worker, in the process that started it.
-struct Link {
+struct Link<S: Held> {
     pid: u32,
-    jobs: Sender<ToWorker>,
+    jobs: Sender<ToWorker<S>>,
 }
 
-impl Link {
-    fn start(state: Arc<Mutex<Option<State>>>) -> Link {
-        let (jobs, queue) = mpsc::channel::<ToWorker>();
+impl<S: Held> Link<S> {
+    fn start(state: Arc<Mutex<Option<S>>>) -> Link<S> {
+        let (jobs, queue) = mpsc::channel::<ToWorker<S>>();
         std::thread::Builder::new()
             .name("retroprop-trainer".into())
             .spawn(move || {
@@ -251,8 +233,12 @@ impl Link {
                 };
                 while let Some(job) = serve.next() {
                     let mut guard = lock(&state);
-                    let slot: &mut Option<State> = &mut guard;
-                    retroprop::cpu::run_on_pool(|| job(&mut Access::Idle(slot), &serve));
+                    let slot: &mut Option<S> = &mut guard;
+                    if S::ON_POOL {
+                        retroprop::cpu::run_on_pool(|| job(&mut Access::Idle(slot), &serve));
+                    } else {
+                        job(&mut Access::Idle(slot), &serve);
+                    }
                     if serve.lost.swap(false, Ordering::AcqRel) {
                         *slot = None;
                     }
@@ -267,9 +253,9 @@ impl Link {
 }
 
 /// A training thread, the queue of its jobs and the state they share.
-pub struct Worker {
-    link: Mutex<Link>,
-    state: Arc<Mutex<Option<State>>>,
+pub struct Worker<S: Held> {
+    link: Mutex<Link<S>>,
+    state: Arc<Mutex<Option<S>>>,
     /// Whether the state may move to a thread of a forked child (a CPU
     /// trainer; a GPU device does not cross a fork).
     forkable: AtomicBool,
@@ -277,9 +263,9 @@ pub struct Worker {
     in_callback: Mutex<Option<ThreadId>>,
 }
 
-impl Worker {
+impl<S: Held> Worker<S> {
     /// Starts the thread; it ends when the worker is dropped.
-    pub fn start() -> Worker {
+    pub fn start() -> Worker<S> {
         let state = Arc::new(Mutex::new(None));
         Worker {
             link: Mutex::new(Link::start(state.clone())),
@@ -297,7 +283,7 @@ impl Worker {
 
     /// The sender of this process's training thread: in a forked child,
     /// a new thread over the same state.
-    fn sender(&self) -> PyResult<Sender<ToWorker>> {
+    fn sender(&self) -> PyResult<Sender<ToWorker<S>>> {
         let mut link = lock(&self.link);
         if link.pid != std::process::id() {
             if !self.forkable.load(Ordering::Acquire) {
@@ -321,7 +307,7 @@ impl Worker {
     pub fn init(
         &self,
         py: Python<'_>,
-        build: impl FnOnce() -> retroprop::Result<State> + Send + 'static,
+        build: impl FnOnce() -> retroprop::Result<S> + Send + 'static,
     ) -> PyResult<()> {
         self.run(
             py,
@@ -344,7 +330,7 @@ impl Worker {
     pub fn call<R: Send + 'static>(
         &self,
         py: Python<'_>,
-        job: impl FnOnce(View<'_>) -> retroprop::Result<R> + Send + 'static,
+        job: impl FnOnce(S::View<'_>) -> retroprop::Result<R> + Send + 'static,
     ) -> PyResult<R> {
         self.run(
             py,
@@ -352,13 +338,7 @@ impl Worker {
             false,
             move |access, _| match access {
                 Access::Idle(slot) => job(present(slot)?.view()),
-                Access::BetweenEpochs(view) => job(View {
-                    trainer: &mut *view.trainer,
-                    mlp: view.mlp,
-                    loss: view.loss,
-                    optimizer: view.optimizer,
-                    standardizer: view.standardizer,
-                }),
+                Access::BetweenEpochs(view) => job(S::lend(view)),
             },
             |_, _| Ok(()),
         )
@@ -375,8 +355,8 @@ impl Worker {
         &self,
         py: Python<'_>,
         stop: &StopFlag,
-        job: impl FnOnce(&mut State, &Epochs) -> retroprop::Result<R> + Send + 'static,
-        on_epoch: impl FnMut(Python<'_>, &EpochRecord) -> PyResult<()>,
+        job: impl FnOnce(&mut S, &Epochs<S>) -> retroprop::Result<R> + Send + 'static,
+        on_epoch: impl FnMut(Python<'_>, &S::Report) -> PyResult<()>,
     ) -> PyResult<R> {
         if *lock(&self.in_callback) == Some(std::thread::current().id()) {
             return Err(PyRuntimeError::new_err(
@@ -403,13 +383,14 @@ impl Worker {
         py: Python<'_>,
         stop: Option<&StopFlag>,
         trains: bool,
-        job: impl FnOnce(&mut Access<'_, '_>, &Epochs) -> retroprop::Result<R> + Send + 'static,
-        mut on_epoch: impl FnMut(Python<'_>, &EpochRecord) -> PyResult<()>,
+        job: impl FnOnce(&mut Access<'_, '_, S>, &Epochs<S>) -> retroprop::Result<R> + Send + 'static,
+        mut on_epoch: impl FnMut(Python<'_>, &S::Report) -> PyResult<()>,
     ) -> PyResult<R> {
         let jobs = self.sender()?;
-        let (tx, rx): (Sender<Message<R>>, Receiver<Message<R>>) = mpsc::channel();
+        type Channel<R, P> = (Sender<Message<R, P>>, Receiver<Message<R, P>>);
+        let (tx, rx): Channel<R, S::Report> = mpsc::channel();
         let progress = Arc::new(AtomicU8::new(QUEUED));
-        let wrapped: Job = {
+        let wrapped: Job<S> = {
             let progress = progress.clone();
             Box::new(move |access, serve| {
                 let start =
@@ -419,10 +400,8 @@ impl Worker {
                 }
                 let epochs_tx = tx.clone();
                 let epochs = Epochs {
-                    send: Box::new(move |record| {
-                        epochs_tx
-                            .send(Message::Epoch(Box::new(record.clone())))
-                            .is_ok()
+                    send: Box::new(move |report| {
+                        epochs_tx.send(Message::Epoch(Box::new(report))).is_ok()
                     }),
                     serve,
                 };
@@ -566,7 +545,7 @@ pub fn panic_for_test(on_worker_thread: bool) -> PyResult<()> {
     if on_worker_thread {
         let worker = Worker::start();
         return Python::attach(|py| {
-            worker.init(py, || -> retroprop::Result<State> {
+            worker.init(py, || -> retroprop::Result<crate::trainer::State> {
                 panic!("a test panic on the training thread")
             })
         });

@@ -145,6 +145,7 @@ impl CpuBackend {
                 result.stopped = true;
                 break;
             }
+            check_batch_norm_share(self.net.mlp(), &BatchShare::whole(indices))?;
             let batch_weight = data.weight_of(indices);
             let loss = self.forward_backward_rows(data, indices, (indices.len(), 0), batch_weight);
             let step = self.net.step_count() + 1;
@@ -232,6 +233,7 @@ impl Backend for CpuBackend {
             self.net.grads_mut().fill(0.0);
             return Ok(0.0);
         }
+        check_batch_norm_share(self.net.mlp(), &share)?;
         let dataset = data.dataset();
         let batch_weight = share
             .batch_weight
@@ -296,6 +298,10 @@ impl Backend for CpuBackend {
         checks::rows_of("inputs to predict", inputs, x.len())?;
         let rows = (x.len() / inputs.max(1)).min(CHUNK_ROWS);
         Ok(self.on_pool_if_shared(rows, |backend| backend.predict_chunks(x)))
+    }
+
+    fn evaluation_rows(&self) -> Option<usize> {
+        Some(CHUNK_ROWS)
     }
 
     fn memory_bytes(&self) -> u64 {
@@ -369,4 +375,31 @@ impl CpuBackend {
         }
         out
     }
+}
+
+/// Batch normalisation needs the statistics of the whole batch, of two
+/// rows at least: a last batch of one row is refused (naming the batch
+/// size to change), and so is a share of a batch (ranks: SyncBatchNorm's
+/// statistics over ranks are not built yet).
+fn check_batch_norm_share(mlp: &crate::model::Mlp, share: &BatchShare<'_>) -> Result<()> {
+    if !mlp.has_batch_norm() {
+        return Ok(());
+    }
+    if share.rows.len() < share.batch_rows {
+        return Err(crate::error::Error::Config(format!(
+            "batch normalisation over a batch shared by ranks (SyncBatchNorm) is not built yet: \
+             this rank holds {} of the batch's {} rows",
+            share.rows.len(),
+            share.batch_rows
+        )));
+    }
+    if share.rows.len() < 2 {
+        return Err(crate::error::Error::Config(
+            "batch normalisation needs at least 2 rows a batch, and a batch of this epoch holds 1 \
+             (the rows left over by the batch size): choose a batch size that leaves none or more \
+             than one"
+                .into(),
+        ));
+    }
+    Ok(())
 }

@@ -4,6 +4,11 @@
 //!
 //! - `network.rs`: the network, its passes and its update ([`Network`]);
 //! - `dense.rs`: one dense layer's forward and backward, side by side;
+//! - `norm.rs`: LayerNorm's and BatchNorm's, the same way, and
+//!   `ensemble.rs` a BatchEnsemble layer's (TabM's; not run by the
+//!   network yet);
+//! - `sequence.rs`: the passes of a network that is more than dense layers
+//!   (normalisations, residual skips);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
 //! - `gemm/`: matrix products, on the built-in GEMM or a system BLAS,
@@ -16,10 +21,13 @@
 
 mod backend;
 mod dense;
+pub mod ensemble;
 pub mod gemm;
 mod network;
+pub mod norm;
 mod optimizer;
 mod pool;
+mod sequence;
 pub(crate) mod share;
 
 pub use backend::CpuBackend;

@@ -3,7 +3,9 @@
 
 use super::dense::{self, dense_backward, dense_forward};
 use super::gemm::{self, Gemm};
+use super::norm::RunningStats;
 use super::optimizer::{self, clip_gradients, optimizer_step};
+use super::sequence::{Dropping, Sequence};
 use crate::dropout::Dropout;
 use crate::loss::{Loss, RowWeights, TargetBatch};
 use crate::model::Mlp;
@@ -45,6 +47,11 @@ pub struct Network<T: Gemm> {
     /// dL/dA of the current layer and dL/dZ, reused across steps.
     grad_a: Vec<T>,
     grad_z: Vec<T>,
+    /// The passes of a network that is not plain ([`Mlp::is_plain`]).
+    sequence: Sequence<T>,
+    /// Each normalisation's running statistics (BatchNorm's; unused by
+    /// LayerNorm).
+    running: Vec<RunningStats<T>>,
 }
 
 impl<T: Gemm> Network<T> {
@@ -57,6 +64,11 @@ impl<T: Gemm> Network<T> {
         assert_eq!(params.len(), mlp.parameter_count(), "parameter count");
         let n = params.len();
         let layers = mlp.layers().len();
+        let running = mlp
+            .norms()
+            .iter()
+            .map(|n| RunningStats::new(n.width))
+            .collect();
         Network {
             grads: vec![T::zero(); n],
             state: vec![T::of(optimizer.initial_state()); optimizer.state_slots() * n],
@@ -72,6 +84,8 @@ impl<T: Gemm> Network<T> {
             dropout: vec![None; layers],
             dropout_seed: 0,
             masks: vec![Vec::new(); layers],
+            sequence: Sequence::default(),
+            running,
         }
     }
 
@@ -136,7 +150,8 @@ impl<T: Gemm> Network<T> {
                 .map(Vec::capacity)
                 .sum::<usize>()
             + self.grad_a.capacity()
-            + self.grad_z.capacity();
+            + self.grad_z.capacity()
+            + self.sequence.capacity();
         (floats * std::mem::size_of::<T>()) as u64
     }
 
@@ -147,6 +162,12 @@ impl<T: Gemm> Network<T> {
     pub fn set_optimizer_state(&mut self, state: &[T], step: u64) {
         self.state.copy_from_slice(state);
         self.step = step;
+    }
+
+    /// Each normalisation's running statistics (BatchNorm's), in the
+    /// order of [`Mlp::norms`].
+    pub fn running_stats(&self) -> &[RunningStats<T>] {
+        &self.running
     }
 
     /// Number of optimizer steps taken.
@@ -166,6 +187,18 @@ impl<T: Gemm> Network<T> {
     fn forward_pass(&mut self, x: &[T], training: Option<usize>) -> &[T] {
         let rows = x.len() / self.mlp.inputs();
         let step = (self.step + 1) as u32;
+        if !self.mlp.is_plain() {
+            let dropping = training.map(|offset| Dropping {
+                layers: &self.dropout,
+                seed: self.dropout_seed,
+                step,
+                offset,
+            });
+            let (mlp, params) = (&self.mlp, &self.params);
+            return self
+                .sequence
+                .forward(mlp, params, &mut self.running, x, dropping);
+        }
         for (l, layer) in self.mlp.layers().iter().enumerate() {
             let (done, rest) = self.a.split_at_mut(l);
             let input = if l == 0 { x } else { &done[l - 1] };
@@ -234,26 +267,23 @@ impl<T: Gemm> Network<T> {
         (batch_rows, offset): (usize, usize),
         weights: Option<RowWeights<'_>>,
     ) -> T {
-        self.forward_pass(x, Some(offset));
-        let last = self.mlp.layers().len() - 1;
         let width = self.mlp.outputs();
-        self.grad_z.resize(self.a[last].len(), T::zero());
+        let mut grad_z = std::mem::take(&mut self.grad_z);
+        let output = self.forward_pass(x, Some(offset));
+        grad_z.resize(output.len(), T::zero());
         let value = match weights {
-            Some(weights) => loss.forward_backward_weighted(
-                &self.a[last],
-                width,
-                targets,
-                &mut self.grad_z,
-                weights,
-            ),
-            None => loss.forward_backward_in_batch(
-                &self.a[last],
-                width,
-                targets,
-                &mut self.grad_z,
-                batch_rows,
-            ),
+            Some(weights) => {
+                loss.forward_backward_weighted(output, width, targets, &mut grad_z, weights)
+            }
+            None => loss.forward_backward_in_batch(output, width, targets, &mut grad_z, batch_rows),
         };
+        self.grad_z = grad_z;
+        if !self.mlp.is_plain() {
+            self.sequence
+                .backward(&self.mlp, &self.params, &mut self.grads, x, &self.grad_z);
+            return value;
+        }
+        let last = self.mlp.layers().len() - 1;
         for l in (0..=last).rev() {
             let layer = self.mlp.layers()[l];
             if self.dropout[l].is_some() {
@@ -291,10 +321,12 @@ impl<T: Gemm> Network<T> {
     /// none in [`forward`](Self::forward); masks are drawn from `seed`.
     pub fn set_dropout(&mut self, p: &[f32], seed: u64) {
         let layers = self.mlp.layers().len();
-        // Never on the output layer: the loss reads it.
+        // Never on the output layer: the loss reads it; nor on a residual
+        // network's input layer (rtdl's ResNet drops out inside its blocks).
+        let first = usize::from(!self.mlp.is_plain());
         self.dropout = (0..layers)
             .map(|l| {
-                if l + 1 < layers {
+                if l + 1 < layers && l >= first {
                     p.get(l).and_then(|&p| Dropout::new(p))
                 } else {
                     None

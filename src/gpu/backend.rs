@@ -655,6 +655,11 @@ impl Backend for GpuBackend {
         })
     }
 
+    fn evaluation_rows(&self) -> Option<usize> {
+        // Evaluation and prediction go a pass of `capacity` rows at a time.
+        Some(self.capacity)
+    }
+
     fn memory_bytes(&self) -> u64 {
         let mut buffers = vec![
             &self.params,

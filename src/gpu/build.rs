@@ -75,6 +75,7 @@ impl GpuBackend {
         options: GpuOptions,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
+        mlp.require_plain("the GPU backend")?;
         let ctx = GpuContext::open_async(hardware_only).await?;
         GpuBackend::on_context(ctx, mlp, params, config, options)
     }

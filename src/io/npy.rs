@@ -14,8 +14,10 @@ use super::read_file;
 use super::values::{label, number};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
+use crate::stream::{Chunk, RowSource};
 use npyz::{DType, NpyFile, Order, TypeChar};
 use std::io::Read;
+use std::ops::Range;
 use std::path::Path;
 
 /// One array, its values as f64 in row-major (C) order.
@@ -396,4 +398,370 @@ pub fn read_inputs(path: &Path) -> Result<(Vec<f32>, usize)> {
     }
     .values(path, number)?;
     Ok((x, columns))
+}
+
+/// One value of an array as its dtype stores it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Element {
+    Bool,
+    Int(usize),
+    Uint(usize),
+    Float(usize),
+}
+
+impl Element {
+    /// The element of a numeric dtype, or what is wrong with it.
+    fn of(type_str: &npyz::TypeStr) -> std::result::Result<Element, String> {
+        match (type_str.type_char(), type_str.size_field()) {
+            (TypeChar::Bool, 1) => Ok(Element::Bool),
+            (TypeChar::Int, n @ (1 | 2 | 4 | 8)) => Ok(Element::Int(n as usize)),
+            (TypeChar::Uint, n @ (1 | 2 | 4 | 8)) => Ok(Element::Uint(n as usize)),
+            (TypeChar::Float, n @ (2 | 4 | 8)) => Ok(Element::Float(n as usize)),
+            _ => Err(format!(
+                "dtype {type_str} is not a number type (expected bool, int8 to int64, uint8 to uint64, float16, float32 or float64)"
+            )),
+        }
+    }
+
+    fn bytes(self) -> usize {
+        match self {
+            Element::Bool => 1,
+            Element::Int(n) | Element::Uint(n) | Element::Float(n) => n,
+        }
+    }
+
+    /// The value stored in `bytes` (this element's size), as f64 the way
+    /// [`parse_array`] takes each dtype there: integers by `as`.
+    fn value(self, bytes: &[u8], big_endian: bool) -> f64 {
+        let mut word = [0u8; 8];
+        let n = bytes.len();
+        word[..n].copy_from_slice(bytes);
+        if big_endian {
+            word[..n].reverse();
+        }
+        let bits = u64::from_le_bytes(word);
+        match self {
+            Element::Bool => (bits != 0) as u8 as f64,
+            Element::Int(1) => f64::from(bits as u8 as i8),
+            Element::Int(2) => f64::from(bits as u16 as i16),
+            Element::Int(4) => f64::from(bits as u32 as i32),
+            Element::Int(_) => bits as i64 as f64,
+            Element::Uint(8) => bits as f64,
+            Element::Uint(_) => bits as f64,
+            Element::Float(2) => npyz::half::f16::from_bits(bits as u16).to_f64(),
+            Element::Float(4) => f64::from(f32::from_bits(bits as u32)),
+            Element::Float(_) => f64::from_bits(bits),
+        }
+    }
+}
+
+/// An `.npy` array read a range of rows at a time ([`RowSource`]): what
+/// `--stream` trains, validates and predicts on. The header is read once;
+/// each read opens the file and reads the rows' bytes where they lie (a
+/// C-order array's rows one after another, a Fortran-order array's
+/// columns a read each), 8192 rows at a time, never the whole array, and
+/// takes each value as [`Dataset::from_npy`] does (the same bits, the
+/// same errors naming the row and column). An `.npz` archive is read in
+/// memory only: its arrays are compressed, or stored in a zip entry.
+pub struct NpySource {
+    path: std::path::PathBuf,
+    /// Where the values start in the file.
+    data_start: u64,
+    rows: usize,
+    columns: usize,
+    fortran: bool,
+    element: Element,
+    big_endian: bool,
+    features: usize,
+    /// Target columns (after the features), 0 for inputs only.
+    width: usize,
+    classes: bool,
+    fingerprint: u64,
+}
+
+/// Rows a read takes at once.
+const BLOCK_ROWS: usize = 8192;
+
+impl NpySource {
+    /// The array at `path` (`[rows, columns]`) whose last `target_columns`
+    /// columns are targets (class labels with `classes`), as
+    /// [`Dataset::from_npy`] reads it. Reads the header only.
+    pub fn open(path: &Path, target_columns: usize, classes: bool) -> Result<NpySource> {
+        let mut source = NpySource::header(path)?;
+        if source.shape.len() != 2 {
+            return Err(parse(
+                path,
+                format!(
+                    "the array has shape {:?}, expected [rows, columns] with the targets last",
+                    source.shape
+                ),
+            ));
+        }
+        let columns = source.source.columns;
+        if target_columns == 0 || columns <= target_columns {
+            return Err(parse(
+                path,
+                format!(
+                    "the array has {columns} columns, but {target_columns} are targets: at least one target and one feature column are needed"
+                ),
+            ));
+        }
+        if classes && target_columns != 1 {
+            return Err(parse(
+                path,
+                format!(
+                    "class labels come from one column, but the array has {target_columns} target columns"
+                ),
+            ));
+        }
+        source.source.features = columns - target_columns;
+        source.source.width = target_columns;
+        source.source.classes = classes;
+        if source.source.rows == 0 {
+            return Err(parse(path, "no data rows".into()));
+        }
+        Ok(source.source)
+    }
+
+    /// The first `inputs` columns of the array at `path` (`[rows]` or
+    /// `[rows, columns]`), to predict on: the columns `retroprop
+    /// predict` reads of an `.npy` file.
+    pub fn inputs(path: &Path, inputs: usize) -> Result<NpySource> {
+        let header = NpySource::header(path)?;
+        let mut source = header.source;
+        if source.rows == 0 {
+            return Err(parse(
+                path,
+                format!("the array has shape {:?}: no values", header.shape),
+            ));
+        }
+        if source.columns < inputs {
+            return Err(parse(
+                path,
+                format!(
+                    "rows have {} columns, but the model takes {inputs} inputs",
+                    source.columns
+                ),
+            ));
+        }
+        source.features = inputs;
+        Ok(source)
+    }
+
+    /// The array's header, checked: a numeric dtype, one or two
+    /// dimensions, and the file as long as they say.
+    fn header(path: &Path) -> Result<Header> {
+        use std::io::{Read, Seek};
+        let fail = |message: String| parse(path, format!("the array: {message}"));
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let file_length = file.metadata().map_err(io)?.len();
+        // The magic string, version and header length, then the header.
+        let mut head = vec![0u8; 12.min(file_length as usize)];
+        file.read_exact(&mut head).map_err(io)?;
+        let (length, start) = match head[..] {
+            [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, a, b, ..] => {
+                (u16::from_le_bytes([a, b]) as u64, 10)
+            }
+            [0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3, _, a, b, c, d] => {
+                (u32::from_le_bytes([a, b, c, d]) as u64, 12)
+            }
+            _ => {
+                return Err(fail(
+                    "not a NumPy array (no .npy magic string and version)".into(),
+                ));
+            }
+        };
+        let data_start = start + length;
+        if data_start > file_length {
+            return Err(fail("the header runs past the end of the file".into()));
+        }
+        let mut bytes = vec![0u8; data_start as usize];
+        file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+        file.read_exact(&mut bytes).map_err(io)?;
+        check_header(&bytes).map_err(fail)?;
+        let npy = NpyFile::new(&bytes[..]).map_err(|e| fail(format!("not a NumPy array ({e})")))?;
+        let header = npy.header().clone();
+        let DType::Plain(type_str) = header.dtype() else {
+            return Err(fail(format!(
+                "structured dtype {}, expected numbers",
+                header.dtype().descr()
+            )));
+        };
+        let element = Element::of(&type_str).map_err(fail)?;
+        let shape = header
+            .shape()
+            .iter()
+            .map(|&s| usize::try_from(s))
+            .collect::<std::result::Result<Vec<usize>, _>>()
+            .map_err(|_| fail(format!("shape {:?} is too large", header.shape())))?;
+        let (rows, columns) = match shape[..] {
+            [rows] => (rows, 1),
+            [_, 0] => return Err(fail("the array has no columns".into())),
+            [rows, columns] => (rows, columns),
+            _ => {
+                return Err(fail(format!(
+                    "shape {shape:?}, expected [rows] or [rows, columns]"
+                )));
+            }
+        };
+        let needed = rows
+            .checked_mul(columns)
+            .and_then(|n| n.checked_mul(element.bytes()));
+        if needed.is_none_or(|n| n as u64 > file_length - data_start) {
+            return Err(fail(format!(
+                "shape {shape:?} of {type_str} needs more bytes than the file's {}",
+                file_length - data_start
+            )));
+        }
+        let mut hash = crate::stream::Fnv::default();
+        hash.add_words(&[file_length as u32, (file_length >> 32) as u32]);
+        hash.add_bytes(&bytes);
+        Ok(Header {
+            shape,
+            source: NpySource {
+                path: path.to_path_buf(),
+                data_start,
+                rows,
+                columns,
+                fortran: header.order() == Order::Fortran && rows > 1 && columns > 1,
+                element,
+                big_endian: type_str.endianness() == npyz::Endianness::Big,
+                features: columns,
+                width: 0,
+                classes: false,
+                fingerprint: hash.0,
+            },
+        })
+    }
+
+    /// Reads the values of `columns` of rows `rows` (at most
+    /// [`BLOCK_ROWS`]) into `bytes`, row-major with `columns.len()` values
+    /// a row, each as stored.
+    fn read_block(
+        &self,
+        rows: Range<usize>,
+        columns: Range<usize>,
+        bytes: &mut Vec<u8>,
+    ) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let item = self.element.bytes();
+        let mut file = std::fs::File::open(&self.path).map_err(io)?;
+        let mut read_at = |offset: usize, out: &mut [u8]| -> Result<()> {
+            file.seek(SeekFrom::Start(self.data_start + offset as u64))
+                .map_err(io)?;
+            file.read_exact(out).map_err(io)
+        };
+        let width = columns.len();
+        bytes.resize(rows.len() * width * item, 0);
+        if !self.fortran {
+            // Whole rows, one after another; the columns wanted kept.
+            let mut whole = vec![0u8; rows.len() * self.columns * item];
+            read_at(rows.start * self.columns * item, &mut whole)?;
+            for (r, row) in whole.chunks_exact(self.columns * item).enumerate() {
+                bytes[r * width * item..(r + 1) * width * item]
+                    .copy_from_slice(&row[columns.start * item..columns.end * item]);
+            }
+            return Ok(());
+        }
+        // Column-major: value (r, c) is at c × rows + r.
+        let mut column = vec![0u8; rows.len() * item];
+        for (k, c) in columns.enumerate() {
+            read_at((c * self.rows + rows.start) * item, &mut column)?;
+            for (r, value) in column.chunks_exact(item).enumerate() {
+                let at = (r * width + k) * item;
+                bytes[at..at + item].copy_from_slice(value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows `rows` of `columns`, a block at a time, each value as f64 to
+    /// `put(row of the file, column, value)`; its error names the place.
+    fn each_value(
+        &self,
+        rows: Range<usize>,
+        columns: Range<usize>,
+        mut put: impl FnMut(usize, usize, f64) -> std::result::Result<(), String>,
+    ) -> Result<()> {
+        let item = self.element.bytes();
+        let width = columns.len();
+        let mut bytes = Vec::new();
+        let mut start = rows.start;
+        while start < rows.end {
+            let block = start..(start + BLOCK_ROWS).min(rows.end);
+            self.read_block(block.clone(), columns.clone(), &mut bytes)?;
+            for (i, value) in bytes.chunks_exact(item).enumerate() {
+                let (r, c) = (block.start + i / width, columns.start + i % width);
+                put(r, c, self.element.value(value, self.big_endian)).map_err(|message| {
+                    parse(
+                        &self.path,
+                        format!("the array, row {r}, column {c}: {message}"),
+                    )
+                })?;
+            }
+            start = block.end;
+        }
+        Ok(())
+    }
+}
+
+/// An array's header as [`NpySource::header`] reads it.
+struct Header {
+    shape: Vec<usize>,
+    source: NpySource,
+}
+
+impl RowSource for NpySource {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn features(&self) -> usize {
+        self.features
+    }
+    fn target_width(&self) -> usize {
+        self.width
+    }
+    fn classes(&self) -> bool {
+        self.classes
+    }
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    fn read(&self, rows: Range<usize>, out: &mut Chunk) -> Result<()> {
+        let (f, w, classes) = (self.features, self.width, self.classes);
+        out.x.reserve(rows.len() * f);
+        self.each_value(rows, 0..f + w, |_, c, value| {
+            if c < f {
+                out.x.push(number(value)?);
+            } else if classes {
+                out.labels.push(label(value)?);
+            } else {
+                out.values.push(number(value)?);
+            }
+            Ok(())
+        })
+    }
+
+    fn read_targets(&self, rows: Range<usize>, out: &mut Chunk) -> Result<()> {
+        let (f, w, classes) = (self.features, self.width, self.classes);
+        self.each_value(rows, f..f + w, |_, _, value| {
+            match classes {
+                true => out.labels.push(label(value)?),
+                false => out.values.push(number(value)?),
+            }
+            Ok(())
+        })
+    }
 }

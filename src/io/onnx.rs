@@ -84,6 +84,7 @@ pub fn output_name(loss: Loss, options: &OnnxOptions) -> &'static str {
 /// `model` as an ONNX file's bytes (see the [module](self) for the graph).
 /// Refuses parameters that are NaN or infinite, as the model writer does.
 pub fn onnx_bytes(model: &SavedModel, options: &OnnxOptions) -> Result<Vec<u8>> {
+    model.mlp.require_plain("ONNX export")?;
     if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
         return Err(Error::Config(format!(
             "refusing to export: parameter {i} is {} (the model diverged)",

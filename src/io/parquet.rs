@@ -31,10 +31,16 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, Float32Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use parquet::file::reader::ChunkReader;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+
+mod source;
+pub use source::ParquetSource;
 
 /// Which columns of a Parquet file are targets and which are features,
 /// and what a null in a feature column reads as.
@@ -82,20 +88,31 @@ fn parse(path: &Path, message: String) -> Error {
 struct Layout {
     fields: Vec<Arc<Field>>,
     group_starts: Vec<usize>,
+    /// Rows in the file.
+    rows: usize,
 }
 
 impl Layout {
-    fn of<R: ChunkReader + 'static>(builder: &ParquetRecordBatchReaderBuilder<R>) -> Layout {
+    fn of(metadata: &ArrowReaderMetadata) -> Layout {
         let mut group_starts = Vec::new();
         let mut start = 0usize;
-        for group in builder.metadata().row_groups() {
+        for group in metadata.metadata().row_groups() {
             group_starts.push(start);
             start = start.saturating_add(usize::try_from(group.num_rows()).unwrap_or(0));
         }
         Layout {
-            fields: builder.schema().fields().iter().cloned().collect(),
+            fields: metadata.schema().fields().iter().cloned().collect(),
             group_starts,
+            rows: start,
         }
+    }
+
+    /// The end of row group `group`'s rows in the file's.
+    fn group_end(&self, group: usize) -> usize {
+        self.group_starts
+            .get(group + 1)
+            .copied()
+            .unwrap_or(self.rows)
     }
 
     /// The columns' names, for an error: the first 20 of a wide table.
@@ -126,11 +143,16 @@ impl Layout {
             })
     }
 
+    /// The row group that holds row `row` of the file, and its first row.
+    fn group_of(&self, row: usize) -> (usize, usize) {
+        let group = self.group_starts.partition_point(|&s| s <= row).max(1) - 1;
+        (group, self.group_starts.get(group).copied().unwrap_or(0))
+    }
+
     /// `column `c`, row group g, row i of the group (row r of the file;
     /// counted from 0)`.
     fn place(&self, column: usize, row: usize) -> String {
-        let group = self.group_starts.partition_point(|&s| s <= row).max(1) - 1;
-        let start = self.group_starts.get(group).copied().unwrap_or(0);
+        let (group, start) = self.group_of(row);
         format!(
             "column `{}`, row group {group}, row {} of the group (row {row} of the file; counted from 0)",
             self.fields[column].name(),
@@ -166,17 +188,81 @@ enum Null {
     Target,
 }
 
-/// Decodes `columns` (file indices, none twice) and hands each value to
-/// `put(row, k, value)`, `k` the column's place in `columns`; a null reads
-/// as its column's fill value or is an error. Errors name the place.
-/// Returns the rows read.
+/// Decodes `columns` (file indices, none twice) of rows `rows` of the
+/// file and hands each value to `put(row, k, value)`, `k` the column's
+/// place in `columns` and `row` counted from `rows.start`; a null reads as
+/// its column's fill value or is an error. Each row group is decoded by a
+/// reader of its own (`open` gives each its reader of the file), so that
+/// an error names the group that failed. Errors name the place. Returns
+/// the rows read.
 fn read<R: ChunkReader + 'static>(
-    builder: ParquetRecordBatchReaderBuilder<R>,
+    open: &dyn Fn() -> Result<R>,
+    metadata: &ArrowReaderMetadata,
     layout: &Layout,
     columns: &[(usize, Null)],
     path: &Path,
+    rows: Range<usize>,
     mut put: impl FnMut(usize, usize, f64) -> std::result::Result<(), String>,
 ) -> Result<usize> {
+    let mut read = 0;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let (first, _) = layout.group_of(rows.start);
+    let (last, _) = layout.group_of(rows.end - 1);
+    for group in first..=last {
+        let start = layout.group_starts[group];
+        let end = layout.group_end(group);
+        let wanted = rows.start.max(start)..rows.end.min(end);
+        let mut builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, metadata.clone())
+                .with_row_groups(vec![group]);
+        if wanted != (start..end) {
+            builder = builder.with_row_selection(RowSelection::from(vec![
+                RowSelector::skip(wanted.start - start),
+                RowSelector::select(wanted.len()),
+                RowSelector::skip(end - wanted.end),
+            ]));
+        }
+        let offset = wanted.start - rows.start;
+        let put = |row, k, value| put(offset + row, k, value);
+        // A panic in the decoder (a malformed page) is this group's error.
+        let decoded = guarded(path, || {
+            read_group(builder, group, layout, columns, path, wanted.clone(), put)
+        })
+        .map_err(|e| match e {
+            Error::Parse { path, message } if message.starts_with("a malformed") => Error::Parse {
+                path,
+                message: format!("row group {group}: {message}"),
+            },
+            e => e,
+        })?;
+        if decoded != wanted.len() {
+            return Err(parse(
+                path,
+                format!(
+                    "row group {group}: {decoded} rows decoded where {} were to be: a malformed file",
+                    wanted.len()
+                ),
+            ));
+        }
+        read += decoded;
+    }
+    Ok(read)
+}
+
+/// [`read`]'s work in row group `group`: `builder` reads rows `rows` of
+/// the file, which lie in it.
+fn read_group<R: ChunkReader + 'static>(
+    builder: ParquetRecordBatchReaderBuilder<R>,
+    group: usize,
+    layout: &Layout,
+    columns: &[(usize, Null)],
+    path: &Path,
+    rows: Range<usize>,
+    mut put: impl FnMut(usize, usize, f64) -> std::result::Result<(), String>,
+) -> Result<usize> {
+    let first_row = rows.start;
     let indices: Vec<usize> = columns.iter().map(|&(c, _)| c).collect();
     layout.check_numeric(&indices, path)?;
     // A decoded batch holds the chosen columns in the file's order.
@@ -187,13 +273,23 @@ fn read<R: ChunkReader + 'static>(
         .with_projection(mask)
         .with_batch_size(8192)
         .build()
-        .map_err(|e| parse(path, format!("cannot read the columns ({e})")))?;
+        .map_err(|e| {
+            parse(
+                path,
+                format!("row group {group}: cannot read the columns ({e})"),
+            )
+        })?;
     let mut row = 0;
     for batch in batches {
         let batch: RecordBatch = batch.map_err(|e| {
+            let start = layout.group_starts[group];
             parse(
                 path,
-                format!("cannot decode the rows from row {row} of the file on ({e})"),
+                format!(
+                    "cannot decode row group {group} (the rows from row {} of the group, row {} of the file, on): {e}",
+                    first_row + row - start,
+                    first_row + row
+                ),
             )
         })?;
         for (k, &(c, null)) in columns.iter().enumerate() {
@@ -201,7 +297,7 @@ fn read<R: ChunkReader + 'static>(
             let values = column_values(batch.column(position))
                 .expect("every column was checked to hold numbers");
             for (i, value) in values.into_iter().enumerate() {
-                let at = row + i;
+                let at = first_row + row + i;
                 let value = match (value, null) {
                     (Some(v), _) | (None, Null::Feature(Some(v))) => v,
                     (None, Null::Feature(None)) => {
@@ -223,7 +319,7 @@ fn read<R: ChunkReader + 'static>(
                         ));
                     }
                 };
-                put(at, k, value).map_err(|message| {
+                put(at - first_row, k, value).map_err(|message| {
                     parse(path, format!("{}: {message}", layout.place(c, at)))
                 })?;
             }
@@ -386,28 +482,23 @@ impl ParquetColumns {
     }
 }
 
-fn open<R: ChunkReader + 'static>(
-    reader: R,
-    path: &Path,
-) -> Result<(ParquetRecordBatchReaderBuilder<R>, Layout)> {
+/// A file's footer (its metadata, checked) and its columns and row
+/// groups.
+fn open<R: ChunkReader + 'static>(reader: R, path: &Path) -> Result<(ArrowReaderMetadata, Layout)> {
     let file_length = reader.len();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(reader)
+    let metadata = ArrowReaderMetadata::load(&reader, Default::default())
         .map_err(|e| parse(path, format!("not a readable Parquet file ({e})")))?;
-    check_chunks(&builder, file_length, path)?;
-    let layout = Layout::of(&builder);
-    Ok((builder, layout))
+    check_chunks(&metadata, file_length, path)?;
+    let layout = Layout::of(&metadata);
+    Ok((metadata, layout))
 }
 
 /// Every column chunk within the file and every row count whole, as
 /// Arrow's C++ reader checks: the parquet crate panics on a negative
 /// offset or size (apache/arrow-rs#6255) and reads past the end on a
 /// large one.
-fn check_chunks<R: ChunkReader + 'static>(
-    builder: &ParquetRecordBatchReaderBuilder<R>,
-    file_length: u64,
-    path: &Path,
-) -> Result<()> {
-    for (g, group) in builder.metadata().row_groups().iter().enumerate() {
+fn check_chunks(metadata: &ArrowReaderMetadata, file_length: u64, path: &Path) -> Result<()> {
+    for (g, group) in metadata.metadata().row_groups().iter().enumerate() {
         if group.num_rows() < 0 {
             return Err(parse(
                 path,
@@ -459,15 +550,20 @@ fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-fn labelled<R: ChunkReader + 'static>(
-    reader: R,
+/// The columns chosen, each with what its nulls read as; the features
+/// and the targets a row.
+type ChosenColumns = (Vec<(usize, Null)>, usize, usize);
+
+/// The columns of a labelled data set, features then targets, each with
+/// what its nulls read as; and the features and targets a row.
+fn labelled_columns(
+    layout: &Layout,
     path: &Path,
     columns: &ParquetColumns,
     classes: bool,
-) -> Result<Dataset> {
-    let (builder, layout) = open(reader, path)?;
-    let targets = columns.target_indices(&layout, path)?;
-    let features = columns.feature_indices(&layout, &targets, path)?;
+) -> Result<ChosenColumns> {
+    let targets = columns.target_indices(layout, path)?;
+    let features = columns.feature_indices(layout, &targets, path)?;
     let fill = columns.fill(path)?;
     if classes && targets.len() != 1 {
         return Err(parse(
@@ -478,32 +574,51 @@ fn labelled<R: ChunkReader + 'static>(
             ),
         ));
     }
-    let (f, w) = (features.len(), targets.len());
-    let chosen: Vec<(usize, Null)> = features
+    let chosen = features
         .iter()
         .map(|&c| (c, Null::Feature(fill)))
         .chain(targets.iter().map(|&c| (c, Null::Target)))
         .collect();
+    Ok((chosen, features.len(), targets.len()))
+}
+
+fn labelled<R: ChunkReader + 'static>(
+    reader: &dyn Fn() -> Result<R>,
+    path: &Path,
+    columns: &ParquetColumns,
+    classes: bool,
+) -> Result<Dataset> {
+    let (metadata, layout) = open(reader()?, path)?;
+    let (chosen, f, w) = labelled_columns(&layout, path, columns, classes)?;
     let (mut x, mut values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-    let rows = read(builder, &layout, &chosen, path, |row, k, value| {
-        // Rows arrive batch by batch: grow to hold the row first.
-        if x.len() < (row + 1) * f {
-            x.resize((row + 1) * f, 0.0);
-            if classes {
-                labels.resize(row + 1, 0);
-            } else {
-                values.resize((row + 1) * w, 0.0);
+    let all = 0..layout.rows;
+    let rows = read(
+        reader,
+        &metadata,
+        &layout,
+        &chosen,
+        path,
+        all,
+        |row, k, value| {
+            // Rows arrive batch by batch: grow to hold the row first.
+            if x.len() < (row + 1) * f {
+                x.resize((row + 1) * f, 0.0);
+                if classes {
+                    labels.resize(row + 1, 0);
+                } else {
+                    values.resize((row + 1) * w, 0.0);
+                }
             }
-        }
-        if k < f {
-            x[row * f + k] = number(value)?;
-        } else if classes {
-            labels[row] = label(value)?;
-        } else {
-            values[row * w + k - f] = number(value)?;
-        }
-        Ok(())
-    })?;
+            if k < f {
+                x[row * f + k] = number(value)?;
+            } else if classes {
+                labels[row] = label(value)?;
+            } else {
+                values[row * w + k - f] = number(value)?;
+            }
+            Ok(())
+        },
+    )?;
     if rows == 0 {
         return Err(parse(path, "no data rows".into()));
     }
@@ -515,18 +630,20 @@ fn labelled<R: ChunkReader + 'static>(
     Dataset::new(x, f, targets)
 }
 
-fn inputs<R: ChunkReader + 'static>(
-    reader: R,
+/// The columns a model of `inputs` inputs predicts from: the features
+/// named (as many as its inputs), or the first `inputs` columns of the
+/// file that are not excluded nor named targets.
+fn input_columns(
+    layout: &Layout,
     path: &Path,
     columns: &ParquetColumns,
     inputs: usize,
-) -> Result<Vec<f32>> {
-    let (builder, layout) = open(reader, path)?;
+) -> Result<Vec<usize>> {
     let named_targets = match &columns.targets {
-        TargetColumns::Named(names) => find_all(&layout, names, "the targets", path)?,
+        TargetColumns::Named(names) => find_all(layout, names, "the targets", path)?,
         TargetColumns::Last(_) => Vec::new(),
     };
-    let mut features = columns.feature_indices(&layout, &named_targets, path)?;
+    let mut features = columns.feature_indices(layout, &named_targets, path)?;
     match &columns.features {
         Some(_) if features.len() != inputs => {
             return Err(parse(
@@ -550,16 +667,36 @@ fn inputs<R: ChunkReader + 'static>(
         // (targets) are not read.
         _ => features.truncate(inputs),
     }
+    Ok(features)
+}
+
+fn inputs<R: ChunkReader + 'static>(
+    reader: &dyn Fn() -> Result<R>,
+    path: &Path,
+    columns: &ParquetColumns,
+    inputs: usize,
+) -> Result<Vec<f32>> {
+    let (metadata, layout) = open(reader()?, path)?;
+    let features = input_columns(&layout, path, columns, inputs)?;
     let fill = columns.fill(path)?;
     let chosen: Vec<(usize, Null)> = features.iter().map(|&c| (c, Null::Feature(fill))).collect();
     let mut x = Vec::new();
-    let rows = read(builder, &layout, &chosen, path, |row, k, value| {
-        if x.len() < (row + 1) * inputs {
-            x.resize((row + 1) * inputs, 0.0);
-        }
-        x[row * inputs + k] = number(value)?;
-        Ok(())
-    })?;
+    let all = 0..layout.rows;
+    let rows = read(
+        reader,
+        &metadata,
+        &layout,
+        &chosen,
+        path,
+        all,
+        |row, k, value| {
+            if x.len() < (row + 1) * inputs {
+                x.resize((row + 1) * inputs, 0.0);
+            }
+            x[row * inputs + k] = number(value)?;
+            Ok(())
+        },
+    )?;
     if rows == 0 {
         return Err(parse(path, "no data rows".into()));
     }
@@ -577,11 +714,9 @@ impl Dataset {
         classes: bool,
     ) -> Result<Dataset> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        guarded(path, || labelled(file, path, columns, classes))
+        guarded(path, || {
+            labelled(&|| open_file(path), path, columns, classes)
+        })
     }
 
     /// [`from_parquet`](Self::from_parquet) on a file's bytes; `path`
@@ -592,8 +727,9 @@ impl Dataset {
         columns: &ParquetColumns,
         classes: bool,
     ) -> Result<Dataset> {
+        let bytes = bytes::Bytes::from(bytes);
         guarded(path, || {
-            labelled(bytes::Bytes::from(bytes), path, columns, classes)
+            labelled(&|| Ok(bytes.clone()), path, columns, classes)
         })
     }
 }
@@ -603,11 +739,18 @@ impl Dataset {
 /// columns of the file that are not excluded nor named targets (as the
 /// first columns of a CSV file are). Only those columns are read.
 pub fn read_inputs(path: &Path, columns: &ParquetColumns, model_inputs: usize) -> Result<Vec<f32>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+    open_file(path)?;
+    guarded(path, || {
+        inputs(&|| open_file(path), path, columns, model_inputs)
+    })
+}
+
+/// The file at `path`, opened to read.
+fn open_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    guarded(path, || inputs(file, path, columns, model_inputs))
+    })
 }
 
 /// One column of values to write.
@@ -622,31 +765,69 @@ pub enum Column {
 /// Named columns of equal length as a Parquet file's bytes (one row
 /// group, Snappy-compressed, as pyarrow writes by default).
 pub fn parquet_bytes(columns: &[(String, Column)], path: &Path) -> Result<Vec<u8>> {
-    let fail = |e: &dyn std::fmt::Display| parse(path, format!("cannot write Parquet: {e}"));
-    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns
-        .iter()
-        .map(|(name, column)| match column {
-            Column::Int64(v) => (
-                Field::new(name, DataType::Int64, false),
-                Arc::new(Int64Array::from(v.clone())) as ArrayRef,
-            ),
-            Column::Float32(v) => (
-                Field::new(name, DataType::Float32, false),
-                Arc::new(Float32Array::from(v.clone())) as ArrayRef,
-            ),
-        })
-        .unzip();
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| fail(&e))?;
-    let properties = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .build();
     let mut bytes = Vec::new();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, Some(properties))
-        .map_err(|e| fail(&e))?;
-    writer.write(&batch).map_err(|e| fail(&e))?;
-    writer.close().map_err(|e| fail(&e))?;
+    let mut writer = ColumnsWriter::new(&mut bytes, columns, path)?;
+    writer.write(columns)?;
+    writer.finish()?;
     Ok(bytes)
+}
+
+/// Named columns written to Parquet a part of their rows at a time (the
+/// predictions of a file streamed): each [`write`](Self::write) the
+/// next rows of the same columns, Snappy-compressed, in row groups of up
+/// to 2^20 rows.
+pub struct ColumnsWriter<W: std::io::Write + Send> {
+    writer: parquet::arrow::ArrowWriter<W>,
+    schema: Arc<Schema>,
+    path: std::path::PathBuf,
+}
+
+impl<W: std::io::Write + Send> ColumnsWriter<W> {
+    /// A writer to `out` of columns named and typed as `columns`; `path`
+    /// names the file in errors.
+    pub fn new(out: W, columns: &[(String, Column)], path: &Path) -> Result<ColumnsWriter<W>> {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, column)| match column {
+                Column::Int64(_) => Field::new(name, DataType::Int64, false),
+                Column::Float32(_) => Field::new(name, DataType::Float32, false),
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let properties = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(properties))
+            .map_err(|e| parse(path, format!("cannot write Parquet: {e}")))?;
+        Ok(ColumnsWriter {
+            writer,
+            schema,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Writes the next rows of every column.
+    pub fn write(&mut self, columns: &[(String, Column)]) -> Result<()> {
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .map(|(_, column)| match column {
+                Column::Int64(v) => Arc::new(Int64Array::from(v.clone())) as ArrayRef,
+                Column::Float32(v) => Arc::new(Float32Array::from(v.clone())) as ArrayRef,
+            })
+            .collect();
+        let fail =
+            |e: &dyn std::fmt::Display| parse(&self.path, format!("cannot write Parquet: {e}"));
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| fail(&e))?;
+        self.writer.write(&batch).map_err(|e| fail(&e))
+    }
+
+    /// Ends the file (its footer), and gives back what it was written to.
+    pub fn finish(self) -> Result<W> {
+        let path = self.path;
+        self.writer
+            .into_inner()
+            .map_err(|e| parse(&path, format!("cannot write Parquet: {e}")))
+    }
 }
 
 /// Writes named columns to `path` as Parquet, atomically

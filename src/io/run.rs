@@ -9,6 +9,7 @@ use super::{LoadedModel, f32_tensor};
 use crate::checkpoint::{
     BestEpoch, Checkpoint, EarlyStopping, EpochOrder, RunSettings, ValidationSplit,
 };
+use crate::data::ShuffleWindow;
 use crate::error::{Error, Result};
 use crate::optim::{GradClip, Optimizer};
 use crate::real::Precision;
@@ -45,6 +46,7 @@ pub(super) fn write(
         set("lr_schedule", s.lr_schedule.to_string());
         set("batch_size", s.batch_size_text());
         set("shuffle", s.shuffle.to_string());
+        set("shuffle_window", s.shuffle_window.to_string());
         set("seed", s.seed.to_string());
         set("clip_grad_norm", or_none(s.grad_clip.max_norm));
         set("clip_grad_value", or_none(s.grad_clip.max_value));
@@ -114,16 +116,23 @@ pub(super) fn read(
     if let Some(text) = meta.get(EPOCH_ORDER) {
         let bad = || {
             parse(format!(
-                "metadata {EPOCH_ORDER}: `{text}` is not shuffle=…,seed=…"
+                "metadata {EPOCH_ORDER}: `{text}` is not shuffle=…,seed=…[,window=…]"
             ))
         };
-        let (shuffle, seed) = text.split_once(',').ok_or_else(bad)?;
+        let mut parts = text.splitn(3, ',');
+        let (shuffle, seed) = parts.next().zip(parts.next()).ok_or_else(bad)?;
         fn value<T: FromStr>(part: &str, name: &str) -> Option<T> {
             part.strip_prefix(name)?.strip_prefix('=')?.parse().ok()
         }
+        // Kept orders written before windows were whole shuffles.
+        let window = match parts.next() {
+            None => ShuffleWindow::Full,
+            Some(part) => value(part, "window").ok_or_else(bad)?,
+        };
         checkpoint.epoch_order = Some(EpochOrder {
             shuffle: value(shuffle, "shuffle").ok_or_else(bad)?,
             seed: value(seed, "seed").ok_or_else(bad)?,
+            window,
         });
     }
     if !meta.contains_key(&format!("{SETTINGS}optimizer")) {
@@ -198,6 +207,11 @@ pub(super) fn read(
         None => Precision::F32,
         Some(_) => value(text("precision")?, &parse)?,
     };
+    // Runs checkpointed before windows shuffled whole.
+    let shuffle_window = match meta.get(&format!("{SETTINGS}shuffle_window")) {
+        None => ShuffleWindow::Full,
+        Some(_) => value(text("shuffle_window")?, &parse)?,
+    };
     checkpoint.settings = Some(RunSettings {
         sizes: model.sizes.clone(),
         activations,
@@ -206,6 +220,7 @@ pub(super) fn read(
         lr_schedule,
         batch_size,
         shuffle: value(text("shuffle")?, &parse)?,
+        shuffle_window,
         seed: value(text("seed")?, &parse)?,
         grad_clip: GradClip {
             max_norm: optional(text("clip_grad_norm")?)?,

@@ -44,7 +44,8 @@ mod mpi;
 #[cfg(feature = "mpi")]
 pub use self::mpi::Mpi;
 pub(crate) use step::{
-    broadcast_checkpoint, check_same_data, check_same_run, evaluate_shard, train_steps,
+    StepRows, broadcast_checkpoint, check_same_data, check_same_fingerprint, check_same_run,
+    evaluate_shard, sum_evaluations, train_steps,
 };
 pub use threads::Threads;
 
@@ -144,10 +145,9 @@ pub fn sum_in_rank_order<'a>(
 
 /// Rank `rank`'s contiguous share of `len` items split over `size` ranks:
 /// `len·rank/size .. len·(rank+1)/size`. Shares differ by at most one
-/// item, and some are empty when `len < size`.
-pub fn share_bounds(len: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
-    len * rank / size..len * (rank + 1) / size
-}
+/// item, and some are empty when `len < size`. Defined with the data (a
+/// streamed epoch's reader keeps a rank's share of each batch).
+pub use crate::data::share_bounds;
 
 /// Makes one rank's outcome every rank's: `Ok` on every rank when every
 /// rank's `outcome` is `Ok`, otherwise the same [`Error::Rank`] on every

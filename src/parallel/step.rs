@@ -5,7 +5,7 @@
 use super::{Collective, agree, share_bounds, shared_error};
 use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsReport};
 use crate::checkpoint::{BestEpoch, Checkpoint, EpochOrder};
-use crate::data::{Dataset, Targets};
+use crate::data::{Dataset, ShuffleWindow, Targets};
 use crate::error::{Error, Kept, Result};
 use crate::model::Mlp;
 use crate::stop::StopFlag;
@@ -16,8 +16,49 @@ const LOSS: usize = 0;
 const STOP: usize = 1;
 const FAULTS: usize = 2;
 
+/// The rows of a distributed call's steps.
+pub(crate) enum StepRows<'a> {
+    /// The order of every batch's rows (the one process's order): each
+    /// rank takes its share of each batch.
+    All(&'a [u32]),
+    /// This rank's shares alone, as a streamed epoch's reader keeps them:
+    /// batches of `batch_size` over `positions` rows of the order (the
+    /// last one shorter), and this rank's share of each
+    /// ([`share_bounds`]), one after another. Rows without weights.
+    Own { positions: usize, own: &'a [u32] },
+}
+
+impl StepRows<'_> {
+    /// Each batch's length and this rank's rows of it, in order.
+    fn batches(
+        &self,
+        batch_size: usize,
+        rank: usize,
+        size: usize,
+    ) -> impl Iterator<Item = (usize, &[u32])> + '_ {
+        let (order, positions, own) = match *self {
+            StepRows::All(order) => (Some(order), order.len(), &[][..]),
+            StepRows::Own { positions, own } => (None, positions, own),
+        };
+        let mut taken = 0;
+        (0..positions.div_ceil(batch_size.max(1))).map(move |k| {
+            let first = k * batch_size;
+            let len = batch_size.min(positions - first);
+            let share = share_bounds(len, rank, size);
+            match order {
+                Some(order) => (len, &order[first + share.start..first + share.end]),
+                None => {
+                    let rows = &own[taken..taken + share.len()];
+                    taken += share.len();
+                    (len, rows)
+                }
+            }
+        })
+    }
+}
+
 /// What [`Backend::train_steps`] does, on every rank together: whole steps
-/// over `order` in batches of `batch_size`, each rank running forward and
+/// over `rows` in batches of `batch_size`, each rank running forward and
 /// backward on its share of each batch ([`share_bounds`]), the gradients
 /// summed over ranks ([`Collective::all_reduce_sum`]), then the same
 /// update (clipping acts on the sum) on every rank. `steps_done` is the
@@ -35,7 +76,7 @@ pub(crate) fn train_steps(
     backend: &mut dyn Backend,
     mlp: &Mlp,
     data: &DeviceData<'_>,
-    order: &[u32],
+    rows: StepRows<'_>,
     batch_size: usize,
     max_steps: u64,
     lr: f64,
@@ -48,20 +89,26 @@ pub(crate) fn train_steps(
     let mut result = StepsReport::default();
     let mut step = steps_done;
     let mut buffer = vec![0f32; parameters + FAULTS + size];
-    for batch in order
-        .chunks(batch_size)
+    for (batch_len, share) in rows
+        .batches(batch_size, rank, size)
         .take(max_steps.try_into().unwrap_or(usize::MAX))
     {
-        let share = share_bounds(batch.len(), rank, size);
         let stop = stop_flag.is_some_and(StopFlag::is_requested);
-        let batch_weight = data.dataset().weight_of(batch);
+        let batch_weight = match rows {
+            StepRows::All(order) => {
+                let first = result.rows;
+                data.dataset().weight_of(&order[first..first + batch_len])
+            }
+            StepRows::Own { .. } => batch_len as f64,
+        };
+        let offset = share_bounds(batch_len, rank, size).start;
         let local = backend
             .forward_backward(
                 data,
                 BatchShare {
-                    rows: &batch[share.clone()],
-                    batch_rows: batch.len(),
-                    offset: share.start,
+                    rows: share,
+                    batch_rows: batch_len,
+                    offset,
                     batch_weight: Some(batch_weight),
                 },
             )
@@ -114,7 +161,7 @@ pub(crate) fn train_steps(
         backend.set_gradients(grads)?;
         backend.update(lr)?;
         result.loss_sum += loss as f64 * batch_weight;
-        result.rows += batch.len();
+        result.rows += batch_len;
         result.steps += 1;
     }
     Ok(result)
@@ -135,6 +182,16 @@ pub(crate) fn evaluate_shard(
     } else {
         evaluate(&data.select(&indices))
     };
+    sum_evaluations(collective, local)
+}
+
+/// Every rank's evaluation of its share (the loss summed over its rows,
+/// and the count right), summed over ranks in rank order: the same numbers
+/// on every rank. A failure on any rank is every rank's.
+pub(crate) fn sum_evaluations(
+    collective: &dyn Collective,
+    local: Result<(f64, Option<usize>)>,
+) -> Result<(f64, Option<usize>)> {
     let (loss_sum, correct) = agree(collective, local)?;
     // [loss, count right, whether counted]
     let mut sums = [
@@ -224,7 +281,17 @@ pub(crate) fn check_same_data(
     data: &Dataset,
     what: &str,
 ) -> Result<()> {
-    let own = data_fingerprint(data);
+    check_same_fingerprint(collective, data_fingerprint(data), what)
+}
+
+/// An error on every rank unless every rank's `own` ([rows, features,
+/// targets, a hash]) is rank 0's: [`check_same_data`] for data held, and
+/// for a streamed file's description.
+pub(crate) fn check_same_fingerprint(
+    collective: &dyn Collective,
+    own: [u64; 4],
+    what: &str,
+) -> Result<()> {
     let mut root: Vec<u8> = own.iter().flat_map(|v| v.to_le_bytes()).collect();
     collective.broadcast(0, &mut root)?;
     let root: Vec<u64> = root
@@ -245,6 +312,15 @@ pub(crate) fn check_same_data(
         )))
     };
     agree(collective, same)
+}
+
+/// A shuffle window as two words: (0, 0) for the whole data set, else its
+/// rows and chunk rows.
+fn window_words(window: ShuffleWindow) -> (u64, u64) {
+    match window {
+        ShuffleWindow::Full => (0, 0),
+        ShuffleWindow::Rows { rows, chunk_rows } => (rows as u64, chunk_rows as u64),
+    }
 }
 
 /// The numbers of a checkpoint as bytes: what ranks must share to go on
@@ -270,6 +346,8 @@ fn encode(c: &Checkpoint) -> Vec<u8> {
         best_epoch.map_or(u64::MAX, |b| b.epoch),
         c.epoch_order.map_or(u64::MAX, |o| u64::from(o.shuffle)),
         c.epoch_order.map_or(0, |o| o.seed),
+        c.epoch_order.map_or(0, |o| window_words(o.window).0),
+        c.epoch_order.map_or(0, |o| window_words(o.window).1),
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -281,7 +359,7 @@ fn encode(c: &Checkpoint) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Option<Checkpoint> {
-    let (head, rest) = bytes.split_at_checked(120)?;
+    let (head, rest) = bytes.split_at_checked(136)?;
     let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap());
     let (params, state, best) = (word(0) as usize, word(1) as usize, word(10) as usize);
     if rest.len() != 4 * (params.checked_add(state)?.checked_add(best)?) {
@@ -312,6 +390,13 @@ fn decode(bytes: &[u8]) -> Option<Checkpoint> {
         epoch_order: (word(13) != u64::MAX).then(|| EpochOrder {
             shuffle: word(13) == 1,
             seed: word(14),
+            window: match (word(15), word(16)) {
+                (0, _) => ShuffleWindow::Full,
+                (rows, chunk_rows) => ShuffleWindow::Rows {
+                    rows: rows as usize,
+                    chunk_rows: chunk_rows as usize,
+                },
+            },
         }),
         ..Checkpoint::default()
     })

@@ -110,8 +110,10 @@ impl Trainer {
         let saved_order = EpochOrder {
             shuffle: saved.shuffle,
             seed: saved.seed,
+            window: saved.shuffle_window,
         };
-        let order_changed = (saved.shuffle, saved.seed) != (now.shuffle, now.seed);
+        let order_changed = (saved.shuffle, saved.seed, saved.shuffle_window)
+            != (now.shuffle, now.seed, now.shuffle_window);
         if order_changed && checkpoint.rows_done > 0 && self.position.order_of.is_none() {
             self.position.order_of = Some(saved_order);
         }
@@ -119,6 +121,7 @@ impl Trainer {
             == Some(EpochOrder {
                 shuffle: now.shuffle,
                 seed: now.seed,
+                window: now.shuffle_window,
             })
         {
             self.position.order_of = None;

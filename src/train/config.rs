@@ -2,6 +2,7 @@
 
 use crate::backend::BackendConfig;
 use crate::checkpoint::{EarlyStopping, RunSettings, ValidationSplit};
+use crate::data::ShuffleWindow;
 use crate::error::{Error, Result};
 use crate::gpu::GpuOptions;
 use crate::loss::Loss;
@@ -69,6 +70,11 @@ pub struct TrainConfig {
     pub max_steps: Option<u64>,
     /// Visit rows in a new seeded random order each epoch (else file order).
     pub shuffle: bool,
+    /// How far the shuffle moves a row: within windows of rows that a
+    /// streamed file holds at once ([`ShuffleWindow`]; by default 2^20
+    /// rows, so smaller data sets are shuffled whole). The same window
+    /// gives the same order in memory and streamed.
+    pub shuffle_window: ShuffleWindow,
     /// Seeds the initialisation and the shuffles.
     pub seed: u64,
     /// How parameters start (ignored when parameters are given).
@@ -143,6 +149,7 @@ impl Default for TrainConfig {
             epochs: 10,
             max_steps: None,
             shuffle: true,
+            shuffle_window: ShuffleWindow::default(),
             seed: 0,
             init: Init::TorchDefault,
             device: Device::Auto,
@@ -198,6 +205,11 @@ impl TrainConfig {
     /// Turns per-epoch shuffling on or off.
     pub fn shuffle(mut self, shuffle: bool) -> Self {
         self.shuffle = shuffle;
+        self
+    }
+    /// Sets how far the shuffle moves a row ([`ShuffleWindow`]).
+    pub fn shuffle_window(mut self, window: ShuffleWindow) -> Self {
+        self.shuffle_window = window;
         self
     }
     /// Sets the seed.
@@ -293,6 +305,7 @@ impl TrainConfig {
             lr_schedule: self.lr_schedule,
             batch_size: self.batch_size,
             shuffle: self.shuffle,
+            shuffle_window: self.shuffle_window,
             seed: self.seed,
             grad_clip: self.grad_clip,
             dropout: self.dropout.per_layer(mlp.layers().len()),
@@ -312,6 +325,7 @@ impl TrainConfig {
         self.lr_schedule = settings.lr_schedule;
         self.batch_size = settings.batch_size;
         self.shuffle = settings.shuffle;
+        self.shuffle_window = settings.shuffle_window;
         self.seed = settings.seed;
         self.grad_clip = settings.grad_clip;
         self.dropout = if settings.dropout.iter().all(|&p| p == 0.0) {
@@ -353,6 +367,7 @@ impl TrainConfig {
                 reason: "must be ≥ 0",
             });
         }
+        check_batch_norm(self, mlp)?;
         let rates = self.dropout.per_layer(mlp.layers().len());
         if let Some(&p) = rates.iter().find(|p| !(**p >= 0.0 && **p < 1.0)) {
             return Err(Error::Hyperparameter {
@@ -404,4 +419,27 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// What a network with batch normalisation cannot train with yet: early
+/// stopping (its best epoch keeps parameters, not the running
+/// statistics), and batches of one row (a variance of one row is not
+/// defined; torch raises for it too).
+fn check_batch_norm(config: &TrainConfig, mlp: &Mlp) -> Result<()> {
+    if !mlp.has_batch_norm() {
+        return Ok(());
+    }
+    if config.early_stopping.is_some() {
+        return Err(Error::Config(
+            "early stopping with batch normalisation is not built yet: its best epoch would \
+             keep the parameters but not the running statistics (use layer normalisation)"
+                .into(),
+        ));
+    }
+    if config.batch_size == Some(1) {
+        return Err(Error::Config(
+            "batch normalisation needs at least 2 rows a batch, and the batch size is 1".into(),
+        ));
+    }
+    Ok(())
 }

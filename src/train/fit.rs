@@ -2,7 +2,7 @@
 //! (`train_steps`, `profile_steps`).
 
 use crate::backend::{DeviceData, StepsReport};
-use crate::data::{Dataset, epoch_order};
+use crate::data::{Dataset, windowed_order};
 use crate::error::{Error, Kept, Result};
 // Instant on native, performance.now() in the browser.
 use web_time::Instant;
@@ -17,6 +17,12 @@ pub(crate) enum NextEpoch {
     /// Nothing: the step bound is reached, or (`stopped_early`) early
     /// stopping's patience is spent.
     Done { stopped_early: bool },
+}
+
+/// The end of training ([`Trainer::epoch_start`]): the step bound is
+/// reached, or (`stopped_early`) early stopping's patience is spent.
+pub(crate) struct TrainingDone {
+    pub(crate) stopped_early: bool,
 }
 
 /// An epoch about to run: its order, the rows of it already done, the
@@ -36,6 +42,24 @@ impl EpochPlan {
     pub(crate) fn rows(&self) -> &[u32] {
         &self.order[self.skip..]
     }
+}
+
+/// An epoch as [`Trainer::close_epoch`] takes it in: its rows, the rows
+/// done before its steps, their learning rate and where it started.
+pub(crate) struct EpochSpan {
+    pub(crate) rows: usize,
+    pub(crate) skip: usize,
+    pub(crate) lr: f64,
+    pub(crate) start: EpochPosition,
+}
+
+/// The rows an epoch is validated on.
+pub(crate) enum Validation<'a> {
+    /// Held in memory.
+    Held(&'a Dataset),
+    /// Read from a file a part at a time.
+    #[cfg(not(target_arch = "wasm32"))]
+    Streamed(&'a crate::stream::Streamed),
 }
 
 /// How an epoch's steps ended ([`Trainer::end_epoch`]).
@@ -197,6 +221,7 @@ impl Trainer {
         let start = Instant::now();
         let mut history = History::default();
         let batch_size = self.batch_rows(train);
+        check_batch_norm_batches(&self.mlp, train.rows(), batch_size)?;
         for _ in 0..self.config.epochs {
             let plan = match self.plan_epoch(train) {
                 NextEpoch::Run(plan) => plan,
@@ -259,35 +284,51 @@ impl Trainer {
     /// of training (the step bound reached, or early stopping's patience
     /// spent, as a run resumed after early stopping ended it finds it).
     pub(crate) fn plan_epoch(&mut self, train: &Dataset) -> NextEpoch {
+        let (start, remaining) = match self.epoch_start() {
+            Ok(next) => next,
+            Err(TrainingDone { stopped_early }) => return NextEpoch::Done { stopped_early },
+        };
+        // After a mid-epoch restore or train_steps, the epoch's first rows
+        // are done (its order depends only on the seed and the epoch
+        // number, so it is derived again here).
+        let order = self.epoch_order(self.train_rows(train), start.order_of);
+        NextEpoch::Run(EpochPlan {
+            skip: start.rows_done.min(order.len()),
+            order,
+            start,
+            lr: self.scheduler.lr(),
+            remaining,
+        })
+    }
+
+    /// Where the next epoch starts (the position taken from the trainer,
+    /// its kept order dropped) and the steps the bound leaves; or the end
+    /// of training.
+    pub(crate) fn epoch_start(
+        &mut self,
+    ) -> std::result::Result<(EpochPosition, u64), TrainingDone> {
         let remaining = self
             .config
             .max_steps
             .map_or(u64::MAX, |m| m.saturating_sub(self.steps));
         if remaining == 0 {
-            return NextEpoch::Done {
+            return Err(TrainingDone {
                 stopped_early: false,
-            };
+            });
         }
         if self.patience_spent() {
-            return NextEpoch::Done {
+            return Err(TrainingDone {
                 stopped_early: true,
-            };
+            });
         }
-        // After a mid-epoch restore or train_steps, the epoch's first rows
-        // are done (its order depends only on the seed and the epoch
-        // number, so it is derived again here).
         let start = std::mem::take(&mut self.position);
-        let order = self.epoch_order(self.train_rows(train), start.order_of);
-        NextEpoch::Run(EpochPlan {
-            skip: start.rows_done.min(order.len()),
-            order,
-            start: EpochPosition {
+        Ok((
+            EpochPosition {
                 order: None,
                 ..start
             },
-            lr: self.scheduler.lr(),
             remaining,
-        })
+        ))
     }
 
     /// What the steps of `plan` did, taken in: the counters and position
@@ -309,6 +350,40 @@ impl Trainer {
             start: done,
             ..
         } = plan;
+        let span = EpochSpan {
+            rows: order.len(),
+            skip,
+            lr,
+            start: done,
+        };
+        let weight_of = |rows: usize| train.weight_of(&order[..rows]);
+        self.close_epoch(
+            span,
+            steps,
+            weight_of,
+            validation.map(Validation::Held),
+            start,
+        )
+        .await
+    }
+
+    /// [`end_epoch`](Self::end_epoch) for an epoch of `span.rows` rows,
+    /// whatever holds them: `weight_of(n)` is what the mean loss of its
+    /// first `n` rows divides by.
+    pub(crate) async fn close_epoch(
+        &mut self,
+        span: EpochSpan,
+        steps: Result<StepsReport>,
+        weight_of: impl Fn(usize) -> f64,
+        validation: Option<Validation<'_>>,
+        start: Instant,
+    ) -> Result<EpochEnd> {
+        let EpochSpan {
+            rows,
+            skip,
+            lr,
+            start: done,
+        } = span;
         let epoch = match steps {
             Ok(epoch) => epoch,
             Err(e) => return Err(self.keep_position(e, done)),
@@ -326,22 +401,23 @@ impl Trainer {
             return Ok(EpochEnd::Interrupted);
         }
         // The step limit ended the epoch before its last row.
-        let cut = skip + epoch.rows < order.len();
+        let cut = skip + epoch.rows < rows;
         if cut {
             self.position = reached;
         } else {
             self.epochs_done += 1;
         }
-        let trained = &order[..skip + epoch.rows];
-        let train_loss = match trained.len() {
+        let train_loss = match skip + epoch.rows {
             0 => done.loss_sum + epoch.loss_sum,
-            _ => (done.loss_sum + epoch.loss_sum) / train.weight_of(trained),
+            trained => (done.loss_sum + epoch.loss_sum) / weight_of(trained),
         };
         if !train_loss.is_finite() {
             return Err(self.diverged(train_loss));
         }
         let validation = match validation {
-            Some(v) => Some(self.evaluate_own_async(v).await?),
+            Some(Validation::Held(v)) => Some(self.evaluate_own_async(v).await?),
+            #[cfg(not(target_arch = "wasm32"))]
+            Some(Validation::Streamed(v)) => Some(self.evaluate_streamed(v)?),
             None => None,
         };
         let metric = validation.map_or(train_loss, |v| v.loss);
@@ -446,15 +522,26 @@ impl Trainer {
     /// A member's order is its own rows' (its `rows`, shuffled as a data
     /// set of just those rows would be), as rows of the whole data set.
     fn epoch_order(&self, rows: usize, order_of: Option<EpochOrder>) -> Vec<u32> {
-        let EpochOrder { shuffle, seed } = order_of.unwrap_or(EpochOrder {
-            shuffle: self.config.shuffle,
-            seed: self.config.seed,
-        });
-        let order = epoch_order(rows, shuffle, seed, self.epochs_done);
+        let EpochOrder {
+            shuffle,
+            seed,
+            window,
+        } = self.order_of(order_of);
+        let order = windowed_order(rows, shuffle, seed, self.epochs_done, window);
         match &self.rows {
             Some(own) => order.into_iter().map(|i| own[i as usize]).collect(),
             None => order,
         }
+    }
+
+    /// What decides the current epoch's order: `order_of` where a resume
+    /// kept the epoch's own, else the configuration's.
+    pub(crate) fn order_of(&self, order_of: Option<EpochOrder>) -> EpochOrder {
+        order_of.unwrap_or(EpochOrder {
+            shuffle: self.config.shuffle,
+            seed: self.config.seed,
+            window: self.config.shuffle_window,
+        })
     }
 
     /// The backend's handle on `train`: the current upload while the data
@@ -593,4 +680,21 @@ impl Trainer {
         }
         Ok(loss)
     }
+}
+
+/// Before any step: an epoch whose last batch would hold one row cannot
+/// normalise it by the batch (torch raises there, mid-epoch).
+pub(super) fn check_batch_norm_batches(
+    mlp: &crate::model::Mlp,
+    rows: usize,
+    batch_size: usize,
+) -> Result<()> {
+    if mlp.has_batch_norm() && (rows == 1 || (batch_size > 1 && rows % batch_size == 1)) {
+        return Err(Error::Config(format!(
+            "batch normalisation needs at least 2 rows a batch, and the last batch of each \
+             epoch would hold 1 ({rows} rows in batches of {batch_size}): choose a batch size \
+             that leaves none or more than one"
+        )));
+    }
+    Ok(())
 }

@@ -40,16 +40,18 @@
 
 use super::config::Device;
 use super::fit::{EpochEnd, NextEpoch};
-use super::{EpochRecord, Evaluation, History, TrainConfig, Trainer};
+use super::{EpochRecord, History, TrainConfig, Trainer};
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, Targets};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuMembers, MemberPlan, MemberView};
-use crate::loss::Loss;
 use crate::model::Mlp;
 use crate::schedule::LrSchedule;
 use std::sync::{Arc, Mutex};
 use web_time::Instant;
+
+mod ensemble;
+pub use ensemble::ensemble_mean;
 
 /// What one member of a run has of its own; everything left `None` (or
 /// empty) is the run's.
@@ -480,6 +482,31 @@ impl Members {
         })
     }
 
+    /// [`fit_between_epochs`](Self::fit_between_epochs), handing `between`
+    /// the records of each epoch of the run together, in member order
+    /// (those of the members that ended an epoch in it; none where every
+    /// member that ran diverged), once every member's state after that
+    /// epoch is settled. A front that takes each record to another thread
+    /// (the Python package's callback, which runs on the caller's) then
+    /// crosses once an epoch of the run rather than once a member: each
+    /// crossing is a send, a wake-up and the GIL, while the pool waits.
+    ///
+    /// # Errors
+    /// As [`fit_between_epochs`](Self::fit_between_epochs).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn fit_epoch_by_epoch(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        between: impl FnMut(&mut Members, &[(usize, EpochRecord)]),
+        every: u64,
+        mut on_checkpoint: impl FnMut(Vec<Checkpoint>) -> Result<()>,
+    ) -> Result<MembersHistory> {
+        self.fit_epochs_checkpointed(train, validation, between, every, |checkpoints, _| {
+            on_checkpoint(checkpoints)
+        })
+    }
+
     /// [`fit_between_epochs`](Self::fit_between_epochs), handing
     /// `on_checkpoint` where each member stands beside its checkpoint
     /// (what a file of the members' checkpoints records: a member that
@@ -491,11 +518,59 @@ impl Members {
         validation: Option<&Dataset>,
         mut between: impl FnMut(&mut Members, usize, &EpochRecord),
         every: u64,
+        on_checkpoint: impl FnMut(Vec<Checkpoint>, &[MemberState]) -> Result<()>,
+    ) -> Result<MembersHistory> {
+        self.fit_epochs_checkpointed(
+            train,
+            validation,
+            |run, records| {
+                for (m, record) in records {
+                    between(run, *m, record);
+                }
+            },
+            every,
+            on_checkpoint,
+        )
+    }
+
+    /// The run itself: [`fit_epoch_by_epoch`](Self::fit_epoch_by_epoch)'s
+    /// records an epoch at a time, with
+    /// [`fit_checkpointed`](Self::fit_checkpointed)'s checkpoints.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn fit_epochs_checkpointed(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        mut between: impl FnMut(&mut Members, &[(usize, EpochRecord)]),
+        every: u64,
         mut on_checkpoint: impl FnMut(Vec<Checkpoint>, &[MemberState]) -> Result<()>,
     ) -> Result<MembersHistory> {
         self.trainers[0].check_data(train, "training data")?;
         if let Some(v) = validation {
             self.trainers[0].check_data(v, "validation data")?;
+        }
+        // Rows of validation data that is not there would go unscored
+        // without a word: the member's early stopping would never act.
+        if validation.is_none()
+            && let Some(m) = self
+                .members
+                .iter()
+                .position(|m| m.validation_rows.is_some())
+        {
+            return Err(Error::Config(format!(
+                "member {m}: validation rows are given, but the fit has no validation data"
+            )));
+        }
+        // Every member's rows checked before any member steps: a run
+        // refused halfway would leave the members before it trained.
+        for (m, member) in self.members.iter().enumerate() {
+            let named = |e: Error| Error::Config(format!("member {m}: {e}"));
+            if let Some(rows) = &member.rows {
+                super::check_rows(rows, train, "training").map_err(named)?;
+            }
+            if let (Some(rows), Some(v)) = (&member.validation_rows, validation) {
+                super::check_rows(rows, v, "validation").map_err(named)?;
+            }
         }
         let sets = self.member_data(train)?;
         let start = Instant::now();
@@ -520,23 +595,24 @@ impl Members {
             if ends.is_empty() {
                 break;
             }
+            let mut records = Vec::new();
             for (m, end) in ends {
                 match end {
                     Ok(EpochEnd::Interrupted) => history.interrupted = true,
                     Ok(EpochEnd::Cut(record)) => {
                         history.members[m].cut_mid_epoch = true;
-                        between(self, m, &record);
-                        history.members[m].epochs.push(record);
+                        records.push((m, record));
                     }
-                    Ok(EpochEnd::Ended(record)) => {
-                        between(self, m, &record);
-                        history.members[m].epochs.push(record);
-                    }
+                    Ok(EpochEnd::Ended(record)) => records.push((m, record)),
                     Err(Error::Diverged { step, loss, .. }) => {
                         self.states[m] = MemberState::Diverged { step, loss };
                     }
                     Err(e) => return Err(Error::Config(format!("member {m}: {e}"))),
                 }
+            }
+            between(self, &records);
+            for (m, record) in records {
+                history.members[m].epochs.push(record);
             }
             if history.interrupted {
                 history.states = self.states.clone();
@@ -657,86 +733,6 @@ impl Members {
         self.states = states.to_vec();
         Ok(())
     }
-
-    /// Each member's outputs for inputs `x` (rows × inputs): logits for
-    /// the classification losses.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn predict_members(&mut self, x: &[f32]) -> Result<Vec<Vec<f32>>> {
-        self.trainers.iter_mut().map(|t| t.predict(x)).collect()
-    }
-
-    /// The ensemble's prediction for inputs `x`: the mean of the members'
-    /// probabilities for the classification losses (softmax for
-    /// cross-entropy, sigmoid for BCE), the mean of their outputs for the
-    /// regression losses; summed in f64 in member order.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn predict_ensemble(&mut self, x: &[f32]) -> Result<Vec<f32>> {
-        let loss = self.trainers[0].config.loss;
-        let width = self.trainers[0].mlp.outputs();
-        let outputs = self.predict_members(x)?;
-        Ok(ensemble_mean(
-            outputs
-                .iter()
-                .map(|o| loss.probabilities(o, width))
-                .collect(),
-        ))
-    }
-
-    /// The ensemble's loss and accuracy on `data`: its prediction
-    /// ([`predict_ensemble`](Self::predict_ensemble)) scored as torch
-    /// scores probabilities: cross-entropy as `NLLLoss` of the log of the
-    /// mean probabilities (−ln p̄ of each row's class), BCE as `BCELoss`
-    /// of the mean probabilities (each log clamped at −100), the squared
-    /// errors of the mean outputs as the loss itself; averaged as the
-    /// trainer averages a loss (over rows for cross-entropy, elements
-    /// otherwise; by the rows' weights when `data` has them). Accuracy:
-    /// the class of the largest mean probability (cross-entropy), p̄ > 0.5
-    /// against y > 0.5 for each element (BCE).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn evaluate_ensemble(&mut self, data: &Dataset) -> Result<Evaluation> {
-        self.trainers[0].check_data(data, "evaluation data")?;
-        let loss = self.trainers[0].config.loss;
-        let width = self.trainers[0].mlp.outputs();
-        let mean = self.predict_ensemble(data.x())?;
-        let rows = data.rows();
-        let weight = |row: usize| data.weights().map_or(1.0, |w| w[row] as f64);
-        let ln = |p: f64| p.ln().max(-100.0);
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        match data.targets() {
-            Targets::Classes(labels) => {
-                for (row, (p, &label)) in mean.chunks_exact(width).zip(labels).enumerate() {
-                    loss_sum -= weight(row) * (p[label as usize] as f64).ln();
-                    correct += usize::from(crate::loss::argmax(p) == label as usize);
-                }
-            }
-            Targets::Values { values, .. } => {
-                for (i, (&p, &y)) in mean.iter().zip(values).enumerate() {
-                    let (p, y) = (p as f64, y as f64);
-                    let element = match loss {
-                        Loss::BceWithLogits => -(y * ln(p) + (1.0 - y) * ln(1.0 - p)),
-                        Loss::HalfMse => 0.5 * (p - y) * (p - y),
-                        Loss::Mse | Loss::CrossEntropy => (p - y) * (p - y),
-                    };
-                    loss_sum += weight(i / width) * element;
-                    correct += usize::from((p > 0.5) == (y > 0.5));
-                }
-            }
-        }
-        let elements = match loss {
-            Loss::CrossEntropy => rows,
-            _ => rows * width,
-        };
-        let divisor = match data.weights() {
-            Some(w) => w.iter().map(|&w| w as f64).sum(),
-            None => elements as f64,
-        };
-        Ok(Evaluation {
-            loss: loss_sum / divisor,
-            accuracy: loss
-                .is_classification()
-                .then(|| correct as f64 / elements as f64),
-        })
-    }
 }
 
 /// The 64-bit FNV-1a hash of `values` (each as 8 bytes).
@@ -746,15 +742,6 @@ fn fnv(values: impl Iterator<Item = u64>) -> u64 {
             (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
         })
     })
-}
-
-/// The element-wise mean of `members`' vectors, summed in f64 in order.
-pub fn ensemble_mean(members: Vec<Vec<f32>>) -> Vec<f32> {
-    let count = members.len().max(1) as f64;
-    let len = members.first().map_or(0, Vec::len);
-    (0..len)
-        .map(|i| (members.iter().map(|v| v[i] as f64).sum::<f64>() / count) as f32)
-        .collect()
 }
 
 /// Runs `jobs` (each a member's epoch) in the GPU `engine`: every member's

@@ -7,6 +7,8 @@ mod fit;
 mod members;
 mod records;
 mod resolve;
+#[cfg(not(target_arch = "wasm32"))]
+mod stream;
 
 use crate::backend::{Backend, DeviceData, StepsReport};
 use crate::checkpoint::{BestEpoch, EpochOrder, SettingChange};
@@ -16,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuBackend;
 use crate::loss::Loss;
 use crate::model::Mlp;
-use crate::parallel::{self, Collective};
+use crate::parallel::{self, Collective, StepRows};
 use crate::real::Precision;
 use crate::schedule::Scheduler;
 use std::fmt;
@@ -34,7 +36,7 @@ pub use resolve::{ResolvedRun, RunRequest, Saved, refusal};
 /// while `train_steps` goes through it. Fit, `train_steps`, checkpoints and
 /// restores all read and write this one position.
 #[derive(Debug, Default)]
-struct EpochPosition {
+pub(crate) struct EpochPosition {
     /// Rows of the epoch's order already trained on.
     rows_done: usize,
     /// Σ over those steps of the batch's mean loss × its rows.
@@ -162,6 +164,12 @@ impl Trainer {
             }
             Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &spec)),
             Device::Gpu => Box::new(gpu(params, false).await?),
+            Device::Auto if !mlp.is_plain() => {
+                let why = "the GPU runs dense layers one after another only, so far";
+                log::info!("device auto: using the CPU: {why}");
+                fallback = Some(why.to_string());
+                Box::new(CpuBackend::new(&mlp, params, &spec))
+            }
             Device::Auto => match gpu(params.clone(), true).await {
                 Ok(gpu) => Box::new(gpu),
                 Err(e) => {
@@ -353,8 +361,34 @@ impl Trainer {
         max_steps: u64,
         lr: f64,
     ) -> Result<StepsReport> {
+        let steps_done = self.steps;
+        self.run_rows(
+            data,
+            StepRows::All(order),
+            batch_size,
+            max_steps,
+            lr,
+            steps_done,
+        )
+        .await
+    }
+
+    /// [`run_steps`](Self::run_steps) over `rows`: the whole order, or (a
+    /// streamed epoch on several ranks) this rank's shares alone;
+    /// `steps_done` is the optimizer's step count before the first.
+    pub(crate) async fn run_rows(
+        &mut self,
+        data: &DeviceData<'_>,
+        rows: StepRows<'_>,
+        batch_size: usize,
+        max_steps: u64,
+        lr: f64,
+        steps_done: u64,
+    ) -> Result<StepsReport> {
         match self.collective.as_deref().filter(|c| c.size() > 1) {
             None => {
+                // One rank's shares are the batches' every row.
+                let (StepRows::All(order) | StepRows::Own { own: order, .. }) = rows;
                 self.backend
                     .train_steps_async(data, order, batch_size, max_steps, lr)
                     .await
@@ -364,11 +398,11 @@ impl Trainer {
                 self.backend.as_mut(),
                 &self.mlp,
                 data,
-                order,
+                rows,
                 batch_size,
                 max_steps,
                 lr,
-                self.steps,
+                steps_done,
                 self.config.stop_flag.as_ref(),
                 self.config.norms_every,
             ),
@@ -605,7 +639,7 @@ impl Trainer {
 }
 
 /// An error unless every one of `rows` is a row of `data`.
-fn check_rows(rows: &[u32], data: &Dataset, what: &str) -> Result<()> {
+pub(crate) fn check_rows(rows: &[u32], data: &Dataset, what: &str) -> Result<()> {
     match rows.iter().position(|&r| r as usize >= data.rows()) {
         None => Ok(()),
         Some(at) => Err(Error::Config(format!(

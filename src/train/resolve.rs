@@ -35,6 +35,7 @@
 use super::config::{Device, DropoutRates, TrainConfig};
 use crate::activation::Activation;
 use crate::checkpoint::{Checkpoint, EarlyStopping, RunSettings, SettingChange, ValidationSplit};
+use crate::data::ShuffleWindow;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::{Init, Mlp};
@@ -67,6 +68,8 @@ pub struct RunRequest {
     pub batch_size: Option<Option<usize>>,
     /// Whether each epoch visits the rows in a new seeded order.
     pub shuffle: Option<bool>,
+    /// How far the shuffle moves a row.
+    pub shuffle_window: Option<ShuffleWindow>,
     /// The seed of the initialisation, shuffles, dropout and the split.
     pub seed: Option<u64>,
     /// How a fresh run draws its parameters (not compared on resume:
@@ -326,6 +329,12 @@ impl RunRequest {
             max_steps: pick(self.max_steps, None, defaults.max_steps),
             shuffle: pick(self.shuffle, saved.map(|s| s.shuffle), defaults.shuffle)
                 .unwrap_or(library.shuffle),
+            shuffle_window: pick(
+                self.shuffle_window,
+                saved.map(|s| s.shuffle_window),
+                defaults.shuffle_window,
+            )
+            .unwrap_or(library.shuffle_window),
             seed,
             init: pick(self.init, None, defaults.init).unwrap_or(library.init),
             device: pick(self.device, None, defaults.device).unwrap_or(library.device),

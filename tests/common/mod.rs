@@ -2,11 +2,14 @@
 #![allow(dead_code)]
 
 mod backends;
+mod fixture;
 
 #[allow(unused_imports)]
 pub(crate) use backends::{
     Backend, NO_GPU_HELP, RunsOn, backend_tests, run_on, trainer, trainer_with,
 };
+#[allow(unused_imports)]
+pub(crate) use fixture::{Fixture, assert_close_to};
 use retroprop::{Dataset, Targets};
 use std::path::PathBuf;
 

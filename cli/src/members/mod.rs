@@ -15,7 +15,7 @@ use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, NormWarnings, Series, palette, plot, progress, progress_message};
 use crate::resume;
-use crate::train::{self, Result, Resume, Sets, join, text};
+use crate::train::{self, DataShape, Result, Resume, Sets, text};
 use grid::Grid;
 use retroprop::io::members::{
     SavedMembers, is_members, parse_members, save_members, save_members_checkpoint,
@@ -61,9 +61,10 @@ pub fn train(
     start: Instant,
 ) -> Result<ExitCode> {
     refuse_ranks(ranks)?;
+    refuse_streaming(&args)?;
     refuse_a_lone_checkpoint(resume.as_ref())?;
     let labelled = train::load_data(&args, resume.as_ref())?;
-    let run = train::resolve_settings(&args, &labelled, resume.as_ref(), ranks)?;
+    let run = train::resolve_settings(&args, &DataShape::of(&labelled), resume.as_ref(), ranks)?;
     let sets = train::hold_out_and_scale(&args, labelled, &run, resume.is_some())?;
     let grid = Grid::new(&args, &run, &sets)?;
     check_same_members(&grid, resume.as_ref())?;
@@ -100,6 +101,20 @@ fn refuse_ranks(ranks: &Ranks) -> Result<()> {
              across {} MPI ranks: run them without mpirun",
             ranks.count()
         ));
+    }
+    Ok(())
+}
+
+/// Members train on rows held in memory (each member's rows, its folds,
+/// are any of the file's): `--stream` trains one network.
+fn refuse_streaming(args: &TrainArgs) -> Result<()> {
+    if args.stream {
+        return Err(
+            "--stream trains one network from a file it does not hold; --members, \
+                    --folds, --save-all, lists of settings and a checkpoint of members train \
+                    on rows held in memory: drop --stream"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -157,7 +172,7 @@ fn start_members(
     resume: Option<&Resume>,
     start: Instant,
 ) -> Result<Session> {
-    train::check_memory(&run, sets)?;
+    train::check_memory(&run, sets.train.rows())?;
     let params = starting_parameters(args, &run, grid, resume)?;
     // From here on there is work to keep.
     let interrupts = Interrupts::install()?;
@@ -285,7 +300,12 @@ fn fit(
         .map(|path| MetricsFile::open_members(path, grid.candidate_of_each(), resumed_at))
         .transpose()?;
     let mut metrics_error = None;
-    let mut warnings: Vec<NormWarnings> = grid.members.iter().map(|_| Default::default()).collect();
+    let mlp = session.members.member(0).mlp().clone();
+    let mut warnings: Vec<NormWarnings> = grid
+        .members
+        .iter()
+        .map(|_| NormWarnings::new(&mlp))
+        .collect();
     let rows: Vec<f64> = grid
         .members
         .iter()
@@ -524,12 +544,12 @@ fn summary(
     let history = &outcome.history;
     let trainer = run.member(0);
     let epochs = history.members.iter().map(|h| h.epochs.len()).max();
-    let mut shape = vec![format!("{} candidates", grid.candidates.len())];
+    let mut shape = vec![counted(grid.candidates.len(), "candidate")];
     if let Some(seeds) = &grid.seeds {
-        shape.push(format!("{} seeds", seeds.len()));
+        shape.push(counted(seeds.len(), "seed"));
     }
     if let Some(folds) = grid.folds {
-        shape.push(format!("{folds} folds"));
+        shape.push(counted(folds, "fold"));
     }
     let chosen = sets
         .chosen_because
@@ -538,7 +558,7 @@ fn summary(
     let mut out = format!(
         "trained {} on {} ({} rows): {} members ({}), {} epochs, {} steps in {:.1} s \
          (setup {:.1} s); loss {}{chosen}\n",
-        join(&trainer.mlp().sizes()),
+        trainer.mlp().describe(),
         run.device_name(),
         sets.train.rows(),
         run.len(),
@@ -567,4 +587,13 @@ fn signal_line(args: &TrainArgs, outcome: &Outcome) -> Option<String> {
         (true, None) => format!("interrupted by {}", signal.name()),
         (false, _) => format!("{} came after the last step", signal.name()),
     })
+}
+
+/// "1 candidate", "3 candidates".
+fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

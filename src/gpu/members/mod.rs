@@ -197,6 +197,7 @@ impl GpuMembers {
         batch_rows: usize,
         hardware_only: bool,
     ) -> Result<GpuMembers> {
+        mlp.require_plain("the GPU members engine")?;
         let ctx = GpuContext::open(hardware_only)?;
         GpuMembers::on_context(ctx, mlp, params, configs, batch_rows)
     }

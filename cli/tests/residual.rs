@@ -1,0 +1,166 @@
+//! `retroprop train --blocks`: a residual network of the bundled digits
+//! trains past the plain network of its depth (issue 33's goal: 50
+//! blocks with layer normalisation at 96 % or more in the default epochs,
+//! with no vanishing-gradient warning; 20 sigmoid blocks past 90 %; batch
+//! norm, the default, past 96 % too), and what it cannot do yet is
+//! refused before anything trains.
+
+mod support;
+
+use support::{Dir, fails, ok};
+
+/// The summary's validation accuracy, in percent.
+fn accuracy(summary: &str) -> f64 {
+    let at = summary
+        .find("validation accuracy ")
+        .expect("a validation accuracy")
+        + 20;
+    summary[at..].split('%').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn fifty_blocks_with_layer_norm_reach_96_percent_on_digits_without_a_warning() {
+    let (code, stdout, stderr) = support::run(&[
+        "train",
+        "--arch",
+        "64,32,10",
+        "--blocks",
+        "50",
+        "--norm",
+        "layer",
+        "--device",
+        "cpu",
+        "--norms-every",
+        "10",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("64,32,10 with 50 residual blocks (hidden 64, layer norm)"),
+        "{stdout}"
+    );
+    assert!(accuracy(&stdout) >= 96.0, "{stdout}");
+    assert!(
+        !stderr.contains("vanish") && !stderr.contains("explod"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn fifty_blocks_with_batch_norm_the_default_reach_96_percent_on_digits() {
+    let stdout = ok(&[
+        "train", "--arch", "64,32,10", "--blocks", "50", "--device", "cpu",
+    ]);
+    assert!(stdout.contains("(hidden 64, batch norm)"), "{stdout}");
+    assert!(accuracy(&stdout) >= 96.0, "{stdout}");
+}
+
+#[test]
+fn twenty_sigmoid_blocks_with_layer_norm_train_past_90_percent() {
+    let stdout = ok(&[
+        "train",
+        "--arch",
+        "64,32,10",
+        "--blocks",
+        "20",
+        "--activations",
+        "sigmoid",
+        "--norm",
+        "layer",
+        "--device",
+        "cpu",
+    ]);
+    assert!(accuracy(&stdout) > 90.0, "{stdout}");
+}
+
+#[test]
+fn what_residual_networks_cannot_do_yet_is_refused_before_training() {
+    let dir = Dir::new("residual");
+    let save = dir.path("net.safetensors");
+    let base = [
+        "train", "--arch", "64,32,10", "--blocks", "2", "--epochs", "1",
+    ];
+    fn with<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+        base.iter().chain(more).copied().collect()
+    }
+    fails(
+        &with(&base, &["--save", save.to_str().unwrap()]),
+        1,
+        &["--blocks", "--save is not available"],
+    );
+    assert!(!save.exists(), "nothing written");
+    fails(
+        &with(&base, &["--device", "gpu"]),
+        1,
+        &["GPU backend", "residual network (2 blocks"],
+    );
+    fails(
+        &with(&base, &["--norm", "group"]),
+        1,
+        &["--norm group", "batch, layer or none"],
+    );
+    // Batch norm (the default): no batch of one row, no early stopping yet.
+    fails(
+        &with(&base, &["--batch-size", "479"]),
+        1,
+        &["at least 2 rows", "1438 rows in batches of 479"],
+    );
+    fails(
+        &with(&base, &["--early-stopping", "3"]),
+        1,
+        &["early stopping with batch normalisation"],
+    );
+    fails(
+        &["train", "--arch", "64,10", "--blocks", "2"],
+        1,
+        &["one hidden size", "64,10"],
+    );
+    fails(
+        &with(&base, &["--block-multiplier", "0"]),
+        1,
+        &["--block-multiplier 0"],
+    );
+}
+
+#[test]
+fn the_health_warnings_name_the_blocks_and_point_a_deep_plain_network_to_them() {
+    let chain = std::iter::once("64")
+        .chain(std::iter::repeat_n("32", 20))
+        .chain(std::iter::once("10"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let common = [
+        "--activations",
+        "sigmoid",
+        "--device",
+        "cpu",
+        "--norms-every",
+        "20",
+        "--epochs",
+        "2",
+    ];
+    let plain: Vec<&str> = ["train", "--arch", chain.as_str()]
+        .iter()
+        .chain(&common)
+        .copied()
+        .collect();
+    let (code, _, stderr) = support::run(&plain);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("layer 0's gradient norm") && stderr.contains("residual blocks (--blocks)"),
+        "{stderr}"
+    );
+    let residual: Vec<&str> = [
+        "train", "--arch", "64,32,10", "--blocks", "20", "--norm", "none", "--lr", "1",
+    ]
+    .iter()
+    .chain(&common)
+    .copied()
+    .collect();
+    let (code, _, stderr) = support::run(&residual);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("(block 0's first linear)'s gradient norm")
+            && stderr.contains("--norm batch or layer"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,237 @@
+//! The forward and backward passes of a network that is more than dense
+//! layers one after another ([`Mlp::kinds`]: normalisations, activations
+//! alone, residual skips), step by step. A plain network takes the
+//! [`Network`](super::Network)'s own passes instead; the dense steps here
+//! are the same `dense_forward` and `dense_backward`, with the same
+//! dropout masks.
+
+use super::dense::{dense_backward, dense_forward};
+use super::gemm::Gemm;
+use super::norm::{
+    Norm, NormSaved, RunningStats, batch_norm_backward, batch_norm_forward_eval,
+    batch_norm_forward_train, layer_norm_backward, layer_norm_forward,
+};
+use crate::dropout::Dropout;
+use crate::model::{LayerKind, Mlp, NormKind};
+
+/// Dropout during a training pass: each dense layer's, the mask seed,
+/// the step, and where the pass's rows sit in the batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dropping<'a> {
+    pub layers: &'a [Option<Dropout>],
+    pub seed: u32,
+    pub step: u32,
+    pub offset: usize,
+}
+
+/// Every step's buffers, kept from the forward pass for the backward.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Sequence<T> {
+    /// Each step's output.
+    out: Vec<Vec<T>>,
+    /// Each dense step's pre-activation Z.
+    z: Vec<Vec<T>>,
+    /// Each dense step's dropout factors (empty without dropout).
+    masks: Vec<Vec<T>>,
+    /// Each normalisation step's x̂ and 1/σ.
+    saved: Vec<NormSaved<T>>,
+    /// Gradients waiting at a skip, innermost last.
+    skip_grads: Vec<Vec<T>>,
+    grad: Vec<T>,
+    input_grad: Vec<T>,
+}
+
+impl<T: Gemm> Sequence<T> {
+    /// The forward pass over `x`; returns the output. A training pass
+    /// (`dropping` given) normalises BatchNorm by the batch and moves its
+    /// `running` statistics; any other by the running statistics.
+    ///
+    /// # Panics
+    /// A training pass of BatchNorm on one row (the trainer refuses a
+    /// batch size of 1 for such a network).
+    pub fn forward(
+        &mut self,
+        mlp: &Mlp,
+        params: &[T],
+        running: &mut [RunningStats<T>],
+        x: &[T],
+        dropping: Option<Dropping<'_>>,
+    ) -> &[T] {
+        let steps = mlp.kinds().len();
+        self.out.resize(steps, Vec::new());
+        self.z.resize(steps, Vec::new());
+        self.masks.resize(steps, Vec::new());
+        self.saved.resize(steps, NormSaved::default());
+        let rows = x.len() / mlp.inputs();
+        let mut skips = Vec::new();
+        for (i, &kind) in mlp.kinds().iter().enumerate() {
+            let (done, rest) = self.out.split_at_mut(i);
+            let input: &[T] = if i == 0 { x } else { &done[i - 1] };
+            let out = &mut rest[0];
+            match kind {
+                LayerKind::Dense(l) => {
+                    let layer = mlp.layers()[l];
+                    let z = &mut self.z[i];
+                    z.resize(rows * layer.outputs, T::zero());
+                    out.resize(rows * layer.outputs, T::zero());
+                    let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
+                    dense_forward(input, &params[w], &params[b], layer.activation, z, out);
+                    drop_out(out, &mut self.masks[i], layer.outputs, l, dropping);
+                }
+                LayerKind::Norm(n) => {
+                    out.resize(input.len(), T::zero());
+                    let norm = norm_of(mlp, params, n);
+                    let layer = mlp.norms()[n];
+                    let saved = &mut self.saved[i];
+                    match (layer.kind, dropping) {
+                        (NormKind::Layer, _) => layer_norm_forward(input, norm, out, saved),
+                        (NormKind::Batch, Some(_)) => {
+                            let momentum = layer.momentum;
+                            batch_norm_forward_train(
+                                input,
+                                norm,
+                                momentum,
+                                &mut running[n],
+                                out,
+                                saved,
+                            )
+                            .expect("the trainer refuses batches of one row for batch norm")
+                        }
+                        (NormKind::Batch, None) => {
+                            batch_norm_forward_eval(input, norm, &running[n], out)
+                        }
+                    }
+                }
+                LayerKind::Activation(f) => {
+                    out.clear();
+                    out.extend(input.iter().map(|&v| f.forward(v)));
+                }
+                LayerKind::Skip => {
+                    out.clear();
+                    out.extend_from_slice(input);
+                    skips.push(i);
+                }
+                LayerKind::Add => {
+                    let kept = &done[skips.pop().expect("an add follows its skip")];
+                    out.clear();
+                    out.extend(input.iter().zip(kept).map(|(&a, &b)| a + b));
+                }
+            }
+        }
+        &self.out[steps - 1]
+    }
+
+    /// The backward pass from `grad_out` (dL/d output, which the loss
+    /// wrote), after [`forward`](Self::forward) on the same `x`: every
+    /// parameter's gradient into `grads`.
+    pub fn backward(&mut self, mlp: &Mlp, params: &[T], grads: &mut [T], x: &[T], grad_out: &[T]) {
+        self.grad.clear();
+        self.grad.extend_from_slice(grad_out);
+        self.skip_grads.clear();
+        for (i, &kind) in mlp.kinds().iter().enumerate().rev() {
+            let input: &[T] = if i == 0 { x } else { &self.out[i - 1] };
+            match kind {
+                LayerKind::Dense(l) => {
+                    let layer = mlp.layers()[l];
+                    for (g, &m) in self.grad.iter_mut().zip(&self.masks[i]) {
+                        *g = *g * m;
+                    }
+                    let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
+                    let (head, tail) = grads.split_at_mut(b.start);
+                    let input_grad = (i > 0).then_some(&mut self.input_grad);
+                    dense_backward(
+                        input,
+                        &params[w.clone()],
+                        &self.z[i],
+                        layer.activation,
+                        &mut self.grad,
+                        &mut head[w],
+                        &mut tail[..b.len()],
+                        input_grad,
+                    );
+                    std::mem::swap(&mut self.grad, &mut self.input_grad);
+                }
+                LayerKind::Norm(n) => {
+                    let norm = norm_of(mlp, params, n);
+                    let (gamma, beta) = mlp.norm_ranges(n);
+                    let (head, tail) = grads.split_at_mut(beta.start);
+                    self.input_grad.resize(self.grad.len(), T::zero());
+                    let backward = match mlp.norms()[n].kind {
+                        NormKind::Layer => layer_norm_backward,
+                        NormKind::Batch => batch_norm_backward,
+                    };
+                    backward(
+                        &self.grad,
+                        norm,
+                        &self.saved[i],
+                        &mut self.input_grad,
+                        &mut head[gamma],
+                        &mut tail[..beta.len()],
+                    );
+                    std::mem::swap(&mut self.grad, &mut self.input_grad);
+                }
+                LayerKind::Activation(f) => {
+                    for (g, &v) in self.grad.iter_mut().zip(input) {
+                        *g = *g * f.derivative(v);
+                    }
+                }
+                // x + block(x): the add's gradient goes down the block and
+                // waits at the skip, which adds it to the block's.
+                LayerKind::Add => self.skip_grads.push(self.grad.clone()),
+                LayerKind::Skip => {
+                    let waiting = self.skip_grads.pop().expect("a skip has its add");
+                    for (g, w) in self.grad.iter_mut().zip(waiting) {
+                        *g = *g + w;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes the buffers hold.
+    pub fn capacity(&self) -> usize {
+        self.out
+            .iter()
+            .chain(&self.z)
+            .chain(&self.masks)
+            .map(Vec::capacity)
+            .sum::<usize>()
+            + self.grad.capacity()
+            + self.input_grad.capacity()
+    }
+}
+
+/// Normalisation `n` over the parameters.
+fn norm_of<'a, T>(mlp: &Mlp, params: &'a [T], n: usize) -> Norm<'a, T> {
+    let (gamma, beta) = mlp.norm_ranges(n);
+    let layer = mlp.norms()[n];
+    Norm {
+        width: layer.width,
+        weight: &params[gamma],
+        bias: &params[beta],
+        eps: layer.eps,
+    }
+}
+
+/// Drops out dense layer `l`'s output in a training pass, keeping the
+/// factors; each element's mask follows its place in the whole batch, as
+/// the plain network's does.
+fn drop_out<T: Gemm>(
+    out: &mut [T],
+    mask: &mut Vec<T>,
+    width: usize,
+    l: usize,
+    dropping: Option<Dropping<'_>>,
+) {
+    mask.clear();
+    let Some(d) = dropping else { return };
+    let Some(dropout) = d.layers.get(l).copied().flatten() else {
+        return;
+    };
+    for (i, a) in out.iter_mut().enumerate() {
+        let (row, column) = ((d.offset + i / width) as u32, (i % width) as u32);
+        let f = T::of(dropout.factor(d.seed, d.step, l as u32, row, column) as f64);
+        mask.push(f);
+        *a = *a * f;
+    }
+}
