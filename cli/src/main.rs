@@ -57,9 +57,9 @@ fn main() -> ExitCode {
 /// `OPENBLAS_THREAD_TIMEOUT` says otherwise. By default they spin (calling
 /// `sched_yield`) for 2²⁸ cycles, about 0.1 s, after each product, beside
 /// the CPU backend's own threads, which then share the cores with them:
-/// the standard work ran at 15–17 000 samples/s at batch 1024 under
+/// the standard work ran at 14–17 000 samples/s at batch 1024 under
 /// `RETROPROP_BLAS=auto`, whose steps mix the two GEMMs, against 19–20 000
-/// on the built-in GEMM alone, and at 19–20 000 with a timeout of 2⁴
+/// on the built-in GEMM alone, and at 19 000–19 400 with a timeout of 2⁴
 /// cycles (docs/performance.md, "Which GEMM auto runs"). OpenBLAS reads
 /// the variable once, when it is loaded (the first large product).
 fn quiet_blas_threads() {
