@@ -60,7 +60,7 @@ fn main() -> ExitCode {
 /// the standard work ran at 15–17 000 samples/s at batch 1024 under
 /// `RETROPROP_BLAS=auto`, whose steps mix the two GEMMs, against 19–20 000
 /// on the built-in GEMM alone, and at 19–20 000 with a timeout of 2⁴
-/// cycles (docs/performance.md, "Which GEMM auto runs"). OpenBLAS reads
+/// cycles (`dev/cpu_gemm_choice.sh`, `TIMEOUTS`). OpenBLAS reads
 /// the variable once, when it is loaded (the first large product).
 fn quiet_blas_threads() {
     if std::env::var_os("OPENBLAS_THREAD_TIMEOUT").is_none() {
