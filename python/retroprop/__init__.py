@@ -21,8 +21,9 @@ import os as _os
 # OpenBLAS's idle threads spin for about 0.1 s after each product beside
 # the CPU backend's own, which then share the cores with them; a timeout
 # of 2**4 cycles lets them sleep at once (docs/performance.md, "Which GEMM
-# auto runs"). OpenBLAS reads it when it is loaded, after this import; a
-# value set by the user is kept.
+# auto runs", measured by dev/cpu_gemm_choice.sh with TIMEOUTS). OpenBLAS
+# reads it when it is loaded, after this import; a value set by the user
+# is kept.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from ._core import MembersHistory, MembersModel, Model, Trainer, load, optimizer_defaults  # noqa: E402
