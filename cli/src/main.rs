@@ -11,6 +11,7 @@ mod predict;
 mod ranks;
 mod report;
 mod resume;
+mod settings;
 mod train;
 
 use clap::Parser;

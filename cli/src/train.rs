@@ -1,7 +1,7 @@
 //! `retroprop train` of one network, and the steps a run of members
 //! (members.rs) shares with it.
 
-use crate::cli::{TrainArgs, parse_arch};
+use crate::cli::TrainArgs;
 use crate::data::{
     DataSpec, Labelled, StreamedFile, load_labelled, open_streamed, open_validation, outputs_for,
 };
@@ -15,22 +15,21 @@ use retroprop::io::{
     save_noted_model,
 };
 use retroprop::stream::Streamed;
-use retroprop::train::{ResolvedRun, RunRequest, Saved};
-use retroprop::{
-    Checkpoint, Dataset, EpochRecord, History, Mlp, NormKind, Residual, Standardizer, TrainConfig,
-    Trainer,
-};
+use retroprop::train::{ResolvedRun, Saved};
+use retroprop::{Checkpoint, Dataset, EpochRecord, History, Standardizer, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 pub(crate) type Result<T> = std::result::Result<T, String>;
 
+pub(crate) use crate::settings::{flag_error, resolve_settings};
+
 pub(crate) fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-fn describe(data: Option<&Path>) -> String {
+pub(crate) fn describe(data: Option<&Path>) -> String {
     data.map_or("the bundled digits data set".into(), |p| {
         p.display().to_string()
     })
@@ -84,9 +83,9 @@ impl Loaded {
 /// held or streamed: its features, the outputs its targets need, and the
 /// loss they suggest (or a flag or the checkpoint named).
 pub(crate) struct DataShape {
-    features: usize,
-    outputs: usize,
-    loss: retroprop::Loss,
+    pub(crate) features: usize,
+    pub(crate) outputs: usize,
+    pub(crate) loss: retroprop::Loss,
 }
 
 impl DataShape {
@@ -248,188 +247,6 @@ fn data_spec(
     }
     let loss = args.loss.or(saved.map(|s| s.loss));
     Ok((args.columns.spec(targets), loss))
-}
-
-/// What the flags say, each setting `None` where no flag was given.
-fn request(args: &TrainArgs) -> Result<RunRequest> {
-    Ok(RunRequest {
-        sizes: args.arch.as_deref().map(parse_arch).transpose()?,
-        activations: args.activations.clone(),
-        loss: args.loss,
-        optimizer: args.optimizer,
-        optimizer_options: args
-            .optimizer_options()
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), value))
-            .collect(),
-        lr_schedule: args.lr_schedule.as_ref().and_then(|v| v.single()).copied(),
-        batch_size: args.batch_size.map(|rows| (rows > 0).then_some(rows)),
-        shuffle: args.no_shuffle.then_some(false),
-        shuffle_window: args.shuffle_window,
-        // A list's first seeds what the run shares: the split, the folds.
-        seed: args.seed.as_ref().and_then(|v| v.0.first()).copied(),
-        init: Some(args.weight_init),
-        clip_grad_norm: args.clip_grad_norm,
-        clip_grad_value: args.clip_grad_value,
-        dropout: args.dropout.as_ref().and_then(|v| v.single()).copied(),
-        early_stopping: args.early_stopping,
-        min_delta: args.min_delta,
-        // Validation data of its own holds out nothing.
-        validation_split: match (&args.val, args.val_split) {
-            (Some(_), _) => Some(None),
-            (None, fraction) => fraction.map(Some),
-        },
-        standardize: args.standardize.then_some(true),
-        precision: args.precision,
-        epochs: args.epochs,
-        max_steps: args.steps,
-        device: Some(args.device),
-        norms_every: args.norms_every,
-    })
-}
-
-/// The program's own defaults, where neither a flag nor the checkpoint
-/// says: the network `FEATURES,64,OUTPUTS` (or `--init`'s), the loss the
-/// targets suggest, 20 epochs (no bound with `--steps`), and for the
-/// bundled digits standardisation (they are pixel counts 0..16) and,
-/// without `--folds`, a 20 % validation split.
-fn program_defaults(args: &TrainArgs, data: &DataShape) -> Result<RunRequest> {
-    let init = args
-        .init
-        .as_deref()
-        .map(load_model)
-        .transpose()
-        .map_err(text)?;
-    let bundled = args.data.is_none();
-    Ok(RunRequest {
-        sizes: Some(init.as_ref().map_or_else(
-            || vec![data.features, 64, data.outputs],
-            |m| m.sizes.clone(),
-        )),
-        activations: init
-            .and_then(|m| m.activations)
-            .map(|a| join(&a))
-            .filter(|_| args.arch.is_none()),
-        loss: Some(data.loss),
-        epochs: Some(if args.steps.is_some() { usize::MAX } else { 20 }),
-        validation_split: (bundled && args.folds.is_none()).then_some(Some(0.2)),
-        standardize: bundled.then_some(true),
-        ..RunRequest::default()
-    })
-}
-
-/// The run's settings, resolved by the library from the flags, the
-/// checkpoint and the program's defaults; a resume that changes what
-/// its state cannot carry is refused here, naming each flag.
-pub(crate) fn resolve_settings(
-    args: &TrainArgs,
-    data: &DataShape,
-    resume: Option<&Resume>,
-    ranks: &Ranks,
-) -> Result<ResolvedRun> {
-    let defaults = program_defaults(args, data)?;
-    let run = request(args)?
-        .resolve(&defaults, resume.map(Resume::saved))
-        .map_err(flag_error)?;
-    if let Some(resume) = resume {
-        if let Some(refused) = resume::refusal(&resume.path, &run.refused) {
-            return Err(refused);
-        }
-        if run.unchecked && ranks.writes() {
-            eprintln!(
-                "note: {} was written before checkpoints recorded their run's settings: the \
-                 flags given and the defaults stand, unchecked, and early stopping counts again",
-                resume.path.display()
-            );
-        }
-    }
-    let run = with_blocks(args, run)?;
-    let features = data.features;
-    let sizes = run.mlp.sizes();
-    if sizes[0] != features {
-        return Err(format!(
-            "--arch starts with {} inputs, but {} has {features} feature columns",
-            sizes[0],
-            describe(args.data.as_deref())
-        ));
-    }
-    Ok(run)
-}
-
-/// `--blocks N`: the run's network made residual (`Mlp::residual`) at
-/// the width of `--arch`'s one hidden size, refused where its files would
-/// be needed, before anything trains.
-fn with_blocks(args: &TrainArgs, mut run: ResolvedRun) -> Result<ResolvedRun> {
-    let Some(blocks) = args.blocks else {
-        return Ok(run);
-    };
-    for (given, flag) in [
-        (args.save.is_some(), "--save"),
-        (args.checkpoint.is_some(), "--checkpoint"),
-        (args.resume.is_some(), "--resume"),
-        (args.init.is_some(), "--init"),
-    ] {
-        if given {
-            return Err(format!(
-                "--blocks: {flag} is not available for residual networks yet (their model \
-                 files and checkpoints are not written yet)"
-            ));
-        }
-    }
-    let sizes = run.mlp.sizes();
-    let [inputs, width, outputs] = sizes[..] else {
-        return Err(format!(
-            "--blocks needs --arch with one hidden size, the blocks' width (e.g. 64,32,10), got {}",
-            join(&sizes)
-        ));
-    };
-    let norm = match args.norm.as_deref().unwrap_or("batch") {
-        "batch" => Some(NormKind::Batch),
-        "layer" => Some(NormKind::Layer),
-        "none" => None,
-        other => return Err(format!("--norm {other}: expected batch, layer or none")),
-    };
-    let multiplier = args.block_multiplier.unwrap_or(2.0);
-    let hidden = (width as f64 * multiplier).round();
-    if !(hidden >= 1.0 && hidden.is_finite()) {
-        return Err(format!(
-            "--block-multiplier {multiplier}: the blocks' hidden width {width} × {multiplier} must be at least 1"
-        ));
-    }
-    run.mlp = Mlp::residual(Residual {
-        inputs,
-        width,
-        hidden: hidden as usize,
-        blocks,
-        outputs,
-        norm,
-        activation: run.mlp.layers()[0].activation,
-    })
-    .map_err(|e| format!("--blocks: {e}"))?;
-    Ok(run)
-}
-
-/// A resolution error in the program's words: a setting by its flag.
-pub(crate) fn flag_error(error: retroprop::Error) -> String {
-    match error {
-        retroprop::Error::UnknownOption {
-            optimizer,
-            option,
-            owners,
-            ..
-        } => format!(
-            "{} does not apply to --optimizer {optimizer} (only to {})",
-            resume::flag(&option),
-            owners.join(", ")
-        ),
-        retroprop::Error::Setting { setting, message } => {
-            format!("{} {message}", resume::flag(setting))
-        }
-        e @ (retroprop::Error::ZeroSizedLayer { .. } | retroprop::Error::Shape { .. }) => {
-            format!("--arch: {e}")
-        }
-        e => e.to_string(),
-    }
 }
 
 /// A lone run's validation rows and scaling: [`hold_out_and_scale`] of
