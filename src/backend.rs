@@ -432,6 +432,15 @@ pub trait Backend: MaybeSend {
     /// Replaces the optimizer state and the step count.
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()>;
 
+    /// The model's state besides its parameters, torch's buffers: each
+    /// batch normalisation's running mean and variance, laid out as
+    /// [`Mlp::buffer_ranges`] (empty for a network without). Their
+    /// `num_batches_tracked` is the step count.
+    fn buffers(&mut self) -> Result<Vec<f32>>;
+    /// Replaces the buffers (a resume, a loaded model, early stopping's
+    /// best epoch).
+    fn set_buffers(&mut self, buffers: &[f32]) -> Result<()>;
+
     /// Makes `data` the training data that steps read: the GPU uploads it
     /// (or, past its binding limits, streams batches from host memory).
     fn upload<'a>(&mut self, data: &'a Dataset) -> Result<DeviceData<'a>>;

@@ -388,6 +388,54 @@ impl Mlp {
         (start..start + width, start + width..start + 2 * width)
     }
 
+    /// Where batch normalisation `n`'s running mean and running variance
+    /// sit in the flat buffer vector ([`Backend::buffers`](crate::backend::Backend::buffers),
+    /// torch's buffers): the batch normalisations in order, each its mean
+    /// then its variance. `None` for a layer normalisation, which keeps
+    /// none.
+    ///
+    /// ```
+    /// use retroprop::{Activation, Mlp, NormKind, Residual};
+    /// let net = Mlp::residual(Residual { inputs: 4, width: 3, hidden: 6, blocks: 2,
+    ///     outputs: 1, norm: Some(NormKind::Batch), activation: Activation::Relu })?;
+    /// assert_eq!(net.buffer_count(), 3 * 2 * 3); // three norms, mean and var of 3
+    /// assert_eq!(net.buffer_ranges(1), Some((6..9, 9..12)));
+    /// assert_eq!(&net.initial_buffers()[..6], [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    /// # Ok::<(), retroprop::Error>(())
+    /// ```
+    pub fn buffer_ranges(&self, n: usize) -> Option<(Range<usize>, Range<usize>)> {
+        if self.norms[n].kind != NormKind::Batch {
+            return None;
+        }
+        let start: usize = self.norms[..n]
+            .iter()
+            .filter(|norm| norm.kind == NormKind::Batch)
+            .map(|norm| 2 * norm.width)
+            .sum();
+        let width = self.norms[n].width;
+        Some((start..start + width, start + width..start + 2 * width))
+    }
+
+    /// Values the flat buffer vector holds (see [`Mlp::buffer_ranges`]).
+    pub fn buffer_count(&self) -> usize {
+        self.norms
+            .iter()
+            .filter(|norm| norm.kind == NormKind::Batch)
+            .map(|norm| 2 * norm.width)
+            .sum()
+    }
+
+    /// torch's initial buffers: running means 0, running variances 1.
+    pub fn initial_buffers(&self) -> Vec<f32> {
+        let mut buffers = vec![0.0; self.buffer_count()];
+        for n in 0..self.norms.len() {
+            if let Some((_, var)) = self.buffer_ranges(n) {
+                buffers[var].fill(1.0);
+            }
+        }
+        buffers
+    }
+
     /// The norms' parameters must fit one allocation with the rest.
     fn check_norm_parameters(&self) -> Result<()> {
         let norms: usize = self.norms.iter().map(|n| 2 * n.width).sum();

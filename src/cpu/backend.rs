@@ -147,11 +147,18 @@ impl CpuBackend {
             }
             check_batch_norm_share(self.net.mlp(), &BatchShare::whole(indices))?;
             let batch_weight = data.weight_of(indices);
+            // The forward pass moves the running statistics: kept so that a
+            // step that diverges leaves them as they were.
+            let buffers_before = self.net.mlp().has_batch_norm().then(|| self.net.buffers());
             let loss = self.forward_backward_rows(data, indices, (indices.len(), 0), batch_weight);
             let step = self.net.step_count() + 1;
             if !loss.is_finite() {
-                // Stopped before the update: parameters, state and step
-                // count are those from before the step (as on the GPU).
+                // Stopped before the update: parameters, state, running
+                // statistics and step count are those from before the step
+                // (as on the GPU).
+                if let Some(buffers) = buffers_before {
+                    self.net.set_buffers(&buffers, step - 1);
+                }
                 return Err(Error::Diverged {
                     step,
                     loss: loss as f64,
@@ -211,6 +218,21 @@ impl Backend for CpuBackend {
 
     fn optimizer_state(&mut self) -> Result<(Vec<f32>, u64)> {
         Ok((self.net.optimizer_state().to_vec(), self.net.step_count()))
+    }
+
+    fn buffers(&mut self) -> Result<Vec<f32>> {
+        Ok(self.net.buffers())
+    }
+
+    fn set_buffers(&mut self, buffers: &[f32]) -> Result<()> {
+        checks::length(
+            "buffers of the network (batch normalisations' running statistics)",
+            self.net.mlp().buffer_count(),
+            buffers.len(),
+        )?;
+        let step = self.net.step_count();
+        self.net.set_buffers(buffers, step);
+        Ok(())
     }
 
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {

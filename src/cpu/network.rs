@@ -170,6 +170,35 @@ impl<T: Gemm> Network<T> {
         &self.running
     }
 
+    /// The running statistics as one flat vector in
+    /// [`Mlp::buffer_ranges`]'s layout.
+    pub fn buffers(&self) -> Vec<T> {
+        let mut buffers = vec![T::zero(); self.mlp.buffer_count()];
+        for (n, stats) in self.running.iter().enumerate() {
+            if let Some((mean, var)) = self.mlp.buffer_ranges(n) {
+                buffers[mean].copy_from_slice(&stats.mean);
+                buffers[var].copy_from_slice(&stats.var);
+            }
+        }
+        buffers
+    }
+
+    /// Replaces the running statistics from [`Network::buffers`]'s layout;
+    /// their batch counts become `batches`.
+    ///
+    /// # Panics
+    /// If `buffers` does not have [`Mlp::buffer_count`] values.
+    pub fn set_buffers(&mut self, buffers: &[T], batches: u64) {
+        assert_eq!(buffers.len(), self.mlp.buffer_count(), "buffer count");
+        for (n, stats) in self.running.iter_mut().enumerate() {
+            if let Some((mean, var)) = self.mlp.buffer_ranges(n) {
+                stats.mean.copy_from_slice(&buffers[mean]);
+                stats.var.copy_from_slice(&buffers[var]);
+                stats.batches = batches;
+            }
+        }
+    }
+
     /// Number of optimizer steps taken.
     pub fn step_count(&self) -> u64 {
         self.step

@@ -317,6 +317,19 @@ impl Backend for GpuBackend {
         })
     }
 
+    /// Empty: the GPU runs plain networks only so far ([`Mlp::require_plain`]).
+    fn buffers(&mut self) -> Result<Vec<f32>> {
+        Ok(Vec::new())
+    }
+
+    fn set_buffers(&mut self, buffers: &[f32]) -> Result<()> {
+        checks::length(
+            "buffers of the network",
+            self.mlp.buffer_count(),
+            buffers.len(),
+        )
+    }
+
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
         let n = self.mlp.parameter_count();
         checks::length("optimizer state", self.state_slots * n, state.len())?;

@@ -477,6 +477,18 @@ impl Trainer {
         self.backend.set_parameters(params)
     }
 
+    /// The model's buffers: each batch normalisation's running mean and
+    /// variance ([`Mlp::buffer_ranges`]; empty for a network without),
+    /// which a model file and a checkpoint hold beside the parameters.
+    pub fn buffers(&mut self) -> Result<Vec<f32>> {
+        self.backend.buffers()
+    }
+
+    /// Replaces the buffers (the running statistics of a loaded model).
+    pub fn set_buffers(&mut self, buffers: &[f32]) -> Result<()> {
+        self.backend.set_buffers(buffers)
+    }
+
     /// Bytes of device (or, on the CPU, host) memory this trainer's backend
     /// has allocated for parameters, state, activations and data.
     pub fn memory_bytes(&self) -> u64 {

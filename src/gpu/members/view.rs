@@ -62,6 +62,15 @@ impl Backend for MemberView {
         lock(&self.engine).optimizer_state(self.member)
     }
 
+    /// Empty: the members' engine runs plain networks only so far.
+    fn buffers(&mut self) -> Result<Vec<f32>> {
+        Ok(Vec::new())
+    }
+
+    fn set_buffers(&mut self, buffers: &[f32]) -> Result<()> {
+        crate::backend::checks::length("buffers of the network", 0, buffers.len())
+    }
+
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
         lock(&self.engine).set_optimizer_state(self.member, state, step)
     }
