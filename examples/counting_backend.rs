@@ -103,6 +103,14 @@ impl Backend for CountingBackend {
         self.inner.set_optimizer_state(state, step)
     }
 
+    fn buffers(&mut self) -> retroprop::Result<Vec<f32>> {
+        self.inner.buffers()
+    }
+
+    fn set_buffers(&mut self, buffers: &[f32]) -> retroprop::Result<()> {
+        self.inner.set_buffers(buffers)
+    }
+
     fn upload<'a>(&mut self, data: &'a Dataset) -> retroprop::Result<DeviceData<'a>> {
         self.count(|c| &mut c.upload);
         // The inner backend's handle is the one its steps check; a backend
