@@ -150,6 +150,7 @@ fn main() {
         batch_rows: batch,
         offset: share.start,
         batch_weight: None,
+        across: None,
     };
     let mut grads = Vec::new();
     let reps = 10;

@@ -162,6 +162,24 @@ impl<'a> DeviceData<'a> {
     }
 }
 
+/// Sums over the ranks that share a batch, of values each rank computed
+/// over its share: what batch normalisation needs of the whole batch when
+/// each rank holds a share (torch's `SyncBatchNorm`). Every rank calls
+/// [`sum`](Self::sum) the same number of times with the same lengths (a
+/// rank with an empty share too), and each gets the same bits.
+pub trait BatchSums {
+    /// Replaces `values` with their element-wise sum over the ranks. A
+    /// failure (a rank that left) is kept by the implementation and
+    /// reported after the pass; `values` are then zeros.
+    fn sum(&self, values: &mut [f64]);
+}
+
+impl std::fmt::Debug for dyn BatchSums + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchSums")
+    }
+}
+
 /// One process's share of a batch for [`Backend::forward_backward`]: the
 /// data set's rows `rows`, which sit at `offset` in a batch of
 /// `batch_rows` rows. The loss is normalised by the whole batch, so the
@@ -182,6 +200,11 @@ pub struct BatchShare<'a> {
     /// loss by; `None`: the share's own (a whole batch). Unused without
     /// weights.
     pub batch_weight: Option<f64>,
+    /// Where the share's batch statistics become the whole batch's (a
+    /// network with batch normalisation, its batch shared by ranks);
+    /// `None`: the share's own, refused for batch normalisation unless the
+    /// share is the whole batch.
+    pub across: Option<&'a dyn BatchSums>,
 }
 
 impl<'a> BatchShare<'a> {
@@ -192,6 +215,7 @@ impl<'a> BatchShare<'a> {
             batch_rows: rows.len(),
             offset: 0,
             batch_weight: None,
+            across: None,
         }
     }
 

@@ -128,6 +128,7 @@ fn shares_of_a_batch_add_up_to_the_batch() {
                     batch_rows: batch.len(),
                     offset: w[0],
                     batch_weight: None,
+                    across: None,
                 };
                 loss_sum += split.forward_backward(&handle, share).unwrap() * batch.len() as f64;
                 for (s, g) in sum.iter_mut().zip(split.gradients().unwrap()) {
@@ -157,6 +158,7 @@ fn a_share_that_does_not_fit_its_batch_is_an_error() {
             batch_rows: 4,
             offset: 2,
             batch_weight: None,
+            across: None,
         };
         let e = backend.forward_backward(&handle, share).unwrap_err();
         assert!(e.to_string().contains("does not fit"), "{kind:?}: {e}");

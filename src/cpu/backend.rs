@@ -4,7 +4,7 @@
 use super::network::Network;
 use super::pool::on_pool;
 use crate::backend::{
-    Backend, BackendConfig, BatchShare, DeviceData, LayerNorms, StepsReport, checks,
+    Backend, BackendConfig, BatchShare, BatchSums, DeviceData, LayerNorms, StepsReport, checks,
 };
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Kept, Result};
@@ -68,6 +68,7 @@ impl CpuBackend {
         indices: &[u32],
         (batch_rows, offset): (usize, usize),
         batch_weight: f64,
+        across: Option<&dyn BatchSums>,
     ) -> f32 {
         // Gather the batch (the GPU does the same through data.wgsl).
         data.gather(
@@ -91,6 +92,7 @@ impl CpuBackend {
             targets,
             (batch_rows, offset),
             weights,
+            across,
         )
     }
 
@@ -150,7 +152,8 @@ impl CpuBackend {
             // The forward pass moves the running statistics: kept so that a
             // step that diverges leaves them as they were.
             let buffers_before = self.net.mlp().has_batch_norm().then(|| self.net.buffers());
-            let loss = self.forward_backward_rows(data, indices, (indices.len(), 0), batch_weight);
+            let at = (indices.len(), 0);
+            let loss = self.forward_backward_rows(data, indices, at, batch_weight, None);
             let step = self.net.step_count() + 1;
             if !loss.is_finite() {
                 // Stopped before the update: parameters, state, running
@@ -251,19 +254,31 @@ impl Backend for CpuBackend {
     fn forward_backward(&mut self, data: &DeviceData<'_>, share: BatchShare<'_>) -> Result<f64> {
         data.check(Some(self.uploads))?;
         share.check()?;
+        check_batch_norm_share(self.net.mlp(), &share)?;
+        let across = share.across.filter(|_| self.net.mlp().has_batch_norm());
         if share.rows.is_empty() {
-            self.net.grads_mut().fill(0.0);
+            match across {
+                Some(across) => self.net.take_part_in_batch_sums(across),
+                None => self.net.grads_mut().fill(0.0),
+            }
             return Ok(0.0);
         }
-        check_batch_norm_share(self.net.mlp(), &share)?;
         let dataset = data.dataset();
         let batch_weight = share
             .batch_weight
             .unwrap_or_else(|| dataset.weight_of(share.rows));
-        let loss = self.on_pool_if_shared(share.batch_rows, |backend| {
-            let at = (share.batch_rows, share.offset);
-            backend.forward_backward_rows(dataset, share.rows, at, batch_weight)
-        });
+        let at = (share.batch_rows, share.offset);
+        let loss = match across {
+            // The ranks' sums are made from this thread, the one that
+            // makes the run's other collective calls (MPI's funnelled
+            // threading), so the pass runs here, off the pool.
+            Some(across) => {
+                self.forward_backward_rows(dataset, share.rows, at, batch_weight, Some(across))
+            }
+            None => self.on_pool_if_shared(share.batch_rows, |backend| {
+                backend.forward_backward_rows(dataset, share.rows, at, batch_weight, None)
+            }),
+        };
         Ok(loss as f64)
     }
 
@@ -401,21 +416,22 @@ impl CpuBackend {
 
 /// Batch normalisation needs the statistics of the whole batch, of two
 /// rows at least: a last batch of one row is refused (naming the batch
-/// size to change), and so is a share of a batch (ranks: SyncBatchNorm's
-/// statistics over ranks are not built yet).
-fn check_batch_norm_share(mlp: &crate::model::Mlp, share: &BatchShare<'_>) -> Result<()> {
+/// size to change), and so is a share of a batch without the ranks' sums
+/// that make its statistics the whole batch's ([`BatchShare::across`]).
+fn check_batch_norm_share(mlp: &Mlp, share: &BatchShare<'_>) -> Result<()> {
     if !mlp.has_batch_norm() {
         return Ok(());
     }
-    if share.rows.len() < share.batch_rows {
+    if share.rows.len() < share.batch_rows && share.across.is_none() {
         return Err(crate::error::Error::Config(format!(
-            "batch normalisation over a batch shared by ranks (SyncBatchNorm) is not built yet: \
-             this rank holds {} of the batch's {} rows",
+            "batch normalisation over a share of a batch needs the batch's statistics from every \
+             share (BatchShare::across, which a trainer over ranks gives): this share holds {} of \
+             the batch's {} rows",
             share.rows.len(),
             share.batch_rows
         )));
     }
-    if share.rows.len() < 2 {
+    if share.batch_rows < 2 {
         return Err(crate::error::Error::Config(
             "batch normalisation needs at least 2 rows a batch, and a batch of this epoch holds 1 \
              (the rows left over by the batch size): choose a batch size that leaves none or more \

@@ -6,6 +6,7 @@ use super::gemm::{self, Gemm};
 use super::norm::RunningStats;
 use super::optimizer::{self, clip_gradients, optimizer_step};
 use super::sequence::{Dropping, Sequence};
+use crate::backend::BatchSums;
 use crate::dropout::Dropout;
 use crate::loss::{Loss, RowWeights, TargetBatch};
 use crate::model::Mlp;
@@ -199,6 +200,13 @@ impl<T: Gemm> Network<T> {
         }
     }
 
+    /// A training pass over no rows of a batch that ranks share
+    /// ([`Sequence::take_part_in_sums`]): the gradients are zeros.
+    pub fn take_part_in_batch_sums(&mut self, across: &dyn BatchSums) {
+        Sequence::take_part_in_sums(&self.mlp, &self.params, &mut self.running, across);
+        self.grads.fill(T::zero());
+    }
+
     /// Number of optimizer steps taken.
     pub fn step_count(&self) -> u64 {
         self.step
@@ -207,13 +215,20 @@ impl<T: Gemm> Network<T> {
     /// The forward pass over `x` (rows × inputs); returns the output
     /// (rows × outputs).
     pub fn forward(&mut self, x: &[T]) -> &[T] {
-        self.forward_pass(x, None)
+        self.forward_pass(x, None, None)
     }
 
     /// The forward pass; a training pass (`Some(offset)`: its rows sit
     /// `offset` rows into the batch) drops out each layer's output (before
     /// the next layer reads it) and keeps the factors.
-    fn forward_pass(&mut self, x: &[T], training: Option<usize>) -> &[T] {
+    /// `across`: where batch normalisation's statistics become the whole
+    /// batch's ([`BatchShare::across`](crate::backend::BatchShare::across)).
+    fn forward_pass(
+        &mut self,
+        x: &[T],
+        training: Option<usize>,
+        across: Option<&dyn BatchSums>,
+    ) -> &[T] {
         let rows = x.len() / self.mlp.inputs();
         let step = (self.step + 1) as u32;
         if !self.mlp.is_plain() {
@@ -222,6 +237,7 @@ impl<T: Gemm> Network<T> {
                 seed: self.dropout_seed,
                 step,
                 offset,
+                across,
             });
             let (mlp, params) = (&self.mlp, &self.params);
             return self
@@ -282,12 +298,15 @@ impl<T: Gemm> Network<T> {
         batch_rows: usize,
         offset: usize,
     ) -> T {
-        self.weighted_loss_and_gradients(x, loss, targets, (batch_rows, offset), None)
+        let at = (batch_rows, offset);
+        self.weighted_loss_and_gradients(x, loss, targets, at, None, None)
     }
 
     /// [`loss_and_gradients_in_batch`](Self::loss_and_gradients_in_batch)
     /// with each row weighted in the loss (`weights`: see
-    /// [`Loss::forward_backward_weighted`]); unweighted without.
+    /// [`Loss::forward_backward_weighted`]); unweighted without. `across`:
+    /// where batch normalisation's statistics become the whole batch's
+    /// (a batch shared by ranks: [`BatchShare::across`](crate::backend::BatchShare::across)).
     pub fn weighted_loss_and_gradients(
         &mut self,
         x: &[T],
@@ -295,10 +314,11 @@ impl<T: Gemm> Network<T> {
         targets: TargetBatch<'_>,
         (batch_rows, offset): (usize, usize),
         weights: Option<RowWeights<'_>>,
+        across: Option<&dyn BatchSums>,
     ) -> T {
         let width = self.mlp.outputs();
         let mut grad_z = std::mem::take(&mut self.grad_z);
-        let output = self.forward_pass(x, Some(offset));
+        let output = self.forward_pass(x, Some(offset), across);
         grad_z.resize(output.len(), T::zero());
         let value = match weights {
             Some(weights) => {
@@ -308,8 +328,9 @@ impl<T: Gemm> Network<T> {
         };
         self.grad_z = grad_z;
         if !self.mlp.is_plain() {
+            let (params, grads) = (&self.params[..], &mut self.grads[..]);
             self.sequence
-                .backward(&self.mlp, &self.params, &mut self.grads, x, &self.grad_z);
+                .backward(&self.mlp, (params, grads), x, &self.grad_z, across);
             return value;
         }
         let last = self.mlp.layers().len() - 1;

@@ -18,6 +18,7 @@
 //! BatchNorm in training also moves its running statistics (the unbiased
 //! variance, as torch), and in evaluation normalises by them instead.
 
+use crate::backend::BatchSums;
 use crate::error::{Error, Result};
 use crate::real::Real;
 
@@ -30,6 +31,9 @@ pub struct NormSaved<T> {
     pub normalized: Vec<T>,
     /// 1/√(σ² + eps) of each group.
     pub rstd: Vec<T>,
+    /// BatchNorm's: the rows its statistics were taken over (the whole
+    /// batch's, where ranks share it).
+    pub batch_rows: usize,
 }
 
 /// A normalisation layer's shape and parameters: the width it
@@ -162,22 +166,87 @@ pub fn batch_norm_forward_train<T: Real>(
     y: &mut [T],
     saved: &mut NormSaved<T>,
 ) -> Result<()> {
+    let rows = x.len() / norm.width;
+    let moments = column_moments(x, norm.width);
+    batch_norm_train_by(x, norm, momentum, running, y, saved, (moments, rows))
+}
+
+/// [`batch_norm_forward_train`] on one rank's share of a batch, by the
+/// whole batch's statistics: each column's sum and the rows, then its
+/// squares about the mean, summed over the ranks by `across` (torch's
+/// `SyncBatchNorm`), in f64. Every rank calls it, a rank with no rows too.
+///
+/// # Errors
+/// A whole batch of one row.
+pub fn batch_norm_forward_train_across<T: Real>(
+    x: &[T],
+    norm: Norm<'_, T>,
+    momentum: f64,
+    running: &mut RunningStats<T>,
+    y: &mut [T],
+    saved: &mut NormSaved<T>,
+    across: &dyn BatchSums,
+) -> Result<()> {
+    let width = norm.width;
+    let mut sums = vec![0f64; width + 1];
+    for xr in x.chunks_exact(width) {
+        for (s, &v) in sums.iter_mut().zip(xr) {
+            *s += v.f64();
+        }
+    }
+    sums[width] = (x.len() / width) as f64;
+    across.sum(&mut sums);
+    let rows = sums[width] as usize;
+    let mean: Vec<f64> = sums[..width]
+        .iter()
+        .map(|s| s / rows.max(1) as f64)
+        .collect();
+    let mut squares = vec![0f64; width];
+    for xr in x.chunks_exact(width) {
+        for ((s, &v), &m) in squares.iter_mut().zip(xr).zip(&mean) {
+            *s += (v.f64() - m) * (v.f64() - m);
+        }
+    }
+    across.sum(&mut squares);
+    let of = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::of).collect() };
+    let var = squares.iter().map(|s| s / rows.max(1) as f64).collect();
+    batch_norm_train_by(
+        x,
+        norm,
+        momentum,
+        running,
+        y,
+        saved,
+        ((of(mean), of(var)), rows),
+    )
+}
+
+/// BatchNorm's training pass given its batch's column means and biased
+/// variances over `rows` rows.
+fn batch_norm_train_by<T: Real>(
+    x: &[T],
+    norm: Norm<'_, T>,
+    momentum: f64,
+    running: &mut RunningStats<T>,
+    y: &mut [T],
+    saved: &mut NormSaved<T>,
+    ((mean, var), rows): ((Vec<T>, Vec<T>), usize),
+) -> Result<()> {
     let Norm {
         width,
         weight,
         bias,
         eps,
     } = norm;
-    let rows = x.len() / width;
     if rows < 2 {
         return Err(Error::Config(format!(
-            "batch normalisation in training needs at least 2 rows a batch (a rank's share \
-             included), got {rows}: a batch's variance of one row is not defined"
+            "batch normalisation in training needs at least 2 rows a batch, got {rows}: a \
+             batch's variance of one row is not defined"
         )));
     }
     saved.normalized.resize(x.len(), T::zero());
     saved.rstd.resize(width, T::zero());
-    let (mean, var) = column_moments(x, width);
+    saved.batch_rows = rows;
     let m = T::of(momentum);
     let unbiased = T::of(rows as f64 / (rows - 1) as f64);
     for j in 0..width {
@@ -236,19 +305,64 @@ pub fn batch_norm_backward<T: Real>(
     dweight: &mut [T],
     dbias: &mut [T],
 ) {
-    let Norm { width, weight, .. } = norm;
+    affine_gradients(dy, norm.width, &saved.normalized, dweight, dbias);
+    let rows = dy.len() / norm.width;
+    batch_norm_dx(dy, norm, saved, dx, (dweight, dbias), rows);
+}
+
+/// [`batch_norm_backward`] on one rank's share of a batch whose
+/// statistics were the whole batch's
+/// ([`batch_norm_forward_train_across`]): Σ dy and Σ dy · x̂ are summed
+/// over the ranks by `across` for dL/dx; the gradients of γ and β stay
+/// the share's (the ranks' gradients are summed after the pass).
+pub fn batch_norm_backward_across<T: Real>(
+    dy: &[T],
+    norm: Norm<'_, T>,
+    saved: &NormSaved<T>,
+    dx: &mut [T],
+    (dweight, dbias): (&mut [T], &mut [T]),
+    across: &dyn BatchSums,
+) {
+    let width = norm.width;
     affine_gradients(dy, width, &saved.normalized, dweight, dbias);
-    let rows = dy.len() / width;
+    let mut sums: Vec<f64> = dbias
+        .iter()
+        .chain(dweight.iter())
+        .map(|v| v.f64())
+        .collect();
+    across.sum(&mut sums);
+    let whole: Vec<T> = sums.into_iter().map(T::of).collect();
+    let (bias_sums, weight_sums) = whole.split_at(width);
+    batch_norm_dx(
+        dy,
+        norm,
+        saved,
+        dx,
+        (weight_sums, bias_sums),
+        saved.batch_rows,
+    );
+}
+
+/// dL/dx of BatchNorm from Σ dy · x̂ and Σ dy over the `rows` rows its
+/// statistics were taken over: Σ g = γ Σ dy and Σ g x̂ = γ Σ dy x̂.
+fn batch_norm_dx<T: Real>(
+    dy: &[T],
+    norm: Norm<'_, T>,
+    saved: &NormSaved<T>,
+    dx: &mut [T],
+    (weight_sums, bias_sums): (&[T], &[T]),
+    rows: usize,
+) {
+    let Norm { width, weight, .. } = norm;
     let n = T::of(rows as f64);
-    // Σ g = γ Σ dy and Σ g x̂ = γ Σ dy x̂: the affine gradients times γ.
     for ((dyr, xr), dxr) in dy
         .chunks_exact(width)
         .zip(saved.normalized.chunks_exact(width))
         .zip(dx.chunks_exact_mut(width))
     {
         for j in 0..width {
-            let sum_g = dbias[j] * weight[j];
-            let sum_gx = dweight[j] * weight[j];
+            let sum_g = bias_sums[j] * weight[j];
+            let sum_gx = weight_sums[j] * weight[j];
             let g = dyr[j] * weight[j];
             dxr[j] = saved.rstd[j] / n * (n * g - sum_g - xr[j] * sum_gx);
         }

@@ -8,9 +8,11 @@
 use super::dense::{dense_backward, dense_forward};
 use super::gemm::Gemm;
 use super::norm::{
-    Norm, NormSaved, RunningStats, batch_norm_backward, batch_norm_forward_eval,
-    batch_norm_forward_train, layer_norm_backward, layer_norm_forward,
+    Norm, NormSaved, RunningStats, batch_norm_backward, batch_norm_backward_across,
+    batch_norm_forward_eval, batch_norm_forward_train, batch_norm_forward_train_across,
+    layer_norm_backward, layer_norm_forward,
 };
+use crate::backend::BatchSums;
 use crate::dropout::Dropout;
 use crate::model::{LayerKind, Mlp, NormKind};
 
@@ -22,6 +24,9 @@ pub(super) struct Dropping<'a> {
     pub seed: u32,
     pub step: u32,
     pub offset: usize,
+    /// Where batch normalisation's statistics become the whole batch's,
+    /// when ranks share it.
+    pub across: Option<&'a dyn BatchSums>,
 }
 
 /// Every step's buffers, kept from the forward pass for the backward.
@@ -85,16 +90,16 @@ impl<T: Gemm> Sequence<T> {
                     let saved = &mut self.saved[i];
                     match (layer.kind, dropping) {
                         (NormKind::Layer, _) => layer_norm_forward(input, norm, out, saved),
-                        (NormKind::Batch, Some(_)) => {
-                            let momentum = layer.momentum;
-                            batch_norm_forward_train(
-                                input,
-                                norm,
-                                momentum,
-                                &mut running[n],
-                                out,
-                                saved,
-                            )
+                        (NormKind::Batch, Some(d)) => {
+                            let (momentum, running) = (layer.momentum, &mut running[n]);
+                            match d.across {
+                                None => batch_norm_forward_train(
+                                    input, norm, momentum, running, out, saved,
+                                ),
+                                Some(across) => batch_norm_forward_train_across(
+                                    input, norm, momentum, running, out, saved, across,
+                                ),
+                            }
                             .expect("the trainer refuses batches of one row for batch norm")
                         }
                         (NormKind::Batch, None) => {
@@ -124,7 +129,15 @@ impl<T: Gemm> Sequence<T> {
     /// The backward pass from `grad_out` (dL/d output, which the loss
     /// wrote), after [`forward`](Self::forward) on the same `x`: every
     /// parameter's gradient into `grads`.
-    pub fn backward(&mut self, mlp: &Mlp, params: &[T], grads: &mut [T], x: &[T], grad_out: &[T]) {
+    /// `across`: as the forward pass's [`Dropping::across`].
+    pub fn backward(
+        &mut self,
+        mlp: &Mlp,
+        (params, grads): (&[T], &mut [T]),
+        x: &[T],
+        grad_out: &[T],
+        across: Option<&dyn BatchSums>,
+    ) {
         self.grad.clear();
         self.grad.extend_from_slice(grad_out);
         self.skip_grads.clear();
@@ -156,18 +169,19 @@ impl<T: Gemm> Sequence<T> {
                     let (gamma, beta) = mlp.norm_ranges(n);
                     let (head, tail) = grads.split_at_mut(beta.start);
                     self.input_grad.resize(self.grad.len(), T::zero());
-                    let backward = match mlp.norms()[n].kind {
-                        NormKind::Layer => layer_norm_backward,
-                        NormKind::Batch => batch_norm_backward,
-                    };
-                    backward(
-                        &self.grad,
-                        norm,
-                        &self.saved[i],
-                        &mut self.input_grad,
-                        &mut head[gamma],
-                        &mut tail[..beta.len()],
-                    );
+                    let (dy, saved, dx) = (&self.grad, &self.saved[i], &mut self.input_grad);
+                    let (dgamma, dbeta) = (&mut head[gamma], &mut tail[..beta.len()]);
+                    match (mlp.norms()[n].kind, across) {
+                        (NormKind::Layer, _) => {
+                            layer_norm_backward(dy, norm, saved, dx, dgamma, dbeta)
+                        }
+                        (NormKind::Batch, None) => {
+                            batch_norm_backward(dy, norm, saved, dx, dgamma, dbeta)
+                        }
+                        (NormKind::Batch, Some(across)) => {
+                            batch_norm_backward_across(dy, norm, saved, dx, (dgamma, dbeta), across)
+                        }
+                    }
                     std::mem::swap(&mut self.grad, &mut self.input_grad);
                 }
                 LayerKind::Activation(f) => {
@@ -185,6 +199,44 @@ impl<T: Gemm> Sequence<T> {
                     }
                 }
             }
+        }
+    }
+
+    /// What a rank whose share of a batch holds no rows does in a
+    /// training pass of a network with batch normalisation shared by
+    /// ranks: takes part in the ranks' sums in the order a pass over rows
+    /// makes them (each norm's forward sums in order, then its gradient
+    /// sums, last first), and moves the running statistics by the whole
+    /// batch's as the other ranks do.
+    pub fn take_part_in_sums(
+        mlp: &Mlp,
+        params: &[T],
+        running: &mut [RunningStats<T>],
+        across: &dyn BatchSums,
+    ) {
+        let batch_norms: Vec<usize> = (mlp.kinds().iter())
+            .filter_map(|kind| match *kind {
+                LayerKind::Norm(n) if mlp.norms()[n].kind == NormKind::Batch => Some(n),
+                _ => None,
+            })
+            .collect();
+        let mut saved = NormSaved::default();
+        for &n in &batch_norms {
+            let (norm, momentum) = (norm_of(mlp, params, n), mlp.norms()[n].momentum);
+            let running = &mut running[n];
+            batch_norm_forward_train_across(
+                &[],
+                norm,
+                momentum,
+                running,
+                &mut [],
+                &mut saved,
+                across,
+            )
+            .expect("the trainer refuses batches of one row for batch norm");
+        }
+        for &n in batch_norms.iter().rev() {
+            across.sum(&mut vec![0.0; 2 * mlp.norms()[n].width]);
         }
     }
 

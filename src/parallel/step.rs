@@ -3,7 +3,7 @@
 //! decision reads (losses, validation).
 
 use super::{Collective, agree, share_bounds, shared_error};
-use crate::backend::{Backend, BatchShare, DeviceData, LayerNorms, StepsReport};
+use crate::backend::{Backend, BatchShare, BatchSums, DeviceData, LayerNorms, StepsReport};
 use crate::checkpoint::{BestEpoch, Checkpoint, EpochOrder};
 use crate::data::{Dataset, ShuffleWindow, Targets};
 use crate::error::{Error, Kept, Result};
@@ -102,6 +102,7 @@ pub(crate) fn train_steps(
             StepRows::Own { .. } => batch_len as f64,
         };
         let offset = share_bounds(batch_len, rank, size).start;
+        let sums = SyncSums::new(collective);
         let local = backend
             .forward_backward(
                 data,
@@ -110,8 +111,10 @@ pub(crate) fn train_steps(
                     batch_rows: batch_len,
                     offset,
                     batch_weight: Some(batch_weight),
+                    across: Some(&sums),
                 },
             )
+            .and_then(|loss| sums.outcome().map(|()| loss))
             .and_then(|loss| Ok((loss, backend.gradients()?)));
         let tail = &mut buffer[parameters..];
         tail.fill(0.0);
@@ -165,6 +168,43 @@ pub(crate) fn train_steps(
         result.steps += 1;
     }
     Ok(result)
+}
+
+/// Batch normalisation's sums over the ranks during a step's pass
+/// (SyncBatchNorm), through the run's collective in f64 and rank order:
+/// every rank gets the same bits. The first failure is kept for
+/// [`SyncSums::outcome`], after which the sums are zeros (the pass's
+/// result is discarded).
+struct SyncSums<'a> {
+    collective: &'a dyn Collective,
+    failed: std::cell::RefCell<Option<Error>>,
+}
+
+impl<'a> SyncSums<'a> {
+    fn new(collective: &'a dyn Collective) -> SyncSums<'a> {
+        SyncSums {
+            collective,
+            failed: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// The first failure of a sum in the pass, if any.
+    fn outcome(&self) -> Result<()> {
+        self.failed.borrow_mut().take().map_or(Ok(()), Err)
+    }
+}
+
+impl BatchSums for SyncSums<'_> {
+    fn sum(&self, values: &mut [f64]) {
+        if self.failed.borrow().is_some() {
+            values.fill(0.0);
+            return;
+        }
+        if let Err(e) = self.collective.all_reduce_sum_f64(values) {
+            values.fill(0.0);
+            *self.failed.borrow_mut() = Some(e);
+        }
+    }
 }
 
 /// Evaluates rank `rank`'s share of `data`'s rows with `evaluate` and sums
