@@ -62,7 +62,7 @@ pub use checkpoint::Checkpoint;
 pub use data::{Dataset, LossChoice, SharedRows, Standardizer, Targets};
 pub use error::{Error, Result};
 pub use loss::{Loss, TargetBatch};
-pub use model::{Init, Layer, LayerKind, Mlp, NormKind, NormLayer, Residual};
+pub use model::{Blocks, Init, Layer, LayerKind, Mlp, NormKind, NormLayer, Residual};
 pub use optim::{Adagrad, Adam, AdamW, GradClip, Optimizer, RmsProp, Sgd};
 pub use real::{Precision, Real};
 pub use schedule::{LrSchedule, Scheduler};

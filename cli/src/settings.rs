@@ -8,13 +8,14 @@ use crate::resume;
 use crate::train::{DataShape, Result, Resume, describe, join, text};
 use retroprop::io::load_model;
 use retroprop::train::{ResolvedRun, RunRequest};
-use retroprop::{Mlp, NormKind, Residual};
+use retroprop::{Blocks, NormKind};
 
 /// What the flags say, each setting `None` where no flag was given.
 fn request(args: &TrainArgs) -> Result<RunRequest> {
     Ok(RunRequest {
         sizes: args.arch.as_deref().map(parse_arch).transpose()?,
         activations: args.activations.clone(),
+        blocks: blocks(args)?,
         loss: args.loss,
         optimizer: args.optimizer,
         optimizer_options: args
@@ -103,7 +104,6 @@ pub(crate) fn resolve_settings(
             );
         }
     }
-    let run = with_blocks(args, run)?;
     let features = data.features;
     let sizes = run.mlp.sizes();
     if sizes[0] != features {
@@ -116,12 +116,21 @@ pub(crate) fn resolve_settings(
     Ok(run)
 }
 
-/// `--blocks N`: the run's network made residual (`Mlp::residual`) at
-/// the width of `--arch`'s one hidden size, refused where its files would
-/// be needed, before anything trains.
-fn with_blocks(args: &TrainArgs, mut run: ResolvedRun) -> Result<ResolvedRun> {
+/// `--blocks N` (with `--norm`, `--block-multiplier`): the network made
+/// residual at the width of `--arch`'s one hidden size
+/// ([`Blocks::apply`]), refused where its files would be needed, before
+/// anything trains.
+fn blocks(args: &TrainArgs) -> Result<Option<Blocks>> {
     let Some(blocks) = args.blocks else {
-        return Ok(run);
+        for (given, flag) in [
+            (args.norm.is_some(), "--norm"),
+            (args.block_multiplier.is_some(), "--block-multiplier"),
+        ] {
+            if given {
+                return Err(format!("{flag} needs --blocks (it shapes residual blocks)"));
+            }
+        }
+        return Ok(None);
     };
     for (given, flag) in [
         (args.save.is_some(), "--save"),
@@ -136,37 +145,16 @@ fn with_blocks(args: &TrainArgs, mut run: ResolvedRun) -> Result<ResolvedRun> {
             ));
         }
     }
-    let sizes = run.mlp.sizes();
-    let [inputs, width, outputs] = sizes[..] else {
-        return Err(format!(
-            "--blocks needs --arch with one hidden size, the blocks' width (e.g. 64,32,10), got {}",
-            join(&sizes)
-        ));
+    let defaults = Blocks::new(blocks);
+    let norm = match args.norm.as_deref() {
+        Some(text) => NormKind::parse_option(text).map_err(|e| format!("--norm {e}"))?,
+        None => defaults.norm,
     };
-    let norm = match args.norm.as_deref().unwrap_or("batch") {
-        "batch" => Some(NormKind::Batch),
-        "layer" => Some(NormKind::Layer),
-        "none" => None,
-        other => return Err(format!("--norm {other}: expected batch, layer or none")),
-    };
-    let multiplier = args.block_multiplier.unwrap_or(2.0);
-    let hidden = (width as f64 * multiplier).round();
-    if !(hidden >= 1.0 && hidden.is_finite()) {
-        return Err(format!(
-            "--block-multiplier {multiplier}: the blocks' hidden width {width} × {multiplier} must be at least 1"
-        ));
-    }
-    run.mlp = Mlp::residual(Residual {
-        inputs,
-        width,
-        hidden: hidden as usize,
-        blocks,
-        outputs,
+    Ok(Some(Blocks {
         norm,
-        activation: run.mlp.layers()[0].activation,
-    })
-    .map_err(|e| format!("--blocks: {e}"))?;
-    Ok(run)
+        multiplier: args.block_multiplier.unwrap_or(defaults.multiplier),
+        ..defaults
+    }))
 }
 
 /// A resolution error in the program's words: a setting by its flag.

@@ -3,6 +3,7 @@ scikit-learn's parameter names, meanings and defaults where retroprop has
 the feature, plus ``device`` and retroprop's extras. Where a meaning
 differs from scikit-learn's, the class docstring says how."""
 
+import math
 import pickle
 import warnings
 
@@ -76,7 +77,13 @@ _DIFFERENCES = """
       total weight when one batch holds every row), and ``validation_scores_`` count rows
       unweighted. The CPU backend only, for now.
 
-    retroprop's own parameters: ``device`` (``auto``: a hardware GPU when
+    retroprop's own parameters: ``blocks`` (0: the plain network of
+    ``hidden_layer_sizes``; N: the residual network of "Revisiting Deep
+    Learning Models for Tabular Data" at the width of its one hidden size,
+    N blocks ``x + Dropout(Linear(Dropout(Act(Linear(Norm(x))))))``, see
+    ``retroprop.Trainer``), ``norm`` (the blocks' ``batch``, ``layer`` or
+    ``none``), ``block_multiplier`` (a block's hidden width ÷ its width),
+    ``device`` (``auto``: a hardware GPU when
     there is one, else the CPU; ``cpu``; ``gpu``: any wgpu adapter),
     ``init``, ``lr_schedule``, ``clip_grad_norm``, ``clip_grad_value``,
     ``dropout`` (after every hidden layer), ``weight_decay`` (added to the
@@ -118,6 +125,9 @@ class _BaseMLP(BaseEstimator):
         dropout=None,
         weight_decay=0.0,
         standardize=False,
+        blocks=0,
+        norm="batch",
+        block_multiplier=2.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -148,6 +158,9 @@ class _BaseMLP(BaseEstimator):
         self.dropout = dropout
         self.weight_decay = weight_decay
         self.standardize = standardize
+        self.blocks = blocks
+        self.norm = norm
+        self.block_multiplier = block_multiplier
 
     # -- settings ---------------------------------------------------------
 
@@ -178,6 +191,13 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"alpha must be >= 0, got {self.alpha}.")
         if self.n_iter_no_change < 1:
             raise ValueError(f"n_iter_no_change must be >= 1, got {self.n_iter_no_change}.")
+        if not isinstance(self.blocks, (int, np.integer)) or self.blocks < 0:
+            raise ValueError(f"blocks must be an int >= 0, got {self.blocks!r}.")
+        if self.blocks > 0 and len(self._hidden_sizes()) != 1:
+            raise ValueError(
+                f"blocks={self.blocks} needs hidden_layer_sizes of one size, the blocks' width, "
+                f"got {self.hidden_layer_sizes}."
+            )
         if self.tol < 0:
             raise ValueError(f"tol must be >= 0, got {self.tol}.")
         if self.batch_size != "auto" and (
@@ -235,6 +255,9 @@ class _BaseMLP(BaseEstimator):
             # Every step's parameter norm, for the L2 term of loss_curve_.
             norms_every=1 if self.alpha > 0 else None,
             standardize=None,
+            blocks=int(self.blocks),
+            norm=str(self.norm),
+            block_multiplier=float(self.block_multiplier),
         )
 
     def _native_trainer(self, settings, params, standardization):
@@ -254,15 +277,13 @@ class _BaseMLP(BaseEstimator):
         plan.sizes = [n_features, *self._hidden_sizes(), self._n_outputs(targets)]
         plan.loss = self._loss_name()
         plan.warm = (self.warm_start or incremental) and hasattr(self, "_model")
-        if plan.warm and self._model.sizes != plan.sizes:
+        if plan.warm and self._model.sizes != self._dense_sizes(plan.sizes):
             raise ValueError(
                 f"warm start: the fitted network has layer sizes {self._model.sizes}, "
-                f"but these data and settings need {plan.sizes}"
+                f"but these data and settings need {self._dense_sizes(plan.sizes)}"
             )
         if plan.warm:
-            plan.params = np.concatenate(
-                [v.ravel() for k, v in sorted(self._model.state_dict().items(), key=_layer_order)]
-            )
+            plan.params = self._model._native.flat_parameters.copy()
             plan.standardization = self._model._native.standardization
         plan.early = bool(self.early_stopping) and not incremental
         plan.rows = n_samples
@@ -424,13 +445,22 @@ class _BaseMLP(BaseEstimator):
         self._end_fit(plan, trainer.model(), history["stopped_early"], converged[0], trainer.device_name, incremental)
         return self
 
+    def _dense_sizes(self, sizes):
+        """The sizes of the dense layers a fit of plain ``sizes`` trains:
+        those, or with ``blocks`` the residual network's (input, then each
+        block's hidden width and width, then the outputs)."""
+        if not self.blocks:
+            return sizes
+        width = sizes[1]
+        hidden = int(math.floor(width * float(self.block_multiplier) + 0.5))
+        return [sizes[0], width, *[hidden, width] * int(self.blocks), sizes[-1]]
+
     def _set_model(self, model):
         self._model = Model(model)
-        state = self._model.state_dict()
-        layers = len(state) // 2
-        self.coefs_ = [state[f"layers.{i}.weight"].T.copy() for i in range(layers)]
-        self.intercepts_ = [state[f"layers.{i}.bias"].copy() for i in range(layers)]
-        self.n_layers_ = layers + 1
+        layers = self._model._native.dense_layers()
+        self.coefs_ = [weight.T.copy() for weight, _ in layers]
+        self.intercepts_ = [bias.copy() for _, bias in layers]
+        self.n_layers_ = len(layers) + 1
         self.n_outputs_ = self.coefs_[-1].shape[1]
         self.out_activation_ = self._out_activation()
 
@@ -498,12 +528,6 @@ def _column(y):
     if y.ndim == 2 and y.shape[1] == 1:
         return column_or_1d(y, warn=True)
     return y
-
-
-def _layer_order(item):
-    name = item[0]
-    _, index, kind = name.split(".")
-    return (int(index), 0 if kind == "weight" else 1)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

@@ -33,6 +33,9 @@ impl NativeModel {
     }
 }
 
+/// A dense layer's weight `[out, in]` and bias `[out]` as arrays.
+type DenseLayer<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray1<f32>>);
+
 #[pymethods]
 impl NativeModel {
     /// A model from a model file's bytes (`retroprop train --save`,
@@ -93,6 +96,33 @@ impl NativeModel {
             }
             Ok(d)
         })
+    }
+
+    /// Each dense layer's `(weight [out, in], bias [out])`, input side
+    /// first, whatever the network's other kinds (a residual network's
+    /// normalisations are not among them): scikit-learn's `coefs_` and
+    /// `intercepts_`, transposed.
+    fn dense_layers<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Vec<DenseLayer<'py>>> {
+        let mlp = &self.saved.mlp;
+        (mlp.layers().iter().enumerate())
+            .map(|(l, layer)| {
+                let weight = PyArray1::from_slice(py, &self.saved.params[mlp.weight_range(l)])
+                    .reshape([layer.outputs, layer.inputs])?
+                    .into_any();
+                let bias = PyArray1::from_slice(py, &self.saved.params[mlp.bias_range(l)]);
+                Ok((weight, bias))
+            })
+            .collect()
+    }
+
+    /// The flat parameters, in the library's layout (`Mlp::weight_range`,
+    /// `Mlp::norm_ranges`): what a warm start begins from.
+    #[getter]
+    fn flat_parameters<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        PyArray1::from_slice(py, &self.saved.params)
     }
 
     /// Layer sizes, input first.

@@ -14,8 +14,8 @@ use pyo3::types::{PyDict, PyList};
 use retroprop::io::{RunNotes, SavedModel, load_checkpoint, save_checkpoint, save_noted_model};
 use retroprop::train::{ResolvedRun, RunRequest, Saved};
 use retroprop::{
-    Dataset, EpochRecord, Error, History, Loss, Mlp, Optimizer, SharedRows, Standardizer, StopFlag,
-    Targets, Trainer,
+    Blocks, Dataset, EpochRecord, Error, History, Loss, Mlp, NormKind, Optimizer, SharedRows,
+    Standardizer, StopFlag, Targets, Trainer,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -85,6 +85,15 @@ pub struct RunArgs {
     pub sizes: Vec<usize>,
     #[pyo3(default)]
     pub activations: Option<String>,
+    /// Residual blocks over the one hidden size (`retroprop::Blocks`).
+    #[pyo3(default)]
+    pub blocks: Option<usize>,
+    /// `batch`, `layer` or `none`: the blocks' normalisation.
+    #[pyo3(default)]
+    pub norm: Option<String>,
+    /// A block's hidden width ÷ its width.
+    #[pyo3(default)]
+    pub block_multiplier: Option<f64>,
     #[pyo3(default)]
     pub loss: Option<String>,
     #[pyo3(default)]
@@ -138,6 +147,7 @@ impl RunArgs {
     /// The library's request: each setting parsed by its own parser.
     pub fn request(self) -> PyResult<RunRequest> {
         Ok(RunRequest {
+            blocks: self.blocks()?,
             sizes: Some(self.sizes),
             activations: self.activations,
             loss: parsed(self.loss.as_deref())?,
@@ -166,6 +176,33 @@ impl RunArgs {
             norms_every: self.norms_every,
             ..RunRequest::default()
         })
+    }
+}
+
+impl RunArgs {
+    /// `blocks` with `norm` and `block_multiplier` (the defaults of
+    /// `Blocks::new` where not given); those two without `blocks` are a
+    /// `ValueError`.
+    fn blocks(&self) -> PyResult<Option<Blocks>> {
+        let Some(blocks) = self.blocks.filter(|&b| b > 0) else {
+            if self.blocks.is_none() && (self.norm.is_some() || self.block_multiplier.is_some()) {
+                return Err(PyValueError::new_err(
+                    "norm and block_multiplier shape residual blocks: give blocks too",
+                ));
+            }
+            return Ok(None);
+        };
+        let defaults = Blocks::new(blocks);
+        let norm = match self.norm.as_deref() {
+            Some(text) => NormKind::parse_option(text)
+                .map_err(|e| PyValueError::new_err(format!("norm {e}")))?,
+            None => defaults.norm,
+        };
+        Ok(Some(Blocks {
+            norm,
+            multiplier: self.block_multiplier.unwrap_or(defaults.multiplier),
+            ..defaults
+        }))
     }
 }
 
@@ -460,7 +497,8 @@ impl NativeTrainer {
         sizes, activations, loss, optimizer, optimizer_options, batch_size, epochs,
         max_steps, shuffle, seed, init, device, lr_schedule, clip_grad_norm,
         clip_grad_value, dropout, early_stopping, min_delta, norms_every,
-        standardize, standardization, params, resume, precision = None
+        standardize, standardization, params, resume, precision = None, blocks = None,
+        norm = None, block_multiplier = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -489,11 +527,17 @@ impl NativeTrainer {
         params: Option<PyReadonlyArray1<'_, f32>>,
         resume: Option<PathBuf>,
         precision: Option<&str>,
+        blocks: Option<usize>,
+        norm: Option<String>,
+        block_multiplier: Option<f64>,
     ) -> PyResult<NativeTrainer> {
         guard(|| {
             let given = RunArgs {
                 sizes,
                 activations,
+                blocks,
+                norm,
+                block_multiplier,
                 loss: loss.map(str::to_string),
                 optimizer: optimizer.map(str::to_string),
                 optimizer_options,

@@ -38,7 +38,7 @@ use crate::checkpoint::{Checkpoint, EarlyStopping, RunSettings, SettingChange, V
 use crate::data::ShuffleWindow;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
-use crate::model::{Init, Mlp};
+use crate::model::{Blocks, Init, Mlp};
 use crate::optim::{Adam, Optimizer};
 use crate::real::Precision;
 use crate::schedule::LrSchedule;
@@ -54,6 +54,9 @@ pub struct RunRequest {
     /// One activation for every hidden layer (the output layer identity),
     /// or a comma list with one a layer.
     pub activations: Option<String>,
+    /// Residual blocks over the network's one hidden size
+    /// ([`Blocks::apply`]); `None`: the network as its sizes say.
+    pub blocks: Option<Blocks>,
     /// The loss.
     pub loss: Option<Loss>,
     /// The optimizer, with the options its text names.
@@ -251,7 +254,11 @@ impl RunRequest {
             (None, _, Some(text)) => parse(text)?,
             (None, _, None) => parse("relu")?,
         };
-        Mlp::with_activations(&sizes, &activations)
+        let plain = Mlp::with_activations(&sizes, &activations)?;
+        match self.blocks.or(defaults.blocks) {
+            Some(blocks) => blocks.apply(&plain),
+            None => Ok(plain),
+        }
     }
 
     /// The optimizer named (else the checkpoint's, else the default's,
