@@ -102,10 +102,7 @@ impl NativeModel {
     /// first, whatever the network's other kinds (a residual network's
     /// normalisations are not among them): scikit-learn's `coefs_` and
     /// `intercepts_`, transposed.
-    fn dense_layers<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Vec<DenseLayer<'py>>> {
+    fn dense_layers<'py>(&self, py: Python<'py>) -> PyResult<Vec<DenseLayer<'py>>> {
         let mlp = &self.saved.mlp;
         (mlp.layers().iter().enumerate())
             .map(|(l, layer)| {

@@ -201,7 +201,7 @@ impl<T: Gemm> Network<T> {
     }
 
     /// A training pass over no rows of a batch that ranks share
-    /// ([`Sequence::take_part_in_sums`]): the gradients are zeros.
+    /// (the sequence's `take_part_in_sums`): the gradients are zeros.
     pub fn take_part_in_batch_sums(&mut self, across: &dyn BatchSums) {
         Sequence::take_part_in_sums(&self.mlp, &self.params, &mut self.running, across);
         self.grads.fill(T::zero());

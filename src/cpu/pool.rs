@@ -46,7 +46,7 @@ pub(super) fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 /// wake-ups an epoch: a breast-cancer fit at (256, 256) from Python, 89
 /// epochs of 1.5 ms, went from 0.139 to 0.133 s (medians of 4 fresh
 /// processes, 2026-12-03). The other threads are kept looking for work
-/// through the whole of `work` ([`KeepWarm`]), between epochs too (while
+/// through the whole of `work` (`KeepWarm`), between epochs too (while
 /// Python takes an epoch's record), rather than started again each epoch:
 /// digits from Python 0.222 → 0.216 s, breast cancer 0.122 → 0.119
 /// (medians of 5). Off the pool's threads, steps run as before.

@@ -4,7 +4,7 @@
 //! are the targets, as a CSV file's are. Any numeric dtype (booleans,
 //! integers of 1 to 8 bytes, float16, float32, float64), either byte
 //! order, C or Fortran order; each value goes to f64 and then to f32 as
-//! every reader's does ([`super::values`]). npyz reads the arrays (it
+//! every reader's does (`io::values`). npyz reads the arrays (it
 //! reports a file's dtype before reading, so one reader takes every
 //! dtype); the zip crate opens the archive.
 //!

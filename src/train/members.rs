@@ -229,7 +229,7 @@ pub struct MembersHistory {
 }
 
 /// The members of one run, each a [`Trainer`] of its own, trained
-/// together (see the [module](self)).
+/// together (see the module `train::members`).
 #[derive(Debug)]
 pub struct Members {
     members: Vec<Member>,
@@ -449,7 +449,7 @@ impl Members {
         self.trainers[0].device_name()
     }
 
-    /// Trains every member for the run's epochs (see the [module](self)),
+    /// Trains every member for the run's epochs (see the module `train::members`),
     /// counted from the furthest member: after a restore, a member that
     /// stands epochs behind it (its step bound cut it short, or the stop
     /// flag came inside an epoch the others had ended) runs those too, so

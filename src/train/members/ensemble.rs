@@ -55,7 +55,7 @@ impl Members {
     }
 
     /// [`predict_ensemble`](Self::predict_ensemble) on inputs read from a
-    /// file a part at a time ([`Trainer::predict_streamed`]'s parts): each
+    /// file a part at a time ([`Trainer::predict_streamed`](crate::train::Trainer::predict_streamed)'s parts): each
     /// part's prediction handed to `on_part` in order, the same values as
     /// the rows held in memory. Returns the rows predicted.
     pub fn predict_ensemble_streamed(
