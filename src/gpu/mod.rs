@@ -27,6 +27,7 @@ pub mod harness;
 mod members;
 mod pipelines;
 mod plan;
+mod sequence;
 mod profile;
 mod record;
 mod resources;
