@@ -351,7 +351,7 @@ impl Mlp {
     }
 
     /// Whether the network is dense layers one after another, the only
-    /// kind the GPU, the members' engine and ONNX export run so far.
+    /// kind the GPU members' engine and ONNX export run so far.
     pub fn is_plain(&self) -> bool {
         self.kinds.iter().all(|k| matches!(k, LayerKind::Dense(_)))
     }
@@ -366,7 +366,7 @@ impl Mlp {
             return Ok(());
         }
         Err(Error::Config(format!(
-            "{what} runs dense layers one after another only, so far; this residual network ({} blocks{}) trains on the CPU backend (device cpu), and its files are not written yet",
+            "{what} runs dense layers one after another only, so far; this residual network ({} blocks{}) trains as a lone run (a Trainer, device cpu or gpu), and its files are not written yet",
             self.kinds.iter().filter(|k| **k == LayerKind::Skip).count(),
             self.norms
                 .first()

@@ -6,8 +6,8 @@ use super::context::{GpuContext, Submitted};
 use super::pipelines::Kernels;
 use super::plan::{PassKey, PassResources, Plan};
 use super::profile::Profiler;
-use super::sequence::Sequence;
 use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storage_init};
+use super::sequence::Sequence;
 use super::uniforms::StepUniform;
 use super::update::UpdateGroups;
 use super::window::{Batch, InFlight, StepAt};
@@ -218,7 +218,10 @@ impl GpuBackend {
         let Some(s) = self.sequence.as_ref().filter(|_| self.mlp.has_batch_norm()) else {
             return Ok(Vec::new());
         };
-        let bytes = self.ctx.read_async(&s.running, 0, s.running_len() * 4).await?;
+        let bytes = self
+            .ctx
+            .read_async(&s.running, 0, s.running_len() * 4)
+            .await?;
         let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         Ok(s.unpack_buffers(&self.mlp, &values))
     }

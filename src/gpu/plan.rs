@@ -354,7 +354,9 @@ impl<'a> PassResources<'a> {
             };
             let through = match into {
                 GradInto::Nothing => None,
-                GradInto::Dense(prev) => Some((layers[prev].activation.code(), dropout(prev), prev)),
+                GradInto::Dense(prev) => {
+                    Some((layers[prev].activation.code(), dropout(prev), prev))
+                }
                 GradInto::Step(_) => Some(((0, 0.0), None, 0)),
             };
             input_grad_at.push(through.map(|((code, slope), dropout, prev)| {
@@ -593,7 +595,10 @@ impl<'a> PassResources<'a> {
                             _ => l - 1,
                         };
                         let width = layers[prev].outputs as u64;
-                        ((&self.z[prev], 0, r * width), (&self.dz[prev], 0, r * width))
+                        (
+                            (&self.z[prev], 0, r * width),
+                            (&self.dz[prev], 0, r * width),
+                        )
                     }
                 };
                 // dZ_prev = (dZ · W) ⊙ f'(Z_prev).

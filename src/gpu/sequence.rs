@@ -354,7 +354,8 @@ impl Sequence {
         for (n, at) in self.running_at.iter().enumerate() {
             if let (Some(at), Some((mean, var))) = (at, mlp.buffer_ranges(n)) {
                 let at = *at as usize;
-                padded[at..at + mean.len() + var.len()].copy_from_slice(&buffers[mean.start..var.end]);
+                padded[at..at + mean.len() + var.len()]
+                    .copy_from_slice(&buffers[mean.start..var.end]);
             }
         }
         padded
@@ -417,7 +418,9 @@ impl Sequence {
 
     /// Step `i`'s output buffer (normalisations, activations, adds).
     pub(crate) fn out(&self, i: usize) -> &wgpu::Buffer {
-        self.out[i].as_ref().expect("the step writes its own output")
+        self.out[i]
+            .as_ref()
+            .expect("the step writes its own output")
     }
 
     /// Step `i`'s output gradient buffer.
@@ -486,7 +489,13 @@ impl Sequence {
         let elementwise = |width: usize| grid(r * width as u64, 256, res.max_per_dim);
         let columns = |width: usize| grid(width as u64, 64, res.max_per_dim);
         let partial_groups = |width: usize| (width.div_ceil(64) as u32, chunks as u32);
-        let input_of = |i: usize| if i == 0 { Source::Batch } else { self.source(i - 1) };
+        let input_of = |i: usize| {
+            if i == 0 {
+                Source::Batch
+            } else {
+                self.source(i - 1)
+            }
+        };
         let no_dropout = (0, 0.0, 0, 0);
         let dropout_of = |l: usize| match self.dropout[l].filter(|_| train) {
             Some(d) => (d.threshold.max(1), d.scale, res.dropout_seed, l as u32),
@@ -640,7 +649,8 @@ impl Sequence {
                         let h = holder.expect("a skip's gradient has a buffer");
                         let kept = waiting.pop().expect("a skip has its add");
                         if i > 0 {
-                            let at = blocks.push(&residual_shape(width, identity, true, no_dropout));
+                            let at =
+                                blocks.push(&residual_shape(width, identity, true, no_dropout));
                             ops.push(Pending::Residual {
                                 kernel: StepKernel::GradStep,
                                 at,
