@@ -5,11 +5,12 @@ use super::backend::GpuBackend;
 use super::codes::Epilogue;
 use super::dispatch::grid;
 
+use super::pipelines::StepKernel;
 use super::pipelines::{Kernel, Kernels, MatmulKernels, NORM_GROUPS};
 use super::plan::{Plan, Product, weight_grad_epilogue};
 use super::profile::{OPTIMIZER, Work};
 use super::resources::Pack;
-use super::sequence::{StepKernel, StepOp};
+use super::sequence::StepOp;
 use super::uniforms::StepUniform;
 use super::window::StepAt;
 use crate::error::Result;
