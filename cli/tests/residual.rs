@@ -89,11 +89,6 @@ fn what_residual_networks_cannot_do_yet_is_refused_before_training() {
     );
     assert!(!save.exists(), "nothing written");
     fails(
-        &with(&base, &["--device", "gpu"]),
-        1,
-        &["GPU backend", "residual network (2 blocks"],
-    );
-    fails(
         &with(&base, &["--norm", "group"]),
         1,
         &["--norm group", "batch, layer or none"],

@@ -7,6 +7,7 @@ use super::pipelines::Kernels;
 use super::plan::{PassKey, PassResources, Plan};
 use super::profile::Profiler;
 use super::resources::{ParamLayout, Resident, Scratch, Textures, storage, storage_init};
+use super::sequence::Sequence;
 use super::uniforms::StepUniform;
 use super::update::UpdateGroups;
 use super::window::{Batch, InFlight, StepAt};
@@ -69,6 +70,9 @@ pub struct GpuBackend {
     /// Dropout per layer (training passes) and the seed of its masks.
     pub(super) dropout: Vec<Option<crate::dropout::Dropout>>,
     pub(super) dropout_seed: u32,
+    /// The steps of a network that is not plain (normalisations,
+    /// activations alone, residual adds) and BatchNorm's running statistics.
+    pub(super) sequence: Option<Sequence>,
     /// Stand-ins for bindings a kernel variant does not use.
     pub(super) unused_read: wgpu::Buffer,
     pub(super) unused_write: wgpu::Buffer,
@@ -170,6 +174,17 @@ impl GpuBackend {
             unused_read: &self.unused_read,
             unused_write: &self.unused_write,
             resident: self.resident.as_ref(),
+            sequence: self.sequence.as_ref(),
+        }
+    }
+
+    /// Refuses a pass of `rows` rows of a batch of `batch` rows that
+    /// BatchNorm cannot normalise as the CPU does (see
+    /// [`Sequence::check_batch`]).
+    pub(super) fn check_batch_norm(&self, rows: usize, batch: usize) -> Result<()> {
+        match &self.sequence {
+            Some(sequence) => sequence.check_batch(&self.mlp, rows, batch, self.capacity),
+            None => Ok(()),
         }
     }
 
@@ -178,6 +193,9 @@ impl GpuBackend {
     pub(super) fn snapshot(&self, encoder: &mut wgpu::CommandEncoder) {
         encoder.copy_buffer_to_buffer(&self.params, 0, &self.params_before, 0, self.params.size());
         encoder.copy_buffer_to_buffer(&self.state, 0, &self.state_before, 0, self.state.size());
+        if let Some(s) = &self.sequence {
+            encoder.copy_buffer_to_buffer(&s.running, 0, &s.running_before, 0, s.running.size());
+        }
     }
 
     /// Puts back the parameters, optimizer state and step count of the
@@ -186,10 +204,26 @@ impl GpuBackend {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.params_before, 0, &self.params, 0, self.params.size());
         encoder.copy_buffer_to_buffer(&self.state_before, 0, &self.state, 0, self.state.size());
+        if let Some(s) = &self.sequence {
+            encoder.copy_buffer_to_buffer(&s.running_before, 0, &s.running, 0, s.running.size());
+        }
         let submitted = self.ctx.submit(encoder.finish());
         self.leave_unwaited(submitted)?;
         self.t = t;
         self.ctx.check()
+    }
+
+    /// BatchNorm's running statistics, read back ([`Backend::buffers`]).
+    pub async fn buffers_async(&mut self) -> Result<Vec<f32>> {
+        let Some(s) = self.sequence.as_ref().filter(|_| self.mlp.has_batch_norm()) else {
+            return Ok(Vec::new());
+        };
+        let bytes = self
+            .ctx
+            .read_async(&s.running, 0, s.running_len() * 4)
+            .await?;
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        Ok(s.unpack_buffers(&self.mlp, &values))
     }
 
     /// Keeps `submitted`, which the call returns before it runs, for the
@@ -317,17 +351,25 @@ impl Backend for GpuBackend {
         })
     }
 
-    /// Empty: the GPU runs plain networks only so far ([`Mlp::require_plain`]).
     fn buffers(&mut self) -> Result<Vec<f32>> {
-        Ok(Vec::new())
+        block_on(self.buffers_async())
     }
 
     fn set_buffers(&mut self, buffers: &[f32]) -> Result<()> {
         checks::length(
-            "buffers of the network",
+            "buffers of the network (batch normalisations' running statistics)",
             self.mlp.buffer_count(),
             buffers.len(),
-        )
+        )?;
+        if let Some(s) = &self.sequence
+            && self.mlp.has_batch_norm()
+        {
+            let padded = s.pack_buffers(&self.mlp, buffers);
+            self.ctx
+                .queue
+                .write_buffer(&s.running, 0, bytemuck::cast_slice(&padded));
+        }
+        self.ctx.check()
     }
 
     fn set_optimizer_state(&mut self, state: &[f32], step: u64) -> Result<()> {
@@ -394,6 +436,9 @@ impl Backend for GpuBackend {
         Box::pin(async move {
             data.check(Some(self.uploads))?;
             share.check()?;
+            // An empty share too: every rank of a batch normalisation
+            // shared by ranks refuses it at the same step.
+            self.check_batch_norm(share.rows.len(), share.batch_rows)?;
             if share.rows.is_empty() {
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 encoder.clear_buffer(&self.grads, 0, None);
@@ -563,6 +608,7 @@ impl Backend for GpuBackend {
                 .take(max_steps.try_into().unwrap_or(usize::MAX))
                 .collect();
             for &(start, end) in &batches {
+                self.check_batch_norm(end - start, end - start)?;
                 for key in PassKey::training(end - start, end - start, 0, self.capacity) {
                     self.plan(key);
                 }
@@ -689,6 +735,9 @@ impl Backend for GpuBackend {
         buffers.extend(self.z.iter().chain(&self.a).chain(&self.dz));
         if let Some(d) = &self.resident {
             buffers.extend([&d.x, &d.targets, &d.perm]);
+        }
+        if let Some(s) = &self.sequence {
+            buffers.extend(s.buffers());
         }
         buffers.iter().map(|b| b.size()).sum::<u64>()
             + self.textures.as_ref().map_or(0, Textures::bytes)

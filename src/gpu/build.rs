@@ -7,6 +7,7 @@ use super::dispatch::{MAX_PASS_ROWS, check_products};
 use super::pipelines::Kernels;
 use super::plan::packs;
 use super::resources::{OperandTexture, PackSource, ParamLayout, Textures, storage, storage_init};
+use super::sequence::Sequence;
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
 use super::uniforms::StepUniform;
 use super::update::{UpdateBuffers, UpdateGroups, UpdatePlan};
@@ -75,7 +76,6 @@ impl GpuBackend {
         options: GpuOptions,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
-        mlp.require_plain("the GPU backend")?;
         let ctx = GpuContext::open_async(hardware_only).await?;
         GpuBackend::on_context(ctx, mlp, params, config, options)
     }
@@ -113,10 +113,22 @@ impl GpuBackend {
             (Precision::F32, Some(choice)) => choice.on_adapter(ctx.summary()),
             (Precision::F32, None) => MatmulChoice::for_adapter(ctx.summary()),
         };
-        if choice.small.kind == MatmulKind::Texture && !Textures::fit(&ctx.limits, mlp, capacity) {
+        // The texture matmul packs each layer's input from the layer before
+        // it; a network that is not plain reads its dense layers' inputs
+        // from other steps' buffers, which the storage-buffer matmul binds
+        // as they are.
+        let textures_fit = Textures::fit(&ctx.limits, mlp, capacity);
+        if choice.small.kind == MatmulKind::Texture && (!textures_fit || !mlp.is_plain()) {
             log::info!(
-                "operands exceed the texture limit of {}: using the storage-buffer matmul",
-                ctx.limits.max_texture_dimension_2d
+                "{}: using the storage-buffer matmul",
+                if textures_fit {
+                    "a network that is not plain".to_string()
+                } else {
+                    format!(
+                        "operands exceed the texture limit of {}",
+                        ctx.limits.max_texture_dimension_2d
+                    )
+                }
             );
             choice = MatmulChoice {
                 split: choice.split,
@@ -227,6 +239,24 @@ impl GpuBackend {
                 unused_state: unused_state.each_ref(),
             },
         );
+        // Dropout as the CPU network applies it: never on the output
+        // layer, nor on a residual network's input layer.
+        let layers = mlp.layers().len();
+        let dropout: Vec<_> = (0..layers)
+            .map(|l| {
+                let dropped = mlp.is_plain() || (l > 0 && l + 1 < layers);
+                dropped
+                    .then(|| crate::dropout::Dropout::new(config.dropout_of(l)))
+                    .flatten()
+            })
+            .collect();
+        let sequence = Sequence::new(
+            device,
+            mlp,
+            capacity,
+            &dropout,
+            ctx.limits.min_storage_buffer_offset_alignment,
+        );
         let backend = GpuBackend {
             kernels,
             mlp: mlp.clone(),
@@ -246,9 +276,8 @@ impl GpuBackend {
             dz,
             textures,
             row_stats,
-            dropout: (0..mlp.layers().len())
-                .map(|l| crate::dropout::Dropout::new(config.dropout_of(l)))
-                .collect(),
+            dropout,
+            sequence,
             dropout_seed: crate::dropout::mask_seed(config.seed),
             unused_read,
             unused_write,

@@ -12,7 +12,9 @@
 //! (with `build`, which opens it, and `record`, which records the
 //! dispatches of a step) is `GpuBackend`. `harness` runs single kernels
 //! on host data, for the parity tests and benchmarks; `ceiling` times
-//! multiply-adds alone, the adapter's arithmetic ceiling.
+//! multiply-adds alone, the adapter's arithmetic ceiling. `sequence`
+//! (between `profile` and `plan`) holds the steps of a network that is not
+//! plain: normalisations, activations alone, residual adds.
 
 mod backend;
 mod build;
@@ -30,6 +32,7 @@ mod plan;
 mod profile;
 mod record;
 mod resources;
+mod sequence;
 mod shaders;
 mod split;
 mod steps;

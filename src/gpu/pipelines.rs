@@ -568,6 +568,96 @@ impl Kernels {
     }
 }
 
+/// The bindings of every kernel of shaders/norm.wgsl, in order (each
+/// kernel reads those it names; the layout is one for all).
+const NORM: &[Slot] = &[
+    Slot::Uniform,
+    Slot::Read,
+    Slot::Read,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+];
+/// The bindings of shaders/residual.wgsl's kernels.
+const RESIDUAL: &[Slot] = &[
+    Slot::Uniform,
+    Slot::StepUniform,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::ReadWrite,
+];
+
+/// Which kernel a step's dispatch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StepKernel {
+    LayerNormForward,
+    LayerNormBackward,
+    ColumnPartials,
+    BatchStats,
+    BatchNormApply,
+    AffinePartials,
+    AffineFinish,
+    BatchNormBackward,
+    ForwardStep,
+    GradStep,
+}
+
+/// The pipelines of the steps that are not dense layers, compiled only
+/// for a network that has them.
+#[derive(Debug)]
+pub(crate) struct StepKernels {
+    norm: Vec<Kernel>,
+    residual: Vec<Kernel>,
+}
+
+const NORM_ENTRIES: [(StepKernel, &str); 8] = [
+    (StepKernel::LayerNormForward, "layer_norm_forward"),
+    (StepKernel::LayerNormBackward, "layer_norm_backward"),
+    (StepKernel::ColumnPartials, "column_partials"),
+    (StepKernel::BatchStats, "batch_stats"),
+    (StepKernel::BatchNormApply, "batch_norm_apply"),
+    (StepKernel::AffinePartials, "affine_partials"),
+    (StepKernel::AffineFinish, "affine_finish"),
+    (StepKernel::BatchNormBackward, "batch_norm_backward"),
+];
+
+impl StepKernels {
+    pub(crate) fn new(device: &wgpu::Device) -> StepKernels {
+        let norm = module(device, "norm", include_str!("../../shaders/norm.wgsl"), "");
+        let residual = module(
+            device,
+            "residual",
+            include_str!("../../shaders/residual.wgsl"),
+            "",
+        );
+        StepKernels {
+            norm: NORM_ENTRIES
+                .iter()
+                .map(|(_, entry)| pipeline(device, &norm, entry, NORM, &[]))
+                .collect(),
+            residual: ["forward_step", "grad_step"]
+                .iter()
+                .map(|entry| pipeline(device, &residual, entry, RESIDUAL, &[]))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn get(&self, kernel: StepKernel) -> &Kernel {
+        match kernel {
+            StepKernel::ForwardStep => &self.residual[0],
+            StepKernel::GradStep => &self.residual[1],
+            k => {
+                let at = NORM_ENTRIES.iter().position(|(e, _)| *e == k);
+                &self.norm[at.expect("every norm kernel is listed")]
+            }
+        }
+    }
+}
+
 fn bind_group_layout(device: &wgpu::Device, label: &str, slots: &[Slot]) -> wgpu::BindGroupLayout {
     let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
         .iter()

@@ -7,6 +7,7 @@ use super::context::GpuContext;
 use super::dispatch::{grid, matmul_grid, split_layout};
 use super::pipelines::{Kernel, Kernels, binding, entry};
 use super::resources::{OperandTexture, Pack, PackSource, ParamLayout, Region, Resident, Textures};
+use super::sequence::{GradInto, Sequence, Source, StepPlan, StepResources};
 use super::uniforms::{
     GatherShape, LossShape, MatmulShape, ReduceShape, StepUniform, UniformBlocks,
 };
@@ -151,6 +152,9 @@ pub(crate) struct Plan {
     /// `input_grad[l]` carries dZ of layer l back to layer l − 1 (none for 0).
     pub(crate) input_grad: Vec<Option<Product>>,
     pub(crate) packs: Option<PlanPacks>,
+    /// The dispatches of the steps that are not dense layers (a network
+    /// that is not plain: src/gpu/sequence.rs).
+    pub(crate) steps: Option<StepPlan>,
     pub(crate) _uniforms: wgpu::Buffer,
     /// The partial products of split-K, shared by every product of the pass.
     pub(crate) _partials: wgpu::Buffer,
@@ -183,6 +187,8 @@ pub(crate) struct PassResources<'a> {
     pub(crate) unused_read: &'a wgpu::Buffer,
     pub(crate) unused_write: &'a wgpu::Buffer,
     pub(crate) resident: Option<&'a Resident>,
+    /// The other steps of a network that is not plain.
+    pub(crate) sequence: Option<&'a Sequence>,
 }
 
 /// What a binding of a pass's bind group holds.
@@ -339,8 +345,21 @@ impl<'a> PassResources<'a> {
                 bias_grad: u32::from(folds_bias(l)),
                 ..Default::default()
             }));
-            input_grad_at.push((l > 0).then(|| {
-                let (code, slope) = layers[l - 1].activation.code();
+            // Into the previous layer's dZ through its f' and dropout, or
+            // (after another kind of step) into that step's gradient.
+            let into = match self.sequence {
+                None if l > 0 => GradInto::Dense(l - 1),
+                None => GradInto::Nothing,
+                Some(sequence) => sequence.grad_into(l),
+            };
+            let through = match into {
+                GradInto::Nothing => None,
+                GradInto::Dense(prev) => {
+                    Some((layers[prev].activation.code(), dropout(prev), prev))
+                }
+                GradInto::Step(_) => Some(((0, 0.0), None, 0)),
+            };
+            input_grad_at.push(through.map(|((code, slope), dropout, prev)| {
                 product(
                     MatmulShape {
                         m: rows as u32,
@@ -351,7 +370,7 @@ impl<'a> PassResources<'a> {
                         row_offset: key.offset as u32,
                         ..Default::default()
                     }
-                    .with_dropout(dropout(l - 1), self.dropout_seed, l - 1),
+                    .with_dropout(dropout, self.dropout_seed, prev),
                 )
             }));
         }
@@ -481,11 +500,20 @@ impl<'a> PassResources<'a> {
                 ],
             })
         });
+        let layer_inputs = |l: usize| layers[l].inputs as u64;
         let input_of = |l: usize| -> Region {
-            if l == 0 {
-                (self.x_batch, 0, r * mlp.inputs() as u64)
-            } else {
-                (&self.a[l - 1], 0, r * layers[l - 1].outputs as u64)
+            let source = match self.sequence {
+                None if l == 0 => Source::Batch,
+                None => Source::Dense(l - 1),
+                Some(sequence) => sequence.input_of(l),
+            };
+            match source {
+                Source::Batch => (self.x_batch, 0, r * mlp.inputs() as u64),
+                Source::Dense(prev) => (&self.a[prev], 0, r * layers[prev].outputs as u64),
+                Source::Step(i) => {
+                    let sequence = self.sequence.expect("a step's output is the sequence's");
+                    (sequence.out(i), 0, r * layer_inputs(l))
+                }
             }
         };
         // A matmul operand: the buffer, or its texture for the texture matmul.
@@ -554,9 +582,25 @@ impl<'a> PassResources<'a> {
                 )
             }));
             input_grad.push(input_grad_at[l].as_ref().map(|at| {
-                let prev = layers[l - 1].outputs as u64;
-                let z_prev = (&self.z[l - 1], 0, r * prev);
-                let dz_prev = (&self.dz[l - 1], 0, r * prev);
+                let (z_prev, dz_prev) = match self.sequence.map(|s| s.grad_into(l)) {
+                    Some(GradInto::Step(step)) => {
+                        let sequence = self.sequence.expect("steps are the sequence's");
+                        // The gradient of the step's output, as it is (f' of
+                        // the identity: the input is bound for its size only).
+                        (input_of(l), (sequence.grad(step), 0, r * i))
+                    }
+                    Some(GradInto::Dense(_)) | Some(GradInto::Nothing) | None => {
+                        let prev = match self.sequence.map(|s| s.grad_into(l)) {
+                            Some(GradInto::Dense(prev)) => prev,
+                            _ => l - 1,
+                        };
+                        let width = layers[prev].outputs as u64;
+                        (
+                            (&self.z[prev], 0, r * width),
+                            (&self.dz[prev], 0, r * width),
+                        )
+                    }
+                };
                 // dZ_prev = (dZ · W) ⊙ f'(Z_prev).
                 matmul_group(
                     &k.matmuls[0].input_grad,
@@ -645,9 +689,30 @@ impl<'a> PassResources<'a> {
                 }
             }
         }
+        let steps = self.sequence.map(|sequence| {
+            let resources = StepResources {
+                device,
+                max_per_dim: max,
+                uniform_align: self.uniform_align,
+                mlp,
+                layout: self.layout,
+                params: self.params,
+                grads: self.grads,
+                x_batch: self.x_batch,
+                z: self.z,
+                a: self.a,
+                dz: self.dz,
+                steps: self.steps,
+                unused_read: self.unused_read,
+                unused_write: self.unused_write,
+                dropout_seed: self.dropout_seed,
+            };
+            sequence.plan(&resources, (rows, key.offset), key.train, key.accumulate)
+        });
         Plan {
             rows,
             accumulate: key.accumulate,
+            steps,
             gather,
             forward,
             loss,

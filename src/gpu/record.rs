@@ -5,13 +5,16 @@ use super::backend::GpuBackend;
 use super::codes::Epilogue;
 use super::dispatch::grid;
 
+use super::pipelines::StepKernel;
 use super::pipelines::{Kernel, Kernels, MatmulKernels, NORM_GROUPS};
 use super::plan::{Plan, Product, weight_grad_epilogue};
 use super::profile::{OPTIMIZER, Work};
 use super::resources::Pack;
+use super::sequence::StepOp;
 use super::uniforms::StepUniform;
 use super::window::StepAt;
 use crate::error::Result;
+use crate::model::LayerKind;
 
 impl GpuBackend {
     /// Records the forward pass, the loss, and (with `train`) the backward
@@ -49,47 +52,122 @@ impl GpuBackend {
         if !train {
             return;
         }
-        let packs = plan.packs.as_ref();
-        if let Some(p) = packs {
+        if let Some(p) = &plan.packs {
             let last = layers.len() - 1;
             self.pack(pass, t, Work::layer("pack dZ", last), &p.dz[last]);
         }
-        for (l, layer) in layers.iter().enumerate().rev() {
-            let (matmul, _) = k.matmul(layer.outputs, layer.inputs);
-            let weight_grad = matmul.weight_grad(&self.ctx.device, plan.accumulate);
-            let work = Work::layer("weight grad", l);
-            let epilogue = weight_grad_epilogue(plan.accumulate);
-            let product = &plan.weight_grad[l];
+        match &plan.steps {
+            None => {
+                for l in (0..layers.len()).rev() {
+                    self.record_dense_backward(pass, plan, l, at);
+                }
+            }
+            Some(steps) => {
+                for (i, kind) in self.mlp.kinds().iter().enumerate().rev() {
+                    self.record_steps(pass, &steps.backward[i], at);
+                    if let LayerKind::Dense(l) = *kind {
+                        self.record_dense_backward(pass, plan, l, at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records dense layer `l`'s backward pass: its weight and bias
+    /// gradients from its dZ, and its input gradient (the layer before's
+    /// dZ through its f', or another step's output gradient).
+    fn record_dense_backward(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        plan: &Plan,
+        l: usize,
+        at: StepAt,
+    ) {
+        let k = &self.kernels;
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let step_offset = self.step_offset(at);
+        let t = at.t;
+        let rows = plan.rows;
+        let layer = &self.mlp.layers()[l];
+        let packs = plan.packs.as_ref();
+        let (matmul, _) = k.matmul(layer.outputs, layer.inputs);
+        let weight_grad = matmul.weight_grad(&self.ctx.device, plan.accumulate);
+        let work = Work::layer("weight grad", l);
+        let epilogue = weight_grad_epilogue(plan.accumulate);
+        let product = &plan.weight_grad[l];
+        self.dispatch_product(
+            pass,
+            (t, work),
+            product,
+            step_offset,
+            weight_grad,
+            (matmul, epilogue),
+        );
+        if let Some(group) = &plan.bias_grad[l] {
+            pass.set_pipeline(&k.column_sums.pipeline);
+            pass.set_bind_group(0, group, &[]);
+            let groups = Kernels::column_sums_groups(layer.outputs, max);
+            self.dispatch(pass, t, Work::layer("bias grad", l), groups);
+        }
+        if let Some(product) = &plan.input_grad[l] {
+            let (matmul, _) = k.matmul(rows, layer.inputs);
+            let work = Work::layer("input grad", l);
+            let finish = (matmul, Epilogue::ActivationGrad);
             self.dispatch_product(
                 pass,
                 (t, work),
                 product,
                 step_offset,
-                weight_grad,
-                (matmul, epilogue),
+                &matmul.input_grad,
+                finish,
             );
-            if let Some(group) = &plan.bias_grad[l] {
-                pass.set_pipeline(&k.column_sums.pipeline);
-                pass.set_bind_group(0, group, &[]);
-                let groups = Kernels::column_sums_groups(layer.outputs, max);
-                self.dispatch(pass, t, Work::layer("bias grad", l), groups);
+            if let Some(p) = packs {
+                self.pack(pass, t, Work::layer("pack dZ", l - 1), &p.dz[l - 1]);
             }
-            if let Some(product) = &plan.input_grad[l] {
-                let (matmul, _) = k.matmul(rows, layer.inputs);
-                let work = Work::layer("input grad", l);
-                let finish = (matmul, Epilogue::ActivationGrad);
-                self.dispatch_product(
-                    pass,
-                    (t, work),
-                    product,
-                    step_offset,
-                    &matmul.input_grad,
-                    finish,
-                );
-                if let Some(p) = packs {
-                    self.pack(pass, t, Work::layer("pack dZ", l - 1), &p.dz[l - 1]);
-                }
-            }
+        }
+    }
+
+    /// Records the dispatches of a step that is not a dense layer.
+    fn record_steps(&self, pass: &mut wgpu::ComputePass, ops: &[StepOp], at: StepAt) {
+        let Some(sequence) = &self.sequence else {
+            return;
+        };
+        let step_offset = self.step_offset(at);
+        for op in ops {
+            pass.set_pipeline(&sequence.kernels.get(op.kernel).pipeline);
+            // The residual kernels read the step's uniform (dropout's t).
+            let offsets: &[u32] = match op.kernel {
+                StepKernel::ForwardStep | StepKernel::GradStep => &[step_offset],
+                _ => &[],
+            };
+            pass.set_bind_group(0, &op.group, offsets);
+            self.dispatch(pass, at.t, op.work, op.groups);
+        }
+    }
+
+    /// Records dense layer `l`'s forward product (Z, and A through its
+    /// activation and dropout), and with the texture matmul the pack of A.
+    fn record_dense_forward(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        plan: &Plan,
+        l: usize,
+        at: StepAt,
+    ) {
+        let layer = &self.mlp.layers()[l];
+        let (matmul, _) = self.kernels.matmul(plan.rows, layer.outputs);
+        let work = Work::layer("forward", l);
+        let finish = (matmul, Epilogue::BiasActivation);
+        self.dispatch_product(
+            pass,
+            (at.t, work),
+            &plan.forward[l],
+            self.step_offset(at),
+            &matmul.forward,
+            finish,
+        );
+        if let Some(pack) = plan.packs.as_ref().and_then(|p| p.a.get(l)) {
+            self.pack(pass, at.t, Work::layer("pack activations", l), pack);
         }
     }
 
@@ -97,8 +175,6 @@ impl GpuBackend {
     /// layer's output (with the texture matmul: packing the weights, the
     /// input and each layer's output for the next).
     pub(crate) fn record_forward(&self, pass: &mut wgpu::ComputePass, plan: &Plan, at: StepAt) {
-        let k = &self.kernels;
-        let step_offset = self.step_offset(at);
         let t = at.t;
         let layers = self.mlp.layers();
         if let (Some(textures), Some(p)) = (&self.textures, &plan.packs) {
@@ -107,20 +183,19 @@ impl GpuBackend {
             }
             self.pack(pass, t, Work::of("pack input"), &p.x);
         }
-        for (l, layer) in layers.iter().enumerate() {
-            let (matmul, _) = k.matmul(plan.rows, layer.outputs);
-            let work = Work::layer("forward", l);
-            let finish = (matmul, Epilogue::BiasActivation);
-            self.dispatch_product(
-                pass,
-                (t, work),
-                &plan.forward[l],
-                step_offset,
-                &matmul.forward,
-                finish,
-            );
-            if let Some(pack) = plan.packs.as_ref().and_then(|p| p.a.get(l)) {
-                self.pack(pass, t, Work::layer("pack activations", l), pack);
+        match &plan.steps {
+            None => {
+                for l in 0..layers.len() {
+                    self.record_dense_forward(pass, plan, l, at);
+                }
+            }
+            Some(steps) => {
+                for (i, kind) in self.mlp.kinds().iter().enumerate() {
+                    match *kind {
+                        LayerKind::Dense(l) => self.record_dense_forward(pass, plan, l, at),
+                        _ => self.record_steps(pass, &steps.forward[i], at),
+                    }
+                }
             }
         }
     }

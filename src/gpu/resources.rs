@@ -17,6 +17,9 @@ use wgpu::util::DeviceExt;
 pub(crate) struct ParamLayout {
     pub(crate) weight: Vec<u64>,
     pub(crate) bias: Vec<u64>,
+    /// Each normalisation's γ, its β right after (one binding holds
+    /// both), after every dense layer's parameters as in the flat vector.
+    pub(crate) norm: Vec<u64>,
     pub(crate) len: u64,
 }
 
@@ -52,9 +55,11 @@ impl ParamLayout {
             weight.push(place(layer.inputs * layer.outputs));
             bias.push(place(layer.outputs));
         }
+        let norm = mlp.norms().iter().map(|n| place(2 * n.width)).collect();
         ParamLayout {
             weight,
             bias,
+            norm,
             // A whole number of vec4s (the optimizer kernel's unit).
             len: at.max(1).next_multiple_of(4),
         }
@@ -118,6 +123,11 @@ impl ParamLayout {
             padded[wo..wo + w.len()].copy_from_slice(&flat[w]);
             padded[bo..bo + b.len()].copy_from_slice(&flat[b]);
         }
+        for (n, &at) in self.norm.iter().enumerate() {
+            let (gamma, beta) = mlp.norm_ranges(n);
+            let at = at as usize;
+            padded[at..at + gamma.len() + beta.len()].copy_from_slice(&flat[gamma.start..beta.end]);
+        }
         padded
     }
 
@@ -130,6 +140,11 @@ impl ParamLayout {
             let (wl, bl) = (w.len(), b.len());
             flat[w].copy_from_slice(&padded[wo..wo + wl]);
             flat[b].copy_from_slice(&padded[bo..bo + bl]);
+        }
+        for (n, &at) in self.norm.iter().enumerate() {
+            let (gamma, beta) = mlp.norm_ranges(n);
+            let (at, len) = (at as usize, gamma.len() + beta.len());
+            flat[gamma.start..beta.end].copy_from_slice(&padded[at..at + len]);
         }
         flat
     }

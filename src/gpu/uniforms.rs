@@ -74,6 +74,43 @@ pub(crate) struct ElementwiseShape {
     pub slope: f32,
 }
 
+/// The twin of `NormShape` in shaders/norm.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
+pub(crate) struct NormShape {
+    pub rows: u32,
+    pub width: u32,
+    /// Chunks of the column reductions' first pass (`sequence::CHUNK_ROWS` rows each).
+    pub chunks: u32,
+    /// 1: a training pass (BatchNorm by the batch, its running statistics move).
+    pub train: u32,
+    /// 1: dγ, dβ are added to those there (a step's later passes).
+    pub accumulate: u32,
+    pub eps: f32,
+    pub momentum: f32,
+    /// rows / (rows − 1), in f64 then rounded (the unbiased variance).
+    pub unbiased: f32,
+}
+
+/// The twin of `ResidualShape` in shaders/residual.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
+pub(crate) struct ResidualShape {
+    pub rows: u32,
+    pub width: u32,
+    pub activation: u32,
+    pub slope: f32,
+    /// 1: the second operand is added.
+    pub has_b: u32,
+    pub dropout_threshold: u32,
+    pub dropout_scale: f32,
+    pub dropout_seed: u32,
+    pub dropout_layer: u32,
+    pub row_offset: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
 /// The twin of `LossShape` in shaders/loss.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
@@ -386,6 +423,30 @@ mod tests {
                 activation,
                 slope
             }),
+            layout!(NormShape {
+                rows,
+                width,
+                chunks,
+                train,
+                accumulate,
+                eps,
+                momentum,
+                unbiased
+            }),
+            layout!(ResidualShape {
+                rows,
+                width,
+                activation,
+                slope,
+                has_b,
+                dropout_threshold,
+                dropout_scale,
+                dropout_seed,
+                dropout_layer,
+                row_offset,
+                _pad0,
+                _pad1
+            }),
             layout!(LossShape {
                 rows,
                 width,
@@ -497,6 +558,8 @@ mod tests {
             "pack" => include_str!("../../shaders/pack.wgsl"),
             "elementwise" => include_str!("../../shaders/elementwise.wgsl"),
             "ceiling" => include_str!("../../shaders/ceiling.wgsl"),
+            "norm" => include_str!("../../shaders/norm.wgsl"),
+            "residual" => include_str!("../../shaders/residual.wgsl"),
             _ => unreachable!(),
         };
         let mut sources: Vec<(String, String)> = [
@@ -507,6 +570,8 @@ mod tests {
             "pack",
             "elementwise",
             "ceiling",
+            "norm",
+            "residual",
         ]
         .into_iter()
         // The ceiling kernel is built with the kernel harness only.

@@ -164,12 +164,6 @@ impl Trainer {
             }
             Device::Cpu => Box::new(CpuBackend::new(&mlp, params, &spec)),
             Device::Gpu => Box::new(gpu(params, false).await?),
-            Device::Auto if !mlp.is_plain() => {
-                let why = "the GPU runs dense layers one after another only, so far";
-                log::info!("device auto: using the CPU: {why}");
-                fallback = Some(why.to_string());
-                Box::new(CpuBackend::new(&mlp, params, &spec))
-            }
             Device::Auto => match gpu(params.clone(), true).await {
                 Ok(gpu) => Box::new(gpu),
                 Err(e) => {
