@@ -207,6 +207,15 @@ def _is_mapped(x):
     return False
 
 
+def _map_file(x):
+    """`` of FILE`` for a map of a file NumPy names (``numpy.memmap``)."""
+    while isinstance(x, np.ndarray):
+        if isinstance(x, np.memmap) and getattr(x, "filename", None):
+            return f" of {x.filename}"
+        x = x.base
+    return ""
+
+
 def _is_source(x):
     """Whether ``x`` is read a part at a time rather than held: a path, a
     table, a memory map."""
@@ -290,7 +299,7 @@ def _source(x, y, loss, name="x", target=None, features=None, exclude=None, fill
         given = ", ".join(k for k, v in dict(named, target=target).items() if v is not None)
         raise ValueError(f"{name}: {given} name columns of a file or a table, but {name} is an array")
     if _is_mapped(x):
-        return _mapped(x, y, loss, f"{name} (a memory map)", inputs)
+        return _mapped(x, y, loss, f"{name} (a memory map{_map_file(x)})", inputs)
     return None
 
 

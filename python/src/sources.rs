@@ -535,10 +535,12 @@ impl RowSource for ArraySource {
                 // the offset by its strides is one of its elements.
                 let value = unsafe { self.element.read(self.data.offset(offset), self.swap) };
                 if !value.is_finite() {
-                    return Err(Error::Config(format!(
-                        "{}, row {row}, column {column}: {value} is not a finite number (as float32)",
-                        self.name
-                    )));
+                    return Err(Error::Parse {
+                        path: self.name.clone().into(),
+                        message: format!(
+                            "row {row}, column {column}: {value} is not a finite number (as float32)"
+                        ),
+                    });
                 }
                 out.x.push(value);
             }
