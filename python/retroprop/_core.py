@@ -674,10 +674,16 @@ class Trainer:
     whose base another call still reads, such as the same array in a
     concurrent fit, comes back when that call ends); views of the same
     memory made before the call keep their own flag and must not be
-    written meanwhile. An array whose memory NumPy does not own (a view
-    of a ``bytearray``, a memory map, a foreign buffer), which that flag
-    cannot protect, is copied instead. ``standardize`` trains on a scaled
-    copy. The targets are copied (they are small).
+    written meanwhile. A memory map (``numpy.memmap``,
+    ``numpy.load(path, mmap_mode="r")``, read-only or not) is trained on
+    where it lies too (float32 C-contiguous), or read a part at a time
+    (any other dtype or layout); its arrays are read-only meanwhile, but
+    a writer of the file itself is not stopped. An array whose memory
+    NumPy does not own otherwise (a view of a ``bytearray``, a foreign
+    buffer), which that flag cannot protect, is copied instead.
+    ``standardize`` trains on a scaled copy. The targets are copied (they
+    are small). A path to a Parquet, ``.npy`` or ``.npz`` file or a
+    ``pyarrow.Table`` is read a part at a time (``fit``'s docstring).
 
     ``fit`` releases the GIL while it trains. Ctrl-C stops it at the next
     step boundary, keeps the steps taken (``model()`` returns them),
