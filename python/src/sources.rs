@@ -255,16 +255,7 @@ impl NativeSource {
     /// Rows `start..end` held: `(x, classes, values)`, float32 inputs
     /// `[rows, features]` and class indices or target values (the other
     /// `None`; both for inputs only). Reads with the GIL released.
-    fn read<'py>(
-        &self,
-        py: Python<'py>,
-        start: usize,
-        end: usize,
-    ) -> PyResult<(
-        Bound<'py, PyAny>,
-        Option<Bound<'py, PyAny>>,
-        Option<Bound<'py, PyAny>>,
-    )> {
+    fn read<'py>(&self, py: Python<'py>, start: usize, end: usize) -> PyResult<HeldRows<'py>> {
         guard(|| {
             let (rows, features, width) = (
                 end.saturating_sub(start),
@@ -300,6 +291,13 @@ impl NativeSource {
         })
     }
 }
+
+/// Rows held: inputs, and class indices or target values (or neither).
+type HeldRows<'py> = (
+    Bound<'py, PyAny>,
+    Option<Bound<'py, PyAny>>,
+    Option<Bound<'py, PyAny>>,
+);
 
 /// Class indices or target values from Python, copied.
 fn targets(
