@@ -64,6 +64,35 @@ pub trait RowSource: Send + Sync {
     fn fingerprint(&self) -> u64;
 }
 
+/// A source shared: the Python package keeps one to train, validate and
+/// predict on, and wraps it (its targets from elsewhere).
+impl<T: RowSource + ?Sized> RowSource for Arc<T> {
+    fn rows(&self) -> usize {
+        (**self).rows()
+    }
+    fn features(&self) -> usize {
+        (**self).features()
+    }
+    fn target_width(&self) -> usize {
+        (**self).target_width()
+    }
+    fn classes(&self) -> bool {
+        (**self).classes()
+    }
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn read(&self, rows: Range<usize>, out: &mut Chunk) -> Result<()> {
+        (**self).read(rows, out)
+    }
+    fn read_targets(&self, rows: Range<usize>, out: &mut Chunk) -> Result<()> {
+        (**self).read_targets(rows, out)
+    }
+    fn fingerprint(&self) -> u64 {
+        (**self).fingerprint()
+    }
+}
+
 /// Rows read from a [`RowSource`], row-major: inputs, and the class
 /// labels or the target values (the other left empty).
 #[derive(Debug, Clone, Default, PartialEq)]

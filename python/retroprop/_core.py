@@ -2,6 +2,7 @@
 (``torch.optim``'s optimizer names, options and defaults), ``Model`` is
 what it trains."""
 
+import mmap
 import os
 import sys
 import warnings
@@ -180,6 +181,166 @@ def _targets(y, loss, name="y"):
     if values.ndim == 1:
         values = values.reshape(-1, 1)
     return None, np.ascontiguousarray(values)
+
+
+#: The files ``fit``, ``evaluate`` and ``predict`` read by their suffix.
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _is_table(x):
+    """Whether ``x`` is an Arrow table to read by its columns: anything
+    with ``__arrow_c_stream__`` (a pyarrow Table, RecordBatch or
+    RecordBatchReader, a polars DataFrame) but a pandas frame, which goes
+    through ``numpy.asarray`` as it always has."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "__arrow_c_stream__"):
+        return False
+    return type(x).__module__.split(".")[0] != "pandas"
+
+
+def _is_mapped(x):
+    """Whether ``x`` is an array whose memory is a memory map
+    (``numpy.memmap``, ``numpy.load(mmap_mode=...)``, or a view of one)."""
+    while isinstance(x, np.ndarray):
+        x = x.base
+        if isinstance(x, mmap.mmap):
+            return True
+    return False
+
+
+def _map_file(x):
+    """`` of FILE`` for a map of a file NumPy names (``numpy.memmap``)."""
+    while isinstance(x, np.ndarray):
+        if isinstance(x, np.memmap) and getattr(x, "filename", None):
+            return f" of {x.filename}"
+        x = x.base
+    return ""
+
+
+def _is_source(x):
+    """Whether ``x`` is read a part at a time rather than held: a path, a
+    table, a memory map."""
+    return isinstance(x, (str, os.PathLike)) or _is_table(x) or _is_mapped(x)
+
+
+def _names(value, what):
+    """A column name or a list of them as a list (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    names = list(value)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{what}: give column names (text), got {value!r}")
+    return names
+
+
+def _source(x, y, loss, name="x", target=None, features=None, exclude=None, fill_null=None, inputs=None):
+    """What ``x`` (and ``y``) are read from: a ``NativeSource`` that reads
+    rows a part at a time, or ``None`` for arrays held in memory (``x``
+    then goes through ``as_rows``).
+
+    A path by its suffix: Parquet (``.parquet``, ``.pq``; the columns by
+    ``target``, ``features``, ``exclude``, ``fill_null``, as the program's
+    ``--target``, ``--features``, ``--exclude``, ``--fill-null``), ``.npy``
+    (``[rows, columns]``, the last ``target`` columns, by default 1, the
+    targets; with ``y``, every column an input, read as a memory map),
+    ``.npz`` (arrays ``x`` and ``y``, read whole). A table by the Parquet
+    rules. A memory map of any dtype, read where it lies (a float32
+    C-contiguous one is borrowed as it is, the held path: returns None).
+    With ``y`` given, a file's or table's columns are all inputs (less
+    ``exclude``, or the ``features`` named) and ``y`` the targets.
+    ``inputs``: the model's inputs, to predict (``y`` and the targets then
+    ignored: a Parquet file's or table's first ``inputs`` columns not
+    excluded nor named ``target``, as ``retroprop predict`` reads)."""
+    classes = loss == "cross_entropy"
+    named = dict(features=features, exclude=exclude, fill_null=fill_null)
+    if isinstance(x, (str, os.PathLike)):
+        path = os.fspath(x)
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix in PARQUET_SUFFIXES:
+            args = (_names(target, "target"), _names(features, "features"), _names(exclude, "exclude") or [],
+                    None if fill_null is None else float(fill_null))
+            if inputs is not None:
+                return _retroprop.NativeSource.parquet_inputs(path, inputs, *args)
+            source = _retroprop.NativeSource.parquet(path, classes, *args, y is not None)
+            return source if y is None else _with_y(source, y, loss, name)
+        if suffix not in (".npy", ".npz"):
+            raise ValueError(
+                f"{name}: {path}: retroprop reads Parquet ({', '.join(PARQUET_SUFFIXES)}), .npy and .npz files "
+                "by their suffix (a CSV file: load it with numpy.loadtxt or pandas first)"
+            )
+        if any(v is not None for v in named.values()):
+            given = ", ".join(k for k, v in named.items() if v is not None)
+            raise ValueError(f"{name}: {path}: {given} name columns of a Parquet file or a table; a NumPy file's have no names")
+        if suffix == ".npz":
+            if y is not None or target is not None or inputs is not None:
+                raise ValueError(f"{name}: {path}: an .npz archive holds its own arrays x and y: give neither y nor target")
+            return _retroprop.NativeSource.npz(path, classes)
+        if y is None and inputs is None:
+            columns = 1 if target is None else target
+            if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)):
+                raise TypeError(f"{name}: {path}: an .npy file's target is how many of its last columns are targets, got {target!r}")
+            return _retroprop.NativeSource.npy(path, classes, int(columns))
+        x = np.load(path, mmap_mode="r")
+        if x.ndim == 2 and inputs is not None:
+            x = x[:, :inputs]
+        return _mapped(x, y, loss, f"{name} ({path})", inputs)
+    if _is_table(x):
+        kind = f"{name} (a {type(x).__module__.split('.')[0]}.{type(x).__name__})"
+        if inputs is not None and features is None:
+            features = _first_columns(x, inputs, _names(target, "target") or [], _names(exclude, "exclude") or [])
+            exclude = None
+        args = (_names(target, "target"), _names(features, "features"), _names(exclude, "exclude") or [],
+                None if fill_null is None else float(fill_null))
+        only = y is not None or inputs is not None
+        source = _retroprop.NativeSource.arrow(x, kind, classes, *args, only)
+        return source if y is None or inputs is not None else _with_y(source, y, loss, name)
+    if target is not None or any(v is not None for v in named.values()):
+        given = ", ".join(k for k, v in dict(named, target=target).items() if v is not None)
+        raise ValueError(f"{name}: {given} name columns of a file or a table, but {name} is an array")
+    if _is_mapped(x):
+        return _mapped(x, y, loss, f"{name} (a memory map{_map_file(x)})", inputs)
+    return None
+
+
+def _mapped(x, y, loss, name, inputs):
+    """A memory map's source: None for a float32 C-contiguous one (borrowed
+    where it is by the held path), else one reading its rows where they
+    lie, with ``y`` held beside it."""
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [rows, features], got shape {x.shape}")
+    if x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned and inputs is None:
+        if y is None:
+            raise TypeError(f"{name}: an array holds the inputs only: give y")
+        return None
+    source = _retroprop.NativeSource.array(x, name)
+    if inputs is not None:
+        return source
+    if y is None:
+        raise TypeError(f"{name}: an array holds the inputs only: give y")
+    return _with_y(source, y, loss, name)
+
+
+def _with_y(source, y, loss, name):
+    """``source``'s inputs with the targets ``y``."""
+    classes, values = _targets(y, loss, "y")
+    return source.with_targets(classes, values)
+
+
+def _first_columns(table, inputs, targets, exclude):
+    """A table's first ``inputs`` columns neither named targets nor
+    excluded: the inputs ``retroprop predict`` reads."""
+    schema = getattr(table, "schema", None)
+    names = list(schema.names) if hasattr(schema, "names") else list(getattr(table, "columns", []))
+    candidates = [n for n in names if n not in targets and n not in exclude]
+    if len(candidates) < inputs:
+        raise ValueError(f"the table has {len(candidates)} columns that can be inputs, but the model takes {inputs}")
+    return candidates[:inputs]
+
+
+def _held(source):
+    """All of ``source``'s rows in memory: ``(x, classes, values)``."""
+    return source.read(0, source.rows)
 
 
 class Model:
@@ -538,10 +699,16 @@ class Trainer:
     whose base another call still reads, such as the same array in a
     concurrent fit, comes back when that call ends); views of the same
     memory made before the call keep their own flag and must not be
-    written meanwhile. An array whose memory NumPy does not own (a view
-    of a ``bytearray``, a memory map, a foreign buffer), which that flag
-    cannot protect, is copied instead. ``standardize`` trains on a scaled
-    copy. The targets are copied (they are small).
+    written meanwhile. A memory map (``numpy.memmap``,
+    ``numpy.load(path, mmap_mode="r")``, read-only or not) is trained on
+    where it lies too (float32 C-contiguous), or read a part at a time
+    (any other dtype or layout); its arrays are read-only meanwhile, but
+    a writer of the file itself is not stopped. An array whose memory
+    NumPy does not own otherwise (a view of a ``bytearray``, a foreign
+    buffer), which that flag cannot protect, is copied instead.
+    ``standardize`` trains on a scaled copy. The targets are copied (they
+    are small). A path to a Parquet, ``.npy`` or ``.npz`` file or a
+    ``pyarrow.Table`` is read a part at a time (``fit``'s docstring).
 
     ``fit`` releases the GIL while it trains. Ctrl-C stops it at the next
     step boundary, keeps the steps taken (``model()`` returns them),
@@ -691,6 +858,7 @@ class Trainer:
         def number(kind, value):
             return None if value is None else kind(value)
 
+        self._sizes = [int(s) for s in sizes]
         self._members = None if members is None else int(members)
         if self._members is not None and self._members < 1:
             raise ValueError(f"members must be at least 1, got {members}")
@@ -782,8 +950,8 @@ class Trainer:
         self._need_members("states")
         return self._native.states()
 
-    def fit(self, x, y, validation=None, callback=None, verbose=False, checkpoint=None, checkpoint_every=1,
-            sample_weight=None):
+    def fit(self, x, y=None, validation=None, callback=None, verbose=False, checkpoint=None, checkpoint_every=1,
+            sample_weight=None, *, target=None, features=None, exclude=None, fill_null=None):
         """Trains on ``x`` ``[rows, features]`` and ``y`` (class indices
         for cross_entropy, else values ``[rows]`` or ``[rows, outputs]``)
         for the configured epochs; each call continues where the last
@@ -804,17 +972,100 @@ class Trainer:
         ``verbose`` prints them as scikit-learn does. ``checkpoint``: a
         file written every ``checkpoint_every`` epochs and where the run
         stops, which ``Trainer(..., resume=path)`` continues from. Returns
-        a ``History``."""
-        rows = as_rows(x)
-        classes, values = _targets(y, self.loss)
-        xv = cv = vv = wv = None
-        if validation is not None:
-            if len(validation) not in (2, 3):
-                raise ValueError("validation must be (x_val, y_val) or (x_val, y_val, sample_weight_val)")
-            x_val, y_val, *w_val = validation
-            xv = as_rows(x_val, "validation x")
-            cv, vv = _targets(y_val, self.loss, "validation y")
-            wv = _weights(w_val[0], len(xv), "validation sample_weight") if w_val else None
+        a ``History``.
+
+        **Data larger than memory.** ``x`` may also be read a part at a
+        time, never held whole, while training goes on (the library's
+        ``fit_streamed``, the program's ``train --stream``): the run is
+        the one the same rows held as a float32 array give, bit for bit.
+
+        - A path (``str`` or ``os.PathLike``) by its suffix. Parquet
+          (``.parquet``, ``.pq``): the targets are the column named
+          ``target`` (a name or a list of names), by default the last
+          column; the features the columns named ``features``, by default
+          every other column less those in ``exclude``; a null in a
+          feature reads as ``fill_null`` if given, else it is a
+          ``ValueError`` naming the column, row group and row, as is a
+          column that does not hold numbers (exclude it). ``.npy``
+          (``[rows, columns]``, any numeric dtype): the last ``target``
+          columns (an int, by default 1) are the targets. ``.npz``: its
+          arrays ``x`` and ``y``, read whole (a zip's entries are).
+        - A ``pyarrow.Table`` (or ``RecordBatch``, ``RecordBatchReader``,
+          a polars ``DataFrame``: anything with ``__arrow_c_stream__`` but
+          a pandas frame) by the Parquet rules: its columns are lent
+          through Arrow's C stream interface, not copied, and converted
+          to float32 a part of the rows at a time.
+        - A NumPy memory map (``numpy.memmap``, ``numpy.load(path,
+          mmap_mode="r")``), with ``y``: a float32 C-contiguous one is
+          trained on where it lies (its pages loaded as they are read,
+          which the system may drop again), any other dtype or layout read
+          a part at a time and converted as ``numpy.asarray(x,
+          numpy.float32)`` would.
+
+        With ``y`` given, a file's or a table's columns are all inputs
+        (less ``exclude``, or the ``features`` named) and ``y`` the
+        targets. ``validation`` may then be a path or a table alone (by
+        the same column rules) or a pair of either or arrays. Each epoch is
+        read a window of rows at a time (2^20 rows, in the library's
+        windowed order, which the held arrays take too), the next while
+        the device trains on this one: the process holds about two
+        windows of rows. ``standardize`` reads the rows twice more first.
+        During such a fit the callback gets each record, but the trainer
+        answers no call until ``fit`` returns (a ``ValueError``; ``stop()``
+        works). Members and ``sample_weight`` train on rows held in
+        memory: the rows are read whole first.
+
+        Training from a Parquet file, its target by name, and predicting
+        from it::
+
+            >>> import numpy as np, pyarrow as pa, pyarrow.parquet as pq, retroprop, tempfile, os
+            >>> rng = np.random.default_rng(0)
+            >>> x = rng.normal(size=(500, 3)).astype(np.float32)
+            >>> table = pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": (x[:, 0] > 0).astype(np.int64)})
+            >>> path = os.path.join(tempfile.mkdtemp(), "train.parquet")
+            >>> pq.write_table(table, path, row_group_size=128)
+            >>> t = retroprop.Trainer([3, 8, 2], "tanh", "cross_entropy", batch_size=32, epochs=2, device="cpu")
+            >>> _ = t.fit(path, target="label")
+            >>> held = retroprop.Trainer([3, 8, 2], "tanh", "cross_entropy", batch_size=32, epochs=2, device="cpu")
+            >>> _ = held.fit(x, table["label"].to_numpy())
+            >>> bool((t.model().state_dict()["layers.0.weight"] == held.model().state_dict()["layers.0.weight"]).all())
+            True
+            >>> t.predict(path, target="label").shape
+            (500, 2)
+            >>> t.fit(path, target="labels")
+            Traceback (most recent call last):
+            ...
+            ValueError: .../train.parquet: no column `labels` (the file's columns: a, b, c, label)
+        """
+        columns = dict(target=target, features=features, exclude=exclude, fill_null=fill_null)
+        train = _source(x, y, self.loss, "x", **columns)
+        if train is not None and (self._members is not None or sample_weight is not None):
+            # Members and weighted rows are trained held in memory.
+            rows, classes, values = _held(train)
+            train = None
+        elif train is None:
+            if y is None:
+                raise TypeError(
+                    "fit: y is needed with arrays (y=None only with a path or a table, "
+                    "whose target column target= names)"
+                )
+            rows = as_rows(x)
+            classes, values = _targets(y, self.loss)
+        validation = self._validation(validation, columns, streamed=train is not None)
+        checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+
+        if train is not None:
+
+            def on_record(record):
+                if verbose:
+                    print_epoch(record)
+                if callback is not None:
+                    callback(record)
+
+            return History(self._native.fit_stream(
+                train, validation, self.standardize, on_record, checkpoint, int(checkpoint_every)
+            ))
+        xv, cv, vv, wv = validation if validation is not None else (None,) * 4
 
         if self._members is not None:
 
@@ -835,7 +1086,7 @@ class Trainer:
                 vv,
                 self.standardize,
                 on_epochs,
-                None if checkpoint is None else os.fspath(checkpoint),
+                checkpoint,
                 int(checkpoint_every),
                 sample_weight=_weights(sample_weight, len(rows), "sample_weight"),
                 sample_weight_val=wv,
@@ -856,12 +1107,41 @@ class Trainer:
             vv,
             self.standardize,
             on_epoch,
-            None if checkpoint is None else os.fspath(checkpoint),
+            checkpoint,
             int(checkpoint_every),
             sample_weight=_weights(sample_weight, len(rows), "sample_weight"),
             sample_weight_val=wv,
         )
         return History(history)
+
+    def _validation(self, validation, columns, streamed):
+        """``fit``'s validation data: a ``NativeSource`` for a streamed
+        fit, else ``(x, classes, values, weights)`` held."""
+        if validation is None:
+            return None
+        if _is_source(validation) and not _is_mapped(validation):
+            x_val, y_val, w_val = validation, None, []
+        else:
+            if len(validation) not in (2, 3):
+                raise ValueError("validation must be (x_val, y_val), (x_val, y_val, sample_weight_val), a path or a table")
+            x_val, y_val, *w_val = validation
+        source = None
+        if _is_source(x_val):
+            source = _source(x_val, y_val, self.loss, "validation x", **columns)
+        if streamed:
+            if w_val:
+                raise ValueError("validation sample weights: a fit from a file or a table takes no weights")
+            if source is None:
+                cv, vv = _targets(y_val, self.loss, "validation y")
+                source = _retroprop.NativeSource.held(as_rows(x_val, "validation x"), cv, vv)
+            return source
+        if source is not None:
+            xv, cv, vv = _held(source)
+        else:
+            xv = as_rows(x_val, "validation x")
+            cv, vv = _targets(y_val, self.loss, "validation y")
+        wv = _weights(w_val[0], len(xv), "validation sample_weight") if w_val else None
+        return xv, cv, vv, wv
 
     def stop(self):
         """Ends a running ``fit`` at the next step boundary, keeping its
@@ -876,21 +1156,44 @@ class Trainer:
         self._need_members("stop_member")
         self._native.stop_member(int(m))
 
-    def predict(self, x, member=None):
+    def predict(self, x, member=None, *, target=None, features=None, exclude=None, fill_null=None):
         """The network's outputs for ``x`` (after the standardisation),
         on the trainer's device. With ``members``: the ensemble's
         prediction (the mean of the members' probabilities, or of their
         outputs for the regression losses), or with ``member=m`` that
-        member's outputs."""
+        member's outputs. ``x`` may be a path, a table or a memory map
+        (as ``fit`` takes), read a part at a time: a Parquet file's or a
+        table's first columns neither named ``target`` nor in ``exclude``
+        (as many as the network's inputs, as ``retroprop predict`` reads),
+        or the ``features`` named; an ``.npy`` file's first columns."""
+        inputs = self._sizes[0]
+        source = None
+        if _is_source(x) or any(v is not None for v in (target, features, exclude, fill_null)):
+            source = _source(x, None, self.loss, "x", target=target, features=features, exclude=exclude,
+                             fill_null=fill_null, inputs=inputs)
         if self._members is None:
             if member is not None:
                 raise ValueError("member: this trainer trains one network (give members=k)")
+            if source is not None:
+                return self._native.predict_stream(source)
             return self._native.predict(as_rows(x))
-        return self._native.predict(as_rows(x), None if member is None else int(member))
+        rows = _held(source)[0] if source is not None else as_rows(x)
+        return self._native.predict(rows, None if member is None else int(member))
 
-    def evaluate(self, x, y):
+    def evaluate(self, x, y=None, *, target=None, features=None, exclude=None, fill_null=None):
         """``(loss, accuracy)`` on a data set (accuracy None for
-        regression); with ``members``, a list of them, one a member."""
+        regression); with ``members``, a list of them, one a member.
+        ``x`` (and ``y``) as ``fit`` takes them: a path, a table or a
+        memory map is read a part at a time."""
+        columns = dict(target=target, features=features, exclude=exclude, fill_null=fill_null)
+        source = _source(x, y, self.loss, "x", **columns)
+        if source is not None:
+            if self._members is None:
+                return self._native.evaluate_stream(source)
+            rows, classes, values = _held(source)
+            return self._native.evaluate(rows, classes, values)
+        if y is None:
+            raise TypeError("evaluate: y is needed with arrays (y=None only with a path or a table)")
         classes, values = _targets(y, self.loss)
         return self._native.evaluate(as_rows(x), classes, values)
 

@@ -1,7 +1,7 @@
 //! The library's errors as Python's exceptions, and panics caught before
 //! they reach Python.
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use retroprop::Error;
 use std::any::Any;
@@ -9,12 +9,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// `error` as the exception a Python user expects, with the message the
 /// program prints after `error: `: bad input and settings are
-/// `ValueError`, a file that cannot be read or written `OSError`, and what
+/// `ValueError`, a file that cannot be read or written `OSError`
+/// (`FileNotFoundError` for one that is not there), and what
 /// the machine or the run decides (no GPU, a lost device, divergence, a
 /// rank) `RuntimeError`, whose message says what to do.
 pub fn to_py(error: Error) -> PyErr {
     let message = error.to_string();
     match error {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(message)
+        }
         Error::Io { .. } => PyOSError::new_err(message),
         Error::NoAdapter(_)
         | Error::Blas { .. }

@@ -10,13 +10,14 @@ mod errors;
 mod members;
 mod model;
 mod settings;
+mod sources;
 mod trainer;
 mod worker;
 
 use pyo3::prelude::*;
 
 /// The native module: `NativeTrainer`, `NativeModel`, `NativeMembers`,
-/// `NativeMembersModel`, and the parsers the
+/// `NativeMembersModel`, `NativeSource` (rows read a part at a time), and the parsers the
 /// Python side checks settings with.
 #[pymodule]
 fn _retroprop(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -24,6 +25,7 @@ fn _retroprop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::NativeModel>()?;
     m.add_class::<members::NativeMembers>()?;
     m.add_class::<members::NativeMembersModel>()?;
+    m.add_class::<sources::NativeSource>()?;
     m.add_function(wrap_pyfunction!(settings::optimizer_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(settings::check_setting, m)?)?;
     m.add_function(wrap_pyfunction!(worker::panic_for_test, m)?)?;

@@ -3,6 +3,7 @@
 
 use crate::errors::{guard, to_py};
 use crate::model::NativeModel;
+use crate::sources::NativeSource;
 use crate::worker::{Held, Worker};
 use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArray,
@@ -357,9 +358,13 @@ impl Drop for WriteLock<'_> {
 
 /// `x`'s values for a data set: shared without a copy when the memory is
 /// NumPy's own, that is when `x` and every array it is a view of can be
-/// made read-only (they are, in `lock`, until it drops); copied when the
-/// chain of views ends in memory of some other object (a `bytearray`, a
-/// memory map, a buffer from C), whose writers NumPy's flag cannot stop.
+/// made read-only (they are, in `lock`, until it drops), or a memory map's
+/// (`numpy.memmap`, `numpy.load(mmap_mode=...)`: a file larger than memory
+/// is read where it lies, its pages loaded as they are read; its arrays
+/// are made read-only as NumPy's own, but a writer of the file itself, or
+/// of another map of it, is not stopped); copied when the chain of views
+/// ends in memory of some other object (a `bytearray`, a buffer from C),
+/// whose writers NumPy's flag cannot stop.
 fn lend_rows<'py>(
     x: &Bound<'py, PyArray2<f32>>,
     lock: &mut WriteLock<'py>,
@@ -382,7 +387,7 @@ fn lend_rows<'py>(
             break true;
         }
         if base.cast::<PyUntypedArray>().is_err() {
-            break false;
+            break is_memory_map(&base)?;
         }
         chain.push(base);
     };
@@ -399,6 +404,13 @@ fn lend_rows<'py>(
         start: x.data().cast_const(),
         len: x.len(),
     }))
+}
+
+/// Whether `object` is a memory map (`mmap.mmap`, what `numpy.memmap`
+/// and `numpy.load(mmap_mode=...)` arrays end in).
+fn is_memory_map(object: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let mmap = object.py().import("mmap")?.getattr("mmap")?;
+    object.is_instance(&mmap)
 }
 
 /// A data set from NumPy arrays: `x` float32 `[rows, features]`, and
@@ -770,6 +782,127 @@ impl NativeTrainer {
                 },
             )?;
             history_dict(py, &history)
+        })
+    }
+
+    /// `fit` on rows read a part at a time (`NativeSource`: a file, a
+    /// table, a memory map), never held whole: the library's
+    /// `fit_streamed`, which gives the bits `fit` gives the same rows held
+    /// in memory. `validation`: a source too. The callback gets each
+    /// epoch's record, but the trainer answers no call until the fit
+    /// returns (the streamed loop holds it); `stop()` works. Standardising
+    /// takes two passes over the training rows first.
+    #[pyo3(signature = (train, validation, standardize, callback, checkpoint, checkpoint_every))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit_stream<'py>(
+        &self,
+        py: Python<'py>,
+        train: PyRef<'py, NativeSource>,
+        validation: Option<PyRef<'py, NativeSource>>,
+        standardize: bool,
+        callback: Option<Py<PyAny>>,
+        checkpoint: Option<PathBuf>,
+        checkpoint_every: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        guard(|| {
+            let train = train.streamed();
+            let validation = validation.map(|v| v.streamed());
+            self.stop.clear();
+            self.last_rows.store(0, Ordering::Relaxed);
+            let history = self.worker.fit(
+                py,
+                &self.stop,
+                move |state, epochs| {
+                    if standardize && state.standardizer.is_none() {
+                        state.standardizer = Some(train.fit_standardizer()?);
+                    }
+                    let train = train.with_standardizer(state.standardizer.clone());
+                    let validation =
+                        validation.map(|v| v.with_standardizer(state.standardizer.clone()));
+                    let every = if checkpoint.is_some() {
+                        checkpoint_every.max(1)
+                    } else {
+                        0
+                    };
+                    let State {
+                        trainer,
+                        mlp,
+                        loss,
+                        optimizer,
+                        standardizer,
+                    } = state;
+                    let history = trainer.fit_streamed(
+                        &train,
+                        validation.as_ref(),
+                        |record| epochs.report_busy(record.clone()),
+                        every,
+                        |c| {
+                            let model = SavedModel {
+                                mlp: mlp.clone(),
+                                params: c.params.clone(),
+                                loss: *loss,
+                                standardizer: standardizer.clone(),
+                            };
+                            save_checkpoint(checkpoint.as_ref().unwrap(), &model, optimizer, &c)
+                        },
+                    )?;
+                    if (history.interrupted || history.cut_mid_epoch)
+                        && let Some(path) = &checkpoint
+                    {
+                        let mut view = state.view();
+                        let c = view.trainer.checkpoint()?;
+                        let model = saved_model(&mut view)?;
+                        save_checkpoint(path, &model, &view.optimizer, &c)?;
+                    }
+                    Ok(history)
+                },
+                |py, record| match &callback {
+                    Some(f) => f.call1(py, (record_dict(py, record)?,)).map(|_| ()),
+                    None => Ok(()),
+                },
+            )?;
+            history_dict(py, &history)
+        })
+    }
+
+    /// `predict` on inputs read a part at a time: `[rows, outputs]`.
+    fn predict_stream<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: PyRef<'py, NativeSource>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        guard(|| {
+            let inputs = inputs.streamed();
+            let rows = inputs.rows();
+            let outputs = *self.sizes.last().unwrap();
+            let out = self.worker.call(py, move |view| {
+                let inputs = inputs.with_standardizer(view.standardizer.cloned());
+                let mut out = Vec::with_capacity(rows * outputs);
+                view.trainer.predict_streamed(&inputs, |part| {
+                    out.extend_from_slice(part);
+                    Ok(())
+                })?;
+                Ok(out)
+            })?;
+            Ok(PyArray1::from_vec(py, out)
+                .reshape([rows, outputs])?
+                .into_any())
+        })
+    }
+
+    /// `evaluate` on rows read a part at a time: `(loss, accuracy)`.
+    fn evaluate_stream(
+        &self,
+        py: Python<'_>,
+        data: PyRef<'_, NativeSource>,
+    ) -> PyResult<(f64, Option<f64>)> {
+        guard(|| {
+            let data = data.streamed();
+            self.worker.call(py, move |view| {
+                let data = data.with_standardizer(view.standardizer.cloned());
+                let e = view.trainer.evaluate_streamed(&data)?;
+                Ok((e.loss, e.accuracy))
+            })
         })
     }
 

@@ -116,6 +116,9 @@ fn present<S: Held>(slot: &mut Option<S>) -> retroprop::Result<&mut S> {
 enum Access<'a, 'b, S: Held> {
     Idle(&'a mut Option<S>),
     BetweenEpochs(&'a mut S::View<'b>),
+    /// Between two epochs of a fit that lends nothing (a streamed fit,
+    /// whose loop holds the trainer): a call is refused, not waited for.
+    Busy,
 }
 
 impl<S: Held> Access<'_, '_, S> {
@@ -124,7 +127,7 @@ impl<S: Held> Access<'_, '_, S> {
     fn lose(&mut self, serve: &Serve<S>) {
         match self {
             Access::Idle(slot) => **slot = None,
-            Access::BetweenEpochs(_) => serve.lost.store(true, Ordering::Release),
+            Access::BetweenEpochs(_) | Access::Busy => serve.lost.store(true, Ordering::Release),
         }
     }
 }
@@ -151,17 +154,18 @@ struct Serve<S: Held> {
 
 impl<S: Held> Serve<S> {
     /// Runs the trainer's calls that come while a fit waits for its
-    /// callback (from the callback, or another thread), on `view`, until
-    /// the callback's answer comes.
-    fn until_answered(&self, view: &mut S::View<'_>) {
+    /// callback (from the callback, or another thread), on `view` (none:
+    /// each is refused), until the callback's answer comes.
+    fn until_answered(&self, mut view: Option<&mut S::View<'_>>) {
         loop {
             let message = receive(&lock(&self.queue), ANSWER_SPIN, Duration::MAX);
             match message {
                 Ok(ToWorker::Answered) | Err(_) => return,
                 Ok(ToWorker::Job { job, trains: true }) => lock(&self.deferred).push_back(job),
-                Ok(ToWorker::Job { job, trains: false }) => {
-                    job(&mut Access::BetweenEpochs(view), self)
-                }
+                Ok(ToWorker::Job { job, trains: false }) => match view.as_deref_mut() {
+                    Some(view) => job(&mut Access::BetweenEpochs(view), self),
+                    None => job(&mut Access::Busy, self),
+                },
             }
         }
     }
@@ -203,7 +207,16 @@ impl<S: Held> Epochs<'_, S> {
     /// returns, runs the calls made meanwhile on `view`.
     pub fn report(&self, report: S::Report, mut view: S::View<'_>) {
         if (self.send)(report) {
-            self.serve.until_answered(&mut view);
+            self.serve.until_answered(Some(&mut view));
+        }
+    }
+
+    /// Hands `report` to the waiting thread and, until its callback
+    /// returns, refuses the calls made meanwhile (a fit that cannot lend
+    /// the trainer between epochs: a streamed one).
+    pub fn report_busy(&self, report: S::Report) {
+        if (self.send)(report) {
+            self.serve.until_answered(None);
         }
     }
 }
@@ -318,7 +331,9 @@ impl<S: Held> Worker<S> {
                     **slot = Some(build()?);
                     Ok(())
                 }
-                Access::BetweenEpochs(_) => unreachable!("a new worker runs no fit"),
+                Access::BetweenEpochs(_) | Access::Busy => {
+                    unreachable!("a new worker runs no fit")
+                }
             },
             |_, _| Ok(()),
         )
@@ -339,6 +354,11 @@ impl<S: Held> Worker<S> {
             move |access, _| match access {
                 Access::Idle(slot) => job(present(slot)?.view()),
                 Access::BetweenEpochs(view) => job(S::lend(view)),
+                Access::Busy => Err(Error::Config(
+                    "the trainer is training on rows read from a file or table, and lends \
+                     itself to no call until that fit returns (stop() works)"
+                        .into(),
+                )),
             },
             |_, _| Ok(()),
         )
@@ -370,7 +390,9 @@ impl<S: Held> Worker<S> {
             true,
             move |access, epochs| match access {
                 Access::Idle(slot) => job(present(slot)?, epochs),
-                Access::BetweenEpochs(_) => unreachable!("a fit waits for the running one"),
+                Access::BetweenEpochs(_) | Access::Busy => {
+                    unreachable!("a fit waits for the running one")
+                }
             },
             on_epoch,
         )

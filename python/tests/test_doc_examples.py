@@ -1,5 +1,5 @@
 """The examples in the docstrings of the members' API run and say what
-they show: Trainer(members=k), MembersModel, and retroprop's own part of
+they show: Trainer(members=k), Trainer.fit from a file, MembersModel, and retroprop's own part of
 GridSearchCV's and RandomizedSearchCV's (scikit-learn's documentation,
 appended to theirs, has its own examples)."""
 
@@ -20,9 +20,11 @@ def own_text(obj):
     return obj.__doc__.split(THEIRS)[0]
 
 
-@pytest.mark.parametrize("name", ["Trainer", "MembersModel", "GridSearchCV", "RandomizedSearchCV"])
+@pytest.mark.parametrize("name", ["Trainer", "Trainer.fit", "MembersModel", "GridSearchCV", "RandomizedSearchCV"])
 def test_the_docstring_examples_run(name):
-    obj = getattr(retroprop, name)
+    obj = retroprop
+    for part in name.split("."):
+        obj = getattr(obj, part)
     test = doctest.DocTestParser().get_doctest(own_text(obj), {}, f"retroprop.{name}", None, 0)
     assert test.examples, f"retroprop.{name}'s docstring has no example"
     report = []

@@ -39,7 +39,9 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
+mod batches;
 mod source;
+pub use batches::ArrowSource;
 pub use source::ParquetSource;
 
 /// Which columns of a Parquet file are targets and which are features,
@@ -84,12 +86,16 @@ fn parse(path: &Path, message: String) -> Error {
 }
 
 /// A Parquet file's top-level columns, and where each row group starts
-/// in the file's rows.
+/// in the file's rows (or a table's in memory, and its record batches:
+/// parquet/batches.rs).
 struct Layout {
     fields: Vec<Arc<Field>>,
     group_starts: Vec<usize>,
     /// Rows in the file.
     rows: usize,
+    /// The parts in words, for errors: `row group` and `file`, or
+    /// `record batch` and `table`.
+    words: (&'static str, &'static str),
 }
 
 impl Layout {
@@ -104,6 +110,7 @@ impl Layout {
             fields: metadata.schema().fields().iter().cloned().collect(),
             group_starts,
             rows: start,
+            words: ("row group", "file"),
         }
     }
 
@@ -150,13 +157,15 @@ impl Layout {
     }
 
     /// `column `c`, row group g, row i of the group (row r of the file;
-    /// counted from 0)`.
+    /// counted from 0)` (of a table: record batch b, row r of the table).
     fn place(&self, column: usize, row: usize) -> String {
         let (group, start) = self.group_of(row);
+        let (part, whole) = self.words;
         format!(
-            "column `{}`, row group {group}, row {} of the group (row {row} of the file; counted from 0)",
+            "column `{}`, {part} {group}, row {} of the {} (row {row} of the {whole}; counted from 0)",
             self.fields[column].name(),
-            row.saturating_sub(start)
+            row.saturating_sub(start),
+            part.rsplit(' ').next().unwrap_or(part),
         )
     }
 

@@ -82,6 +82,25 @@ impl ParquetSource {
         })
     }
 
+    /// The feature columns of the file at `path` and no targets (their
+    /// targets come from elsewhere: the Python package's `y`): the
+    /// features named, or every column neither excluded nor named a target.
+    pub fn features_only(path: &Path, columns: &ParquetColumns) -> Result<ParquetSource> {
+        guarded(path, || {
+            let (metadata, layout, file_length) = footer(path)?;
+            let chosen = super::batches::feature_columns(&layout, path, columns)?;
+            let features = chosen.len();
+            ParquetSource::new(
+                path,
+                metadata,
+                layout,
+                file_length,
+                chosen,
+                (features, 0, false),
+            )
+        })
+    }
+
     fn new(
         path: &Path,
         metadata: ArrowReaderMetadata,
