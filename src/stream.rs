@@ -8,9 +8,9 @@
 //! rows get as they are read. An epoch is read a window at a time
 //! ([`ShuffleWindow`], [`EpochWindows`]): the reader thread reads the
 //! next window's chunks while the device trains on this one, and hands
-//! over whole batches of the epoch's order ([`EpochReader`]); a pass in
+//! over whole batches of the epoch's order (`EpochReader`); a pass in
 //! file order (validation, prediction, the statistics of standardisation
-//! and of the targets) reads ahead the same way ([`Parts`]). What the
+//! and of the targets) reads ahead the same way (`Parts`). What the
 //! process holds is about two windows, never the file.
 //!
 //! The epoch's order is [`windowed_order`](crate::data::windowed_order)'s,

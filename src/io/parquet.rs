@@ -8,7 +8,7 @@
 //! file's order. Only the chosen columns are decoded. Each must hold
 //! numbers: integers of any width and sign, float16, float32, float64,
 //! decimals, or booleans (0 and 1); each value goes to f64 and then to f32
-//! as every reader's does ([`super::values`]), so the same table as CSV
+//! as every reader's does (`io::values`), so the same table as CSV
 //! gives the same data set, bit for bit. An integer beyond 2^24 is rounded
 //! to the nearest f32 (through f64, as CSV's reading of its digits
 //! rounds it). A decimal is read from its digits, as CSV reads them.

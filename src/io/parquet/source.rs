@@ -62,7 +62,7 @@ impl ParquetSource {
     }
 
     /// The inputs of the file at `path` to predict on with a model of
-    /// `inputs` inputs: the columns [`read_inputs`] reads, and no targets.
+    /// `inputs` inputs: the columns `read_inputs` reads, and no targets.
     pub fn inputs(path: &Path, columns: &ParquetColumns, inputs: usize) -> Result<ParquetSource> {
         guarded(path, || {
             let (metadata, layout, file_length) = footer(path)?;
