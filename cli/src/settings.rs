@@ -1,20 +1,21 @@
 //! A run's settings from the flags: what the user named (`RunRequest`),
-//! the program's defaults, resolved by the library with a checkpoint's;
-//! `--blocks` making the network residual; errors by their flag.
+//! the program's defaults, resolved by the library with a checkpoint's
+//! (`--blocks` making the network residual); errors by their flag.
 
 use crate::cli::{TrainArgs, parse_arch};
 use crate::ranks::Ranks;
 use crate::resume;
 use crate::train::{DataShape, Result, Resume, describe, join, text};
+use retroprop::NormKind;
 use retroprop::io::load_model;
-use retroprop::train::{ResolvedRun, RunRequest};
-use retroprop::{Mlp, NormKind, Residual};
+use retroprop::train::{Blocks, ResolvedRun, RunRequest};
 
 /// What the flags say, each setting `None` where no flag was given.
 fn request(args: &TrainArgs) -> Result<RunRequest> {
     Ok(RunRequest {
         sizes: args.arch.as_deref().map(parse_arch).transpose()?,
         activations: args.activations.clone(),
+        blocks: blocks(args)?,
         loss: args.loss,
         optimizer: args.optimizer,
         optimizer_options: args
@@ -62,12 +63,19 @@ fn program_defaults(args: &TrainArgs, data: &DataShape) -> Result<RunRequest> {
         .map_err(text)?;
     let bundled = args.data.is_none();
     Ok(RunRequest {
+        // A residual file's network is its blocks over `inputs,width,outputs`.
         sizes: Some(init.as_ref().map_or_else(
             || vec![data.features, 64, data.outputs],
-            |m| m.sizes.clone(),
+            |m| {
+                m.residual
+                    .map_or_else(|| m.sizes.clone(), |r| vec![r.inputs, r.width, r.outputs])
+            },
         )),
         activations: init
-            .and_then(|m| m.activations)
+            .and_then(|m| match m.residual {
+                Some(r) => Some(vec![r.activation, retroprop::Activation::Identity]),
+                None => m.activations,
+            })
             .map(|a| join(&a))
             .filter(|_| args.arch.is_none()),
         loss: Some(data.loss),
@@ -103,7 +111,6 @@ pub(crate) fn resolve_settings(
             );
         }
     }
-    let run = with_blocks(args, run)?;
     let features = data.features;
     let sizes = run.mlp.sizes();
     if sizes[0] != features {
@@ -116,57 +123,25 @@ pub(crate) fn resolve_settings(
     Ok(run)
 }
 
-/// `--blocks N`: the run's network made residual (`Mlp::residual`) at
-/// the width of `--arch`'s one hidden size, refused where its files would
-/// be needed, before anything trains.
-fn with_blocks(args: &TrainArgs, mut run: ResolvedRun) -> Result<ResolvedRun> {
+/// `--blocks N --norm … --block-multiplier M`: the run's network made
+/// residual (`Mlp::residual`) at the width of `--arch`'s one hidden size.
+fn blocks(args: &TrainArgs) -> Result<Option<Blocks>> {
     let Some(blocks) = args.blocks else {
-        return Ok(run);
-    };
-    for (given, flag) in [
-        (args.save.is_some(), "--save"),
-        (args.checkpoint.is_some(), "--checkpoint"),
-        (args.resume.is_some(), "--resume"),
-        (args.init.is_some(), "--init"),
-    ] {
-        if given {
-            return Err(format!(
-                "--blocks: {flag} is not available for residual networks yet (their model \
-                 files and checkpoints are not written yet)"
-            ));
-        }
-    }
-    let sizes = run.mlp.sizes();
-    let [inputs, width, outputs] = sizes[..] else {
-        return Err(format!(
-            "--blocks needs --arch with one hidden size, the blocks' width (e.g. 64,32,10), got {}",
-            join(&sizes)
-        ));
+        return Ok(None);
     };
     let norm = match args.norm.as_deref().unwrap_or("batch") {
-        "batch" => Some(NormKind::Batch),
-        "layer" => Some(NormKind::Layer),
         "none" => None,
-        other => return Err(format!("--norm {other}: expected batch, layer or none")),
+        other => Some(
+            other
+                .parse::<NormKind>()
+                .map_err(|_| format!("--norm {other}: expected batch, layer or none"))?,
+        ),
     };
-    let multiplier = args.block_multiplier.unwrap_or(2.0);
-    let hidden = (width as f64 * multiplier).round();
-    if !(hidden >= 1.0 && hidden.is_finite()) {
-        return Err(format!(
-            "--block-multiplier {multiplier}: the blocks' hidden width {width} × {multiplier} must be at least 1"
-        ));
-    }
-    run.mlp = Mlp::residual(Residual {
-        inputs,
-        width,
-        hidden: hidden as usize,
+    Ok(Some(Blocks {
         blocks,
-        outputs,
         norm,
-        activation: run.mlp.layers()[0].activation,
-    })
-    .map_err(|e| format!("--blocks: {e}"))?;
-    Ok(run)
+        multiplier: args.block_multiplier.unwrap_or(2.0),
+    }))
 }
 
 /// A resolution error in the program's words: a setting by its flag.

@@ -386,6 +386,8 @@ fn decode(bytes: &[u8]) -> Option<Checkpoint> {
             loss: f64::from_bits(word(11)),
             epoch: word(12),
             params: floats[params + state..].to_vec(),
+            // Not broadcast: batch normalisation over ranks is refused.
+            buffers: Vec::new(),
         }),
         epoch_order: (word(13) != u64::MAX).then(|| EpochOrder {
             shuffle: word(13) == 1,
@@ -420,6 +422,7 @@ mod tests {
                 loss: 0.5,
                 epoch: 1,
                 params: vec![0.5, 1.0, -1.0],
+                buffers: Vec::new(),
             }),
             ..Checkpoint::default()
         };

@@ -38,7 +38,7 @@ use crate::checkpoint::{Checkpoint, EarlyStopping, RunSettings, SettingChange, V
 use crate::data::ShuffleWindow;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
-use crate::model::{Init, Mlp};
+use crate::model::{Init, Mlp, NormKind, Residual};
 use crate::optim::{Adam, Optimizer};
 use crate::real::Precision;
 use crate::schedule::LrSchedule;
@@ -54,6 +54,10 @@ pub struct RunRequest {
     /// One activation for every hidden layer (the output layer identity),
     /// or a comma list with one a layer.
     pub activations: Option<String>,
+    /// Residual blocks: the network made residual at the width of the
+    /// sizes' one hidden layer ([`Mlp::residual`]). Left out on a resume,
+    /// the checkpoint's residual network stands, unless sizes are given.
+    pub blocks: Option<Blocks>,
     /// The loss.
     pub loss: Option<Loss>,
     /// The optimizer, with the options its text names.
@@ -102,6 +106,20 @@ pub struct RunRequest {
     /// Sample per-layer norms every this many steps (each invocation's
     /// own).
     pub norms_every: Option<u64>,
+}
+
+/// Residual blocks over a network of one hidden size `INPUTS,WIDTH,OUTPUTS`
+/// (the program's `--blocks N --norm … --block-multiplier M`): `blocks`
+/// blocks of hidden width `WIDTH × multiplier`, the hidden activation in
+/// the blocks and the head.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Blocks {
+    /// How many blocks.
+    pub blocks: usize,
+    /// Their normalisation, or none.
+    pub norm: Option<NormKind>,
+    /// The blocks' hidden width over their width (rtdl's 2 by default).
+    pub multiplier: f64,
 }
 
 /// The run a checkpoint holds, as [`RunRequest::resolve`] reads it.
@@ -230,14 +248,31 @@ impl RunRequest {
         })
     }
 
-    /// The network: sizes and activations.
+    /// The network: sizes and activations, made residual by the blocks
+    /// asked for, or the checkpoint's residual network where nothing is
+    /// said of sizes or blocks.
     fn network(&self, defaults: &RunRequest, saved: Option<&RunSettings>) -> Result<Mlp> {
-        let sizes = pick(
-            self.sizes.clone(),
-            saved.map(|s| s.sizes.clone()),
-            defaults.sizes.clone(),
-        )
-        .ok_or_else(|| Error::Config("the network's layer sizes are needed".into()))?;
+        let saved_residual = saved.and_then(|s| s.residual);
+        if let (None, None, Some(spec)) = (&self.sizes, self.blocks, saved_residual) {
+            return Mlp::residual(spec);
+        }
+        let plain = self.plain_network(defaults, saved)?;
+        match self.blocks {
+            Some(blocks) => residual(&plain, blocks),
+            None => Ok(plain),
+        }
+    }
+
+    /// The network of the sizes and activations given, saved or by
+    /// default: a residual checkpoint's sizes are its `inputs, width,
+    /// outputs`.
+    fn plain_network(&self, defaults: &RunRequest, saved: Option<&RunSettings>) -> Result<Mlp> {
+        let saved_sizes = saved.map(|s| match s.residual {
+            Some(r) => vec![r.inputs, r.width, r.outputs],
+            None => s.sizes.clone(),
+        });
+        let sizes = pick(self.sizes.clone(), saved_sizes, defaults.sizes.clone())
+            .ok_or_else(|| Error::Config("the network's layer sizes are needed".into()))?;
         let layers = sizes.len().saturating_sub(1);
         let parse = |text: &str| {
             Activation::parse_list(text, layers).map_err(|message| Error::Setting {
@@ -247,13 +282,58 @@ impl RunRequest {
         };
         let activations = match (&self.activations, saved, &defaults.activations) {
             (Some(text), _, _) => parse(text)?,
+            (None, Some(s), _) if s.residual.is_some() && layers == 2 => {
+                let hidden = s.residual.map_or(Activation::Relu, |r| r.activation);
+                vec![hidden, Activation::Identity]
+            }
             (None, Some(s), _) if s.activations.len() == layers => s.activations.clone(),
             (None, _, Some(text)) => parse(text)?,
             (None, _, None) => parse("relu")?,
         };
         Mlp::with_activations(&sizes, &activations)
     }
+}
 
+/// `plain`, of one hidden size, made residual by `blocks`.
+fn residual(plain: &Mlp, blocks: Blocks) -> Result<Mlp> {
+    let setting = |message: String| Error::Setting {
+        setting: "blocks",
+        message,
+    };
+    let sizes = plain.sizes();
+    let [inputs, width, outputs] = sizes[..] else {
+        return Err(setting(format!(
+            "needs layer sizes with one hidden size, the blocks' width (e.g. 64,32,10), got {}",
+            sizes
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )));
+    };
+    let hidden = (width as f64 * blocks.multiplier).round();
+    if !(hidden >= 1.0 && hidden.is_finite()) {
+        return Err(Error::Setting {
+            setting: "block_multiplier",
+            message: format!(
+                "{}: the blocks' hidden width {width} × {} must be at least 1",
+                blocks.multiplier, blocks.multiplier
+            ),
+        });
+    }
+    Mlp::residual(Residual {
+        inputs,
+        width,
+        hidden: hidden as usize,
+        blocks: blocks.blocks,
+        outputs,
+        norm: blocks.norm,
+        activation: plain.layers()[0].activation,
+    })
+    .map_err(|e| setting(e.to_string()))
+}
+
+impl RunRequest {
     /// The optimizer named (else the checkpoint's, else the default's,
     /// else Adam) with the options given set over it, checked.
     fn optimizer(&self, defaults: &RunRequest, saved: Option<&RunSettings>) -> Result<Optimizer> {

@@ -180,6 +180,8 @@ fn start_members(
     let model = SavedModel {
         mlp: run.mlp.clone(),
         params: Vec::new(),
+        buffers: Vec::new(),
+        num_batches_tracked: 0,
         loss: config.loss,
         standardizer: sets.standardizer.clone(),
     };
@@ -447,10 +449,7 @@ fn keep_files(
 /// Member `m` as a lone run's model file, as its lone run writes it.
 fn save_one(path: &Path, session: &mut Session, m: usize, interrupted: bool) -> Result<()> {
     let trainer = session.members.member_mut(m);
-    let model = SavedModel {
-        params: trainer.parameters().map_err(text)?,
-        ..session.model.clone()
-    };
+    let model = crate::train::trained_model(trainer, &session.model).map_err(text)?;
     let notes = RunNotes {
         interrupted_at_step: interrupted.then(|| trainer.steps()),
         changed_on_resume: trainer.changes().to_vec(),
