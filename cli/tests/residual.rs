@@ -94,7 +94,10 @@ fn what_residual_networks_cannot_do_yet_is_refused_before_training() {
     );
     // Batch norm (the default): no batch of one row.
     fails(
-        &with(&base, &["--batch-size", "479", "--save", save.to_str().unwrap()]),
+        &with(
+            &base,
+            &["--batch-size", "479", "--save", save.to_str().unwrap()],
+        ),
         1,
         &["at least 2 rows", "1438 rows in batches of 479"],
     );
@@ -207,6 +210,9 @@ fn a_saved_residual_network_evaluates_and_exports_as_it_trained() {
             "--onnx",
             onnx.to_str().unwrap(),
         ]);
-        assert!(std::fs::metadata(&onnx).unwrap().len() > 0, "--norm {norm}: no ONNX file");
+        assert!(
+            std::fs::metadata(&onnx).unwrap().len() > 0,
+            "--norm {norm}: no ONNX file"
+        );
     }
 }

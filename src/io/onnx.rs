@@ -14,6 +14,13 @@
 //!   operator only from opset 20 and opset 17 runs on more runtimes: the
 //!   exact form as ½ x (1 + `Erf`(x / √2)), the tanh form as
 //!   ½ x (1 + `Tanh`(√(2/π) (x + 0.044715 x³)));
+//! - for a residual network ([`Mlp::residual`](crate::Mlp::residual)),
+//!   the forward pass kind by kind, its constants by the model file's
+//!   names (`first_layer.weight`, `blocks.{i}.normalization.running_mean`,
+//!   …): each dense layer a `Gemm` and its activation, LayerNorm as
+//!   `LayerNormalization` over the last axis, BatchNorm as
+//!   `BatchNormalization` in inference mode (the running statistics), a
+//!   block's end as `Add` of its input (both operators are in opset 17);
 //! - with [`OnnxOptions::probabilities`], the output the loss implies:
 //!   `Softmax` over the classes for cross-entropy, `Sigmoid` for BCE with
 //!   logits (nothing for MSE, whose outputs are the predictions).
