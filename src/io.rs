@@ -813,6 +813,12 @@ fn plain_layers(file: &SafeTensors, path: &Path) -> Result<(Vec<usize>, Vec<f32>
     if layers == 0 {
         let mut names = file.names();
         names.sort();
+        if names.contains(&"first_layer.weight") {
+            return Err(parse(format!(
+                "tensor first_layer.weight, a residual network's, but no metadata {}: the file needs retroprop's record of the blocks (as `retroprop train --blocks --save` writes it)",
+                residual::KEY
+            )));
+        }
         return Err(parse(format!(
             "no tensor layers.0.weight (found: {}); a model file holds layers.{{i}}.weight and layers.{{i}}.bias",
             if names.is_empty() {
@@ -826,7 +832,7 @@ fn plain_layers(file: &SafeTensors, path: &Path) -> Result<(Vec<usize>, Vec<f32>
     let mut params = Vec::new();
     for l in 0..layers {
         let weight_name = format!("layers.{l}.weight");
-        let weight = f32_tensor(&file, &weight_name, path)?;
+        let weight = f32_tensor(file, &weight_name, path)?;
         let [outputs, inputs] = weight.0[..] else {
             return Err(parse(format!(
                 "tensor {weight_name} has shape {:?}, expected [out, in]",
@@ -844,7 +850,7 @@ fn plain_layers(file: &SafeTensors, path: &Path) -> Result<(Vec<usize>, Vec<f32>
         }
         sizes.push(outputs);
         let bias_name = format!("layers.{l}.bias");
-        let bias = f32_tensor(&file, &bias_name, path)?;
+        let bias = f32_tensor(file, &bias_name, path)?;
         if bias.0 != [outputs] {
             return Err(parse(format!(
                 "tensor {bias_name} has shape {:?}, expected [{outputs}]",
