@@ -83,6 +83,11 @@ fn what_residual_networks_cannot_do_yet_is_refused_before_training() {
         base.iter().chain(more).copied().collect()
     }
     fails(
+        &with(&base, &["--seed", "1,2", "--save", save.to_str().unwrap()]),
+        1,
+        &["--save of a run of members", "residual networks"],
+    );
+    fails(
         &with(&base, &["--device", "gpu"]),
         1,
         &["GPU backend", "residual network (2 blocks"],

@@ -52,6 +52,27 @@ struct Outcome {
     signal: Option<Signal>,
 }
 
+/// Before anything trains: a file of members holds plain networks only
+/// so far (`retroprop::io::members`).
+fn refuse_residual_files(args: &TrainArgs, mlp: &retroprop::Mlp) -> Result<()> {
+    if mlp.is_plain() {
+        return Ok(());
+    }
+    for (given, flag) in [
+        (args.save.is_some(), "--save"),
+        (args.save_all.is_some(), "--save-all"),
+        (args.checkpoint.is_some(), "--checkpoint"),
+    ] {
+        if given {
+            return Err(format!(
+                "--blocks: {flag} of a run of members is not available for residual networks \
+                 yet (a file of members holds plain networks only); train one network to save it"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Trains the members the flags ask for (`resume`: the checkpoint
 /// `--resume` names, read). Returns the exit status, as a lone run's.
 pub fn train(
@@ -65,6 +86,7 @@ pub fn train(
     refuse_a_lone_checkpoint(resume.as_ref())?;
     let labelled = train::load_data(&args, resume.as_ref())?;
     let run = train::resolve_settings(&args, &DataShape::of(&labelled), resume.as_ref(), ranks)?;
+    refuse_residual_files(&args, &run.mlp)?;
     let sets = train::hold_out_and_scale(&args, labelled, &run, resume.is_some())?;
     let grid = Grid::new(&args, &run, &sets)?;
     check_same_members(&grid, resume.as_ref())?;
