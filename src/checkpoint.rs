@@ -6,6 +6,7 @@
 use crate::activation::Activation;
 use crate::data::ShuffleWindow;
 use crate::loss::Loss;
+use crate::model::Residual;
 use crate::optim::{GradClip, Optimizer};
 use crate::real::Precision;
 use crate::schedule::LrSchedule;
@@ -23,6 +24,10 @@ pub struct Checkpoint {
     pub params: Vec<f32>,
     /// Optimizer state, slot-major (`state_slots()` × parameters).
     pub optimizer_state: Vec<f32>,
+    /// The batch normalisations' running statistics (torch's buffers,
+    /// [`Mlp::buffer_ranges`](crate::Mlp::buffer_ranges); empty for a
+    /// network without): state the next steps move, as the optimizer's.
+    pub buffers: Vec<f32>,
     /// Optimizer steps taken.
     pub step: u64,
     /// Epochs completed.
@@ -35,8 +40,9 @@ pub struct Checkpoint {
     pub epoch_loss_sum: f64,
     /// The scheduler's (lr, best, bad epochs, cooldown left).
     pub scheduler: (f64, f64, usize, usize),
-    /// With early stopping: the best epoch so far, its validation loss and
-    /// its parameters (what the run keeps at its end).
+    /// With early stopping: the best epoch so far, its validation loss,
+    /// its parameters and running statistics (what the run keeps at its
+    /// end).
     pub best: Option<BestEpoch>,
     /// The settings the run trains with; `None` in checkpoints written
     /// before they were recorded (then nothing is compared on resume).
@@ -83,6 +89,9 @@ pub struct BestEpoch {
     pub epoch: u64,
     /// Its parameters.
     pub params: Vec<f32>,
+    /// Its running statistics (the buffers; empty without batch
+    /// normalisation): the model of that epoch predicts by them.
+    pub buffers: Vec<f32>,
 }
 
 /// Early stopping on the validation loss: stop after `patience` epochs in
@@ -118,6 +127,9 @@ pub struct RunSettings {
     pub sizes: Vec<usize>,
     /// One activation a layer.
     pub activations: Vec<Activation>,
+    /// The residual network the dense layers belong to (`None`: a plain
+    /// network; checkpoints read it from their model).
+    pub residual: Option<Residual>,
     /// The loss.
     pub loss: Loss,
     /// The optimizer with every option (the learning rate among them).
@@ -211,6 +223,7 @@ impl RunSettings {
     /// let saved = RunSettings {
     ///     sizes: vec![2, 8, 3],
     ///     activations: vec![Activation::Relu, Activation::Identity],
+    ///     residual: None,
     ///     loss: Loss::CrossEntropy,
     ///     optimizer: Adam::default().lr(0.01).into(),
     ///     lr_schedule: LrSchedule::Constant,
@@ -258,6 +271,12 @@ impl RunSettings {
             "activations",
             list(&self.activations),
             list(&now.activations),
+            true,
+        );
+        add(
+            "blocks",
+            or_none(self.residual.as_ref()),
+            or_none(now.residual.as_ref()),
             true,
         );
         add("loss", self.loss.to_string(), now.loss.to_string(), true);

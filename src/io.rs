@@ -15,21 +15,24 @@
 //!
 //! so `model.load_state_dict(safetensors.torch.load_file(path))` works. The
 //! architecture, activations, loss and standardisation statistics travel in
-//! the safetensors metadata (string to string).
+//! the safetensors metadata (string to string). A residual network's file
+//! is rtdl's `ResNet` `state_dict` instead, running statistics included
+//! ([`residual`]).
 
 use crate::activation::Activation;
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, Standardizer, Targets};
+use crate::data::Standardizer;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
-use crate::model::Mlp;
+use crate::model::{Mlp, Residual};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::optim::Optimizer;
 use crate::real::Precision;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+mod dataset;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod members;
 // Native only, and each behind a default cargo feature: the browser
@@ -39,6 +42,7 @@ pub mod npy;
 pub mod onnx;
 #[cfg(all(feature = "parquet", not(target_arch = "wasm32")))]
 pub mod parquet;
+mod residual;
 mod run;
 #[cfg(all(any(feature = "parquet", feature = "npy"), not(target_arch = "wasm32")))]
 mod values;
@@ -50,6 +54,14 @@ pub struct SavedModel {
     pub mlp: Mlp,
     /// Flat parameters in the network's layout.
     pub params: Vec<f32>,
+    /// The batch normalisations' running statistics, torch's buffers
+    /// ([`Mlp::buffer_ranges`]; empty for a network without), which
+    /// evaluation mode normalises by: set them on whatever predicts
+    /// ([`Trainer::set_buffers`](crate::Trainer::set_buffers)).
+    pub buffers: Vec<f32>,
+    /// Every BatchNorm's `num_batches_tracked` in the file: the optimizer
+    /// steps that moved the running statistics.
+    pub num_batches_tracked: u64,
     /// The loss it was trained with (decides how predictions read).
     pub loss: Loss,
     /// The standardisation the training data had, which whoever predicts
@@ -61,10 +73,18 @@ pub struct SavedModel {
 /// the layer sizes); the rest only when its metadata says so.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedModel {
-    /// Layer sizes from the tensor shapes, input first.
+    /// Layer sizes from the tensor shapes, input first (a residual
+    /// network's dense layers, as [`Mlp::sizes`]).
     pub sizes: Vec<usize>,
     /// Flat parameters in the network's layout.
     pub params: Vec<f32>,
+    /// The running statistics (see [`SavedModel::buffers`]).
+    pub buffers: Vec<f32>,
+    /// The BatchNorms' `num_batches_tracked` (0 without one).
+    pub num_batches_tracked: u64,
+    /// The residual network the file holds (`retroprop.residual`), `None`
+    /// for a plain one.
+    pub residual: Option<Residual>,
     /// Activations, one per layer, if recorded.
     pub activations: Option<Vec<Activation>>,
     /// The loss, if recorded.
@@ -91,9 +111,15 @@ impl LoadedModel {
         };
         let activations = self.activations.ok_or_else(|| missing("activations"))?;
         let loss = self.loss.ok_or_else(|| missing("loss"))?;
+        let mlp = match self.residual {
+            Some(spec) => Mlp::residual(spec)?,
+            None => Mlp::with_activations(&self.sizes, &activations)?,
+        };
         Ok(SavedModel {
-            mlp: Mlp::with_activations(&self.sizes, &activations)?,
+            mlp,
             params: self.params,
+            buffers: self.buffers,
+            num_batches_tracked: self.num_batches_tracked,
             loss,
             standardizer: self.standardizer,
         })
@@ -183,8 +209,11 @@ fn notes_metadata(notes: &RunNotes) -> BTreeMap<String, String> {
 /// `[parameters]` in the flat layout), and the counters and scheduler
 /// state in the metadata, with the run's settings (each by its text
 /// form, `retroprop.settings.*`), early stopping's best epoch (its
-/// parameters as the tensor `early_stopping.best_params`) and the changes
-/// made on resume. Atomic like [`save_model`]; refuses NaN.
+/// parameters as the tensor `early_stopping.best_params`, its running
+/// statistics as `early_stopping.best_buffers`) and the changes made on
+/// resume. The model's running statistics are the checkpoint's, and
+/// their `num_batches_tracked` its step. Atomic like [`save_model`];
+/// refuses NaN.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save_checkpoint(
     path: &Path,
@@ -192,8 +221,19 @@ pub fn save_checkpoint(
     optimizer: &Optimizer,
     checkpoint: &Checkpoint,
 ) -> Result<()> {
-    let (tensors, meta) = checkpoint_parts(path, model, optimizer, checkpoint)?;
-    write_model(path, model, tensors, meta)
+    let model = checkpoint_model(model, checkpoint);
+    let (tensors, meta) = checkpoint_parts(path, &model, optimizer, checkpoint)?;
+    write_model(path, &model, tensors, meta)
+}
+
+/// `model` with `checkpoint`'s running statistics and batch count.
+#[cfg(not(target_arch = "wasm32"))]
+fn checkpoint_model(model: &SavedModel, checkpoint: &Checkpoint) -> SavedModel {
+    SavedModel {
+        buffers: checkpoint.buffers.clone(),
+        num_batches_tracked: checkpoint.step,
+        ..model.clone()
+    }
 }
 
 /// What [`save_checkpoint`] writes beside the model: the optimizer
@@ -331,6 +371,7 @@ pub fn parse_checkpoint(buffer: &[u8], path: &Path) -> Result<(LoadedModel, Stri
     let mut checkpoint = Checkpoint {
         params: model.params.clone(),
         optimizer_state: state,
+        buffers: model.buffers.clone(),
         step: number("retroprop.step")? as u64,
         epoch: number("retroprop.epoch")? as u64,
         rows_done: number("retroprop.rows_done")? as usize,
@@ -387,7 +428,6 @@ fn model_parts(
     extra_tensors: Vec<(String, Vec<u8>, Vec<usize>)>,
     extra_metadata: BTreeMap<String, String>,
 ) -> Result<Parts> {
-    model.mlp.require_plain("a model file")?;
     if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
         return Err(Error::Config(format!(
             "refusing to write {}: parameter {i} is {} (the model diverged)",
@@ -396,6 +436,23 @@ fn model_parts(
         )));
     }
     let mlp = &model.mlp;
+    if model.buffers.len() != mlp.buffer_count() {
+        return Err(Error::Shape {
+            what: format!(
+                "buffers (batch normalisations' running statistics) for {}",
+                path.display()
+            ),
+            expected: mlp.buffer_count(),
+            got: model.buffers.len(),
+        });
+    }
+    if let Some(i) = model.buffers.iter().position(|p| !p.is_finite()) {
+        return Err(Error::Config(format!(
+            "refusing to write {}: running statistic {i} is {} (the model diverged)",
+            path.display(),
+            model.buffers[i]
+        )));
+    }
     let mut metadata = BTreeMap::new();
     metadata.insert("format".to_string(), "pt".to_string());
     metadata.insert(
@@ -410,8 +467,25 @@ fn model_parts(
         metadata.insert("retroprop.mean".to_string(), join(&s.mean));
         metadata.insert("retroprop.std".to_string(), join(&s.std));
     }
+    if let Some(spec) = mlp.residual_spec() {
+        metadata.insert(residual::KEY.to_string(), residual::spec_text(mlp, &spec));
+    }
     metadata.extend(extra_metadata);
     let mut tensors = extra_tensors;
+    if let Some(spec) = mlp.residual_spec() {
+        for tensor in residual::tensors(mlp, &spec) {
+            let data = match tensor.slot {
+                residual::Slot::Parameter(range) => bytes(&model.params[range]),
+                residual::Slot::Buffer(range) => bytes(&model.buffers[range]),
+                // torch's int64, the one tensor that is not float32.
+                residual::Slot::BatchesTracked => {
+                    (model.num_batches_tracked as i64).to_le_bytes().to_vec()
+                }
+            };
+            tensors.push((tensor.name, data, tensor.shape));
+        }
+        return Ok((tensors, metadata));
+    }
     for (l, layer) in mlp.layers().iter().enumerate() {
         tensors.push((
             format!("layers.{l}.weight"),
@@ -431,7 +505,9 @@ fn model_parts(
 const MAX_HEADER_BYTES: usize = 100_000_000;
 
 /// Encodes float32 tensors `(name, little-endian bytes, shape)` and string
-/// metadata as a safetensors file whose bytes depend only on the contents:
+/// metadata as a safetensors file whose bytes depend only on the contents
+/// (a tensor of 8 bytes an element is int64: BatchNorm's
+/// `num_batches_tracked`):
 /// the header lists the metadata in key order and the tensors in name
 /// order. (`safetensors::serialize` takes the metadata as a `HashMap` and
 /// writes it in that map's random order, so equal models gave different
@@ -449,14 +525,20 @@ fn encode_f32_safetensors(
     let mut offset = 0;
     for (name, data, shape) in &tensors {
         let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        if elements.and_then(|n| n.checked_mul(4)) != Some(data.len()) {
+        let dtype = if elements.and_then(|n| n.checked_mul(4)) == Some(data.len()) {
+            "F32"
+        } else if elements.is_some_and(|n| n > 0)
+            && elements.and_then(|n| n.checked_mul(8)) == Some(data.len())
+        {
+            "I64"
+        } else {
             return Err(format!(
                 "tensor {name}: shape {shape:?} does not match its {} bytes",
                 data.len()
             ));
-        }
+        };
         header += &format!(
-            ",{}:{{\"dtype\":\"F32\",\"shape\":{},\"data_offsets\":[{offset},{}]}}",
+            ",{}:{{\"dtype\":\"{dtype}\",\"shape\":{},\"data_offsets\":[{offset},{}]}}",
             json_string(name),
             format_args!("[{}]", join(shape)),
             offset + data.len()
@@ -632,57 +714,28 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
         message,
     };
     let (meta, file) = open_safetensors(buffer, path)?;
-    let layers = (0..)
-        .take_while(|l| file.tensor(&format!("layers.{l}.weight")).is_ok())
-        .count();
-    if layers == 0 {
-        let mut names = file.names();
-        names.sort();
-        return Err(parse(format!(
-            "no tensor layers.0.weight (found: {}); a model file holds layers.{{i}}.weight and layers.{{i}}.bias",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        )));
-    }
-    let mut sizes = Vec::new();
-    let mut params = Vec::new();
-    for l in 0..layers {
-        let weight_name = format!("layers.{l}.weight");
-        let weight = f32_tensor(&file, &weight_name, path)?;
-        let [outputs, inputs] = weight.0[..] else {
-            return Err(parse(format!(
-                "tensor {weight_name} has shape {:?}, expected [out, in]",
-                weight.0
-            )));
-        };
-        if l == 0 {
-            sizes.push(inputs);
-        } else if sizes[l] != inputs {
-            return Err(parse(format!(
-                "tensor {weight_name} has {inputs} inputs, but layers.{}.weight has {} outputs",
-                l - 1,
-                sizes[l]
-            )));
+    let (sizes, params, buffers, num_batches_tracked, residual) = match meta.get(residual::KEY) {
+        Some(text) => {
+            let (mlp, spec) = residual::parse_spec(text, &file, path)?;
+            let (params, buffers, tracked) = residual::read(&file, &mlp, &spec, path)?;
+            (mlp.sizes(), params, buffers, tracked, Some(spec))
         }
-        sizes.push(outputs);
-        let bias_name = format!("layers.{l}.bias");
-        let bias = f32_tensor(&file, &bias_name, path)?;
-        if bias.0 != [outputs] {
-            return Err(parse(format!(
-                "tensor {bias_name} has shape {:?}, expected [{outputs}]",
-                bias.0
-            )));
+        None => {
+            let (sizes, params) = plain_layers(&file, path)?;
+            (sizes, params, Vec::new(), 0, None)
         }
-        params.extend(weight.1);
-        params.extend(bias.1);
-    }
+    };
+    let layers = sizes.len() - 1;
     if let Some(i) = params.iter().position(|p| !p.is_finite()) {
         return Err(parse(format!(
             "parameter {i} is not finite ({})",
             params[i]
+        )));
+    }
+    if let Some(i) = buffers.iter().position(|p| !p.is_finite()) {
+        return Err(parse(format!(
+            "running statistic {i} is not finite ({})",
+            buffers[i]
         )));
     }
     let activations = meta
@@ -738,11 +791,77 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
     Ok(LoadedModel {
         sizes,
         params,
+        buffers,
+        num_batches_tracked,
+        residual,
         activations,
         loss,
         standardizer,
         precision,
     })
+}
+
+/// A plain network's `layers.{i}.weight` and `.bias`: its sizes and flat
+/// parameters.
+fn plain_layers(file: &SafeTensors, path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let parse = |message: String| Error::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let layers = (0..)
+        .take_while(|l| file.tensor(&format!("layers.{l}.weight")).is_ok())
+        .count();
+    if layers == 0 {
+        let mut names = file.names();
+        names.sort();
+        if names.contains(&"first_layer.weight") {
+            return Err(parse(format!(
+                "tensor first_layer.weight, a residual network's, but no metadata {}: the file needs retroprop's record of the blocks (as `retroprop train --blocks --save` writes it)",
+                residual::KEY
+            )));
+        }
+        return Err(parse(format!(
+            "no tensor layers.0.weight (found: {}); a model file holds layers.{{i}}.weight and layers.{{i}}.bias",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )));
+    }
+    let mut sizes = Vec::new();
+    let mut params = Vec::new();
+    for l in 0..layers {
+        let weight_name = format!("layers.{l}.weight");
+        let weight = f32_tensor(file, &weight_name, path)?;
+        let [outputs, inputs] = weight.0[..] else {
+            return Err(parse(format!(
+                "tensor {weight_name} has shape {:?}, expected [out, in]",
+                weight.0
+            )));
+        };
+        if l == 0 {
+            sizes.push(inputs);
+        } else if sizes[l] != inputs {
+            return Err(parse(format!(
+                "tensor {weight_name} has {inputs} inputs, but layers.{}.weight has {} outputs",
+                l - 1,
+                sizes[l]
+            )));
+        }
+        sizes.push(outputs);
+        let bias_name = format!("layers.{l}.bias");
+        let bias = f32_tensor(file, &bias_name, path)?;
+        if bias.0 != [outputs] {
+            return Err(parse(format!(
+                "tensor {bias_name} has shape {:?}, expected [{outputs}]",
+                bias.0
+            )));
+        }
+        params.extend(weight.1);
+        params.extend(bias.1);
+    }
+    Ok((sizes, params))
 }
 
 /// A tensor's shape and values, which must be float32.
@@ -766,125 +885,4 @@ fn f32_tensor(file: &SafeTensors, name: &str, path: &Path) -> Result<(Vec<usize>
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     Ok((view.shape().to_vec(), values))
-}
-
-/// Values of any integer or float tensor as f64.
-fn numbers(view: &TensorView, name: &str, path: &Path) -> Result<Vec<f64>> {
-    let d = view.data();
-    Ok(match view.dtype() {
-        Dtype::F32 => d
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-            .collect(),
-        Dtype::F64 => d
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-            .collect(),
-        Dtype::I64 => d
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
-            .collect(),
-        Dtype::I32 => d
-            .chunks_exact(4)
-            .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f64)
-            .collect(),
-        Dtype::U8 => d.iter().map(|&b| b as f64).collect(),
-        other => {
-            return Err(Error::Parse {
-                path: path.to_path_buf(),
-                message: format!("tensor {name} is {other:?}; expected F32, F64, I64, I32 or U8"),
-            });
-        }
-    })
-}
-
-impl Dataset {
-    /// Reads tensors `x` (`[rows, features]`) and `y` (`[rows]` class
-    /// indices, or `[rows, targets]` values) from a safetensors file. With
-    /// `classes`, `y` must hold non-negative integers.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn from_safetensors(path: impl AsRef<Path>, classes: bool) -> Result<Dataset> {
-        let path = path.as_ref();
-        Dataset::from_safetensors_bytes(&read_file(path)?, path, classes)
-    }
-
-    /// [`from_safetensors`](Self::from_safetensors) on a file's bytes;
-    /// `path` names it in errors.
-    pub fn from_safetensors_bytes(buffer: &[u8], path: &Path, classes: bool) -> Result<Dataset> {
-        let parse = |message: String| Error::Parse {
-            path: path.to_path_buf(),
-            message,
-        };
-        let (_, file) = open_safetensors(buffer, path)?;
-        let x = file
-            .tensor("x")
-            .map_err(|_| parse("tensor x is missing (expected x [rows, features] and y)".into()))?;
-        let y = file
-            .tensor("y")
-            .map_err(|_| parse("tensor y is missing (expected x [rows, features] and y)".into()))?;
-        let [rows, features] = x.shape()[..] else {
-            return Err(parse(format!(
-                "tensor x has shape {:?}, expected [rows, features]",
-                x.shape()
-            )));
-        };
-        let (y_rows, width) = match y.shape() {
-            [r] => (*r, 1),
-            [r, w] => (*r, *w),
-            other => {
-                return Err(parse(format!(
-                    "tensor y has shape {other:?}, expected [rows] or [rows, targets]"
-                )));
-            }
-        };
-        if y_rows != rows {
-            return Err(parse(format!(
-                "tensor y has {y_rows} rows, tensor x has {rows}"
-            )));
-        }
-        let xv: Vec<f32> = numbers(&x, "x", path)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
-        let yv = numbers(&y, "y", path)?;
-        let targets = if classes {
-            if width != 1 {
-                return Err(parse(format!(
-                    "class labels need y of shape [rows], got {:?}",
-                    y.shape()
-                )));
-            }
-            let labels = yv
-                .iter()
-                .enumerate()
-                .map(|(row, &v)| {
-                    if v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64 {
-                        Ok(v as u32)
-                    } else {
-                        Err(parse(format!(
-                            "tensor y, row {row}: class label {v} is not a non-negative integer"
-                        )))
-                    }
-                })
-                .collect::<Result<_>>()?;
-            Targets::Classes(labels)
-        } else {
-            Targets::Values {
-                values: yv.iter().map(|&v| v as f32).collect(),
-                width,
-            }
-        };
-        Dataset::new(xv, features, targets).map_err(|e| match e {
-            Error::NonFinite {
-                what,
-                row,
-                column,
-                value,
-            } => parse(format!(
-                "tensor {}, row {row}, column {column}: {value} is not finite",
-                if what == "inputs" { "x" } else { "y" }
-            )),
-            other => other,
-        })
-    }
 }

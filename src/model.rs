@@ -77,6 +77,30 @@ pub enum NormKind {
     Batch,
 }
 
+impl std::fmt::Display for NormKind {
+    /// The names `FromStr` reads: `batch`, `layer`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NormKind::Layer => "layer",
+            NormKind::Batch => "batch",
+        })
+    }
+}
+
+impl std::str::FromStr for NormKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "batch" => Ok(NormKind::Batch),
+            "layer" => Ok(NormKind::Layer),
+            other => Err(format!(
+                "unknown normalisation `{other}` (expected batch or layer)"
+            )),
+        }
+    }
+}
+
 impl NormKind {
     /// Its name in messages and summaries.
     pub fn name(self) -> &'static str {
@@ -122,6 +146,22 @@ pub struct Residual {
     pub norm: Option<NormKind>,
     /// The blocks' and head's activation.
     pub activation: Activation,
+}
+
+impl std::fmt::Display for Residual {
+    /// `2 blocks (width 32, hidden 64, batch norm, relu)`: what a resume
+    /// that changed it names.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} blocks (width {}, hidden {}, {}, {})",
+            self.blocks,
+            self.width,
+            self.hidden,
+            self.norm.map_or("no norm", NormKind::name),
+            self.activation
+        )
+    }
 }
 
 impl Mlp {
@@ -354,7 +394,7 @@ impl Mlp {
     }
 
     /// Whether the network is dense layers one after another, the only
-    /// kind the GPU members' engine and ONNX export run so far.
+    /// kind the GPU members' engine and the files of members run so far.
     pub fn is_plain(&self) -> bool {
         self.kinds.iter().all(|k| matches!(k, LayerKind::Dense(_)))
     }
@@ -369,7 +409,7 @@ impl Mlp {
             return Ok(());
         }
         Err(Error::Config(format!(
-            "{what} runs dense layers one after another only, so far; this residual network ({} blocks{}) trains as a lone run (a Trainer, device cpu or gpu), and its files are not written yet",
+            "{what} runs dense layers one after another only, so far; this residual network ({} blocks{}) trains as a lone run (a Trainer, device cpu or gpu)",
             self.kinds.iter().filter(|k| **k == LayerKind::Skip).count(),
             self.norms
                 .first()

@@ -51,6 +51,8 @@ fn a_lost_device_ends_every_later_call_with_an_error_and_keeps_the_checkpoint() 
     let saved = SavedModel {
         mlp: mlp.clone(),
         params: checkpoint.params.clone(),
+        buffers: Vec::new(),
+        num_batches_tracked: 0,
         loss: Loss::CrossEntropy,
         standardizer: None,
     };

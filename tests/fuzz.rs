@@ -82,7 +82,7 @@ proptest! {
         let mlp = Mlp::new(&[3, 4, 2], Activation::Tanh, Activation::Identity).unwrap();
         let good = scratch(&format!("good-{cut}.safetensors"));
         let params = mlp.init(retroprop::Init::TorchDefault, 1);
-        save_model(&good, &SavedModel { mlp, params, loss: Loss::Mse, standardizer: None }).unwrap();
+        save_model(&good, &SavedModel { mlp, params, buffers: Vec::new(), num_batches_tracked: 0, loss: Loss::Mse, standardizer: None }).unwrap();
         let mut bytes = std::fs::read(&good).unwrap();
         bytes.truncate(cut.max(1).min(bytes.len()));
         for (at, value) in flips {

@@ -422,6 +422,8 @@ fn members_files_resume_bit_for_bit_and_repeat_their_bytes() {
         model: SavedModel {
             mlp: mlp(),
             params: Vec::new(),
+            buffers: Vec::new(),
+            num_batches_tracked: 0,
             loss: run.loss,
             standardizer: None,
         },

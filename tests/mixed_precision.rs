@@ -332,6 +332,8 @@ fn the_precision_is_in_the_checkpoint_and_the_model_and_a_resume_in_another_is_r
     let model = SavedModel {
         mlp: mlp.clone(),
         params: checkpoint.params.clone(),
+        buffers: Vec::new(),
+        num_batches_tracked: 0,
         loss: Loss::CrossEntropy,
         standardizer: None,
     };

@@ -364,6 +364,8 @@ fn the_standardizer_saved_with_a_model_is_the_one_its_user_applies() {
     let model = SavedModel {
         mlp,
         params,
+        buffers: Vec::new(),
+        num_batches_tracked: 0,
         loss: Loss::CrossEntropy,
         standardizer: Some(standardizer.clone()),
     };

@@ -142,6 +142,8 @@ fn filled_model(value: f32) -> retroprop::io::SavedModel {
     retroprop::io::SavedModel {
         params: vec![value; mlp.parameter_count()],
         mlp,
+        buffers: Vec::new(),
+        num_batches_tracked: 0,
         loss: Loss::CrossEntropy,
         standardizer: None,
     }

@@ -130,6 +130,8 @@ fn through_a_file(name: &str, checkpoint: &Checkpoint, config: &TrainConfig) -> 
     let model = SavedModel {
         mlp: mlp(),
         params: checkpoint.params.clone(),
+        buffers: Vec::new(),
+        num_batches_tracked: 0,
         loss: config.loss,
         standardizer: None,
     };

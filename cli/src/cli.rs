@@ -143,8 +143,8 @@ pub struct TrainArgs {
     /// x + Dropout(Linear(Dropout(Act(Linear(Norm(x)))))) of hidden width
     /// 32 × --block-multiplier, and a head Norm → Act → Linear 32 → 10,
     /// Act from --activations and dropout from --dropout. Trains on the
-    /// CPU backend; its files are not written yet (--save, --checkpoint,
-    /// --resume and --init are refused).
+    /// CPU backend; its model file is rtdl's ResNet state_dict (running
+    /// statistics included), and --resume continues its blocks unasked.
     #[arg(long, value_name = "N")]
     pub blocks: Option<usize>,
     /// The blocks' and head's normalisation: batch (torch's BatchNorm1d,

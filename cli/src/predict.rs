@@ -89,7 +89,13 @@ fn predictor(file: ModelFile, device: Device) -> Result<(SavedModel, Predictor)>
     };
     let config = TrainConfig::default().loss(model.loss).device(device);
     let own = vec![Member::default(); params.len()];
-    let run = Members::with_parameters(model.mlp.clone(), config, own, params).map_err(text)?;
+    let mut run = Members::with_parameters(model.mlp.clone(), config, own, params).map_err(text)?;
+    // Evaluation mode normalises by the running statistics the file holds.
+    if !ensemble {
+        run.member_mut(0)
+            .set_buffers(&model.buffers)
+            .map_err(text)?;
+    }
     note_fallback(run.member(0));
     Ok((model, Predictor { run, ensemble }))
 }

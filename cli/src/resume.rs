@@ -11,6 +11,7 @@ use std::path::Path;
 pub fn flag(setting: &str) -> String {
     match setting {
         "sizes" => "--arch".into(),
+        "blocks" => "--blocks".into(),
         "shuffle" => "shuffle (--no-shuffle)".into(),
         "validation_split" => "--val-split".into(),
         "early_stopping" => "--early-stopping/--min-delta".into(),

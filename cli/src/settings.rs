@@ -1,14 +1,14 @@
 //! A run's settings from the flags: what the user named (`RunRequest`),
-//! the program's defaults, resolved by the library with a checkpoint's;
-//! `--blocks` making the network residual; errors by their flag.
+//! the program's defaults, resolved by the library with a checkpoint's
+//! (`--blocks` making the network residual); errors by their flag.
 
 use crate::cli::{TrainArgs, parse_arch};
 use crate::ranks::Ranks;
 use crate::resume;
 use crate::train::{DataShape, Result, Resume, describe, join, text};
+use retroprop::NormKind;
 use retroprop::io::load_model;
-use retroprop::train::{ResolvedRun, RunRequest};
-use retroprop::{Blocks, NormKind};
+use retroprop::train::{Blocks, ResolvedRun, RunRequest};
 
 /// What the flags say, each setting `None` where no flag was given.
 fn request(args: &TrainArgs) -> Result<RunRequest> {
@@ -63,12 +63,19 @@ fn program_defaults(args: &TrainArgs, data: &DataShape) -> Result<RunRequest> {
         .map_err(text)?;
     let bundled = args.data.is_none();
     Ok(RunRequest {
+        // A residual file's network is its blocks over `inputs,width,outputs`.
         sizes: Some(init.as_ref().map_or_else(
             || vec![data.features, 64, data.outputs],
-            |m| m.sizes.clone(),
+            |m| {
+                m.residual
+                    .map_or_else(|| m.sizes.clone(), |r| vec![r.inputs, r.width, r.outputs])
+            },
         )),
         activations: init
-            .and_then(|m| m.activations)
+            .and_then(|m| match m.residual {
+                Some(r) => Some(vec![r.activation, retroprop::Activation::Identity]),
+                None => m.activations,
+            })
             .map(|a| join(&a))
             .filter(|_| args.arch.is_none()),
         loss: Some(data.loss),
@@ -116,10 +123,8 @@ pub(crate) fn resolve_settings(
     Ok(run)
 }
 
-/// `--blocks N` (with `--norm`, `--block-multiplier`): the network made
-/// residual at the width of `--arch`'s one hidden size
-/// ([`Blocks::apply`]), refused where its files would be needed, before
-/// anything trains.
+/// `--blocks N --norm … --block-multiplier M`: the run's network made
+/// residual (`Mlp::residual`) at the width of `--arch`'s one hidden size.
 fn blocks(args: &TrainArgs) -> Result<Option<Blocks>> {
     let Some(blocks) = args.blocks else {
         for (given, flag) in [
@@ -132,19 +137,6 @@ fn blocks(args: &TrainArgs) -> Result<Option<Blocks>> {
         }
         return Ok(None);
     };
-    for (given, flag) in [
-        (args.save.is_some(), "--save"),
-        (args.checkpoint.is_some(), "--checkpoint"),
-        (args.resume.is_some(), "--resume"),
-        (args.init.is_some(), "--init"),
-    ] {
-        if given {
-            return Err(format!(
-                "--blocks: {flag} is not available for residual networks yet (their model \
-                 files and checkpoints are not written yet)"
-            ));
-        }
-    }
     let defaults = Blocks::new(blocks);
     let norm = match args.norm.as_deref() {
         Some(text) => NormKind::parse_option(text).map_err(|e| format!("--norm {e}"))?,

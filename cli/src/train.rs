@@ -449,6 +449,20 @@ pub(crate) fn fits_network(
     model: &LoadedModel,
     run: &ResolvedRun,
 ) -> Result<()> {
+    let residual = run.mlp.residual_spec();
+    if model.residual != residual {
+        let describe = |r: Option<retroprop::Residual>| {
+            r.map_or("a plain network".to_string(), |r| {
+                format!("a residual network of {r}")
+            })
+        };
+        return Err(format!(
+            "{flag} {}: the file holds {}, the run is {}",
+            path.display(),
+            describe(model.residual),
+            describe(residual)
+        ));
+    }
     let sizes = run.mlp.sizes();
     if model.sizes != sizes {
         return Err(format!(
@@ -480,6 +494,8 @@ fn start_trainer(
     let model = SavedModel {
         mlp: run.mlp.clone(),
         params: Vec::new(),
+        buffers: Vec::new(),
+        num_batches_tracked: 0,
         loss: config.loss,
         standardizer: sets.standardizer.clone(),
     };
@@ -644,10 +660,7 @@ fn fit(
                 ranks.error(e),
                 &mut session.trainer,
                 args,
-                &|params| SavedModel {
-                    params,
-                    ..model.clone()
-                },
+                &model,
                 at,
             ));
         }
@@ -699,10 +712,7 @@ fn keep_files(args: &TrainArgs, session: &mut Session, outcome: &Outcome) -> Res
         save_checkpoint(path, &model, &trainer.config().optimizer, &checkpoint).map_err(text)?;
     }
     if let Some(path) = &args.save {
-        let model = SavedModel {
-            params: trainer.parameters().map_err(text)?,
-            ..session.model.clone()
-        };
+        let model = trained_model(trainer, &session.model).map_err(text)?;
         let notes = RunNotes {
             interrupted_at_step: history.interrupted.then(|| trainer.steps()),
             changed_on_resume: trainer.changes().to_vec(),
@@ -807,7 +817,7 @@ fn keep_last_good(
     mut message: String,
     trainer: &mut Trainer,
     args: &TrainArgs,
-    model: &dyn Fn(Vec<f32>) -> SavedModel,
+    model: &SavedModel,
     checkpointed: Option<(u64, u64)>,
 ) -> String {
     if let Some(path) = &args.save {
@@ -816,9 +826,8 @@ fn keep_last_good(
             precision: Some(trainer.config().precision),
             ..RunNotes::default()
         };
-        message += &match trainer
-            .parameters()
-            .and_then(|params| save_noted_model(path, &model(params), &notes))
+        message += &match trained_model(trainer, model)
+            .and_then(|model| save_noted_model(path, &model, &notes))
         {
             Ok(()) => format!(
                 "; the last good parameters (step {}) are in {}",
@@ -836,6 +845,20 @@ fn keep_last_good(
         );
     }
     message
+}
+
+/// `template` (network, loss, standardisation) with what `trainer` holds
+/// now: its parameters, running statistics and their batch count.
+pub(crate) fn trained_model(
+    trainer: &mut Trainer,
+    template: &SavedModel,
+) -> retroprop::Result<SavedModel> {
+    Ok(SavedModel {
+        params: trainer.parameters()?,
+        buffers: trainer.buffers()?,
+        num_batches_tracked: trainer.steps(),
+        ..template.clone()
+    })
 }
 
 pub(crate) fn join<T: ToString>(v: &[T]) -> String {

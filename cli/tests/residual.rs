@@ -83,27 +83,25 @@ fn what_residual_networks_cannot_do_yet_is_refused_before_training() {
         base.iter().chain(more).copied().collect()
     }
     fails(
-        &with(&base, &["--save", save.to_str().unwrap()]),
+        &with(&base, &["--seed", "1,2", "--save", save.to_str().unwrap()]),
         1,
-        &["--blocks", "--save is not available"],
+        &["--save of a run of members", "residual networks"],
     );
-    assert!(!save.exists(), "nothing written");
     fails(
         &with(&base, &["--norm", "group"]),
         1,
         &["--norm group", "batch, layer or none"],
     );
-    // Batch norm (the default): no batch of one row, no early stopping yet.
+    // Batch norm (the default): no batch of one row.
     fails(
-        &with(&base, &["--batch-size", "479"]),
+        &with(
+            &base,
+            &["--batch-size", "479", "--save", save.to_str().unwrap()],
+        ),
         1,
         &["at least 2 rows", "1438 rows in batches of 479"],
     );
-    fails(
-        &with(&base, &["--early-stopping", "3"]),
-        1,
-        &["early stopping with batch normalisation"],
-    );
+    assert!(!save.exists(), "nothing written");
     fails(
         &["train", "--arch", "64,10", "--blocks", "2"],
         1,
@@ -158,4 +156,63 @@ fn the_health_warnings_name_the_blocks_and_point_a_deep_plain_network_to_them() 
             && stderr.contains("--norm batch or layer"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_saved_residual_network_evaluates_and_exports_as_it_trained() {
+    let dir = Dir::new("residual-files");
+    let data = support::classes_csv(&dir);
+    let data = data.to_str().unwrap();
+    for norm in ["batch", "layer", "none"] {
+        let model = dir.path(&format!("{norm}.safetensors"));
+        let onnx = dir.path(&format!("{norm}.onnx"));
+        let stdout = ok(&[
+            "train",
+            "--data",
+            data,
+            "--val",
+            data,
+            "--arch",
+            "2,8,3",
+            "--blocks",
+            "2",
+            "--norm",
+            norm,
+            "--batch-size",
+            "8",
+            "--epochs",
+            "5",
+            "--save",
+            model.to_str().unwrap(),
+        ]);
+        // The run's last validation, in evaluation mode (BatchNorm by its
+        // running statistics), is the file's evaluation of the same rows.
+        let at = stdout.find(", validation ").expect("a validation loss") + 13;
+        let trained: f64 = stdout[at..].split(',').next().unwrap().parse().unwrap();
+        let evaluated = ok(&[
+            "evaluate",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data,
+        ]);
+        let at = evaluated.find(") ").expect("a loss") + 2;
+        let loss: f64 = evaluated[at..].split(',').next().unwrap().parse().unwrap();
+        assert_eq!(
+            format!("{trained:.4}"),
+            format!("{loss:.4}"),
+            "--norm {norm}: {stdout} against {evaluated}"
+        );
+        ok(&[
+            "export",
+            "--model",
+            model.to_str().unwrap(),
+            "--onnx",
+            onnx.to_str().unwrap(),
+        ]);
+        assert!(
+            std::fs::metadata(&onnx).unwrap().len() > 0,
+            "--norm {norm}: no ONNX file"
+        );
+    }
 }

@@ -251,6 +251,29 @@ fn a_bare_resume_of_a_mixed_precision_run_is_the_unbroken_run_byte_for_byte() {
     resumed_is_unbroken("gpu", &format!("{name}-mixed"), &mixed, cut, metrics);
 }
 
+#[test]
+fn a_bare_resume_of_a_batch_norm_residual_run_is_the_unbroken_run_byte_for_byte() {
+    // The running statistics go through the checkpoint, and early
+    // stopping's best epoch keeps its own.
+    let settings = [
+        "--arch",
+        "2,8,3",
+        "--blocks",
+        "2",
+        "--norm",
+        "batch",
+        "--val-split",
+        "0.25",
+        "--early-stopping",
+        "2",
+        "--batch-size",
+        "7",
+        "--seed",
+        "3",
+    ];
+    resumed_is_unbroken("cpu", "residual-batch-norm", &settings, "20", "csv");
+}
+
 /// A checkpoint of a small SGD run with momentum, early stopping and a
 /// validation split, for the refusals and changes below.
 fn checkpointed(dir: &Dir) -> (String, String) {

@@ -83,6 +83,8 @@ impl MembersView<'_> {
             model: SavedModel {
                 mlp: self.mlp.clone(),
                 params: Vec::new(),
+                buffers: Vec::new(),
+                num_batches_tracked: 0,
                 loss: self.loss,
                 standardizer: self.standardizer.cloned(),
             },
@@ -596,6 +598,8 @@ impl NativeMembers {
                                 model: SavedModel {
                                     mlp: mlp.clone(),
                                     params: Vec::new(),
+                                    buffers: Vec::new(),
+                                    num_batches_tracked: 0,
                                     loss: *loss,
                                     standardizer: standardizer.clone(),
                                 },

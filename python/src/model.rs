@@ -87,6 +87,7 @@ impl NativeModel {
         guard(|| {
             let d = PyDict::new(py);
             let mlp = &self.saved.mlp;
+            mlp.require_plain("state_dict()").map_err(to_py)?;
             for (l, layer) in mlp.layers().iter().enumerate() {
                 let weight = PyArray1::from_slice(py, &self.saved.params[mlp.weight_range(l)])
                     .reshape([layer.outputs, layer.inputs])?;
@@ -191,6 +192,8 @@ impl NativeModel {
                     let config = TrainConfig::default().loss(saved.loss).device(device);
                     let mut trainer =
                         Trainer::with_parameters(saved.mlp.clone(), saved.params.clone(), config)?;
+                    // Evaluation mode: BatchNorm by the file's running statistics.
+                    trainer.set_buffers(&saved.buffers)?;
                     let out = trainer.predict(&rows)?;
                     Ok(if probabilities {
                         saved.loss.probabilities(&out, width)

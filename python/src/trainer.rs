@@ -486,6 +486,8 @@ pub(crate) fn saved_model(view: &mut View<'_>) -> retroprop::Result<SavedModel> 
     Ok(SavedModel {
         mlp: view.mlp.clone(),
         params: view.trainer.parameters()?,
+        buffers: view.trainer.buffers()?,
+        num_batches_tracked: view.trainer.steps(),
         loss: view.loss,
         standardizer: view.standardizer.cloned(),
     })
@@ -760,6 +762,8 @@ impl NativeTrainer {
                             let model = SavedModel {
                                 mlp: mlp.clone(),
                                 params: c.params.clone(),
+                                buffers: c.buffers.clone(),
+                                num_batches_tracked: c.step,
                                 loss: *loss,
                                 standardizer: standardizer.clone(),
                             };

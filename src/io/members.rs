@@ -83,6 +83,7 @@ pub fn is_members(buffer: &[u8], path: &Path) -> Result<bool> {
 /// The bytes of a model file of every member, with `notes` (as
 /// [`noted_model_bytes`](super::noted_model_bytes)).
 pub fn members_bytes(name: &Path, members: &SavedMembers, notes: &RunNotes) -> Result<Vec<u8>> {
+    members.model.mlp.require_plain("a file of members")?;
     let parts = members
         .params
         .iter()
@@ -112,6 +113,7 @@ pub fn save_members_checkpoint(
     checkpoints: &[Checkpoint],
     states: &[MemberState],
 ) -> Result<()> {
+    members.model.mlp.require_plain("a checkpoint of members")?;
     if checkpoints.len() != members.settings.len() || states.len() != checkpoints.len() {
         return Err(Error::Shape {
             what: format!("checkpoints of the members for {}", path.display()),

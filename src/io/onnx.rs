@@ -14,6 +14,13 @@
 //!   operator only from opset 20 and opset 17 runs on more runtimes: the
 //!   exact form as ½ x (1 + `Erf`(x / √2)), the tanh form as
 //!   ½ x (1 + `Tanh`(√(2/π) (x + 0.044715 x³)));
+//! - for a residual network ([`Mlp::residual`](crate::Mlp::residual)),
+//!   the forward pass kind by kind, its constants by the model file's
+//!   names (`first_layer.weight`, `blocks.{i}.normalization.running_mean`,
+//!   …): each dense layer a `Gemm` and its activation, LayerNorm as
+//!   `LayerNormalization` over the last axis, BatchNorm as
+//!   `BatchNormalization` in inference mode (the running statistics), a
+//!   block's end as `Add` of its input (both operators are in opset 17);
 //! - with [`OnnxOptions::probabilities`], the output the loss implies:
 //!   `Softmax` over the classes for cross-entropy, `Sigmoid` for BCE with
 //!   logits (nothing for MSE, whose outputs are the predictions).
@@ -28,10 +35,11 @@
 
 pub mod proto;
 
-use super::SavedModel;
+use super::{SavedModel, residual};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
+use crate::model::{LayerKind, Residual};
 use prost::Message;
 use proto::{
     AttributeProto, AttributeType, Dimension, GraphProto, ModelProto, NodeProto,
@@ -84,7 +92,6 @@ pub fn output_name(loss: Loss, options: &OnnxOptions) -> &'static str {
 /// `model` as an ONNX file's bytes (see the [module](self) for the graph).
 /// Refuses parameters that are NaN or infinite, as the model writer does.
 pub fn onnx_bytes(model: &SavedModel, options: &OnnxOptions) -> Result<Vec<u8>> {
-    model.mlp.require_plain("ONNX export")?;
     if let Some(i) = model.params.iter().position(|p| !p.is_finite()) {
         return Err(Error::Config(format!(
             "refusing to export: parameter {i} is {} (the model diverged)",
@@ -97,6 +104,19 @@ pub fn onnx_bytes(model: &SavedModel, options: &OnnxOptions) -> Result<Vec<u8>> 
             expected: model.mlp.parameter_count(),
             got: model.params.len(),
         });
+    }
+    if model.buffers.len() != model.mlp.buffer_count() {
+        return Err(Error::Shape {
+            what: "running statistics (buffers) of the model to export".into(),
+            expected: model.mlp.buffer_count(),
+            got: model.buffers.len(),
+        });
+    }
+    if let Some(i) = model.buffers.iter().position(|p| !p.is_finite()) {
+        return Err(Error::Config(format!(
+            "refusing to export: running statistic {i} is {} (the model diverged)",
+            model.buffers[i]
+        )));
     }
     Ok(model_proto(model, options).encode_to_vec())
 }
@@ -111,17 +131,24 @@ pub fn export_onnx(path: &Path, model: &SavedModel, options: &OnnxOptions) -> Re
 fn model_proto(model: &SavedModel, options: &OnnxOptions) -> ModelProto {
     let mlp = &model.mlp;
     let activations: Vec<Activation> = mlp.layers().iter().map(|l| l.activation).collect();
-    let metadata = [
+    let mut metadata = vec![
         ("retroprop.arch", super::join(&mlp.sizes())),
         ("retroprop.activations", super::join(&activations)),
         ("retroprop.loss", model.loss.to_string()),
     ];
+    if let Some(spec) = mlp.residual_spec() {
+        metadata.push((residual::KEY, residual::spec_text(mlp, &spec)));
+    }
+    let what = match mlp.residual_spec() {
+        Some(_) => "residual network",
+        None => "multilayer perceptron",
+    };
     ModelProto {
         ir_version: IR_VERSION,
         producer_name: "retroprop".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: format!(
-            "A {} multilayer perceptron trained with {} by retroprop",
+            "A {} {what} trained with {} by retroprop",
             super::join(&mlp.sizes()),
             model.loss
         ),
@@ -288,7 +315,10 @@ fn graph(model: &SavedModel, options: &OnnxOptions) -> GraphProto {
         initializers: Vec::new(),
     };
     let x = b.standardization(model);
-    let x = b.layers(model, &model.params, x, "layers");
+    let x = match mlp.residual_spec() {
+        Some(spec) => b.residual(model, &spec, x),
+        None => b.layers(model, &model.params, x, "layers"),
+    };
     let output = output_name(model.loss, options);
     match (model.loss, options.probabilities) {
         (Loss::CrossEntropy, true) => {
@@ -371,6 +401,97 @@ impl Builder {
                 vec![int("transB", 1)],
             );
             x = self.activation(layer.activation, linear, &prefix);
+        }
+        x
+    }
+
+    /// A residual network's forward pass on `x`, kind by kind
+    /// ([`LayerKind`]), its constants by the model file's names: each
+    /// dense layer a `Gemm` and its activation, a LayerNorm as
+    /// `LayerNormalization` (over the last axis), a BatchNorm as
+    /// `BatchNormalization` in inference mode (the running statistics), a
+    /// block's end as `Add`; returns the head's output.
+    fn residual(&mut self, model: &SavedModel, spec: &Residual, mut x: String) -> String {
+        let mlp = &model.mlp;
+        let params = &model.params;
+        let (mut skips, mut blocks) = (Vec::new(), 0);
+        for kind in mlp.kinds() {
+            x = match *kind {
+                LayerKind::Dense(l) => {
+                    let layer = mlp.layers()[l];
+                    let prefix = residual::dense_name(spec, l);
+                    let weight = self.constant(
+                        format!("{prefix}.weight"),
+                        &[layer.outputs, layer.inputs],
+                        &params[mlp.weight_range(l)],
+                    );
+                    let bias = self.constant(
+                        format!("{prefix}.bias"),
+                        &[layer.outputs],
+                        &params[mlp.bias_range(l)],
+                    );
+                    let linear = self.node(
+                        "Gemm",
+                        &[&x, &weight, &bias],
+                        format!("{prefix}.linear"),
+                        vec![int("transB", 1)],
+                    );
+                    self.activation(layer.activation, linear, &prefix)
+                }
+                LayerKind::Norm(n) => {
+                    let norm = mlp.norms()[n];
+                    let prefix = residual::norm_name(spec, n);
+                    let (gamma, beta) = mlp.norm_ranges(n);
+                    let weight =
+                        self.constant(format!("{prefix}.weight"), &[norm.width], &params[gamma]);
+                    let bias =
+                        self.constant(format!("{prefix}.bias"), &[norm.width], &params[beta]);
+                    let eps = float("epsilon", norm.eps as f32);
+                    let out = format!("{prefix}.output");
+                    match mlp.buffer_ranges(n) {
+                        None => self.node(
+                            "LayerNormalization",
+                            &[&x, &weight, &bias],
+                            out,
+                            vec![int("axis", -1), eps],
+                        ),
+                        Some((mean, var)) => {
+                            let mean = self.constant(
+                                format!("{prefix}.running_mean"),
+                                &[norm.width],
+                                &model.buffers[mean],
+                            );
+                            let var = self.constant(
+                                format!("{prefix}.running_var"),
+                                &[norm.width],
+                                &model.buffers[var],
+                            );
+                            self.node(
+                                "BatchNormalization",
+                                &[&x, &weight, &bias, &mean, &var],
+                                out,
+                                vec![eps],
+                            )
+                        }
+                    }
+                }
+                LayerKind::Activation(f) => self.activation(f, x, "head.activation"),
+                LayerKind::Skip => {
+                    skips.push(x.clone());
+                    x
+                }
+                LayerKind::Add => {
+                    let skip = skips.pop().expect("a block's Add follows its Skip");
+                    blocks += 1;
+                    let block = blocks - 1;
+                    self.node(
+                        "Add",
+                        &[&skip, &x],
+                        format!("blocks.{block}.output"),
+                        vec![],
+                    )
+                }
+            };
         }
         x
     }
@@ -511,6 +632,8 @@ mod tests {
         SavedModel {
             mlp,
             params,
+            buffers: Vec::new(),
+            num_batches_tracked: 0,
             loss,
             standardizer: standardize
                 .then(|| Standardizer::new(vec![0.5, 1.0, -2.0], vec![1.0, 2.0, 4.0]).unwrap()),
@@ -622,6 +745,8 @@ mod tests {
         let m = SavedModel {
             params: mlp.init(crate::model::Init::TorchDefault, 7),
             mlp,
+            buffers: Vec::new(),
+            num_batches_tracked: 0,
             loss: Loss::BceWithLogits,
             standardizer: None,
         };

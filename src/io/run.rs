@@ -24,6 +24,8 @@ use std::str::FromStr;
 const SETTINGS: &str = "retroprop.settings.";
 const BEST: &str = "retroprop.best_epoch";
 const BEST_PARAMS: &str = "early_stopping.best_params";
+/// The best epoch's running statistics, where the network keeps any.
+const BEST_BUFFERS: &str = "early_stopping.best_buffers";
 /// The order of the epoch in progress, where a resume kept its own.
 const EPOCH_ORDER: &str = "retroprop.epoch_order";
 /// Where model files and checkpoints list the settings changed on resume.
@@ -64,6 +66,13 @@ pub(super) fn write(
             super::bytes(&best.params),
             vec![best.params.len()],
         ));
+        if !best.buffers.is_empty() {
+            tensors.push((
+                BEST_BUFFERS.into(),
+                super::bytes(&best.buffers),
+                vec![best.buffers.len()],
+            ));
+        }
     }
     if let Some(changes) = changes_text(&checkpoint.changes) {
         meta.insert(CHANGES.into(), changes);
@@ -107,10 +116,28 @@ pub(super) fn read(
                 model.params.len()
             )));
         }
+        let buffers = match model.buffers.len() {
+            0 => Vec::new(),
+            count => {
+                let (shape, buffers) = f32_tensor(file, BEST_BUFFERS, path)?;
+                if shape != [count] {
+                    return Err(parse(format!(
+                        "tensor {BEST_BUFFERS} has shape {shape:?}, expected [{count}]"
+                    )));
+                }
+                if let Some(i) = buffers.iter().position(|v| !v.is_finite()) {
+                    return Err(parse(format!(
+                        "tensor {BEST_BUFFERS}: value {i} is not finite"
+                    )));
+                }
+                buffers
+            }
+        };
         checkpoint.best = Some(BestEpoch {
             loss: loss.parse().map_err(|_| bad())?,
             epoch: epoch.parse().map_err(|_| bad())?,
             params,
+            buffers,
         });
     }
     if let Some(text) = meta.get(EPOCH_ORDER) {
@@ -215,6 +242,7 @@ pub(super) fn read(
     checkpoint.settings = Some(RunSettings {
         sizes: model.sizes.clone(),
         activations,
+        residual: model.residual,
         loss: model.loss.ok_or_else(|| missing("loss"))?,
         optimizer,
         lr_schedule,

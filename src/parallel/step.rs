@@ -388,21 +388,31 @@ fn encode(c: &Checkpoint) -> Vec<u8> {
         c.epoch_order.map_or(0, |o| o.seed),
         c.epoch_order.map_or(0, |o| window_words(o.window).0),
         c.epoch_order.map_or(0, |o| window_words(o.window).1),
+        c.buffers.len() as u64,
+        best_epoch.map_or(0, |b| b.buffers.len() as u64),
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     let best_params = best_epoch.map_or(&[][..], |b| &b.params[..]);
-    for v in c.params.iter().chain(&c.optimizer_state).chain(best_params) {
+    let best_buffers = best_epoch.map_or(&[][..], |b| &b.buffers[..]);
+    let floats = (c.params.iter().chain(&c.optimizer_state).chain(best_params))
+        .chain(&c.buffers)
+        .chain(best_buffers);
+    for v in floats {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out
 }
 
 fn decode(bytes: &[u8]) -> Option<Checkpoint> {
-    let (head, rest) = bytes.split_at_checked(136)?;
+    let (head, rest) = bytes.split_at_checked(152)?;
     let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap());
     let (params, state, best) = (word(0) as usize, word(1) as usize, word(10) as usize);
-    if rest.len() != 4 * (params.checked_add(state)?.checked_add(best)?) {
+    let (buffers, best_buffers) = (word(17) as usize, word(18) as usize);
+    let total = [state, best, buffers, best_buffers]
+        .into_iter()
+        .try_fold(params, usize::checked_add)?;
+    if rest.len() != total.checked_mul(4)? {
         return None;
     }
     let floats: Vec<f32> = rest
@@ -425,8 +435,10 @@ fn decode(bytes: &[u8]) -> Option<Checkpoint> {
         best: (word(12) != u64::MAX).then(|| BestEpoch {
             loss: f64::from_bits(word(11)),
             epoch: word(12),
-            params: floats[params + state..].to_vec(),
+            params: floats[params + state..params + state + best].to_vec(),
+            buffers: floats[total - best_buffers..].to_vec(),
         }),
+        buffers: floats[params + state + best..total - best_buffers].to_vec(),
         epoch_order: (word(13) != u64::MAX).then(|| EpochOrder {
             shuffle: word(13) == 1,
             seed: word(14),
@@ -460,7 +472,9 @@ mod tests {
                 loss: 0.5,
                 epoch: 1,
                 params: vec![0.5, 1.0, -1.0],
+                buffers: vec![0.0, 2.0],
             }),
+            buffers: vec![0.125, 1.5],
             ..Checkpoint::default()
         };
         assert_eq!(decode(&encode(&c)), Some(c.clone()));

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::parallel;
 
-use super::{EpochPosition, Trainer, check_parameters};
+use super::{EpochPosition, Trainer, check_buffers, check_parameters};
 use crate::checkpoint::{Checkpoint, EpochOrder};
 
 impl Trainer {
@@ -19,6 +19,7 @@ impl Trainer {
         Ok(Checkpoint {
             params: self.backend.parameters_async().await?,
             optimizer_state,
+            buffers: self.backend.buffers()?,
             step,
             epoch: self.epochs_done,
             rows_done: self.position.rows_done,
@@ -149,10 +150,14 @@ impl Trainer {
         }
         if let Some(best) = &checkpoint.best {
             check_parameters(&self.mlp, &best.params)?;
+            check_buffers(&self.mlp, &best.buffers, "early stopping's best epoch")?;
         }
+        check_buffers(&self.mlp, &checkpoint.buffers, "the checkpoint")?;
         self.backend.set_parameters(&checkpoint.params)?;
         self.backend
             .set_optimizer_state(&checkpoint.optimizer_state, checkpoint.step)?;
+        // After the step count: the statistics' batch count is the steps'.
+        self.backend.set_buffers(&checkpoint.buffers)?;
         self.steps = checkpoint.step;
         self.epochs_done = checkpoint.epoch;
         self.scheduler.set_state(checkpoint.scheduler);

@@ -300,6 +300,7 @@ impl TrainConfig {
         RunSettings {
             sizes: mlp.sizes(),
             activations: mlp.layers().iter().map(|l| l.activation).collect(),
+            residual: mlp.residual_spec(),
             loss: self.loss,
             optimizer: self.optimizer,
             lr_schedule: self.lr_schedule,
@@ -421,20 +422,12 @@ impl TrainConfig {
     }
 }
 
-/// What a network with batch normalisation cannot train with yet: early
-/// stopping (its best epoch keeps parameters, not the running
-/// statistics), and batches of one row (a variance of one row is not
-/// defined; torch raises for it too).
+/// What a network with batch normalisation cannot train with: batches
+/// of one row (a variance of one row is not defined; torch raises for it
+/// too).
 fn check_batch_norm(config: &TrainConfig, mlp: &Mlp) -> Result<()> {
     if !mlp.has_batch_norm() {
         return Ok(());
-    }
-    if config.early_stopping.is_some() {
-        return Err(Error::Config(
-            "early stopping with batch normalisation is not built yet: its best epoch would \
-             keep the parameters but not the running statistics (use layer normalisation)"
-                .into(),
-        ));
     }
     if config.batch_size == Some(1) {
         return Err(Error::Config(

@@ -445,6 +445,7 @@ impl Trainer {
                     loss: metric,
                     epoch: self.epochs_done,
                     params: self.backend.parameters_async().await?,
+                    buffers: self.backend.buffers()?,
                 });
             }
         }
@@ -452,11 +453,13 @@ impl Trainer {
     }
 
     /// With early stopping, puts back the best epoch's parameters and
-    /// returns its number (what a fit keeps at its end).
+    /// running statistics and returns its number (what a fit keeps at its
+    /// end).
     pub(crate) fn keep_best(&mut self) -> Result<Option<usize>> {
         match (&self.config.early_stopping, &self.best) {
             (Some(_), Some(best)) => {
                 self.backend.set_parameters(&best.params)?;
+                self.backend.set_buffers(&best.buffers)?;
                 Ok(Some(best.epoch as usize))
             }
             _ => Ok(None),

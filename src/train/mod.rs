@@ -29,7 +29,7 @@ pub use config::{Device, DropoutRates, TrainConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use members::{Member, MemberState, Members, MembersHistory, ensemble_mean};
 pub use records::{EpochRecord, Evaluation, History};
-pub use resolve::{ResolvedRun, RunRequest, Saved, refusal};
+pub use resolve::{Blocks, ResolvedRun, RunRequest, Saved, refusal};
 
 /// Where training stands inside the current epoch: the rows done and
 /// their summed loss (what a checkpoint records), and the epoch's order
@@ -480,6 +480,7 @@ impl Trainer {
 
     /// Replaces the buffers (the running statistics of a loaded model).
     pub fn set_buffers(&mut self, buffers: &[f32]) -> Result<()> {
+        check_buffers(&self.mlp, buffers, "the buffers given")?;
         self.backend.set_buffers(buffers)
     }
 
@@ -654,6 +655,25 @@ pub(crate) fn check_rows(rows: &[u32], data: &Dataset, what: &str) -> Result<()>
             data.rows()
         ))),
     }
+}
+
+/// An error unless `buffers` (of `what`) are the network's running
+/// statistics: [`Mlp::buffer_count`] finite values.
+fn check_buffers(mlp: &Mlp, buffers: &[f32], what: &str) -> Result<()> {
+    if buffers.len() != mlp.buffer_count() {
+        return Err(Error::Shape {
+            what: format!("running statistics (buffers) of the network in {what}"),
+            expected: mlp.buffer_count(),
+            got: buffers.len(),
+        });
+    }
+    if let Some(i) = buffers.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Config(format!(
+            "running statistic {i} in {what} is not finite ({})",
+            buffers[i]
+        )));
+    }
+    Ok(())
 }
 
 fn check_parameters(mlp: &Mlp, params: &[f32]) -> Result<()> {

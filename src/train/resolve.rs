@@ -38,7 +38,7 @@ use crate::checkpoint::{Checkpoint, EarlyStopping, RunSettings, SettingChange, V
 use crate::data::ShuffleWindow;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
-use crate::model::{Blocks, Init, Mlp};
+use crate::model::{Init, Mlp};
 use crate::optim::{Adam, Optimizer};
 use crate::real::Precision;
 use crate::schedule::LrSchedule;
@@ -54,8 +54,9 @@ pub struct RunRequest {
     /// One activation for every hidden layer (the output layer identity),
     /// or a comma list with one a layer.
     pub activations: Option<String>,
-    /// Residual blocks over the network's one hidden size
-    /// ([`Blocks::apply`]); `None`: the network as its sizes say.
+    /// Residual blocks: the network made residual at the width of the
+    /// sizes' one hidden layer ([`Mlp::residual`]). Left out on a resume,
+    /// the checkpoint's residual network stands, unless sizes are given.
     pub blocks: Option<Blocks>,
     /// The loss.
     pub loss: Option<Loss>,
@@ -106,6 +107,9 @@ pub struct RunRequest {
     /// own).
     pub norms_every: Option<u64>,
 }
+
+/// Residual blocks over a network of one hidden size (the model's).
+pub use crate::model::Blocks;
 
 /// The run a checkpoint holds, as [`RunRequest::resolve`] reads it.
 #[derive(Debug, Clone, Copy)]
@@ -233,14 +237,31 @@ impl RunRequest {
         })
     }
 
-    /// The network: sizes and activations.
+    /// The network: sizes and activations, made residual by the blocks
+    /// asked for, or the checkpoint's residual network where nothing is
+    /// said of sizes or blocks.
     fn network(&self, defaults: &RunRequest, saved: Option<&RunSettings>) -> Result<Mlp> {
-        let sizes = pick(
-            self.sizes.clone(),
-            saved.map(|s| s.sizes.clone()),
-            defaults.sizes.clone(),
-        )
-        .ok_or_else(|| Error::Config("the network's layer sizes are needed".into()))?;
+        let saved_residual = saved.and_then(|s| s.residual);
+        if let (None, None, Some(spec)) = (&self.sizes, self.blocks, saved_residual) {
+            return Mlp::residual(spec);
+        }
+        let plain = self.plain_network(defaults, saved)?;
+        match self.blocks {
+            Some(blocks) => blocks.apply(&plain),
+            None => Ok(plain),
+        }
+    }
+
+    /// The network of the sizes and activations given, saved or by
+    /// default: a residual checkpoint's sizes are its `inputs, width,
+    /// outputs`.
+    fn plain_network(&self, defaults: &RunRequest, saved: Option<&RunSettings>) -> Result<Mlp> {
+        let saved_sizes = saved.map(|s| match s.residual {
+            Some(r) => vec![r.inputs, r.width, r.outputs],
+            None => s.sizes.clone(),
+        });
+        let sizes = pick(self.sizes.clone(), saved_sizes, defaults.sizes.clone())
+            .ok_or_else(|| Error::Config("the network's layer sizes are needed".into()))?;
         let layers = sizes.len().saturating_sub(1);
         let parse = |text: &str| {
             Activation::parse_list(text, layers).map_err(|message| Error::Setting {
@@ -250,17 +271,19 @@ impl RunRequest {
         };
         let activations = match (&self.activations, saved, &defaults.activations) {
             (Some(text), _, _) => parse(text)?,
+            (None, Some(s), _) if s.residual.is_some() && layers == 2 => {
+                let hidden = s.residual.map_or(Activation::Relu, |r| r.activation);
+                vec![hidden, Activation::Identity]
+            }
             (None, Some(s), _) if s.activations.len() == layers => s.activations.clone(),
             (None, _, Some(text)) => parse(text)?,
             (None, _, None) => parse("relu")?,
         };
-        let plain = Mlp::with_activations(&sizes, &activations)?;
-        match self.blocks.or(defaults.blocks) {
-            Some(blocks) => blocks.apply(&plain),
-            None => Ok(plain),
-        }
+        Mlp::with_activations(&sizes, &activations)
     }
+}
 
+impl RunRequest {
     /// The optimizer named (else the checkpoint's, else the default's,
     /// else Adam) with the options given set over it, checked.
     fn optimizer(&self, defaults: &RunRequest, saved: Option<&RunSettings>) -> Result<Optimizer> {

@@ -265,11 +265,17 @@ impl Session {
         wasm_bindgen_futures::future_to_promise(async move {
             let mut run = slot.take()?;
             let params = run.trainer.parameters_async().await;
-            let model = params.map(|params| SavedModel {
-                mlp: run.trainer.mlp().clone(),
-                params,
-                loss: Loss::CrossEntropy,
-                standardizer: Some(run.standardizer.clone()),
+            let buffers = run.trainer.buffers();
+            let steps = run.trainer.steps();
+            let model = params.and_then(|params| {
+                Ok(SavedModel {
+                    mlp: run.trainer.mlp().clone(),
+                    params,
+                    buffers: buffers?,
+                    num_batches_tracked: steps,
+                    loss: Loss::CrossEntropy,
+                    standardizer: Some(run.standardizer.clone()),
+                })
             });
             slot.put(run);
             let bytes =

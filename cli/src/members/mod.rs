@@ -52,6 +52,27 @@ struct Outcome {
     signal: Option<Signal>,
 }
 
+/// Before anything trains: a file of members holds plain networks only
+/// so far (`retroprop::io::members`).
+fn refuse_residual_files(args: &TrainArgs, mlp: &retroprop::Mlp) -> Result<()> {
+    if mlp.is_plain() {
+        return Ok(());
+    }
+    for (given, flag) in [
+        (args.save.is_some(), "--save"),
+        (args.save_all.is_some(), "--save-all"),
+        (args.checkpoint.is_some(), "--checkpoint"),
+    ] {
+        if given {
+            return Err(format!(
+                "--blocks: {flag} of a run of members is not available for residual networks \
+                 yet (a file of members holds plain networks only); train one network to save it"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Trains the members the flags ask for (`resume`: the checkpoint
 /// `--resume` names, read). Returns the exit status, as a lone run's.
 pub fn train(
@@ -65,6 +86,7 @@ pub fn train(
     refuse_a_lone_checkpoint(resume.as_ref())?;
     let labelled = train::load_data(&args, resume.as_ref())?;
     let run = train::resolve_settings(&args, &DataShape::of(&labelled), resume.as_ref(), ranks)?;
+    refuse_residual_files(&args, &run.mlp)?;
     let sets = train::hold_out_and_scale(&args, labelled, &run, resume.is_some())?;
     let grid = Grid::new(&args, &run, &sets)?;
     check_same_members(&grid, resume.as_ref())?;
@@ -180,6 +202,8 @@ fn start_members(
     let model = SavedModel {
         mlp: run.mlp.clone(),
         params: Vec::new(),
+        buffers: Vec::new(),
+        num_batches_tracked: 0,
         loss: config.loss,
         standardizer: sets.standardizer.clone(),
     };
@@ -447,10 +471,7 @@ fn keep_files(
 /// Member `m` as a lone run's model file, as its lone run writes it.
 fn save_one(path: &Path, session: &mut Session, m: usize, interrupted: bool) -> Result<()> {
     let trainer = session.members.member_mut(m);
-    let model = SavedModel {
-        params: trainer.parameters().map_err(text)?,
-        ..session.model.clone()
-    };
+    let model = crate::train::trained_model(trainer, &session.model).map_err(text)?;
     let notes = RunNotes {
         interrupted_at_step: interrupted.then(|| trainer.steps()),
         changed_on_resume: trainer.changes().to_vec(),
