@@ -431,6 +431,85 @@ fn a_checkpoint_resumes_on_another_number_of_ranks() {
     );
 }
 
+/// A residual network with batch normalisation (SGD with momentum: see
+/// tests/sync_batch_norm.rs for why not Adam).
+const BATCH_NORM: [&str; 12] = [
+    "--arch",
+    "4,8,3",
+    "--blocks",
+    "2",
+    "--norm",
+    "batch",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--momentum",
+    "0.9",
+];
+
+#[test]
+fn batch_norm_on_ranks_normalises_by_the_whole_batch_as_one_process() {
+    // Batches of 8 leave one of 5 rows: shares of 3/2 and 2/2/1 rows, each
+    // normalised by the whole batch's statistics (SyncBatchNorm).
+    let dir = Dir::new("sync-batch-norm");
+    let data = csv(&dir, "classes");
+    let run = |name: &str, ranks: usize, extra: &[&str]| {
+        let save = dir.arg(&format!("{name}.safetensors"));
+        ok(
+            &dir,
+            name,
+            ranks,
+            &train_args(&data, "1", "cpu", &save, extra),
+        );
+        load_model(Path::new(&save)).unwrap()
+    };
+    let one = run("one", 0, &BATCH_NORM);
+    assert!(!one.buffers.is_empty(), "the file holds running statistics");
+    for ranks in [2, 3] {
+        let model = run(&format!("ranks{ranks}"), ranks, &BATCH_NORM);
+        let what = format!("batch norm on {ranks} ranks");
+        assert_scaled(
+            &format!("{what}: parameters"),
+            &model.params,
+            &one.params,
+            1e-5,
+        );
+        assert_scaled(
+            &format!("{what}: running statistics"),
+            &model.buffers,
+            &one.buffers,
+            1e-5,
+        );
+    }
+    // Cut after an epoch on 2 ranks, resumed on 3: the checkpoint carries
+    // the running statistics to every rank.
+    let checkpoint = dir.arg("checkpoint.safetensors");
+    let first = [
+        &BATCH_NORM[..],
+        &["--epochs", "1", "--checkpoint", &checkpoint],
+    ]
+    .concat();
+    run("first", 2, &first);
+    let resumed = run(
+        "resumed",
+        3,
+        &[&BATCH_NORM[..], &["--resume", &checkpoint]].concat(),
+    );
+    assert_scaled(
+        "resumed on 3 ranks: parameters",
+        &resumed.params,
+        &one.params,
+        1e-5,
+    );
+    assert_scaled(
+        "resumed on 3 ranks: running statistics",
+        &resumed.buffers,
+        &one.buffers,
+        1e-5,
+    );
+}
+
 #[test]
 fn bad_input_on_one_rank_ends_every_rank_with_one_message() {
     // Rank 1 is given a file that does not exist (MPMD: one command a rank).
