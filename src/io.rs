@@ -43,6 +43,7 @@ pub mod onnx;
 #[cfg(all(feature = "parquet", not(target_arch = "wasm32")))]
 pub mod parquet;
 mod residual;
+pub use residual::{StateValues, state_dict};
 mod run;
 #[cfg(all(any(feature = "parquet", feature = "npy"), not(target_arch = "wasm32")))]
 mod values;

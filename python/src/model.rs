@@ -8,7 +8,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use retroprop::Precision;
 use retroprop::io::onnx::{OnnxOptions, onnx_bytes};
-use retroprop::io::{RunNotes, SavedModel, noted_model_bytes, parse_model};
+use retroprop::io::{
+    RunNotes, SavedModel, StateValues, noted_model_bytes, parse_model, state_dict,
+};
 use retroprop::{Device, Error, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 
@@ -81,19 +83,24 @@ impl NativeModel {
         })
     }
 
+    /// The model file's tensors by name (`retroprop::io::state_dict`):
     /// `{"layers.{i}.weight": [out, in], "layers.{i}.bias": [out]}` as
-    /// float32 arrays: the model file's names, `torch.nn.Linear`'s layout.
+    /// float32 arrays for a plain network (`torch.nn.Linear`'s layout);
+    /// rtdl's `ResNet` names for a residual one, BatchNorm's running
+    /// statistics included (`num_batches_tracked` a 0-d int64 array).
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         guard(|| {
             let d = PyDict::new(py);
-            let mlp = &self.saved.mlp;
-            mlp.require_plain("state_dict()").map_err(to_py)?;
-            for (l, layer) in mlp.layers().iter().enumerate() {
-                let weight = PyArray1::from_slice(py, &self.saved.params[mlp.weight_range(l)])
-                    .reshape([layer.outputs, layer.inputs])?;
-                let bias = PyArray1::from_slice(py, &self.saved.params[mlp.bias_range(l)]);
-                d.set_item(format!("layers.{l}.weight"), weight)?;
-                d.set_item(format!("layers.{l}.bias"), bias)?;
+            for (name, shape, values) in state_dict(&self.saved) {
+                match values {
+                    StateValues::F32(values) => {
+                        d.set_item(name, PyArray1::from_vec(py, values).reshape(shape)?)?
+                    }
+                    StateValues::I64(count) => d.set_item(
+                        name,
+                        numpy::PyArray0::<i64>::from_owned_array(py, numpy::ndarray::arr0(count)),
+                    )?,
+                }
             }
             Ok(d)
         })

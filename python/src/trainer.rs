@@ -844,6 +844,8 @@ impl NativeTrainer {
                             let model = SavedModel {
                                 mlp: mlp.clone(),
                                 params: c.params.clone(),
+                                buffers: c.buffers.clone(),
+                                num_batches_tracked: c.step,
                                 loss: *loss,
                                 standardizer: standardizer.clone(),
                             };

@@ -84,3 +84,26 @@ def test_torch_onnx_runtime_and_retroprop_predict_alike(norm, blobs, tmp_path):
                       ("ONNX Runtime", runtime)]:
         np.testing.assert_allclose(got, torch_probabilities, rtol=1e-5, atol=1e-5,
                                    err_msg=f"--norm {norm}: {name} against torch's eval()")
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_an_estimator_s_state_dict_loads_into_torch_and_predicts_alike(norm, blobs):
+    torch = need("torch")
+    from retroprop.sklearn import MLPClassifier
+
+    x, y = blobs
+    clf = MLPClassifier(hidden_layer_sizes=(8,), blocks=2, norm=norm, max_iter=5, batch_size=16,
+                        random_state=0, device="cpu").fit(x, y)
+    state = clf.model_.state_dict()
+    assert "blocks.1.linear_second.weight" in state
+    if norm == "batch":
+        tracked = state["blocks.0.normalization.num_batches_tracked"]
+        assert tracked.dtype == np.int64 and tracked.shape == () and int(tracked) == 15 * clf.n_iter_
+    namespace = {}
+    exec(compile(readme_module().split("\nmodel = ")[0], "README.md", "exec"), namespace)
+    module = namespace["ResNet"](x.shape[1], 8, 16, 2, len(np.unique(y)), norm=norm)
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
+    module.eval()
+    with torch.no_grad():
+        expected = torch.softmax(module(torch.from_numpy(x)), dim=1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(x), expected, rtol=1e-5, atol=1e-5)

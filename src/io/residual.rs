@@ -254,3 +254,49 @@ pub(super) fn read(file: &SafeTensors, mlp: &Mlp, spec: &Residual, path: &Path) 
     }
     Ok((params, buffers, tracked.unwrap_or(0)))
 }
+
+/// One tensor of a model's `state_dict`: its values, float32 or (torch's
+/// `num_batches_tracked`) int64.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateValues {
+    /// A parameter or a running statistic.
+    F32(Vec<f32>),
+    /// BatchNorm's batches tracked (the optimizer steps).
+    I64(i64),
+}
+
+/// A model's `state_dict` as its file names it: `layers.{l}.weight` and
+/// `.bias` for a plain network, rtdl's `ResNet` names with the running
+/// statistics for a residual one (see the README's "Residual networks in
+/// torch"): `(name, shape, values)` in the file's order.
+pub fn state_dict(model: &super::SavedModel) -> Vec<(String, Vec<usize>, StateValues)> {
+    let mlp = &model.mlp;
+    let Some(spec) = mlp.residual_spec() else {
+        return (mlp.layers().iter().enumerate())
+            .flat_map(|(l, layer)| {
+                let weight = model.params[mlp.weight_range(l)].to_vec();
+                let bias = model.params[mlp.bias_range(l)].to_vec();
+                [
+                    (
+                        format!("layers.{l}.weight"),
+                        vec![layer.outputs, layer.inputs],
+                        weight,
+                    ),
+                    (format!("layers.{l}.bias"), vec![layer.outputs], bias),
+                ]
+            })
+            .map(|(name, shape, values)| (name, shape, StateValues::F32(values)))
+            .collect();
+    };
+    tensors(mlp, &spec)
+        .into_iter()
+        .map(|tensor| {
+            let values = match tensor.slot {
+                Slot::Parameter(range) => StateValues::F32(model.params[range].to_vec()),
+                Slot::Buffer(range) => StateValues::F32(model.buffers[range].to_vec()),
+                Slot::BatchesTracked => StateValues::I64(model.num_batches_tracked as i64),
+            };
+            (tensor.name, tensor.shape, values)
+        })
+        .collect()
+}
