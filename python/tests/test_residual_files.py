@@ -44,8 +44,9 @@ def test_the_readme_block_loads_the_program_s_file_strictly(tmp_path):
     assert model.blocks[0].normalization.num_batches_tracked.item() > 0
 
 
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
 @pytest.mark.parametrize("norm", ["batch", "layer", "none"])
-def test_torch_onnx_runtime_and_retroprop_predict_alike(norm, blobs, tmp_path):
+def test_torch_onnx_runtime_and_retroprop_predict_alike(norm, device, blobs, tmp_path):
     torch = need("torch")
     safetensors_torch = need("safetensors.torch")
     ort = need("onnxruntime")
@@ -54,7 +55,7 @@ def test_torch_onnx_runtime_and_retroprop_predict_alike(norm, blobs, tmp_path):
     data = write_csv(tmp_path / "blobs.csv", x, y)
     saved = tmp_path / "resnet.safetensors"
     run("train", "--data", data, "--arch", "4,8,3", "--blocks", "2", "--norm", norm,
-        "--batch-size", "16", "--epochs", "4", "--device", "cpu", "--save", saved)
+        "--batch-size", "16", "--epochs", "4", "--device", device, "--save", saved)
 
     namespace = {}
     exec(compile(readme_module().split("\nmodel = ")[0], "README.md", "exec"), namespace)
@@ -68,9 +69,9 @@ def test_torch_onnx_runtime_and_retroprop_predict_alike(norm, blobs, tmp_path):
     with torch.no_grad():
         torch_probabilities = torch.softmax(module(torch.from_numpy(x)), dim=1).numpy()
 
-    header, printed = read_predictions(run("predict", "--model", saved, "--data", data, "--device", "cpu").stdout)
+    header, printed = read_predictions(run("predict", "--model", saved, "--data", data, "--device", device).stdout)
     program = printed[:, [i for i, h in enumerate(header) if h.startswith("p")]]
-    python = retroprop.load(saved).predict(x, probabilities=True)
+    python = retroprop.load(saved).predict(x, probabilities=True, device=device)
     onnx_file = tmp_path / "resnet.onnx"
     run("export", "--model", saved, "--onnx", onnx_file, "--probabilities")
     onnx.checker.check_model(str(onnx_file), full_check=True)
@@ -83,7 +84,7 @@ def test_torch_onnx_runtime_and_retroprop_predict_alike(norm, blobs, tmp_path):
     for name, got in [("retroprop predict", program), ("retroprop.load().predict", python),
                       ("ONNX Runtime", runtime)]:
         np.testing.assert_allclose(got, torch_probabilities, rtol=1e-5, atol=1e-5,
-                                   err_msg=f"--norm {norm}: {name} against torch's eval()")
+                                   err_msg=f"--norm {norm} on {device}: {name} against torch's eval()")
 
 
 @pytest.mark.parametrize("norm", ["batch", "layer"])
