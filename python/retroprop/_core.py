@@ -369,7 +369,13 @@ class Model:
         float32 NumPy arrays: the model file's names, which
         ``torch.nn.Module.load_state_dict`` takes for a module whose
         ``layers`` is a ``ModuleList`` of ``Linear`` (convert with
-        ``{k: torch.from_numpy(v) for k, v in ...}``)."""
+        ``{k: torch.from_numpy(v) for k, v in ...}``). A residual network
+        (``blocks``) has rtdl's ``ResNet`` names instead (``first_layer``,
+        ``blocks.{i}.normalization`` / ``linear_first`` /
+        ``linear_second``, ``head.normalization`` / ``head.linear``), with
+        BatchNorm's ``running_mean``, ``running_var`` and
+        ``num_batches_tracked`` (a 0-d int64 array): the README's
+        "Residual networks in torch" module loads it with ``strict=True``."""
         return dict(self._native.state_dict())
 
     @property
