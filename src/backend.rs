@@ -553,6 +553,11 @@ pub trait Backend: MaybeSend {
     fn optimizer_state_async(&mut self) -> LocalFuture<'_, Result<(Vec<f32>, u64)>> {
         Box::pin(std::future::ready(self.optimizer_state()))
     }
+    /// [`buffers`](Self::buffers), awaited (the browser cannot block on
+    /// a read-back).
+    fn buffers_async(&mut self) -> LocalFuture<'_, Result<Vec<f32>>> {
+        Box::pin(std::future::ready(self.buffers()))
+    }
     /// [`forward_backward`](Self::forward_backward), awaited.
     fn forward_backward_async<'a>(
         &'a mut self,

@@ -214,7 +214,7 @@ impl GpuBackend {
     }
 
     /// BatchNorm's running statistics, read back ([`Backend::buffers`]).
-    pub async fn buffers_async(&mut self) -> Result<Vec<f32>> {
+    pub async fn read_buffers(&mut self) -> Result<Vec<f32>> {
         let Some(s) = self.sequence.as_ref().filter(|_| self.mlp.has_batch_norm()) else {
             return Ok(Vec::new());
         };
@@ -352,7 +352,14 @@ impl Backend for GpuBackend {
     }
 
     fn buffers(&mut self) -> Result<Vec<f32>> {
-        block_on(self.buffers_async())
+        if !self.mlp.has_batch_norm() {
+            return Ok(Vec::new());
+        }
+        block_on(self.read_buffers())
+    }
+
+    fn buffers_async(&mut self) -> LocalFuture<'_, Result<Vec<f32>>> {
+        Box::pin(self.read_buffers())
     }
 
     fn set_buffers(&mut self, buffers: &[f32]) -> Result<()> {

@@ -19,7 +19,7 @@ impl Trainer {
         Ok(Checkpoint {
             params: self.backend.parameters_async().await?,
             optimizer_state,
-            buffers: self.backend.buffers()?,
+            buffers: self.backend.buffers_async().await?,
             step,
             epoch: self.epochs_done,
             rows_done: self.position.rows_done,

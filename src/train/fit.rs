@@ -445,7 +445,7 @@ impl Trainer {
                     loss: metric,
                     epoch: self.epochs_done,
                     params: self.backend.parameters_async().await?,
-                    buffers: self.backend.buffers()?,
+                    buffers: self.backend.buffers_async().await?,
                 });
             }
         }

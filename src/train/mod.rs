@@ -478,6 +478,11 @@ impl Trainer {
         self.backend.buffers()
     }
 
+    /// [`buffers`](Self::buffers), awaited.
+    pub async fn buffers_async(&mut self) -> Result<Vec<f32>> {
+        self.backend.buffers_async().await
+    }
+
     /// Replaces the buffers (the running statistics of a loaded model).
     pub fn set_buffers(&mut self, buffers: &[f32]) -> Result<()> {
         check_buffers(&self.mlp, buffers, "the buffers given")?;

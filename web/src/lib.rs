@@ -265,7 +265,7 @@ impl Session {
         wasm_bindgen_futures::future_to_promise(async move {
             let mut run = slot.take()?;
             let params = run.trainer.parameters_async().await;
-            let buffers = run.trainer.buffers();
+            let buffers = run.trainer.buffers_async().await;
             let steps = run.trainer.steps();
             let model = params.and_then(|params| {
                 Ok(SavedModel {
