@@ -493,6 +493,24 @@ pub(crate) fn saved_model(view: &mut View<'_>) -> retroprop::Result<SavedModel> 
     })
 }
 
+/// The model a checkpoint `c` of a run on `mlp` holds, for the file that
+/// carries it.
+fn checkpoint_model(
+    mlp: &Mlp,
+    c: &retroprop::Checkpoint,
+    loss: Loss,
+    standardizer: Option<&Standardizer>,
+) -> SavedModel {
+    SavedModel {
+        mlp: mlp.clone(),
+        params: c.params.clone(),
+        buffers: c.buffers.clone(),
+        num_batches_tracked: c.step,
+        loss,
+        standardizer: standardizer.cloned(),
+    }
+}
+
 #[pymethods]
 impl NativeTrainer {
     /// Builds the network and the trainer, every setting resolved by the
@@ -759,14 +777,7 @@ impl NativeTrainer {
                         },
                         every,
                         |c| {
-                            let model = SavedModel {
-                                mlp: mlp.clone(),
-                                params: c.params.clone(),
-                                buffers: c.buffers.clone(),
-                                num_batches_tracked: c.step,
-                                loss: *loss,
-                                standardizer: standardizer.clone(),
-                            };
+                            let model = checkpoint_model(mlp, &c, *loss, standardizer.as_ref());
                             save_checkpoint(checkpoint.as_ref().unwrap(), &model, optimizer, &c)
                         },
                     )?;
@@ -841,14 +852,7 @@ impl NativeTrainer {
                         |record| epochs.report_busy(record.clone()),
                         every,
                         |c| {
-                            let model = SavedModel {
-                                mlp: mlp.clone(),
-                                params: c.params.clone(),
-                                buffers: c.buffers.clone(),
-                                num_batches_tracked: c.step,
-                                loss: *loss,
-                                standardizer: standardizer.clone(),
-                            };
+                            let model = checkpoint_model(mlp, &c, *loss, standardizer.as_ref());
                             save_checkpoint(checkpoint.as_ref().unwrap(), &model, optimizer, &c)
                         },
                     )?;
