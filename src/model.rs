@@ -10,7 +10,9 @@ use rand_distr::{Distribution, Normal, Uniform};
 use std::ops::Range;
 
 mod blocks;
+mod tabm;
 pub use blocks::Blocks;
+pub use tabm::{EnsembleMean, LayerForm, ScalingInit, Tabm, TabmArch, TabmTensor};
 
 /// One dense layer: Z = A_prev · Wᵀ + b, A = f(Z), with W of shape
 /// `[outputs, inputs]` as in `torch.nn.Linear`.
@@ -49,6 +51,8 @@ pub struct Mlp {
     norms: Vec<NormLayer>,
     /// What a residual network was made from.
     residual: Option<Residual>,
+    /// What a TabM ensemble was made from.
+    ensemble: Option<Tabm>,
 }
 
 /// One step of a network's forward pass (docs/DESIGN.md, "Layer kinds").
@@ -64,6 +68,16 @@ pub enum LayerKind {
     Skip,
     /// Adds the values the last [`LayerKind::Skip`] kept: `x + block(x)`.
     Add,
+    /// TabM's start: each row given to every member, `[k, rows, width]`
+    /// from here on.
+    EnsembleView,
+    /// `tabm-mini`'s scaling of each member's input by its own row of
+    /// [`Mlp::affine_range`].
+    Scale,
+    /// Dense layer `l` as a BatchEnsemble layer ([`LayerForm::BatchEnsemble`]).
+    EnsembleDense(usize),
+    /// Dense layer `l` as one linear layer a member ([`LayerForm::PerMember`]).
+    EnsembleLinear(usize),
 }
 
 /// Which normalisation.
@@ -270,6 +284,7 @@ impl Mlp {
             kinds,
             norms: Vec::new(),
             residual: None,
+            ensemble: None,
         })
     }
 
@@ -353,6 +368,9 @@ impl Mlp {
                 .collect::<Vec<_>>()
                 .join(",")
         };
+        if let Some(tabm) = self.describe_tabm(&join(&self.sizes())) {
+            return tabm;
+        }
         match self.residual {
             None => join(&self.sizes()),
             Some(r) => format!(
@@ -407,6 +425,12 @@ impl Mlp {
     pub fn require_plain(&self, what: &str) -> Result<()> {
         if self.is_plain() {
             return Ok(());
+        }
+        if let Some(spec) = &self.ensemble {
+            return Err(Error::Config(format!(
+                "{what} runs dense layers one after another only, so far; this TabM network ({} members, {}) trains as a lone run on the CPU",
+                spec.k, spec.arch
+            )));
         }
         Err(Error::Config(format!(
             "{what} runs dense layers one after another only, so far; this residual network ({} blocks{}) trains as a lone run (a Trainer, device cpu or gpu)",
@@ -524,19 +548,21 @@ impl Mlp {
     /// Number of parameters: weights and biases together, and the
     /// normalisations' γ and β.
     pub fn parameter_count(&self) -> usize {
-        self.offsets[self.layers.len()] + self.norms.iter().map(|n| 2 * n.width).sum::<usize>()
+        self.offsets[self.layers.len()]
+            + self.norms.iter().map(|n| 2 * n.width).sum::<usize>()
+            + self.ensemble_extra()
     }
 
     /// Where layer `l`'s weight sits in the flat parameter vector.
     pub fn weight_range(&self, l: usize) -> Range<usize> {
         let start = self.offsets[l];
-        start..start + self.layers[l].outputs * self.layers[l].inputs
+        start..start + self.weight_len(l)
     }
 
     /// Where layer `l`'s bias sits in the flat parameter vector.
     pub fn bias_range(&self, l: usize) -> Range<usize> {
         let end = self.offsets[l + 1];
-        end - self.layers[l].outputs..end
+        end - self.bias_len(l)..end
     }
 
     /// Bytes of host memory that training this network with batches of
@@ -549,6 +575,7 @@ impl Mlp {
         // and gradient (or dropout mask), as the CPU backend keeps them.
         let per_row =
             self.inputs() as u128 + 3 * self.layers.iter().map(|l| l.outputs as u128).sum::<u128>();
+        let per_row = per_row * self.members() as u128;
         MemoryEstimate {
             parameters,
             gradients: parameters,
@@ -604,10 +631,16 @@ impl Mlp {
     }
 
     /// Fresh parameters drawn from `init` with a seeded generator: the same
-    /// seed gives the same numbers on every run and machine.
+    /// seed gives the same numbers on every run and machine. A TabM
+    /// network starts as the `tabm` package's does, whatever `init` says
+    /// (see [`Tabm`]).
     pub fn init(&self, init: Init, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut params = vec![0f32; self.parameter_count()];
+        if self.ensemble.is_some() {
+            self.init_tabm(&mut rng, &mut params);
+            return params;
+        }
         // scikit-learn's factor reads the hidden layers' activation for
         // every layer.
         let sklearn_factor = match self.layers.first() {

@@ -4,11 +4,12 @@
 //!
 //! - `network.rs`: the network, its passes and its update ([`Network`]);
 //! - `dense.rs`: one dense layer's forward and backward, side by side;
-//! - `norm.rs`: LayerNorm's and BatchNorm's, the same way, and
-//!   `ensemble.rs` a BatchEnsemble layer's (TabM's; not run by the
-//!   network yet);
+//! - `norm.rs`: LayerNorm's and BatchNorm's, the same way, `ensemble.rs`
+//!   a BatchEnsemble layer's and `members_layers.rs` TabM's other layers
+//!   (the members' own linear layers, `tabm-mini`'s scaling, the view
+//!   that gives each member the batch, the ensemble's mean);
 //! - `sequence.rs`: the passes of a network that is more than dense layers
-//!   (normalisations, residual skips);
+//!   (normalisations, residual skips, TabM's members);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
 //!   `shaders/optimizer.wgsl` and `shaders/reduce.wgsl`;
 //! - `gemm/`: matrix products, on the built-in GEMM or a system BLAS,
@@ -23,6 +24,7 @@ mod backend;
 mod dense;
 pub mod ensemble;
 pub mod gemm;
+pub mod members_layers;
 mod network;
 pub mod norm;
 mod optimizer;

@@ -3,6 +3,7 @@
 
 use super::dense::{self, dense_backward, dense_forward};
 use super::gemm::{self, Gemm};
+use super::members_layers::ensemble_mean;
 use super::norm::RunningStats;
 use super::optimizer::{self, clip_gradients, optimizer_step};
 use super::sequence::{Dropping, Sequence};
@@ -53,6 +54,8 @@ pub struct Network<T: Gemm> {
     /// Each normalisation's running statistics (BatchNorm's; unused by
     /// LayerNorm).
     running: Vec<RunningStats<T>>,
+    /// A TabM network's prediction, the members' mean.
+    ensemble_out: Vec<T>,
 }
 
 impl<T: Gemm> Network<T> {
@@ -87,6 +90,7 @@ impl<T: Gemm> Network<T> {
             masks: vec![Vec::new(); layers],
             sequence: Sequence::default(),
             running,
+            ensemble_out: Vec::new(),
         }
     }
 
@@ -240,9 +244,17 @@ impl<T: Gemm> Network<T> {
                 across,
             });
             let (mlp, params) = (&self.mlp, &self.params);
-            return self
+            let out = self
                 .sequence
                 .forward(mlp, params, &mut self.running, x, dropping);
+            return match mlp.tabm_spec() {
+                Some(spec) if training.is_none() => {
+                    let width = mlp.outputs();
+                    ensemble_mean(out, spec.k, width, spec.mean, &mut self.ensemble_out);
+                    &self.ensemble_out
+                }
+                _ => out,
+            };
         }
         for (l, layer) in self.mlp.layers().iter().enumerate() {
             let (done, rest) = self.a.split_at_mut(l);
@@ -317,6 +329,12 @@ impl<T: Gemm> Network<T> {
         across: Option<&dyn BatchSums>,
     ) -> T {
         let width = self.mlp.outputs();
+        let members = self.mlp.members();
+        let stacked = (members > 1).then(|| StackedTargets::of(targets, weights, members));
+        let (targets, weights, batch_rows) = match &stacked {
+            Some(s) => (s.targets(), s.weights(weights), batch_rows * members),
+            None => (targets, weights, batch_rows),
+        };
         let mut grad_z = std::mem::take(&mut self.grad_z);
         let output = self.forward_pass(x, Some(offset), across);
         grad_z.resize(output.len(), T::zero());
@@ -373,7 +391,7 @@ impl<T: Gemm> Network<T> {
         let layers = self.mlp.layers().len();
         // Never on the output layer: the loss reads it; nor on a residual
         // network's input layer (rtdl's ResNet drops out inside its blocks).
-        let first = usize::from(!self.mlp.is_plain());
+        let first = usize::from(self.mlp.residual_spec().is_some());
         self.dropout = (0..layers)
             .map(|l| {
                 if l + 1 < layers && l >= first {
@@ -419,6 +437,50 @@ impl<T: Gemm> Network<T> {
         let value = self.loss_and_gradients(x, loss, targets);
         self.update(None);
         value
+    }
+}
+
+/// A batch's targets and row weights given to each of a TabM network's
+/// members (whose rows its passes stack, `[k, rows]`): the loss over
+/// them is the mean of the members' losses.
+struct StackedTargets {
+    classes: Vec<u32>,
+    values: Vec<f32>,
+    weights: Vec<f32>,
+    members: usize,
+}
+
+impl StackedTargets {
+    fn of(targets: TargetBatch<'_>, weights: Option<RowWeights<'_>>, members: usize) -> Self {
+        let repeat = |v: &[f32]| v.repeat(members);
+        StackedTargets {
+            classes: match targets {
+                TargetBatch::Classes(c) => c.repeat(members),
+                TargetBatch::Values(_) => Vec::new(),
+            },
+            values: match targets {
+                TargetBatch::Values(v) => repeat(v),
+                TargetBatch::Classes(_) => Vec::new(),
+            },
+            weights: weights.map_or(Vec::new(), |w| repeat(w.weights)),
+            members,
+        }
+    }
+
+    fn targets(&self) -> TargetBatch<'_> {
+        if self.classes.is_empty() {
+            TargetBatch::Values(&self.values)
+        } else {
+            TargetBatch::Classes(&self.classes)
+        }
+    }
+
+    /// The stacked weights, their total every member's.
+    fn weights(&self, given: Option<RowWeights<'_>>) -> Option<RowWeights<'_>> {
+        given.map(|w| RowWeights {
+            weights: &self.weights,
+            total: w.total * self.members as f64,
+        })
     }
 }
 

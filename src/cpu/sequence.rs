@@ -6,7 +6,14 @@
 //! dropout masks.
 
 use super::dense::{dense_backward, dense_forward};
+use super::ensemble::{
+    Ensemble, EnsembleGradients, EnsembleSaved, ensemble_backward, ensemble_forward,
+};
 use super::gemm::Gemm;
+use super::members_layers::{
+    MemberLinear, member_linear_backward, member_linear_forward, scale_backward, scale_forward,
+    view_backward,
+};
 use super::norm::{
     Norm, NormSaved, RunningStats, batch_norm_backward, batch_norm_backward_across,
     batch_norm_forward_eval, batch_norm_forward_train, batch_norm_forward_train_across,
@@ -40,6 +47,8 @@ pub(super) struct Sequence<T> {
     masks: Vec<Vec<T>>,
     /// Each normalisation step's x̂ and 1/σ.
     saved: Vec<NormSaved<T>>,
+    /// Each BatchEnsemble step's X ⊙ r, product and Z.
+    ensembles: Vec<EnsembleSaved<T>>,
     /// Gradients waiting at a skip, innermost last.
     skip_grads: Vec<Vec<T>>,
     grad: Vec<T>,
@@ -67,7 +76,8 @@ impl<T: Gemm> Sequence<T> {
         self.z.resize(steps, Vec::new());
         self.masks.resize(steps, Vec::new());
         self.saved.resize(steps, NormSaved::default());
-        let rows = x.len() / mlp.inputs();
+        self.ensembles.resize(steps, EnsembleSaved::default());
+        let members = mlp.members();
         let mut skips = Vec::new();
         for (i, &kind) in mlp.kinds().iter().enumerate() {
             let (done, rest) = self.out.split_at_mut(i);
@@ -76,12 +86,41 @@ impl<T: Gemm> Sequence<T> {
             match kind {
                 LayerKind::Dense(l) => {
                     let layer = mlp.layers()[l];
+                    let rows = input.len() / layer.inputs;
                     let z = &mut self.z[i];
                     z.resize(rows * layer.outputs, T::zero());
                     out.resize(rows * layer.outputs, T::zero());
                     let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
                     dense_forward(input, &params[w], &params[b], layer.activation, z, out);
-                    drop_out(out, &mut self.masks[i], layer.outputs, l, dropping);
+                    let mask = &mut self.masks[i];
+                    drop_out(out, mask, (layer.outputs, members), l, dropping);
+                }
+                LayerKind::EnsembleDense(l) => {
+                    let outputs = mlp.layers()[l].outputs;
+                    out.resize(input.len() / mlp.layers()[l].inputs * outputs, T::zero());
+                    let layer = ensemble_of(mlp, params, l);
+                    ensemble_forward(input, layer, out, &mut self.ensembles[i]);
+                    let mask = &mut self.masks[i];
+                    drop_out(out, mask, (outputs, members), l, dropping);
+                }
+                LayerKind::EnsembleLinear(l) => {
+                    let (inputs, outputs) = (mlp.layers()[l].inputs, mlp.layers()[l].outputs);
+                    let z = &mut self.z[i];
+                    z.resize(input.len() / inputs * outputs, T::zero());
+                    out.resize(z.len(), T::zero());
+                    member_linear_forward(input, member_linear_of(mlp, params, l), z, out);
+                    let mask = &mut self.masks[i];
+                    drop_out(out, mask, (outputs, members), l, dropping);
+                }
+                LayerKind::EnsembleView => {
+                    out.clear();
+                    for _ in 0..members {
+                        out.extend_from_slice(input);
+                    }
+                }
+                LayerKind::Scale => {
+                    let affine = mlp.affine_range().expect("tabm-mini has its scaling");
+                    scale_forward(input, &params[affine], members, out);
                 }
                 LayerKind::Norm(n) => {
                     out.resize(input.len(), T::zero());
@@ -141,17 +180,24 @@ impl<T: Gemm> Sequence<T> {
         self.grad.clear();
         self.grad.extend_from_slice(grad_out);
         self.skip_grads.clear();
+        let members = mlp.members();
         for (i, &kind) in mlp.kinds().iter().enumerate().rev() {
             let input: &[T] = if i == 0 { x } else { &self.out[i - 1] };
+            let wants_input_grad = parameters_before(mlp, i);
+            if let LayerKind::Dense(_)
+            | LayerKind::EnsembleDense(_)
+            | LayerKind::EnsembleLinear(_) = kind
+            {
+                for (g, &m) in self.grad.iter_mut().zip(&self.masks[i]) {
+                    *g = *g * m;
+                }
+            }
             match kind {
                 LayerKind::Dense(l) => {
                     let layer = mlp.layers()[l];
-                    for (g, &m) in self.grad.iter_mut().zip(&self.masks[i]) {
-                        *g = *g * m;
-                    }
                     let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
                     let (head, tail) = grads.split_at_mut(b.start);
-                    let input_grad = (i > 0).then_some(&mut self.input_grad);
+                    let input_grad = wants_input_grad.then_some(&mut self.input_grad);
                     dense_backward(
                         input,
                         &params[w.clone()],
@@ -163,6 +209,57 @@ impl<T: Gemm> Sequence<T> {
                         input_grad,
                     );
                     std::mem::swap(&mut self.grad, &mut self.input_grad);
+                }
+                LayerKind::EnsembleDense(l) => {
+                    let layer = ensemble_of(mlp, params, l);
+                    let mut gradients = EnsembleGradients::default();
+                    let input_grad = wants_input_grad.then_some(&mut self.input_grad);
+                    let saved = &self.ensembles[i];
+                    ensemble_backward(
+                        input,
+                        layer,
+                        saved,
+                        &mut self.grad,
+                        &mut gradients,
+                        input_grad,
+                    );
+                    let (r, s) = mlp.scaling_ranges(l);
+                    grads[mlp.weight_range(l)].copy_from_slice(&gradients.weight);
+                    grads[r].copy_from_slice(&gradients.r);
+                    grads[s].copy_from_slice(&gradients.s);
+                    grads[mlp.bias_range(l)].copy_from_slice(&gradients.bias);
+                    std::mem::swap(&mut self.grad, &mut self.input_grad);
+                }
+                LayerKind::EnsembleLinear(l) => {
+                    let layer = member_linear_of(mlp, params, l);
+                    let (w, b) = (mlp.weight_range(l), mlp.bias_range(l));
+                    let (head, tail) = grads.split_at_mut(b.start);
+                    let param_grads = (&mut head[w], &mut tail[..b.len()]);
+                    let input_grad = wants_input_grad.then_some(&mut self.input_grad);
+                    let z = &self.z[i];
+                    member_linear_backward(
+                        input,
+                        layer,
+                        z,
+                        &mut self.grad,
+                        param_grads,
+                        input_grad,
+                    );
+                    std::mem::swap(&mut self.grad, &mut self.input_grad);
+                }
+                LayerKind::Scale => {
+                    let affine = mlp.affine_range().expect("tabm-mini has its scaling");
+                    let input_grad = wants_input_grad.then_some(&mut self.input_grad);
+                    let (scale, scale_grad) = (&params[affine.clone()], &mut grads[affine]);
+                    let pair = (input, &self.grad[..]);
+                    scale_backward(pair, scale, members, scale_grad, input_grad);
+                    std::mem::swap(&mut self.grad, &mut self.input_grad);
+                }
+                LayerKind::EnsembleView => {
+                    if wants_input_grad {
+                        view_backward(&self.grad, members, &mut self.input_grad);
+                        std::mem::swap(&mut self.grad, &mut self.input_grad);
+                    }
                 }
                 LayerKind::Norm(n) => {
                     let norm = norm_of(mlp, params, n);
@@ -253,6 +350,41 @@ impl<T: Gemm> Sequence<T> {
     }
 }
 
+/// Whether a step before step `i` has parameters, so that step `i`'s
+/// backward pass carries the gradient on to its input.
+fn parameters_before(mlp: &Mlp, i: usize) -> bool {
+    mlp.kinds()[..i].iter().any(|kind| {
+        !matches!(
+            kind,
+            LayerKind::EnsembleView | LayerKind::Skip | LayerKind::Activation(_)
+        )
+    })
+}
+
+/// BatchEnsemble layer `l` over the parameters.
+fn ensemble_of<'a, T>(mlp: &Mlp, params: &'a [T], l: usize) -> Ensemble<'a, T> {
+    let (r, s) = mlp.scaling_ranges(l);
+    Ensemble {
+        members: mlp.members(),
+        weight: &params[mlp.weight_range(l)],
+        r: &params[r],
+        s: &params[s],
+        bias: &params[mlp.bias_range(l)],
+        activation: mlp.layers()[l].activation,
+    }
+}
+
+/// The members' own linear layer `l` over the parameters.
+fn member_linear_of<'a, T>(mlp: &Mlp, params: &'a [T], l: usize) -> MemberLinear<'a, T> {
+    MemberLinear {
+        members: mlp.members(),
+        inputs: mlp.layers()[l].inputs,
+        weight: &params[mlp.weight_range(l)],
+        bias: &params[mlp.bias_range(l)],
+        activation: mlp.layers()[l].activation,
+    }
+}
+
 /// Normalisation `n` over the parameters.
 fn norm_of<'a, T>(mlp: &Mlp, params: &'a [T], n: usize) -> Norm<'a, T> {
     let (gamma, beta) = mlp.norm_ranges(n);
@@ -267,11 +399,12 @@ fn norm_of<'a, T>(mlp: &Mlp, params: &'a [T], n: usize) -> Norm<'a, T> {
 
 /// Drops out dense layer `l`'s output in a training pass, keeping the
 /// factors; each element's mask follows its place in the whole batch, as
-/// the plain network's does.
+/// the plain network's does, and a member's (of `members` whose rows the
+/// pass stacks) its own columns past the others'.
 fn drop_out<T: Gemm>(
     out: &mut [T],
     mask: &mut Vec<T>,
-    width: usize,
+    (width, members): (usize, usize),
     l: usize,
     dropping: Option<Dropping<'_>>,
 ) {
@@ -280,8 +413,11 @@ fn drop_out<T: Gemm>(
     let Some(dropout) = d.layers.get(l).copied().flatten() else {
         return;
     };
+    let per_member = out.len() / members;
     for (i, a) in out.iter_mut().enumerate() {
-        let (row, column) = ((d.offset + i / width) as u32, (i % width) as u32);
+        let (member, at) = (i / per_member, i % per_member);
+        let row = (d.offset + at / width) as u32;
+        let column = (member * width + at % width) as u32;
         let f = T::of(dropout.factor(d.seed, d.step, l as u32, row, column) as f64);
         mask.push(f);
         *a = *a * f;

@@ -76,6 +76,7 @@ impl GpuBackend {
         options: GpuOptions,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
+        refuse_tabm(mlp)?;
         let ctx = GpuContext::open_async(hardware_only).await?;
         GpuBackend::on_context(ctx, mlp, params, config, options)
     }
@@ -322,5 +323,17 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
+    }
+}
+
+/// TabM's layers have CPU passes only, so far: refused by name before a
+/// device opens.
+fn refuse_tabm(mlp: &Mlp) -> Result<()> {
+    match mlp.tabm_spec() {
+        None => Ok(()),
+        Some(spec) => Err(crate::Error::Config(format!(
+            "TabM ({} members, {}) trains on the CPU only, so far: its layers have no GPU kernels yet; use device cpu",
+            spec.k, spec.arch
+        ))),
     }
 }

@@ -467,6 +467,12 @@ impl Sequence {
                         work: Work::of("activation"),
                     });
                 }
+                LayerKind::EnsembleView
+                | LayerKind::Scale
+                | LayerKind::EnsembleDense(_)
+                | LayerKind::EnsembleLinear(_) => {
+                    unreachable!("the GPU refuses TabM before it plans (build.rs)")
+                }
                 LayerKind::Norm(n) => {
                     let layer = mlp.norms()[n];
                     let at = blocks.push(&NormShape {
@@ -592,6 +598,12 @@ impl Sequence {
                             });
                         }
                         holder = Some(i.saturating_sub(1));
+                    }
+                    LayerKind::EnsembleView
+                    | LayerKind::Scale
+                    | LayerKind::EnsembleDense(_)
+                    | LayerKind::EnsembleLinear(_) => {
+                        unreachable!("the GPU refuses TabM before it plans (build.rs)")
                     }
                     LayerKind::Norm(n) => {
                         let h = holder.expect("a norm's gradient has a buffer");

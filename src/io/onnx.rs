@@ -438,6 +438,12 @@ impl Builder {
                     );
                     self.activation(layer.activation, linear, &prefix)
                 }
+                LayerKind::EnsembleView
+                | LayerKind::Scale
+                | LayerKind::EnsembleDense(_)
+                | LayerKind::EnsembleLinear(_) => {
+                    unreachable!("a residual network has no TabM layers")
+                }
                 LayerKind::Norm(n) => {
                     let norm = mlp.norms()[n];
                     let prefix = residual::norm_name(spec, n);

@@ -1,0 +1,148 @@
+//! TabM's whole network on the CPU (src/model/tabm.rs, src/cpu/sequence.rs,
+//! src/cpu/members_layers.rs) against the `tabm` package in float64, for
+//! each architecture: from the package's own initial `state_dict`, the
+//! first step's loss (the mean of the members' losses) and every
+//! parameter's gradient, the parameters after three AdamW steps, and the
+//! ensemble's prediction (the mean of the members' probabilities or
+//! outputs). The expected values are the package's, made by
+//! dev/tabm_fixtures.py into tests/fixtures/tabm.safetensors; the
+//! tensors are found by the names `Mlp::tabm_tensors` gives, so the names
+//! and shapes are checked too.
+
+mod common;
+use common::{Fixture, assert_close_to};
+use retroprop::cpu::Network;
+use retroprop::model::{EnsembleMean, Tabm, TabmArch};
+use retroprop::{Activation, AdamW, Loss, Mlp, TargetBatch};
+
+struct Case {
+    name: &'static str,
+    arch: TabmArch,
+    k: usize,
+    sizes: &'static [usize],
+    classes: bool,
+}
+
+fn network(case: &Case) -> Mlp {
+    let plain = Mlp::new(case.sizes, Activation::Relu, Activation::Identity).unwrap();
+    let mean = if case.classes {
+        EnsembleMean::Probabilities
+    } else {
+        EnsembleMean::Values
+    };
+    Mlp::tabm(&plain, Tabm::new(case.k, case.arch, mean)).unwrap()
+}
+
+/// The flat parameters of the fixture's `state_dict` under `prefix`,
+/// each tensor's shape checked against ours.
+fn parameters(f: &Fixture, mlp: &Mlp, prefix: &str) -> Vec<f64> {
+    let mut params = vec![f64::NAN; mlp.parameter_count()];
+    for tensor in mlp.tabm_tensors() {
+        let (values, shape) = f.get(&format!("{prefix}.{}", tensor.name));
+        assert_eq!(shape, tensor.shape, "{prefix}.{}: shape", tensor.name);
+        params[tensor.range].copy_from_slice(&values);
+    }
+    assert!(
+        params.iter().all(|p| !p.is_nan()),
+        "{prefix}: every parameter named"
+    );
+    params
+}
+
+fn run(case: Case) {
+    let f = Fixture::load("tabm", "dev/tabm_fixtures.py");
+    let name = case.name;
+    let mlp = network(&case);
+    let params = parameters(&f, &mlp, &format!("{name}.init"));
+    let optimizer = AdamW::default().lr(2e-3).weight_decay(3e-4).into();
+    let mut net = Network::new(mlp.clone(), params, optimizer);
+    let x = f.values(&format!("{name}.x"));
+    let y = f.values(&format!("{name}.y"));
+    let classes: Vec<u32> = y.iter().map(|&c| c as u32).collect();
+    let values: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+    let (loss, targets) = if case.classes {
+        (Loss::CrossEntropy, TargetBatch::Classes(&classes))
+    } else {
+        (Loss::Mse, TargetBatch::Values(&values))
+    };
+    let close = |what: &str, ours: &[f64], theirs: &[f64], tolerance: f64| {
+        assert_close_to(&format!("{name} {what}"), ours, theirs, tolerance)
+    };
+    for step in 0..3 {
+        let value = net.loss_and_gradients(&x, loss, targets);
+        if step == 0 {
+            close("loss", &[value], &f.values(&format!("{name}.loss")), 1e-12);
+            for tensor in mlp.tabm_tensors() {
+                let theirs = f.values(&format!("{name}.grad.{}", tensor.name));
+                let what = format!("gradient of {}", tensor.name);
+                close(&what, &net.grads()[tensor.range], &theirs, 1e-10);
+            }
+        }
+        net.update(None);
+    }
+    let after = parameters(&f, &mlp, &format!("{name}.after"));
+    close("parameters after 3 AdamW steps", net.params(), &after, 1e-9);
+    let out = net.forward(&x).to_vec();
+    let prediction = if case.classes {
+        let width = mlp.outputs();
+        out.chunks_exact(width)
+            .flat_map(|row| {
+                let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+                let sum: f64 = row.iter().map(|v| (v - max).exp()).sum();
+                row.iter().map(move |v| (v - max).exp() / sum)
+            })
+            .collect()
+    } else {
+        out
+    };
+    close(
+        "prediction",
+        &prediction,
+        &f.values(&format!("{name}.prediction")),
+        1e-9,
+    );
+}
+
+#[test]
+fn tabm_learns_as_the_package_does() {
+    run(Case {
+        name: "tabm",
+        arch: TabmArch::Tabm,
+        k: 4,
+        sizes: &[5, 16, 16, 3],
+        classes: true,
+    });
+}
+
+#[test]
+fn tabm_mini_learns_as_the_package_does() {
+    run(Case {
+        name: "mini",
+        arch: TabmArch::Mini,
+        k: 3,
+        sizes: &[6, 8, 8, 8, 4],
+        classes: true,
+    });
+}
+
+#[test]
+fn tabm_packed_learns_as_the_package_does() {
+    run(Case {
+        name: "packed",
+        arch: TabmArch::Packed,
+        k: 5,
+        sizes: &[4, 12, 12, 2],
+        classes: false,
+    });
+}
+
+#[test]
+fn tabm_regression_of_eight_members_learns_as_the_package_does() {
+    run(Case {
+        name: "tabm_regression",
+        arch: TabmArch::Tabm,
+        k: 8,
+        sizes: &[7, 32, 1],
+        classes: false,
+    });
+}
