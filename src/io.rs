@@ -37,12 +37,17 @@ mod dataset;
 pub mod members;
 // Native only, and each behind a default cargo feature: the browser
 // builds neither arrow-rs nor zip.
+#[cfg(not(target_arch = "wasm32"))]
+mod atomic;
 #[cfg(all(feature = "npy", not(target_arch = "wasm32")))]
 pub mod npy;
 pub mod onnx;
 #[cfg(all(feature = "parquet", not(target_arch = "wasm32")))]
 pub mod parquet;
 mod residual;
+mod tabm;
+#[cfg(not(target_arch = "wasm32"))]
+pub use atomic::{AtomicFile, write_atomic};
 pub use residual::{StateValues, state_dict};
 mod run;
 #[cfg(all(any(feature = "parquet", feature = "npy"), not(target_arch = "wasm32")))]
@@ -86,6 +91,8 @@ pub struct LoadedModel {
     /// The residual network the file holds (`retroprop.residual`), `None`
     /// for a plain one.
     pub residual: Option<Residual>,
+    /// The TabM ensemble the file holds (`retroprop.tabm`).
+    pub tabm: Option<crate::model::Tabm>,
     /// Activations, one per layer, if recorded.
     pub activations: Option<Vec<Activation>>,
     /// The loss, if recorded.
@@ -112,9 +119,12 @@ impl LoadedModel {
         };
         let activations = self.activations.ok_or_else(|| missing("activations"))?;
         let loss = self.loss.ok_or_else(|| missing("loss"))?;
-        let mlp = match self.residual {
-            Some(spec) => Mlp::residual(spec)?,
-            None => Mlp::with_activations(&self.sizes, &activations)?,
+        let mlp = match (self.residual, self.tabm) {
+            (Some(spec), _) => Mlp::residual(spec)?,
+            (None, Some(spec)) => {
+                Mlp::tabm(&Mlp::with_activations(&self.sizes, &activations)?, spec)?
+            }
+            (None, None) => Mlp::with_activations(&self.sizes, &activations)?,
         };
         Ok(SavedModel {
             mlp,
@@ -471,8 +481,15 @@ fn model_parts(
     if let Some(spec) = mlp.residual_spec() {
         metadata.insert(residual::KEY.to_string(), residual::spec_text(mlp, &spec));
     }
+    if let Some(spec) = mlp.tabm_spec() {
+        metadata.insert(tabm::KEY.to_string(), tabm::spec_text(spec));
+    }
     metadata.extend(extra_metadata);
     let mut tensors = extra_tensors;
+    if mlp.tabm_spec().is_some() {
+        tensors.extend(tabm::tensors(mlp, &model.params));
+        return Ok((tensors, metadata));
+    }
     if let Some(spec) = mlp.residual_spec() {
         for tensor in residual::tensors(mlp, &spec) {
             let data = match tensor.slot {
@@ -586,88 +603,6 @@ fn bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// Writes `contents` to `path` through a temporary file in the same folder,
-/// synced before the rename, so `path` holds either the old or the new
-/// contents, never a part.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut file = AtomicFile::create(path)?;
-    use std::io::Write;
-    file.write_all(contents).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    file.finish()
-}
-
-/// A file written a part at a time that appears at its path whole, or
-/// not at all ([`write_atomic`] for contents too large to hold: streamed
-/// predictions). It is a temporary file in the same folder until
-/// [`finish`](Self::finish) syncs it and renames it into place; dropped
-/// before that, it is deleted and `path` keeps what it held.
-#[cfg(not(target_arch = "wasm32"))]
-pub struct AtomicFile {
-    path: std::path::PathBuf,
-    dir: std::path::PathBuf,
-    file: std::io::BufWriter<tempfile::NamedTempFile>,
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-impl AtomicFile {
-    /// A new file for `path`, empty.
-    pub fn create(path: &Path) -> Result<AtomicFile> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let mut builder = tempfile::Builder::new();
-        // The file is renamed into place, so create it as `File::create`
-        // would (0o666 less the umask), not private to its owner as
-        // temporary files are.
-        #[cfg(unix)]
-        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-        let file = builder.tempfile_in(&dir).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(AtomicFile {
-            path: path.to_path_buf(),
-            dir,
-            file: std::io::BufWriter::new(file),
-        })
-    }
-
-    /// Syncs what was written and puts it at its path.
-    pub fn finish(self) -> Result<()> {
-        let io = |source| Error::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let file = self.file.into_inner().map_err(|e| io(e.into_error()))?;
-        file.as_file().sync_all().map_err(io)?;
-        file.persist(&self.path).map_err(|e| io(e.error))?;
-        // The rename reaches the disk with the folder's entry: sync the
-        // folder too, so that a power cut after we return leaves the new
-        // file, not the old one. Best effort: some file systems refuse to
-        // sync a folder, and the file is in place whatever they say.
-        #[cfg(unix)]
-        if let Ok(folder) = std::fs::File::open(&self.dir) {
-            let _ = folder.sync_all();
-        }
-        Ok(())
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-impl std::io::Write for AtomicFile {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.file.write(bytes)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// Parses a safetensors file's bytes: its string metadata and its tensors.
 fn open_safetensors<'a>(
     buffer: &'a [u8],
@@ -715,7 +650,15 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
         message,
     };
     let (meta, file) = open_safetensors(buffer, path)?;
+    let tabm = meta
+        .get(tabm::KEY)
+        .map(|text| tabm::read(text, &file, path))
+        .transpose()?;
     let (sizes, params, buffers, num_batches_tracked, residual) = match meta.get(residual::KEY) {
+        _ if tabm.is_some() => {
+            let (mlp, params) = tabm.clone().expect("read above");
+            (mlp.sizes(), params, Vec::new(), 0, None)
+        }
         Some(text) => {
             let (mlp, spec) = residual::parse_spec(text, &file, path)?;
             let (params, buffers, tracked) = residual::read(&file, &mlp, &spec, path)?;
@@ -795,6 +738,7 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
         buffers,
         num_batches_tracked,
         residual,
+        tabm: tabm.and_then(|(mlp, _)| mlp.tabm_spec().cloned()),
         activations,
         loss,
         standardizer,

@@ -16,6 +16,7 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
         sizes: args.arch.as_deref().map(parse_arch).transpose()?,
         activations: args.activations.clone(),
         blocks: blocks(args)?,
+        tabm: None,
         loss: args.loss,
         optimizer: args.optimizer,
         optimizer_options: args

@@ -37,6 +37,8 @@ __all__ = [
     "MembersModel",
     "Model",
     "RandomizedSearchCV",
+    "TabMClassifier",
+    "TabMRegressor",
     "Trainer",
     "load",
     "optimizer_defaults",
@@ -47,7 +49,7 @@ __all__ = [
 def __getattr__(name):
     # The estimators need scikit-learn; the rest of the package does not.
     modules = {"MLPClassifier": "sklearn", "MLPRegressor": "sklearn", "GridSearchCV": "search",
-               "RandomizedSearchCV": "search"}
+               "RandomizedSearchCV": "search", "TabMClassifier": "tabm", "TabMRegressor": "tabm"}
     if name in modules:
         import importlib
 

@@ -112,6 +112,12 @@ impl NativeModel {
     /// `intercepts_`, transposed.
     fn dense_layers<'py>(&self, py: Python<'py>) -> PyResult<Vec<DenseLayer<'py>>> {
         let mlp = &self.saved.mlp;
+        if let Some(spec) = mlp.tabm_spec() {
+            return Err(PyValueError::new_err(format!(
+                "a TabM network ({} members, {}) has no plain dense layers: read its tensors from state_dict()",
+                spec.k, spec.arch
+            )));
+        }
         (mlp.layers().iter().enumerate())
             .map(|(l, layer)| {
                 let weight = PyArray1::from_slice(py, &self.saved.params[mlp.weight_range(l)])

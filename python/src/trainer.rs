@@ -13,6 +13,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use retroprop::io::{RunNotes, SavedModel, load_checkpoint, save_checkpoint, save_noted_model};
+use retroprop::model::{EnsembleMean, Tabm, TabmArch};
 use retroprop::train::{ResolvedRun, RunRequest, Saved};
 use retroprop::{
     Blocks, Dataset, EpochRecord, Error, History, Loss, Mlp, NormKind, Optimizer, SharedRows,
@@ -95,6 +96,12 @@ pub struct RunArgs {
     /// A block's hidden width ÷ its width.
     #[pyo3(default)]
     pub block_multiplier: Option<f64>,
+    /// TabM's members over the network of `sizes` (`retroprop::model::Tabm`).
+    #[pyo3(default)]
+    pub k: Option<usize>,
+    /// TabM's architecture: `tabm`, `tabm-mini` or `tabm-packed`.
+    #[pyo3(default)]
+    pub arch_type: Option<String>,
     #[pyo3(default)]
     pub loss: Option<String>,
     #[pyo3(default)]
@@ -149,6 +156,7 @@ impl RunArgs {
     pub fn request(self) -> PyResult<RunRequest> {
         Ok(RunRequest {
             blocks: self.blocks()?,
+            tabm: self.tabm()?,
             sizes: Some(self.sizes),
             activations: self.activations,
             loss: parsed(self.loss.as_deref())?,
@@ -181,6 +189,21 @@ impl RunArgs {
 }
 
 impl RunArgs {
+    /// TabM of `k` members and `arch_type` (default `tabm`); an
+    /// architecture without `k` is a `ValueError`.
+    fn tabm(&self) -> PyResult<Option<Tabm>> {
+        let Some(k) = self.k else {
+            if self.arch_type.is_some() {
+                return Err(PyValueError::new_err(
+                    "arch_type shapes TabM's members: give k too",
+                ));
+            }
+            return Ok(None);
+        };
+        let arch: TabmArch = parsed(self.arch_type.as_deref())?.unwrap_or_default();
+        Ok(Some(Tabm::new(k, arch, EnsembleMean::default())))
+    }
+
     /// `blocks` with `norm` and `block_multiplier` (the defaults of
     /// `Blocks::new` where not given); those two without `blocks` are a
     /// `ValueError`.
@@ -530,7 +553,7 @@ impl NativeTrainer {
         max_steps, shuffle, seed, init, device, lr_schedule, clip_grad_norm,
         clip_grad_value, dropout, early_stopping, min_delta, norms_every,
         standardize, standardization, params, resume, precision = None, blocks = None,
-        norm = None, block_multiplier = None
+        norm = None, block_multiplier = None, k = None, arch_type = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -562,6 +585,8 @@ impl NativeTrainer {
         blocks: Option<usize>,
         norm: Option<String>,
         block_multiplier: Option<f64>,
+        k: Option<usize>,
+        arch_type: Option<String>,
     ) -> PyResult<NativeTrainer> {
         guard(|| {
             let given = RunArgs {
@@ -570,6 +595,8 @@ impl NativeTrainer {
                 blocks,
                 norm,
                 block_multiplier,
+                k,
+                arch_type,
                 loss: loss.map(str::to_string),
                 optimizer: optimizer.map(str::to_string),
                 optimizer_options,

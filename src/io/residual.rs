@@ -271,6 +271,18 @@ pub enum StateValues {
 /// torch"): `(name, shape, values)` in the file's order.
 pub fn state_dict(model: &super::SavedModel) -> Vec<(String, Vec<usize>, StateValues)> {
     let mlp = &model.mlp;
+    if mlp.tabm_spec().is_some() {
+        let tensors = mlp.tabm_tensors().into_iter();
+        return tensors
+            .map(|t| {
+                (
+                    t.name,
+                    t.shape,
+                    StateValues::F32(model.params[t.range].to_vec()),
+                )
+            })
+            .collect();
+    }
     let Some(spec) = mlp.residual_spec() else {
         return (mlp.layers().iter().enumerate())
             .flat_map(|(l, layer)| {

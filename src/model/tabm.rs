@@ -75,6 +75,20 @@ pub enum EnsembleMean {
     Values,
 }
 
+impl EnsembleMean {
+    /// The mean a loss's predictions take: of probabilities for
+    /// cross-entropy, of sigmoids for binary cross-entropy, of values for
+    /// the squared errors.
+    pub fn of(loss: crate::loss::Loss) -> EnsembleMean {
+        use crate::loss::Loss;
+        match loss {
+            Loss::CrossEntropy => EnsembleMean::Probabilities,
+            Loss::BceWithLogits => EnsembleMean::Sigmoid,
+            Loss::Mse | Loss::HalfMse => EnsembleMean::Values,
+        }
+    }
+}
+
 /// How the first layer's per-member scaling starts (the package's
 /// `start_scaling_init`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -38,7 +38,7 @@ use crate::checkpoint::{Checkpoint, EarlyStopping, RunSettings, SettingChange, V
 use crate::data::ShuffleWindow;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
-use crate::model::{Init, Mlp};
+use crate::model::{EnsembleMean, Init, Mlp, Tabm};
 use crate::optim::{Adam, Optimizer};
 use crate::real::Precision;
 use crate::schedule::LrSchedule;
@@ -58,6 +58,9 @@ pub struct RunRequest {
     /// sizes' one hidden layer ([`Mlp::residual`]). Left out on a resume,
     /// the checkpoint's residual network stands, unless sizes are given.
     pub blocks: Option<Blocks>,
+    /// TabM over the network of the sizes ([`Mlp::tabm`]): its members
+    /// and architecture; its mean follows the loss ([`EnsembleMean::of`]).
+    pub tabm: Option<Tabm>,
     /// The loss.
     pub loss: Option<Loss>,
     /// The optimizer, with the options its text names.
@@ -208,6 +211,19 @@ impl RunRequest {
             )));
         }
         let mut config = self.config(defaults, settings, optimizer);
+        let mlp = match &self.tabm {
+            Some(spec) => {
+                let mean = EnsembleMean::of(config.loss);
+                Mlp::tabm(
+                    &mlp,
+                    Tabm {
+                        mean,
+                        ..spec.clone()
+                    },
+                )?
+            }
+            None => mlp,
+        };
         if let Some(s) = saved {
             // Epochs count from the start of the run.
             config.epochs = config.epochs.saturating_sub(s.checkpoint.epoch as usize);

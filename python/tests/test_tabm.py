@@ -1,0 +1,144 @@
+"""TabMClassifier and TabMRegressor: scikit-learn's estimator checks,
+Pipeline and GridSearchCV, the fitted state dict loaded with strict=True
+into the `tabm` package's `TabM.make` of the same settings and predicting
+what the estimator predicts, the model file, the docstring's example, and
+errors that name the setting."""
+
+import doctest
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import need
+
+sklearn = need("sklearn")
+torch = need("torch")
+tabm = need("tabm")
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
+
+import retroprop  # noqa: E402
+from retroprop import TabMClassifier, TabMRegressor  # noqa: E402
+
+from test_estimators import EXPECTED_FAILED_CHECKS  # noqa: E402
+
+SMALL = dict(k=4, n_blocks=2, d_block=16, batch_size=64)
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [TabMClassifier(**SMALL, max_iter=60, early_stopping=False), TabMRegressor(**SMALL, max_iter=150, early_stopping=False)],
+    ids=lambda e: type(e).__name__,
+)
+def test_scikit_learns_estimator_checks(estimator):
+    results = check_estimator(estimator, expected_failed_checks=EXPECTED_FAILED_CHECKS, on_fail=None)
+    failed = [f"{r['check_name']}: {r['exception']}" for r in results if r["status"] == "failed"]
+    assert not failed, "\n".join(failed)
+    passed = [r for r in results if r["status"] == "passed"]
+    assert len(passed) > 40, f"only {len(passed)} checks ran"
+
+
+def test_pipeline_and_grid_search():
+    x, y = load_wine(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), TabMClassifier(**SMALL, max_iter=40, random_state=0))
+    grid = GridSearchCV(pipe, {"tabmclassifier__arch_type": ["tabm", "tabm-mini"], "tabmclassifier__k": [2, 4]}, cv=3)
+    grid.fit(x, y)
+    assert grid.best_score_ > 0.85, grid.best_score_
+    assert set(grid.best_params_) == {"tabmclassifier__arch_type", "tabmclassifier__k"}
+
+
+def _torch_tabm(estimator, n_features, d_out, state):
+    model = tabm.TabM.make(
+        n_num_features=n_features,
+        d_out=d_out,
+        k=estimator.k,
+        n_blocks=estimator.n_blocks,
+        d_block=estimator.d_block,
+        arch_type=estimator.arch_type,
+    )
+    model.load_state_dict({name: torch.from_numpy(np.asarray(v)) for name, v in state.items()}, strict=True)
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ["tabm", "tabm-mini", "tabm-packed"])
+def test_the_state_dict_loads_into_the_tabm_package_and_predicts_the_same(arch):
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x).astype(np.float32)
+    clf = TabMClassifier(**SMALL, arch_type=arch, max_iter=5, random_state=1).fit(x, y)
+    model = _torch_tabm(clf, x.shape[1], 2, clf.model_.state_dict())
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(x)).softmax(-1).mean(1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(x), theirs, atol=1e-5)
+    assert clf.score(x, y) > 0.9
+
+
+def test_a_regressor_predicts_the_mean_of_the_package_members_outputs():
+    x, y = load_diabetes(return_X_y=True)
+    x = StandardScaler().fit_transform(x).astype(np.float32)
+    y = ((y - y.mean()) / y.std()).astype(np.float32)
+    reg = TabMRegressor(**SMALL, max_iter=30, random_state=0).fit(x, y)
+    model = _torch_tabm(reg, x.shape[1], 1, reg.model_.state_dict())
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(x)).mean(1).squeeze(-1).numpy()
+    np.testing.assert_allclose(reg.predict(x), theirs, atol=1e-5)
+    assert reg.score(x, y) > 0.4
+
+
+def test_tabm_beats_chance_and_keeps_its_members_in_the_model_file(tmp_path):
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    xt, xv, yt, yv = train_test_split(x, y, random_state=0, stratify=y)
+    clf = TabMClassifier(k=8, n_blocks=2, d_block=64, max_iter=40, random_state=0).fit(xt, yt)
+    assert clf.score(xv, yv) > 0.93
+    path = tmp_path / "tabm.safetensors"
+    clf.model_.save(path)
+    loaded = retroprop.load(path)
+    np.testing.assert_allclose(
+        loaded.predict(xv.astype(np.float32), probabilities=True), clf.predict_proba(xv), atol=1e-6
+    )
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    clf = TabMClassifier(**SMALL, max_iter=200, n_iter_no_change=3, random_state=0).fit(x, y)
+    assert clf.n_iter_ < 200
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_errors_name_the_setting():
+    x, y = load_wine(return_X_y=True)
+    with pytest.raises(ValueError, match="arch_type must be one of"):
+        TabMClassifier(arch_type="tabm-big").fit(x, y)
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
+        TabMClassifier(k=0).fit(x, y)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        TabMClassifier(dropout=1.5).fit(x, y)
+    with pytest.raises(Exception, match="TabM .* trains on the CPU only"):
+        TabMClassifier(**SMALL, device="gpu", max_iter=1).fit(x, y)
+    clf = TabMClassifier(**SMALL, max_iter=2).fit(x, y)
+    with pytest.raises(ValueError, match="has no plain dense layers"):
+        clf.model_._native.dense_layers()
+
+
+@pytest.mark.parametrize("name", ["TabMClassifier", "TabMRegressor"])
+def test_the_docstring_example_runs(name):
+    obj = getattr(retroprop, name)
+    test = doctest.DocTestParser().get_doctest(obj.__doc__, {}, f"retroprop.{name}", None, 0)
+    assert test.examples
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.failures == 0
