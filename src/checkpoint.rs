@@ -130,6 +130,9 @@ pub struct RunSettings {
     /// The residual network the dense layers belong to (`None`: a plain
     /// network; checkpoints read it from their model).
     pub residual: Option<Residual>,
+    /// The TabM ensemble the network is (`None`: not one; checkpoints
+    /// read it from their model).
+    pub tabm: Option<crate::model::Tabm>,
     /// The loss.
     pub loss: Loss,
     /// The optimizer with every option (the learning rate among them).
@@ -224,6 +227,7 @@ impl RunSettings {
     ///     sizes: vec![2, 8, 3],
     ///     activations: vec![Activation::Relu, Activation::Identity],
     ///     residual: None,
+    ///     tabm: None,
     ///     loss: Loss::CrossEntropy,
     ///     optimizer: Adam::default().lr(0.01).into(),
     ///     lr_schedule: LrSchedule::Constant,
@@ -277,6 +281,12 @@ impl RunSettings {
             "blocks",
             or_none(self.residual.as_ref()),
             or_none(now.residual.as_ref()),
+            true,
+        );
+        add(
+            "tabm",
+            or_none(self.tabm.as_ref()),
+            or_none(now.tabm.as_ref()),
             true,
         );
         add("loss", self.loss.to_string(), now.loss.to_string(), true);

@@ -146,3 +146,121 @@ fn tabm_regression_of_eight_members_learns_as_the_package_does() {
         classes: false,
     });
 }
+
+mod runs {
+    use super::common;
+    use retroprop::checkpoint::Checkpoint;
+    use retroprop::io::{SavedModel, load_checkpoint, save_checkpoint};
+    use retroprop::model::{EnsembleMean, Tabm, TabmArch};
+    use retroprop::train::{Device, RunRequest, Saved};
+    use retroprop::{Activation, AdamW, Dataset, Loss, Mlp, Targets, TrainConfig, Trainer};
+
+    fn data(seed: u64) -> Dataset {
+        let x = common::random(4 * 60, -1.0, 1.0, seed);
+        let labels = (x.chunks(4))
+            .map(|r| u32::from(r[0] + r[1] > 0.3) + u32::from(r[2] > r[3]))
+            .collect();
+        Dataset::new(x, 4, Targets::Classes(labels)).unwrap()
+    }
+
+    fn tabm(arch: TabmArch) -> Mlp {
+        let plain = Mlp::new(&[4, 16, 16, 3], Activation::Relu, Activation::Identity).unwrap();
+        Mlp::tabm(&plain, Tabm::new(5, arch, EnsembleMean::Probabilities)).unwrap()
+    }
+
+    fn config() -> TrainConfig {
+        TrainConfig::default()
+            .loss(Loss::CrossEntropy)
+            .optimizer(AdamW::default().lr(0.01).weight_decay(3e-4))
+            .batch_size(16)
+            .dropout(0.1)
+            .seed(3)
+            .epochs(4)
+            .device(Device::Cpu)
+    }
+
+    fn through_a_file(checkpoint: &Checkpoint, mlp: &Mlp, config: &TrainConfig) -> Checkpoint {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let model = SavedModel {
+            mlp: mlp.clone(),
+            params: checkpoint.params.clone(),
+            buffers: Vec::new(),
+            num_batches_tracked: 0,
+            loss: config.loss,
+            standardizer: None,
+        };
+        save_checkpoint(&path, &model, &config.optimizer, checkpoint).unwrap();
+        load_checkpoint(&path).unwrap().2
+    }
+
+    fn saved(checkpoint: &Checkpoint) -> Saved<'_> {
+        Saved {
+            checkpoint,
+            standardized: false,
+            optimizer_name: "adamw",
+        }
+    }
+
+    /// Each architecture with dropout, cut mid-epoch into a checkpoint
+    /// file and resumed from the file alone: the same bits as the run
+    /// that was not cut; the resumed network is the checkpoint's TabM;
+    /// a resume that names other members is refused by name.
+    #[test]
+    fn a_tabm_run_resumes_mid_epoch_bit_for_bit_through_a_file() {
+        let train = data(1);
+        for arch in [TabmArch::Tabm, TabmArch::Mini, TabmArch::Packed] {
+            let mlp = tabm(arch);
+            let mut whole = Trainer::new(mlp.clone(), config()).unwrap();
+            whole.fit(&train, None).unwrap();
+            let whole_end = whole.checkpoint().unwrap();
+
+            // 4 steps an epoch: step 6 is inside the second.
+            let mut cut = Trainer::new(mlp.clone(), config().max_steps(6)).unwrap();
+            assert!(cut.fit(&train, None).unwrap().cut_mid_epoch, "{arch}");
+            let checkpoint = through_a_file(&cut.checkpoint().unwrap(), &mlp, &config());
+            let given = RunRequest {
+                epochs: Some(4),
+                device: Some(Device::Cpu),
+                ..RunRequest::default()
+            };
+            let run = (given.resolve(&RunRequest::default(), Some(saved(&checkpoint)))).unwrap();
+            assert_eq!(run.mlp, mlp, "{arch}: the checkpoint's network");
+            assert!(run.refused.is_empty(), "{arch}: {:?}", run.refused);
+            let mut resumed =
+                Trainer::with_parameters(run.mlp, checkpoint.params.clone(), run.config).unwrap();
+            resumed.restore(&checkpoint).unwrap();
+            resumed.fit(&train, None).unwrap();
+            let end = resumed.checkpoint().unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&end.params), bits(&whole_end.params), "{arch}");
+
+            let other = RunRequest {
+                tabm: Some(Tabm::new(7, arch, EnsembleMean::Probabilities)),
+                ..RunRequest::default()
+            };
+            let run = other
+                .resolve(&RunRequest::default(), Some(saved(&checkpoint)))
+                .unwrap();
+            let refusal = run
+                .refusal()
+                .expect("other members are refused")
+                .to_string();
+            assert!(refusal.contains("tabm 5 members"), "{refusal}");
+        }
+    }
+
+    /// The members learn: on held-out rows the ensemble's accuracy is well
+    /// past chance, and its validation loss is the ensemble's (finite).
+    #[test]
+    fn the_ensemble_learns_and_is_evaluated_as_one_network() {
+        let (train, validation) = (data(1), data(2));
+        let mut trainer = Trainer::new(tabm(TabmArch::Tabm), config().epochs(40)).unwrap();
+        let history = trainer.fit(&train, Some(&validation)).unwrap();
+        let last = history.epochs.last().unwrap();
+        let validation = last.validation.unwrap();
+        let accuracy = validation.accuracy.unwrap();
+        assert!(accuracy > 0.75, "accuracy {accuracy}");
+        assert!(validation.loss.is_finite());
+    }
+}

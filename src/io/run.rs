@@ -243,6 +243,7 @@ pub(super) fn read(
         sizes: model.sizes.clone(),
         activations,
         residual: model.residual,
+        tabm: model.tabm.clone(),
         loss: model.loss.ok_or_else(|| missing("loss"))?,
         optimizer,
         lr_schedule,

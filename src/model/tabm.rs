@@ -129,6 +129,13 @@ pub struct TabmTensor {
     pub range: Range<usize>,
 }
 
+impl std::fmt::Display for Tabm {
+    /// `32 members (tabm)`: what a resume that changed it names.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} members ({})", self.k, self.arch)
+    }
+}
+
 /// How a dense layer of a TabM network holds its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayerForm {

@@ -301,6 +301,7 @@ impl TrainConfig {
             sizes: mlp.sizes(),
             activations: mlp.layers().iter().map(|l| l.activation).collect(),
             residual: mlp.residual_spec(),
+            tabm: mlp.tabm_spec().cloned(),
             loss: self.loss,
             optimizer: self.optimizer,
             lr_schedule: self.lr_schedule,

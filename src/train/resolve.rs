@@ -211,7 +211,12 @@ impl RunRequest {
             )));
         }
         let mut config = self.config(defaults, settings, optimizer);
-        let mlp = match &self.tabm {
+        // TabM as asked for, else the checkpoint's where nothing is said
+        // of the network.
+        let saved_tabm = settings
+            .and_then(|s| s.tabm.as_ref())
+            .filter(|_| self.sizes.is_none() && self.blocks.is_none());
+        let mlp = match self.tabm.as_ref().or(saved_tabm) {
             Some(spec) => {
                 let mean = EnsembleMean::of(config.loss);
                 Mlp::tabm(
