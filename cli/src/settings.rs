@@ -16,7 +16,8 @@ fn request(args: &TrainArgs) -> Result<RunRequest> {
         sizes: args.arch.as_deref().map(parse_arch).transpose()?,
         activations: args.activations.clone(),
         blocks: blocks(args)?,
-        tabm: None,
+        tabm: retroprop::model::Tabm::parse_model(&args.model)
+            .map_err(|e| format!("--model: {e}"))?,
         loss: args.loss,
         optimizer: args.optimizer,
         optimizer_options: args

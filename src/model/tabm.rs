@@ -159,6 +159,48 @@ impl Tabm {
         }
     }
 
+    /// The program's `--model`: `mlp` (no ensemble), `tabm` (32 members,
+    /// the `tabm` architecture, as the package's default) or
+    /// `tabm:k=8,arch=tabm-mini`.
+    ///
+    /// ```
+    /// use retroprop::model::{Tabm, TabmArch};
+    /// assert_eq!(Tabm::parse_model("mlp"), Ok(None));
+    /// assert_eq!(Tabm::parse_model("tabm").unwrap().unwrap().k, 32);
+    /// let mini = Tabm::parse_model("tabm:k=8,arch=tabm-mini").unwrap().unwrap();
+    /// assert_eq!((mini.k, mini.arch), (8, TabmArch::Mini));
+    /// assert!(Tabm::parse_model("tabm:k=0").is_err());
+    /// ```
+    pub fn parse_model(text: &str) -> std::result::Result<Option<Tabm>, String> {
+        let (name, options) = text.trim().split_once(':').unwrap_or((text.trim(), ""));
+        match name {
+            "mlp" if options.is_empty() => return Ok(None),
+            "tabm" => {}
+            _ => {
+                return Err(format!(
+                    "unknown model `{text}` (expected mlp, tabm or tabm:k=K,arch=tabm|tabm-mini|tabm-packed)"
+                ));
+            }
+        }
+        let mut spec = Tabm::new(32, TabmArch::Tabm, EnsembleMean::default());
+        for option in options.split(',').filter(|o| !o.trim().is_empty()) {
+            match option.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                Some(("k", k)) => {
+                    spec.k = k
+                        .parse()
+                        .ok()
+                        .filter(|&k| k > 0)
+                        .ok_or_else(|| format!("tabm's k `{k}` is not a count of at least 1"))?
+                }
+                Some(("arch", arch)) => spec.arch = arch.parse()?,
+                _ => {
+                    return Err(format!("tabm's option `{option}` is not k=K or arch=ARCH"));
+                }
+            }
+        }
+        Ok(Some(spec))
+    }
+
     /// The form of dense layer `l` of `layers`.
     fn form(&self, l: usize, layers: usize) -> LayerForm {
         match self.arch {
