@@ -142,3 +142,19 @@ def test_the_docstring_example_runs(name):
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     runner.run(test)
     assert runner.failures == 0
+
+
+@pytest.mark.parametrize("arch", ["tabm", "tabm-mini", "tabm-packed"])
+def test_the_onnx_export_predicts_the_ensemble(arch):
+    ort = need("onnxruntime")
+    x, y = load_wine(return_X_y=True)
+    x = StandardScaler().fit_transform(x).astype(np.float32)
+    clf = TabMClassifier(**SMALL, arch_type=arch, max_iter=5, random_state=2).fit(x, y)
+    session = ort.InferenceSession(clf.to_onnx(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    (theirs,) = session.run(None, {name: x})
+    np.testing.assert_allclose(theirs, clf.predict_proba(x), atol=1e-5)
+    reg = TabMRegressor(**SMALL, arch_type=arch, max_iter=5, random_state=2).fit(x, y.astype(np.float32))
+    session = ort.InferenceSession(reg.to_onnx(), providers=["CPUExecutionProvider"])
+    (theirs,) = session.run(None, {name: x})
+    np.testing.assert_allclose(theirs.ravel(), reg.predict(x), atol=1e-4)

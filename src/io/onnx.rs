@@ -34,6 +34,7 @@
 //! `onnx.proto`'s messages and field numbers.
 
 pub mod proto;
+mod tabm;
 
 use super::{SavedModel, residual};
 use crate::activation::Activation;
@@ -117,6 +118,9 @@ pub fn onnx_bytes(model: &SavedModel, options: &OnnxOptions) -> Result<Vec<u8>> 
             "refusing to export: running statistic {i} is {} (the model diverged)",
             model.buffers[i]
         )));
+    }
+    if model.mlp.tabm_spec().is_some() {
+        return Ok(tabm::tabm_onnx(model, options));
     }
     Ok(model_proto(model, options).encode_to_vec())
 }
