@@ -158,3 +158,16 @@ def test_the_onnx_export_predicts_the_ensemble(arch):
     session = ort.InferenceSession(reg.to_onnx(), providers=["CPUExecutionProvider"])
     (theirs,) = session.run(None, {name: x})
     np.testing.assert_allclose(theirs.ravel(), reg.predict(x), atol=1e-4)
+
+
+def test_the_readme_block_runs_and_the_package_predicts_what_the_estimator_does():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = re.findall(r"<!-- checked: python/tests/test_tabm.py -->\s*```python\n(.*?)```", readme, re.S)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    with torch.no_grad():
+        theirs = namespace["p"].numpy()
+    np.testing.assert_allclose(theirs, namespace["clf"].predict_proba(namespace["x"]), atol=1e-5)

@@ -97,11 +97,11 @@ pub fn member_linear_backward<T: Gemm>(
         }
     }
     let (i, o) = (inputs as isize, outputs as isize);
-    let mut input_grad = input_grad.map(|g| {
+    let mut input_grad = input_grad;
+    if let Some(g) = input_grad.as_deref_mut() {
         g.clear();
         g.resize(k * rows * inputs, T::zero());
-        g
-    });
+    }
     for m in 0..k {
         let dz = &grad[m * rows * outputs..(m + 1) * rows * outputs];
         let xm = &x[m * rows * inputs..(m + 1) * rows * inputs];

@@ -331,7 +331,7 @@ impl GpuBackend {
 fn refuse_tabm(mlp: &Mlp) -> Result<()> {
     match mlp.tabm_spec() {
         None => Ok(()),
-        Some(spec) => Err(crate::Error::Config(format!(
+        Some(spec) => Err(crate::error::Error::Config(format!(
             "TabM ({} members, {}) trains on the CPU only, so far: its layers have no GPU kernels yet; use device cpu",
             spec.k, spec.arch
         ))),

@@ -165,7 +165,7 @@ struct Names {
 }
 
 impl Names {
-    fn of(mlp: &crate::Mlp) -> Names {
+    fn of(mlp: &crate::model::Mlp) -> Names {
         let last = mlp.layers().len() - 1;
         Names {
             layers: (0..=last)
