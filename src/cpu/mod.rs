@@ -7,6 +7,8 @@
 //! - `norm.rs`: LayerNorm's and BatchNorm's, the same way, and
 //!   `ensemble.rs` a BatchEnsemble layer's (TabM's; not run by the
 //!   network yet);
+//! - `embedding.rs`: a numerical-feature embedding's (piecewise-linear,
+//!   periodic; TabM's first layer, not run by the network yet);
 //! - `sequence.rs`: the passes of a network that is more than dense layers
 //!   (normalisations, residual skips);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
@@ -21,6 +23,7 @@
 
 mod backend;
 mod dense;
+pub mod embedding;
 pub mod ensemble;
 pub mod gemm;
 mod network;
