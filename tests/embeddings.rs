@@ -71,7 +71,7 @@ fn case(name: &str, embedding: &Embedding) {
         .map(|(y, t)| 2.0 * (y - t) / n)
         .collect();
     close("dy", &grad, &get("dy").0);
-    let mut gradients = Vec::new();
+    let mut gradients = vec![f64::NAN; params.len()];
     embedding_backward(embedding, &params, &x, &saved, &mut grad, &mut gradients);
     for (tensor, range) in embedding.parameter_ranges() {
         let what = format!("grad {tensor}");
@@ -329,4 +329,52 @@ fn params_len(embedding: &Embedding, tensor: &str) -> usize {
     let ranges = embedding.parameter_ranges();
     let (_, range) = ranges.iter().find(|(name, _)| *name == tensor).unwrap();
     range.len()
+}
+
+/// The passes in f32 (what the network trains in) within float32's
+/// precision of the package's float64.
+#[test]
+fn float32_passes_agree_with_the_package_to_float32_precision() {
+    let f = fixture();
+    let plr = Periodic::default()
+        .n_frequencies(5)
+        .frequency_init_scale(0.5);
+    let cases = [
+        (
+            "ple_relu",
+            Embedding::piecewise_linear(case_bins(&f), 5, true).unwrap(),
+        ),
+        ("plr", Embedding::periodic(4, 6, plr).unwrap()),
+        (
+            "plr_lite",
+            Embedding::periodic(4, 6, plr.frequency_init_scale(2.0).lite(true)).unwrap(),
+        ),
+    ];
+    let narrow = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    let widen = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    for (name, embedding) in cases {
+        let get = |t: &str| f.values(&format!("{name}.{t}"));
+        let params: Vec<f32> = embedding
+            .parameter_ranges()
+            .iter()
+            .flat_map(|(tensor, _)| narrow(&get(tensor)))
+            .collect();
+        let x = narrow(&get("x"));
+        let mut y = vec![0.0f32; x.len() / embedding.n_features() * embedding.output_width()];
+        let mut saved = EmbeddingSaved::default();
+        embedding_forward(&embedding, &params, &x, &mut y, &mut saved);
+        assert_close_to(&format!("{name} f32 y"), &widen(&y), &get("y"), 1e-5);
+        let mut grad = narrow(&get("dy"));
+        let mut gradients = vec![0.0f32; params.len()];
+        embedding_backward(&embedding, &params, &x, &saved, &mut grad, &mut gradients);
+        for (tensor, range) in embedding.parameter_ranges() {
+            let what = format!("{name} f32 grad {tensor}");
+            assert_close_to(
+                &what,
+                &widen(&gradients[range]),
+                &get(&format!("grad.{tensor}")),
+                1e-4,
+            );
+        }
+    }
 }

@@ -84,13 +84,13 @@ pub fn embedding_forward<T: Gemm>(
 ) {
     check_sizes(embedding, params, x, out.len());
     let dims = Dims::of(embedding, x);
-    let tensors = split(embedding, params);
     match embedding.kind() {
         EmbeddingKind::PiecewiseLinear(p) => {
+            let [w0, b0, linear_weight] = tensors(embedding, params);
             saved.encoded = piecewise_linear_encode(p.encoding(), x, dims);
             let bins = p.encoding().max_n_bins;
-            saved.z = per_feature_product(&saved.encoded, bins, tensors[2], dims);
-            let (w0, b0, d) = (tensors[0], tensors[1], dims.d);
+            saved.z = per_feature_product(&saved.encoded, bins, linear_weight, dims);
+            let d = dims.d;
             // linear0 (addcmul: b₀ + w₀ · x), plus f(Z).
             for (f, (y, z)) in out
                 .chunks_exact_mut(d)
@@ -105,8 +105,8 @@ pub fn embedding_forward<T: Gemm>(
             }
         }
         EmbeddingKind::Periodic(p) => {
-            saved.encoded = periodic_encode(tensors[0], x, p.n_frequencies, dims);
-            let (weight, bias) = (tensors[1], tensors[2]);
+            let [frequencies, weight, bias] = tensors(embedding, params);
+            saved.encoded = periodic_encode(frequencies, x, p.n_frequencies, dims);
             saved.z = if p.lite {
                 shared_product(&saved.encoded, 2 * p.n_frequencies, weight, bias, dims)
             } else {
@@ -125,46 +125,69 @@ pub fn embedding_forward<T: Gemm>(
 
 /// The backward pass, given dL/dY in `grad` (`[rows, n_features ·
 /// d_embedding]`, overwritten by dL/dZ): every parameter's gradient, into
-/// `gradients` in the layout of the parameters.
+/// `gradients` (overwritten), laid out as the parameters.
 ///
 /// # Panics
-/// If `params`, `x` or `grad` do not fit the embedding.
+/// If `params`, `x`, `grad` or `gradients` do not fit the embedding.
 pub fn embedding_backward<T: Gemm>(
     embedding: &Embedding,
     params: &[T],
     x: &[T],
     saved: &EmbeddingSaved<T>,
     grad: &mut [T],
-    gradients: &mut Vec<T>,
+    gradients: &mut [T],
 ) {
     check_sizes(embedding, params, x, grad.len());
+    assert_eq!(gradients.len(), params.len(), "embedding gradients");
     let dims = Dims::of(embedding, x);
-    let tensors = split(embedding, params);
-    gradients.clear();
+    let [first, second, third] = tensors_mut(embedding, gradients);
     match embedding.kind() {
         EmbeddingKind::PiecewiseLinear(p) => {
+            let (w0_grad, b0_grad, linear_weight_grad) = (first, second, third);
             // linear0 sees dY itself; the encoding's product sees dZ.
-            gradients.extend(feature_sums(grad, Some(x), dims));
-            gradients.extend(feature_sums(grad, None, dims));
+            w0_grad.copy_from_slice(&feature_sums(grad, Some(x), dims));
+            b0_grad.copy_from_slice(&feature_sums(grad, None, dims));
             chain_activation(p.activation(), grad, &saved.z);
             let bins = p.encoding().max_n_bins;
-            gradients.extend(per_feature_weight_grad(&saved.encoded, bins, grad, dims));
+            linear_weight_grad.copy_from_slice(&per_feature_weight_grad(
+                &saved.encoded,
+                bins,
+                grad,
+                dims,
+            ));
         }
         EmbeddingKind::Periodic(p) => {
+            let [_, weight, _] = tensors(embedding, params);
+            let (frequencies_grad, weight_grad, bias_grad) = (first, second, third);
             chain_activation(p.activation, grad, &saved.z);
             let width = 2 * p.n_frequencies;
-            let (weight_grad, bias_grad, encoded_grad) = if p.lite {
-                shared_backward(&saved.encoded, width, tensors[1], grad, dims)
-            } else {
-                (
-                    per_feature_weight_grad(&saved.encoded, width, grad, dims),
-                    feature_sums(grad, None, dims),
-                    per_feature_input_grad(grad, tensors[1], width, dims),
+            let encoded_grad = if p.lite {
+                shared_backward(
+                    &saved.encoded,
+                    width,
+                    weight,
+                    grad,
+                    dims,
+                    weight_grad,
+                    bias_grad,
                 )
+            } else {
+                weight_grad.copy_from_slice(&per_feature_weight_grad(
+                    &saved.encoded,
+                    width,
+                    grad,
+                    dims,
+                ));
+                bias_grad.copy_from_slice(&feature_sums(grad, None, dims));
+                per_feature_input_grad(grad, weight, width, dims)
             };
-            gradients.extend(frequency_grad(&saved.encoded, &encoded_grad, x, p, dims));
-            gradients.extend(weight_grad);
-            gradients.extend(bias_grad);
+            frequencies_grad.copy_from_slice(&frequency_grad(
+                &saved.encoded,
+                &encoded_grad,
+                x,
+                p,
+                dims,
+            ));
         }
     }
 }
@@ -184,13 +207,20 @@ fn check_sizes<T>(embedding: &Embedding, params: &[T], x: &[T], out: usize) {
     );
 }
 
-/// The parameters' tensors, in `state_dict` order.
-fn split<'a, T>(embedding: &Embedding, params: &'a [T]) -> Vec<&'a [T]> {
-    embedding
-        .parameter_ranges()
-        .into_iter()
-        .map(|(_, range)| &params[range])
-        .collect()
+/// The three trained tensors either kind has, in `state_dict` order
+/// (piecewise-linear: `linear0.weight`, `linear0.bias`, `linear.weight`;
+/// periodic: `periodic.weight`, `linear.weight`, `linear.bias`).
+fn tensors<'a, T>(embedding: &Embedding, params: &'a [T]) -> [&'a [T]; 3] {
+    let ranges = embedding.parameter_ranges();
+    std::array::from_fn(|t| &params[ranges[t].1.clone()])
+}
+
+/// [`tensors`], writable.
+fn tensors_mut<'a, T>(embedding: &Embedding, params: &'a mut [T]) -> [&'a mut [T]; 3] {
+    let ranges = embedding.parameter_ranges();
+    let (first, rest) = params.split_at_mut(ranges[1].1.start);
+    let (second, third) = rest.split_at_mut(ranges[1].1.len());
+    [first, second, third]
 }
 
 /// f(z): ReLU when `activation`, else z.
@@ -352,17 +382,19 @@ fn shared_product<T: Gemm>(a: &[T], width: usize, weight: &[T], bias: &[T], dims
     z
 }
 
-/// The lite layer's backward: dW = dZᵀ · A `[d, width]`, db = Σ dZ `[d]`
-/// and dA = dZ · W, over every row and feature.
+/// The lite layer's backward: dW = dZᵀ · A `[d, width]` and db = Σ dZ
+/// `[d]` into `weight_grad` and `bias_grad`, and dA = dZ · W returned,
+/// over every row and feature.
 fn shared_backward<T: Gemm>(
     a: &[T],
     width: usize,
     weight: &[T],
     dz: &[T],
     dims: Dims,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
+    weight_grad: &mut [T],
+    bias_grad: &mut [T],
+) -> Vec<T> {
     let (n, d) = (dims.rows * dims.features, dims.d);
-    let mut weight_grad = vec![T::zero(); d * width];
     T::gemm(
         d,
         n,
@@ -373,10 +405,10 @@ fn shared_backward<T: Gemm>(
         a,
         (width as isize, 1),
         T::zero(),
-        &mut weight_grad,
+        weight_grad,
         (width as isize, 1),
     );
-    let mut bias_grad = vec![T::zero(); d];
+    bias_grad.fill(T::zero());
     for row in dz.chunks_exact(d) {
         bias_grad
             .iter_mut()
@@ -397,7 +429,7 @@ fn shared_backward<T: Gemm>(
         &mut input_grad,
         (width as isize, 1),
     );
-    (weight_grad, bias_grad, input_grad)
+    input_grad
 }
 
 /// dc = 2π · Σ_rows dV ⊙ x, dV = −dcos ⊙ sin V + dsin ⊙ cos V: `[F, k]`.
