@@ -215,7 +215,10 @@ impl Embedding {
     /// version='B')`: TabM's piecewise-linear embedding, a linear
     /// embedding (`linear0`) plus the piecewise-linear encoding through
     /// each feature's own linear layer without bias (`linear`, starting at
-    /// zero), ReLU'd when `activation`.
+    /// zero), ReLU'd when `activation`. As in the package, ReLU's
+    /// gradient at that zero start is zero, so with `activation` the
+    /// piecewise-linear part never leaves zero from [`Embedding::init`]
+    /// (TabM uses it without).
     ///
     /// # Errors
     /// Bins the package refuses ([`check_bins`]), or `d_embedding` 0.
