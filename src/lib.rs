@@ -39,6 +39,7 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 mod dropout;
+pub mod embedding;
 pub mod error;
 pub mod gpu;
 pub mod io;

@@ -8,6 +8,8 @@
 //!   a BatchEnsemble layer's and `members_layers.rs` TabM's other layers
 //!   (the members' own linear layers, `tabm-mini`'s scaling, the view
 //!   that gives each member the batch, the ensemble's mean);
+//! - `embedding.rs`: a numerical-feature embedding's (piecewise-linear,
+//!   periodic; TabM's first layer, not run by the network yet);
 //! - `sequence.rs`: the passes of a network that is more than dense layers
 //!   (normalisations, residual skips, TabM's members);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
@@ -22,6 +24,7 @@
 
 mod backend;
 mod dense;
+pub mod embedding;
 pub mod ensemble;
 pub mod gemm;
 pub mod members_layers;

@@ -35,6 +35,16 @@ impl Fixture {
         (values, t.shape().to_vec())
     }
 
+    /// A text of the file's metadata, written beside the tensors.
+    pub fn metadata(&self, key: &str) -> String {
+        let (_, metadata) = SafeTensors::read_metadata(&self.bytes).unwrap();
+        metadata
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(key).cloned())
+            .unwrap_or_else(|| panic!("{}: no metadata {key}", self.name))
+    }
+
     /// A float64 tensor's values.
     pub fn values(&self, tensor: &str) -> Vec<f64> {
         self.get(tensor).0
