@@ -16,6 +16,7 @@ src/cpu/sequence.rs) from the same parameters.
 import warnings
 from pathlib import Path
 
+import rtdl_num_embeddings
 import tabm
 import torch
 from safetensors.torch import save_file
@@ -25,10 +26,11 @@ torch.set_default_dtype(torch.float64)
 out = {}
 
 
-def case(name, arch, rows, inputs, outputs, k, blocks, width, task, seed):
+def case(name, arch, rows, inputs, outputs, k, blocks, width, task, seed, embeddings=None):
     torch.manual_seed(seed)
+    extra = {} if embeddings is None else {"num_embeddings": embeddings(inputs)}
     model = tabm.TabM.make(n_num_features=inputs, d_out=outputs, k=k, n_blocks=blocks,
-                           d_block=width, dropout=0.0, arch_type=arch)
+                           d_block=width, dropout=0.0, arch_type=arch, **extra)
     with torch.no_grad():
         # Every member's scalings and biases apart, so that each term shows.
         for pname, p in model.named_parameters():
@@ -80,6 +82,14 @@ case("tabm", "tabm", rows=12, inputs=5, outputs=3, k=4, blocks=2, width=16, task
 case("mini", "tabm-mini", rows=9, inputs=6, outputs=4, k=3, blocks=3, width=8, task="classes", seed=1)
 case("packed", "tabm-packed", rows=10, inputs=4, outputs=2, k=5, blocks=2, width=12, task="values", seed=2)
 case("tabm_regression", "tabm", rows=16, inputs=7, outputs=1, k=8, blocks=1, width=32, task="values", seed=3)
+
+# rtdl_num_embeddings' periodic embeddings before the members: PLR (the
+# frequencies at σ 0.3, so that the cosines and sines vary) and PLR-lite.
+case("plr", "tabm", rows=10, inputs=3, outputs=3, k=4, blocks=2, width=16, task="classes", seed=4,
+     embeddings=lambda n: rtdl_num_embeddings.PeriodicEmbeddings(n, 8, n_frequencies=5, frequency_init_scale=0.3, lite=False))
+case("plr_lite_mini", "tabm-mini", rows=11, inputs=4, outputs=1, k=3, blocks=2, width=8, task="values", seed=5,
+     embeddings=lambda n: rtdl_num_embeddings.PeriodicEmbeddings(n, 6, n_frequencies=4, frequency_init_scale=0.2,
+                                                                 lite=True))
 
 path = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tabm.safetensors"
 save_file(out, str(path), metadata={"made_by": "dev/tabm_fixtures.py", "tabm": tabm.__version__})

@@ -66,6 +66,9 @@ pub enum LayerKind {
     Activation(Activation),
     /// Keeps the values here for the [`LayerKind::Add`] that ends the block.
     Skip,
+    /// TabM's numerical feature embedding ([`Tabm::embedding`]), before
+    /// the members: `[rows, features]` to `[rows, features · d]`.
+    Embed,
     /// Adds the values the last [`LayerKind::Skip`] kept: `x + block(x)`.
     Add,
     /// TabM's start: each row given to every member, `[k, rows, width]`
@@ -521,7 +524,10 @@ impl Mlp {
 
     /// Width of the network's input.
     pub fn inputs(&self) -> usize {
-        self.layers[0].inputs
+        match self.tabm_embedding() {
+            Some(embedding) => embedding.n_features(),
+            None => self.layers[0].inputs,
+        }
     }
 
     /// Width of the network's output.

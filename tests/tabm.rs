@@ -12,6 +12,7 @@
 mod common;
 use common::{Fixture, assert_close_to};
 use retroprop::cpu::Network;
+use retroprop::embedding::{Embedding, Periodic};
 use retroprop::model::{EnsembleMean, Tabm, TabmArch};
 use retroprop::{Activation, AdamW, Loss, Mlp, TargetBatch};
 
@@ -21,6 +22,8 @@ struct Case {
     k: usize,
     sizes: &'static [usize],
     classes: bool,
+    /// A periodic embedding's d, frequencies, σ and whether lite.
+    embedding: Option<(usize, usize, f64, bool)>,
 }
 
 fn network(case: &Case) -> Mlp {
@@ -30,7 +33,18 @@ fn network(case: &Case) -> Mlp {
     } else {
         EnsembleMean::Values
     };
-    Mlp::tabm(&plain, Tabm::new(case.k, case.arch, mean)).unwrap()
+    let embedding = case.embedding.map(|(d, frequencies, sigma, lite)| {
+        let periodic = Periodic::default()
+            .n_frequencies(frequencies)
+            .frequency_init_scale(sigma)
+            .lite(lite);
+        Embedding::periodic(case.sizes[0], d, periodic).unwrap()
+    });
+    let spec = Tabm {
+        embedding,
+        ..Tabm::new(case.k, case.arch, mean)
+    };
+    Mlp::tabm(&plain, spec).unwrap()
 }
 
 /// The flat parameters of the fixture's `state_dict` under `prefix`,
@@ -111,6 +125,7 @@ fn tabm_learns_as_the_package_does() {
         k: 4,
         sizes: &[5, 16, 16, 3],
         classes: true,
+        embedding: None,
     });
 }
 
@@ -122,6 +137,7 @@ fn tabm_mini_learns_as_the_package_does() {
         k: 3,
         sizes: &[6, 8, 8, 8, 4],
         classes: true,
+        embedding: None,
     });
 }
 
@@ -133,6 +149,7 @@ fn tabm_packed_learns_as_the_package_does() {
         k: 5,
         sizes: &[4, 12, 12, 2],
         classes: false,
+        embedding: None,
     });
 }
 
@@ -144,6 +161,27 @@ fn tabm_regression_of_eight_members_learns_as_the_package_does() {
         k: 8,
         sizes: &[7, 32, 1],
         classes: false,
+        embedding: None,
+    });
+}
+
+#[test]
+fn tabm_with_periodic_embeddings_learns_as_the_package_does() {
+    run(Case {
+        name: "plr",
+        arch: TabmArch::Tabm,
+        k: 4,
+        sizes: &[3, 16, 16, 3],
+        classes: true,
+        embedding: Some((8, 5, 0.3, false)),
+    });
+    run(Case {
+        name: "plr_lite_mini",
+        arch: TabmArch::Mini,
+        k: 3,
+        sizes: &[4, 8, 8, 1],
+        classes: false,
+        embedding: Some((6, 4, 0.2, true)),
     });
 }
 

@@ -6,6 +6,7 @@
 //! dropout masks.
 
 use super::dense::{dense_backward, dense_forward};
+use super::embedding::{EmbeddingSaved, embedding_backward, embedding_forward};
 use super::ensemble::{
     Ensemble, EnsembleGradients, EnsembleSaved, ensemble_backward, ensemble_forward,
 };
@@ -49,6 +50,8 @@ pub(super) struct Sequence<T> {
     saved: Vec<NormSaved<T>>,
     /// Each BatchEnsemble step's X ⊙ r, product and Z.
     ensembles: Vec<EnsembleSaved<T>>,
+    /// The embedding's encoding and pre-activation.
+    embedded: EmbeddingSaved<T>,
     /// Gradients waiting at a skip, innermost last.
     skip_grads: Vec<Vec<T>>,
     grad: Vec<T>,
@@ -111,6 +114,15 @@ impl<T: Gemm> Sequence<T> {
                     member_linear_forward(input, member_linear_of(mlp, params, l), z, out);
                     let mask = &mut self.masks[i];
                     drop_out(out, mask, (outputs, members), l, dropping);
+                }
+                LayerKind::Embed => {
+                    let embedding = mlp.tabm_embedding().expect("TabM has its embedding");
+                    let range = mlp.embedding_range().expect("TabM has its embedding");
+                    out.resize(
+                        input.len() / embedding.n_features() * embedding.output_width(),
+                        T::zero(),
+                    );
+                    embedding_forward(embedding, &params[range], input, out, &mut self.embedded);
                 }
                 LayerKind::EnsembleView => {
                     out.clear();
@@ -254,6 +266,13 @@ impl<T: Gemm> Sequence<T> {
                     let pair = (input, &self.grad[..]);
                     scale_backward(pair, scale, members, scale_grad, input_grad);
                     std::mem::swap(&mut self.grad, &mut self.input_grad);
+                }
+                LayerKind::Embed => {
+                    let embedding = mlp.tabm_embedding().expect("TabM has its embedding");
+                    let range = mlp.embedding_range().expect("TabM has its embedding");
+                    let (params, grads) = (&params[range.clone()], &mut grads[range]);
+                    let saved = &self.embedded;
+                    embedding_backward(embedding, params, input, saved, &mut self.grad, grads);
                 }
                 LayerKind::EnsembleView => {
                     if wants_input_grad {

@@ -468,6 +468,7 @@ impl Sequence {
                     });
                 }
                 LayerKind::EnsembleView
+                | LayerKind::Embed
                 | LayerKind::Scale
                 | LayerKind::EnsembleDense(_)
                 | LayerKind::EnsembleLinear(_) => {
@@ -600,6 +601,7 @@ impl Sequence {
                         holder = Some(i.saturating_sub(1));
                     }
                     LayerKind::EnsembleView
+                    | LayerKind::Embed
                     | LayerKind::Scale
                     | LayerKind::EnsembleDense(_)
                     | LayerKind::EnsembleLinear(_) => {

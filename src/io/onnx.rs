@@ -119,6 +119,11 @@ pub fn onnx_bytes(model: &SavedModel, options: &OnnxOptions) -> Result<Vec<u8>> 
             model.buffers[i]
         )));
     }
+    if model.mlp.tabm_embedding().is_some() {
+        return Err(Error::Config(
+            "ONNX export of TabM with numerical embeddings is not built yet (TabM without them exports)".into(),
+        ));
+    }
     if model.mlp.tabm_spec().is_some() {
         return Ok(tabm::tabm_onnx(model, options));
     }
@@ -443,6 +448,7 @@ impl Builder {
                     self.activation(layer.activation, linear, &prefix)
                 }
                 LayerKind::EnsembleView
+                | LayerKind::Embed
                 | LayerKind::Scale
                 | LayerKind::EnsembleDense(_)
                 | LayerKind::EnsembleLinear(_) => {

@@ -11,6 +11,7 @@
 
 use super::f32_tensor;
 use crate::activation::Activation;
+use crate::embedding::{Embedding, EmbeddingKind, Periodic};
 use crate::error::{Error, Result};
 use crate::model::{EnsembleMean, Mlp, Tabm};
 use safetensors::SafeTensors;
@@ -26,7 +27,46 @@ pub(super) fn spec_text(spec: &Tabm) -> String {
         EnsembleMean::Sigmoid => "sigmoid",
         EnsembleMean::Values => "values",
     };
-    format!("k={},arch={},mean={mean}", spec.k, spec.arch)
+    let mut text = format!("k={},arch={},mean={mean}", spec.k, spec.arch);
+    if let Some(embedding) = &spec.embedding
+        && let EmbeddingKind::Periodic(p) = embedding.kind()
+    {
+        text += &format!(
+            ",embedding=periodic:features={}:d={}:frequencies={}:sigma={}:lite={}:activation={}",
+            embedding.n_features(),
+            embedding.d_embedding(),
+            p.n_frequencies,
+            p.frequency_init_scale,
+            p.lite,
+            p.activation
+        );
+    }
+    text
+}
+
+/// `periodic:features=F:d=D:frequencies=K:sigma=S:lite=B:activation=B`.
+fn parse_embedding(text: &str) -> std::result::Result<Embedding, String> {
+    let mut parts = text.split(':');
+    if parts.next() != Some("periodic") {
+        return Err(format!("embedding `{text}` is not periodic:…"));
+    }
+    let (mut features, mut d, mut periodic) = (0, 0, Periodic::default());
+    for part in parts {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("embedding's `{part}` is not key=value"))?;
+        let bad = || format!("embedding's {key} `{value}` does not parse");
+        match key {
+            "features" => features = value.parse().map_err(|_| bad())?,
+            "d" => d = value.parse().map_err(|_| bad())?,
+            "frequencies" => periodic.n_frequencies = value.parse().map_err(|_| bad())?,
+            "sigma" => periodic.frequency_init_scale = value.parse().map_err(|_| bad())?,
+            "lite" => periodic.lite = value.parse().map_err(|_| bad())?,
+            "activation" => periodic.activation = value.parse().map_err(|_| bad())?,
+            other => return Err(format!("embedding's key `{other}` is unknown")),
+        }
+    }
+    Embedding::periodic(features, d, periodic).map_err(|e| e.to_string())
 }
 
 /// [`spec_text`] read back.
@@ -52,6 +92,7 @@ fn parse_spec(text: &str) -> std::result::Result<Tabm, String> {
                     other => return Err(format!("unknown mean `{other}`")),
                 }
             }
+            "embedding" => spec.embedding = Some(parse_embedding(value.trim())?),
             other => return Err(format!("unknown key `{other}`")),
         }
     }
@@ -84,7 +125,10 @@ pub(super) fn read(text: &str, file: &SafeTensors, path: &Path) -> Result<(Mlp, 
         message,
     };
     let spec = parse_spec(text).map_err(|e| parse(format!("metadata {KEY}: {e}")))?;
-    let sizes = sizes(file, spec.k).map_err(parse)?;
+    let mut sizes = sizes(file, spec.k).map_err(parse)?;
+    if let Some(embedding) = &spec.embedding {
+        sizes[0] = embedding.n_features();
+    }
     let plain = Mlp::new(&sizes, Activation::Relu, Activation::Identity)?;
     let mlp = Mlp::tabm(&plain, spec)?;
     let mut params = vec![0.0; mlp.parameter_count()];
@@ -152,7 +196,13 @@ mod tests {
                 EnsembleMean::Values,
             ] {
                 let spec = Tabm::new(7, arch, mean);
-                assert_eq!(parse_spec(&spec_text(&spec)), Ok(spec));
+                assert_eq!(parse_spec(&spec_text(&spec)), Ok(spec.clone()));
+                let periodic = Periodic::default().lite(true).frequency_init_scale(0.3);
+                let embedded = Tabm {
+                    embedding: Some(Embedding::periodic(5, 8, periodic).unwrap()),
+                    ..spec
+                };
+                assert_eq!(parse_spec(&spec_text(&embedded)), Ok(embedded));
             }
         }
         assert!(

@@ -18,6 +18,7 @@
 
 use super::{LayerKind, Mlp, fill_normal, fill_uniform};
 use crate::activation::Activation;
+use crate::embedding::{Embedding, EmbeddingKind};
 use crate::error::{Error, Result};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Bernoulli, Distribution};
@@ -114,8 +115,12 @@ pub struct Tabm {
     /// The input's features as column groups whose start scaling is drawn
     /// once a group (the package's `start_scaling_init_chunks`: a
     /// categorical feature's one-hot block, an embedded feature's
-    /// values); empty: every column its own.
+    /// values); empty: every column its own (with an embedding, each
+    /// feature's values).
     pub chunks: Vec<usize>,
+    /// The numerical features' embedding the members share, before them
+    /// (`rtdl_num_embeddings`' periodic embeddings, PLR and PLR-lite).
+    pub embedding: Option<Embedding>,
 }
 
 /// One tensor of a TabM network's `state_dict`: see [`Mlp::tabm_tensors`].
@@ -233,9 +238,15 @@ impl Mlp {
     /// [`Error::Setting`] (`k`) for no members, or chunks that do not
     /// cover the inputs; a network whose output layer has an activation.
     pub fn tabm(plain: &Mlp, spec: Tabm) -> Result<Mlp> {
+        let (spec, plain) = embedded(spec, plain)?;
+        let plain = &plain;
         check_spec(plain, &spec)?;
         let layers = plain.layers.len();
-        let mut kinds = vec![LayerKind::EnsembleView];
+        let mut kinds = Vec::new();
+        if spec.embedding.is_some() {
+            kinds.push(LayerKind::Embed);
+        }
+        kinds.push(LayerKind::EnsembleView);
         if spec.arch == TabmArch::Mini {
             kinds.push(LayerKind::Scale);
         }
@@ -297,12 +308,25 @@ impl Mlp {
         (r.clone(), r.end..r.end + k * outputs)
     }
 
-    /// Where `tabm-mini`'s scaling `[k, inputs]` sits: after every dense
-    /// layer's parameters.
+    /// Where `tabm-mini`'s scaling `[k, width]` sits (the width the
+    /// first layer takes): after every dense layer's parameters.
     pub fn affine_range(&self) -> Option<Range<usize>> {
         let spec = self.ensemble.as_ref()?;
         let start = self.offsets[self.layers.len()];
-        (spec.arch == TabmArch::Mini).then(|| start..start + spec.k * self.inputs())
+        let width = self.layers[0].inputs;
+        (spec.arch == TabmArch::Mini).then(|| start..start + spec.k * width)
+    }
+
+    /// The embedding TabM's members share, if it has one.
+    pub fn tabm_embedding(&self) -> Option<&Embedding> {
+        self.ensemble.as_ref()?.embedding.as_ref()
+    }
+
+    /// Where the embedding's parameters sit: after the rest.
+    pub fn embedding_range(&self) -> Option<Range<usize>> {
+        let embedding = self.tabm_embedding()?;
+        let start = self.offsets[self.layers.len()] + self.affine_range().map_or(0, |r| r.len());
+        Some(start..start + embedding.parameter_count())
     }
 
     /// The network's tensors as the `tabm` package's `TabM.make` names
@@ -364,10 +388,22 @@ impl Mlp {
             {
                 tensors.push(TabmTensor {
                     name: "backbone.affine.weight".into(),
-                    shape: vec![k, self.inputs()],
+                    shape: vec![k, self.layers[0].inputs],
                     range: affine,
                 });
             }
+        }
+        if let (Some(embedding), Some(range)) = (&spec.embedding, self.embedding_range()) {
+            let mut embedded: Vec<TabmTensor> = (embedding.tensors().into_iter())
+                .zip(embedding.parameter_ranges())
+                .map(|(tensor, (_, at))| TabmTensor {
+                    name: format!("num_module.{}", tensor.name),
+                    shape: tensor.shape,
+                    range: range.start + at.start..range.start + at.end,
+                })
+                .collect();
+            embedded.append(&mut tensors);
+            return embedded;
         }
         tensors
     }
@@ -391,7 +427,7 @@ impl Mlp {
 
     /// TabM's parameters past its dense layers' (`tabm-mini`'s scaling).
     pub(super) fn ensemble_extra(&self) -> usize {
-        self.affine_range().map_or(0, |r| r.len())
+        self.affine_range().map_or(0, |r| r.len()) + self.embedding_range().map_or(0, |r| r.len())
     }
 
     /// The network in a line, for TabM: `TabM k=32 (tabm) 10,512,512,2`.
@@ -432,7 +468,10 @@ impl Mlp {
             }
         }
         if let Some(affine) = self.affine_range() {
-            start_scaling(spec, &mut params[affine], self.inputs(), rng);
+            start_scaling(spec, &mut params[affine], self.layers[0].inputs, rng);
+        }
+        if let (Some(embedding), Some(range)) = (&spec.embedding, self.embedding_range()) {
+            params[range].copy_from_slice(&embedding.init::<f32, _>(rng));
         }
     }
 }
@@ -463,6 +502,38 @@ fn start_scaling(spec: &Tabm, values: &mut [f32], inputs: usize, rng: &mut ChaCh
             start += chunk;
         }
     }
+}
+
+/// `spec` and `plain` with the embedding in place: `plain` takes the
+/// features raw (its first size is the features'), its first layer the
+/// embedding's values; the start scaling's chunks are each feature's
+/// values.
+fn embedded(mut spec: Tabm, plain: &Mlp) -> Result<(Tabm, Mlp)> {
+    let Some(embedding) = &spec.embedding else {
+        return Ok((spec, plain.clone()));
+    };
+    if let EmbeddingKind::PiecewiseLinear(_) = embedding.kind() {
+        return Err(Error::Setting {
+            setting: "num_embeddings",
+            message: "piecewise-linear embeddings in TabM are not built yet (their passes are, src/cpu/embedding.rs); use periodic".into(),
+        });
+    }
+    if embedding.n_features() != plain.inputs() {
+        return Err(Error::Setting {
+            setting: "num_embeddings",
+            message: format!(
+                "the embedding takes {} features, the network {}",
+                embedding.n_features(),
+                plain.inputs()
+            ),
+        });
+    }
+    let mut layers = plain.layers.clone();
+    layers[0].inputs = embedding.output_width();
+    if spec.chunks.is_empty() {
+        spec.chunks = vec![embedding.d_embedding(); embedding.n_features()];
+    }
+    Ok((spec, Mlp::from_layers(layers)?))
 }
 
 /// Values a dense layer of `form` holds, `None` past `usize`.
