@@ -33,8 +33,13 @@ _DOC = """
     n_blocks=n_blocks, d_block=d_block, arch_type=arch_type)``.
 
     Parameters (the package's names): ``k`` (32), ``n_blocks`` (3),
-    ``d_block`` (512), ``dropout`` (0.1), ``arch_type``, ``activation``
-    (``"relu"``); scikit-learn's: ``max_iter`` (epochs, 100),
+    ``d_block`` (512), ``dropout`` (0.1), ``arch_type``,
+    ``num_embeddings`` (None; ``"periodic"``: ``rtdl_num_embeddings``'
+    ``PeriodicEmbeddings(n_features, 24)``, PLR, before the members and
+    shared by them, the first scaling then starting at N(0, 1) a feature,
+    as the package; ``"periodic-lite"``: PLR-lite; the state dict holds it
+    as ``num_module.*``; piecewise-linear embeddings are not built into
+    TabM yet), ``activation`` (``"relu"``); scikit-learn's: ``max_iter`` (epochs, 100),
     ``batch_size`` (256), ``learning_rate_init`` (AdamW's lr, 2e-3),
     ``weight_decay`` (AdamW's, 3e-4), ``early_stopping`` (True: stops
     after ``n_iter_no_change`` (16) epochs without a lower loss of the
@@ -79,10 +84,11 @@ class _TabM:
     norm = "batch"
     block_multiplier = 2.0
 
-    def _init_tabm(self, k, n_blocks, d_block, dropout, arch_type, activation, max_iter, batch_size,
-                   learning_rate_init, weight_decay, early_stopping, validation_fraction,
+    def _init_tabm(self, k, n_blocks, d_block, dropout, arch_type, num_embeddings, activation, max_iter,
+                   batch_size, learning_rate_init, weight_decay, early_stopping, validation_fraction,
                    n_iter_no_change, tol, random_state, verbose, device):
         self.k = k
+        self.num_embeddings = num_embeddings
         self.n_blocks = n_blocks
         self.d_block = d_block
         self.dropout = dropout
@@ -112,6 +118,10 @@ class _TabM:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
         if self.arch_type not in _ARCHS:
             raise ValueError(f"arch_type must be one of {', '.join(_ARCHS)}, got {self.arch_type!r}.")
+        if self.num_embeddings not in (None, "periodic", "periodic-lite"):
+            raise ValueError(
+                f"num_embeddings must be None, 'periodic' or 'periodic-lite', got {self.num_embeddings!r}."
+            )
         if not 0 <= float(self.dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
         return super()._check_params()
@@ -121,6 +131,7 @@ class _TabM:
         settings.update(
             k=int(self.k),
             arch_type=str(self.arch_type),
+            num_embeddings=self.num_embeddings,
             blocks=None,
             norm=None,
             block_multiplier=None,
@@ -147,12 +158,12 @@ class TabMClassifier(_TabM, MLPClassifier):
         + _DOC
     )
 
-    def __init__(self, *, k=32, n_blocks=3, d_block=512, dropout=0.1, arch_type="tabm", activation="relu",
-                 max_iter=100, batch_size=256, learning_rate_init=2e-3, weight_decay=3e-4,
+    def __init__(self, *, k=32, n_blocks=3, d_block=512, dropout=0.1, arch_type="tabm", num_embeddings=None,
+                 activation="relu", max_iter=100, batch_size=256, learning_rate_init=2e-3, weight_decay=3e-4,
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=16, tol=0.0,
                  random_state=None, verbose=False, device="auto"):
-        self._init_tabm(k, n_blocks, d_block, dropout, arch_type, activation, max_iter, batch_size,
-                        learning_rate_init, weight_decay, early_stopping, validation_fraction,
+        self._init_tabm(k, n_blocks, d_block, dropout, arch_type, num_embeddings, activation, max_iter,
+                        batch_size, learning_rate_init, weight_decay, early_stopping, validation_fraction,
                         n_iter_no_change, tol, random_state, verbose, device)
 
     def _encode(self, y, keep_classes):
@@ -194,12 +205,12 @@ class TabMRegressor(_TabM, MLPRegressor):
         .replace("predict_proba(X[:2]).shape\n    (2, 3)", "predict(X[:2]).shape\n    (2,)")
     )
 
-    def __init__(self, *, k=32, n_blocks=3, d_block=512, dropout=0.1, arch_type="tabm", activation="relu",
-                 max_iter=100, batch_size=256, learning_rate_init=2e-3, weight_decay=3e-4,
+    def __init__(self, *, k=32, n_blocks=3, d_block=512, dropout=0.1, arch_type="tabm", num_embeddings=None,
+                 activation="relu", max_iter=100, batch_size=256, learning_rate_init=2e-3, weight_decay=3e-4,
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=16, tol=0.0,
                  random_state=None, verbose=False, device="auto"):
-        self._init_tabm(k, n_blocks, d_block, dropout, arch_type, activation, max_iter, batch_size,
-                        learning_rate_init, weight_decay, early_stopping, validation_fraction,
+        self._init_tabm(k, n_blocks, d_block, dropout, arch_type, num_embeddings, activation, max_iter,
+                        batch_size, learning_rate_init, weight_decay, early_stopping, validation_fraction,
                         n_iter_no_change, tol, random_state, verbose, device)
 
     def _loss_name(self):

@@ -12,8 +12,9 @@ use numpy::{
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use retroprop::embedding::{Embedding, Periodic};
 use retroprop::io::{RunNotes, SavedModel, load_checkpoint, save_checkpoint, save_noted_model};
-use retroprop::model::{EnsembleMean, Tabm, TabmArch};
+use retroprop::model::{EnsembleMean, ScalingInit, Tabm, TabmArch};
 use retroprop::train::{ResolvedRun, RunRequest, Saved};
 use retroprop::{
     Blocks, Dataset, EpochRecord, Error, History, Loss, Mlp, NormKind, Optimizer, SharedRows,
@@ -102,6 +103,10 @@ pub struct RunArgs {
     /// TabM's architecture: `tabm`, `tabm-mini` or `tabm-packed`.
     #[pyo3(default)]
     pub arch_type: Option<String>,
+    /// TabM's numerical embeddings: `periodic` (PLR) or `periodic-lite`,
+    /// with `rtdl_num_embeddings`' defaults.
+    #[pyo3(default)]
+    pub num_embeddings: Option<String>,
     #[pyo3(default)]
     pub loss: Option<String>,
     #[pyo3(default)]
@@ -201,7 +206,30 @@ impl RunArgs {
             return Ok(None);
         };
         let arch: TabmArch = parsed(self.arch_type.as_deref())?.unwrap_or_default();
-        Ok(Some(Tabm::new(k, arch, EnsembleMean::default())))
+        let features = self.sizes.first().copied().unwrap_or(0);
+        let embedding = match self.num_embeddings.as_deref() {
+            None => None,
+            Some(kind @ ("periodic" | "periodic-lite")) => {
+                let periodic = Periodic::default().lite(kind == "periodic-lite");
+                Some(Embedding::periodic(features, 24, periodic).map_err(to_py)?)
+            }
+            Some(other) => {
+                return Err(PyValueError::new_err(format!(
+                    "num_embeddings `{other}`: expected None, 'periodic' or 'periodic-lite' (piecewise-linear in TabM is not built yet)"
+                )));
+            }
+        };
+        // The package's start with embeddings: N(0, 1) a feature's chunk.
+        let start_scaling = if embedding.is_some() {
+            ScalingInit::Normal
+        } else {
+            ScalingInit::RandomSigns
+        };
+        Ok(Some(Tabm {
+            embedding,
+            start_scaling,
+            ..Tabm::new(k, arch, EnsembleMean::default())
+        }))
     }
 
     /// `blocks` with `norm` and `block_multiplier` (the defaults of
@@ -553,7 +581,7 @@ impl NativeTrainer {
         max_steps, shuffle, seed, init, device, lr_schedule, clip_grad_norm,
         clip_grad_value, dropout, early_stopping, min_delta, norms_every,
         standardize, standardization, params, resume, precision = None, blocks = None,
-        norm = None, block_multiplier = None, k = None, arch_type = None
+        norm = None, block_multiplier = None, k = None, arch_type = None, num_embeddings = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -587,6 +615,7 @@ impl NativeTrainer {
         block_multiplier: Option<f64>,
         k: Option<usize>,
         arch_type: Option<String>,
+        num_embeddings: Option<String>,
     ) -> PyResult<NativeTrainer> {
         guard(|| {
             let given = RunArgs {
@@ -597,6 +626,7 @@ impl NativeTrainer {
                 block_multiplier,
                 k,
                 arch_type,
+                num_embeddings,
                 loss: loss.map(str::to_string),
                 optimizer: optimizer.map(str::to_string),
                 optimizer_options,

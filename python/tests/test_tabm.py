@@ -171,3 +171,25 @@ def test_the_readme_block_runs_and_the_package_predicts_what_the_estimator_does(
     with torch.no_grad():
         theirs = namespace["p"].numpy()
     np.testing.assert_allclose(theirs, namespace["clf"].predict_proba(namespace["x"]), atol=1e-5)
+
+
+@pytest.mark.parametrize("embedding", ["periodic", "periodic-lite"])
+def test_periodic_embeddings_load_into_the_package_as_its_num_module(embedding):
+    rtdl = need("rtdl_num_embeddings")
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x).astype(np.float32)
+    clf = TabMClassifier(**SMALL, num_embeddings=embedding, max_iter=5, random_state=0).fit(x, y)
+    state = clf.model_.state_dict()
+    assert "num_module.periodic.weight" in state
+    model = tabm.TabM.make(
+        n_num_features=x.shape[1], d_out=2, k=SMALL["k"], n_blocks=SMALL["n_blocks"], d_block=SMALL["d_block"],
+        num_embeddings=rtdl.PeriodicEmbeddings(x.shape[1], 24, lite=embedding == "periodic-lite"),
+    )
+    model.load_state_dict({n: torch.from_numpy(np.asarray(v)) for n, v in state.items()}, strict=True)
+    with torch.no_grad():
+        theirs = model.eval()(torch.from_numpy(x)).softmax(-1).mean(1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(x), theirs, atol=1e-5)
+    with pytest.raises(Exception, match="ONNX export of TabM with numerical embeddings"):
+        clf.to_onnx()
+    with pytest.raises(ValueError, match="num_embeddings must be None"):
+        TabMClassifier(num_embeddings="piecewise").fit(x, y)
