@@ -222,7 +222,7 @@ impl<'a> Rows<'a> {
                 let features = categories.features();
                 if columns < features + targets {
                     return Err(self.error(format!(
-                        "row {line} has {columns} columns, but the model reads {features} feature columns and {targets} targets"
+                        "row {line} has {columns} columns, but the model reads {features} feature columns and {targets} target column(s) after them"
                     )));
                 }
                 (0..self.features)
