@@ -2,9 +2,9 @@
 //! .npy, or safetensors, by the file's extension, with the loss deciding
 //! whether targets are class labels.
 
+use retroprop::data::{Categories, CsvCategorical, CsvOptions, CsvTable};
 use retroprop::io::npy::NpySource;
 use retroprop::io::parquet::{ParquetColumns, ParquetSource, TargetColumns};
-use retroprop::data::{Categories, CsvCategorical, CsvOptions, CsvTable};
 use retroprop::stream::Streamed;
 use retroprop::{Dataset, Loss, Targets};
 use std::path::Path;

@@ -371,7 +371,10 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     } else {
         model.mlp.outputs()
     });
-    let spec = args.columns.spec(targets).with_categories(categories.as_ref());
+    let spec = args
+        .columns
+        .spec(targets)
+        .with_categories(categories.as_ref());
     if args.stream {
         let data = stream_labelled(&args.data, &spec, model.loss).map_err(text)?;
         let data = data.with_standardizer(model.standardizer.clone());

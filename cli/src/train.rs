@@ -9,12 +9,12 @@ use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, NormWarnings, Series, plot, progress, progress_message};
 use crate::resume;
+use retroprop::data::{Categories, CsvCategorical};
 use retroprop::io::members::{LoadedMembersCheckpoint, is_members, parse_members_checkpoint};
 use retroprop::io::{
     LoadedModel, RunNotes, SavedModel, load_model, parse_checkpoint, save_checkpoint,
     save_noted_model,
 };
-use retroprop::data::{Categories, CsvCategorical};
 use retroprop::stream::Streamed;
 use retroprop::train::{ResolvedRun, Saved};
 use retroprop::{Checkpoint, Dataset, EpochRecord, History, Standardizer, TrainConfig, Trainer};

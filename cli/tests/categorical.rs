@@ -83,8 +83,20 @@ fn one_hot_csv(dir: &Dir, name: &str, code_is_categorical: bool) -> String {
 fn train(dir: &Dir, data: &str, name: &str, extra: &[&str]) -> String {
     let model = dir.arg(name);
     let mut args = vec![
-        "train", "--data", data, "--epochs", "3", "--batch-size", "8", "--seed", "5",
-        "--device", "cpu", "--quiet", "--save", &model,
+        "train",
+        "--data",
+        data,
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--save",
+        &model,
     ];
     args.extend_from_slice(extra);
     ok(&args);
@@ -92,7 +104,12 @@ fn train(dir: &Dir, data: &str, name: &str, extra: &[&str]) -> String {
 }
 
 /// A safetensors file's header: each tensor's entry, and the metadata.
-fn header(path: &str) -> (BTreeMap<String, serde_json::Value>, BTreeMap<String, String>) {
+fn header(
+    path: &str,
+) -> (
+    BTreeMap<String, serde_json::Value>,
+    BTreeMap<String, String>,
+) {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: BTreeMap<String, serde_json::Value> =
@@ -128,7 +145,10 @@ fn a_text_column_trains_as_its_one_hot_columns_would() {
     );
     let (entries, meta) = header(&model);
     // size, weight, code; color's 4 slots; shape's 2.
-    assert_eq!(entries["layers.0.weight"]["shape"], serde_json::json!([64, 9]));
+    assert_eq!(
+        entries["layers.0.weight"]["shape"],
+        serde_json::json!([64, 9])
+    );
     let categories: serde_json::Value =
         serde_json::from_str(&meta["retroprop.categories"]).unwrap();
     assert_eq!(
@@ -141,11 +161,19 @@ fn a_text_column_trains_as_its_one_hot_columns_would() {
     assert!(!header(&reference).1.contains_key("retroprop.categories"));
     // Predicting and evaluating encode the file with the model's
     // categories: the same outputs as the one-hot file's.
-    let predicted = ok(&["predict", "--model", &model, "--data", &data, "--device", "cpu"]);
-    let expected = ok(&["predict", "--model", &reference, "--data", &by_hand, "--device", "cpu"]);
+    let predicted = ok(&[
+        "predict", "--model", &model, "--data", &data, "--device", "cpu",
+    ]);
+    let expected = ok(&[
+        "predict", "--model", &reference, "--data", &by_hand, "--device", "cpu",
+    ]);
     assert_eq!(predicted, expected);
-    let evaluated = ok(&["evaluate", "--model", &model, "--data", &data, "--device", "cpu"]);
-    let expected = ok(&["evaluate", "--model", &reference, "--data", &by_hand, "--device", "cpu"]);
+    let evaluated = ok(&[
+        "evaluate", "--model", &model, "--data", &data, "--device", "cpu",
+    ]);
+    let expected = ok(&[
+        "evaluate", "--model", &reference, "--data", &by_hand, "--device", "cpu",
+    ]);
     assert_eq!(evaluated, expected);
 }
 
@@ -184,7 +212,9 @@ fn a_headerless_file_reads_its_text_columns_as_categories() {
             {"column": 1, "name": null, "categories": ["blue", "red"]},
         ]})
     );
-    let out = ok(&["predict", "--model", &model, "--data", data, "--device", "cpu"]);
+    let out = ok(&[
+        "predict", "--model", &model, "--data", data, "--device", "cpu",
+    ]);
     assert_eq!(out.lines().count(), 5, "a header and four rows:\n{out}");
 }
 
@@ -210,7 +240,11 @@ fn an_unseen_category_at_predict_time_is_an_error_naming_row_column_and_value() 
     );
     let labelled = labelled.to_str().unwrap();
     let parts = ["row 3, column 2 (`color`): category `violet`"];
-    fails(&["evaluate", "--model", &model, "--data", labelled], 1, &parts);
+    fails(
+        &["evaluate", "--model", &model, "--data", labelled],
+        1,
+        &parts,
+    );
 }
 
 #[test]
@@ -218,16 +252,36 @@ fn bad_categorical_input_is_an_error_naming_where() {
     let dir = Dir::new("categorical-errors");
     let data = categorical_csv(&dir, "table.csv");
     // A stray word in a numeric column stays the error it was.
-    let stray = dir.write("stray.csv", "a,b,y\n1,red,0\n2,blue,1\nthree,red,0\n4,blue,1\n");
+    let stray = dir.write(
+        "stray.csv",
+        "a,b,y\n1,red,0\n2,blue,1\nthree,red,0\n4,blue,1\n",
+    );
     let parts = ["stray.csv", "row 4, column 1: `three` is not a number"];
     fails(&["train", "--data", stray.to_str().unwrap()], 1, &parts);
-    let parts = ["categorical column `colour` is not a column of the header", "color"];
-    fails(&["train", "--data", &data, "--categorical", "colour"], 1, &parts);
+    let parts = [
+        "categorical column `colour` is not a column of the header",
+        "color",
+    ];
+    fails(
+        &["train", "--data", &data, "--categorical", "colour"],
+        1,
+        &parts,
+    );
     let parts = ["categorical column 6 is column 6 of 6, a target"];
     fails(&["train", "--data", &data, "--categorical", "6"], 1, &parts);
     let headerless = dir.write("h.csv", "1,2,0\n3,4,1\n");
     let parts = ["`a`: the file has no header row"];
-    fails(&["train", "--data", headerless.to_str().unwrap(), "--categorical", "a"], 1, &parts);
+    fails(
+        &[
+            "train",
+            "--data",
+            headerless.to_str().unwrap(),
+            "--categorical",
+            "a",
+        ],
+        1,
+        &parts,
+    );
     let empty = dir.write("empty.csv", "a,b,y\n1,red,0\n2,,1\n");
     let parts = ["row 3, column 2 (`b`): an empty cell in a categorical column"];
     fails(&["train", "--data", empty.to_str().unwrap()], 1, &parts);
@@ -240,8 +294,19 @@ fn categorical_columns_are_refused_where_the_format_is_not_csv() {
     let model = train(&dir, &data, "m.safetensors", &[]);
     let npy = Dir::new("categorical-formats-npy");
     let x = npy.write("x.npy", "");
-    let parts = ["the model one-hot encodes categorical columns", "give the rows as CSV"];
-    fails(&["predict", "--model", &model, "--data", x.to_str().unwrap()], 1, &parts);
+    let parts = [
+        "the model one-hot encodes categorical columns",
+        "give the rows as CSV",
+    ];
+    fails(
+        &["predict", "--model", &model, "--data", x.to_str().unwrap()],
+        1,
+        &parts,
+    );
     let parts = ["--stream", "leave --stream out"];
-    fails(&["predict", "--model", &model, "--data", &data, "--stream"], 1, &parts);
+    fails(
+        &["predict", "--model", &model, "--data", &data, "--stream"],
+        1,
+        &parts,
+    );
 }

@@ -2,7 +2,7 @@
 //! features ([`CsvCategorical`]) one-hot encoded as
 //! [`Categories`](super::Categories) says.
 
-use super::categorical::{Categories, CategoricalColumn, Slots};
+use super::categorical::{CategoricalColumn, Categories, Slots};
 use super::{Dataset, Targets};
 use crate::error::{Error, Result};
 use std::path::Path;

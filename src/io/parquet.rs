@@ -181,7 +181,8 @@ impl Layout {
                         field.name(),
                         field.data_type(),
                         match is_text(field.data_type()) {
-                            true => "; a categorical feature is read from a CSV file (a column of text, or --categorical in the program), or one-hot encode it first",
+                            true =>
+                                "; a categorical feature is read from a CSV file (a column of text, or --categorical in the program), or one-hot encode it first",
                             false => "",
                         }
                     ),
