@@ -310,3 +310,42 @@ fn categorical_columns_are_refused_where_the_format_is_not_csv() {
         &parts,
     );
 }
+
+#[test]
+fn a_file_of_categorical_features_only_predicts_with_or_without_a_header() {
+    let dir = Dir::new("categorical-only");
+    let data = dir.write("t.csv", "color,y\nred,0\nblue,1\nred,1\nblue,0\n");
+    let model = train(&dir, data.to_str().unwrap(), "m.safetensors", &[]);
+    let with_header = dir.write("h.csv", "color\nred\nblue\n");
+    let headerless = dir.write("n.csv", "red\nblue\n");
+    let a = ok(&[
+        "predict",
+        "--model",
+        &model,
+        "--data",
+        with_header.to_str().unwrap(),
+    ]);
+    let b = ok(&[
+        "predict",
+        "--model",
+        &model,
+        "--data",
+        headerless.to_str().unwrap(),
+    ]);
+    assert_eq!(a, b);
+    assert_eq!(a.lines().count(), 3, "a header and two rows:\n{a}");
+    // A headerless first row with a new category is that row, an error.
+    let unseen = dir.write("u.csv", "green\nred\n");
+    let parts = ["row 1, column 1 (`color`): category `green` was not seen"];
+    fails(
+        &[
+            "predict",
+            "--model",
+            &model,
+            "--data",
+            unseen.to_str().unwrap(),
+        ],
+        1,
+        &parts,
+    );
+}

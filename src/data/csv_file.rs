@@ -61,7 +61,8 @@ impl CsvTable {
     /// Reads a CSV file from `reader`; `path` names it in errors, which
     /// name the row (1-based, as an editor shows it) and column. A first
     /// row with a cell that is not a number is a header, unless every such
-    /// cell stands in a categorical column (where it is a category).
+    /// cell stands in a categorical column (where it is a category; with a
+    /// model's categories, unless it is the column's name).
     ///
     /// ```
     /// use retroprop::data::{CsvCategorical, CsvOptions, CsvTable};
@@ -127,8 +128,8 @@ fn fields(record: &csv::StringRecord) -> Vec<String> {
 }
 
 /// Whether a first row with text is a row of data for a model with
-/// `categories`: its text cells all in categorical columns, each a
-/// category of its column.
+/// `categories`: none of its text cells stands outside the categorical
+/// columns, or is the name the model has for its column (a header's).
 fn is_data(record: &csv::StringRecord, categories: &Categories, targets: usize) -> bool {
     let features = categories.features();
     record.len() >= features + targets
@@ -139,7 +140,7 @@ fn is_data(record: &csv::StringRecord, categories: &Categories, targets: usize) 
             c < features
                 && categories
                     .column(c)
-                    .is_some_and(|column| column.categories.iter().any(|k| k == field))
+                    .is_some_and(|column| column.name.as_deref() != Some(field))
         })
 }
 
