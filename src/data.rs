@@ -9,8 +9,12 @@ use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::sync::Arc;
 
+mod categorical;
+mod csv_file;
 mod order;
 mod standardize;
+pub use categorical::{CategoricalColumn, Categories};
+pub use csv_file::{CsvCategorical, CsvOptions, CsvTable};
 pub use order::{EpochWindows, ShuffleWindow, epoch_order, share_bounds, windowed_order};
 pub use standardize::{Standardizer, StandardizerFit};
 
@@ -434,19 +438,16 @@ impl Dataset {
     /// first row that is not all numbers is taken as a header. With
     /// `classes`, the single target column holds class indices 0, 1, 2, …
     /// Errors name the file, the row (1-based, as an editor shows it) and the
-    /// column.
+    /// column. Every feature is a number: [`CsvTable`] reads categorical
+    /// features too.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_csv(
         path: impl AsRef<Path>,
         target_columns: usize,
         classes: bool,
     ) -> Result<Dataset> {
-        let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Dataset::from_csv_reader(std::io::BufReader::new(file), path, target_columns, classes)
+        let options = numeric_csv(target_columns, classes);
+        Ok(CsvTable::open(path.as_ref(), &options)?.data)
     }
 
     /// [`from_csv`](Self::from_csv) on any reader; `path` names it in errors.
@@ -456,101 +457,17 @@ impl Dataset {
         target_columns: usize,
         classes: bool,
     ) -> Result<Dataset> {
-        let parse_err = |message: String| Error::Parse {
-            path: path.to_path_buf(),
-            message,
-        };
-        if target_columns == 0 {
-            return Err(parse_err("needs at least one target column".into()));
-        }
-        if classes && target_columns != 1 {
-            return Err(parse_err(format!(
-                "class labels come from one column, but {target_columns} target columns were asked for"
-            )));
-        }
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .trim(csv::Trim::All)
-            .from_reader(reader);
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        let mut width = None;
-        for (index, record) in reader.records().enumerate() {
-            let line = index + 1;
-            let record = record.map_err(|e| parse_err(format!("row {line}: {e}")))?;
-            if record.iter().all(|f| f.is_empty()) {
-                continue;
-            }
-            if index == 0 && record.iter().any(|f| f.parse::<f64>().is_err()) {
-                continue; // header
-            }
-            let columns = record.len();
-            match width {
-                None => {
-                    if columns <= target_columns {
-                        return Err(parse_err(format!(
-                            "row {line} has {columns} columns, but {target_columns} are targets: no feature columns are left"
-                        )));
-                    }
-                    width = Some(columns);
-                }
-                Some(w) if w != columns => {
-                    return Err(parse_err(format!(
-                        "row {line} has {columns} columns, expected {w} like the rows before it"
-                    )));
-                }
-                _ => {}
-            }
-            for (c, field) in record.iter().enumerate() {
-                let value: f64 = field.parse().map_err(|_| {
-                    parse_err(format!(
-                        "row {line}, column {}: `{field}` is not a number",
-                        c + 1
-                    ))
-                })?;
-                if !value.is_finite() {
-                    return Err(parse_err(format!(
-                        "row {line}, column {}: `{field}` is not a finite number",
-                        c + 1
-                    )));
-                }
-                // f32 is what trains: a value past its range would become
-                // infinite, and be reported later without its place here.
-                if value.abs() > f32::MAX as f64 {
-                    return Err(parse_err(format!(
-                        "row {line}, column {}: `{field}` is beyond the range of 32-bit floats (±{:e})",
-                        c + 1,
-                        f32::MAX
-                    )));
-                }
-                if c < columns - target_columns {
-                    x.push(value as f32);
-                } else if classes {
-                    if value < 0.0 || value.fract() != 0.0 || value > u32::MAX as f64 {
-                        return Err(parse_err(format!(
-                            "row {line}, column {}: class label `{field}` is not a non-negative integer",
-                            c + 1
-                        )));
-                    }
-                    y.push(value as f32);
-                } else {
-                    y.push(value as f32);
-                }
-            }
-        }
-        let Some(width) = width else {
-            return Err(parse_err("no data rows".into()));
-        };
-        let targets = if classes {
-            Targets::Classes(y.iter().map(|&v| v as u32).collect())
-        } else {
-            Targets::Values {
-                values: y,
-                width: target_columns,
-            }
-        };
-        Dataset::new(x, width - target_columns, targets)
+        let options = numeric_csv(target_columns, classes);
+        Ok(CsvTable::read(reader, path, &options)?.data)
+    }
+}
+
+/// How [`Dataset::from_csv`] reads: every feature a number.
+fn numeric_csv(targets: usize, classes: bool) -> CsvOptions {
+    CsvOptions {
+        targets,
+        classes,
+        categorical: CsvCategorical::None,
     }
 }
 

@@ -21,7 +21,7 @@
 
 use crate::activation::Activation;
 use crate::checkpoint::Checkpoint;
-use crate::data::Standardizer;
+use crate::data::{Categories, Standardizer};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::{Mlp, Residual};
@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 mod dataset;
+mod inputs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod members;
 // Native only, and each behind a default cargo feature: the browser
@@ -99,6 +100,8 @@ pub struct LoadedModel {
     pub loss: Option<Loss>,
     /// The standardisation, if recorded.
     pub standardizer: Option<Standardizer>,
+    /// The categorical features the inputs one-hot encode ([`CATEGORIES_KEY`]).
+    pub categories: Option<Categories>,
     /// The precision of the matrix products it was trained with
     /// (`retroprop.precision`), if recorded.
     pub precision: Option<Precision>,
@@ -107,6 +110,10 @@ pub struct LoadedModel {
 /// Where a model file or checkpoint names the precision of the matrix
 /// products it was trained with (`f32` or `mixed`).
 pub const PRECISION_KEY: &str = "retroprop.precision";
+
+/// Where a model file keeps the categories its inputs one-hot encode
+/// ([`Categories::to_json`]); absent when every feature is a number.
+pub const CATEGORIES_KEY: &str = "retroprop.categories";
 
 impl LoadedModel {
     /// The saved model, when the file carried its activations and loss.
@@ -179,6 +186,8 @@ pub struct RunNotes {
     /// The precision of the matrix products the run trained with, as
     /// `retroprop.precision` ([`PRECISION_KEY`]).
     pub precision: Option<Precision>,
+    /// The categories of the training data ([`CATEGORIES_KEY`]).
+    pub categories: Option<Categories>,
 }
 
 /// [`save_model`] with `notes` in the metadata.
@@ -209,6 +218,9 @@ fn notes_metadata(notes: &RunNotes) -> BTreeMap<String, String> {
     }
     if let Some(precision) = notes.precision {
         meta.insert(PRECISION_KEY.to_string(), precision.to_string());
+    }
+    if let Some(categories) = &notes.categories {
+        meta.insert(CATEGORIES_KEY.to_string(), categories.to_json());
     }
     meta
 }
@@ -708,23 +720,6 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
                 .map_err(|e: String| parse(format!("metadata retroprop.loss: {e}")))
         })
         .transpose()?;
-    let standardizer = match (meta.get("retroprop.mean"), meta.get("retroprop.std")) {
-        (Some(mean), Some(std)) => {
-            let s = Standardizer::new(
-                parse_list(path, "retroprop.mean", mean)?,
-                parse_list(path, "retroprop.std", std)?,
-            )
-            .map_err(|e| parse(format!("metadata retroprop.mean/std: {e}")))?;
-            if s.features() != sizes[0] {
-                return Err(parse(format!(
-                    "standardisation statistics do not have {} features",
-                    sizes[0]
-                )));
-            }
-            Some(s)
-        }
-        _ => None,
-    };
     let precision = meta
         .get(PRECISION_KEY)
         .map(|p| {
@@ -732,6 +727,7 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
                 .map_err(|e: String| parse(format!("metadata {PRECISION_KEY}: {e}")))
         })
         .transpose()?;
+    let (standardizer, categories) = inputs::read(&meta, sizes[0], path)?;
     Ok(LoadedModel {
         sizes,
         params,
@@ -742,6 +738,7 @@ pub fn parse_model(buffer: &[u8], path: &Path) -> Result<LoadedModel> {
         activations,
         loss,
         standardizer,
+        categories,
         precision,
     })
 }

@@ -109,6 +109,13 @@ pub struct TrainArgs {
     pub targets: Option<usize>,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    /// CSV: read these feature columns as categorical (header names or
+    /// 1-based indices, comma separated), besides every column with no
+    /// number in it, which is always categorical. Each is one-hot encoded
+    /// after the numeric features, its categories (the distinct values
+    /// seen, sorted) kept in the model file; an empty cell is an error.
+    #[arg(long, value_name = "COLS", value_delimiter = ',')]
+    pub categorical: Vec<String>,
     /// Train from the --data file without holding it (Parquet or .npy):
     /// a thread reads the next window of rows (--shuffle-window) while this
     /// one trains, so memory holds about two windows, not the file. The

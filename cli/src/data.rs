@@ -2,6 +2,7 @@
 //! .npy, or safetensors, by the file's extension, with the loss deciding
 //! whether targets are class labels.
 
+use retroprop::data::{Categories, CsvCategorical, CsvOptions, CsvTable};
 use retroprop::io::npy::NpySource;
 use retroprop::io::parquet::{ParquetColumns, ParquetSource, TargetColumns};
 use retroprop::stream::Streamed;
@@ -45,6 +46,9 @@ pub struct DataSpec {
     /// Parquet's columns by name (`--features`, `--target`, `--exclude`,
     /// `--fill-null`); without names, the last `targets` columns.
     pub columns: ParquetColumns,
+    /// A CSV file's categorical columns: found and named (`train`,
+    /// `--categorical`), or a model's (`predict`, `evaluate`).
+    pub categorical: CsvCategorical,
 }
 
 impl DataSpec {
@@ -56,7 +60,37 @@ impl DataSpec {
                 targets: TargetColumns::Last(targets),
                 ..ParquetColumns::default()
             },
+            categorical: CsvCategorical::None,
         }
+    }
+
+    /// These columns read with a model's `categories`, if it has them.
+    pub fn with_categories(mut self, categories: Option<&Categories>) -> DataSpec {
+        if let Some(c) = categories {
+            self.categorical = CsvCategorical::Known(c.clone());
+        }
+        self
+    }
+
+    /// Refuses categorical columns for a format other than CSV: a model's
+    /// categories (`Known`) or `--categorical`.
+    fn check_categorical(&self, path: &Path, format: Format) -> retroprop::Result<()> {
+        let message = match &self.categorical {
+            _ if format == Format::Csv => return Ok(()),
+            CsvCategorical::Detect(named) if !named.is_empty() => {
+                "--categorical names columns of a CSV file; this file is not one (encode its \
+                 categorical columns as numbers first, one-hot, or write it as CSV)"
+            }
+            CsvCategorical::Known(_) => {
+                "the model one-hot encodes categorical columns, which it reads from CSV files: \
+                 give the rows as CSV"
+            }
+            _ => return Ok(()),
+        };
+        Err(retroprop::Error::Parse {
+            path: path.to_path_buf(),
+            message: message.into(),
+        })
     }
 
     /// Refuses the Parquet flags for other formats, which have no column
@@ -91,20 +125,34 @@ impl DataSpec {
     }
 }
 
-fn read(path: Option<&Path>, spec: &DataSpec, classes: bool) -> retroprop::Result<Dataset> {
+fn read(path: Option<&Path>, spec: &DataSpec, classes: bool) -> retroprop::Result<CsvTable> {
+    let numbers = |data| {
+        Ok(CsvTable {
+            data,
+            categories: None,
+        })
+    };
     let Some(path) = path else {
         let digits = Path::new("<bundled digits.csv>");
         spec.check_format(digits, Format::Csv)?;
-        return Dataset::from_csv_reader(DIGITS, digits, 1, classes);
+        return numbers(Dataset::from_csv_reader(DIGITS, digits, 1, classes)?);
     };
     let format = Format::of(path);
     spec.check_format(path, format)?;
+    spec.check_categorical(path, format)?;
     match format {
-        Format::Csv => Dataset::from_csv(path, spec.targets, classes),
-        Format::Parquet => Dataset::from_parquet(path, &spec.columns, classes),
-        Format::Npz => Dataset::from_npz(path, classes),
-        Format::Npy => Dataset::from_npy(path, spec.targets, classes),
-        Format::Safetensors => Dataset::from_safetensors(path, classes),
+        Format::Csv => {
+            let options = CsvOptions {
+                targets: spec.targets,
+                classes,
+                categorical: spec.categorical.clone(),
+            };
+            CsvTable::open(path, &options)
+        }
+        Format::Parquet => numbers(Dataset::from_parquet(path, &spec.columns, classes)?),
+        Format::Npz => numbers(Dataset::from_npz(path, classes)?),
+        Format::Npy => numbers(Dataset::from_npy(path, spec.targets, classes)?),
+        Format::Safetensors => numbers(Dataset::from_safetensors(path, classes)?),
     }
 }
 
@@ -115,6 +163,8 @@ pub struct Labelled {
     pub loss: Loss,
     /// Why the loss was chosen, when it was not named.
     pub chosen_because: Option<String>,
+    /// The categorical columns one-hot encoded, when a CSV file has them.
+    pub categories: Option<Categories>,
 }
 
 /// Loads a labelled data file; with no `loss`, takes the one its targets
@@ -129,24 +179,26 @@ pub fn load_labelled(
         None if path.is_none() => (Loss::CrossEntropy, None),
         None => {
             let values = read(path, spec, false)?;
-            let choice = values.suggested_loss();
+            let choice = values.data.suggested_loss();
             if !choice.loss.takes_classes() {
                 return Ok(Labelled {
-                    data: values,
+                    data: values.data,
                     loss: choice.loss,
                     chosen_because: Some(choice.reason),
+                    categories: values.categories,
                 });
             }
             (choice.loss, Some(choice.reason))
         }
     };
-    let data = read(path, spec, loss.takes_classes())?;
+    let CsvTable { data, categories } = read(path, spec, loss.takes_classes())?;
     let name = path.map_or("<bundled digits.csv>".into(), |p| p.display().to_string());
     loss.check_targets(&data, &name)?;
     Ok(Labelled {
         data,
         loss,
         chosen_because,
+        categories,
     })
 }
 
@@ -160,16 +212,18 @@ pub fn outputs_for(data: &Dataset) -> usize {
 
 /// Inputs of a file to predict on, row-major, `inputs` to a row: a CSV
 /// file's or .npy array's first `inputs` columns (target columns after
-/// them are left out), a Parquet file's feature columns (`spec`), tensor
-/// or array x of a safetensors or .npz file.
+/// them are left out; a model with categories: its feature columns, one-hot
+/// encoded), a Parquet file's feature columns (`spec`), tensor or array x
+/// of a safetensors or .npz file.
 pub fn load_inputs(path: &Path, inputs: usize, spec: &DataSpec) -> retroprop::Result<Vec<f32>> {
     let format = Format::of(path);
     spec.check_format(path, format)?;
+    spec.check_categorical(path, format)?;
     let (x, columns) = match format {
         Format::Safetensors => return Ok(Dataset::from_safetensors(path, false)?.x().to_vec()),
         Format::Parquet => return retroprop::io::parquet::read_inputs(path, &spec.columns, inputs),
         Format::Npz | Format::Npy => retroprop::io::npy::read_inputs(path)?,
-        Format::Csv => csv_inputs(path)?,
+        Format::Csv => csv_inputs(path, &spec.categorical)?,
     };
     if columns < inputs {
         return Err(retroprop::Error::Parse {
@@ -182,8 +236,9 @@ pub fn load_inputs(path: &Path, inputs: usize, spec: &DataSpec) -> retroprop::Re
         .collect())
 }
 
-/// Every column of a CSV file, row-major, and the number of columns.
-fn csv_inputs(path: &Path) -> retroprop::Result<(Vec<f32>, usize)> {
+/// Every column of a CSV file, row-major, and the number of columns (with
+/// a model's categories: its feature columns, encoded, and its inputs).
+fn csv_inputs(path: &Path, categorical: &CsvCategorical) -> retroprop::Result<(Vec<f32>, usize)> {
     let file = std::fs::File::open(path).map_err(|source| retroprop::Error::Io {
         path: path.to_path_buf(),
         source,
@@ -206,7 +261,12 @@ fn csv_inputs(path: &Path) -> retroprop::Result<(Vec<f32>, usize)> {
             }
         })
         .collect();
-    let data = Dataset::from_csv_reader(padded.as_bytes(), path, 1, false)?;
+    let options = CsvOptions {
+        targets: 1,
+        classes: false,
+        categorical: categorical.clone(),
+    };
+    let data = CsvTable::read(padded.as_bytes(), path, &options)?.data;
     Ok((data.x().to_vec(), data.features()))
 }
 
@@ -229,6 +289,7 @@ pub struct StreamedFile {
 fn source(path: &Path, spec: &DataSpec, classes: bool) -> retroprop::Result<Streamed> {
     let format = Format::of(path);
     spec.check_format(path, format)?;
+    spec.check_categorical(path, format)?;
     match format {
         Format::Parquet => Ok(Streamed::new(ParquetSource::open(
             path,
@@ -320,6 +381,7 @@ pub fn stream_labelled(path: &Path, spec: &DataSpec, loss: Loss) -> retroprop::R
 pub fn stream_inputs(path: &Path, inputs: usize, spec: &DataSpec) -> retroprop::Result<Streamed> {
     let format = Format::of(path);
     spec.check_format(path, format)?;
+    spec.check_categorical(path, format)?;
     match format {
         Format::Parquet => Ok(Streamed::new(ParquetSource::inputs(
             path,

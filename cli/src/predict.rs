@@ -6,7 +6,8 @@
 use crate::cli::{EvaluateArgs, PredictArgs};
 use crate::data::{load_inputs, load_labelled, stream_inputs, stream_labelled};
 use crate::train::{Result, note_fallback, text};
-use retroprop::io::members::{SavedMembers, is_members, parse_members};
+use retroprop::data::Categories;
+use retroprop::io::members::{LoadedMembers, SavedMembers, is_members, parse_members};
 use retroprop::io::parquet::{Column, ColumnsWriter, write_parquet};
 use retroprop::io::{AtomicFile, SavedModel, parse_model};
 use retroprop::loss::argmax;
@@ -26,6 +27,15 @@ pub enum ModelFile {
 impl ModelFile {
     /// Reads `path`: one network, every member, or with `member` that one.
     pub fn open(path: &Path, member: Option<usize>) -> Result<ModelFile> {
+        Ok(ModelFile::open_with_categories(path, member)?.0)
+    }
+
+    /// [`open`](Self::open), and the categories the model's inputs one-hot
+    /// encode (`retroprop.categories`), if it has them.
+    pub fn open_with_categories(
+        path: &Path,
+        member: Option<usize>,
+    ) -> Result<(ModelFile, Option<Categories>)> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if !is_members(&bytes, path).map_err(text)? {
             if member.is_some() {
@@ -34,10 +44,18 @@ impl ModelFile {
                     path.display()
                 ));
             }
-            let model = parse_model(&bytes, path).and_then(|m| m.complete(path));
-            return model.map(ModelFile::One).map_err(text);
+            let mut loaded = parse_model(&bytes, path).map_err(text)?;
+            let categories = loaded.categories.take();
+            let model = loaded.complete(path).map_err(text)?;
+            return Ok((ModelFile::One(model), categories));
         }
         let loaded = parse_members(&bytes, path).map_err(text)?;
+        let categories = loaded.members.first().and_then(|m| m.categories.clone());
+        ModelFile::of_members(path, loaded, member).map(|file| (file, categories))
+    }
+
+    /// Every member of a file of members, or with `member` that one.
+    fn of_members(path: &Path, loaded: LoadedMembers, member: Option<usize>) -> Result<ModelFile> {
         let count = loaded.members.len();
         let mut models = loaded.members.into_iter();
         if let Some(m) = member {
@@ -152,13 +170,20 @@ impl Predictor {
 }
 
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let file = ModelFile::open(&args.model, args.member)?;
+    let (file, categories) = ModelFile::open_with_categories(&args.model, args.member)?;
     let (model, mut predictor) = predictor(file, args.device)?;
     if args.stream {
+        if categories.is_some() {
+            return Err(format!(
+                "--stream: {} one-hot encodes categorical columns, read from a CSV file, which \
+                 is read whole: leave --stream out",
+                args.model.display()
+            ));
+        }
         return predict_streamed(&args, &model, &mut predictor);
     }
     let inputs = model.mlp.inputs();
-    let spec = args.columns.spec(1);
+    let spec = args.columns.spec(1).with_categories(categories.as_ref());
     let mut x = load_inputs(&args.data, inputs, &spec).map_err(text)?;
     if let Some(s) = &model.standardizer {
         s.apply_rows(&mut x).map_err(text)?;
@@ -337,7 +362,7 @@ fn is_parquet(path: &Path) -> bool {
 }
 
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let file = ModelFile::open(&args.model, args.member)?;
+    let (file, categories) = ModelFile::open_with_categories(&args.model, args.member)?;
     let (model, mut predictor) = predictor(file, args.device)?;
     // Without --targets, as many target columns as the model has outputs
     // (one of class labels for cross-entropy).
@@ -346,7 +371,10 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     } else {
         model.mlp.outputs()
     });
-    let spec = args.columns.spec(targets);
+    let spec = args
+        .columns
+        .spec(targets)
+        .with_categories(categories.as_ref());
     if args.stream {
         let data = stream_labelled(&args.data, &spec, model.loss).map_err(text)?;
         let data = data.with_standardizer(model.standardizer.clone());

@@ -9,6 +9,7 @@ use crate::interrupt::{Interrupts, Signal};
 use crate::ranks::Ranks;
 use crate::report::{MetricsFile, NormWarnings, Series, plot, progress, progress_message};
 use crate::resume;
+use retroprop::data::{Categories, CsvCategorical};
 use retroprop::io::members::{LoadedMembersCheckpoint, is_members, parse_members_checkpoint};
 use retroprop::io::{
     LoadedModel, RunNotes, SavedModel, load_model, parse_checkpoint, save_checkpoint,
@@ -126,6 +127,9 @@ pub(crate) struct Sets<R = Dataset> {
     pub standardizer: Option<Standardizer>,
     /// Why the loss was chosen, when no flag or checkpoint named it.
     pub chosen_because: Option<String>,
+    /// The categorical columns of a CSV file, one-hot encoded (the
+    /// validation file's with the training file's categories).
+    pub categories: Option<Categories>,
 }
 
 /// A trainer set up to run, and what the files it writes need.
@@ -137,6 +141,8 @@ struct Session {
     first_step: u64,
     /// The model a file gets, around its parameters.
     model: SavedModel,
+    /// The categories its inputs one-hot encode, which its file keeps.
+    categories: Option<Categories>,
     setup_seconds: f64,
 }
 
@@ -246,7 +252,9 @@ fn data_spec(
         return Err("--targets must be at least 1".into());
     }
     let loss = args.loss.or(saved.map(|s| s.loss));
-    Ok((args.columns.spec(targets), loss))
+    let mut spec = args.columns.spec(targets);
+    spec.categorical = CsvCategorical::Detect(args.categorical.clone());
+    Ok((spec, loss))
 }
 
 /// A lone run's validation rows and scaling: [`hold_out_and_scale`] of
@@ -266,6 +274,7 @@ fn sets_of_run(
                 validation: sets.validation.map(Rows::Held),
                 standardizer: sets.standardizer,
                 chosen_because: sets.chosen_because,
+                categories: sets.categories,
             })
         }
         Loaded::Streamed(file) => {
@@ -316,10 +325,14 @@ pub(crate) fn hold_out_and_scale(
         data: mut train,
         loss,
         chosen_because,
+        categories,
     } = labelled;
     let mut validation = match (&args.val, run.config.validation_split) {
         (Some(path), _) => {
-            let spec = args.columns.spec(train.target_width());
+            let spec = args
+                .columns
+                .spec(train.target_width())
+                .with_categories(categories.as_ref());
             Some(
                 load_labelled(Some(path), &spec, Some(loss))
                     .map_err(text)?
@@ -361,6 +374,7 @@ pub(crate) fn hold_out_and_scale(
         validation,
         standardizer,
         chosen_because,
+        categories,
     })
 }
 
@@ -414,6 +428,7 @@ fn open_and_scale_streamed(
         validation: validation.map(|v| Rows::Streamed(v.with_standardizer(standardizer.clone()))),
         standardizer,
         chosen_because,
+        categories: None,
     })
 }
 
@@ -518,6 +533,7 @@ fn start_trainer(
         interrupts,
         first_step,
         model,
+        categories: sets.categories.clone(),
         setup_seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -656,11 +672,12 @@ fn fit(
         Err(e @ retroprop::Error::Diverged { .. }) => {
             let at = last_checkpoint.get().or(resumed_at);
             let model = session.model.clone();
+            let kept = (&model, session.categories.clone());
             return Err(keep_last_good(
                 ranks.error(e),
                 &mut session.trainer,
                 args,
-                &model,
+                kept,
                 at,
             ));
         }
@@ -717,6 +734,7 @@ fn keep_files(args: &TrainArgs, session: &mut Session, outcome: &Outcome) -> Res
             interrupted_at_step: history.interrupted.then(|| trainer.steps()),
             changed_on_resume: trainer.changes().to_vec(),
             precision: Some(trainer.config().precision),
+            categories: session.categories.clone(),
         };
         save_noted_model(path, &model, &notes).map_err(text)?;
     }
@@ -817,13 +835,14 @@ fn keep_last_good(
     mut message: String,
     trainer: &mut Trainer,
     args: &TrainArgs,
-    model: &SavedModel,
+    (model, categories): (&SavedModel, Option<Categories>),
     checkpointed: Option<(u64, u64)>,
 ) -> String {
     if let Some(path) = &args.save {
         let notes = RunNotes {
             changed_on_resume: trainer.changes().to_vec(),
             precision: Some(trainer.config().precision),
+            categories,
             ..RunNotes::default()
         };
         message += &match trained_model(trainer, model)

@@ -11,12 +11,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state, check_X_y
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from . import _retroprop
 from ._core import Model, as_rows, print_epoch
+from ._tabular import TabularEncoder, has_categorical_columns
 
 _ACTIVATIONS = {"logistic": "sigmoid"}
 
@@ -76,6 +77,14 @@ _DIFFERENCES = """
       L2 term is (taken as its rows times the mean weight: exactly the
       total weight when one batch holds every row), and ``validation_scores_`` count rows
       unweighted. The CPU backend only, for now.
+
+    - ``X`` as a pandas DataFrame with ``category``, ``object`` or string
+      columns takes them as categorical features, one-hot encoded after
+      the numeric columns in column order (``pandas.get_dummies``'s
+      matrix; categories: a ``category`` dtype's own, else the sorted
+      distinct values; ``categorical_features_``, ``categories_``); an
+      unseen category at predict time, or a missing value in such a
+      column, is a ``ValueError`` naming row, column and value.
 
     retroprop's own parameters: ``blocks`` (0: the plain network of
     ``hidden_layer_sizes``; N: the residual network of "Revisiting Deep
@@ -466,8 +475,39 @@ class _BaseMLP(BaseEstimator):
 
     def _outputs(self, X):
         check_is_fitted(self, "_model")
-        X = validate_data(self, X, reset=False, dtype=np.float32, order="C")
+        encoder = getattr(self, "_encoder", None)
+        if encoder is None:
+            X = validate_data(self, X, reset=False, dtype=np.float32, order="C")
+        else:
+            X = check_array(encoder.transform(X), dtype=np.float32, order="C")
         return self._model.predict(X, device=self._predict_device(), probabilities=True)
+
+    def _validate_inputs(self, X, y, reset, encode_anew, **options):
+        """``validate_data(self, X, y, reset=reset, **options)``; a
+        DataFrame with categorical columns (``category``, ``object``,
+        string) one-hot encoded first (``_tabular.TabularEncoder``: fitted
+        anew when ``encode_anew``, else the fitted one's categories), with
+        ``n_features_in_`` and ``feature_names_in_`` the DataFrame's own
+        columns. Sets ``categorical_features_`` and ``categories_`` when
+        encoding anew."""
+        if encode_anew:
+            self.__dict__.pop("_encoder", None)
+            if has_categorical_columns(X):
+                encoder = TabularEncoder().fit(X)
+                self._encoder = encoder
+                self.categorical_features_ = np.asarray(encoder.categorical_columns, dtype=object)
+                self.categories_ = list(encoder.categories)
+            else:
+                self.categorical_features_ = np.asarray([], dtype=object)
+                self.categories_ = []
+        encoder = getattr(self, "_encoder", None)
+        if encoder is None:
+            return validate_data(self, X, y, reset=reset, **options)
+        X_encoded, y = check_X_y(encoder.transform(X), y, **options)
+        if encode_anew:
+            self.n_features_in_ = len(encoder.columns)
+            self.feature_names_in_ = np.asarray(encoder.columns, dtype=object)
+        return X_encoded, y
 
     def _predict_device(self):
         return getattr(self, "device_", "cpu").split(":")[0] if self.device == "auto" else self.device
@@ -605,10 +645,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         epochs (fewer when ``tol`` or ``early_stopping`` ends it);
         ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
-        X, y = validate_data(self, X, y, **self._INPUTS)
+        keep = self.warm_start and hasattr(self, "_model")
+        X, y = self._validate_inputs(X, y, True, not keep, **self._INPUTS)
         y = _column(y)
         check_classification_targets(y)
-        keep = self.warm_start and hasattr(self, "_model")
         if keep and set(unique_labels(y)) != set(self.classes_):
             raise ValueError(
                 "warm_start can only be used where `y` has the same classes as in the "
@@ -626,7 +666,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         first = not hasattr(self, "_model")
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        X, y = validate_data(self, X, y, multi_output=True, dtype=np.float32, order="C", reset=first)
+        X, y = self._validate_inputs(X, y, first, first, multi_output=True, dtype=np.float32, order="C")
         y = _column(y)
         check_classification_targets(y)
         if first and type_of_target(y) != "multilabel-indicator":
@@ -714,7 +754,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         epochs (fewer when ``tol`` or ``early_stopping`` ends it);
         ``sample_weight`` weighs each row's loss (the CPU only, for now)."""
         self._check_params()
-        X, y = validate_data(self, X, y, **self._INPUTS)
+        keep = self.warm_start and hasattr(self, "_model")
+        X, y = self._validate_inputs(X, y, True, not keep, **self._INPUTS)
         y = _column(y)
         if not self.warm_start:
             self.__dict__.pop("_model", None)
@@ -724,7 +765,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """One epoch over ``X``, ``y``."""
         self._check_params()
         first = not hasattr(self, "_model")
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float32, order="C", reset=first)
+        X, y = self._validate_inputs(
+            X, y, first, first, multi_output=True, y_numeric=True, dtype=np.float32, order="C"
+        )
         y = _column(y)
         self._y_1d = y.ndim == 1
         values = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)

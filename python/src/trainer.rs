@@ -1005,6 +1005,7 @@ impl NativeTrainer {
                     interrupted_at_step: interrupted.then(|| view.trainer.steps()),
                     changed_on_resume: view.trainer.changes().to_vec(),
                     precision: Some(precision),
+                    ..RunNotes::default()
                 };
                 save_noted_model(&path, &model, &notes)
             })

