@@ -128,7 +128,18 @@ class _TabM:
 
     def _trainer_settings(self, sizes, loss, batch_rows, batch_weight, seed, epochs, early):
         settings = super()._trainer_settings(sizes, loss, batch_rows, batch_weight, seed, epochs, early)
+        encoder = getattr(self, "_encoder", None)
+        cardinalities = list(encoder.cardinalities) if encoder is not None else []
+        if cardinalities and self.num_embeddings is not None:
+            raise ValueError(
+                "num_embeddings with categorical columns is not built yet: the embedding would take the "
+                "one-hot columns too (the tabm package embeds the numeric ones only)"
+            )
+        # The first scaling's chunks, as the package's: a numeric feature
+        # each, a categorical feature's one-hot block each.
+        chunks = [1] * (sizes[0] - sum(cardinalities)) + cardinalities if cardinalities else None
         settings.update(
+            chunks=chunks,
             k=int(self.k),
             arch_type=str(self.arch_type),
             num_embeddings=self.num_embeddings,

@@ -103,6 +103,10 @@ pub struct RunArgs {
     /// TabM's architecture: `tabm`, `tabm-mini` or `tabm-packed`.
     #[pyo3(default)]
     pub arch_type: Option<String>,
+    /// TabM's first scaling's chunks: a feature's columns each (a
+    /// categorical one's one-hot block).
+    #[pyo3(default)]
+    pub chunks: Option<Vec<usize>>,
     /// TabM's numerical embeddings: `periodic` (PLR) or `periodic-lite`,
     /// with `rtdl_num_embeddings`' defaults.
     #[pyo3(default)]
@@ -228,6 +232,7 @@ impl RunArgs {
         Ok(Some(Tabm {
             embedding,
             start_scaling,
+            chunks: self.chunks.clone().unwrap_or_default(),
             ..Tabm::new(k, arch, EnsembleMean::default())
         }))
     }
@@ -581,7 +586,8 @@ impl NativeTrainer {
         max_steps, shuffle, seed, init, device, lr_schedule, clip_grad_norm,
         clip_grad_value, dropout, early_stopping, min_delta, norms_every,
         standardize, standardization, params, resume, precision = None, blocks = None,
-        norm = None, block_multiplier = None, k = None, arch_type = None, num_embeddings = None
+        norm = None, block_multiplier = None, k = None, arch_type = None, num_embeddings = None,
+        chunks = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -616,6 +622,7 @@ impl NativeTrainer {
         k: Option<usize>,
         arch_type: Option<String>,
         num_embeddings: Option<String>,
+        chunks: Option<Vec<usize>>,
     ) -> PyResult<NativeTrainer> {
         guard(|| {
             let given = RunArgs {
@@ -627,6 +634,7 @@ impl NativeTrainer {
                 k,
                 arch_type,
                 num_embeddings,
+                chunks,
                 loss: loss.map(str::to_string),
                 optimizer: optimizer.map(str::to_string),
                 optimizer_options,

@@ -193,3 +193,29 @@ def test_periodic_embeddings_load_into_the_package_as_its_num_module(embedding):
         clf.to_onnx()
     with pytest.raises(ValueError, match="num_embeddings must be None"):
         TabMClassifier(num_embeddings="piecewise").fit(x, y)
+
+
+def test_categorical_columns_are_the_packages_cat_cardinalities():
+    pd = need("pandas")
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({
+        "size": rng.normal(size=n),
+        "colour": rng.choice(["red", "green", "blue"], size=n),
+        "grade": pd.Categorical(rng.choice(["a", "b"], size=n), categories=["b", "a"]),
+    })
+    y = ((frame["size"] > 0) ^ (frame["colour"] == "red")).astype(int).to_numpy()
+    clf = TabMClassifier(**SMALL, max_iter=30, random_state=0).fit(frame, y)
+    assert clf.score(frame, y) > 0.9
+    model = tabm.TabM.make(n_num_features=1, cat_cardinalities=[3, 2], d_out=2, k=SMALL["k"],
+                           n_blocks=SMALL["n_blocks"], d_block=SMALL["d_block"])
+    state = clf.model_.state_dict()
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
+    # The package's codes: sorted strings for an object column, the
+    # dtype's own order for a categorical one.
+    colour = np.searchsorted(np.array(["blue", "green", "red"]), frame["colour"].to_numpy())
+    codes = torch.from_numpy(np.column_stack([colour, frame["grade"].cat.codes.to_numpy()]).astype(np.int64))
+    with torch.no_grad():
+        x_num = torch.from_numpy(frame[["size"]].to_numpy(np.float32))
+        theirs = model.eval()(x_num, codes).softmax(-1).mean(1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(frame), theirs, atol=1e-5)
