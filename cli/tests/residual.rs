@@ -7,16 +7,7 @@
 
 mod support;
 
-use support::{Dir, fails, ok};
-
-/// The summary's validation accuracy, in percent.
-fn accuracy(summary: &str) -> f64 {
-    let at = summary
-        .find("validation accuracy ")
-        .expect("a validation accuracy")
-        + 20;
-    summary[at..].split('%').next().unwrap().parse().unwrap()
-}
+use support::{Dir, accuracy, fails, ok};
 
 #[test]
 fn fifty_blocks_with_layer_norm_reach_96_percent_on_digits_without_a_warning() {

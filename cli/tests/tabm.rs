@@ -5,16 +5,7 @@
 
 mod support;
 
-use support::{Dir, fails, ok};
-
-/// The summary's validation accuracy, in percent.
-fn accuracy(summary: &str) -> f64 {
-    let at = summary
-        .find("validation accuracy ")
-        .expect("a validation accuracy")
-        + 20;
-    summary[at..].split('%').next().unwrap().parse().unwrap()
-}
+use support::{Dir, accuracy, fails, ok};
 
 #[test]
 fn tabm_on_digits_learns_saves_and_predicts() {

@@ -84,15 +84,16 @@ class _TabM:
     norm = "batch"
     block_multiplier = 2.0
 
-    def _init_tabm(self, k, n_blocks, d_block, dropout, arch_type, num_embeddings, activation, max_iter,
-                   batch_size, learning_rate_init, weight_decay, early_stopping, validation_fraction,
-                   n_iter_no_change, tol, random_state, verbose, device):
+    def __init__(self, *, k=32, n_blocks=3, d_block=512, dropout=0.1, arch_type="tabm", num_embeddings=None,
+                 activation="relu", max_iter=100, batch_size=256, learning_rate_init=2e-3, weight_decay=3e-4,
+                 early_stopping=True, validation_fraction=0.1, n_iter_no_change=16, tol=0.0,
+                 random_state=None, verbose=False, device="auto"):
         self.k = k
-        self.num_embeddings = num_embeddings
         self.n_blocks = n_blocks
         self.d_block = d_block
         self.dropout = dropout
         self.arch_type = arch_type
+        self.num_embeddings = num_embeddings
         self.activation = activation
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -169,14 +170,6 @@ class TabMClassifier(_TabM, MLPClassifier):
         + _DOC
     )
 
-    def __init__(self, *, k=32, n_blocks=3, d_block=512, dropout=0.1, arch_type="tabm", num_embeddings=None,
-                 activation="relu", max_iter=100, batch_size=256, learning_rate_init=2e-3, weight_decay=3e-4,
-                 early_stopping=True, validation_fraction=0.1, n_iter_no_change=16, tol=0.0,
-                 random_state=None, verbose=False, device="auto"):
-        self._init_tabm(k, n_blocks, d_block, dropout, arch_type, num_embeddings, activation, max_iter,
-                        batch_size, learning_rate_init, weight_decay, early_stopping, validation_fraction,
-                        n_iter_no_change, tol, random_state, verbose, device)
-
     def _encode(self, y, keep_classes):
         classes, values = super()._encode(y, keep_classes)
         if self._kind == "binary":
@@ -215,14 +208,6 @@ class TabMRegressor(_TabM, MLPRegressor):
         .replace("load_iris", "load_diabetes")
         .replace("predict_proba(X[:2]).shape\n    (2, 3)", "predict(X[:2]).shape\n    (2,)")
     )
-
-    def __init__(self, *, k=32, n_blocks=3, d_block=512, dropout=0.1, arch_type="tabm", num_embeddings=None,
-                 activation="relu", max_iter=100, batch_size=256, learning_rate_init=2e-3, weight_decay=3e-4,
-                 early_stopping=True, validation_fraction=0.1, n_iter_no_change=16, tol=0.0,
-                 random_state=None, verbose=False, device="auto"):
-        self._init_tabm(k, n_blocks, d_block, dropout, arch_type, num_embeddings, activation, max_iter,
-                        batch_size, learning_rate_init, weight_decay, early_stopping, validation_fraction,
-                        n_iter_no_change, tol, random_state, verbose, device)
 
     def _loss_name(self):
         return "mse"

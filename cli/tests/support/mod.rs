@@ -149,3 +149,12 @@ pub fn refused(env: &[(&str, &str)], args: &[&str], parts: &[&str]) {
         );
     }
 }
+
+/// The summary's validation accuracy, in percent.
+pub fn accuracy(summary: &str) -> f64 {
+    let at = summary
+        .find("validation accuracy ")
+        .expect("a validation accuracy")
+        + 20;
+    summary[at..].split('%').next().unwrap().parse().unwrap()
+}
