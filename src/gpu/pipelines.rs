@@ -658,6 +658,83 @@ impl StepKernels {
     }
 }
 
+/// The bindings of shaders/ensemble.wgsl's kernels: the shape, the
+/// step's uniform (dropout's t), `a`, `b`, `c`, `z`, `out`, `out2`.
+#[cfg_attr(not(feature = "harness"), allow(dead_code))]
+const ENSEMBLE: &[Slot] = &[
+    Slot::Uniform,
+    Slot::StepUniform,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+];
+
+/// Which of TabM's kernels (shaders/ensemble.wgsl) a dispatch runs. So
+/// far only the kernel harness runs them (the backend refuses TabM).
+#[cfg_attr(not(feature = "harness"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnsembleKernel {
+    MemberScale,
+    EnsembleEpilogue,
+    MemberColumnSums,
+    EnsembleMean,
+}
+
+impl EnsembleKernel {
+    const ALL: [EnsembleKernel; 4] = [
+        EnsembleKernel::MemberScale,
+        EnsembleKernel::EnsembleEpilogue,
+        EnsembleKernel::MemberColumnSums,
+        EnsembleKernel::EnsembleMean,
+    ];
+
+    fn entry(self) -> &'static str {
+        match self {
+            EnsembleKernel::MemberScale => "member_scale",
+            EnsembleKernel::EnsembleEpilogue => "ensemble_epilogue",
+            EnsembleKernel::MemberColumnSums => "member_column_sums",
+            EnsembleKernel::EnsembleMean => "ensemble_mean",
+        }
+    }
+
+    /// Threads a workgroup of the kernel runs.
+    pub(crate) fn group_size(self) -> u32 {
+        match self {
+            EnsembleKernel::MemberColumnSums => 64,
+            _ => 256,
+        }
+    }
+}
+
+/// The pipelines of TabM's steps, compiled only for a TabM network (and
+/// by the kernel harness).
+#[derive(Debug)]
+pub(crate) struct EnsembleKernels {
+    kernels: Vec<Kernel>,
+}
+
+#[cfg_attr(not(feature = "harness"), allow(dead_code))]
+impl EnsembleKernels {
+    pub(crate) fn new(device: &wgpu::Device) -> EnsembleKernels {
+        let source = include_str!("../../shaders/ensemble.wgsl");
+        let ensemble = module(device, "ensemble", source, "");
+        EnsembleKernels {
+            kernels: EnsembleKernel::ALL
+                .iter()
+                .map(|k| pipeline(device, &ensemble, k.entry(), ENSEMBLE, &[]))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn get(&self, kernel: EnsembleKernel) -> &Kernel {
+        let at = EnsembleKernel::ALL.iter().position(|&k| k == kernel);
+        &self.kernels[at.expect("every ensemble kernel is listed")]
+    }
+}
+
 fn bind_group_layout(device: &wgpu::Device, label: &str, slots: &[Slot]) -> wgpu::BindGroupLayout {
     let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
         .iter()

@@ -111,6 +111,35 @@ pub(crate) struct ResidualShape {
     pub _pad1: u32,
 }
 
+/// The twin of `EnsembleShape` in shaders/ensemble.wgsl: TabM's steps
+/// over `[members, rows, width]` (so far run by the kernel harness only).
+#[cfg_attr(not(feature = "harness"), allow(dead_code))]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
+pub(crate) struct EnsembleShape {
+    pub members: u32,
+    /// Rows a member (the pass's).
+    pub rows: u32,
+    pub width: u32,
+    pub activation: u32,
+    pub slope: f32,
+    pub dropout_threshold: u32,
+    pub dropout_scale: f32,
+    pub dropout_seed: u32,
+    pub dropout_layer: u32,
+    pub row_offset: u32,
+    /// 1: every member reads the one input (the view).
+    pub shared_input: u32,
+    /// 1: the second operand is read.
+    pub has_b: u32,
+    /// 1: the sums add to those there.
+    pub accumulate: u32,
+    /// The ensemble's mean (`codes::mean_code`).
+    pub mean: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
 /// The twin of `LossShape` in shaders/loss.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
@@ -447,6 +476,24 @@ mod tests {
                 _pad0,
                 _pad1
             }),
+            layout!(EnsembleShape {
+                members,
+                rows,
+                width,
+                activation,
+                slope,
+                dropout_threshold,
+                dropout_scale,
+                dropout_seed,
+                dropout_layer,
+                row_offset,
+                shared_input,
+                has_b,
+                accumulate,
+                mean,
+                _pad0,
+                _pad1
+            }),
             layout!(LossShape {
                 rows,
                 width,
@@ -560,6 +607,7 @@ mod tests {
             "ceiling" => include_str!("../../shaders/ceiling.wgsl"),
             "norm" => include_str!("../../shaders/norm.wgsl"),
             "residual" => include_str!("../../shaders/residual.wgsl"),
+            "ensemble" => include_str!("../../shaders/ensemble.wgsl"),
             _ => unreachable!(),
         };
         let mut sources: Vec<(String, String)> = [
@@ -572,6 +620,7 @@ mod tests {
             "ceiling",
             "norm",
             "residual",
+            "ensemble",
         ]
         .into_iter()
         // The ceiling kernel is built with the kernel harness only.

@@ -1,16 +1,19 @@
 //! Runs one kernel at a time on host data: the GPU side of the kernel
 //! parity tests (each kernel against its CPU twin) and of the kernel
 //! benchmarks. Training never goes through here. The matmuls are in
-//! matmul.rs.
+//! matmul.rs, TabM's steps in ensemble.rs.
 
+mod ensemble;
 mod matmul;
+
+pub use ensemble::{MemberBlocks, MemberMask};
 
 use super::codes::Epilogue;
 use super::context::GpuContext;
 use super::dispatch::grid;
 use super::pipelines::{
-    ELEMENTWISE, Kernel, Kernels, LossKernel, NORM_GROUPS, matmul_layout, matmul_module,
-    matmul_variant, module, pipeline,
+    ELEMENTWISE, EnsembleKernels, Kernel, Kernels, LossKernel, NORM_GROUPS, matmul_layout,
+    matmul_module, matmul_variant, module, pipeline,
 };
 use super::resources::{OperandTexture, Pack};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
@@ -31,6 +34,8 @@ pub struct KernelHarness {
     ctx: GpuContext,
     kernels: Kernels,
     tests: TestKernels,
+    /// TabM's kernels (shaders/ensemble.wgsl).
+    ensemble: EnsembleKernels,
     /// The slices of K every matmul is split into where its K allows
     /// (`dispatch::split_layout`); 1: none.
     slices: u32,
@@ -107,10 +112,12 @@ impl KernelHarness {
         let tiling = tiling.unwrap_or(MatmulChoice::for_adapter(ctx.summary()).small);
         let kernels = Kernels::new(&ctx.device, MatmulChoice::single(tiling));
         let tests = TestKernels::new(&ctx.device, &tiling);
+        let ensemble = EnsembleKernels::new(&ctx.device);
         Ok(KernelHarness {
             ctx,
             kernels,
             tests,
+            ensemble,
             slices: 1,
         })
     }

@@ -1,0 +1,215 @@
+//! TabM's kernels (shaders/ensemble.wgsl) one at a time on host data, for
+//! their parity tests against the CPU passes (tests/gpu_tabm.rs). Every
+//! operand is `[members, rows, width]`, a member's rows together.
+
+use super::{Bind, KernelHarness, floats};
+use crate::activation::Activation;
+use crate::dropout::Dropout;
+use crate::error::Result;
+use crate::gpu::codes::mean_code;
+use crate::gpu::pipelines::EnsembleKernel;
+use crate::gpu::uniforms::{EnsembleShape, StepUniform};
+use crate::model::EnsembleMean;
+
+/// The blocks a TabM step runs over: `members` blocks of `rows` × `width`.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberBlocks {
+    pub members: usize,
+    /// Rows a member.
+    pub rows: usize,
+    pub width: usize,
+}
+
+impl MemberBlocks {
+    fn len(&self) -> usize {
+        self.members * self.rows * self.width
+    }
+
+    fn shape(&self) -> EnsembleShape {
+        EnsembleShape {
+            members: self.members as u32,
+            rows: self.rows as u32,
+            width: self.width as u32,
+            ..Default::default()
+        }
+    }
+}
+
+/// Dropout in a TabM step: probability `p`, the masks' seed, the step `t`,
+/// the dense layer, and where the pass's rows start in the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberMask {
+    pub p: f32,
+    pub seed: u32,
+    pub t: u32,
+    pub layer: u32,
+    pub row_offset: u32,
+}
+
+impl MemberMask {
+    fn set(mask: Option<MemberMask>, shape: &mut EnsembleShape) -> StepUniform {
+        let Some(mask) = mask else {
+            return StepUniform::default();
+        };
+        if let Some(d) = Dropout::new(mask.p) {
+            shape.dropout_threshold = d.threshold.max(1);
+            shape.dropout_scale = d.scale;
+        }
+        shape.dropout_seed = mask.seed;
+        shape.dropout_layer = mask.layer;
+        shape.row_offset = mask.row_offset;
+        StepUniform {
+            t: mask.t,
+            ..Default::default()
+        }
+    }
+}
+
+impl KernelHarness {
+    /// Runs one of TabM's kernels over `threads` threads with `a`, `b`,
+    /// `c`, `z` read and `out`, `out2` (`out_len` floats each; `out`
+    /// starting from `start` when given) read back.
+    #[allow(clippy::too_many_arguments)]
+    fn run_ensemble(
+        &self,
+        kernel: EnsembleKernel,
+        (shape, step): (EnsembleShape, StepUniform),
+        [a, b, c, z]: [&[f32]; 4],
+        out_len: usize,
+        start: Option<&[f32]>,
+        threads: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let data = |v: &[f32]| -> Vec<u8> {
+            if v.is_empty() {
+                vec![0; 4]
+            } else {
+                bytemuck::cast_slice(v).to_vec()
+            }
+        };
+        let (a, b, c, z) = (data(a), data(b), data(c), data(z));
+        let start = start.map(data);
+        let out = self.run(
+            self.ensemble.get(kernel),
+            &[
+                Bind::Uniform(bytemuck::bytes_of(&shape)),
+                Bind::Uniform(bytemuck::bytes_of(&step)),
+                Bind::Data(&a),
+                Bind::Data(&b),
+                Bind::Data(&c),
+                Bind::Data(&z),
+                match &start {
+                    Some(bytes) => Bind::InOut(bytes),
+                    None => Bind::Out(out_len.max(1) * 4),
+                },
+                Bind::Out(out_len.max(1) * 4),
+            ],
+            self.groups_1d(threads, kernel.group_size()),
+            true,
+        )?;
+        let mut values = (floats(&out[0]), floats(&out[1]));
+        values.0.truncate(out_len);
+        values.1.truncate(out_len);
+        Ok(values)
+    }
+
+    /// `member_scale`: each member's block of `x` (or, `shared`, the one
+    /// block every member reads: the view) times its row of `scale`
+    /// (`[members, width]`), then dropout, then f' at `derivative`'s values.
+    pub fn member_scale(
+        &self,
+        blocks: MemberBlocks,
+        (x, shared): (&[f32], bool),
+        scale: Option<&[f32]>,
+        derivative: Option<(Activation, &[f32])>,
+        mask: Option<MemberMask>,
+    ) -> Result<Vec<f32>> {
+        let mut shape = blocks.shape();
+        shape.shared_input = u32::from(shared);
+        shape.has_b = u32::from(scale.is_some());
+        let z = match derivative {
+            Some((f, z)) => {
+                (shape.activation, shape.slope) = f.code();
+                z
+            }
+            None => &[],
+        };
+        let step = MemberMask::set(mask, &mut shape);
+        let operands = [x, scale.unwrap_or(&[]), &[], z];
+        let len = blocks.len();
+        let kernel = EnsembleKernel::MemberScale;
+        Ok(self
+            .run_ensemble(kernel, (shape, step), operands, len, None, len)?
+            .0)
+    }
+
+    /// `ensemble_epilogue`: a BatchEnsemble layer's Z = U ⊙ s + b and A =
+    /// f(Z) ⊙ dropout from its product U.
+    pub fn ensemble_epilogue(
+        &self,
+        blocks: MemberBlocks,
+        product: &[f32],
+        (s, bias): (&[f32], &[f32]),
+        activation: Activation,
+        mask: Option<MemberMask>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let mut shape = blocks.shape();
+        (shape.activation, shape.slope) = activation.code();
+        let step = MemberMask::set(mask, &mut shape);
+        let len = blocks.len();
+        let kernel = EnsembleKernel::EnsembleEpilogue;
+        self.run_ensemble(
+            kernel,
+            (shape, step),
+            [product, s, bias, &[]],
+            len,
+            None,
+            len,
+        )
+    }
+
+    /// `member_column_sums`: each member's column sums of `a` (of `a ⊙ b`
+    /// when `b` is given), `[members, width]`, added to `start` when given.
+    pub fn member_column_sums(
+        &self,
+        blocks: MemberBlocks,
+        a: &[f32],
+        b: Option<&[f32]>,
+        start: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
+        let mut shape = blocks.shape();
+        shape.has_b = u32::from(b.is_some());
+        shape.accumulate = u32::from(start.is_some());
+        let len = blocks.members * blocks.width;
+        let operands = [a, b.unwrap_or(&[]), &[], &[]];
+        let kernel = EnsembleKernel::MemberColumnSums;
+        let step = StepUniform::default();
+        Ok(self
+            .run_ensemble(kernel, (shape, step), operands, len, start, len)?
+            .0)
+    }
+
+    /// `ensemble_mean`: the ensemble's output `[rows, width]` of the
+    /// members' outputs.
+    pub fn ensemble_mean(
+        &self,
+        blocks: MemberBlocks,
+        outputs: &[f32],
+        mean: EnsembleMean,
+    ) -> Result<Vec<f32>> {
+        let mut shape = blocks.shape();
+        shape.mean = mean_code(mean);
+        let len = blocks.rows * blocks.width;
+        let kernel = EnsembleKernel::EnsembleMean;
+        let step = StepUniform::default();
+        Ok(self
+            .run_ensemble(
+                kernel,
+                (shape, step),
+                [outputs, &[], &[], &[]],
+                len,
+                None,
+                len,
+            )?
+            .0)
+    }
+}
