@@ -28,7 +28,8 @@ struct EnsembleShape {
     dropout_layer: u32,
     // Rows into the batch where this pass starts (micro-batches).
     row_offset: u32,
-    // 1: every member reads the one input `[rows, width]` (the view).
+    // 1: every member reads the one input `[rows, width]` (the view; the
+    // sums' b).
     shared_input: u32,
     // 1: `b` is read (a member's scaling; the sums' second factor).
     has_b: u32,
@@ -104,8 +105,9 @@ fn ensemble_epilogue(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     out2[i] = activation_forward(shape.activation, shape.slope, zi) * member_dropout(i);
 }
 
-// out[m, j] (+)= Σ_rows a[m, row, j] (⊙ b[m, row, j]), rows in order (as
-// the CPU adds them): a thread a member's column.
+// out[m, j] (+)= Σ_rows a[m, row, j] (⊙ b[m, row, j], or with
+// `shared_input` b[row, j]: the view's), rows in order (as the CPU adds
+// them): a thread a member's column.
 @compute @workgroup_size(64)
 fn member_column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let j = flat_index(wid, groups, lid, 64u);
@@ -118,7 +120,7 @@ fn member_column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     for (var row = 0u; row < shape.rows; row++) {
         var v = a[at];
         if shape.has_b != 0u {
-            v *= b[at];
+            v *= b[select(at, at % per_member(), shape.shared_input != 0u)];
         }
         sum += v;
         at += shape.width;

@@ -2,8 +2,10 @@
 //! (src/cpu/ensemble.rs, src/cpu/members_layers.rs), in f64: a whole
 //! BatchEnsemble layer forward and backward built from the kernels and the
 //! harness's matmuls, `tabm-mini`'s view and scaling, the members' column
-//! sums, each member's dropout columns, and the ensemble's mean for every
-//! loss. The GPU backend does not run TabM yet (it refuses it by name);
+//! sums, each member's dropout columns, the ensemble's mean for every
+//! loss, the loss over the members' stacked rows reading each target
+//! again (no copy), and the members' own layers (`LinearEnsemble`) as the
+//! matmuls with the member in their z, with dropout in their epilogues. The GPU backend does not run TabM yet (it refuses it by name);
 //! these are the kernels it will dispatch. Needs a wgpu adapter; on a
 //! machine without a GPU install Mesa's software Vulkan: `apt-get install
 //! mesa-vulkan-drivers`.
@@ -11,16 +13,22 @@
 mod common;
 
 use common::{assert_close, harness, random, widen};
-use retroprop::Activation;
 use retroprop::cpu::ensemble::{
     Ensemble, EnsembleGradients, EnsembleSaved, ensemble_backward, ensemble_forward,
 };
-use retroprop::cpu::members_layers::{ensemble_mean, scale_backward, scale_forward};
-use retroprop::gpu::harness::{MemberBlocks, MemberMask};
+use retroprop::cpu::members_layers::{
+    MemberLinear, ensemble_mean, member_linear_backward, member_linear_forward, scale_backward,
+    scale_forward,
+};
+use retroprop::gpu::MatmulTiling;
+use retroprop::gpu::harness::{KernelHarness, MemberBlocks, MemberMask};
 use retroprop::model::EnsembleMean;
+use retroprop::{Activation, Loss, TargetBatch};
 
 const TOLERANCE: f64 = 1e-4;
 const FLOOR: f64 = 1e-3;
+/// The floor of sums over many rows, whose f32 rounding is absolute.
+const SUM_FLOOR: f64 = 1e-2;
 
 fn narrow(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
@@ -98,7 +106,7 @@ fn a_batch_ensemble_layer_from_the_kernels_matches_the_cpu_pass() {
     let db = h.member_column_sums(out, &dz, None, None).unwrap();
     assert_close("db", &db, &narrow(&gradients.bias), TOLERANCE, FLOOR);
     let ds = h
-        .member_column_sums(out, &dz, Some(&product), None)
+        .member_column_sums(out, &dz, Some((&product, false)), None)
         .unwrap();
     assert_close("ds", &ds, &narrow(&gradients.s), TOLERANCE, FLOOR);
     let du = h
@@ -112,7 +120,7 @@ fn a_batch_ensemble_layer_from_the_kernels_matches_the_cpu_pass() {
         .matmul(&du, &weight, k * rows, outputs, inputs, false, false)
         .unwrap();
     let dr = h
-        .member_column_sums(into, &scaled_grad, Some(&x), None)
+        .member_column_sums(into, &scaled_grad, Some((&x, false)), None)
         .unwrap();
     assert_close("dr", &dr, &narrow(&gradients.r), TOLERANCE, FLOOR);
     let dx = h
@@ -161,9 +169,14 @@ fn the_view_and_tabm_minis_scaling_match_the_cpu() {
         Some(&mut input_grad),
     );
     let gpu = h
-        .member_column_sums(blocks, &grad_y, Some(&view), None)
+        .member_column_sums(blocks, &grad_y, Some((&view, false)), None)
         .unwrap();
     assert_close("d scaling", &gpu, &narrow(&scale_grad), TOLERANCE, FLOOR);
+    // The batch itself read as the view, without its copy.
+    let shared = h
+        .member_column_sums(blocks, &grad_y, Some((&x, true)), None)
+        .unwrap();
+    assert_eq!(shared, gpu, "the sums over the view read the batch again");
     let gpu = h
         .member_scale(blocks, (&grad_y, false), Some(&affine), None, None)
         .unwrap();
@@ -274,4 +287,237 @@ fn the_ensembles_mean_matches_the_cpu_for_every_loss() {
         let gpu = h.ensemble_mean(blocks, &outputs, mean).unwrap();
         assert_close(&format!("{mean:?}"), &gpu, &narrow(&cpu), TOLERANCE, FLOOR);
     }
+}
+
+#[test]
+fn the_loss_over_stacked_members_reads_each_target_again() {
+    let h = harness();
+    let k = 4;
+    for loss in Loss::ALL {
+        // Below and above the one-dispatch loss, and a wide output layer.
+        for &(rows, width) in &[(5, 3), (300, 2), (3, 1100)] {
+            let width = if loss == Loss::CrossEntropy {
+                width
+            } else {
+                width.min(3)
+            };
+            let output = random(k * rows * width, -6.0, 6.0, (rows * width) as u64);
+            let labels: Vec<u32> = (0..rows).map(|r| (r * 5 % width) as u32).collect();
+            let values = random(rows * width, 0.0, 1.0, 21);
+            let (stacked_labels, stacked_values) = (labels.repeat(k), values.repeat(k));
+            let (targets, stacked) = if loss.takes_classes() {
+                (
+                    TargetBatch::Classes(&labels),
+                    TargetBatch::Classes(&stacked_labels),
+                )
+            } else {
+                (
+                    TargetBatch::Values(&values),
+                    TargetBatch::Values(&stacked_values),
+                )
+            };
+            let mut grad = vec![0f32; output.len()];
+            let cpu = loss.forward_backward(&output, width, stacked, &mut grad);
+            let what = format!("{loss} {k}x{rows}x{width}");
+            for (kernel, (value, _, gpu_grad)) in [
+                (
+                    "as training chooses",
+                    h.loss(loss, &output, width, targets).unwrap(),
+                ),
+                (
+                    "thread a row",
+                    h.loss_unsummed(loss, &output, width, targets).unwrap(),
+                ),
+            ] {
+                assert_close(
+                    &format!("{what} {kernel} value"),
+                    &[value],
+                    &[cpu],
+                    1e-5,
+                    1e-6,
+                );
+                let floor = 0.1 / (k * rows * width) as f64;
+                assert_close(
+                    &format!("{what} {kernel} gradient"),
+                    &gpu_grad,
+                    &grad,
+                    1e-5,
+                    floor,
+                );
+            }
+        }
+    }
+}
+
+/// The harness with a storage-buffer matmul, which the members' products
+/// need (lavapipe's default is the texture matmul).
+fn storage_harness() -> KernelHarness {
+    KernelHarness::open_with(Some(MatmulTiling::direct())).unwrap_or_else(|e| {
+        panic!(
+            "cannot open the GPU kernel harness: {e}\n{}",
+            common::NO_GPU_HELP
+        )
+    })
+}
+
+#[test]
+fn the_members_own_layers_match_the_cpu_with_the_member_as_z() {
+    let h = storage_harness();
+    let (k, rows, inputs, outputs) = (5, 41, 6, 9);
+    let x = random(k * rows * inputs, -1.0, 1.0, 30);
+    let weight = random(k * inputs * outputs, -0.5, 0.5, 31);
+    let bias = random(k * outputs, -0.2, 0.2, 32);
+    let grad_a = random(k * rows * outputs, -1.0, 1.0, 33);
+    let z_prev = random(k * rows * inputs, -1.0, 1.0, 34);
+    let f = Activation::Tanh;
+    let (x64, w64, b64) = (widen(&x), widen(&weight), widen(&bias));
+    let layer = MemberLinear {
+        members: k,
+        inputs,
+        weight: &w64,
+        bias: &b64,
+        activation: f,
+    };
+    let (mut z, mut a) = (vec![0.0; k * rows * outputs], vec![0.0; k * rows * outputs]);
+    member_linear_forward(&x64, layer, &mut z, &mut a);
+    let blocks = MemberBlocks {
+        members: k,
+        rows,
+        width: inputs,
+    };
+    let (gpu_z, gpu_a) = h
+        .member_linear_forward(blocks, (&x, false), (&weight, &bias), f, None)
+        .unwrap();
+    assert_close("Z", &gpu_z, &narrow(&z), TOLERANCE, FLOOR);
+    assert_close("A", &gpu_a, &narrow(&a), TOLERANCE, FLOOR);
+
+    let mut grad = widen(&grad_a);
+    let (mut dw, mut db, mut dx) = (vec![0.0; w64.len()], vec![0.0; b64.len()], Vec::new());
+    member_linear_backward(
+        &x64,
+        layer,
+        &z,
+        &mut grad,
+        (&mut dw, &mut db),
+        Some(&mut dx),
+    );
+    let dz = narrow(&grad);
+    let identity = (Activation::Identity, &z_prev[..], None);
+    let (gpu_dw, gpu_dx) = h
+        .member_linear_backward(blocks, (&x, &weight), &dz, identity)
+        .unwrap();
+    // dW sums 41 rows of terms near 1: f32 leaves ~1e-7 absolute.
+    assert_close("dW", &gpu_dw, &narrow(&dw), TOLERANCE, SUM_FLOOR);
+    assert_close("dX", &gpu_dx, &narrow(&dx), TOLERANCE, FLOOR);
+    let out = MemberBlocks {
+        width: outputs,
+        ..blocks
+    };
+    let gpu_db = h.member_column_sums(out, &dz, None, None).unwrap();
+    assert_close("db", &gpu_db, &narrow(&db), TOLERANCE, SUM_FLOOR);
+    // Into the layer before's dZ through its f'.
+    let relu = (Activation::Relu, &z_prev[..], None);
+    let (_, gpu_dz_prev) = h
+        .member_linear_backward(blocks, (&x, &weight), &dz, relu)
+        .unwrap();
+    let dz_prev: Vec<f64> = (dx.iter().zip(&z_prev))
+        .map(|(&g, &z)| if z > 0.0 { g } else { 0.0 })
+        .collect();
+    assert_close(
+        "dZ before",
+        &gpu_dz_prev,
+        &narrow(&dz_prev),
+        TOLERANCE,
+        FLOOR,
+    );
+
+    // After the view every member reads the one batch.
+    let batch = &x[..rows * inputs];
+    let repeated = batch.repeat(k);
+    let (shared, _) = h
+        .member_linear_forward(blocks, (batch, true), (&weight, &bias), f, None)
+        .unwrap();
+    let (copied, _) = h
+        .member_linear_forward(blocks, (&repeated, false), (&weight, &bias), f, None)
+        .unwrap();
+    assert_eq!(shared, copied, "the shared batch is each member's copy");
+}
+
+#[test]
+fn the_products_dropout_gives_each_member_its_own_columns() {
+    let h = storage_harness();
+    let (k, rows, inputs, outputs) = (3, 60, 4, 33);
+    let mask = MemberMask {
+        p: 0.25,
+        seed: 0xabc,
+        t: 9,
+        layer: 2,
+        row_offset: 100,
+    };
+    let out = MemberBlocks {
+        members: k,
+        rows,
+        width: outputs,
+    };
+    // The mask as the scaling kernel (checked against the CPU's columns above) draws it.
+    let ones = vec![1.0; k * rows * outputs];
+    let factors = h
+        .member_scale(out, (&ones, false), None, None, Some(mask))
+        .unwrap();
+    let masked = |z: &[f32]| -> Vec<f32> { z.iter().zip(&factors).map(|(z, m)| z * m).collect() };
+    let blocks = MemberBlocks {
+        width: inputs,
+        ..out
+    };
+    let x = random(k * rows * inputs, -1.0, 1.0, 40);
+    let identity = Activation::Identity;
+
+    let weight = random(k * inputs * outputs, -0.5, 0.5, 41);
+    let bias = random(k * outputs, -0.2, 0.2, 42);
+    let (z, a) = h
+        .member_linear_forward(blocks, (&x, false), (&weight, &bias), identity, Some(mask))
+        .unwrap();
+    assert_eq!(a, masked(&z), "the members' own layer");
+    let z_prev = vec![0.0; k * rows * outputs];
+    let x_next = random(k * rows * outputs, -1.0, 1.0, 43);
+    let weight_next = random(k * outputs * 2, -0.5, 0.5, 44);
+    let dz_next = random(k * rows * 2, -1.0, 1.0, 45);
+    let next = MemberBlocks {
+        width: outputs,
+        ..out
+    };
+    let (_, plain) = h
+        .member_linear_backward(
+            next,
+            (&x_next, &weight_next),
+            &dz_next,
+            (identity, &z_prev, None),
+        )
+        .unwrap();
+    let (_, dropped) = h
+        .member_linear_backward(
+            next,
+            (&x_next, &weight_next),
+            &dz_next,
+            (identity, &z_prev, Some(mask)),
+        )
+        .unwrap();
+    assert_eq!(
+        dropped,
+        masked(&plain),
+        "the gradient into the layer before"
+    );
+
+    let shared_weight = random(outputs * inputs, -0.5, 0.5, 46);
+    let shared_bias = random(outputs, -0.2, 0.2, 47);
+    let (z, a) = h
+        .stacked_dense_forward(
+            blocks,
+            &x,
+            (&shared_weight, &shared_bias),
+            identity,
+            Some(mask),
+        )
+        .unwrap();
+    assert_eq!(a, masked(&z), "a shared layer over the stacked rows");
 }

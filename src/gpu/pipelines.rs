@@ -290,6 +290,11 @@ pub(crate) struct MatmulKernels {
     /// Split-K's finishing dispatch (`matmul_finish`) for each epilogue,
     /// in `Epilogue::ALL`'s order: compiled when first needed.
     finish: [OnceLock<Kernel>; 4],
+    /// TabM's members' own layers (W `[k, in, out]`): Z = X · W + b, A =
+    /// f(Z) and dZ_prev = (dZ · Wᵀ) ⊙ f'(Z_prev), compiled when first
+    /// needed (their dW is `weight_grad` with its operands swapped).
+    member_forward: OnceLock<Kernel>,
+    member_input_grad: OnceLock<Kernel>,
     module: wgpu::ShaderModule,
     layout: wgpu::BindGroupLayout,
 }
@@ -306,6 +311,8 @@ impl MatmulKernels {
             weight_grad_add: OnceLock::new(),
             input_grad: variant((false, false), Epilogue::ActivationGrad),
             finish: Default::default(),
+            member_forward: OnceLock::new(),
+            member_input_grad: OnceLock::new(),
             module: module.clone(),
             layout: layout.clone(),
         }
@@ -332,6 +339,42 @@ impl MatmulKernels {
 }
 
 impl MatmulKernels {
+    /// The forward kernel of TabM's members' own layers, C = A · B with
+    /// the bias + activation epilogue (compiled on first use).
+    #[cfg_attr(not(feature = "harness"), allow(dead_code))]
+    pub(crate) fn member_forward(&self, device: &wgpu::Device) -> &Kernel {
+        self.member_forward.get_or_init(|| {
+            let (module, layout) = (&self.module, &self.layout);
+            let epilogue = Epilogue::BiasActivation;
+            matmul_variant(
+                device,
+                module,
+                &self.tiling,
+                (false, false),
+                epilogue,
+                layout,
+            )
+        })
+    }
+
+    /// The input-gradient kernel of TabM's members' own layers, C = (A ·
+    /// Bᵀ) ⊙ f'(aux) (compiled on first use).
+    #[cfg_attr(not(feature = "harness"), allow(dead_code))]
+    pub(crate) fn member_input_grad(&self, device: &wgpu::Device) -> &Kernel {
+        self.member_input_grad.get_or_init(|| {
+            let (module, layout) = (&self.module, &self.layout);
+            let epilogue = Epilogue::ActivationGrad;
+            matmul_variant(
+                device,
+                module,
+                &self.tiling,
+                (false, true),
+                epilogue,
+                layout,
+            )
+        })
+    }
+
     /// The finishing dispatch of a split product with `epilogue` (compiled
     /// on first use).
     pub(crate) fn finish(&self, device: &wgpu::Device, epilogue: Epilogue) -> &Kernel {

@@ -32,7 +32,9 @@ pub(crate) struct MatmulShape {
     /// 1: B has an extra column of ones whose output, the bias gradient,
     /// goes to the `out2` binding (weight gradients, workgroup-memory kernel).
     pub bias_grad: u32,
-    pub _pad: u32,
+    /// TabM: the rows of a member, whose dropout columns follow the
+    /// members' before it (0: not TabM).
+    pub ensemble_rows: u32,
     /// Members (`gpu::members`): how many the dispatch's z holds (0 or 1:
     /// a lone run), and each binding's distance in values from one
     /// member's data to the next (0: shared by every member).
@@ -154,6 +156,12 @@ pub(crate) struct LossShape {
     pub accumulate: u32,
     /// Members (`loss_members`): how many; 0 for a lone run.
     pub members: u32,
+    /// TabM: the targets' rows, which every member's block of `rows /
+    /// target_rows` stacked rows reads again (0: one a row).
+    pub target_rows: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// The twin of `ReduceShape` in shaders/reduce.wgsl.
@@ -436,7 +444,7 @@ mod tests {
                 slices,
                 slice_k,
                 bias_grad,
-                _pad,
+                ensemble_rows,
                 members,
                 member_a,
                 member_b,
@@ -502,7 +510,11 @@ mod tests {
                 slope,
                 inv_norm,
                 accumulate,
-                members
+                members,
+                target_rows,
+                _pad0,
+                _pad1,
+                _pad2
             }),
             layout!(ReduceShape {
                 rows,

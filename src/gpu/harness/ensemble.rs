@@ -5,10 +5,11 @@
 use super::{Bind, KernelHarness, floats};
 use crate::activation::Activation;
 use crate::dropout::Dropout;
-use crate::error::Result;
-use crate::gpu::codes::mean_code;
+use crate::error::{Error, Result};
+use crate::gpu::codes::{Epilogue, mean_code};
 use crate::gpu::pipelines::EnsembleKernel;
-use crate::gpu::uniforms::{EnsembleShape, StepUniform};
+use crate::gpu::tiling::MatmulKind;
+use crate::gpu::uniforms::{EnsembleShape, MatmulShape, StepUniform};
 use crate::model::EnsembleMean;
 
 /// The blocks a TabM step runs over: `members` blocks of `rows` × `width`.
@@ -47,6 +48,19 @@ pub struct MemberMask {
 }
 
 impl MemberMask {
+    /// This dropout in a matmul's epilogue over members of `rows` rows.
+    fn set_matmul(mask: Option<MemberMask>, rows: usize, shape: &mut MatmulShape) -> StepUniform {
+        let mut ensemble = EnsembleShape::default();
+        let step = MemberMask::set(mask, &mut ensemble);
+        shape.dropout_threshold = ensemble.dropout_threshold;
+        shape.dropout_scale = ensemble.dropout_scale;
+        shape.dropout_seed = ensemble.dropout_seed;
+        shape.dropout_layer = ensemble.dropout_layer;
+        shape.row_offset = ensemble.row_offset;
+        shape.ensemble_rows = rows as u32;
+        step
+    }
+
     fn set(mask: Option<MemberMask>, shape: &mut EnsembleShape) -> StepUniform {
         let Some(mask) = mask else {
             return StepUniform::default();
@@ -168,16 +182,19 @@ impl KernelHarness {
     }
 
     /// `member_column_sums`: each member's column sums of `a` (of `a ⊙ b`
-    /// when `b` is given), `[members, width]`, added to `start` when given.
+    /// when `b` is given; `b` shared: one block every member reads, the
+    /// view's), `[members, width]`, added to `start` when given.
     pub fn member_column_sums(
         &self,
         blocks: MemberBlocks,
         a: &[f32],
-        b: Option<&[f32]>,
+        b: Option<(&[f32], bool)>,
         start: Option<&[f32]>,
     ) -> Result<Vec<f32>> {
         let mut shape = blocks.shape();
         shape.has_b = u32::from(b.is_some());
+        shape.shared_input = u32::from(b.is_some_and(|(_, shared)| shared));
+        let b = b.map(|(b, _)| b);
         shape.accumulate = u32::from(start.is_some());
         let len = blocks.members * blocks.width;
         let operands = [a, b.unwrap_or(&[]), &[], &[]];
@@ -211,5 +228,184 @@ impl KernelHarness {
                 len,
             )?
             .0)
+    }
+}
+
+impl KernelHarness {
+    /// The members' products need the storage-buffer matmuls (the
+    /// texture kernels serve lone products only).
+    fn storage_matmul(&self) -> Result<()> {
+        match self.kernels.tiling().kind {
+            MatmulKind::Texture => Err(Error::Config(
+                "TabM's members' products run on the storage-buffer matmuls: open the harness \
+                 with MatmulTiling::direct() or shared()"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// TabM's members' own layers forward, every member in one dispatch
+    /// (its z): Z_m = X_m · W_m + b_m (W `[k, in, out]`, b `[k, out]`), A
+    /// = f(Z) ⊙ dropout; with `shared` every member reads the one input
+    /// block (the view's). `blocks.width` is the input's.
+    pub fn member_linear_forward(
+        &self,
+        blocks: MemberBlocks,
+        (x, shared): (&[f32], bool),
+        (weight, bias): (&[f32], &[f32]),
+        activation: Activation,
+        mask: Option<MemberMask>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.storage_matmul()?;
+        let (k, rows, inputs) = (blocks.members, blocks.rows, blocks.width);
+        let outputs = bias.len() / k;
+        let (code, slope) = activation.code();
+        let mut shape = MatmulShape {
+            m: rows as u32,
+            n: outputs as u32,
+            k: inputs as u32,
+            k_end: inputs as u32,
+            activation: code,
+            slope,
+            members: k as u32,
+            member_a: if shared { 0 } else { (rows * inputs) as u32 },
+            member_b: (inputs * outputs) as u32,
+            member_c: (rows * outputs) as u32,
+            member_aux: outputs as u32,
+            member_out2: (rows * outputs) as u32,
+            ..Default::default()
+        };
+        let step = MemberMask::set_matmul(mask, rows, &mut shape);
+        let kernel = self.kernels.matmuls[0].member_forward(&self.ctx.device);
+        let out = self.run_matmul(
+            kernel,
+            Epilogue::BiasActivation,
+            shape,
+            vec![
+                Bind::Data(bytemuck::cast_slice(x)),
+                Bind::Data(bytemuck::cast_slice(weight)),
+                Bind::Out(k * rows * outputs * 4),
+                Bind::Data(bytemuck::cast_slice(bias)),
+                Bind::Out(k * rows * outputs * 4),
+                Bind::Uniform(bytemuck::bytes_of(&step)),
+            ],
+        )?;
+        Ok((floats(&out[0]), floats(&out[1])))
+    }
+
+    /// TabM's members' own layers backward from dZ (`grad_z`, `[k, rows,
+    /// out]`): each member's dW_m = X_mᵀ · dZ_m, and dZ_prev = (dZ_m ·
+    /// W_mᵀ) ⊙ dropout ⊙ f'(Z_prev) for the layer before (`prev`: its f',
+    /// Z and dropout). `blocks.width` is the input's.
+    pub fn member_linear_backward(
+        &self,
+        blocks: MemberBlocks,
+        (x, weight): (&[f32], &[f32]),
+        grad_z: &[f32],
+        prev: (Activation, &[f32], Option<MemberMask>),
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.storage_matmul()?;
+        let (k, rows, inputs) = (blocks.members, blocks.rows, blocks.width);
+        let outputs = weight.len() / k / inputs;
+        let matmuls = &self.kernels.matmuls[0];
+        let no_step = StepUniform::default();
+        let step = Bind::Uniform(bytemuck::bytes_of(&no_step));
+        let weight_grad = MatmulShape {
+            m: inputs as u32,
+            n: outputs as u32,
+            k: rows as u32,
+            k_end: rows as u32,
+            members: k as u32,
+            member_a: (rows * inputs) as u32,
+            member_b: (rows * outputs) as u32,
+            member_c: (inputs * outputs) as u32,
+            ..Default::default()
+        };
+        let dw = self.run_matmul(
+            matmuls.weight_grad(&self.ctx.device, false),
+            Epilogue::Store,
+            weight_grad,
+            vec![
+                Bind::Data(bytemuck::cast_slice(x)),
+                Bind::Data(bytemuck::cast_slice(grad_z)),
+                Bind::Out(k * inputs * outputs * 4),
+                Bind::Data(&[0; 4]),
+                Bind::Out(4),
+                step,
+            ],
+        )?;
+        let (f, z_prev, mask) = prev;
+        let (code, slope) = f.code();
+        let mut input_grad = MatmulShape {
+            m: rows as u32,
+            n: inputs as u32,
+            k: outputs as u32,
+            k_end: outputs as u32,
+            activation: code,
+            slope,
+            members: k as u32,
+            member_a: (rows * outputs) as u32,
+            member_b: (inputs * outputs) as u32,
+            member_c: (rows * inputs) as u32,
+            member_aux: (rows * inputs) as u32,
+            ..Default::default()
+        };
+        let step = MemberMask::set_matmul(mask, rows, &mut input_grad);
+        let dx = self.run_matmul(
+            matmuls.member_input_grad(&self.ctx.device),
+            Epilogue::ActivationGrad,
+            input_grad,
+            vec![
+                Bind::Data(bytemuck::cast_slice(grad_z)),
+                Bind::Data(bytemuck::cast_slice(weight)),
+                Bind::Out(k * rows * inputs * 4),
+                Bind::Data(bytemuck::cast_slice(z_prev)),
+                Bind::Out(4),
+                Bind::Uniform(bytemuck::bytes_of(&step)),
+            ],
+        )?;
+        Ok((floats(&dw[0]), floats(&dx[0])))
+    }
+
+    /// The training forward product over every member's stacked rows
+    /// (`tabm-mini`'s shared layers): Z = X · Wᵀ + b, A = f(Z) ⊙ dropout,
+    /// dropout's columns a member's own (`blocks.rows` rows a member;
+    /// `blocks.width` the input's).
+    pub fn stacked_dense_forward(
+        &self,
+        blocks: MemberBlocks,
+        x: &[f32],
+        (weight, bias): (&[f32], &[f32]),
+        activation: Activation,
+        mask: Option<MemberMask>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.storage_matmul()?;
+        let (rows, inputs, outputs) = (blocks.members * blocks.rows, blocks.width, bias.len());
+        let (code, slope) = activation.code();
+        let mut shape = MatmulShape {
+            m: rows as u32,
+            n: outputs as u32,
+            k: inputs as u32,
+            k_end: inputs as u32,
+            activation: code,
+            slope,
+            ..Default::default()
+        };
+        let step = MemberMask::set_matmul(mask, blocks.rows, &mut shape);
+        let out = self.run_matmul(
+            &self.kernels.matmuls[0].forward,
+            Epilogue::BiasActivation,
+            shape,
+            vec![
+                Bind::Data(bytemuck::cast_slice(x)),
+                Bind::Data(bytemuck::cast_slice(weight)),
+                Bind::Out(rows * outputs * 4),
+                Bind::Data(bytemuck::cast_slice(bias)),
+                Bind::Out(rows * outputs * 4),
+                Bind::Uniform(bytemuck::bytes_of(&step)),
+            ],
+        )?;
+        Ok((floats(&out[0]), floats(&out[1])))
     }
 }

@@ -382,7 +382,8 @@ impl KernelHarness {
     /// The loss kernel and its reduction on an output batch (identity output
     /// activation), as training chooses them ([`Kernels::loss_for`]: one
     /// dispatch for a small batch): returns (mean loss, number correct,
-    /// dL/dZ).
+    /// dL/dZ). Targets of fewer rows than the output are TabM's: each
+    /// member's block of rows reads them again.
     pub fn loss(
         &self,
         loss: Loss,
@@ -428,6 +429,11 @@ impl KernelHarness {
             Loss::CrossEntropy => 1.0 / rows as f64,
             _ => 1.0 / output.len() as f64,
         };
+        // Fewer targets than rows: TabM's members, each reading them again.
+        let target_rows = match targets {
+            TargetBatch::Classes(c) => c.len(),
+            TargetBatch::Values(v) => v.len() / width,
+        };
         let shape = LossShape {
             rows: rows as u32,
             width: width as u32,
@@ -436,6 +442,11 @@ impl KernelHarness {
             slope: 0.0,
             inv_norm: inv_norm as f32,
             accumulate: 0,
+            target_rows: if target_rows < rows {
+                target_rows as u32
+            } else {
+                0
+            },
             ..Default::default()
         };
         let target_bytes: &[u8] = match targets {
