@@ -37,8 +37,11 @@ struct EnsembleShape {
     accumulate: u32,
     // The ensemble's mean (MEAN_*).
     mean: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Where a member's scaling starts in `b` and the sums in `out` (s sits
+    // past r in one binding: a binding's offset keeps the device's
+    // alignment).
+    b_offset: u32,
+    out_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: EnsembleShape;
@@ -82,7 +85,7 @@ fn member_scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     var v = a[select(i, i % per_member(), shape.shared_input != 0u)];
     if shape.has_b != 0u {
-        v *= b[member_of(i) * shape.width + i % shape.width];
+        v *= b[shape.b_offset + member_of(i) * shape.width + i % shape.width];
     }
     v *= member_dropout(i);
     if shape.activation != ACTIVATION_IDENTITY {
@@ -100,7 +103,7 @@ fn ensemble_epilogue(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         return;
     }
     let at = member_of(i) * shape.width + i % shape.width;
-    let zi = a[i] * b[at] + c[at];
+    let zi = a[i] * b[shape.b_offset + at] + c[at];
     out[i] = zi;
     out2[i] = activation_forward(shape.activation, shape.slope, zi) * member_dropout(i);
 }
@@ -125,10 +128,11 @@ fn member_column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         sum += v;
         at += shape.width;
     }
+    let o = shape.out_offset + j;
     if shape.accumulate != 0u {
-        sum += out[j];
+        sum += out[o];
     }
-    out[j] = sum;
+    out[o] = sum;
 }
 
 // log(1 + eˣ), without overflow.

@@ -521,3 +521,141 @@ fn the_products_dropout_gives_each_member_its_own_columns() {
         .unwrap();
     assert_eq!(a, masked(&z), "a shared layer over the stacked rows");
 }
+
+mod training {
+    //! Whole TabM runs on the GPU against the CPU backend (itself checked
+    //! against the `tabm` package in tests/tabm.rs): parameters after
+    //! several AdamW steps with dropout, evaluation loss and accuracy, and
+    //! predictions (the ensemble's mean), for each architecture, for
+    //! cross-entropy and squared error, with a partial last batch.
+
+    use super::common::{self, max_rel_error, random, widen};
+    use retroprop::model::{EnsembleMean, Tabm, TabmArch};
+    use retroprop::{Activation, AdamW, Dataset, Device, Loss, Mlp, Targets, TrainConfig};
+
+    /// The parity tolerance of tests/gpu_training.rs and tests/gpu_residual.rs.
+    const TOLERANCE: f64 = 1e-4;
+
+    fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], tolerance: f64) {
+        assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+        let (err, at) = max_rel_error(&widen(gpu), &widen(cpu), 1e-2);
+        println!("{what}: max relative error {err:.2e}");
+        assert!(
+            err < tolerance,
+            "{what}: element {at}: gpu {} vs cpu {} (relative error {err:.2e})",
+            gpu[at],
+            cpu[at]
+        );
+    }
+
+    fn classes(rows: usize, features: usize, seed: u64) -> Dataset {
+        let x = random(rows * features, -1.0, 1.0, seed);
+        let labels = (x.chunks(features))
+            .map(|r| u32::from(r[0] > 0.0) + u32::from(r[1] > 0.3))
+            .collect();
+        Dataset::new(x, features, Targets::Classes(labels)).unwrap()
+    }
+
+    fn values(rows: usize, features: usize, seed: u64) -> Dataset {
+        let x = random(rows * features, -1.0, 1.0, seed);
+        let values = (x.chunks(features))
+            .flat_map(|r| [r[0] * r[1] + r[2], (2.0 * r[3]).sin()])
+            .collect();
+        Dataset::new(x, features, Targets::Values { values, width: 2 }).unwrap()
+    }
+
+    fn tabm(sizes: &[usize], k: usize, arch: TabmArch, loss: Loss) -> Mlp {
+        let plain = Mlp::new(sizes, Activation::Relu, Activation::Identity).unwrap();
+        Mlp::tabm(&plain, Tabm::new(k, arch, EnsembleMean::of(loss))).unwrap()
+    }
+
+    /// Trains `mlp` on both devices and compares what the brief asks.
+    fn assert_parity(what: &str, mlp: Mlp, config: TrainConfig, train: &Dataset, tolerance: f64) {
+        let mut gpu = common::trainer(mlp.clone(), config.clone(), Device::Gpu);
+        let mut cpu = common::trainer(mlp, config, Device::Cpu);
+        gpu.fit(train, None).unwrap();
+        cpu.fit(train, None).unwrap();
+        assert_eq!(gpu.steps(), cpu.steps(), "{what}: step counts");
+        let (g, c) = (gpu.parameters().unwrap(), cpu.parameters().unwrap());
+        assert_close(&format!("{what}: parameters"), &g, &c, tolerance);
+        let (ge, ce) = (gpu.evaluate(train).unwrap(), cpu.evaluate(train).unwrap());
+        let gap = (ge.loss - ce.loss).abs() / ce.loss.abs().max(1e-3);
+        println!("{what}: evaluation loss gpu {} cpu {}", ge.loss, ce.loss);
+        assert!(
+            gap < tolerance,
+            "{what}: evaluation loss gpu {} vs cpu {}",
+            ge.loss,
+            ce.loss
+        );
+        assert_eq!(ge.accuracy, ce.accuracy, "{what}: evaluation accuracy");
+        let x = &train.x()[..train.features() * 64];
+        let (gp, cp) = (gpu.predict(x).unwrap(), cpu.predict(x).unwrap());
+        assert_close(&format!("{what}: predictions"), &gp, &cp, tolerance);
+    }
+
+    fn config(loss: Loss, batch: usize) -> TrainConfig {
+        TrainConfig::default()
+            .loss(loss)
+            .optimizer(AdamW::default().lr(3e-3).weight_decay(1e-3))
+            .batch_size(batch)
+            .dropout(0.15)
+            .epochs(3)
+            .seed(11)
+    }
+
+    #[test]
+    fn every_architecture_with_dropout_matches_the_cpu() {
+        for arch in [TabmArch::Tabm, TabmArch::Mini, TabmArch::Packed] {
+            for loss in [Loss::CrossEntropy, Loss::Mse] {
+                let (mlp, train) = match loss {
+                    Loss::CrossEntropy => {
+                        (tabm(&[6, 16, 12, 3], 4, arch, loss), classes(150, 6, 1))
+                    }
+                    _ => (tabm(&[6, 16, 12, 2], 4, arch, loss), values(150, 6, 2)),
+                };
+                // 150 rows in batches of 32: a partial last batch of 22.
+                assert_parity(
+                    &format!("{arch} {loss}"),
+                    mlp,
+                    config(loss, 32),
+                    &train,
+                    TOLERANCE,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_split_into_passes_adds_each_passs_gradients() {
+        // Passes of 10 rows: 10, 10, 10 and 2 of each batch of 32, the
+        // passes after the first adding their weight gradients and column
+        // sums to the first's.
+        for arch in [TabmArch::Tabm, TabmArch::Mini, TabmArch::Packed] {
+            let loss = Loss::CrossEntropy;
+            let mlp = tabm(&[6, 16, 12, 3], 3, arch, loss);
+            let config = config(loss, 32).max_rows_per_pass(10);
+            assert_parity(
+                &format!("{arch} in passes"),
+                mlp,
+                config,
+                &classes(100, 6, 3),
+                TOLERANCE,
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_of_thousands_of_rows_of_eight_members_256_wide_matches_the_cpu() {
+        // 2 048 rows a batch (16 384 stacked rows a product) and a last
+        // batch of 452. Sums over thousands of rows, which the devices add
+        // in different orders: the tolerance of tests/large.rs for its
+        // large batch, as tests/gpu_residual.rs's.
+        for arch in [TabmArch::Tabm, TabmArch::Mini, TabmArch::Packed] {
+            let loss = Loss::CrossEntropy;
+            let mlp = tabm(&[6, 256, 256, 3], 8, arch, loss);
+            let config = config(loss, 2048).epochs(1);
+            let what = format!("{arch}, k = 8, 2048 × 256");
+            assert_parity(&what, mlp, config, &classes(2500, 6, 4), 1e-3);
+        }
+    }
+}

@@ -53,7 +53,6 @@ const MEANS: [EnsembleMean; 3] = [
 ];
 
 /// The code of a TabM ensemble's mean (`MEAN_*` in shaders/ensemble.wgsl).
-#[cfg_attr(not(feature = "harness"), allow(dead_code))]
 pub(crate) fn mean_code(mean: EnsembleMean) -> u32 {
     MEANS
         .iter()

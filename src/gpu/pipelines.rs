@@ -341,7 +341,6 @@ impl MatmulKernels {
 impl MatmulKernels {
     /// The forward kernel of TabM's members' own layers, C = A · B with
     /// the bias + activation epilogue (compiled on first use).
-    #[cfg_attr(not(feature = "harness"), allow(dead_code))]
     pub(crate) fn member_forward(&self, device: &wgpu::Device) -> &Kernel {
         self.member_forward.get_or_init(|| {
             let (module, layout) = (&self.module, &self.layout);
@@ -359,7 +358,6 @@ impl MatmulKernels {
 
     /// The input-gradient kernel of TabM's members' own layers, C = (A ·
     /// Bᵀ) ⊙ f'(aux) (compiled on first use).
-    #[cfg_attr(not(feature = "harness"), allow(dead_code))]
     pub(crate) fn member_input_grad(&self, device: &wgpu::Device) -> &Kernel {
         self.member_input_grad.get_or_init(|| {
             let (module, layout) = (&self.module, &self.layout);
@@ -703,7 +701,6 @@ impl StepKernels {
 
 /// The bindings of shaders/ensemble.wgsl's kernels: the shape, the
 /// step's uniform (dropout's t), `a`, `b`, `c`, `z`, `out`, `out2`.
-#[cfg_attr(not(feature = "harness"), allow(dead_code))]
 const ENSEMBLE: &[Slot] = &[
     Slot::Uniform,
     Slot::StepUniform,
@@ -715,9 +712,7 @@ const ENSEMBLE: &[Slot] = &[
     Slot::ReadWrite,
 ];
 
-/// Which of TabM's kernels (shaders/ensemble.wgsl) a dispatch runs. So
-/// far only the kernel harness runs them (the backend refuses TabM).
-#[cfg_attr(not(feature = "harness"), allow(dead_code))]
+/// Which of TabM's kernels (shaders/ensemble.wgsl) a dispatch runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EnsembleKernel {
     MemberScale,
@@ -759,7 +754,6 @@ pub(crate) struct EnsembleKernels {
     kernels: Vec<Kernel>,
 }
 
-#[cfg_attr(not(feature = "harness"), allow(dead_code))]
 impl EnsembleKernels {
     pub(crate) fn new(device: &wgpu::Device) -> EnsembleKernels {
         let source = include_str!("../../shaders/ensemble.wgsl");

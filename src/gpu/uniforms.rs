@@ -114,8 +114,7 @@ pub(crate) struct ResidualShape {
 }
 
 /// The twin of `EnsembleShape` in shaders/ensemble.wgsl: TabM's steps
-/// over `[members, rows, width]` (so far run by the kernel harness only).
-#[cfg_attr(not(feature = "harness"), allow(dead_code))]
+/// over `[members, rows, width]`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
 pub(crate) struct EnsembleShape {
@@ -138,8 +137,9 @@ pub(crate) struct EnsembleShape {
     pub accumulate: u32,
     /// The ensemble's mean (`codes::mean_code`).
     pub mean: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// Where the scaling starts in `b` and the sums in `out`.
+    pub b_offset: u32,
+    pub out_offset: u32,
 }
 
 /// The twin of `LossShape` in shaders/loss.wgsl.
@@ -499,8 +499,8 @@ mod tests {
                 has_b,
                 accumulate,
                 mean,
-                _pad0,
-                _pad1
+                b_offset,
+                out_offset
             }),
             layout!(LossShape {
                 rows,
