@@ -527,7 +527,8 @@ mod training {
     //! against the `tabm` package in tests/tabm.rs): parameters after
     //! several AdamW steps with dropout, evaluation loss and accuracy, and
     //! predictions (the ensemble's mean), for each architecture, for
-    //! cross-entropy and squared error, with a partial last batch.
+    //! cross-entropy, squared error and binary cross-entropy, with a
+    //! partial last batch, in passes, and at thousands of rows.
 
     use super::common::{self, max_rel_error, random, widen};
     use retroprop::model::{EnsembleMean, Tabm, TabmArch};
@@ -562,6 +563,15 @@ mod training {
             .flat_map(|r| [r[0] * r[1] + r[2], (2.0 * r[3]).sin()])
             .collect();
         Dataset::new(x, features, Targets::Values { values, width: 2 }).unwrap()
+    }
+
+    /// One 0/1 label a row (binary cross-entropy).
+    fn labels(rows: usize, features: usize, seed: u64) -> Dataset {
+        let x = random(rows * features, -1.0, 1.0, seed);
+        let values = (x.chunks(features))
+            .map(|r| f32::from(u8::from(r[0] + r[1] > 0.2)))
+            .collect();
+        Dataset::new(x, features, Targets::Values { values, width: 1 }).unwrap()
     }
 
     fn tabm(sizes: &[usize], k: usize, arch: TabmArch, loss: Loss) -> Mlp {
@@ -606,10 +616,13 @@ mod training {
     #[test]
     fn every_architecture_with_dropout_matches_the_cpu() {
         for arch in [TabmArch::Tabm, TabmArch::Mini, TabmArch::Packed] {
-            for loss in [Loss::CrossEntropy, Loss::Mse] {
+            for loss in [Loss::CrossEntropy, Loss::Mse, Loss::BceWithLogits] {
                 let (mlp, train) = match loss {
                     Loss::CrossEntropy => {
                         (tabm(&[6, 16, 12, 3], 4, arch, loss), classes(150, 6, 1))
+                    }
+                    Loss::BceWithLogits => {
+                        (tabm(&[6, 16, 12, 1], 4, arch, loss), labels(150, 6, 5))
                     }
                     _ => (tabm(&[6, 16, 12, 2], 4, arch, loss), values(150, 6, 2)),
                 };
@@ -657,5 +670,20 @@ mod training {
             let what = format!("{arch}, k = 8, 2048 × 256");
             assert_parity(&what, mlp, config, &classes(2500, 6, 4), 1e-3);
         }
+    }
+
+    #[test]
+    fn mixed_precision_is_refused_by_name() {
+        let mlp = tabm(&[6, 16, 3], 2, TabmArch::Tabm, Loss::CrossEntropy);
+        let config = config(Loss::CrossEntropy, 32)
+            .precision(retroprop::Precision::Mixed)
+            .device(Device::Gpu);
+        let error = retroprop::Trainer::new(mlp, config)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("TabM") && error.contains("mixed precision"),
+            "{error}"
+        );
     }
 }

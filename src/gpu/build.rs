@@ -3,7 +3,7 @@
 
 use super::backend::GpuBackend;
 use super::context::GpuContext;
-use super::dispatch::{MAX_PASS_ROWS, check_products};
+use super::dispatch::{MAX_PASS_ROWS, MAX_TABM_PASS_ROWS, check_products};
 use super::ensemble::Ensemble;
 use super::pipelines::Kernels;
 use super::plan::packs;
@@ -108,9 +108,12 @@ impl GpuBackend {
             .max_storage_buffer_binding_size
             .min(options.max_binding_bytes.unwrap_or(u64::MAX));
         let limit_bytes = binding_limit.min(ctx.limits.max_buffer_size);
-        let pass_limit = (options.max_rows_per_pass.unwrap_or(usize::MAX))
-            .clamp(1, MAX_PASS_ROWS / members)
-            .max(1);
+        let most_rows = match mlp.tabm_spec() {
+            Some(_) => MAX_TABM_PASS_ROWS / members,
+            None => MAX_PASS_ROWS,
+        };
+        let pass_limit =
+            (options.max_rows_per_pass.unwrap_or(usize::MAX)).clamp(1, most_rows.max(1));
         let limit_rows = ((limit_bytes / (4 * widest)) as usize).clamp(1, pass_limit);
         let capacity = config.batch_rows.unwrap_or(4096).max(256).min(limit_rows);
         let (optimizer, loss) = (config.optimizer, config.loss);
@@ -356,7 +359,7 @@ impl GpuBackend {
 /// device opens: mixed precision (its products are f32).
 fn refuse_tabm(mlp: &Mlp, config: &BackendConfig) -> Result<()> {
     match (mlp.tabm_spec(), config.precision) {
-        (Some(spec), Precision::Mixed) => Err(crate::Error::Config(format!(
+        (Some(spec), Precision::Mixed) => Err(crate::error::Error::Config(format!(
             "TabM ({} members, {}) trains in f32 on the GPU, not in mixed precision, so far: use precision f32 or device cpu",
             spec.k, spec.arch
         ))),
