@@ -20,6 +20,12 @@ struct LossShape {
     accumulate: u32,
     // Members (`loss_members`): how many (the dispatch's z).
     members: u32,
+    // TabM: the targets' rows, which each member's block of stacked rows
+    // reads again (row % target_rows; 0: one a row).
+    target_rows: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: LossShape;
@@ -54,12 +60,22 @@ fn cross_entropy_grad(at: u32, row_max: f32, denom: f32, is_label: bool) {
     grad[at] = g * activation_derivative(shape.activation, shape.slope, z[at]);
 }
 
+// The row of the targets that output row `row` reads: itself, or for
+// TabM's stacked members the batch row it repeats.
+fn target_row(row: u32) -> u32 {
+    if shape.target_rows == 0u {
+        return row;
+    }
+    return row % shape.target_rows;
+}
+
 // The losses on target values (MSE, half MSE, BCE with logits) at element
-// `at`: writes its gradient through f'(Z) and returns its term of the row's
-// loss and, for BCE, whether it is right. Both loss kernels sum these.
-fn value_element(at: u32) -> vec2<f32> {
+// `at`, target `target_at`: writes its gradient through f'(Z) and returns
+// its term of the row's loss and, for BCE, whether it is right. Both loss
+// kernels sum these.
+fn value_element(at: u32, target_at: u32) -> vec2<f32> {
     let o = output[at];
-    let y = bitcast<f32>(targets[at]);
+    let y = bitcast<f32>(targets[target_at]);
     var term: vec2<f32>;
     var g: f32;
     if shape.loss == LOSS_BCE_WITH_LOGITS {
@@ -85,7 +101,7 @@ fn row_loss(row: u32) -> vec2<f32> {
     var total = 0.0;
     var correct = 0.0;
     if shape.loss == LOSS_CROSS_ENTROPY {
-        let label = targets[row];
+        let label = targets[target_row(row)];
         var max_v = output[base];
         var best = 0u;
         for (var j = 1u; j < w; j++) {
@@ -105,7 +121,7 @@ fn row_loss(row: u32) -> vec2<f32> {
         correct = select(0.0, 1.0, best == label);
     } else {
         for (var j = 0u; j < w; j++) {
-            let term = value_element(base + j);
+            let term = value_element(base + j, target_row(row) * w + j);
             total += term.x;
             correct += term.y;
         }
@@ -231,7 +247,7 @@ fn loss_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
         }
         wide_tree_sum(lid, vec2<f32>(part, 0.0));
         let denom = wide_sum[0].x;
-        let label = targets[row];
+        let label = targets[target_row(row)];
         total = log(denom) - (output[base + label] - row_max);
         for (var j = lid; j < w; j += WIDE) {
             cross_entropy_grad(base + j, row_max, denom, j == label);
@@ -240,7 +256,7 @@ fn loss_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
     } else {
         var part = vec2<f32>(0.0, 0.0);
         for (var j = lid; j < w; j += WIDE) {
-            part += value_element(base + j);
+            part += value_element(base + j, target_row(row) * w + j);
         }
         wide_tree_sum(lid, part);
         total = wide_sum[0].x;

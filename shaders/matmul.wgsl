@@ -7,6 +7,10 @@
 //            (TN, EPILOGUE_ADD):              dW += dZᵀ · A_prev (a step's later passes)
 //   dA_prev  (NN, EPILOGUE_ACTIVATION_GRAD):  dZ_prev = (dZ · W) ⊙ f'(Z_prev)   (aux = Z_prev)
 //
+// TabM's members' own layers (W `[k, in, out]` a member, the member the
+// dispatch's z): forward NN with EPILOGUE_BIAS_ACTIVATION, dW_m = X_mᵀ ·
+// dZ_m (TN), dX_m NT with EPILOGUE_ACTIVATION_GRAD.
+//
 // With `bias_grad` (weight gradients, workgroup-memory kernel), B has one
 // more column, of ones, whose output column is the bias gradient
 // db (+)= Σ_rows dZ, stored in out2 (`c_get`, `c_set`).
@@ -69,7 +73,11 @@ struct MatmulShape {
     slice_k: u32,
     // 1: B has an extra column of ones, its output the bias gradient in out2.
     bias_grad: u32,
-    _pad: u32,
+    // TabM: the rows of a member (0: not TabM). Dropout is the shape's, a
+    // member's columns past the others' (`drop_out` in src/cpu/sequence.rs);
+    // the member is the dispatch's z (the members' own layers) or, over
+    // every member's stacked rows, the block of rows it is in.
+    ensemble_rows: u32,
     // Members: how many the dispatch's z holds (1: a lone run), and each
     // binding's distance in values from one member's data to the next.
     members: u32,
@@ -155,6 +163,18 @@ fn dropout_at(row: u32, col: u32) -> f32 {
     var scale = shape.dropout_scale;
     var seed = shape.dropout_seed;
     var t = step.t;
+    if shape.ensemble_rows != 0u {
+        if threshold == 0u {
+            return 1.0;
+        }
+        var m = member;
+        var r = row;
+        if shape.members <= 1u {
+            m = row / shape.ensemble_rows;
+            r = row % shape.ensemble_rows;
+        }
+        return dropout_factor(threshold, scale, seed, t, shape.dropout_layer, shape.row_offset + r, m * shape.n + col);
+    }
     if shape.members > 1u {
         // A layer without dropout says so for every member.
         if shape.dropout_layer == 0xffffffffu {

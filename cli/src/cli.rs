@@ -158,8 +158,8 @@ pub struct TrainArgs {
     /// k MLPs of --arch trained at once as one network, the mean of their
     /// predictions): `tabm` (32 members, BatchEnsemble layers),
     /// `tabm:k=8,arch=tabm-mini` (one scaling a member before a shared
-    /// MLP) or `arch=tabm-packed` (independent members). TabM trains on
-    /// the CPU; its model file is the tabm package's TabM state_dict.
+    /// MLP) or `arch=tabm-packed` (independent members), on the CPU or
+    /// the GPU; its model file is the tabm package's TabM state_dict.
     #[arg(long, value_name = "MODEL", default_value = "mlp")]
     pub model: String,
     /// The blocks' and head's normalisation: batch (torch's BatchNorm1d,

@@ -45,8 +45,10 @@ _DOC = """
     after ``n_iter_no_change`` (16) epochs without a lower loss of the
     ensemble on the held-out ``validation_fraction`` (0.1) and keeps the
     best epoch's parameters), ``tol`` (0), ``random_state``, ``verbose``;
-    and ``device`` (the CPU: TabM's layers have no GPU kernels yet, so
-    ``auto`` trains on the CPU and ``gpu`` is refused by name).
+    and ``device`` (``auto``: a hardware GPU when there is one, else the
+    CPU; ``gpu`` any wgpu adapter: every member in each dispatch, equal to
+    the CPU within the GPU tests' tolerance; numerical embeddings train
+    on the CPU only, so far).
 
     Inputs are used as given: scale numeric features first (the package's
     examples use a quantile transform), as for any MLP.

@@ -3,6 +3,7 @@
 //! (src/gpu/steps.rs).
 
 use super::context::{GpuContext, Submitted};
+use super::ensemble::Ensemble;
 use super::pipelines::Kernels;
 use super::plan::{PassKey, PassResources, Plan};
 use super::profile::Profiler;
@@ -73,6 +74,8 @@ pub struct GpuBackend {
     /// The steps of a network that is not plain (normalisations,
     /// activations alone, residual adds) and BatchNorm's running statistics.
     pub(super) sequence: Option<Sequence>,
+    /// A TabM network's kernels and buffers (src/gpu/ensemble.rs).
+    pub(super) ensemble: Option<Ensemble>,
     /// Stand-ins for bindings a kernel variant does not use.
     pub(super) unused_read: wgpu::Buffer,
     pub(super) unused_write: wgpu::Buffer,
@@ -175,6 +178,7 @@ impl GpuBackend {
             unused_write: &self.unused_write,
             resident: self.resident.as_ref(),
             sequence: self.sequence.as_ref(),
+            ensemble: self.ensemble.as_ref(),
         }
     }
 
@@ -446,6 +450,7 @@ impl Backend for GpuBackend {
             // An empty share too: every rank of a batch normalisation
             // shared by ranks refuses it at the same step.
             self.check_batch_norm(share.rows.len(), share.batch_rows)?;
+            refuse_shared_tabm(&self.mlp, share.rows.len(), share.batch_rows)?;
             if share.rows.is_empty() {
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 encoder.clear_buffer(&self.grads, 0, None);
@@ -746,6 +751,9 @@ impl Backend for GpuBackend {
         if let Some(s) = &self.sequence {
             buffers.extend(s.buffers());
         }
+        if let Some(e) = &self.ensemble {
+            buffers.extend(e.buffers());
+        }
         buffers.iter().map(|b| b.size()).sum::<u64>()
             + self.textures.as_ref().map_or(0, Textures::bytes)
     }
@@ -788,14 +796,30 @@ impl Backend for GpuBackend {
                 InFlight::after(self.unwaited.take())
                     .push(&self.ctx, submitted)
                     .await?;
+                // A TabM network's prediction is the ensemble's mean.
+                let output = self.ensemble.as_ref().map_or(&self.a[last], |e| &e.mean);
                 let bytes = self
                     .ctx
-                    .read_async(&self.a[last], 0, ((end - start) * outputs * 4) as u64)
+                    .read_async(output, 0, ((end - start) * outputs * 4) as u64)
                     .await?;
                 out.extend(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes));
             }
             Ok(out)
         })
+    }
+}
+
+/// TabM over a batch shared by ranks is not built on the GPU (its passes
+/// are not checked against the CPU's): refused by name, at every rank's
+/// same step (an empty share too).
+fn refuse_shared_tabm(mlp: &crate::model::Mlp, rows: usize, batch: usize) -> Result<()> {
+    match mlp.tabm_spec() {
+        Some(spec) if rows < batch => Err(crate::error::Error::Config(format!(
+            "TabM ({} members, {}) over a batch shared by ranks runs on the CPU backend only, so \
+             far (device cpu): this rank holds {rows} of the batch's {batch} rows",
+            spec.k, spec.arch
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -3,7 +3,8 @@
 
 use super::backend::GpuBackend;
 use super::context::GpuContext;
-use super::dispatch::{MAX_PASS_ROWS, check_products};
+use super::dispatch::{MAX_PASS_ROWS, MAX_TABM_PASS_ROWS, check_products};
+use super::ensemble::Ensemble;
 use super::pipelines::Kernels;
 use super::plan::packs;
 use super::resources::{OperandTexture, PackSource, ParamLayout, Textures, storage, storage_init};
@@ -76,7 +77,7 @@ impl GpuBackend {
         options: GpuOptions,
         hardware_only: bool,
     ) -> Result<GpuBackend> {
-        refuse_tabm(mlp)?;
+        refuse_tabm(mlp, config)?;
         let ctx = GpuContext::open_async(hardware_only).await?;
         GpuBackend::on_context(ctx, mlp, params, config, options)
     }
@@ -93,18 +94,26 @@ impl GpuBackend {
         // chunks), but no more than the adapter's binding and buffer limits
         // allow for the widest activation, than `max_rows_per_pass`, or than
         // the dispatch limits allow (`MAX_PASS_ROWS`).
+        // A TabM pass holds every member's rows of each batch row.
+        let members = mlp.members();
         let widest = mlp
             .layers()
             .iter()
             .map(|l| l.outputs.max(l.inputs))
             .max()
-            .unwrap_or(1) as u64;
+            .unwrap_or(1) as u64
+            * members as u64;
         let binding_limit = ctx
             .limits
             .max_storage_buffer_binding_size
             .min(options.max_binding_bytes.unwrap_or(u64::MAX));
         let limit_bytes = binding_limit.min(ctx.limits.max_buffer_size);
-        let pass_limit = (options.max_rows_per_pass.unwrap_or(usize::MAX)).clamp(1, MAX_PASS_ROWS);
+        let most_rows = match mlp.tabm_spec() {
+            Some(_) => MAX_TABM_PASS_ROWS / members,
+            None => MAX_PASS_ROWS,
+        };
+        let pass_limit =
+            (options.max_rows_per_pass.unwrap_or(usize::MAX)).clamp(1, most_rows.max(1));
         let limit_rows = ((limit_bytes / (4 * widest)) as usize).clamp(1, pass_limit);
         let capacity = config.batch_rows.unwrap_or(4096).max(256).min(limit_rows);
         let (optimizer, loss) = (config.optimizer, config.loss);
@@ -136,6 +145,21 @@ impl GpuBackend {
                 ..MatmulChoice::single(MatmulTiling::direct())
             };
         }
+        // TabM's products with the member as their z run on the kernels
+        // that read operands through the members' bases.
+        if mlp.tabm_spec().is_some()
+            && (choice.tilings().iter())
+                .any(|t| !matches!(t.kind, MatmulKind::Shared | MatmulKind::Direct))
+        {
+            let tiling = match choice.small.kind {
+                MatmulKind::Texture | MatmulKind::Direct => MatmulTiling::direct(),
+                _ => MatmulTiling::shared(),
+            };
+            choice = MatmulChoice {
+                split: choice.split,
+                ..MatmulChoice::single(tiling)
+            };
+        }
         let kernels = Kernels::new(device, choice);
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
         check_products(&kernels.choice, mlp, capacity, max_groups)?;
@@ -153,7 +177,9 @@ impl GpuBackend {
         );
         let state_before = storage(device, "optimizer state before the steps", state.size() / 4);
         let widths: Vec<u64> = mlp.layers().iter().map(|l| l.outputs as u64).collect();
-        let rows = capacity as u64;
+        let batch_rows = capacity as u64;
+        // Activations hold every member's rows.
+        let rows = batch_rows * members as u64;
         let z = widths
             .iter()
             .map(|w| storage(device, "Z", rows * w))
@@ -166,7 +192,7 @@ impl GpuBackend {
             .iter()
             .map(|w| storage(device, "dZ", rows * w))
             .collect();
-        let x_batch = storage(device, "x batch", rows * mlp.inputs() as u64);
+        let x_batch = storage(device, "x batch", batch_rows * mlp.inputs() as u64);
         let textures = (choice.small.kind == MatmulKind::Texture).then(|| {
             let layers = mlp.layers();
             let texture = |label: &str, rows: usize, cols: usize| {
@@ -203,7 +229,7 @@ impl GpuBackend {
                 _weight_uniforms: uniforms,
             }
         });
-        let y_batch = storage(device, "target batch", rows * mlp.outputs() as u64);
+        let y_batch = storage(device, "target batch", batch_rows * mlp.outputs() as u64);
         let row_stats = storage(device, "row stats", rows * 2);
         let unused_read = storage(device, "unused (read)", 4);
         let unused_write = storage(device, "unused (write)", 4);
@@ -243,9 +269,10 @@ impl GpuBackend {
         // Dropout as the CPU network applies it: never on the output
         // layer, nor on a residual network's input layer.
         let layers = mlp.layers().len();
+        let first = usize::from(mlp.residual_spec().is_some());
         let dropout: Vec<_> = (0..layers)
             .map(|l| {
-                let dropped = mlp.is_plain() || (l > 0 && l + 1 < layers);
+                let dropped = mlp.is_plain() || (l >= first && l + 1 < layers);
                 dropped
                     .then(|| crate::dropout::Dropout::new(config.dropout_of(l)))
                     .flatten()
@@ -258,6 +285,7 @@ impl GpuBackend {
             &dropout,
             ctx.limits.min_storage_buffer_offset_alignment,
         );
+        let ensemble = Ensemble::new(device, mlp, capacity);
         let backend = GpuBackend {
             kernels,
             mlp: mlp.clone(),
@@ -279,6 +307,7 @@ impl GpuBackend {
             row_stats,
             dropout,
             sequence,
+            ensemble,
             dropout_seed: crate::dropout::mask_seed(config.seed),
             unused_read,
             unused_write,
@@ -326,14 +355,18 @@ impl GpuBackend {
     }
 }
 
-/// TabM's layers have CPU passes only, so far: refused by name before a
-/// device opens.
-fn refuse_tabm(mlp: &Mlp) -> Result<()> {
-    match mlp.tabm_spec() {
-        None => Ok(()),
-        Some(spec) => Err(crate::error::Error::Config(format!(
-            "TabM ({} members, {}) trains on the CPU only, so far: its layers have no GPU kernels yet; use device cpu",
+/// What TabM does not have on the GPU yet, refused by name before a
+/// device opens: mixed precision (its products are f32).
+fn refuse_tabm(mlp: &Mlp, config: &BackendConfig) -> Result<()> {
+    match (mlp.tabm_spec(), config.precision) {
+        (Some(spec), _) if spec.embedding.is_some() => Err(crate::error::Error::Config(format!(
+            "TabM ({} members, {}) with numerical embeddings trains on the CPU only, so far: the embedding has no GPU kernels yet; use device cpu",
             spec.k, spec.arch
         ))),
+        (Some(spec), Precision::Mixed) => Err(crate::error::Error::Config(format!(
+            "TabM ({} members, {}) trains in f32 on the GPU, not in mixed precision, so far: use precision f32 or device cpu",
+            spec.k, spec.arch
+        ))),
+        _ => Ok(()),
     }
 }

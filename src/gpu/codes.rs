@@ -1,12 +1,13 @@
 //! The codes the shaders switch on (activation, loss, optimizer kind,
-//! matmul epilogue) as named WGSL constants, generated from their one
+//! matmul epilogue, ensemble mean) as named WGSL constants, generated from their one
 //! definition on the Rust side ([`Activation::code`], [`Loss::code`],
-//! [`RuleKind`], [`Epilogue`]) and put before
+//! [`RuleKind`], [`Epilogue`], [`EnsembleMean`]) and put before
 //! every kernel module, so that WGSL reads `case ACTIVATION_TANH` where Rust
 //! reads `Activation::Tanh`, and the numbers cannot drift apart.
 
 use crate::activation::Activation;
 use crate::loss::Loss;
+use crate::model::EnsembleMean;
 use crate::optim::RuleKind;
 use std::fmt::Write;
 
@@ -41,6 +42,30 @@ fn optimizer_name(kind: RuleKind) -> &'static str {
         RuleKind::Adam => "OPTIMIZER_ADAM",
         RuleKind::RmsProp => "OPTIMIZER_RMSPROP",
         RuleKind::Adagrad => "OPTIMIZER_ADAGRAD",
+    }
+}
+
+/// The ensemble means, in the order of their codes.
+const MEANS: [EnsembleMean; 3] = [
+    EnsembleMean::Probabilities,
+    EnsembleMean::Sigmoid,
+    EnsembleMean::Values,
+];
+
+/// The code of a TabM ensemble's mean (`MEAN_*` in shaders/ensemble.wgsl).
+pub(crate) fn mean_code(mean: EnsembleMean) -> u32 {
+    MEANS
+        .iter()
+        .position(|&m| m == mean)
+        .expect("every mean is listed") as u32
+}
+
+/// The WGSL name of an ensemble mean's code.
+fn mean_name(mean: EnsembleMean) -> &'static str {
+    match mean {
+        EnsembleMean::Probabilities => "MEAN_PROBABILITIES",
+        EnsembleMean::Sigmoid => "MEAN_SIGMOID",
+        EnsembleMean::Values => "MEAN_VALUES",
     }
 }
 
@@ -96,6 +121,9 @@ pub(crate) fn wgsl() -> String {
     for e in Epilogue::ALL {
         line(e.name(), e as u32);
     }
+    for m in MEANS {
+        line(mean_name(m), mean_code(m));
+    }
     out
 }
 
@@ -118,7 +146,7 @@ mod tests {
             let family = name.split('_').next().unwrap();
             codes.entry(family).or_default().push(code);
         }
-        assert_eq!(names.len(), 7 + 4 + 4 + 4, "{text}");
+        assert_eq!(names.len(), 7 + 4 + 4 + 4 + 3, "{text}");
         for (family, mut list) in codes {
             let n = list.len();
             list.sort();

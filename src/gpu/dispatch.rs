@@ -38,6 +38,11 @@ pub(crate) const MAX_PASS_ROWS: usize = 1 << 19;
 /// K.
 pub(crate) const REDUCTION_CHUNK: u32 = 32_768;
 
+/// The most stacked rows (members × batch rows) one pass of a TabM
+/// network holds: `member_column_sums` (shaders/ensemble.wgsl) loops once
+/// a row in one thread, within lavapipe's loop budget as a matmul chunk.
+pub(crate) const MAX_TABM_PASS_ROWS: usize = REDUCTION_CHUNK as usize;
+
 /// Output widths from which the loss kernel takes a workgroup a row
 /// (`loss_wide` in shaders/loss.wgsl) instead of a thread a row, whose
 /// cross-entropy loops three times over the row (lavapipe's budget ends

@@ -23,6 +23,7 @@ pub mod ceiling;
 mod codes;
 mod context;
 mod dispatch;
+mod ensemble;
 #[cfg(feature = "harness")]
 pub mod harness;
 #[cfg(not(target_arch = "wasm32"))]

@@ -290,6 +290,11 @@ pub(crate) struct MatmulKernels {
     /// Split-K's finishing dispatch (`matmul_finish`) for each epilogue,
     /// in `Epilogue::ALL`'s order: compiled when first needed.
     finish: [OnceLock<Kernel>; 4],
+    /// TabM's members' own layers (W `[k, in, out]`): Z = X · W + b, A =
+    /// f(Z) and dZ_prev = (dZ · Wᵀ) ⊙ f'(Z_prev), compiled when first
+    /// needed (their dW is `weight_grad` with its operands swapped).
+    member_forward: OnceLock<Kernel>,
+    member_input_grad: OnceLock<Kernel>,
     module: wgpu::ShaderModule,
     layout: wgpu::BindGroupLayout,
 }
@@ -306,6 +311,8 @@ impl MatmulKernels {
             weight_grad_add: OnceLock::new(),
             input_grad: variant((false, false), Epilogue::ActivationGrad),
             finish: Default::default(),
+            member_forward: OnceLock::new(),
+            member_input_grad: OnceLock::new(),
             module: module.clone(),
             layout: layout.clone(),
         }
@@ -332,6 +339,40 @@ impl MatmulKernels {
 }
 
 impl MatmulKernels {
+    /// The forward kernel of TabM's members' own layers, C = A · B with
+    /// the bias + activation epilogue (compiled on first use).
+    pub(crate) fn member_forward(&self, device: &wgpu::Device) -> &Kernel {
+        self.member_forward.get_or_init(|| {
+            let (module, layout) = (&self.module, &self.layout);
+            let epilogue = Epilogue::BiasActivation;
+            matmul_variant(
+                device,
+                module,
+                &self.tiling,
+                (false, false),
+                epilogue,
+                layout,
+            )
+        })
+    }
+
+    /// The input-gradient kernel of TabM's members' own layers, C = (A ·
+    /// Bᵀ) ⊙ f'(aux) (compiled on first use).
+    pub(crate) fn member_input_grad(&self, device: &wgpu::Device) -> &Kernel {
+        self.member_input_grad.get_or_init(|| {
+            let (module, layout) = (&self.module, &self.layout);
+            let epilogue = Epilogue::ActivationGrad;
+            matmul_variant(
+                device,
+                module,
+                &self.tiling,
+                (false, true),
+                epilogue,
+                layout,
+            )
+        })
+    }
+
     /// The finishing dispatch of a split product with `epilogue` (compiled
     /// on first use).
     pub(crate) fn finish(&self, device: &wgpu::Device, epilogue: Epilogue) -> &Kernel {
@@ -655,6 +696,79 @@ impl StepKernels {
                 &self.norm[at.expect("every norm kernel is listed")]
             }
         }
+    }
+}
+
+/// The bindings of shaders/ensemble.wgsl's kernels: the shape, the
+/// step's uniform (dropout's t), `a`, `b`, `c`, `z`, `out`, `out2`.
+const ENSEMBLE: &[Slot] = &[
+    Slot::Uniform,
+    Slot::StepUniform,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+];
+
+/// Which of TabM's kernels (shaders/ensemble.wgsl) a dispatch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnsembleKernel {
+    MemberScale,
+    EnsembleEpilogue,
+    MemberColumnSums,
+    EnsembleMean,
+}
+
+impl EnsembleKernel {
+    const ALL: [EnsembleKernel; 4] = [
+        EnsembleKernel::MemberScale,
+        EnsembleKernel::EnsembleEpilogue,
+        EnsembleKernel::MemberColumnSums,
+        EnsembleKernel::EnsembleMean,
+    ];
+
+    fn entry(self) -> &'static str {
+        match self {
+            EnsembleKernel::MemberScale => "member_scale",
+            EnsembleKernel::EnsembleEpilogue => "ensemble_epilogue",
+            EnsembleKernel::MemberColumnSums => "member_column_sums",
+            EnsembleKernel::EnsembleMean => "ensemble_mean",
+        }
+    }
+
+    /// Threads a workgroup of the kernel runs.
+    pub(crate) fn group_size(self) -> u32 {
+        match self {
+            EnsembleKernel::MemberColumnSums => 64,
+            _ => 256,
+        }
+    }
+}
+
+/// The pipelines of TabM's steps, compiled only for a TabM network (and
+/// by the kernel harness).
+#[derive(Debug)]
+pub(crate) struct EnsembleKernels {
+    kernels: Vec<Kernel>,
+}
+
+impl EnsembleKernels {
+    pub(crate) fn new(device: &wgpu::Device) -> EnsembleKernels {
+        let source = include_str!("../../shaders/ensemble.wgsl");
+        let ensemble = module(device, "ensemble", source, "");
+        EnsembleKernels {
+            kernels: EnsembleKernel::ALL
+                .iter()
+                .map(|k| pipeline(device, &ensemble, k.entry(), ENSEMBLE, &[]))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn get(&self, kernel: EnsembleKernel) -> &Kernel {
+        let at = EnsembleKernel::ALL.iter().position(|&k| k == kernel);
+        &self.kernels[at.expect("every ensemble kernel is listed")]
     }
 }
 

@@ -5,6 +5,7 @@
 use super::codes::Epilogue;
 use super::context::GpuContext;
 use super::dispatch::{grid, matmul_grid, split_layout};
+use super::ensemble::{Ensemble, EnsemblePlan, EnsembleResources};
 use super::pipelines::{Kernel, Kernels, binding, entry};
 use super::resources::{OperandTexture, Pack, PackSource, ParamLayout, Region, Resident, Textures};
 use super::sequence::{GradInto, Sequence, Source, StepPlan, StepResources};
@@ -155,6 +156,12 @@ pub(crate) struct Plan {
     /// The dispatches of the steps that are not dense layers (a network
     /// that is not plain: src/gpu/sequence.rs).
     pub(crate) steps: Option<StepPlan>,
+    /// A TabM network's dispatches (src/gpu/ensemble.rs), instead of the
+    /// products above.
+    pub(crate) ensemble: Option<EnsemblePlan>,
+    /// Rows the loss runs over: a training pass of TabM stacks every
+    /// member's.
+    pub(crate) loss_rows: usize,
     pub(crate) _uniforms: wgpu::Buffer,
     /// The partial products of split-K, shared by every product of the pass.
     pub(crate) _partials: wgpu::Buffer,
@@ -189,6 +196,8 @@ pub(crate) struct PassResources<'a> {
     pub(crate) resident: Option<&'a Resident>,
     /// The other steps of a network that is not plain.
     pub(crate) sequence: Option<&'a Sequence>,
+    /// A TabM network's kernels and buffers.
+    pub(crate) ensemble: Option<&'a Ensemble>,
 }
 
 /// What a binding of a pass's bind group holds.
@@ -395,12 +404,21 @@ impl<'a> PassResources<'a> {
             .unwrap_or(0);
         let (out_code, out_slope) = layers[last].activation.code();
         let width = mlp.outputs();
+        // TabM: a training pass's loss is over every member's stacked rows,
+        // each reading its batch row's target (the mean of the members'
+        // losses); an evaluation pass's over the ensemble's mean.
+        let members = match self.ensemble {
+            Some(e) if key.train => e.members(),
+            _ => 1,
+        };
+        let loss_rows = rows * members;
         let inv_norm = match self.loss {
-            Loss::CrossEntropy => 1.0 / key.batch as f64,
-            _ => 1.0 / (key.batch * width) as f64,
+            Loss::CrossEntropy => 1.0 / (key.batch * members) as f64,
+            _ => 1.0 / (key.batch * members * width) as f64,
         };
         let loss_at = blocks.push(&LossShape {
-            rows: rows as u32,
+            rows: loss_rows as u32,
+            target_rows: if members > 1 { rows as u32 } else { 0 },
             width: width as u32,
             loss: self.loss.code(),
             activation: out_code,
@@ -410,7 +428,7 @@ impl<'a> PassResources<'a> {
             ..Default::default()
         });
         let loss_sum_at = blocks.push(&ReduceShape {
-            rows: rows as u32,
+            rows: loss_rows as u32,
             cols: 2,
             accumulate,
             out_offset: 0,
@@ -618,6 +636,12 @@ impl<'a> PassResources<'a> {
         }
         let (w, lastl) = (width as u64, last);
         let target_width = if self.loss.takes_classes() { 1 } else { w };
+        let lr = loss_rows as u64;
+        // The output the loss reads: the last layer's, or the ensemble's mean.
+        let (loss_z, loss_output) = match self.ensemble {
+            Some(e) if !key.train => ((&e.mean, 0, r * w), (&e.mean, 0, r * w)),
+            _ => ((&self.z[lastl], 0, lr * w), (&self.a[lastl], 0, lr * w)),
+        };
         // With the result slots and the step's uniform block, which
         // `loss_summed` writes and reads.
         let loss = group(
@@ -629,22 +653,19 @@ impl<'a> PassResources<'a> {
                 entry(binding::loss::STEP, self.steps, 0, step_size),
             ],
             &[
-                (binding::loss::Z, Bound::Buffer((&self.z[lastl], 0, r * w))),
-                (
-                    binding::loss::OUTPUT,
-                    Bound::Buffer((&self.a[lastl], 0, r * w)),
-                ),
+                (binding::loss::Z, Bound::Buffer(loss_z)),
+                (binding::loss::OUTPUT, Bound::Buffer(loss_output)),
                 (
                     binding::loss::TARGETS,
                     Bound::Buffer((self.y_batch, 0, r * target_width)),
                 ),
                 (
                     binding::loss::GRAD,
-                    Bound::Buffer((&self.dz[lastl], 0, r * w)),
+                    Bound::Buffer((&self.dz[lastl], 0, lr * w)),
                 ),
                 (
                     binding::loss::STATS,
-                    Bound::Buffer((self.row_stats, 0, r * 2)),
+                    Bound::Buffer((self.row_stats, 0, lr * 2)),
                 ),
             ],
         );
@@ -657,7 +678,7 @@ impl<'a> PassResources<'a> {
                     binding::reduce::INPUT,
                     self.row_stats,
                     0,
-                    NonZeroU64::new(r * 2 * 4),
+                    NonZeroU64::new(lr * 2 * 4),
                 ),
                 entry(binding::reduce::OUT, self.results, 0, None),
                 entry(binding::reduce::STEP, self.steps, 0, step_size),
@@ -709,10 +730,34 @@ impl<'a> PassResources<'a> {
             };
             sequence.plan(&resources, (rows, key.offset), key.train, key.accumulate)
         });
+        let ensemble = self.ensemble.map(|e| {
+            let resources = EnsembleResources {
+                device,
+                kernels: self.kernels,
+                max_per_dim: max,
+                uniform_align: self.uniform_align,
+                mlp,
+                layout: self.layout,
+                params: self.params,
+                grads: self.grads,
+                x_batch: self.x_batch,
+                z: self.z,
+                a: self.a,
+                dz: self.dz,
+                steps: self.steps,
+                unused_read: self.unused_read,
+                unused_write: self.unused_write,
+                dropout: self.dropout,
+                dropout_seed: self.dropout_seed,
+            };
+            e.plan(&resources, (rows, key.offset), key.train, key.accumulate)
+        });
         Plan {
             rows,
             accumulate: key.accumulate,
             steps,
+            ensemble,
+            loss_rows,
             gather,
             forward,
             loss,

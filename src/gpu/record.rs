@@ -4,6 +4,7 @@
 use super::backend::GpuBackend;
 use super::codes::Epilogue;
 use super::dispatch::grid;
+use super::ensemble::EnsembleOp;
 
 use super::pipelines::StepKernel;
 use super::pipelines::{Kernel, Kernels, MatmulKernels, NORM_GROUPS};
@@ -40,7 +41,7 @@ impl GpuBackend {
             self.dispatch(pass, t, Work::of("gather batch"), groups);
         }
         self.record_forward(pass, plan, at);
-        let loss = k.loss_for(rows, self.mlp.outputs(), max);
+        let loss = k.loss_for(plan.loss_rows, self.mlp.outputs(), max);
         pass.set_pipeline(&loss.kernel.pipeline);
         pass.set_bind_group(0, &plan.loss, &[step_offset]);
         self.dispatch(pass, t, Work::of("loss"), loss.groups);
@@ -50,6 +51,10 @@ impl GpuBackend {
             self.dispatch(pass, t, Work::of("loss sum"), (1, 1));
         }
         if !train {
+            return;
+        }
+        if let Some(ensemble) = &plan.ensemble {
+            self.record_ensemble(pass, &ensemble.backward, at, plan.accumulate);
             return;
         }
         if let Some(p) = &plan.packs {
@@ -127,6 +132,50 @@ impl GpuBackend {
         }
     }
 
+    /// Records a TabM pass's dispatches (src/gpu/ensemble.rs), in order;
+    /// its weight gradients add to those there with `accumulate`.
+    fn record_ensemble(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        ops: &[EnsembleOp],
+        at: StepAt,
+        accumulate: bool,
+    ) {
+        let Some(ensemble) = &self.ensemble else {
+            return;
+        };
+        let step_offset = self.step_offset(at);
+        for op in ops {
+            match op {
+                EnsembleOp::Step {
+                    kernel,
+                    group,
+                    groups,
+                    work,
+                } => {
+                    pass.set_pipeline(&ensemble.kernel(*kernel).pipeline);
+                    pass.set_bind_group(0, group, &[step_offset]);
+                    self.dispatch(pass, at.t, *work, *groups);
+                }
+                EnsembleOp::Product {
+                    kernel,
+                    size,
+                    chunks,
+                    groups,
+                    work,
+                } => {
+                    let (matmuls, _) = self.kernels.matmul(size.0, size.1);
+                    let pipeline = kernel.of(matmuls, &self.ctx.device, accumulate);
+                    pass.set_pipeline(&pipeline.pipeline);
+                    for chunk in chunks {
+                        pass.set_bind_group(0, chunk, &[step_offset]);
+                        self.dispatch_z(pass, at.t, *work, *groups);
+                    }
+                }
+            }
+        }
+    }
+
     /// Records the dispatches of a step that is not a dense layer.
     fn record_steps(&self, pass: &mut wgpu::ComputePass, ops: &[StepOp], at: StepAt) {
         let Some(sequence) = &self.sequence else {
@@ -182,6 +231,10 @@ impl GpuBackend {
                 self.pack(pass, t, Work::layer("pack weights", l), pack);
             }
             self.pack(pass, t, Work::of("pack input"), &p.x);
+        }
+        if let Some(ensemble) = &plan.ensemble {
+            self.record_ensemble(pass, &ensemble.forward, at, plan.accumulate);
+            return;
         }
         match &plan.steps {
             None => {

@@ -4,7 +4,7 @@
 use super::dispatch::grid;
 use super::uniforms::PackShape;
 use crate::error::{Error, Result};
-use crate::model::Mlp;
+use crate::model::{LayerForm, Mlp};
 use bytemuck::Pod;
 use wgpu::util::DeviceExt;
 
@@ -20,6 +20,11 @@ pub(crate) struct ParamLayout {
     /// Each normalisation's γ, its β right after (one binding holds
     /// both), after every dense layer's parameters as in the flat vector.
     pub(crate) norm: Vec<u64>,
+    /// A TabM BatchEnsemble layer's r then s (one binding holds both),
+    /// between its weight and its bias as in the flat vector.
+    pub(crate) scaling: Vec<Option<u64>>,
+    /// `tabm-mini`'s scaling, after every dense layer's parameters.
+    pub(crate) affine: Option<u64>,
     pub(crate) len: u64,
 }
 
@@ -51,15 +56,26 @@ impl ParamLayout {
             at = (at + count as u64).next_multiple_of(align_floats);
             start
         };
-        for layer in mlp.layers() {
-            weight.push(place(layer.inputs * layer.outputs));
-            bias.push(place(layer.outputs));
+        let mut scaling = Vec::new();
+        for l in 0..mlp.layers().len() {
+            weight.push(place(mlp.weight_range(l).len()));
+            scaling.push(match mlp.layer_form(l) {
+                LayerForm::BatchEnsemble => {
+                    let (r, s) = mlp.scaling_ranges(l);
+                    Some(place(r.len() + s.len()))
+                }
+                _ => None,
+            });
+            bias.push(place(mlp.bias_range(l).len()));
         }
         let norm = mlp.norms().iter().map(|n| place(2 * n.width)).collect();
+        let affine = mlp.affine_range().map(|range| place(range.len()));
         ParamLayout {
             weight,
             bias,
             norm,
+            scaling,
+            affine,
             // A whole number of vec4s (the optimizer kernel's unit).
             len: at.max(1).next_multiple_of(4),
         }
@@ -128,6 +144,9 @@ impl ParamLayout {
             let at = at as usize;
             padded[at..at + gamma.len() + beta.len()].copy_from_slice(&flat[gamma.start..beta.end]);
         }
+        for (range, at) in self.ensemble_ranges(mlp) {
+            padded[at..at + range.len()].copy_from_slice(&flat[range]);
+        }
         padded
     }
 
@@ -146,7 +165,24 @@ impl ParamLayout {
             let (at, len) = (at as usize, gamma.len() + beta.len());
             flat[gamma.start..beta.end].copy_from_slice(&padded[at..at + len]);
         }
+        for (range, at) in self.ensemble_ranges(mlp) {
+            let len = range.len();
+            flat[range].copy_from_slice(&padded[at..at + len]);
+        }
         flat
+    }
+
+    /// TabM's tensors besides the weights and biases: each range of the
+    /// flat vector (r and s together, the scaling) with where it sits here.
+    fn ensemble_ranges(&self, mlp: &Mlp) -> Vec<(std::ops::Range<usize>, usize)> {
+        let mut ranges: Vec<_> = (self.scaling.iter().enumerate())
+            .filter_map(|(l, at)| {
+                let (r, s) = mlp.scaling_ranges(l);
+                at.map(|at| (r.start..s.end, at as usize))
+            })
+            .collect();
+        ranges.extend(mlp.affine_range().zip(self.affine.map(|at| at as usize)));
+        ranges
     }
 }
 
@@ -389,6 +425,34 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A TabM network of each architecture packs every value of its flat
+    /// vector (r, s and `tabm-mini`'s scaling too) apart, each tensor on
+    /// the alignment, and unpacks to the same vector; its pieces reach its
+    /// last value.
+    #[test]
+    fn a_tabm_network_packs_and_unpacks_every_value() {
+        use crate::model::{EnsembleMean, Tabm, TabmArch};
+        let plain = Mlp::new(&[5, 7, 6, 3], Activation::Relu, Activation::Identity).unwrap();
+        for arch in [TabmArch::Tabm, TabmArch::Mini, TabmArch::Packed] {
+            let mlp = Mlp::tabm(&plain, Tabm::new(3, arch, EnsembleMean::Values)).unwrap();
+            let flat: Vec<f32> = (0..mlp.parameter_count()).map(|i| i as f32 + 1.0).collect();
+            let layout = ParamLayout::new(&mlp, 64);
+            let packed = layout.pack(&mlp, &flat);
+            assert_eq!(layout.unpack(&mlp, &packed), flat, "{arch}");
+            let mut held: Vec<f32> = packed.iter().copied().filter(|&v| v != 0.0).collect();
+            held.sort_by(f32::total_cmp);
+            assert_eq!(held, flat, "{arch}: every value once");
+            for at in layout.scaling.iter().flatten().chain(&layout.affine) {
+                assert_eq!(at % 16, 0, "{arch}: a tensor off the alignment");
+            }
+            let pieces = layout.pieces(&mlp, layout.len).unwrap();
+            assert_eq!(
+                pieces.last().unwrap().offset + pieces.last().unwrap().len,
+                layout.len
+            );
         }
     }
 }

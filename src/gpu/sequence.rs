@@ -144,7 +144,8 @@ impl Sequence {
         dropout: &[Option<Dropout>],
         offset_alignment: u32,
     ) -> Option<Sequence> {
-        if mlp.is_plain() {
+        // TabM has its own steps (src/gpu/ensemble.rs).
+        if mlp.is_plain() || mlp.tabm_spec().is_some() {
             return None;
         }
         let kinds = mlp.kinds().to_vec();
@@ -472,7 +473,7 @@ impl Sequence {
                 | LayerKind::Scale
                 | LayerKind::EnsembleDense(_)
                 | LayerKind::EnsembleLinear(_) => {
-                    unreachable!("the GPU refuses TabM before it plans (build.rs)")
+                    unreachable!("TabM runs its own steps (src/gpu/ensemble), not a Sequence")
                 }
                 LayerKind::Norm(n) => {
                     let layer = mlp.norms()[n];
@@ -605,7 +606,7 @@ impl Sequence {
                     | LayerKind::Scale
                     | LayerKind::EnsembleDense(_)
                     | LayerKind::EnsembleLinear(_) => {
-                        unreachable!("the GPU refuses TabM before it plans (build.rs)")
+                        unreachable!("TabM runs its own steps (src/gpu/ensemble), not a Sequence")
                     }
                     LayerKind::Norm(n) => {
                         let h = holder.expect("a norm's gradient has a buffer");

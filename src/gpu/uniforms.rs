@@ -32,7 +32,9 @@ pub(crate) struct MatmulShape {
     /// 1: B has an extra column of ones whose output, the bias gradient,
     /// goes to the `out2` binding (weight gradients, workgroup-memory kernel).
     pub bias_grad: u32,
-    pub _pad: u32,
+    /// TabM: the rows of a member, whose dropout columns follow the
+    /// members' before it (0: not TabM).
+    pub ensemble_rows: u32,
     /// Members (`gpu::members`): how many the dispatch's z holds (0 or 1:
     /// a lone run), and each binding's distance in values from one
     /// member's data to the next (0: shared by every member).
@@ -111,6 +113,35 @@ pub(crate) struct ResidualShape {
     pub _pad1: u32,
 }
 
+/// The twin of `EnsembleShape` in shaders/ensemble.wgsl: TabM's steps
+/// over `[members, rows, width]`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
+pub(crate) struct EnsembleShape {
+    pub members: u32,
+    /// Rows a member (the pass's).
+    pub rows: u32,
+    pub width: u32,
+    pub activation: u32,
+    pub slope: f32,
+    pub dropout_threshold: u32,
+    pub dropout_scale: f32,
+    pub dropout_seed: u32,
+    pub dropout_layer: u32,
+    pub row_offset: u32,
+    /// 1: every member reads the one input (the view).
+    pub shared_input: u32,
+    /// 1: the second operand is read.
+    pub has_b: u32,
+    /// 1: the sums add to those there.
+    pub accumulate: u32,
+    /// The ensemble's mean (`codes::mean_code`).
+    pub mean: u32,
+    /// Where the scaling starts in `b` and the sums in `out`.
+    pub b_offset: u32,
+    pub out_offset: u32,
+}
+
 /// The twin of `LossShape` in shaders/loss.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, Default)]
@@ -125,6 +156,12 @@ pub(crate) struct LossShape {
     pub accumulate: u32,
     /// Members (`loss_members`): how many; 0 for a lone run.
     pub members: u32,
+    /// TabM: the targets' rows, which every member's block of `rows /
+    /// target_rows` stacked rows reads again (0: one a row).
+    pub target_rows: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// The twin of `ReduceShape` in shaders/reduce.wgsl.
@@ -407,7 +444,7 @@ mod tests {
                 slices,
                 slice_k,
                 bias_grad,
-                _pad,
+                ensemble_rows,
                 members,
                 member_a,
                 member_b,
@@ -447,6 +484,24 @@ mod tests {
                 _pad0,
                 _pad1
             }),
+            layout!(EnsembleShape {
+                members,
+                rows,
+                width,
+                activation,
+                slope,
+                dropout_threshold,
+                dropout_scale,
+                dropout_seed,
+                dropout_layer,
+                row_offset,
+                shared_input,
+                has_b,
+                accumulate,
+                mean,
+                b_offset,
+                out_offset
+            }),
             layout!(LossShape {
                 rows,
                 width,
@@ -455,7 +510,11 @@ mod tests {
                 slope,
                 inv_norm,
                 accumulate,
-                members
+                members,
+                target_rows,
+                _pad0,
+                _pad1,
+                _pad2
             }),
             layout!(ReduceShape {
                 rows,
@@ -560,6 +619,7 @@ mod tests {
             "ceiling" => include_str!("../../shaders/ceiling.wgsl"),
             "norm" => include_str!("../../shaders/norm.wgsl"),
             "residual" => include_str!("../../shaders/residual.wgsl"),
+            "ensemble" => include_str!("../../shaders/ensemble.wgsl"),
             _ => unreachable!(),
         };
         let mut sources: Vec<(String, String)> = [
@@ -572,6 +632,7 @@ mod tests {
             "ceiling",
             "norm",
             "residual",
+            "ensemble",
         ]
         .into_iter()
         // The ceiling kernel is built with the kernel harness only.

@@ -18,7 +18,7 @@ impl KernelHarness {
     /// (bindings 1 to 6): split into the harness's slices of K where K
     /// allows, with the finishing dispatch; returns [`run`](Self::run)'s
     /// outputs, the partials last.
-    fn run_matmul(
+    pub(super) fn run_matmul(
         &self,
         kernel: &Kernel,
         epilogue: Epilogue,
@@ -27,12 +27,15 @@ impl KernelHarness {
     ) -> Result<Vec<Vec<u8>>> {
         let tiling = self.kernels.tiling();
         let (m, cols) = (shape.m as usize, (shape.n + shape.bias_grad) as usize);
-        let (slices, slice_k) = split_layout(&tiling, shape.k as usize, self.slices);
+        // Members (the dispatch's z) run unsplit.
+        let members = shape.members.max(1);
+        let split = if members > 1 { 1 } else { self.slices };
+        let (slices, slice_k) = split_layout(&tiling, shape.k as usize, split);
         shape.slices = slices;
         shape.slice_k = slice_k;
         let (x, y) = matmul_grid(&tiling, m, cols);
         let finish;
-        let mut dispatches = vec![(kernel, (x, y, slices))];
+        let mut dispatches = vec![(kernel, (x, y, slices * members))];
         if slices > 1 {
             finish = self.kernels.matmuls[0].finish(&self.ctx.device, epilogue);
             let (fx, fy) = self.groups_1d(m * cols, 64);

@@ -1,16 +1,19 @@
 //! Runs one kernel at a time on host data: the GPU side of the kernel
 //! parity tests (each kernel against its CPU twin) and of the kernel
 //! benchmarks. Training never goes through here. The matmuls are in
-//! matmul.rs.
+//! matmul.rs, TabM's steps in ensemble.rs.
 
+mod ensemble;
 mod matmul;
+
+pub use ensemble::{MemberBlocks, MemberMask};
 
 use super::codes::Epilogue;
 use super::context::GpuContext;
 use super::dispatch::grid;
 use super::pipelines::{
-    ELEMENTWISE, Kernel, Kernels, LossKernel, NORM_GROUPS, matmul_layout, matmul_module,
-    matmul_variant, module, pipeline,
+    ELEMENTWISE, EnsembleKernels, Kernel, Kernels, LossKernel, NORM_GROUPS, matmul_layout,
+    matmul_module, matmul_variant, module, pipeline,
 };
 use super::resources::{OperandTexture, Pack};
 use super::tiling::{MatmulChoice, MatmulKind, MatmulTiling};
@@ -31,6 +34,8 @@ pub struct KernelHarness {
     ctx: GpuContext,
     kernels: Kernels,
     tests: TestKernels,
+    /// TabM's kernels (shaders/ensemble.wgsl).
+    ensemble: EnsembleKernels,
     /// The slices of K every matmul is split into where its K allows
     /// (`dispatch::split_layout`); 1: none.
     slices: u32,
@@ -107,10 +112,12 @@ impl KernelHarness {
         let tiling = tiling.unwrap_or(MatmulChoice::for_adapter(ctx.summary()).small);
         let kernels = Kernels::new(&ctx.device, MatmulChoice::single(tiling));
         let tests = TestKernels::new(&ctx.device, &tiling);
+        let ensemble = EnsembleKernels::new(&ctx.device);
         Ok(KernelHarness {
             ctx,
             kernels,
             tests,
+            ensemble,
             slices: 1,
         })
     }
@@ -375,7 +382,8 @@ impl KernelHarness {
     /// The loss kernel and its reduction on an output batch (identity output
     /// activation), as training chooses them ([`Kernels::loss_for`]: one
     /// dispatch for a small batch): returns (mean loss, number correct,
-    /// dL/dZ).
+    /// dL/dZ). Targets of fewer rows than the output are TabM's: each
+    /// member's block of rows reads them again.
     pub fn loss(
         &self,
         loss: Loss,
@@ -421,6 +429,11 @@ impl KernelHarness {
             Loss::CrossEntropy => 1.0 / rows as f64,
             _ => 1.0 / output.len() as f64,
         };
+        // Fewer targets than rows: TabM's members, each reading them again.
+        let target_rows = match targets {
+            TargetBatch::Classes(c) => c.len(),
+            TargetBatch::Values(v) => v.len() / width,
+        };
         let shape = LossShape {
             rows: rows as u32,
             width: width as u32,
@@ -429,6 +442,11 @@ impl KernelHarness {
             slope: 0.0,
             inv_norm: inv_norm as f32,
             accumulate: 0,
+            target_rows: if target_rows < rows {
+                target_rows as u32
+            } else {
+                0
+            },
             ..Default::default()
         };
         let target_bytes: &[u8] = match targets {
