@@ -210,6 +210,8 @@ def test_periodic_embeddings_load_into_the_package_as_its_num_module(embedding):
         clf.to_onnx()
     with pytest.raises(ValueError, match="num_embeddings must be None"):
         TabMClassifier(num_embeddings="piecewise").fit(x, y)
+    with pytest.raises(Exception, match="with numerical embeddings trains on the CPU only"):
+        TabMClassifier(**SMALL, num_embeddings=embedding, device="gpu", max_iter=1).fit(x, y)
 
 
 def test_categorical_columns_are_the_packages_cat_cardinalities():
