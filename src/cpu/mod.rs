@@ -9,7 +9,7 @@
 //!   (the members' own linear layers, `tabm-mini`'s scaling, the view
 //!   that gives each member the batch, the ensemble's mean);
 //! - `embedding.rs`: a numerical-feature embedding's (piecewise-linear,
-//!   periodic; TabM's first layer, not run by the network yet);
+//!   periodic; TabM's first layer, the periodic ones run by the network);
 //! - `sequence.rs`: the passes of a network that is more than dense layers
 //!   (normalisations, residual skips, TabM's members);
 //! - `optimizer.rs`: the optimizer step and gradient clipping, the twins of
