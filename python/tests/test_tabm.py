@@ -238,3 +238,14 @@ def test_categorical_columns_are_the_packages_cat_cardinalities():
         x_num = torch.from_numpy(frame[["size"]].to_numpy(np.float32))
         theirs = model.eval()(x_num, codes).softmax(-1).mean(1).numpy()
     np.testing.assert_allclose(clf.predict_proba(frame), theirs, atol=1e-5)
+
+
+def test_retroprops_search_trains_tabm_candidates_as_members_and_equals_scikit_learns():
+    x, y = load_wine(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    est = TabMClassifier(k=2, n_blocks=1, d_block=8, max_iter=5, device="cpu", random_state=0)
+    grid = {"learning_rate_init": [1e-3, 1e-2]}
+    ours = retroprop.GridSearchCV(est, grid, cv=2).fit(x, y).cv_results_
+    theirs = GridSearchCV(est, grid, cv=2).fit(x, y).cv_results_
+    for split in ("split0_test_score", "split1_test_score"):
+        np.testing.assert_array_equal(ours[split], theirs[split])
