@@ -160,13 +160,16 @@ fn a_large_batch_into_a_wide_block_matches_the_cpu() {
     // LayerNorm's rows over 2 passes of its 256 threads. Sums over 2 048
     // rows, which the devices add in different orders, and BatchNorm's dx
     // (n g − Σ g − x̂ Σ g x̂, a cancellation) differ more than a small
-    // batch's: the tolerance of tests/large.rs for its large batch
-    // (measured here: 1.2e-4 after 4 steps).
+    // batch's (measured here: parameters 1.2e-4, predictions 4.7e-4 after
+    // 4 steps). The CPU's products go to OpenBLAS or the built-in GEMM by
+    // a timed trial in each process (cpu/gemm/choice.rs), which round
+    // differently: in one run of the whole suite the predictions moved
+    // 1.02e-3 (parameters 4.2e-4), so the bound is 2e-3.
     for norm in [NormKind::Batch, NormKind::Layer] {
         let mlp = Mlp::residual(spec(512, 64, 1, Some(norm))).unwrap();
         let cfg = config(2048, 2).optimizer(Sgd::default().lr(0.05).momentum(0.9));
         let what = format!("{norm:?}, 2048 × 512");
-        assert_parity_within(&what, mlp, cfg, &classes(4096, 6, 5), 4, 1e-3);
+        assert_parity_within(&what, mlp, cfg, &classes(4096, 6, 5), 4, 2e-3);
     }
 }
 
