@@ -9,6 +9,7 @@
 mod errors;
 mod members;
 mod model;
+mod run_args;
 mod settings;
 mod sources;
 mod trainer;

@@ -5,7 +5,8 @@
 
 use crate::errors::{guard, to_py};
 use crate::model::NativeModel;
-use crate::trainer::{RunArgs, WriteLock, dataset, history_dict, parsed, record_dict};
+use crate::run_args::{RunArgs, parsed};
+use crate::trainer::{WriteLock, dataset, history_dict, record_dict};
 use crate::worker::{Held, Worker};
 use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
